@@ -1,0 +1,114 @@
+/* bus.h: husk's message bus over ZeroMQ: PUB/SUB events and DEALER/ROUTER requests.
+ *
+ * Wire format (documented in proto/SCHEMA.md):
+ *   event:   [type][msgpack body map]
+ *   request: [""][method][msgpack {id, deadline, args}]            (DEALER -> ROUTER)
+ *   reply:   [""]["reply"][msgpack {id, result} | {id, error: {code, message}}]
+ * Requests carry an id and an absolute deadline (unix ms): a server drops a request whose
+ * deadline passed while it was queued, a client drops replies whose id it no longer waits
+ * for. Never REQ/REP: a dead peer would wedge it. ZeroMQ reconnects transparently when a
+ * peer restarts; a client retries idempotent calls within the deadline. */
+#pragma once
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/util.h"
+
+#define BUS_TYPE_MAX 64 /* longest event type or method name */
+
+/* Structured error codes carried by error replies. */
+#define BUS_ERR_INVALID "invalid"          /* malformed or semantically wrong arguments */
+#define BUS_ERR_NOT_FOUND "not_found"
+#define BUS_ERR_CONFLICT "conflict"
+#define BUS_ERR_UNAVAILABLE "unavailable"  /* try again later */
+#define BUS_ERR_INTERNAL "internal"
+#define BUS_ERR_UNKNOWN_METHOD "unknown_method"
+#define BUS_ERR_TIMEOUT "timeout"          /* set by the client when no reply came in time */
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+typedef struct bus_pub bus_pub_t;
+
+int bus_pub_new(const char *endpoint, bus_pub_t **ret);
+void bus_pub_destroy(bus_pub_t **self_p);
+/* Send one event. Safe to call from several threads (serialized internally). */
+int bus_pub_send(bus_pub_t *self, const char *type, const void *body, size_t size);
+
+typedef void (*bus_event_fn)(const char *type, const msgpack_object *body, void *userdata);
+typedef struct bus_sub bus_sub_t;
+
+/* A SUB socket connected to each endpoint and subscribed to each prefix ("" = all). */
+int bus_sub_new(const char *const *endpoints, size_t n_endpoints, bus_sub_t **ret);
+void bus_sub_destroy(bus_sub_t **self_p);
+int bus_sub_subscribe(bus_sub_t *self, const char *prefix);
+/* Deliver events to fn from loop. Malformed events are dropped with a debug log. */
+int bus_sub_attach(bus_sub_t *self, zloop_t *loop, bus_event_fn fn, void *userdata);
+/* Blocking receive for tools (husk tap, tests): waits up to timeout_ms (-1 = forever).
+ * On success *ret_type and *ret_body (raw msgpack) are owned by the caller. */
+int bus_sub_recv(bus_sub_t *self, int timeout_ms, char **ret_type, void **ret_body, size_t *ret_size);
+zsock_t *bus_sub_sock(bus_sub_t *self);
+
+/* ---- requests: server ---------------------------------------------------------------------- */
+
+typedef struct bus_request {
+        const char *method;
+        uint64_t id;
+        uint64_t deadline_ms;       /* unix ms */
+        const msgpack_object *args; /* a map; empty map when the caller sent none */
+        /* Set by a handler through bus_request_fail(). */
+        const char *error_code;
+        char error_message[512];
+} bus_request_t;
+
+/* A handler packs exactly one result object into pk and returns 0, or calls
+ * bus_request_fail() and returns its value. */
+typedef int (*bus_method_fn)(bus_request_t *req, msgpack_packer *pk, void *userdata);
+
+typedef struct bus_method {
+        const char *name;
+        bus_method_fn handler;
+} bus_method_t;
+
+int bus_request_fail(bus_request_t *req, const char *code, const char *fmt, ...) _printf_(3, 4);
+
+typedef struct bus_server bus_server_t;
+
+/* methods is terminated by an entry with name == NULL and must outlive the server. */
+int bus_server_new(const char *endpoint, const bus_method_t *methods, void *userdata, bus_server_t **ret);
+void bus_server_destroy(bus_server_t **self_p);
+int bus_server_attach(bus_server_t *self, zloop_t *loop);
+
+/* ---- requests: client -------------------------------------------------------------------- */
+
+typedef struct bus_client bus_client_t;
+
+typedef struct bus_reply {
+        msgpack_unpacked unpacked; /* owns the memory result points into */
+        const msgpack_object *result;
+        char *error_code;    /* set when the server answered with an error */
+        char *error_message;
+} bus_reply_t;
+
+void bus_reply_free(bus_reply_t *r);
+static inline void bus_reply_freep(bus_reply_t **r) {
+        if (*r)
+                bus_reply_free(*r);
+        *r = NULL;
+}
+
+typedef struct bus_call_opts {
+        uint64_t timeout_ms; /* overall deadline; default 5000 */
+        bool idempotent;     /* resend within the deadline when a try gets no answer */
+} bus_call_opts_t;
+
+int bus_client_new(const char *endpoint, bus_client_t **ret);
+void bus_client_destroy(bus_client_t **self_p);
+
+/* Call method with args (a packed msgpack map, or NULL for none). Returns 0 with *ret set
+ * (check (*ret)->error_code for a remote error), or -ETIMEDOUT when no reply came before the
+ * deadline, or another negative errno. Blocks the calling thread. */
+int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
+             const bus_call_opts_t *opts, bus_reply_t **ret);

@@ -1,0 +1,90 @@
+/* config.h: the one YAML config file every husk daemon reads (default /etc/husk/config.yaml).
+ *
+ * Every daemon loads the whole file through one schema, so a typo in any section is reported
+ * by every daemon the same way: "FILE:LINE: KEY: REASON". Unknown keys are errors. Keys under
+ * runtime.* mirror Ring's [server.runtime.cloud_hypervisor] table. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define HUSK_DEFAULT_CONFIG "/etc/husk/config.yaml"
+
+typedef struct husk_endpoints {
+        char *events;   /* PUB socket the daemon binds, e.g. ipc:///run/husk/vmm-driver.events */
+        char *requests; /* ROUTER socket the daemon binds */
+} husk_endpoints_t;
+
+/* Daemons that publish on the bus, in the order `husk tap` and subscribers connect to them. */
+typedef enum husk_daemon {
+        HUSK_DAEMON_APISERVER,
+        HUSK_DAEMON_SCHEDULER,
+        HUSK_DAEMON_VMM_DRIVER,
+        _HUSK_DAEMON_MAX,
+} husk_daemon_t;
+
+const char *husk_daemon_name(husk_daemon_t d); /* "apiserver", "scheduler", "vmm-driver" */
+
+typedef struct husk_runtime_config {
+        bool enabled;
+        char *binary_path;              /* VMM binary; looked up in $PATH when relative */
+        char *firmware_path;            /* cloud-hypervisor: firmware for disk images */
+        char *socket_dir;               /* cloud-hypervisor: API sockets (Ring's key) */
+        char *seccomp;                  /* cloud-hypervisor: "true", "false" or "log" */
+        char *accel;                    /* qemu: "kvm", "tcg" or "auto" */
+        uint64_t max_console_log_bytes; /* rotation threshold; 0 disables rotation */
+        uint32_t max_console_log_backups;
+} husk_runtime_config_t;
+
+typedef struct husk_config {
+        char *path; /* the file this was read from */
+
+        char *state_dir;   /* durable state: database, instance directories */
+        char *runtime_dir; /* sockets and other volatile files */
+        int log_level;     /* syslog level */
+
+        husk_endpoints_t bus[_HUSK_DAEMON_MAX];
+
+        struct {
+                char *listen;   /* "127.0.0.1:3030" */
+                char *database; /* default: <state_dir>/husk.db */
+        } apiserver;
+
+        struct {
+                uint64_t resync_interval_ms; /* safety-net full reconcile */
+                uint64_t request_timeout_ms; /* deadline for RPCs to other daemons */
+        } scheduler;
+
+        struct {
+                char *instances_dir;      /* default: <state_dir>/instances */
+                uint64_t stop_timeout_ms; /* graceful powerdown before SIGKILL */
+                uint32_t default_cpus;
+                uint32_t default_memory_mib;
+        } vmm_driver;
+
+        struct {
+                char *kernel; /* kit vmlinux */
+                char *initrd; /* kit initramfs */
+        } kit;
+
+        husk_runtime_config_t qemu;
+        husk_runtime_config_t cloud_hypervisor;
+} husk_config_t;
+
+/* Load and validate path. On failure returns a negative errno and, when ret_error is given,
+ * a message for the user such as "/etc/husk/config.yaml:12: runtime.qemu.accel: must be
+ * one of kvm, tcg, auto" (caller frees). A missing file at the default path yields defaults. */
+int husk_config_load(const char *path, husk_config_t **ret, char **ret_error);
+
+/* Defaults only (every path derived from the default state and runtime dirs). */
+int husk_config_new_default(husk_config_t **ret);
+
+void husk_config_free(husk_config_t *c);
+static inline void husk_config_freep(husk_config_t **c) {
+        if (*c)
+                husk_config_free(*c);
+        *c = NULL;
+}
+
+/* Path from the command line, else $HUSK_CONFIG, else HUSK_DEFAULT_CONFIG. */
+const char *husk_config_path(const char *from_cmdline);

@@ -1,0 +1,39 @@
+/* daemon.h: the life cycle every husk daemon shares.
+ *
+ * Parses the common command line (--config, --log-level, --help, --version), loads the
+ * config, sets up logging, blocks SIGTERM/SIGINT/SIGHUP and delivers them through a
+ * signalfd on the daemon's zloop: SIGTERM/SIGINT stop the loop gracefully (after telling
+ * systemd STOPPING=1), SIGHUP calls the daemon's reload hook. daemon_ready() sends
+ * READY=1 once the daemon serves requests. */
+#pragma once
+
+#include <czmq.h>
+
+#include "lib/config.h"
+
+typedef struct husk_daemon_ctx husk_daemon_ctx_t;
+
+typedef struct husk_daemon_desc {
+        const char *name;    /* "vmm-driver" */
+        const char *summary; /* one line for --help */
+        /* Optional: SIGHUP. Receives the freshly loaded config; returns <0 to keep the old. */
+        int (*reload)(husk_daemon_ctx_t *ctx, const husk_config_t *new_config);
+} husk_daemon_desc_t;
+
+struct husk_daemon_ctx {
+        const husk_daemon_desc_t *desc;
+        husk_config_t *config; /* owned; replaced on successful reload */
+        zloop_t *loop;
+        void *userdata;        /* the daemon's own state */
+        const char *config_path;
+        int signal_fd;
+};
+
+/* Returns 0 to continue, >0 when the process should exit 0 at once (--help/--version), <0
+ * on error (already logged). */
+int husk_daemon_init(husk_daemon_ctx_t *ctx, const husk_daemon_desc_t *desc, int argc, char **argv);
+/* Tell systemd (if any) we are ready and log it. */
+void husk_daemon_ready(husk_daemon_ctx_t *ctx);
+/* Runs the loop until a stop signal. Returns 0 on graceful stop. */
+int husk_daemon_run(husk_daemon_ctx_t *ctx);
+void husk_daemon_done(husk_daemon_ctx_t *ctx);

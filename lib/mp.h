@@ -1,0 +1,32 @@
+/* mp.h: bounded readers and small writers for msgpack maps with string keys.
+ *
+ * Every decoder in husk reads wire input through these: they check types and sizes and
+ * never trust a length from the wire. Getters return 0 when found, -ENOENT when the key is
+ * absent (or nil), -EBADMSG on a wrong type and -EMSGSIZE when a string exceeds max_len. */
+#pragma once
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/util.h"
+
+/* Largest body any husk message may have; decoders refuse bigger input before unpacking. */
+#define MP_MAX_MESSAGE_BYTES (4u * 1024u * 1024u)
+
+const msgpack_object *mp_map_get(const msgpack_object *map, const char *key);
+
+int mp_get_str(const msgpack_object *map, const char *key, size_t max_len, char **ret);
+int mp_get_u64(const msgpack_object *map, const char *key, uint64_t *ret);
+int mp_get_i64(const msgpack_object *map, const char *key, int64_t *ret);
+int mp_get_bool(const msgpack_object *map, const char *key, bool *ret);
+/* Copy a msgpack string object (not a map lookup) into a new NUL-terminated string. */
+int mp_str_dup(const msgpack_object *o, size_t max_len, char **ret);
+bool mp_str_eq(const msgpack_object *o, const char *s);
+
+/* Writers. A NULL string packs nil. */
+void mp_pack_str(msgpack_packer *pk, const char *s);
+void mp_pack_kv_str(msgpack_packer *pk, const char *key, const char *value);
+void mp_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t value);
+void mp_pack_kv_i64(msgpack_packer *pk, const char *key, int64_t value);
+void mp_pack_kv_bool(msgpack_packer *pk, const char *key, bool value);

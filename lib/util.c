@@ -1,0 +1,293 @@
+/* util.c: cleanup helpers, checked number parsing, clocks and small file utilities. */
+#include "lib/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int parse_u64(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        if (!s || !*s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end != '\0')
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int parse_i64(const char *s, int64_t *ret) {
+        char *end;
+        long long v;
+
+        if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9')))
+                return -EINVAL;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end != '\0' || end == s)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* Split "123abc" into a number and its suffix; the number must be present. */
+static int split_number(const char *s, uint64_t *num, const char **suffix) {
+        char buf[32];
+        size_t n = 0;
+
+        while (s[n] >= '0' && s[n] <= '9')
+                n++;
+        if (n == 0 || n >= sizeof(buf))
+                return n == 0 ? -EINVAL : -ERANGE;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        *suffix = s + n;
+        return parse_u64(buf, num);
+}
+
+static int mul_checked(uint64_t a, uint64_t b, uint64_t *ret) {
+        if (b != 0 && a > UINT64_MAX / b)
+                return -ERANGE;
+        *ret = a * b;
+        return 0;
+}
+
+int parse_duration_ms(const char *s, uint64_t *ret_ms) {
+        static const struct {
+                const char *suffix;
+                uint64_t ms;
+        } units[] = {
+                { "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 }, { "h", 3600000 },
+        };
+        const char *suffix;
+        uint64_t n;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        r = split_number(s, &n, &suffix);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (streq(suffix, units[i].suffix))
+                        return mul_checked(n, units[i].ms, ret_ms);
+        return -EINVAL;
+}
+
+int parse_size_bytes(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *suffix;
+                uint64_t factor;
+        } units[] = {
+                { "", 1 },
+                { "Ki", 1ULL << 10 }, { "Mi", 1ULL << 20 }, { "Gi", 1ULL << 30 }, { "Ti", 1ULL << 40 },
+                { "K", 1000ULL }, { "M", 1000000ULL }, { "G", 1000000000ULL }, { "T", 1000000000000ULL },
+                { "k", 1000ULL },
+        };
+        const char *suffix;
+        uint64_t n;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        r = split_number(s, &n, &suffix);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (streq(suffix, units[i].suffix))
+                        return mul_checked(n, units[i].factor, ret);
+        return -EINVAL;
+}
+
+static uint64_t clock_ms(clockid_t id) {
+        struct timespec ts;
+
+        clock_gettime(id, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t now_realtime_ms(void) { return clock_ms(CLOCK_REALTIME); }
+uint64_t now_monotonic_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+
+char *format_timestamp_ms(uint64_t unix_ms, char *buf, size_t size) {
+        time_t secs = (time_t)(unix_ms / 1000);
+        struct tm tm;
+        char date[24];
+
+        gmtime_r(&secs, &tm);
+        strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(buf, size, "%s.%03uZ", date, (unsigned)(unix_ms % 1000));
+        return buf;
+}
+
+int random_hex(char *buf, size_t nbytes) {
+        unsigned char raw[64];
+        ssize_t n;
+
+        if (nbytes > sizeof(raw))
+                return -EINVAL;
+        n = getrandom(raw, nbytes, 0);
+        if (n < 0)
+                return -errno;
+        if ((size_t)n != nbytes)
+                return -EIO;
+        for (size_t i = 0; i < nbytes; i++)
+                snprintf(buf + 2 * i, 3, "%02x", raw[i]);
+        return 0;
+}
+
+int mkdir_p(const char *path, unsigned mode) {
+        char buf[PATH_MAX];
+        size_t len = strlen(path);
+
+        if (len == 0 || len >= sizeof(buf))
+                return -EINVAL;
+        memcpy(buf, path, len + 1);
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int rm_rf_at(int dirfd, const char *name, dev_t dev) {
+        struct stat st;
+        int r = 0;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (S_ISDIR(st.st_mode)) {
+                DIR *d;
+                struct dirent *de;
+                int fd;
+
+                if (st.st_dev != dev)
+                        return -EXDEV;
+                fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                d = fdopendir(fd);
+                if (!d) {
+                        close(fd);
+                        return -errno;
+                }
+                while ((de = readdir(d))) {
+                        int q;
+
+                        if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                                continue;
+                        q = rm_rf_at(fd, de->d_name, dev);
+                        if (q < 0 && r == 0)
+                                r = q;
+                }
+                closedir(d);
+                if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && r == 0)
+                        r = -errno;
+                return r;
+        }
+        if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+int rm_rf(const char *path) {
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return rm_rf_at(AT_FDCWD, path, st.st_dev);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size, unsigned mode) {
+        char tmp[PATH_MAX];
+        const char *p = data;
+        int fd;
+
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        while (size > 0) {
+                ssize_t n = write(fd, p, size);
+                if (n < 0) {
+                        int r = -errno;
+                        close(fd);
+                        unlink(tmp);
+                        return r;
+                }
+                p += n;
+                size -= (size_t)n;
+        }
+        if (fsync(fd) < 0 || close(fd) < 0) {
+                int r = -errno;
+                unlink(tmp);
+                return r;
+        }
+        if (rename(tmp, path) < 0) {
+                int r = -errno;
+                unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 4096;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        buf = malloc(cap + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n;
+
+                if (len == cap) {
+                        char *nb;
+                        if (cap >= max)
+                                return -EFBIG;
+                        cap = cap * 2 > max ? max : cap * 2;
+                        nb = realloc(buf, cap + 1);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                }
+                n = read(fd, buf + len, cap - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        buf[len] = '\0';
+        if (ret_size)
+                *ret_size = len;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}

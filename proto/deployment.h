@@ -1,0 +1,50 @@
+/* deployment.h: the deployment record as it travels on the bus (see proto/SCHEMA.md). */
+#pragma once
+
+#include <msgpack.h>
+#include <stdint.h>
+
+/* Statuses, as Ring names them. */
+#define DEPLOYMENT_STATUS_PENDING "pending"
+#define DEPLOYMENT_STATUS_CREATING "creating"
+#define DEPLOYMENT_STATUS_RUNNING "running"
+#define DEPLOYMENT_STATUS_DELETED "deleted"
+#define DEPLOYMENT_STATUS_FAILED "failed"
+#define DEPLOYMENT_STATUS_COMPLETED "completed"
+#define DEPLOYMENT_STATUS_CRASH_LOOP "crash_loop_back_off"
+
+typedef struct deployment {
+        char *id;        /* uuid */
+        char *namespace_;
+        char *name;
+        uint64_t generation; /* bumped whenever the spec changes */
+        char *status;
+        char *runtime;   /* "qemu" | "cloud-hypervisor" */
+        char *kind;      /* "worker" | "job" */
+        char *image;     /* absolute path: raw disk image or rootfs/bundle directory */
+        char *kernel;    /* optional kernel override; NULL = the kit */
+        uint32_t replicas;
+        uint32_t cpus;
+        uint32_t memory_mib;
+} deployment_t;
+
+void deployment_clear(deployment_t *d);
+void deployment_pack(msgpack_packer *pk, const deployment_t *d);
+/* Decode from a msgpack map. Unknown keys are ignored; missing required keys or wrong
+ * types fail with -EBADMSG and leave *d cleared. */
+int deployment_unpack(const msgpack_object *o, deployment_t *d);
+
+/* Body of deployment.* events. */
+typedef struct deployment_event {
+        uint64_t ts;
+        char *deployment_id;
+        char *namespace_;
+        char *name;
+        uint64_t generation;
+        char *status;
+        char *message; /* optional */
+} deployment_event_t;
+
+void deployment_event_clear(deployment_event_t *e);
+void deployment_event_pack(msgpack_packer *pk, const deployment_event_t *e);
+int deployment_event_unpack(const msgpack_object *o, deployment_event_t *e);

@@ -1,0 +1,48 @@
+/* instance.h: the instance record vmm-driver keeps and publishes (see proto/SCHEMA.md). */
+#pragma once
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define INSTANCE_STATE_STARTING "starting" /* VMM spawned, QMP not yet up */
+#define INSTANCE_STATE_RUNNING "running"   /* VMM up, guest booting */
+#define INSTANCE_STATE_READY "ready"       /* the guest agent reported ready */
+#define INSTANCE_STATE_STOPPING "stopping" /* graceful stop requested */
+#define INSTANCE_STATE_EXITED "exited"     /* VMM process gone; directory kept until removed */
+
+/* What to run: the arguments of instance.create. */
+typedef struct instance_spec {
+        char *instance_id;
+        char *deployment_id;
+        uint64_t generation;
+        char *runtime;
+        char *image;
+        char *kernel; /* NULL: the configured kit kernel */
+        char *initrd; /* NULL: the configured kit initrd */
+        uint32_t cpus;
+        uint32_t memory_mib;
+} instance_spec_t;
+
+typedef struct instance {
+        instance_spec_t spec;
+        char *state;
+        int64_t pid;          /* VMM pid, 0 when none */
+        uint64_t started_at;  /* unix ms */
+        uint64_t ready_at;    /* unix ms, 0 until ready */
+        uint64_t exited_at;   /* unix ms, 0 while alive */
+        char *exit_reason;    /* e.g. "guest-shutdown", "killed", "stopped", "crashed" */
+        int64_t exit_status;  /* wait status decoded: code, or 128+signal; -1 when unknown */
+} instance_t;
+
+void instance_spec_clear(instance_spec_t *s);
+void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s);
+int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s);
+
+void instance_clear(instance_t *i);
+/* Packs the spec fields and the state fields into one flat map. */
+void instance_pack(msgpack_packer *pk, const instance_t *i);
+int instance_unpack(const msgpack_object *o, instance_t *i);
+
+/* instance.* event body: the instance map plus "ts". */
+void instance_event_pack(msgpack_packer *pk, const instance_t *i, uint64_t ts);

@@ -1,0 +1,76 @@
+/* fuzz_agent_frame.c: libFuzzer target for the agent frame reader, fed in random chunks. */
+#include <assert.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "lib/mp.h"
+#include "proto/agent_frame.h"
+
+/* The first bytes choose chunk sizes so that frame boundaries fall everywhere: each byte
+ * is the size of the next chunk (0 means "the rest"). The remaining bytes are the stream. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        agent_frame_reader_t r;
+        const uint8_t *sizes, *stream;
+        size_t nsizes, si = 0;
+
+        if (size < 1)
+                return 0;
+        nsizes = data[0] % 16;
+        if (size < 1 + nsizes)
+                return 0;
+        sizes = data + 1;
+        stream = data + 1 + nsizes;
+        size -= 1 + nsizes;
+
+        agent_frame_reader_init(&r);
+        while (size > 0) {
+                size_t chunk = nsizes ? sizes[si++ % nsizes] : 0;
+                msgpack_unpacked u;
+                int ret;
+
+                if (chunk == 0 || chunk > size)
+                        chunk = size;
+                ret = agent_frame_reader_feed(&r, stream, chunk);
+                assert(ret == 0);
+                stream += chunk;
+                size -= chunk;
+
+                while ((ret = agent_frame_reader_next(&r, &u)) == 1) {
+                        const msgpack_object *type = mp_map_get(&u.data, "type");
+
+                        /* What the reader hands out is what agent_frame.h promises. */
+                        assert(u.data.type == MSGPACK_OBJECT_MAP);
+                        assert(type && type->type == MSGPACK_OBJECT_STR);
+
+                        /* Round trip: re-encoding and reading back must succeed. */
+                        msgpack_sbuffer body, frame;
+                        msgpack_packer pk;
+                        agent_frame_reader_t r2;
+                        msgpack_unpacked u2;
+
+                        msgpack_sbuffer_init(&body);
+                        msgpack_sbuffer_init(&frame);
+                        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+                        msgpack_pack_object(&pk, u.data);
+                        if (agent_frame_encode(body.data, body.size, &frame) == 0) {
+                                agent_frame_reader_init(&r2);
+                                assert(agent_frame_reader_feed(&r2, frame.data, frame.size) == 0);
+                                assert(agent_frame_reader_next(&r2, &u2) == 1);
+                                msgpack_unpacked_destroy(&u2);
+                                agent_frame_reader_clear(&r2);
+                        }
+                        msgpack_sbuffer_destroy(&frame);
+                        msgpack_sbuffer_destroy(&body);
+                        msgpack_unpacked_destroy(&u);
+                }
+                if (ret < 0) {
+                        /* After an error the stream is out of sync: the caller closes it. */
+                        assert(ret == -EBADMSG || ret == -EMSGSIZE);
+                        break;
+                }
+        }
+        agent_frame_reader_clear(&r);
+        return 0;
+}

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define HUSK_DEFAULT_CONFIG "/etc/husk/config.yaml"

@@ -37,3 +37,7 @@ void husk_daemon_ready(husk_daemon_ctx_t *ctx);
 /* Runs the loop until a stop signal. Returns 0 on graceful stop. */
 int husk_daemon_run(husk_daemon_ctx_t *ctx);
 void husk_daemon_done(husk_daemon_ctx_t *ctx);
+
+/* In a forked child about to exec: undo the daemon's blocked signal mask (the mask survives
+ * exec, and a VMM started with SIGTERM blocked could not be stopped). */
+void husk_daemon_reset_signals(void);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Error convention (systemd's): functions return 0 or a positive count on success and a
@@ -38,7 +39,8 @@ static inline void closep(int *fd) {
         })
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
-#define streq(a, b) (strcmp((a), (b)) == 0)
+/* Spelled exactly as czmq_prelude.h spells it, so that both headers may define it. */
+#define streq(s1,s2)    (!strcmp ((s1), (s2)))
 
 /* Strict decimal parsers: the whole string must be a number in range, no sign for unsigned.
  * Return 0, -EINVAL on syntax, -ERANGE on overflow. */

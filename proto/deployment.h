@@ -26,6 +26,7 @@ typedef struct deployment {
         uint32_t replicas;
         uint32_t cpus;
         uint32_t memory_mib;
+        uint32_t ready_replicas;
 } deployment_t;
 
 void deployment_clear(deployment_t *d);

@@ -1,0 +1,588 @@
+/* bus.c: PUB/SUB events and DEALER/ROUTER requests over ZeroMQ (see bus.h, proto/SCHEMA.md). */
+#include "lib/bus.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lib/log.h"
+#include "lib/mp.h"
+
+#define BUS_RETRY_INTERVAL_MS 1000
+#define BUS_DEFAULT_TIMEOUT_MS 5000
+
+/* ---- shared helpers ------------------------------------------------------------------------ */
+
+/* ipc:// endpoints are files: make their directory, and after bind restrict the socket to
+ * owner and group (0660), as DESIGN.md asks. */
+static int ipc_prepare_dir(const char *endpoint) {
+        char buf[PATH_MAX];
+
+        if (strncmp(endpoint, "ipc://", 6) != 0)
+                return 0;
+        if (snprintf(buf, sizeof(buf), "%s", endpoint + 6) >= (int)sizeof(buf))
+                return -ENAMETOOLONG;
+        return mkdir_p(dirname(buf), 0755);
+}
+
+static void ipc_restrict(const char *endpoint) {
+        if (strncmp(endpoint, "ipc://", 6) == 0 && chmod(endpoint + 6, 0660) < 0)
+                log_debug_errno(errno, "Failed to chmod %s, ignoring: %m", endpoint + 6);
+}
+
+static zsock_t *sock_new(int type) {
+        zsock_t *s = zsock_new(type);
+
+        if (s)
+                zsock_set_linger(s, 0);
+        return s;
+}
+
+static int sock_bind(zsock_t *s, const char *endpoint) {
+        int r = ipc_prepare_dir(endpoint);
+
+        if (r < 0)
+                return r;
+        if (zsock_bind(s, "%s", endpoint) < 0)
+                return -errno ? -errno : -EADDRINUSE;
+        ipc_restrict(endpoint);
+        return 0;
+}
+
+/* Unpack one msgpack map from a frame, refusing oversized input and trailing bytes. */
+static int unpack_map(const void *data, size_t size, msgpack_unpacked *ret) {
+        size_t off = 0;
+
+        if (size == 0 || size > MP_MAX_MESSAGE_BYTES)
+                return -EMSGSIZE;
+        msgpack_unpacked_init(ret);
+        if (msgpack_unpack_next(ret, data, size, &off) != MSGPACK_UNPACK_SUCCESS || off != size ||
+            ret->data.type != MSGPACK_OBJECT_MAP) {
+                msgpack_unpacked_destroy(ret);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+/* Copy a frame holding a type or method name into buf, refusing empty, long or binary names. */
+static int frame_name(zframe_t *f, char *buf, size_t size) {
+        size_t n = zframe_size(f);
+
+        if (n == 0 || n >= size || n > BUS_TYPE_MAX)
+                return -EBADMSG;
+        memcpy(buf, zframe_data(f), n);
+        buf[n] = '\0';
+        if (strlen(buf) != n)
+                return -EBADMSG;
+        return 0;
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+struct bus_pub {
+        zsock_t *sock;
+        pthread_mutex_t lock; /* ZeroMQ sockets are not thread-safe; publishers may be */
+};
+
+int bus_pub_new(const char *endpoint, bus_pub_t **ret) {
+        bus_pub_t *p = calloc(1, sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        pthread_mutex_init(&p->lock, NULL);
+        p->sock = sock_new(ZMQ_PUB);
+        if (!p->sock) {
+                bus_pub_destroy(&p);
+                return -ENOMEM;
+        }
+        r = sock_bind(p->sock, endpoint);
+        if (r < 0) {
+                bus_pub_destroy(&p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+void bus_pub_destroy(bus_pub_t **self_p) {
+        bus_pub_t *p = *self_p;
+
+        if (!p)
+                return;
+        zsock_destroy(&p->sock);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        *self_p = NULL;
+}
+
+int bus_pub_send(bus_pub_t *self, const char *type, const void *body, size_t size) {
+        void *h = zsock_resolve(self->sock);
+        int r = 0;
+
+        pthread_mutex_lock(&self->lock);
+        /* PUB never blocks: a slow subscriber loses messages at its high-water mark. */
+        if (zmq_send(h, type, strlen(type), ZMQ_SNDMORE) < 0 || zmq_send(h, body, size, 0) < 0)
+                r = -errno;
+        pthread_mutex_unlock(&self->lock);
+        return r;
+}
+
+struct bus_sub {
+        zsock_t *sock;
+        bus_event_fn fn;
+        void *userdata;
+};
+
+int bus_sub_new(const char *const *endpoints, size_t n_endpoints, bus_sub_t **ret) {
+        bus_sub_t *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        s->sock = sock_new(ZMQ_SUB);
+        if (!s->sock) {
+                free(s);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_endpoints; i++)
+                if (zsock_connect(s->sock, "%s", endpoints[i]) < 0) {
+                        int r = errno ? -errno : -EINVAL;
+                        bus_sub_destroy(&s);
+                        return r;
+                }
+        *ret = s;
+        return 0;
+}
+
+void bus_sub_destroy(bus_sub_t **self_p) {
+        bus_sub_t *s = *self_p;
+
+        if (!s)
+                return;
+        zsock_destroy(&s->sock);
+        free(s);
+        *self_p = NULL;
+}
+
+int bus_sub_subscribe(bus_sub_t *self, const char *prefix) {
+        zsock_set_subscribe(self->sock, prefix);
+        return 0;
+}
+
+zsock_t *bus_sub_sock(bus_sub_t *self) { return self->sock; }
+
+/* Receive one [type][body] event without blocking; -EAGAIN when none is queued. */
+static int sub_recv_raw(bus_sub_t *s, char *type, size_t type_size, zframe_t **ret_body) {
+        zmsg_t *msg;
+        int r;
+
+        if (!(zsock_events(s->sock) & ZMQ_POLLIN))
+                return -EAGAIN;
+        msg = zmsg_recv(s->sock);
+        if (!msg)
+                return -EAGAIN;
+        if (zmsg_size(msg) != 2) {
+                zmsg_destroy(&msg);
+                return -EBADMSG;
+        }
+        r = frame_name(zmsg_first(msg), type, type_size);
+        if (r >= 0)
+                *ret_body = zframe_dup(zmsg_next(msg));
+        zmsg_destroy(&msg);
+        return r;
+}
+
+static int sub_on_readable(zloop_t *loop, zsock_t *sock, void *arg) {
+        bus_sub_t *s = arg;
+
+        /* Drain everything queued: zloop only tells us the socket became readable. */
+        for (;;) {
+                char type[BUS_TYPE_MAX + 1];
+                zframe_t *body = NULL;
+                msgpack_unpacked u;
+                int r = sub_recv_raw(s, type, sizeof(type), &body);
+
+                if (r == -EAGAIN)
+                        return 0;
+                if (r < 0) {
+                        log_debug("Dropping malformed event frame");
+                        continue;
+                }
+                r = unpack_map(zframe_data(body), zframe_size(body), &u);
+                if (r < 0)
+                        log_debug_errno(r, "Dropping event %s with malformed body: %m", type);
+                else {
+                        s->fn(type, &u.data, s->userdata);
+                        msgpack_unpacked_destroy(&u);
+                }
+                zframe_destroy(&body);
+        }
+}
+
+int bus_sub_attach(bus_sub_t *self, zloop_t *loop, bus_event_fn fn, void *userdata) {
+        self->fn = fn;
+        self->userdata = userdata;
+        return zloop_reader(loop, self->sock, sub_on_readable, self) < 0 ? -ENOMEM : 0;
+}
+
+int bus_sub_recv(bus_sub_t *self, int timeout_ms, char **ret_type, void **ret_body, size_t *ret_size) {
+        uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_monotonic_ms() + (uint64_t)timeout_ms;
+
+        for (;;) {
+                char type[BUS_TYPE_MAX + 1];
+                zframe_t *body = NULL;
+                zmq_pollitem_t item = { .socket = zsock_resolve(self->sock), .events = ZMQ_POLLIN };
+                uint64_t now = now_monotonic_ms();
+                int r;
+
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                r = zmq_poll(&item, 1, deadline == UINT64_MAX ? -1 : (long)(deadline - now));
+                if (r < 0)
+                        return -errno;
+                if (r == 0)
+                        continue;
+                r = sub_recv_raw(self, type, sizeof(type), &body);
+                if (r == -EAGAIN || r == -EBADMSG)
+                        continue;
+                if (r < 0)
+                        return r;
+                *ret_size = zframe_size(body);
+                *ret_body = malloc(*ret_size ? *ret_size : 1);
+                *ret_type = strdup(type);
+                if (!*ret_body || !*ret_type) {
+                        free(*ret_body);
+                        free(*ret_type);
+                        zframe_destroy(&body);
+                        return -ENOMEM;
+                }
+                memcpy(*ret_body, zframe_data(body), *ret_size);
+                zframe_destroy(&body);
+                return 0;
+        }
+}
+
+/* ---- requests: server ------------------------------------------------------------------------ */
+
+struct bus_server {
+        zsock_t *sock;
+        const bus_method_t *methods;
+        void *userdata;
+};
+
+int bus_request_fail(bus_request_t *req, const char *code, const char *fmt, ...) {
+        va_list ap;
+
+        req->error_code = code;
+        va_start(ap, fmt);
+        vsnprintf(req->error_message, sizeof(req->error_message), fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+int bus_server_new(const char *endpoint, const bus_method_t *methods, void *userdata, bus_server_t **ret) {
+        bus_server_t *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->methods = methods;
+        s->userdata = userdata;
+        s->sock = sock_new(ZMQ_ROUTER);
+        if (!s->sock) {
+                free(s);
+                return -ENOMEM;
+        }
+        r = sock_bind(s->sock, endpoint);
+        if (r < 0) {
+                bus_server_destroy(&s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+void bus_server_destroy(bus_server_t **self_p) {
+        bus_server_t *s = *self_p;
+
+        if (!s)
+                return;
+        zsock_destroy(&s->sock);
+        free(s);
+        *self_p = NULL;
+}
+
+static void pack_error(msgpack_packer *pk, uint64_t id, const char *code, const char *message) {
+        msgpack_pack_map(pk, 2);
+        mp_pack_kv_u64(pk, "id", id);
+        mp_pack_str(pk, "error");
+        msgpack_pack_map(pk, 2);
+        mp_pack_kv_str(pk, "code", code);
+        mp_pack_kv_str(pk, "message", message);
+}
+
+static const bus_method_t *find_method(const bus_method_t *methods, const char *name) {
+        for (const bus_method_t *m = methods; m->name; m++)
+                if (streq(m->name, name))
+                        return m;
+        return NULL;
+}
+
+/* Run one request and pack the whole reply body into buf. */
+static void server_dispatch(bus_server_t *s, const char *method, const void *data, size_t size,
+                            msgpack_sbuffer *buf) {
+        msgpack_packer pk;
+        msgpack_unpacked u;
+        msgpack_object empty = { .type = MSGPACK_OBJECT_MAP };
+        bus_request_t req = { .method = method };
+        const bus_method_t *m;
+        int r;
+
+        msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+        if (unpack_map(data, size, &u) < 0) {
+                pack_error(&pk, 0, BUS_ERR_INVALID, "request body is not a msgpack map");
+                return;
+        }
+        if (mp_get_u64(&u.data, "id", &req.id) < 0 || mp_get_u64(&u.data, "deadline", &req.deadline_ms) < 0) {
+                pack_error(&pk, req.id, BUS_ERR_INVALID, "request needs uint 'id' and 'deadline'");
+                goto out;
+        }
+        req.args = mp_map_get(&u.data, "args");
+        if (!req.args)
+                req.args = &empty;
+        else if (req.args->type != MSGPACK_OBJECT_MAP) {
+                pack_error(&pk, req.id, BUS_ERR_INVALID, "'args' must be a map");
+                goto out;
+        }
+        m = find_method(s->methods, method);
+        if (!m) {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "no method '%s' here", method);
+                pack_error(&pk, req.id, BUS_ERR_UNKNOWN_METHOD, msg);
+                goto out;
+        }
+
+        msgpack_pack_map(&pk, 2);
+        mp_pack_kv_u64(&pk, "id", req.id);
+        mp_pack_str(&pk, "result");
+        r = m->handler(&req, &pk, s->userdata);
+        if (r < 0) {
+                /* Throw away the partial success reply. */
+                msgpack_sbuffer_clear(buf);
+                pack_error(&pk, req.id, req.error_code ? req.error_code : BUS_ERR_INTERNAL,
+                           req.error_code ? req.error_message : strerror(-r));
+        }
+out:
+        msgpack_unpacked_destroy(&u);
+}
+
+static int server_on_readable(zloop_t *loop, zsock_t *sock, void *arg) {
+        bus_server_t *s = arg;
+
+        while (zsock_events(s->sock) & ZMQ_POLLIN) {
+                zmsg_t *msg = zmsg_recv(s->sock), *reply;
+                zframe_t *f, *method_f, *body_f;
+                char method[BUS_TYPE_MAX + 1];
+                msgpack_sbuffer buf;
+                msgpack_unpacked u;
+                uint64_t deadline = 0;
+
+                if (!msg)
+                        break;
+                /* Routing envelope: identity frames up to the empty delimiter. */
+                reply = zmsg_new();
+                for (f = zmsg_first(msg); f && zframe_size(f) > 0; f = zmsg_next(msg))
+                        zmsg_append(reply, &(zframe_t *){ zframe_dup(f) });
+                method_f = f ? zmsg_next(msg) : NULL;
+                body_f = method_f ? zmsg_next(msg) : NULL;
+                if (!body_f || zmsg_next(msg) || frame_name(method_f, method, sizeof(method)) < 0) {
+                        log_debug("Dropping malformed request");
+                        goto next;
+                }
+                /* A request that waited in a queue past its deadline has been given up on. */
+                if (unpack_map(zframe_data(body_f), zframe_size(body_f), &u) == 0) {
+                        (void)mp_get_u64(&u.data, "deadline", &deadline);
+                        msgpack_unpacked_destroy(&u);
+                        if (deadline > 0 && deadline < now_realtime_ms()) {
+                                log_debug("Dropping request %s: deadline passed", method);
+                                goto next;
+                        }
+                }
+                msgpack_sbuffer_init(&buf);
+                server_dispatch(s, method, zframe_data(body_f), zframe_size(body_f), &buf);
+                zmsg_addmem(reply, "", 0);
+                zmsg_addstr(reply, "reply");
+                zmsg_addmem(reply, buf.data, buf.size);
+                msgpack_sbuffer_destroy(&buf);
+                zmsg_send(&reply, s->sock);
+next:
+                zmsg_destroy(&reply);
+                zmsg_destroy(&msg);
+        }
+        return 0;
+}
+
+int bus_server_attach(bus_server_t *self, zloop_t *loop) {
+        return zloop_reader(loop, self->sock, server_on_readable, self) < 0 ? -ENOMEM : 0;
+}
+
+/* ---- requests: client ------------------------------------------------------------------------ */
+
+struct bus_client {
+        zsock_t *sock;
+        uint64_t next_id;
+};
+
+int bus_client_new(const char *endpoint, bus_client_t **ret) {
+        bus_client_t *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return -ENOMEM;
+        c->sock = sock_new(ZMQ_DEALER);
+        if (!c->sock) {
+                free(c);
+                return -ENOMEM;
+        }
+        /* Queue only on live connections: a request to a peer that is down fails to send and
+         * is retried, instead of being delivered stale when the peer comes back. */
+        zsock_set_immediate(c->sock, 1);
+        if (zsock_connect(c->sock, "%s", endpoint) < 0) {
+                bus_client_destroy(&c);
+                return -EINVAL;
+        }
+        /* Ids only need to be unique per client; start at a random point so a restarted caller
+         * never matches a stale reply meant for its previous incarnation. */
+        c->next_id = ((uint64_t)random() << 20) + 1;
+        *ret = c;
+        return 0;
+}
+
+void bus_client_destroy(bus_client_t **self_p) {
+        bus_client_t *c = *self_p;
+
+        if (!c)
+                return;
+        zsock_destroy(&c->sock);
+        free(c);
+        *self_p = NULL;
+}
+
+void bus_reply_free(bus_reply_t *r) {
+        if (!r)
+                return;
+        msgpack_unpacked_destroy(&r->unpacked);
+        free(r->error_code);
+        free(r->error_message);
+        free(r);
+}
+
+static int client_send(bus_client_t *c, const char *method, uint64_t id, uint64_t deadline,
+                       const msgpack_sbuffer *args) {
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        void *h = zsock_resolve(c->sock);
+        int r = 0;
+
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, args ? 3 : 2);
+        mp_pack_kv_u64(&pk, "id", id);
+        mp_pack_kv_u64(&pk, "deadline", deadline);
+        if (args) {
+                mp_pack_str(&pk, "args");
+                msgpack_sbuffer_write(&buf, args->data, args->size);
+        }
+        if (zmq_send(h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(h, method, strlen(method), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(h, buf.data, buf.size, ZMQ_DONTWAIT) < 0)
+                r = -errno;
+        msgpack_sbuffer_destroy(&buf);
+        return r;
+}
+
+/* Parse a reply body; returns 1 when it answers id, 0 for a stale reply, <0 when malformed. */
+static int client_parse_reply(zmsg_t *msg, uint64_t id, bus_reply_t **ret) {
+        zframe_t *delim = zmsg_first(msg), *type = zmsg_next(msg), *body = zmsg_next(msg);
+        bus_reply_t *reply;
+        const msgpack_object *err;
+        uint64_t got;
+
+        if (!delim || zframe_size(delim) != 0 || !type || !zframe_streq(type, "reply") || !body)
+                return -EBADMSG;
+        reply = calloc(1, sizeof(*reply));
+        if (!reply)
+                return -ENOMEM;
+        if (unpack_map(zframe_data(body), zframe_size(body), &reply->unpacked) < 0) {
+                free(reply);
+                return -EBADMSG;
+        }
+        if (mp_get_u64(&reply->unpacked.data, "id", &got) < 0 || got != id) {
+                bus_reply_free(reply);
+                return 0;
+        }
+        err = mp_map_get(&reply->unpacked.data, "error");
+        if (err) {
+                if (mp_get_str(err, "code", 64, &reply->error_code) < 0)
+                        reply->error_code = strdup(BUS_ERR_INTERNAL);
+                if (mp_get_str(err, "message", 4096, &reply->error_message) < 0)
+                        reply->error_message = strdup("(no message)");
+                if (!reply->error_code || !reply->error_message) {
+                        bus_reply_free(reply);
+                        return -ENOMEM;
+                }
+        } else
+                reply->result = mp_map_get(&reply->unpacked.data, "result");
+        *ret = reply;
+        return 1;
+}
+
+int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
+             const bus_call_opts_t *opts, bus_reply_t **ret) {
+        uint64_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : BUS_DEFAULT_TIMEOUT_MS;
+        bool idempotent = opts && opts->idempotent;
+        uint64_t start = now_monotonic_ms(), end = start + timeout;
+        uint64_t deadline = now_realtime_ms() + timeout;
+        uint64_t id = self->next_id++, next_send = start;
+        bool sent = false;
+
+        for (;;) {
+                uint64_t now = now_monotonic_ms(), wait_until;
+                zmq_pollitem_t item = { .socket = zsock_resolve(self->sock), .events = ZMQ_POLLIN };
+                int r;
+
+                if (now >= end)
+                        return -ETIMEDOUT;
+                if (now >= next_send && (!sent || idempotent)) {
+                        r = client_send(self, method, id, deadline, args);
+                        if (r == 0)
+                                sent = true;
+                        else if (r != -EAGAIN)
+                                return r;
+                        /* Not connected (EAGAIN): try again shortly; sent: resend if idempotent. */
+                        next_send = now + (r == 0 ? BUS_RETRY_INTERVAL_MS : 20);
+                }
+                wait_until = (!sent || idempotent) && next_send < end ? next_send : end;
+                r = zmq_poll(&item, 1, (long)(wait_until > now ? wait_until - now : 0));
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                while (zsock_events(self->sock) & ZMQ_POLLIN) {
+                        zmsg_t *msg = zmsg_recv(self->sock);
+                        if (!msg)
+                                break;
+                        r = client_parse_reply(msg, id, ret);
+                        zmsg_destroy(&msg);
+                        if (r == 1)
+                                return 0;
+                        if (r == -ENOMEM)
+                                return r;
+                        /* Stale or malformed reply: keep waiting for ours. */
+                }
+        }
+}

@@ -1,0 +1,133 @@
+/* deployment.c: msgpack codec of the deployment record and deployment.* event bodies. */
+#include "proto/deployment.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/mp.h"
+
+#define ID_MAX 64
+#define NAME_MAX_ 63
+#define PATH_MAX_ 4096
+#define STATUS_MAX 32
+#define MESSAGE_MAX 1024
+
+void deployment_clear(deployment_t *d) {
+        free(d->id);
+        free(d->namespace_);
+        free(d->name);
+        free(d->status);
+        free(d->runtime);
+        free(d->kind);
+        free(d->image);
+        free(d->kernel);
+        memset(d, 0, sizeof(*d));
+}
+
+void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
+        msgpack_pack_map(pk, d->kernel ? 13 : 12);
+        mp_pack_kv_str(pk, "id", d->id);
+        mp_pack_kv_str(pk, "namespace", d->namespace_);
+        mp_pack_kv_str(pk, "name", d->name);
+        mp_pack_kv_u64(pk, "generation", d->generation);
+        mp_pack_kv_str(pk, "status", d->status);
+        mp_pack_kv_str(pk, "runtime", d->runtime);
+        mp_pack_kv_str(pk, "kind", d->kind);
+        mp_pack_kv_str(pk, "image", d->image);
+        if (d->kernel)
+                mp_pack_kv_str(pk, "kernel", d->kernel);
+        mp_pack_kv_u64(pk, "replicas", d->replicas);
+        mp_pack_kv_u64(pk, "cpus", d->cpus);
+        mp_pack_kv_u64(pk, "memory_mib", d->memory_mib);
+        mp_pack_kv_u64(pk, "ready_replicas", d->ready_replicas);
+}
+
+/* A u64 field that must fit a u32. */
+static int get_u32(const msgpack_object *o, const char *key, bool required, uint32_t *ret) {
+        uint64_t v;
+        int r = mp_get_u64(o, key, &v);
+
+        if (r == -ENOENT && !required)
+                return 0;
+        if (r < 0)
+                return r;
+        if (v > UINT32_MAX)
+                return -ERANGE;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+int deployment_unpack(const msgpack_object *o, deployment_t *d) {
+        int r;
+
+        memset(d, 0, sizeof(*d));
+        if (!o || o->type != MSGPACK_OBJECT_MAP)
+                goto malformed;
+        if (mp_get_str(o, "id", ID_MAX, &d->id) < 0 ||
+            mp_get_str(o, "namespace", NAME_MAX_, &d->namespace_) < 0 ||
+            mp_get_str(o, "name", NAME_MAX_, &d->name) < 0 ||
+            mp_get_u64(o, "generation", &d->generation) < 0 ||
+            mp_get_str(o, "status", STATUS_MAX, &d->status) < 0 ||
+            mp_get_str(o, "runtime", STATUS_MAX, &d->runtime) < 0 ||
+            mp_get_str(o, "kind", STATUS_MAX, &d->kind) < 0 ||
+            mp_get_str(o, "image", PATH_MAX_, &d->image) < 0)
+                goto malformed;
+        r = mp_get_str(o, "kernel", PATH_MAX_, &d->kernel);
+        if (r < 0 && r != -ENOENT)
+                goto malformed;
+        if (get_u32(o, "replicas", true, &d->replicas) < 0 ||
+            get_u32(o, "cpus", true, &d->cpus) < 0 ||
+            get_u32(o, "memory_mib", true, &d->memory_mib) < 0 ||
+            get_u32(o, "ready_replicas", false, &d->ready_replicas) < 0)
+                goto malformed;
+        return 0;
+
+malformed:
+        deployment_clear(d);
+        return -EBADMSG;
+}
+
+void deployment_event_clear(deployment_event_t *e) {
+        free(e->deployment_id);
+        free(e->namespace_);
+        free(e->name);
+        free(e->status);
+        free(e->message);
+        memset(e, 0, sizeof(*e));
+}
+
+void deployment_event_pack(msgpack_packer *pk, const deployment_event_t *e) {
+        msgpack_pack_map(pk, e->message ? 7 : 6);
+        mp_pack_kv_u64(pk, "ts", e->ts);
+        mp_pack_kv_str(pk, "deployment_id", e->deployment_id);
+        mp_pack_kv_str(pk, "namespace", e->namespace_);
+        mp_pack_kv_str(pk, "name", e->name);
+        mp_pack_kv_u64(pk, "generation", e->generation);
+        mp_pack_kv_str(pk, "status", e->status);
+        if (e->message)
+                mp_pack_kv_str(pk, "message", e->message);
+}
+
+int deployment_event_unpack(const msgpack_object *o, deployment_event_t *e) {
+        int r;
+
+        memset(e, 0, sizeof(*e));
+        if (!o || o->type != MSGPACK_OBJECT_MAP)
+                goto malformed;
+        if (mp_get_u64(o, "ts", &e->ts) < 0 ||
+            mp_get_str(o, "deployment_id", ID_MAX, &e->deployment_id) < 0 ||
+            mp_get_str(o, "namespace", NAME_MAX_, &e->namespace_) < 0 ||
+            mp_get_str(o, "name", NAME_MAX_, &e->name) < 0 ||
+            mp_get_u64(o, "generation", &e->generation) < 0 ||
+            mp_get_str(o, "status", STATUS_MAX, &e->status) < 0)
+                goto malformed;
+        r = mp_get_str(o, "message", MESSAGE_MAX, &e->message);
+        if (r < 0 && r != -ENOENT)
+                goto malformed;
+        return 0;
+
+malformed:
+        deployment_event_clear(e);
+        return -EBADMSG;
+}

@@ -1,0 +1,330 @@
+/* scheduler_bus.c: the scheduler's side of the bus: events in, list/act RPCs out. */
+#include "services/scheduler/scheduler.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/mp.h"
+
+#define RETRY_AFTER_FAILURE_MS 1000
+
+typedef struct deployment_list {
+        deployment_t *items;
+        size_t n;
+} deployment_list_t;
+
+typedef struct instance_list {
+        instance_t *items;
+        size_t n;
+} instance_list_t;
+
+static void deployment_list_clear(deployment_list_t *l) {
+        for (size_t i = 0; i < l->n; i++)
+                deployment_clear(&l->items[i]);
+        free(l->items);
+        memset(l, 0, sizeof(*l));
+}
+
+static void instance_list_clear(instance_list_t *l) {
+        for (size_t i = 0; i < l->n; i++)
+                instance_clear(&l->items[i]);
+        free(l->items);
+        memset(l, 0, sizeof(*l));
+}
+
+/* Call and turn a remote error into a logged failure; returns the reply only on success. */
+static int call(scheduler_t *s, bus_client_t *c, const char *method, const msgpack_sbuffer *args,
+                bool idempotent, bus_reply_t **ret) {
+        bus_call_opts_t opts = { .timeout_ms = s->ctx->config->scheduler.request_timeout_ms, .idempotent = idempotent };
+        bus_reply_t *reply = NULL;
+        int r;
+
+        r = bus_call(c, method, args, &opts, &reply);
+        if (r < 0)
+                return log_warning_errno(r, "%s: no answer: %m", method);
+        if (reply->error_code) {
+                log_warning("%s failed: %s: %s", method, reply->error_code, reply->error_message);
+                *ret = reply;
+                return -EREMOTEIO;
+        }
+        *ret = reply;
+        return 0;
+}
+
+static int list_deployments(scheduler_t *s, deployment_list_t *out) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        const msgpack_object *a;
+        int r;
+
+        r = call(s, s->apiserver, "deployment.list", NULL, true, &reply);
+        if (r < 0)
+                return r;
+        a = reply->result;
+        if (!a || a->type != MSGPACK_OBJECT_ARRAY)
+                return log_warning_errno(EBADMSG, "deployment.list: result is not an array");
+        out->items = calloc(a->via.array.size + 1, sizeof(*out->items));
+        if (!out->items)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < a->via.array.size; i++)
+                if (deployment_unpack(&a->via.array.ptr[i], &out->items[out->n]) == 0)
+                        out->n++;
+                else
+                        log_warning("deployment.list: skipping a malformed deployment record");
+        return 0;
+}
+
+static int list_instances(scheduler_t *s, instance_list_t *out) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        const msgpack_object *a;
+        int r;
+
+        r = call(s, s->vmm, "instance.list", NULL, true, &reply);
+        if (r < 0)
+                return r;
+        a = reply->result;
+        if (!a || a->type != MSGPACK_OBJECT_ARRAY)
+                return log_warning_errno(EBADMSG, "instance.list: result is not an array");
+        out->items = calloc(a->via.array.size + 1, sizeof(*out->items));
+        if (!out->items)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < a->via.array.size; i++)
+                if (instance_unpack(&a->via.array.ptr[i], &out->items[out->n]) == 0)
+                        out->n++;
+                else
+                        log_warning("instance.list: skipping a malformed instance record");
+        return 0;
+}
+
+static int instance_op(scheduler_t *s, const char *method, const instance_t *i, bool with_remove) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        int r;
+
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, with_remove ? 2 : 1);
+        mp_pack_kv_str(&pk, "instance_id", i->spec.instance_id);
+        if (with_remove)
+                mp_pack_kv_bool(&pk, "remove", true);
+        r = call(s, s->vmm, method, &buf, true, &reply);
+        msgpack_sbuffer_destroy(&buf);
+        return r;
+}
+
+/* Start one instance of d. Returns -EREMOTEIO with *ret_error set when vmm-driver refused it
+ * as invalid (a permanent problem with the spec), another negative errno when transient. */
+static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_error, size_t error_size) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        char id[13];
+        instance_spec_t spec = {
+                .instance_id = id, .deployment_id = d->id, .generation = d->generation,
+                .runtime = d->runtime, .image = d->image, .kernel = d->kernel,
+                .cpus = d->cpus, .memory_mib = d->memory_mib,
+        };
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        int r;
+
+        r = random_hex(id, 6);
+        if (r < 0)
+                return r;
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        instance_spec_pack(&pk, &spec);
+        /* Not idempotent from our side: a retry would start a second VM under the same id,
+         * which vmm-driver refuses as a conflict; the next pass re-counts instead. */
+        r = call(s, s->vmm, "instance.create", &buf, false, &reply);
+        msgpack_sbuffer_destroy(&buf);
+        if (r == -EREMOTEIO && streq(reply->error_code, BUS_ERR_INVALID)) {
+                snprintf(ret_error, error_size, "%s", reply->error_message);
+                return r;
+        }
+        if (r == 0)
+                log_info("Deployment %s/%s: started instance %s", d->namespace_, d->name, id);
+        return r == -EREMOTEIO ? -EAGAIN : r;
+}
+
+static int set_status(scheduler_t *s, const deployment_t *d, const char *status, const char *message,
+                      uint32_t ready) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        int r;
+
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4);
+        mp_pack_kv_str(&pk, "id", d->id);
+        mp_pack_kv_str(&pk, "status", status);
+        mp_pack_kv_str(&pk, "message", message);
+        mp_pack_kv_u64(&pk, "ready_replicas", ready);
+        r = call(s, s->apiserver, "deployment.set_status", &buf, true, &reply);
+        msgpack_sbuffer_destroy(&buf);
+        if (r == 0 && !streq(status, d->status))
+                log_info("Deployment %s/%s: %s -> %s (%s)", d->namespace_, d->name, d->status, status, message);
+        return r;
+}
+
+static int purge(scheduler_t *s, const deployment_t *d) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        int r;
+
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        mp_pack_kv_str(&pk, "id", d->id);
+        r = call(s, s->apiserver, "deployment.purge", &buf, true, &reply);
+        msgpack_sbuffer_destroy(&buf);
+        if (r == 0)
+                log_info("Deployment %s/%s: every instance gone, purged", d->namespace_, d->name);
+        return r;
+}
+
+/* Act on one deployment's plan. Returns <0 when something transient failed and a retry pass
+ * is wanted. */
+static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_list_t *instances) {
+        plan_t p;
+        int r, failed = 0;
+
+        r = scheduler_plan(d, instances->items, instances->n, &p);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < p.n_remove; k++)
+                if (instance_op(s, "instance.remove", p.remove[k], false) < 0)
+                        failed = -EAGAIN;
+        for (size_t k = 0; k < p.n_stop; k++) {
+                log_info("Deployment %s/%s: stopping instance %s", d->namespace_, d->name,
+                         p.stop[k]->spec.instance_id);
+                if (instance_op(s, "instance.stop", p.stop[k], true) < 0)
+                        failed = -EAGAIN;
+        }
+        for (uint32_t k = 0; k < p.create; k++) {
+                char error[512];
+
+                r = create_instance(s, d, error, sizeof(error));
+                if (r == -EREMOTEIO) {
+                        /* The spec cannot run as it is: say so once, no restarts burned. */
+                        p.status = DEPLOYMENT_STATUS_FAILED;
+                        snprintf(p.message, sizeof(p.message), "%s", error);
+                        break;
+                }
+                if (r < 0) {
+                        failed = -EAGAIN;
+                        break;
+                }
+        }
+        if (p.purge && purge(s, d) < 0)
+                failed = -EAGAIN;
+        if (p.status && (!streq(p.status, d->status) || p.ready != d->ready_replicas) &&
+            set_status(s, d, p.status, p.message, p.ready) < 0)
+                failed = -EAGAIN;
+        plan_clear(&p);
+        return failed;
+}
+
+/* Instances whose deployment no longer exists (purged while we were down, or a wiped store). */
+static int reap_orphans(scheduler_t *s, const deployment_list_t *deployments, const instance_list_t *instances) {
+        int failed = 0;
+
+        for (size_t k = 0; k < instances->n; k++) {
+                const instance_t *i = &instances->items[k];
+                bool known = false;
+
+                for (size_t j = 0; j < deployments->n && !known; j++)
+                        known = streq(deployments->items[j].id, i->spec.deployment_id);
+                if (known || streq(i->state, INSTANCE_STATE_STOPPING))
+                        continue;
+                log_info("Instance %s belongs to no deployment, removing it", i->spec.instance_id);
+                if (streq(i->state, INSTANCE_STATE_EXITED) ? instance_op(s, "instance.remove", i, false) < 0
+                                                          : instance_op(s, "instance.stop", i, true) < 0)
+                        failed = -EAGAIN;
+        }
+        return failed;
+}
+
+static int on_retry_timer(zloop_t *loop, int timer_id, void *arg) {
+        scheduler_t *s = arg;
+
+        s->pass_scheduled = false;
+        if (scheduler_reconcile_all(s) < 0)
+                scheduler_kick(s, NULL);
+        return 0;
+}
+
+int scheduler_reconcile_all(scheduler_t *s) {
+        deployment_list_t deployments = {};
+        instance_list_t instances = {};
+        int r, failed = 0;
+
+        /* Both lists must be fresh: acting on a partial view could kill healthy instances. */
+        r = list_deployments(s, &deployments);
+        if (r >= 0)
+                r = list_instances(s, &instances);
+        if (r < 0)
+                goto out;
+        for (size_t k = 0; k < deployments.n; k++)
+                if (reconcile_one(s, &deployments.items[k], &instances) < 0)
+                        failed = -EAGAIN;
+        if (reap_orphans(s, &deployments, &instances) < 0)
+                failed = -EAGAIN;
+        r = failed;
+out:
+        deployment_list_clear(&deployments);
+        instance_list_clear(&instances);
+        return r;
+}
+
+void scheduler_kick(scheduler_t *s, const char *why) {
+        if (s->pass_scheduled)
+                return;
+        if (why)
+                log_debug("Reconcile: %s", why);
+        s->pass_scheduled = true;
+        /* Immediately for events; after a pause when retrying a failed pass. */
+        zloop_timer(s->ctx->loop, why ? 1 : RETRY_AFTER_FAILURE_MS, 1, on_retry_timer, s);
+}
+
+static void on_event(const char *type, const msgpack_object *body, void *userdata) {
+        scheduler_kick(userdata, type);
+}
+
+static int on_resync(zloop_t *loop, int timer_id, void *arg) {
+        scheduler_kick(arg, "resync tick");
+        return 0;
+}
+
+int scheduler_bus_open(scheduler_t *s) {
+        const husk_config_t *c = s->ctx->config;
+        const char *publishers[] = { c->bus[HUSK_DAEMON_APISERVER].events, c->bus[HUSK_DAEMON_VMM_DRIVER].events };
+        int r;
+
+        r = bus_pub_new(c->bus[HUSK_DAEMON_SCHEDULER].events, &s->pub);
+        if (r < 0)
+                return log_error_errno(r, "Failed to bind %s: %m", c->bus[HUSK_DAEMON_SCHEDULER].events);
+        r = bus_client_new(c->bus[HUSK_DAEMON_APISERVER].requests, &s->apiserver);
+        if (r >= 0)
+                r = bus_client_new(c->bus[HUSK_DAEMON_VMM_DRIVER].requests, &s->vmm);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the bus: %m");
+        r = bus_sub_new(publishers, ELEMENTSOF(publishers), &s->events);
+        if (r < 0)
+                return log_error_errno(r, "Failed to subscribe to events: %m");
+        bus_sub_subscribe(s->events, "deployment.");
+        bus_sub_subscribe(s->events, "instance.");
+        r = bus_sub_attach(s->events, s->ctx->loop, on_event, s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch events: %m");
+        s->resync_timer = zloop_timer(s->ctx->loop, c->scheduler.resync_interval_ms, 0, on_resync, s);
+        return 0;
+}
+
+void scheduler_bus_close(scheduler_t *s) {
+        bus_sub_destroy(&s->events);
+        bus_client_destroy(&s->apiserver);
+        bus_client_destroy(&s->vmm);
+        bus_pub_destroy(&s->pub);
+}

@@ -1,0 +1,111 @@
+/* scheduler_plan.c: decide what a deployment needs, as a pure function of observed state. */
+#include "services/scheduler/scheduler.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+static bool instance_alive(const instance_t *i) {
+        return streq(i->state, INSTANCE_STATE_STARTING) || streq(i->state, INSTANCE_STATE_RUNNING) ||
+               streq(i->state, INSTANCE_STATE_READY);
+}
+
+void plan_clear(plan_t *p) {
+        free(p->stop);
+        free(p->remove);
+        memset(p, 0, sizeof(*p));
+}
+
+/* Newest first: scaling down stops the most recently started instances. */
+static int by_started_desc(const void *a, const void *b) {
+        const instance_t *x = *(const instance_t *const *)a, *y = *(const instance_t *const *)b;
+
+        return x->started_at < y->started_at ? 1 : x->started_at > y->started_at ? -1 : 0;
+}
+
+int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_instances, plan_t *p) {
+        _cleanup_free_ const instance_t **current = NULL;
+        size_t n_current = 0, n_old_alive = 0, n_stopping = 0, n_exited_current = 0;
+        bool deleted = streq(d->status, DEPLOYMENT_STATUS_DELETED);
+        bool is_job = d->kind && streq(d->kind, "job");
+        int64_t job_exit = -1;
+
+        memset(p, 0, sizeof(*p));
+        p->stop = calloc(n_instances + 1, sizeof(*p->stop));
+        p->remove = calloc(n_instances + 1, sizeof(*p->remove));
+        current = calloc(n_instances + 1, sizeof(*current));
+        if (!p->stop || !p->remove || !current) {
+                plan_clear(p);
+                return -ENOMEM;
+        }
+
+        for (size_t k = 0; k < n_instances; k++) {
+                const instance_t *i = &instances[k];
+
+                if (!streq(i->spec.deployment_id, d->id))
+                        continue;
+                if (streq(i->state, INSTANCE_STATE_EXITED)) {
+                        p->remove[p->n_remove++] = i;
+                        if (i->spec.generation == d->generation) {
+                                n_exited_current++;
+                                job_exit = i->exit_status;
+                        }
+                } else if (streq(i->state, INSTANCE_STATE_STOPPING))
+                        n_stopping++;
+                else if (deleted || i->spec.generation != d->generation) {
+                        if (deleted)
+                                p->stop[p->n_stop++] = i;
+                        else
+                                n_old_alive++;
+                } else {
+                        current[n_current++] = i;
+                        if (streq(i->state, INSTANCE_STATE_READY))
+                                p->ready++;
+                }
+        }
+
+        if (deleted) {
+                p->purge = p->n_stop == 0 && p->n_remove == 0 && n_stopping == 0;
+                return 0;
+        }
+
+        /* A job runs once per generation: once its instance exited, report how and stop. */
+        if (is_job && n_exited_current > 0 && n_current == 0) {
+                p->status = job_exit == 0 ? DEPLOYMENT_STATUS_COMPLETED : DEPLOYMENT_STATUS_FAILED;
+                snprintf(p->message, sizeof(p->message), "job exited with status %lld", (long long)job_exit);
+                return 0;
+        }
+        /* Failed or completed with nothing running: wait for a new generation (re-apply). */
+        if ((streq(d->status, DEPLOYMENT_STATUS_FAILED) || streq(d->status, DEPLOYMENT_STATUS_COMPLETED)) &&
+            n_current == 0)
+                return 0;
+
+        if (n_current < d->replicas)
+                p->create = d->replicas - (uint32_t)n_current;
+        else if (n_current > d->replicas) {
+                qsort(current, n_current, sizeof(*current), by_started_desc);
+                for (size_t k = 0; k < n_current - d->replicas; k++)
+                        p->stop[p->n_stop++] = current[k];
+        }
+
+        /* Replace an older generation only once the new one serves: never drop below ready. */
+        if (n_old_alive > 0 && p->ready >= d->replicas)
+                for (size_t k = 0; k < n_instances; k++) {
+                        const instance_t *i = &instances[k];
+                        if (streq(i->spec.deployment_id, d->id) && instance_alive(i) &&
+                            i->spec.generation != d->generation)
+                                p->stop[p->n_stop++] = i;
+                }
+
+        if (p->ready >= d->replicas)
+                p->status = DEPLOYMENT_STATUS_RUNNING;
+        else if (n_current > 0 || p->create > 0)
+                p->status = DEPLOYMENT_STATUS_CREATING;
+        else
+                p->status = DEPLOYMENT_STATUS_PENDING;
+        snprintf(p->message, sizeof(p->message), "%u/%u instances ready", p->ready, d->replicas);
+        return 0;
+}

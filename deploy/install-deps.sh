@@ -1,0 +1,29 @@
+#!/bin/sh
+# install-deps.sh: install every Debian package husk's build, tests, guest kit and demo need.
+# Idempotent: packages already present are left alone. Needs root (or sudo).
+set -eu
+
+PACKAGES="
+build-essential pkg-config clang
+libczmq-dev libzmq3-dev libmsgpack-dev libyaml-dev libcivetweb-dev libsqlite3-dev
+libjansson-dev libcurl4-openssl-dev libsystemd-dev libcmocka-dev
+qemu-system-x86 qemu-utils busybox-static kmod cpio xz-utils
+iproute2 procps socat
+python3 python3-pytest python3-zmq python3-msgpack python3-requests python3-yaml
+"
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+missing=
+for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+
+if [ -n "$missing" ]; then
+        echo "install-deps: installing:$missing"
+        $SUDO apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+else
+        echo "install-deps: all packages present"
+fi

@@ -164,8 +164,17 @@ int mkdir_p(const char *path, unsigned mode) {
                         return -errno;
                 *p = '/';
         }
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -errno;
+        if (mkdir(buf, mode) < 0) {
+                struct stat st;
+
+                if (errno != EEXIST)
+                        return -errno;
+                /* EEXIST says nothing about what is there: a file in the way is an error. */
+                if (stat(buf, &st) < 0)
+                        return -errno;
+                if (!S_ISDIR(st.st_mode))
+                        return -ENOTDIR;
+        }
         return 0;
 }
 

@@ -263,7 +263,10 @@ int write_file_atomic(const char *path, const void *data, size_t size, unsigned 
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
-        size_t len = 0, cap = 4096;
+        /* Read up to one byte past max: that tells a file of exactly max bytes from a longer one,
+         * whatever max is relative to the buffer's growth steps. */
+        size_t limit = max < SIZE_MAX - 1 ? max + 1 : SIZE_MAX - 1;
+        size_t len = 0, cap = limit < 4096 ? limit : 4096;
 
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -271,14 +274,12 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_size) {
         buf = malloc(cap + 1);
         if (!buf)
                 return -ENOMEM;
-        for (;;) {
+        while (len < limit) {
                 ssize_t n;
 
                 if (len == cap) {
                         char *nb;
-                        if (cap >= max)
-                                return -EFBIG;
-                        cap = cap * 2 > max ? max : cap * 2;
+                        cap = cap > limit / 2 ? limit : cap * 2;
                         nb = realloc(buf, cap + 1);
                         if (!nb)
                                 return -ENOMEM;
@@ -294,6 +295,8 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_size) {
                         break;
                 len += (size_t)n;
         }
+        if (len > max)
+                return -EFBIG;
         buf[len] = '\0';
         if (ret_size)
                 *ret_size = len;

@@ -225,6 +225,20 @@ static int parse_bool(const char *s, bool *ret) {
         return -EINVAL;
 }
 
+/* YAML's null ("key: ~", "key: null"), which no path or name may be: without this check
+ * "state_dir: ~" made a directory literally named "~". Quoted "~" is a string. */
+static bool scalar_is_null(const yaml_node_t *node) {
+        static const char *const nulls[] = { "~", "null", "Null", "NULL" };
+        const char *v = (const char *)node->data.scalar.value;
+
+        if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(nulls); i++)
+                if (streq(v, nulls[i]))
+                        return true;
+        return false;
+}
+
 static int set_value(loader_t *l, const config_key_t *k, const yaml_node_t *node) {
         void *field = (char *)l->config + k->offset;
         const char *v;
@@ -238,7 +252,7 @@ static int set_value(loader_t *l, const config_key_t *k, const yaml_node_t *node
 
         switch (k->type) {
         case KEY_STRING:
-                if (!*v)
+                if (!*v || scalar_is_null(node))
                         return loader_fail(l, node, k->path, "must not be empty");
                 free(*(char **)field);
                 *(char **)field = strdup(v);

@@ -287,7 +287,9 @@ static int set_value(loader_t *l, const config_key_t *k, const yaml_node_t *node
                 return 0;
         case KEY_U32:
                 r = parse_u64(v, &u);
-                if (r < 0 || u > UINT32_MAX)
+                if (r == -ERANGE || (r >= 0 && u > UINT32_MAX))
+                        return loader_fail(l, node, k->path, "must be at most %u, got %s", UINT32_MAX, v);
+                if (r < 0)
                         return loader_fail(l, node, k->path, "must be a whole number, got '%s'", v);
                 if (u < k->min)
                         return loader_fail(l, node, k->path, "must be at least %u, got %s", k->min, v);

@@ -318,10 +318,11 @@ static int load_mapping(loader_t *l, const yaml_node_t *map, const char *prefix)
                 int r;
 
                 if (!kn || !vn || kn->type != YAML_SCALAR_NODE)
-                        return loader_fail(l, kn, prefix, "keys must be plain strings");
+                        return loader_fail(l, kn ? kn : map, *prefix ? prefix : "(top level)",
+                                           "keys must be plain strings");
                 if ((size_t)snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "",
                                      (const char *)kn->data.scalar.value) >= sizeof(path))
-                        return loader_fail(l, kn, prefix, "key too long");
+                        return loader_fail(l, kn, *prefix ? prefix : "(top level)", "key too long");
 
                 k = find_key(path);
                 if (k)

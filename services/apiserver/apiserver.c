@@ -1,0 +1,89 @@
+/* apiserver.c: wires the store, the bus sockets and the REST server together, and takes them apart in order. */
+#include "services/apiserver/apiserver.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "services/apiserver/apiserver_bus.h"
+#include "services/apiserver/apiserver_http.h"
+
+static int open_store(apiserver_t *api) {
+        const char *path = api->config->apiserver.database;
+        _cleanup_free_ char *dir = strdup(path);
+        int r;
+
+        if (!dir)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = mkdir_p(dirname(dir), 0700);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the directory of %s: %m", path);
+        r = store_open(path, &api->store);
+        if (r == -EPROTONOSUPPORT)
+                return log_error_errno(r, "%s was written by a newer husk (schema version above what this one knows); "
+                                          "refusing to touch it", path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the database %s: %m", path);
+        log_info("Database %s at schema version %d", path, store_schema_version(api->store));
+        return 0;
+}
+
+static int open_bus(apiserver_t *api, zloop_t *loop) {
+        const husk_endpoints_t *own = &api->config->bus[HUSK_DAEMON_APISERVER];
+        const char *vmm = api->config->bus[HUSK_DAEMON_VMM_DRIVER].requests;
+        int r;
+
+        r = bus_pub_new(own->events, &api->pub);
+        if (r < 0)
+                return log_error_errno(r, "Failed to bind the event socket %s: %m", own->events);
+        r = bus_server_new(own->requests, apiserver_bus_methods, api, &api->server);
+        if (r < 0)
+                return log_error_errno(r, "Failed to bind the request socket %s: %m", own->requests);
+        r = bus_server_attach(api->server, loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to serve requests on the event loop: %m");
+        /* Connecting does not need vmm-driver up: ZeroMQ connects when it appears. */
+        r = bus_client_new(vmm, &api->vmm);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the vmm-driver client for %s: %m", vmm);
+        return 0;
+}
+
+int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret) {
+        _cleanup_(apiserver_freep) apiserver_t *api = NULL;
+        int r;
+
+        api = calloc(1, sizeof(*api));
+        if (!api)
+                return log_error_errno(ENOMEM, "Out of memory");
+        api->config = config;
+        pthread_mutex_init(&api->vmm_lock, NULL);
+
+        r = open_store(api);
+        if (r < 0)
+                return r;
+        r = open_bus(api, loop);
+        if (r < 0)
+                return r;
+        /* Last: requests may arrive as soon as it listens. */
+        r = http_start(api);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(api);
+        return 0;
+}
+
+void apiserver_free(apiserver_t *api) {
+        if (!api)
+                return;
+        /* mg_stop() joins the workers, so nothing below is in use by then. */
+        http_stop(api);
+        bus_server_destroy(&api->server);
+        bus_client_destroy(&api->vmm);
+        bus_pub_destroy(&api->pub);
+        store_close(&api->store);
+        pthread_mutex_destroy(&api->vmm_lock);
+        free(api);
+}

@@ -1,0 +1,55 @@
+/* apiserver_http.h: the REST server: routing, request bodies, JSON and RFC 7807 problem replies. */
+#pragma once
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "lib/util.h"
+#include "services/apiserver/apiserver.h"
+
+#define HTTP_BODY_MAX (1024u * 1024u)
+
+struct mg_connection;
+struct mg_request_info;
+
+typedef struct http_request {
+        struct mg_connection *conn;
+        const struct mg_request_info *info;
+        apiserver_t *api;
+        const char *arg; /* the {id} of a /deployments/{id} route, URL-decoded */
+} http_request_t;
+
+/* A route handler answers the request and returns the HTTP status it sent. */
+typedef int (*http_route_fn)(http_request_t *req);
+
+/* "127.0.0.1:3030", "localhost:3030", "[::1]:3030" or "3030" (loopback) into civetweb's
+ * listening_ports syntax. -EINVAL when it is none of these. */
+int http_listen_spec(const char *listen, char *buf, size_t size);
+
+int http_start(apiserver_t *api);
+void http_stop(apiserver_t *api);
+
+/* The whole body, NUL-terminated. -EFBIG beyond HTTP_BODY_MAX, -EIO when the client went away. */
+int http_read_body(http_request_t *req, char **ret, size_t *ret_size);
+
+/* The query parameter's occurrence-th value (URL-decoded) into buf: 1 when present, 0 when
+ * absent, -ENAMETOOLONG when longer than size. */
+int http_query(http_request_t *req, const char *name, unsigned occurrence, char *buf, size_t size);
+
+/* Send body (consumed) as application/json. extra_headers: complete "Name: value\r\n" lines or NULL. */
+int http_reply_json(http_request_t *req, int status, json_t *body, const char *extra_headers);
+
+/* Send an application/problem+json {type, title, status, detail, violations?}; type is
+ * "urn:husk:problem:<slug>". violations is consumed (may be NULL). */
+int http_reply_problem(http_request_t *req, int status, const char *slug, const char *title, json_t *violations,
+                       const char *detail_fmt, ...) _printf_(6, 7);
+
+/* 500, with the cause logged once (the client only learns to look at the log). */
+int http_reply_internal(http_request_t *req, int error, const char *what);
+
+/* Routes (apiserver_routes_*.c). */
+int route_healthz(http_request_t *req);
+int route_deployments_list(http_request_t *req);
+int route_deployments_apply(http_request_t *req);
+int route_deployment_get(http_request_t *req);
+int route_deployment_delete(http_request_t *req);

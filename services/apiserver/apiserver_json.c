@@ -1,0 +1,102 @@
+/* apiserver_json.c: how deployments look over REST, and msgpack bus results turned into JSON. */
+#include "services/apiserver/apiserver_json.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "lib/util.h"
+
+#define MSGPACK_JSON_DEPTH_MAX 32
+
+/* Stored JSON text back into a value; a row that somehow holds no valid JSON shows as null
+ * rather than failing the whole listing. */
+static json_t *parse_stored(const char *text) {
+        json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+
+        return v ?: json_null();
+}
+
+json_t *deployment_to_json(const store_deployment_t *d) {
+        char created[32], updated[32], memory[32];
+        json_auto_t *o = NULL;
+
+        snprintf(memory, sizeof(memory), "%" PRIu32 "Mi", d->d.memory_mib);
+        o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:{s:{s:I, s:s}}, s:s, s:s, s:I, s:I, "
+                      "s:s, s:s, s:o}",
+                      "id", d->d.id,
+                      "namespace", d->d.namespace_,
+                      "name", d->d.name,
+                      "runtime", d->d.runtime,
+                      "kind", d->d.kind,
+                      "image", d->d.image,
+                      "replicas", (json_int_t)d->d.replicas,
+                      "ready_replicas", (json_int_t)d->d.ready_replicas,
+                      "labels", parse_stored(d->labels),
+                      "resources", "limits", "cpu", (json_int_t)d->d.cpus, "memory", memory,
+                      "status", d->d.status,
+                      "status_message", d->status_message ?: "",
+                      "generation", (json_int_t)d->d.generation,
+                      "restart_count", (json_int_t)d->restart_count,
+                      "created_at", format_timestamp_ms(d->created_at, created, sizeof(created)),
+                      "updated_at", format_timestamp_ms(d->updated_at, updated, sizeof(updated)),
+                      "spec", parse_stored(d->spec));
+        if (!o)
+                return NULL;
+        if (d->d.kernel && json_object_set_new(o, "kernel", json_string(d->d.kernel)) < 0)
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+static json_t *to_json(const msgpack_object *o, unsigned depth) {
+        json_auto_t *v = NULL;
+
+        if (depth > MSGPACK_JSON_DEPTH_MAX)
+                return NULL;
+        switch (o->type) {
+        case MSGPACK_OBJECT_NIL:
+                return json_null();
+        case MSGPACK_OBJECT_BOOLEAN:
+                return json_boolean(o->via.boolean);
+        case MSGPACK_OBJECT_POSITIVE_INTEGER:
+                /* json_int_t is signed: the top half of uint64 only fits a double. */
+                return o->via.u64 > INT64_MAX ? json_real((double)o->via.u64) : json_integer((json_int_t)o->via.u64);
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+                return json_integer((json_int_t)o->via.i64);
+        case MSGPACK_OBJECT_FLOAT32:
+        case MSGPACK_OBJECT_FLOAT64:
+                return json_real(o->via.f64);
+        case MSGPACK_OBJECT_STR:
+                /* Not valid UTF-8 (jansson refuses it): null rather than dropping the reply. */
+                v = json_stringn(o->via.str.ptr, o->via.str.size);
+                return v ? TAKE_PTR(v) : json_null();
+        case MSGPACK_OBJECT_ARRAY:
+                v = json_array();
+                if (!v)
+                        return NULL;
+                for (uint32_t i = 0; i < o->via.array.size; i++)
+                        if (json_array_append_new(v, to_json(&o->via.array.ptr[i], depth + 1)) < 0)
+                                return NULL;
+                return TAKE_PTR(v);
+        case MSGPACK_OBJECT_MAP:
+                v = json_object();
+                if (!v)
+                        return NULL;
+                for (uint32_t i = 0; i < o->via.map.size; i++) {
+                        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+                        char key[256];
+
+                        if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size >= sizeof(key))
+                                continue;
+                        snprintf(key, sizeof(key), "%.*s", (int)kv->key.via.str.size, kv->key.via.str.ptr);
+                        if (json_object_set_new(v, key, to_json(&kv->val, depth + 1)) < 0)
+                                return NULL;
+                }
+                return TAKE_PTR(v);
+        default: /* BIN, EXT */
+                return json_null();
+        }
+}
+
+json_t *msgpack_to_json(const msgpack_object *o) {
+        return to_json(o, 0);
+}

@@ -1,0 +1,16 @@
+/* apiserver_json.h: the REST representations: a stored deployment, and msgpack results as JSON. */
+#pragma once
+
+#include <jansson.h>
+#include <msgpack.h>
+
+#include "services/apiserver/apiserver_store.h"
+
+/* {id, namespace, name, runtime, kind, image, kernel?, replicas, ready_replicas, labels,
+ *  resources: {limits: {cpu, memory: "<N>Mi"}}, status, status_message, generation,
+ *  restart_count, created_at, updated_at, spec}. NULL on allocation failure. */
+json_t *deployment_to_json(const store_deployment_t *d);
+
+/* A msgpack object (a bus reply) as JSON. Binary and extension values become null, map
+ * entries with non-string keys are skipped, nesting deeper than 32 levels is refused (NULL). */
+json_t *msgpack_to_json(const msgpack_object *o);

@@ -1,0 +1,42 @@
+/* apiserver_manifest.h: validation and normalization of one deployment manifest (JSON). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MANIFEST_NAME_MAX 63       /* DNS-1123 label */
+#define MANIFEST_PATH_MAX 4096     /* image and kernel paths, in bytes */
+#define MANIFEST_REPLICAS_MAX 100
+#define MANIFEST_CPUS_MAX 256
+#define MANIFEST_MEMORY_MIN_MIB 128
+#define MANIFEST_MEMORY_MAX_MIB (1024u * 1024u) /* 1 TiB */
+#define MANIFEST_DEFAULT_CPUS 1
+#define MANIFEST_DEFAULT_MEMORY_MIB 256
+
+/* A deployment as the user asked for it, after validation. */
+typedef struct manifest {
+        char *namespace_;
+        char *name;
+        char *runtime;       /* "qemu" | "cloud-hypervisor" */
+        char *kind;          /* "worker" | "job" */
+        char *image;         /* absolute path */
+        char *kernel;        /* absolute path, or NULL for the guest kit */
+        uint32_t replicas;
+        uint32_t cpus;       /* resources.limits.cpu, whole vCPUs */
+        uint32_t memory_mib; /* resources.limits.memory */
+        json_t *labels;      /* object of string values */
+        json_t *spec;        /* the normalized manifest: defaults filled in, Ring fields kept */
+} manifest_t;
+
+void manifest_clear(manifest_t *m);
+
+/* Validate one deployment (the value of one entry of a Ring `deployments:` map).
+ *
+ * Returns 0 with *m filled. Returns -EINVAL when the manifest breaks a rule, with
+ * *ret_violations set to a new array of {"field": "resources.limits.memory", "reason": "..."}
+ * listing every problem found, not just the first; *m is left cleared. -ENOMEM otherwise. */
+int manifest_parse(const json_t *input, manifest_t *m, json_t **ret_violations);
+
+/* "my-app": 1-63 of [a-z0-9-], starting and ending with a letter or digit. */
+bool manifest_name_is_valid(const char *s);

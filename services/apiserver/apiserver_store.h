@@ -1,0 +1,107 @@
+/* apiserver_store.h: the sqlite database apiserver alone opens: deployments, desired and observed. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/deployment.h"
+#include "services/apiserver/apiserver_manifest.h"
+
+#define STORE_UUID_LEN 36
+#define STORE_LABEL_FILTERS_MAX 16
+#define STORE_MESSAGE_MAX 1024
+
+/* Thread safety: one connection, serialized by a mutex inside the store. civetweb workers and
+ * the bus loop all come through here; every call is one critical section, which also makes the
+ * read-compare-write of store_deployment_apply() atomic without BEGIN IMMEDIATE retries.
+ * Queries are sub-millisecond, and sqlite would serialize the writers anyway. */
+typedef struct apiserver_store apiserver_store_t;
+
+/* One row of the deployments table. */
+typedef struct store_deployment {
+        deployment_t d;        /* the bus record: id, names, generation, status, sizing */
+        char *status_message;  /* "" when there is nothing to say */
+        uint32_t restart_count;
+        char *labels;          /* JSON object text, values are strings */
+        char *spec;            /* JSON object text: the normalized manifest */
+        uint64_t created_at;   /* unix ms */
+        uint64_t updated_at;
+} store_deployment_t;
+
+void store_deployment_clear(store_deployment_t *d);
+void store_deployment_array_free(store_deployment_t *a, size_t n);
+
+/* Open (creating if needed) and migrate the database at path. */
+int store_open(const char *path, apiserver_store_t **ret);
+void store_close(apiserver_store_t **s);
+/* The schema version the database is at, as PRAGMA user_version says. */
+int store_schema_version(apiserver_store_t *s);
+/* A cheap query proving the database answers. */
+int store_ping(apiserver_store_t *s);
+
+typedef enum store_apply_result {
+        STORE_APPLY_CREATED,
+        STORE_APPLY_UPDATED,   /* spec changed: generation bumped, status kept */
+        STORE_APPLY_UNCHANGED,
+} store_apply_result_t;
+
+/* Create or update the deployment (namespace, name) from a validated manifest. Returns a
+ * store_apply_result_t >= 0 with *ret the stored row, or -EBUSY when a deployment of that
+ * name is still being deleted (status "deleted" until purged). */
+int store_deployment_apply(apiserver_store_t *s, const manifest_t *m, store_deployment_t *ret);
+
+/* Insert a new deployment; -EEXIST when (namespace, name) is taken. */
+int store_deployment_insert(apiserver_store_t *s, const manifest_t *m, store_deployment_t *ret);
+
+/* -ENOENT when unknown. */
+int store_deployment_get(apiserver_store_t *s, const char *id, store_deployment_t *ret);
+int store_deployment_get_by_name(apiserver_store_t *s, const char *namespace_, const char *name,
+                                 store_deployment_t *ret);
+
+typedef struct store_label {
+        const char *key;
+        const char *value;
+} store_label_t;
+
+/* NULL or zero fields match everything; every label must match. */
+typedef struct store_filter {
+        const char *namespace_;
+        const char *status;
+        const store_label_t *labels;
+        size_t n_labels; /* at most STORE_LABEL_FILTERS_MAX, else -E2BIG */
+} store_filter_t;
+
+/* Deployments ordered by namespace then name. */
+int store_deployment_list(apiserver_store_t *s, const store_filter_t *filter, store_deployment_t **ret,
+                          size_t *ret_n);
+
+typedef struct store_status_update {
+        const char *status;     /* required: one of the DEPLOYMENT_STATUS_* */
+        const char *message;    /* NULL: cleared, a status report says why or nothing */
+        bool has_ready_replicas;
+        uint32_t ready_replicas;
+        bool has_restart_count;
+        uint32_t restart_count;
+} store_status_update_t;
+
+#define STORE_CHANGED_STATUS (1u << 0)
+#define STORE_CHANGED_MESSAGE (1u << 1)
+#define STORE_CHANGED_COUNTS (1u << 2)
+
+/* Record what the scheduler observed. Returns a mask of STORE_CHANGED_* (0: nothing changed)
+ * with *ret the row after the update. -ENOENT when unknown, -EINVAL for an unknown status,
+ * -EBUSY when the deployment is deleted and the update would bring it back. */
+int store_deployment_set_status(apiserver_store_t *s, const char *id, const store_status_update_t *u,
+                                store_deployment_t *ret);
+
+/* Mark deleted (instances are then stopped by the scheduler). Returns 1 when the status
+ * changed, 0 when it was deleted already; -ENOENT when unknown. */
+int store_deployment_mark_deleted(apiserver_store_t *s, const char *id, store_deployment_t *ret);
+
+/* Remove the row of a deleted deployment, with *ret (optional) the row as it was. -ENOENT when
+ * unknown, -EBUSY when it is not in status "deleted". */
+int store_deployment_purge(apiserver_store_t *s, const char *id, store_deployment_t *ret);
+
+/* A random (version 4) UUID, 36 characters plus NUL, from getrandom(). */
+int store_uuid_new(char ret[static STORE_UUID_LEN + 1]);

@@ -1,0 +1,251 @@
+/* vmm.h: vmm-driver's internal contracts: daemon state, the instance object, and what each vmm_*.c offers the others. */
+#pragma once
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/bus.h"
+#include "lib/config.h"
+#include "lib/daemon.h"
+#include "proto/agent_frame.h"
+#include "proto/instance.h"
+
+typedef struct vmm vmm_t;
+typedef struct vmm_instance vmm_instance_t;
+
+/* ---- instance.json (vmm_record.c) ---------------------------------------------------------- */
+
+#define VMM_RECORD_FILE "instance.json"
+#define VMM_RECORD_MAX (64u * 1024u) /* a record is ~1 KiB; anything bigger is not ours */
+
+/* What survives a vmm-driver restart: the published record plus what adoption and the stop
+ * sequence need to resume. */
+typedef struct vmm_record {
+        instance_t inst;
+        uint64_t pid_start_time;    /* /proc/<pid>/stat field 22 (ticks since boot): pid reuse guard */
+        uint64_t stop_requested_at; /* unix ms; 0 unless a stop was asked */
+        bool remove_on_exit;        /* instance.stop {remove: true} */
+        char *shutdown_reason;      /* last QMP SHUTDOWN reason, NULL if none seen */
+} vmm_record_t;
+
+void vmm_record_clear(vmm_record_t *r);
+int vmm_record_to_json(const vmm_record_t *r, char **ret);
+/* Strict: missing or mistyped required keys are -EBADMSG; unknown keys are ignored. */
+int vmm_record_from_json(const char *text, vmm_record_t *r);
+int vmm_record_save(const char *dir, const vmm_record_t *r);
+int vmm_record_load(const char *dir, vmm_record_t *r);
+/* 12 lowercase hex digits: also a directory name, so this is the path-traversal guard. */
+bool vmm_instance_id_valid(const char *id);
+bool vmm_state_valid(const char *state);
+
+/* ---- processes (vmm_proc.c) ---------------------------------------------------------------- */
+
+/* Field 22 (starttime) of a /proc/<pid>/stat line; comm (field 2) may hold spaces and ')'. */
+int vmm_proc_parse_start_time(const char *stat, uint64_t *ret);
+int vmm_proc_start_time(pid_t pid, uint64_t *ret);
+int vmm_pidfd_open(pid_t pid); /* fd (O_CLOEXEC) or -errno */
+int vmm_pidfd_kill(int pidfd, int sig);
+bool vmm_pidfd_exited(int pidfd);
+/* Wait status of an exited process through PIDFD_GET_INFO (Linux >= 6.15), also for
+ * non-children once their parent reaped them. -ENODATA while not yet known, -EOPNOTSUPP on
+ * older kernels. */
+int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus);
+
+/* ---- qemu runtime (vmm_qemu.c) --------------------------------------------------------------- */
+
+typedef struct vmm_qemu_params {
+        const char *binary;      /* absolute path */
+        const char *accel;       /* "kvm" or "tcg", already resolved */
+        const char *kernel;      /* absolute */
+        const char *initrd;      /* absolute */
+        const char *instance_id;
+        uint32_t cpus;
+        uint32_t memory_mib;
+} vmm_qemu_params_t;
+
+/* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
+ * QEMU runs with the instance directory as cwd, which keeps unix socket paths short. */
+int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret);
+/* configured "kvm"/"tcg"/"auto" -> "kvm" or "tcg"; NULL when configured is none of those. */
+const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable);
+bool vmm_kvm_usable(void);
+/* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
+int vmm_find_executable(const char *name, const char *path_env, char **ret);
+/* Detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to dir/qemu.log,
+ * no other fds, default signal mask and dispositions. Exec failures are returned here. */
+int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid);
+
+void vmm_strv_free(char **v);
+static inline void vmm_strv_freep(char ***v) {
+        vmm_strv_free(*v);
+        *v = NULL;
+}
+
+/* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
+
+typedef struct vmm_exit_facts {
+        bool stop_requested;          /* we asked (instance.stop) */
+        const char *shutdown_reason;  /* QMP SHUTDOWN reason, NULL if none */
+        bool status_known;
+        int wstatus;                  /* wait status, valid when status_known */
+} vmm_exit_facts_t;
+
+const char *vmm_exit_reason(const vmm_exit_facts_t *f);
+/* Exit code, 128+signal, or -1 when unknown. */
+int64_t vmm_exit_status(const vmm_exit_facts_t *f);
+
+int vmm_watch_start(vmm_instance_t *i);
+void vmm_watch_stop(vmm_instance_t *i);
+void vmm_watch_arm_kill(vmm_instance_t *i, uint64_t delay_ms);
+
+/* ---- QMP client (vmm_qmp.c) ------------------------------------------------------------------ */
+
+typedef enum vmm_qmp_state {
+        VMM_QMP_IDLE,
+        VMM_QMP_CONNECTING, /* waiting for QEMU to create qmp.sock */
+        VMM_QMP_GREETING,
+        VMM_QMP_NEGOTIATING, /* qmp_capabilities sent */
+        VMM_QMP_READY,
+} vmm_qmp_state_t;
+
+typedef struct vmm_qmp {
+        int fd;
+        vmm_qmp_state_t state;
+        int timer;            /* connect retry; 0 when none */
+        unsigned delay_ms;    /* next retry delay */
+        uint64_t deadline_ms; /* monotonic; give up connecting after it */
+        char *buf;            /* partial input line */
+        size_t len, cap;
+} vmm_qmp_t;
+
+void vmm_qmp_start(vmm_instance_t *i);
+void vmm_qmp_stop(vmm_instance_t *i);
+/* Read and handle whatever QEMU already wrote (its SHUTDOWN event before it exited). */
+void vmm_qmp_drain(vmm_instance_t *i);
+int vmm_qmp_execute(vmm_instance_t *i, const char *command);
+
+/* ---- agent channel (vmm_agent.c) ------------------------------------------------------------- */
+
+/* Answer to a request: body is the answer frame, or NULL with error < 0 when the connection
+ * was lost (-ECONNRESET) or the request timed out (-ETIMEDOUT). */
+typedef void (*vmm_agent_reply_fn)(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata);
+/* Adds exactly n_keys request-specific key/value pairs to a request frame (after type, id). */
+typedef void (*vmm_agent_pack_fn)(msgpack_packer *pk, void *userdata);
+
+typedef struct vmm_agent_call {
+        uint64_t id;
+        char type[16];
+        uint64_t deadline_ms; /* monotonic; 0 = no timeout */
+        vmm_agent_reply_fn fn;
+        void *userdata;
+} vmm_agent_call_t;
+
+typedef struct vmm_agent {
+        int fd;
+        bool connected;
+        bool writing;           /* poller also waits for POLLOUT */
+        int timer;              /* reconnect backoff; 0 when none */
+        int sweep_timer;        /* expires calls past their deadline; 0 when none */
+        unsigned delay_ms;
+        agent_frame_reader_t reader;
+        msgpack_sbuffer out;    /* bytes not yet accepted by the socket */
+        size_t out_off;
+        uint64_t next_id;
+        vmm_agent_call_t *calls; /* in flight, by id: exec will multiplex many */
+        size_t n_calls, cap_calls;
+} vmm_agent_t;
+
+void vmm_agent_start(vmm_instance_t *i);
+void vmm_agent_stop(vmm_instance_t *i);
+/* Send {type, id, ...pack} and call fn with the answer (timeout_ms 0: none). Returns the
+ * id (> 0) or -errno. */
+int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vmm_agent_pack_fn pack,
+                          void *pack_data, uint64_t timeout_ms, vmm_agent_reply_fn fn, void *userdata);
+int vmm_agent_ping(vmm_instance_t *i);
+int vmm_agent_shutdown(vmm_instance_t *i, uint64_t grace_ms);
+
+/* ---- instances (vmm_instance.c) ------------------------------------------------------------- */
+
+struct vmm_instance {
+        vmm_t *vmm;
+        vmm_record_t rec;
+        char *dir;          /* <instances_dir>/<id> */
+        int pidfd;          /* -1 when not watched */
+        bool is_child;      /* spawned by this process: waitid() works */
+        int kill_timer;     /* SIGKILL after stop_timeout; 0 when none */
+        int exit_timer;     /* waiting for an adopted VMM's exit status; 0 when none */
+        unsigned exit_tries;
+        vmm_qmp_t qmp;
+        vmm_agent_t agent;
+};
+
+int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret);
+/* Stops watching at once (the VMM keeps running); the memory is released on the next loop
+ * iteration, so a caller may still read i until it returns to the loop. */
+void vmm_instance_free(vmm_instance_t *i);
+/* Release what vmm_instance_free deferred; for shutdown, outside the loop. */
+void vmm_reap_now(vmm_t *d);
+vmm_instance_t *vmm_instance_get(vmm_t *d, const char *id);
+/* Validate, make the directory, spawn, watch. On failure nothing is left behind and
+ * *ret_error says why (caller frees). -EINVAL: bad spec, -EEXIST: id taken, else internal. */
+int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error);
+int vmm_instance_stop(vmm_instance_t *i, bool remove);
+/* Removes the directory and forgets i (see vmm_instance_free); -EBUSY while the VMM is alive. */
+int vmm_instance_remove(vmm_instance_t *i);
+int vmm_instance_save(vmm_instance_t *i);
+bool vmm_instance_alive(const vmm_instance_t *i);
+/* Connect a unix stream socket to a file of the instance directory (non-blocking, cloexec). */
+int vmm_instance_connect(vmm_instance_t *i, const char *name);
+
+/* Transitions, called by the channels; each publishes its event and saves the record. */
+void vmm_instance_on_running(vmm_instance_t *i);
+void vmm_instance_on_ready(vmm_instance_t *i);
+void vmm_instance_on_shutdown_event(vmm_instance_t *i, const char *reason);
+/* Removes i (see vmm_instance_remove) when it was to be removed on exit. */
+void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status);
+
+/* ---- adoption (vmm_adopt.c) ------------------------------------------------------------------ */
+
+/* See vmm_publish_hold(): a little more than ZeroMQ's default reconnect interval. */
+#define VMM_ADOPTION_EVENT_HOLD_MS 300
+
+int vmm_adopt_all(vmm_t *d);
+
+/* ---- bus (vmm_bus.c) -------------------------------------------------------------------------- */
+
+extern const bus_method_t vmm_bus_methods[];
+void vmm_publish(vmm_t *d, const char *type, const vmm_instance_t *i);
+/* Queue events until subscribers had time to reconnect after our restart. */
+void vmm_publish_hold(vmm_t *d, uint64_t ms);
+/* Send what is held now (shutdown). */
+void vmm_publish_release(vmm_t *d);
+
+/* ---- the daemon ---------------------------------------------------------------------------- */
+
+struct vmm {
+        husk_daemon_ctx_t *ctx;
+        zloop_t *loop;
+        bus_pub_t *pub;
+        bus_server_t *server;
+        zhashx_t *instances;    /* instance_id -> vmm_instance_t* (owned) */
+        char *instances_dir;
+        char *qemu_binary;      /* resolved at start; NULL when not found */
+        const char *accel;      /* resolved "kvm" or "tcg" */
+        zlistx_t *held;         /* events waiting for vmm_publish_hold to end */
+        int hold_timer;
+        zlistx_t *graveyard;    /* freed instances whose memory goes on the next iteration */
+        int reap_timer;
+};
+
+static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }
+
+int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret);
+void vmm_free(vmm_t *d);
+static inline void vmm_freep(vmm_t **d) {
+        if (*d)
+                vmm_free(*d);
+        *d = NULL;
+}

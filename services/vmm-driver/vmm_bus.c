@@ -1,0 +1,259 @@
+/* vmm_bus.c: vmm-driver's requests (instance.list/create/stop/remove) and its instance.* events. */
+#include <errno.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/mp.h"
+#include "services/vmm-driver/vmm.h"
+
+#define ID_MAX 64
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+typedef struct held_event {
+        char type[BUS_TYPE_MAX + 1];
+        msgpack_sbuffer body;
+} held_event_t;
+
+static void send_event(vmm_t *d, const char *type, const msgpack_sbuffer *body) {
+        int r = bus_pub_send(d->pub, type, body->data, body->size);
+
+        if (r < 0)
+                log_warning_errno(r, "Failed to publish %s, ignoring: %m", type);
+}
+
+void vmm_publish(vmm_t *d, const char *type, const vmm_instance_t *i) {
+        msgpack_sbuffer body;
+        msgpack_packer pk;
+        held_event_t *h;
+
+        msgpack_sbuffer_init(&body);
+        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+        instance_event_pack(&pk, &i->rec.inst, now_realtime_ms());
+        if (!d->held) {
+                send_event(d, type, &body);
+                msgpack_sbuffer_destroy(&body);
+                return;
+        }
+        h = calloc(1, sizeof(*h));
+        if (!h || !zlistx_add_end(d->held, h)) {
+                free(h);
+                send_event(d, type, &body);
+                msgpack_sbuffer_destroy(&body);
+                return;
+        }
+        snprintf(h->type, sizeof(h->type), "%s", type);
+        h->body = body;
+}
+
+static void flush_held(vmm_t *d) {
+        held_event_t *h;
+
+        if (!d->held)
+                return;
+        while ((h = zlistx_detach(d->held, NULL))) {
+                if (d->pub)
+                        send_event(d, h->type, &h->body);
+                msgpack_sbuffer_destroy(&h->body);
+                free(h);
+        }
+        zlistx_destroy(&d->held);
+}
+
+static int on_hold_end(zloop_t *loop, int timer_id, void *arg) {
+        vmm_t *d = arg;
+
+        d->hold_timer = 0;
+        flush_held(d);
+        return 0;
+}
+
+/* After a restart our PUB socket is new: subscribers that were connected reconnect within
+ * ZeroMQ's reconnect interval (100 ms by default), and whatever we publish before that is lost
+ * to them. Adoption events (instance.adopted, and instance.exited for what died while we were
+ * down) are the ones they most need, so they wait, in order, for that long. */
+void vmm_publish_hold(vmm_t *d, uint64_t ms) {
+        if (d->held || !d->loop)
+                return;
+        d->held = zlistx_new();
+        if (!d->held)
+                return;
+        d->hold_timer = zloop_timer(d->loop, ms, 1, on_hold_end, d);
+        if (d->hold_timer < 0) {
+                d->hold_timer = 0;
+                flush_held(d);
+        }
+}
+
+void vmm_publish_release(vmm_t *d) {
+        if (d->hold_timer && d->loop)
+                zloop_timer_end(d->loop, d->hold_timer);
+        d->hold_timer = 0;
+        flush_held(d);
+}
+
+/* ---- requests ------------------------------------------------------------------------------- */
+
+static int compare_started(const void *a, const void *b) {
+        const vmm_instance_t *x = *(vmm_instance_t *const *)a, *y = *(vmm_instance_t *const *)b;
+
+        if (x->rec.inst.started_at != y->rec.inst.started_at)
+                return x->rec.inst.started_at < y->rec.inst.started_at ? -1 : 1;
+        return strcmp(x->rec.inst.spec.instance_id, y->rec.inst.spec.instance_id);
+}
+
+static int method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_t *d = userdata;
+        _cleanup_free_ char *deployment = NULL;
+        _cleanup_free_ vmm_instance_t **v = NULL;
+        size_t n = 0;
+        int r;
+
+        r = mp_get_str(req->args, "deployment_id", ID_MAX, &deployment);
+        if (r < 0 && r != -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string of at most %d bytes", ID_MAX);
+
+        v = calloc(zhashx_size(d->instances) + 1, sizeof(*v));
+        if (!v)
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+        for (vmm_instance_t *i = zhashx_first(d->instances); i; i = zhashx_next(d->instances))
+                if (!deployment || streq(deployment, i->rec.inst.spec.deployment_id))
+                        v[n++] = i;
+        qsort(v, n, sizeof(*v), compare_started);
+
+        msgpack_pack_array(pk, (uint32_t)n);
+        for (size_t k = 0; k < n; k++)
+                instance_pack(pk, &v[k]->rec.inst);
+        return 0;
+}
+
+/* Field-by-field checks first, so that `invalid` names the field, as SCHEMA.md promises. */
+static int check_spec_args(bus_request_t *req) {
+        static const struct {
+                const char *key;
+                msgpack_object_type type;
+                bool required;
+        } fields[] = {
+                { "instance_id", MSGPACK_OBJECT_STR, true },
+                { "deployment_id", MSGPACK_OBJECT_STR, true },
+                { "generation", MSGPACK_OBJECT_POSITIVE_INTEGER, true },
+                { "runtime", MSGPACK_OBJECT_STR, true },
+                { "image", MSGPACK_OBJECT_STR, true },
+                { "kernel", MSGPACK_OBJECT_STR, false },
+                { "initrd", MSGPACK_OBJECT_STR, false },
+                { "cpus", MSGPACK_OBJECT_POSITIVE_INTEGER, true },
+                { "memory_mib", MSGPACK_OBJECT_POSITIVE_INTEGER, true },
+        };
+
+        for (size_t k = 0; k < ELEMENTSOF(fields); k++) {
+                const msgpack_object *o = mp_map_get(req->args, fields[k].key);
+
+                if (!o && fields[k].required)
+                        return bus_request_fail(req, BUS_ERR_INVALID, "%s: missing", fields[k].key);
+                if (o && o->type != fields[k].type)
+                        return bus_request_fail(req, BUS_ERR_INVALID, "%s: must be %s", fields[k].key,
+                                                fields[k].type == MSGPACK_OBJECT_STR ? "a string" : "an unsigned integer");
+        }
+        return 0;
+}
+
+static const char *error_code(int r) {
+        switch (r) {
+        case -EINVAL:
+                return BUS_ERR_INVALID;
+        case -EEXIST:
+        case -EBUSY:
+                return BUS_ERR_CONFLICT;
+        case -ENOENT:
+                return BUS_ERR_NOT_FOUND;
+        default:
+                return BUS_ERR_INTERNAL;
+        }
+}
+
+static int method_create(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_t *d = userdata;
+        _cleanup_(instance_spec_clear) instance_spec_t spec = {};
+        _cleanup_free_ char *error = NULL;
+        vmm_instance_t *i;
+        int r;
+
+        r = check_spec_args(req);
+        if (r < 0)
+                return r;
+        r = instance_spec_unpack(req->args, &spec);
+        if (r < 0)
+                return bus_request_fail(req, BUS_ERR_INVALID, "invalid instance spec: %s", strerror(-r));
+
+        r = vmm_instance_create(d, &spec, &i, &error);
+        if (r < 0) {
+                /* A host problem (binary missing, disk full) is ours to log; a bad spec is the caller's. */
+                const char *code = r == -EINVAL || r == -EEXIST ? error_code(r) : BUS_ERR_INTERNAL;
+                if (streq(code, BUS_ERR_INTERNAL))
+                        log_error_errno(r, "Failed to create instance: %s", error ?: "?");
+                return bus_request_fail(req, code, "%s", error ?: strerror(-r));
+        }
+        instance_pack(pk, &i->rec.inst);
+        return 0;
+}
+
+static int get_instance(bus_request_t *req, vmm_t *d, vmm_instance_t **ret) {
+        _cleanup_free_ char *id = NULL;
+        int r;
+
+        r = mp_get_str(req->args, "instance_id", ID_MAX, &id);
+        if (r == -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "instance_id: missing");
+        if (r < 0)
+                return bus_request_fail(req, BUS_ERR_INVALID, "instance_id: must be a string");
+        *ret = vmm_instance_get(d, id);
+        if (!*ret)
+                return bus_request_fail(req, BUS_ERR_NOT_FOUND, "instance %s not found", id);
+        return 0;
+}
+
+static int method_stop(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_instance_t *i;
+        bool remove = false;
+        int r;
+
+        r = get_instance(req, userdata, &i);
+        if (r < 0)
+                return r;
+        r = mp_get_bool(req->args, "remove", &remove);
+        if (r < 0 && r != -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "remove: must be a boolean");
+        r = vmm_instance_stop(i, remove);
+        if (r < 0)
+                return bus_request_fail(req, error_code(r), "cannot stop instance %s: %s",
+                                        i->rec.inst.spec.instance_id, strerror(-r));
+        /* Still readable when it was removed at once (see vmm_instance_free). */
+        instance_pack(pk, &i->rec.inst);
+        return 0;
+}
+
+static int method_remove(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_instance_t *i;
+        int r;
+
+        r = get_instance(req, userdata, &i);
+        if (r < 0)
+                return r;
+        r = vmm_instance_remove(i);
+        if (r == -EBUSY)
+                return bus_request_fail(req, BUS_ERR_CONFLICT, "instance %s is %s; stop it first",
+                                        i->rec.inst.spec.instance_id, i->rec.inst.state);
+        if (r < 0)
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "cannot remove instance %s: %s",
+                                        i->rec.inst.spec.instance_id, strerror(-r));
+        msgpack_pack_map(pk, 0);
+        return 0;
+}
+
+const bus_method_t vmm_bus_methods[] = {
+        { "instance.list", method_list },
+        { "instance.create", method_create },
+        { "instance.stop", method_stop },
+        { "instance.remove", method_remove },
+        {},
+};

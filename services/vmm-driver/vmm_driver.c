@@ -1,0 +1,92 @@
+/* vmm_driver.c: the daemon object: paths, runtime detection, bus sockets, adoption at start. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "services/vmm-driver/vmm.h"
+
+int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
+        const husk_config_t *c = ctx->config;
+        const husk_endpoints_t *ep = &c->bus[HUSK_DAEMON_VMM_DRIVER];
+        _cleanup_(vmm_freep) vmm_t *d = NULL;
+        const char *binary;
+        int r;
+
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return log_error_errno(ENOMEM, "Out of memory");
+        d->ctx = ctx;
+        d->loop = ctx->loop;
+        d->instances = zhashx_new();
+        d->graveyard = zlistx_new();
+        if (!d->instances || !d->graveyard)
+                return log_error_errno(ENOMEM, "Out of memory");
+
+        if (c->vmm_driver.instances_dir)
+                d->instances_dir = strdup(c->vmm_driver.instances_dir);
+        else if (asprintf(&d->instances_dir, "%s/instances", c->state_dir) < 0)
+                d->instances_dir = NULL;
+        if (!d->instances_dir)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = mkdir_p(d->instances_dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s: %m", d->instances_dir);
+
+        d->accel = vmm_qemu_accel_resolve(c->qemu.accel, c->qemu.accel && !streq(c->qemu.accel, "auto") ? false : vmm_kvm_usable());
+        if (!d->accel)
+                return log_error_errno(EINVAL, "runtime.qemu.accel: must be one of kvm, tcg, auto (got %s)", c->qemu.accel);
+        binary = c->qemu.binary_path ?: "qemu-system-x86_64";
+        if (c->qemu.enabled) {
+                r = vmm_find_executable(binary, getenv("PATH"), &d->qemu_binary);
+                if (r < 0)
+                        /* Not fatal: adopted VMMs still need watching; creates fail with a clear error. */
+                        log_warning_errno(r, "qemu binary %s not found, instance.create will fail: %m", binary);
+                else
+                        log_info("qemu runtime: %s, accel %s", d->qemu_binary, d->accel);
+        }
+
+        if (!ep->events || !ep->requests)
+                return log_error_errno(EINVAL, "bus.vmm-driver: events and requests endpoints must be set");
+        r = bus_pub_new(ep->events, &d->pub);
+        if (r < 0)
+                return log_error_errno(r, "Failed to bind %s: %m", ep->events);
+        r = bus_server_new(ep->requests, vmm_bus_methods, d, &d->server);
+        if (r < 0)
+                return log_error_errno(r, "Failed to bind %s: %m", ep->requests);
+        r = bus_server_attach(d->server, d->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the request socket: %m");
+
+        r = vmm_adopt_all(d);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+void vmm_free(vmm_t *d) {
+        vmm_instance_t *i;
+
+        if (!d)
+                return;
+        /* Whatever is held still goes out: it is news to every subscriber. */
+        vmm_publish_release(d);
+        bus_server_destroy(&d->server);
+        /* The VMMs keep running: we only let go of them. */
+        if (d->instances) {
+                while ((i = zhashx_first(d->instances))) {
+                        zhashx_delete(d->instances, i->rec.inst.spec.instance_id);
+                        vmm_instance_free(i);
+                }
+                zhashx_destroy(&d->instances);
+        }
+        vmm_reap_now(d);
+        if (d->reap_timer && d->loop)
+                zloop_timer_end(d->loop, d->reap_timer);
+        zlistx_destroy(&d->graveyard);
+        bus_pub_destroy(&d->pub);
+        free(d->qemu_binary);
+        free(d->instances_dir);
+        free(d);
+}

@@ -1,0 +1,432 @@
+/* vmm_instance.c: the instance life cycle (create, state transitions, stop, remove) and its directory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "lib/log.h"
+#include "services/vmm-driver/vmm.h"
+
+#define CPUS_MAX 64
+#define MEMORY_MIB_MIN 128
+#define MEMORY_MIB_MAX (1024u * 1024u)
+
+static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
+
+static int fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
+static int fail(char **ret_error, int error, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return error;
+}
+
+int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret) {
+        vmm_instance_t *i = calloc(1, sizeof(*i));
+
+        if (!i)
+                return -ENOMEM;
+        i->dir = strdup(dir);
+        if (!i->dir) {
+                free(i);
+                return -ENOMEM;
+        }
+        i->vmm = d;
+        i->pidfd = -1;
+        i->qmp.fd = -1;
+        i->agent.fd = -1;
+        agent_frame_reader_init(&i->agent.reader);
+        msgpack_sbuffer_init(&i->agent.out);
+        *ret = i;
+        return 0;
+}
+
+/* Immediate: only for instances no zloop callback can reach any more. */
+static void instance_destroy(vmm_instance_t *i) {
+        vmm_record_clear(&i->rec);
+        agent_frame_reader_clear(&i->agent.reader);
+        msgpack_sbuffer_destroy(&i->agent.out);
+        free(i->agent.calls);
+        free(i->qmp.buf);
+        free(i->dir);
+        free(i);
+}
+
+static int on_reap(zloop_t *loop, int timer_id, void *arg) {
+        vmm_t *d = arg;
+        vmm_instance_t *i;
+
+        d->reap_timer = 0;
+        while ((i = zlistx_detach(d->graveyard, NULL)))
+                instance_destroy(i);
+        return 0;
+}
+
+/* Closes everything now; the memory goes on the next loop iteration, because zloop may still
+ * call a timer of this instance that expired in the current one (its handler sees its id
+ * cancelled and returns). */
+void vmm_instance_free(vmm_instance_t *i) {
+        vmm_t *d;
+
+        if (!i)
+                return;
+        d = i->vmm;
+        vmm_watch_stop(i);
+        vmm_qmp_stop(i);
+        vmm_agent_stop(i);
+        if (!d->loop || !zlistx_add_end(d->graveyard, i)) {
+                instance_destroy(i);
+                return;
+        }
+        if (!d->reap_timer) {
+                d->reap_timer = zloop_timer(d->loop, 0, 1, on_reap, d);
+                if (d->reap_timer < 0)
+                        d->reap_timer = 0;
+        }
+}
+
+void vmm_reap_now(vmm_t *d) {
+        vmm_instance_t *i;
+
+        while (d->graveyard && (i = zlistx_detach(d->graveyard, NULL)))
+                instance_destroy(i);
+}
+
+vmm_instance_t *vmm_instance_get(vmm_t *d, const char *id) {
+        return id ? zhashx_lookup(d->instances, id) : NULL;
+}
+
+bool vmm_instance_alive(const vmm_instance_t *i) {
+        return i->rec.inst.state && !streq(i->rec.inst.state, INSTANCE_STATE_EXITED);
+}
+
+int vmm_instance_connect(vmm_instance_t *i, const char *name) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1, dirfd = -1;
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", i->dir, name) >= (int)sizeof(sa.sun_path)) {
+                /* sun_path holds 108 bytes: reach a deep directory through its fd instead. */
+                dirfd = open(i->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (dirfd < 0)
+                        return -errno;
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+int vmm_instance_save(vmm_instance_t *i) {
+        int r = vmm_record_save(i->dir, &i->rec);
+
+        if (r < 0)
+                log_warning_errno(r, "Failed to save %s/" VMM_RECORD_FILE ", ignoring: %m", i->dir);
+        return r;
+}
+
+static int set_state(vmm_instance_t *i, const char *state) {
+        char *s = strdup(state);
+
+        if (!s)
+                return -ENOMEM;
+        free(i->rec.inst.state);
+        i->rec.inst.state = s;
+        return 0;
+}
+
+static bool state_is(const vmm_instance_t *i, const char *state) {
+        return i->rec.inst.state && streq(i->rec.inst.state, state);
+}
+
+/* ---- create --------------------------------------------------------------------------------- */
+
+static int check_file(const char *field, const char *path, char **ret_error) {
+        struct stat st;
+
+        if (!path || path[0] != '/')
+                return fail(ret_error, -EINVAL, "%s: must be an absolute path", field);
+        if (stat(path, &st) < 0)
+                return fail(ret_error, -EINVAL, "%s: %s: %s", field, path, strerror(errno));
+        return 0;
+}
+
+/* Runtime-independent checks and defaults. */
+static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
+        const husk_config_t *c = vmm_config(d);
+        int r;
+
+        if (!vmm_instance_id_valid(s->instance_id))
+                return fail(ret_error, -EINVAL, "instance_id: must be 12 lowercase hex digits");
+        if (!s->deployment_id || !*s->deployment_id)
+                return fail(ret_error, -EINVAL, "deployment_id: must not be empty");
+        if (!s->runtime)
+                return fail(ret_error, -EINVAL, "runtime: missing");
+        if (streq(s->runtime, "cloud-hypervisor"))
+                /* Not implemented yet even when configured: say so rather than half-work. */
+                return fail(ret_error, -EINVAL, "runtime cloud-hypervisor is not enabled on this host%s",
+                            c->cloud_hypervisor.enabled ? " (configured, but not supported by this vmm-driver yet)" : "");
+        if (!streq(s->runtime, "qemu"))
+                return fail(ret_error, -EINVAL, "runtime: must be qemu or cloud-hypervisor");
+        if (!c->qemu.enabled)
+                return fail(ret_error, -EINVAL, "runtime qemu is not enabled on this host");
+        if (s->cpus == 0)
+                s->cpus = c->vmm_driver.default_cpus ? c->vmm_driver.default_cpus : 1;
+        if (s->memory_mib == 0)
+                s->memory_mib = c->vmm_driver.default_memory_mib ? c->vmm_driver.default_memory_mib : 256;
+        if (s->cpus > CPUS_MAX)
+                return fail(ret_error, -EINVAL, "cpus: must be between 1 and %d", CPUS_MAX);
+        if (s->memory_mib < MEMORY_MIB_MIN || s->memory_mib > MEMORY_MIB_MAX)
+                return fail(ret_error, -EINVAL, "memory_mib: must be between %u and %u", MEMORY_MIB_MIN, MEMORY_MIB_MAX);
+        /* The image is not attached yet (kit mode comes later) but a missing one is an error now,
+         * not when it finally gets used. */
+        r = check_file("image", s->image, ret_error);
+        if (r < 0)
+                return r;
+        if (s->kernel && (r = check_file("kernel", s->kernel, ret_error)) < 0)
+                return r;
+        if (s->initrd && (r = check_file("initrd", s->initrd, ret_error)) < 0)
+                return r;
+        return 0;
+}
+
+static int qemu_argv(vmm_t *d, const instance_spec_t *s, char ***ret, char **ret_error) {
+        const husk_config_t *c = vmm_config(d);
+        vmm_qemu_params_t p = {
+                .binary = d->qemu_binary,
+                .accel = d->accel,
+                .kernel = s->kernel ?: c->kit.kernel,
+                .initrd = s->initrd ?: c->kit.initrd,
+                .instance_id = s->instance_id,
+                .cpus = s->cpus,
+                .memory_mib = s->memory_mib,
+        };
+        int r;
+
+        if (!p.kernel)
+                return fail(ret_error, -EINVAL, "kernel: none given and kit.kernel is not configured");
+        if (!p.initrd)
+                return fail(ret_error, -EINVAL, "initrd: none given and kit.initrd is not configured");
+        if (!s->kernel && (r = check_file("kernel (kit.kernel)", p.kernel, ret_error)) < 0)
+                return r;
+        if (!s->initrd && (r = check_file("initrd (kit.initrd)", p.initrd, ret_error)) < 0)
+                return r;
+        if (!p.binary)
+                return fail(ret_error, -ENOENT, "qemu binary %s not found",
+                            c->qemu.binary_path ?: "qemu-system-x86_64");
+        r = vmm_qemu_argv(&p, ret);
+        if (r < 0)
+                return fail(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));
+        return 0;
+}
+
+int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error) {
+        _cleanup_(vmm_strv_freep) char **argv = NULL;
+        vmm_instance_t *i = NULL;
+        char dir[PATH_MAX];
+        pid_t pid;
+        int r;
+
+        r = check_spec(d, spec, ret_error);
+        if (r < 0)
+                return r;
+        if (vmm_instance_get(d, spec->instance_id))
+                return fail(ret_error, -EEXIST, "instance_id: %s exists", spec->instance_id);
+        r = qemu_argv(d, spec, &argv, ret_error);
+        if (r < 0)
+                return r;
+
+        if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, spec->instance_id) >= (int)sizeof(dir))
+                return fail(ret_error, -ENAMETOOLONG, "instance directory path too long");
+        if (mkdir(dir, 0700) < 0) {
+                if (errno == EEXIST)
+                        /* Left by an instance we could not adopt: never reuse someone's directory. */
+                        return fail(ret_error, -EEXIST, "instance_id: directory %s exists", dir);
+                return fail(ret_error, -errno, "cannot create %s: %s", dir, strerror(errno));
+        }
+
+        r = vmm_instance_new(d, dir, &i);
+        if (r < 0) {
+                rmdir(dir);
+                return fail(ret_error, r, "out of memory");
+        }
+        i->rec.inst.spec = *spec;
+        *spec = (instance_spec_t){};
+        i->rec.inst.started_at = now_realtime_ms();
+        r = set_state(i, INSTANCE_STATE_STARTING);
+        if (r < 0)
+                goto fail_dir;
+        /* Written before the spawn so that a directory always explains itself. */
+        r = vmm_record_save(i->dir, &i->rec);
+        if (r < 0) {
+                fail(ret_error, r, "cannot write %s/" VMM_RECORD_FILE ": %s", dir, strerror(-r));
+                goto fail_dir;
+        }
+
+        r = vmm_qemu_spawn(dir, argv, &pid);
+        if (r < 0) {
+                fail(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+                goto fail_dir;
+        }
+        i->rec.inst.pid = pid;
+        i->is_child = true;
+        /* Our unreaped child: its pid cannot be reused under us, so these cannot race. */
+        i->pidfd = vmm_pidfd_open(pid);
+        r = i->pidfd < 0 ? i->pidfd : vmm_proc_start_time(pid, &i->rec.pid_start_time);
+        if (r >= 0)
+                r = vmm_record_save(i->dir, &i->rec);
+        if (r >= 0)
+                r = vmm_watch_start(i);
+        if (r < 0) {
+                /* A VMM we could not re-adopt after a restart must not run at all. */
+                fail(ret_error, r, "cannot track pid %d: %s", (int)pid, strerror(-r));
+                kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                goto fail_dir;
+        }
+        if (zhashx_insert(d->instances, id_of(i), i) < 0) {
+                fail(ret_error, -ENOMEM, "out of memory");
+                vmm_pidfd_kill(i->pidfd, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                goto fail_dir;
+        }
+
+        log_info("Instance %s: started %s pid %d (%u cpus, %u MiB, accel %s)", id_of(i), argv[0], (int)pid,
+                 i->rec.inst.spec.cpus, i->rec.inst.spec.memory_mib, d->accel);
+        vmm_publish(d, "instance.created", i);
+        vmm_qmp_start(i);
+        vmm_agent_start(i);
+        *ret = i;
+        return 0;
+
+fail_dir:
+        (void)rm_rf(dir);
+        vmm_instance_free(i);
+        return r;
+}
+
+/* ---- transitions ---------------------------------------------------------------------------- */
+
+void vmm_instance_on_running(vmm_instance_t *i) {
+        if (!state_is(i, INSTANCE_STATE_STARTING))
+                return;
+        if (set_state(i, INSTANCE_STATE_RUNNING) < 0)
+                return;
+        log_debug("Instance %s: running", id_of(i));
+        vmm_publish(i->vmm, "instance.running", i);
+        vmm_instance_save(i);
+}
+
+void vmm_instance_on_ready(vmm_instance_t *i) {
+        /* The agent can only answer from a running VMM, even if QMP was slower to tell us. */
+        vmm_instance_on_running(i);
+        if (!state_is(i, INSTANCE_STATE_RUNNING))
+                return;
+        if (set_state(i, INSTANCE_STATE_READY) < 0)
+                return;
+        i->rec.inst.ready_at = now_realtime_ms();
+        log_info("Instance %s: ready after %" PRIu64 " ms", id_of(i), i->rec.inst.ready_at - i->rec.inst.started_at);
+        vmm_publish(i->vmm, "instance.ready", i);
+        vmm_instance_save(i);
+}
+
+void vmm_instance_on_shutdown_event(vmm_instance_t *i, const char *reason) {
+        char *s = strdup(reason);
+
+        if (!s)
+                return;
+        free(i->rec.shutdown_reason);
+        i->rec.shutdown_reason = s;
+        log_debug("Instance %s: QEMU shutting down (%s)", id_of(i), reason);
+}
+
+void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status) {
+        char *r = strdup(reason);
+
+        vmm_watch_stop(i);
+        vmm_qmp_stop(i);
+        vmm_agent_stop(i);
+        if (!r || set_state(i, INSTANCE_STATE_EXITED) < 0) {
+                free(r);
+                log_error("Instance %s: out of memory recording its exit", id_of(i));
+                return;
+        }
+        i->rec.inst.exited_at = now_realtime_ms();
+        free(i->rec.inst.exit_reason);
+        i->rec.inst.exit_reason = r;
+        i->rec.inst.exit_status = status;
+        /* Publish first: the exit event is what the scheduler waits for. */
+        vmm_publish(i->vmm, "instance.exited", i);
+        log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid,
+                 reason, status);
+        vmm_instance_save(i);
+        if (i->rec.remove_on_exit)
+                (void)vmm_instance_remove(i);
+}
+
+/* ---- stop / remove -------------------------------------------------------------------------- */
+
+int vmm_instance_stop(vmm_instance_t *i, bool remove) {
+        uint64_t timeout = vmm_config(i->vmm)->vmm_driver.stop_timeout_ms;
+        int r;
+
+        if (!vmm_instance_alive(i))
+                return remove ? vmm_instance_remove(i) : 0;
+        if (state_is(i, INSTANCE_STATE_STOPPING)) {
+                if (remove && !i->rec.remove_on_exit) {
+                        i->rec.remove_on_exit = true;
+                        vmm_instance_save(i);
+                }
+                return 0;
+        }
+        r = set_state(i, INSTANCE_STATE_STOPPING);
+        if (r < 0)
+                return r;
+        i->rec.stop_requested_at = now_realtime_ms();
+        i->rec.remove_on_exit = remove;
+        vmm_publish(i->vmm, "instance.stopping", i);
+        vmm_instance_save(i);
+
+        /* Both channels: the agent stops the workload cleanly, the ACPI powerdown covers a
+         * guest whose agent is not up; SIGKILL is the backstop. The agent gets three quarters
+         * of the timeout so the guest kernel has time to power off before the kill. */
+        r = vmm_agent_shutdown(i, timeout * 3 / 4);
+        if (r < 0)
+                log_debug_errno(r, "Instance %s: no agent shutdown: %m", id_of(i));
+        r = vmm_qmp_execute(i, "system_powerdown");
+        if (r < 0)
+                log_debug_errno(r, "Instance %s: no QMP powerdown: %m", id_of(i));
+        vmm_watch_arm_kill(i, timeout);
+        log_info("Instance %s: stopping%s", id_of(i), remove ? " (remove on exit)" : "");
+        return 0;
+}
+
+int vmm_instance_remove(vmm_instance_t *i) {
+        vmm_t *d = i->vmm;
+        int r;
+
+        if (vmm_instance_alive(i))
+                return -EBUSY;
+        r = rm_rf(i->dir);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to remove %s: %m", i->dir);
+        vmm_publish(d, "instance.removed", i);
+        log_info("Instance %s: removed", id_of(i));
+        zhashx_delete(d->instances, id_of(i));
+        vmm_instance_free(i);
+        return 0;
+}

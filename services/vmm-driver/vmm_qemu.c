@@ -1,0 +1,217 @@
+/* vmm_qemu.c: the qemu runtime: accelerator choice, the microvm command line and the detached spawn. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "services/vmm-driver/vmm.h"
+
+extern char **environ;
+
+void vmm_strv_free(char **v) {
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable) {
+        if (!configured || streq(configured, "auto"))
+                return kvm_usable ? "kvm" : "tcg";
+        if (streq(configured, "kvm"))
+                return "kvm";
+        if (streq(configured, "tcg"))
+                return "tcg";
+        return NULL;
+}
+
+bool vmm_kvm_usable(void) {
+        int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+        if (fd < 0)
+                return false;
+        close(fd);
+        return true;
+}
+
+int vmm_find_executable(const char *name, const char *path_env, char **ret) {
+        _cleanup_free_ char *copy = NULL;
+        char *save = NULL;
+
+        if (!name || !*name)
+                return -EINVAL;
+        if (strchr(name, '/')) {
+                if (access(name, X_OK) < 0)
+                        return -errno;
+                *ret = strdup(name);
+                return *ret ? 0 : -ENOMEM;
+        }
+        copy = strdup(path_env && *path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
+        if (!copy)
+                return -ENOMEM;
+        for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+                char path[PATH_MAX];
+                struct stat st;
+
+                if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+                        continue;
+                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+                        continue;
+                *ret = strdup(path);
+                return *ret ? 0 : -ENOMEM;
+        }
+        return -ENOENT;
+}
+
+typedef struct strv_builder {
+        char **v;
+        size_t n, cap;
+        int error;
+} strv_builder_t;
+
+static void add(strv_builder_t *b, const char *fmt, ...) _printf_(2, 3);
+static void add(strv_builder_t *b, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        if (b->error)
+                return;
+        if (b->n + 2 > b->cap) {
+                size_t cap = b->cap ? b->cap * 2 : 64;
+                char **nv = realloc(b->v, cap * sizeof(char *));
+                if (!nv) {
+                        b->error = -ENOMEM;
+                        return;
+                }
+                b->v = nv;
+                b->cap = cap;
+        }
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0) {
+                va_end(ap);
+                b->error = -ENOMEM;
+                return;
+        }
+        va_end(ap);
+        b->v[b->n++] = s;
+        b->v[b->n] = NULL;
+}
+
+int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
+        strv_builder_t b = {};
+
+        if (!p->binary || !p->accel || !p->kernel || !p->initrd || !p->instance_id || p->cpus == 0 ||
+            p->memory_mib == 0)
+                return -EINVAL;
+        if (!streq(p->accel, "kvm") && !streq(p->accel, "tcg"))
+                return -EINVAL;
+
+        add(&b, "%s", p->binary);
+        add(&b, "-name");
+        add(&b, "husk-%s", p->instance_id);
+        /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. */
+        add(&b, "-machine");
+        add(&b, "microvm,accel=%s,memory-backend=mem", p->accel);
+        if (streq(p->accel, "kvm")) {
+                add(&b, "-cpu");
+                add(&b, "host");
+        }
+        add(&b, "-smp");
+        add(&b, "%u", p->cpus);
+        add(&b, "-m");
+        add(&b, "%u", p->memory_mib);
+        add(&b, "-object");
+        add(&b, "memory-backend-memfd,id=mem,size=%uM,share=on", p->memory_mib);
+        /* vhost-user devices refuse legacy virtio-mmio. */
+        add(&b, "-global");
+        add(&b, "virtio-mmio.force-legacy=false");
+        add(&b, "-nodefaults");
+        add(&b, "-no-user-config");
+        add(&b, "-display");
+        add(&b, "none");
+        /* A guest reboot ends the VMM: restarts are the scheduler's decision. */
+        add(&b, "-no-reboot");
+        add(&b, "-serial");
+        add(&b, "file:console.log");
+        add(&b, "-kernel");
+        add(&b, "%s", p->kernel);
+        add(&b, "-initrd");
+        add(&b, "%s", p->initrd);
+        add(&b, "-append");
+        add(&b, "console=ttyS0 panic=-1 quiet husk.instance=%s", p->instance_id);
+        add(&b, "-qmp");
+        add(&b, "unix:qmp.sock,server=on,wait=off");
+        add(&b, "-chardev");
+        add(&b, "socket,id=agent,path=agent.sock,server=on,wait=off");
+        add(&b, "-device");
+        add(&b, "virtio-serial-device");
+        add(&b, "-device");
+        add(&b, "virtserialport,chardev=agent,name=%s", AGENT_PORT_NAME);
+
+        if (b.error) {
+                vmm_strv_free(b.v);
+                return b.error;
+        }
+        *ret = b.v;
+        return 0;
+}
+
+int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid) {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none, defaults;
+        pid_t pid;
+        int r;
+
+        /* The daemon blocks its stop signals for the signalfd: QEMU must get them back, and
+         * its own session keeps it out of our process group and terminal's signals. */
+        sigemptyset(&none);
+        sigfillset(&defaults);
+        sigdelset(&defaults, SIGKILL);
+        sigdelset(&defaults, SIGSTOP);
+
+        r = posix_spawnattr_init(&attr);
+        if (r != 0)
+                return -r;
+        r = posix_spawn_file_actions_init(&fa);
+        if (r != 0) {
+                posix_spawnattr_destroy(&attr);
+                return -r;
+        }
+        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        if (r == 0)
+                r = posix_spawnattr_setsigmask(&attr, &none);
+        if (r == 0)
+                r = posix_spawnattr_setsigdefault(&attr, &defaults);
+        if (r == 0)
+                r = posix_spawn_file_actions_addchdir_np(&fa, dir);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "qemu.log",
+                                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (r == 0)
+                r = posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+        /* Our sockets (bus, QMP and agent connections of other VMs) must not leak into QEMU,
+         * even those some library opened without O_CLOEXEC. */
+        if (r == 0)
+                r = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+        /* posix_spawn reports exec failures itself (glibc uses CLONE_VFORK and a status pipe). */
+        if (r == 0)
+                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        *ret_pid = pid;
+        return 0;
+}

@@ -1,0 +1,159 @@
+/* agent_loop.c: the agent's one event loop: frames from the host, SIGIO, SIGCHLD. */
+#include "services/agent/agent.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* While no host is connected the port is not polled (it would report POLLHUP without
+ * end); SIGIO wakes us when one connects. This tick is the safety net should a SIGIO be
+ * missed: one read() a second that returns 0 while nobody is there. */
+#define DISCONNECTED_RECHECK_MS 1000
+/* How long a malformed-frame error may take to reach the host before the port is reopened. */
+#define RESYNC_DRAIN_MS 1000
+
+int agent_reap_children(void) {
+        int n = 0, status;
+
+        /* As PID 1 we inherit every orphan in the VM: anything not reaped stays a zombie. */
+        while (waitpid(-1, &status, WNOHANG) > 0)
+                n++;
+        return n;
+}
+
+static int queue_body(agent_channel_t *c, msgpack_sbuffer *body) {
+        int r = agent_channel_queue(c, body);
+
+        if (r < 0)
+                log_agent_warning_errno(r, "Failed to queue a frame for the host, dropping it: %m");
+        return r;
+}
+
+/* The stream cannot be trusted past a malformed frame: say so, then start afresh. */
+static int resync(agent_channel_t *c, int error) {
+        msgpack_sbuffer body;
+        int r;
+
+        log_agent_warning_errno(error, "Malformed frame from the host (%m), reopening the channel");
+        msgpack_sbuffer_init(&body);
+        agent_proto_error(NULL, "malformed",
+                          error == -EMSGSIZE ? "frame longer than 1 MiB"
+                                             : "frame body is not one msgpack map with a str \"type\"",
+                          &body);
+        queue_body(c, &body);
+        msgpack_sbuffer_destroy(&body);
+        (void)agent_channel_drain(c, RESYNC_DRAIN_MS);
+
+        r = agent_channel_reopen(c);
+        if (r < 0)
+                return log_agent_error_errno(r, "Failed to reopen %s: %m", c->path);
+        return 0;
+}
+
+/* Answer every complete frame. Returns 1 when a shutdown was requested. */
+static int serve_frames(agent_channel_t *c, agent_state_t *s) {
+        for (;;) {
+                msgpack_unpacked u;
+                msgpack_sbuffer reply;
+                int r = agent_frame_reader_next(&c->reader, &u);
+
+                if (r == 0)
+                        return 0;
+                if (r < 0)
+                        return resync(c, r);
+
+                msgpack_sbuffer_init(&reply);
+                agent_proto_handle(s, &u.data, &reply);
+                msgpack_unpacked_destroy(&u);
+                queue_body(c, &reply);
+                msgpack_sbuffer_destroy(&reply);
+                if (s->shutdown_requested)
+                        return 1;
+        }
+}
+
+/* Read everything the port has. Returns 1 on shutdown, 0 otherwise, <0 when fatal. */
+static int on_port_input(agent_channel_t *c, agent_state_t *s) {
+        for (;;) {
+                int r = agent_channel_read(c);
+
+                if (r == -EAGAIN)
+                        return 0;
+                if (r == -EPIPE) {
+                        if (c->host_connected)
+                                log_agent_debug("host not connected on %s", c->path);
+                        agent_channel_host_gone(c);
+                        return 0;
+                }
+                if (r == -ENOBUFS) /* more than any frame: the peer does not speak frames */
+                        return resync(c, -EMSGSIZE);
+                if (r < 0)
+                        return log_agent_error_errno(r, "Failed to read %s: %m", c->path);
+                r = serve_frames(c, s);
+                if (r != 0)
+                        return r;
+        }
+}
+
+static int on_signals(int sfd, agent_channel_t *c) {
+        struct signalfd_siginfo si;
+
+        while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                if (si.ssi_signo == SIGCHLD)
+                        agent_reap_children();
+                else if (si.ssi_signo == SIGIO)
+                        c->host_connected = true; /* connected or gone: the next read tells */
+        }
+        return 0;
+}
+
+int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
+        _cleanup_close_ int sfd = -1;
+        sigset_t mask;
+
+        /* main() blocked these before the port got O_ASYNC, so none was lost. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGIO);
+        sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (sfd < 0)
+                return log_agent_error_errno(errno, "Failed to create signalfd: %m");
+
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = sfd, .events = POLLIN },
+                        { .fd = c->host_connected ? c->fd : -1,
+                          .events = POLLIN | (agent_channel_pending(c) ? POLLOUT : 0) },
+                };
+                int r;
+
+                r = poll(p, ELEMENTSOF(p), c->host_connected ? -1 : DISCONNECTED_RECHECK_MS);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_agent_error_errno(errno, "poll() failed: %m");
+                }
+                if (r == 0) {
+                        c->host_connected = true;
+                        continue;
+                }
+                if (p[0].revents & POLLIN)
+                        on_signals(sfd, c);
+                if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        r = on_port_input(c, s);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                return 0;
+                }
+                if (agent_channel_pending(c) && c->host_connected) {
+                        r = agent_channel_flush(c);
+                        if (r < 0 && r != -EAGAIN)
+                                log_agent_debug_errno(r, "Failed to write to %s: %m", c->path);
+                }
+        }
+}

@@ -97,6 +97,8 @@ static void wrong_type(parse_ctx_t *c, const char *field, const char *expected, 
 
         if (json_is_object(v) || json_is_array(v))
                 violation(c, field, "must be %s, got a %s", expected, type_name(v));
+        else if (json_is_null(v))
+                violation(c, field, "must be %s, got null", expected);
         else
                 violation(c, field, "must be %s, got %s %s", expected, type_name(v), show(v, q, sizeof(q)));
 }

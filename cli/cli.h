@@ -1,0 +1,57 @@
+/* cli.h: what every `husk` verb shares: the global context, Ring's exit codes and verb tables. */
+#pragma once
+
+#include <stddef.h>
+
+#include "lib/util.h"
+
+#ifndef HUSK_VERSION
+#define HUSK_VERSION "0.1.0"
+#endif
+
+#define CLI_DEFAULT_HOST "http://127.0.0.1:3030"
+
+/* Exit codes are Ring's, so scripts written against `ring` keep working; 2 is the usage
+ * error every getopt-style tool uses (Ring spends it on auth, which husk does not have). */
+enum {
+        CLI_EXIT_OK = 0,
+        CLI_EXIT_FAILURE = 1, /* anything else, validation included */
+        CLI_EXIT_USAGE = 2,
+        CLI_EXIT_CONNECTION = 3, /* husk-apiserver could not be reached */
+        CLI_EXIT_NOT_FOUND = 4,
+        CLI_EXIT_CONFLICT = 5,
+};
+
+typedef struct cli_ctx {
+        const char *host;        /* --host, else $HUSK_HOST, else CLI_DEFAULT_HOST; not normalized */
+        const char *config_path; /* --config; NULL: $HUSK_CONFIG, else the default path */
+} cli_ctx_t;
+
+/* A verb receives argv with argv[0] = its own name and returns an exit code. */
+typedef int (*cli_verb_fn)(cli_ctx_t *ctx, int argc, char **argv);
+
+typedef struct cli_verb {
+        const char *name;
+        cli_verb_fn run;
+        const char *summary; /* one line for --help */
+} cli_verb_t;
+
+/* Run the verb named by argv[0] from the table; unknown names are usage errors that point
+ * at `<prefix> --help`. */
+int cli_dispatch(cli_ctx_t *ctx, const cli_verb_t *verbs, size_t n_verbs, const char *prefix,
+                 int argc, char **argv);
+/* The verb list of a --help text, one "  name  summary" line each. */
+void cli_write_verbs(const cli_verb_t *verbs, size_t n_verbs);
+
+/* Messages for the user on stderr: "error: ..." / "warning: ...". */
+void cli_error(const char *fmt, ...) _printf_(1, 2);
+void cli_warning(const char *fmt, ...) _printf_(1, 2);
+/* Print "error: ..." plus a pointer to `<command> --help`, return CLI_EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *fmt, ...) _printf_(2, 3);
+/* The usage message for a getopt failure ('?' or ':'), as cli_usage_error does. */
+int cli_getopt_error(const char *command, int c, int optopt_, char **argv, int optind_);
+
+/* The verbs, one file each. */
+int verb_apply(cli_ctx_t *ctx, int argc, char **argv);
+int verb_deployment(cli_ctx_t *ctx, int argc, char **argv);
+int verb_tap(cli_ctx_t *ctx, int argc, char **argv);

@@ -1,0 +1,37 @@
+/* cli_deployment.h: deployments as the CLI sees them: finding one by ID, prefix or name,
+ * filtering lists, and rendering them as a table or a detail view. Pure functions over the
+ * API's JSON, so the rules are unit-tested without a server. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Shortest id prefix accepted in place of a full id. */
+#define CLI_ID_PREFIX_MIN 4
+/* Width of the ID column of `deployment list`. */
+#define CLI_SHORT_ID 8
+
+/* A canonical UUID (8-4-4-4-12 hex digits): used as is, without listing first. */
+bool cli_is_full_id(const char *ref);
+
+/* Find the deployment ref means in list (an array of deployments), in this order: an exact
+ * id; a name (within namespace_ when given, else in "default" first, then across all
+ * namespaces); an id prefix of at least CLI_ID_PREFIX_MIN characters. Returns 0 with *ret
+ * pointing into list, -ENOENT when nothing matches, -ENOTUNIQ when several do, with
+ * *ret_candidates a new array of them. */
+int cli_resolve_deployment(const json_t *list, const char *ref, const char *namespace_,
+                           const json_t **ret, json_t **ret_candidates);
+
+/* Whether d passes `deployment list` filters: namespace (NULL: any), any of the statuses
+ * (none: any), all of the labels ("key=value"). */
+bool cli_deployment_matches(const json_t *d, const char *namespace_, char *const *statuses,
+                            size_t n_statuses, char *const *labels, size_t n_labels);
+
+/* ID (8 characters), NAMESPACE, NAME, RUNTIME, STATUS, READY (ready/replicas), AGE. */
+int cli_deployments_table(FILE *f, const json_t *list, uint64_t now_ms);
+
+/* `deployment inspect` without -o: fields, labels, then the instances (or why they are
+ * unknown). */
+void cli_deployment_details(FILE *f, const json_t *d, uint64_t now_ms);

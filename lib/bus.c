@@ -513,10 +513,13 @@ static int client_parse_reply(zmsg_t *msg, uint64_t id, bus_reply_t **ret) {
 
         if (!delim || zframe_size(delim) != 0 || !type || !zframe_streq(type, "reply") || !body)
                 return -EBADMSG;
-        reply = calloc(1, sizeof(*reply));
+        /* msgpack-c does not copy strings out of the bytes it unpacks: result points into them.
+         * The frame dies with the message, so the reply keeps its own copy right behind it. */
+        reply = calloc(1, sizeof(*reply) + zframe_size(body));
         if (!reply)
                 return -ENOMEM;
-        if (unpack_map(zframe_data(body), zframe_size(body), &reply->unpacked) < 0) {
+        memcpy(reply + 1, zframe_data(body), zframe_size(body));
+        if (unpack_map(reply + 1, zframe_size(body), &reply->unpacked) < 0) {
                 free(reply);
                 return -EBADMSG;
         }

@@ -1,30 +1,13 @@
 /* apiserver_manifest.c: one deployment manifest in, a normalized record or every violation out. */
-#include "services/apiserver/apiserver_manifest.h"
+#include "services/apiserver/apiserver_manifest_private.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "lib/util.h"
-
-#define MIB (1024ull * 1024ull)
-
-typedef struct parse_ctx {
-        manifest_t m;
-        json_t *violations; /* array of {field, reason} */
-        json_t *kept;       /* Ring fields stored unchanged, already type-checked */
-        json_t *requests;   /* resources.requests as given (accepted, not used yet) */
-        bool oom;
-} parse_ctx_t;
-
-typedef void (*field_fn)(parse_ctx_t *c, const char *key, const json_t *v);
-
-static void violation(parse_ctx_t *c, const char *field, const char *fmt, ...) _printf_(3, 4);
-
-static void violation(parse_ctx_t *c, const char *field, const char *fmt, ...) {
+void manifest_violation(parse_ctx_t *c, const char *field, const char *fmt, ...) {
         char reason[1024];
         json_t *v;
         va_list ap;
@@ -40,7 +23,7 @@ static void violation(parse_ctx_t *c, const char *field, const char *fmt, ...) {
 
 /* Cut s to at most max bytes without splitting a UTF-8 sequence: reasons become JSON strings,
  * and jansson refuses invalid UTF-8. */
-static size_t utf8_prefix(const char *s, size_t max) {
+size_t manifest_utf8_prefix(const char *s, size_t max) {
         size_t n = strlen(s);
 
         if (n <= max)
@@ -52,20 +35,20 @@ static size_t utf8_prefix(const char *s, size_t max) {
 }
 
 /* The value as the user wrote it (JSON syntax, so strings come quoted), shortened for a message. */
-static const char *show(const json_t *v, char *buf, size_t size) {
+const char *manifest_show(const json_t *v, char *buf, size_t size) {
         _cleanup_free_ char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
         size_t n;
 
         if (!s)
                 return "(value)";
-        n = utf8_prefix(s, size - 4);
+        n = manifest_utf8_prefix(s, size - 4);
         snprintf(buf, size, "%.*s%s", (int)n, s, s[n] ? "..." : "");
         return buf;
 }
 
-/* "labels" + "app" -> "labels.app", shortened like show(). */
-static const char *field_path(char *buf, size_t size, const char *prefix, const char *key) {
-        size_t n = utf8_prefix(key, size - strlen(prefix) - 5);
+/* "labels" + "app" -> "labels.app", shortened like manifest_show(). */
+const char *manifest_field_path(char *buf, size_t size, const char *prefix, const char *key) {
+        size_t n = manifest_utf8_prefix(key, size - strlen(prefix) - 5);
 
         snprintf(buf, size, "%s.%.*s%s", prefix, (int)n, key, key[n] ? "..." : "");
         return buf;
@@ -92,22 +75,22 @@ static const char *type_name(const json_t *v) {
         return "value";
 }
 
-static void wrong_type(parse_ctx_t *c, const char *field, const char *expected, const json_t *v) {
+void manifest_wrong_type(parse_ctx_t *c, const char *field, const char *expected, const json_t *v) {
         char q[96];
 
         if (json_is_object(v) || json_is_array(v))
-                violation(c, field, "must be %s, got a %s", expected, type_name(v));
+                manifest_violation(c, field, "must be %s, got a %s", expected, type_name(v));
         else if (json_is_null(v))
-                violation(c, field, "must be %s, got null", expected);
+                manifest_violation(c, field, "must be %s, got null", expected);
         else
-                violation(c, field, "must be %s, got %s %s", expected, type_name(v), show(v, q, sizeof(q)));
+                manifest_violation(c, field, "must be %s, got %s %s", expected, type_name(v), manifest_show(v, q, sizeof(q)));
 }
 
 static bool json_is_null_or_absent(const json_t *v) {
         return !v || json_is_null(v);
 }
 
-static void set_str(parse_ctx_t *c, char **dst, const char *s) {
+void manifest_set_str(parse_ctx_t *c, char **dst, const char *s) {
         char *copy = strdup(s);
 
         if (!copy) {
@@ -118,7 +101,7 @@ static void set_str(parse_ctx_t *c, char **dst, const char *s) {
         *dst = copy;
 }
 
-static void keep(parse_ctx_t *c, const char *key, const json_t *v) {
+void manifest_keep(parse_ctx_t *c, const char *key, const json_t *v) {
         if (json_object_set_new(c->kept, key, json_deep_copy(v)) < 0)
                 c->oom = true;
 }
@@ -146,22 +129,22 @@ static bool path_check(parse_ctx_t *c, const char *field, const json_t *v, const
         size_t n;
 
         if (!s) {
-                wrong_type(c, field, "a string (an absolute path)", v);
+                manifest_wrong_type(c, field, "a string (an absolute path)", v);
                 return false;
         }
         n = strlen(s);
         if (n == 0 || s[0] != '/') {
-                violation(c, field, "%s %s", show(v, q, sizeof(q)), not_absolute_reason);
+                manifest_violation(c, field, "%s %s", manifest_show(v, q, sizeof(q)), not_absolute_reason);
                 return false;
         }
         if (n > MANIFEST_PATH_MAX) {
-                violation(c, field, "is %zu bytes long; paths are limited to %d bytes", n, MANIFEST_PATH_MAX);
+                manifest_violation(c, field, "is %zu bytes long; paths are limited to %d bytes", n, MANIFEST_PATH_MAX);
                 return false;
         }
         for (const char *p = s; p; p = strchr(p + 1, '/'))
                 if (p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == '\0')) {
-                        violation(c, field, "%s must not contain \"..\" components: give the path without them",
-                                  show(v, q, sizeof(q)));
+                        manifest_violation(c, field, "%s must not contain \"..\" components: give the path without them",
+                                  manifest_show(v, q, sizeof(q)));
                         return false;
                 }
         return true;
@@ -173,13 +156,13 @@ static void parse_dns_label(parse_ctx_t *c, const char *key, const json_t *v, ch
         char q[96];
 
         if (!json_is_string(v))
-                return wrong_type(c, key, "a string", v);
+                return manifest_wrong_type(c, key, "a string", v);
         if (!manifest_name_is_valid(json_string_value(v)))
-                return violation(c, key,
+                return manifest_violation(c, key,
                                  "%s is not a valid %s: use 1-63 lowercase letters, digits and '-', "
                                  "starting and ending with a letter or digit (e.g. \"my-app\")",
-                                 show(v, q, sizeof(q)), key);
-        set_str(c, dst, json_string_value(v));
+                                 manifest_show(v, q, sizeof(q)), key);
+        manifest_set_str(c, dst, json_string_value(v));
 }
 
 static void parse_name(parse_ctx_t *c, const char *key, const json_t *v) {
@@ -196,17 +179,17 @@ static void parse_runtime(parse_ctx_t *c, const char *key, const json_t *v) {
         char q[96];
 
         if (!s)
-                return wrong_type(c, key, "a string", v);
+                return manifest_wrong_type(c, key, "a string", v);
         for (size_t i = 0; i < ELEMENTSOF(supported); i++)
                 if (streq(s, supported[i]))
-                        return set_str(c, &c->m.runtime, s);
+                        return manifest_set_str(c, &c->m.runtime, s);
         /* Ring's default runtime; a Ring user switching over deserves the reason, not just a list. */
         if (streq(s, "docker"))
-                return violation(c, key,
+                return manifest_violation(c, key,
                                  "\"docker\" is not supported: husk runs every deployment as a microVM; "
                                  "use \"qemu\" (the default) or \"cloud-hypervisor\"");
-        violation(c, key, "%s is not a supported runtime: use \"qemu\" (the default) or \"cloud-hypervisor\"",
-                  show(v, q, sizeof(q)));
+        manifest_violation(c, key, "%s is not a supported runtime: use \"qemu\" (the default) or \"cloud-hypervisor\"",
+                  manifest_show(v, q, sizeof(q)));
 }
 
 static void parse_kind(parse_ctx_t *c, const char *key, const json_t *v) {
@@ -214,11 +197,11 @@ static void parse_kind(parse_ctx_t *c, const char *key, const json_t *v) {
         char q[96];
 
         if (!s)
-                return wrong_type(c, key, "a string", v);
+                return manifest_wrong_type(c, key, "a string", v);
         if (!streq(s, "worker") && !streq(s, "job"))
-                return violation(c, key, "%s is not a supported kind: use \"worker\" (the default) or \"job\"",
-                                 show(v, q, sizeof(q)));
-        set_str(c, &c->m.kind, s);
+                return manifest_violation(c, key, "%s is not a supported kind: use \"worker\" (the default) or \"job\"",
+                                 manifest_show(v, q, sizeof(q)));
+        manifest_set_str(c, &c->m.kind, s);
 }
 
 static void parse_image(parse_ctx_t *c, const char *key, const json_t *v) {
@@ -227,7 +210,7 @@ static void parse_image(parse_ctx_t *c, const char *key, const json_t *v) {
                         "to a raw disk image or a rootfs/OCI bundle directory (Docker image references are "
                         "not supported)"))
                 return;
-        set_str(c, &c->m.image, json_string_value(v));
+        manifest_set_str(c, &c->m.image, json_string_value(v));
 }
 
 static void parse_kernel(parse_ctx_t *c, const char *key, const json_t *v) {
@@ -235,7 +218,7 @@ static void parse_kernel(parse_ctx_t *c, const char *key, const json_t *v) {
                         "is not an absolute path: give the absolute path of a kernel image on the host, "
                         "or leave kernel out to boot the guest kit"))
                 return;
-        set_str(c, &c->m.kernel, json_string_value(v));
+        manifest_set_str(c, &c->m.kernel, json_string_value(v));
 }
 
 /* Disk images boot through firmware (as in Ring) unless `boot: kit` asks for the kit kernel. */
@@ -244,289 +227,36 @@ static void parse_boot(parse_ctx_t *c, const char *key, const json_t *v) {
         char q[96];
 
         if (!s)
-                return wrong_type(c, key, "a string", v);
+                return manifest_wrong_type(c, key, "a string", v);
         if (!streq(s, "firmware") && !streq(s, "kit"))
-                return violation(c, key, "%s is not a boot mode: use \"firmware\" or \"kit\"", show(v, q, sizeof(q)));
-        keep(c, key, v);
+                return manifest_violation(c, key, "%s is not a boot mode: use \"firmware\" or \"kit\"", manifest_show(v, q, sizeof(q)));
+        manifest_keep(c, key, v);
 }
 
 static void parse_replicas(parse_ctx_t *c, const char *key, const json_t *v) {
         json_int_t n;
 
         if (!json_is_integer(v))
-                return wrong_type(c, key, "an integer", v);
+                return manifest_wrong_type(c, key, "an integer", v);
         n = json_integer_value(v);
         if (n < 0 || n > MANIFEST_REPLICAS_MAX)
-                return violation(c, key, "must be between 0 and %d, got %" JSON_INTEGER_FORMAT, MANIFEST_REPLICAS_MAX,
+                return manifest_violation(c, key, "must be between 0 and %d, got %" JSON_INTEGER_FORMAT, MANIFEST_REPLICAS_MAX,
                                  n);
         c->m.replicas = (uint32_t)n;
-}
-
-/* Kubernetes' rule: an optional DNS subdomain prefix and '/', then a name. */
-static bool label_name_is_valid(const char *s, size_t n) {
-        if (n < 1 || n > 63)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char ch = s[i];
-                bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-
-                if (!alnum && !((ch == '-' || ch == '_' || ch == '.') && i > 0 && i < n - 1))
-                        return false;
-        }
-        return true;
-}
-
-static bool dns_subdomain_is_valid(const char *s, size_t n) {
-        if (n < 1 || n > 253)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char ch = s[i];
-                bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-                bool edge = i == 0 || i == n - 1 || s[i - 1] == '.' || s[i + 1] == '.';
-
-                if (!alnum && !((ch == '-' || ch == '.') && !edge))
-                        return false;
-        }
-        return true;
-}
-
-static bool label_key_is_valid(const char *key) {
-        const char *slash = strchr(key, '/');
-
-        if (!slash)
-                return label_name_is_valid(key, strlen(key));
-        return dns_subdomain_is_valid(key, (size_t)(slash - key)) && label_name_is_valid(slash + 1, strlen(slash + 1));
-}
-
-static size_t utf8_length(const char *s) {
-        size_t n = 0;
-
-        for (; *s; s++)
-                n += ((unsigned char)*s & 0xC0) != 0x80;
-        return n;
-}
-
-static void parse_labels(parse_ctx_t *c, const char *key, const json_t *v) {
-        const char *k;
-        json_t *value;
-
-        if (!json_is_object(v))
-                return wrong_type(c, key, "a map of key: value", v);
-        json_object_foreach((json_t *)v, k, value) {
-                _cleanup_free_ char *dumped = NULL;
-                char field[160], q[96];
-                const char *s;
-
-                field_path(field, sizeof(field), key, k);
-                if (!label_key_is_valid(k)) {
-                        json_auto_t *jk = json_string(k);
-
-                        violation(c, field,
-                                  "%s is not a valid label key: use [prefix/]name, where name is 1-63 letters, "
-                                  "digits, '-', '_' or '.' starting and ending with a letter or digit, and the "
-                                  "optional prefix is a DNS subdomain (e.g. \"app\" or \"example.com/tier\")",
-                                  jk ? show(jk, q, sizeof(q)) : "key");
-                        continue;
-                }
-                /* YAML turns `version: 2` and `canary: true` into numbers and booleans; labels are strings. */
-                if (json_is_string(value))
-                        s = json_string_value(value);
-                else if (json_is_number(value) || json_is_boolean(value))
-                        s = dumped = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
-                else {
-                        wrong_type(c, field, "a string, number or boolean", value);
-                        continue;
-                }
-                if (!s) {
-                        c->oom = true;
-                        continue;
-                }
-                if (utf8_length(s) > 63) {
-                        violation(c, field, "value %s is %zu characters long; label values are limited to 63",
-                                  show(value, q, sizeof(q)), utf8_length(s));
-                        continue;
-                }
-                if (json_object_set_new(c->m.labels, k, json_string(s)) < 0)
-                        c->oom = true;
-        }
-}
-
-/* ---- resources ------------------------------------------------------------------------- */
-
-/* "2", 2, "500m", 0.5, "1.5" -> millicores. -EINVAL on syntax, -ERANGE when absurdly large,
- * -EDOM when not positive. */
-static int cpu_millis(const json_t *v, uint64_t *ret) {
-        const uint64_t max_units = 1000000; /* far beyond MANIFEST_CPUS_MAX; keeps the math in range */
-        const char *s = json_string_value(v);
-        char digits[24];
-        uint64_t units, frac = 0;
-        size_t n, scale = 100;
-        int r;
-
-        if (json_is_integer(v)) {
-                json_int_t i = json_integer_value(v);
-                if (i <= 0)
-                        return -EDOM;
-                if ((uint64_t)i > max_units)
-                        return -ERANGE;
-                *ret = (uint64_t)i * 1000;
-                return 0;
-        }
-        if (json_is_real(v)) {
-                double d = json_real_value(v);
-                if (!(d > 0))
-                        return -EDOM;
-                if (d > (double)max_units)
-                        return -ERANGE;
-                *ret = (uint64_t)(d * 1000.0);
-                if (*ret == 0) /* a sliver of a CPU still gets one vCPU */
-                        *ret = 1;
-                return 0;
-        }
-        if (!s)
-                return -EINVAL;
-
-        n = strspn(s, "0123456789");
-        if (n == 0 || n >= sizeof(digits))
-                return n == 0 ? -EINVAL : -ERANGE;
-        memcpy(digits, s, n);
-        digits[n] = '\0';
-        r = parse_u64(digits, &units);
-        if (r < 0)
-                return r;
-        if (streq(s + n, "m")) { /* millicores */
-                if (units == 0)
-                        return -EDOM;
-                if (units > max_units * 1000)
-                        return -ERANGE;
-                *ret = units;
-                return 0;
-        }
-        if (s[n] == '.') {
-                const char *f = s + n + 1;
-                size_t nf = strspn(f, "0123456789");
-
-                if (nf == 0 || f[nf] != '\0')
-                        return -EINVAL;
-                for (size_t i = 0; i < nf && i < 3; i++, scale /= 10)
-                        frac += (uint64_t)(f[i] - '0') * scale;
-                if (frac == 0 && strspn(f, "0") != nf)
-                        frac = 1; /* "0.0001" is positive: it rounds up to 1 vCPU below */
-        } else if (s[n] != '\0')
-                return -EINVAL;
-        if (units > max_units)
-                return -ERANGE;
-        if (units == 0 && frac == 0)
-                return -EDOM;
-        *ret = units * 1000 + frac;
-        return 0;
-}
-
-static void parse_cpu(parse_ctx_t *c, const char *field, const json_t *v, bool limits) {
-        uint64_t millis = 0, vcpus;
-        char q[96];
-        int r;
-
-        if (!json_is_string(v) && !json_is_number(v))
-                return wrong_type(c, field, "a CPU quantity such as \"2\", 2, 0.5 or \"500m\"", v);
-        r = cpu_millis(v, &millis);
-        if (r == -EINVAL)
-                return violation(c, field,
-                                 "%s is not a CPU quantity: use a number of vCPUs (\"2\", 2, 0.5) or millicores (\"500m\")",
-                                 show(v, q, sizeof(q)));
-        if (r == -EDOM)
-                return violation(c, field, "%s must be greater than zero", show(v, q, sizeof(q)));
-        vcpus = r == -ERANGE ? UINT64_MAX : millis / 1000;
-        if (vcpus > MANIFEST_CPUS_MAX)
-                return violation(c, field, "%s is more than the maximum of %d vCPUs", show(v, q, sizeof(q)),
-                                 MANIFEST_CPUS_MAX);
-        if (limits) /* an allocation, not a cap: whole vCPUs rounded down, at least one */
-                c->m.cpus = vcpus < 1 ? 1 : (uint32_t)vcpus;
-}
-
-static void parse_memory(parse_ctx_t *c, const char *field, const json_t *v, bool limits) {
-        uint64_t bytes;
-        char q[96];
-        int r;
-
-        if (json_is_integer(v)) {
-                r = json_integer_value(v) < 0 ? -EINVAL : 0;
-                bytes = (uint64_t)json_integer_value(v);
-        } else if (json_is_string(v))
-                r = parse_size_bytes(json_string_value(v), &bytes);
-        else
-                return wrong_type(c, field, "a memory size such as \"512Mi\" or a number of bytes", v);
-        if (r == -ERANGE)
-                bytes = UINT64_MAX;
-        else if (r < 0)
-                return violation(c, field, "%s is not a memory size: use \"512Mi\", \"1Gi\", \"128M\" or a number of bytes",
-                                 show(v, q, sizeof(q)));
-        if (!limits) /* requests are accepted for Ring compatibility but size nothing */
-                return;
-        if (bytes < MANIFEST_MEMORY_MIN_MIB * MIB)
-                return violation(c, field, "%s is below the minimum of %dMi: a microVM needs at least %d MiB of RAM",
-                                 show(v, q, sizeof(q)), MANIFEST_MEMORY_MIN_MIB, MANIFEST_MEMORY_MIN_MIB);
-        if (bytes / MIB > MANIFEST_MEMORY_MAX_MIB)
-                return violation(c, field, "%s is more than the maximum of 1Ti", show(v, q, sizeof(q)));
-        c->m.memory_mib = (uint32_t)(bytes / MIB);
-}
-
-static void parse_resource_set(parse_ctx_t *c, const char *prefix, const json_t *v, bool limits) {
-        const char *k;
-        json_t *value;
-
-        if (!json_is_object(v))
-                return wrong_type(c, prefix, "a map with cpu and memory", v);
-        json_object_foreach((json_t *)v, k, value) {
-                char field[160];
-
-                field_path(field, sizeof(field), prefix, k);
-                if (json_is_null(value))
-                        continue;
-                if (streq(k, "cpu"))
-                        parse_cpu(c, field, value, limits);
-                else if (streq(k, "memory"))
-                        parse_memory(c, field, value, limits);
-                else
-                        violation(c, field, "unknown field: %s has cpu and memory", prefix);
-        }
-}
-
-static void parse_resources(parse_ctx_t *c, const char *key, const json_t *v) {
-        const char *k;
-        json_t *value;
-
-        if (!json_is_object(v))
-                return wrong_type(c, key, "a map with limits and requests", v);
-        json_object_foreach((json_t *)v, k, value) {
-                char field[160];
-
-                field_path(field, sizeof(field), key, k);
-                if (json_is_null(value))
-                        continue;
-                if (streq(k, "limits"))
-                        parse_resource_set(c, field, value, true);
-                else if (streq(k, "requests")) {
-                        parse_resource_set(c, field, value, false);
-                        json_decref(c->requests);
-                        c->requests = json_deep_copy(value);
-                } else
-                        violation(c, field, "unknown field: resources has limits and requests");
-        }
 }
 
 /* ---- Ring fields husk stores unchanged ---------------------------------------------------- */
 
 static void keep_map(parse_ctx_t *c, const char *key, const json_t *v) {
         if (!json_is_object(v))
-                return wrong_type(c, key, "a map", v);
-        keep(c, key, v);
+                return manifest_wrong_type(c, key, "a map", v);
+        manifest_keep(c, key, v);
 }
 
 static void keep_list(parse_ctx_t *c, const char *key, const json_t *v) {
         if (!json_is_array(v))
-                return wrong_type(c, key, "a list", v);
-        keep(c, key, v);
+                return manifest_wrong_type(c, key, "a list", v);
+        manifest_keep(c, key, v);
 }
 
 static void keep_string_list(parse_ctx_t *c, const char *key, const json_t *v) {
@@ -535,17 +265,17 @@ static void keep_string_list(parse_ctx_t *c, const char *key, const json_t *v) {
         bool ok = true;
 
         if (!json_is_array(v))
-                return wrong_type(c, key, "a list of strings", v);
+                return manifest_wrong_type(c, key, "a list of strings", v);
         json_array_foreach(v, i, item)
                 if (!json_is_string(item)) {
                         char field[96];
 
                         snprintf(field, sizeof(field), "%s[%zu]", key, i);
-                        wrong_type(c, field, "a string", item);
+                        manifest_wrong_type(c, field, "a string", item);
                         ok = false;
                 }
         if (ok)
-                keep(c, key, v);
+                manifest_keep(c, key, v);
 }
 
 static const struct {
@@ -560,8 +290,8 @@ static const struct {
         { "kernel", parse_kernel },
         { "boot", parse_boot },
         { "replicas", parse_replicas },
-        { "resources", parse_resources },
-        { "labels", parse_labels },
+        { "resources", manifest_parse_resources },
+        { "labels", manifest_parse_labels },
         /* Ring's other deployment fields: accepted so a Ring manifest applies unchanged, and
          * kept in the spec for the daemons that act on them. */
         { "environment", keep_map },
@@ -581,20 +311,12 @@ static void unknown_field(parse_ctx_t *c, const char *key) {
 
         /* Users paste the whole Ring file; say what to send instead of listing fields. */
         if (streq(key, "deployments"))
-                return violation(c, key,
+                return manifest_violation(c, key,
                                  "unknown field: send one deployment (the value of one entry under "
                                  "deployments:), not the whole manifest");
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", fields[i].name);
-        violation(c, key, "unknown field: a deployment has %s", list);
-}
-
-static json_t *resources_json(const parse_ctx_t *c) {
-        char memory[32];
-
-        snprintf(memory, sizeof(memory), "%" PRIu32 "Mi", c->m.memory_mib);
-        return json_pack("{s:{s:I, s:s}, s:O*}", "limits", "cpu", (json_int_t)c->m.cpus, "memory", memory,
-                         "requests", c->requests);
+        manifest_violation(c, key, "unknown field: a deployment has %s", list);
 }
 
 /* The spec compared on re-apply: the Ring fields as given, every field husk interprets in its
@@ -613,7 +335,7 @@ static json_t *build_spec(const parse_ctx_t *c) {
             (m->kernel && json_object_set_new(spec, "kernel", json_string(m->kernel)) < 0) ||
             json_object_set_new(spec, "replicas", json_integer(m->replicas)) < 0 ||
             json_object_set(spec, "labels", m->labels) < 0 ||
-            json_object_set_new(spec, "resources", resources_json(c)) < 0)
+            json_object_set_new(spec, "resources", manifest_resources_json(c)) < 0)
                 return NULL;
         return TAKE_PTR(spec);
 }
@@ -631,7 +353,7 @@ static int set_defaults(parse_ctx_t *c) {
         for (size_t i = 0; i < ELEMENTSOF(defaults); i++) {
                 char **p = (char **)((char *)&c->m + defaults[i].offset);
                 if (!*p)
-                        set_str(c, p, defaults[i].value);
+                        manifest_set_str(c, p, defaults[i].value);
         }
         return c->oom ? -ENOMEM : 0;
 }
@@ -665,7 +387,7 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
         }
 
         if (!json_is_object(input))
-                wrong_type(&c, "deployment", "a map of deployment fields", input);
+                manifest_wrong_type(&c, "deployment", "a map of deployment fields", input);
         else
                 json_object_foreach((json_t *)input, key, value) {
                         size_t i;
@@ -681,11 +403,11 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
 
         /* Absent or null (YAML `name:` with nothing after it) alike; a bad value was reported above. */
         if (json_is_object(input) && json_is_null_or_absent(json_object_get(input, "name")))
-                violation(&c, "name",
+                manifest_violation(&c, "name",
                           "is required: give the deployment a name of lowercase letters, digits and '-' "
                           "(e.g. \"my-app\")");
         if (json_is_object(input) && json_is_null_or_absent(json_object_get(input, "image")))
-                violation(&c, "image",
+                manifest_violation(&c, "image",
                           "is required: an absolute path to a raw disk image or a rootfs/OCI bundle directory");
 
         if (c.oom) {

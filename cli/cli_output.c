@@ -110,14 +110,17 @@ void cli_table_write(const cli_table_t *t, FILE *f) {
                                 width[c] = w;
                 }
         for (size_t r = 0; r < t->n_rows; r++) {
-                for (size_t c = 0; c < t->n_columns; c++) {
-                        const char *cell = t->cells[r * t->n_columns + c];
-                        bool last = c + 1 == t->n_columns;
+                char *const *row = t->cells + r * t->n_columns;
+                size_t end = t->n_columns;
 
-                        fputs(cell, f);
-                        if (last)
+                /* Empty trailing cells get no padding: no line ends in blanks. */
+                while (end > 1 && !*row[end - 1])
+                        end--;
+                for (size_t c = 0; c < end; c++) {
+                        fputs(row[c], f);
+                        if (c + 1 == end)
                                 break;
-                        for (size_t pad = utf8_width(cell); pad < width[c] + 3; pad++)
+                        for (size_t pad = utf8_width(row[c]); pad < width[c] + 3; pad++)
                                 fputc(' ', f);
                 }
                 fputc('\n', f);

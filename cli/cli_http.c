@@ -134,6 +134,7 @@ static int errno_from_curl(CURLcode c, bool too_big) {
 
 int cli_http_request(cli_http_t *h, const char *method, const char *path, const json_t *body,
                      cli_response_t *ret, char **ret_error) {
+        static const char *const body_headers[] = { "Content-Type: application/json", "Expect:" };
         _cleanup_free_ char *url = NULL, *payload = NULL;
         char errbuf[CURL_ERROR_SIZE] = "";
         struct curl_slist *headers, *nh;
@@ -156,8 +157,10 @@ int cli_http_request(cli_http_t *h, const char *method, const char *path, const 
         headers = curl_slist_append(NULL, "Accept: application/json, application/problem+json");
         if (!headers)
                 return -ENOMEM;
-        if (payload) {
-                nh = curl_slist_append(headers, "Content-Type: application/json");
+        /* No "Expect: 100-continue": curl would wait up to a second for a 100 before sending
+         * a body over 1 KiB, which is most deployments. */
+        for (size_t i = 0; payload && i < ELEMENTSOF(body_headers); i++) {
+                nh = curl_slist_append(headers, body_headers[i]);
                 if (!nh) {
                         curl_slist_free_all(headers);
                         return -ENOMEM;

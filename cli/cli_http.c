@@ -157,8 +157,8 @@ int cli_http_request(cli_http_t *h, const char *method, const char *path, const 
         headers = curl_slist_append(NULL, "Accept: application/json, application/problem+json");
         if (!headers)
                 return -ENOMEM;
-        /* No "Expect: 100-continue": curl would wait up to a second for a 100 before sending
-         * a body over 1 KiB, which is most deployments. */
+        /* No "Expect: 100-continue": for a body over 1 KiB curl would wait up to a second
+         * for a 100 Continue that a server or proxy may never send (civetweb does send it). */
         for (size_t i = 0; payload && i < ELEMENTSOF(body_headers); i++) {
                 nh = curl_slist_append(headers, body_headers[i]);
                 if (!nh) {

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "lib/log.h"
@@ -456,7 +457,9 @@ int bus_client_new(const char *endpoint, bus_client_t **ret) {
         }
         /* Ids only need to be unique per client; start at a random point so a restarted caller
          * never matches a stale reply meant for its previous incarnation. */
-        c->next_id = ((uint64_t)random() << 20) + 1;
+        if (getrandom(&c->next_id, sizeof(c->next_id), 0) != sizeof(c->next_id))
+                c->next_id = now_realtime_ms() << 16;
+        c->next_id = (c->next_id >> 12) + 1; /* stays far from wrapping */
         *ret = c;
         return 0;
 }

@@ -264,6 +264,12 @@ int http_start(apiserver_t *api) {
         if (r < 0)
                 return log_error_errno(r, "apiserver.listen: \"%s\" is not host:port", api->config->apiserver.listen);
 
+        /* There is no authentication yet: anything that can connect can deploy. */
+        if (strncmp(ports, "127.", 4) != 0 && strncmp(ports, "[::1]:", 6) != 0)
+                log_warning("apiserver.listen %s is not a loopback address, and the API has no authentication: "
+                            "anyone who can reach it can run VMs here",
+                            ports);
+
         mg_init_library(0);
         api->http = mg_start(&callbacks, api, options);
         if (!api->http) {

@@ -1,0 +1,480 @@
+/* test_http.c: the REST API end to end in one process: status codes, JSON shapes the CLI relies on, events published. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "lib/bus.h"
+#include "lib/util.h"
+#include "services/apiserver/apiserver.h"
+
+typedef struct fixture {
+        char dir[64];
+        char base[64];
+        husk_config_t *config;
+        zloop_t *loop;
+        apiserver_t *api;
+        bus_sub_t *events;
+} fixture_t;
+
+typedef struct response {
+        long status;
+        char headers[2048];
+        size_t headers_len;
+        char *body;
+        size_t body_len;
+        json_t *json;
+} response_t;
+
+static void response_clear(response_t *r) {
+        free(r->body);
+        json_decref(r->json);
+        *r = (response_t){};
+}
+
+static int free_port(void) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        close(fd);
+        return ntohs(a.sin_port);
+}
+
+static void set(char **field, const char *fmt, ...) _printf_(2, 3);
+static void set(char **field, const char *fmt, ...) {
+        va_list ap;
+
+        free(*field);
+        va_start(ap, fmt);
+        assert_true(vasprintf(field, fmt, ap) > 0);
+        va_end(ap);
+}
+
+/* One server for the whole group: civetweb's mg_stop() takes up to two seconds. */
+static int group_setup(void **state) {
+        fixture_t *f = calloc(1, sizeof(*f));
+        const char *endpoint;
+        int port = free_port();
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/husk-test-http.XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        assert_int_equal(husk_config_new_default(&f->config), 0);
+        set(&f->config->state_dir, "%s/state", f->dir);
+        set(&f->config->runtime_dir, "%s", f->dir);
+        set(&f->config->apiserver.database, "%s/state/husk.db", f->dir);
+        set(&f->config->apiserver.listen, "127.0.0.1:%d", port);
+        for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
+                set(&f->config->bus[d].events, "ipc://%s/%s.events", f->dir, husk_daemon_name(d));
+                set(&f->config->bus[d].requests, "ipc://%s/%s.requests", f->dir, husk_daemon_name(d));
+        }
+        snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%d", port);
+
+        f->loop = zloop_new();
+        assert_non_null(f->loop);
+        assert_int_equal(apiserver_new(f->config, f->loop, &f->api), 0);
+
+        endpoint = f->config->bus[HUSK_DAEMON_APISERVER].events;
+        assert_int_equal(bus_sub_new(&endpoint, 1, &f->events), 0);
+        assert_int_equal(bus_sub_subscribe(f->events, "deployment."), 0);
+        zclock_sleep(200); /* ZeroMQ's slow joiner: let the subscription reach the publisher */
+        *state = f;
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        fixture_t *f = *state;
+
+        bus_sub_destroy(&f->events);
+        apiserver_free(f->api);
+        zloop_destroy(&f->loop);
+        husk_config_free(f->config);
+        assert_int_equal(rm_rf(f->dir), 0);
+        free(f);
+        return 0;
+}
+
+/* Each test starts from an empty store and a drained event stream. */
+static int reset(void **state) {
+        fixture_t *f = *state;
+        store_deployment_t *a = NULL, d = {};
+        size_t n = 0;
+        char *type;
+        void *body;
+        size_t size;
+
+        assert_int_equal(store_deployment_list(f->api->store, NULL, &a, &n), 0);
+        for (size_t i = 0; i < n; i++) {
+                assert_true(store_deployment_mark_deleted(f->api->store, a[i].d.id, &d) >= 0);
+                store_deployment_clear(&d);
+                assert_int_equal(store_deployment_purge(f->api->store, a[i].d.id, NULL), 0);
+        }
+        store_deployment_array_free(a, n);
+        while (bus_sub_recv(f->events, 50, &type, &body, &size) >= 0) {
+                free(type);
+                free(body);
+        }
+        return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userdata) {
+        response_t *r = userdata;
+        char *grown = realloc(r->body, r->body_len + size * n + 1);
+
+        assert_non_null(grown);
+        memcpy(grown + r->body_len, data, size * n);
+        r->body = grown;
+        r->body_len += size * n;
+        r->body[r->body_len] = '\0';
+        return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
+        response_t *r = userdata;
+
+        if (r->headers_len + size * n < sizeof(r->headers)) {
+                memcpy(r->headers + r->headers_len, data, size * n);
+                r->headers_len += size * n;
+                r->headers[r->headers_len] = '\0';
+        }
+        return size * n;
+}
+
+static response_t request(fixture_t *f, const char *method, const char *path, const char *body, size_t body_len) {
+        response_t r = {};
+        char url[512];
+        CURL *c = curl_easy_init();
+
+        assert_non_null(c);
+        snprintf(url, sizeof(url), "%s%s", f->base, path);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+        if (body) {
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
+        }
+        assert_int_equal(curl_easy_perform(c), CURLE_OK);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_easy_cleanup(c);
+        if (r.body)
+                r.json = json_loads(r.body, JSON_DECODE_ANY, NULL);
+        return r;
+}
+
+/* JSON with single quotes, so the tests stay readable. */
+static response_t post(fixture_t *f, const char *text) {
+        char buf[4096];
+
+        for (size_t i = 0; i <= strlen(text); i++)
+                buf[i] = text[i] == '\'' ? '"' : text[i];
+        return request(f, "POST", "/deployments", buf, strlen(buf));
+}
+
+static const char *str(const response_t *r, const char *key) {
+        return json_string_value(json_object_get(r->json, key));
+}
+
+static void assert_header(const response_t *r, const char *line) {
+        if (!strstr(r->headers, line))
+                fail_msg("header \"%s\" missing in:\n%s", line, r->headers);
+}
+
+static void assert_problem(const response_t *r, long status, const char *type) {
+        assert_int_equal(r->status, status);
+        assert_header(r, "Content-Type: application/problem+json");
+        assert_non_null(r->json);
+        assert_string_equal(str(r, "type"), type);
+        assert_int_equal(json_integer_value(json_object_get(r->json, "status")), status);
+        assert_non_null(str(r, "title"));
+        assert_non_null(str(r, "detail"));
+}
+
+/* The next deployment.* event, or NULL type when none comes within timeout_ms. */
+static char *next_event(fixture_t *f, int timeout_ms, json_t **ret_generation) {
+        char *type = NULL;
+        void *body = NULL;
+        size_t size;
+
+        if (bus_sub_recv(f->events, timeout_ms, &type, &body, &size) < 0)
+                return NULL;
+        if (ret_generation) {
+                msgpack_unpacked u;
+
+                msgpack_unpacked_init(&u);
+                assert_int_equal(msgpack_unpack_next(&u, body, size, NULL), MSGPACK_UNPACK_SUCCESS);
+                for (uint32_t i = 0; i < u.data.via.map.size; i++)
+                        if (strncmp(u.data.via.map.ptr[i].key.via.str.ptr, "generation", 10) == 0)
+                                *ret_generation = json_integer((json_int_t)u.data.via.map.ptr[i].val.via.u64);
+                msgpack_unpacked_destroy(&u);
+        }
+        free(body);
+        return type;
+}
+
+static void assert_event(fixture_t *f, const char *want, json_int_t generation) {
+        json_t *g = NULL;
+        char *type = next_event(f, 2000, &g);
+
+        assert_non_null(type);
+        assert_string_equal(type, want);
+        assert_non_null(g);
+        assert_int_equal(json_integer_value(g), generation);
+        json_decref(g);
+        free(type);
+}
+
+static void assert_no_event(fixture_t *f) {
+        char *type = next_event(f, 200, NULL);
+
+        if (type)
+                fail_msg("unexpected event %s", type);
+}
+
+static void test_healthz(void **state) {
+        fixture_t *f = *state;
+        response_t r = request(f, "GET", "/healthz", NULL, 0);
+
+        assert_int_equal(r.status, 200);
+        assert_header(&r, "Content-Type: application/json");
+        assert_string_equal(r.body, "{\"status\":\"ok\"}");
+        response_clear(&r);
+}
+
+static void test_create_unchanged_updated(void **state) {
+        static const char *const keys[] = { "id", "namespace", "name", "runtime", "kind", "image", "replicas",
+                                            "ready_replicas", "labels", "resources", "status", "status_message",
+                                            "generation", "restart_count", "created_at", "updated_at", "spec" };
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'my-app', 'namespace': 'production', 'runtime': 'cloud-hypervisor',"
+                               " 'image': '/var/lib/ring/images/ubuntu-focal.raw', 'replicas': 1,"
+                               " 'resources': {'limits': {'cpu': '2', 'memory': '512Mi'}}, 'labels': {'app': 'web'}}");
+        char location[128], id[64];
+
+        assert_int_equal(r.status, 201);
+        assert_header(&r, "Husk-Apply-Result: created");
+        snprintf(id, sizeof(id), "%s", str(&r, "id"));
+        snprintf(location, sizeof(location), "Location: /deployments/%s", id);
+        assert_header(&r, location);
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (!json_object_get(r.json, keys[i]))
+                        fail_msg("key %s missing in %s", keys[i], r.body);
+        assert_int_equal(json_object_size(r.json), ELEMENTSOF(keys)); /* no kernel: none given */
+        assert_string_equal(str(&r, "status"), "pending");
+        assert_string_equal(str(&r, "status_message"), "");
+        assert_int_equal(json_integer_value(json_object_get(r.json, "generation")), 1);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r.json, "resources"), "limits"), "cpu")), 2);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(r.json, "resources"), "limits"), "memory")),
+                            "512Mi");
+        assert_int_equal(strlen(str(&r, "created_at")), 24); /* 2026-11-22T05:30:00.123Z */
+        assert_int_equal(str(&r, "created_at")[23], 'Z');
+        assert_event(f, "deployment.created", 1);
+        response_clear(&r);
+
+        r = post(f, "{'name': 'my-app', 'namespace': 'production', 'runtime': 'cloud-hypervisor',"
+                    " 'image': '/var/lib/ring/images/ubuntu-focal.raw', 'labels': {'app': 'web'},"
+                    " 'resources': {'limits': {'cpu': 2, 'memory': 536870912}}}");
+        assert_int_equal(r.status, 200);
+        assert_header(&r, "Husk-Apply-Result: unchanged");
+        assert_string_equal(str(&r, "id"), id);
+        assert_no_event(f);
+        response_clear(&r);
+
+        r = post(f, "{'name': 'my-app', 'namespace': 'production', 'runtime': 'cloud-hypervisor',"
+                    " 'image': '/var/lib/ring/images/ubuntu-focal.raw', 'replicas': 2}");
+        assert_int_equal(r.status, 200);
+        assert_header(&r, "Husk-Apply-Result: updated");
+        assert_string_equal(str(&r, "id"), id);
+        assert_int_equal(json_integer_value(json_object_get(r.json, "generation")), 2);
+        assert_event(f, "deployment.updated", 2);
+        response_clear(&r);
+}
+
+static void test_bad_input_stores_and_publishes_nothing(void **state) {
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'My_App', 'image': 'nginx:latest', 'runtime': 'docker'}");
+        const json_t *v;
+
+        assert_problem(&r, 422, "urn:husk:problem:invalid-manifest");
+        v = json_object_get(r.json, "violations");
+        assert_int_equal(json_array_size(v), 3);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "field")), "name");
+        assert_non_null(json_string_value(json_object_get(json_array_get(v, 0), "reason")));
+        response_clear(&r);
+
+        r = request(f, "POST", "/deployments", "{\"name\": \"x\",\n \"image\": }", strlen("{\"name\": \"x\",\n \"image\": }"));
+        assert_problem(&r, 400, "urn:husk:problem:malformed-json");
+        assert_non_null(strstr(str(&r, "detail"), "line 2, column"));
+        response_clear(&r);
+
+        r = request(f, "POST", "/deployments", "", 0);
+        assert_problem(&r, 400, "urn:husk:problem:malformed-json");
+        response_clear(&r);
+
+        r = request(f, "GET", "/deployments", NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 0);
+        response_clear(&r);
+        assert_no_event(f);
+}
+
+static void test_body_over_1mib_is_413(void **state) {
+        fixture_t *f = *state;
+        size_t size = 1024 * 1024 + 1;
+        char *big = malloc(size);
+        response_t r;
+
+        assert_non_null(big);
+        memset(big, ' ', size);
+        r = request(f, "POST", "/deployments", big, size);
+        assert_problem(&r, 413, "urn:husk:problem:payload-too-large");
+        response_clear(&r);
+        free(big);
+}
+
+static void test_not_found_and_method_not_allowed(void **state) {
+        fixture_t *f = *state;
+        response_t r = request(f, "GET", "/deployments/00000000-0000-4000-8000-000000000000", NULL, 0);
+
+        assert_problem(&r, 404, "urn:husk:problem:not-found");
+        response_clear(&r);
+        r = request(f, "DELETE", "/deployments/nope", NULL, 0);
+        assert_problem(&r, 404, "urn:husk:problem:not-found");
+        response_clear(&r);
+        r = request(f, "GET", "/nothing-here", NULL, 0);
+        assert_problem(&r, 404, "urn:husk:problem:not-found");
+        response_clear(&r);
+        r = request(f, "PUT", "/deployments", "{}", 2);
+        assert_problem(&r, 405, "urn:husk:problem:method-not-allowed");
+        assert_header(&r, "Allow: GET, POST");
+        response_clear(&r);
+        r = request(f, "POST", "/deployments/abc", "{}", 2);
+        assert_problem(&r, 405, "urn:husk:problem:method-not-allowed");
+        assert_header(&r, "Allow: GET, DELETE");
+        response_clear(&r);
+}
+
+static size_t list_count(fixture_t *f, const char *query, const char *first_name) {
+        char path[256];
+        response_t r;
+        size_t n;
+
+        snprintf(path, sizeof(path), "/deployments%s", query);
+        r = request(f, "GET", path, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_true(json_is_array(r.json));
+        n = json_array_size(r.json);
+        if (first_name) {
+                assert_true(n > 0);
+                assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "name")), first_name);
+        }
+        response_clear(&r);
+        return n;
+}
+
+static void test_list_filters(void **state) {
+        fixture_t *f = *state;
+        response_t r;
+
+        r = post(f, "{'name': 'web', 'image': '/i', 'labels': {'app': 'web', 'tier': 'front'}}");
+        response_clear(&r);
+        r = post(f, "{'name': 'api', 'image': '/i', 'labels': {'app': 'api', 'tier': 'back'}}");
+        response_clear(&r);
+        r = post(f, "{'name': 'web', 'namespace': 'prod', 'image': '/i', 'labels': {'app': 'web'}}");
+        response_clear(&r);
+
+        assert_int_equal(list_count(f, "", "api"), 3);
+        assert_int_equal(list_count(f, "?namespace=prod", "web"), 1);
+        assert_int_equal(list_count(f, "?status=pending", "api"), 3);
+        assert_int_equal(list_count(f, "?status=running", NULL), 0);
+        assert_int_equal(list_count(f, "?label=app=web", "web"), 2);
+        assert_int_equal(list_count(f, "?label=app%3Dweb&label=tier=front", "web"), 1);
+        assert_int_equal(list_count(f, "?labelSelector=app=api,tier=back", "api"), 1);
+        assert_int_equal(list_count(f, "?labelSelector=app=web&namespace=default", "web"), 1);
+
+        r = request(f, "GET", "/deployments?status=zombie", NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+        r = request(f, "GET", "/deployments?namespce=prod", NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+        r = request(f, "GET", "/deployments?label=app", NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+}
+
+static void test_get_without_vmm_driver_still_answers(void **state) {
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'web', 'image': '/i', 'kernel': '/boot/vmlinux'}");
+        char path[128];
+
+        snprintf(path, sizeof(path), "/deployments/%s", str(&r, "id"));
+        response_clear(&r);
+        r = request(f, "GET", path, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(str(&r, "kernel"), "/boot/vmlinux");
+        assert_true(json_is_null(json_object_get(r.json, "instances")));
+        assert_string_equal(str(&r, "instances_error"), "vmm-driver did not answer within 1000 ms");
+        response_clear(&r);
+}
+
+static void test_delete_then_conflict(void **state) {
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'web', 'image': '/i'}");
+        char path[128];
+
+        snprintf(path, sizeof(path), "/deployments/%s", str(&r, "id"));
+        response_clear(&r);
+        assert_event(f, "deployment.created", 1);
+
+        r = request(f, "DELETE", path, NULL, 0);
+        assert_int_equal(r.status, 202);
+        assert_string_equal(str(&r, "status"), "deleted");
+        response_clear(&r);
+        assert_event(f, "deployment.deleted", 1);
+
+        /* DELETE again is fine and says nothing new */
+        r = request(f, "DELETE", path, NULL, 0);
+        assert_int_equal(r.status, 202);
+        response_clear(&r);
+        assert_no_event(f);
+
+        r = post(f, "{'name': 'web', 'image': '/i'}");
+        assert_problem(&r, 409, "urn:husk:problem:conflict");
+        response_clear(&r);
+        assert_no_event(f);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup(test_healthz, reset),
+                cmocka_unit_test_setup(test_create_unchanged_updated, reset),
+                cmocka_unit_test_setup(test_bad_input_stores_and_publishes_nothing, reset),
+                cmocka_unit_test_setup(test_body_over_1mib_is_413, reset),
+                cmocka_unit_test_setup(test_not_found_and_method_not_allowed, reset),
+                cmocka_unit_test_setup(test_list_filters, reset),
+                cmocka_unit_test_setup(test_get_without_vmm_driver_still_answers, reset),
+                cmocka_unit_test_setup(test_delete_then_conflict, reset),
+        };
+        int r;
+
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        r = cmocka_run_group_tests(tests, group_setup, group_teardown);
+        curl_global_cleanup();
+        return r;
+}

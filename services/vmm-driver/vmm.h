@@ -64,6 +64,7 @@ typedef struct vmm_qemu_params {
         const char *instance_id;
         uint32_t cpus;
         uint32_t memory_mib;
+        uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
 } vmm_qemu_params_t;
 
 /* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
@@ -72,6 +73,8 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret);
 /* configured "kvm"/"tcg"/"auto" -> "kvm" or "tcg"; NULL when configured is none of those. */
 const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable);
 bool vmm_kvm_usable(void);
+/* The host's invariant TSC frequency, measured; -EOPNOTSUPP without an invariant TSC. */
+int vmm_host_tsc_khz(uint64_t *ret);
 /* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
 int vmm_find_executable(const char *name, const char *path_env, char **ret);
 /* Detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to dir/qemu.log,
@@ -177,7 +180,7 @@ struct vmm_instance {
         bool is_child;      /* spawned by this process: waitid() works */
         int kill_timer;     /* SIGKILL after stop_timeout; 0 when none */
         int exit_timer;     /* waiting for an adopted VMM's exit status; 0 when none */
-        unsigned exit_tries;
+        uint64_t exit_info_deadline; /* monotonic ms */
         vmm_qmp_t qmp;
         vmm_agent_t agent;
 };
@@ -234,6 +237,7 @@ struct vmm {
         char *instances_dir;
         char *qemu_binary;      /* resolved at start; NULL when not found */
         const char *accel;      /* resolved "kvm" or "tcg" */
+        uint64_t tsc_khz;       /* tcg: host TSC frequency passed to guests, 0 if unknown */
         zlistx_t *held;         /* events waiting for vmm_publish_hold to end */
         int hold_timer;
         zlistx_t *graveyard;    /* freed instances whose memory goes on the next iteration */

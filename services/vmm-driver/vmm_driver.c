@@ -45,6 +45,13 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
                 else
                         log_info("qemu runtime: %s, accel %s", d->qemu_binary, d->accel);
         }
+        if (streq(d->accel, "tcg")) {
+                r = vmm_host_tsc_khz(&d->tsc_khz);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot tell guests the TSC frequency, their boots may hang on a busy host: %m");
+                else
+                        log_debug("Host TSC: %" PRIu64 " kHz", d->tsc_khz);
+        }
 
         if (!ep->events || !ep->requests)
                 return log_error_errno(EINVAL, "bus.vmm-driver: events and requests endpoints must be set");

@@ -214,6 +214,7 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, char ***ret, char **ret
                 .instance_id = s->instance_id,
                 .cpus = s->cpus,
                 .memory_mib = s->memory_mib,
+                .tsc_khz = d->tsc_khz,
         };
         int r;
 

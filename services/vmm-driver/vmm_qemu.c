@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -41,6 +42,48 @@ bool vmm_kvm_usable(void) {
         close(fd);
         return true;
 }
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+
+static bool cpuinfo_has_flag(const char *cpuinfo, const char *flag) {
+        size_t n = strlen(flag);
+
+        for (const char *p = strstr(cpuinfo, flag); p; p = strstr(p + 1, flag))
+                if (p[-1] == ' ' && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+                        return true;
+        return false;
+}
+
+int vmm_host_tsc_khz(uint64_t *ret) {
+        _cleanup_free_ char *cpuinfo = NULL;
+        struct timespec t0, t1;
+        uint64_t c0, c1, ns;
+        int r;
+
+        r = read_file("/proc/cpuinfo", 16u << 20, &cpuinfo, NULL);
+        if (r < 0)
+                return r;
+        /* Only an invariant TSC has one frequency worth telling. */
+        if (!cpuinfo_has_flag(cpuinfo, "constant_tsc") || !cpuinfo_has_flag(cpuinfo, "nonstop_tsc"))
+                return -EOPNOTSUPP;
+        clock_gettime(CLOCK_MONOTONIC_RAW, &t0);
+        c0 = __rdtsc();
+        do
+                clock_gettime(CLOCK_MONOTONIC_RAW, &t1);
+        while ((uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec < 20000000u);
+        c1 = __rdtsc();
+        ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec;
+        if (c1 <= c0 || ns == 0)
+                return -EIO;
+        *ret = (c1 - c0) * 1000000u / ns;
+        return 0;
+}
+#else
+int vmm_host_tsc_khz(uint64_t *ret) {
+        return -EOPNOTSUPP;
+}
+#endif
 
 int vmm_find_executable(const char *name, const char *path_env, char **ret) {
         _cleanup_free_ char *copy = NULL;
@@ -146,7 +189,15 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
         add(&b, "-initrd");
         add(&b, "%s", p->initrd);
         add(&b, "-append");
-        add(&b, "console=ttyS0 panic=-1 quiet husk.instance=%s", p->instance_id);
+        if (streq(p->accel, "tcg") && p->tsc_khz > 0)
+                /* Under TCG the guest reads the host's TSC. Its kernel times it against the PIT,
+                 * which fails when the host is busy (the emulated CPU is too slow to time the PIT);
+                 * it then marks the TSC unstable and waits forever for a jiffy in calibrate_delay.
+                 * Giving it the frequency skips that calibration. */
+                add(&b, "console=ttyS0 panic=-1 quiet tsc_early_khz=%" PRIu64 " husk.instance=%s", p->tsc_khz,
+                    p->instance_id);
+        else
+                add(&b, "console=ttyS0 panic=-1 quiet husk.instance=%s", p->instance_id);
         add(&b, "-qmp");
         add(&b, "unix:qmp.sock,server=on,wait=off");
         add(&b, "-chardev");

@@ -8,10 +8,10 @@
 #include "services/vmm-driver/vmm.h"
 
 /* An adopted VMM is not our child: its status comes from PIDFD_GET_INFO once its new parent
- * (init or the service manager) reaped it. systemd reaps at once; we wait this long, polling,
- * before publishing the exit with an unknown status. */
-#define EXIT_INFO_POLL_MS 2
-#define EXIT_INFO_TRIES 10
+ * (init or the service manager) reaped it. systemd reaps at once; a lazier init may take
+ * seconds, so we poll only this long before publishing the exit with an unknown status. */
+#define EXIT_INFO_POLL_MS 1
+#define EXIT_INFO_WAIT_MS 10
 
 static bool starts_with(const char *s, const char *prefix) {
         return s && strncmp(s, prefix, strlen(prefix)) == 0;
@@ -70,7 +70,7 @@ static int on_exit_info_timer(zloop_t *loop, int timer_id, void *arg) {
         if (timer_id != i->exit_timer)
                 return 0;
         r = vmm_pidfd_exit_status(i->pidfd, &wstatus);
-        if (r == -ENODATA && ++i->exit_tries < EXIT_INFO_TRIES)
+        if (r == -ENODATA && now_monotonic_ms() < i->exit_info_deadline)
                 return 0;
         zloop_timer_end(loop, timer_id);
         i->exit_timer = 0;
@@ -104,7 +104,7 @@ static int on_pidfd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
 
         r = vmm_pidfd_exit_status(i->pidfd, &wstatus);
         if (r == -ENODATA) {
-                i->exit_tries = 0;
+                i->exit_info_deadline = now_monotonic_ms() + EXIT_INFO_WAIT_MS;
                 i->exit_timer = zloop_timer(loop, EXIT_INFO_POLL_MS, 0, on_exit_info_timer, i);
                 if (i->exit_timer >= 0)
                         return 0;

@@ -109,7 +109,7 @@ static int reply_problem_headers(http_request_t *req, int status, const char *sl
 }
 
 int http_reply_internal(http_request_t *req, int error, const char *what) {
-        log_error_errno(error, "%s %s: %s failed: %m", req->info->request_method, req->info->local_uri, what);
+        log_error_errno(error, "%s %s: %s failed: %m", req->info->request_method, req->info->local_uri ?: "", what);
         return http_reply_problem(req, 500, "internal", "Internal error", NULL,
                                   "%s failed; the apiserver log has the cause", what);
 }

@@ -14,6 +14,7 @@
 #include "lib/bus.h"
 #include "lib/util.h"
 #include "services/apiserver/apiserver.h"
+#include "services/apiserver/apiserver_http.h"
 
 typedef struct fixture {
         char dir[64];
@@ -460,6 +461,28 @@ static void test_delete_then_conflict(void **state) {
         assert_no_event(f);
 }
 
+static void test_listen_spec(void **state) {
+        static const struct {
+                const char *in, *out;
+        } ok[] = {
+                { "127.0.0.1:3030", "127.0.0.1:3030" },
+                { "localhost:8080", "127.0.0.1:8080" },
+                { "[::1]:3030", "[::1]:3030" },
+                { "3030", "127.0.0.1:3030" },
+        };
+        static const char *const bad[] = { "nonsense", "127.0.0.1:", ":3030", "127.0.0.1:0", "127.0.0.1:65536",
+                                           "::1:3030", "127.0.0.1:30x", "" };
+        char buf[64];
+
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                assert_int_equal(http_listen_spec(ok[i].in, buf, sizeof(buf)), 0);
+                assert_string_equal(buf, ok[i].out);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (http_listen_spec(bad[i], buf, sizeof(buf)) != -EINVAL)
+                        fail_msg("\"%s\" accepted", bad[i]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_healthz, reset),
@@ -471,8 +494,14 @@ int main(void) {
                 cmocka_unit_test_setup(test_get_without_vmm_driver_still_answers, reset),
                 cmocka_unit_test_setup(test_delete_then_conflict, reset),
         };
+        const struct CMUnitTest pure[] = {
+                cmocka_unit_test(test_listen_spec),
+        };
         int r;
 
+        r = cmocka_run_group_tests(pure, NULL, NULL);
+        if (r != 0)
+                return r;
         curl_global_init(CURL_GLOBAL_DEFAULT);
         r = cmocka_run_group_tests(tests, group_setup, group_teardown);
         curl_global_cleanup();

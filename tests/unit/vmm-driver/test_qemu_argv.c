@@ -1,0 +1,184 @@
+/* test_qemu_argv.c: the qemu runtime's accelerator choice and microvm command line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "services/vmm-driver/vmm.h"
+
+static const vmm_qemu_params_t base = {
+        .binary = "/usr/bin/qemu-system-x86_64",
+        .accel = "tcg",
+        .kernel = "/kit/vmlinux",
+        .initrd = "/kit/initrd.gz",
+        .instance_id = "0123456789ab",
+        .cpus = 2,
+        .memory_mib = 512,
+};
+
+static size_t strv_len(char **v) {
+        size_t n = 0;
+
+        while (v[n])
+                n++;
+        return n;
+}
+
+/* The value following option opt, which must occur exactly once. */
+static const char *option(char **v, const char *opt) {
+        const char *found = NULL;
+
+        for (size_t k = 0; v[k]; k++)
+                if (streq(v[k], opt)) {
+                        if (found)
+                                fail_msg("%s given twice", opt);
+                        if (!v[k + 1])
+                                fail_msg("%s has no value", opt);
+                        found = v[k + 1];
+                }
+        return found;
+}
+
+static bool has(char **v, const char *arg) {
+        for (size_t k = 0; v[k]; k++)
+                if (streq(v[k], arg))
+                        return true;
+        return false;
+}
+
+static char **build(const vmm_qemu_params_t *p) {
+        char **v = NULL;
+
+        assert_int_equal(vmm_qemu_argv(p, &v), 0);
+        assert_non_null(v);
+        return v;
+}
+
+static void test_accel_resolve(void **state) {
+        assert_string_equal(vmm_qemu_accel_resolve("kvm", false), "kvm");
+        assert_string_equal(vmm_qemu_accel_resolve("kvm", true), "kvm");
+        assert_string_equal(vmm_qemu_accel_resolve("tcg", true), "tcg");
+        assert_string_equal(vmm_qemu_accel_resolve("auto", true), "kvm");
+        assert_string_equal(vmm_qemu_accel_resolve("auto", false), "tcg");
+        assert_string_equal(vmm_qemu_accel_resolve(NULL, false), "tcg");
+        assert_null(vmm_qemu_accel_resolve("hvf", true));
+        assert_null(vmm_qemu_accel_resolve("", true));
+}
+
+static void test_argv_tcg(void **state) {
+        _cleanup_(vmm_strv_freep) char **v = build(&base);
+
+        assert_string_equal(v[0], "/usr/bin/qemu-system-x86_64");
+        assert_string_equal(option(v, "-machine"), "microvm,accel=tcg,memory-backend=mem");
+        assert_null(option(v, "-cpu"));
+        assert_string_equal(option(v, "-smp"), "2");
+        assert_string_equal(option(v, "-m"), "512");
+        assert_string_equal(option(v, "-object"), "memory-backend-memfd,id=mem,size=512M,share=on");
+        assert_string_equal(option(v, "-global"), "virtio-mmio.force-legacy=false");
+        assert_true(has(v, "-nodefaults"));
+        assert_true(has(v, "-no-user-config"));
+        assert_true(has(v, "-no-reboot"));
+        assert_string_equal(option(v, "-display"), "none");
+        assert_string_equal(option(v, "-kernel"), "/kit/vmlinux");
+        assert_string_equal(option(v, "-initrd"), "/kit/initrd.gz");
+        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet husk.instance=0123456789ab");
+        /* Per-instance files are relative: QEMU runs in the instance directory. */
+        assert_string_equal(option(v, "-serial"), "file:console.log");
+        assert_string_equal(option(v, "-qmp"), "unix:qmp.sock,server=on,wait=off");
+        assert_string_equal(option(v, "-chardev"), "socket,id=agent,path=agent.sock,server=on,wait=off");
+        assert_true(has(v, "virtio-serial-device"));
+        assert_true(has(v, "virtserialport,chardev=agent,name=husk.agent"));
+        assert_string_equal(option(v, "-name"), "husk-0123456789ab");
+}
+
+static void test_argv_kvm(void **state) {
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **v = NULL;
+
+        p.accel = "kvm";
+        p.tsc_khz = 2600000; /* only for TCG: KVM guests learn it from the hypervisor */
+        v = build(&p);
+        assert_string_equal(option(v, "-machine"), "microvm,accel=kvm,memory-backend=mem");
+        assert_string_equal(option(v, "-cpu"), "host");
+        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet husk.instance=0123456789ab");
+}
+
+static void test_argv_tsc(void **state) {
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **v = NULL;
+
+        p.tsc_khz = 2596101;
+        v = build(&p);
+        assert_string_equal(option(v, "-append"),
+                            "console=ttyS0 panic=-1 quiet tsc_early_khz=2596101 husk.instance=0123456789ab");
+}
+
+static void test_argv_memory_and_paths(void **state) {
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **v = NULL;
+
+        p.memory_mib = 128;
+        p.cpus = 1;
+        p.kernel = "/var/lib/husk kit,v2/vmlinux"; /* spaces and commas pass through as one argument */
+        p.initrd = "/opt/k/initrd.gz";
+        v = build(&p);
+        assert_string_equal(option(v, "-m"), "128");
+        assert_string_equal(option(v, "-object"), "memory-backend-memfd,id=mem,size=128M,share=on");
+        assert_string_equal(option(v, "-smp"), "1");
+        assert_string_equal(option(v, "-kernel"), "/var/lib/husk kit,v2/vmlinux");
+        assert_string_equal(option(v, "-initrd"), "/opt/k/initrd.gz");
+        assert_null(v[strv_len(v)]);
+}
+
+static void test_argv_invalid(void **state) {
+        vmm_qemu_params_t p;
+        char **v = NULL;
+
+        p = base, p.cpus = 0;
+        assert_int_equal(vmm_qemu_argv(&p, &v), -EINVAL);
+        p = base, p.memory_mib = 0;
+        assert_int_equal(vmm_qemu_argv(&p, &v), -EINVAL);
+        p = base, p.kernel = NULL;
+        assert_int_equal(vmm_qemu_argv(&p, &v), -EINVAL);
+        p = base, p.initrd = NULL;
+        assert_int_equal(vmm_qemu_argv(&p, &v), -EINVAL);
+        p = base, p.accel = "auto"; /* must be resolved first */
+        assert_int_equal(vmm_qemu_argv(&p, &v), -EINVAL);
+        assert_null(v);
+}
+
+static void test_find_executable(void **state) {
+        _cleanup_free_ char *path = NULL;
+
+        assert_int_equal(vmm_find_executable("sh", "/nonexistent:/bin:/usr/bin", &path), 0);
+        assert_true(streq(path, "/bin/sh") || streq(path, "/usr/bin/sh"));
+        free(path);
+        path = NULL;
+        assert_int_equal(vmm_find_executable("/bin/sh", NULL, &path), 0);
+        assert_string_equal(path, "/bin/sh");
+        assert_int_equal(vmm_find_executable("no-such-binary-husk", "/bin:/usr/bin", &path), -ENOENT);
+        assert_int_equal(vmm_find_executable("/nonexistent/qemu", NULL, &path), -ENOENT);
+        assert_int_equal(vmm_find_executable("", NULL, &path), -EINVAL);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_accel_resolve),
+                cmocka_unit_test(test_argv_tcg),
+                cmocka_unit_test(test_argv_kvm),
+                cmocka_unit_test(test_argv_tsc),
+                cmocka_unit_test(test_argv_memory_and_paths),
+                cmocka_unit_test(test_argv_invalid),
+                cmocka_unit_test(test_find_executable),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,216 @@
+/* test_record.c: instance.json, what a restarted vmm-driver re-adopts from. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/util.h"
+#include "services/vmm-driver/vmm.h"
+
+static char *dup_or_null(const char *s) {
+        return s ? strdup(s) : NULL;
+}
+
+static void fill(vmm_record_t *r, bool with_kit_override) {
+        *r = (vmm_record_t){};
+        r->inst.spec.instance_id = strdup("0123456789ab");
+        r->inst.spec.deployment_id = strdup("6f1c2d3e-aaaa-bbbb-cccc-0123456789ab");
+        r->inst.spec.generation = 7;
+        r->inst.spec.runtime = strdup("qemu");
+        r->inst.spec.image = strdup("/srv/images/app \"quoted\"\\dir");
+        r->inst.spec.kernel = dup_or_null(with_kit_override ? "/opt/kit/vmlinux" : NULL);
+        r->inst.spec.initrd = dup_or_null(with_kit_override ? "/opt/kit/initrd.gz" : NULL);
+        r->inst.spec.cpus = 2;
+        r->inst.spec.memory_mib = 512;
+        r->inst.state = strdup(INSTANCE_STATE_EXITED);
+        r->inst.pid = 4242;
+        r->inst.started_at = 1795325731226ULL;
+        r->inst.ready_at = 1795325732762ULL;
+        r->inst.exited_at = 1795325741856ULL;
+        r->inst.exit_reason = strdup("killed");
+        r->inst.exit_status = -1;
+        r->pid_start_time = 109332;
+        r->stop_requested_at = 1795325740000ULL;
+        r->remove_on_exit = true;
+        r->shutdown_reason = dup_or_null(with_kit_override ? "guest-shutdown" : NULL);
+}
+
+static void assert_str_or_null(const char *a, const char *b) {
+        if (!a || !b)
+                assert_ptr_equal(a, b);
+        else
+                assert_string_equal(a, b);
+}
+
+static void assert_same(const vmm_record_t *a, const vmm_record_t *b) {
+        assert_string_equal(a->inst.spec.instance_id, b->inst.spec.instance_id);
+        assert_string_equal(a->inst.spec.deployment_id, b->inst.spec.deployment_id);
+        assert_int_equal(a->inst.spec.generation, b->inst.spec.generation);
+        assert_string_equal(a->inst.spec.runtime, b->inst.spec.runtime);
+        assert_string_equal(a->inst.spec.image, b->inst.spec.image);
+        assert_str_or_null(a->inst.spec.kernel, b->inst.spec.kernel);
+        assert_str_or_null(a->inst.spec.initrd, b->inst.spec.initrd);
+        assert_int_equal(a->inst.spec.cpus, b->inst.spec.cpus);
+        assert_int_equal(a->inst.spec.memory_mib, b->inst.spec.memory_mib);
+        assert_string_equal(a->inst.state, b->inst.state);
+        assert_int_equal(a->inst.pid, b->inst.pid);
+        assert_int_equal(a->inst.started_at, b->inst.started_at);
+        assert_int_equal(a->inst.ready_at, b->inst.ready_at);
+        assert_int_equal(a->inst.exited_at, b->inst.exited_at);
+        assert_str_or_null(a->inst.exit_reason, b->inst.exit_reason);
+        assert_int_equal(a->inst.exit_status, b->inst.exit_status);
+        assert_int_equal(a->pid_start_time, b->pid_start_time);
+        assert_int_equal(a->stop_requested_at, b->stop_requested_at);
+        assert_int_equal(a->remove_on_exit, b->remove_on_exit);
+        assert_str_or_null(a->shutdown_reason, b->shutdown_reason);
+}
+
+static void roundtrip(bool with_kit_override) {
+        _cleanup_(vmm_record_clear) vmm_record_t a = {}, b = {};
+        _cleanup_free_ char *text = NULL;
+
+        fill(&a, with_kit_override);
+        assert_int_equal(vmm_record_to_json(&a, &text), 0);
+        assert_int_equal(vmm_record_from_json(text, &b), 0);
+        assert_same(&a, &b);
+}
+
+static void test_roundtrip(void **state) {
+        roundtrip(true);
+        roundtrip(false);
+}
+
+static void test_roundtrip_running(void **state) {
+        _cleanup_(vmm_record_clear) vmm_record_t a = {}, b = {};
+        _cleanup_free_ char *text = NULL;
+
+        fill(&a, false);
+        free(a.inst.state);
+        a.inst.state = strdup(INSTANCE_STATE_RUNNING);
+        free(a.inst.exit_reason);
+        a.inst.exit_reason = NULL;
+        a.inst.exit_status = 0;
+        a.inst.exited_at = 0;
+        a.remove_on_exit = false;
+        assert_int_equal(vmm_record_to_json(&a, &text), 0);
+        assert_int_equal(vmm_record_from_json(text, &b), 0);
+        assert_same(&a, &b);
+}
+
+/* Replace the first occurrence of from in text by to. */
+static char *edit(const char *text, const char *from, const char *to) {
+        const char *p = strstr(text, from);
+        char *out;
+
+        assert_non_null(p);
+        assert_true(asprintf(&out, "%.*s%s%s", (int)(p - text), text, to, p + strlen(from)) > 0);
+        return out;
+}
+
+static void test_rejects(void **state) {
+        static const struct {
+                const char *from, *to;
+        } edits[] = {
+                { "\"0123456789ab\"", "\"../../etc\"" },       /* a path, not an id */
+                { "\"0123456789ab\"", "\"0123456789AB\"" },    /* uppercase */
+                { "\"0123456789ab\"", "12" },                  /* wrong type */
+                { "\"state\": \"exited\"", "\"state\": \"zombie\"" },
+                { "\"pid\": 4242", "\"pid\": -3" },
+                { "\"pid\": 4242", "\"pid\": \"4242\"" },
+                { "\"cpus\": 2", "\"cpus\": 0" },
+                { "\"memory_mib\": 512", "\"memory_mib\": 1.5" },
+                { "\"remove_on_exit\": true", "\"remove_on_exit\": 1" },
+                { "\"runtime\": \"qemu\"", "\"runtime\": null" },   /* required */
+                { "\"image\"", "\"imag\"" },                        /* missing */
+                { "\"generation\": 7,", "\"generation\": 7, \"generation\": 8," }, /* duplicate key */
+        };
+        _cleanup_(vmm_record_clear) vmm_record_t a = {};
+        _cleanup_free_ char *text = NULL;
+
+        fill(&a, true);
+        assert_int_equal(vmm_record_to_json(&a, &text), 0);
+        for (size_t k = 0; k < ELEMENTSOF(edits); k++) {
+                _cleanup_free_ char *bad = edit(text, edits[k].from, edits[k].to);
+                vmm_record_t b = {};
+
+                if (vmm_record_from_json(bad, &b) != -EBADMSG)
+                        fail_msg("accepted edit %zu: %s", k, bad);
+                assert_null(b.inst.spec.instance_id); /* nothing handed out on failure */
+        }
+        {
+                static const char *const garbage[] = { "", "{", "[]", "null", "\"x\"", "{}", "{\"instance_id\": 1}" };
+                for (size_t k = 0; k < ELEMENTSOF(garbage); k++) {
+                        vmm_record_t b = {};
+                        if (vmm_record_from_json(garbage[k], &b) != -EBADMSG)
+                                fail_msg("accepted \"%s\"", garbage[k]);
+                }
+        }
+}
+
+static void test_unknown_keys_ignored(void **state) {
+        _cleanup_(vmm_record_clear) vmm_record_t a = {}, b = {};
+        _cleanup_free_ char *text = NULL, *more = NULL;
+
+        fill(&a, true);
+        assert_int_equal(vmm_record_to_json(&a, &text), 0);
+        more = edit(text, "{", "{\"written_by\": \"a newer vmm-driver\", \"extra\": [1, 2],");
+        assert_int_equal(vmm_record_from_json(more, &b), 0);
+        assert_same(&a, &b);
+}
+
+static void test_save_load(void **state) {
+        _cleanup_(vmm_record_clear) vmm_record_t a = {}, b = {};
+        char dir[] = "/tmp/husk-test-record-XXXXXX";
+        char path[64];
+        struct stat st;
+
+        assert_non_null(mkdtemp(dir));
+        fill(&a, false);
+        assert_int_equal(vmm_record_load(dir, &b), -ENOENT);
+        assert_int_equal(vmm_record_save(dir, &a), 0);
+        snprintf(path, sizeof(path), "%s/instance.json", dir);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(vmm_record_load(dir, &b), 0);
+        assert_same(&a, &b);
+        /* Saving again replaces it whole. */
+        a.inst.pid = 99;
+        assert_int_equal(vmm_record_save(dir, &a), 0);
+        vmm_record_clear(&b);
+        assert_int_equal(vmm_record_load(dir, &b), 0);
+        assert_int_equal(b.inst.pid, 99);
+        assert_int_equal(rm_rf(dir), 0);
+}
+
+static void test_id_valid(void **state) {
+        assert_true(vmm_instance_id_valid("0123456789ab"));
+        assert_true(vmm_instance_id_valid("ffffffffffff"));
+        assert_false(vmm_instance_id_valid("0123456789a"));
+        assert_false(vmm_instance_id_valid("0123456789abc"));
+        assert_false(vmm_instance_id_valid("0123456789aB"));
+        assert_false(vmm_instance_id_valid("0123456789ag"));
+        assert_false(vmm_instance_id_valid("../012345678"));
+        assert_false(vmm_instance_id_valid(""));
+        assert_false(vmm_instance_id_valid(NULL));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_roundtrip),
+                cmocka_unit_test(test_roundtrip_running),
+                cmocka_unit_test(test_rejects),
+                cmocka_unit_test(test_unknown_keys_ignored),
+                cmocka_unit_test(test_save_load),
+                cmocka_unit_test(test_id_valid),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

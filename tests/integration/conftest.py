@@ -1,0 +1,101 @@
+"""conftest.py: fixtures that give each integration test its own husk stack.
+
+`stack` is a running stack (husk-apiserver, husk-scheduler, husk-vmm-driver) in a fresh short
+temp dir and a private network namespace, torn down with `husk-stack down --purge` after the
+test. `make_stack` creates more of them (or one that is not up yet). When a test fails, the
+daemon logs (and the VMs' console logs and instance.json) are copied to the test's tmp_path
+and the daemon logs' tails printed. See husk_stack.py for
+the helpers (stack.husk, stack.api, stack.wait_for, ...).
+
+Environment: HUSK_BUILD (default <repo>/build) holds bin/ and kit/.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from husk_stack import BUILD, Stack, StackError, print_log_tails  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's report on the item, so fixtures can tell whether the test failed."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(node):
+    return any(getattr(getattr(node, f"rep_{w}", None), "failed", False) for w in ("setup", "call"))
+
+
+@pytest.fixture(scope="session")
+def netns_available():
+    """Skip (not fail) where network namespaces cannot be created: not root, no iproute2."""
+    if os.geteuid() != 0:
+        pytest.skip("husk integration tests need root: each stack runs in its own network namespace (ip netns)")
+    name = f"husk-probe-{os.getpid()}"
+    try:
+        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("husk integration tests need iproute2 (ip netns)")
+    if r.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: ip netns add: {r.stderr.strip()}")
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    return True
+
+
+@pytest.fixture
+def make_stack(request, tmp_path, netns_available):
+    """make_stack(up=True, bin_dir=..., kit_dir=..., api_port=None, log_level=None, timeout=30)
+    -> Stack. Every stack made is torn down (down --purge) after the test, newest first."""
+    made = []
+
+    def make(up=True, bin_dir=None, kit_dir=None, api_port=None, log_level=None, timeout=30.0):
+        # Short: unix socket paths under it must stay below 108 bytes.
+        d = tempfile.mkdtemp(prefix="/tmp/hs-")
+        s = Stack(d, bin_dir or BUILD / "bin", kit_dir or BUILD / "kit", api_port=api_port, log_level=log_level)
+        made.append(s)
+        if up:
+            s.up(timeout=timeout)
+        return s
+
+    yield make
+
+    errors = []
+    for s in reversed(made):
+        try:
+            s.down()
+        except (StackError, subprocess.TimeoutExpired) as e:
+            errors.append(str(e))
+        if _failed(request.node) or errors:
+            keep = tmp_path / f"husk-logs-{s.dir.name}"
+            if s.logs_dir.is_dir():
+                shutil.copytree(s.logs_dir, keep, dirs_exist_ok=True)
+            for idir in s.instance_dirs():  # console logs and records of the VMs
+                dest = keep / "instances" / idir.name
+                dest.mkdir(parents=True, exist_ok=True)
+                for f in idir.iterdir():
+                    if f.is_file() and (f.name.endswith(".log") or ".log." in f.name or f.suffix == ".json"):
+                        shutil.copy2(f, dest)
+            print(f"\n=== stack {s.dir}: logs kept in {keep}")
+            print_log_tails(s)
+        try:
+            s.down(purge=True)
+        except (StackError, subprocess.TimeoutExpired) as e:
+            errors.append(str(e))
+            shutil.rmtree(s.dir, ignore_errors=True)
+    if errors:
+        pytest.fail("tearing down husk stacks failed:\n" + "\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def stack(make_stack):
+    """A running husk stack of its own (see husk_stack.Stack)."""
+    return make_stack()

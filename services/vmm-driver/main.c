@@ -5,6 +5,7 @@
 static const husk_daemon_desc_t desc = {
         .name = "vmm-driver",
         .summary = "Run microVMs on this host: spawn, watch, stop and re-adopt VMM processes",
+        .reload = vmm_reload,
 };
 
 int main(int argc, char **argv) {

@@ -212,16 +212,15 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
 
 /* ---- adoption (vmm_adopt.c) ------------------------------------------------------------------ */
 
-/* See vmm_publish_hold(): a little more than ZeroMQ's default reconnect interval. */
-#define VMM_ADOPTION_EVENT_HOLD_MS 300
-
 int vmm_adopt_all(vmm_t *d);
 
 /* ---- bus (vmm_bus.c) -------------------------------------------------------------------------- */
 
 extern const bus_method_t vmm_bus_methods[];
 void vmm_publish(vmm_t *d, const char *type, const vmm_instance_t *i);
-/* Queue events until subscribers had time to reconnect after our restart. */
+/* See vmm_publish_hold(): a little more than ZeroMQ's default reconnect interval. */
+#define VMM_STARTUP_EVENT_HOLD_MS 300
+/* Queue events until subscribers had time to (re)connect after we started. */
 void vmm_publish_hold(vmm_t *d, uint64_t ms);
 /* Send what is held now (shutdown). */
 void vmm_publish_release(vmm_t *d);
@@ -247,6 +246,8 @@ struct vmm {
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }
 
 int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret);
+/* SIGHUP: accepts a new config unless it moves the instances directory. */
+int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh);
 void vmm_free(vmm_t *d);
 static inline void vmm_freep(vmm_t **d) {
         if (*d)

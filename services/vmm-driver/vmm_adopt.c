@@ -103,7 +103,6 @@ int vmm_adopt_all(vmm_t *d) {
         dir = opendir(d->instances_dir);
         if (!dir)
                 return log_error_errno(errno, "Failed to open %s: %m", d->instances_dir);
-        vmm_publish_hold(d, VMM_ADOPTION_EVENT_HOLD_MS);
         while ((de = readdir(dir))) {
                 if (de->d_name[0] == '.')
                         continue;

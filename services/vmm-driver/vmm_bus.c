@@ -68,10 +68,10 @@ static int on_hold_end(zloop_t *loop, int timer_id, void *arg) {
         return 0;
 }
 
-/* After a restart our PUB socket is new: subscribers that were connected reconnect within
+/* After a (re)start our PUB socket is new: subscribers that were waiting for it connect within
  * ZeroMQ's reconnect interval (100 ms by default), and whatever we publish before that is lost
- * to them. Adoption events (instance.adopted, and instance.exited for what died while we were
- * down) are the ones they most need, so they wait, in order, for that long. */
+ * to them. The first events (instance.adopted, instance.exited for what died while we were
+ * down) are the ones they most need, so everything published that early waits, in order. */
 void vmm_publish_hold(vmm_t *d, uint64_t ms) {
         if (d->held || !d->loop)
                 return;

@@ -6,11 +6,63 @@
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
 
+/* Resolve what depends on runtime.qemu: the binary, the accelerator, the TSC frequency. */
+static int setup_qemu(vmm_t *d, const husk_config_t *c) {
+        const char *binary = c->qemu.binary_path ?: "qemu-system-x86_64";
+        const char *accel;
+        char *path = NULL;
+        int r;
+
+        accel = vmm_qemu_accel_resolve(c->qemu.accel, c->qemu.accel && !streq(c->qemu.accel, "auto") ? false : vmm_kvm_usable());
+        if (!accel)
+                return log_error_errno(EINVAL, "runtime.qemu.accel: must be one of kvm, tcg, auto (got %s)", c->qemu.accel);
+        if (c->qemu.enabled) {
+                r = vmm_find_executable(binary, getenv("PATH"), &path);
+                if (r < 0)
+                        /* Not fatal: adopted VMMs still need watching; creates fail with a clear error. */
+                        log_warning_errno(r, "qemu binary %s not found, instance.create will fail: %m", binary);
+                else
+                        log_info("qemu runtime: %s, accel %s", path, accel);
+        }
+        free(d->qemu_binary);
+        d->qemu_binary = path;
+        d->accel = accel;
+        d->tsc_khz = 0;
+        if (streq(d->accel, "tcg")) {
+                r = vmm_host_tsc_khz(&d->tsc_khz);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot tell guests the TSC frequency, their boots may hang on a busy host: %m");
+                else
+                        log_debug("Host TSC: %" PRIu64 " kHz", d->tsc_khz);
+        }
+        return 0;
+}
+
+static bool same(const char *a, const char *b) {
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
+int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
+        vmm_t *d = ctx->userdata;
+        const husk_endpoints_t *old_ep = &ctx->config->bus[HUSK_DAEMON_VMM_DRIVER];
+        const husk_endpoints_t *new_ep = &fresh->bus[HUSK_DAEMON_VMM_DRIVER];
+
+        if (!d)
+                return 0;
+        /* Every instance lives there: moving it would orphan them all. */
+        if (!same(fresh->vmm_driver.instances_dir, ctx->config->vmm_driver.instances_dir) ||
+            (!fresh->vmm_driver.instances_dir && !same(fresh->state_dir, ctx->config->state_dir)))
+                return log_error_errno(EINVAL, "vmm_driver.instances_dir cannot change while running; restart husk-vmm-driver");
+        if (!same(old_ep->events, new_ep->events) || !same(old_ep->requests, new_ep->requests))
+                log_notice("bus.vmm-driver endpoints changed: they apply at the next restart");
+        /* Everything else (stop timeout, defaults, kit paths) is read from the config when used. */
+        return setup_qemu(d, fresh);
+}
+
 int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         const husk_config_t *c = ctx->config;
         const husk_endpoints_t *ep = &c->bus[HUSK_DAEMON_VMM_DRIVER];
         _cleanup_(vmm_freep) vmm_t *d = NULL;
-        const char *binary;
         int r;
 
         d = calloc(1, sizeof(*d));
@@ -33,25 +85,9 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s: %m", d->instances_dir);
 
-        d->accel = vmm_qemu_accel_resolve(c->qemu.accel, c->qemu.accel && !streq(c->qemu.accel, "auto") ? false : vmm_kvm_usable());
-        if (!d->accel)
-                return log_error_errno(EINVAL, "runtime.qemu.accel: must be one of kvm, tcg, auto (got %s)", c->qemu.accel);
-        binary = c->qemu.binary_path ?: "qemu-system-x86_64";
-        if (c->qemu.enabled) {
-                r = vmm_find_executable(binary, getenv("PATH"), &d->qemu_binary);
-                if (r < 0)
-                        /* Not fatal: adopted VMMs still need watching; creates fail with a clear error. */
-                        log_warning_errno(r, "qemu binary %s not found, instance.create will fail: %m", binary);
-                else
-                        log_info("qemu runtime: %s, accel %s", d->qemu_binary, d->accel);
-        }
-        if (streq(d->accel, "tcg")) {
-                r = vmm_host_tsc_khz(&d->tsc_khz);
-                if (r < 0)
-                        log_warning_errno(r, "Cannot tell guests the TSC frequency, their boots may hang on a busy host: %m");
-                else
-                        log_debug("Host TSC: %" PRIu64 " kHz", d->tsc_khz);
-        }
+        r = setup_qemu(d, c);
+        if (r < 0)
+                return r;
 
         if (!ep->events || !ep->requests)
                 return log_error_errno(EINVAL, "bus.vmm-driver: events and requests endpoints must be set");
@@ -65,6 +101,7 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the request socket: %m");
 
+        vmm_publish_hold(d, VMM_STARTUP_EVENT_HOLD_MS);
         r = vmm_adopt_all(d);
         if (r < 0)
                 return r;

@@ -92,6 +92,9 @@ class Driver:
         self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        # vmm-driver holds what it publishes in its first 300 ms for subscribers to (re)connect;
+        # reconnect well within that.
+        self.sub.setsockopt(zmq.RECONNECT_IVL, 20)
         self.sub.connect(f"ipc://{self.dir}/run/vmm-driver.events")
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
@@ -416,3 +419,19 @@ def test_errors(driver):
     driver.must("instance.stop", {"instance_id": "c00000000002", "remove": True})
     driver.wait_event("instance.removed", "c00000000002", timeout=STOP_TIMEOUT_S + 10)
     assert not pid_alive(inst["pid"])
+
+
+def test_reload(driver):
+    """SIGHUP takes a new config, but never one that moves the instances directory."""
+    with open(driver.config) as f:
+        text = f.read()
+    with open(driver.config, "w") as f:
+        f.write(text.replace(f"stop_timeout: {STOP_TIMEOUT_S}s", "stop_timeout: 7s"))
+    driver.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "Reloaded" in driver.log_text(), 10, "the reload")
+    with open(driver.config, "w") as f:
+        f.write(text.replace("vmm_driver:\n", f"vmm_driver:\n  instances_dir: {driver.dir}/elsewhere\n"))
+    driver.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "cannot change while running" in driver.log_text(), 10, "the refused reload")
+    assert driver.must("instance.list", {}) == []
+    assert driver.proc.poll() is None

@@ -13,8 +13,6 @@
  * end); SIGIO wakes us when one connects. This tick is the safety net should a SIGIO be
  * missed: one read() a second that returns 0 while nobody is there. */
 #define DISCONNECTED_RECHECK_MS 1000
-/* How long a malformed-frame error may take to reach the host before the port is reopened. */
-#define RESYNC_DRAIN_MS 1000
 
 int agent_reap_children(void) {
         int n = 0, status;
@@ -33,12 +31,19 @@ static int queue_body(agent_channel_t *c, msgpack_sbuffer *body) {
         return r;
 }
 
-/* The stream cannot be trusted past a malformed frame: say so, then start afresh. */
+/* The stream cannot be trusted past a malformed frame: drop what the port holds by
+ * reopening it, then say so. In this order, whatever the host sends once it has read the
+ * error lands in the fresh stream; the other order would drop the host's next request
+ * when it beats our close(). */
 static int resync(agent_channel_t *c, int error) {
         msgpack_sbuffer body;
         int r;
 
         log_agent_warning_errno(error, "Malformed frame from the host (%m), reopening the channel");
+        r = agent_channel_reopen(c);
+        if (r < 0)
+                return log_agent_error_errno(r, "Failed to reopen %s: %m", c->path);
+
         msgpack_sbuffer_init(&body);
         agent_proto_error(NULL, "malformed",
                           error == -EMSGSIZE ? "frame longer than 1 MiB"
@@ -46,11 +51,7 @@ static int resync(agent_channel_t *c, int error) {
                           &body);
         queue_body(c, &body);
         msgpack_sbuffer_destroy(&body);
-        (void)agent_channel_drain(c, RESYNC_DRAIN_MS);
-
-        r = agent_channel_reopen(c);
-        if (r < 0)
-                return log_agent_error_errno(r, "Failed to reopen %s: %m", c->path);
+        (void)agent_channel_flush(c);
         return 0;
 }
 

@@ -165,9 +165,7 @@ if [ ! -s "$OUT/initrd.gz" ] || [ "$AGENT" -nt "$OUT/initrd.gz" ] || [ "$0" -nt 
         chmod 1777 "$R/tmp"
         cp -R "$CACHE/modules/lib" "$R/"
         # Debug info stays in the build tree: the initramfs is unpacked at every boot.
-        if command -v strip >/dev/null; then
-                strip --strip-debug -o "$R/init" "$AGENT"
-        else
+        if ! command -v strip >/dev/null || ! strip --strip-debug -o "$R/init" "$AGENT" 2>/dev/null; then
                 cp "$AGENT" "$R/init"
         fi
         chmod 0755 "$R/init"

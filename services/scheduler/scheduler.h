@@ -12,14 +12,14 @@
 /* What one deployment needs, decided from its record and the instances vmm-driver reports.
  * Pointers refer into the instance array given to scheduler_plan(). */
 typedef struct plan {
-        uint32_t create;          /* new instances to start for the current generation */
+        uint32_t create;          /* new instances to start for the current spec */
         const instance_t **stop;  /* live instances to stop (and remove once exited) */
         size_t n_stop;
         const instance_t **remove; /* exited instances whose directory goes */
         size_t n_remove;
         bool purge;               /* deleted and nothing left: drop the record */
         const char *status;       /* status the deployment should have; NULL: leave as is */
-        uint32_t ready;           /* ready instances of the current generation */
+        uint32_t ready;           /* ready instances running the current spec */
         char message[512];
 } plan_t;
 

@@ -13,6 +13,18 @@ static bool instance_alive(const instance_t *i) {
                streq(i->state, INSTANCE_STATE_READY);
 }
 
+static bool str_eq_null(const char *a, const char *b) {
+        return a == b || (a && b && streq(a, b));
+}
+
+/* Does i run what d asks for now? Derived from the records rather than from generations, so
+ * that scaling (a new generation with only replicas changed) never replaces a VM. */
+static bool instance_matches(const deployment_t *d, const instance_t *i) {
+        return str_eq_null(i->spec.runtime, d->runtime) && str_eq_null(i->spec.image, d->image) &&
+               str_eq_null(i->spec.kernel, d->kernel) && i->spec.cpus == d->cpus &&
+               i->spec.memory_mib == d->memory_mib;
+}
+
 void plan_clear(plan_t *p) {
         free(p->stop);
         free(p->remove);
@@ -49,13 +61,13 @@ int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_
                         continue;
                 if (streq(i->state, INSTANCE_STATE_EXITED)) {
                         p->remove[p->n_remove++] = i;
-                        if (i->spec.generation == d->generation) {
+                        if (instance_matches(d, i)) {
                                 n_exited_current++;
                                 job_exit = i->exit_status;
                         }
                 } else if (streq(i->state, INSTANCE_STATE_STOPPING))
                         n_stopping++;
-                else if (deleted || i->spec.generation != d->generation) {
+                else if (deleted || !instance_matches(d, i)) {
                         if (deleted)
                                 p->stop[p->n_stop++] = i;
                         else
@@ -95,8 +107,7 @@ int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_
         if (n_old_alive > 0 && p->ready >= d->replicas)
                 for (size_t k = 0; k < n_instances; k++) {
                         const instance_t *i = &instances[k];
-                        if (streq(i->spec.deployment_id, d->id) && instance_alive(i) &&
-                            i->spec.generation != d->generation)
+                        if (streq(i->spec.deployment_id, d->id) && instance_alive(i) && !instance_matches(d, i))
                                 p->stop[p->n_stop++] = i;
                 }
 

@@ -20,7 +20,8 @@ static instance_t instance(const char *id, const char *deployment_id, const char
                            uint64_t generation, uint64_t started_at) {
         return (instance_t){
                 .spec = { .instance_id = (char *)id, .deployment_id = (char *)deployment_id,
-                          .generation = generation, .runtime = "qemu", .image = "/img" },
+                          .generation = generation, .runtime = "qemu", .image = "/img",
+                          .cpus = 1, .memory_mib = 256 },
                 .state = (char *)state,
                 .started_at = started_at,
                 .exit_status = -1,
@@ -131,11 +132,14 @@ static void test_deleted_stops_everything_then_purges(void **state) {
         plan_clear(&p);
 }
 
-static void test_new_generation_replaces_old_only_when_ready(void **state) {
+static void test_changed_spec_replaces_old_only_when_ready(void **state) {
         deployment_t d = deployment("running", 1, 2);
         instance_t booting[] = { instance("old", "d1", "ready", 1, 10), instance("new", "d1", "running", 2, 20) };
         instance_t ready[] = { instance("old", "d1", "ready", 1, 10), instance("new", "d1", "ready", 2, 20) };
         plan_t p;
+
+        d.image = "/img2";
+        booting[1].spec.image = ready[1].spec.image = "/img2";
 
         /* Old generation only: start the new one, keep the old serving. */
         assert_int_equal(scheduler_plan(&d, booting, 1, &p), 0);
@@ -153,6 +157,40 @@ static void test_new_generation_replaces_old_only_when_ready(void **state) {
         assert_true(plan_stops(&p, "old"));
         assert_string_equal(p.status, "running");
         plan_clear(&p);
+}
+
+static void test_scaling_never_replaces_instances(void **state) {
+        /* Changing replicas bumps the generation, but the instances still run the spec. */
+        deployment_t d = deployment("running", 3, 2);
+        instance_t is[] = { instance("a", "d1", "ready", 1, 10), instance("b", "d1", "ready", 1, 11) };
+        plan_t p;
+
+        assert_int_equal(scheduler_plan(&d, is, 2, &p), 0);
+        assert_int_equal(p.create, 1);
+        assert_int_equal(p.n_stop, 0);
+        assert_int_equal(p.ready, 2);
+        plan_clear(&p);
+}
+
+static void test_each_template_field_change_replaces(void **state) {
+        instance_t is[] = { instance("a", "d1", "ready", 1, 10) };
+        plan_t p;
+
+        is[0].spec.cpus = 1;
+        is[0].spec.memory_mib = 256;
+        for (int field = 0; field < 4; field++) {
+                deployment_t d = deployment("running", 1, 2);
+                switch (field) {
+                case 0: d.image = "/other"; break;
+                case 1: d.cpus = 2; break;
+                case 2: d.memory_mib = 512; break;
+                case 3: d.kernel = "/vmlinux2"; break;
+                }
+                assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
+                assert_int_equal(p.create, 1);
+                assert_int_equal(p.ready, 0);
+                plan_clear(&p);
+        }
 }
 
 static void test_zero_replicas_is_running_with_nothing(void **state) {
@@ -204,7 +242,9 @@ int main(void) {
                 cmocka_unit_test(test_scale_down_stops_newest_first),
                 cmocka_unit_test(test_stopping_instances_are_not_counted_or_stopped_again),
                 cmocka_unit_test(test_deleted_stops_everything_then_purges),
-                cmocka_unit_test(test_new_generation_replaces_old_only_when_ready),
+                cmocka_unit_test(test_changed_spec_replaces_old_only_when_ready),
+                cmocka_unit_test(test_scaling_never_replaces_instances),
+                cmocka_unit_test(test_each_template_field_change_replaces),
                 cmocka_unit_test(test_zero_replicas_is_running_with_nothing),
                 cmocka_unit_test(test_failed_waits_for_new_generation),
                 cmocka_unit_test(test_job_exit_status_decides_completed_or_failed),

@@ -21,6 +21,8 @@ static const char *const daemon_names[_HUSK_DAEMON_MAX] = {
         [HUSK_DAEMON_APISERVER] = "apiserver",
         [HUSK_DAEMON_SCHEDULER] = "scheduler",
         [HUSK_DAEMON_VMM_DRIVER] = "vmm-driver",
+        [HUSK_DAEMON_NETD] = "netd",
+        [HUSK_DAEMON_LOGD] = "logd",
 };
 
 const char *husk_daemon_name(husk_daemon_t d) {
@@ -56,6 +58,7 @@ typedef struct config_key {
 
 static const char *const accel_choices[] = { "kvm", "tcg", "auto", NULL };
 static const char *const seccomp_choices[] = { "true", "false", "log", NULL };
+static const char *const forwarder_choices[] = { "nft", "proxy", "auto", NULL };
 
 #define O(field) offsetof(husk_config_t, field)
 #define BUS_KEYS(name, idx)                                                    \
@@ -74,6 +77,8 @@ static const config_key_t config_keys[] = {
         BUS_KEYS("apiserver", HUSK_DAEMON_APISERVER),
         BUS_KEYS("scheduler", HUSK_DAEMON_SCHEDULER),
         BUS_KEYS("vmm-driver", HUSK_DAEMON_VMM_DRIVER),
+        BUS_KEYS("netd", HUSK_DAEMON_NETD),
+        BUS_KEYS("logd", HUSK_DAEMON_LOGD),
         { "apiserver.listen", KEY_STRING, O(apiserver.listen), NULL, 0 },
         { "apiserver.database", KEY_STRING, O(apiserver.database), NULL, 0 },
         { "scheduler.resync_interval", KEY_DURATION, O(scheduler.resync_interval_ms), NULL, 0 },
@@ -82,6 +87,11 @@ static const config_key_t config_keys[] = {
         { "vmm_driver.stop_timeout", KEY_DURATION, O(vmm_driver.stop_timeout_ms), NULL, 0 },
         { "vmm_driver.default_cpus", KEY_U32, O(vmm_driver.default_cpus), NULL, 1 },
         { "vmm_driver.default_memory_mib", KEY_U32, O(vmm_driver.default_memory_mib), NULL, 128 },
+        { "netd.subnet", KEY_STRING, O(netd.subnet), NULL, 0 },
+        { "netd.forwarder", KEY_ENUM, O(netd.forwarder), forwarder_choices, 0 },
+        { "netd.outbound_nat", KEY_BOOL, O(netd.outbound_nat), NULL, 0 },
+        { "logd.dir", KEY_STRING, O(logd.dir), NULL, 0 },
+        { "logd.retained_instances", KEY_U32, O(logd.retained_instances), NULL, 0 },
         { "kit.kernel", KEY_STRING, O(kit.kernel), NULL, 0 },
         { "kit.initrd", KEY_STRING, O(kit.initrd), NULL, 0 },
         RUNTIME_KEYS("qemu", qemu),
@@ -126,6 +136,9 @@ static int apply_defaults(husk_config_t *c) {
         r |= set_default(&c->apiserver.listen, "127.0.0.1:3030");
         r |= set_default(&c->apiserver.database, JOIN("%s/husk.db", c->state_dir));
         r |= set_default(&c->vmm_driver.instances_dir, JOIN("%s/instances", c->state_dir));
+        r |= set_default(&c->netd.subnet, "10.42.0.0/16");
+        r |= set_default(&c->netd.forwarder, "auto");
+        r |= set_default(&c->logd.dir, JOIN("%s/logs", c->state_dir));
         r |= set_default(&c->kit.kernel, HUSK_KITDIR "/vmlinux");
         r |= set_default(&c->kit.initrd, HUSK_KITDIR "/initrd.gz");
         r |= set_default(&c->qemu.binary_path, "qemu-system-x86_64");
@@ -147,6 +160,7 @@ static husk_config_t *config_new_unset(void) {
         c->vmm_driver.stop_timeout_ms = 10000;
         c->vmm_driver.default_cpus = 1;
         c->vmm_driver.default_memory_mib = 256;
+        c->logd.retained_instances = 3;
         c->qemu.enabled = true;
         c->qemu.max_console_log_bytes = 10 * 1024 * 1024;
         c->qemu.max_console_log_backups = 3;

@@ -21,10 +21,13 @@ typedef enum husk_daemon {
         HUSK_DAEMON_APISERVER,
         HUSK_DAEMON_SCHEDULER,
         HUSK_DAEMON_VMM_DRIVER,
+        HUSK_DAEMON_NETD,
+        HUSK_DAEMON_LOGD,
         _HUSK_DAEMON_MAX,
 } husk_daemon_t;
 
-const char *husk_daemon_name(husk_daemon_t d); /* "apiserver", "scheduler", "vmm-driver" */
+/* "apiserver", "scheduler", "vmm-driver", "netd", "logd" */
+const char *husk_daemon_name(husk_daemon_t d);
 
 typedef struct husk_runtime_config {
         bool enabled;
@@ -62,6 +65,17 @@ typedef struct husk_config {
                 uint32_t default_cpus;
                 uint32_t default_memory_mib;
         } vmm_driver;
+
+        struct {
+                char *subnet;       /* guest networks are /30s carved from it: "10.42.0.0/16" */
+                char *forwarder;    /* published ports: "nft", "proxy" or "auto" */
+                bool outbound_nat;  /* masquerade guest traffic leaving the host */
+        } netd;
+
+        struct {
+                char *dir;                    /* log store: default <state_dir>/logs */
+                uint32_t retained_instances;  /* exited instances whose logs stay, per deployment */
+        } logd;
 
         struct {
                 char *kernel; /* kit vmlinux */

@@ -103,6 +103,8 @@ int vmm_adopt_all(vmm_t *d) {
         dir = opendir(d->instances_dir);
         if (!dir)
                 return log_error_errno(errno, "Failed to open %s: %m", d->instances_dir);
+        /* Only now: nothing after this fails, so no timer is left for a loop that never ran. */
+        vmm_publish_hold(d, VMM_STARTUP_EVENT_HOLD_MS);
         while ((de = readdir(dir))) {
                 if (de->d_name[0] == '.')
                         continue;

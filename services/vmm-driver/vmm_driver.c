@@ -101,7 +101,6 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the request socket: %m");
 
-        vmm_publish_hold(d, VMM_STARTUP_EVENT_HOLD_MS);
         r = vmm_adopt_all(d);
         if (r < 0)
                 return r;

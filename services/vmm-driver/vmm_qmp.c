@@ -10,7 +10,7 @@
 #define QMP_SOCKET "qmp.sock"
 #define QMP_LINE_MAX (1u << 20)      /* a QMP message we would accept is a few KiB */
 #define QMP_CONNECT_FIRST_MS 5
-#define QMP_CONNECT_MAX_DELAY_MS 200
+#define QMP_CONNECT_MAX_DELAY_MS 50
 /* QEMU creates the socket before it sets up the machine, normally within 100 ms; this bound
  * only matters on a badly overloaded host. */
 #define QMP_CONNECT_TIMEOUT_MS 30000

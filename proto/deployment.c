@@ -22,11 +22,12 @@ void deployment_clear(deployment_t *d) {
         free(d->kind);
         free(d->image);
         free(d->kernel);
+        free(d->ports);
         memset(d, 0, sizeof(*d));
 }
 
 void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
-        msgpack_pack_map(pk, d->kernel ? 13 : 12);
+        msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0));
         mp_pack_kv_str(pk, "id", d->id);
         mp_pack_kv_str(pk, "namespace", d->namespace_);
         mp_pack_kv_str(pk, "name", d->name);
@@ -41,6 +42,12 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         mp_pack_kv_u64(pk, "cpus", d->cpus);
         mp_pack_kv_u64(pk, "memory_mib", d->memory_mib);
         mp_pack_kv_u64(pk, "ready_replicas", d->ready_replicas);
+        if (d->restart_count)
+                mp_pack_kv_u64(pk, "restart_count", d->restart_count);
+        if (d->n_ports) {
+                mp_pack_str(pk, "ports");
+                ports_pack(pk, d->ports, d->n_ports);
+        }
 }
 
 /* A u64 field that must fit a u32. */
@@ -79,7 +86,9 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
         if (get_u32(o, "replicas", true, &d->replicas) < 0 ||
             get_u32(o, "cpus", true, &d->cpus) < 0 ||
             get_u32(o, "memory_mib", true, &d->memory_mib) < 0 ||
-            get_u32(o, "ready_replicas", false, &d->ready_replicas) < 0)
+            get_u32(o, "ready_replicas", false, &d->ready_replicas) < 0 ||
+            get_u32(o, "restart_count", false, &d->restart_count) < 0 ||
+            ports_get(o, &d->ports, &d->n_ports) < 0)
                 goto malformed;
         return 0;
 

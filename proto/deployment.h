@@ -2,7 +2,10 @@
 #pragma once
 
 #include <msgpack.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "proto/port.h"
 
 /* Statuses, as Ring names them. */
 #define DEPLOYMENT_STATUS_PENDING "pending"
@@ -27,6 +30,9 @@ typedef struct deployment {
         uint32_t cpus;
         uint32_t memory_mib;
         uint32_t ready_replicas;
+        uint32_t restart_count; /* instances replaced after failures (packed when non-zero) */
+        port_spec_t *ports;     /* published ports (packed when any) */
+        size_t n_ports;
 } deployment_t;
 
 void deployment_clear(deployment_t *d);

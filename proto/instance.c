@@ -19,11 +19,12 @@ void instance_spec_clear(instance_spec_t *s) {
         free(s->image);
         free(s->kernel);
         free(s->initrd);
+        free(s->ports);
         memset(s, 0, sizeof(*s));
 }
 
 static size_t instance_spec_nkeys(const instance_spec_t *s) {
-        return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0);
+        return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->n_ports ? 1 : 0);
 }
 
 static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t *s) {
@@ -38,6 +39,10 @@ static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t 
                 mp_pack_kv_str(pk, "initrd", s->initrd);
         mp_pack_kv_u64(pk, "cpus", s->cpus);
         mp_pack_kv_u64(pk, "memory_mib", s->memory_mib);
+        if (s->n_ports) {
+                mp_pack_str(pk, "ports");
+                ports_pack(pk, s->ports, s->n_ports);
+        }
 }
 
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s) {
@@ -74,7 +79,8 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
             get_optional_str(o, "kernel", PATH_MAX_, &s->kernel) < 0 ||
             get_optional_str(o, "initrd", PATH_MAX_, &s->initrd) < 0 ||
             get_u32(o, "cpus", &s->cpus) < 0 ||
-            get_u32(o, "memory_mib", &s->memory_mib) < 0)
+            get_u32(o, "memory_mib", &s->memory_mib) < 0 ||
+            ports_get(o, &s->ports, &s->n_ports) < 0)
                 goto malformed;
         return 0;
 

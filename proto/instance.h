@@ -3,7 +3,10 @@
 
 #include <msgpack.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "proto/port.h"
 
 #define INSTANCE_STATE_STARTING "starting" /* VMM spawned, QMP not yet up */
 #define INSTANCE_STATE_RUNNING "running"   /* VMM up, guest booting */
@@ -22,6 +25,8 @@ typedef struct instance_spec {
         char *initrd; /* NULL: the configured kit initrd */
         uint32_t cpus;
         uint32_t memory_mib;
+        port_spec_t *ports; /* published ports; netd forwards them to the guest */
+        size_t n_ports;
 } instance_spec_t;
 
 typedef struct instance {

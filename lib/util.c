@@ -58,20 +58,14 @@ static int split_number(const char *s, uint64_t *num, const char **suffix) {
         return parse_u64(buf, num);
 }
 
-static int mul_checked(uint64_t a, uint64_t b, uint64_t *ret) {
-        if (b != 0 && a > UINT64_MAX / b)
-                return -ERANGE;
-        *ret = a * b;
-        return 0;
-}
+typedef struct unit {
+        const char *suffix;
+        uint64_t factor;
+} unit_t;
 
-int parse_duration_ms(const char *s, uint64_t *ret_ms) {
-        static const struct {
-                const char *suffix;
-                uint64_t ms;
-        } units[] = {
-                { "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 }, { "h", 3600000 },
-        };
+/* "<digits><suffix>" where suffix is one of units: the number times the unit's factor, with
+ * overflow reported as -ERANGE rather than wrapped. */
+static int parse_with_units(const char *s, const unit_t *units, size_t n_units, uint64_t *ret) {
         const char *suffix;
         uint64_t n;
         int r;
@@ -81,35 +75,34 @@ int parse_duration_ms(const char *s, uint64_t *ret_ms) {
         r = split_number(s, &n, &suffix);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (streq(suffix, units[i].suffix))
-                        return mul_checked(n, units[i].ms, ret_ms);
+        for (size_t i = 0; i < n_units; i++) {
+                if (!streq(suffix, units[i].suffix))
+                        continue;
+                if (n > UINT64_MAX / units[i].factor)
+                        return -ERANGE;
+                *ret = n * units[i].factor;
+                return 0;
+        }
         return -EINVAL;
 }
 
+int parse_duration_ms(const char *s, uint64_t *ret_ms) {
+        static const unit_t units[] = {
+                { "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 }, { "h", 3600000 },
+        };
+
+        return parse_with_units(s, units, ELEMENTSOF(units), ret_ms);
+}
+
 int parse_size_bytes(const char *s, uint64_t *ret) {
-        static const struct {
-                const char *suffix;
-                uint64_t factor;
-        } units[] = {
+        static const unit_t units[] = {
                 { "", 1 },
                 { "Ki", 1ULL << 10 }, { "Mi", 1ULL << 20 }, { "Gi", 1ULL << 30 }, { "Ti", 1ULL << 40 },
                 { "K", 1000ULL }, { "M", 1000000ULL }, { "G", 1000000000ULL }, { "T", 1000000000000ULL },
                 { "k", 1000ULL },
         };
-        const char *suffix;
-        uint64_t n;
-        int r;
 
-        if (!s)
-                return -EINVAL;
-        r = split_number(s, &n, &suffix);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (streq(suffix, units[i].suffix))
-                        return mul_checked(n, units[i].factor, ret);
-        return -EINVAL;
+        return parse_with_units(s, units, ELEMENTSOF(units), ret);
 }
 
 static uint64_t clock_ms(clockid_t id) {

@@ -2,6 +2,8 @@
 #include "lib/mp.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 bool mp_str_eq(const msgpack_object *o, const char *s) {
@@ -115,4 +117,145 @@ void mp_pack_kv_bool(msgpack_packer *pk, const char *key, bool value) {
                 msgpack_pack_true(pk);
         else
                 msgpack_pack_false(pk);
+}
+
+void mp_strv_free(char **v) {
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+size_t mp_strv_len(char *const *v) {
+        size_t n = 0;
+
+        while (v && v[n])
+                n++;
+        return n;
+}
+
+char **mp_strv_copy(char *const *v) {
+        size_t n = mp_strv_len(v);
+        char **c;
+
+        if (!v)
+                return NULL;
+        c = calloc(n + 1, sizeof(char *));
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!(c[i] = strdup(v[i]))) {
+                        mp_strv_free(c);
+                        return NULL;
+                }
+        return c;
+}
+
+int mp_get_strv(const msgpack_object *map, const char *key, char ***ret) {
+        const msgpack_object *o = mp_map_get(map, key);
+        char **v;
+        int r;
+
+        if (!o)
+                return -ENOENT;
+        if (o->type != MSGPACK_OBJECT_ARRAY)
+                return -EBADMSG;
+        if (o->via.array.size > MP_STRV_MAX)
+                return -EMSGSIZE;
+        v = calloc(o->via.array.size + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+                r = mp_str_dup(&o->via.array.ptr[i], MP_STRV_ITEM_MAX, &v[i]);
+                if (r < 0) {
+                        mp_strv_free(v);
+                        return r;
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+int mp_get_env(const msgpack_object *map, const char *key, char ***ret) {
+        const msgpack_object *o = mp_map_get(map, key);
+        char **v;
+
+        if (!o)
+                return -ENOENT;
+        if (o->type != MSGPACK_OBJECT_MAP)
+                return -EBADMSG;
+        if (o->via.map.size > MP_STRV_MAX)
+                return -EMSGSIZE;
+        v = calloc(o->via.map.size + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+                const msgpack_object *k = &o->via.map.ptr[i].key, *val = &o->via.map.ptr[i].val;
+                _cleanup_free_ char *ks = NULL, *vs = NULL;
+                int r = mp_str_dup(k, 256, &ks);
+
+                if (r >= 0)
+                        r = mp_str_dup(val, MP_STRV_ITEM_MAX, &vs);
+                if (r >= 0 && (!*ks || strchr(ks, '=')))
+                        r = -EBADMSG;
+                if (r >= 0 && asprintf(&v[i], "%s=%s", ks, vs) < 0) {
+                        v[i] = NULL;
+                        r = -ENOMEM;
+                }
+                if (r < 0) {
+                        mp_strv_free(v);
+                        return r;
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+void mp_pack_kv_strv(msgpack_packer *pk, const char *key, char *const *v) {
+        size_t n = mp_strv_len(v);
+
+        mp_pack_str(pk, key);
+        msgpack_pack_array(pk, n);
+        for (size_t i = 0; i < n; i++)
+                mp_pack_str(pk, v[i]);
+}
+
+void mp_pack_kv_env(msgpack_packer *pk, const char *key, char *const *env) {
+        size_t n = mp_strv_len(env);
+
+        mp_pack_str(pk, key);
+        msgpack_pack_map(pk, n);
+        for (size_t i = 0; i < n; i++) {
+                const char *eq = strchr(env[i], '=');
+                size_t kl = eq ? (size_t)(eq - env[i]) : strlen(env[i]);
+
+                msgpack_pack_str(pk, kl);
+                msgpack_pack_str_body(pk, env[i], kl);
+                mp_pack_str(pk, eq ? eq + 1 : "");
+        }
+}
+
+int mp_env_set(char ***env, const char *entry) {
+        const char *eq = strchr(entry, '=');
+        size_t kl = eq ? (size_t)(eq - entry) : strlen(entry), n = mp_strv_len(*env);
+        char *copy = strdup(entry), **nv;
+
+        if (!copy)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (strncmp((*env)[i], entry, kl) == 0 && (*env)[i][kl] == '=') {
+                        free((*env)[i]);
+                        (*env)[i] = copy;
+                        return 0;
+                }
+        nv = realloc(*env, (n + 2) * sizeof(char *));
+        if (!nv) {
+                free(copy);
+                return -ENOMEM;
+        }
+        nv[n] = copy;
+        nv[n + 1] = NULL;
+        *env = nv;
+        return 0;
 }

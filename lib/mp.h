@@ -30,3 +30,22 @@ void mp_pack_kv_str(msgpack_packer *pk, const char *key, const char *value);
 void mp_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t value);
 void mp_pack_kv_i64(msgpack_packer *pk, const char *key, int64_t value);
 void mp_pack_kv_bool(msgpack_packer *pk, const char *key, bool value);
+
+/* String vectors (NULL-terminated char **, owned) as msgpack arrays of str, and environments
+ * ("KEY=VALUE" vectors) as msgpack maps of str to str. Readers bound the element count and
+ * each string; an environment key must be non-empty and hold no '='. */
+#define MP_STRV_MAX 1024u      /* elements of an argv or environment */
+#define MP_STRV_ITEM_MAX 65536u /* bytes of one argument, or of one value */
+void mp_strv_free(char **v);
+static inline void mp_strv_freep(char ***v) {
+        mp_strv_free(*v);
+        *v = NULL;
+}
+size_t mp_strv_len(char *const *v);
+char **mp_strv_copy(char *const *v); /* NULL in, NULL out; NULL on ENOMEM otherwise */
+int mp_get_strv(const msgpack_object *map, const char *key, char ***ret);
+int mp_get_env(const msgpack_object *map, const char *key, char ***ret);
+void mp_pack_kv_strv(msgpack_packer *pk, const char *key, char *const *v);
+void mp_pack_kv_env(msgpack_packer *pk, const char *key, char *const *env);
+/* Set or replace KEY=VALUE (entry is "KEY=VALUE") in *env; 0 or -ENOMEM. */
+int mp_env_set(char ***env, const char *entry);

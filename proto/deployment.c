@@ -22,12 +22,15 @@ void deployment_clear(deployment_t *d) {
         free(d->kind);
         free(d->image);
         free(d->kernel);
+        mp_strv_free(d->command);
+        mp_strv_free(d->environment);
         free(d->ports);
         memset(d, 0, sizeof(*d));
 }
 
 void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
-        msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0));
+        msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->command ? 1 : 0) + (d->environment ? 1 : 0) +
+                                     (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0));
         mp_pack_kv_str(pk, "id", d->id);
         mp_pack_kv_str(pk, "namespace", d->namespace_);
         mp_pack_kv_str(pk, "name", d->name);
@@ -42,6 +45,10 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         mp_pack_kv_u64(pk, "cpus", d->cpus);
         mp_pack_kv_u64(pk, "memory_mib", d->memory_mib);
         mp_pack_kv_u64(pk, "ready_replicas", d->ready_replicas);
+        if (d->command)
+                mp_pack_kv_strv(pk, "command", d->command);
+        if (d->environment)
+                mp_pack_kv_env(pk, "environment", d->environment);
         if (d->restart_count)
                 mp_pack_kv_u64(pk, "restart_count", d->restart_count);
         if (d->n_ports) {
@@ -89,6 +96,12 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
             get_u32(o, "ready_replicas", false, &d->ready_replicas) < 0 ||
             get_u32(o, "restart_count", false, &d->restart_count) < 0 ||
             ports_get(o, &d->ports, &d->n_ports) < 0)
+                goto malformed;
+        r = mp_get_strv(o, "command", &d->command);
+        if (r < 0 && r != -ENOENT)
+                goto malformed;
+        r = mp_get_env(o, "environment", &d->environment);
+        if (r < 0 && r != -ENOENT)
                 goto malformed;
         return 0;
 

@@ -30,6 +30,8 @@ typedef struct deployment {
         uint32_t cpus;
         uint32_t memory_mib;
         uint32_t ready_replicas;
+        char **command;     /* kit mode: the workload's argv (manifest command + args); NULL: none */
+        char **environment; /* "KEY=VALUE" entries of the manifest's environment:; NULL: none */
         uint32_t restart_count; /* instances replaced after failures (packed when non-zero) */
         port_spec_t *ports;     /* published ports (packed when any) */
         size_t n_ports;

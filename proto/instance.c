@@ -19,12 +19,16 @@ void instance_spec_clear(instance_spec_t *s) {
         free(s->image);
         free(s->kernel);
         free(s->initrd);
+        free(s->kind);
+        mp_strv_free(s->command);
+        mp_strv_free(s->environment);
         free(s->ports);
         memset(s, 0, sizeof(*s));
 }
 
 static size_t instance_spec_nkeys(const instance_spec_t *s) {
-        return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->n_ports ? 1 : 0);
+        return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->kind ? 1 : 0) + (s->command ? 1 : 0) +
+               (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0);
 }
 
 static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t *s) {
@@ -39,6 +43,12 @@ static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t 
                 mp_pack_kv_str(pk, "initrd", s->initrd);
         mp_pack_kv_u64(pk, "cpus", s->cpus);
         mp_pack_kv_u64(pk, "memory_mib", s->memory_mib);
+        if (s->kind)
+                mp_pack_kv_str(pk, "kind", s->kind);
+        if (s->command)
+                mp_pack_kv_strv(pk, "command", s->command);
+        if (s->environment)
+                mp_pack_kv_env(pk, "environment", s->environment);
         if (s->n_ports) {
                 mp_pack_str(pk, "ports");
                 ports_pack(pk, s->ports, s->n_ports);
@@ -68,6 +78,8 @@ static int get_optional_str(const msgpack_object *o, const char *key, size_t max
 }
 
 int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
+        int r;
+
         memset(s, 0, sizeof(*s));
         if (!o || o->type != MSGPACK_OBJECT_MAP)
                 goto malformed;
@@ -81,6 +93,14 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
             get_u32(o, "cpus", &s->cpus) < 0 ||
             get_u32(o, "memory_mib", &s->memory_mib) < 0 ||
             ports_get(o, &s->ports, &s->n_ports) < 0)
+                goto malformed;
+        if (get_optional_str(o, "kind", WORD_MAX, &s->kind) < 0)
+                goto malformed;
+        r = mp_get_strv(o, "command", &s->command);
+        if (r < 0 && r != -ENOENT)
+                goto malformed;
+        r = mp_get_env(o, "environment", &s->environment);
+        if (r < 0 && r != -ENOENT)
                 goto malformed;
         return 0;
 

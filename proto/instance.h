@@ -25,6 +25,9 @@ typedef struct instance_spec {
         char *initrd; /* NULL: the configured kit initrd */
         uint32_t cpus;
         uint32_t memory_mib;
+        char *kind;         /* "worker" | "job"; NULL: worker */
+        char **command;     /* kit mode: the workload's argv; NULL: the bundle's, or none */
+        char **environment; /* "KEY=VALUE" for the workload and exec; NULL: none */
         port_spec_t *ports; /* published ports; netd forwards them to the guest */
         size_t n_ports;
 } instance_spec_t;

@@ -294,7 +294,7 @@ static const struct {
         { "labels", manifest_parse_labels },
         /* Ring's other deployment fields: accepted so a Ring manifest applies unchanged, and
          * kept in the spec for the daemons that act on them. */
-        { "environment", keep_map },
+        { "environment", manifest_parse_environment },
         { "secrets", keep_map },
         { "config", keep_map },
         { "network", keep_map },
@@ -409,6 +409,9 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
         if (json_is_object(input) && json_is_null_or_absent(json_object_get(input, "image")))
                 manifest_violation(&c, "image",
                           "is required: an absolute path to a raw disk image or a rootfs/OCI bundle directory");
+
+        if (json_is_object(input))
+                manifest_check_workload(&c, input);
 
         if (c.oom) {
                 r = -ENOMEM;

@@ -40,3 +40,7 @@ int manifest_parse(const json_t *input, manifest_t *m, json_t **ret_violations);
 
 /* "my-app": 1-63 of [a-z0-9-], starting and ending with a letter or digit. */
 bool manifest_name_is_valid(const char *s);
+
+/* The workload a stored spec asks for: argv = command + args (NULL when neither is given) and
+ * the environment as "KEY=VALUE" entries (NULL when absent). */
+int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env);

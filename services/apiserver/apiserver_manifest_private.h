@@ -35,5 +35,8 @@ void manifest_keep(parse_ctx_t *c, const char *key, const json_t *v);
 /* Field parsers with files of their own. */
 void manifest_parse_labels(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_parse_resources(parse_ctx_t *c, const char *key, const json_t *v);
+void manifest_parse_environment(parse_ctx_t *c, const char *key, const json_t *v);
+/* Cross-field rule: command:/args: need kit mode. */
+void manifest_check_workload(parse_ctx_t *c, const json_t *input);
 /* The normalized resources of the spec: {limits: {cpu: N, memory: "NMi"}, requests?}. */
 json_t *manifest_resources_json(const parse_ctx_t *c);

@@ -72,6 +72,9 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         r = r ?: column_dup(st, 16, &d.spec);
         d.created_at = (uint64_t)sqlite3_column_int64(st, 17);
         d.updated_at = (uint64_t)sqlite3_column_int64(st, 18);
+        /* A spec we cannot read runs no command rather than hiding the deployment. */
+        if (r == 0 && manifest_workload_from_spec(d.spec, &d.d.command, &d.d.environment) == -ENOMEM)
+                r = -ENOMEM;
         if (r < 0) {
                 store_deployment_clear(&d);
                 return r;

@@ -122,6 +122,7 @@ static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_erro
                 .instance_id = id, .deployment_id = d->id, .generation = d->generation,
                 .runtime = d->runtime, .image = d->image, .kernel = d->kernel,
                 .cpus = d->cpus, .memory_mib = d->memory_mib,
+                .kind = d->kind, .command = d->command, .environment = d->environment,
         };
         msgpack_sbuffer buf;
         msgpack_packer pk;

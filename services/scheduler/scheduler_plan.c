@@ -17,12 +17,24 @@ static bool str_eq_null(const char *a, const char *b) {
         return a == b || (a && b && streq(a, b));
 }
 
+static bool strv_eq_null(char *const *a, char *const *b) {
+        size_t i;
+
+        if (!a || !b)
+                return a == b;
+        for (i = 0; a[i] && b[i]; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return !a[i] && !b[i];
+}
+
 /* Does i run what d asks for now? Derived from the records rather than from generations, so
  * that scaling (a new generation with only replicas changed) never replaces a VM. */
 static bool instance_matches(const deployment_t *d, const instance_t *i) {
         return str_eq_null(i->spec.runtime, d->runtime) && str_eq_null(i->spec.image, d->image) &&
                str_eq_null(i->spec.kernel, d->kernel) && i->spec.cpus == d->cpus &&
-               i->spec.memory_mib == d->memory_mib;
+               i->spec.memory_mib == d->memory_mib && strv_eq_null(i->spec.command, d->command) &&
+               strv_eq_null(i->spec.environment, d->environment);
 }
 
 void plan_clear(plan_t *p) {

@@ -362,6 +362,44 @@ static void test_instance_spec_round_trip(void **state) {
         }
 }
 
+/* Kit mode: the workload's argv and environment travel as an array and a map of str. */
+static void test_instance_spec_workload(void **state) {
+        char *command[] = { "/bin/sh", "-c", "exit 3", NULL }, *env[] = { "A=1", "EMPTY=", "URL=x=y", NULL };
+        instance_spec_t want = { .instance_id = "0a1b2c3d4e5f", .deployment_id = UUID, .generation = 1,
+                                 .runtime = "qemu", .image = IMAGE, .cpus = 1, .memory_mib = 256,
+                                 .kind = "job", .command = command, .environment = env };
+        /* {command: [], environment: {"": "x"}}: an empty key is no variable. */
+        static const uint8_t bad_env[] = { 0x81, 0xab, 'e', 'n', 'v', 'i', 'r', 'o', 'n', 'm', 'e', 'n', 't',
+                                           0x81, 0xa0, 0xa1, 'x' };
+        instance_spec_t got;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        msgpack_unpacked u;
+        char **v = NULL;
+
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        instance_spec_pack(&pk, &want);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(u.data.via.map.size, 10);
+        assert_int_equal(instance_spec_unpack(&u.data, &got), 0);
+        assert_string_equal(got.kind, "job");
+        assert_int_equal(mp_strv_len(got.command), 3);
+        assert_string_equal(got.command[2], "exit 3");
+        assert_int_equal(mp_strv_len(got.environment), 3);
+        assert_string_equal(got.environment[0], "A=1");
+        assert_string_equal(got.environment[1], "EMPTY=");
+        assert_string_equal(got.environment[2], "URL=x=y");
+        instance_spec_clear(&got);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&buf);
+
+        unpack_bytes(bad_env, sizeof(bad_env), &u);
+        assert_int_equal(mp_get_env(&u.data, "environment", &v), -EBADMSG);
+        assert_null(v);
+        msgpack_unpacked_destroy(&u);
+}
+
 static void test_deployment_event_round_trip(void **state) {
         deployment_event_t want = { .ts = 1795325400123ULL, .deployment_id = UUID, .namespace_ = "default",
                                     .name = "web", .generation = 4, .status = DEPLOYMENT_STATUS_FAILED,
@@ -840,6 +878,7 @@ int main(void) {
                 cmocka_unit_test(test_deployment_round_trip),
                 cmocka_unit_test(test_instance_round_trip),
                 cmocka_unit_test(test_instance_spec_round_trip),
+                cmocka_unit_test(test_instance_spec_workload),
                 cmocka_unit_test(test_deployment_event_round_trip),
                 cmocka_unit_test(test_valid_records_decode),
                 cmocka_unit_test(test_not_a_map),

@@ -28,7 +28,9 @@ obj     = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 sanobj  = $(patsubst %.c,$(BUILD)/san/%.o,$(1))
 
 LIB_SRCS   := $(wildcard lib/*.c) $(wildcard proto/*.c)
-SERVICES   := apiserver scheduler vmm-driver
+SERVICES   := apiserver scheduler vmm-driver netd
+# Libraries only one component links (its daemon and its unit tests).
+LIBS_netd  := $(shell pkg-config --libs libnftables)
 # Each component's sources except main.c: the part unit tests link against.
 comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter lib proto,$(1)),,services/$(1)))
 comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c)))
@@ -48,7 +50,7 @@ $(BUILD)/san/%.o: %.c
 define service_rule
 $(BUILD)/bin/husk-$(1): $(call obj,$(wildcard services/$(1)/*.c) $(LIB_SRCS))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(LDFLAGS)
+	$$(CC) $$(CFLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(LIBS_$(1)) $$(LDFLAGS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
@@ -79,7 +81,7 @@ unit_comp   = $(word 1,$(subst /, ,$(patsubst tests/unit/%,%,$(1))))
 define unit_rule
 $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(1)): $(call sanobj,$(1) $(LIB_SRCS) $(call comp_srcs,$(call unit_comp,$(1))))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) -o $$@ $$^ $$(PKG_LIBS) -lcmocka $$(LDFLAGS)
+	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(LIBS_$(call unit_comp,$(1))) -lcmocka $$(LDFLAGS)
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(t))))
 

@@ -1,0 +1,74 @@
+/* netd_daemon.c: netd's start (subnet, forwarder choice, sysctls, re-adoption, bus) and stop. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "services/netd/netd.h"
+
+int netd_open(netd_t *n) {
+        const husk_config_t *c = n->ctx->config;
+        const char *fw = c->netd.forwarder ?: "auto";
+        char dir[4096];
+        int r;
+
+        r = netd_subnet_parse(c->netd.subnet ?: "10.42.0.0/16", &n->subnet);
+        if (r < 0)
+                return log_error_errno(r, "netd.subnet: %s is not an IPv4 network between /8 and /30",
+                                       c->netd.subnet ?: "");
+        snprintf(dir, sizeof(dir), "%s/netd", c->state_dir);
+        r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s: %m", dir);
+        if (asprintf(&n->state_path, "%s/state.json", dir) < 0)
+                return log_error_errno(ENOMEM, "Out of memory");
+
+        /* Routing to the guests (published ports from other interfaces, hairpins) needs it; this
+         * is our network namespace's setting, like every sysctl under net. */
+        r = netd_sysctl_write("/proc/sys/net/ipv4/ip_forward", "1");
+        if (r < 0)
+                log_warning_errno(r, "Failed to enable ip_forward, ignoring: %m");
+
+        n->mode = streq(fw, "proxy") ? NETD_MODE_PROXY : NETD_MODE_NFT;
+        if (n->mode == NETD_MODE_NFT) {
+                r = netd_sync_rules(n);
+                if (r < 0 && streq(fw, "nft"))
+                        return log_error_errno(r, "forwarder nft: cannot install table inet " NETD_TABLE ": %m");
+                if (r < 0) {
+                        log_warning("nftables unusable: falling back to the userspace forwarder");
+                        n->mode = NETD_MODE_PROXY;
+                }
+        }
+        if (n->mode == NETD_MODE_PROXY) {
+                r = netd_proxy_new(&n->proxy);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to start the forwarder thread: %m");
+        }
+        r = netd_adopt(n);
+        if (r < 0)
+                return r;
+        /* Isolation rules are wanted in proxy mode too, when nft works at all. */
+        r = netd_sync_rules(n);
+        if (r < 0 && n->mode == NETD_MODE_NFT)
+                return log_error_errno(r, "Failed to install the nft rules: %m");
+        log_info("Subnet %s, forwarder %s, outbound NAT %s, %zu instance(s) adopted", c->netd.subnet ?: "10.42.0.0/16",
+                 n->mode == NETD_MODE_NFT ? "nft" : "proxy", c->netd.outbound_nat ? "on" : "off", n->n_attachments);
+        return netd_bus_open(n);
+}
+
+void netd_close(netd_t *n) {
+        netd_bus_close(n);
+        /* TAPs and rules stay: the VMs keep their network while netd is away. */
+        netd_proxy_free(n->proxy);
+        n->proxy = NULL;
+        for (size_t k = 0; k < n->n_attachments; k++) {
+                netd_attachment_t *a = n->attachments[k];
+                /* The proxy is gone: only the reservations are left to close. */
+                netd_attachment_free(a);
+        }
+        free(n->attachments);
+        n->attachments = NULL;
+        n->n_attachments = 0;
+        free(n->state_path);
+        n->state_path = NULL;
+}

@@ -1,0 +1,129 @@
+/* netd_nft.c: the `table inet husk` ruleset, rendered whole from the attachments and applied atomically.
+ *
+ * Why libnftables rather than the nft binary: one transaction per change without a fork and
+ * exec on the attach path, nft's own parser and error messages, and nothing to find in $PATH.
+ * Why the whole table each time: one atomic replace (add, delete, define in one batch) can
+ * never leave half an instance behind, re-adoption after a restart is the same code as a
+ * change, and conntrack keeps established connections (their NAT is in the conntrack entry,
+ * not in the rules) across every replace. */
+#include <errno.h>
+#include <nftables/libnftables.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/util.h"
+#include "services/netd/netd.h"
+
+typedef struct buf {
+        char *s;
+        size_t len, cap;
+        int error;
+} buf_t;
+
+static void put(buf_t *b, const char *fmt, ...) _printf_(2, 3);
+static void put(buf_t *b, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (b->error)
+                return;
+        for (;;) {
+                va_start(ap, fmt);
+                n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+                va_end(ap);
+                if (n < 0) {
+                        b->error = -EINVAL;
+                        return;
+                }
+                if (b->s && b->len + (size_t)n < b->cap) {
+                        b->len += (size_t)n;
+                        return;
+                }
+                size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+                char *s = realloc(b->s, cap);
+                if (!s) {
+                        b->error = -ENOMEM;
+                        return;
+                }
+                b->s = s;
+                b->cap = cap;
+        }
+}
+
+/* One published port, in prerouting (from outside and from guests) or output (from the host
+ * itself, 127.0.0.1 included). Without host_ip, every local address matches: fib says which. */
+static void put_dnat(buf_t *b, const netd_attachment_t *a, const port_spec_t *p) {
+        const char *proto = port_protocol_to_string(p->protocol);
+        char guest[16];
+
+        netd_ip4_str(a->network + 2, guest);
+        if (p->host_ip[0])
+                put(b, "\t\tip daddr %s", p->host_ip);
+        else
+                put(b, "\t\tmeta nfproto ipv4 fib daddr type local");
+        put(b, " %s dport %u dnat ip to %s:%u comment \"husk:%s\"\n", proto, p->published, guest, p->target,
+            a->instance_id);
+}
+
+int netd_nft_render(const netd_ruleset_opts_t *o, netd_attachment_t *const *a, size_t n, char **ret) {
+        static const char *const nat_chains[] = { "prerouting", "output" };
+        buf_t b = {};
+
+        /* "add" first so that "delete" never fails on a fresh host: one batch, all or nothing. */
+        put(&b, "add table inet " NETD_TABLE "\ndelete table inet " NETD_TABLE "\n");
+        put(&b, "table inet " NETD_TABLE " {\n");
+        for (size_t c = 0; c < ELEMENTSOF(nat_chains); c++) {
+                /* nft names the dstnat priority (-100) only for prerouting. */
+                put(&b, "\tchain %s {\n\t\ttype nat hook %s priority -100; policy accept;\n", nat_chains[c],
+                    nat_chains[c]);
+                for (size_t i = 0; o->dnat && i < n; i++)
+                        for (size_t k = 0; k < a[i]->n_ports; k++)
+                                put_dnat(&b, a[i], &a[i]->ports[k]);
+                put(&b, "\t}\n");
+        }
+        put(&b, "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
+        /* A client on 127.0.0.1 cannot be answered by the guest: it talks to the TAP's address. */
+        put(&b, "\t\toifname \"" NETD_TAP_PREFIX "*\" ip saddr 127.0.0.0/8 masquerade comment \"husk:loopback\"\n");
+        if (o->outbound_nat)
+                put(&b, "\t\tip saddr %s oifname != \"" NETD_TAP_PREFIX "*\" masquerade comment \"husk:outbound\"\n",
+                    o->subnet);
+        put(&b, "\t}\n");
+        put(&b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n");
+        put(&b, "\t\tct state established,related accept\n");
+        /* Published ports stay reachable whoever connects, a sibling through the host included. */
+        put(&b, "\t\tct status dnat accept\n");
+        put(&b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" oifname \"" NETD_TAP_PREFIX "*\" drop comment \"husk:isolation\"\n");
+        if (!o->outbound_nat)
+                put(&b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" drop comment \"husk:no-outbound\"\n");
+        put(&b, "\t}\n}\n");
+        if (b.error) {
+                free(b.s);
+                return b.error;
+        }
+        *ret = b.s;
+        return 0;
+}
+
+int netd_nft_run(const char *script, char **ret_error) {
+        struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+        int r;
+
+        if (!ctx)
+                return -ENOMEM;
+        nft_ctx_buffer_output(ctx);
+        nft_ctx_buffer_error(ctx);
+        r = nft_run_cmd_from_buffer(ctx, script);
+        if (r != 0) {
+                const char *err = nft_ctx_get_error_buffer(ctx);
+                if (ret_error)
+                        *ret_error = strdup(err && *err ? err : "nft failed");
+                r = -EIO;
+        }
+        nft_ctx_free(ctx);
+        return r;
+}
+
+int netd_nft_delete_table(void) {
+        return netd_nft_run("add table inet " NETD_TABLE "\ndelete table inet " NETD_TABLE "\n", NULL);
+}

@@ -1,0 +1,174 @@
+/* netd_tap.c: persistent TAP devices (create with address, find, delete) and the sysctls they need. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/util.h"
+#include "services/netd/netd.h"
+
+int netd_sysctl_write(const char *path, const char *value) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        size_t n = strlen(value);
+
+        if (fd < 0)
+                return -errno;
+        if (write(fd, value, n) != (ssize_t)n)
+                return -errno;
+        return 0;
+}
+
+static int set_addr(int sock, const char *name, unsigned long req, uint32_t host_order) {
+        struct ifreq ifr = {};
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(host_order);
+        return ioctl(sock, req, &ifr) < 0 ? -errno : 0;
+}
+
+int netd_tap_create(const char *name, uint32_t host_addr) {
+        _cleanup_close_ int tun = -1, sock = -1;
+        struct ifreq ifr = {};
+        char path[128];
+        int r;
+
+        if (strlen(name) >= IFNAMSIZ)
+                return -ENAMETOOLONG;
+        tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        if (tun < 0)
+                return -errno;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        /* QEMU opens it again by name with the same flags (tap,ifname=,script=no). */
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        if (ioctl(tun, TUNSETIFF, &ifr) < 0)
+                return -errno;
+        /* Persistent: the device outlives this fd, netd and QEMU restarts alike. */
+        if (ioctl(tun, TUNSETPERSIST, 1) < 0)
+                return -errno;
+
+        sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (sock < 0)
+                return -errno;
+        r = set_addr(sock, name, SIOCSIFADDR, host_addr);
+        if (r >= 0)
+                r = set_addr(sock, name, SIOCSIFNETMASK, 0xfffffffcu);
+        if (r < 0)
+                return r;
+        memset(&ifr, 0, sizeof(ifr));
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+                return -errno;
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+                return -errno;
+        /* Connections from the host to 127.0.0.1 are DNATed to the guest and leave through
+         * this device with a loopback source (masqueraded in postrouting): the kernel routes
+         * such packets, and their replies, only with route_localnet on the device. */
+        snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/route_localnet", name);
+        return netd_sysctl_write(path, "1");
+}
+
+/* RTM_DELLINK: works while QEMU still holds the device, unlike TUNSETPERSIST 0. */
+int netd_tap_delete(const char *name) {
+        struct {
+                struct nlmsghdr nh;
+                struct ifinfomsg ifi;
+        } req = {
+                .nh = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_DELLINK,
+                        .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK, .nlmsg_seq = 1 },
+                .ifi = { .ifi_family = AF_UNSPEC },
+        };
+        struct {
+                struct nlmsghdr nh;
+                struct nlmsgerr err;
+        } ack;
+        _cleanup_close_ int fd = -1;
+        unsigned idx = if_nametoindex(name);
+        ssize_t n;
+
+        if (idx == 0)
+                return errno == ENODEV ? 0 : -errno;
+        req.ifi.ifi_index = (int)idx;
+        fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        if (fd < 0)
+                return -errno;
+        if (send(fd, &req, sizeof(req), 0) < 0)
+                return -errno;
+        n = recv(fd, &ack, sizeof(ack), 0);
+        if (n < 0)
+                return -errno;
+        if ((size_t)n >= sizeof(struct nlmsghdr) + sizeof(int) && ack.nh.nlmsg_type == NLMSG_ERROR &&
+            ack.err.error != 0 && ack.err.error != -ENODEV)
+                return ack.err.error;
+        return 0;
+}
+
+int netd_tap_address(const char *name, uint32_t *ret) {
+        _cleanup_close_ int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct ifreq ifr = {};
+
+        if (sock < 0)
+                return -errno;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        if (ioctl(sock, SIOCGIFADDR, &ifr) < 0)
+                return -errno;
+        *ret = ntohl(((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr.s_addr);
+        return 0;
+}
+
+static void strv_free(char **v) {
+        for (char **p = v; p && *p; p++)
+                free(*p);
+        free(v);
+}
+
+int netd_tap_list(char ***ret) {
+        DIR *d = opendir("/sys/class/net");
+        char **v = NULL;
+        size_t n = 0;
+        struct dirent *e;
+
+        if (!d)
+                return -errno;
+        v = calloc(1, sizeof(char *));
+        if (!v) {
+                closedir(d);
+                return -ENOMEM;
+        }
+        while ((e = readdir(d))) {
+                char path[300];
+                struct stat st;
+                char **nv;
+
+                if (strncmp(e->d_name, NETD_TAP_PREFIX, strlen(NETD_TAP_PREFIX)) != 0 ||
+                    strlen(e->d_name) != strlen(NETD_TAP_PREFIX) + NETD_INSTANCE_ID_LEN)
+                        continue;
+                /* Only TUN/TAP devices are ours, whatever else is called hk*. */
+                snprintf(path, sizeof(path), "/sys/class/net/%s/tun_flags", e->d_name);
+                if (stat(path, &st) < 0)
+                        continue;
+                nv = realloc(v, (n + 2) * sizeof(char *));
+                if (!nv || !(nv[n] = strdup(e->d_name))) {
+                        v = nv ?: v;
+                        strv_free(v);
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                v = nv;
+                v[++n] = NULL;
+        }
+        closedir(d);
+        *ret = v;
+        return (int)n;
+}

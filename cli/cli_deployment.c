@@ -60,7 +60,7 @@ static int deployment_path(const char *id, char **ret) {
 }
 
 /* The full id that ref (ID, id prefix or NAME) means, or an exit code after telling why not. */
-static int resolve_ref(cli_http_t *h, const char *ref, const char *namespace_, char **ret_id) {
+int cli_deployment_resolve(cli_http_t *h, const char *ref, const char *namespace_, char **ret_id) {
         _cleanup_(json_decrefp) json_t *list = NULL, *candidates = NULL;
         _cleanup_free_ char *path = NULL;
         const json_t *found = NULL, *d;
@@ -264,7 +264,7 @@ static int deployment_inspect(cli_ctx_t *ctx, int argc, char **argv) {
         r = cli_http_open(ctx->host, &h);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = resolve_ref(h, ref, namespace_, &id);
+        r = cli_deployment_resolve(h, ref, namespace_, &id);
         if (r != CLI_EXIT_OK)
                 return r;
         if (deployment_path(id, &path) < 0)
@@ -302,7 +302,7 @@ static int delete_one(cli_http_t *h, const char *ref, const char *namespace_) {
         cli_response_t resp;
         int r;
 
-        r = resolve_ref(h, ref, namespace_, &id);
+        r = cli_deployment_resolve(h, ref, namespace_, &id);
         if (r != CLI_EXIT_OK)
                 return r;
         if (deployment_path(id, &path) < 0)
@@ -369,6 +369,7 @@ static const cli_verb_t deployment_verbs[] = {
         { "list", deployment_list, "list deployments" },
         { "inspect", deployment_inspect, "show a deployment and its instances" },
         { "delete", deployment_delete, "delete deployments" },
+        { "events", cli_deployment_events, "show a deployment's events (--follow to keep watching)" },
 };
 
 static void deployment_help(void) {

@@ -35,3 +35,14 @@ int cli_deployments_table(FILE *f, const json_t *list, uint64_t now_ms);
 /* `deployment inspect` without -o: fields, labels, then the instances (or why they are
  * unknown). */
 void cli_deployment_details(FILE *f, const json_t *d, uint64_t now_ms);
+
+/* ---- over HTTP ---------------------------------------------------------------------------- */
+struct cli_http;
+struct cli_ctx;
+
+/* The full id that ref (ID, id prefix or NAME) means, or an exit code after telling why not
+ * (cli_deployment.c). */
+int cli_deployment_resolve(struct cli_http *h, const char *ref, const char *namespace_, char **ret_id);
+
+/* `husk deployment events` (cli_deployment_events.c). */
+int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv);

@@ -155,6 +155,7 @@ const bus_method_t apiserver_bus_methods[] = {
         { "deployment.get", method_get },
         { "deployment.set_status", method_set_status },
         { "deployment.purge", method_purge },
+        { "event.record", apiserver_method_event_record },
         {},
 };
 

@@ -12,6 +12,15 @@ extern const bus_method_t apiserver_bus_methods[];
  * the store is the truth, and subscribers resync from deployment.list. */
 void apiserver_publish(apiserver_t *api, const char *type, const store_deployment_t *d, const char *message);
 
+/* apiserver_events.c: store an event (id and timestamp filled in), then publish it as
+ * event.<level>. -ENOENT when the deployment is unknown. */
+int apiserver_event_record(apiserver_t *api, event_t *e);
+/* apiserver's own events (component "apiserver"); failures are logged here and returned. */
+int apiserver_event(apiserver_t *api, const char *deployment_id, const char *level, const char *reason,
+                    const char *fmt, ...) _printf_(5, 6);
+/* The event.record request handler. */
+int apiserver_method_event_record(bus_request_t *req, msgpack_packer *pk, void *userdata);
+
 /* Ask vmm-driver for the instances of a deployment (1 s deadline). Returns 0 with *ret a JSON
  * array, or a negative errno with *ret_error a message for the user (caller frees). */
 int apiserver_instances(apiserver_t *api, const char *deployment_id, json_t **ret, char **ret_error);

@@ -14,7 +14,7 @@
 
 static const struct route {
         const char *method;
-        const char *path; /* a trailing '*' matches one non-empty path segment, the route's arg */
+        const char *path; /* a '*' matches one non-empty path segment, the route's arg */
         http_route_fn handler;
 } routes[] = {
         { "GET", "/healthz", route_healthz },
@@ -22,19 +22,30 @@ static const struct route {
         { "POST", "/deployments", route_deployments_apply },
         { "GET", "/deployments/*", route_deployment_get },
         { "DELETE", "/deployments/*", route_deployment_delete },
+        { "GET", "/deployments/*/events", route_deployment_events },
 };
 
-static bool route_match(const struct route *r, const char *path, const char **ret_arg) {
-        size_t n = strlen(r->path);
+/* A '*' matches one non-empty path segment, copied into arg (a segment that does not fit
+ * matches nothing). */
+static bool route_match(const struct route *r, const char *path, char *arg, size_t size) {
+        const char *star = strchr(r->path, '*'), *suffix;
+        size_t n, len_path = strlen(path), len_suffix, len_arg;
 
-        if (r->path[n - 1] != '*') {
-                *ret_arg = NULL;
+        if (!star) {
+                arg[0] = '\0';
                 return streq(r->path, path);
         }
-        n--;
-        if (strncmp(r->path, path, n) != 0 || path[n] == '\0' || strchr(path + n, '/'))
+        n = (size_t)(star - r->path);
+        suffix = star + 1;
+        len_suffix = strlen(suffix);
+        if (strncmp(r->path, path, n) != 0 || len_path < n + len_suffix + 1 ||
+            !streq(path + len_path - len_suffix, suffix))
                 return false;
-        *ret_arg = path + n;
+        len_arg = len_path - n - len_suffix;
+        if (len_arg >= size || memchr(path + n, '/', len_arg))
+                return false;
+        memcpy(arg, path + n, len_arg);
+        arg[len_arg] = '\0';
         return true;
 }
 
@@ -196,10 +207,10 @@ static int on_request(struct mg_connection *conn, void *userdata) {
         char allow[64] = "";
         size_t len = 0;
 
-        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                const char *arg;
+        char arg[256];
 
-                if (!route_match(&routes[i], path, &arg))
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                if (!route_match(&routes[i], path, arg, sizeof(arg)))
                         continue;
                 if (streq(routes[i].method, info->request_method)) {
                         req.arg = arg;

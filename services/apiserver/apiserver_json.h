@@ -14,3 +14,6 @@ json_t *deployment_to_json(const store_deployment_t *d);
 /* A msgpack object (a bus reply) as JSON. Binary and extension values become null, map
  * entries with non-string keys are skipped, nesting deeper than 32 levels is refused (NULL). */
 json_t *msgpack_to_json(const msgpack_object *o);
+
+/* {id, deployment_id, timestamp (RFC 3339), timestamp_ms, level, component, reason, message}. */
+json_t *event_to_json(const event_t *e);

@@ -86,6 +86,10 @@ int route_deployments_apply(http_request_t *req) {
                 log_info("Deployment %s/%s (%s) %s, generation %" PRIu64, d.d.namespace_, d.d.name, d.d.id,
                          apply_outcomes[r].result, d.d.generation);
                 apiserver_publish(req->api, apply_outcomes[r].event, &d, NULL);
+                apiserver_event(req->api, d.d.id, EVENT_LEVEL_INFO,
+                                r == STORE_APPLY_CREATED ? EVENT_CREATED : EVENT_UPDATED,
+                                "%s, generation %" PRIu64 ": %u replica%s of %s", apply_outcomes[r].result,
+                                d.d.generation, d.d.replicas, d.d.replicas == 1 ? "" : "s", d.d.image);
         }
         /* The body is the deployment either way; the header tells `husk apply` what it did. */
         snprintf(headers, sizeof(headers), "Husk-Apply-Result: %s\r\nLocation: /deployments/%s\r\n",
@@ -263,6 +267,8 @@ int route_deployment_delete(http_request_t *req) {
                 log_info("Deployment %s/%s (%s) deleted; its instances are being stopped", d.d.namespace_, d.d.name,
                          d.d.id);
                 apiserver_publish(req->api, "deployment.deleted", &d, NULL);
+                apiserver_event(req->api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED,
+                                "deleted: its instances are being stopped");
         }
         /* Accepted: the scheduler stops the instances, then purges the record. */
         return http_reply_json(req, 202, deployment_to_json(&d), NULL);

@@ -41,6 +41,17 @@ static const char *const migrations[] = {
         "  UNIQUE (namespace, name)"
         ") STRICT;"
         "CREATE INDEX deployments_status ON deployments (status);",
+        /* 2: per-deployment events, gone with their deployment, bounded per deployment */
+        "CREATE TABLE events ("
+        "  id             INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  deployment_id  TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,"
+        "  timestamp      INTEGER NOT NULL,"
+        "  level          TEXT NOT NULL,"
+        "  component      TEXT NOT NULL,"
+        "  reason         TEXT NOT NULL,"
+        "  message        TEXT NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX events_deployment ON events (deployment_id, id);",
 };
 
 int store_errno(int rc) {

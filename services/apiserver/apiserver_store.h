@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "proto/deployment.h"
+#include "proto/event.h"
 #include "services/apiserver/apiserver_manifest.h"
 
 #define STORE_UUID_LEN 36
@@ -102,6 +103,27 @@ int store_deployment_mark_deleted(apiserver_store_t *s, const char *id, store_de
 /* Remove the row of a deleted deployment, with *ret (optional) the row as it was. -ENOENT when
  * unknown, -EBUSY when it is not in status "deleted". */
 int store_deployment_purge(apiserver_store_t *s, const char *id, store_deployment_t *ret);
+
+/* ---- events (apiserver_store_events.c) ---- */
+
+/* Events kept per deployment; recording one more drops the oldest. */
+#define STORE_EVENTS_PER_DEPLOYMENT 1000
+#define STORE_EVENTS_LIST_MAX 1000
+
+/* Append e (id is assigned into e->id; a zero timestamp becomes now). -ENOENT when the
+ * deployment is unknown. */
+int store_event_record(apiserver_store_t *s, event_t *e);
+
+typedef struct store_event_filter {
+        const char *min_level; /* NULL: every level; else this level and the more severe ones */
+        uint64_t after_id;     /* only events with a larger id (follow); 0: none skipped */
+        size_t limit;          /* the newest `limit` (after_id == 0) or the oldest after after_id */
+} store_event_filter_t;
+
+/* A deployment's events in id order (oldest first). */
+int store_event_list(apiserver_store_t *s, const char *deployment_id, const store_event_filter_t *f,
+                     event_t **ret, size_t *ret_n);
+void store_event_array_free(event_t *a, size_t n);
 
 /* A random (version 4) UUID, 36 characters plus NUL, from getrandom(). */
 int store_uuid_new(char ret[static STORE_UUID_LEN + 1]);

@@ -43,3 +43,8 @@ void scheduler_bus_close(scheduler_t *s);
 void scheduler_kick(scheduler_t *s, const char *why);
 /* One full pass: list deployments and instances, plan each, act. */
 int scheduler_reconcile_all(scheduler_t *s);
+
+/* scheduler_events.c: record an event of deployment_id (component "scheduler") through
+ * apiserver's event.record, and log it. Failures are logged and returned, never fatal. */
+int scheduler_event(scheduler_t *s, const char *deployment_id, const char *level, const char *reason,
+                    const char *fmt, ...) _printf_(5, 6);

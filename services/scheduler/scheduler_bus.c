@@ -6,6 +6,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/event.h"
 
 #define RETRY_AFTER_FAILURE_MS 1000
 
@@ -143,7 +144,8 @@ static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_erro
                 return r;
         }
         if (r == 0)
-                log_info("Deployment %s/%s: started instance %s", d->namespace_, d->name, id);
+                scheduler_event(s, d->id, EVENT_LEVEL_INFO, EVENT_INSTANCE_STARTED, "started instance %s (generation %llu)",
+                                id, (unsigned long long)d->generation);
         return r == -EREMOTEIO ? -EAGAIN : r;
 }
 
@@ -164,7 +166,11 @@ static int set_status(scheduler_t *s, const deployment_t *d, const char *status,
         r = call(s, s->apiserver, "deployment.set_status", &buf, true, &reply);
         msgpack_sbuffer_destroy(&buf);
         if (r == 0 && !streq(status, d->status))
-                log_info("Deployment %s/%s: %s -> %s (%s)", d->namespace_, d->name, d->status, status, message);
+                scheduler_event(s, d->id, streq(status, DEPLOYMENT_STATUS_FAILED) ||
+                                                          streq(status, DEPLOYMENT_STATUS_CRASH_LOOP)
+                                                  ? EVENT_LEVEL_ERROR
+                                                  : EVENT_LEVEL_INFO,
+                                EVENT_STATUS_CHANGED, "%s -> %s: %s", d->status, status, message);
         return r;
 }
 
@@ -185,6 +191,18 @@ static int purge(scheduler_t *s, const deployment_t *d) {
         return r;
 }
 
+/* An exited instance is about to go: say how it ended, unless we stopped it ourselves. */
+static void record_exit(scheduler_t *s, const deployment_t *d, const instance_t *i) {
+        const char *why = i->exit_reason ?: "unknown";
+        bool crashed = streq(why, "crashed") || streq(why, "killed") || streq(why, "vanished");
+
+        if (streq(why, "stopped") || streq(d->status, DEPLOYMENT_STATUS_DELETED))
+                return;
+        scheduler_event(s, d->id, EVENT_LEVEL_WARNING, crashed ? EVENT_INSTANCE_CRASHED : EVENT_INSTANCE_EXITED,
+                        "instance %s exited (%s, status %lld)", i->spec.instance_id, why,
+                        (long long)i->exit_status);
+}
+
 /* Act on one deployment's plan. Returns <0 when something transient failed and a retry pass
  * is wanted. */
 static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_list_t *instances) {
@@ -194,12 +212,17 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
         r = scheduler_plan(d, instances->items, instances->n, &p);
         if (r < 0)
                 return r;
-        for (size_t k = 0; k < p.n_remove; k++)
+        for (size_t k = 0; k < p.n_remove; k++) {
+                record_exit(s, d, p.remove[k]);
                 if (instance_op(s, "instance.remove", p.remove[k], false) < 0)
                         failed = -EAGAIN;
+        }
         for (size_t k = 0; k < p.n_stop; k++) {
-                log_info("Deployment %s/%s: stopping instance %s", d->namespace_, d->name,
-                         p.stop[k]->spec.instance_id);
+                scheduler_event(s, d->id, EVENT_LEVEL_INFO, EVENT_INSTANCE_STOPPED, "stopping instance %s (%s)",
+                                p.stop[k]->spec.instance_id,
+                                streq(d->status, DEPLOYMENT_STATUS_DELETED) ? "deployment deleted"
+                                : p.stop[k]->spec.generation == d->generation ? "scaling down"
+                                                                               : "replaced by the new spec");
                 if (instance_op(s, "instance.stop", p.stop[k], true) < 0)
                         failed = -EAGAIN;
         }
@@ -211,6 +234,8 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                         /* The spec cannot run as it is: say so once, no restarts burned. */
                         p.status = DEPLOYMENT_STATUS_FAILED;
                         snprintf(p.message, sizeof(p.message), "%s", error);
+                        scheduler_event(s, d->id, EVENT_LEVEL_ERROR, EVENT_PERMANENT_FAILURE,
+                                        "cannot create an instance, not retrying: %s", error);
                         break;
                 }
                 if (r < 0) {
@@ -289,7 +314,22 @@ void scheduler_kick(scheduler_t *s, const char *why) {
         zloop_timer(s->ctx->loop, why ? 1 : RETRY_AFTER_FAILURE_MS, 1, on_retry_timer, s);
 }
 
+/* Readiness is only seen as it happens: a pass knows an instance is ready, not that it just
+ * became so. */
+static void record_ready(scheduler_t *s, const msgpack_object *body) {
+        instance_t i = {};
+
+        if (instance_unpack(body, &i) < 0)
+                return;
+        scheduler_event(s, i.spec.deployment_id, EVENT_LEVEL_INFO, EVENT_INSTANCE_READY,
+                        "instance %s ready %llu ms after its start", i.spec.instance_id,
+                        (unsigned long long)(i.ready_at > i.started_at ? i.ready_at - i.started_at : 0));
+        instance_clear(&i);
+}
+
 static void on_event(const char *type, const msgpack_object *body, void *userdata) {
+        if (streq(type, "instance.ready"))
+                record_ready(userdata, body);
         scheduler_kick(userdata, type);
 }
 

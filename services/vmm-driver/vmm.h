@@ -56,6 +56,16 @@ int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus);
 
 /* ---- qemu runtime (vmm_qemu.c) --------------------------------------------------------------- */
 
+/* An instance's network as netd gave it (net.attach). */
+typedef struct vmm_net {
+        bool attached;       /* false: no netd on this host, the VM runs without a NIC */
+        char tap[16];
+        char mac[18];
+        char host_ip[16];    /* the guest's gateway */
+        char guest_ip[16];
+        unsigned prefix;
+} vmm_net_t;
+
 typedef struct vmm_qemu_params {
         const char *binary;      /* absolute path */
         const char *accel;       /* "kvm" or "tcg", already resolved */
@@ -65,6 +75,7 @@ typedef struct vmm_qemu_params {
         uint32_t cpus;
         uint32_t memory_mib;
         uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
+        const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
 } vmm_qemu_params_t;
 
 /* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
@@ -86,6 +97,19 @@ static inline void vmm_strv_freep(char ***v) {
         vmm_strv_free(*v);
         *v = NULL;
 }
+
+/* ---- network (vmm_net.c) ------------------------------------------------------------------ */
+
+/* Error code netd (net.attach) and we (instance.create) answer when a published port is taken. */
+#define VMM_ERR_PORT_ALLOCATION "port_allocation_failed"
+
+int vmm_net_open(vmm_t *d);
+/* Ask netd for the instance's TAP and /30 (and its published ports). Without netd on this host
+ * *ret is left unattached (an error when ports are asked for). -EADDRINUSE: a host port is
+ * taken (PortAllocationFailed); -EAGAIN: netd unavailable; -EINVAL: refused as invalid. */
+int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **ret_error);
+/* Best effort: netd also detaches on instance.removed. */
+void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
 
@@ -241,6 +265,7 @@ struct vmm {
         int hold_timer;
         zlistx_t *graveyard;    /* freed instances whose memory goes on the next iteration */
         int reap_timer;
+        bus_client_t *netd;     /* net.attach / net.detach */
 };
 
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }

@@ -166,6 +166,10 @@ static const char *error_code(int r) {
                 return BUS_ERR_CONFLICT;
         case -ENOENT:
                 return BUS_ERR_NOT_FOUND;
+        case -EADDRINUSE:
+                return VMM_ERR_PORT_ALLOCATION;
+        case -EAGAIN:
+                return BUS_ERR_UNAVAILABLE;
         default:
                 return BUS_ERR_INTERNAL;
         }
@@ -188,7 +192,8 @@ static int method_create(bus_request_t *req, msgpack_packer *pk, void *userdata)
         r = vmm_instance_create(d, &spec, &i, &error);
         if (r < 0) {
                 /* A host problem (binary missing, disk full) is ours to log; a bad spec is the caller's. */
-                const char *code = r == -EINVAL || r == -EEXIST ? error_code(r) : BUS_ERR_INTERNAL;
+                const char *code = r == -EINVAL || r == -EEXIST || r == -EADDRINUSE || r == -EAGAIN ? error_code(r)
+                                                                                                   : BUS_ERR_INTERNAL;
                 if (streq(code, BUS_ERR_INTERNAL))
                         log_error_errno(r, "Failed to create instance: %s", error ?: "?");
                 return bus_request_fail(req, code, "%s", error ?: strerror(-r));

@@ -101,6 +101,9 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the request socket: %m");
 
+        r = vmm_net_open(d);
+        if (r < 0)
+                return r;
         r = vmm_adopt_all(d);
         if (r < 0)
                 return r;
@@ -129,6 +132,7 @@ void vmm_free(vmm_t *d) {
                 zloop_timer_end(d->loop, d->reap_timer);
         zlistx_destroy(&d->graveyard);
         bus_pub_destroy(&d->pub);
+        bus_client_destroy(&d->netd);
         free(d->qemu_binary);
         free(d->instances_dir);
         free(d);

@@ -206,6 +206,7 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
 
 static int qemu_argv(vmm_t *d, const instance_spec_t *s, char ***ret, char **ret_error) {
         const husk_config_t *c = vmm_config(d);
+        vmm_net_t net;
         vmm_qemu_params_t p = {
                 .binary = d->qemu_binary,
                 .accel = d->accel,
@@ -229,9 +230,17 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, char ***ret, char **ret
         if (!p.binary)
                 return fail(ret_error, -ENOENT, "qemu binary %s not found",
                             c->qemu.binary_path ?: "qemu-system-x86_64");
-        r = vmm_qemu_argv(&p, ret);
+        /* Last: nothing may fail after netd took the host ports but before the VM runs, except
+         * what the caller undoes (vmm_net_detach). */
+        r = vmm_net_attach(d, s, &net, ret_error);
         if (r < 0)
+                return r;
+        p.net = net.attached ? &net : NULL;
+        r = vmm_qemu_argv(&p, ret);
+        if (r < 0) {
+                vmm_net_detach(d, s->instance_id);
                 return fail(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));
+        }
         return 0;
 }
 
@@ -251,9 +260,12 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
         if (r < 0)
                 return r;
 
-        if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, spec->instance_id) >= (int)sizeof(dir))
+        if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, spec->instance_id) >= (int)sizeof(dir)) {
+                vmm_net_detach(d, spec->instance_id);
                 return fail(ret_error, -ENAMETOOLONG, "instance directory path too long");
+        }
         if (mkdir(dir, 0700) < 0) {
+                vmm_net_detach(d, spec->instance_id);
                 if (errno == EEXIST)
                         /* Left by an instance we could not adopt: never reuse someone's directory. */
                         return fail(ret_error, -EEXIST, "instance_id: directory %s exists", dir);
@@ -315,6 +327,8 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
         return 0;
 
 fail_dir:
+        if (i && i->rec.inst.spec.instance_id)
+                vmm_net_detach(d, i->rec.inst.spec.instance_id);
         (void)rm_rf(dir);
         vmm_instance_free(i);
         return r;
@@ -425,6 +439,8 @@ int vmm_instance_remove(vmm_instance_t *i) {
         r = rm_rf(i->dir);
         if (r < 0)
                 return log_warning_errno(r, "Failed to remove %s: %m", i->dir);
+        /* Its TAP and published ports go with the directory: nothing of it is left behind. */
+        vmm_net_detach(d, id_of(i));
         vmm_publish(d, "instance.removed", i);
         log_info("Instance %s: removed", id_of(i));
         zhashx_delete(d->instances, id_of(i));

@@ -150,6 +150,14 @@ static void add(strv_builder_t *b, const char *fmt, ...) {
 
 int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
         strv_builder_t b = {};
+        char net[96] = "";
+
+        if (p->net && (!p->net->tap[0] || !p->net->mac[0] || !p->net->guest_ip[0] || !p->net->host_ip[0]))
+                return -EINVAL;
+        /* The agent configures eth0 from these (SCHEMA.md, Agent: boot parameters). */
+        if (p->net && snprintf(net, sizeof(net), " husk.ip=%s/%u husk.gw=%s", p->net->guest_ip, p->net->prefix,
+                               p->net->host_ip) >= (int)sizeof(net))
+                return -EINVAL;
 
         if (!p->binary || !p->accel || !p->kernel || !p->initrd || !p->instance_id || p->cpus == 0 ||
             p->memory_mib == 0)
@@ -194,10 +202,17 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
                  * which fails when the host is busy (the emulated CPU is too slow to time the PIT);
                  * it then marks the TSC unstable and waits forever for a jiffy in calibrate_delay.
                  * Giving it the frequency skips that calibration. */
-                add(&b, "console=ttyS0 panic=-1 quiet tsc_early_khz=%" PRIu64 " husk.instance=%s", p->tsc_khz,
-                    p->instance_id);
+                add(&b, "console=ttyS0 panic=-1 quiet tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz,
+                    p->instance_id, net);
         else
-                add(&b, "console=ttyS0 panic=-1 quiet husk.instance=%s", p->instance_id);
+                add(&b, "console=ttyS0 panic=-1 quiet husk.instance=%s%s", p->instance_id, net);
+        if (p->net) {
+                /* netd made the TAP (and owns it): QEMU only opens it, no scripts. */
+                add(&b, "-netdev");
+                add(&b, "tap,id=n0,ifname=%s,script=no,downscript=no", p->net->tap);
+                add(&b, "-device");
+                add(&b, "virtio-net-device,netdev=n0,mac=%s", p->net->mac);
+        }
         add(&b, "-qmp");
         add(&b, "unix:qmp.sock,server=on,wait=off");
         add(&b, "-chardev");

@@ -300,7 +300,7 @@ static const struct {
         { "network", keep_map },
         { "command", keep_string_list },
         { "args", keep_string_list },
-        { "ports", keep_list },
+        { "ports", manifest_parse_ports },
         { "volumes", keep_list },
         { "health_checks", keep_list },
 };
@@ -412,6 +412,8 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
 
         if (json_is_object(input))
                 manifest_check_workload(&c, input);
+        if (json_is_object(input))
+                manifest_check_ports(&c, input);
 
         if (c.oom) {
                 r = -ENOMEM;

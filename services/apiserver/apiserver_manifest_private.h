@@ -36,6 +36,9 @@ void manifest_keep(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_parse_labels(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_parse_resources(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_parse_environment(parse_ctx_t *c, const char *key, const json_t *v);
+/* ports: (apiserver_ports.c) and its cross-field rule: no ports with replicas > 1. */
+void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v);
+void manifest_check_ports(parse_ctx_t *c, const json_t *input);
 /* Cross-field rule: command:/args: need kit mode. */
 void manifest_check_workload(parse_ctx_t *c, const json_t *input);
 /* The normalized resources of the spec: {limits: {cpu: N, memory: "NMi"}, requests?}. */

@@ -10,6 +10,7 @@
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest.h"
+#include "services/apiserver/apiserver_ports.h"
 
 #define LABEL_FILTER_MAX 512 /* "prefix/name=value": 253 + 1 + 63 + 1 + 63, rounded up */
 
@@ -41,7 +42,7 @@ int route_deployments_apply(http_request_t *req) {
         _cleanup_deployment_ store_deployment_t d = {};
         json_auto_t *input = NULL, *violations = NULL;
         json_error_t error;
-        char headers[160];
+        char headers[160], conflict[256];
         size_t size;
         int r;
 
@@ -73,6 +74,15 @@ int route_deployments_apply(http_request_t *req) {
         }
         if (r < 0)
                 return http_reply_internal(req, r, "validating the manifest");
+
+        /* A host port forwards to one VM: the second deployment asking for it is refused here,
+         * where the user sees why, rather than crash-looping on PortAllocationFailed. */
+        r = apiserver_ports_conflict(req->api->store, &m, conflict, sizeof(conflict));
+        if (r == -EADDRINUSE)
+                return http_reply_problem(req, 409, "port-conflict", "Published port already taken", NULL, "%s",
+                                          conflict);
+        if (r < 0)
+                return http_reply_internal(req, r, "checking published ports");
 
         r = store_deployment_apply(req->api->store, &m, &d);
         if (r == -EBUSY)

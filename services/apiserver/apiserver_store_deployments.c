@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "services/apiserver/apiserver_ports.h"
 #include "services/apiserver/apiserver_store_private.h"
 
 #define COLUMNS                                                                                  \
@@ -74,6 +75,8 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         d.updated_at = (uint64_t)sqlite3_column_int64(st, 18);
         /* A spec we cannot read runs no command rather than hiding the deployment. */
         if (r == 0 && manifest_workload_from_spec(d.spec, &d.d.command, &d.d.environment) == -ENOMEM)
+                r = -ENOMEM;
+        if (r == 0 && manifest_ports_from_spec(d.spec, &d.d.ports, &d.d.n_ports) == -ENOMEM)
                 r = -ENOMEM;
         if (r < 0) {
                 store_deployment_clear(&d);

@@ -124,6 +124,7 @@ static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_erro
                 .runtime = d->runtime, .image = d->image, .kernel = d->kernel,
                 .cpus = d->cpus, .memory_mib = d->memory_mib,
                 .kind = d->kind, .command = d->command, .environment = d->environment,
+                .ports = d->ports, .n_ports = d->n_ports,
         };
         msgpack_sbuffer buf;
         msgpack_packer pk;

@@ -333,20 +333,89 @@ static const bus_method_t *find_method(const bus_method_t *methods, const char *
         return NULL;
 }
 
-/* Run one request and pack the whole reply body into buf. */
-static void server_dispatch(bus_server_t *s, const char *method, const void *data, size_t size,
-                            msgpack_sbuffer *buf) {
+struct bus_deferred {
+        bus_server_t *server;
+        zmsg_t *envelope; /* routing identity frames */
+        uint64_t id;
+};
+
+bus_deferred_t *bus_request_defer(bus_request_t *req) {
+        bus_deferred_t *d = calloc(1, sizeof(*d));
+
+        if (!d)
+                return NULL;
+        d->envelope = zmsg_dup(req->envelope_);
+        if (!d->envelope) {
+                free(d);
+                return NULL;
+        }
+        d->server = req->server_;
+        d->id = req->id;
+        return d;
+}
+
+static void deferred_send(bus_deferred_t **dp, const msgpack_sbuffer *body) {
+        bus_deferred_t *d = *dp;
+        zmsg_t *reply = d->envelope;
+
+        zmsg_addmem(reply, "", 0);
+        zmsg_addstr(reply, "reply");
+        zmsg_addmem(reply, body->data, body->size);
+        if (zmsg_send(&reply, d->server->sock) < 0)
+                zmsg_destroy(&reply);
+        free(d);
+        *dp = NULL;
+}
+
+void bus_deferred_reply(bus_deferred_t **dp, const void *result, size_t size) {
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+
+        if (!*dp)
+                return;
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_kv_u64(&pk, "id", (*dp)->id);
+        mp_pack_str(&pk, "result");
+        msgpack_sbuffer_write(&buf, result, size);
+        deferred_send(dp, &buf);
+        msgpack_sbuffer_destroy(&buf);
+}
+
+void bus_deferred_fail(bus_deferred_t **dp, const char *code, const char *fmt, ...) {
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        char message[512];
+        va_list ap;
+
+        if (!*dp)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        pack_error(&pk, (*dp)->id, code, message);
+        deferred_send(dp, &buf);
+        msgpack_sbuffer_destroy(&buf);
+}
+
+/* Run one request and pack the whole reply body into buf. Returns BUS_DEFERRED when the
+ * handler will answer later (buf is then empty and nothing is to be sent now). */
+static int server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, const void *data,
+                           size_t size, msgpack_sbuffer *buf) {
         msgpack_packer pk;
         msgpack_unpacked u;
         msgpack_object empty = { .type = MSGPACK_OBJECT_MAP };
-        bus_request_t req = { .method = method };
+        bus_request_t req = { .method = method, .server_ = s, .envelope_ = envelope };
         const bus_method_t *m;
         int r;
 
         msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
         if (unpack_map(data, size, &u) < 0) {
                 pack_error(&pk, 0, BUS_ERR_INVALID, "request body is not a msgpack map");
-                return;
+                return 0;
         }
         if (mp_get_u64(&u.data, "id", &req.id) < 0 || mp_get_u64(&u.data, "deadline", &req.deadline_ms) < 0) {
                 pack_error(&pk, req.id, BUS_ERR_INVALID, "request needs uint 'id' and 'deadline'");
@@ -371,6 +440,11 @@ static void server_dispatch(bus_server_t *s, const char *method, const void *dat
         mp_pack_kv_u64(&pk, "id", req.id);
         mp_pack_str(&pk, "result");
         r = m->handler(&req, &pk, s->userdata);
+        if (r == BUS_DEFERRED) {
+                msgpack_sbuffer_clear(buf);
+                msgpack_unpacked_destroy(&u);
+                return BUS_DEFERRED;
+        }
         if (r < 0) {
                 /* Throw away the partial success reply. */
                 msgpack_sbuffer_clear(buf);
@@ -379,6 +453,7 @@ static void server_dispatch(bus_server_t *s, const char *method, const void *dat
         }
 out:
         msgpack_unpacked_destroy(&u);
+        return 0;
 }
 
 static int server_on_readable(zloop_t *loop, zsock_t *sock, void *arg) {
@@ -414,7 +489,11 @@ static int server_on_readable(zloop_t *loop, zsock_t *sock, void *arg) {
                         }
                 }
                 msgpack_sbuffer_init(&buf);
-                server_dispatch(s, method, zframe_data(body_f), zframe_size(body_f), &buf);
+                if (server_dispatch(s, reply, method, zframe_data(body_f), zframe_size(body_f), &buf) ==
+                    BUS_DEFERRED) {
+                        msgpack_sbuffer_destroy(&buf);
+                        goto next;
+                }
                 zmsg_addmem(reply, "", 0);
                 zmsg_addstr(reply, "reply");
                 zmsg_addmem(reply, buf.data, buf.size);

@@ -61,6 +61,9 @@ typedef struct bus_request {
         /* Set by a handler through bus_request_fail(). */
         const char *error_code;
         char error_message[512];
+        /* Private to bus.c: what bus_request_defer() needs to answer later. */
+        struct bus_server *server_;
+        zmsg_t *envelope_;
 } bus_request_t;
 
 /* A handler packs exactly one result object into pk and returns 0, or calls
@@ -73,6 +76,18 @@ typedef struct bus_method {
 } bus_method_t;
 
 int bus_request_fail(bus_request_t *req, const char *code, const char *fmt, ...) _printf_(3, 4);
+
+/* Deferred replies, for answers that need another round trip (vmm-driver's instance.exec
+ * waits for the guest): the handler calls bus_request_defer(), keeps the handle and returns
+ * BUS_DEFERRED without packing anything; the answer goes out later through exactly one of
+ * bus_deferred_reply() or bus_deferred_fail(), which free the handle. The server must outlive
+ * every handle. */
+#define BUS_DEFERRED 1
+typedef struct bus_deferred bus_deferred_t;
+bus_deferred_t *bus_request_defer(bus_request_t *req); /* NULL on ENOMEM */
+/* result: one packed msgpack object. */
+void bus_deferred_reply(bus_deferred_t **d, const void *result, size_t size);
+void bus_deferred_fail(bus_deferred_t **d, const char *code, const char *fmt, ...) _printf_(3, 4);
 
 typedef struct bus_server bus_server_t;
 

@@ -63,7 +63,7 @@ $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c) $(LIB_SRCS))
 AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/mp.c lib/util.c
 $(BUILD)/bin/husk-agent: $(call obj,$(AGENT_SRCS))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -static -o $@ $^ -lmsgpackc $(LDFLAGS)
+	$(CC) $(CFLAGS) -static -o $@ $^ -lmsgpackc -ljansson $(LDFLAGS)
 
 # ---- guest kit ---------------------------------------------------------------------------
 KIT := $(BUILD)/kit

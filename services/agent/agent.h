@@ -3,6 +3,7 @@
 #pragma once
 
 #include <msgpack.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,7 +81,7 @@ void module_name_from_path(const char *path, char *buf, size_t size);
 
 /* ---- agent_channel.c: the virtio-serial port to the host -------------------------------- */
 
-#define AGENT_OUT_MAX (4u * 1024u * 1024u) /* frames queued for a host that does not read */
+#define AGENT_OUT_MAX (3u * AGENT_FRAME_MAX) /* frames queued for a host that does not read */
 
 typedef struct agent_channel {
         char path[256];              /* /dev/vportNpM */
@@ -116,15 +117,141 @@ void agent_channel_host_gone(agent_channel_t *c);
 
 /* ---- agent_proto.c: what each message type does ----------------------------------------- */
 
+/* ---- agent_console.c: workload output on the console --------------------------------------- */
+
+/* Workload lines on the console start with these (proto/SCHEMA.md, "Console stream convention"),
+ * so that logd tells them from kernel and agent lines. */
+#define AGENT_CONSOLE_STDOUT "husk-workload: "
+#define AGENT_CONSOLE_STDERR "husk-workload-err: "
+#define AGENT_CONSOLE_LINE_MAX 4000 /* longer lines are split, each part with the marker */
+
+typedef struct agent_relay {
+        int fd;          /* read end of the workload's stdout or stderr; -1 once at EOF */
+        const char *marker;
+        int console;     /* where lines go: the console (stderr of PID 1) */
+        char line[AGENT_CONSOLE_LINE_MAX];
+        size_t len;
+} agent_relay_t;
+
+void agent_relay_init(agent_relay_t *r, int fd, const char *marker, int console);
+/* Read what is there and write every complete line; at EOF the last partial line too, and the
+ * fd is closed. Returns 0, or -EPIPE at EOF. */
+int agent_relay_read(agent_relay_t *r);
+/* Split buffered bytes into marked lines (separated for the unit tests). */
+void agent_relay_feed(agent_relay_t *r, const char *data, size_t size, bool eof);
+
+/* ---- agent_bundle.c: an OCI bundle's config.json ---------------------------------------------- */
+
+typedef struct agent_bundle {
+        char **args;    /* process.args */
+        char **env;     /* process.env, "KEY=VALUE" */
+        char *cwd;      /* process.cwd; NULL: "/" */
+        char **ignored; /* fields present that a VM cannot apply, as "linux.namespaces" */
+} agent_bundle_t;
+
+#define AGENT_BUNDLE_CONFIG_MAX (1u << 20)
+void agent_bundle_clear(agent_bundle_t *b);
+/* Parse config.json text. -EBADMSG (with *ret_error) when it is not an OCI runtime config. */
+int agent_bundle_parse(const char *text, agent_bundle_t *b, char **ret_error);
+
+/* ---- agent_net.c: eth0 from the kernel command line ------------------------------------------- */
+
+typedef struct agent_net {
+        bool configured;
+        uint32_t addr, gateway, dns; /* network byte order; 0: absent */
+        unsigned prefix;
+} agent_net_t;
+
+/* husk.ip=<a.b.c.d>/<prefix> husk.gw=<a.b.c.d> husk.dns=<a.b.c.d>: -ENOENT without husk.ip,
+ * -EINVAL when malformed. */
+int agent_net_parse(const char *cmdline, agent_net_t *n);
+/* lo up; eth0 up with the address; default route through the gateway. */
+int agent_net_configure(const agent_net_t *n);
+/* /etc/resolv.conf of the current root, when a DNS server was given. */
+int agent_net_write_resolv_conf(const agent_net_t *n);
+
+/* ---- agent_workload.c, agent_exec.c: what the host asks to run -------------------------------- */
+
+#define AGENT_EXEC_MAX 16                 /* execs running at once */
+#define AGENT_EXEC_OUTPUT_MAX (1u << 20)  /* bytes of stdout, and of stderr, kept per exec */
+#define AGENT_EXEC_STDIN_MAX (1u << 20)
+#define AGENT_EXEC_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
+#define AGENT_EXEC_DEFAULT_TIMEOUT_MS 60000u
+
+typedef struct agent_buf {
+        char *data;
+        size_t len, cap;
+} agent_buf_t;
+
+typedef struct agent_exec {
+        uint64_t id;            /* the request's id: the answer echoes it */
+        pid_t pid;              /* 0 once reaped */
+        int status;             /* code or 128+signal, once reaped */
+        int in_fd, out_fd, err_fd; /* -1 when closed */
+        char *stdin_data;
+        size_t stdin_len, stdin_off;
+        agent_buf_t out, err;
+        bool truncated, timed_out;
+        uint64_t deadline_ms;   /* monotonic */
+        uint64_t reaped_at_ms;  /* monotonic; pipes held by orphans are not waited for long */
+} agent_exec_t;
+
+typedef struct agent_workload {
+        bool started;           /* a start request was accepted */
+        pid_t pid;              /* 0: none, or reaped */
+        bool exited;
+        int status;             /* code or 128+signal */
+        uint64_t exited_at_ms;  /* monotonic */
+        bool reported;          /* the exited frame is queued */
+        agent_relay_t out, err;
+        char **env;             /* the workload's environment: exec starts from it */
+        char *cwd;
+        char *kind;
+} agent_workload_t;
+
 typedef struct agent_state {
         bool shutdown_requested; /* set by a shutdown request: the loop powers off */
         uint64_t shutdown_grace_ms;
+        bool power_off;          /* the workload exited and was reported: the loop ends */
+        agent_workload_t workload;
+        agent_exec_t *execs[AGENT_EXEC_MAX];
+        agent_net_t net;
+        const char *image_dir;   /* where the image is mounted; tests point it elsewhere */
+        bool no_switch_root;     /* tests: run the workload without mounts or chroot */
+        int console;             /* fd for workload lines; 2 */
 } agent_state_t;
+
+void agent_state_init(agent_state_t *s);
+/* The environment every process the agent starts begins with. */
+int agent_base_env(const char *hostname, char ***ret);
+/* Spawn argv with env in cwd, stdin from in_fd (or /dev/null when -1), stdout/stderr into
+ * out_fd/err_fd, in a session of its own, with default signal state. */
+int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd, int out_fd, int err_fd,
+                pid_t *ret_pid);
+/* Wait status to code or 128+signal. */
+int agent_exit_code(int wstatus);
+
+/* Handlers (agent_proto.c dispatches to them): each packs an answer, or for exec nothing yet. */
+void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_workload_signal(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_workload_status(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+/* A child was reaped: true when it was the workload's or an exec's. */
+bool agent_child_exited(agent_state_t *s, pid_t pid, int wstatus);
+/* Loop hooks: the fds to poll, what came in, and what is finished (answers to queue). */
+size_t agent_io_pollfds(agent_state_t *s, struct pollfd *p, size_t n);
+void agent_io_ready(agent_state_t *s, const struct pollfd *p, size_t n);
+/* Pack finished execs' answers and the workload's exit into *bodies (callback per frame);
+ * returns the poll timeout in ms (-1 none). */
+typedef void (*agent_emit_fn)(msgpack_sbuffer *body, void *userdata);
+int agent_io_finish(agent_state_t *s, agent_emit_fn emit, void *userdata);
+void agent_exec_free(agent_exec_t *e);
 
 #define AGENT_SHUTDOWN_GRACE_MAX_MS (10u * 60u * 1000u)
 
 /* Answer one request (a map with a string "type", as the frame reader guarantees) into
- * reply, a packed body; every request gets exactly one answer. Returns 0, or -ENOMEM. */
+ * reply, a packed body; every request gets exactly one answer, now or (exec: reply left
+ * empty) once it is done. Returns 0, or -ENOMEM. */
 int agent_proto_handle(agent_state_t *s, const msgpack_object *req, msgpack_sbuffer *reply);
 void agent_proto_ready(uint64_t boot_ms, msgpack_sbuffer *body);
 /* id NULL: an error that answers no particular request. */
@@ -133,7 +260,8 @@ void agent_proto_error(const uint64_t *id, const char *code, const char *message
 
 /* ---- agent_loop.c: serve the channel, reap children ------------------------------------- */
 
-/* Returns only when a shutdown was requested (0), or on a fatal error. */
+/* Returns only when a shutdown was requested or the workload exited and was reported (0), or
+ * on a fatal error. */
 int agent_loop_run(agent_channel_t *c, agent_state_t *s);
 /* Reap every exited child; returns how many. */
 int agent_reap_children(void);

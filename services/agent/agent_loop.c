@@ -14,13 +14,28 @@
  * missed: one read() a second that returns 0 while nobody is there. */
 #define DISCONNECTED_RECHECK_MS 1000
 
+/* The state whose workload and execs own some of our children; NULL outside the loop. */
+static agent_state_t *reap_state;
+
 int agent_reap_children(void) {
         int n = 0, status;
+        pid_t pid;
 
         /* As PID 1 we inherit every orphan in the VM: anything not reaped stays a zombie. */
-        while (waitpid(-1, &status, WNOHANG) > 0)
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                if (reap_state)
+                        (void)agent_child_exited(reap_state, pid, status);
                 n++;
+        }
         return n;
+}
+
+static void emit_frame(msgpack_sbuffer *body, void *userdata) {
+        agent_channel_t *c = userdata;
+        int r = agent_channel_queue(c, body);
+
+        if (r < 0)
+                log_agent_warning_errno(r, "Failed to queue a frame for the host, dropping it: %m");
 }
 
 static int queue_body(agent_channel_t *c, msgpack_sbuffer *body) {
@@ -70,7 +85,8 @@ static int serve_frames(agent_channel_t *c, agent_state_t *s) {
                 msgpack_sbuffer_init(&reply);
                 agent_proto_handle(s, &u.data, &reply);
                 msgpack_unpacked_destroy(&u);
-                queue_body(c, &reply);
+                if (reply.size > 0)
+                        queue_body(c, &reply);
                 msgpack_sbuffer_destroy(&reply);
                 if (s->shutdown_requested)
                         return 1;
@@ -123,16 +139,28 @@ int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
         sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
         if (sfd < 0)
                 return log_agent_error_errno(errno, "Failed to create signalfd: %m");
+        reap_state = s;
 
         for (;;) {
-                struct pollfd p[2] = {
+                struct pollfd p[2 + 2 + 3 * AGENT_EXEC_MAX] = {
                         { .fd = sfd, .events = POLLIN },
                         { .fd = c->host_connected ? c->fd : -1,
                           .events = POLLIN | (agent_channel_pending(c) ? POLLOUT : 0) },
                 };
-                int r;
+                size_t n_io;
+                int r, timeout;
 
-                r = poll(p, ELEMENTSOF(p), c->host_connected ? -1 : DISCONNECTED_RECHECK_MS);
+                /* Answers of finished execs, the workload's exit: queued before we sleep. */
+                timeout = agent_io_finish(s, emit_frame, c);
+                if (agent_channel_pending(c) && c->host_connected)
+                        (void)agent_channel_flush(c);
+                if (s->power_off)
+                        return 0;
+                if (!c->host_connected && (timeout < 0 || timeout > DISCONNECTED_RECHECK_MS))
+                        timeout = DISCONNECTED_RECHECK_MS;
+                n_io = agent_io_pollfds(s, p + 2, ELEMENTSOF(p) - 2);
+
+                r = poll(p, 2 + n_io, timeout);
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -144,6 +172,7 @@ int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
                 }
                 if (p[0].revents & POLLIN)
                         on_signals(sfd, c);
+                agent_io_ready(s, p + 2, n_io);
                 if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
                         r = on_port_input(c, s);
                         if (r < 0)

@@ -63,6 +63,23 @@ static void on_shutdown(agent_state_t *s, const request_t *req, msgpack_packer *
         mp_pack_kv_u64(pk, "id", req->id);
 }
 
+static void on_start(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_workload_start(s, req->body, req->id, pk);
+}
+
+/* Packs nothing when the command runs: the answer comes when it is done. */
+static void on_exec(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_exec_request(s, req->body, req->id, pk);
+}
+
+static void on_signal(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_workload_signal(s, req->body, req->id, pk);
+}
+
+static void on_status(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_workload_status(s, req->body, req->id, pk);
+}
+
 static const struct {
         const char *type;
         handler_t handler;
@@ -70,6 +87,10 @@ static const struct {
         { "hello", on_hello },
         { "ping", on_ping },
         { "shutdown", on_shutdown },
+        { "start", on_start },
+        { "exec", on_exec },
+        { "signal", on_signal },
+        { "status", on_status },
 };
 
 int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbuffer *reply) {

@@ -16,6 +16,8 @@
 #define PORT_TIMEOUT_MS 10000
 /* How long the answer to shutdown may take to reach the host before we power off. */
 #define SHUTDOWN_DRAIN_MS 2000
+/* What the workload left running when it exited gets this long after SIGTERM. */
+#define WORKLOAD_EXIT_GRACE_MS 1000
 
 /* Loaded in this order whatever the devices: the transports that make virtio devices
  * visible, then the channel's driver. Everything else (virtio_blk, virtio_net, virtiofs,
@@ -84,7 +86,7 @@ static void load_modules(const char *cmdline) {
 
 static _Noreturn void run(void) {
         _cleanup_free_ char *cmdline = NULL, *instance = NULL, *level = NULL;
-        agent_state_t state = {0};
+        agent_state_t state;
         agent_channel_t c;
         msgpack_sbuffer body;
         char port[256];
@@ -92,6 +94,7 @@ static _Noreturn void run(void) {
         sigset_t mask;
         int r;
 
+        agent_state_init(&state);
         umask(022);
         /* Blocked before anything can raise them; the loop reads them from a signalfd. */
         sigemptyset(&mask);
@@ -130,6 +133,14 @@ static _Noreturn void run(void) {
         load_modules(cmdline);
         log_agent_debug("modules loaded");
 
+        /* eth0 as netd assigned it; the virtio_net driver was loaded with the devices. */
+        r = agent_net_parse(cmdline, &state.net);
+        if (r == -EINVAL)
+                log_agent_warning("husk.ip/husk.gw/husk.dns on the kernel command line are malformed, ignoring them");
+        r = agent_net_configure(&state.net);
+        if (r < 0)
+                log_agent_warning_errno(r, "Failed to configure " "eth0, ignoring: %m");
+
         r = agent_channel_find(AGENT_PORT_NAME, PORT_TIMEOUT_MS, port, sizeof(port));
         if (r < 0) {
                 log_agent_error_errno(r, "No virtio-serial port named %s (%m); QEMU needs "
@@ -158,6 +169,12 @@ static _Noreturn void run(void) {
         r = agent_loop_run(&c, &state);
         if (r < 0)
                 fatal();
+        if (state.power_off) {
+                /* The VM exists for its workload: with it gone, so is the VM. Its exit status
+                 * is queued for the host; what it left running gets a short grace. */
+                (void)agent_channel_drain(&c, SHUTDOWN_DRAIN_MS);
+                agent_power_off(WORKLOAD_EXIT_GRACE_MS);
+        }
         log_agent_info("shutdown requested (grace %llu ms)", (unsigned long long)state.shutdown_grace_ms);
         (void)agent_channel_drain(&c, SHUTDOWN_DRAIN_MS);
         agent_power_off(state.shutdown_grace_ms);

@@ -29,6 +29,12 @@ typedef struct vmm_record {
         uint64_t stop_requested_at; /* unix ms; 0 unless a stop was asked */
         bool remove_on_exit;        /* instance.stop {remove: true} */
         char *shutdown_reason;      /* last QMP SHUTDOWN reason, NULL if none seen */
+        char *workload_mode;        /* kit mode: "rootfs" or "bundle"; NULL: no workload */
+        int64_t fs_pid;             /* virtiofsd serving the image, 0 when none */
+        uint64_t fs_pid_start_time;
+        bool workload_started;      /* the agent accepted the start request */
+        bool workload_exited;       /* the agent reported the workload's exit: workload_status is it */
+        int64_t workload_status;    /* code, or 128+signal */
 } vmm_record_t;
 
 void vmm_record_clear(vmm_record_t *r);
@@ -76,6 +82,7 @@ typedef struct vmm_qemu_params {
         uint32_t memory_mib;
         uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
         const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
+        const char *fs_socket;   /* kit mode: virtiofsd's socket, exported to the guest as tag "rootfs"; NULL: none */
 } vmm_qemu_params_t;
 
 /* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
@@ -97,6 +104,20 @@ static inline void vmm_strv_freep(char ***v) {
         vmm_strv_free(*v);
         *v = NULL;
 }
+
+/* ---- virtiofsd (vmm_fs.c) ---------------------------------------------------------------- */
+
+#define VMM_FS_SOCKET "vfs.sock"
+#define VMM_FS_TAG "rootfs"
+
+/* "rootfs" for a directory, "bundle" for one with config.json and rootfs/; NULL (0) when the
+ * image is not a directory (disk mode, no workload). */
+int vmm_fs_workload_mode(const char *image, const char **ret_mode);
+/* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET and wait until it
+ * listens; records its pid and start time in rec. */
+int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec);
+/* Kill the recorded virtiofsd if it is still the one we started, and reap it if it is our child. */
+void vmm_fs_stop(vmm_record_t *rec);
 
 /* ---- network (vmm_net.c) ------------------------------------------------------------------ */
 
@@ -192,7 +213,22 @@ void vmm_agent_stop(vmm_instance_t *i);
 int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vmm_agent_pack_fn pack,
                           void *pack_data, uint64_t timeout_ms, vmm_agent_reply_fn fn, void *userdata);
 int vmm_agent_ping(vmm_instance_t *i);
+/* Read the frames already in the socket (the workload's exit before the VM ended). */
+void vmm_agent_drain(vmm_instance_t *i);
 int vmm_agent_shutdown(vmm_instance_t *i, uint64_t grace_ms);
+
+/* ---- the workload (vmm_workload.c) ------------------------------------------------------------ */
+
+#define VMM_EXEC_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
+/* Send the start request (kit mode, once the agent said hello); nothing otherwise. */
+void vmm_workload_start(vmm_instance_t *i);
+/* The agent's unsolicited {type: "exited", status}: record it as the instance's exit status. */
+void vmm_workload_on_exited(vmm_instance_t *i, const msgpack_object *body);
+/* instance.exec and instance.signal: answered later through d (see bus_request_defer()). */
+int vmm_workload_exec(bus_request_t *req, vmm_instance_t *i);
+int vmm_workload_signal(bus_request_t *req, vmm_instance_t *i);
+/* "husk-agent on instance X is not reachable over virtio-serial (agent.sock): ..." */
+void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, int error);
 
 /* ---- instances (vmm_instance.c) ------------------------------------------------------------- */
 

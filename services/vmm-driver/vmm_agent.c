@@ -211,8 +211,12 @@ static void on_hello(vmm_instance_t *i, const msgpack_object *body, int error, v
         }
         (void)mp_get_str(body, "agent", 256, &agent);
         log_debug("Instance %s: agent %s answered hello", id_of(i), agent ?: "?");
-        if (mp_get_bool(body, "ready", &ready) >= 0 && ready)
+        if (mp_get_bool(body, "ready", &ready) >= 0 && ready) {
                 vmm_instance_on_ready(i);
+                /* After hello, on every connect: the agent refuses a second start, which is how a
+                 * restarted vmm-driver learns the workload already runs. */
+                vmm_workload_start(i);
+        }
 }
 
 static void on_pong(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
@@ -289,6 +293,11 @@ static const struct {
         { "hello", frame_answer },
         { "pong", frame_answer },
         { "shutdown", frame_answer },
+        { "start", frame_answer },
+        { "exec", frame_answer },
+        { "signal", frame_answer },
+        { "status", frame_answer },
+        { "exited", vmm_workload_on_exited },
         { "error", frame_error },
 };
 
@@ -344,6 +353,11 @@ static void agent_read(vmm_instance_t *i) {
                         return;
                 }
         }
+}
+
+void vmm_agent_drain(vmm_instance_t *i) {
+        if (i->agent.fd >= 0)
+                agent_read(i);
 }
 
 static int on_socket(zloop_t *loop, zmq_pollitem_t *item, void *arg) {

@@ -255,7 +255,23 @@ static int method_remove(bus_request_t *req, msgpack_packer *pk, void *userdata)
         return 0;
 }
 
+static int method_exec(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_instance_t *i;
+        int r = get_instance(req, userdata, &i);
+
+        return r < 0 ? r : vmm_workload_exec(req, i);
+}
+
+static int method_signal(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_instance_t *i;
+        int r = get_instance(req, userdata, &i);
+
+        return r < 0 ? r : vmm_workload_signal(req, i);
+}
+
 const bus_method_t vmm_bus_methods[] = {
+        { "instance.exec", method_exec },
+        { "instance.signal", method_signal },
         { "instance.list", method_list },
         { "instance.create", method_create },
         { "instance.stop", method_stop },

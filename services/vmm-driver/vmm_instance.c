@@ -197,6 +197,8 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         r = check_file("image", s->image, ret_error);
         if (r < 0)
                 return r;
+        if (strchr(s->image, ','))
+                return fail(ret_error, -EINVAL, "image: must not contain ',' (virtiofsd and QEMU option syntax)");
         if (s->kernel && (r = check_file("kernel", s->kernel, ret_error)) < 0)
                 return r;
         if (s->initrd && (r = check_file("initrd", s->initrd, ret_error)) < 0)
@@ -204,7 +206,7 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         return 0;
 }
 
-static int qemu_argv(vmm_t *d, const instance_spec_t *s, char ***ret, char **ret_error) {
+static int qemu_argv(vmm_t *d, const instance_spec_t *s, bool kit_mode, char ***ret, char **ret_error) {
         const husk_config_t *c = vmm_config(d);
         vmm_net_t net;
         vmm_qemu_params_t p = {
@@ -216,6 +218,7 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, char ***ret, char **ret
                 .cpus = s->cpus,
                 .memory_mib = s->memory_mib,
                 .tsc_khz = d->tsc_khz,
+                .fs_socket = kit_mode ? VMM_FS_SOCKET : NULL,
         };
         int r;
 
@@ -247,6 +250,7 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, char ***ret, char **ret
 int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error) {
         _cleanup_(vmm_strv_freep) char **argv = NULL;
         vmm_instance_t *i = NULL;
+        const char *mode = NULL;
         char dir[PATH_MAX];
         pid_t pid;
         int r;
@@ -256,7 +260,17 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                 return r;
         if (vmm_instance_get(d, spec->instance_id))
                 return fail(ret_error, -EEXIST, "instance_id: %s exists", spec->instance_id);
-        r = qemu_argv(d, spec, &argv, ret_error);
+        r = vmm_fs_workload_mode(spec->image, &mode);
+        if (r == -ENOTDIR)
+                return fail(ret_error, -EINVAL, "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
+                            spec->image);
+        if (r < 0)
+                return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(-r));
+        if (!mode && spec->command)
+                /* Disk mode runs the image's own init; nothing here would run the command. */
+                return fail(ret_error, -EINVAL, "command: needs kit mode (image: a rootfs or OCI bundle directory); "
+                            "disk images run their own init");
+        r = qemu_argv(d, spec, mode != NULL, &argv, ret_error);
         if (r < 0)
                 return r;
 
@@ -283,6 +297,11 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
         r = set_state(i, INSTANCE_STATE_STARTING);
         if (r < 0)
                 goto fail_dir;
+        i->rec.workload_mode = mode ? strdup(mode) : NULL;
+        if (mode && !i->rec.workload_mode) {
+                r = -ENOMEM;
+                goto fail_dir;
+        }
         /* Written before the spawn so that a directory always explains itself. */
         r = vmm_record_save(i->dir, &i->rec);
         if (r < 0) {
@@ -290,6 +309,14 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                 goto fail_dir;
         }
 
+        if (mode) {
+                r = vmm_fs_start(dir, i->rec.inst.spec.image, &i->rec);
+                if (r < 0) {
+                        fail(ret_error, r, "cannot start virtiofsd for %s: %s (see %s/virtiofsd.log)",
+                             i->rec.inst.spec.image, strerror(-r), dir);
+                        goto fail_dir;
+                }
+        }
         r = vmm_qemu_spawn(dir, argv, &pid);
         if (r < 0) {
                 fail(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
@@ -329,6 +356,8 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
 fail_dir:
         if (i && i->rec.inst.spec.instance_id)
                 vmm_net_detach(d, i->rec.inst.spec.instance_id);
+        if (i)
+                vmm_fs_stop(&i->rec);
         (void)rm_rf(dir);
         vmm_instance_free(i);
         return r;
@@ -375,6 +404,10 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
         vmm_watch_stop(i);
         vmm_qmp_stop(i);
         vmm_agent_stop(i);
+        vmm_fs_stop(&i->rec);
+        /* In kit mode the workload's exit is the instance's: a job's result. */
+        if (i->rec.workload_exited)
+                status = i->rec.workload_status;
         if (!r || set_state(i, INSTANCE_STATE_EXITED) < 0) {
                 free(r);
                 log_error("Instance %s: out of memory recording its exit", id_of(i));

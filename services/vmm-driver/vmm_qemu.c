@@ -221,6 +221,13 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
         add(&b, "virtio-serial-device");
         add(&b, "-device");
         add(&b, "virtserialport,chardev=agent,name=%s", AGENT_PORT_NAME);
+        if (p->fs_socket) {
+                /* Kit mode: the image directory, served by virtiofsd (vmm_fs.c). */
+                add(&b, "-chardev");
+                add(&b, "socket,id=fs0,path=%s", p->fs_socket);
+                add(&b, "-device");
+                add(&b, "vhost-user-fs-device,chardev=fs0,tag=%s", VMM_FS_TAG);
+        }
 
         if (b.error) {
                 vmm_strv_free(b.v);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
 
 bool vmm_instance_id_valid(const char *id) {
@@ -34,6 +35,7 @@ void vmm_record_clear(vmm_record_t *r) {
                 return;
         instance_clear(&r->inst);
         free(r->shutdown_reason);
+        free(r->workload_mode);
         *r = (vmm_record_t){};
 }
 
@@ -43,6 +45,42 @@ static int set_str(json_t *o, const char *key, const char *v) {
 
 static int set_int(json_t *o, const char *key, json_int_t v) {
         return json_object_set_new(o, key, json_integer(v));
+}
+
+/* NULL on ENOMEM, which json_object_set_new() then reports. */
+static json_t *strv_json(char *const *v) {
+        json_t *a = json_array();
+
+        for (size_t k = 0; a && v[k]; k++)
+                if (json_array_append_new(a, json_string(v[k])) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        return a;
+}
+
+/* Optional: absent leaves *ret NULL. Bounded like the bus codec. */
+static int get_strv(json_t *o, const char *key, char ***ret) {
+        json_t *v = json_object_get(o, key), *item;
+        char **s;
+        size_t k;
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_array(v) || json_array_size(v) > MP_STRV_MAX)
+                return -EBADMSG;
+        s = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!s)
+                return -ENOMEM;
+        json_array_foreach(v, k, item) {
+                if (!json_is_string(item) || strlen(json_string_value(item)) != json_string_length(item) ||
+                    !(s[k] = strdup(json_string_value(item)))) {
+                        mp_strv_free(s);
+                        return -EBADMSG;
+                }
+        }
+        *ret = s;
+        return 0;
 }
 
 int vmm_record_to_json(const vmm_record_t *r, char **ret) {
@@ -79,6 +117,17 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret) {
         q |= set_int(o, "stop_requested_at", (json_int_t)r->stop_requested_at);
         q |= json_object_set_new(o, "remove_on_exit", json_boolean(r->remove_on_exit));
         q |= set_str(o, "shutdown_reason", r->shutdown_reason);
+        q |= set_str(o, "kind", i->spec.kind);
+        if (i->spec.command)
+                q |= json_object_set_new(o, "command", strv_json(i->spec.command));
+        if (i->spec.environment)
+                q |= json_object_set_new(o, "environment", strv_json(i->spec.environment));
+        q |= set_str(o, "workload_mode", r->workload_mode);
+        q |= set_int(o, "fs_pid", r->fs_pid);
+        q |= set_int(o, "fs_pid_start_time", (json_int_t)r->fs_pid_start_time);
+        q |= json_object_set_new(o, "workload_started", json_boolean(r->workload_started));
+        if (r->workload_exited)
+                q |= set_int(o, "workload_status", r->workload_status);
         if (q != 0) {
                 json_decref(o);
                 return -ENOMEM;
@@ -165,6 +214,36 @@ int vmm_record_from_json(const char *text, vmm_record_t *ret) {
                 q = get_int(o, "exit_status", INT64_MIN, INT64_MAX, &status);
         if (q >= 0)
                 q = get_int(o, "stop_requested_at", 0, INT64_MAX, &stop_at);
+        if (q >= 0)
+                q = get_str(o, "kind", false, &r.inst.spec.kind);
+        if (q >= 0)
+                q = get_strv(o, "command", &r.inst.spec.command);
+        if (q >= 0)
+                q = get_strv(o, "environment", &r.inst.spec.environment);
+        if (q >= 0)
+                q = get_str(o, "workload_mode", false, &r.workload_mode);
+        if (q >= 0 && json_is_integer(json_object_get(o, "fs_pid"))) {
+                json_int_t fs_pid, fs_start;
+
+                q = get_int(o, "fs_pid", 0, INT_MAX, &fs_pid);
+                if (q >= 0)
+                        q = get_int(o, "fs_pid_start_time", 0, INT64_MAX, &fs_start);
+                if (q >= 0) {
+                        r.fs_pid = fs_pid;
+                        r.fs_pid_start_time = (uint64_t)fs_start;
+                }
+        }
+        if (q >= 0 && json_is_true(json_object_get(o, "workload_started")))
+                r.workload_started = true;
+        if (q >= 0 && json_object_get(o, "workload_status")) {
+                json_int_t ws;
+
+                q = get_int(o, "workload_status", 0, 255, &ws);
+                if (q >= 0) {
+                        r.workload_exited = true;
+                        r.workload_status = ws;
+                }
+        }
         rm = json_object_get(o, "remove_on_exit");
         if (q >= 0 && !json_is_boolean(rm))
                 q = -EBADMSG;

@@ -86,6 +86,8 @@ static int on_pidfd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         zloop_poller_end(loop, &(zmq_pollitem_t){ .fd = i->pidfd });
         /* QEMU wrote its SHUTDOWN event before exiting: read it so the reason is known. */
         vmm_qmp_drain(i);
+        /* Likewise the agent's report of the workload's exit, written just before power-off. */
+        vmm_agent_drain(i);
 
         if (i->is_child) {
                 if (waitid((idtype_t)P_PIDFD, (id_t)i->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) {

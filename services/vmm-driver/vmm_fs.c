@@ -1,0 +1,141 @@
+/* vmm_fs.c: one virtiofsd per kit-mode instance: the image directory, read-only, as the guest's virtio-fs tag "rootfs". */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "services/vmm-driver/vmm.h"
+
+#define VIRTIOFSD "/usr/lib/qemu/virtiofsd"
+#define FS_LOG "virtiofsd.log"
+/* virtiofsd listens ~10 ms after exec; under load it can take longer. */
+#define FS_LISTEN_TIMEOUT_MS 3000
+#define FS_LISTEN_STEP_MS 2
+
+int vmm_fs_workload_mode(const char *image, const char **ret_mode) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        *ret_mode = NULL;
+        if (stat(image, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return 0;
+        if (snprintf(path, sizeof(path), "%s/config.json", image) < (int)sizeof(path) && access(path, F_OK) == 0) {
+                if (snprintf(path, sizeof(path), "%s/rootfs", image) >= (int)sizeof(path) || stat(path, &st) < 0 ||
+                    !S_ISDIR(st.st_mode))
+                        return -ENOTDIR; /* config.json without rootfs/: not a bundle we can run */
+                *ret_mode = "bundle";
+        } else
+                *ret_mode = "rootfs";
+        return 0;
+}
+
+/* In the child, between fork and exec: only syscalls. C virtiofsd has no read-only export,
+ * so it gets a mount namespace of its own in which the source is a read-only bind mount:
+ * whatever the guest asks, the host directory cannot change through it. */
+static _Noreturn void child(const char *dir, const char *source, char *const *argv) {
+        sigset_t none;
+        int fd;
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        signal(sig, SIG_DFL);
+        setsid();
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount(source, source, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+            mount(NULL, source, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+                _exit(126);
+        if (chdir(dir) < 0)
+                _exit(126);
+        fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0 && fd != STDIN_FILENO) {
+                dup2(fd, STDIN_FILENO);
+                close(fd);
+        }
+        fd = open(FS_LOG, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+                dup2(fd, STDOUT_FILENO);
+                dup2(fd, STDERR_FILENO);
+                if (fd > STDERR_FILENO)
+                        close(fd);
+        }
+        close_range(STDERR_FILENO + 1, ~0u, 0);
+        execv(argv[0], argv);
+        _exit(127);
+}
+
+static bool listening(const char *dir) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/" VMM_FS_SOCKET, dir);
+        return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec) {
+        char sock_opt[64], source_opt[PATH_MAX + 16];
+        char *argv[] = { VIRTIOFSD, sock_opt, "-o", source_opt, "-o", "cache=auto", "-o", "sandbox=chroot",
+                         "-o", "no_posix_lock", NULL };
+        uint64_t deadline;
+        pid_t pid;
+        int status;
+
+        if (access(VIRTIOFSD, X_OK) < 0)
+                return -errno;
+        snprintf(sock_opt, sizeof(sock_opt), "--socket-path=" VMM_FS_SOCKET);
+        if (snprintf(source_opt, sizeof(source_opt), "source=%s", source) >= (int)sizeof(source_opt))
+                return -ENAMETOOLONG;
+        /* A comma would end virtiofsd's -o value and start another option. */
+        if (strchr(source, ','))
+                return -EINVAL;
+
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                child(dir, source, argv);
+
+        deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS;
+        while (!listening(dir)) {
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        return WIFEXITED(status) && WEXITSTATUS(status) == 126 ? -EPERM : -ECHILD;
+                if (now_monotonic_ms() >= deadline) {
+                        kill(pid, SIGKILL);
+                        (void)waitpid(pid, NULL, 0);
+                        return -ETIMEDOUT;
+                }
+                nanosleep(&(struct timespec){ .tv_nsec = FS_LISTEN_STEP_MS * 1000 * 1000 }, NULL);
+        }
+        rec->fs_pid = pid;
+        if (vmm_proc_start_time(pid, &rec->fs_pid_start_time) < 0)
+                rec->fs_pid_start_time = 0;
+        return 0;
+}
+
+void vmm_fs_stop(vmm_record_t *rec) {
+        uint64_t start_time;
+        pid_t pid = (pid_t)rec->fs_pid;
+
+        if (pid <= 0)
+                return;
+        rec->fs_pid = 0;
+        /* After a vmm-driver restart the pid may belong to someone else by now. */
+        if (vmm_proc_start_time(pid, &start_time) < 0 || start_time != rec->fs_pid_start_time)
+                return;
+        /* It ends by itself once QEMU disconnects; SIGKILL covers a wedged one. */
+        (void)kill(pid, SIGKILL);
+        /* Our child unless we were restarted since; then init reaps it. */
+        (void)waitpid(pid, NULL, 0);
+}

@@ -369,6 +369,7 @@ static const cli_verb_t deployment_verbs[] = {
         { "list", deployment_list, "list deployments" },
         { "inspect", deployment_inspect, "show a deployment and its instances" },
         { "delete", deployment_delete, "delete deployments" },
+        { "exec", cli_deployment_exec, "run a command in a deployment's VM (-- COMMAND ARGS...)" },
         { "events", cli_deployment_events, "show a deployment's events (--follow to keep watching)" },
 };
 

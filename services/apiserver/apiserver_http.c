@@ -22,6 +22,7 @@ static const struct route {
         { "POST", "/deployments", route_deployments_apply },
         { "GET", "/deployments/*", route_deployment_get },
         { "DELETE", "/deployments/*", route_deployment_delete },
+        { "POST", "/deployments/*/exec", route_deployment_exec },
         { "GET", "/deployments/*/events", route_deployment_events },
 };
 

@@ -53,4 +53,5 @@ int route_deployments_list(http_request_t *req);
 int route_deployments_apply(http_request_t *req);
 int route_deployment_get(http_request_t *req);
 int route_deployment_delete(http_request_t *req);
+int route_deployment_exec(http_request_t *req);
 int route_deployment_events(http_request_t *req);

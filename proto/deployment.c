@@ -30,7 +30,7 @@ void deployment_clear(deployment_t *d) {
 
 void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->command ? 1 : 0) + (d->environment ? 1 : 0) +
-                                     (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0));
+                                     (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0) + (d->failed_at ? 1 : 0));
         mp_pack_kv_str(pk, "id", d->id);
         mp_pack_kv_str(pk, "namespace", d->namespace_);
         mp_pack_kv_str(pk, "name", d->name);
@@ -51,6 +51,8 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
                 mp_pack_kv_env(pk, "environment", d->environment);
         if (d->restart_count)
                 mp_pack_kv_u64(pk, "restart_count", d->restart_count);
+        if (d->failed_at)
+                mp_pack_kv_u64(pk, "failed_at", d->failed_at);
         if (d->n_ports) {
                 mp_pack_str(pk, "ports");
                 ports_pack(pk, d->ports, d->n_ports);
@@ -95,6 +97,7 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
             get_u32(o, "memory_mib", true, &d->memory_mib) < 0 ||
             get_u32(o, "ready_replicas", false, &d->ready_replicas) < 0 ||
             get_u32(o, "restart_count", false, &d->restart_count) < 0 ||
+            (mp_get_u64(o, "failed_at", &d->failed_at) < 0 && mp_map_get(o, "failed_at")) ||
             ports_get(o, &d->ports, &d->n_ports) < 0)
                 goto malformed;
         r = mp_get_strv(o, "command", &d->command);

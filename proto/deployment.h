@@ -33,6 +33,7 @@ typedef struct deployment {
         char **command;     /* kit mode: the workload's argv (manifest command + args); NULL: none */
         char **environment; /* "KEY=VALUE" entries of the manifest's environment:; NULL: none */
         uint32_t restart_count; /* instances replaced after failures (packed when non-zero) */
+        uint64_t failed_at;     /* unix ms: exit of the newest failure counted (packed when non-zero) */
         port_spec_t *ports;     /* published ports (packed when any) */
         size_t n_ports;
 } deployment_t;

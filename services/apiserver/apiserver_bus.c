@@ -103,6 +103,10 @@ static int method_set_status(bus_request_t *req, msgpack_packer *pk, void *userd
             (r = arg_u32(req, "ready_replicas", &u.has_ready_replicas, &u.ready_replicas)) < 0 ||
             (r = arg_u32(req, "restart_count", &u.has_restart_count, &u.restart_count)) < 0)
                 return r;
+        r = mp_get_u64(req->args, "failed_at", &u.failed_at);
+        if (r < 0 && r != -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "failed_at: must be an unsigned integer (unix ms)");
+        u.has_failed_at = r == 0;
         u.status = status;
         u.message = message;
 

@@ -52,6 +52,8 @@ static const char *const migrations[] = {
         "  message        TEXT NOT NULL"
         ") STRICT;"
         "CREATE INDEX events_deployment ON events (deployment_id, id);",
+        /* 3: the scheduler's back-off clock, so that a restarted scheduler keeps the delays */
+        "ALTER TABLE deployments ADD COLUMN failed_at INTEGER NOT NULL DEFAULT 0;",
 };
 
 int store_errno(int rc) {

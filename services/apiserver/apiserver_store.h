@@ -84,6 +84,8 @@ typedef struct store_status_update {
         uint32_t ready_replicas;
         bool has_restart_count;
         uint32_t restart_count;
+        bool has_failed_at;  /* the scheduler's back-off clock: the newest failure it counted */
+        uint64_t failed_at;
 } store_status_update_t;
 
 #define STORE_CHANGED_STATUS (1u << 0)

@@ -10,7 +10,7 @@
 
 #define COLUMNS                                                                                  \
         "id, namespace, name, generation, status, status_message, ready_replicas, restart_count, " \
-        "runtime, kind, image, kernel, replicas, cpus, memory_mib, labels, spec, created_at, updated_at"
+        "runtime, kind, image, kernel, replicas, cpus, memory_mib, labels, spec, created_at, updated_at, failed_at"
 
 static const char *const settable_statuses[] = {
         DEPLOYMENT_STATUS_PENDING, DEPLOYMENT_STATUS_CREATING, DEPLOYMENT_STATUS_RUNNING,
@@ -62,6 +62,7 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         r = r ?: column_dup(st, 5, &d.status_message);
         d.d.ready_replicas = column_u32(st, 6);
         d.restart_count = column_u32(st, 7);
+        d.d.restart_count = d.restart_count;
         r = r ?: column_dup(st, 8, &d.d.runtime);
         r = r ?: column_dup(st, 9, &d.d.kind);
         r = r ?: column_dup(st, 10, &d.d.image);
@@ -73,6 +74,7 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         r = r ?: column_dup(st, 16, &d.spec);
         d.created_at = (uint64_t)sqlite3_column_int64(st, 17);
         d.updated_at = (uint64_t)sqlite3_column_int64(st, 18);
+        d.d.failed_at = (uint64_t)sqlite3_column_int64(st, 19);
         /* A spec we cannot read runs no command rather than hiding the deployment. */
         if (r == 0 && manifest_workload_from_spec(d.spec, &d.d.command, &d.d.environment) == -ENOMEM)
                 r = -ENOMEM;
@@ -196,7 +198,7 @@ static int update_spec_locked(apiserver_store_t *s, const char *id, const manife
         r = store_prepare(s,
                           "UPDATE deployments SET generation = generation + 1, runtime = ?, kind = ?, image = ?, "
                           "kernel = ?, replicas = ?, cpus = ?, memory_mib = ?, labels = ?, spec = ?, updated_at = ?, "
-                          TERMINAL_TO_PENDING " WHERE id = ?",
+                          "restart_count = 0, " TERMINAL_TO_PENDING " WHERE id = ?",
                           &st);
         if (r < 0)
                 return r;
@@ -370,7 +372,8 @@ int store_deployment_set_status(apiserver_store_t *s, const char *id, const stor
         if (!streq(cur.status_message, message))
                 changed |= STORE_CHANGED_MESSAGE;
         if ((u->has_ready_replicas && u->ready_replicas != cur.d.ready_replicas) ||
-            (u->has_restart_count && u->restart_count != cur.restart_count))
+            (u->has_restart_count && u->restart_count != cur.restart_count) ||
+            (u->has_failed_at && u->failed_at != cur.d.failed_at))
                 changed |= STORE_CHANGED_COUNTS;
         if (changed == 0) {
                 *ret = cur;
@@ -379,14 +382,15 @@ int store_deployment_set_status(apiserver_store_t *s, const char *id, const stor
 
         r = store_prepare(s,
                           "UPDATE deployments SET status = ?, status_message = ?, ready_replicas = ?, "
-                          "restart_count = ?, updated_at = ? WHERE id = ?",
+                          "restart_count = ?, updated_at = ?, failed_at = ? WHERE id = ?",
                           &st);
         r = r ?: bind_text(st, 1, u->status);
         r = r ?: bind_text(st, 2, message);
         r = r ?: bind_i64(st, 3, u->has_ready_replicas ? u->ready_replicas : cur.d.ready_replicas);
         r = r ?: bind_i64(st, 4, u->has_restart_count ? u->restart_count : cur.restart_count);
         r = r ?: bind_i64(st, 5, (int64_t)now_realtime_ms());
-        r = r ?: bind_text(st, 6, id);
+        r = r ?: bind_i64(st, 6, (int64_t)(u->has_failed_at ? u->failed_at : cur.d.failed_at));
+        r = r ?: bind_text(st, 7, id);
         r = r ?: step_done(st);
         r = r ?: get_locked(s, id, ret);
         store_deployment_clear(&cur);

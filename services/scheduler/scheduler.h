@@ -21,10 +21,35 @@ typedef struct plan {
         const char *status;       /* status the deployment should have; NULL: leave as is */
         uint32_t ready;           /* ready instances running the current spec */
         char message[512];
+        /* Restarts: failures are counted against the deployment (persisted by apiserver). */
+        bool persist_restarts;    /* restart_count/failed_at below differ from the record's */
+        uint32_t restart_count;
+        uint64_t failed_at;       /* exit time of the newest failure counted (unix ms) */
+        uint64_t wake_at;         /* unix ms at which this deployment needs a pass; 0: none */
+        const char *event_reason; /* one event for what was decided about failures; NULL: none */
+        const char *event_level;
+        char event_message[512];
 } plan_t;
 
+#define SCHEDULER_MAX_RESTART_COUNT 5     /* consecutive failures restarted before crash_loop_back_off */
+#define SCHEDULER_BACKOFF_BASE_MS 1000    /* first restart delay; doubles per consecutive failure */
+#define SCHEDULER_BACKOFF_MAX_MS 60000
+#define SCHEDULER_MIN_HEALTHY_MS 10000    /* ready this long with no failure resets restart_count */
+
+/* Delay before restart number n (1-based): 1 s x 2^(n-1), capped at 60 s; 0 for n == 0. */
+uint64_t plan_backoff_ms(uint32_t n);
+
+/* Count n_failures new failures (newest at failed_at) against d: fills the restart fields of p
+ * (persist_restarts, restart_count, failed_at, wake_at, event_*), and status/message when the
+ * deployment gives up (crash_loop_back_off). Returns true when restarts may go on. */
+bool plan_failures(const deployment_t *d, uint32_t n_failures, uint64_t failed_at, const char *what, plan_t *p);
+
 void plan_clear(plan_t *p);
-/* Pure: decides, never acts. instances may include other deployments' instances. */
+/* Pure: decides, never acts. instances may include other deployments' instances; now_ms is
+ * the wall clock (instance times are unix ms). */
+int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t n_instances, uint64_t now_ms,
+                      plan_t *ret);
+/* scheduler_plan_at() with the current time. */
 int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_instances, plan_t *ret);
 
 typedef struct scheduler {
@@ -35,6 +60,7 @@ typedef struct scheduler {
         bus_pub_t *pub;
         bool pass_scheduled; /* a reconcile pass is queued on the loop */
         int resync_timer;
+        int wake_timer;      /* -1, or the one-shot timer of the earliest back-off or healthy deadline */
 } scheduler_t;
 
 int scheduler_bus_open(scheduler_t *s);
@@ -43,6 +69,8 @@ void scheduler_bus_close(scheduler_t *s);
 void scheduler_kick(scheduler_t *s, const char *why);
 /* One full pass: list deployments and instances, plan each, act. */
 int scheduler_reconcile_all(scheduler_t *s);
+/* Arm the wake-up timer for unix ms wake_at (0: none), replacing the previous one. */
+void scheduler_wake_at(scheduler_t *s, uint64_t wake_at);
 
 /* scheduler_events.c: record an event of deployment_id (component "scheduler") through
  * apiserver's event.record, and log it. Failures are logged and returned, never fatal. */

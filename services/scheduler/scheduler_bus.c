@@ -115,7 +115,9 @@ static int instance_op(scheduler_t *s, const char *method, const instance_t *i, 
 }
 
 /* Start one instance of d. Returns -EREMOTEIO with *ret_error set when vmm-driver refused it
- * as invalid (a permanent problem with the spec), another negative errno when transient. */
+ * as invalid (a permanent problem with the spec); -EAGAIN with *ret_error set when it refused
+ * it for a reason that may pass (a port taken, no room): a failed attempt; another negative
+ * errno (no answer: it may have started) when the next pass must look again. */
 static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_error, size_t error_size) {
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         char id[13];
@@ -140,6 +142,9 @@ static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_erro
          * which vmm-driver refuses as a conflict; the next pass re-counts instead. */
         r = call(s, s->vmm, "instance.create", &buf, false, &reply);
         msgpack_sbuffer_destroy(&buf);
+        ret_error[0] = '\0';
+        if (r == -EREMOTEIO)
+                snprintf(ret_error, error_size, "%s: %s", reply->error_code, reply->error_message ?: "");
         if (r == -EREMOTEIO && streq(reply->error_code, BUS_ERR_INVALID)) {
                 snprintf(ret_error, error_size, "%s", reply->error_message);
                 return r;
@@ -150,8 +155,8 @@ static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_erro
         return r == -EREMOTEIO ? -EAGAIN : r;
 }
 
-static int set_status(scheduler_t *s, const deployment_t *d, const char *status, const char *message,
-                      uint32_t ready) {
+/* Report the plan's status, ready count and, when they changed, the restart fields. */
+static int set_status(scheduler_t *s, const deployment_t *d, const plan_t *p) {
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -159,19 +164,23 @@ static int set_status(scheduler_t *s, const deployment_t *d, const char *status,
 
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, p->persist_restarts ? 6 : 4);
         mp_pack_kv_str(&pk, "id", d->id);
-        mp_pack_kv_str(&pk, "status", status);
-        mp_pack_kv_str(&pk, "message", message);
-        mp_pack_kv_u64(&pk, "ready_replicas", ready);
+        mp_pack_kv_str(&pk, "status", p->status);
+        mp_pack_kv_str(&pk, "message", p->message);
+        mp_pack_kv_u64(&pk, "ready_replicas", p->ready);
+        if (p->persist_restarts) {
+                mp_pack_kv_u64(&pk, "restart_count", p->restart_count);
+                mp_pack_kv_u64(&pk, "failed_at", p->failed_at);
+        }
         r = call(s, s->apiserver, "deployment.set_status", &buf, true, &reply);
         msgpack_sbuffer_destroy(&buf);
-        if (r == 0 && !streq(status, d->status))
-                scheduler_event(s, d->id, streq(status, DEPLOYMENT_STATUS_FAILED) ||
-                                                          streq(status, DEPLOYMENT_STATUS_CRASH_LOOP)
+        if (r == 0 && !streq(p->status, d->status))
+                scheduler_event(s, d->id, streq(p->status, DEPLOYMENT_STATUS_FAILED) ||
+                                                          streq(p->status, DEPLOYMENT_STATUS_CRASH_LOOP)
                                                   ? EVENT_LEVEL_ERROR
                                                   : EVENT_LEVEL_INFO,
-                                EVENT_STATUS_CHANGED, "%s -> %s: %s", d->status, status, message);
+                                EVENT_STATUS_CHANGED, "%s -> %s: %s", d->status, p->status, p->message);
         return r;
 }
 
@@ -205,19 +214,28 @@ static void record_exit(scheduler_t *s, const deployment_t *d, const instance_t 
 }
 
 /* Act on one deployment's plan. Returns <0 when something transient failed and a retry pass
- * is wanted. */
-static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_list_t *instances) {
+ * is wanted; *wake_at is lowered to when the deployment needs its next pass (back-off). */
+static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_list_t *instances,
+                         uint64_t *wake_at) {
         plan_t p;
         int r, failed = 0;
 
         r = scheduler_plan(d, instances->items, instances->n, &p);
         if (r < 0)
                 return r;
+        /* Failures are counted before their instances go: an exit seen but not stored would be
+         * forgotten, one stored twice is not (failed_at tells which were counted). */
+        if (p.persist_restarts && p.status && set_status(s, d, &p) < 0) {
+                plan_clear(&p);
+                return -EAGAIN;
+        }
         for (size_t k = 0; k < p.n_remove; k++) {
                 record_exit(s, d, p.remove[k]);
                 if (instance_op(s, "instance.remove", p.remove[k], false) < 0)
                         failed = -EAGAIN;
         }
+        if (p.event_reason)
+                scheduler_event(s, d->id, p.event_level, p.event_reason, "%s", p.event_message);
         for (size_t k = 0; k < p.n_stop; k++) {
                 scheduler_event(s, d->id, EVENT_LEVEL_INFO, EVENT_INSTANCE_STOPPED, "stopping instance %s (%s)",
                                 p.stop[k]->spec.instance_id,
@@ -239,6 +257,20 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                                         "cannot create an instance, not retrying: %s", error);
                         break;
                 }
+                if (r == -EAGAIN) {
+                        /* Refused for now (a port taken, no room): a failed attempt, backed off
+                         * like a crash. */
+                        char what[600];
+
+                        scheduler_event(s, d->id, EVENT_LEVEL_WARNING,
+                                        strstr(error, "PortAllocationFailed") ? "PortAllocationFailed"
+                                                                              : EVENT_CREATE_FAILED,
+                                        "cannot create an instance: %s", error);
+                        snprintf(what, sizeof(what), "create failed (%s)", error);
+                        plan_failures(d, 1, now_realtime_ms(), what, &p);
+                        scheduler_event(s, d->id, p.event_level, p.event_reason, "%s", p.event_message);
+                        break;
+                }
                 if (r < 0) {
                         failed = -EAGAIN;
                         break;
@@ -246,9 +278,11 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
         }
         if (p.purge && purge(s, d) < 0)
                 failed = -EAGAIN;
-        if (p.status && (!streq(p.status, d->status) || p.ready != d->ready_replicas) &&
-            set_status(s, d, p.status, p.message, p.ready) < 0)
+        if (p.status && (!streq(p.status, d->status) || p.ready != d->ready_replicas || p.persist_restarts) &&
+            set_status(s, d, &p) < 0)
                 failed = -EAGAIN;
+        if (p.wake_at && (!*wake_at || p.wake_at < *wake_at))
+                *wake_at = p.wake_at;
         plan_clear(&p);
         return failed;
 }
@@ -285,6 +319,7 @@ static int on_retry_timer(zloop_t *loop, int timer_id, void *arg) {
 int scheduler_reconcile_all(scheduler_t *s) {
         deployment_list_t deployments = {};
         instance_list_t instances = {};
+        uint64_t wake_at = 0;
         int r, failed = 0;
 
         /* Both lists must be fresh: acting on a partial view could kill healthy instances. */
@@ -294,8 +329,9 @@ int scheduler_reconcile_all(scheduler_t *s) {
         if (r < 0)
                 goto out;
         for (size_t k = 0; k < deployments.n; k++)
-                if (reconcile_one(s, &deployments.items[k], &instances) < 0)
+                if (reconcile_one(s, &deployments.items[k], &instances, &wake_at) < 0)
                         failed = -EAGAIN;
+        scheduler_wake_at(s, wake_at);
         if (reap_orphans(s, &deployments, &instances) < 0)
                 failed = -EAGAIN;
         r = failed;
@@ -332,6 +368,27 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
         if (streq(type, "instance.ready"))
                 record_ready(userdata, body);
         scheduler_kick(userdata, type);
+}
+
+static int on_wake(zloop_t *loop, int timer_id, void *arg) {
+        scheduler_t *s = arg;
+
+        s->wake_timer = -1;
+        scheduler_kick(s, "a back-off or healthy period is over");
+        return 0;
+}
+
+/* One timer for the earliest deadline any deployment waits for (0: none); re-armed after
+ * every pass, so it never holds more than the next one. */
+void scheduler_wake_at(scheduler_t *s, uint64_t wake_at) {
+        uint64_t now = now_realtime_ms();
+
+        if (s->wake_timer >= 0) {
+                zloop_timer_end(s->ctx->loop, s->wake_timer);
+                s->wake_timer = -1;
+        }
+        if (wake_at)
+                s->wake_timer = zloop_timer(s->ctx->loop, wake_at > now ? wake_at - now + 1 : 1, 1, on_wake, s);
 }
 
 static int on_resync(zloop_t *loop, int timer_id, void *arg) {

@@ -8,6 +8,8 @@
 
 #include "lib/util.h"
 
+#include <sys/param.h> /* MIN, MAX */
+
 static bool instance_alive(const instance_t *i) {
         return streq(i->state, INSTANCE_STATE_STARTING) || streq(i->state, INSTANCE_STATE_RUNNING) ||
                streq(i->state, INSTANCE_STATE_READY);
@@ -38,6 +40,50 @@ static bool instance_matches(const deployment_t *d, const instance_t *i) {
                ports_equal(i->spec.ports, i->spec.n_ports, d->ports, d->n_ports);
 }
 
+uint64_t plan_backoff_ms(uint32_t n) {
+        if (n == 0)
+                return 0;
+        if (n > 7) /* 2^6 s already exceeds the cap; no shift overflows */
+                return SCHEDULER_BACKOFF_MAX_MS;
+        return MIN((uint64_t)SCHEDULER_BACKOFF_BASE_MS << (n - 1), (uint64_t)SCHEDULER_BACKOFF_MAX_MS);
+}
+
+bool plan_failures(const deployment_t *d, uint32_t n_failures, uint64_t failed_at, const char *what, plan_t *p) {
+        uint32_t count = d->restart_count + n_failures;
+
+        p->persist_restarts = true;
+        p->failed_at = MAX(failed_at, d->failed_at);
+        if (count > SCHEDULER_MAX_RESTART_COUNT) {
+                /* Give up: the record keeps the count of restarts actually made. */
+                p->restart_count = d->restart_count;
+                p->status = DEPLOYMENT_STATUS_CRASH_LOOP;
+                p->create = 0;
+                p->wake_at = 0;
+                snprintf(p->message, sizeof(p->message), "%s after %u restarts; re-apply to try again", what,
+                         d->restart_count);
+                p->event_reason = "CrashLoopBackOff";
+                p->event_level = "error";
+                snprintf(p->event_message, sizeof(p->event_message), "%s, %u consecutive failures: not restarting",
+                         what, count);
+                return false;
+        }
+        p->restart_count = count;
+        p->wake_at = p->failed_at + plan_backoff_ms(count);
+        p->event_reason = "BackOff";
+        p->event_level = "warning";
+        snprintf(p->event_message, sizeof(p->event_message), "%s; restart %u/%u in %llu ms", what, count,
+                 SCHEDULER_MAX_RESTART_COUNT, (unsigned long long)plan_backoff_ms(count));
+        return true;
+}
+
+/* A worker instance that ended without us asking: the workload exited or the VM died. */
+static bool is_failure(const deployment_t *d, const instance_t *i) {
+        if (i->exit_reason && streq(i->exit_reason, "stopped"))
+                return false;
+        /* Counted already: failed_at is the exit time of the newest failure counted. */
+        return d->failed_at == 0 || i->exited_at > d->failed_at;
+}
+
 void plan_clear(plan_t *p) {
         free(p->stop);
         free(p->remove);
@@ -52,8 +98,16 @@ static int by_started_desc(const void *a, const void *b) {
 }
 
 int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_instances, plan_t *p) {
+        return scheduler_plan_at(d, instances, n_instances, now_realtime_ms(), p);
+}
+
+int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t n_instances, uint64_t now_ms,
+                      plan_t *p) {
         _cleanup_free_ const instance_t **current = NULL;
         size_t n_current = 0, n_old_alive = 0, n_stopping = 0, n_exited_current = 0;
+        uint32_t n_failures = 0;
+        uint64_t newest_failure = 0, backoff_until;
+        const instance_t *last_failed = NULL;
         bool deleted = streq(d->status, DEPLOYMENT_STATUS_DELETED);
         bool is_job = d->kind && streq(d->kind, "job");
         int64_t job_exit = -1;
@@ -77,6 +131,13 @@ int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_
                         if (instance_matches(d, i)) {
                                 n_exited_current++;
                                 job_exit = i->exit_status;
+                                if (!is_job && !deleted && is_failure(d, i)) {
+                                        n_failures++;
+                                        if (!last_failed || i->exited_at >= newest_failure) {
+                                                newest_failure = i->exited_at;
+                                                last_failed = i;
+                                        }
+                                }
                         }
                 } else if (streq(i->state, INSTANCE_STATE_STOPPING))
                         n_stopping++;
@@ -108,6 +169,14 @@ int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_
             n_current == 0)
                 return 0;
 
+        /* A crash loop waits for a new spec (re-apply resets the status and the count). */
+        if (streq(d->status, DEPLOYMENT_STATUS_CRASH_LOOP) && n_failures == 0) {
+                snprintf(p->message, sizeof(p->message), "%u/%u instances ready; crash loop: re-apply to restart",
+                         p->ready, d->replicas);
+                p->status = DEPLOYMENT_STATUS_CRASH_LOOP;
+                return 0;
+        }
+
         if (n_current < d->replicas)
                 p->create = d->replicas - (uint32_t)n_current;
         else if (n_current > d->replicas) {
@@ -131,5 +200,39 @@ int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_
         else
                 p->status = DEPLOYMENT_STATUS_PENDING;
         snprintf(p->message, sizeof(p->message), "%u/%u instances ready", p->ready, d->replicas);
+
+        p->restart_count = d->restart_count;
+        p->failed_at = d->failed_at;
+        if (n_failures > 0) {
+                char what[256];
+
+                snprintf(what, sizeof(what), "instance %s exited (%s, status %lld)", last_failed->spec.instance_id,
+                         last_failed->exit_reason ?: "unknown", (long long)last_failed->exit_status);
+                if (!plan_failures(d, n_failures, newest_failure, what, p))
+                        return 0;
+        }
+
+        /* Back-off: nothing new starts before the delay since the newest failure is over. */
+        backoff_until = p->failed_at + plan_backoff_ms(p->restart_count);
+        if (p->create > 0 && p->restart_count > 0 && now_ms < backoff_until) {
+                p->create = 0;
+                p->wake_at = backoff_until;
+                snprintf(p->message, sizeof(p->message), "%u/%u instances ready; back-off: restart %u/%u in %llu ms",
+                         p->ready, d->replicas, p->restart_count, SCHEDULER_MAX_RESTART_COUNT,
+                         (unsigned long long)(backoff_until - now_ms));
+        }
+
+        /* Healthy long enough: the next failure starts the back-off from scratch. */
+        if (p->restart_count > 0 && n_failures == 0 && p->ready >= d->replicas && n_current == d->replicas) {
+                uint64_t healthy_at = 0;
+
+                for (size_t k = 0; k < n_current; k++)
+                        healthy_at = MAX(healthy_at, current[k]->ready_at + SCHEDULER_MIN_HEALTHY_MS);
+                if (now_ms >= healthy_at) {
+                        p->restart_count = 0;
+                        p->persist_restarts = true;
+                } else
+                        p->wake_at = healthy_at;
+        }
         return 0;
 }

@@ -80,3 +80,58 @@ def test_events_are_recorded_listed_filtered_and_followed(stack):
     assert [e["id"] for e in lines] == [e["id"] for e in events(stack, "ev")][-len(lines):]
     table = stack.husk("deployment", "events", "ev", check=True).stdout
     assert "REASON" in table and "InstanceCrashed" in table
+
+
+def test_missing_kernel_is_a_permanent_failure_without_restarts(stack):
+    apply_yaml(stack, manifest(stack, "nokernel", extra="    kernel: /nonexistent/vmlinux\n"))
+
+    def failed():
+        d = inspect(stack, "nokernel")
+        return d if d and d["status"] == "failed" else None
+    d = stack.wait_for(failed, timeout=60, what="nokernel failed")
+    assert "/nonexistent/vmlinux" in d["status_message"]
+    assert d["restart_count"] == 0
+    perm = wait_event(stack, "nokernel", "PermanentFailure")[0]
+    assert perm["level"] == "error" and "/nonexistent/vmlinux" in perm["message"]
+    # It stays failed: no restarts, no back-off, no instance.
+    time.sleep(3)
+    d = inspect(stack, "nokernel")
+    assert d["status"] == "failed" and d["restart_count"] == 0
+    assert "BackOff" not in reasons(stack, "nokernel")
+    assert reasons(stack, "nokernel").count("PermanentFailure") == 1
+    assert stack.instance_dirs() == []
+
+
+def test_instance_that_exits_at_once_backs_off_into_crash_loop(stack):
+    # A kernel QEMU cannot load: the VMM exits right after its start, every time (a transient
+    # failure as far as the scheduler can tell, so it is retried with back-off).
+    bad = stack.dir / "not-a-kernel"
+    bad.write_bytes(b"\0" * 4096)
+    apply_yaml(stack, manifest(stack, "loop", extra=f"    kernel: {bad}\n"))
+
+    def crash_loop():
+        d = inspect(stack, "loop")
+        return d if d and d["status"] == "crash_loop_back_off" else None
+    d = stack.wait_for(crash_loop, timeout=150, what="loop in crash_loop_back_off")
+    assert d["restart_count"] == 5
+
+    evs = events(stack, "loop")
+    backoffs = [e for e in evs if e["reason"] == "BackOff"]
+    assert len(backoffs) == 5, [e["message"] for e in backoffs]
+    for n, e in enumerate(backoffs, 1):
+        assert f"restart {n}/5 in {1000 * 2 ** (n - 1)} ms" in e["message"], e["message"]
+    # The delays grow: each instance starts later after the previous failure than the one before.
+    starts = [e["timestamp_ms"] for e in evs if e["reason"] == "InstanceStarted"]
+    assert len(starts) == 6
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:])), gaps
+    assert [e for e in evs if e["reason"] == "CrashLoopBackOff"][0]["level"] == "error"
+    # Nothing more is started.
+    time.sleep(3)
+    assert reasons(stack, "loop").count("InstanceStarted") == 6
+    assert stack.qemu_pids() == []
+
+    # A re-apply with a fixed spec starts afresh.
+    apply_yaml(stack, manifest(stack, "loop"))
+    d = wait_running(stack, "loop", 1)
+    assert d["restart_count"] == 0

@@ -233,6 +233,148 @@ static void test_job_exit_status_decides_completed_or_failed(void **state) {
         plan_clear(&p);
 }
 
+
+/* ---- restarts and back-off ---------------------------------------------------------------- */
+
+static instance_t exited(const char *id, const char *reason, uint64_t exited_at) {
+        instance_t i = instance(id, "d1", "exited", 1, 10);
+
+        i.exit_reason = (char *)reason;
+        i.exited_at = exited_at;
+        i.exit_status = 1;
+        return i;
+}
+
+static void test_backoff_doubles_and_caps(void **state) {
+        const uint64_t want[] = { 0, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000 };
+
+        for (uint32_t n = 0; n < 10; n++)
+                assert_int_equal(plan_backoff_ms(n), want[n]);
+        assert_int_equal(plan_backoff_ms(UINT32_MAX), 60000);
+}
+
+static void test_exit_is_counted_then_backed_off(void **state) {
+        deployment_t d = deployment("running", 1, 1);
+        instance_t is[] = { exited("a", "guest-shutdown", 100000) };
+        plan_t p;
+
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 100005, &p), 0);
+        assert_int_equal(p.n_remove, 1);
+        assert_true(p.persist_restarts);
+        assert_int_equal(p.restart_count, 1);
+        assert_int_equal(p.failed_at, 100000);
+        assert_int_equal(p.create, 0); /* not before 1 s after the exit */
+        assert_int_equal(p.wake_at, 101000);
+        assert_string_equal(p.event_reason, "BackOff");
+        assert_non_null(strstr(p.event_message, "instance a exited (guest-shutdown, status 1)"));
+        assert_string_equal(p.status, "creating");
+        plan_clear(&p);
+
+        /* The next pass (the instance removed, the count stored): creates once the delay is over. */
+        d.restart_count = 1;
+        d.failed_at = 100000;
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 100999, &p), 0);
+        assert_int_equal(p.create, 0);
+        assert_int_equal(p.wake_at, 101000);
+        assert_false(p.persist_restarts);
+        assert_non_null(strstr(p.message, "back-off"));
+        plan_clear(&p);
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 101000, &p), 0);
+        assert_int_equal(p.create, 1);
+        plan_clear(&p);
+
+        /* The third failure in a row waits 4 s. */
+        d.restart_count = 2;
+        is[0].exited_at = 200000;
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 200001, &p), 0);
+        assert_int_equal(p.restart_count, 3);
+        assert_int_equal(p.wake_at, 204000);
+        plan_clear(&p);
+}
+
+static void test_counted_exit_is_not_counted_again(void **state) {
+        deployment_t d = deployment("running", 1, 1);
+        instance_t is[] = { exited("a", "crashed", 100000) };
+        plan_t p;
+
+        d.restart_count = 1;
+        d.failed_at = 100000; /* stored, but removing the instance failed last time */
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 100500, &p), 0);
+        assert_false(p.persist_restarts);
+        assert_int_equal(p.restart_count, 1);
+        assert_int_equal(p.n_remove, 1);
+        assert_null(p.event_reason);
+        plan_clear(&p);
+}
+
+static void test_our_stops_are_not_failures(void **state) {
+        deployment_t d = deployment("running", 1, 1);
+        instance_t is[] = { exited("a", "stopped", 100000) };
+        plan_t p;
+
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 100001, &p), 0);
+        assert_false(p.persist_restarts);
+        assert_int_equal(p.create, 1);
+        plan_clear(&p);
+}
+
+static void test_sixth_failure_is_a_crash_loop(void **state) {
+        deployment_t d = deployment("creating", 1, 1);
+        instance_t is[] = { exited("a", "guest-shutdown", 900000) };
+        plan_t p;
+
+        d.restart_count = SCHEDULER_MAX_RESTART_COUNT;
+        d.failed_at = 800000;
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 900001, &p), 0);
+        assert_string_equal(p.status, "crash_loop_back_off");
+        assert_int_equal(p.create, 0);
+        assert_int_equal(p.n_remove, 1);
+        assert_true(p.persist_restarts);
+        assert_int_equal(p.restart_count, SCHEDULER_MAX_RESTART_COUNT);
+        assert_int_equal(p.failed_at, 900000);
+        assert_string_equal(p.event_reason, "CrashLoopBackOff");
+        assert_string_equal(p.event_level, "error");
+        plan_clear(&p);
+
+        /* And it stays there, starting nothing, until a re-apply resets it. */
+        d.status = "crash_loop_back_off";
+        d.failed_at = 900000;
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 999999, &p), 0);
+        assert_string_equal(p.status, "crash_loop_back_off");
+        assert_int_equal(p.create, 0);
+        plan_clear(&p);
+}
+
+static void test_healthy_for_min_time_resets_the_count(void **state) {
+        deployment_t d = deployment("running", 1, 1);
+        instance_t is[] = { instance("a", "d1", "ready", 1, 10) };
+        plan_t p;
+
+        is[0].ready_at = 50000;
+        d.restart_count = 3;
+        d.failed_at = 40000;
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 55000, &p), 0);
+        assert_false(p.persist_restarts);
+        assert_int_equal(p.wake_at, 50000 + SCHEDULER_MIN_HEALTHY_MS);
+        plan_clear(&p);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 50000 + SCHEDULER_MIN_HEALTHY_MS, &p), 0);
+        assert_true(p.persist_restarts);
+        assert_int_equal(p.restart_count, 0);
+        assert_int_equal(p.failed_at, 40000); /* never goes back: it tells counted exits apart */
+        plan_clear(&p);
+}
+
+static void test_create_failure_counts_as_an_attempt(void **state) {
+        deployment_t d = deployment("creating", 1, 1);
+        plan_t p = {};
+
+        d.restart_count = 1;
+        assert_true(plan_failures(&d, 1, 7000, "create failed (unavailable: port 80 taken)", &p));
+        assert_int_equal(p.restart_count, 2);
+        assert_int_equal(p.wake_at, 9000);
+        assert_string_equal(p.event_reason, "BackOff");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_new_deployment_creates_all_replicas),
@@ -248,6 +390,13 @@ int main(void) {
                 cmocka_unit_test(test_zero_replicas_is_running_with_nothing),
                 cmocka_unit_test(test_failed_waits_for_new_generation),
                 cmocka_unit_test(test_job_exit_status_decides_completed_or_failed),
+                cmocka_unit_test(test_backoff_doubles_and_caps),
+                cmocka_unit_test(test_exit_is_counted_then_backed_off),
+                cmocka_unit_test(test_counted_exit_is_not_counted_again),
+                cmocka_unit_test(test_our_stops_are_not_failures),
+                cmocka_unit_test(test_sixth_failure_is_a_crash_loop),
+                cmocka_unit_test(test_healthy_for_min_time_resets_the_count),
+                cmocka_unit_test(test_create_failure_counts_as_an_attempt),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,7 +90,7 @@ int netd_tap_create(const char *name, uint32_t host_addr);
 int netd_tap_delete(const char *name);
 /* The IPv4 address on name (host order), -ENODEV when it does not exist. */
 int netd_tap_address(const char *name, uint32_t *ret);
-/* Names of every hk* TUN/TAP device: a NULL-terminated array of malloc'd strings. */
+/* Names of every hk<instance_id> link: a NULL-terminated array of malloc'd strings. */
 int netd_tap_list(char ***ret);
 /* ip_forward on in our namespace: published ports from outside and hairpins need it. */
 int netd_sysctl_write(const char *path, const char *value);

@@ -10,7 +10,9 @@
 #include <stdint.h>
 
 #define AGENT_PROTOCOL_VERSION 1
-#define AGENT_FRAME_MAX (1u << 20) /* largest frame body accepted, bytes */
+/* Largest frame body accepted, bytes: an exec answer carries up to 1 MiB each of stdout and
+ * stderr, and still fits a bus message (4 MiB) when vmm-driver relays it. */
+#define AGENT_FRAME_MAX (3u << 20)
 #define AGENT_PORT_NAME "husk.agent"
 
 /* Incremental reader: feed bytes as they arrive, take complete frames out. */

@@ -81,7 +81,7 @@ void module_name_from_path(const char *path, char *buf, size_t size);
 
 /* ---- agent_channel.c: the virtio-serial port to the host -------------------------------- */
 
-#define AGENT_OUT_MAX (3u * AGENT_FRAME_MAX) /* frames queued for a host that does not read */
+#define AGENT_OUT_MAX (2u * AGENT_FRAME_MAX) /* frames queued for a host that does not read */
 
 typedef struct agent_channel {
         char path[256];              /* /dev/vportNpM */

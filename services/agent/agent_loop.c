@@ -61,7 +61,7 @@ static int resync(agent_channel_t *c, int error) {
 
         msgpack_sbuffer_init(&body);
         agent_proto_error(NULL, "malformed",
-                          error == -EMSGSIZE ? "frame longer than 1 MiB"
+                          error == -EMSGSIZE ? "frame longer than 3 MiB"
                                              : "frame body is not one msgpack map with a str \"type\"",
                           &body);
         queue_body(c, &body);

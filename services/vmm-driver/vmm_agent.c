@@ -10,7 +10,7 @@
 #define AGENT_SOCKET "agent.sock"
 #define AGENT_RETRY_FIRST_MS 20
 #define AGENT_RETRY_MAX_MS 100 /* a guest may be ready 100 ms after spawn (KVM) */
-#define AGENT_OUT_MAX (4u << 20) /* unsent bytes we buffer before calling the guest stuck */
+#define AGENT_OUT_MAX (2u * AGENT_FRAME_MAX) /* unsent bytes we buffer before calling the guest stuck */
 #define AGENT_CALLS_MAX 1024     /* requests in flight per instance */
 #define AGENT_SWEEP_MS 250
 #define AGENT_PING_TIMEOUT_MS 5000

@@ -142,7 +142,7 @@ static void test_two_frames_one_feed(void **state) {
 static void test_oversized_length(void **state) {
         /* Refused from the prefix alone: the reader must not wait for 16 MiB to arrive. */
         static const uint8_t huge[] = {0x01, 0x00, 0x00, 0x00, 0x82};
-        static const uint8_t max_plus_one[] = {0x00, 0x10, 0x00, 0x01};
+        static const uint8_t max_plus_one[] = {0x00, 0x30, 0x00, 0x01};
         static const uint8_t all_ones[] = {0xff, 0xff, 0xff, 0xff};
 
         assert_int_equal(feed_and_next(huge, sizeof(huge)), -EMSGSIZE);

@@ -1,0 +1,237 @@
+"""test_kit_mode.py: kit mode end to end with real VMs (tcg): the workload runs from a rootfs or an
+OCI bundle directory through husk-agent, reports its exit status, takes environment: and exec."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("HUSK_BUILD", REPO / "build"))
+FUZZER = BUILD / "fuzz/fuzz_agent_frame"
+
+
+def inspect(stack, name):
+    r = stack.husk("deployment", "inspect", name, "-o", "json")
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def apply(stack, name, image, kind="worker", command=None, environment=None, extra=""):
+    lines = [f"deployments:", f"  {name}:", f"    name: {name}", f"    kind: {kind}",
+             f"    image: {image}", "    resources: {limits: {cpu: \"1\", memory: 128Mi}}"]
+    if command is not None:
+        lines.append(f"    command: {json.dumps(command)}")
+    if environment is not None:
+        lines.append(f"    environment: {json.dumps(environment)}")
+    text = "\n".join(lines) + "\n" + extra
+    r = stack.husk("apply", "-f", "-", input=text)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def wait_status(stack, name, status, timeout=120):
+    def done():
+        d = inspect(stack, name)
+        return d if d and d["status"] == status else None
+    return stack.wait_for(done, timeout=timeout, what=f"{name} {status}")
+
+
+def wait_ready(stack, name, timeout=120):
+    def ready():
+        d = inspect(stack, name)
+        return d if d and d["status"] == "running" and d["ready_replicas"] >= 1 else None
+    return stack.wait_for(ready, timeout=timeout, what=f"{name} running")
+
+
+def rootfs(stack, tmp_path, name="root"):
+    """A copy of the kit's busybox rootfs in the test's own directory."""
+    dst = tmp_path / name
+    shutil.copytree(stack.kit_dir / "rootfs/hello", dst, symlinks=True)
+    return dst
+
+
+def tree(path):
+    """Every entry under path with its type, size and mtime: what a guest write would change."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            out[os.path.relpath(p, path)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def console(stack, d):
+    """Console logs of the deployment's instances, concatenated."""
+    text = ""
+    for i in d["instances"]:
+        p = stack.instances_dir / i["instance_id"] / "console.log"
+        if p.exists():
+            text += p.read_text(errors="replace")
+    return text
+
+
+def job_exit_code(d):
+    codes = [i["exit_status"] for i in d["instances"] if i["state"] == "exited"]
+    assert len(codes) == 1, d["instances"]
+    return codes[0]
+
+
+def events(stack, name):
+    r = stack.husk("deployment", "events", name, "-o", "json")
+    return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else []
+
+
+def test_job_exit_3_fails_with_code_3(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    apply(stack, "three", root, kind="job", command=["/bin/sh", "-c", "echo about to fail; exit 3"])
+    d = wait_status(stack, "three", "failed")
+    # The scheduler removed the exited instance; the code stays in the status message.
+    assert d["status_message"] == "job exited with status 3", d
+    text = stack.husk("deployment", "inspect", "three", check=True).stdout
+    assert "failed (job exited with status 3)" in text, text
+
+
+def test_job_killed_by_sigkill_reports_137(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    apply(stack, "killed", root, kind="job", command=["/bin/sh", "-c", "kill -9 $$$$"])  # husk apply: $$ is a literal $
+    d = wait_status(stack, "killed", "failed")
+    assert d["status_message"] == "job exited with status 137", d
+
+
+def test_job_exit_0_completes(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    apply(stack, "ok", root, kind="job", command=["/bin/true"])
+    d = wait_status(stack, "ok", "completed")
+    assert d["status_message"] == "job exited with status 0", d
+
+
+def test_exec_stdout_exit_code_and_environment(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    apply(stack, "svc", root, command=["/bin/sh", "-c", "echo workload sees GREETING=$GREETING; exec sleep 100000"],
+          environment={"GREETING": "hello from husk", "PORT": 8080})
+    d = wait_ready(stack, "svc")
+
+    # The workload got environment: (its first line is on the console, marked as the workload's).
+    stack.wait_for(lambda: "husk-workload: workload sees GREETING=hello from husk" in console(stack, d),
+                   timeout=30, what="the workload's line on the console")
+
+    r = stack.husk("deployment", "exec", "svc", "--", "/bin/sh", "-c",
+                   "echo out:$GREETING:$PORT; echo err >&2; exit 5")
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert r.stdout == "out:hello from husk:8080\n"
+    assert r.stderr == "err\n"
+
+    # exec's own -e overrides, and it runs in the workload's root (hostname = instance id).
+    iid = d["instances"][0]["instance_id"]
+    r = stack.husk("deployment", "exec", "svc", "--instance", iid, "-e", "GREETING=override", "--",
+                   "/bin/sh", "-c", "echo $GREETING $(hostname)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"override {iid}\n"
+
+    # Several at once, multiplexed on one channel.
+    procs = [stack.husk("deployment", "exec", "svc", "--", "/bin/sh", "-c", f"sleep 0.{k}; echo {k}; exit {k}")
+             for k in range(1, 4)]
+    for k, r in zip(range(1, 4), procs):
+        assert (r.returncode, r.stdout) == (k, f"{k}\n")
+
+    # Through REST, with stdin and a timeout that fires.
+    resp = stack.api("POST", f"/deployments/{d['id']}/exec", json={"command": ["/bin/cat"], "stdin": "piped"})
+    assert resp.status == 200 and resp.json()["stdout"] == "piped", resp.text()
+    # Output beyond 1 MiB is cut and said to be.
+    resp = stack.api("POST", f"/deployments/{d['id']}/exec",
+                     json={"command": ["/bin/sh", "-c", "head -c 1500000 /dev/zero | tr '\\0' a; echo done >&2"]},
+                     timeout=60)
+    body = resp.json()
+    assert resp.status == 200 and body["truncated"] is True and body["exit_status"] == 0, resp.text()[:300]
+    assert body["stdout"] == "a" * (1 << 20) and body["stderr"] == "done\n"
+    resp = stack.api("POST", f"/deployments/{d['id']}/exec", json={"command": ["/bin/sleep", "30"], "timeout": "1s"})
+    body = resp.json()
+    assert resp.status == 200 and body["timed_out"] is True and body["exit_status"] == 137, body
+
+
+def test_exec_errors_name_husk_agent_and_transport(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    apply(stack, "frozen", root, command=["/bin/sleep", "100000"])
+    d = wait_ready(stack, "frozen")
+    r = stack.husk("deployment", "exec", "frozen", "--instance", "ffffffffffff", "--", "/bin/true")
+    assert r.returncode != 0 and "no instance ffffffffffff" in r.stderr, r.stderr
+    # A guest that does not answer: the error says who did not, and over what.
+    pid = d["instances"][0]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        r = stack.husk("deployment", "exec", "frozen", "--timeout", "1s", "--", "/bin/true", timeout=60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert r.returncode != 0
+    assert "husk-agent" in r.stderr and "virtio-serial" in r.stderr, r.stderr
+
+
+def test_writes_to_root_leave_host_directory_untouched(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    before = tree(root)
+    apply(stack, "writer", root, kind="job",
+          command=["/bin/sh", "-c", "echo x > /new-file && rm -rf /bin/ls && mkdir /etc/newdir && "
+                   "echo changed > /etc/hostname-file && test -f /new-file && test ! -e /bin/ls"])
+    d = wait_status(stack, "writer", "completed")
+    assert d["status_message"] == "job exited with status 0", d
+    assert tree(root) == before
+
+
+def test_oci_bundle_args_env_cwd_honoured(stack, tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    rootfs(stack, bundle, "rootfs")
+    (bundle / "rootfs/work").mkdir()
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/sh", "-c", "echo bundle cwd=$(pwd) FROM=$FROM OVER=$OVER; exec sleep 100000"],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FROM=bundle", "OVER=bundle"],
+            "cwd": "/work",
+            "capabilities": {"bounding": ["CAP_KILL"]},
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "ignored",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]},
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    apply(stack, "bundle", bundle, environment={"OVER": "deployment"})
+    d = wait_ready(stack, "bundle")
+    stack.wait_for(lambda: "husk-workload: bundle cwd=/work FROM=bundle OVER=deployment" in console(stack, d),
+                   timeout=30, what="the bundle's process on the console")
+    r = stack.husk("deployment", "exec", "bundle", "--", "/bin/sh", "-c", "pwd; echo $FROM")
+    assert (r.returncode, r.stdout) == (0, "/work\nbundle\n"), r.stderr
+    # What a VM cannot apply is reported, not silently dropped.
+    log = (stack.logs_dir / "vmm-driver.log").read_text()
+    assert "OCI bundle fields ignored in a VM:" in log and "linux.namespaces" in log and "mounts" in log
+
+
+def test_command_refused_for_firmware_disk_image(stack, tmp_path):
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * 4096)
+    text = f"""deployments:
+  disk:
+    name: disk
+    image: {disk}
+    command: ["/bin/true"]
+"""
+    r = stack.husk("apply", "-f", "-", input=text)
+    assert r.returncode != 0
+    assert "kit mode" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not FUZZER.exists(), reason="make fuzz builds the fuzzer")
+def test_agent_frame_decoders_survive_the_fuzzer(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    r = subprocess.run([str(FUZZER), "-max_total_time=10", "-max_len=65536", str(corpus)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]

@@ -1,6 +1,7 @@
 /* apiserver_routes_exec.c: POST /deployments/{id}/exec: run a command in one instance through vmm-driver and husk-agent. */
 #include <civetweb.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +15,41 @@
 /* vmm-driver and the agent answer a timed-out command themselves; this covers a lost reply. */
 #define EXEC_CALL_GRACE_MS 15000u
 #define INSTANCE_ID_MAX 64
+
+/* One vmm-driver client per civetweb worker, kept for the thread's life: an exec may take
+ * minutes and must not hold up the shared client's instance.list calls, and a fresh socket per
+ * request costs a connection handshake (the client only sends on live connections) that was
+ * most of the REST exec round trip. */
+static pthread_key_t client_key;
+static pthread_once_t client_once = PTHREAD_ONCE_INIT;
+
+static void client_free(void *p) {
+        bus_client_t *c = p;
+        bus_client_destroy(&c);
+}
+
+static void client_key_init(void) {
+        (void)pthread_key_create(&client_key, client_free);
+}
+
+static int thread_client(apiserver_t *api, bus_client_t **ret) {
+        bus_client_t *c;
+        int r;
+
+        pthread_once(&client_once, client_key_init);
+        c = pthread_getspecific(client_key);
+        if (!c) {
+                r = bus_client_new(api->config->bus[HUSK_DAEMON_VMM_DRIVER].requests, &c);
+                if (r < 0)
+                        return r;
+                if (pthread_setspecific(client_key, c) != 0) {
+                        bus_client_destroy(&c);
+                        return -ENOMEM;
+                }
+        }
+        *ret = c;
+        return 0;
+}
 
 static int bad_request(http_request_t *req, const char *field, const char *reason) {
         json_t *v = json_pack("[{s:s, s:s}]", "field", field, "reason", reason);
@@ -203,14 +239,11 @@ int route_deployment_exec(http_request_t *req) {
                 msgpack_sbuffer_destroy(&args);
                 return r;
         }
-        /* A socket of its own: an exec may take minutes and must not hold up instance.list
-         * calls of other requests on the shared client. */
-        r = bus_client_new(req->api->config->bus[HUSK_DAEMON_VMM_DRIVER].requests, &client);
+        r = thread_client(req->api, &client);
         if (r >= 0) {
                 bus_call_opts_t opts = { .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS };
                 r = bus_call(client, "instance.exec", &args, &opts, &reply);
         }
-        bus_client_destroy(&client);
         msgpack_sbuffer_destroy(&args);
         if (r == -ETIMEDOUT)
                 return http_reply_problem(req, 504, "timeout", "Gateway timeout", NULL,

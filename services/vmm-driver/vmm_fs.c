@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,7 +86,7 @@ static bool listening(const char *dir) {
 }
 
 int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec) {
-        char sock_opt[64], source_opt[PATH_MAX + 16];
+        char sock_opt[PATH_MAX + 32], source_opt[PATH_MAX + 16];
         char *argv[] = { VIRTIOFSD, sock_opt, "-o", source_opt, "-o", "cache=auto", "-o", "sandbox=chroot",
                          "-o", "no_posix_lock", NULL };
         uint64_t deadline;
@@ -94,7 +95,12 @@ int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec) {
 
         if (access(VIRTIOFSD, X_OK) < 0)
                 return -errno;
-        snprintf(sock_opt, sizeof(sock_opt), "--socket-path=" VMM_FS_SOCKET);
+        /* Absolute: virtiofsd names its lock file (/run/virtiofsd/<path>.pid) after the socket
+         * path, so relative paths would make every instance's virtiofsd but the first refuse to
+         * start. A socket path longer than sun_path cannot be bound anyway. */
+        if (strlen(dir) + sizeof("/" VMM_FS_SOCKET) > sizeof(((struct sockaddr_un *)0)->sun_path))
+                return -ENAMETOOLONG;
+        snprintf(sock_opt, sizeof(sock_opt), "--socket-path=%s/" VMM_FS_SOCKET, dir);
         if (snprintf(source_opt, sizeof(source_opt), "source=%s", source) >= (int)sizeof(source_opt))
                 return -ENAMETOOLONG;
         /* A comma would end virtiofsd's -o value and start another option. */

@@ -84,8 +84,9 @@ void module_name_from_path(const char *path, char *buf, size_t size);
 #define AGENT_OUT_MAX (2u * AGENT_FRAME_MAX) /* frames queued for a host that does not read */
 
 typedef struct agent_channel {
-        char path[256];              /* /dev/vportNpM */
+        char path[256];              /* /dev/vportNpM, or "vsock:<port>" */
         int fd;                      /* -1 while closed */
+        int listen_fd;               /* vsock: the listening socket; -1 for the virtio-serial port */
         bool host_connected;         /* false after EOF until SIGIO says the host is back */
         agent_frame_reader_t reader; /* input, resynced by reopening on malformed frames */
         msgpack_sbuffer out;         /* encoded frames not yet written */
@@ -114,6 +115,15 @@ int agent_channel_drain(agent_channel_t *c, uint64_t timeout_ms);
 int agent_channel_read(agent_channel_t *c);
 /* Called when the host went away: drop partial input and a partially written frame. */
 void agent_channel_host_gone(agent_channel_t *c);
+
+/* ---- agent_vsock.c: AF_VSOCK transport (cloud-hypervisor, disk images) ------------------------ */
+
+#define AGENT_VSOCK_PORT 2375
+
+/* Listen on port (any CID); connections are taken by agent_vsock_accept() from the loop. */
+int agent_vsock_listen(agent_channel_t *c, unsigned port);
+/* Take a waiting connection; it replaces the current one (the host reconnected). -EAGAIN when none. */
+int agent_vsock_accept(agent_channel_t *c);
 
 /* ---- agent_proto.c: what each message type does ----------------------------------------- */
 
@@ -218,6 +228,7 @@ typedef struct agent_state {
         agent_net_t net;
         const char *image_dir;   /* where the image is mounted; tests point it elsewhere */
         bool no_switch_root;     /* tests: run the workload without mounts or chroot */
+        bool no_workload;        /* a daemon in a disk image: the image's init runs the workload */
         int console;             /* fd for workload lines; 2 */
 } agent_state_t;
 

@@ -77,7 +77,7 @@ int agent_channel_find(const char *name, uint64_t timeout_ms, char *path, size_t
 }
 
 void agent_channel_init(agent_channel_t *c) {
-        *c = (agent_channel_t){ .fd = -1 };
+        *c = (agent_channel_t){ .fd = -1, .listen_fd = -1 };
         agent_frame_reader_init(&c->reader);
         msgpack_sbuffer_init(&c->out);
 }
@@ -195,6 +195,11 @@ int agent_channel_read(agent_channel_t *c) {
 
 void agent_channel_host_gone(agent_channel_t *c) {
         c->host_connected = false;
+        /* A vsock connection is over for good: the next host makes a new one. */
+        if (c->listen_fd >= 0 && c->fd >= 0) {
+                close(c->fd);
+                c->fd = -1;
+        }
         /* A half-received frame will never be completed by the next host. */
         agent_frame_reader_clear(&c->reader);
         /* Nor will the next host understand the tail of a half-sent one. Whole frames not

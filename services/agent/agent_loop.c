@@ -142,10 +142,12 @@ int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
         reap_state = s;
 
         for (;;) {
-                struct pollfd p[2 + 2 + 3 * AGENT_EXEC_MAX] = {
+                struct pollfd p[3 + 2 + 3 * AGENT_EXEC_MAX] = {
                         { .fd = sfd, .events = POLLIN },
                         { .fd = c->host_connected ? c->fd : -1,
                           .events = POLLIN | (agent_channel_pending(c) ? POLLOUT : 0) },
+                        /* vsock: a host connecting (again: a restarted vmm-driver) */
+                        { .fd = c->listen_fd, .events = POLLIN },
                 };
                 size_t n_io;
                 int r, timeout;
@@ -156,23 +158,29 @@ int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
                         (void)agent_channel_flush(c);
                 if (s->power_off)
                         return 0;
-                if (!c->host_connected && (timeout < 0 || timeout > DISCONNECTED_RECHECK_MS))
+                if (!c->host_connected && c->listen_fd < 0 && (timeout < 0 || timeout > DISCONNECTED_RECHECK_MS))
                         timeout = DISCONNECTED_RECHECK_MS;
-                n_io = agent_io_pollfds(s, p + 2, ELEMENTSOF(p) - 2);
+                n_io = agent_io_pollfds(s, p + 3, ELEMENTSOF(p) - 3);
 
-                r = poll(p, 2 + n_io, timeout);
+                r = poll(p, 3 + n_io, timeout);
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
                         return log_agent_error_errno(errno, "poll() failed: %m");
                 }
                 if (r == 0) {
-                        c->host_connected = true;
+                        if (c->listen_fd < 0)
+                                c->host_connected = true;
                         continue;
                 }
                 if (p[0].revents & POLLIN)
                         on_signals(sfd, c);
-                agent_io_ready(s, p + 2, n_io);
+                if (p[2].revents & POLLIN) {
+                        r = agent_vsock_accept(c);
+                        if (r < 0 && r != -EAGAIN)
+                                log_agent_warning_errno(r, "Failed to accept a vsock connection, ignoring: %m");
+                }
+                agent_io_ready(s, p + 3, n_io);
                 if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
                         r = on_port_input(c, s);
                         if (r < 0)

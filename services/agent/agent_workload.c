@@ -207,6 +207,9 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         size_t n_pack;
         int r;
 
+        if (s->no_workload)
+                return pack_error(pk, id, "invalid", "husk-agent runs as a daemon in this image (disk mode): "
+                                  "the image's own init runs its workload");
         if (w->started)
                 return pack_error(pk, id, "conflict", "the workload was started already");
         if (mp_get_str(req, "mode", 16, &mode) < 0 || (!streq(mode, "rootfs") && !streq(mode, "bundle")))

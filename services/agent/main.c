@@ -1,11 +1,14 @@
 /* main.c: husk-agent, PID 1 of the guest kit: set up the VM, then serve the host channel. */
 #include "services/agent/agent.h"
 
+#include "lib/mp.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -34,13 +37,58 @@ static const char *const coldplug_buses[] = {
 };
 
 static void help(void) {
-        printf("%s [--help] [--version]\n\n"
+        printf("%s [--help] [--version] [--vsock PORT]\n\n"
                "The husk guest agent. It runs as PID 1 (/init) of the husk guest kit: it mounts\n"
                "the kernel file systems, loads the virtio modules, sets the hostname from\n"
                "husk.instance=<id> on the kernel command line and serves the host on the\n"
-               "virtio-serial port named \"%s\" (see proto/SCHEMA.md, \"Agent\").\n"
-               "Run as anything but PID 1 it only answers --help and --version.\n",
-               program_invocation_short_name, AGENT_PORT_NAME);
+               "virtio-serial port named \"%s\" (or on AF_VSOCK port %d with husk.transport=vsock)\n"
+               "(see proto/SCHEMA.md, \"Agent\"). In kit mode it runs the deployment's workload.\n\n"
+               "  --vsock PORT   run as a daemon in a disk image (systemd: husk-agent.service):\n"
+               "                 serve the host on AF_VSOCK PORT (husk uses %d): exec, status, shutdown\n",
+               program_invocation_short_name, AGENT_PORT_NAME, AGENT_VSOCK_PORT, AGENT_VSOCK_PORT);
+}
+
+/* husk-agent --vsock PORT: a normal daemon in a disk image whose own init runs the workload.
+ * No mounts, modules or power-off of its own making: shutdown asks the image's init. */
+static int run_daemon(unsigned port) {
+        static char *const poweroff[] = { "systemctl", "poweroff", NULL };
+        _cleanup_(mp_strv_freep) char **env = NULL;
+        agent_state_t state;
+        agent_channel_t c;
+        msgpack_sbuffer body;
+        sigset_t mask;
+        pid_t pid;
+        int r;
+
+        agent_state_init(&state);
+        state.no_workload = true;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGIO);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        agent_channel_init(&c);
+        r = agent_vsock_listen(&c, port);
+        if (r < 0) {
+                log_agent_error_errno(r, "Failed to listen on vsock port %u: %m (is the vsock transport loaded?)", port);
+                return EXIT_FAILURE;
+        }
+        msgpack_sbuffer_init(&body);
+        agent_proto_ready(agent_uptime_ms(), &body);
+        (void)agent_channel_queue(&c, &body);
+        msgpack_sbuffer_destroy(&body);
+        log_agent_info("listening on vsock port %u", port);
+
+        r = agent_loop_run(&c, &state);
+        if (r < 0)
+                return EXIT_FAILURE;
+        (void)agent_channel_drain(&c, SHUTDOWN_DRAIN_MS);
+        log_agent_info("shutdown requested: asking the system to power off");
+        if (agent_base_env(NULL, &env) >= 0 &&
+            agent_spawn(poweroff, env, "/", -1, STDOUT_FILENO, STDERR_FILENO, &pid) >= 0)
+                return EXIT_SUCCESS;
+        sync();
+        reboot(RB_POWER_OFF);
+        return log_agent_error_errno(errno, "Failed to power off: %m"), EXIT_FAILURE;
 }
 
 /* The VM is useless without its agent: say why on the console and end it, so the host
@@ -85,7 +133,7 @@ static void load_modules(const char *cmdline) {
 }
 
 static _Noreturn void run(void) {
-        _cleanup_free_ char *cmdline = NULL, *instance = NULL, *level = NULL;
+        _cleanup_free_ char *cmdline = NULL, *instance = NULL, *level = NULL, *transport = NULL;
         agent_state_t state;
         agent_channel_t c;
         msgpack_sbuffer body;
@@ -141,6 +189,16 @@ static _Noreturn void run(void) {
         if (r < 0)
                 log_agent_warning_errno(r, "Failed to configure " "eth0, ignoring: %m");
 
+        if (cmdline_get(cmdline, "husk.transport", &transport) >= 0 && streq(transport, "vsock")) {
+                /* cloud-hypervisor: no virtio-serial, the host reaches us through hybrid vsock. */
+                agent_channel_init(&c);
+                r = agent_vsock_listen(&c, AGENT_VSOCK_PORT);
+                if (r < 0) {
+                        log_agent_error_errno(r, "Failed to listen on vsock port %d: %m", AGENT_VSOCK_PORT);
+                        fatal();
+                }
+                goto serve;
+        }
         r = agent_channel_find(AGENT_PORT_NAME, PORT_TIMEOUT_MS, port, sizeof(port));
         if (r < 0) {
                 log_agent_error_errno(r, "No virtio-serial port named %s (%m); QEMU needs "
@@ -157,6 +215,7 @@ static _Noreturn void run(void) {
                 fatal();
         }
 
+serve:
         /* Queued now, written when the host connects: the port takes no bytes before. */
         boot_ms = agent_uptime_ms();
         msgpack_sbuffer_init(&body);
@@ -190,6 +249,15 @@ int main(int argc, char *argv[]) {
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         help();
                         return EXIT_SUCCESS;
+                }
+                if (streq(argv[i], "--vsock")) {
+                        uint64_t port;
+
+                        if (i + 1 >= argc || parse_u64(argv[i + 1], &port) < 0 || port == 0 || port > UINT32_MAX - 1) {
+                                fprintf(stderr, "%s: --vsock wants a port number\n", program_invocation_short_name);
+                                return EXIT_FAILURE;
+                        }
+                        return run_daemon((unsigned)port);
                 }
                 if (streq(argv[i], "--version")) {
                         printf("%s (agent protocol %d)\n", AGENT_NAME, AGENT_PROTOCOL_VERSION);

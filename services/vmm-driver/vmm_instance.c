@@ -279,11 +279,13 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                 return fail(ret_error, -ENAMETOOLONG, "instance directory path too long");
         }
         if (mkdir(dir, 0700) < 0) {
+                int e = errno; /* vmm_net_detach() may change it */
+
                 vmm_net_detach(d, spec->instance_id);
-                if (errno == EEXIST)
+                if (e == EEXIST)
                         /* Left by an instance we could not adopt: never reuse someone's directory. */
                         return fail(ret_error, -EEXIST, "instance_id: directory %s exists", dir);
-                return fail(ret_error, -errno, "cannot create %s: %s", dir, strerror(errno));
+                return fail(ret_error, -e, "cannot create %s: %s", dir, strerror(e));
         }
 
         r = vmm_instance_new(d, dir, &i);

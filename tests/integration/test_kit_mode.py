@@ -214,6 +214,35 @@ def test_oci_bundle_args_env_cwd_honoured(stack, tmp_path):
     assert "OCI bundle fields ignored in a VM:" in log and "linux.namespaces" in log and "mounts" in log
 
 
+def virtiofsd_pids(stack):
+    out = []
+    for pid in stack.processes():
+        try:
+            if Path(f"/proc/{pid}/exe").resolve().name == "virtiofsd":
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def test_vmm_driver_restart_keeps_kit_instance_and_delete_leaves_nothing(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    apply(stack, "keep", root, command=["/bin/sh", "-c", "echo up; exec sleep 100000"])
+    d = wait_ready(stack, "keep")
+    assert len(virtiofsd_pids(stack)) == 1
+    stack.kill_daemon("vmm-driver")
+    stack.start_daemon("vmm-driver")
+    # Re-adopted: the agent refuses a second start, exec still reaches it, and the workload runs once.
+    r = stack.husk("deployment", "exec", "keep", "--", "/bin/sh", "-c", "ps | grep -c '[s]leep 100000'")
+    assert (r.returncode, r.stdout) == (0, "1\n"), r.stdout + r.stderr
+    assert [i["instance_id"] for i in inspect(stack, "keep")["instances"]] == [i["instance_id"] for i in d["instances"]]
+    assert stack.husk("deployment", "delete", "keep").returncode == 0
+    stack.wait_for(lambda: stack.husk("deployment", "inspect", "keep").returncode == 4, timeout=60,
+                   what="keep gone")
+    stack.wait_for(lambda: not virtiofsd_pids(stack) and not stack.instance_dirs(), timeout=30,
+                   what="no virtiofsd and no instance directory left")
+
+
 def test_command_refused_for_firmware_disk_image(stack, tmp_path):
     disk = tmp_path / "disk.raw"
     disk.write_bytes(b"\0" * 4096)

@@ -28,7 +28,7 @@ obj     = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 sanobj  = $(patsubst %.c,$(BUILD)/san/%.o,$(1))
 
 LIB_SRCS   := $(wildcard lib/*.c) $(wildcard proto/*.c)
-SERVICES   := apiserver scheduler vmm-driver netd
+SERVICES   := apiserver scheduler vmm-driver netd logd
 # Libraries only one component links (its daemon and its unit tests).
 LIBS_netd  := $(shell pkg-config --libs libnftables)
 # Each component's sources except main.c: the part unit tests link against.

@@ -34,14 +34,24 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONN_SECONDS = float(os.environ.get("BENCH_CONN_SECONDS", "2"))
 BYTES = int(os.environ.get("BENCH_BYTES", str(1 << 30)))
 IID = "be0c4a11ab1e"
-# Each path's connections go to a guest port of their own: short connections leave TIME_WAIT
-# sockets in the guest, and a path reusing another's 4-tuples would stall on them (1 s SYN
-# retransmits), which would measure the order of the runs, not the forwarder.
-GUEST_CONN = {"direct": 80, "nft": 81, "proxy": 82, "socat": 83}
-PUBLISHED_NFT, PUBLISHED_PROXY, SOCAT_PORT = 8081, 8082, 8083
+# Each path and round sends its connections to a guest port of its own: short connections leave
+# TIME_WAIT sockets in the guest, and a run reusing an earlier run's 4-tuples would stall on them
+# (1 s SYN retransmits), which would measure the order of the runs rather than the forwarder.
+PATHS = ("direct", "nft", "proxy", "socat")
+ROUNDS = min(ROUNDS, 9)
+
+
+def guest_conn_port(rnd, path):
+    return 2000 + 10 * rnd + PATHS.index(path)
+
+
+def host_conn_port(rnd, path):
+    return {"nft": 8100, "proxy": 8200, "socat": 8300}[path] + rnd
+
+
 TARGET_BULK, PUBLISHED_BULK, SOCAT_BULK = 9000, 9090, 9091
 
-# The guest: a one-byte answer per connection on ports 80-83, and a sendfile() stream of
+# The guest: a one-byte answer per connection on the ports in argv[2] (comma-separated), and a sendfile() stream of
 # argv[1] bytes per connection on TARGET_BULK (zero copy, so the sender is not the limit).
 GUEST = r'''
 import os, socket, sys, tempfile, threading
@@ -68,7 +78,7 @@ def bulk():
                 left -= n
         except OSError: pass
         c.close()
-for port in (80, 81, 82, 83):
+for port in map(int, sys.argv[2].split(",")):
     threading.Thread(target=conn, args=(port,), daemon=True).start()
 threading.Thread(target=bulk, daemon=True).start()
 print("ready", flush=True)
@@ -106,13 +116,15 @@ class Netd:
 
     def start(self, forwarder):
         cfg = self.d / "config.yaml"
+        log = self.d / "netd.log"
+        readies = log.read_text().count(" ready (") if log.exists() else 0
         cfg.write_text(f"state_dir: {self.d}/state\nruntime_dir: {self.d}/run\nlog_level: info\n"
                        f"netd:\n  forwarder: {forwarder}\n")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, str(BUILD / "bin" / "husk-netd"),
                                       "--config", str(cfg)], stdout=open(self.d / "netd.log", "ab"),
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        wait_for(lambda: os.path.exists(self.d / "run" / "netd.requests"), timeout=10, what="netd up")
-        wait_for(lambda: "ready" in (self.d / "netd.log").read_text(), timeout=10, what="netd ready")
+        # The log holds every start: wait for this one's READY line, not an earlier one's.
+        wait_for(lambda: log.read_text().count(" ready (") > readies, timeout=10, what="netd ready")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -144,27 +156,28 @@ def main():
     try:
         netns_add(host)
         netd.start("nft")
-        r = request(netd.endpoint(), "net.attach", {"instance_id": IID, "ports": [
-            {"published": PUBLISHED_NFT, "target": GUEST_CONN["nft"]},
-            {"published": PUBLISHED_PROXY, "target": GUEST_CONN["proxy"]},
-            {"published": PUBLISHED_BULK, "target": TARGET_BULK}]})
+        ports = [{"published": PUBLISHED_BULK, "target": TARGET_BULK}]
+        for rnd in range(ROUNDS):
+            ports += [{"published": host_conn_port(rnd, m), "target": guest_conn_port(rnd, m)} for m in ("nft", "proxy")]
+        r = request(netd.endpoint(), "net.attach", {"instance_id": IID, "ports": ports})
         a = r["result"]
         guest_standin(host, a, guest)
-        g = subprocess.Popen(["ip", "netns", "exec", guest, "/usr/bin/python3", "-c", GUEST, str(BYTES)],
+        conn_ports = ",".join(str(guest_conn_port(rnd, m)) for rnd in range(ROUNDS) for m in PATHS)
+        g = subprocess.Popen(["ip", "netns", "exec", guest, "/usr/bin/python3", "-c", GUEST, str(BYTES), conn_ports],
                              stdout=subprocess.PIPE, text=True)
         procs.append(g)
         assert g.stdout.readline().strip() == "ready"
-        for lp, tp in ((SOCAT_PORT, GUEST_CONN["socat"]), (SOCAT_BULK, TARGET_BULK)):
+        socat = [(SOCAT_BULK, TARGET_BULK)] + [(host_conn_port(r, "socat"), guest_conn_port(r, "socat"))
+                                               for r in range(ROUNDS)]
+        for lp, tp in socat:
             procs.append(subprocess.Popen(["ip", "netns", "exec", host, "socat",
                                            f"TCP4-LISTEN:{lp},fork,reuseaddr,bind=127.0.0.1",
                                            f"TCP4:{a['guest_ip']}:{tp}"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.3)
 
-        targets = {"direct": (a["guest_ip"], GUEST_CONN["direct"], TARGET_BULK),
-                   "nft": ("127.0.0.1", PUBLISHED_NFT, PUBLISHED_BULK),
-                   "proxy": ("127.0.0.1", PUBLISHED_PROXY, PUBLISHED_BULK),
-                   "socat": ("127.0.0.1", SOCAT_PORT, SOCAT_BULK)}
+        targets = {"direct": (a["guest_ip"], None, TARGET_BULK), "nft": ("127.0.0.1", None, PUBLISHED_BULK),
+                   "proxy": ("127.0.0.1", None, PUBLISHED_BULK), "socat": ("127.0.0.1", None, SOCAT_BULK)}
         conn = {m: [] for m in targets}
         bulk = {m: [] for m in targets}
         mode_now = "nft"
@@ -177,7 +190,8 @@ def main():
                     netd.stop()
                     netd.start(want)
                     mode_now = want
-                addr, cport, bport = targets[m]
+                addr, _, bport = targets[m]
+                cport = guest_conn_port(rnd, m) if m == "direct" else host_conn_port(rnd, m)
                 conn[m].append(client(host, "conn", addr, cport, CONN_SECONDS))
                 bulk[m].append(client(host, "bulk", addr, bport))
             print(f"round {rnd + 1}/{ROUNDS}: " + ", ".join(

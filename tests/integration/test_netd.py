@@ -241,3 +241,49 @@ def test_http_in_a_vm_through_its_published_port(stack):
 
     stack.wait_for(lambda: fetch("127.0.0.1"), timeout=60, what="HTTP through 127.0.0.1:8080")
     assert fetch(HOST_ADDR)
+
+
+def test_proxy_forwarder_tcp_and_udp(tmp_path):
+    """forwarder: proxy (what auto falls back to without nftables): the same published ports,
+    served by netd's epoll/splice thread, tcp and udp, from 127.0.0.1 and the TAP address."""
+    from husk_stack import BUILD
+    from netd_util import netns_add
+
+    host, guest = f"hkp-h{os.getpid()}", f"hkp-g{os.getpid()}"
+    (tmp_path / "state").mkdir()
+    (tmp_path / "run").mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"state_dir: {tmp_path}/state\nruntime_dir: {tmp_path}/run\nnetd:\n  forwarder: proxy\n")
+    log = open(tmp_path / "netd.log", "wb")
+    netns_add(host)
+    netd = subprocess.Popen(["ip", "netns", "exec", host, str(BUILD / "bin" / "husk-netd"), "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = None
+    try:
+        endpoint = f"ipc://{tmp_path}/run/netd.requests"
+        from husk_stack import wait_for
+        wait_for(lambda: "ready" in (tmp_path / "netd.log").read_text(), timeout=10, what="netd ready")
+        assert "forwarder proxy" in (tmp_path / "netd.log").read_text()
+        r = request(endpoint, "net.attach", {"instance_id": "eeeeeeeeeeee", "ports": [
+            {"published": 8080, "target": 80}, {"published": 5353, "target": 53, "protocol": "udp"}]})
+        a = r["result"]
+        assert "dnat ip to" not in nft_ruleset(host)  # isolation only: the proxy forwards
+        guest_standin(host, a, guest)
+        server = ns_popen(guest, GUEST_SERVER, "80", "53", "9000", "1000")
+        assert server.stdout.readline().strip() == "ready"
+        for addr in ("127.0.0.1", a["host_ip"]):
+            r = ns_python(host, HTTP_GET, addr, "8080")
+            assert r.returncode == 0 and "hello from" in r.stdout, (addr, r.stderr[-500:])
+        for _ in range(2):  # the second datagram reuses the client's session
+            r = ns_python(host, UDP_ECHO, "127.0.0.1", "5353")
+            assert r.stdout.strip() == "echo:ping", r.stderr[-500:]
+        assert request(endpoint, "net.detach", {"instance_id": "eeeeeeeeeeee"}).get("result") == {}
+        assert ns_python(host, TCP_PROBE, "127.0.0.1", "8080").stdout.startswith("closed")
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        netd.terminate()
+        netd.wait(timeout=10)
+        netns_del(guest)
+        netns_del(host)

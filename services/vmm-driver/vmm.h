@@ -227,6 +227,7 @@ void vmm_workload_on_exited(vmm_instance_t *i, const msgpack_object *body);
 /* instance.exec and instance.signal: answered later through d (see bus_request_defer()). */
 int vmm_workload_exec(bus_request_t *req, vmm_instance_t *i);
 int vmm_workload_signal(bus_request_t *req, vmm_instance_t *i);
+int vmm_workload_status(bus_request_t *req, vmm_instance_t *i);
 /* "husk-agent on instance X is not reachable over virtio-serial (agent.sock): ..." */
 void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, int error);
 

@@ -269,7 +269,15 @@ static int method_signal(bus_request_t *req, msgpack_packer *pk, void *userdata)
         return r < 0 ? r : vmm_workload_signal(req, i);
 }
 
+static int method_workload(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_instance_t *i;
+        int r = get_instance(req, userdata, &i);
+
+        return r < 0 ? r : vmm_workload_status(req, i);
+}
+
 const bus_method_t vmm_bus_methods[] = {
+        { "instance.workload", method_workload },
         { "instance.exec", method_exec },
         { "instance.signal", method_signal },
         { "instance.list", method_list },

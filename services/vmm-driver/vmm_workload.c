@@ -313,3 +313,43 @@ int vmm_workload_signal(bus_request_t *req, vmm_instance_t *i) {
         }
         return BUS_DEFERRED;
 }
+
+/* ---- status ------------------------------------------------------------------------------------ */
+
+static void on_status(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
+        bus_deferred_t *d = userdata;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        char msg[512];
+
+        if (error < 0) {
+                vmm_workload_unreachable(msg, sizeof(msg), i, error == -EREMOTEIO ? -EPROTO : error);
+                bus_deferred_fail(&d, BUS_ERR_UNAVAILABLE, "%s", msg);
+                return;
+        }
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 5);
+        mp_pack_kv_str(&pk, "instance_id", id_of(i));
+        pack_field(&pk, body, "state");
+        pack_field(&pk, body, "pid");
+        pack_field(&pk, body, "started");
+        pack_field(&pk, body, "exit_status");
+        bus_deferred_reply(&d, buf.data, buf.size);
+        msgpack_sbuffer_destroy(&buf);
+}
+
+int vmm_workload_status(bus_request_t *req, vmm_instance_t *i) {
+        bus_deferred_t *d = bus_request_defer(req);
+        char msg[512];
+        int64_t id;
+
+        if (!d)
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+        id = vmm_agent_request(i, "status", 0, NULL, NULL, SIGNAL_TIMEOUT_MS, on_status, d);
+        if (id < 0) {
+                vmm_workload_unreachable(msg, sizeof(msg), i, (int)id);
+                bus_deferred_fail(&d, BUS_ERR_UNAVAILABLE, "%s", msg);
+        }
+        return BUS_DEFERRED;
+}

@@ -243,6 +243,41 @@ def test_vmm_driver_restart_keeps_kit_instance_and_delete_leaves_nothing(stack, 
                    what="no virtiofsd and no instance directory left")
 
 
+def vmm_call(stack, method, args, timeout=15.0):
+    """One request to vmm-driver over its ROUTER socket, as SCHEMA.md describes it."""
+    import msgpack
+    import time
+    import zmq
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(f"ipc://{stack.dir}/run/vmm-driver.requests")
+    try:
+        s.send_multipart([b"", method.encode(), msgpack.packb(
+            {"id": 1, "deadline": int(time.time() * 1000) + int(timeout * 1000), "args": args})])
+        assert s.poll(int(timeout * 1000)), f"{method}: no reply"
+        return msgpack.unpackb(s.recv_multipart()[2], raw=False)
+    finally:
+        s.close()
+
+
+def test_workload_status_and_signal_a_worker_is_replaced(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    apply(stack, "sig", root, command=["/bin/sleep", "100000"])
+    d = wait_ready(stack, "sig")
+    iid = d["instances"][0]["instance_id"]
+    st = vmm_call(stack, "instance.workload", {"instance_id": iid})["result"]
+    assert st["state"] == "running" and st["started"] is True and st["pid"] > 1, st
+    assert vmm_call(stack, "instance.signal", {"instance_id": iid, "signal": 15}) == {"id": 1, "result": {}}
+    # A worker whose workload ends is a crash: replaced by a new instance.
+    def replaced():
+        cur = inspect(stack, "sig")
+        ids = [i["instance_id"] for i in cur["instances"] if i["state"] == "ready"]
+        return cur if ids and iid not in ids else None
+    stack.wait_for(replaced, timeout=90, what="a new instance after the workload's exit")
+    log = (stack.logs_dir / "vmm-driver.log").read_text()
+    assert f"Instance {iid}: workload exited with status 143" in log
+
+
 def test_command_refused_for_firmware_disk_image(stack, tmp_path):
     disk = tmp_path / "disk.raw"
     disk.write_bytes(b"\0" * 4096)

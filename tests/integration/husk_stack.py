@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "deploy" / "husk-stack"
 BUILD = Path(os.environ.get("HUSK_BUILD") or REPO / "build").resolve()  # holds bin/ and kit/
 PYTHON = "/usr/bin/python3"
-DAEMONS = ("apiserver", "scheduler", "vmm-driver", "netd")
+DAEMONS = ("apiserver", "scheduler", "vmm-driver", "netd", "logd")
 
 
 def _load_tool():

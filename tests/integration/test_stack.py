@@ -83,7 +83,7 @@ def test_up_status_exec_down(stack):
     assert daemon_procs(stack) == before
 
     r = stack.down()
-    assert "stopped 3 daemon(s)" in r.stdout, r.stdout
+    assert f"stopped {len(DAEMONS)} daemon(s)" in r.stdout, r.stdout
     assert_gone(stack, before)
     assert (stack.logs_dir / "scheduler.log").exists(), "down must keep the logs"
     st = stack.status()
@@ -196,10 +196,10 @@ def test_down_never_signals_a_recycled_pid(stack):
 
 
 def _fake_bin(tmp_path, scheduler_script, build_bin):
-    """A bin dir with the real apiserver and vmm-driver and a scheduler that misbehaves."""
+    """A bin dir with the real daemons and a scheduler that misbehaves."""
     d = tmp_path / "bin"
     d.mkdir()
-    for n in ("apiserver", "vmm-driver"):
+    for n in (n for n in DAEMONS if n != "scheduler"):
         (d / f"husk-{n}").symlink_to(Path(build_bin) / f"husk-{n}")
     s = d / "husk-scheduler"
     s.write_text("#!/bin/sh\n" + scheduler_script)

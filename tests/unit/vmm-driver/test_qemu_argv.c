@@ -97,6 +97,20 @@ static void test_argv_tcg(void **state) {
         assert_true(has(v, "virtio-serial-device"));
         assert_true(has(v, "virtserialport,chardev=agent,name=husk.agent"));
         assert_string_equal(option(v, "-name"), "husk-0123456789ab");
+        /* No image directory: no virtio-fs device. */
+        assert_false(has(v, "vhost-user-fs-device,chardev=fs0,tag=rootfs"));
+}
+
+static void test_argv_kit_mode(void **state) {
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **v = NULL;
+
+        p.fs_socket = "vfs.sock";
+        v = build(&p);
+        /* vhost-user needs the shared memfd RAM, which every VM has. */
+        assert_string_equal(option(v, "-object"), "memory-backend-memfd,id=mem,size=512M,share=on");
+        assert_true(has(v, "socket,id=fs0,path=vfs.sock"));
+        assert_true(has(v, "vhost-user-fs-device,chardev=fs0,tag=rootfs"));
 }
 
 static void test_argv_kvm(void **state) {
@@ -173,6 +187,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_accel_resolve),
                 cmocka_unit_test(test_argv_tcg),
+                cmocka_unit_test(test_argv_kit_mode),
                 cmocka_unit_test(test_argv_kvm),
                 cmocka_unit_test(test_argv_tsc),
                 cmocka_unit_test(test_argv_memory_and_paths),

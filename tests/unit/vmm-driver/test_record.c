@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/mp.h"
 #include "lib/util.h"
 #include "services/vmm-driver/vmm.h"
 
@@ -86,6 +87,42 @@ static void roundtrip(bool with_kit_override) {
 static void test_roundtrip(void **state) {
         roundtrip(true);
         roundtrip(false);
+}
+
+static char *edit(const char *text, const char *from, const char *to);
+
+/* Kit mode: what a restarted vmm-driver needs to resume the workload's side. */
+static void test_roundtrip_kit_mode(void **state) {
+        _cleanup_(vmm_record_clear) vmm_record_t a = {}, b = {}, c = {};
+        _cleanup_free_ char *text = NULL, *bad = NULL;
+        char *command[] = { "/bin/sh", "-c", "exit 3", NULL }, *env[] = { "A=1", "B=x=y", NULL };
+
+        fill(&a, false);
+        a.inst.spec.kind = strdup("job");
+        a.inst.spec.command = mp_strv_copy(command);
+        a.inst.spec.environment = mp_strv_copy(env);
+        a.workload_mode = strdup("bundle");
+        a.fs_pid = 4343;
+        a.fs_pid_start_time = 109333;
+        a.workload_started = true;
+        a.workload_exited = true;
+        a.workload_status = 137;
+        assert_int_equal(vmm_record_to_json(&a, &text), 0);
+        assert_int_equal(vmm_record_from_json(text, &b), 0);
+        assert_same(&a, &b);
+        assert_string_equal(b.inst.spec.kind, "job");
+        assert_int_equal(mp_strv_len(b.inst.spec.command), 3);
+        assert_string_equal(b.inst.spec.command[2], "exit 3");
+        assert_string_equal(b.inst.spec.environment[1], "B=x=y");
+        assert_string_equal(b.workload_mode, "bundle");
+        assert_int_equal(b.fs_pid, 4343);
+        assert_int_equal(b.fs_pid_start_time, 109333);
+        assert_true(b.workload_started && b.workload_exited);
+        assert_int_equal(b.workload_status, 137);
+
+        /* A status no process can have is not adopted. */
+        bad = edit(text, "\"workload_status\": 137", "\"workload_status\": 300");
+        assert_int_equal(vmm_record_from_json(bad, &c), -EBADMSG);
 }
 
 static void test_roundtrip_running(void **state) {
@@ -206,6 +243,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_roundtrip),
                 cmocka_unit_test(test_roundtrip_running),
+                cmocka_unit_test(test_roundtrip_kit_mode),
                 cmocka_unit_test(test_rejects),
                 cmocka_unit_test(test_unknown_keys_ignored),
                 cmocka_unit_test(test_save_load),

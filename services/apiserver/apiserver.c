@@ -48,6 +48,10 @@ static int open_bus(apiserver_t *api, zloop_t *loop) {
         r = bus_client_new(vmm, &api->vmm);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the vmm-driver client for %s: %m", vmm);
+        r = bus_client_new(api->config->bus[HUSK_DAEMON_LOGD].requests, &api->logd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the logd client for %s: %m",
+                                       api->config->bus[HUSK_DAEMON_LOGD].requests);
         return 0;
 }
 
@@ -60,6 +64,7 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
                 return log_error_errno(ENOMEM, "Out of memory");
         api->config = config;
         pthread_mutex_init(&api->vmm_lock, NULL);
+        pthread_mutex_init(&api->logd_lock, NULL);
 
         r = open_store(api);
         if (r < 0)
@@ -82,8 +87,10 @@ void apiserver_free(apiserver_t *api) {
         http_stop(api);
         bus_server_destroy(&api->server);
         bus_client_destroy(&api->vmm);
+        bus_client_destroy(&api->logd);
         bus_pub_destroy(&api->pub);
         store_close(&api->store);
         pthread_mutex_destroy(&api->vmm_lock);
+        pthread_mutex_destroy(&api->logd_lock);
         free(api);
 }

@@ -17,6 +17,8 @@ typedef struct apiserver {
         bus_server_t *server;        /* deployment.* requests, served on the daemon's zloop */
         bus_client_t *vmm;           /* instance.list to vmm-driver, from civetweb workers */
         pthread_mutex_t vmm_lock;    /* a ZeroMQ socket is used by one thread at a time */
+        bus_client_t *logd;          /* logs.query, from civetweb workers */
+        pthread_mutex_t logd_lock;
         struct mg_context *http;
 } apiserver_t;
 

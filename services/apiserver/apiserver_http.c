@@ -24,6 +24,7 @@ static const struct route {
         { "DELETE", "/deployments/*", route_deployment_delete },
         { "POST", "/deployments/*/exec", route_deployment_exec },
         { "GET", "/deployments/*/events", route_deployment_events },
+        { "GET", "/deployments/*/logs", route_deployment_logs },
 };
 
 /* A '*' matches one non-empty path segment, copied into arg (a segment that does not fit

@@ -55,3 +55,4 @@ int route_deployment_get(http_request_t *req);
 int route_deployment_delete(http_request_t *req);
 int route_deployment_exec(http_request_t *req);
 int route_deployment_events(http_request_t *req);
+int route_deployment_logs(http_request_t *req);

@@ -371,6 +371,7 @@ static const cli_verb_t deployment_verbs[] = {
         { "delete", deployment_delete, "delete deployments" },
         { "exec", cli_deployment_exec, "run a command in a deployment's VM (-- COMMAND ARGS...)" },
         { "events", cli_deployment_events, "show a deployment's events (--follow to keep watching)" },
+        { "logs", cli_deployment_logs, "print a deployment's console logs (--tail, --since, --level, --follow)" },
 };
 
 static void deployment_help(void) {

@@ -49,3 +49,6 @@ int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv);
 
 /* `husk deployment exec` (cli_deployment_exec.c). */
 int cli_deployment_exec(struct cli_ctx *ctx, int argc, char **argv);
+
+/* `husk deployment logs` (cli_deployment_logs.c). */
+int cli_deployment_logs(struct cli_ctx *ctx, int argc, char **argv);

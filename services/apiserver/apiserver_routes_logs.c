@@ -17,6 +17,7 @@
 #define LOGS_HEARTBEAT_MS 15000       /* a comment line: finds followers that went away */
 #define LOGS_CATCHUP_FIRST_MS 250     /* once our subscription surely reached logd */
 #define LOGS_CATCHUP_MS 5000          /* safety net: events a slow subscriber lost at its HWM */
+#define LOGS_RETRY_MS 1000            /* logd did not answer (restarting): ask again this soon */
 #define LOGS_CURSORS_MAX 1024
 #define ID_MAX 64
 
@@ -370,8 +371,9 @@ static const char *query_error(logs_req_t *q, int r) {
 /* ---- follow ------------------------------------------------------------------------------------ */
 
 /* A log.<deployment> event: entries after our cursor are new; a start beyond it means we missed
- * some (a slow subscriber, logd restarted): those are read from logd first. Returns <0 when the
- * client went away or logd failed, 1 when the deployment was purged. */
+ * some (a slow subscriber, logd restarted): those are read from logd first. Returns -EPIPE when
+ * the client went away, -EAGAIN when logd could not fill the gap (retry later), 1 when the
+ * deployment was purged. */
 static int on_log_event(logs_req_t *q, const void *body, size_t size, FILE **out, char **buf, size_t *bsize) {
         msgpack_unpacked u;
         const msgpack_object *entries;
@@ -400,8 +402,13 @@ static int on_log_event(logs_req_t *q, const void *body, size_t size, FILE **out
                 goto out;
         if (start > cur->after) {
                 r = drain_pages(q, instance, false, out, buf, bsize, &first);
-                if (r < 0)
+                if (r < 0) {
+                        /* logd is restarting: this batch waits for the next catch-up, which
+                         * reads it from the store with whatever else we missed. */
+                        if (r != -EPIPE)
+                                r = -EAGAIN;
                         goto out;
+                }
         }
         for (uint32_t k = 0; k < entries->via.array.size; k++) {
                 const msgpack_object *e = &entries->via.array.ptr[k];
@@ -447,6 +454,11 @@ static int follow(logs_req_t *q, FILE **out, char **buf, size_t *size, bus_sub_t
                                 (void)flush_out(q->http, out, buf, size);
                                 return 0;
                         }
+                        if (r == -EAGAIN) {
+                                if (next_catchup > now + LOGS_RETRY_MS)
+                                        next_catchup = now + LOGS_RETRY_MS;
+                                continue;
+                        }
                         if (r < 0)
                                 return r;
                         last_write = now;
@@ -456,9 +468,9 @@ static int follow(logs_req_t *q, FILE **out, char **buf, size_t *size, bus_sub_t
                         return r;
                 if (now >= next_catchup) {
                         r = drain_pages(q, NULL, false, out, buf, size, &first);
-                        if (r < 0)
+                        if (r == -EPIPE)
                                 return r;
-                        next_catchup = now + LOGS_CATCHUP_MS;
+                        next_catchup = now_monotonic_ms() + (r < 0 ? LOGS_RETRY_MS : LOGS_CATCHUP_MS);
                 }
                 if (now >= last_write + LOGS_HEARTBEAT_MS) {
                         fputs(": keepalive\n\n", *out);

@@ -4,7 +4,50 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/mp.h"
 #include "services/netd/netd.h"
+
+#define VMM_LIST_TIMEOUT_MS 2000
+
+/* Instances removed while we were down: vmm-driver's net.detach found no netd and its
+ * instance.removed went unheard. Whatever vmm-driver does not know any more goes. Without an
+ * answer (vmm-driver down too) everything stays: a live VM's network is never guessed away. */
+static void reap_orphans(netd_t *n) {
+        bus_call_opts_t opts = { .timeout_ms = VMM_LIST_TIMEOUT_MS, .idempotent = true };
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        const char *ep = n->ctx->config->bus[HUSK_DAEMON_VMM_DRIVER].requests;
+        bus_client_t *vmm = NULL;
+        const msgpack_object *a;
+        _cleanup_free_ char (*gone)[NETD_INSTANCE_ID_LEN + 1] = NULL;
+        size_t n_gone = 0;
+        int r;
+
+        if (n->n_attachments == 0 || !ep || bus_client_new(ep, &vmm) < 0)
+                return;
+        r = bus_call(vmm, "instance.list", NULL, &opts, &reply);
+        bus_client_destroy(&vmm);
+        if (r < 0 || reply->error_code || !(a = reply->result) || a->type != MSGPACK_OBJECT_ARRAY) {
+                log_info("vmm-driver did not list its instances: keeping every adopted network");
+                return;
+        }
+        gone = calloc(n->n_attachments, sizeof(*gone));
+        if (!gone)
+                return;
+        for (size_t k = 0; k < n->n_attachments; k++) {
+                bool known = false;
+
+                for (uint32_t i = 0; i < a->via.array.size && !known; i++) {
+                        const msgpack_object *id = mp_map_get(&a->via.array.ptr[i], "instance_id");
+                        known = id && mp_str_eq(id, n->attachments[k]->instance_id);
+                }
+                if (!known)
+                        snprintf(gone[n_gone++], sizeof(*gone), "%s", n->attachments[k]->instance_id);
+        }
+        for (size_t k = 0; k < n_gone; k++) {
+                log_info("Instance %s is gone from vmm-driver: removing its network", gone[k]);
+                (void)netd_detach(n, gone[k]);
+        }
+}
 
 int netd_open(netd_t *n) {
         const husk_config_t *c = n->ctx->config;
@@ -47,6 +90,7 @@ int netd_open(netd_t *n) {
         r = netd_adopt(n);
         if (r < 0)
                 return r;
+        reap_orphans(n);
         /* Isolation rules are wanted in proxy mode too, when nft works at all. */
         r = netd_sync_rules(n);
         if (r < 0 && n->mode == NETD_MODE_NFT)

@@ -154,7 +154,11 @@ def test_sigkill_netd_during_transfer_then_readopt_and_detach(stack, guests):
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0 and int(out.split()[-1]) == size, (out, err[-500:])
 
+    # The stand-in is no instance of vmm-driver's: with vmm-driver away, netd keeps what it
+    # finds (it never guesses a live VM's network away); test_orphans_reaped covers the other case.
+    stack.kill_daemon("vmm-driver", signal.SIGKILL)
     stack.start_daemon("netd")
+    stack.start_daemon("vmm-driver")
     listed = request(ep(stack, "requests"), "net.list", {})["result"]
     assert [(x["instance_id"], x["tap"], x["ports"][0]["published"]) for x in listed] == [(iid, f"hk{iid}", 9000)]
     assert "adopted TAP" in stack.log("netd")
@@ -165,6 +169,19 @@ def test_sigkill_netd_during_transfer_then_readopt_and_detach(stack, guests):
     assert request(ep(stack, "requests"), "net.detach", {"instance_id": iid}).get("result") == {}
     assert f"husk:{iid}" not in nft_ruleset(stack.netns)
     assert f"hk{iid}" not in links(stack.netns)
+
+
+def test_orphans_reaped_when_netd_restarts(stack):
+    """An instance removed while netd was down (its detach and instance.removed unheard): the
+    restarted netd asks vmm-driver and removes what vmm-driver no longer has."""
+    iid = "ffffffffffff"
+    attach(stack, iid, [{"published": 8070, "target": 80}])
+    stack.kill_daemon("netd", signal.SIGKILL)
+    assert f"hk{iid}" in links(stack.netns) and f"husk:{iid}" in nft_ruleset(stack.netns)
+    stack.start_daemon("netd")
+    assert request(ep(stack, "requests"), "net.list", {})["result"] == []
+    assert f"hk{iid}" not in links(stack.netns)
+    assert f"husk:{iid}" not in nft_ruleset(stack.netns)
 
 
 # ---- through the API, with real VMs ------------------------------------------------------------

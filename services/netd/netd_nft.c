@@ -58,7 +58,8 @@ static void put_dnat(buf_t *b, const netd_attachment_t *a, const port_spec_t *p)
         char guest[16];
 
         netd_ip4_str(a->network + 2, guest);
-        if (p->host_ip[0])
+        /* 0.0.0.0 is how Ring users write "every address". */
+        if (p->host_ip[0] && !streq(p->host_ip, "0.0.0.0"))
                 put(b, "\t\tip daddr %s", p->host_ip);
         else
                 put(b, "\t\tmeta nfproto ipv4 fib daddr type local");

@@ -156,6 +156,13 @@ static void test_render(void **state) {
         assert_string_equal(script, golden_ruleset);
         free(script);
 
+        /* host_ip 0.0.0.0 means every local address, as no host_ip does. */
+        snprintf(ports[1].host_ip, sizeof(ports[1].host_ip), "0.0.0.0");
+        assert_int_equal(netd_nft_render(&o, list, 1, &script), 0);
+        assert_null(strstr(script, "ip daddr"));
+        free(script);
+        snprintf(ports[1].host_ip, sizeof(ports[1].host_ip), "127.0.0.1");
+
         /* Outbound NAT: masquerade out of the subnet, no drop of new guest connections. */
         o.outbound_nat = true;
         assert_int_equal(netd_nft_render(&o, list, 1, &script), 0);

@@ -304,3 +304,61 @@ def test_proxy_forwarder_tcp_and_udp(tmp_path):
         netd.wait(timeout=10)
         netns_del(guest)
         netns_del(host)
+
+
+def test_outbound_nat_switch(tmp_path):
+    """netd.outbound_nat: off (default), a guest cannot open connections beyond the host; on,
+    it can, masqueraded behind the host's address. "Beyond" is one more namespace, wired to the
+    host namespace by a veth: nothing leaves the namespaces this test made."""
+    from husk_stack import BUILD, wait_for
+    from netd_util import netns_add
+
+    tag = os.getpid()
+    host, guest, outside = f"hko-h{tag}", f"hko-g{tag}", f"hko-o{tag}"
+    procs = []
+
+    def start_netd(nat):
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(f"state_dir: {tmp_path}/state\nruntime_dir: {tmp_path}/run\n"
+                       f"netd:\n  outbound_nat: {'true' if nat else 'false'}\n")
+        log = tmp_path / "netd.log"
+        before = log.read_text().count(" ready (") if log.exists() else 0
+        p = subprocess.Popen(["ip", "netns", "exec", host, str(BUILD / "bin" / "husk-netd"), "--config", str(cfg)],
+                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: log.read_text().count(" ready (") > before, timeout=10, what="netd ready")
+        return p
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "run").mkdir()
+    try:
+        netns_add(host)
+        netns_add(outside)
+        sh("ip", "-n", host, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", outside)
+        sh("ip", "-n", host, "addr", "add", "198.51.100.1/24", "dev", "up0")
+        sh("ip", "-n", host, "link", "set", "up0", "up")
+        sh("ip", "-n", outside, "addr", "add", "198.51.100.2/24", "dev", "eth0")
+        sh("ip", "-n", outside, "link", "set", "eth0", "up")
+        # The outside knows no route to the guests: only a masqueraded connection gets an answer.
+        server = ns_popen(outside, GUEST_SERVER, "80", "53", "9000", "10")
+        procs.append(server)
+        assert server.stdout.readline().strip() == "ready"
+
+        netd = start_netd(False)
+        procs.append(netd)
+        a = request(f"ipc://{tmp_path}/run/netd.requests", "net.attach", {"instance_id": "abcabcabcabc"})["result"]
+        guest_standin(host, a, guest)
+        assert ns_python(guest, TCP_PROBE, "198.51.100.2", "80").stdout.startswith("closed")
+
+        netd.terminate()
+        netd.wait(timeout=10)
+        netd = start_netd(True)
+        procs.append(netd)
+        assert "husk:outbound" in nft_ruleset(host)
+        r = ns_python(guest, HTTP_GET, "198.51.100.2", "80")
+        assert r.returncode == 0 and "to 198.51.100.1" in r.stdout, (r.stdout, r.stderr[-300:])
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for ns in (guest, outside, host):
+            netns_del(ns)

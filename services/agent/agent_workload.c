@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/mp.h"
@@ -17,6 +18,7 @@
 #define ROOT_DIR "/mnt/root"   /* the overlay: the workload's / */
 #define TAG_MAX 36             /* virtio-fs tags are at most 36 bytes */
 #define HOSTNAME_MAX 63
+#define DISK_WAIT_MS 5000      /* for /dev/vda to appear */
 
 extern char **environ;
 
@@ -128,9 +130,38 @@ static int mkdir_mount(const char *what, const char *where, const char *type, un
 /* The image read-only, an overlay with a tmpfs upper on top, the kernel file systems moved
  * in, and then that overlay becomes / (switch_root's MS_MOVE + chroot: pivot_root cannot
  * work from an initramfs). The agent keeps running inside it with its channel fd open. */
-static int mount_image(const char *tag, char *msg, size_t msg_size) {
-        int r = mkdir_mount(tag, IMAGE_DIR, "virtiofs", MS_RDONLY | MS_NODEV, NULL);
+/* The disk's file system, read-only: the whole disk, else its first partition. The kernel
+ * loads the file system's module itself (through /sbin/modprobe). */
+static int mount_disk(const char *dev, char *msg, size_t msg_size) {
+        static const char *const types[] = { "ext4", "xfs", "btrfs", "vfat" };
+        uint64_t deadline = now_monotonic_ms() + DISK_WAIT_MS;
+        char part[64];
+        int r = -ENOENT;
 
+        /* devtmpfs makes the node once virtio_blk probed the device. */
+        while (access(dev, F_OK) < 0 && now_monotonic_ms() < deadline)
+                nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
+        snprintf(part, sizeof(part), "%s1", dev);
+        if (mkdir(IMAGE_DIR, 0755) < 0 && errno != EEXIST)
+                r = -errno;
+        else
+                for (int p = 0; p < 2; p++)
+                        for (size_t k = 0; k < ELEMENTSOF(types); k++) {
+                                if (mount(p ? part : dev, IMAGE_DIR, types[k], MS_RDONLY | MS_NODEV, NULL) == 0)
+                                        return 0;
+                                r = -errno;
+                        }
+        snprintf(msg, msg_size, "cannot mount %s (or %s) read-only as ext4, xfs, btrfs or vfat: %s", dev, part,
+                 strerror(-r));
+        return r;
+}
+
+static int mount_image(const char *tag, char *msg, size_t msg_size) {
+        int r;
+
+        if (strncmp(tag, "/dev/", 5) == 0)
+                return mount_disk(tag, msg, msg_size);
+        r = mkdir_mount(tag, IMAGE_DIR, "virtiofs", MS_RDONLY | MS_NODEV, NULL);
         if (r < 0)
                 snprintf(msg, msg_size, "cannot mount virtio-fs tag %s: %s", tag, strerror(-r));
         return r;
@@ -212,11 +243,12 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
                                   "the image's own init runs its workload");
         if (w->started)
                 return pack_error(pk, id, "conflict", "the workload was started already");
-        if (mp_get_str(req, "mode", 16, &mode) < 0 || (!streq(mode, "rootfs") && !streq(mode, "bundle")))
-                return pack_error(pk, id, "invalid", "mode: must be \"rootfs\" or \"bundle\"");
+        if (mp_get_str(req, "mode", 16, &mode) < 0 ||
+            (!streq(mode, "rootfs") && !streq(mode, "bundle") && !streq(mode, "disk")))
+                return pack_error(pk, id, "invalid", "mode: must be \"rootfs\", \"bundle\" or \"disk\"");
         r = mp_get_str(req, "tag", TAG_MAX, &tag);
-        if (r < 0 && r != -ENOENT)
-                return pack_error(pk, id, "invalid", "tag: must be a str of at most 36 bytes");
+        if ((r < 0 && r != -ENOENT) || (tag && streq(mode, "disk") != (strncmp(tag, "/dev/vd", 7) == 0)))
+                return pack_error(pk, id, "invalid", "tag: a virtio-fs tag of at most 36 bytes, or /dev/vdX for mode disk");
         r = mp_get_str(req, "hostname", HOSTNAME_MAX, &hostname);
         if ((r < 0 && r != -ENOENT) || (hostname && !instance_id_valid(hostname)))
                 return pack_error(pk, id, "invalid", "hostname: must be a hostname");

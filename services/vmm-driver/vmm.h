@@ -29,7 +29,7 @@ typedef struct vmm_record {
         uint64_t stop_requested_at; /* unix ms; 0 unless a stop was asked */
         bool remove_on_exit;        /* instance.stop {remove: true} */
         char *shutdown_reason;      /* last QMP SHUTDOWN reason, NULL if none seen */
-        char *workload_mode;        /* kit mode: "rootfs" or "bundle"; NULL: no workload */
+        char *workload_mode;        /* "rootfs" or "bundle" (kit mode), "disk" (a disk image with a command); NULL: no workload */
         int64_t fs_pid;             /* virtiofsd serving the image, 0 when none */
         uint64_t fs_pid_start_time;
         bool workload_started;      /* the agent accepted the start request */
@@ -83,6 +83,7 @@ typedef struct vmm_qemu_params {
         uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
         const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
         const char *fs_socket;   /* kit mode: virtiofsd's socket, exported to the guest as tag "rootfs"; NULL: none */
+        const char *disk;        /* disk mode with a command: the image, read-only virtio-blk (/dev/vda); NULL: none */
 } vmm_qemu_params_t;
 
 /* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:

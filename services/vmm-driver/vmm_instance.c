@@ -206,7 +206,7 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         return 0;
 }
 
-static int qemu_argv(vmm_t *d, const instance_spec_t *s, bool kit_mode, char ***ret, char **ret_error) {
+static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, char ***ret, char **ret_error) {
         const husk_config_t *c = vmm_config(d);
         vmm_net_t net;
         vmm_qemu_params_t p = {
@@ -218,7 +218,8 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, bool kit_mode, char ***
                 .cpus = s->cpus,
                 .memory_mib = s->memory_mib,
                 .tsc_khz = d->tsc_khz,
-                .fs_socket = kit_mode ? VMM_FS_SOCKET : NULL,
+                .fs_socket = mode && !streq(mode, "disk") ? VMM_FS_SOCKET : NULL,
+                .disk = mode && streq(mode, "disk") ? s->image : NULL,
         };
         int r;
 
@@ -266,11 +267,12 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                             spec->image);
         if (r < 0)
                 return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(-r));
+        /* A disk image with a command boots the kit with the disk's file system as the root
+         * (apiserver admits that only with `kernel:` or `boot: kit`); without one, the image's own
+         * init would run, which needs no husk-agent workload. */
         if (!mode && spec->command)
-                /* Disk mode runs the image's own init; nothing here would run the command. */
-                return fail(ret_error, -EINVAL, "command: needs kit mode (image: a rootfs or OCI bundle directory); "
-                            "disk images run their own init");
-        r = qemu_argv(d, spec, mode != NULL, &argv, ret_error);
+                mode = "disk";
+        r = qemu_argv(d, spec, mode, &argv, ret_error);
         if (r < 0)
                 return r;
 
@@ -311,7 +313,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                 goto fail_dir;
         }
 
-        if (mode) {
+        if (mode && !streq(mode, "disk")) {
                 r = vmm_fs_start(dir, i->rec.inst.spec.image, &i->rec);
                 if (r < 0) {
                         fail(ret_error, r, "cannot start virtiofsd for %s: %s (see %s/virtiofsd.log)",

@@ -228,6 +228,13 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
                 add(&b, "-device");
                 add(&b, "vhost-user-fs-device,chardev=fs0,tag=%s", VMM_FS_TAG);
         }
+        if (p->disk) {
+                /* Read-only: the agent gives the workload a tmpfs overlay, as in kit mode. */
+                add(&b, "-drive");
+                add(&b, "file=%s,if=none,id=disk0,format=raw,readonly=on", p->disk);
+                add(&b, "-device");
+                add(&b, "virtio-blk-device,drive=disk0");
+        }
 
         if (b.error) {
                 vmm_strv_free(b.v);

@@ -55,7 +55,8 @@ static void pack_start(msgpack_packer *pk, void *userdata) {
         mp_pack_kv_str(pk, "mode", i->rec.workload_mode);
         mp_pack_kv_str(pk, "kind", s->kind ?: "worker");
         mp_pack_kv_str(pk, "hostname", s->instance_id);
-        mp_pack_kv_str(pk, "tag", VMM_FS_TAG);
+        /* Where the image is: a virtio-fs tag, or the virtio-blk disk. */
+        mp_pack_kv_str(pk, "tag", streq(i->rec.workload_mode, "disk") ? "/dev/vda" : VMM_FS_TAG);
         if (s->command)
                 mp_pack_kv_strv(pk, "command", s->command);
         else {

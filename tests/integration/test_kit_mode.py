@@ -292,6 +292,28 @@ def test_command_refused_for_firmware_disk_image(stack, tmp_path):
     assert "kit mode" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
+def test_disk_image_with_boot_kit_runs_command_from_the_disk(stack, tmp_path):
+    root = rootfs(stack, tmp_path)
+    (root / "marker").write_text("from the disk\n")
+    disk = tmp_path / "disk.ext4"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(root), str(disk), "32M"], check=True)
+    before = disk.read_bytes()
+    text = f"""deployments:
+  ondisk:
+    name: ondisk
+    kind: job
+    boot: kit
+    image: {disk}
+    command: ["/bin/sh", "-c", "grep -q 'from the disk' /marker && echo x > /new && exit 4"]
+    resources: {{limits: {{cpu: "1", memory: 128Mi}}}}
+"""
+    r = stack.husk("apply", "-f", "-", input=text)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = wait_status(stack, "ondisk", "failed")
+    assert d["status_message"] == "job exited with status 4", d
+    assert disk.read_bytes() == before
+
+
 @pytest.mark.skipif(not FUZZER.exists(), reason="make fuzz builds the fuzzer")
 def test_agent_frame_decoders_survive_the_fuzzer(tmp_path):
     corpus = tmp_path / "corpus"

@@ -113,6 +113,18 @@ static void test_argv_kit_mode(void **state) {
         assert_true(has(v, "vhost-user-fs-device,chardev=fs0,tag=rootfs"));
 }
 
+/* A disk image with a command: read-only virtio-blk, no virtio-fs. */
+static void test_argv_disk_mode(void **state) {
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **v = NULL;
+
+        p.disk = "/images/app.raw";
+        v = build(&p);
+        assert_true(has(v, "file=/images/app.raw,if=none,id=disk0,format=raw,readonly=on"));
+        assert_true(has(v, "virtio-blk-device,drive=disk0"));
+        assert_false(has(v, "vhost-user-fs-device,chardev=fs0,tag=rootfs"));
+}
+
 static void test_argv_kvm(void **state) {
         vmm_qemu_params_t p = base;
         _cleanup_(vmm_strv_freep) char **v = NULL;
@@ -188,6 +200,7 @@ int main(void) {
                 cmocka_unit_test(test_accel_resolve),
                 cmocka_unit_test(test_argv_tcg),
                 cmocka_unit_test(test_argv_kit_mode),
+                cmocka_unit_test(test_argv_disk_mode),
                 cmocka_unit_test(test_argv_kvm),
                 cmocka_unit_test(test_argv_tsc),
                 cmocka_unit_test(test_argv_memory_and_paths),

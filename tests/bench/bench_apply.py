@@ -39,10 +39,35 @@ def read_frame(sock, deadline):
     return msgpack.unpackb(buf[4:4 + n], raw=False)
 
 
-def bare_boot(argv, timeout=60.0):
-    """Start QEMU as husk would, in a fresh dir; seconds until the agent says it is ready."""
+def bare_argv(argv):
+    """husk's command line without netd's TAP (it lives in the stack's namespace); the kit-mode
+    virtio-fs device stays: bare_boot serves it with a virtiofsd of its own."""
+    out, skip = [], False
+    for k, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        nxt = argv[k + 1] if k + 1 < len(argv) else b""
+        if a == b"-netdev" or (a == b"-device" and nxt.startswith(b"virtio-net")):
+            skip = True
+            continue
+        out.append(a)
+    return out
+
+
+def bare_boot(argv, image, timeout=60.0):
+    """Start QEMU as husk would, in a fresh dir (with the image's virtiofsd when the command line
+    has the virtio-fs device, as husk starts it); seconds until the agent says it is ready."""
     with tempfile.TemporaryDirectory(prefix="/tmp/hb-") as d:
         t0 = time.monotonic()
+        fs = None
+        if any(a.startswith(b"vhost-user-fs") for a in argv):
+            fs = subprocess.Popen(["/usr/lib/qemu/virtiofsd", f"--socket-path={d}/vfs.sock", "-o", f"source={image}",
+                                   "-o", "cache=auto", "-o", "sandbox=chroot", "-o", "no_posix_lock"],
+                                  cwd=d, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+            while not os.path.exists(f"{d}/vfs.sock"):
+                time.sleep(0.001)
         p = subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -66,6 +91,9 @@ def bare_boot(argv, timeout=60.0):
         finally:
             p.send_signal(signal.SIGKILL)
             p.wait()
+            if fs:
+                fs.send_signal(signal.SIGKILL)
+                fs.wait()
 
 
 def husk_apply(stack, sub, name):
@@ -106,12 +134,12 @@ def main():
         try:
             # Warm-up run; also yields the exact QEMU command line husk uses.
             _, inst = husk_apply(stack, sub, "warmup")
-            argv = Path(f"/proc/{inst['pid']}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            argv = bare_argv(Path(f"/proc/{inst['pid']}/cmdline").read_bytes().rstrip(b"\0").split(b"\0"))
             delete_and_wait(stack, "warmup")
 
             bare, husk = [], []
             for i in range(RUNS):
-                bare.append(bare_boot(argv))
+                bare.append(bare_boot(argv, stack.kit_dir / "rootfs/hello"))
                 t, _ = husk_apply(stack, sub, f"bench{i}")
                 husk.append(t)
                 delete_and_wait(stack, f"bench{i}")

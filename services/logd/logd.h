@@ -324,7 +324,8 @@ typedef struct logd_cursor {
 typedef struct logd_query {
         const char *deployment_id;
         const char *instance;      /* NULL: all */
-        uint64_t tail;             /* 0: no tail */
+        uint64_t tail;             /* with has_tail: the last this many entries (0: none, only what comes) */
+        bool has_tail;
         uint64_t since_ms;         /* 0: from the beginning */
         logd_level_t level;        /* keep entries at this level or more severe */
         const logd_cursor_t *after; /* continue a previous page; tail is ignored then */

@@ -66,6 +66,7 @@ static int method_query(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         else if (r < 0 || !logd_instance_id_valid(instance))
                 return bus_request_fail(req, BUS_ERR_INVALID, "instance: must be an instance id (12 hex digits)");
         r = mp_get_u64(req->args, "tail", &q.tail);
+        q.has_tail = r == 0;
         if ((r < 0 && r != -ENOENT) || q.tail > LOGD_QUERY_TAIL_MAX)
                 return bus_request_fail(req, BUS_ERR_INVALID, "tail: must be a uint up to %d", LOGD_QUERY_TAIL_MAX);
         r = mp_get_u64(req->args, "since_ms", &q.since_ms);

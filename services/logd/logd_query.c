@@ -234,7 +234,7 @@ int logd_query_run(const logd_query_t *q, const logd_query_source_t *sources, si
                 readers[i].files_open = k >= 0;
                 readers[i].after = q->has_after ? after_of(q, sources[i].instance) : 0;
         }
-        if (k >= 0 && q->tail > 0 && !q->has_after)
+        if (k >= 0 && q->has_tail && !q->has_after)
                 k = tail_cursors(q, readers, n);
         for (size_t i = 0; i < n && k >= 0; i++) {
                 k = open_forward(q, &readers[i], n > 8 ? SCAN_BLOCK_MANY : SCAN_BLOCK);

@@ -113,7 +113,7 @@ static void assert_message(const msgpack_object *e, const char *want) {
 
 static void test_tail_merges_instances(void **state) {
         fixture_t *f = *state;
-        logd_query_t q = { .deployment_id = "d", .tail = 5, .level = LOGD_LEVEL_UNKNOWN };
+        logd_query_t q = { .deployment_id = "d", .tail = 5, .has_tail = true, .level = LOGD_LEVEL_UNKNOWN };
         page_t p;
 
         run(f, &q, &p);
@@ -131,7 +131,7 @@ static void test_tail_merges_instances(void **state) {
 
 static void test_tail_with_level(void **state) {
         fixture_t *f = *state;
-        logd_query_t q = { .deployment_id = "d", .tail = 3, .level = LOGD_LEVEL_WARNING, .instance = A };
+        logd_query_t q = { .deployment_id = "d", .tail = 3, .has_tail = true, .level = LOGD_LEVEL_WARNING, .instance = A };
         logd_query_source_t only_a = f->src[0];
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -200,6 +200,20 @@ static void test_pages_cover_everything_once(void **state) {
         assert_int_equal(total, 2 * 100);
 }
 
+/* tail 0: no history, and cursors at the end of every instance (a follower's start). */
+static void test_tail_zero(void **state) {
+        fixture_t *f = *state;
+        logd_query_t q = { .deployment_id = "d", .tail = 0, .has_tail = true, .level = LOGD_LEVEL_UNKNOWN };
+        page_t p;
+
+        run(f, &q, &p);
+        assert_int_equal(p.entries->via.array.size, 0);
+        assert_false(p.more);
+        assert_int_equal(u64(p.cursor, A), 100000);
+        assert_int_equal(u64(p.cursor, B), 100000);
+        page_clear(&p);
+}
+
 /* After the newest entry nothing comes, cheaply; an instance absent from the cursor is read whole. */
 static void test_follow_cursor(void **state) {
         fixture_t *f = *state;
@@ -225,6 +239,7 @@ int main(void) {
                 cmocka_unit_test(test_tail_with_level),
                 cmocka_unit_test(test_since),
                 cmocka_unit_test(test_pages_cover_everything_once),
+                cmocka_unit_test(test_tail_zero),
                 cmocka_unit_test(test_follow_cursor),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

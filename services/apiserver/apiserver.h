@@ -19,6 +19,7 @@ typedef struct apiserver {
         pthread_mutex_t vmm_lock;    /* a ZeroMQ socket is used by one thread at a time */
         bus_client_t *logd;          /* logs.query, from civetweb workers */
         pthread_mutex_t logd_lock;
+        volatile bool stopping;      /* REST is stopping: long requests (log followers) end */
         struct mg_context *http;
 } apiserver_t;
 

@@ -308,6 +308,8 @@ int http_start(apiserver_t *api) {
 void http_stop(apiserver_t *api) {
         if (!api->http)
                 return;
+        /* mg_stop() waits for every handler to return, log followers too. */
+        __atomic_store_n(&api->stopping, true, __ATOMIC_SEQ_CST);
         mg_stop(api->http);
         mg_exit_library();
         api->http = NULL;

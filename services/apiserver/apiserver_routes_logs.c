@@ -14,7 +14,8 @@
 #define LOGS_TAIL_MAX 100000          /* logd's limit too */
 #define LOGS_QUERY_TIMEOUT_MS 3000
 #define LOGS_FOLLOW_MAX 4             /* of 8 civetweb workers: the rest keep serving the API */
-#define LOGS_HEARTBEAT_MS 15000       /* a comment line: finds followers that went away */
+#define LOGS_HEARTBEAT_MS 5000        /* a comment line: finds followers that went away */
+#define LOGS_TICK_MS 1000             /* a follower looks whether the apiserver is stopping */
 #define LOGS_CATCHUP_FIRST_MS 250     /* once our subscription surely reached logd */
 #define LOGS_CATCHUP_MS 5000          /* safety net: events a slow subscriber lost at its HWM */
 #define LOGS_RETRY_MS 1000            /* logd did not answer (restarting): ask again this soon */
@@ -35,6 +36,7 @@ typedef struct logs_req {
         http_request_t *http;
         const char *deployment_id;
         uint64_t tail;
+        bool has_tail;        /* tail=0: no history, only what comes */
         uint64_t since_ms;
         const char *level;    /* NULL: all */
         const char *instance; /* NULL: all */
@@ -124,8 +126,11 @@ static int parse_params(http_request_t *req, logs_req_t *q, char *level, char *i
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
                                           "unknown query parameter \"%s\": use tail, since, level, instance, follow", bad);
         r = http_query(req, "tail", 0, buf, sizeof(buf));
-        if (r > 0 && !streq(buf, "all") && (parse_u64(buf, &q->tail) < 0 || q->tail > LOGS_TAIL_MAX))
-                r = -EINVAL;
+        if (r > 0 && !streq(buf, "all")) {
+                q->has_tail = true;
+                if (parse_u64(buf, &q->tail) < 0 || q->tail > LOGS_TAIL_MAX)
+                        r = -EINVAL;
+        }
         if (r < 0)
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
                                           "tail: a number of lines up to %d, or all", LOGS_TAIL_MAX);
@@ -197,7 +202,7 @@ static int call_query(logs_req_t *q, const char *only, bool with_tail, bus_reply
         msgpack_sbuffer_init(&args);
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
         n += instance != NULL;
-        n += with_tail && q->tail > 0;
+        n += with_tail && q->has_tail;
         n += q->since_ms > 0;
         n += q->level != NULL;
         n += q->has_cursors;
@@ -205,7 +210,7 @@ static int call_query(logs_req_t *q, const char *only, bool with_tail, bus_reply
         mp_pack_kv_str(&pk, "deployment_id", q->deployment_id);
         if (instance)
                 mp_pack_kv_str(&pk, "instance", instance);
-        if (with_tail && q->tail > 0)
+        if (with_tail && q->has_tail)
                 mp_pack_kv_u64(&pk, "tail", q->tail);
         if (q->since_ms > 0)
                 mp_pack_kv_u64(&pk, "since_ms", q->since_ms);
@@ -359,6 +364,8 @@ static int drain_pages(logs_req_t *q, const char *only, bool with_tail, FILE **o
 }
 
 static const char *query_error(logs_req_t *q, int r) {
+        if (r == -ESHUTDOWN)
+                return "husk-apiserver is stopping";
         if (r == -ETIMEDOUT)
                 return "husk-logd did not answer in time (is it running?)";
         if (r == -EREMOTEIO)
@@ -443,8 +450,12 @@ static int follow(logs_req_t *q, FILE **out, char **buf, size_t *size, bus_sub_t
                 size_t n = 0;
                 int r;
 
+                if (__atomic_load_n(&q->http->api->stopping, __ATOMIC_SEQ_CST))
+                        return -ESHUTDOWN;
                 now = now_monotonic_ms();
                 wake = next_catchup < last_write + LOGS_HEARTBEAT_MS ? next_catchup : last_write + LOGS_HEARTBEAT_MS;
+                if (wake > now + LOGS_TICK_MS)
+                        wake = now + LOGS_TICK_MS;
                 r = bus_sub_recv(sub, wake > now ? (int)(wake - now) : 0, &type, &body, &n);
                 now = now_monotonic_ms();
                 if (r == 0) {

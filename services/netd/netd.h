@@ -58,6 +58,7 @@ void netd_ip4_str(uint32_t host_order, char buf[static 16]);
 
 typedef struct netd_attachment {
         char instance_id[NETD_INSTANCE_ID_LEN + 1];
+        char deployment_id[65]; /* "" when the caller did not say: no port takeover */
         char tap[16];         /* hk<instance_id> */
         char mac[18];
         uint32_t slot;
@@ -141,9 +142,10 @@ void netd_close(netd_t *n);
 
 netd_attachment_t *netd_find(netd_t *n, const char *instance_id);
 /* Create or return the attachment of instance_id; on a port conflict returns -EADDRINUSE with
- * *ret_error naming ports[i].published. */
-int netd_attach(netd_t *n, const char *instance_id, const port_spec_t *ports, size_t n_ports,
-                netd_attachment_t **ret, char *ret_error, size_t error_size);
+ * *ret_error naming ports[i].published. A port another instance of the same deployment_id
+ * publishes is taken over (a replacement started before the old instance stops). */
+int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports,
+                size_t n_ports, netd_attachment_t **ret, char *ret_error, size_t error_size);
 int netd_detach(netd_t *n, const char *instance_id);
 /* Re-render and apply the nft table from the attachments. */
 int netd_sync_rules(netd_t *n);
@@ -152,8 +154,10 @@ int netd_adopt(netd_t *n);
 void netd_attachment_free(netd_attachment_t *a);
 
 int netd_state_save(netd_t *n);
-/* Ports per instance id, as saved: calls fn for each entry. */
-int netd_state_load(const char *path, void (*fn)(const char *id, port_spec_t *ports, size_t n, void *ud), void *ud);
+/* Ports (and deployment) per instance id, as saved: calls fn for each entry. */
+int netd_state_load(const char *path,
+                    void (*fn)(const char *id, const char *deployment_id, port_spec_t *ports, size_t n, void *ud),
+                    void *ud);
 
 int netd_bus_open(netd_t *n);
 void netd_bus_close(netd_t *n);

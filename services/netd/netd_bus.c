@@ -87,7 +87,7 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
                                         "ports: must be an array of at most %d {published, target, protocol tcp|udp, "
                                         "host_ip?} with ports 1-65535", PORTS_MAX);
         existed = netd_find(n, id) != NULL;
-        r = netd_attach(n, id, ports, n_ports, &a, error, sizeof(error));
+        r = netd_attach(n, id, deployment_id, ports, n_ports, &a, error, sizeof(error));
         if (r == -EADDRINUSE) {
                 log_warning("Instance %s: %s", id, error);
                 publish_port_failure(n, id, deployment_id, error);

@@ -123,13 +123,14 @@ static void drop_attachment(netd_t *n, netd_attachment_t *a) {
                 }
 }
 
-static int new_attachment(netd_t *n, const char *id, uint32_t slot, const port_spec_t *ports, size_t n_ports,
-                          netd_attachment_t **ret) {
+static int new_attachment(netd_t *n, const char *id, const char *deployment_id, uint32_t slot,
+                          const port_spec_t *ports, size_t n_ports, netd_attachment_t **ret) {
         netd_attachment_t *a = calloc(1, sizeof(*a));
 
         if (!a)
                 return -ENOMEM;
         snprintf(a->instance_id, sizeof(a->instance_id), "%s", id);
+        snprintf(a->deployment_id, sizeof(a->deployment_id), "%s", deployment_id ?: "");
         snprintf(a->tap, sizeof(a->tap), NETD_TAP_PREFIX "%s", id);
         netd_mac(netd_fnv1a64(id), a->mac);
         a->slot = slot;
@@ -147,8 +148,56 @@ static int new_attachment(netd_t *n, const char *id, uint32_t slot, const port_s
         return 0;
 }
 
-int netd_attach(netd_t *n, const char *instance_id, const port_spec_t *ports, size_t n_ports,
-                netd_attachment_t **ret, char *ret_error, size_t error_size) {
+static bool same_host_port(const port_spec_t *a, const port_spec_t *b) {
+        bool any_a = !a->host_ip[0] || streq(a->host_ip, "0.0.0.0"), any_b = !b->host_ip[0] || streq(b->host_ip, "0.0.0.0");
+
+        return a->published == b->published && a->protocol == b->protocol && (any_a || any_b || streq(a->host_ip, b->host_ip));
+}
+
+/* A replacement instance (a new generation, started while the old one still serves) takes the
+ * deployment's published ports over: a host port forwards to one VM, the newest. Only between
+ * instances of one deployment; anyone else's port stays a PortAllocationFailed. */
+static void take_over_ports(netd_t *n, const char *deployment_id, const port_spec_t *ports, size_t n_ports) {
+        if (!deployment_id || !*deployment_id)
+                return;
+        for (size_t k = 0; k < n->n_attachments; k++) {
+                netd_attachment_t *o = n->attachments[k];
+                size_t kept = 0;
+                bool moved = false;
+
+                if (!streq(o->deployment_id, deployment_id))
+                        continue;
+                for (size_t i = 0; i < o->n_ports; i++) {
+                        bool wanted = false;
+
+                        for (size_t j = 0; j < n_ports && !wanted; j++)
+                                wanted = same_host_port(&o->ports[i], &ports[j]);
+                        if (!wanted) {
+                                o->ports[kept] = o->ports[i];
+                                if (o->reservations)
+                                        o->reservations[kept] = o->reservations[i];
+                                kept++;
+                                continue;
+                        }
+                        if (!moved && n->proxy)
+                                (void)netd_proxy_remove(n->proxy, o->instance_id);
+                        moved = true;
+                        if (o->reservations && o->reservations[i] >= 0)
+                                close(o->reservations[i]);
+                        log_info("Instance %s: published port %u/%s goes to its replacement", o->instance_id,
+                                 o->ports[i].published, port_protocol_to_string(o->ports[i].protocol));
+                }
+                o->n_ports = kept;
+                /* The proxy forgot all of o's listeners: give it back those o keeps. */
+                for (size_t i = 0; moved && n->proxy && o->reservations && i < kept; i++)
+                        if (o->reservations[i] >= 0)
+                                (void)netd_proxy_add(n->proxy, o->instance_id, o->reservations[i], o->ports[i].protocol,
+                                                     o->network + 2, o->ports[i].target);
+        }
+}
+
+int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports,
+                size_t n_ports, netd_attachment_t **ret, char *ret_error, size_t error_size) {
         netd_attachment_t *a;
         uint32_t slot;
         int r;
@@ -179,9 +228,10 @@ int netd_attach(netd_t *n, const char *instance_id, const port_spec_t *ports, si
         }
         if (slot != netd_preferred_slot(&n->subnet, netd_fnv1a64(instance_id)))
                 log_info("Instance %s: its /30 is taken by a live instance, using the next free one", instance_id);
-        r = new_attachment(n, instance_id, slot, ports, n_ports, &a);
+        r = new_attachment(n, instance_id, deployment_id, slot, ports, n_ports, &a);
         if (r < 0)
                 return r;
+        take_over_ports(n, deployment_id, ports, n_ports);
         /* Ports first: on a conflict the VM must not start, and nothing was created yet. */
         r = reserve_ports(n, a, true, ret_error, error_size);
         if (r < 0) {
@@ -249,7 +299,7 @@ typedef struct adopt_ctx {
         char **taps;
 } adopt_ctx_t;
 
-static void adopt_entry(const char *id, port_spec_t *ports, size_t n_ports, void *ud) {
+static void adopt_entry(const char *id, const char *deployment_id, port_spec_t *ports, size_t n_ports, void *ud) {
         adopt_ctx_t *c = ud;
         netd_attachment_t *a = netd_find(c->n, id);
         char error[256];
@@ -258,6 +308,7 @@ static void adopt_entry(const char *id, port_spec_t *ports, size_t n_ports, void
                 log_info("Instance %s: in the state file but its TAP is gone, forgetting it", id);
                 return;
         }
+        snprintf(a->deployment_id, sizeof(a->deployment_id), "%s", deployment_id);
         free(a->ports);
         a->ports = NULL;
         a->n_ports = 0;
@@ -290,7 +341,7 @@ int netd_adopt(netd_t *n) {
                         /* Ours by name, but not a network we can serve (subnet changed?): remove it. */
                         log_warning("TAP %s has no usable address in the subnet, deleting it", *t);
                         (void)netd_tap_delete(*t);
-                } else if (new_attachment(n, id, slot, NULL, 0, &a) >= 0 && add_attachment(n, a) >= 0)
+                } else if (new_attachment(n, id, NULL, slot, NULL, 0, &a) >= 0 && add_attachment(n, a) >= 0)
                         log_info("Instance %s: adopted TAP %s", id, *t);
                 free(*t);
         }

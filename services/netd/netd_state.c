@@ -20,7 +20,8 @@ int netd_state_save(netd_t *n) {
                 const netd_attachment_t *a = n->attachments[k];
                 json_t *ports = json_array();
 
-                if (!ports || json_object_set_new(inst, a->instance_id, json_pack("{s:o}", "ports", ports)) < 0)
+                if (!ports || json_object_set_new(inst, a->instance_id, json_pack("{s:o,s:s}", "ports", ports,
+                                                                                  "deployment_id", a->deployment_id)) < 0)
                         goto out;
                 for (size_t i = 0; i < a->n_ports; i++) {
                         const port_spec_t *p = &a->ports[i];
@@ -43,7 +44,9 @@ out:
         return r;
 }
 
-int netd_state_load(const char *path, void (*fn)(const char *id, port_spec_t *ports, size_t n, void *ud), void *ud) {
+int netd_state_load(const char *path,
+                    void (*fn)(const char *id, const char *deployment_id, port_spec_t *ports, size_t n, void *ud),
+                    void *ud) {
         _cleanup_free_ char *text = NULL;
         json_t *root, *inst, *v;
         const char *id;
@@ -79,7 +82,7 @@ int netd_state_load(const char *path, void (*fn)(const char *id, port_spec_t *po
                         snprintf(a[n].host_ip, sizeof(a[n].host_ip), "%s", host_ip ?: "");
                         n++;
                 }
-                fn(id, a, n, ud);
+                fn(id, json_string_value(json_object_get(v, "deployment_id")) ?: "", a, n, ud);
         }
         json_decref(root);
         return 0;

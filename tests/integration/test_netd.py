@@ -171,6 +171,26 @@ def test_sigkill_netd_during_transfer_then_readopt_and_detach(stack, guests):
     assert f"hk{iid}" not in links(stack.netns)
 
 
+def test_replacement_takes_the_deployments_port_over(stack):
+    """A new generation starts while the old instance still serves: the host port moves to the
+    newest instance of the same deployment; another deployment still cannot take it."""
+    def att(iid, dep):
+        return request(ep(stack, "requests"), "net.attach",
+                       {"instance_id": iid, "deployment_id": dep, "ports": [{"published": 8085, "target": 80}]})
+
+    old = att("111111111111", "dep-a")["result"]
+    new = att("222222222222", "dep-a")["result"]
+    rules = nft_ruleset(stack.netns)
+    assert f"dnat ip to {new['guest_ip']}:80" in rules and f"dnat ip to {old['guest_ip']}:80" not in rules, rules
+    listed = {x["instance_id"]: x["ports"] for x in request(ep(stack, "requests"), "net.list", {})["result"]}
+    assert listed["111111111111"] == [] and listed["222222222222"][0]["published"] == 8085
+    r = att("333333333333", "dep-b")
+    assert r["error"]["code"] == "port_allocation_failed", r
+    # The old instance goes: the port stays with the new one.
+    assert request(ep(stack, "requests"), "net.detach", {"instance_id": "111111111111"}).get("result") == {}
+    assert f"dnat ip to {new['guest_ip']}:80" in nft_ruleset(stack.netns)
+
+
 def test_orphans_reaped_when_netd_restarts(stack):
     """An instance removed while netd was down (its detach and instance.removed unheard): the
     restarted netd asks vmm-driver and removes what vmm-driver no longer has."""

@@ -30,30 +30,33 @@ const char *logd_stream_name(logd_stream_t s) {
 
 typedef struct word {
         const char *word;
+        size_t len;
         logd_level_t level;
 } word_t;
 
+#define W(w, l) { w, sizeof(w) - 1, l }
+
 /* Bracketed, either case: "[error]", "[WARN]"; also nginx's and systemd's own words. */
 static const word_t bracketed[] = {
-        { "error", LOGD_LEVEL_ERROR },     { "err", LOGD_LEVEL_ERROR },     { "crit", LOGD_LEVEL_ERROR },
-        { "critical", LOGD_LEVEL_ERROR },  { "fatal", LOGD_LEVEL_ERROR },   { "alert", LOGD_LEVEL_ERROR },
-        { "emerg", LOGD_LEVEL_ERROR },     { "failed", LOGD_LEVEL_ERROR },  { "warning", LOGD_LEVEL_WARNING },
-        { "warn", LOGD_LEVEL_WARNING },    { "notice", LOGD_LEVEL_INFO },   { "info", LOGD_LEVEL_INFO },
-        { "debug", LOGD_LEVEL_DEBUG },     { "trace", LOGD_LEVEL_DEBUG },
+        W("error", LOGD_LEVEL_ERROR),     W("err", LOGD_LEVEL_ERROR),     W("crit", LOGD_LEVEL_ERROR),
+        W("critical", LOGD_LEVEL_ERROR),  W("fatal", LOGD_LEVEL_ERROR),   W("alert", LOGD_LEVEL_ERROR),
+        W("emerg", LOGD_LEVEL_ERROR),     W("failed", LOGD_LEVEL_ERROR),  W("warning", LOGD_LEVEL_WARNING),
+        W("warn", LOGD_LEVEL_WARNING),    W("notice", LOGD_LEVEL_INFO),   W("info", LOGD_LEVEL_INFO),
+        W("debug", LOGD_LEVEL_DEBUG),     W("trace", LOGD_LEVEL_DEBUG),
 };
 
 /* Bare uppercase words, as cloud-init and systemd print them: "ERROR", "WARN". */
 static const word_t upper[] = {
-        { "ERROR", LOGD_LEVEL_ERROR },     { "CRITICAL", LOGD_LEVEL_ERROR }, { "FATAL", LOGD_LEVEL_ERROR },
-        { "WARNING", LOGD_LEVEL_WARNING }, { "WARN", LOGD_LEVEL_WARNING },   { "NOTICE", LOGD_LEVEL_INFO },
-        { "INFO", LOGD_LEVEL_INFO },       { "DEBUG", LOGD_LEVEL_DEBUG },
+        W("ERROR", LOGD_LEVEL_ERROR),     W("CRITICAL", LOGD_LEVEL_ERROR), W("FATAL", LOGD_LEVEL_ERROR),
+        W("WARNING", LOGD_LEVEL_WARNING), W("WARN", LOGD_LEVEL_WARNING),   W("NOTICE", LOGD_LEVEL_INFO),
+        W("INFO", LOGD_LEVEL_INFO),       W("DEBUG", LOGD_LEVEL_DEBUG),
 };
 
 /* Lowercase words followed by a colon: "info: ...", "error: ...". */
 static const word_t colon[] = {
-        { "error", LOGD_LEVEL_ERROR },   { "fatal", LOGD_LEVEL_ERROR },  { "warning", LOGD_LEVEL_WARNING },
-        { "warn", LOGD_LEVEL_WARNING },  { "notice", LOGD_LEVEL_INFO },  { "info", LOGD_LEVEL_INFO },
-        { "debug", LOGD_LEVEL_DEBUG },
+        W("error", LOGD_LEVEL_ERROR),   W("fatal", LOGD_LEVEL_ERROR),  W("warning", LOGD_LEVEL_WARNING),
+        W("warn", LOGD_LEVEL_WARNING),  W("notice", LOGD_LEVEL_INFO),  W("info", LOGD_LEVEL_INFO),
+        W("debug", LOGD_LEVEL_DEBUG),
 };
 
 #define WORD_MAX 8 /* longest word in the tables */
@@ -66,12 +69,12 @@ static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') 
 static int lookup(const word_t *table, size_t n, const char *w, size_t len, bool fold) {
         char buf[WORD_MAX];
 
-        if (len == 0 || len > WORD_MAX)
+        if (len < 3 || len > WORD_MAX)
                 return -1;
         for (size_t k = 0; k < len; k++)
                 buf[k] = fold ? lower(w[k]) : w[k];
         for (size_t k = 0; k < n; k++)
-                if (strlen(table[k].word) == len && memcmp(table[k].word, buf, len) == 0)
+                if (table[k].len == len && memcmp(table[k].word, buf, len) == 0)
                         return (int)table[k].level;
         return -1;
 }
@@ -158,10 +161,13 @@ static int scan_words(const char *s, size_t len) {
                 }
                 for (j = i; j < len && is_alpha(s[j]); j++)
                         ;
-                if (j == len || !is_word(s[j])) {
-                        if ((l = lookup(upper, ELEMENTSOF(upper), s + i, j - i, false)) >= 0)
+                /* Most words are neither: look only at those that could be. */
+                if (j - i <= WORD_MAX && (j == len || !is_word(s[j]))) {
+                        if (s[i] >= 'A' && s[i] <= 'Z' && s[j - 1] >= 'A' && s[j - 1] <= 'Z' &&
+                            (l = lookup(upper, ELEMENTSOF(upper), s + i, j - i, false)) >= 0)
                                 return l;
-                        if (j < len && s[j] == ':' && (l = lookup(colon, ELEMENTSOF(colon), s + i, j - i, false)) >= 0)
+                        if (j < len && s[j] == ':' && s[i] >= 'a' && s[i] <= 'z' &&
+                            (l = lookup(colon, ELEMENTSOF(colon), s + i, j - i, false)) >= 0)
                                 return l;
                 }
                 i = j;

@@ -61,6 +61,15 @@ size_t logd_line_clean(const char *raw, size_t len, char *out, logd_stream_t *re
         for (size_t i = 0; i < len;) {
                 size_t k;
 
+                /* Runs of plain ASCII, the common case, go in one copy. */
+                for (k = i; k < len && s[k] < 0x80 && s[k] != '\0'; k++)
+                        ;
+                if (k > i) {
+                        memcpy(out + n, s + i, k - i);
+                        n += k - i;
+                        i = k;
+                        continue;
+                }
                 if (s[i] == '\0') {
                         i++;
                         continue;
@@ -83,18 +92,37 @@ size_t logd_line_clean(const char *raw, size_t len, char *out, logd_stream_t *re
 static const char level_chars[_LOGD_LEVEL_MAX] = "ewidu";
 static const char stream_chars[_LOGD_STREAM_MAX] = "sw";
 
+/* Decimal digits of v into p; returns their count. (snprintf was a tenth of logd's CPU time.) */
+static size_t put_u64(char *p, uint64_t v) {
+        char tmp[20];
+        size_t n = 0;
+
+        do
+                tmp[n++] = (char)('0' + v % 10);
+        while ((v /= 10) > 0);
+        for (size_t k = 0; k < n; k++)
+                p[k] = tmp[n - 1 - k];
+        return n;
+}
+
 int logd_record_format(const logd_entry_t *e, char *buf, size_t size) {
-        int n;
+        size_t n = 0;
 
         if (e->level >= _LOGD_LEVEL_MAX || e->stream >= _LOGD_STREAM_MAX)
                 return -EINVAL;
-        n = snprintf(buf, size, "%" PRIu64 " %" PRIu64 " %c%c ", e->ts, e->seq, level_chars[e->level],
-                     stream_chars[e->stream]);
-        if (n < 0 || (size_t)n + e->message_len + 1 > size)
+        if (size < LOGD_RECORD_OVERHEAD + e->message_len + 1)
                 return -ENOBUFS;
+        n += put_u64(buf + n, e->ts);
+        buf[n++] = ' ';
+        n += put_u64(buf + n, e->seq);
+        buf[n++] = ' ';
+        buf[n++] = level_chars[e->level];
+        buf[n++] = stream_chars[e->stream];
+        buf[n++] = ' ';
         memcpy(buf + n, e->message, e->message_len);
-        buf[(size_t)n + e->message_len] = '\n';
-        return n + (int)e->message_len + 1;
+        n += e->message_len;
+        buf[n++] = '\n';
+        return (int)n;
 }
 
 /* A decimal u64 ending at a space; advances *p past the space. */

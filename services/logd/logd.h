@@ -233,7 +233,10 @@ struct logd {
         bus_pub_t *pub;
         bus_server_t *server;
         bus_sub_t *events;      /* apiserver: deployment.purged */
-        bus_client_t *apiserver;
+        zsock_t *apiserver;     /* DEALER: deployment.list, answered on the loop (never waited for) */
+        uint64_t list_id;       /* of the deployment.list in flight; 0 when none */
+        uint64_t list_deadline; /* monotonic ms: an answer after it is ignored */
+        char **list_snapshot;   /* deployments we had logs of when we asked (NULL-terminated) */
         int tick_timer;
         int scan_timer;
         int purge_check_timer;
@@ -355,5 +358,5 @@ void logd_bus_close(logd_t *d);
 void logd_publish_batch(logd_instance_t *i);
 void logd_publish_purged(logd_t *d, const char *deployment_id);
 /* Purge what belongs to deployments apiserver no longer has (they were purged while we were
- * down). Asks apiserver; does nothing when it does not answer. */
+ * down): asks apiserver for its list, and acts when (if) the answer comes. */
 void logd_check_purged(logd_t *d);

@@ -7,7 +7,7 @@
 #include "lib/mp.h"
 #include "services/logd/logd.h"
 
-#define PURGE_CHECK_TIMEOUT_MS 1000
+#define PURGE_CHECK_TIMEOUT_MS 5000 /* an answer later than this is ignored */
 
 /* ---- logs.query -------------------------------------------------------------------------------- */
 
@@ -179,43 +179,105 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
         logd_purge(d, id);
 }
 
-void logd_check_purged(logd_t *d) {
-        static const bus_call_opts_t opts = { .timeout_ms = PURGE_CHECK_TIMEOUT_MS, .idempotent = true };
-        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
-        const msgpack_object *a;
-        size_t n = 0;
-        char **gone;
-        int r;
+static void snapshot_free(logd_t *d) {
+        for (char **p = d->list_snapshot; p && *p; p++)
+                free(*p);
+        free(d->list_snapshot);
+        d->list_snapshot = NULL;
+}
 
-        if (zhashx_size(d->instances) == 0)
-                return;
-        r = bus_call(d->apiserver, "deployment.list", NULL, &opts, &reply);
-        if (r < 0 || reply->error_code || !reply->result || reply->result->type != MSGPACK_OBJECT_ARRAY) {
-                log_debug("apiserver did not list deployments; checking for purged ones later");
-                return;
-        }
-        a = reply->result;
-        gone = calloc(zhashx_size(d->instances) + 1, sizeof(char *));
-        if (!gone)
-                return;
+/* The deployments we hold logs of, now: only those can be found purged by the answer, since
+ * apiserver's list is taken after this. (One created meanwhile is not in the list yet.) */
+static int snapshot_take(logd_t *d) {
+        size_t n = 0;
+
+        snapshot_free(d);
+        d->list_snapshot = calloc(zhashx_size(d->instances) + 1, sizeof(char *));
+        if (!d->list_snapshot)
+                return -ENOMEM;
         for (logd_instance_t *i = zhashx_first(d->instances); i; i = zhashx_next(d->instances)) {
+                bool seen = false;
+
+                for (size_t k = 0; k < n && !seen; k++)
+                        seen = streq(d->list_snapshot[k], i->deployment_id);
+                if (i->deployment_id && !seen && !(d->list_snapshot[n++] = strdup(i->deployment_id)))
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+void logd_check_purged(logd_t *d) {
+        msgpack_sbuffer body;
+        msgpack_packer pk;
+        zmsg_t *msg;
+
+        if (!d->apiserver || (d->list_id && now_monotonic_ms() < d->list_deadline))
+                return; /* one at a time */
+        if (zhashx_size(d->instances) == 0 || snapshot_take(d) < 0)
+                return;
+        d->list_id++;
+        d->list_deadline = now_monotonic_ms() + PURGE_CHECK_TIMEOUT_MS;
+        msgpack_sbuffer_init(&body);
+        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_kv_u64(&pk, "id", d->list_id);
+        mp_pack_kv_u64(&pk, "deadline", now_realtime_ms() + PURGE_CHECK_TIMEOUT_MS);
+        msg = zmsg_new();
+        zmsg_addmem(msg, "", 0);
+        zmsg_addstr(msg, "deployment.list");
+        zmsg_addmem(msg, body.data, body.size);
+        msgpack_sbuffer_destroy(&body);
+        /* Queued until apiserver is there; its deadline makes a late one harmless. */
+        if (zmsg_send(&msg, d->apiserver) < 0)
+                zmsg_destroy(&msg);
+}
+
+static void purge_unlisted(logd_t *d, const msgpack_object *list) {
+        for (char **p = d->list_snapshot; p && *p; p++) {
                 bool known = false;
 
-                if (!i->deployment_id)
-                        continue;
-                for (uint32_t k = 0; k < a->via.array.size && !known; k++)
-                        known = mp_str_eq(mp_map_get(&a->via.array.ptr[k], "id"), i->deployment_id);
-                for (size_t k = 0; k < n && !known; k++)
-                        known = streq(gone[k], i->deployment_id);
-                if (!known && (gone[n] = strdup(i->deployment_id)))
-                        n++;
+                for (uint32_t k = 0; k < list->via.array.size && !known; k++)
+                        known = mp_str_eq(mp_map_get(&list->via.array.ptr[k], "id"), *p);
+                if (!known) {
+                        log_info("Deployment %s is gone from apiserver: purging its logs", *p);
+                        logd_purge(d, *p);
+                }
         }
-        for (size_t k = 0; k < n; k++) {
-                log_info("Deployment %s is gone from apiserver: purging its logs", gone[k]);
-                logd_purge(d, gone[k]);
-                free(gone[k]);
+}
+
+static int on_list_reply(zloop_t *loop, zsock_t *sock, void *arg) {
+        logd_t *d = arg;
+
+        while (zsock_events(sock) & ZMQ_POLLIN) {
+                zmsg_t *msg = zmsg_recv(sock);
+                zframe_t *delim, *type, *body;
+                msgpack_unpacked u;
+                const msgpack_object *result;
+                uint64_t id = 0;
+
+                if (!msg)
+                        break;
+                delim = zmsg_first(msg);
+                type = zmsg_next(msg);
+                body = zmsg_next(msg);
+                msgpack_unpacked_init(&u);
+                if (delim && zframe_size(delim) == 0 && type && zframe_streq(type, "reply") && body &&
+                    zframe_size(body) <= MP_MAX_MESSAGE_BYTES &&
+                    msgpack_unpack_next(&u, (const char *)zframe_data(body), zframe_size(body), NULL) == MSGPACK_UNPACK_SUCCESS &&
+                    u.data.type == MSGPACK_OBJECT_MAP && mp_get_u64(&u.data, "id", &id) == 0 && id == d->list_id &&
+                    now_monotonic_ms() < d->list_deadline) {
+                        result = mp_map_get(&u.data, "result");
+                        if (result && result->type == MSGPACK_OBJECT_ARRAY)
+                                purge_unlisted(d, result);
+                        else
+                                log_debug("deployment.list failed; checking for purged deployments later");
+                        d->list_deadline = 0;
+                        snapshot_free(d);
+                }
+                msgpack_unpacked_destroy(&u);
+                zmsg_destroy(&msg);
         }
-        free(gone);
+        return 0;
 }
 
 int logd_bus_open(logd_t *d) {
@@ -232,9 +294,13 @@ int logd_bus_open(logd_t *d) {
         r = bus_server_attach(d->server, d->loop);
         if (r < 0)
                 return log_error_errno(r, "Failed to serve requests: %m");
-        r = bus_client_new(c->bus[HUSK_DAEMON_APISERVER].requests, &d->apiserver);
-        if (r < 0)
-                return log_error_errno(r, "Failed to connect to %s: %m", c->bus[HUSK_DAEMON_APISERVER].requests);
+        d->apiserver = zsock_new(ZMQ_DEALER);
+        if (!d->apiserver)
+                return log_error_errno(ENOMEM, "Failed to create a socket for apiserver");
+        zsock_set_linger(d->apiserver, 0);
+        if (zsock_connect(d->apiserver, "%s", c->bus[HUSK_DAEMON_APISERVER].requests) < 0 ||
+            zloop_reader(d->loop, d->apiserver, on_list_reply, d) < 0)
+                return log_error_errno(EINVAL, "Failed to connect to %s", c->bus[HUSK_DAEMON_APISERVER].requests);
         r = bus_sub_new(&apiserver_events, 1, &d->events);
         if (r < 0)
                 return log_error_errno(r, "Failed to subscribe to %s: %m", apiserver_events);
@@ -247,7 +313,10 @@ int logd_bus_open(logd_t *d) {
 
 void logd_bus_close(logd_t *d) {
         bus_sub_destroy(&d->events);
-        bus_client_destroy(&d->apiserver);
+        if (d->apiserver && d->loop)
+                zloop_reader_end(d->loop, d->apiserver);
+        zsock_destroy(&d->apiserver);
+        snapshot_free(d);
         bus_server_destroy(&d->server);
         bus_pub_destroy(&d->pub);
 }

@@ -15,8 +15,11 @@
 /* Bytes read per loop turn per instance: a flood from one VM must not starve the others, nor
  * the queries. */
 #define PUMP_BUDGET (4u * 1024u * 1024u)
-/* Consumed bytes between two hole punches (each costs an fdatasync of the store). */
-#define PUNCH_STEP (256u * 1024u)
+/* Consumed bytes between two hole punches, each costing an fdatasync of the store: a quarter of
+ * the rotation size within these bounds, so that what the capture file still holds stays small
+ * next to the store. */
+#define PUNCH_STEP_MIN (64u * 1024u)
+#define PUNCH_STEP_MAX (1024u * 1024u)
 #define PUNCH_ALIGN 4096u
 /* An event carries at most this much: followers get big outputs in several. */
 #define EVENT_BYTES (256u * 1024u)
@@ -206,11 +209,19 @@ static int on_line(const char *line, size_t len, uint64_t end, void *userdata) {
         return 0;
 }
 
+static uint64_t punch_step(const logd_instance_t *i) {
+        uint64_t q = i->store.max_bytes / 4;
+
+        if (i->store.max_bytes == 0 || q > PUNCH_STEP_MAX)
+                return PUNCH_STEP_MAX;
+        return q < PUNCH_STEP_MIN ? PUNCH_STEP_MIN : q;
+}
+
 static void punch(logd_instance_t *i) {
         uint64_t target = i->split.base / PUNCH_ALIGN * PUNCH_ALIGN;
         int r;
 
-        if (i->punch_failed || i->src_fd < 0 || target < i->punched + PUNCH_STEP)
+        if (i->punch_failed || i->src_fd < 0 || target < i->punched + punch_step(i))
                 return;
         r = logd_store_sync(&i->store);
         if (r < 0) {

@@ -382,3 +382,47 @@ def test_outbound_nat_switch(tmp_path):
             p.wait()
         for ns in (guest, outside, host):
             netns_del(ns)
+
+
+def test_vm_transfer_survives_netd_sigkill_and_delete_cleans_up(stack):
+    """The issue's scenario with a real VM: a long download from the guest through its published
+    port on 127.0.0.1; netd is killed with SIGKILL in the middle; the download completes; the
+    restarted netd re-adopts the VM's network; deleting the deployment leaves no TAP and no rule."""
+    size = 48 << 20
+    r = stack.api("POST", "/deployments", json=manifest(
+        stack, "bulk", [{"published": 9000, "target": 9000}],
+        command=["/bin/sh", "-c", f"while true; do dd if=/dev/zero bs=65536 count={size >> 16} 2>/dev/null "
+                                  "| nc -l -p 9000; done"]))
+    assert r.status in (200, 201), r
+    d = stack.wait_for(lambda: (lambda x: x if x and x["status"] == "running" else None)(deployment(stack, "bulk")),
+                       timeout=120, what="bulk running")
+    iid = d["instances"][0]["instance_id"]
+    reader = ns_popen(stack.netns, (
+        "import socket, sys, time\n"
+        "deadline = time.monotonic() + 60\n"
+        "while True:\n"
+        "    try:\n"
+        "        s = socket.create_connection(('127.0.0.1', 9000), timeout=60); break\n"
+        "    except OSError:\n"
+        "        if time.monotonic() > deadline: raise\n"
+        "        time.sleep(0.2)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)\n"
+        "first = s.recv(65536); n = len(first); print('started', flush=True)\n"
+        "while True:\n"
+        "    d = s.recv(65536)\n"
+        "    if not d: break\n"
+        "    n += len(d); time.sleep(0.002)\n"
+        "print(n, flush=True)\n"))
+    assert reader.stdout.readline().strip() == "started"
+    stack.kill_daemon("netd", signal.SIGKILL)
+    out, err = reader.communicate(timeout=300)
+    assert reader.returncode == 0 and int(out.split()[-1]) == size, (out, err[-500:])
+
+    stack.start_daemon("netd")
+    listed = request(ep(stack, "requests"), "net.list", {})["result"]
+    assert [(x["instance_id"], x["ports"][0]["published"]) for x in listed] == [(iid, 9000)]
+    assert stack.husk("deployment", "delete", "bulk").returncode == 0
+    stack.wait_for(lambda: deployment(stack, "bulk") is None, timeout=60, what="bulk purged")
+    stack.wait_for(lambda: f"hk{iid}" not in links(stack.netns), timeout=15, what="TAP gone")
+    assert f"husk:{iid}" not in nft_ruleset(stack.netns)
+    assert request(ep(stack, "requests"), "net.list", {})["result"] == []

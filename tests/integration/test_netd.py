@@ -426,3 +426,28 @@ def test_vm_transfer_survives_netd_sigkill_and_delete_cleans_up(stack):
     stack.wait_for(lambda: f"hk{iid}" not in links(stack.netns), timeout=15, what="TAP gone")
     assert f"husk:{iid}" not in nft_ruleset(stack.netns)
     assert request(ep(stack, "requests"), "net.list", {})["result"] == []
+
+
+def test_vms_cannot_reach_each_other(stack):
+    """Two real VMs: a job in the second pings its own gateway (the host end of its /30: it
+    completes) and the first VM's address (dropped between /30s: the job fails)."""
+    r = stack.api("POST", "/deployments", json=manifest(
+        stack, "target", [], command=["/bin/sh", "-c", "exec sleep 1000"]))
+    assert r.status in (200, 201), r
+    stack.wait_for(lambda: (deployment(stack, "target") or {}).get("status") == "running", timeout=120,
+                   what="target running")
+    (a,) = request(ep(stack, "requests"), "net.list", {})["result"]
+
+    def job(name, addr):
+        m = manifest(stack, name, [], command=["/bin/sh", "-c", f"exec ping -c 2 -W 2 {addr}"])
+        if addr is None:  # its own gateway, as netd gave it on the kernel command line
+            m["command"] = ["/bin/sh", "-c", "gw=$(sed -n 's/.*husk[.]gw=\\([0-9.]*\\).*/\\1/p' /proc/cmdline); "
+                                             "exec ping -c 2 -W 2 $gw"]
+        m["kind"] = "job"
+        r = stack.api("POST", "/deployments", json=m)
+        assert r.status in (200, 201), r
+        return stack.wait_for(lambda: (lambda d: d["status"] if d and d["status"] in ("completed", "failed") else None)(
+            deployment(stack, name)), timeout=150, what=f"job {name} done")
+
+    assert job("to-gateway", None) == "completed"
+    assert job("to-sibling", a["guest_ip"]) == "failed"

@@ -268,8 +268,6 @@ def test_http_in_a_vm_through_its_published_port(stack):
         stack, "web", [{"published": 8080, "target": 80}],
         command=["/bin/sh", "-c", "echo hello-from-the-vm > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]))
     assert r.status in (200, 201), r
-    if r.status == 422 and "command" in r.text:
-        pytest.skip("command: not supported by this build yet")
     stack.wait_for(lambda: deployment(stack, "web")["status"] == "running", timeout=120, what="web running")
 
     def fetch(addr):

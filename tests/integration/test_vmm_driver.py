@@ -8,6 +8,7 @@ by pid, and checks none is left.
 """
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -356,8 +357,14 @@ def test_vanished_while_down(driver):
     inst = driver.must("instance.create", driver.spec(iid))
     driver.wait_event("instance.running", iid)
     driver.kill9()
+    # Wait on a pidfd, not on the leader's zombie state: a multi-threaded QEMU's leader turns
+    # zombie before its other threads are gone, and until they are the process has not exited.
+    pidfd = os.pidfd_open(inst["pid"])
     os.kill(inst["pid"], signal.SIGKILL)
-    wait_until(lambda: not pid_alive(inst["pid"]), 10, "the VMM to die")
+    try:
+        assert select.select([pidfd], [], [], 10)[0], "the VMM did not die"
+    finally:
+        os.close(pidfd)
     driver.start()
     _, exited = driver.wait_event("instance.exited", iid)
     assert exited["exit_reason"] == "vanished" and exited["exit_status"] == -1

@@ -57,6 +57,8 @@ typedef struct husk_config {
         struct {
                 uint64_t resync_interval_ms; /* safety-net full reconcile */
                 uint64_t request_timeout_ms; /* deadline for RPCs to other daemons */
+                uint64_t host_memory_bytes;  /* guest RAM the host may hand out; 0: MemTotal */
+                uint32_t create_concurrency; /* instances booting at once, host-wide */
         } scheduler;
 
         struct {

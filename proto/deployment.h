@@ -15,6 +15,7 @@
 #define DEPLOYMENT_STATUS_FAILED "failed"
 #define DEPLOYMENT_STATUS_COMPLETED "completed"
 #define DEPLOYMENT_STATUS_CRASH_LOOP "crash_loop_back_off"
+#define DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES "insufficient_resources"
 
 typedef struct deployment {
         char *id;        /* uuid */

@@ -114,7 +114,7 @@ static int method_set_status(bus_request_t *req, msgpack_packer *pk, void *userd
         if (r == -EINVAL)
                 return bus_request_fail(req, BUS_ERR_INVALID,
                                         "status: \"%s\" is not one of pending, creating, running, completed, failed, "
-                                        "crash_loop_back_off",
+                                        "crash_loop_back_off, insufficient_resources",
                                         status);
         if (r == -EBUSY)
                 return bus_request_fail(req, BUS_ERR_CONFLICT,

@@ -18,6 +18,8 @@ int apiserver_event_record(apiserver_t *api, event_t *e);
 /* apiserver's own events (component "apiserver"); failures are logged here and returned. */
 int apiserver_event(apiserver_t *api, const char *deployment_id, const char *level, const char *reason,
                     const char *fmt, ...) _printf_(5, 6);
+/* apiserver_ignored.c: one IgnoredField warning per field of d's spec a VM cannot honour. */
+void apiserver_warn_ignored(apiserver_t *api, const store_deployment_t *d);
 /* The event.record request handler. */
 int apiserver_method_event_record(bus_request_t *req, msgpack_packer *pk, void *userdata);
 

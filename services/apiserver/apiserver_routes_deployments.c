@@ -100,6 +100,7 @@ int route_deployments_apply(http_request_t *req) {
                                 r == STORE_APPLY_CREATED ? EVENT_CREATED : EVENT_UPDATED,
                                 "%s, generation %" PRIu64 ": %u replica%s of %s", apply_outcomes[r].result,
                                 d.d.generation, d.d.replicas, d.d.replicas == 1 ? "" : "s", d.d.image);
+                apiserver_warn_ignored(req->api, &d);
         }
         /* The body is the deployment either way; the header tells `husk apply` what it did. */
         snprintf(headers, sizeof(headers), "Husk-Apply-Result: %s\r\nLocation: /deployments/%s\r\n",
@@ -114,7 +115,7 @@ static const char *const list_params[] = { "namespace", "status", "label", "labe
 static const char *const statuses[] = {
         DEPLOYMENT_STATUS_PENDING, DEPLOYMENT_STATUS_CREATING, DEPLOYMENT_STATUS_RUNNING,
         DEPLOYMENT_STATUS_COMPLETED, DEPLOYMENT_STATUS_FAILED, DEPLOYMENT_STATUS_CRASH_LOOP,
-        DEPLOYMENT_STATUS_DELETED,
+        DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES, DEPLOYMENT_STATUS_DELETED,
 };
 
 static bool one_of(const char *s, const char *const *list, size_t n) {
@@ -180,7 +181,7 @@ int route_deployments_list(http_request_t *req) {
         if (r < 0 || (r > 0 && !one_of(status, statuses, ELEMENTSOF(statuses))))
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
                                           "status: \"%.32s\" is not a status; use pending, creating, running, "
-                                          "completed, failed, crash_loop_back_off or deleted",
+                                          "completed, failed, crash_loop_back_off, insufficient_resources or deleted",
                                           r < 0 ? "(too long)" : status);
         if (r > 0)
                 filter.status = status;

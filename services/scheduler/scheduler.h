@@ -36,6 +36,9 @@ typedef struct plan {
 #define SCHEDULER_BACKOFF_MAX_MS 60000
 #define SCHEDULER_MIN_HEALTHY_MS 10000    /* ready this long with no failure resets restart_count */
 
+/* Whether instance i runs what d asks for now (so that scaling never replaces it). */
+bool plan_instance_matches(const deployment_t *d, const instance_t *i);
+
 /* Delay before restart number n (1-based): 1 s x 2^(n-1), capped at 60 s; 0 for n == 0. */
 uint64_t plan_backoff_ms(uint32_t n);
 
@@ -44,11 +47,25 @@ uint64_t plan_backoff_ms(uint32_t n);
  * deployment gives up (crash_loop_back_off). Returns true when restarts may go on. */
 bool plan_failures(const deployment_t *d, uint32_t n_failures, uint64_t failed_at, const char *what, plan_t *p);
 
+/* What the host has left, shared by every deployment of a pass: each plan's creates are
+ * charged to it before the next deployment is planned. */
+typedef struct plan_host {
+        uint64_t memory_capacity_mib; /* guest RAM the host may hand out; 0: no admission */
+        uint64_t memory_used_mib;     /* RAM of the live instances, and of those created this pass */
+        uint32_t create_concurrency;  /* instances booting at once; 0: unbounded */
+        uint32_t booting;             /* instances started recently and not ready yet */
+} plan_host_t;
+
+#define SCHEDULER_BOOT_WINDOW_MS 120000 /* a VM not ready after this no longer holds a boot slot */
+
+/* Fill host's usage from the instance list of every deployment. */
+void plan_host_count(plan_host_t *host, const instance_t *instances, size_t n_instances, uint64_t now_ms);
+
 void plan_clear(plan_t *p);
 /* Pure: decides, never acts. instances may include other deployments' instances; now_ms is
- * the wall clock (instance times are unix ms). */
+ * the wall clock (instance times are unix ms); host (NULL: no limits) bounds the creates. */
 int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t n_instances, uint64_t now_ms,
-                      plan_t *ret);
+                      const plan_host_t *host, plan_t *ret);
 /* scheduler_plan_at() with the current time. */
 int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_instances, plan_t *ret);
 

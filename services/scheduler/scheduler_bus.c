@@ -216,11 +216,12 @@ static void record_exit(scheduler_t *s, const deployment_t *d, const instance_t 
 /* Act on one deployment's plan. Returns <0 when something transient failed and a retry pass
  * is wanted; *wake_at is lowered to when the deployment needs its next pass (back-off). */
 static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_list_t *instances,
-                         uint64_t *wake_at) {
+                         plan_host_t *host, uint64_t *wake_at) {
+        uint32_t created = 0;
         plan_t p;
         int r, failed = 0;
 
-        r = scheduler_plan(d, instances->items, instances->n, &p);
+        r = scheduler_plan_at(d, instances->items, instances->n, now_realtime_ms(), host, &p);
         if (r < 0)
                 return r;
         /* Failures are counted before their instances go: an exit seen but not stored would be
@@ -240,8 +241,8 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                 scheduler_event(s, d->id, EVENT_LEVEL_INFO, EVENT_INSTANCE_STOPPED, "stopping instance %s (%s)",
                                 p.stop[k]->spec.instance_id,
                                 streq(d->status, DEPLOYMENT_STATUS_DELETED) ? "deployment deleted"
-                                : p.stop[k]->spec.generation == d->generation ? "scaling down"
-                                                                               : "replaced by the new spec");
+                                : plan_instance_matches(d, p.stop[k]) ? "scaling down"
+                                                                      : "replaced by the new spec");
                 if (instance_op(s, "instance.stop", p.stop[k], true) < 0)
                         failed = -EAGAIN;
         }
@@ -263,7 +264,8 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                         char what[600];
 
                         scheduler_event(s, d->id, EVENT_LEVEL_WARNING,
-                                        strstr(error, "PortAllocationFailed") ? "PortAllocationFailed"
+                                        strstr(error, "PortAllocationFailed") || strstr(error, "port_allocation_failed")
+                                                ? "PortAllocationFailed"
                                                                               : EVENT_CREATE_FAILED,
                                         "cannot create an instance: %s", error);
                         snprintf(what, sizeof(what), "create failed (%s)", error);
@@ -275,7 +277,11 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                         failed = -EAGAIN;
                         break;
                 }
+                created++;
         }
+        /* Charged before the next deployment plans: together they never overcommit. */
+        host->memory_used_mib += (uint64_t)created * d->memory_mib;
+        host->booting += created;
         if (p.purge && purge(s, d) < 0)
                 failed = -EAGAIN;
         if (p.status && (!streq(p.status, d->status) || p.ready != d->ready_replicas || p.persist_restarts) &&
@@ -316,10 +322,25 @@ static int on_retry_timer(zloop_t *loop, int timer_id, void *arg) {
         return 0;
 }
 
+/* Guest RAM the host may hand out: the configured scheduler.host_memory, else MemTotal. */
+static uint64_t host_memory_mib(scheduler_t *s) {
+        _cleanup_free_ char *meminfo = NULL;
+        const char *p;
+        uint64_t kib;
+
+        if (s->ctx->config->scheduler.host_memory_bytes)
+                return s->ctx->config->scheduler.host_memory_bytes / (1024 * 1024);
+        if (read_file("/proc/meminfo", 65536, &meminfo, NULL) < 0 || !(p = strstr(meminfo, "MemTotal:")))
+                return 0; /* unknown: no admission rather than refusing everything */
+        kib = strtoull(p + strlen("MemTotal:"), NULL, 10);
+        return kib / 1024;
+}
+
 int scheduler_reconcile_all(scheduler_t *s) {
         deployment_list_t deployments = {};
         instance_list_t instances = {};
         uint64_t wake_at = 0;
+        plan_host_t host = {};
         int r, failed = 0;
 
         /* Both lists must be fresh: acting on a partial view could kill healthy instances. */
@@ -328,8 +349,11 @@ int scheduler_reconcile_all(scheduler_t *s) {
                 r = list_instances(s, &instances);
         if (r < 0)
                 goto out;
+        host.memory_capacity_mib = host_memory_mib(s);
+        host.create_concurrency = s->ctx->config->scheduler.create_concurrency;
+        plan_host_count(&host, instances.items, instances.n, now_realtime_ms());
         for (size_t k = 0; k < deployments.n; k++)
-                if (reconcile_one(s, &deployments.items[k], &instances, &wake_at) < 0)
+                if (reconcile_one(s, &deployments.items[k], &instances, &host, &wake_at) < 0)
                         failed = -EAGAIN;
         scheduler_wake_at(s, wake_at);
         if (reap_orphans(s, &deployments, &instances) < 0)

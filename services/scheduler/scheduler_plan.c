@@ -32,7 +32,7 @@ static bool strv_eq_null(char *const *a, char *const *b) {
 
 /* Does i run what d asks for now? Derived from the records rather than from generations, so
  * that scaling (a new generation with only replicas changed) never replaces a VM. */
-static bool instance_matches(const deployment_t *d, const instance_t *i) {
+bool plan_instance_matches(const deployment_t *d, const instance_t *i) {
         return str_eq_null(i->spec.runtime, d->runtime) && str_eq_null(i->spec.image, d->image) &&
                str_eq_null(i->spec.kernel, d->kernel) && i->spec.cpus == d->cpus &&
                i->spec.memory_mib == d->memory_mib && strv_eq_null(i->spec.command, d->command) &&
@@ -98,11 +98,58 @@ static int by_started_desc(const void *a, const void *b) {
 }
 
 int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_instances, plan_t *p) {
-        return scheduler_plan_at(d, instances, n_instances, now_realtime_ms(), p);
+        return scheduler_plan_at(d, instances, n_instances, now_realtime_ms(), NULL, p);
+}
+
+void plan_host_count(plan_host_t *host, const instance_t *instances, size_t n_instances, uint64_t now_ms) {
+        host->memory_used_mib = 0;
+        host->booting = 0;
+        for (size_t k = 0; k < n_instances; k++) {
+                const instance_t *i = &instances[k];
+
+                if (streq(i->state, INSTANCE_STATE_EXITED))
+                        continue;
+                host->memory_used_mib += i->spec.memory_mib;
+                if ((streq(i->state, INSTANCE_STATE_STARTING) || streq(i->state, INSTANCE_STATE_RUNNING)) &&
+                    i->started_at + SCHEDULER_BOOT_WINDOW_MS > now_ms)
+                        host->booting++;
+        }
+}
+
+/* Bound p->create by the boot slots and the memory left; says why when nothing fits. */
+static void admit(const deployment_t *d, const plan_host_t *host, plan_t *p) {
+        uint32_t wanted = p->create;
+
+        if (host->create_concurrency) {
+                uint32_t slots = host->create_concurrency > host->booting ? host->create_concurrency - host->booting : 0;
+                p->create = MIN(p->create, slots);
+        }
+        if (host->memory_capacity_mib && d->memory_mib) {
+                uint64_t free_mib = host->memory_capacity_mib > host->memory_used_mib
+                                            ? host->memory_capacity_mib - host->memory_used_mib
+                                            : 0;
+                uint64_t fit = free_mib / d->memory_mib;
+
+                if (fit < p->create)
+                        p->create = (uint32_t)fit;
+                if (fit < wanted) {
+                        p->status = DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES;
+                        snprintf(p->message, sizeof(p->message),
+                                 "%u/%u instances ready; %u more need %u MiB each, %llu of %llu MiB of host memory "
+                                 "free",
+                                 p->ready, d->replicas, wanted - (uint32_t)fit, d->memory_mib,
+                                 (unsigned long long)free_mib, (unsigned long long)host->memory_capacity_mib);
+                        if (!streq(d->status, DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES)) {
+                                p->event_reason = "InsufficientResources";
+                                p->event_level = "warning";
+                                snprintf(p->event_message, sizeof(p->event_message), "%s", p->message);
+                        }
+                }
+        }
 }
 
 int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t n_instances, uint64_t now_ms,
-                      plan_t *p) {
+                      const plan_host_t *host, plan_t *p) {
         _cleanup_free_ const instance_t **current = NULL;
         size_t n_current = 0, n_old_alive = 0, n_stopping = 0, n_exited_current = 0;
         uint32_t n_failures = 0;
@@ -128,7 +175,7 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
                         continue;
                 if (streq(i->state, INSTANCE_STATE_EXITED)) {
                         p->remove[p->n_remove++] = i;
-                        if (instance_matches(d, i)) {
+                        if (plan_instance_matches(d, i)) {
                                 n_exited_current++;
                                 job_exit = i->exit_status;
                                 if (!is_job && !deleted && is_failure(d, i)) {
@@ -141,7 +188,7 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
                         }
                 } else if (streq(i->state, INSTANCE_STATE_STOPPING))
                         n_stopping++;
-                else if (deleted || !instance_matches(d, i)) {
+                else if (deleted || !plan_instance_matches(d, i)) {
                         if (deleted)
                                 p->stop[p->n_stop++] = i;
                         else
@@ -189,7 +236,7 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
         if (n_old_alive > 0 && p->ready >= d->replicas)
                 for (size_t k = 0; k < n_instances; k++) {
                         const instance_t *i = &instances[k];
-                        if (streq(i->spec.deployment_id, d->id) && instance_alive(i) && !instance_matches(d, i))
+                        if (streq(i->spec.deployment_id, d->id) && instance_alive(i) && !plan_instance_matches(d, i))
                                 p->stop[p->n_stop++] = i;
                 }
 
@@ -221,6 +268,9 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
                          p->ready, d->replicas, p->restart_count, SCHEDULER_MAX_RESTART_COUNT,
                          (unsigned long long)(backoff_until - now_ms));
         }
+
+        if (host && p->create > 0)
+                admit(d, host, p);
 
         /* Healthy long enough: the next failure starts the back-off from scratch. */
         if (p->restart_count > 0 && n_failures == 0 && p->ready >= d->replicas && n_current == d->replicas) {

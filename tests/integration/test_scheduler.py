@@ -135,3 +135,86 @@ def test_instance_that_exits_at_once_backs_off_into_crash_loop(stack):
     apply_yaml(stack, manifest(stack, "loop"))
     d = wait_running(stack, "loop", 1)
     assert d["restart_count"] == 0
+
+
+def set_scheduler_config(stack, **keys):
+    """Add keys to the scheduler: section of the stack's config and restart the scheduler."""
+    text = stack.config_path.read_text()
+    lines = "".join(f"\n  {k}: {v}" for k, v in keys.items())
+    assert "\nscheduler:" in text
+    stack.config_path.write_text(text.replace("\nscheduler:", "\nscheduler:" + lines, 1))
+    stack.restart_daemon("scheduler")
+
+
+def test_memory_admission_refuses_an_oversized_deployment(stack):
+    set_scheduler_config(stack, host_memory="512Mi")
+    apply_yaml(stack, manifest(stack, "big", memory="1Gi"))
+
+    def refused():
+        d = inspect(stack, "big")
+        return d if d and d["status"] == "insufficient_resources" else None
+    d = stack.wait_for(refused, timeout=30, what="big refused for memory")
+    msg = d["status_message"]
+    assert "1024 MiB" in msg and "512 of 512 MiB" in msg, msg
+    ev = wait_event(stack, "big", "InsufficientResources")[0]
+    assert ev["level"] == "warning" and "1024 MiB" in ev["message"]
+    assert stack.instance_dirs() == [] and stack.qemu_pids() == []
+
+    # What fits still runs, and is charged: a second small one fits, a third does not.
+    apply_yaml(stack, manifest(stack, "small", replicas=3, memory="256Mi"))
+
+    def two_of_three():
+        d = inspect(stack, "small")
+        ok = d and d["status"] == "insufficient_resources" and \
+            len([i for i in d["instances"] if i["state"] == "ready"]) == 2
+        return d if ok else None
+    d = stack.wait_for(two_of_three, timeout=120, what="small with 2 of 3 admitted")
+    assert "1 more need 256 MiB each, 0 of 512 MiB" in d["status_message"], d["status_message"]
+    assert inspect(stack, "big")["status"] == "insufficient_resources"
+
+
+def test_ignored_fields_produce_warning_events(stack):
+    apply_yaml(stack, manifest(stack, "ign", replicas=0, extra="""    config:
+      image_pull_policy: Always
+      server: registry.example
+      username: u
+      password: p
+      user: {privileged: true, id: 1000}
+""").replace('resources: {limits: {cpu: "1", memory: 128Mi}}',
+             'resources: {limits: {cpu: "500m", memory: 128Mi}, requests: {cpu: "250m", memory: 64Mi}}'))
+    d = inspect(stack, "ign")
+    assert d["resources"]["limits"]["cpu"] == 1  # "500m" is one whole vCPU
+    warn = [e for e in events(stack, "ign", "--level", "warning") if e["reason"] == "IgnoredField"]
+    fields = sorted(e["message"].split(" is ignored")[0] for e in warn)
+    assert fields == sorted(["resources.requests.cpu", "resources.requests.memory", "config.image_pull_policy",
+                             "config.server", "config.username", "config.password", "config.user.privileged",
+                             "config.user.id"]), fields
+    assert all(e["level"] == "warning" and e["component"] == "apiserver" for e in warn)
+    # Re-applying the same manifest changes nothing and warns again about nothing.
+    r = stack.husk("apply", "-f", "-", input=manifest(stack, "ign", replicas=0))
+    assert r.returncode == 0
+
+
+def test_scale_up_then_down_keeps_the_oldest(stack):
+    apply_yaml(stack, manifest(stack, "sc", 1))
+    first = live_instances(wait_running(stack, "sc", 1))
+    apply_yaml(stack, manifest(stack, "sc", 3))
+    three = live_instances(wait_running(stack, "sc", 3))
+    assert set(first) <= set(three) and len(three) == 3
+    starts = [e for e in events(stack, "sc") if e["reason"] == "InstanceStarted"]
+    assert len(starts) == 3
+    # Both new ones were started before either was ready: all at once, not one per tick.
+    new_ids = [i for i, _ in three if (i, _) not in first]
+    readies = [e for e in events(stack, "sc") if e["reason"] == "InstanceReady" and
+               any(i in e["message"] for i in new_ids)]
+    assert starts[2]["id"] < min(e["id"] for e in readies)
+
+    apply_yaml(stack, manifest(stack, "sc", 1))
+
+    def one_left():
+        d = inspect(stack, "sc")
+        return d if d and d["status"] == "running" and live_instances(d) == first and \
+            len(d["instances"]) == 1 else None
+    stack.wait_for(one_left, timeout=60, what="sc back to its first instance")
+    stops = [e for e in events(stack, "sc") if e["reason"] == "InstanceStopped"]
+    assert len(stops) == 2 and all("scaling down" in e["message"] for e in stops)

@@ -205,7 +205,7 @@ static void test_set_status(void **state) {
         store_deployment_clear(&d);
 
         assert_fails(f, "deployment.set_status", &bad->buf, BUS_ERR_INVALID,
-                     "status: \"zombie\" is not one of pending, creating, running, completed, failed, crash_loop_back_off");
+                     "status: \"zombie\" is not one of pending, creating, running, completed, failed, crash_loop_back_off, insufficient_resources");
         assert_fails(f, "deployment.set_status", &huge->buf, BUS_ERR_INVALID,
                      "ready_replicas: must be an unsigned integer below 2^32");
         snprintf(message, sizeof(message),

@@ -258,7 +258,7 @@ static void test_exit_is_counted_then_backed_off(void **state) {
         instance_t is[] = { exited("a", "guest-shutdown", 100000) };
         plan_t p;
 
-        assert_int_equal(scheduler_plan_at(&d, is, 1, 100005, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 100005, NULL, &p), 0);
         assert_int_equal(p.n_remove, 1);
         assert_true(p.persist_restarts);
         assert_int_equal(p.restart_count, 1);
@@ -273,20 +273,20 @@ static void test_exit_is_counted_then_backed_off(void **state) {
         /* The next pass (the instance removed, the count stored): creates once the delay is over. */
         d.restart_count = 1;
         d.failed_at = 100000;
-        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 100999, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 100999, NULL, &p), 0);
         assert_int_equal(p.create, 0);
         assert_int_equal(p.wake_at, 101000);
         assert_false(p.persist_restarts);
         assert_non_null(strstr(p.message, "back-off"));
         plan_clear(&p);
-        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 101000, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 101000, NULL, &p), 0);
         assert_int_equal(p.create, 1);
         plan_clear(&p);
 
         /* The third failure in a row waits 4 s. */
         d.restart_count = 2;
         is[0].exited_at = 200000;
-        assert_int_equal(scheduler_plan_at(&d, is, 1, 200001, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 200001, NULL, &p), 0);
         assert_int_equal(p.restart_count, 3);
         assert_int_equal(p.wake_at, 204000);
         plan_clear(&p);
@@ -299,7 +299,7 @@ static void test_counted_exit_is_not_counted_again(void **state) {
 
         d.restart_count = 1;
         d.failed_at = 100000; /* stored, but removing the instance failed last time */
-        assert_int_equal(scheduler_plan_at(&d, is, 1, 100500, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 100500, NULL, &p), 0);
         assert_false(p.persist_restarts);
         assert_int_equal(p.restart_count, 1);
         assert_int_equal(p.n_remove, 1);
@@ -312,7 +312,7 @@ static void test_our_stops_are_not_failures(void **state) {
         instance_t is[] = { exited("a", "stopped", 100000) };
         plan_t p;
 
-        assert_int_equal(scheduler_plan_at(&d, is, 1, 100001, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 100001, NULL, &p), 0);
         assert_false(p.persist_restarts);
         assert_int_equal(p.create, 1);
         plan_clear(&p);
@@ -325,7 +325,7 @@ static void test_sixth_failure_is_a_crash_loop(void **state) {
 
         d.restart_count = SCHEDULER_MAX_RESTART_COUNT;
         d.failed_at = 800000;
-        assert_int_equal(scheduler_plan_at(&d, is, 1, 900001, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 900001, NULL, &p), 0);
         assert_string_equal(p.status, "crash_loop_back_off");
         assert_int_equal(p.create, 0);
         assert_int_equal(p.n_remove, 1);
@@ -339,7 +339,7 @@ static void test_sixth_failure_is_a_crash_loop(void **state) {
         /* And it stays there, starting nothing, until a re-apply resets it. */
         d.status = "crash_loop_back_off";
         d.failed_at = 900000;
-        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 999999, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 999999, NULL, &p), 0);
         assert_string_equal(p.status, "crash_loop_back_off");
         assert_int_equal(p.create, 0);
         plan_clear(&p);
@@ -353,11 +353,11 @@ static void test_healthy_for_min_time_resets_the_count(void **state) {
         is[0].ready_at = 50000;
         d.restart_count = 3;
         d.failed_at = 40000;
-        assert_int_equal(scheduler_plan_at(&d, is, 1, 55000, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 55000, NULL, &p), 0);
         assert_false(p.persist_restarts);
         assert_int_equal(p.wake_at, 50000 + SCHEDULER_MIN_HEALTHY_MS);
         plan_clear(&p);
-        assert_int_equal(scheduler_plan_at(&d, is, 1, 50000 + SCHEDULER_MIN_HEALTHY_MS, &p), 0);
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 50000 + SCHEDULER_MIN_HEALTHY_MS, NULL, &p), 0);
         assert_true(p.persist_restarts);
         assert_int_equal(p.restart_count, 0);
         assert_int_equal(p.failed_at, 40000); /* never goes back: it tells counted exits apart */
@@ -373,6 +373,66 @@ static void test_create_failure_counts_as_an_attempt(void **state) {
         assert_int_equal(p.restart_count, 2);
         assert_int_equal(p.wake_at, 9000);
         assert_string_equal(p.event_reason, "BackOff");
+}
+
+
+/* ---- admission and boot slots --------------------------------------------------------------- */
+
+static void test_memory_admission_creates_what_fits_and_says_why(void **state) {
+        deployment_t d = deployment("pending", 3, 1);
+        plan_host_t host = { .memory_capacity_mib = 1024, .memory_used_mib = 768 };
+        plan_t p;
+
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 1000, &host, &p), 0);
+        assert_int_equal(p.create, 1);
+        assert_string_equal(p.status, "insufficient_resources");
+        assert_non_null(strstr(p.message, "2 more need 256 MiB each, 256 of 1024 MiB of host memory free"));
+        assert_string_equal(p.event_reason, "InsufficientResources");
+        plan_clear(&p);
+
+        /* Said once: no new event while the status stays. */
+        d.status = "insufficient_resources";
+        host.memory_used_mib = 1024;
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 1000, &host, &p), 0);
+        assert_int_equal(p.create, 0);
+        assert_string_equal(p.status, "insufficient_resources");
+        assert_null(p.event_reason);
+        plan_clear(&p);
+
+        /* Room again: back to creating. */
+        host.memory_used_mib = 0;
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 1000, &host, &p), 0);
+        assert_int_equal(p.create, 3);
+        assert_string_equal(p.status, "creating");
+        plan_clear(&p);
+}
+
+static void test_boot_slots_bound_the_creates(void **state) {
+        deployment_t d = deployment("pending", 5, 1);
+        plan_host_t host = { .create_concurrency = 2, .booting = 1 };
+        plan_t p;
+
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 1000, &host, &p), 0);
+        assert_int_equal(p.create, 1);
+        assert_string_equal(p.status, "creating");
+        plan_clear(&p);
+        host.create_concurrency = 0;
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 1000, &host, &p), 0);
+        assert_int_equal(p.create, 5);
+        plan_clear(&p);
+}
+
+static void test_host_count(void **state) {
+        instance_t is[] = {
+                instance("a", "d1", "ready", 1, 500000), instance("b", "d2", "starting", 1, 590000),
+                instance("c", "d1", "running", 1, 100000), instance("d", "d1", "exited", 1, 590000),
+                instance("e", "d3", "stopping", 1, 590000),
+        };
+        plan_host_t host = {};
+
+        plan_host_count(&host, is, 5, 600000);
+        assert_int_equal(host.memory_used_mib, 4 * 256); /* every live one, stopping included */
+        assert_int_equal(host.booting, 1);               /* b; c has been booting too long to count */
 }
 
 int main(void) {
@@ -397,6 +457,9 @@ int main(void) {
                 cmocka_unit_test(test_sixth_failure_is_a_crash_loop),
                 cmocka_unit_test(test_healthy_for_min_time_resets_the_count),
                 cmocka_unit_test(test_create_failure_counts_as_an_attempt),
+                cmocka_unit_test(test_memory_admission_creates_what_fits_and_says_why),
+                cmocka_unit_test(test_boot_slots_bound_the_creates),
+                cmocka_unit_test(test_host_count),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -372,6 +372,7 @@ static const cli_verb_t deployment_verbs[] = {
         { "exec", cli_deployment_exec, "run a command in a deployment's VM (-- COMMAND ARGS...)" },
         { "events", cli_deployment_events, "show a deployment's events (--follow to keep watching)" },
         { "logs", cli_deployment_logs, "print a deployment's console logs (--tail, --since, --level, --follow)" },
+        { "health-checks", cli_deployment_health_checks, "show the health checks of a deployment's instances" },
 };
 
 static void deployment_help(void) {

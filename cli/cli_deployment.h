@@ -46,6 +46,8 @@ int cli_deployment_resolve(struct cli_http *h, const char *ref, const char *name
 
 /* `husk deployment events` (cli_deployment_events.c). */
 int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv);
+/* `husk deployment health-checks` (cli_deployment_health.c). */
+int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv);
 
 /* `husk deployment exec` (cli_deployment_exec.c). */
 int cli_deployment_exec(struct cli_ctx *ctx, int argc, char **argv);

@@ -85,6 +85,7 @@ static const config_key_t config_keys[] = {
         { "scheduler.request_timeout", KEY_DURATION, O(scheduler.request_timeout_ms), NULL, 0 },
         { "scheduler.host_memory", KEY_SIZE, O(scheduler.host_memory_bytes), NULL, 0 },
         { "scheduler.create_concurrency", KEY_U32, O(scheduler.create_concurrency), NULL, 1 },
+        { "scheduler.progress_deadline", KEY_DURATION, O(scheduler.progress_deadline_ms), NULL, 0 },
         { "vmm_driver.instances_dir", KEY_STRING, O(vmm_driver.instances_dir), NULL, 0 },
         { "vmm_driver.stop_timeout", KEY_DURATION, O(vmm_driver.stop_timeout_ms), NULL, 0 },
         { "vmm_driver.default_cpus", KEY_U32, O(vmm_driver.default_cpus), NULL, 1 },
@@ -160,6 +161,7 @@ static husk_config_t *config_new_unset(void) {
         c->scheduler.resync_interval_ms = 30000;
         c->scheduler.request_timeout_ms = 5000;
         c->scheduler.create_concurrency = 32;
+        c->scheduler.progress_deadline_ms = 300000;
         c->vmm_driver.stop_timeout_ms = 10000;
         c->vmm_driver.default_cpus = 1;
         c->vmm_driver.default_memory_mib = 256;

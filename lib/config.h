@@ -59,6 +59,7 @@ typedef struct husk_config {
                 uint64_t request_timeout_ms; /* deadline for RPCs to other daemons */
                 uint64_t host_memory_bytes;  /* guest RAM the host may hand out; 0: MemTotal */
                 uint32_t create_concurrency; /* instances booting at once, host-wide */
+                uint64_t progress_deadline_ms; /* a rolling update not ready after this says so */
         } scheduler;
 
         struct {

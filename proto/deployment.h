@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/health.h"
 #include "proto/port.h"
 
 /* Statuses, as Ring names them. */
@@ -35,6 +36,9 @@ typedef struct deployment {
         char **environment; /* "KEY=VALUE" entries of the manifest's environment:; NULL: none */
         uint32_t restart_count; /* instances replaced after failures (packed when non-zero) */
         uint64_t failed_at;     /* unix ms: exit of the newest failure counted (packed when non-zero) */
+        char *status_message;   /* why the status is what it is (packed when set) */
+        health_check_t *health_checks; /* packed when any */
+        size_t n_health_checks;
         port_spec_t *ports;     /* published ports (packed when any) */
         size_t n_ports;
 } deployment_t;

@@ -33,6 +33,7 @@ static int open_store(apiserver_t *api) {
 static int open_bus(apiserver_t *api, zloop_t *loop) {
         const husk_endpoints_t *own = &api->config->bus[HUSK_DAEMON_APISERVER];
         const char *vmm = api->config->bus[HUSK_DAEMON_VMM_DRIVER].requests;
+        const char *sched = api->config->bus[HUSK_DAEMON_SCHEDULER].requests;
         int r;
 
         r = bus_pub_new(own->events, &api->pub);
@@ -52,6 +53,9 @@ static int open_bus(apiserver_t *api, zloop_t *loop) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the logd client for %s: %m",
                                        api->config->bus[HUSK_DAEMON_LOGD].requests);
+        r = bus_client_new(sched, &api->scheduler);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the scheduler client for %s: %m", sched);
         return 0;
 }
 
@@ -65,6 +69,7 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         api->config = config;
         pthread_mutex_init(&api->vmm_lock, NULL);
         pthread_mutex_init(&api->logd_lock, NULL);
+        pthread_mutex_init(&api->scheduler_lock, NULL);
 
         r = open_store(api);
         if (r < 0)
@@ -88,9 +93,11 @@ void apiserver_free(apiserver_t *api) {
         bus_server_destroy(&api->server);
         bus_client_destroy(&api->vmm);
         bus_client_destroy(&api->logd);
+        bus_client_destroy(&api->scheduler);
         bus_pub_destroy(&api->pub);
         store_close(&api->store);
         pthread_mutex_destroy(&api->vmm_lock);
         pthread_mutex_destroy(&api->logd_lock);
+        pthread_mutex_destroy(&api->scheduler_lock);
         free(api);
 }

@@ -20,6 +20,8 @@ typedef struct apiserver {
         bus_client_t *logd;          /* logs.query, from civetweb workers */
         pthread_mutex_t logd_lock;
         volatile bool stopping;      /* REST is stopping: long requests (log followers) end */
+        bus_client_t *scheduler;     /* health.list, from civetweb workers */
+        pthread_mutex_t scheduler_lock;
         struct mg_context *http;
 } apiserver_t;
 

@@ -25,6 +25,7 @@ static const struct route {
         { "POST", "/deployments/*/exec", route_deployment_exec },
         { "GET", "/deployments/*/events", route_deployment_events },
         { "GET", "/deployments/*/logs", route_deployment_logs },
+        { "GET", "/deployments/*/health-checks", route_deployment_health_checks },
 };
 
 /* A '*' matches one non-empty path segment, copied into arg (a segment that does not fit

@@ -56,3 +56,4 @@ int route_deployment_delete(http_request_t *req);
 int route_deployment_exec(http_request_t *req);
 int route_deployment_events(http_request_t *req);
 int route_deployment_logs(http_request_t *req);
+int route_deployment_health_checks(http_request_t *req);

@@ -302,7 +302,7 @@ static const struct {
         { "args", keep_string_list },
         { "ports", manifest_parse_ports },
         { "volumes", keep_list },
-        { "health_checks", keep_list },
+        { "health_checks", manifest_parse_health_checks },
 };
 
 static void unknown_field(parse_ctx_t *c, const char *key) {

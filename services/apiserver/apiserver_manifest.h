@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "proto/health.h"
+
 #define MANIFEST_NAME_MAX 63       /* DNS-1123 label */
 #define MANIFEST_PATH_MAX 4096     /* image and kernel paths, in bytes */
 #define MANIFEST_REPLICAS_MAX 100
@@ -44,3 +46,5 @@ bool manifest_name_is_valid(const char *s);
 /* The workload a stored spec asks for: argv = command + args (NULL when neither is given) and
  * the environment as "KEY=VALUE" entries (NULL when absent). */
 int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env);
+/* The health checks of a stored spec, defaults filled in (apiserver_manifest_health.c). */
+int manifest_health_from_spec(const char *spec_text, health_check_t **ret, size_t *ret_n);

@@ -39,6 +39,8 @@ void manifest_parse_environment(parse_ctx_t *c, const char *key, const json_t *v
 /* ports: (apiserver_ports.c) and its cross-field rule: no ports with replicas > 1. */
 void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_check_ports(parse_ctx_t *c, const json_t *input);
+/* health_checks: (apiserver_manifest_health.c), validated, kept as given. */
+void manifest_parse_health_checks(parse_ctx_t *c, const char *key, const json_t *v);
 /* Cross-field rule: command:/args: need kit mode. */
 void manifest_check_workload(parse_ctx_t *c, const json_t *input);
 /* The normalized resources of the spec: {limits: {cpu: N, memory: "NMi"}, requests?}. */

@@ -75,7 +75,11 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         d.created_at = (uint64_t)sqlite3_column_int64(st, 17);
         d.updated_at = (uint64_t)sqlite3_column_int64(st, 18);
         d.d.failed_at = (uint64_t)sqlite3_column_int64(st, 19);
+        if (r == 0 && d.status_message && d.status_message[0] && !(d.d.status_message = strdup(d.status_message)))
+                r = -ENOMEM;
         /* A spec we cannot read runs no command rather than hiding the deployment. */
+        if (r == 0 && manifest_health_from_spec(d.spec, &d.d.health_checks, &d.d.n_health_checks) == -ENOMEM)
+                r = -ENOMEM;
         if (r == 0 && manifest_workload_from_spec(d.spec, &d.d.command, &d.d.environment) == -ENOMEM)
                 r = -ENOMEM;
         if (r == 0 && manifest_ports_from_spec(d.spec, &d.d.ports, &d.d.n_ports) == -ENOMEM)

@@ -54,6 +54,7 @@ typedef struct plan_host {
         uint64_t memory_used_mib;     /* RAM of the live instances, and of those created this pass */
         uint32_t create_concurrency;  /* instances booting at once; 0: unbounded */
         uint32_t booting;             /* instances started recently and not ready yet */
+        uint64_t progress_deadline_ms; /* a rolling update not ready after this says so; 0: never */
 } plan_host_t;
 
 #define SCHEDULER_BOOT_WINDOW_MS 120000 /* a VM not ready after this no longer holds a boot slot */
@@ -69,10 +70,16 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
 /* scheduler_plan_at() with the current time. */
 int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_instances, plan_t *ret);
 
+typedef struct probe probe_t;
+
 typedef struct scheduler {
         husk_daemon_ctx_t *ctx;
         bus_client_t *apiserver;
         bus_client_t *vmm;
+        bus_client_t *netd;       /* net.list: guest addresses for tcp and http checks */
+        bus_server_t *server;     /* health.list */
+        probe_t *probes;          /* one per health check per live instance */
+        int health_efd;           /* command probes' threads signal finished probes here */
         bus_sub_t *events;
         bus_pub_t *pub;
         bool pass_scheduled; /* a reconcile pass is queued on the loop */
@@ -88,6 +95,20 @@ void scheduler_kick(scheduler_t *s, const char *why);
 int scheduler_reconcile_all(scheduler_t *s);
 /* Arm the wake-up timer for unix ms wake_at (0: none), replacing the previous one. */
 void scheduler_wake_at(scheduler_t *s, uint64_t wake_at);
+
+/* scheduler_health.c: start and stop the probes of every live instance to match the
+ * deployments' health checks (called after each pass's lists). */
+void scheduler_health_sync(scheduler_t *s, const deployment_t *deployments, size_t n_deployments,
+                           const instance_t *instances, size_t n_instances);
+/* Whether every readiness check of d has passed on instance_id (true when d has none). */
+bool scheduler_health_ready(scheduler_t *s, const deployment_t *d, const char *instance_id);
+int scheduler_health_open(scheduler_t *s);
+void scheduler_health_close(scheduler_t *s);
+/* scheduler_bus.c: an instance failed its checks: count a failure against its deployment
+ * (back-off, crash loop) and stop it; with stop_only the deployment is marked failed instead
+ * of the instance being replaced. */
+void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id,
+                                 const char *what, bool stop_only);
 
 /* scheduler_events.c: record an event of deployment_id (component "scheduler") through
  * apiserver's event.record, and log it. Failures are logged and returned, never fatal. */

@@ -284,7 +284,9 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
         host->booting += created;
         if (p.purge && purge(s, d) < 0)
                 failed = -EAGAIN;
-        if (p.status && (!streq(p.status, d->status) || p.ready != d->ready_replicas || p.persist_restarts) &&
+        if (p.status &&
+            (!streq(p.status, d->status) || p.ready != d->ready_replicas || p.persist_restarts ||
+             !streq(p.message, d->status_message ?: "")) &&
             set_status(s, d, &p) < 0)
                 failed = -EAGAIN;
         if (p.wake_at && (!*wake_at || p.wake_at < *wake_at))
@@ -322,6 +324,66 @@ static int on_retry_timer(zloop_t *loop, int timer_id, void *arg) {
         return 0;
 }
 
+/* An instance whose readiness checks have not all passed is not ready, whatever its agent
+ * said: the plan sees it as still booting, so the deployment stays creating and a rolling
+ * update keeps the old instances. */
+static void hold_back_unready(scheduler_t *s, const deployment_list_t *deployments, instance_list_t *instances) {
+        for (size_t k = 0; k < instances->n; k++) {
+                instance_t *i = &instances->items[k];
+                char *running;
+
+                if (!streq(i->state, INSTANCE_STATE_READY))
+                        continue;
+                for (size_t j = 0; j < deployments->n; j++) {
+                        const deployment_t *d = &deployments->items[j];
+
+                        if (!streq(d->id, i->spec.deployment_id) || scheduler_health_ready(s, d, i->spec.instance_id))
+                                continue;
+                        running = strdup(INSTANCE_STATE_RUNNING);
+                        if (running) {
+                                free(i->state);
+                                i->state = running;
+                        }
+                }
+        }
+}
+
+void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id,
+                                 const char *what, bool stop_only) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        instance_t victim = { .spec = { .instance_id = (char *)instance_id } };
+        deployment_t d = {};
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        plan_t p = {};
+        int r;
+
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        mp_pack_kv_str(&pk, "id", deployment_id);
+        r = call(s, s->apiserver, "deployment.get", &buf, true, &reply);
+        msgpack_sbuffer_destroy(&buf);
+        if (r < 0 || deployment_unpack(reply->result, &d) < 0)
+                return; /* logged; the checks keep failing and the next streak tries again */
+        p.ready = d.ready_replicas;
+        p.status = d.status;
+        snprintf(p.message, sizeof(p.message), "%s", what);
+        if (stop_only) {
+                p.status = DEPLOYMENT_STATUS_FAILED;
+                snprintf(p.message, sizeof(p.message), "%s; stopped (on_failure: stop), re-apply to start again", what);
+        } else {
+                /* A failed check is a failure like a crash: the same count and back-off. */
+                plan_failures(&d, 1, now_realtime_ms(), what, &p);
+        }
+        if (set_status(s, &d, &p) >= 0) {
+                if (p.event_reason)
+                        scheduler_event(s, d.id, p.event_level, p.event_reason, "%s", p.event_message);
+                (void)instance_op(s, "instance.stop", &victim, true);
+        }
+        deployment_clear(&d);
+}
+
 /* Guest RAM the host may hand out: the configured scheduler.host_memory, else MemTotal. */
 static uint64_t host_memory_mib(scheduler_t *s) {
         _cleanup_free_ char *meminfo = NULL;
@@ -349,8 +411,11 @@ int scheduler_reconcile_all(scheduler_t *s) {
                 r = list_instances(s, &instances);
         if (r < 0)
                 goto out;
+        scheduler_health_sync(s, deployments.items, deployments.n, instances.items, instances.n);
+        hold_back_unready(s, &deployments, &instances);
         host.memory_capacity_mib = host_memory_mib(s);
         host.create_concurrency = s->ctx->config->scheduler.create_concurrency;
+        host.progress_deadline_ms = s->ctx->config->scheduler.progress_deadline_ms;
         plan_host_count(&host, instances.items, instances.n, now_realtime_ms());
         for (size_t k = 0; k < deployments.n; k++)
                 if (reconcile_one(s, &deployments.items[k], &instances, &host, &wake_at) < 0)
@@ -442,10 +507,11 @@ int scheduler_bus_open(scheduler_t *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to watch events: %m");
         s->resync_timer = zloop_timer(s->ctx->loop, c->scheduler.resync_interval_ms, 0, on_resync, s);
-        return 0;
+        return scheduler_health_open(s);
 }
 
 void scheduler_bus_close(scheduler_t *s) {
+        scheduler_health_close(s);
         bus_sub_destroy(&s->events);
         bus_client_destroy(&s->apiserver);
         bus_client_destroy(&s->vmm);

@@ -264,20 +264,41 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
         if (p->create > 0 && p->restart_count > 0 && now_ms < backoff_until) {
                 p->create = 0;
                 p->wake_at = backoff_until;
-                snprintf(p->message, sizeof(p->message), "%u/%u instances ready; back-off: restart %u/%u in %llu ms",
+                /* No countdown: a message that changes every pass would be stored every pass. */
+                snprintf(p->message, sizeof(p->message), "%u/%u instances ready; back-off: restart %u/%u %llu ms after the last failure",
                          p->ready, d->replicas, p->restart_count, SCHEDULER_MAX_RESTART_COUNT,
-                         (unsigned long long)(backoff_until - now_ms));
+                         (unsigned long long)plan_backoff_ms(p->restart_count));
         }
 
         if (host && p->create > 0)
                 admit(d, host, p);
 
-        /* Healthy long enough: the next failure starts the back-off from scratch. */
-        if (p->restart_count > 0 && n_failures == 0 && p->ready >= d->replicas && n_current == d->replicas) {
-                uint64_t healthy_at = 0;
+        /* A rolling update whose new instances do not get ready: the old ones keep serving
+         * (they are only stopped once the new ones are ready); say so past the deadline. */
+        if (n_old_alive > 0 && p->ready < d->replicas && host && host->progress_deadline_ms) {
+                uint64_t oldest = 0;
 
                 for (size_t k = 0; k < n_current; k++)
-                        healthy_at = MAX(healthy_at, current[k]->ready_at + SCHEDULER_MIN_HEALTHY_MS);
+                        if (!oldest || current[k]->started_at < oldest)
+                                oldest = current[k]->started_at;
+                if (oldest && now_ms >= oldest + host->progress_deadline_ms)
+                        snprintf(p->message, sizeof(p->message),
+                                 "rolling update stalled: %u/%u new instances ready after the %llu s deadline; "
+                                 "%zu old instance%s keep%s serving",
+                                 p->ready, d->replicas, (unsigned long long)(host->progress_deadline_ms / 1000),
+                                 n_old_alive, n_old_alive == 1 ? "" : "s", n_old_alive == 1 ? "s" : "");
+                else if (oldest && (!p->wake_at || oldest + host->progress_deadline_ms < p->wake_at))
+                        p->wake_at = oldest + host->progress_deadline_ms;
+        }
+
+        /* Healthy long enough: the next failure starts the back-off from scratch. */
+        if (p->restart_count > 0 && n_failures == 0 && p->ready >= d->replicas && n_current == d->replicas) {
+                uint64_t healthy_at = 0, min_healthy = d->n_health_checks ? 0 : SCHEDULER_MIN_HEALTHY_MS;
+
+                for (size_t c = 0; c < d->n_health_checks; c++)
+                        min_healthy = MAX(min_healthy, d->health_checks[c].min_healthy_ms);
+                for (size_t k = 0; k < n_current; k++)
+                        healthy_at = MAX(healthy_at, current[k]->ready_at + min_healthy);
                 if (now_ms >= healthy_at) {
                         p->restart_count = 0;
                         p->persist_restarts = true;

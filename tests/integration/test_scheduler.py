@@ -218,3 +218,119 @@ def test_scale_up_then_down_keeps_the_oldest(stack):
     stack.wait_for(one_left, timeout=60, what="sc back to its first instance")
     stops = [e for e in events(stack, "sc") if e["reason"] == "InstanceStopped"]
     assert len(stops) == 2 and all("scaling down" in e["message"] for e in stops)
+
+
+def health(stack, name):
+    r = stack.husk("deployment", "health-checks", name, "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+def test_failing_http_check_restarts_the_instance(stack):
+    # Nothing listens on port 80 of the guest: every probe fails, threshold 2 replaces it.
+    apply_yaml(stack, manifest(stack, "sick", extra="""    health_checks:
+      - {type: http, url: "http://localhost:80/healthz", interval: 1s, timeout: 1s, threshold: 2}
+"""))
+    first = stack.wait_for(lambda: (lambda d: d["instances"][0]["instance_id"]
+                                    if d and d["instances"] else None)(inspect(stack, "sick")),
+                           timeout=60, what="sick's first instance")
+    failed = wait_event(stack, "sick", "HealthCheckFailed", timeout=90)[0]
+    assert first in failed["message"] and "http http://localhost:80/healthz" in failed["message"]
+    assert "on_failure: restart" in failed["message"]
+
+    def replaced():
+        d = inspect(stack, "sick")
+        ids = [i["instance_id"] for i in d["instances"] if i["state"] in ("running", "ready")] if d else []
+        return d if ids and first not in ids else None
+    d = stack.wait_for(replaced, timeout=90, what="the unhealthy instance replaced")
+    assert d["restart_count"] >= 1
+    assert "BackOff" in reasons(stack, "sick")
+
+    # The probes and their results are served, per instance, with the reason of each failure.
+    checks = stack.wait_for(lambda: [c for c in health(stack, "sick") if c["history"]] or None,
+                            timeout=30, what="health-check results")
+    c = checks[0]
+    assert c["type"] == "http" and c["threshold"] == 2 and c["status"] == "failing"
+    assert c["history"][-1]["ok"] is False and c["history"][-1]["message"]
+    table = stack.husk("deployment", "health-checks", "sick", check=True).stdout
+    assert "TARGET" in table and "failing" in table
+
+
+def test_readiness_holds_creating_until_the_check_passes(stack):
+    apply_yaml(stack, manifest(stack, "gate", extra="""    command: ["/bin/sh", "-c", "exec sleep 100000"]
+    health_checks:
+      - {type: command, command: "test -e /tmp/ready", interval: 1s, timeout: 5s, threshold: 3,
+         readiness: true, on_failure: alert}
+"""))
+    # The agent is ready, the readiness check fails: the deployment stays creating.
+    stack.wait_for(lambda: (lambda d: d and any(i["state"] == "ready" for i in d["instances"]))(inspect(stack, "gate")),
+                   timeout=90, what="gate's agent ready")
+    stack.wait_for(lambda: [c for c in health(stack, "gate") if c["consecutive_failures"] >= 3] or None,
+                   timeout=60, what="three failed readiness probes")
+    d = inspect(stack, "gate")
+    assert d["status"] == "creating" and d["ready_replicas"] == 0, d
+    # on_failure: alert records the streak and replaces nothing.
+    alert = wait_event(stack, "gate", "HealthCheckFailed")[0]
+    assert "on_failure: alert" in alert["message"] and "exit status 1" in alert["message"]
+    assert d["restart_count"] == 0
+
+    r = stack.husk("deployment", "exec", "gate", "--", "touch", "/tmp/ready")
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = wait_running(stack, "gate", 1, timeout=60)
+    assert d["restart_count"] == 0 and len(d["instances"]) == 1
+    c = health(stack, "gate")[0]
+    assert c["status"] == "passing" and c["history"][-1]["message"] == "exit status 0"
+
+
+def test_tcp_and_http_checks_pass_against_a_server_in_the_vm(stack):
+    apply_yaml(stack, manifest(stack, "srv", extra="""    command: ["/bin/sh", "-c", "echo ok > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
+    health_checks:
+      - {type: tcp, port: 80, interval: 1s, timeout: 2s}
+      - {type: http, url: "http://localhost/index.html", interval: 1s, timeout: 2s, readiness: true}
+"""))
+    wait_running(stack, "srv", 1, timeout=120)
+    checks = sorted(health(stack, "srv"), key=lambda c: c["check"])
+    assert [c["type"] for c in checks] == ["tcp", "http"]
+    assert all(c["status"] == "passing" and c["guest_ip"].startswith("10.42.") for c in checks), checks
+    assert checks[0]["history"][-1]["message"] == "connected"
+    assert checks[1]["history"][-1]["message"] == "HTTP 200"
+
+
+def test_rolling_update_never_drops_below_the_ready_count(stack):
+    apply_yaml(stack, manifest(stack, "roll", 2, extra="    environment: {VERSION: \"1\"}\n"))
+    before = live_instances(wait_running(stack, "roll", 2))
+    apply_yaml(stack, manifest(stack, "roll", 2, extra="    environment: {VERSION: \"2\"}\n"))
+
+    lowest = [2]
+
+    def replaced():
+        d = inspect(stack, "roll")
+        if not d or d["instances"] is None:
+            return None
+        ready = [i["instance_id"] for i in d["instances"] if i["state"] == "ready"]
+        lowest[0] = min(lowest[0], len(ready))
+        done = d["status"] == "running" and len(d["instances"]) == 2 and not set(ready) & {i for i, _ in before}
+        return d if done and len(ready) == 2 else None
+    stack.wait_for(replaced, timeout=180, interval=0.2, what="roll replaced by its new spec")
+    assert lowest[0] >= 2, f"ready instances dropped to {lowest[0]} during the update"
+    stops = [e for e in events(stack, "roll") if e["reason"] == "InstanceStopped"]
+    assert len(stops) == 2 and all("replaced by the new spec" in e["message"] for e in stops)
+
+
+def test_rolling_update_that_never_gets_ready_keeps_the_old_instance(stack):
+    set_scheduler_config(stack, progress_deadline="3s")
+    apply_yaml(stack, manifest(stack, "stuck", 1))
+    ((old_id, old_pid),) = live_instances(wait_running(stack, "stuck", 1))
+    # A new spec (the environment) whose readiness check never passes.
+    apply_yaml(stack, manifest(stack, "stuck", 1, extra="""    environment: {VERSION: "2"}
+    health_checks:
+      - {type: command, command: "false", interval: 1s, readiness: true, on_failure: alert, threshold: 1000}
+"""))
+
+    def stalled():
+        d = inspect(stack, "stuck")
+        return d if d and "rolling update stalled" in d["status_message"] else None
+    d = stack.wait_for(stalled, timeout=120, what="the stalled update reported")
+    assert "1 old instance keeps serving" in d["status_message"], d["status_message"]
+    assert (old_id, old_pid) in live_instances(d)
+    assert len(d["instances"]) == 2

@@ -435,6 +435,36 @@ static void test_host_count(void **state) {
         assert_int_equal(host.booting, 1);               /* b; c has been booting too long to count */
 }
 
+
+static void test_stalled_rolling_update_keeps_the_old_and_says_why(void **state) {
+        deployment_t d = deployment("running", 1, 2);
+        instance_t is[] = { instance("old", "d1", "ready", 1, 10), instance("new", "d1", "running", 2, 1000) };
+        plan_host_t host = { .progress_deadline_ms = 60000 };
+        plan_t p;
+
+        is[0].spec.image = "/old-img";
+        assert_int_equal(scheduler_plan_at(&d, is, 2, 30000, &host, &p), 0);
+        assert_int_equal(p.n_stop, 0); /* the new one is not ready: the old one serves */
+        assert_int_equal(p.create, 0);
+        assert_int_equal(p.wake_at, 61000);
+        assert_null(strstr(p.message, "stalled"));
+        plan_clear(&p);
+
+        assert_int_equal(scheduler_plan_at(&d, is, 2, 61000, &host, &p), 0);
+        assert_int_equal(p.n_stop, 0);
+        assert_non_null(strstr(p.message, "rolling update stalled: 0/1 new instances ready after the 60 s deadline; "
+                                          "1 old instance keeps serving"));
+        plan_clear(&p);
+
+        /* Ready at last: the old one goes. */
+        is[1].state = "ready";
+        assert_int_equal(scheduler_plan_at(&d, is, 2, 62000, &host, &p), 0);
+        assert_int_equal(p.n_stop, 1);
+        assert_string_equal(p.stop[0]->spec.instance_id, "old");
+        assert_string_equal(p.status, "running");
+        plan_clear(&p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_new_deployment_creates_all_replicas),
@@ -460,6 +490,7 @@ int main(void) {
                 cmocka_unit_test(test_memory_admission_creates_what_fits_and_says_why),
                 cmocka_unit_test(test_boot_slots_bound_the_creates),
                 cmocka_unit_test(test_host_count),
+                cmocka_unit_test(test_stalled_rolling_update_keeps_the_old_and_says_why),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

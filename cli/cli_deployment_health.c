@@ -1,0 +1,110 @@
+/* cli_deployment_health.c: `husk deployment health-checks ID|NAME`: each check of each instance, its status and latest results. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_deployment.h"
+#include "cli/cli_http.h"
+#include "cli/cli_output.h"
+
+static void health_help(void) {
+        printf("Usage: husk deployment health-checks ID|NAME [OPTIONS]\n"
+               "\n"
+               "Show the health checks the scheduler runs on each instance of a deployment: status,\n"
+               "consecutive failures and the latest result (the last 10 are kept; -o json shows them).\n"
+               "\n"
+               "Options:\n"
+               "  -n, --namespace NS      look NAME up in namespace NS\n"
+               "  -o, --output FORMAT     table (default) or json\n"
+               "  -h, --help              show this help\n");
+}
+
+int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv) {
+        static const struct option options[] = {
+                { "namespace", required_argument, NULL, 'n' },
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        static const char *const cmd = "husk deployment health-checks";
+        static const char *const headers[] = { "INSTANCE", "CHECK", "TARGET", "READINESS", "STATUS", "FAILURES", "LAST" };
+        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
+        _cleanup_(cli_table_freep) cli_table_t *t = NULL;
+        _cleanup_(json_decrefp) json_t *list = NULL;
+        _cleanup_free_ char *id = NULL, *e = NULL, *path = NULL;
+        const char *namespace_ = NULL, *output = "table";
+        const json_t *c;
+        size_t i;
+        int opt, r;
+
+        optind = 0;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, ":n:o:h", options, NULL)) >= 0) {
+                switch (opt) {
+                case 'n':
+                        namespace_ = optarg;
+                        break;
+                case 'o':
+                        output = optarg;
+                        break;
+                case 'h':
+                        health_help();
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error(cmd, opt, optopt, argv, optind);
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
+        if (!streq(output, "table") && !streq(output, "json"))
+                return cli_usage_error(cmd, "unknown output format '%s' (table or json)", output);
+        r = cli_http_open(ctx->host, &h);
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = cli_deployment_resolve(h, argv[optind], namespace_, &id);
+        if (r != CLI_EXIT_OK)
+                return r;
+        e = cli_url_escape(id);
+        if (!e || asprintf(&path, "/deployments/%s/health-checks", e) < 0)
+                return CLI_EXIT_FAILURE;
+        r = cli_http_get_json(h, path, "cannot read the health checks", &list);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (!json_is_array(list)) {
+                cli_error("cannot read the health checks: husk-apiserver did not answer with a list");
+                return CLI_EXIT_FAILURE;
+        }
+        if (streq(output, "json")) {
+                cli_json_write(stdout, list);
+                return CLI_EXIT_OK;
+        }
+        if (json_array_size(list) == 0) {
+                printf("no health checks running (none configured, or no instance running)\n");
+                return CLI_EXIT_OK;
+        }
+        if (cli_table_new(ELEMENTSOF(headers), headers, &t) < 0)
+                return CLI_EXIT_FAILURE;
+        json_array_foreach(list, i, c) {
+                const json_t *hist = json_object_get(c, "history");
+                const json_t *last = json_array_get(hist, json_array_size(hist) - 1);
+                char check[16], failures[16];
+                const char *cells[7];
+
+                snprintf(check, sizeof(check), "%lld", (long long)json_integer_value(json_object_get(c, "check")));
+                snprintf(failures, sizeof(failures), "%lld/%lld",
+                         (long long)json_integer_value(json_object_get(c, "consecutive_failures")),
+                         (long long)json_integer_value(json_object_get(c, "threshold")));
+                cells[0] = cli_json_str(c, "instance_id", "?");
+                cells[1] = check;
+                cells[2] = cli_json_str(c, "target", "?");
+                cells[3] = json_is_true(json_object_get(c, "readiness")) ? "yes" : "no";
+                cells[4] = cli_json_str(c, "status", "?");
+                cells[5] = failures;
+                cells[6] = last ? cli_json_str(last, "message", "") : "-";
+                if (cli_table_add_row(t, cells) < 0)
+                        return CLI_EXIT_FAILURE;
+        }
+        cli_table_write(t, stdout);
+        return CLI_EXIT_OK;
+}

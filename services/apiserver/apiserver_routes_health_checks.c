@@ -1,0 +1,55 @@
+/* apiserver_routes_health_checks.c: GET /deployments/{id}/health-checks, the scheduler's probes and their recent results (health.list). */
+#include <errno.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/mp.h"
+#include "services/apiserver/apiserver_http.h"
+#include "services/apiserver/apiserver_json.h"
+
+#define HEALTH_TIMEOUT_MS 1000
+
+int route_deployment_health_checks(http_request_t *req) {
+        static const bus_call_opts_t opts = { .timeout_ms = HEALTH_TIMEOUT_MS, .idempotent = true };
+        apiserver_t *api = req->api;
+        bus_reply_t *reply = NULL;
+        store_deployment_t d = {};
+        msgpack_sbuffer args;
+        msgpack_packer pk;
+        json_t *list;
+        int r;
+
+        r = store_deployment_get(api->store, req->arg, &d);
+        store_deployment_clear(&d);
+        if (r == -ENOENT)
+                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
+                                          req->arg);
+        if (r < 0)
+                return http_reply_internal(req, r, "reading the deployment");
+
+        msgpack_sbuffer_init(&args);
+        msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        mp_pack_kv_str(&pk, "deployment_id", req->arg);
+        /* Workers block here for at most the deadline, one at a time. */
+        pthread_mutex_lock(&api->scheduler_lock);
+        r = bus_call(api->scheduler, "health.list", &args, &opts, &reply);
+        pthread_mutex_unlock(&api->scheduler_lock);
+        msgpack_sbuffer_destroy(&args);
+        if (r < 0)
+                return http_reply_problem(req, 503, "unavailable", "Service unavailable", NULL,
+                                          "husk-scheduler, which runs the health checks, did not answer within %d ms",
+                                          HEALTH_TIMEOUT_MS);
+        if (reply->error_code || !reply->result || reply->result->type != MSGPACK_OBJECT_ARRAY) {
+                r = http_reply_problem(req, 502, "bad-gateway", "Bad gateway", NULL, "husk-scheduler answered %s: %s",
+                                       reply->error_code ?: "something that is not a list",
+                                       reply->error_message ?: "");
+                bus_reply_free(reply);
+                return r;
+        }
+        list = msgpack_to_json(reply->result);
+        bus_reply_free(reply);
+        if (!list)
+                return http_reply_internal(req, ENOMEM, "encoding the health checks");
+        return http_reply_json(req, 200, list, NULL);
+}

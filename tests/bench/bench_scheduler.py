@@ -26,7 +26,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from bench_apply import bare_boot  # noqa: E402
+from bench_apply import bare_argv, bare_boot  # noqa: E402
 from husk_stack import BUILD, Stack, wait_for  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "10"))
@@ -62,7 +62,8 @@ def crash_to_detected(stack, vmm_sub, ev_sub):
         apply(stack, "crash", 1, run)
         while True:
             if not vmm_sub.poll(120000):
-                raise TimeoutError("no instance.ready")
+                raise TimeoutError(f"run {run}: no instance.ready of generation {run + 1}: "
+                                   f"{stack.husk('deployment', 'inspect', 'crash').stdout}\n{stack.log_tail('scheduler', 30)}")
             t, body = vmm_sub.recv_multipart()
             inst = msgpack.unpackb(body, raw=False)
             if t == b"instance.ready" and inst.get("generation") == run + 1:
@@ -97,7 +98,7 @@ def scale_up(stack, vmm_sub, argv):
     bare = [None] * REPLICAS
 
     def one(i):
-        bare[i] = bare_boot(argv, timeout=300)
+        bare[i] = bare_boot(argv, stack.kit_dir / "rootfs/hello", timeout=300)
     t0 = time.monotonic()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(REPLICAS)]
     for t in threads:
@@ -148,7 +149,7 @@ def main():
             wait_for(lambda: [i for i in stack.api("GET", f"/deployments/{d0['id']}").json()["instances"]
                               if i["state"] == "ready"], timeout=120)
             live = [i for i in stack.api("GET", f"/deployments/{d0['id']}").json()["instances"] if i["state"] == "ready"]
-            argv = Path(f"/proc/{live[0]['pid']}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            argv = bare_argv(Path(f"/proc/{live[0]['pid']}/cmdline").read_bytes().rstrip(b"\0").split(b"\0"))
             stack.husk("deployment", "delete", "crash", check=True)
             wait_for(lambda: stack.husk("deployment", "inspect", "crash").returncode == 4, timeout=60)
             bare_all, husk_all, bare_median = scale_up(stack, vmm_sub, argv)

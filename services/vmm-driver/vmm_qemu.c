@@ -202,10 +202,10 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
                  * which fails when the host is busy (the emulated CPU is too slow to time the PIT);
                  * it then marks the TSC unstable and waits forever for a jiffy in calibrate_delay.
                  * Giving it the frequency skips that calibration. */
-                add(&b, "console=ttyS0 panic=-1 quiet tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz,
+                add(&b, "console=ttyS0 panic=-1 quiet console_msg_format=syslog tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz,
                     p->instance_id, net);
         else
-                add(&b, "console=ttyS0 panic=-1 quiet husk.instance=%s%s", p->instance_id, net);
+                add(&b, "console=ttyS0 panic=-1 quiet console_msg_format=syslog husk.instance=%s%s", p->instance_id, net);
         if (p->net) {
                 /* netd made the TAP (and owns it): QEMU only opens it, no scripts. */
                 add(&b, "-netdev");

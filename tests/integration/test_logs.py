@@ -10,6 +10,7 @@ deployment they create."""
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -192,7 +193,12 @@ def test_boot_output_queryable_with_levels(stack):
     # Boot output: the kernel's and the agent's lines are the system stream.
     system = [e for e in entries if e["stream"] == "system"]
     assert any(m.startswith("husk-agent: ready") for m in messages(system)), messages(system)
-    assert any(m.startswith("[") for m in messages(system)), "no kernel line"
+    # The kernel prints its syslog priority (console_msg_format=syslog), which sets the level.
+    kernel = [e for e in system if re.match(r"<[0-7]>\[ *[0-9.]+\] ", e["message"])]
+    assert kernel, "no kernel line"
+    levels = {"0": "error", "1": "error", "2": "error", "3": "error", "4": "warning", "5": "info",
+              "6": "info", "7": "debug"}
+    assert all(e["level"] == levels[e["message"][1]] for e in kernel), kernel
     # The workload's stdout and stderr, prefix removed, with their levels.
     by_msg = {e["message"]: e for e in entries}
     assert (by_msg["ERROR: disk failure"]["stream"], by_msg["ERROR: disk failure"]["level"]) == ("workload", "error")
@@ -216,7 +222,7 @@ def test_boot_output_queryable_with_levels(stack):
     assert api_logs(stack, dep, instance="0123456789ab").json() == []
 
     # The CLI: text, and a follower that sees new lines as the workload writes them.
-    r = stack.husk("deployment", "logs", "talker", "--tail", "2", "--level", "error", check=True)
+    r = stack.husk("deployment", "logs", "talker", "--tail", "1", "--level", "error", check=True)
     assert r.stdout == "ERROR: disk failure\n"
     last = int(messages(cli_logs(stack, "talker", "--tail", "1"))[0].split()[1])
     f = Follower(stack, "talker", "--tail", "0")

@@ -85,9 +85,11 @@ $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(1)): $(call sanobj,$(1) $(LIB_S
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(t))))
 
+# Every test binary runs even when one fails, so one failure does not hide the others'.
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $$t; done
+	@failed=; for t in $(UNIT_BINS); do echo "== $$t"; \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $$t || failed="$$failed $$t"; done; \
+	  if [ -n "$$failed" ]; then echo "unit tests failed:$$failed"; exit 1; fi
 
 # ---- fuzzers (libFuzzer, bounded) ---------------------------------------------------------------
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)

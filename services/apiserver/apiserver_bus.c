@@ -107,6 +107,9 @@ static int method_set_status(bus_request_t *req, msgpack_packer *pk, void *userd
         if (r < 0 && r != -ENOENT)
                 return bus_request_fail(req, BUS_ERR_INVALID, "failed_at: must be an unsigned integer (unix ms)");
         u.has_failed_at = r == 0;
+        r = mp_get_u64(req->args, "generation", &u.generation);
+        if (r < 0 && r != -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "generation: must be an unsigned integer");
         u.status = status;
         u.message = message;
 

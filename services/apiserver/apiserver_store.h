@@ -86,6 +86,9 @@ typedef struct store_status_update {
         uint32_t restart_count;
         bool has_failed_at;  /* the scheduler's back-off clock: the newest failure it counted */
         uint64_t failed_at;
+        uint64_t generation; /* non-zero: restart_count and failed_at are counted against this
+                              * generation, and dropped when the spec changed since (a re-apply
+                              * starts the count afresh; a pass planned before it must not undo that) */
 } store_status_update_t;
 
 #define STORE_CHANGED_STATUS (1u << 0)

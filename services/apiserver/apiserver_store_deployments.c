@@ -349,8 +349,10 @@ static bool status_is_known(const char *status) {
         return false;
 }
 
-int store_deployment_set_status(apiserver_store_t *s, const char *id, const store_status_update_t *u,
+int store_deployment_set_status(apiserver_store_t *s, const char *id, const store_status_update_t *u_in,
                                 store_deployment_t *ret) {
+        store_status_update_t eff = *u_in;
+        const store_status_update_t *u = &eff;
         _cleanup_(store_unlockp) apiserver_store_t *locked = NULL;
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         store_deployment_t cur = {};
@@ -365,6 +367,9 @@ int store_deployment_set_status(apiserver_store_t *s, const char *id, const stor
         r = get_locked(s, id, &cur);
         if (r < 0)
                 return r;
+
+        if (u_in->generation && u_in->generation != cur.d.generation)
+                eff.has_restart_count = eff.has_failed_at = false;
 
         /* Only DELETE makes a deployment deleted, and nothing brings one back. */
         if (streq(cur.d.status, DEPLOYMENT_STATUS_DELETED) != streq(u->status, DEPLOYMENT_STATUS_DELETED)) {

@@ -164,7 +164,7 @@ static int set_status(scheduler_t *s, const deployment_t *d, const plan_t *p) {
 
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, p->persist_restarts ? 6 : 4);
+        msgpack_pack_map(&pk, p->persist_restarts ? 7 : 4);
         mp_pack_kv_str(&pk, "id", d->id);
         mp_pack_kv_str(&pk, "status", p->status);
         mp_pack_kv_str(&pk, "message", p->message);
@@ -172,6 +172,8 @@ static int set_status(scheduler_t *s, const deployment_t *d, const plan_t *p) {
         if (p->persist_restarts) {
                 mp_pack_kv_u64(&pk, "restart_count", p->restart_count);
                 mp_pack_kv_u64(&pk, "failed_at", p->failed_at);
+                /* Counted against this spec: dropped by apiserver if a re-apply came since. */
+                mp_pack_kv_u64(&pk, "generation", d->generation);
         }
         r = call(s, s->apiserver, "deployment.set_status", &buf, true, &reply);
         msgpack_sbuffer_destroy(&buf);
@@ -218,6 +220,8 @@ static void record_exit(scheduler_t *s, const deployment_t *d, const instance_t 
 static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_list_t *instances,
                          plan_host_t *host, uint64_t *wake_at) {
         uint32_t created = 0;
+        const char *sent_status = NULL; /* what the restart counts were stored with, if they were */
+        char sent_message[sizeof(((plan_t *)NULL)->message)];
         plan_t p;
         int r, failed = 0;
 
@@ -226,9 +230,15 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                 return r;
         /* Failures are counted before their instances go: an exit seen but not stored would be
          * forgotten, one stored twice is not (failed_at tells which were counted). */
-        if (p.persist_restarts && p.status && set_status(s, d, &p) < 0) {
-                plan_clear(&p);
-                return -EAGAIN;
+        if (p.persist_restarts && p.status) {
+                if (set_status(s, d, &p) < 0) {
+                        plan_clear(&p);
+                        return -EAGAIN;
+                }
+                /* Stored: sending the counts again at the end could undo a re-apply since. */
+                p.persist_restarts = false;
+                sent_status = p.status;
+                snprintf(sent_message, sizeof(sent_message), "%s", p.message);
         }
         for (size_t k = 0; k < p.n_remove; k++) {
                 record_exit(s, d, p.remove[k]);
@@ -285,8 +295,8 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
         if (p.purge && purge(s, d) < 0)
                 failed = -EAGAIN;
         if (p.status &&
-            (!streq(p.status, d->status) || p.ready != d->ready_replicas || p.persist_restarts ||
-             !streq(p.message, d->status_message ?: "")) &&
+            (!streq(p.status, sent_status ?: d->status) || (!sent_status && p.ready != d->ready_replicas) ||
+             p.persist_restarts || !streq(p.message, sent_status ? sent_message : d->status_message ?: "")) &&
             set_status(s, d, &p) < 0)
                 failed = -EAGAIN;
         if (p.wake_at && (!*wake_at || p.wake_at < *wake_at))

@@ -1,4 +1,4 @@
-/* test_store_events.c: the events table: record, list newest page and follow cursor, level filter, bound, cascade on purge. */
+/* test_store_events.c: the events table (record, newest page and follow cursor, level filter, bound, cascade on purge) and the generation guard on restart counts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -143,12 +143,38 @@ static void test_purge_drops_events(void **state) {
         store_event_array_free(a, n);
 }
 
+
+/* A pass planned before a re-apply must not undo the re-apply's fresh restart count. */
+static void test_restart_counts_of_an_older_generation_are_dropped(void **state) {
+        fixture_t *f = *state;
+        store_status_update_t u = { .status = "running", .has_restart_count = true, .restart_count = 2,
+                                    .has_failed_at = true, .failed_at = 5000, .generation = 1 };
+        store_deployment_t d = {};
+
+        assert_int_equal(f->d.d.generation, 1);
+        assert_true(store_deployment_set_status(f->store, f->d.d.id, &u, &d) > 0);
+        assert_int_equal(d.restart_count, 2);
+        assert_int_equal(d.d.failed_at, 5000);
+        store_deployment_clear(&d);
+
+        u.restart_count = 3;
+        u.failed_at = 6000;
+        u.generation = 7; /* not the stored one */
+        u.status = "creating";
+        assert_true(store_deployment_set_status(f->store, f->d.d.id, &u, &d) > 0);
+        assert_string_equal(d.d.status, "creating"); /* the rest of the report still counts */
+        assert_int_equal(d.restart_count, 2);
+        assert_int_equal(d.d.failed_at, 5000);
+        store_deployment_clear(&d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_record_and_list, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unknown_deployment, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bounded_per_deployment, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_purge_drops_events, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_counts_of_an_older_generation_are_dropped, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from test_deployments import apply_yaml, inspect, live_instances, wait_running
 
 
@@ -102,12 +104,18 @@ def test_missing_kernel_is_a_permanent_failure_without_restarts(stack):
     assert stack.instance_dirs() == []
 
 
-def test_instance_that_exits_at_once_backs_off_into_crash_loop(stack):
-    # A kernel QEMU cannot load: the VMM exits right after its start, every time (a transient
-    # failure as far as the scheduler can tell, so it is retried with back-off).
-    bad = stack.dir / "not-a-kernel"
-    bad.write_bytes(b"\0" * 4096)
-    apply_yaml(stack, manifest(stack, "loop", extra=f"    kernel: {bad}\n"))
+@pytest.mark.parametrize("failure", ["workload-exits", "vmm-exits"])
+def test_instance_that_exits_at_once_backs_off_into_crash_loop(stack, failure):
+    if failure == "workload-exits":
+        # A worker whose workload exits at once: the agent powers the VM off, a crash each time.
+        extra = '    command: ["/bin/false"]\n'
+    else:
+        # A kernel QEMU cannot load: the VMM exits right after its start, every time (a
+        # transient failure as far as the scheduler can tell, so it is retried with back-off).
+        bad = stack.dir / "not-a-kernel"
+        bad.write_bytes(b"\0" * 4096)
+        extra = f"    kernel: {bad}\n"
+    apply_yaml(stack, manifest(stack, "loop", extra=extra))
 
     def crash_loop():
         d = inspect(stack, "loop")

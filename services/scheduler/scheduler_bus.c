@@ -53,48 +53,49 @@ static int call(scheduler_t *s, bus_client_t *c, const char *method, const msgpa
         return 0;
 }
 
-static int list_deployments(scheduler_t *s, deployment_list_t *out) {
+typedef int (*unpack_fn)(const msgpack_object *o, void *item);
+
+static int unpack_deployment(const msgpack_object *o, void *item) { return deployment_unpack(o, item); }
+static int unpack_instance(const msgpack_object *o, void *item) { return instance_unpack(o, item); }
+
+/* Call a method whose result is an array of records and decode each into a new array of
+ * elem_size items. A malformed record is skipped with a warning: one bad record must not stop
+ * the reconciliation of all the others. */
+static int call_list(scheduler_t *s, bus_client_t *c, const char *method, size_t elem_size,
+                     unpack_fn unpack, void **ret_items, size_t *ret_n) {
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         const msgpack_object *a;
+        char *items;
+        size_t n = 0;
         int r;
 
-        r = call(s, s->apiserver, "deployment.list", NULL, true, &reply);
+        r = call(s, c, method, NULL, true, &reply);
         if (r < 0)
                 return r;
         a = reply->result;
         if (!a || a->type != MSGPACK_OBJECT_ARRAY)
-                return log_warning_errno(EBADMSG, "deployment.list: result is not an array");
-        out->items = calloc(a->via.array.size + 1, sizeof(*out->items));
-        if (!out->items)
+                return log_warning_errno(EBADMSG, "%s: result is not an array", method);
+        items = calloc(a->via.array.size + 1, elem_size);
+        if (!items)
                 return -ENOMEM;
         for (uint32_t i = 0; i < a->via.array.size; i++)
-                if (deployment_unpack(&a->via.array.ptr[i], &out->items[out->n]) == 0)
-                        out->n++;
+                if (unpack(&a->via.array.ptr[i], items + n * elem_size) == 0)
+                        n++;
                 else
-                        log_warning("deployment.list: skipping a malformed deployment record");
+                        log_warning("%s: skipping a malformed record", method);
+        *ret_items = items;
+        *ret_n = n;
         return 0;
 }
 
-static int list_instances(scheduler_t *s, instance_list_t *out) {
-        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
-        const msgpack_object *a;
-        int r;
+static int list_deployments(scheduler_t *s, deployment_list_t *out) {
+        return call_list(s, s->apiserver, "deployment.list", sizeof(deployment_t), unpack_deployment,
+                         (void **)&out->items, &out->n);
+}
 
-        r = call(s, s->vmm, "instance.list", NULL, true, &reply);
-        if (r < 0)
-                return r;
-        a = reply->result;
-        if (!a || a->type != MSGPACK_OBJECT_ARRAY)
-                return log_warning_errno(EBADMSG, "instance.list: result is not an array");
-        out->items = calloc(a->via.array.size + 1, sizeof(*out->items));
-        if (!out->items)
-                return -ENOMEM;
-        for (uint32_t i = 0; i < a->via.array.size; i++)
-                if (instance_unpack(&a->via.array.ptr[i], &out->items[out->n]) == 0)
-                        out->n++;
-                else
-                        log_warning("instance.list: skipping a malformed instance record");
-        return 0;
+static int list_instances(scheduler_t *s, instance_list_t *out) {
+        return call_list(s, s->vmm, "instance.list", sizeof(instance_t), unpack_instance,
+                         (void **)&out->items, &out->n);
 }
 
 static int instance_op(scheduler_t *s, const char *method, const instance_t *i, bool with_remove) {

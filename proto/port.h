@@ -1,6 +1,7 @@
 /* port.h: a published port (deployment and instance spec field `ports`, see proto/SCHEMA.md). */
 #pragma once
 
+#include <jansson.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,5 +35,12 @@ void ports_pack(msgpack_packer *pk, const port_spec_t *ports, size_t n);
 int ports_unpack(const msgpack_object *o, port_spec_t **ret, size_t *ret_n);
 /* The optional `ports` key of map o: absent or nil gives 0 ports. */
 int ports_get(const msgpack_object *map, port_spec_t **ret, size_t *ret_n);
+
+/* The same specs as JSON, for the files daemons keep (instance.json, netd's state): an array of
+ * {published, target, protocol, host_ip?} objects. NULL on ENOMEM. */
+json_t *ports_to_json(const port_spec_t *ports, size_t n);
+/* Decode the array j with the bounds of ports_unpack(); NULL or JSON null gives 0 ports. *ret is a
+ * new array (NULL when n is 0); -EBADMSG on any violation, nothing allocated then. */
+int ports_from_json(const json_t *j, port_spec_t **ret, size_t *ret_n);
 
 bool ports_equal(const port_spec_t *a, size_t na, const port_spec_t *b, size_t nb);

@@ -121,37 +121,6 @@ void manifest_check_ports(parse_ctx_t *c, const json_t *input) {
                                    c->m.replicas);
 }
 
-static int ports_from_json(const json_t *ports, port_spec_t **ret, size_t *ret_n) {
-        _cleanup_free_ port_spec_t *a = NULL;
-        size_t i, n = 0;
-        json_t *e;
-
-        *ret = NULL;
-        *ret_n = 0;
-        if (!json_is_array(ports) || json_array_size(ports) == 0)
-                return 0;
-        a = calloc(json_array_size(ports), sizeof(*a));
-        if (!a)
-                return -ENOMEM;
-        json_array_foreach(ports, i, e) {
-                const char *host_ip = json_string_value(json_object_get(e, "host_ip"));
-                json_int_t pub = json_integer_value(json_object_get(e, "published"));
-                json_int_t tgt = json_integer_value(json_object_get(e, "target"));
-
-                if (pub < 1 || pub > 65535 || tgt < 1 || tgt > 65535 || n >= PORTS_MAX ||
-                    port_protocol_from_string(json_string_value(json_object_get(e, "protocol")) ?: "tcp",
-                                              &a[n].protocol) < 0)
-                        continue;
-                a[n].published = (uint16_t)pub;
-                a[n].target = (uint16_t)tgt;
-                snprintf(a[n].host_ip, sizeof(a[n].host_ip), "%s", host_ip ?: "");
-                n++;
-        }
-        *ret = n ? TAKE_PTR(a) : NULL;
-        *ret_n = n;
-        return 0;
-}
-
 int manifest_ports_from_spec(const char *spec_text, port_spec_t **ret, size_t *ret_n) {
         _cleanup_(json_decrefp) json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
 

@@ -18,19 +18,11 @@ int netd_state_save(netd_t *n) {
                 goto out;
         for (size_t k = 0; k < n->n_attachments; k++) {
                 const netd_attachment_t *a = n->attachments[k];
-                json_t *ports = json_array();
 
-                if (!ports || json_object_set_new(inst, a->instance_id, json_pack("{s:o,s:s}", "ports", ports,
-                                                                                  "deployment_id", a->deployment_id)) < 0)
+                if (json_object_set_new(inst, a->instance_id,
+                                        json_pack("{s:o,s:s}", "ports", ports_to_json(a->ports, a->n_ports),
+                                                  "deployment_id", a->deployment_id)) < 0)
                         goto out;
-                for (size_t i = 0; i < a->n_ports; i++) {
-                        const port_spec_t *p = &a->ports[i];
-                        if (json_array_append_new(ports, json_pack("{s:i,s:i,s:s,s:s}", "published", (int)p->published,
-                                                                   "target", (int)p->target, "protocol",
-                                                                   port_protocol_to_string(p->protocol), "host_ip",
-                                                                   p->host_ip)) < 0)
-                                goto out;
-                }
         }
         if (json_object_set(root, "instances", inst) < 0)
                 goto out;
@@ -62,27 +54,13 @@ int netd_state_load(const char *path,
                 return -EBADMSG;
         }
         json_object_foreach(inst, id, v) {
-                json_t *ports = json_object_get(v, "ports"), *e;
-                port_spec_t a[PORTS_MAX] = {};
-                size_t n = 0, i;
+                _cleanup_free_ port_spec_t *ports = NULL;
+                size_t n;
 
-                if (!json_is_array(ports) || json_array_size(ports) > PORTS_MAX)
+                /* An entry we cannot read is skipped: its TAP is still adopted, without ports. */
+                if (ports_from_json(json_object_get(v, "ports"), &ports, &n) < 0)
                         continue;
-                json_array_foreach(ports, i, e) {
-                        json_int_t pub = json_integer_value(json_object_get(e, "published"));
-                        json_int_t tgt = json_integer_value(json_object_get(e, "target"));
-                        const char *proto = json_string_value(json_object_get(e, "protocol"));
-                        const char *host_ip = json_string_value(json_object_get(e, "host_ip"));
-
-                        if (pub < 1 || pub > 65535 || tgt < 1 || tgt > 65535 ||
-                            port_protocol_from_string(proto, &a[n].protocol) < 0)
-                                continue;
-                        a[n].published = (uint16_t)pub;
-                        a[n].target = (uint16_t)tgt;
-                        snprintf(a[n].host_ip, sizeof(a[n].host_ip), "%s", host_ip ?: "");
-                        n++;
-                }
-                fn(id, json_string_value(json_object_get(v, "deployment_id")) ?: "", a, n, ud);
+                fn(id, json_string_value(json_object_get(v, "deployment_id")) ?: "", ports, n, ud);
         }
         json_decref(root);
         return 0;

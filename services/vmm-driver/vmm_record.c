@@ -1,4 +1,6 @@
-/* vmm_record.c: instance.json, the one file from which a restarted vmm-driver re-adopts an instance. */
+/* vmm_record.c: instance.json, the one file from which a restarted vmm-driver re-adopts an instance.
+ * It holds every field of the instance spec: the scheduler compares an adopted instance's spec with
+ * its deployment, and a field lost here replaces a running VM after a vmm-driver restart. */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -122,6 +124,8 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret) {
                 q |= json_object_set_new(o, "command", strv_json(i->spec.command));
         if (i->spec.environment)
                 q |= json_object_set_new(o, "environment", strv_json(i->spec.environment));
+        if (i->spec.n_ports > 0)
+                q |= json_object_set_new(o, "ports", ports_to_json(i->spec.ports, i->spec.n_ports));
         q |= set_str(o, "workload_mode", r->workload_mode);
         q |= set_int(o, "fs_pid", r->fs_pid);
         q |= set_int(o, "fs_pid_start_time", (json_int_t)r->fs_pid_start_time);
@@ -220,6 +224,8 @@ int vmm_record_from_json(const char *text, vmm_record_t *ret) {
                 q = get_strv(o, "command", &r.inst.spec.command);
         if (q >= 0)
                 q = get_strv(o, "environment", &r.inst.spec.environment);
+        if (q >= 0)
+                q = ports_from_json(json_object_get(o, "ports"), &r.inst.spec.ports, &r.inst.spec.n_ports);
         if (q >= 0)
                 q = get_str(o, "workload_mode", false, &r.workload_mode);
         if (q >= 0 && json_is_integer(json_object_get(o, "fs_pid"))) {

@@ -42,6 +42,26 @@ static void fill(vmm_record_t *r, bool with_kit_override) {
         r->stop_requested_at = 1795325740000ULL;
         r->remove_on_exit = true;
         r->shutdown_reason = dup_or_null(with_kit_override ? "guest-shutdown" : NULL);
+        /* Every other field of the spec, set: the scheduler compares them all with the deployment. */
+        r->inst.spec.kind = strdup("worker");
+        r->inst.spec.command = mp_strv_copy((char *[]){ "/bin/httpd", "-f", "-p", "80", NULL });
+        r->inst.spec.environment = mp_strv_copy((char *[]){ "MODE=prod", "EMPTY=", NULL });
+        r->inst.spec.n_ports = 2;
+        r->inst.spec.ports = calloc(2, sizeof(port_spec_t));
+        r->inst.spec.ports[0] = (port_spec_t){ .published = 18123, .target = 80, .protocol = PORT_TCP };
+        r->inst.spec.ports[1] = (port_spec_t){ .published = 5353, .target = 53, .protocol = PORT_UDP, .host_ip = "127.0.0.1" };
+}
+
+/* The instance as the bus carries it, packed: what the scheduler sees of a record. */
+static char *packed(const vmm_record_t *r, size_t *len) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        instance_pack(&pk, &r->inst);
+        *len = sb.size;
+        return sb.data;
 }
 
 static void assert_str_or_null(const char *a, const char *b) {
@@ -72,6 +92,14 @@ static void assert_same(const vmm_record_t *a, const vmm_record_t *b) {
         assert_int_equal(a->stop_requested_at, b->stop_requested_at);
         assert_int_equal(a->remove_on_exit, b->remove_on_exit);
         assert_str_or_null(a->shutdown_reason, b->shutdown_reason);
+        {
+                size_t na, nb;
+                _cleanup_free_ char *pa = packed(a, &na), *pb = packed(b, &nb);
+
+                /* Byte for byte: a spec field the record drops would make an adopted VM "not match". */
+                assert_int_equal(na, nb);
+                assert_memory_equal(pa, pb, na);
+        }
 }
 
 static void roundtrip(bool with_kit_override) {
@@ -98,6 +126,9 @@ static void test_roundtrip_kit_mode(void **state) {
         char *command[] = { "/bin/sh", "-c", "exit 3", NULL }, *env[] = { "A=1", "B=x=y", NULL };
 
         fill(&a, false);
+        free(a.inst.spec.kind);
+        mp_strv_free(a.inst.spec.command);
+        mp_strv_free(a.inst.spec.environment);
         a.inst.spec.kind = strdup("job");
         a.inst.spec.command = mp_strv_copy(command);
         a.inst.spec.environment = mp_strv_copy(env);
@@ -168,6 +199,11 @@ static void test_rejects(void **state) {
                 { "\"runtime\": \"qemu\"", "\"runtime\": null" },   /* required */
                 { "\"image\"", "\"imag\"" },                        /* missing */
                 { "\"generation\": 7,", "\"generation\": 7, \"generation\": 8," }, /* duplicate key */
+                { "\"published\": 18123", "\"published\": 0" },
+                { "\"target\": 80", "\"target\": 65536" },
+                { "\"protocol\": \"udp\"", "\"protocol\": \"sctp\"" },
+                { "\"host_ip\": \"127.0.0.1\"", "\"host_ip\": \"localhost\"" },
+                { "\"ports\": [", "\"ports\": [42, " },
         };
         _cleanup_(vmm_record_clear) vmm_record_t a = {};
         _cleanup_free_ char *text = NULL;

@@ -296,3 +296,64 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_size) {
         *ret = TAKE_PTR(buf);
         return 0;
 }
+
+int read_file_tail(const char *path, size_t max_bytes, char **ret) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL, *out = NULL;
+        size_t len = 0, n_out = 0;
+        struct stat st;
+        off_t from;
+        char *line, *p;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        /* One byte more before the window: a window that starts at a line start keeps that line. */
+        from = st.st_size > (off_t)max_bytes ? st.st_size - (off_t)max_bytes - 1 : 0;
+        buf = malloc(max_bytes + 2);
+        /* "a\nb\n" becomes "a; b": a joined line can be half again as long as its input. */
+        out = malloc(2 * max_bytes + 1);
+        if (!buf || !out)
+                return -ENOMEM;
+        while (len < max_bytes + (from > 0)) {
+                ssize_t k = pread(fd, buf + len, max_bytes + (from > 0) - len, from + (off_t)len);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break;
+                len += (size_t)k;
+        }
+        buf[len] = '\0';
+        for (size_t c = 0; c < len; c++)
+                if (buf[c] == '\0')
+                        buf[c] = '?';
+        p = buf;
+        /* Started mid-line: drop that piece, unless it is all there is. */
+        line = from > 0 ? memchr(buf, '\n', len) : NULL;
+        if (line && line + 1 < buf + len)
+                p = line + 1;
+        else if (from > 0)
+                p = buf + 1; /* the byte before the window */
+        for (line = strtok_r(p, "\n", &p); line; line = strtok_r(NULL, "\n", &p)) {
+                size_t k = strlen(line);
+
+                while (k > 0 && (line[k - 1] == '\r' || line[k - 1] == ' ' || line[k - 1] == '\t'))
+                        k--;
+                if (k == 0)
+                        continue;
+                if (n_out > 0) {
+                        memcpy(out + n_out, "; ", 2);
+                        n_out += 2;
+                }
+                for (size_t c = 0; c < k; c++)
+                        out[n_out++] = line[c] >= 0x20 && line[c] < 0x7f ? line[c] : '?';
+        }
+        out[n_out] = '\0';
+        *ret = TAKE_PTR(out);
+        return 0;
+}

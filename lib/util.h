@@ -72,3 +72,7 @@ int rm_rf(const char *path);
 int write_file_atomic(const char *path, const void *data, size_t size, unsigned mode);
 /* Read a whole file (at most max bytes, else -EFBIG) into a NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size);
+/* The last lines of a (log) file as one line of text for a message: at most max_bytes from its
+ * end (a line cut by that bound is dropped unless it is the only one), bytes that are not
+ * printable ASCII as '?', empty lines skipped, lines joined by "; ". "" for an empty file. */
+int read_file_tail(const char *path, size_t max_bytes, char **ret);

@@ -30,6 +30,7 @@ typedef struct vmm_record {
         bool remove_on_exit;        /* instance.stop {remove: true} */
         char *shutdown_reason;      /* last QMP SHUTDOWN reason, NULL if none seen */
         char *workload_mode;        /* "rootfs" or "bundle" (kit mode), "disk" (a disk image with a command); NULL: no workload */
+        char *image_path;           /* spec.image with every symlink resolved at create: what virtiofsd and QEMU were given */
         int64_t fs_pid;             /* virtiofsd serving the image, 0 when none */
         uint64_t fs_pid_start_time;
         bool workload_started;      /* the agent accepted the start request */
@@ -111,12 +112,16 @@ static inline void vmm_strv_freep(char ***v) {
 #define VMM_FS_SOCKET "vfs.sock"
 #define VMM_FS_TAG "rootfs"
 
+/* How much of a VMM's or virtiofsd's own output an error or exit message quotes (its last lines). */
+#define VMM_OUTPUT_TAIL_MAX 512
+
 /* "rootfs" for a directory, "bundle" for one with config.json and rootfs/; NULL (0) when the
  * image is not a directory (disk mode, no workload). */
 int vmm_fs_workload_mode(const char *image, const char **ret_mode);
 /* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET and wait until it
- * listens; records its pid and start time in rec. */
-int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec);
+ * listens; records its pid and start time in rec. On failure *ret_error says why in the words
+ * of virtiofsd's own log (the directory, and the log with it, may be gone when it is read). */
+int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **ret_error);
 /* Kill the recorded virtiofsd if it is still the one we started, and reap it if it is our child. */
 void vmm_fs_stop(vmm_record_t *rec);
 

@@ -85,7 +85,29 @@ static bool listening(const char *dir) {
         return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec) {
+/* Why a virtiofsd that exited before listening did so: its status and the last lines it logged. */
+static int exited_early(const char *dir, int status, char **ret_error) {
+        _cleanup_free_ char *said = NULL;
+        char path[PATH_MAX];
+
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 126) {
+                if (asprintf(ret_error, "cannot make the read-only mount namespace for virtiofsd") < 0)
+                        *ret_error = NULL;
+                return -EPERM;
+        }
+        snprintf(path, sizeof(path), "%s/" FS_LOG, dir);
+        if (read_file_tail(path, VMM_OUTPUT_TAIL_MAX, &said) < 0 || !*said) {
+                free(said);
+                said = strdup("(it logged nothing)");
+        }
+        if (asprintf(ret_error, "virtiofsd %s %d before listening: %s",
+                     WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), said ?: "") < 0)
+                *ret_error = NULL;
+        return -EIO;
+}
+
+int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **ret_error) {
         char sock_opt[PATH_MAX + 32], source_opt[PATH_MAX + 16];
         char *argv[] = { VIRTIOFSD, sock_opt, "-o", source_opt, "-o", "cache=auto", "-o", "sandbox=chroot",
                          "-o", "no_posix_lock", NULL };
@@ -93,8 +115,14 @@ int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec) {
         pid_t pid;
         int status;
 
-        if (access(VIRTIOFSD, X_OK) < 0)
-                return -errno;
+        *ret_error = NULL;
+        if (access(VIRTIOFSD, X_OK) < 0) {
+                int e = errno;
+
+                if (asprintf(ret_error, "%s: %s", VIRTIOFSD, strerror(e)) < 0)
+                        *ret_error = NULL;
+                return -e;
+        }
         /* Absolute: virtiofsd names its lock file (/run/virtiofsd/<path>.pid) after the socket
          * path, so relative paths would make every instance's virtiofsd but the first refuse to
          * start. A socket path longer than sun_path cannot be bound anyway. */
@@ -116,10 +144,12 @@ int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec) {
         deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS;
         while (!listening(dir)) {
                 if (waitpid(pid, &status, WNOHANG) == pid)
-                        return WIFEXITED(status) && WEXITSTATUS(status) == 126 ? -EPERM : -ECHILD;
+                        return exited_early(dir, status, ret_error);
                 if (now_monotonic_ms() >= deadline) {
                         kill(pid, SIGKILL);
                         (void)waitpid(pid, NULL, 0);
+                        if (asprintf(ret_error, "virtiofsd did not listen within %u ms", FS_LISTEN_TIMEOUT_MS) < 0)
+                                *ret_error = NULL;
                         return -ETIMEDOUT;
                 }
                 nanosleep(&(struct timespec){ .tv_nsec = FS_LISTEN_STEP_MS * 1000 * 1000 }, NULL);

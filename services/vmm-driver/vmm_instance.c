@@ -206,7 +206,8 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         return 0;
 }
 
-static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, char ***ret, char **ret_error) {
+static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, const char *image_path, char ***ret,
+                     char **ret_error) {
         const husk_config_t *c = vmm_config(d);
         vmm_net_t net;
         vmm_qemu_params_t p = {
@@ -219,7 +220,7 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, char 
                 .memory_mib = s->memory_mib,
                 .tsc_khz = d->tsc_khz,
                 .fs_socket = mode && !streq(mode, "disk") ? VMM_FS_SOCKET : NULL,
-                .disk = mode && streq(mode, "disk") ? s->image : NULL,
+                .disk = mode && streq(mode, "disk") ? image_path : NULL,
         };
         int r;
 
@@ -250,6 +251,7 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, char 
 
 int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error) {
         _cleanup_(vmm_strv_freep) char **argv = NULL;
+        _cleanup_free_ char *image_path = NULL;
         vmm_instance_t *i = NULL;
         const char *mode = NULL;
         char dir[PATH_MAX];
@@ -261,7 +263,15 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                 return r;
         if (vmm_instance_get(d, spec->instance_id))
                 return fail(ret_error, -EEXIST, "instance_id: %s exists", spec->instance_id);
-        r = vmm_fs_workload_mode(spec->image, &mode);
+        /* Resolved once, here: a symlinked image runs exactly as its target (virtiofsd refuses a
+         * symlink as its source), and the VM keeps what it was given if the link changes later. */
+        image_path = realpath(spec->image, NULL);
+        if (!image_path)
+                return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(errno));
+        if (strchr(image_path, ','))
+                return fail(ret_error, -EINVAL, "image: %s resolves to %s, which contains ',' (virtiofsd and QEMU option syntax)",
+                            spec->image, image_path);
+        r = vmm_fs_workload_mode(image_path, &mode);
         if (r == -ENOTDIR)
                 return fail(ret_error, -EINVAL, "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
                             spec->image);
@@ -272,7 +282,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
          * init would run, which needs no husk-agent workload. */
         if (!mode && spec->command)
                 mode = "disk";
-        r = qemu_argv(d, spec, mode, &argv, ret_error);
+        r = qemu_argv(d, spec, mode, image_path, &argv, ret_error);
         if (r < 0)
                 return r;
 
@@ -297,6 +307,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
         }
         i->rec.inst.spec = *spec;
         *spec = (instance_spec_t){};
+        i->rec.image_path = TAKE_PTR(image_path);
         i->rec.inst.started_at = now_realtime_ms();
         r = set_state(i, INSTANCE_STATE_STARTING);
         if (r < 0)
@@ -314,10 +325,11 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
         }
 
         if (mode && !streq(mode, "disk")) {
-                r = vmm_fs_start(dir, i->rec.inst.spec.image, &i->rec);
+                _cleanup_free_ char *why = NULL;
+
+                r = vmm_fs_start(dir, i->rec.image_path, &i->rec, &why);
                 if (r < 0) {
-                        fail(ret_error, r, "cannot start virtiofsd for %s: %s (see %s/virtiofsd.log)",
-                             i->rec.inst.spec.image, strerror(-r), dir);
+                        fail(ret_error, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
                         goto fail_dir;
                 }
         }

@@ -38,6 +38,7 @@ void vmm_record_clear(vmm_record_t *r) {
         instance_clear(&r->inst);
         free(r->shutdown_reason);
         free(r->workload_mode);
+        free(r->image_path);
         *r = (vmm_record_t){};
 }
 
@@ -127,6 +128,7 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret) {
         if (i->spec.n_ports > 0)
                 q |= json_object_set_new(o, "ports", ports_to_json(i->spec.ports, i->spec.n_ports));
         q |= set_str(o, "workload_mode", r->workload_mode);
+        q |= set_str(o, "image_path", r->image_path);
         q |= set_int(o, "fs_pid", r->fs_pid);
         q |= set_int(o, "fs_pid_start_time", (json_int_t)r->fs_pid_start_time);
         q |= json_object_set_new(o, "workload_started", json_boolean(r->workload_started));
@@ -228,6 +230,8 @@ int vmm_record_from_json(const char *text, vmm_record_t *ret) {
                 q = ports_from_json(json_object_get(o, "ports"), &r.inst.spec.ports, &r.inst.spec.n_ports);
         if (q >= 0)
                 q = get_str(o, "workload_mode", false, &r.workload_mode);
+        if (q >= 0)
+                q = get_str(o, "image_path", false, &r.image_path);
         if (q >= 0 && json_is_integer(json_object_get(o, "fs_pid"))) {
                 json_int_t fs_pid, fs_start;
 

@@ -96,6 +96,20 @@ def test_job_exit_3_fails_with_code_3(stack, tmp_path):
     assert "failed (job exited with status 3)" in text, text
 
 
+def test_image_that_is_a_symlink_runs_as_its_target(stack, tmp_path):
+    """Issue 20: a symlinked image (here a relative link to a link to the rootfs) runs exactly as
+    its target: it was a crash loop on "cannot start virtiofsd ... No child processes"."""
+    root = rootfs(stack, tmp_path)
+    (tmp_path / "current").symlink_to("root")
+    (tmp_path / "app").symlink_to(tmp_path / "current")
+    apply(stack, "linked", tmp_path / "app", kind="job",
+          command=["/bin/sh", "-c", "test -x /bin/busybox && exit 3"])
+    d = wait_status(stack, "linked", "failed")
+    assert d["status_message"] == "job exited with status 3", d
+    assert d["image"] == str(tmp_path / "app"), d  # the user's path is kept; only the VM got the target
+    assert not [e for e in events(stack, "linked") if e["reason"] == "InstanceCrashed"]
+
+
 def test_job_killed_by_sigkill_reports_137(stack, tmp_path):
     root = rootfs(stack, tmp_path)
     apply(stack, "killed", root, kind="job", command=["/bin/sh", "-c", "kill -9 $$$$"])  # husk apply: $$ is a literal $

@@ -384,6 +384,36 @@ static void test_write_read(void **state) {
         assert_int_equal(write_file_atomic(at(t, "nodir/f"), "x", 1, 0644), -ENOENT);
 }
 
+static void check_tail(tmp_t *t, const char *content, size_t max, const char *want) {
+        _cleanup_free_ char *got = NULL;
+
+        assert_int_equal(write_file_atomic(at(t, "log"), content, strlen(content), 0644), 0);
+        assert_int_equal(read_file_tail(at(t, "log"), max, &got), 0);
+        assert_string_equal(got, want);
+}
+
+/* What a VMM said last, as one line for an event: its log's last lines, bounded. */
+static void test_read_file_tail(void **state) {
+        tmp_t *t = *state;
+        _cleanup_free_ char *got = NULL;
+
+        check_tail(t, "", 64, "");
+        check_tail(t, "one line\n", 64, "one line");
+        check_tail(t, "a\n\nb  \r\nc", 64, "a; b; c");
+        /* Cut at 12 bytes from the end: "...line two\n" is whole, the piece before it is dropped. */
+        check_tail(t, "line one\nline two\nend\n", 13, "line two; end");
+        /* One long line: its end is all there is, so it is kept. */
+        check_tail(t, "xxxxxxxxxxyyyy", 4, "yyyy");
+        /* Control bytes, NUL and non-ASCII never reach a message. */
+        assert_int_equal(write_file_atomic(at(t, "log"), "bad\0\x1b[0m\xc3\xa9\n", 11, 0644), 0);
+        assert_int_equal(read_file_tail(at(t, "log"), 64, &got), 0);
+        assert_string_equal(got, "bad??[0m??");
+        free(TAKE_PTR(got));
+        /* The worst case for the joined length: many one-byte lines. */
+        check_tail(t, "a\na\na\na\na\na\na\na\n", 16, "a; a; a; a; a; a; a; a");
+        assert_int_equal(read_file_tail(at(t, "missing"), 64, &got), -ENOENT);
+}
+
 static void check_read_limit(tmp_t *t, size_t file_size) {
         _cleanup_free_ char *content = malloc(file_size + 1);
         _cleanup_free_ char *data = NULL;
@@ -432,6 +462,7 @@ int main(void) {
                 cmocka_unit_test(test_random_hex),
                 cmocka_unit_test_setup_teardown(test_mkdir_p, tmp_setup, tmp_teardown),
                 cmocka_unit_test_setup_teardown(test_rm_rf, tmp_setup, tmp_teardown),
+                cmocka_unit_test_setup_teardown(test_read_file_tail, tmp_setup, tmp_teardown),
                 cmocka_unit_test_setup_teardown(test_write_read, tmp_setup, tmp_teardown),
                 cmocka_unit_test_setup_teardown(test_read_file_max, tmp_setup, tmp_teardown),
         };

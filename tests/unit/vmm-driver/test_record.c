@@ -42,6 +42,7 @@ static void fill(vmm_record_t *r, bool with_kit_override) {
         r->stop_requested_at = 1795325740000ULL;
         r->remove_on_exit = true;
         r->shutdown_reason = dup_or_null(with_kit_override ? "guest-shutdown" : NULL);
+        r->image_path = strdup("/srv/images/app-1.2");
         /* Every other field of the spec, set: the scheduler compares them all with the deployment. */
         r->inst.spec.kind = strdup("worker");
         r->inst.spec.command = mp_strv_copy((char *[]){ "/bin/httpd", "-f", "-p", "80", NULL });
@@ -92,6 +93,7 @@ static void assert_same(const vmm_record_t *a, const vmm_record_t *b) {
         assert_int_equal(a->stop_requested_at, b->stop_requested_at);
         assert_int_equal(a->remove_on_exit, b->remove_on_exit);
         assert_str_or_null(a->shutdown_reason, b->shutdown_reason);
+        assert_str_or_null(a->image_path, b->image_path);
         {
                 size_t na, nb;
                 _cleanup_free_ char *pa = packed(a, &na), *pb = packed(b, &nb);

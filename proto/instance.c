@@ -113,11 +113,12 @@ void instance_clear(instance_t *i) {
         instance_spec_clear(&i->spec);
         free(i->state);
         free(i->exit_reason);
+        free(i->exit_message);
         memset(i, 0, sizeof(*i));
 }
 
 static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool with_ts, uint64_t ts) {
-        msgpack_pack_map(pk, instance_spec_nkeys(&i->spec) + 7 + (with_ts ? 1 : 0));
+        msgpack_pack_map(pk, instance_spec_nkeys(&i->spec) + 7 + (with_ts ? 1 : 0) + (i->exit_message ? 1 : 0));
         if (with_ts)
                 mp_pack_kv_u64(pk, "ts", ts);
         instance_spec_pack_fields(pk, &i->spec);
@@ -128,6 +129,8 @@ static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool wit
         mp_pack_kv_u64(pk, "exited_at", i->exited_at);
         mp_pack_kv_str(pk, "exit_reason", i->exit_reason);
         mp_pack_kv_i64(pk, "exit_status", i->exit_status);
+        if (i->exit_message)
+                mp_pack_kv_str(pk, "exit_message", i->exit_message);
 }
 
 void instance_pack(msgpack_packer *pk, const instance_t *i) { instance_pack_with(pk, i, false, 0); }
@@ -149,7 +152,8 @@ int instance_unpack(const msgpack_object *o, instance_t *i) {
             mp_get_u64(o, "ready_at", &i->ready_at) < 0 ||
             mp_get_u64(o, "exited_at", &i->exited_at) < 0 ||
             get_optional_str(o, "exit_reason", REASON_MAX, &i->exit_reason) < 0 ||
-            mp_get_i64(o, "exit_status", &i->exit_status) < 0)
+            mp_get_i64(o, "exit_status", &i->exit_status) < 0 ||
+            get_optional_str(o, "exit_message", INSTANCE_EXIT_MESSAGE_MAX, &i->exit_message) < 0)
                 goto malformed;
         return 0;
 

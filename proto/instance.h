@@ -41,7 +41,10 @@ typedef struct instance {
         uint64_t exited_at;   /* unix ms, 0 while alive */
         char *exit_reason;    /* e.g. "guest-shutdown", "killed", "stopped", "crashed" */
         int64_t exit_status;  /* wait status decoded: code, or 128+signal; -1 when unknown */
+        char *exit_message;   /* the VMM's last output lines when it crashed or was killed; NULL: none */
 } instance_t;
+
+#define INSTANCE_EXIT_MESSAGE_MAX 1024 /* bytes of exit_message a decoder accepts */
 
 void instance_spec_clear(instance_spec_t *s);
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s);

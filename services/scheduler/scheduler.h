@@ -36,6 +36,10 @@ typedef struct plan {
 #define SCHEDULER_BACKOFF_MAX_MS 60000
 #define SCHEDULER_MIN_HEALTHY_MS 10000    /* ready this long with no failure resets restart_count */
 
+/* "instance ID exited (REASON, status N)", and ": " with the VMM's last output when it left some:
+ * how events and status messages tell an exit, so the user sees what to fix. */
+void plan_describe_exit(const instance_t *i, char *buf, size_t size);
+
 /* Whether instance i runs what d asks for now (so that scaling never replaces it). */
 bool plan_instance_matches(const deployment_t *d, const instance_t *i);
 

@@ -208,12 +208,13 @@ static int purge(scheduler_t *s, const deployment_t *d) {
 static void record_exit(scheduler_t *s, const deployment_t *d, const instance_t *i) {
         const char *why = i->exit_reason ?: "unknown";
         bool crashed = streq(why, "crashed") || streq(why, "killed") || streq(why, "vanished");
+        char what[EVENT_MESSAGE_MAX + 1];
 
         if (streq(why, "stopped") || streq(d->status, DEPLOYMENT_STATUS_DELETED))
                 return;
+        plan_describe_exit(i, what, sizeof(what));
         scheduler_event(s, d->id, EVENT_LEVEL_WARNING, crashed ? EVENT_INSTANCE_CRASHED : EVENT_INSTANCE_EXITED,
-                        "instance %s exited (%s, status %lld)", i->spec.instance_id, why,
-                        (long long)i->exit_status);
+                        "%s", what);
 }
 
 /* Act on one deployment's plan. Returns <0 when something transient failed and a retry pass

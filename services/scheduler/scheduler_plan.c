@@ -40,6 +40,12 @@ bool plan_instance_matches(const deployment_t *d, const instance_t *i) {
                ports_equal(i->spec.ports, i->spec.n_ports, d->ports, d->n_ports);
 }
 
+void plan_describe_exit(const instance_t *i, char *buf, size_t size) {
+        snprintf(buf, size, "instance %s exited (%s, status %lld)%s%s", i->spec.instance_id,
+                 i->exit_reason ?: "unknown", (long long)i->exit_status, i->exit_message ? ": " : "",
+                 i->exit_message ?: "");
+}
+
 uint64_t plan_backoff_ms(uint32_t n) {
         if (n == 0)
                 return 0;
@@ -218,8 +224,12 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
 
         /* A crash loop waits for a new spec (re-apply resets the status and the count). */
         if (streq(d->status, DEPLOYMENT_STATUS_CRASH_LOOP) && n_failures == 0) {
-                snprintf(p->message, sizeof(p->message), "%u/%u instances ready; crash loop: re-apply to restart",
-                         p->ready, d->replicas);
+                /* The message that put it there says why (the last exit, in the VMM's words): keep it. */
+                if (d->status_message && *d->status_message)
+                        snprintf(p->message, sizeof(p->message), "%s", d->status_message);
+                else
+                        snprintf(p->message, sizeof(p->message), "%u/%u instances ready; crash loop: re-apply to restart",
+                                 p->ready, d->replicas);
                 p->status = DEPLOYMENT_STATUS_CRASH_LOOP;
                 return 0;
         }
@@ -251,10 +261,10 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
         p->restart_count = d->restart_count;
         p->failed_at = d->failed_at;
         if (n_failures > 0) {
-                char what[256];
+                /* Room left in p->message for what the plan adds ("after N restarts; ..."). */
+                char what[sizeof(p->message) - 128];
 
-                snprintf(what, sizeof(what), "instance %s exited (%s, status %lld)", last_failed->spec.instance_id,
-                         last_failed->exit_reason ?: "unknown", (long long)last_failed->exit_status);
+                plan_describe_exit(last_failed, what, sizeof(what));
                 if (!plan_failures(d, n_failures, newest_failure, what, p))
                         return 0;
         }

@@ -19,6 +19,7 @@ typedef struct vmm_instance vmm_instance_t;
 /* ---- instance.json (vmm_record.c) ---------------------------------------------------------- */
 
 #define VMM_RECORD_FILE "instance.json"
+#define VMM_QEMU_LOG "qemu.log" /* the VMM's stdout and stderr */
 #define VMM_RECORD_MAX (64u * 1024u) /* a record is ~1 KiB; anything bigger is not ours */
 
 /* What survives a vmm-driver restart: the published record plus what adoption and the stop

@@ -433,6 +433,20 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
         free(i->rec.inst.exit_reason);
         i->rec.inst.exit_reason = r;
         i->rec.inst.exit_status = status;
+        free(i->rec.inst.exit_message);
+        i->rec.inst.exit_message = NULL;
+        /* An exit nobody asked for: the VMM's own last words say why (a kernel it cannot load,
+         * a firmware that does not boot, a signal and from whom), so the user need not find them. */
+        if (streq(reason, "crashed") || streq(reason, "killed")) {
+                char path[PATH_MAX];
+
+                snprintf(path, sizeof(path), "%s/" VMM_QEMU_LOG, i->dir);
+                if (read_file_tail(path, VMM_OUTPUT_TAIL_MAX, &i->rec.inst.exit_message) >= 0 &&
+                    !*i->rec.inst.exit_message) {
+                        free(i->rec.inst.exit_message);
+                        i->rec.inst.exit_message = NULL;
+                }
+        }
         /* Publish first: the exit event is what the scheduler waits for. */
         vmm_publish(i->vmm, "instance.exited", i);
         log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid,

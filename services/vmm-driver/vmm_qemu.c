@@ -276,7 +276,7 @@ int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid) {
         if (r == 0)
                 r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "qemu.log",
+                r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, VMM_QEMU_LOG,
                                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (r == 0)
                 r = posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);

@@ -116,6 +116,7 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret) {
         q |= set_int(o, "ready_at", (json_int_t)i->ready_at);
         q |= set_int(o, "exited_at", (json_int_t)i->exited_at);
         q |= set_str(o, "exit_reason", i->exit_reason);
+        q |= set_str(o, "exit_message", i->exit_message);
         q |= set_int(o, "exit_status", i->exit_status);
         q |= set_int(o, "stop_requested_at", (json_int_t)r->stop_requested_at);
         q |= json_object_set_new(o, "remove_on_exit", json_boolean(r->remove_on_exit));
@@ -198,6 +199,8 @@ int vmm_record_from_json(const char *text, vmm_record_t *ret) {
                 q = get_str(o, "state", true, &r.inst.state);
         if (q >= 0)
                 q = get_str(o, "exit_reason", false, &r.inst.exit_reason);
+        if (q >= 0)
+                q = get_str(o, "exit_message", false, &r.inst.exit_message);
         if (q >= 0)
                 q = get_str(o, "shutdown_reason", false, &r.shutdown_reason);
         if (q >= 0)

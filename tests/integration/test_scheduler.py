@@ -134,6 +134,11 @@ def test_instance_that_exits_at_once_backs_off_into_crash_loop(stack, failure):
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert all(later > earlier for earlier, later in zip(gaps, gaps[1:])), gaps
     assert [e for e in evs if e["reason"] == "CrashLoopBackOff"][0]["level"] == "error"
+    if failure == "vmm-exits":
+        # Issue 20: each crash says why in QEMU's own words, and so does the crash loop's status.
+        crashes = [e["message"] for e in evs if e["reason"] == "InstanceCrashed"]
+        assert len(crashes) == 6 and all("linux kernel too old to load a ram disk" in m for m in crashes), crashes
+        assert "linux kernel too old to load a ram disk" in d["status_message"], d["status_message"]
     # Nothing more is started.
     time.sleep(3)
     assert reasons(stack, "loop").count("InstanceStarted") == 6

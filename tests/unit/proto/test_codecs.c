@@ -249,6 +249,7 @@ static void assert_instance_equal(const instance_t *a, const instance_t *b) {
         assert_int_equal(a->exited_at, b->exited_at);
         opt_str_equal(a->exit_reason, b->exit_reason);
         assert_int_equal(a->exit_status, b->exit_status);
+        opt_str_equal(a->exit_message, b->exit_message);
 }
 
 static void test_deployment_round_trip(void **state) {
@@ -326,6 +327,38 @@ static void test_instance_round_trip(void **state) {
                 instance_clear(&got);
                 instance_clear(&got);
         }
+}
+
+/* The VMM's last words travel with its exit (issue 20), bounded: a decoder refuses more. */
+static void test_instance_exit_message(void **state) {
+        char long_message[INSTANCE_EXIT_MESSAGE_MAX + 2];
+        instance_t want, got;
+        msgpack_unpacked u;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+
+        fixed_instance_exited(&want);
+        want.exit_reason = "crashed";
+        want.exit_message = "qemu: linux kernel too old to load a ram disk";
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        instance_event_pack(&pk, &want, 1);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(instance_unpack(&u.data, &got), 0);
+        assert_instance_equal(&got, &want);
+        instance_clear(&got);
+        msgpack_unpacked_destroy(&u);
+
+        memset(long_message, 'x', sizeof(long_message) - 1);
+        long_message[sizeof(long_message) - 1] = '\0';
+        want.exit_message = long_message;
+        msgpack_sbuffer_clear(&buf);
+        instance_pack(&pk, &want);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(instance_unpack(&u.data, &got), -EBADMSG);
+        assert_null(got.exit_message);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&buf);
 }
 
 static void test_instance_spec_round_trip(void **state) {
@@ -875,6 +908,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_deployment_golden),
                 cmocka_unit_test(test_instance_event_golden),
+                cmocka_unit_test(test_instance_exit_message),
                 cmocka_unit_test(test_deployment_round_trip),
                 cmocka_unit_test(test_instance_round_trip),
                 cmocka_unit_test(test_instance_spec_round_trip),

@@ -245,6 +245,37 @@ static instance_t exited(const char *id, const char *reason, uint64_t exited_at)
         return i;
 }
 
+/* Issue 20: what the VMM said last is in the event and, once it loops, in the status message. */
+static void test_exit_message_is_quoted(void **state) {
+        deployment_t d = deployment("running", 1, 1);
+        instance_t is[] = { exited("a", "crashed", 100000) };
+        char text[256];
+        plan_t p;
+
+        is[0].exit_message = (char *)"qemu: linux kernel too old to load a ram disk";
+        plan_describe_exit(&is[0], text, sizeof(text));
+        assert_string_equal(text, "instance a exited (crashed, status 1): qemu: linux kernel too old to load a ram disk");
+        is[0].exit_message = NULL;
+        plan_describe_exit(&is[0], text, sizeof(text));
+        assert_string_equal(text, "instance a exited (crashed, status 1)");
+
+        is[0].exit_message = (char *)"qemu: linux kernel too old to load a ram disk";
+        d.restart_count = SCHEDULER_MAX_RESTART_COUNT;
+        assert_int_equal(scheduler_plan_at(&d, is, 1, 100005, NULL, &p), 0);
+        assert_string_equal(p.status, DEPLOYMENT_STATUS_CRASH_LOOP);
+        assert_non_null(strstr(p.message, "too old to load a ram disk after 5 restarts"));
+        assert_non_null(strstr(p.event_message, "too old to load a ram disk"));
+        plan_clear(&p);
+
+        /* Later passes of the crash loop keep that message. */
+        d.status = (char *)DEPLOYMENT_STATUS_CRASH_LOOP;
+        d.status_message = (char *)"instance a exited (crashed, status 1): qemu: linux kernel too old after 5 restarts";
+        assert_int_equal(scheduler_plan_at(&d, NULL, 0, 200000, NULL, &p), 0);
+        assert_string_equal(p.status, DEPLOYMENT_STATUS_CRASH_LOOP);
+        assert_string_equal(p.message, d.status_message);
+        plan_clear(&p);
+}
+
 static void test_backoff_doubles_and_caps(void **state) {
         const uint64_t want[] = { 0, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000 };
 
@@ -481,6 +512,7 @@ int main(void) {
                 cmocka_unit_test(test_failed_waits_for_new_generation),
                 cmocka_unit_test(test_job_exit_status_decides_completed_or_failed),
                 cmocka_unit_test(test_backoff_doubles_and_caps),
+                cmocka_unit_test(test_exit_message_is_quoted),
                 cmocka_unit_test(test_exit_is_counted_then_backed_off),
                 cmocka_unit_test(test_counted_exit_is_not_counted_again),
                 cmocka_unit_test(test_our_stops_are_not_failures),

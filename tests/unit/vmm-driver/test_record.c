@@ -37,6 +37,7 @@ static void fill(vmm_record_t *r, bool with_kit_override) {
         r->inst.ready_at = 1795325732762ULL;
         r->inst.exited_at = 1795325741856ULL;
         r->inst.exit_reason = strdup("killed");
+        r->inst.exit_message = strdup("qemu-system-x86_64: terminating on signal 9; \"quoted\"");
         r->inst.exit_status = -1;
         r->pid_start_time = 109332;
         r->stop_requested_at = 1795325740000ULL;

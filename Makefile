@@ -3,6 +3,7 @@
 #   make                 build everything into build/
 #   make guest           build the guest kit (kernel, initramfs, demo rootfs) into build/kit
 #   make check           unit tests (ASan+UBSan) and integration tests (real daemons, real VMs)
+#   make san-daemons     the daemons built with ASan+UBSan into build/san/bin (integration needs them)
 #   make bench           benchmarks, printed as ratios against a bare baseline
 #   make demo            install dependencies, build, start a stack and apply the hello example
 #   make install DESTDIR=... PREFIX=...
@@ -91,6 +92,19 @@ unit: $(UNIT_BINS)
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $$t || failed="$$failed $$t"; done; \
 	  if [ -n "$$failed" ]; then echo "unit tests failed:$$failed"; exit 1; fi
 
+# ---- sanitized daemons ------------------------------------------------------------------------
+# The daemons built with ASan+UBSan into build/san/bin, for the integration tests that hunt
+# memory errors in a live stack (test_reload.py). They share build/san objects with the unit
+# tests, so they cost little more than linking.
+SAN_DAEMONS := $(foreach s,$(SERVICES),$(BUILD)/san/bin/husk-$(s))
+define san_service_rule
+$(BUILD)/san/bin/husk-$(1): $(call sanobj,$(wildcard services/$(1)/*.c) $(LIB_SRCS))
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(LIBS_$(1)) $$(LDFLAGS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call san_service_rule,$(s))))
+san-daemons: $(SAN_DAEMONS)
+
 # ---- fuzzers (libFuzzer, bounded) ---------------------------------------------------------------
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
@@ -106,7 +120,7 @@ fuzz: $(FUZZ_BINS)
 	    $$(ls -d tests/fuzz/seeds-$$(basename $$f) 2>/dev/null) 2>&1 | tail -3; done
 
 # ---- integration tests -----------------------------------------------------------------------
-integration: all guest
+integration: all guest san-daemons
 	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 check: unit fuzz integration
@@ -131,6 +145,6 @@ install: all guest
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/bin $(BUILD)/fuzz
 
-.PHONY: all guest unit fuzz integration check bench demo install clean
+.PHONY: all guest san-daemons unit fuzz integration check bench demo install clean
 .DELETE_ON_ERROR:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -63,6 +63,7 @@ static int daemon_reload(husk_daemon_ctx_t *ctx) {
                         goto out;
                 }
         }
+        /* Nothing may point into the old config any more (see daemon.h): threads hold copies. */
         husk_config_free(ctx->config);
         ctx->config = fresh;
         log_set_max_level(fresh->log_level);

@@ -4,7 +4,14 @@
  * config, sets up logging, blocks SIGTERM/SIGINT/SIGHUP and delivers them through a
  * signalfd on the daemon's zloop: SIGTERM/SIGINT stop the loop gracefully (after telling
  * systemd STOPPING=1), SIGHUP calls the daemon's reload hook. daemon_ready() sends
- * READY=1 once the daemon serves requests. */
+ * READY=1 once the daemon serves requests.
+ *
+ * Reload and threads: SIGHUP loads the file into a fresh config, hands it to the reload hook
+ * (on the loop thread, ctx->config still the old one), then frees the old config and makes the
+ * fresh one ctx->config. So ctx->config may be read on the loop thread only, and no pointer
+ * into it may be kept beyond the callback that took it: a thread of the daemon (civetweb
+ * workers, probe threads, forwarder threads) gets copies of what it needs, made on the loop.
+ * A hook that refuses (returns <0) keeps the old config whole, the log level included. */
 #pragma once
 
 #include <czmq.h>
@@ -22,7 +29,7 @@ typedef struct husk_daemon_desc {
 
 struct husk_daemon_ctx {
         const husk_daemon_desc_t *desc;
-        husk_config_t *config; /* owned; replaced on successful reload */
+        husk_config_t *config; /* owned; replaced (the old one freed) on reload: loop thread only */
         zloop_t *loop;
         void *userdata;        /* the daemon's own state */
         const char *config_path;

@@ -10,8 +10,8 @@
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
 
-static int open_store(apiserver_t *api) {
-        const char *path = api->config->apiserver.database;
+static int open_store(apiserver_t *api, const husk_config_t *config) {
+        const char *path = config->apiserver.database;
         _cleanup_free_ char *dir = strdup(path);
         int r;
 
@@ -30,10 +30,11 @@ static int open_store(apiserver_t *api) {
         return 0;
 }
 
-static int open_bus(apiserver_t *api, zloop_t *loop) {
-        const husk_endpoints_t *own = &api->config->bus[HUSK_DAEMON_APISERVER];
-        const char *vmm = api->config->bus[HUSK_DAEMON_VMM_DRIVER].requests;
-        const char *sched = api->config->bus[HUSK_DAEMON_SCHEDULER].requests;
+static int open_bus(apiserver_t *api, const husk_config_t *config, zloop_t *loop) {
+        const husk_endpoints_t *own = &config->bus[HUSK_DAEMON_APISERVER];
+        const char *vmm = config->bus[HUSK_DAEMON_VMM_DRIVER].requests;
+        const char *logd = config->bus[HUSK_DAEMON_LOGD].requests;
+        const char *sched = config->bus[HUSK_DAEMON_SCHEDULER].requests;
         int r;
 
         r = bus_pub_new(own->events, &api->pub);
@@ -49,10 +50,9 @@ static int open_bus(apiserver_t *api, zloop_t *loop) {
         r = bus_client_new(vmm, &api->vmm);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the vmm-driver client for %s: %m", vmm);
-        r = bus_client_new(api->config->bus[HUSK_DAEMON_LOGD].requests, &api->logd);
+        r = bus_client_new(logd, &api->logd);
         if (r < 0)
-                return log_error_errno(r, "Failed to set up the logd client for %s: %m",
-                                       api->config->bus[HUSK_DAEMON_LOGD].requests);
+                return log_error_errno(r, "Failed to set up the logd client for %s: %m", logd);
         r = bus_client_new(sched, &api->scheduler);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the scheduler client for %s: %m", sched);
@@ -66,19 +66,23 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         api = calloc(1, sizeof(*api));
         if (!api)
                 return log_error_errno(ENOMEM, "Out of memory");
-        api->config = config;
         pthread_mutex_init(&api->vmm_lock, NULL);
         pthread_mutex_init(&api->logd_lock, NULL);
         pthread_mutex_init(&api->scheduler_lock, NULL);
+        pthread_mutex_init(&api->exec_lock, NULL);
+        api->vmm_requests = strdup(config->bus[HUSK_DAEMON_VMM_DRIVER].requests ?: "");
+        api->logd_events = strdup(config->bus[HUSK_DAEMON_LOGD].events ?: "");
+        if (!api->vmm_requests || !api->logd_events)
+                return log_error_errno(ENOMEM, "Out of memory");
 
-        r = open_store(api);
+        r = open_store(api, config);
         if (r < 0)
                 return r;
-        r = open_bus(api, loop);
+        r = open_bus(api, config, loop);
         if (r < 0)
                 return r;
         /* Last: requests may arrive as soon as it listens. */
-        r = http_start(api);
+        r = http_start(api, config->apiserver.listen);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(api);
@@ -94,10 +98,34 @@ void apiserver_free(apiserver_t *api) {
         bus_client_destroy(&api->vmm);
         bus_client_destroy(&api->logd);
         bus_client_destroy(&api->scheduler);
+        for (size_t i = 0; i < api->n_exec_idle; i++)
+                bus_client_destroy(&api->exec_idle[i]);
         bus_pub_destroy(&api->pub);
         store_close(&api->store);
         pthread_mutex_destroy(&api->vmm_lock);
         pthread_mutex_destroy(&api->logd_lock);
         pthread_mutex_destroy(&api->scheduler_lock);
+        pthread_mutex_destroy(&api->exec_lock);
+        free(api->vmm_requests);
+        free(api->logd_events);
         free(api);
+}
+
+static bool same(const char *a, const char *b) {
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
+int apiserver_reload(const husk_config_t *old, const husk_config_t *fresh) {
+        bool endpoints = false;
+
+        if (!same(old->apiserver.listen, fresh->apiserver.listen))
+                log_notice("apiserver.listen changed: it applies at the next restart of husk-apiserver");
+        if (!same(old->apiserver.database, fresh->apiserver.database) || !same(old->state_dir, fresh->state_dir))
+                log_notice("apiserver.database or state_dir changed: they apply at the next restart of husk-apiserver");
+        for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
+                endpoints |= !same(old->bus[d].events, fresh->bus[d].events) ||
+                             !same(old->bus[d].requests, fresh->bus[d].requests);
+        if (endpoints)
+                log_notice("bus endpoints changed: husk-apiserver uses them from its next restart");
+        return 0;
 }

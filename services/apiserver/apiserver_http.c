@@ -7,10 +7,46 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "lib/log.h"
 
-#define HTTP_THREADS "8"
+/* How the API stays up under idle, slow and long-lived connections (issue 10).
+ *
+ * civetweb 1.15 gives every connection a worker thread of its own, from the moment it is
+ * accepted until it closes: an idle connection, a half-sent request head, a body that never
+ * completes and a log follower each hold one. Nothing in 1.15 parks a connection without a
+ * thread (no async mode; `prespawn_threads` came later), so the defence is in three parts:
+ *
+ * - Many workers (HTTP_WORKERS): 1024. The load we hold is 500 idle connections, 100
+ *   half-sent heads and 50 followers at once, with a GET still answered at once; 1024 leaves
+ *   room above that. A worker costs a parked thread (its stack is reserved, barely touched)
+ *   and a max_request_size buffer malloc'd once (16 KiB x 1024, pages untouched until used).
+ *   Beyond 1024 slow connections, new requests wait in the accept queue for a worker, that
+ *   is at most HTTP_REQUEST_TIMEOUT_MS: slow connections cannot hold a worker for longer.
+ * - Bounded timeouts (HTTP_REQUEST_TIMEOUT_MS): the whole request head must arrive within
+ *   10 s of the worker taking the connection (civetweb measures it from the start of the
+ *   request, so a byte at a time does not extend it); the body likewise (http_read_body adds
+ *   its own deadline, since civetweb's applies to each read); a reply write that does not
+ *   progress for as long ends the connection. Between keep-alive requests a connection may
+ *   idle HTTP_KEEP_ALIVE_TIMEOUT_MS. No SO_LINGER: a linger makes close() wait for a peer
+ *   that does not read.
+ * - Followers (apiserver_routes_logs.c) are capped at 64 workers, answered 503 beyond.
+ *
+ * No per-client connection cap: the API listens on loopback, so every client, the CLI and a
+ * hostile local process alike, has the address 127.0.0.1; a cap per address would turn the
+ * very stall this prevents into a refusal of the CLI. The bound is the worker count and
+ * the timeouts, whoever the client is. */
+#define HTTP_WORKERS "1024"
+#define HTTP_REQUEST_TIMEOUT_MS 10000
+#define HTTP_KEEP_ALIVE_TIMEOUT_MS "2000"
+/* Connections the kernel completes while every worker is busy wait here, then in civetweb's
+ * queue, instead of being dropped (a dropped SYN is retried a second later). */
+#define HTTP_LISTEN_BACKLOG "1024"
+#define HTTP_CONNECTION_QUEUE "256"
+#define HTTP_MAX_REQUEST_SIZE "16384"
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 static const struct route {
         const char *method;
@@ -142,7 +178,10 @@ int http_read_body(http_request_t *req, char **ret, size_t *ret_size) {
         _cleanup_free_ char *buf = NULL;
         size_t size = 0, allocated;
         long long announced = req->info->content_length;
+        uint64_t deadline = now_monotonic_ms() + HTTP_REQUEST_TIMEOUT_MS;
 
+        /* Whatever happens below, the body has been dealt with: on_request need not close. */
+        req->body_read = true;
         /* Refuse before reading when the client tells us; otherwise read at most one byte past
          * the cap to learn that it was exceeded. */
         if (announced > (long long)HTTP_BODY_MAX) {
@@ -168,9 +207,18 @@ int http_read_body(http_request_t *req, char **ret, size_t *ret_size) {
                         buf = grown;
                         allocated = want;
                 }
+                /* civetweb's mg_read() waits up to request_timeout_ms for each call; the
+                 * deadline bounds the whole body, so that a client sending a byte now and then
+                 * cannot hold the worker. */
+                if (now_monotonic_ms() >= deadline) {
+                        mg_disable_connection_keep_alive(req->conn);
+                        return -ETIMEDOUT;
+                }
                 n = mg_read(req->conn, buf + size, allocated - size - 1);
-                if (n < 0)
+                if (n < 0) {
+                        mg_disable_connection_keep_alive(req->conn);
                         return -EIO;
+                }
                 if (n == 0)
                         break;
                 size += (size_t)n;
@@ -183,10 +231,28 @@ int http_read_body(http_request_t *req, char **ret, size_t *ret_size) {
                 mg_disable_connection_keep_alive(req->conn);
                 return -EFBIG;
         }
+        if (announced >= 0 && size < (size_t)announced) {
+                /* mg_read() gives 0 both at the end and when the client stopped sending: a body
+                 * shorter than its Content-Length timed out, and is not parsed as if whole. */
+                mg_disable_connection_keep_alive(req->conn);
+                return -ETIMEDOUT;
+        }
         buf[size] = '\0';
         *ret_size = size;
         *ret = TAKE_PTR(buf);
         return 0;
+}
+
+int http_reply_body_error(http_request_t *req, int error) {
+        if (error == -EFBIG)
+                return http_reply_problem(req, 413, "payload-too-large", "Payload too large", NULL,
+                                          "the request body exceeds %u bytes", HTTP_BODY_MAX);
+        if (error == -ETIMEDOUT)
+                return http_reply_problem(req, 408, "request-timeout", "Request timeout", NULL,
+                                          "the request body did not arrive within %d s (Content-Length: %lld)",
+                                          HTTP_REQUEST_TIMEOUT_MS / 1000, req->info->content_length);
+        return http_reply_problem(req, 400, "bad-request", "Bad request", NULL, "could not read the request body: %s",
+                                  strerror(-error));
 }
 
 int http_query(http_request_t *req, const char *name, unsigned occurrence, char *buf, size_t size) {
@@ -203,12 +269,39 @@ int http_query(http_request_t *req, const char *name, unsigned occurrence, char 
         return 1;
 }
 
+/* A body the route did not read is drained here, within the body deadline and up to
+ * HTTP_BODY_MAX: civetweb would drain it itself before the next request on the connection,
+ * one mg_read() timeout after the other for as long as a client trickles it. A body that does
+ * not end in time closes the connection instead. */
+static void request_done(http_request_t *req) {
+        uint64_t deadline = now_monotonic_ms() + HTTP_REQUEST_TIMEOUT_MS;
+        size_t drained = 0;
+        char buf[4096];
+        int n;
+
+        if (req->body_read || (req->info->content_length <= 0 && !mg_get_header(req->conn, "Transfer-Encoding")))
+                return;
+        do {
+                if (now_monotonic_ms() >= deadline || drained > HTTP_BODY_MAX) {
+                        mg_disable_connection_keep_alive(req->conn);
+                        return;
+                }
+                n = mg_read(req->conn, buf, sizeof(buf));
+                drained += n > 0 ? (size_t)n : 0;
+        } while (n > 0);
+        /* n == 0 also when the client stopped sending: civetweb sees the body incomplete and
+         * closes the connection itself. */
+        if (n < 0)
+                mg_disable_connection_keep_alive(req->conn);
+}
+
 static int on_request(struct mg_connection *conn, void *userdata) {
         const struct mg_request_info *info = mg_get_request_info(conn);
         http_request_t req = { .conn = conn, .info = info, .api = userdata };
         const char *path = info->local_uri ?: "";
         char allow[64] = "";
         size_t len = 0;
+        int status;
 
         char arg[256];
 
@@ -217,7 +310,9 @@ static int on_request(struct mg_connection *conn, void *userdata) {
                         continue;
                 if (streq(routes[i].method, info->request_method)) {
                         req.arg = arg;
-                        return routes[i].handler(&req);
+                        status = routes[i].handler(&req);
+                        request_done(&req);
+                        return status;
                 }
                 len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%s%s", len ? ", " : "", routes[i].method);
         }
@@ -225,10 +320,12 @@ static int on_request(struct mg_connection *conn, void *userdata) {
                 char headers[96];
 
                 snprintf(headers, sizeof(headers), "Allow: %s\r\n", allow);
-                return reply_problem_headers(&req, 405, "method-not-allowed", "Method not allowed", headers,
-                                             "%s is not supported on %s; use %s", info->request_method, path, allow);
-        }
-        return http_reply_problem(&req, 404, "not-found", "Not found", NULL, "no such endpoint: %s", path);
+                status = reply_problem_headers(&req, 405, "method-not-allowed", "Method not allowed", headers,
+                                               "%s is not supported on %s; use %s", info->request_method, path, allow);
+        } else
+                status = http_reply_problem(&req, 404, "not-found", "Not found", NULL, "no such endpoint: %s", path);
+        request_done(&req);
+        return status;
 }
 
 /* civetweb's own error pages are HTML; keep every answer a problem document. */
@@ -269,13 +366,28 @@ int http_listen_spec(const char *listen, char *buf, size_t size) {
         return 0;
 }
 
-int http_start(apiserver_t *api) {
+/* A thousand connections and the followers' bus sockets need more descriptors than the
+ * usual soft limit of 1024 (systemd's default); the hard limit is ours to take. */
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
+int http_start(apiserver_t *api, const char *listen) {
         char ports[128];
         const char *options[] = {
                 "listening_ports", ports,
-                "num_threads", HTTP_THREADS,
+                "num_threads", HTTP_WORKERS,
                 "enable_keep_alive", "yes",
-                "request_timeout_ms", "30000",
+                "request_timeout_ms", STRINGIFY(HTTP_REQUEST_TIMEOUT_MS),
+                "keep_alive_timeout_ms", HTTP_KEEP_ALIVE_TIMEOUT_MS,
+                "listen_backlog", HTTP_LISTEN_BACKLOG,
+                "connection_queue", HTTP_CONNECTION_QUEUE,
+                "max_request_size", HTTP_MAX_REQUEST_SIZE,
                 "tcp_nodelay", "1",
                 NULL,
         };
@@ -285,9 +397,9 @@ int http_start(apiserver_t *api) {
         };
         int r;
 
-        r = http_listen_spec(api->config->apiserver.listen, ports, sizeof(ports));
+        r = http_listen_spec(listen, ports, sizeof(ports));
         if (r < 0)
-                return log_error_errno(r, "apiserver.listen: \"%s\" is not host:port", api->config->apiserver.listen);
+                return log_error_errno(r, "apiserver.listen: \"%s\" is not host:port", listen);
 
         /* There is no authentication yet: anything that can connect can deploy. */
         if (strncmp(ports, "127.", 4) != 0 && strncmp(ports, "[::1]:", 6) != 0)
@@ -295,6 +407,7 @@ int http_start(apiserver_t *api) {
                             "anyone who can reach it can run VMs here",
                             ports);
 
+        raise_fd_limit();
         mg_init_library(0);
         api->http = mg_start(&callbacks, api, options);
         if (!api->http) {

@@ -17,6 +17,7 @@ typedef struct http_request {
         const struct mg_request_info *info;
         apiserver_t *api;
         const char *arg; /* the {id} of a /deployments/{id} route, URL-decoded */
+        bool body_read;  /* http_read_body() was called: the body is consumed or the connection closes */
 } http_request_t;
 
 /* A route handler answers the request and returns the HTTP status it sent. */
@@ -26,11 +27,17 @@ typedef int (*http_route_fn)(http_request_t *req);
  * listening_ports syntax. -EINVAL when it is none of these. */
 int http_listen_spec(const char *listen, char *buf, size_t size);
 
-int http_start(apiserver_t *api);
+/* listen: apiserver.listen (copied; the config may go away once this returns). */
+int http_start(apiserver_t *api, const char *listen);
 void http_stop(apiserver_t *api);
 
-/* The whole body, NUL-terminated. -EFBIG beyond HTTP_BODY_MAX, -EIO when the client went away. */
+/* The whole body, NUL-terminated. -EFBIG beyond HTTP_BODY_MAX, -EIO when the client went away,
+ * -ETIMEDOUT when it did not all arrive in time (shorter than its Content-Length). On error the
+ * connection closes after the reply. */
 int http_read_body(http_request_t *req, char **ret, size_t *ret_size);
+
+/* The answer to an http_read_body() error: 413, 408 or 400. */
+int http_reply_body_error(http_request_t *req, int error);
 
 /* The query parameter's occurrence-th value (URL-decoded) into buf: 1 when present, 0 when
  * absent, -ENAMETOOLONG when longer than size. */

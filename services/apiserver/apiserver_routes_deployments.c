@@ -52,8 +52,7 @@ int route_deployments_apply(http_request_t *req) {
                                           "the request body exceeds %u bytes; send one deployment manifest",
                                           HTTP_BODY_MAX);
         if (r < 0)
-                return http_reply_problem(req, 400, "bad-request", "Bad request", NULL,
-                                          "could not read the request body: %s", strerror(-r));
+                return http_reply_body_error(req, r);
         if (size == 0)
                 return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
                                           "the request body is empty: send one deployment as a JSON object");

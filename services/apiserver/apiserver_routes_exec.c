@@ -16,39 +16,38 @@
 #define EXEC_CALL_GRACE_MS 15000u
 #define INSTANCE_ID_MAX 64
 
-/* One vmm-driver client per civetweb worker, kept for the thread's life: an exec may take
- * minutes and must not hold up the shared client's instance.list calls, and a fresh socket per
- * request costs a connection handshake (the client only sends on live connections) that was
- * most of the REST exec round trip. */
-static pthread_key_t client_key;
-static pthread_once_t client_once = PTHREAD_ONCE_INIT;
+/* vmm-driver clients for execs, each used by one exec at a time: an exec may take minutes and
+ * must not hold up the shared client's instance.list calls, and a fresh socket per request
+ * costs a connection handshake (the client only sends on live connections) that was most of
+ * the REST exec round trip. A few idle clients are kept between execs; they are pooled, not
+ * one per civetweb worker, because there are a thousand workers (apiserver_http.c) and
+ * civetweb hands requests to them in turn: per-worker clients would grow to a socket per
+ * worker. The endpoint is the apiserver's copy, never the config a reload frees. */
+static int exec_client_take(apiserver_t *api, bus_client_t **ret) {
+        bus_client_t *c = NULL;
 
-static void client_free(void *p) {
-        bus_client_t *c = p;
-        bus_client_destroy(&c);
-}
-
-static void client_key_init(void) {
-        (void)pthread_key_create(&client_key, client_free);
-}
-
-static int thread_client(apiserver_t *api, bus_client_t **ret) {
-        bus_client_t *c;
-        int r;
-
-        pthread_once(&client_once, client_key_init);
-        c = pthread_getspecific(client_key);
-        if (!c) {
-                r = bus_client_new(api->config->bus[HUSK_DAEMON_VMM_DRIVER].requests, &c);
-                if (r < 0)
-                        return r;
-                if (pthread_setspecific(client_key, c) != 0) {
-                        bus_client_destroy(&c);
-                        return -ENOMEM;
-                }
+        pthread_mutex_lock(&api->exec_lock);
+        if (api->n_exec_idle > 0)
+                c = api->exec_idle[--api->n_exec_idle];
+        pthread_mutex_unlock(&api->exec_lock);
+        if (c) {
+                *ret = c;
+                return 0;
         }
-        *ret = c;
-        return 0;
+        return bus_client_new(api->vmm_requests, ret);
+}
+
+/* A client whose call failed may hold a late reply: it is not reused. */
+static void exec_client_give(apiserver_t *api, bus_client_t **c, bool reusable) {
+        if (!*c)
+                return;
+        pthread_mutex_lock(&api->exec_lock);
+        if (reusable && api->n_exec_idle < ELEMENTSOF(api->exec_idle)) {
+                api->exec_idle[api->n_exec_idle++] = *c;
+                *c = NULL;
+        }
+        pthread_mutex_unlock(&api->exec_lock);
+        bus_client_destroy(c);
 }
 
 static int bad_request(http_request_t *req, const char *field, const char *reason) {
@@ -214,8 +213,7 @@ int route_deployment_exec(http_request_t *req) {
 
         r = http_read_body(req, &body, &size);
         if (r < 0)
-                return http_reply_problem(req, r == -EFBIG ? 413 : 400, "bad-request", "Bad request", NULL,
-                                          "could not read the request body: %s", strerror(-r));
+                return http_reply_body_error(req, r);
         in = json_loadb(body, size, JSON_REJECT_DUPLICATES, &jerr);
         if (!json_is_object(in))
                 return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
@@ -239,10 +237,11 @@ int route_deployment_exec(http_request_t *req) {
                 msgpack_sbuffer_destroy(&args);
                 return r;
         }
-        r = thread_client(req->api, &client);
+        r = exec_client_take(req->api, &client);
         if (r >= 0) {
                 bus_call_opts_t opts = { .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS };
                 r = bus_call(client, "instance.exec", &args, &opts, &reply);
+                exec_client_give(req->api, &client, r >= 0);
         }
         msgpack_sbuffer_destroy(&args);
         if (r == -ETIMEDOUT)

@@ -13,7 +13,10 @@
 
 #define LOGS_TAIL_MAX 100000          /* logd's limit too */
 #define LOGS_QUERY_TIMEOUT_MS 3000
-#define LOGS_FOLLOW_MAX 4             /* of 8 civetweb workers: the rest keep serving the API */
+/* A follower holds its civetweb worker for as long as it follows (civetweb 1.15 cannot park a
+ * connection): followers get a bounded share of the workers (HTTP_WORKERS, 1024), answered
+ * with 503 beyond it, so that followers alone never starve the rest of the API. */
+#define LOGS_FOLLOW_MAX 64
 #define LOGS_HEARTBEAT_MS 5000        /* a comment line: finds followers that went away */
 #define LOGS_TICK_MS 1000             /* a follower looks whether the apiserver is stopping */
 #define LOGS_CATCHUP_FIRST_MS 250     /* once our subscription surely reached logd */
@@ -537,7 +540,7 @@ int route_deployment_logs(http_request_t *req) {
                                                   "%d clients already follow logs; try again later", LOGS_FOLLOW_MAX);
                 }
                 /* Subscribed before the first page: whatever logd stores after it reaches us. */
-                endpoints[0] = req->api->config->bus[HUSK_DAEMON_LOGD].events;
+                endpoints[0] = req->api->logd_events;
                 snprintf(events, sizeof(events), "log.%s", req->arg);
                 r = bus_sub_new(endpoints, 1, &sub);
                 if (r >= 0)

@@ -3,9 +3,14 @@
 #include "lib/log.h"
 #include "services/apiserver/apiserver.h"
 
+static int reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
+        return apiserver_reload(ctx->config, fresh);
+}
+
 static const husk_daemon_desc_t apiserver_desc = {
         .name = "apiserver",
         .summary = "Serves the REST API, owns the deployment store and answers deployment.* requests on the bus.",
+        .reload = reload,
 };
 
 int main(int argc, char **argv) {
@@ -22,7 +27,7 @@ int main(int argc, char **argv) {
                 husk_daemon_ready(&ctx);
                 r = husk_daemon_run(&ctx);
         }
-        /* Before the loop and the config it points into go away. */
+        /* Before the loop goes away. */
         apiserver_freep(&api);
         husk_daemon_done(&ctx);
         return r < 0 ? 1 : 0;

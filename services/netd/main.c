@@ -6,6 +6,7 @@
 static const husk_daemon_desc_t netd_desc = {
         .name = "netd",
         .summary = "Gives each instance a TAP and a /30, publishes its ports (nftables DNAT or a userspace forwarder).",
+        .reload = netd_reload,
 };
 
 int main(int argc, char **argv) {
@@ -18,6 +19,7 @@ int main(int argc, char **argv) {
                 return r > 0 ? 0 : 1;
         r = netd_open(&n);
         if (r >= 0) {
+                ctx.userdata = &n;
                 husk_daemon_ready(&ctx);
                 r = husk_daemon_run(&ctx);
         }

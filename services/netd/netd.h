@@ -126,8 +126,9 @@ typedef enum netd_mode {
 
 typedef struct netd {
         husk_daemon_ctx_t *ctx;
-        netd_subnet_t subnet;
+        netd_subnet_t subnet;    /* netd.subnet, parsed at start: a reload cannot change it */
         netd_mode_t mode;
+        bool outbound_nat;       /* netd.outbound_nat: a reload changes it and syncs the rules */
         char *state_path;
         netd_attachment_t **attachments; /* sorted by nothing; small */
         size_t n_attachments;
@@ -138,6 +139,9 @@ typedef struct netd {
 } netd_t;
 
 int netd_open(netd_t *n);
+/* SIGHUP: netd.outbound_nat applies at once (the rules are synced); netd.subnet, netd.forwarder
+ * and state_dir need a restart and are refused (the running config stays). */
+int netd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh);
 void netd_close(netd_t *n);
 
 netd_attachment_t *netd_find(netd_t *n, const char *instance_id);

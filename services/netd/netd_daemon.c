@@ -72,6 +72,7 @@ int netd_open(netd_t *n) {
         if (r < 0)
                 log_warning_errno(r, "Failed to enable ip_forward, ignoring: %m");
 
+        n->outbound_nat = c->netd.outbound_nat;
         n->mode = streq(fw, "proxy") ? NETD_MODE_PROXY : NETD_MODE_NFT;
         if (n->mode == NETD_MODE_NFT) {
                 r = netd_sync_rules(n);
@@ -98,6 +99,44 @@ int netd_open(netd_t *n) {
         log_info("Subnet %s, forwarder %s, outbound NAT %s, %zu instance(s) adopted", c->netd.subnet ?: "10.42.0.0/16",
                  n->mode == NETD_MODE_NFT ? "nft" : "proxy", c->netd.outbound_nat ? "on" : "off", n->n_attachments);
         return netd_bus_open(n);
+}
+
+static bool same(const char *a, const char *b) {
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
+/* Runs on the loop before the old config is freed; nothing of netd keeps a pointer into either. */
+int netd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
+        netd_t *n = ctx->userdata;
+        const husk_config_t *old = ctx->config;
+        int r;
+
+        if (!n)
+                return 0;
+        /* Every /30 handed out and every rule is carved from the subnet; the forwarder holds
+         * the published ports; the state file lives under state_dir. */
+        if (!same(old->netd.subnet, fresh->netd.subnet))
+                return log_error_errno(EINVAL, "netd.subnet cannot change while running; restart husk-netd");
+        if (!same(old->netd.forwarder, fresh->netd.forwarder))
+                return log_error_errno(EINVAL, "netd.forwarder cannot change while running; restart husk-netd");
+        if (!same(old->state_dir, fresh->state_dir))
+                return log_error_errno(EINVAL, "state_dir cannot change while running; restart husk-netd");
+        for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
+                if (!same(old->bus[d].events, fresh->bus[d].events) || !same(old->bus[d].requests, fresh->bus[d].requests)) {
+                        log_notice("bus endpoints changed: husk-netd uses them from its next restart");
+                        break;
+                }
+        if (fresh->netd.outbound_nat != n->outbound_nat) {
+                n->outbound_nat = fresh->netd.outbound_nat;
+                r = netd_sync_rules(n);
+                if (r < 0 && n->mode == NETD_MODE_NFT) {
+                        n->outbound_nat = !n->outbound_nat;
+                        (void)netd_sync_rules(n);
+                        return log_error_errno(r, "Failed to apply netd.outbound_nat: %m");
+                }
+                log_info("Outbound NAT %s", n->outbound_nat ? "on" : "off");
+        }
+        return 0;
 }
 
 void netd_close(netd_t *n) {

@@ -77,7 +77,7 @@ static int reserve_ports(netd_t *n, netd_attachment_t *a, bool strict, char *ret
 
 int netd_sync_rules(netd_t *n) {
         char subnet[32], base[16];
-        netd_ruleset_opts_t o = { .subnet = subnet, .outbound_nat = n->ctx->config->netd.outbound_nat,
+        netd_ruleset_opts_t o = { .subnet = subnet, .outbound_nat = n->outbound_nat,
                                   .dnat = n->mode == NETD_MODE_NFT };
         _cleanup_free_ char *script = NULL, *error = NULL;
         int r;
@@ -223,7 +223,10 @@ int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, c
 
         r = netd_pick_slot(&n->subnet, netd_fnv1a64(instance_id), slot_taken, n, &slot);
         if (r < 0) {
-                snprintf(ret_error, error_size, "no free /30 left in %s", n->ctx->config->netd.subnet);
+                char base[16];
+
+                netd_ip4_str(n->subnet.base, base);
+                snprintf(ret_error, error_size, "no free /30 left in %s/%u", base, n->subnet.prefix);
                 return r;
         }
         if (slot != netd_preferred_slot(&n->subnet, netd_fnv1a64(instance_id)))

@@ -6,6 +6,7 @@
 static const husk_daemon_desc_t scheduler_desc = {
         .name = "scheduler",
         .summary = "Reconciles deployments with the instances vmm-driver runs, reacting to bus events.",
+        .reload = scheduler_reload,
 };
 
 int main(int argc, char **argv) {
@@ -18,6 +19,7 @@ int main(int argc, char **argv) {
                 return r > 0 ? 0 : 1;
         r = scheduler_bus_open(&s);
         if (r >= 0) {
+                ctx.userdata = &s;
                 husk_daemon_ready(&ctx);
                 /* Full resync on start: the scheduler keeps no state of its own. */
                 scheduler_kick(&s, "start");

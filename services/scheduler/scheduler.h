@@ -92,6 +92,9 @@ typedef struct scheduler {
 } scheduler_t;
 
 int scheduler_bus_open(scheduler_t *s);
+/* SIGHUP: the scheduler.* keys apply from the next pass (one is queued at once), a new
+ * resync_interval re-arms its timer; bus endpoints need a restart (named when changed). */
+int scheduler_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh);
 void scheduler_bus_close(scheduler_t *s);
 /* Queue a full reconcile pass on the loop (coalesces bursts of events into one pass). */
 void scheduler_kick(scheduler_t *s, const char *why);

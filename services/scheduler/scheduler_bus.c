@@ -522,6 +522,36 @@ int scheduler_bus_open(scheduler_t *s) {
         return scheduler_health_open(s);
 }
 
+static bool same(const char *a, const char *b) {
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
+/* Runs on the loop before the old config is freed. Everything else reads s->ctx->config when
+ * it needs a key, on the loop, and keeps no pointer into it: the pass queued here runs after
+ * the swap, with the fresh values. */
+int scheduler_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
+        scheduler_t *s = ctx->userdata;
+        const husk_config_t *old = ctx->config;
+
+        if (!s)
+                return 0;
+        for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
+                if (!same(old->bus[d].events, fresh->bus[d].events) || !same(old->bus[d].requests, fresh->bus[d].requests)) {
+                        log_notice("bus endpoints changed: husk-scheduler uses them from its next restart");
+                        break;
+                }
+        if (fresh->scheduler.resync_interval_ms != old->scheduler.resync_interval_ms) {
+                int timer = zloop_timer(ctx->loop, fresh->scheduler.resync_interval_ms, 0, on_resync, s);
+
+                if (timer < 0)
+                        return log_error_errno(ENOMEM, "Failed to re-arm the resync timer");
+                zloop_timer_end(ctx->loop, s->resync_timer);
+                s->resync_timer = timer;
+        }
+        scheduler_kick(s, "reload");
+        return 0;
+}
+
 void scheduler_bus_close(scheduler_t *s) {
         scheduler_health_close(s);
         bus_sub_destroy(&s->events);

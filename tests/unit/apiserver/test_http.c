@@ -461,6 +461,25 @@ static void test_delete_then_conflict(void **state) {
         assert_no_event(f);
 }
 
+/* SIGHUP frees the daemon's config while civetweb workers run: the apiserver must not read it
+ * after apiserver_new(). A log follower used to take logd's endpoint from it (ASan:
+ * heap-use-after-free). Last in the group: the fixture's config is gone afterwards. */
+static void test_config_freed_by_reload_is_not_read(void **state) {
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'web', 'image': '/i'}");
+        char path[160];
+
+        assert_int_equal(r.status, 201);
+        snprintf(path, sizeof(path), "/deployments/%s/logs?follow=true", str(&r, "id"));
+        response_clear(&r);
+        husk_config_freep(&f->config);
+
+        /* No logd here: the follower subscribes, then finds logd silent. */
+        r = request(f, "GET", path, NULL, 0);
+        assert_problem(&r, 503, "urn:husk:problem:logd-unavailable");
+        response_clear(&r);
+}
+
 static void test_listen_spec(void **state) {
         static const struct {
                 const char *in, *out;
@@ -493,6 +512,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_list_filters, reset),
                 cmocka_unit_test_setup(test_get_without_vmm_driver_still_answers, reset),
                 cmocka_unit_test_setup(test_delete_then_conflict, reset),
+                cmocka_unit_test_setup(test_config_freed_by_reload_is_not_read, reset), /* last */
         };
         const struct CMUnitTest pure[] = {
                 cmocka_unit_test(test_listen_spec),

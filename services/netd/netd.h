@@ -66,6 +66,7 @@ typedef struct netd_attachment {
         port_spec_t *ports;
         size_t n_ports;
         int *reservations;    /* per port: the socket that holds the host port (or proxy listener) */
+        int localnet;         /* route_localnet on the TAP as last written: 0, 1, -1 unknown (adopted) */
 } netd_attachment_t;
 
 /* ---- nft ruleset (netd_nft.c) ---------------------------------------------------------------------- */
@@ -86,8 +87,10 @@ int netd_nft_delete_table(void);
 
 /* ---- TAPs (netd_tap.c) ------------------------------------------------------------------------------ */
 
-/* Create (or take over) persistent TAP name with address host/30, up, route_localnet on. */
+/* Create (or take over) persistent TAP name with address host/30, up, route_localnet off. */
 int netd_tap_create(const char *name, uint32_t host_addr);
+/* route_localnet of the TAP: see netd_ports_need_localnet. */
+int netd_tap_set_localnet(const char *name, bool on);
 int netd_tap_delete(const char *name);
 /* The IPv4 address on name (host order), -ENODEV when it does not exist. */
 int netd_tap_address(const char *name, uint32_t *ret);
@@ -103,6 +106,9 @@ int netd_sysctl_write(const char *path, const char *value);
 int netd_port_reserve(const port_spec_t *p, bool listen_too);
 /* Validate ports of one attach request; on failure *ret_error says which (ports[i]...). */
 int netd_ports_check(const port_spec_t *ports, size_t n, char *ret_error, size_t size);
+/* Whether nft DNAT of these ports needs route_localnet on the TAP: one of them is published on
+ * 127.0.0.0/8 (by its host_ip, or as one of every local address). */
+bool netd_ports_need_localnet(const port_spec_t *ports, size_t n);
 
 /* ---- userspace forwarder (netd_proxy.c) -------------------------------------------------------------- */
 

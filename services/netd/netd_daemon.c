@@ -79,7 +79,8 @@ int netd_open(netd_t *n) {
                 if (r < 0 && streq(fw, "nft"))
                         return log_error_errno(r, "forwarder nft: cannot install table inet " NETD_TABLE ": %m");
                 if (r < 0) {
-                        log_warning("nftables unusable: falling back to the userspace forwarder");
+                        log_warning("nftables unusable: falling back to the userspace forwarder, "
+                                    "without isolation: guests reach the host and each other");
                         n->mode = NETD_MODE_PROXY;
                 }
         }

@@ -75,6 +75,27 @@ static int reserve_ports(netd_t *n, netd_attachment_t *a, bool strict, char *ret
         return 0;
 }
 
+/* route_localnet where nft DNAT of a port on 127.0.0.1 needs it (netd_ports_need_localnet),
+ * set before the rule that needs it. Only in nft mode, where the guard chain is in the same
+ * table (the proxy connects from the TAP's address and needs none). Once on it stays on for
+ * the TAP's life (and an adopted TAP keeps what it has): connections to a port a replacement
+ * took over still run to this instance, and their answers need it. */
+static void sync_localnet(netd_t *n) {
+        for (size_t k = 0; k < n->n_attachments; k++) {
+                netd_attachment_t *a = n->attachments[k];
+                bool on = n->mode == NETD_MODE_NFT && netd_ports_need_localnet(a->ports, a->n_ports);
+                int r;
+
+                if (on ? a->localnet == 1 : (n->mode == NETD_MODE_NFT || a->localnet == 0))
+                        continue;
+                r = netd_tap_set_localnet(a->tap, on);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to set route_localnet on %s, ignoring: %m", a->tap);
+                else
+                        a->localnet = on;
+        }
+}
+
 int netd_sync_rules(netd_t *n) {
         char subnet[32], base[16];
         netd_ruleset_opts_t o = { .subnet = subnet, .outbound_nat = n->outbound_nat,
@@ -84,6 +105,7 @@ int netd_sync_rules(netd_t *n) {
 
         netd_ip4_str(n->subnet.base, base);
         snprintf(subnet, sizeof(subnet), "%s/%u", base, n->subnet.prefix);
+        sync_localnet(n);
         r = netd_nft_render(&o, n->attachments, n->n_attachments, &script);
         if (r < 0)
                 return r;
@@ -135,6 +157,7 @@ static int new_attachment(netd_t *n, const char *id, const char *deployment_id, 
         netd_mac(netd_fnv1a64(id), a->mac);
         a->slot = slot;
         a->network = netd_slot_network(&n->subnet, slot);
+        a->localnet = -1;
         if (n_ports) {
                 a->ports = malloc(n_ports * sizeof(*ports));
                 if (!a->ports) {
@@ -242,6 +265,8 @@ int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, c
                 return r;
         }
         r = netd_tap_create(a->tap, a->network + 1);
+        if (r >= 0)
+                a->localnet = 0;
         if (r < 0) {
                 snprintf(ret_error, error_size, "cannot create TAP %s: %s", a->tap, strerror(-r));
                 release_ports(n, a);

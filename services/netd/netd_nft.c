@@ -51,20 +51,63 @@ static void put(buf_t *b, const char *fmt, ...) {
         }
 }
 
+/* The host address(es) of one published port. Without host_ip, every local address matches:
+ * fib says which. 0.0.0.0 is how Ring users write "every address". */
+static void put_host_match(buf_t *b, const port_spec_t *p) {
+        if (p->host_ip[0] && !streq(p->host_ip, "0.0.0.0"))
+                put(b, "ip daddr %s", p->host_ip);
+        else
+                put(b, "meta nfproto ipv4 fib daddr type local");
+}
+
 /* One published port, in prerouting (from outside and from guests) or output (from the host
- * itself, 127.0.0.1 included). Without host_ip, every local address matches: fib says which. */
+ * itself, 127.0.0.1 included). */
 static void put_dnat(buf_t *b, const netd_attachment_t *a, const port_spec_t *p) {
         const char *proto = port_protocol_to_string(p->protocol);
         char guest[16];
 
         netd_ip4_str(a->network + 2, guest);
-        /* 0.0.0.0 is how Ring users write "every address". */
-        if (p->host_ip[0] && !streq(p->host_ip, "0.0.0.0"))
-                put(b, "\t\tip daddr %s", p->host_ip);
-        else
-                put(b, "\t\tmeta nfproto ipv4 fib daddr type local");
+        put(b, "\t\t");
+        put_host_match(b, p);
         put(b, " %s dport %u dnat ip to %s:%u comment \"husk:%s\"\n", proto, p->published, guest, p->target,
             a->instance_id);
+}
+
+/* Before conntrack (priority raw), so that such a packet never makes a connection: a guest
+ * never has a reason to use a loopback address, and route_localnet on a TAP (see
+ * netd_ports_need_localnet) would otherwise let it reach the host's loopback services, or
+ * claim to be one of them. */
+static void put_guard(buf_t *b) {
+        static const char *const matches[] = { "ip saddr 127.0.0.0/8", "ip daddr 127.0.0.0/8", "ip6 saddr ::1",
+                                                "ip6 daddr ::1" };
+
+        put(b, "\tchain guard {\n\t\ttype filter hook prerouting priority raw; policy accept;\n");
+        for (size_t k = 0; k < ELEMENTSOF(matches); k++)
+                put(b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" %s drop comment \"husk:guest-loopback\"\n", matches[k]);
+        put(b, "\t}\n");
+}
+
+/* What a guest may send to the host itself: the return path of what the host opened (published
+ * ports, health checks, the proxy's connections), echo requests to its own gateway (how a
+ * guest tells its link works; fib with iif: an address of the TAP it came in on), and in
+ * proxy mode the published ports, which nft mode reaches by DNAT through forward. Nothing else:
+ * not the API, not the bus, not any service the host runs on a wildcard address. */
+static void put_input(buf_t *b, const netd_ruleset_opts_t *o, netd_attachment_t *const *a, size_t n) {
+        put(b, "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
+        put(b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" ct state established,related accept\n");
+        put(b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" icmp type echo-request fib daddr . iif type local accept "
+               "comment \"husk:guest-ping\"\n");
+        for (size_t i = 0; !o->dnat && i < n; i++)
+                for (size_t k = 0; k < a[i]->n_ports; k++) {
+                        const port_spec_t *p = &a[i]->ports[k];
+
+                        put(b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" ");
+                        put_host_match(b, p);
+                        put(b, " %s dport %u accept comment \"husk:%s\"\n", port_protocol_to_string(p->protocol),
+                            p->published, a[i]->instance_id);
+                }
+        put(b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" drop comment \"husk:guest-to-host\"\n");
+        put(b, "\t}\n");
 }
 
 int netd_nft_render(const netd_ruleset_opts_t *o, netd_attachment_t *const *a, size_t n, char **ret) {
@@ -74,6 +117,7 @@ int netd_nft_render(const netd_ruleset_opts_t *o, netd_attachment_t *const *a, s
         /* "add" first so that "delete" never fails on a fresh host: one batch, all or nothing. */
         put(&b, "add table inet " NETD_TABLE "\ndelete table inet " NETD_TABLE "\n");
         put(&b, "table inet " NETD_TABLE " {\n");
+        put_guard(&b);
         for (size_t c = 0; c < ELEMENTSOF(nat_chains); c++) {
                 /* nft names the dstnat priority (-100) only for prerouting. */
                 put(&b, "\tchain %s {\n\t\ttype nat hook %s priority -100; policy accept;\n", nat_chains[c],
@@ -90,6 +134,7 @@ int netd_nft_render(const netd_ruleset_opts_t *o, netd_attachment_t *const *a, s
                 put(&b, "\t\tip saddr %s oifname != \"" NETD_TAP_PREFIX "*\" masquerade comment \"husk:outbound\"\n",
                     o->subnet);
         put(&b, "\t}\n");
+        put_input(&b, o, a, n);
         put(&b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n");
         put(&b, "\t\tct state established,related accept\n");
         /* Published ports stay reachable whoever connects, a sibling through the host included. */

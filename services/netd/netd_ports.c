@@ -24,6 +24,22 @@ int netd_ports_check(const port_spec_t *ports, size_t n, char *ret_error, size_t
         return 0;
 }
 
+/* The host's own connections to 127.0.0.1:published are DNATed in the output hook and leave
+ * through the TAP with their loopback source (masqueraded only later, in postrouting): the
+ * kernel routes such a packet out of a device other than lo, and lets the answer in once
+ * un-NATed back to 127.0.0.1, only with route_localnet on that device. The guard chain of
+ * netd_nft.c drops every packet a guest itself sends with a loopback address, so the flag
+ * serves that return path and nothing else. */
+bool netd_ports_need_localnet(const port_spec_t *ports, size_t n) {
+        for (size_t k = 0; k < n; k++) {
+                const char *ip = ports[k].host_ip;
+
+                if (!ip[0] || streq(ip, "0.0.0.0") || strncmp(ip, "127.", 4) == 0)
+                        return true;
+        }
+        return false;
+}
+
 /* Binding is the conflict check Ring does, and keeping the socket bound is what keeps another
  * program from taking the port later: nft DNAT never needs a socket, so without it nothing
  * would stop a second listener that then silently never sees a packet. */

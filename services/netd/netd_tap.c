@@ -40,7 +40,6 @@ static int set_addr(int sock, const char *name, unsigned long req, uint32_t host
 int netd_tap_create(const char *name, uint32_t host_addr) {
         _cleanup_close_ int tun = -1, sock = -1;
         struct ifreq ifr = {};
-        char path[128];
         int r;
 
         if (strlen(name) >= IFNAMSIZ)
@@ -72,11 +71,15 @@ int netd_tap_create(const char *name, uint32_t host_addr) {
         ifr.ifr_flags |= IFF_UP;
         if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
                 return -errno;
-        /* Connections from the host to 127.0.0.1 are DNATed to the guest and leave through
-         * this device with a loopback source (masqueraded in postrouting): the kernel routes
-         * such packets, and their replies, only with route_localnet on the device. */
+        /* Off until a port on 127.0.0.1 needs it: a TAP taken over may still have it on. */
+        return netd_tap_set_localnet(name, false);
+}
+
+int netd_tap_set_localnet(const char *name, bool on) {
+        char path[128];
+
         snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/route_localnet", name);
-        return netd_sysctl_write(path, "1");
+        return netd_sysctl_write(path, on ? "1" : "0");
 }
 
 /* RTM_DELLINK: works while QEMU still holds the device, unlike TUNSETPERSIST 0. */

@@ -72,15 +72,17 @@ def netns_del(name):
 
 def guest_standin(host_ns, attachment, guest_ns):
     """Swap the TAP of attachment (net.attach's result) in host_ns for a veth whose peer is eth0
-    of guest_ns, addressed as the guest would be (guest_ip/30, default route via host_ip)."""
+    of guest_ns, addressed as the guest would be (guest_ip/30, default route via host_ip), with
+    the route_localnet netd gave the TAP."""
     tap, host_ip, guest_ip = attachment["tap"], attachment["host_ip"], attachment["guest_ip"]
     prefix = attachment["prefix"]
+    localnet = sh("ip", "netns", "exec", host_ns, "cat", f"/proc/sys/net/ipv4/conf/{tap}/route_localnet").stdout.strip()
     netns_add(guest_ns)
     sh("ip", "-n", host_ns, "link", "del", tap)
     sh("ip", "-n", host_ns, "link", "add", tap, "type", "veth", "peer", "name", "eth0", "netns", guest_ns)
     sh("ip", "-n", host_ns, "addr", "add", f"{host_ip}/{prefix}", "dev", tap)
     sh("ip", "-n", host_ns, "link", "set", tap, "up")
-    sh("ip", "netns", "exec", host_ns, "sysctl", "-qw", f"net.ipv4.conf.{tap}.route_localnet=1")
+    sh("ip", "netns", "exec", host_ns, "sysctl", "-qw", f"net.ipv4.conf.{tap}.route_localnet={localnet}")
     sh("ip", "-n", guest_ns, "link", "set", "eth0", "address", attachment["mac"])
     sh("ip", "-n", guest_ns, "addr", "add", f"{guest_ip}/{prefix}", "dev", "eth0")
     sh("ip", "-n", guest_ns, "link", "set", "eth0", "up")

@@ -1,5 +1,5 @@
 /* test_netd.c: netd's pure parts: /30 and MAC derivation (golden values), collision resolution,
- * subnet and port-spec checks, and the nft ruleset it renders. */
+ * subnet and port-spec checks, the nft ruleset it renders and where route_localnet goes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,6 +119,13 @@ static const char golden_ruleset[] =
         "add table inet husk\n"
         "delete table inet husk\n"
         "table inet husk {\n"
+        "\tchain guard {\n"
+        "\t\ttype filter hook prerouting priority raw; policy accept;\n"
+        "\t\tiifname \"hk*\" ip saddr 127.0.0.0/8 drop comment \"husk:guest-loopback\"\n"
+        "\t\tiifname \"hk*\" ip daddr 127.0.0.0/8 drop comment \"husk:guest-loopback\"\n"
+        "\t\tiifname \"hk*\" ip6 saddr ::1 drop comment \"husk:guest-loopback\"\n"
+        "\t\tiifname \"hk*\" ip6 daddr ::1 drop comment \"husk:guest-loopback\"\n"
+        "\t}\n"
         "\tchain prerouting {\n"
         "\t\ttype nat hook prerouting priority -100; policy accept;\n"
         "\t\tmeta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.42.17.214:80 comment \"husk:0a1b2c3d4e5f\"\n"
@@ -132,6 +139,12 @@ static const char golden_ruleset[] =
         "\tchain postrouting {\n"
         "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
         "\t\toifname \"hk*\" ip saddr 127.0.0.0/8 masquerade comment \"husk:loopback\"\n"
+        "\t}\n"
+        "\tchain input {\n"
+        "\t\ttype filter hook input priority filter; policy accept;\n"
+        "\t\tiifname \"hk*\" ct state established,related accept\n"
+        "\t\tiifname \"hk*\" icmp type echo-request fib daddr . iif type local accept comment \"husk:guest-ping\"\n"
+        "\t\tiifname \"hk*\" drop comment \"husk:guest-to-host\"\n"
         "\t}\n"
         "\tchain forward {\n"
         "\t\ttype filter hook forward priority filter; policy accept;\n"
@@ -159,7 +172,8 @@ static void test_render(void **state) {
         /* host_ip 0.0.0.0 means every local address, as no host_ip does. */
         snprintf(ports[1].host_ip, sizeof(ports[1].host_ip), "0.0.0.0");
         assert_int_equal(netd_nft_render(&o, list, 1, &script), 0);
-        assert_null(strstr(script, "ip daddr"));
+        assert_null(strstr(script, "ip daddr 0.0.0.0"));
+        assert_non_null(strstr(script, "meta nfproto ipv4 fib daddr type local udp dport 5353 dnat"));
         free(script);
         snprintf(ports[1].host_ip, sizeof(ports[1].host_ip), "127.0.0.1");
 
@@ -170,14 +184,40 @@ static void test_render(void **state) {
         assert_null(strstr(script, "husk:no-outbound"));
         free(script);
 
-        /* Proxy mode: isolation only, no DNAT; and no instance at all still renders the base. */
+        /* Proxy mode: no DNAT; guests reach the published ports where the proxy listens (as
+         * DNAT through forward lets them in nft mode), and nothing else on the host. */
         o.dnat = false;
         assert_int_equal(netd_nft_render(&o, list, 1, &script), 0);
         assert_null(strstr(script, "dnat ip to"));
+        assert_non_null(strstr(script, "\t\tiifname \"hk*\" meta nfproto ipv4 fib daddr type local tcp dport 8080 accept "
+                                       "comment \"husk:0a1b2c3d4e5f\"\n"
+                                       "\t\tiifname \"hk*\" ip daddr 127.0.0.1 udp dport 5353 accept comment \"husk:0a1b2c3d4e5f\"\n"
+                                       "\t\tiifname \"hk*\" drop comment \"husk:guest-to-host\"\n"));
         free(script);
+        /* No instance at all still renders the isolation, the guard and the input filter. */
         assert_int_equal(netd_nft_render(&o, NULL, 0, &script), 0);
         assert_non_null(strstr(script, "husk:isolation"));
+        assert_non_null(strstr(script, "iifname \"hk*\" ip daddr 127.0.0.0/8 drop"));
+        assert_non_null(strstr(script, "iifname \"hk*\" drop comment \"husk:guest-to-host\""));
         free(script);
+}
+
+/* route_localnet is for ports the host reaches on 127.0.0.0/8: no host_ip, 0.0.0.0 or a
+ * loopback address; never for a port bound to another address only, nor for no port. */
+static void test_need_localnet(void **state) {
+        port_spec_t p[] = { { .published = 80, .target = 80, .host_ip = "198.51.100.1" },
+                            { .published = 81, .target = 80, .host_ip = "127.0.0.5" } };
+
+        assert_false(netd_ports_need_localnet(NULL, 0));
+        assert_false(netd_ports_need_localnet(p, 1));
+        assert_true(netd_ports_need_localnet(p, 2));
+        assert_true(netd_ports_need_localnet(&p[1], 1));
+        snprintf(p[0].host_ip, sizeof(p[0].host_ip), "0.0.0.0");
+        assert_true(netd_ports_need_localnet(p, 1));
+        p[0].host_ip[0] = '\0';
+        assert_true(netd_ports_need_localnet(p, 1));
+        snprintf(p[0].host_ip, sizeof(p[0].host_ip), "10.127.0.1");
+        assert_false(netd_ports_need_localnet(p, 1));
 }
 
 int main(void) {
@@ -187,6 +227,7 @@ int main(void) {
                 cmocka_unit_test(test_collision),
                 cmocka_unit_test(test_ports_check),
                 cmocka_unit_test(test_render),
+                cmocka_unit_test(test_need_localnet),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

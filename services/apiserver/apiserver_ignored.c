@@ -4,6 +4,7 @@
 
 #include "lib/util.h"
 #include "services/apiserver/apiserver_bus.h"
+#include "services/apiserver/apiserver_json.h"
 
 static const struct {
         const char *section; /* top-level map of the spec */
@@ -19,7 +20,7 @@ static const struct {
 };
 
 void apiserver_warn_ignored(apiserver_t *api, const store_deployment_t *d) {
-        json_auto_t *spec = json_loads(d->spec ?: "{}", 0, NULL);
+        json_auto_t *spec = stored_json_load(d->spec);
 
         for (size_t i = 0; spec && i < ELEMENTSOF(ignored); i++) {
                 const json_t *section = json_object_get(spec, ignored[i].section);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "lib/mp.h"
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest_private.h"
 
 #define ENV_KEY_MAX 256
@@ -90,7 +91,7 @@ void manifest_check_workload(parse_ctx_t *c, const json_t *input) {
 
 /* Derived from the stored spec rather than stored twice: the spec is what was applied. */
 int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env) {
-        _cleanup_(json_decrefp) json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
+        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL;
         const json_t *parts[2];
         const char *name;

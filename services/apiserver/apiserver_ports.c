@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest_private.h"
 #include "services/apiserver/apiserver_ports.h"
 
@@ -122,7 +123,7 @@ void manifest_check_ports(parse_ctx_t *c, const json_t *input) {
 }
 
 int manifest_ports_from_spec(const char *spec_text, port_spec_t **ret, size_t *ret_n) {
-        _cleanup_(json_decrefp) json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
+        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
 
         *ret = NULL;
         *ret_n = 0;

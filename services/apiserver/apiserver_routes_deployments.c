@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/nesting.h"
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_json.h"
@@ -42,7 +43,7 @@ int route_deployments_apply(http_request_t *req) {
         _cleanup_deployment_ store_deployment_t d = {};
         json_auto_t *input = NULL, *violations = NULL;
         json_error_t error;
-        char headers[160], conflict[256];
+        char headers[160], conflict[256], path[256];
         size_t size;
         int r;
 
@@ -57,8 +58,13 @@ int route_deployments_apply(http_request_t *req) {
                 return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
                                           "the request body is empty: send one deployment as a JSON object");
 
-        input = json_loadb(body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
-        if (!input)
+        r = body_json_load(body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &input, &error, path, sizeof(path));
+        if (r == -ELOOP)
+                return http_reply_problem(req, 422, "invalid-manifest", "Invalid deployment manifest",
+                                          json_pack("[{s:s, s:o}]", "field", path, "reason",
+                                                    json_sprintf(HUSK_NESTING_REASON, HUSK_NESTING_MAX)),
+                                          "%s: " HUSK_NESTING_REASON, path, HUSK_NESTING_MAX);
+        if (r < 0)
                 return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
                                           "invalid JSON at line %d, column %d: %s", error.line, error.column,
                                           error.text);

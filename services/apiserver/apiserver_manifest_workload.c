@@ -50,9 +50,12 @@ void manifest_parse_environment(parse_ctx_t *c, const char *key, const json_t *v
                         continue;
                 }
                 text = env_value_text(value);
-                if (!text && json_is_object(value))
-                        continue; /* Ring's {secretRef: name}: kept, resolved once secrets exist */
-                if (!text) {
+                if (!text && json_is_object(value) && json_object_get(value, "secretRef")) {
+                        manifest_violation(c, field,
+                                           "secretRef is not supported yet: husk has no secrets store; the volumes "
+                                           "and secrets work will add it: until then give the value itself");
+                        ok = false;
+                } else if (!text) {
                         manifest_violation(c, field, "must be a string, number or boolean, got %s",
                                            manifest_show(value, q, sizeof(q)));
                         ok = false;

@@ -112,7 +112,9 @@ FUZZ_SECONDS ?= 20
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	clang -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-	  -o $@ $< $(LIB_SRCS) $(PKG_LIBS)
+	  -o $@ $(filter %.c,$^) $(PKG_LIBS)
+# A fuzzer of a component's code links the component's sources as well.
+$(BUILD)/fuzz/fuzz_manifest_parse: $(call comp_srcs,apiserver)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \

@@ -133,12 +133,11 @@ def test_apply_of_good_then_bad_applies_nothing(stack):
   bad:
     image: /srv/none
     replicas: 0
-    volumes:
-      - {type: bind, source: /srv, destination: /data}
+    runtime: docker
 """)
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
-    assert "deployment bad: invalid" in out and "volumes:" in out, out
+    assert "deployment bad: invalid" in out and "runtime:" in out, out
     assert "Nothing was applied." in out and "created" not in out, out
     assert json.loads(stack.husk("deployment", "list", "-o", "json", check=True).stdout) == []
 

@@ -61,7 +61,7 @@ $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c) $(LIB_SRCS))
 
 # The agent runs as PID 1 of an initramfs with no libc: it is linked statically and
 # only against what it needs (msgpack-c and the agent codec), never czmq.
-AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/mp.c lib/util.c
+AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/mp.c lib/nesting.c lib/util.c
 $(BUILD)/bin/husk-agent: $(call obj,$(AGENT_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -static -o $@ $^ -lmsgpackc -ljansson $(LDFLAGS)

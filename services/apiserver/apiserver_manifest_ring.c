@@ -6,12 +6,42 @@
 
 #define SOON "; the volumes and secrets work will add it: until then it is refused, not ignored"
 
+/* config.user: {id, group, privileged}, typed as Ring types them. */
+static bool check_user(parse_ctx_t *c, const char *field, const json_t *user) {
+        static const char *const keys[] = { "id", "group", "privileged" };
+        const char *k;
+        json_t *x;
+        bool ok = true;
+
+        if (!json_is_object(user)) {
+                manifest_wrong_type(c, field, "a map with id, group and privileged", user);
+                return false;
+        }
+        json_object_foreach((json_t *)user, k, x) {
+                bool known = false, flag = streq(k, "privileged");
+                char sub[128];
+
+                for (size_t i = 0; i < ELEMENTSOF(keys) && !known; i++)
+                        known = streq(k, keys[i]);
+                manifest_field_path(sub, sizeof(sub), field, k);
+                if (!known) {
+                        manifest_violation(c, sub, "unknown field: config.user has id, group and privileged");
+                        ok = false;
+                } else if (!json_is_null(x) &&
+                           (flag ? !json_is_boolean(x)
+                                 : !json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > UINT32_MAX)) {
+                        manifest_wrong_type(c, sub, flag ? "true or false" : "a uid/gid number", x);
+                        ok = false;
+                }
+        }
+        return ok;
+}
+
 /* Ring's config: {image_pull_policy, server, username, password, user: {id, group, privileged}}
  * (Docker's registry login and container user). Each is typed as Ring types it and kept for the
  * IgnoredField warning (apiserver_ignored.c); anything else is refused, since nothing would read it. */
 void manifest_parse_config(parse_ctx_t *c, const char *key, const json_t *v) {
         static const char *const strings[] = { "image_pull_policy", "server", "username", "password" };
-        static const char *const user_keys[] = { "id", "group", "privileged" };
         const char *k;
         json_t *x;
         bool ok = true;
@@ -19,14 +49,14 @@ void manifest_parse_config(parse_ctx_t *c, const char *key, const json_t *v) {
         if (!json_is_object(v))
                 return manifest_wrong_type(c, key, "a map", v);
         json_object_foreach((json_t *)v, k, x) {
-                char field[96], sub[128];
+                char field[96];
                 bool known = false;
 
                 manifest_field_path(field, sizeof(field), key, k);
-                if (json_is_null(x))
-                        continue;
                 for (size_t i = 0; i < ELEMENTSOF(strings) && !known; i++)
                         known = streq(k, strings[i]);
+                if ((known || streq(k, "user")) && json_is_null(x))
+                        continue;
                 if (known) {
                         if (!json_is_string(x)) {
                                 manifest_wrong_type(c, field, "a string", x);
@@ -39,35 +69,8 @@ void manifest_parse_config(parse_ctx_t *c, const char *key, const json_t *v) {
                                            "unknown field: config has image_pull_policy, server, username, password "
                                            "and user");
                         ok = false;
-                        continue;
-                }
-                if (!json_is_object(x)) {
-                        manifest_wrong_type(c, field, "a map with id, group and privileged", x);
+                } else if (!check_user(c, field, x))
                         ok = false;
-                        continue;
-                }
-                const char *uk;
-                json_t *ux;
-
-                json_object_foreach(x, uk, ux) {
-                        bool is_flag = streq(uk, "privileged");
-
-                        known = false;
-                        for (size_t i = 0; i < ELEMENTSOF(user_keys) && !known; i++)
-                                known = streq(uk, user_keys[i]);
-                        manifest_field_path(sub, sizeof(sub), field, uk);
-                        if (!known) {
-                                manifest_violation(c, sub, "unknown field: config.user has id, group and privileged");
-                                ok = false;
-                        } else if (json_is_null(ux))
-                                continue;
-                        else if (is_flag ? !json_is_boolean(ux)
-                                         : !json_is_integer(ux) || json_integer_value(ux) < 0 ||
-                                                   json_integer_value(ux) > UINT32_MAX) {
-                                manifest_wrong_type(c, sub, is_flag ? "true or false" : "a uid/gid number", ux);
-                                ok = false;
-                        }
-                }
         }
         if (ok)
                 manifest_keep(c, key, v);

@@ -357,10 +357,11 @@ static int on_request(struct mg_connection *conn, void *userdata) {
                 if (streq(routes[i].method, info->request_method)) {
                         char name[64];
 
-                        if (unknown_param(&routes[i], info->query_string, name, sizeof(name)))
-                                return reply_unknown_param(&req, &routes[i], name);
                         req.arg = arg;
-                        status = routes[i].handler(&req);
+                        if (unknown_param(&routes[i], info->query_string, name, sizeof(name)))
+                                status = reply_unknown_param(&req, &routes[i], name);
+                        else
+                                status = routes[i].handler(&req);
                         request_done(&req);
                         return status;
                 }

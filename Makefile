@@ -61,7 +61,7 @@ $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c) $(LIB_SRCS))
 
 # The agent runs as PID 1 of an initramfs with no libc: it is linked statically and
 # only against what it needs (msgpack-c and the agent codec), never czmq.
-AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/mp.c lib/util.c
+AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/mp.c lib/nesting.c lib/util.c
 $(BUILD)/bin/husk-agent: $(call obj,$(AGENT_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -static -o $@ $^ -lmsgpackc -ljansson $(LDFLAGS)
@@ -112,7 +112,9 @@ FUZZ_SECONDS ?= 20
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	clang -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-	  -o $@ $< $(LIB_SRCS) $(PKG_LIBS)
+	  -o $@ $(filter %.c,$^) $(PKG_LIBS)
+# A fuzzer of a component's code links the component's sources as well.
+$(BUILD)/fuzz/fuzz_manifest_parse: $(call comp_srcs,apiserver)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \

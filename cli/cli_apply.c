@@ -1,5 +1,6 @@
-/* cli_apply.c: `husk apply -f FILE`: every manifest parsed and expanded first, then each
- * deployment POSTed and its outcome told in one line. */
+/* cli_apply.c: `husk apply -f FILE`: every manifest parsed and expanded, every deployment
+ * checked by the server (dryRun=All), and only then each one POSTed and its outcome told in one
+ * line: a file with one bad deployment applies nothing. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -16,7 +17,8 @@ static void apply_help(void) {
                "Create or update the deployments of Ring manifests: a top-level deployments: map of\n"
                "key -> deployment (name: defaults to the key). ${VAR} in values is replaced by the\n"
                "environment variable VAR (an undefined one is an error), $$ is a literal $, and Ring's\n"
-               "bare $VAR works where Ring expands it. Nothing is sent unless every file parses.\n"
+               "bare $VAR works where Ring expands it. Nothing is applied unless every file parses and\n"
+               "the server finds every deployment valid (each is checked with dryRun=All first).\n"
                "\n"
                "Options:\n"
                "  -f, --file FILE         manifest to apply; - reads stdin (repeatable)\n"
@@ -42,18 +44,26 @@ static void report_outcome(const cli_manifest_entry_t *e, const cli_response_t *
                 printf("deployment %s applied\n", name);
 }
 
-/* POST one deployment and say what came of it. Returns an exit code. */
-static int apply_one(cli_http_t *h, const cli_manifest_entry_t *e) {
+/* POST one deployment (check_only: with dryRun=All, which stores nothing) and say what came of
+ * it; a check that passes says nothing. Returns an exit code. */
+static int apply_one(cli_http_t *h, const cli_manifest_entry_t *e, bool check_only) {
         _cleanup_free_ char *error = NULL, *what = NULL, *result = NULL;
         cli_response_t resp;
         int r;
 
-        r = cli_http_request(h, "POST", "/deployments", e->deployment, &resp, &error);
+        r = cli_http_request(h, "POST", check_only ? "/deployments?dryRun=All" : "/deployments", e->deployment, &resp,
+                             &error);
         if (r < 0)
                 return cli_http_report_failure(h, r, error);
         if (resp.status == 200 || resp.status == 201) {
                 result = cli_http_header(h, "Husk-Apply-Result");
-                report_outcome(e, &resp, result);
+                if (!check_only || !result || !streq(result, "valid")) {
+                        report_outcome(e, &resp, result);
+                        if (check_only) /* a server from before dryRun applied it */
+                                cli_warning("the server does not check without applying: deployment %s was applied "
+                                            "while being checked",
+                                            e->key);
+                }
                 r = CLI_EXIT_OK;
         } else if (resp.status == 422 || resp.status == 400) {
                 fprintf(stderr, "deployment %s: invalid\n", e->key);
@@ -176,12 +186,31 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
         r = cli_http_open(ctx->host, &h);
         if (r != CLI_EXIT_OK)
                 return r;
+        /* Every deployment checked first, every problem told: an operator fixing a file wants
+         * all of them at once, and none of the file applied until it is right. */
         for (size_t i = 0; i < m.n_entries; i++) {
-                r = apply_one(h, &m.entries[i]);
+                r = apply_one(h, &m.entries[i], true);
+                if (r == CLI_EXIT_CONNECTION)
+                        return r;
+                if (r != CLI_EXIT_OK && ret == CLI_EXIT_OK)
+                        ret = r;
+        }
+        if (ret != CLI_EXIT_OK) {
+                fprintf(stderr, "Nothing was applied.\n");
+                return ret;
+        }
+        for (size_t i = 0; i < m.n_entries; i++) {
+                r = apply_one(h, &m.entries[i], false);
                 if (r == CLI_EXIT_CONNECTION)
                         return r; /* the server went away: the rest would fail alike */
                 if (r != CLI_EXIT_OK && ret == CLI_EXIT_OK)
                         ret = r;
+                if (r != CLI_EXIT_OK)
+                        /* It passed its check: something changed since (a port taken by an
+                         * earlier deployment of the same file, a name being deleted). */
+                        fprintf(stderr, "deployment %s was not applied (each one reported created, updated or "
+                                        "unchanged was)\n",
+                                m.entries[i].key);
         }
         return ret;
 }

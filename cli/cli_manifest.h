@@ -6,12 +6,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lib/nesting.h"
+
 /* Largest manifest file we read. */
 #define CLI_MANIFEST_MAX_BYTES (16u * 1024u * 1024u)
 /* Most JSON nodes one file may produce, aliases expanded (a "billion laughs" guard). */
 #define CLI_MANIFEST_MAX_NODES 200000u
-/* Deepest nesting of sequences and mappings. */
-#define CLI_MANIFEST_MAX_DEPTH 64u
+/* Deepest nesting of sequences and mappings: lib/nesting.h's bound, the file's own levels
+ * (the document and deployments:) included. */
+#define CLI_MANIFEST_MAX_DEPTH HUSK_NESTING_MAX
 
 /* Where ${VAR} values come from: the environment first, then --env-file entries (Ring's order). */
 typedef struct cli_vars {

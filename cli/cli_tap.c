@@ -13,6 +13,7 @@
 #include "lib/bus.h"
 #include "lib/config.h"
 #include "lib/mp.h"
+#include "lib/nesting.h"
 
 #define GLOB_CHARS "*?["
 
@@ -62,7 +63,7 @@ static json_t *bytes_to_json(const char *p, size_t n) {
 static json_t *to_json(const msgpack_object *o, unsigned depth) {
         json_t *j;
 
-        if (depth > CLI_TAP_MAX_DEPTH)
+        if (depth > HUSK_NESTING_MAX)
                 return json_null();
         switch (o->type) {
         case MSGPACK_OBJECT_NIL:

@@ -7,7 +7,6 @@
 #include <stddef.h>
 
 /* Deepest msgpack nesting rendered; deeper values print as null. */
-#define CLI_TAP_MAX_DEPTH 32
 
 /* PATTERN is a type prefix ("instance." or "instance") or a glob ("instance.*", "*.exited").
  * The SUB prefix to subscribe to is its part before the first glob character. */

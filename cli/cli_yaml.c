@@ -326,7 +326,7 @@ static int conv_next_node(conv_t *c, yaml_mark_t *ret_mark, json_t **ret) {
 
 static int conv_push(conv_t *c, const char *key, const yaml_mark_t *m) {
         if (c->depth >= CLI_MANIFEST_MAX_DEPTH)
-                return conv_fail(c, m, "nested deeper than %u levels", CLI_MANIFEST_MAX_DEPTH);
+                return conv_fail(c, m, HUSK_NESTING_REASON, CLI_MANIFEST_MAX_DEPTH);
         c->path[c->depth++] = key;
         return 0;
 }

@@ -1,10 +1,17 @@
 /* mp.c: bounded msgpack map readers and writers (see mp.h). */
 #include "lib/mp.h"
+#include "lib/nesting.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <msgpack/unpack_define.h>
 #include <string.h>
+
+/* msgpack-c's unpacker is what bounds the nesting of every msgpack body we read (the bus, agent
+ * frames): it refuses more than MSGPACK_EMBED_STACK_SIZE levels. Our walkers of unpacked
+ * objects stop at HUSK_NESTING_MAX, which must therefore not be the looser of the two. */
+_Static_assert(HUSK_NESTING_MAX <= MSGPACK_EMBED_STACK_SIZE, "HUSK_NESTING_MAX exceeds msgpack-c's bound");
 
 bool mp_str_eq(const msgpack_object *o, const char *s) {
         size_t n = strlen(s);

@@ -105,6 +105,56 @@ int parse_size_bytes(const char *s, uint64_t *ret) {
         return parse_with_units(s, units, ELEMENTSOF(units), ret);
 }
 
+int parse_rfc3339_ms(const char *s, uint64_t *ret) {
+        struct tm tm = {};
+        const char *p;
+        int64_t ms = 0, offset = 0;
+        time_t t;
+
+        p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!p)
+                p = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+        if (!p)
+                return -EINVAL;
+        if (*p == '.') {
+                int digits = 0;
+                for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+                        if (digits < 3)
+                                ms = ms * 10 + (*p - '0');
+                if (digits == 0)
+                        return -EINVAL;
+                for (; digits < 3; digits++)
+                        ms *= 10;
+        }
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if (*p == '+' || *p == '-') {
+                int sign = *p == '-' ? -1 : 1, hh, mm;
+                if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || hh > 23 || mm > 59 || strlen(p) != 6)
+                        return -EINVAL;
+                offset = sign * (hh * 3600 + mm * 60);
+                p += 6;
+        } else
+                return -EINVAL;
+        if (*p != '\0')
+                return -EINVAL;
+        t = timegm(&tm);
+        if (t == (time_t)-1 || (int64_t)t - offset < 0)
+                return -EINVAL;
+        *ret = (uint64_t)((int64_t)t - offset) * 1000 + (uint64_t)ms;
+        return 0;
+}
+
+int parse_since_ms(const char *s, uint64_t now_ms, uint64_t *ret) {
+        uint64_t d;
+
+        if (parse_duration_ms(s, &d) == 0) {
+                *ret = d < now_ms ? now_ms - d : 1;
+                return 0;
+        }
+        return parse_rfc3339_ms(s, ret);
+}
+
 static uint64_t clock_ms(clockid_t id) {
         struct timespec ts;
 

@@ -54,6 +54,13 @@ int parse_duration_ms(const char *s, uint64_t *ret_ms);
  * (K/M/G/T) suffixes as Kubernetes and Ring accept them. */
 int parse_size_bytes(const char *s, uint64_t *ret);
 
+/* "2026-11-22T05:30:00Z", "2026-11-22 05:30:00", with an optional fraction and a Z or ±HH:MM
+ * offset, into unix ms. */
+int parse_rfc3339_ms(const char *s, uint64_t *ret);
+/* A `since` as logs and events take it: a duration back from now_ms ("10m", "1h", "30s") or an
+ * RFC 3339 time. Returns 0 or -EINVAL; a duration longer than the epoch means "since 1 ms". */
+int parse_since_ms(const char *s, uint64_t now_ms, uint64_t *ret);
+
 uint64_t now_realtime_ms(void);
 uint64_t now_monotonic_ms(void);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/mp.h"
+#include "lib/nesting.h"
 
 /* The reader never holds more than this. A caller that drains frames after every feed of
  * at most one frame's worth never comes near it; one that does not gets -ENOBUFS rather
@@ -14,7 +15,6 @@
 #define READER_MIN_CAP 4096u
 
 /* msgpack-c's unpacker has a fixed nesting stack of this depth; deeper input is malformed. */
-#define BODY_MAX_DEPTH 32u
 
 void agent_frame_reader_init(agent_frame_reader_t *r) {
         *r = (agent_frame_reader_t){0};
@@ -120,7 +120,7 @@ static size_t mp_header(const uint8_t *p, const uint8_t *end, uint64_t *payload,
  * gigabytes for an array that claims 4 billion elements. */
 static int body_check(const uint8_t *p, size_t size) {
         const uint8_t *end = p + size;
-        uint64_t pending[BODY_MAX_DEPTH + 1]; /* objects still to read at each nesting level */
+        uint64_t pending[HUSK_NESTING_MAX + 1]; /* objects still to read at each nesting level */
         size_t depth = 0;
 
         if (size == 0 || ((p[0] & 0xf0) != 0x80 && p[0] != 0xde && p[0] != 0xdf))
@@ -143,7 +143,7 @@ static int body_check(const uint8_t *p, size_t size) {
                 pending[depth]--;
                 if (children > 0) {
                         /* Every child takes at least one byte. */
-                        if (children > (uint64_t)(end - p) || depth + 1 >= BODY_MAX_DEPTH)
+                        if (children > (uint64_t)(end - p) || depth + 1 >= HUSK_NESTING_MAX)
                                 return -EBADMSG;
                         pending[++depth] = children;
                 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/mp.h"
+#include "lib/nesting.h"
 
 void agent_bundle_clear(agent_bundle_t *b) {
         mp_strv_free(b->args);
@@ -61,8 +62,14 @@ int agent_bundle_parse(const char *text, agent_bundle_t *ret, char **ret_error) 
         _cleanup_(agent_bundle_clear) agent_bundle_t b = {};
         json_t *root, *process, *v;
         size_t n_ignored = 0;
+        char path[128], message[256];
         int r = 0;
 
+        /* The bundle is the user's: its nesting is checked before jansson recurses into it. */
+        if (json_nesting_check(text, strlen(text), path, sizeof(path)) > 0) {
+                snprintf(message, sizeof(message), "config.json: %s: " HUSK_NESTING_REASON, path, HUSK_NESTING_MAX);
+                return fail(ret_error, message);
+        }
         root = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
         if (!json_is_object(root)) {
                 json_decref(root);

@@ -48,21 +48,64 @@
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
+#define PARAMS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
 static const struct route {
         const char *method;
         const char *path; /* a '*' matches one non-empty path segment, the route's arg */
         http_route_fn handler;
+        const char *const *params; /* the query parameters it takes, NULL-terminated; NULL: none */
 } routes[] = {
-        { "GET", "/healthz", route_healthz },
-        { "GET", "/deployments", route_deployments_list },
-        { "POST", "/deployments", route_deployments_apply },
-        { "GET", "/deployments/*", route_deployment_get },
-        { "DELETE", "/deployments/*", route_deployment_delete },
-        { "POST", "/deployments/*/exec", route_deployment_exec },
-        { "GET", "/deployments/*/events", route_deployment_events },
-        { "GET", "/deployments/*/logs", route_deployment_logs },
-        { "GET", "/deployments/*/health-checks", route_deployment_health_checks },
+        { "GET", "/healthz", route_healthz, NULL },
+        { "GET", "/deployments", route_deployments_list, PARAMS("namespace", "status", "label", "labelSelector") },
+        { "POST", "/deployments", route_deployments_apply, PARAMS("dryRun") },
+        { "GET", "/deployments/*", route_deployment_get, NULL },
+        { "DELETE", "/deployments/*", route_deployment_delete, NULL },
+        { "POST", "/deployments/*/exec", route_deployment_exec, NULL },
+        { "GET", "/deployments/*/events", route_deployment_events, PARAMS("level", "limit", "after", "since") },
+        { "GET", "/deployments/*/logs", route_deployment_logs, PARAMS("tail", "since", "level", "instance", "follow") },
+        { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL },
 };
+
+/* The first query parameter the route does not take, into name (bytes a message cannot show
+ * replaced by '?'); NULL when there is none. A misspelt filter would list everything and a
+ * misspelt option (?dryRun=All where none exists) would act for real: neither is ignored. */
+static const char *unknown_param(const struct route *r, const char *query, char *name, size_t size) {
+        for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+                size_t n = strcspn(p, "=&");
+                bool known = false;
+
+                if (n == 0)
+                        continue;
+                for (const char *const *k = r->params; k && *k && !known; k++)
+                        known = strlen(*k) == n && strncmp(*k, p, n) == 0;
+                if (known)
+                        continue;
+                snprintf(name, size, "%.*s", (int)(n < size ? n : size - 1), p);
+                for (char *c = name; *c; c++)
+                        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || *c == '"' || *c == '\\')
+                                *c = '?';
+                return name;
+        }
+        return NULL;
+}
+
+/* 400 naming the parameter and what the route takes. */
+static int reply_unknown_param(http_request_t *req, const struct route *r, const char *name) {
+        char list[128] = "", shown[64] = "";
+        const char *star = strchr(r->path, '*');
+        size_t len = 0;
+
+        /* The table writes a path segment as a star; users read "{id}". */
+        if (star)
+                snprintf(shown, sizeof(shown), "%.*s{id}%s", (int)(star - r->path), r->path, star + 1);
+        for (const char *const *k = r->params; k && *k && len < sizeof(list); k++)
+                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? ", " : "", *k);
+        return http_reply_problem(req, 400, "bad-query", "Bad request",
+                                  json_pack("[{s:s, s:s}]", "field", name, "reason", "unknown query parameter"),
+                                  "unknown query parameter \"%s\": %s %s takes %s", name, r->method, star ? shown : r->path,
+                                  len ? list : "none");
+}
 
 /* A '*' matches one non-empty path segment, copied into arg (a segment that does not fit
  * matches nothing). */
@@ -266,6 +309,9 @@ int http_query(http_request_t *req, const char *name, unsigned occurrence, char 
                 return 0;
         if (n < 0)
                 return -ENAMETOOLONG;
+        /* "level=info%00x" must not read as "info". */
+        if (memchr(buf, '\0', (size_t)n))
+                return -EINVAL;
         return 1;
 }
 
@@ -309,8 +355,13 @@ static int on_request(struct mg_connection *conn, void *userdata) {
                 if (!route_match(&routes[i], path, arg, sizeof(arg)))
                         continue;
                 if (streq(routes[i].method, info->request_method)) {
+                        char name[64];
+
                         req.arg = arg;
-                        status = routes[i].handler(&req);
+                        if (unknown_param(&routes[i], info->query_string, name, sizeof(name)))
+                                status = reply_unknown_param(&req, &routes[i], name);
+                        else
+                                status = routes[i].handler(&req);
                         request_done(&req);
                         return status;
                 }

@@ -40,7 +40,8 @@ int http_read_body(http_request_t *req, char **ret, size_t *ret_size);
 int http_reply_body_error(http_request_t *req, int error);
 
 /* The query parameter's occurrence-th value (URL-decoded) into buf: 1 when present, 0 when
- * absent, -ENAMETOOLONG when longer than size. */
+ * absent, -ENAMETOOLONG when longer than size, -EINVAL when it decodes to a NUL byte. Which
+ * parameters a route takes is the route table's business: others never reach the handler. */
 int http_query(http_request_t *req, const char *name, unsigned occurrence, char *buf, size_t size);
 
 /* Send body (consumed) as application/json. extra_headers: complete "Name: value\r\n" lines or NULL. */

@@ -1,19 +1,51 @@
 /* apiserver_json.c: how deployments look over REST, and msgpack bus results turned into JSON. */
 #include "services/apiserver/apiserver_json.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "lib/log.h"
+#include "lib/nesting.h"
 #include "lib/util.h"
 
-#define MSGPACK_JSON_DEPTH_MAX 32
+int body_json_load(const char *body, size_t size, size_t flags, json_t **ret, json_error_t *error, char *path,
+                   size_t path_size) {
+        json_t *v;
 
-/* Stored JSON text back into a value; a row that somehow holds no valid JSON shows as null
- * rather than failing the whole listing. */
-static json_t *parse_stored(const char *text) {
-        json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+        if (json_nesting_check(body, size, path, path_size) > 0)
+                return -ELOOP;
+        v = json_loadb(body, size, flags, error);
+        if (!v)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
 
-        return v ?: json_null();
+json_t *stored_json_load(const char *text) {
+        char path[64];
+
+        if (!text || json_nesting_check(text, strlen(text), path, sizeof(path)) > 0)
+                return NULL;
+        return json_loads(text, 0, NULL);
+}
+
+/* A row that holds no JSON we can show (written before the nesting bound, or damaged) shows its
+ * other fields, with null there and the reason beside it, rather than failing the listing. */
+static json_t *parse_stored(const store_deployment_t *d, const char *column, const char *text, json_t *o) {
+        json_t *v = stored_json_load(text);
+        char key[32];
+
+        if (v || !text)
+                return v ?: json_null();
+        log_warning("Deployment %s: its stored %s is not JSON nested at most %u deep; shown as null", d->d.id, column,
+                    HUSK_NESTING_MAX);
+        snprintf(key, sizeof(key), "%s_error", column);
+        (void)json_object_set_new(o, key,
+                                  json_sprintf("the stored %s cannot be read (not JSON nested at most %u deep); "
+                                               "apply the deployment again to replace it",
+                                               column, HUSK_NESTING_MAX));
+        return json_null();
 }
 
 json_t *deployment_to_json(const store_deployment_t *d) {
@@ -31,7 +63,7 @@ json_t *deployment_to_json(const store_deployment_t *d) {
                       "image", d->d.image,
                       "replicas", (json_int_t)d->d.replicas,
                       "ready_replicas", (json_int_t)d->d.ready_replicas,
-                      "labels", parse_stored(d->labels),
+                      "labels", json_null(),
                       "resources", "limits", "cpu", (json_int_t)d->d.cpus, "memory", memory,
                       "status", d->d.status,
                       "status_message", d->status_message ?: "",
@@ -39,8 +71,11 @@ json_t *deployment_to_json(const store_deployment_t *d) {
                       "restart_count", (json_int_t)d->restart_count,
                       "created_at", format_timestamp_ms(d->created_at, created, sizeof(created)),
                       "updated_at", format_timestamp_ms(d->updated_at, updated, sizeof(updated)),
-                      "spec", parse_stored(d->spec));
+                      "spec", json_null());
         if (!o)
+                return NULL;
+        if (json_object_set_new(o, "labels", parse_stored(d, "labels", d->labels, o)) < 0 ||
+            json_object_set_new(o, "spec", parse_stored(d, "spec", d->spec, o)) < 0)
                 return NULL;
         if (d->d.kernel && json_object_set_new(o, "kernel", json_string(d->d.kernel)) < 0)
                 return NULL;
@@ -50,7 +85,7 @@ json_t *deployment_to_json(const store_deployment_t *d) {
 static json_t *to_json(const msgpack_object *o, unsigned depth) {
         json_auto_t *v = NULL;
 
-        if (depth > MSGPACK_JSON_DEPTH_MAX)
+        if (depth > HUSK_NESTING_MAX)
                 return NULL;
         switch (o->type) {
         case MSGPACK_OBJECT_NIL:

@@ -8,11 +8,23 @@
 
 /* {id, namespace, name, runtime, kind, image, kernel?, replicas, ready_replicas, labels,
  *  resources: {limits: {cpu, memory: "<N>Mi"}}, status, status_message, generation,
- *  restart_count, created_at, updated_at, spec}. NULL on allocation failure. */
+ *  restart_count, created_at, updated_at, spec}, and labels_error/spec_error beside a stored
+ *  value that cannot be read (shown as null, and logged). NULL on allocation failure. */
 json_t *deployment_to_json(const store_deployment_t *d);
 
+/* A request body into JSON, its nesting checked before jansson (which recurses) sees it.
+ * 0 with *ret set; -ELOOP when lists and maps nest deeper than HUSK_NESTING_MAX, with the path
+ * of the first too-deep value in path; -EINVAL when it is not JSON (jansson's reason in error). */
+int body_json_load(const char *body, size_t size, size_t flags, json_t **ret, json_error_t *error, char *path,
+                   size_t path_size);
+
+/* JSON text from the store back into a value; NULL when absent, not JSON, or nested deeper than
+ * HUSK_NESTING_MAX (a record written before the bound existed): every reader of stored JSON goes
+ * through this, and treats NULL as a record it cannot read, never as a reason to fail. */
+json_t *stored_json_load(const char *text);
+
 /* A msgpack object (a bus reply) as JSON. Binary and extension values become null, map
- * entries with non-string keys are skipped, nesting deeper than 32 levels is refused (NULL). */
+ * entries with non-string keys are skipped, nesting deeper than HUSK_NESTING_MAX is refused (NULL). */
 json_t *msgpack_to_json(const msgpack_object *o);
 
 /* {id, deployment_id, timestamp (RFC 3339), timestamp_ms, level, component, reason, message}. */

@@ -247,18 +247,6 @@ static void parse_replicas(parse_ctx_t *c, const char *key, const json_t *v) {
 
 /* ---- Ring fields husk stores unchanged ---------------------------------------------------- */
 
-static void keep_map(parse_ctx_t *c, const char *key, const json_t *v) {
-        if (!json_is_object(v))
-                return manifest_wrong_type(c, key, "a map", v);
-        manifest_keep(c, key, v);
-}
-
-static void keep_list(parse_ctx_t *c, const char *key, const json_t *v) {
-        if (!json_is_array(v))
-                return manifest_wrong_type(c, key, "a list", v);
-        manifest_keep(c, key, v);
-}
-
 static void keep_string_list(parse_ctx_t *c, const char *key, const json_t *v) {
         size_t i;
         json_t *item;
@@ -292,16 +280,16 @@ static const struct {
         { "replicas", parse_replicas },
         { "resources", manifest_parse_resources },
         { "labels", manifest_parse_labels },
-        /* Ring's other deployment fields: accepted so a Ring manifest applies unchanged, and
-         * kept in the spec for the daemons that act on them. */
+        /* Ring's other deployment fields: each honoured (kept in the spec for the daemons that
+         * act on it), accepted with an IgnoredField warning, or refused: never kept unread. */
         { "environment", manifest_parse_environment },
-        { "secrets", keep_map },
-        { "config", keep_map },
-        { "network", keep_map },
+        { "secrets", manifest_parse_secrets },
+        { "config", manifest_parse_config },
+        { "network", manifest_parse_network },
         { "command", keep_string_list },
         { "args", keep_string_list },
         { "ports", manifest_parse_ports },
-        { "volumes", keep_list },
+        { "volumes", manifest_parse_volumes },
         { "health_checks", manifest_parse_health_checks },
 };
 

@@ -40,6 +40,12 @@ void manifest_clear(manifest_t *m);
  * listing every problem found, not just the first; *m is left cleared. -ENOMEM otherwise. */
 int manifest_parse(const json_t *input, manifest_t *m, json_t **ret_violations);
 
+/* The fields of a normalized spec that husk accepts and does not act on (Ring's parity table:
+ * resources.requests.*, config.*), each with why: fn is called once per field, in table order.
+ * apiserver_warn_ignored() turns each into an IgnoredField warning event. */
+typedef void (*manifest_ignored_fn)(const char *field, const char *why, void *userdata);
+void manifest_ignored_fields(const json_t *spec, manifest_ignored_fn fn, void *userdata);
+
 /* "my-app": 1-63 of [a-z0-9-], starting and ending with a letter or digit. */
 bool manifest_name_is_valid(const char *s);
 

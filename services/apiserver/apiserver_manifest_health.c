@@ -5,6 +5,7 @@
 
 #include "lib/mp.h"
 #include "proto/health.h"
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest_private.h"
 
 /* "10s", "500ms", "2m", or a number of seconds. */
@@ -140,7 +141,7 @@ void manifest_parse_health_checks(parse_ctx_t *c, const char *key, const json_t 
 }
 
 int manifest_health_from_spec(const char *spec_text, health_check_t **ret, size_t *ret_n) {
-        json_auto_t *spec = json_loads(spec_text ?: "{}", 0, NULL);
+        json_auto_t *spec = stored_json_load(spec_text);
         const json_t *list = json_object_get(spec, "health_checks"), *o;
         health_check_t *a;
         size_t i, n = 0;

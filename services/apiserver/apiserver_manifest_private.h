@@ -41,6 +41,11 @@ void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_check_ports(parse_ctx_t *c, const json_t *input);
 /* health_checks: (apiserver_manifest_health.c), validated, kept as given. */
 void manifest_parse_health_checks(parse_ctx_t *c, const char *key, const json_t *v);
+/* config, network, volumes, secrets (apiserver_manifest_ring.c). */
+void manifest_parse_config(parse_ctx_t *c, const char *key, const json_t *v);
+void manifest_parse_network(parse_ctx_t *c, const char *key, const json_t *v);
+void manifest_parse_volumes(parse_ctx_t *c, const char *key, const json_t *v);
+void manifest_parse_secrets(parse_ctx_t *c, const char *key, const json_t *v);
 /* Cross-field rule: command:/args: need kit mode. */
 void manifest_check_workload(parse_ctx_t *c, const json_t *input);
 /* The normalized resources of the spec: {limits: {cpu: N, memory: "NMi"}, requests?}. */

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "lib/mp.h"
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest_private.h"
 
 #define ENV_KEY_MAX 256
@@ -49,9 +50,12 @@ void manifest_parse_environment(parse_ctx_t *c, const char *key, const json_t *v
                         continue;
                 }
                 text = env_value_text(value);
-                if (!text && json_is_object(value))
-                        continue; /* Ring's {secretRef: name}: kept, resolved once secrets exist */
-                if (!text) {
+                if (!text && json_is_object(value) && json_object_get(value, "secretRef")) {
+                        manifest_violation(c, field,
+                                           "secretRef is not supported yet: husk has no secrets store; the volumes "
+                                           "and secrets work will add it: until then give the value itself");
+                        ok = false;
+                } else if (!text) {
                         manifest_violation(c, field, "must be a string, number or boolean, got %s",
                                            manifest_show(value, q, sizeof(q)));
                         ok = false;
@@ -90,7 +94,7 @@ void manifest_check_workload(parse_ctx_t *c, const json_t *input) {
 
 /* Derived from the stored spec rather than stored twice: the spec is what was applied. */
 int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env) {
-        _cleanup_(json_decrefp) json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
+        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL;
         const json_t *parts[2];
         const char *name;

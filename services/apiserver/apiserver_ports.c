@@ -1,13 +1,29 @@
 /* apiserver_ports.c: the `ports` field: validation, normalization, and one owner per host port. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest_private.h"
 #include "services/apiserver/apiserver_ports.h"
 
 static const char *const port_keys[] = { "published", "target", "protocol", "host_ip" };
+
+/* A published port listens on host_ip, so it must be an address of this host (0.0.0.0: all of
+ * them): else the deployment is stored and every start fails in netd. Binding a socket to it
+ * tells, without sending anything. apiserver and netd share the host today; a multi-host husk
+ * moves this check to the host's netd. */
+static bool address_is_local(const struct in_addr *a) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr = *a };
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return true; /* cannot tell here; netd will */
+        return bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != EADDRNOTAVAIL;
+}
 
 static bool port_number(const json_t *v) {
         return json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 65535;
@@ -78,6 +94,13 @@ void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v) {
                         manifest_violation(c, field, "must be an IPv4 address of this host, got %s",
                                            manifest_show(host_ip, q, sizeof(q)));
                         ok = false;
+                } else if (json_is_string(host_ip) && !address_is_local(&a)) {
+                        snprintf(field, sizeof(field), "%s[%zu].host_ip", key, i);
+                        manifest_violation(c, field,
+                                           "%s is not an address of this host: use 0.0.0.0 (every address), "
+                                           "127.0.0.1 or an address of one of its interfaces",
+                                           manifest_show(host_ip, q, sizeof(q)));
+                        ok = false;
                 }
                 if (!ok)
                         continue;
@@ -122,7 +145,7 @@ void manifest_check_ports(parse_ctx_t *c, const json_t *input) {
 }
 
 int manifest_ports_from_spec(const char *spec_text, port_spec_t **ret, size_t *ret_n) {
-        _cleanup_(json_decrefp) json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
+        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
 
         *ret = NULL;
         *ret_n = 0;

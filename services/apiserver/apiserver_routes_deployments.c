@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/nesting.h"
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_json.h"
@@ -42,9 +43,16 @@ int route_deployments_apply(http_request_t *req) {
         _cleanup_deployment_ store_deployment_t d = {};
         json_auto_t *input = NULL, *violations = NULL;
         json_error_t error;
-        char headers[160], conflict[256];
+        char headers[160], conflict[256], path[256], dry_run[8] = "";
         size_t size;
         int r;
+
+        /* Kubernetes' dryRun=All: every check an apply makes, nothing stored (`husk apply` checks
+         * every document of a file this way before it applies any). */
+        r = http_query(req, "dryRun", 0, dry_run, sizeof(dry_run));
+        if (r < 0 || (r > 0 && !streq(dry_run, "All")))
+                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
+                                          "dryRun: All (validate and check conflicts, store nothing), or leave it out");
 
         r = http_read_body(req, &body, &size);
         if (r == -EFBIG)
@@ -57,8 +65,13 @@ int route_deployments_apply(http_request_t *req) {
                 return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
                                           "the request body is empty: send one deployment as a JSON object");
 
-        input = json_loadb(body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
-        if (!input)
+        r = body_json_load(body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &input, &error, path, sizeof(path));
+        if (r == -ELOOP)
+                return http_reply_problem(req, 422, "invalid-manifest", "Invalid deployment manifest",
+                                          json_pack("[{s:s, s:o}]", "field", path, "reason",
+                                                    json_sprintf(HUSK_NESTING_REASON, HUSK_NESTING_MAX)),
+                                          "%s: " HUSK_NESTING_REASON, path, HUSK_NESTING_MAX);
+        if (r < 0)
                 return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
                                           "invalid JSON at line %d, column %d: %s", error.line, error.column,
                                           error.text);
@@ -82,6 +95,11 @@ int route_deployments_apply(http_request_t *req) {
                                           conflict);
         if (r < 0)
                 return http_reply_internal(req, r, "checking published ports");
+        if (dry_run[0])
+                return http_reply_json(req, 200,
+                                       json_pack("{s:s, s:s, s:b, s:O}", "namespace", m.namespace_, "name", m.name,
+                                                 "dry_run", 1, "spec", m.spec),
+                                       "Husk-Apply-Result: valid\r\n");
 
         r = store_deployment_apply(req->api->store, &m, &d);
         if (r == -EBUSY)
@@ -109,8 +127,6 @@ int route_deployments_apply(http_request_t *req) {
 
 /* ---- GET /deployments -------------------------------------------------------------------- */
 
-static const char *const list_params[] = { "namespace", "status", "label", "labelSelector" };
-
 static const char *const statuses[] = {
         DEPLOYMENT_STATUS_PENDING, DEPLOYMENT_STATUS_CREATING, DEPLOYMENT_STATUS_RUNNING,
         DEPLOYMENT_STATUS_COMPLETED, DEPLOYMENT_STATUS_FAILED, DEPLOYMENT_STATUS_CRASH_LOOP,
@@ -122,20 +138,6 @@ static bool one_of(const char *s, const char *const *list, size_t n) {
                 if (streq(s, list[i]))
                         return true;
         return false;
-}
-
-/* A misspelt filter would silently list everything: refuse names we do not know. */
-static const char *unknown_param(const char *query, char *name, size_t size) {
-        for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-                size_t n = strcspn(p, "=&");
-
-                if (n == 0)
-                        continue;
-                snprintf(name, size, "%.*s", (int)(n < size ? n : size - 1), p);
-                if (!one_of(name, list_params, ELEMENTSOF(list_params)))
-                        return name;
-        }
-        return NULL;
 }
 
 /* "key=value" into a filter entry pointing into s (which it modifies). */
@@ -157,17 +159,8 @@ int route_deployments_list(http_request_t *req) {
         store_filter_t filter = { .labels = labels };
         store_deployment_t *a = NULL;
         json_auto_t *list = NULL;
-        char param[64];
-        const char *bad;
         size_t n = 0;
         int r;
-
-        bad = unknown_param(req->info->query_string, param, sizeof(param));
-        if (bad)
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "unknown query parameter \"%s\": filter with namespace, status, "
-                                          "label=key=value (repeatable) or labelSelector=k=v,k2=v2",
-                                          bad);
 
         r = http_query(req, "namespace", 0, namespace_, sizeof(namespace_));
         if (r < 0)

@@ -1,4 +1,4 @@
-/* apiserver_routes_events.c: GET /deployments/{id}/events?level=&limit=&after=, newest page or a follower's next. */
+/* apiserver_routes_events.c: GET /deployments/{id}/events?level=&limit=&after=&since=, newest page or a follower's next. */
 #include <errno.h>
 #include <string.h>
 
@@ -33,7 +33,7 @@ int route_deployment_events(http_request_t *req) {
         store_event_filter_t f = { .limit = DEFAULT_LIMIT };
         event_t *a = NULL;
         json_t *list;
-        char level[16];
+        char level[16], since[64];
         uint64_t limit;
         size_t n = 0;
         int r;
@@ -53,6 +53,12 @@ int route_deployment_events(http_request_t *req) {
         if (query_u64(req, "after", &f.after_id) < 0)
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
                                           "after: an event id (events with a larger id are listed)");
+
+        r = http_query(req, "since", 0, since, sizeof(since));
+        if (r < 0 || (r > 0 && parse_since_ms(since, now_realtime_ms(), &f.since_ms) < 0))
+                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
+                                          "since: a duration back from now (10m, 1h, 30s) or an RFC 3339 time "
+                                          "(2026-11-22T05:30:00Z)");
 
         r = store_deployment_get(req->api->store, req->arg, &d);
         store_deployment_clear(&d);

@@ -7,8 +7,10 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "lib/nesting.h"
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
+#include "services/apiserver/apiserver_json.h"
 
 #define EXEC_DEFAULT_TIMEOUT_MS 60000u
 #define EXEC_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
@@ -131,16 +133,40 @@ static int pick_instance(http_request_t *req, const char *deployment_id, const c
                                   "deployment %s has no ready instance to exec in", deployment_id);
 }
 
-/* The request's body into instance.exec arguments. 0, or the HTTP status already sent. */
-static int pack_args(http_request_t *req, const json_t *in, const char *instance_id, uint64_t *ret_timeout,
-                     msgpack_packer *pk) {
+static const char *const exec_fields[] = { "command", "instance", "env", "timeout", "cwd", "stdin" };
+
+/* Every field of the body checked, before anything is looked up: a malformed request is told so
+ * whatever state the deployment is in. 0, or the HTTP status already sent. */
+static int check_args(http_request_t *req, const json_t *in, uint64_t *ret_timeout) {
         const json_t *command = json_object_get(in, "command"), *env = json_object_get(in, "env");
         const json_t *timeout = json_object_get(in, "timeout"), *cwd = json_object_get(in, "cwd");
-        const json_t *input = json_object_get(in, "stdin"), *v;
+        const json_t *input = json_object_get(in, "stdin"), *instance = json_object_get(in, "instance"), *v;
         uint64_t timeout_ms = EXEC_DEFAULT_TIMEOUT_MS;
         const char *key;
         size_t k;
 
+        json_object_foreach((json_t *)in, key, v) {
+                bool known = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(exec_fields) && !known; i++)
+                        known = streq(key, exec_fields[i]);
+                if (!known) {
+                        size_t n = strnlen(key, 64);
+                        char field[72];
+
+                        /* Cut on a UTF-8 boundary: the name goes back as a JSON string. */
+                        while (n > 0 && key[n] && ((unsigned char)key[n] & 0xC0) == 0x80)
+                                n--;
+                        snprintf(field, sizeof(field), "%.*s", (int)n, key);
+                        return bad_request(req, field,
+                                           "unknown field: an exec request has command, instance, env, timeout, "
+                                           "cwd and stdin (no tty: output is collected, not streamed)");
+                }
+        }
+        if (instance && !json_is_null(instance) &&
+            (!json_is_string(instance) || json_string_length(instance) == 0 ||
+             json_string_length(instance) > INSTANCE_ID_MAX))
+                return bad_request(req, "instance", "must be an instance id (a string, as listed by GET /deployments/{id})");
         if (!json_is_array(command) || json_array_size(command) == 0 || json_array_size(command) > MP_STRV_MAX)
                 return bad_request(req, "command", "must be a non-empty list of strings");
         json_array_foreach(command, k, v)
@@ -169,6 +195,16 @@ static int pack_args(http_request_t *req, const json_t *in, const char *instance
                 return bad_request(req, "cwd", "must be an absolute path");
         if (input && !json_is_null(input) && !json_is_string(input))
                 return bad_request(req, "stdin", "must be a string");
+        *ret_timeout = timeout_ms;
+        return 0;
+}
+
+/* The checked body into instance.exec arguments. */
+static void pack_args(const json_t *in, const char *instance_id, uint64_t timeout_ms, msgpack_packer *pk) {
+        const json_t *command = json_object_get(in, "command"), *env = json_object_get(in, "env");
+        const json_t *cwd = json_object_get(in, "cwd"), *input = json_object_get(in, "stdin"), *v;
+        const char *key;
+        size_t k;
 
         msgpack_pack_map(pk, 4 + (json_is_object(env) ? 1 : 0) + (json_is_string(cwd) ? 1 : 0) +
                                      (json_is_string(input) ? 1 : 0));
@@ -192,8 +228,6 @@ static int pack_args(http_request_t *req, const json_t *in, const char *instance
         }
         mp_pack_kv_u64(pk, "timeout_ms", timeout_ms);
         mp_pack_kv_str(pk, "from", "apiserver");
-        *ret_timeout = timeout_ms;
-        return 0;
 }
 
 int route_deployment_exec(http_request_t *req) {
@@ -201,7 +235,7 @@ int route_deployment_exec(http_request_t *req) {
         _cleanup_(store_deployment_clear) store_deployment_t d = {};
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         json_auto_t *in = NULL, *out = NULL;
-        char instance_id[INSTANCE_ID_MAX + 1];
+        char instance_id[INSTANCE_ID_MAX + 1], path[128];
         bus_client_t *client = NULL;
         msgpack_sbuffer args;
         msgpack_packer pk;
@@ -214,10 +248,19 @@ int route_deployment_exec(http_request_t *req) {
         r = http_read_body(req, &body, &size);
         if (r < 0)
                 return http_reply_body_error(req, r);
-        in = json_loadb(body, size, JSON_REJECT_DUPLICATES, &jerr);
+        r = body_json_load(body, size, JSON_REJECT_DUPLICATES, &in, &jerr, path, sizeof(path));
+        if (r == -ELOOP) {
+                char reason[64];
+
+                snprintf(reason, sizeof(reason), HUSK_NESTING_REASON, HUSK_NESTING_MAX);
+                return bad_request(req, path, reason);
+        }
         if (!json_is_object(in))
                 return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
                                           "send {\"command\": [...], \"instance\"?, \"env\"?, \"timeout\"?, \"cwd\"?, \"stdin\"?}");
+        r = check_args(req, in, &timeout_ms);
+        if (r != 0)
+                return r;
         r = store_deployment_get(req->api->store, req->arg, &d);
         if (r == -ENOENT)
                 return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
@@ -232,11 +275,7 @@ int route_deployment_exec(http_request_t *req) {
 
         msgpack_sbuffer_init(&args);
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-        r = pack_args(req, in, instance_id, &timeout_ms, &pk);
-        if (r != 0) {
-                msgpack_sbuffer_destroy(&args);
-                return r;
-        }
+        pack_args(in, instance_id, timeout_ms, &pk);
         r = exec_client_take(req->api, &client);
         if (r >= 0) {
                 bus_call_opts_t opts = { .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS };

@@ -122,6 +122,7 @@ int store_event_record(apiserver_store_t *s, event_t *e);
 typedef struct store_event_filter {
         const char *min_level; /* NULL: every level; else this level and the more severe ones */
         uint64_t after_id;     /* only events with a larger id (follow); 0: none skipped */
+        uint64_t since_ms;     /* only events at or after this unix ms time; 0: any time */
         size_t limit;          /* the newest `limit` (after_id == 0) or the oldest after after_id */
 } store_event_filter_t;
 

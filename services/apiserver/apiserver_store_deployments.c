@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_ports.h"
 #include "services/apiserver/apiserver_store_private.h"
 
@@ -222,7 +223,7 @@ static int update_spec_locked(apiserver_store_t *s, const char *id, const manife
 }
 
 static bool spec_equal(const char *stored, const json_t *spec) {
-        json_auto_t *old = json_loads(stored, 0, NULL);
+        json_auto_t *old = stored_json_load(stored);
 
         return old && json_equal(old, spec);
 }

@@ -98,17 +98,18 @@ int store_event_list(apiserver_store_t *s, const char *deployment_id, const stor
                           f->after_id
                                   ? "SELECT id, deployment_id, timestamp, level, component, reason, message FROM events "
                                     "WHERE deployment_id = ? AND id > ? AND (CASE level WHEN 'error' THEN 2 "
-                                    "WHEN 'warning' THEN 1 ELSE 0 END) >= ? ORDER BY id ASC LIMIT ?"
+                                    "WHEN 'warning' THEN 1 ELSE 0 END) >= ? AND timestamp >= ? ORDER BY id ASC LIMIT ?"
                                   : "SELECT id, deployment_id, timestamp, level, component, reason, message FROM events "
                                     "WHERE deployment_id = ? AND id > ? AND (CASE level WHEN 'error' THEN 2 "
-                                    "WHEN 'warning' THEN 1 ELSE 0 END) >= ? ORDER BY id DESC LIMIT ?",
+                                    "WHEN 'warning' THEN 1 ELSE 0 END) >= ? AND timestamp >= ? ORDER BY id DESC LIMIT ?",
                           &st);
         if (r < 0)
                 return r;
         sqlite3_bind_text(st, 1, deployment_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)f->after_id);
         sqlite3_bind_int(st, 3, min_rank);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)f->since_ms);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)limit);
         a = calloc(limit + 1, sizeof(*a));
         if (!a)
                 return -ENOMEM;

@@ -88,6 +88,22 @@ static void test_bundle_parse(void **state) {
         free(error);
         assert_int_equal(agent_bundle_parse("{\"process\": {\"cwd\": \"rel\"}}", &b, &error), -EBADMSG);
         free(error);
+
+        /* A bundle nested deep is refused before jansson recurses into it. */
+        {
+                char deep[64 + 4 * 5000] = "{\"process\": {\"args\": ";
+                size_t n = strlen(deep);
+
+                for (int i = 0; i < 5000; i++)
+                        deep[n++] = '[';
+                for (int i = 0; i < 5000; i++)
+                        deep[n++] = ']';
+                memcpy(deep + n, "}}", 3);
+                assert_int_equal(agent_bundle_parse(deep, &b, &error), -EBADMSG);
+                assert_non_null(strstr(error, "config.json: process.args[0][0]"));
+                assert_non_null(strstr(error, "nested deeper than 32 levels"));
+                free(error);
+        }
 }
 
 /* ---- eth0 parameters ---------------------------------------------------------------------- */

@@ -480,6 +480,212 @@ static void test_config_freed_by_reload_is_not_read(void **state) {
         response_clear(&r);
 }
 
+/* n opens, a leaf, n closes, between prefix and suffix. */
+static char *nested(const char *prefix, const char *open, const char *close, unsigned n, const char *suffix) {
+        size_t size = strlen(prefix) + n * (strlen(open) + strlen(close)) + strlen(suffix) + 2;
+        char *s = malloc(size), *p = s;
+
+        assert_non_null(s);
+        p += sprintf(p, "%s", prefix);
+        for (unsigned i = 0; i < n; i++)
+                p += sprintf(p, "%s", open);
+        *p++ = '1';
+        for (unsigned i = 0; i < n; i++)
+                p += sprintf(p, "%s", close);
+        sprintf(p, "%s", suffix);
+        return s;
+}
+
+static void assert_violation(const response_t *r, const char *field_prefix, const char *reason_part) {
+        const json_t *v = json_array_get(json_object_get(r->json, "violations"), 0);
+        const char *field = json_string_value(json_object_get(v, "field"));
+        const char *reason = json_string_value(json_object_get(v, "reason"));
+
+        if (!field || strncmp(field, field_prefix, strlen(field_prefix)) != 0 || !reason || !strstr(reason, reason_part))
+                fail_msg("want a violation of %s... saying \"%s\", got %s", field_prefix, reason_part, r->body);
+}
+
+/* Each of these killed a civetweb worker, and with it the daemon, before the nesting bound. */
+static void test_deep_bodies_are_refused_and_the_server_lives(void **state) {
+        static const struct {
+                const char *prefix, *open, *close;
+                unsigned depth;
+                const char *suffix, *field;
+        } cases[] = {
+                { "{\"name\":\"x\",\"image\":\"/i\",\"labels\":{\"a\":", "[", "]", 1000, "}}", "labels.a[0][0]" },
+                { "{\"name\":\"x\",\"image\":\"/i\",\"config\":", "{\"a\":", "}", 250, "}", "config.a.a" },
+                { "{\"name\":\"x\",\"image\":\"/i\",\"labels\":{\"v\":", "{\"a\":", "}", 250, "}}", "labels.v.a" },
+                /* Accepted and stored before, and from then on every listing crashed. */
+                { "{\"name\":\"x\",\"image\":\"/i\",\"config\":", "{\"a\":", "}", 241, "}", "config.a.a" },
+                { "", "[", "]", 100000, "", "[0][0]" },
+        };
+        fixture_t *f = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *body = nested(cases[i].prefix, cases[i].open, cases[i].close, cases[i].depth, cases[i].suffix);
+                response_t r = request(f, "POST", "/deployments", body, strlen(body));
+
+                assert_problem(&r, 422, "urn:husk:problem:invalid-manifest");
+                assert_violation(&r, cases[i].field, "nested deeper than 32 levels");
+                response_clear(&r);
+                free(body);
+        }
+        /* The deepest a deployment may nest is taken to the validator, which says what it thinks. */
+        {
+                char *body = nested("{\"name\":\"x\",\"image\":\"/i\",\"labels\":{\"a\":", "[", "]", 30, "}}");
+                response_t r = request(f, "POST", "/deployments", body, strlen(body));
+
+                assert_problem(&r, 422, "urn:husk:problem:invalid-manifest");
+                assert_violation(&r, "labels.a", "must be a string, number or boolean");
+                response_clear(&r);
+                free(body);
+        }
+        assert_int_equal(list_count(f, "", NULL), 0);
+        assert_no_event(f);
+}
+
+/* What a route does not take is refused at the router, for every route alike. */
+static void test_unknown_query_parameters_are_refused_everywhere(void **state) {
+        static const struct {
+                const char *method, *path;
+        } cases[] = {
+                { "GET", "/healthz?verbose=1" },
+                { "GET", "/deployments?namespce=prod" },
+                { "POST", "/deployments?force=true" },
+                { "GET", "/deployments/ID?watch=1" },
+                { "DELETE", "/deployments/ID?cascade=false" },
+                { "POST", "/deployments/ID/exec?tty=1" },
+                { "GET", "/deployments/ID/events?from=1" },
+                { "GET", "/deployments/ID/logs?container=x&lines=3" },
+                { "GET", "/deployments/ID/health-checks?all=1" },
+        };
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'web', 'image': '/i'}");
+        char id[64];
+
+        snprintf(id, sizeof(id), "%s", str(&r, "id"));
+        response_clear(&r);
+        assert_event(f, "deployment.created", 1);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char path[256], *at;
+
+                snprintf(path, sizeof(path), "%s", cases[i].path);
+                at = strstr(path, "ID");
+                if (at) {
+                        char rest[128];
+
+                        snprintf(rest, sizeof(rest), "%s", at + 2);
+                        snprintf(at, sizeof(path) - (size_t)(at - path), "%s%s", id, rest);
+                }
+                r = request(f, cases[i].method, path, streq(cases[i].method, "POST") ? "{\"name\":\"web\",\"image\":\"/i\"}" : NULL,
+                            streq(cases[i].method, "POST") ? strlen("{\"name\":\"web\",\"image\":\"/i\"}") : 0);
+                assert_problem(&r, 400, "urn:husk:problem:bad-query");
+                if (!strstr(str(&r, "detail"), "unknown query parameter"))
+                        fail_msg("%s %s: %s", cases[i].method, path, r.body);
+                response_clear(&r);
+        }
+        r = request(f, "GET", "/deployments/x?a=1", NULL, 0);
+        assert_non_null(strstr(str(&r, "detail"), "GET /deployments/{id} takes none"));
+        response_clear(&r);
+        /* Nothing of it acted: the deployment is as it was, and still there. */
+        assert_int_equal(list_count(f, "", "web"), 1);
+        assert_no_event(f);
+}
+
+/* dryRun=All checks as an apply would and stores nothing; other values are refused. */
+static void test_dry_run_stores_nothing(void **state) {
+        fixture_t *f = *state;
+        const char *good = "{\"name\":\"web\",\"image\":\"/i\",\"replicas\":2}";
+        response_t r = request(f, "POST", "/deployments?dryRun=All", good, strlen(good));
+
+        assert_int_equal(r.status, 200);
+        assert_header(&r, "Husk-Apply-Result: valid");
+        assert_true(json_is_true(json_object_get(r.json, "dry_run")));
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(r.json, "spec"), "replicas")), 2);
+        response_clear(&r);
+        r = request(f, "POST", "/deployments?dryRun=All", "{\"name\":\"Web\"}", strlen("{\"name\":\"Web\"}"));
+        assert_problem(&r, 422, "urn:husk:problem:invalid-manifest");
+        response_clear(&r);
+        r = request(f, "POST", "/deployments?dryRun=true", good, strlen(good));
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+        assert_int_equal(list_count(f, "", NULL), 0);
+        assert_no_event(f);
+}
+
+/* A malformed exec body is told so whatever the instances are doing (no vmm-driver answers
+ * here: before, instance: 123 got the 503 of the instance lookup, and tty: true was ignored). */
+static void test_exec_body_is_checked_first(void **state) {
+        static const struct {
+                const char *body, *field;
+        } cases[] = {
+                { "{\"command\":[\"ls\"],\"instance\":123}", "instance" },
+                { "{\"command\":[\"ls\"],\"tty\":true}", "tty" },
+                { "{\"command\":[\"ls\"],\"instance\":\"\"}", "instance" },
+                { "{\"command\":\"ls\"}", "command" },
+                { "{\"command\":[\"ls\"],\"timeout\":\"soon\"}", "timeout" },
+        };
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'web', 'image': '/i'}");
+        char path[128], *deep;
+
+        snprintf(path, sizeof(path), "/deployments/%s/exec", str(&r, "id"));
+        response_clear(&r);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                r = request(f, "POST", path, cases[i].body, strlen(cases[i].body));
+                assert_problem(&r, 400, "urn:husk:problem:invalid-exec");
+                assert_violation(&r, cases[i].field, "");
+                assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(json_object_get(r.json, "violations"), 0), "field"))),
+                                 strlen(cases[i].field));
+                response_clear(&r);
+        }
+        deep = nested("{\"command\":[\"ls\"],\"env\":", "[", "]", 1000, "}");
+        r = request(f, "POST", path, deep, strlen(deep));
+        assert_problem(&r, 400, "urn:husk:problem:invalid-exec");
+        assert_violation(&r, "env[0][0]", "nested deeper than 32 levels");
+        response_clear(&r);
+        free(deep);
+        /* A good body gets as far as the instances. */
+        r = request(f, "POST", path, "{\"command\":[\"ls\"]}", strlen("{\"command\":[\"ls\"]}"));
+        assert_int_equal(r.status, 503);
+        response_clear(&r);
+}
+
+static void test_query_values_are_checked(void **state) {
+        fixture_t *f = *state;
+        response_t r = post(f, "{'name': 'web', 'image': '/i'}");
+        char id[64], path[256];
+
+        snprintf(id, sizeof(id), "%s", str(&r, "id"));
+        response_clear(&r);
+
+        /* A NUL byte does not cut a value short into a valid one. */
+        snprintf(path, sizeof(path), "/deployments/%s/logs?level=info%%00x", id);
+        r = request(f, "GET", path, NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+        snprintf(path, sizeof(path), "/deployments/%s/events?level=info%%00x", id);
+        r = request(f, "GET", path, NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+
+        /* events?since= as logs take it: a duration back from now or an RFC 3339 time. */
+        snprintf(path, sizeof(path), "/deployments/%s/events?since=10m", id);
+        r = request(f, "GET", path, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 1);
+        response_clear(&r);
+        snprintf(path, sizeof(path), "/deployments/%s/events?since=2099-01-01T00:00:00Z", id);
+        r = request(f, "GET", path, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 0);
+        response_clear(&r);
+        snprintf(path, sizeof(path), "/deployments/%s/events?since=yesterday", id);
+        r = request(f, "GET", path, NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+}
+
 static void test_listen_spec(void **state) {
         static const struct {
                 const char *in, *out;
@@ -512,6 +718,11 @@ int main(void) {
                 cmocka_unit_test_setup(test_list_filters, reset),
                 cmocka_unit_test_setup(test_get_without_vmm_driver_still_answers, reset),
                 cmocka_unit_test_setup(test_delete_then_conflict, reset),
+                cmocka_unit_test_setup(test_deep_bodies_are_refused_and_the_server_lives, reset),
+                cmocka_unit_test_setup(test_unknown_query_parameters_are_refused_everywhere, reset),
+                cmocka_unit_test_setup(test_dry_run_stores_nothing, reset),
+                cmocka_unit_test_setup(test_exec_body_is_checked_first, reset),
+                cmocka_unit_test_setup(test_query_values_are_checked, reset),
                 cmocka_unit_test_setup(test_config_freed_by_reload_is_not_read, reset), /* last */
         };
         const struct CMUnitTest pure[] = {

@@ -136,26 +136,21 @@ static void test_ring_my_vm_example_applies_unchanged(void **state) {
         assert_true(json_equal(json_object_get(m.spec, "health_checks"), json_object_get(in, "health_checks")));
 }
 
+/* Fields husk refuses (volumes, secretRef, secrets, network) are in test_manifest_fields.c. */
 static void test_ring_fields_are_kept_in_spec(void **state) {
         static const char text[] =
                 "{'name': 'db', 'namespace': 'production', 'image': '/var/lib/husk/images/pg.raw',"
                 " 'kind': 'worker', 'replicas': 1,"
                 " 'labels': {'app': 'db'},"
-                " 'environment': {'LOG_LEVEL': 'info', 'DATABASE_URL': {'secretRef': 'database-url'}},"
-                " 'secrets': {'PASSWORD': '$PG_PASSWORD'},"
+                " 'environment': {'LOG_LEVEL': 'info', 'PORT': 5432},"
                 " 'config': {'image_pull_policy': 'Always', 'user': {'id': 1000, 'privileged': false}},"
-                " 'volumes': [{'type': 'bind', 'source': '/var/lib/ring/postgres',"
-                "              'destination': '/var/lib/postgresql/data', 'driver': 'local', 'permission': 'rw'},"
-                "             {'type': 'config', 'source': 'nginx-config', 'key': 'nginx.conf',"
-                "              'destination': '/etc/nginx/nginx.conf', 'driver': 'local', 'permission': 'ro'}],"
+                " 'volumes': [],"
                 " 'ports': [{'published': 5432, 'target': 5432}, {'published': 5353, 'target': 53, 'protocol': 'udp'}],"
                 " 'health_checks': [{'type': 'command', 'command': 'pg_isready -U postgres', 'interval': '15s',"
                 "                    'timeout': '3s', 'threshold': 3, 'on_failure': 'restart', 'readiness': true}],"
                 " 'command': ['postgres', '-c', 'fsync=off'], 'args': ['--verbose'],"
-                " 'network': {'mode': 'bridge'},"
                 " 'resources': {'limits': {'cpu': '500m', 'memory': '1Gi'}, 'requests': {'cpu': '100m', 'memory': '64Mi'}}}";
-        static const char *const kept[] = { "environment", "secrets", "config", "volumes", "ports",
-                                            "health_checks", "command", "args", "network" };
+        static const char *const kept[] = { "environment", "config", "ports", "health_checks", "command", "args" };
         _cleanup_(manifest_clear) manifest_t m = parse_ok(text);
         json_auto_t *in = J(text);
         json_auto_t *resources = J("{'limits': {'cpu': 1, 'memory': '1024Mi'}, 'requests': {'cpu': '100m', 'memory': '64Mi'}}");

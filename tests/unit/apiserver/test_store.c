@@ -11,6 +11,10 @@
 #include <sys/stat.h>
 
 #include "lib/util.h"
+#include "lib/nesting.h"
+#include "services/apiserver/apiserver_json.h"
+#include "services/apiserver/apiserver_manifest.h"
+#include "services/apiserver/apiserver_ports.h"
 #include "services/apiserver/apiserver_store.h"
 
 typedef struct fixture {
@@ -358,6 +362,69 @@ static void test_delete_mark_then_purge(void **state) {
         store_deployment_clear(&d);
 }
 
+/* A record written before the nesting bound (config: 241 levels deep was accepted then) is
+ * listed, read and shown with that column as null and the reason beside it: no reader walks it. */
+static void test_record_nested_too_deep_is_reported_not_fatal(void **state) {
+        fixture_t *f = *state;
+        store_deployment_t d = apply(f, "{'name': 'deep', 'image': '/img', 'command': ['/bin/true']}", STORE_APPLY_CREATED);
+        store_deployment_t *a = NULL, got = {};
+        store_filter_t all = {};
+        _cleanup_free_ char *spec = NULL, *sql = NULL;
+        health_check_t *checks = NULL;
+        port_spec_t *ports = NULL;
+        char **command = NULL, **env = NULL;
+        size_t n = 0, n_checks = 0, n_ports = 0;
+        json_t *o;
+        sqlite3 *db;
+        size_t len = 0;
+
+        spec = malloc(64 + 241 * 6);
+        assert_non_null(spec);
+        len += (size_t)sprintf(spec, "{\"name\":\"deep\",\"command\":[\"/bin/true\"],\"config\":");
+        for (int i = 0; i < 241; i++)
+                len += (size_t)sprintf(spec + len, "{\"a\":");
+        len += (size_t)sprintf(spec + len, "1");
+        for (int i = 0; i < 242; i++)
+                spec[len++] = '}';
+        spec[len] = '\0';
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        sql = sqlite3_mprintf("UPDATE deployments SET spec = %Q, labels = %Q WHERE id = %Q", spec, spec, d.d.id);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_free(TAKE_PTR(sql));
+        sqlite3_close(db);
+
+        assert_null(stored_json_load(spec));
+        assert_int_equal(store_deployment_list(f->store, &all, &a, &n), 0);
+        assert_int_equal(n, 1);
+        /* What the scheduler is told: the spec cannot be read, so no command, checks or ports. */
+        assert_null(a[0].d.command);
+        o = deployment_to_json(&a[0]);
+        assert_non_null(o);
+        assert_true(json_is_null(json_object_get(o, "spec")));
+        assert_true(json_is_null(json_object_get(o, "labels")));
+        assert_non_null(strstr(json_string_value(json_object_get(o, "spec_error")), "cannot be read"));
+        assert_non_null(json_object_get(o, "labels_error"));
+        assert_string_equal(json_string_value(json_object_get(o, "name")), "deep");
+        json_decref(o);
+        store_deployment_array_free(a, n);
+
+        assert_int_equal(store_deployment_get(f->store, d.d.id, &got), 0);
+        assert_int_equal(manifest_workload_from_spec(got.spec, &command, &env), -EBADMSG);
+        assert_int_equal(manifest_health_from_spec(got.spec, &checks, &n_checks), 0);
+        assert_int_equal(n_checks, 0);
+        assert_int_equal(manifest_ports_from_spec(got.spec, &ports, &n_ports), -EBADMSG);
+
+        /* Applying it again replaces the record, which reads back whole. */
+        store_deployment_clear(&got);
+        got = apply(f, "{'name': 'deep', 'image': '/img'}", STORE_APPLY_UPDATED);
+        o = deployment_to_json(&got);
+        assert_true(json_is_object(json_object_get(o, "spec")));
+        assert_null(json_object_get(o, "spec_error"));
+        json_decref(o);
+        store_deployment_clear(&got);
+        store_deployment_clear(&d);
+}
+
 static void test_uuid_v4(void **state) {
         char a[STORE_UUID_LEN + 1], b[STORE_UUID_LEN + 1];
 
@@ -386,6 +453,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_set_status, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete_mark_then_purge, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_record_nested_too_deep_is_reported_not_fatal, setup, teardown),
                 cmocka_unit_test(test_uuid_v4),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

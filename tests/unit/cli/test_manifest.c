@@ -191,7 +191,7 @@ static void test_depth_limited(void **state) {
         for (int i = 0; i < 100; i++)
                 strcat(yaml, "[");
         char *error = check_error(yaml, NULL);
-        assert_non_null(strstr(error, "nested deeper than 64 levels"));
+        assert_non_null(strstr(error, "nested deeper than 32 levels"));
         free(error);
 }
 

@@ -20,6 +20,29 @@
 
 /* ---- numbers ---------------------------------------------------------------------------- */
 
+/* logs and events take the same since=. */
+static void test_parse_since(void **state) {
+        static const char *const bad[] = { "", "yesterday", "10 m", "2026-11-22", "2026-11-22T05:30:00",
+                                           "2026-11-22T05:30:00+1:00", "2026-11-22T05:30:00Zx", "-5m" };
+        uint64_t v = 0;
+
+        assert_int_equal(parse_since_ms("10m", 1000000000, &v), 0);
+        assert_int_equal(v, 1000000000 - 600000);
+        assert_int_equal(parse_since_ms("30s", 1000000000, &v), 0);
+        assert_int_equal(v, 1000000000 - 30000);
+        assert_int_equal(parse_since_ms("1h", 1000, &v), 0);
+        assert_int_equal(v, 1); /* before the epoch: everything */
+        assert_int_equal(parse_since_ms("2026-11-22T05:30:00Z", 0, &v), 0);
+        assert_int_equal(v, 1795325400000ULL);
+        assert_int_equal(parse_since_ms("2026-11-22T07:30:00.5+02:00", 0, &v), 0);
+        assert_int_equal(v, 1795325400500ULL);
+        assert_int_equal(parse_rfc3339_ms("2026-11-22 05:30:00z", &v), 0);
+        assert_int_equal(v, 1795325400000ULL);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (parse_since_ms(bad[i], 1000000000, &v) != -EINVAL)
+                        fail_msg("\"%s\" accepted", bad[i]);
+}
+
 static void test_parse_u64(void **state) {
         static const char *const bad[] = {
                 "", "-1", "+1", " 1", "1 ", "12abc", "0x10", "1.0", "1e3", "abc", "-0",
@@ -453,6 +476,7 @@ static void test_read_file_max(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_parse_since),
                 cmocka_unit_test(test_parse_u64),
                 cmocka_unit_test(test_parse_i64),
                 cmocka_unit_test(test_parse_duration),

@@ -130,6 +130,14 @@ check: unit fuzz integration
 bench: all guest
 	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/run.py
 
+# The chaos test again and again with random seeds (make check runs it once, seed fixed).
+SOAK_RUNS ?= 5
+soak: all guest
+	@set -e; for i in $$(seq $(SOAK_RUNS)); do seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+	  echo "== soak run $$i of $(SOAK_RUNS), HUSK_CHAOS_SEED=$$seed"; \
+	  HUSK_CHAOS_SEED=$$seed HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s -p no:cacheprovider \
+	    tests/integration/test_chaos.py; done
+
 demo:
 	deploy/demo.sh
 
@@ -147,6 +155,6 @@ install: all guest
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/bin $(BUILD)/fuzz
 
-.PHONY: all guest san-daemons unit fuzz integration check bench demo install clean
+.PHONY: all guest san-daemons unit fuzz integration check bench soak demo install clean
 .DELETE_ON_ERROR:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

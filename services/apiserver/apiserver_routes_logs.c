@@ -27,7 +27,8 @@
 
 static atomic_int followers;
 
-static const char *const params[] = { "tail", "since", "level", "instance", "follow" };
+/* container: Ring's name for instance. */
+static const char *const params[] = { "tail", "since", "level", "instance", "container", "follow" };
 static const char *const levels[] = { "error", "warning", "info", "debug", "unknown" };
 
 typedef struct cursor {
@@ -127,7 +128,8 @@ static int parse_params(http_request_t *req, logs_req_t *q, char *level, char *i
 
         if (bad)
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "unknown query parameter \"%s\": use tail, since, level, instance, follow", bad);
+                                          "unknown query parameter \"%s\": use tail, since, level, instance (or container), follow",
+                                          bad);
         r = http_query(req, "tail", 0, buf, sizeof(buf));
         if (r > 0 && !streq(buf, "all")) {
                 q->has_tail = true;
@@ -166,9 +168,11 @@ static int parse_params(http_request_t *req, logs_req_t *q, char *level, char *i
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
                                           "level: error, warning, info, debug or unknown (that level and the more severe)");
         r = http_query(req, "instance", 0, instance, 13);
+        if (r == 0)
+                r = http_query(req, "container", 0, instance, 13);
         if (r < 0 || (r > 0 && !is_instance_id(instance)))
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "instance: an instance id (12 hex digits)");
+                                          "instance (or container): an instance id (12 hex digits)");
         if (r > 0)
                 q->instance = instance;
         r = http_query(req, "follow", 0, buf, sizeof(buf));

@@ -12,7 +12,6 @@
 #include "services/apiserver/apiserver_manifest.h"
 #include "services/apiserver/apiserver_ports.h"
 
-#define LABEL_FILTER_MAX 512 /* "prefix/name=value": 253 + 1 + 63 + 1 + 63, rounded up */
 
 static void store_deployment_clearp(store_deployment_t *d) {
         store_deployment_clear(d);
@@ -152,8 +151,7 @@ static bool parse_selector(char *s, store_label_t *ret) {
 
 static int add_label(http_request_t *req, list_query_t *q, char *term, const char *param) {
         if (q->filter.n_labels == STORE_LABEL_FILTERS_MAX)
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL, "at most %d label filters",
-                                          STORE_LABEL_FILTERS_MAX);
+                return bad_query(req, "at most %d label filters", STORE_LABEL_FILTERS_MAX);
         if (!parse_selector(term, &q->labels[q->filter.n_labels]))
                 return bad_query(req, "%s: each must be key=value (e.g. label=app=web, labelSelector=app=web,tier=front)",
                                  param);
@@ -163,8 +161,7 @@ static int add_label(http_request_t *req, list_query_t *q, char *term, const cha
 
 static int add_any_of(http_request_t *req, store_any_of_t *a, const char *value, const char *param) {
         if (a->n == STORE_ANY_OF_MAX)
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL, "%s: at most %d values", param,
-                                          STORE_ANY_OF_MAX);
+                return bad_query(req, "%s: at most %d values", param, STORE_ANY_OF_MAX);
         a->v[a->n++] = value;
         return 0;
 }
@@ -173,17 +170,15 @@ static int add_any_of(http_request_t *req, store_any_of_t *a, const char *value,
 static int list_param(http_request_t *req, list_query_t *q, const char *name, char *value) {
         if (streq(name, "namespace")) {
                 if (strlen(value) > MANIFEST_NAME_MAX)
-                        return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                                  "namespace: longer than %d characters", MANIFEST_NAME_MAX);
+                        return bad_query(req, "namespace: longer than %d characters", MANIFEST_NAME_MAX);
                 return add_any_of(req, &q->filter.namespaces, value, name);
         }
         if (streq(name, "status")) {
                 if (!one_of(value, statuses, ELEMENTSOF(statuses)))
-                        return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                                  "status: \"%.32s\" is not a status; use pending, creating, running, "
-                                                  "completed, failed, crash_loop_back_off, insufficient_resources or "
-                                                  "deleted",
-                                                  value);
+                        return bad_query(req,
+                                         "status: \"%.32s\" is not a status; use pending, creating, running, "
+                                         "completed, failed, crash_loop_back_off, insufficient_resources or deleted",
+                                         value);
                 return add_any_of(req, &q->filter.statuses, value, name);
         }
         if (streq(name, "kind")) {
@@ -231,12 +226,11 @@ static int parse_list_query(http_request_t *req, list_query_t *q) {
                 if (len > 2 && streq(name + len - 2, "[]"))
                         name[len - 2] = '\0';
                 if (!one_of(name, list_params, ELEMENTSOF(list_params)))
-                        return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                                  "unknown query parameter \"%.*s\": filter with namespace, status, kind "
-                                                  "(each repeatable, also as namespace[]=...), label=key=value "
-                                                  "(repeatable) or labelSelector=k=v,k2=v2; instances=true adds "
-                                                  "each deployment's instances",
-                                                  (int)(name_len < 64 ? name_len : 64), p);
+                        return bad_query(req,
+                                         "unknown query parameter \"%.*s\": filter with namespace, status, kind "
+                                         "(each repeatable, also as namespace[]=...), label=key=value (repeatable) "
+                                         "or labelSelector=k=v,k2=v2; instances=true adds each deployment's instances",
+                                         (int)(name_len < 64 ? name_len : 64), p);
                 len = name_len < n ? mg_url_decode(p + name_len + 1, (int)(n - name_len - 1), value,
                                                    (int)(sizeof(q->values) - q->used), 1)
                                    : (value[0] = '\0', 0);

@@ -102,8 +102,20 @@ static char *scalar_text(const json_t *v) {
         return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
+/* "guest-shutdown (3)", "killed" when the status is unknown, "-" when it has not exited. */
+static const char *exit_text(const json_t *in, char *buf, size_t size) {
+        const json_t *status = json_object_get(in, "exit_status");
+        const char *reason = cli_json_str(in, "exit_reason", NULL);
+
+        if (reason && json_is_integer(status) && json_integer_value(status) >= 0)
+                snprintf(buf, size, "%s (%lld)", reason, (long long)json_integer_value(status));
+        else
+                snprintf(buf, size, "%s", reason ? reason : "-");
+        return buf;
+}
+
 static void write_instances(FILE *f, const json_t *instances, uint64_t now_ms) {
-        static const char *const headers[] = { "INSTANCE", "STATE", "PID", "AGE", "READY", "EXIT" };
+        static const char *const headers[] = { "INSTANCE", "STATE", "ADDRESS", "PID", "AGE", "READY", "EXIT" };
         _cleanup_(cli_table_freep) cli_table_t *t = NULL;
         const json_t *in;
         size_t i;
@@ -114,24 +126,44 @@ static void write_instances(FILE *f, const json_t *instances, uint64_t now_ms) {
                 char pid[24], age[32], ready[32], exit_[96];
                 const char *cells[ELEMENTSOF(headers)];
                 const json_t *ready_at = json_object_get(in, "ready_at");
-                const json_t *status = json_object_get(in, "exit_status");
-                const char *reason = cli_json_str(in, "exit_reason", NULL);
 
                 snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(json_object_get(in, "pid")));
                 if (json_integer_value(ready_at) > 0 || json_is_string(ready_at))
                         cli_format_json_age(ready_at, now_ms, ready, sizeof(ready));
                 else
                         snprintf(ready, sizeof(ready), "-");
-                if (reason && json_is_integer(status) && json_integer_value(status) >= 0)
-                        snprintf(exit_, sizeof(exit_), "%s (%lld)", reason, (long long)json_integer_value(status));
-                else
-                        snprintf(exit_, sizeof(exit_), "%s", reason ? reason : "-");
                 cells[0] = cli_json_str(in, "instance_id", "?");
                 cells[1] = cli_json_str(in, "state", "?");
-                cells[2] = pid;
-                cells[3] = cli_format_json_age(json_object_get(in, "started_at"), now_ms, age, sizeof(age));
-                cells[4] = ready;
-                cells[5] = exit_;
+                cells[2] = cli_json_str(in, "address", "-");
+                cells[3] = pid;
+                cells[4] = cli_format_json_age(json_object_get(in, "started_at"), now_ms, age, sizeof(age));
+                cells[5] = ready;
+                cells[6] = exit_text(in, exit_, sizeof(exit_));
+                if (cli_table_add_row(t, cells) < 0)
+                        return;
+        }
+        cli_table_write(t, f);
+}
+
+/* Instances vmm-driver removed, as apiserver keeps them (the last few, newest first). */
+static void write_exited(FILE *f, const json_t *exited, uint64_t now_ms) {
+        static const char *const headers[] = { "INSTANCE", "GENERATION", "ADDRESS", "STARTED", "EXITED", "EXIT" };
+        _cleanup_(cli_table_freep) cli_table_t *t = NULL;
+        const json_t *in;
+        size_t i;
+
+        if (cli_table_new(ELEMENTSOF(headers), headers, &t) < 0)
+                return;
+        json_array_foreach(exited, i, in) {
+                char generation[24], started[32], ended[32], exit_[96];
+                const char *cells[ELEMENTSOF(headers)];
+
+                cells[0] = cli_json_str(in, "instance_id", "?");
+                cells[1] = uint_str(json_object_get(in, "generation"), generation, sizeof(generation));
+                cells[2] = cli_json_str(in, "address", "-");
+                cells[3] = cli_format_json_age(json_object_get(in, "started_at"), now_ms, started, sizeof(started));
+                cells[4] = cli_format_json_age(json_object_get(in, "exited_at"), now_ms, ended, sizeof(ended));
+                cells[5] = exit_text(in, exit_, sizeof(exit_));
                 if (cli_table_add_row(t, cells) < 0)
                         return;
         }
@@ -163,6 +195,10 @@ void cli_deployment_details(FILE *f, const json_t *d, uint64_t now_ms) {
         else
                 snprintf(buf, sizeof(buf), "%s", cli_json_str(d, "status", "?"));
         write_field(f, "Status:", buf);
+        if (json_is_integer(json_object_get(d, "exit_code"))) {
+                snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(json_object_get(d, "exit_code")));
+                write_field(f, "Exit code:", buf);
+        }
         snprintf(buf, sizeof(buf), "%s/%s ready", uint_str(json_object_get(d, "ready_replicas"), n1, sizeof(n1)),
                  uint_str(json_object_get(d, "replicas"), n2, sizeof(n2)));
         write_field(f, "Replicas:", buf);
@@ -191,5 +227,9 @@ void cli_deployment_details(FILE *f, const json_t *d, uint64_t now_ms) {
                 write_instances(f, instances, now_ms);
         } else if (instances) {
                 fputs("\nInstances: none\n", f);
+        }
+        if (json_array_size(json_object_get(d, "exited_instances")) > 0) {
+                fputs("\nExited instances:\n", f);
+                write_exited(f, json_object_get(d, "exited_instances"), now_ms);
         }
 }

@@ -11,6 +11,7 @@
 #define PATH_MAX_ 4096
 #define WORD_MAX 32
 #define REASON_MAX 64
+#define ADDRESS_MAX 15 /* dotted IPv4 */
 
 void instance_spec_clear(instance_spec_t *s) {
         free(s->instance_id);
@@ -114,11 +115,13 @@ void instance_clear(instance_t *i) {
         free(i->state);
         free(i->exit_reason);
         free(i->exit_message);
+        free(i->address);
         memset(i, 0, sizeof(*i));
 }
 
 static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool with_ts, uint64_t ts) {
-        msgpack_pack_map(pk, instance_spec_nkeys(&i->spec) + 7 + (with_ts ? 1 : 0) + (i->exit_message ? 1 : 0));
+        msgpack_pack_map(pk, instance_spec_nkeys(&i->spec) + 7 + (with_ts ? 1 : 0) + (i->exit_message ? 1 : 0) +
+                                     (i->address ? 1 : 0));
         if (with_ts)
                 mp_pack_kv_u64(pk, "ts", ts);
         instance_spec_pack_fields(pk, &i->spec);
@@ -131,6 +134,8 @@ static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool wit
         mp_pack_kv_i64(pk, "exit_status", i->exit_status);
         if (i->exit_message)
                 mp_pack_kv_str(pk, "exit_message", i->exit_message);
+        if (i->address)
+                mp_pack_kv_str(pk, "address", i->address);
 }
 
 void instance_pack(msgpack_packer *pk, const instance_t *i) { instance_pack_with(pk, i, false, 0); }
@@ -153,7 +158,8 @@ int instance_unpack(const msgpack_object *o, instance_t *i) {
             mp_get_u64(o, "exited_at", &i->exited_at) < 0 ||
             get_optional_str(o, "exit_reason", REASON_MAX, &i->exit_reason) < 0 ||
             mp_get_i64(o, "exit_status", &i->exit_status) < 0 ||
-            get_optional_str(o, "exit_message", INSTANCE_EXIT_MESSAGE_MAX, &i->exit_message) < 0)
+            get_optional_str(o, "exit_message", INSTANCE_EXIT_MESSAGE_MAX, &i->exit_message) < 0 ||
+            get_optional_str(o, "address", ADDRESS_MAX, &i->address) < 0)
                 goto malformed;
         return 0;
 

@@ -42,6 +42,7 @@ typedef struct instance {
         char *exit_reason;    /* e.g. "guest-shutdown", "killed", "stopped", "crashed" */
         int64_t exit_status;  /* wait status decoded: code, or 128+signal; -1 when unknown */
         char *exit_message;   /* the VMM's last output lines when it crashed or was killed; NULL: none */
+        char *address;        /* the guest's IPv4 address as netd gave it (net.attach); NULL: no network */
 } instance_t;
 
 #define INSTANCE_EXIT_MESSAGE_MAX 1024 /* bytes of exit_message a decoder accepts */

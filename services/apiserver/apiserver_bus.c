@@ -7,6 +7,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/instance.h"
 #include "services/apiserver/apiserver_json.h"
 
 #define ID_MAX 64
@@ -110,6 +111,10 @@ static int method_set_status(bus_request_t *req, msgpack_packer *pk, void *userd
         r = mp_get_u64(req->args, "generation", &u.generation);
         if (r < 0 && r != -ENOENT)
                 return bus_request_fail(req, BUS_ERR_INVALID, "generation: must be an unsigned integer");
+        r = mp_get_i64(req->args, "exit_code", &u.exit_code);
+        if (r < 0 && r != -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "exit_code: must be an integer");
+        u.has_exit_code = r == 0;
         u.status = status;
         u.message = message;
 
@@ -157,11 +162,36 @@ static int method_purge(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         return 0;
 }
 
+/* The scheduler keeps how an instance ended before vmm-driver removes it: args are the
+ * instance record as instance.list gave it. */
+static int method_record_exit(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        apiserver_t *api = userdata;
+        _cleanup_(instance_clear) instance_t i = {};
+        store_exit_t e;
+        int r;
+
+        if (instance_unpack(req->args, &i) < 0)
+                return bus_request_fail(req, BUS_ERR_INVALID, "not an instance record (see proto/SCHEMA.md)");
+        if (!streq(i.state, INSTANCE_STATE_EXITED) || !i.exit_reason)
+                return bus_request_fail(req, BUS_ERR_INVALID, "state: only an exited instance (with an exit_reason)");
+        e = (store_exit_t){
+                .instance_id = i.spec.instance_id, .generation = i.spec.generation, .address = i.address,
+                .started_at = i.started_at, .exited_at = i.exited_at, .exit_reason = i.exit_reason,
+                .exit_status = i.exit_status,
+        };
+        r = store_exit_record(api->store, i.spec.deployment_id, &e);
+        if (r < 0)
+                return fail_store(req, r, i.spec.deployment_id);
+        msgpack_pack_map(pk, 0);
+        return 0;
+}
+
 const bus_method_t apiserver_bus_methods[] = {
         { "deployment.list", method_list },
         { "deployment.get", method_get },
         { "deployment.set_status", method_set_status },
         { "deployment.purge", method_purge },
+        { "deployment.record_exit", method_record_exit },
         { "event.record", apiserver_method_event_record },
         {},
 };
@@ -198,8 +228,9 @@ static int call_instance_list(apiserver_t *api, const char *deployment_id, bus_r
 
         msgpack_sbuffer_init(&args);
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 1);
-        mp_pack_kv_str(&pk, "deployment_id", deployment_id);
+        msgpack_pack_map(&pk, deployment_id ? 1 : 0);
+        if (deployment_id)
+                mp_pack_kv_str(&pk, "deployment_id", deployment_id);
 
         /* Workers block here for at most the deadline, one at a time. */
         pthread_mutex_lock(&api->vmm_lock);
@@ -235,8 +266,10 @@ int apiserver_instances(apiserver_t *api, const char *deployment_id, json_t **re
                 return -EBADMSG;
         }
         instances = msgpack_to_json(reply->result);
-        if (!instances)
+        if (!instances || instances_add_ids(instances) < 0) {
+                json_decref(instances);
                 return -ENOMEM;
+        }
         *ret = instances;
         return 0;
 }

@@ -23,6 +23,7 @@ void apiserver_warn_ignored(apiserver_t *api, const store_deployment_t *d);
 /* The event.record request handler. */
 int apiserver_method_event_record(bus_request_t *req, msgpack_packer *pk, void *userdata);
 
-/* Ask vmm-driver for the instances of a deployment (1 s deadline). Returns 0 with *ret a JSON
- * array, or a negative errno with *ret_error a message for the user (caller frees). */
+/* Ask vmm-driver for the instances of a deployment (NULL: of every deployment), 1 s deadline.
+ * Returns 0 with *ret a JSON array (each record with Ring's "id" too), or a negative errno with
+ * *ret_error a message for the user (caller frees). */
 int apiserver_instances(apiserver_t *api, const char *deployment_id, json_t **ret, char **ret_error);

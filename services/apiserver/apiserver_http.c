@@ -57,13 +57,14 @@ static const struct route {
         const char *const *params; /* the query parameters it takes, NULL-terminated; NULL: none */
 } routes[] = {
         { "GET", "/healthz", route_healthz, NULL },
-        { "GET", "/deployments", route_deployments_list, PARAMS("namespace", "status", "label", "labelSelector") },
+        { "GET", "/deployments", route_deployments_list,
+          PARAMS("namespace", "status", "kind", "label", "labelSelector", "instances") },
         { "POST", "/deployments", route_deployments_apply, PARAMS("dryRun") },
         { "GET", "/deployments/*", route_deployment_get, NULL },
         { "DELETE", "/deployments/*", route_deployment_delete, NULL },
         { "POST", "/deployments/*/exec", route_deployment_exec, NULL },
         { "GET", "/deployments/*/events", route_deployment_events, PARAMS("level", "limit", "after", "since") },
-        { "GET", "/deployments/*/logs", route_deployment_logs, PARAMS("tail", "since", "level", "instance", "follow") },
+        { "GET", "/deployments/*/logs", route_deployment_logs, PARAMS("tail", "since", "level", "instance", "container", "follow") },
         { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL },
 };
 
@@ -73,12 +74,20 @@ static const struct route {
 static const char *unknown_param(const struct route *r, const char *query, char *name, size_t size) {
         for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
                 size_t n = strcspn(p, "=&");
+                char decoded[64];
                 bool known = false;
+                int len;
 
                 if (n == 0)
                         continue;
-                for (const char *const *k = r->params; k && *k && !known; k++)
-                        known = strlen(*k) == n && strncmp(*k, p, n) == 0;
+                /* Names compare URL-decoded, and Ring's repeatable form name[] is the name. */
+                len = mg_url_decode(p, (int)n, decoded, (int)sizeof(decoded), 1);
+                if (len > 0 && (size_t)len == strlen(decoded)) { /* no NUL inside a name */
+                        if (len > 2 && streq(decoded + len - 2, "[]"))
+                                decoded[len - 2] = '\0';
+                        for (const char *const *k = r->params; k && *k && !known; k++)
+                                known = streq(*k, decoded);
+                }
                 if (known)
                         continue;
                 snprintf(name, size, "%.*s", (int)(n < size ? n : size - 1), p);
@@ -155,6 +164,13 @@ static int send_reply(http_request_t *req, int status, const char *content_type,
         return status;
 }
 
+int http_reply_no_content(http_request_t *req) {
+        static const char head[] = "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n\r\n";
+
+        mg_write(req->conn, head, sizeof(head) - 1);
+        return 204;
+}
+
 int http_reply_json(http_request_t *req, int status, json_t *body, const char *extra_headers) {
         _cleanup_free_ char *text = NULL;
 
@@ -166,6 +182,49 @@ int http_reply_json(http_request_t *req, int status, json_t *body, const char *e
         return send_reply(req, status, "application/json", text, strlen(text), extra_headers);
 }
 
+/* Ring's code for a violation of field: "<resource>.<field without indices>.invalid", e.g.
+ * "deployment.ports.published.invalid" for ports[0].published. */
+static void violation_code(const char *slug, const char *field, char *buf, size_t size) {
+        const char *resource = streq(slug, "invalid-manifest") ? "deployment"
+                               : streq(slug, "invalid-exec")   ? "exec"
+                                                               : slug;
+        size_t n = (size_t)snprintf(buf, size, "%s.", resource);
+
+        for (const char *p = field; *p && n + 1 < size; p++) {
+                if (*p == '[') {
+                        const char *close = strchr(p, ']');
+                        if (close) {
+                                p = close;
+                                continue;
+                        }
+                }
+                buf[n++] = *p;
+        }
+        snprintf(buf + n, size - n, ".invalid");
+}
+
+/* husk names a violation {field, reason}; Ring {property_path, message, code}. Each gets both,
+ * so that scripts written for either read it. */
+static void add_ring_names(json_t *violations, const char *slug) {
+        json_t *v;
+        size_t i;
+
+        json_array_foreach(violations, i, v) {
+                const char *field = json_string_value(json_object_get(v, "field"));
+                const char *reason = json_string_value(json_object_get(v, "reason"));
+                char code[160];
+
+                if (field && !json_object_get(v, "property_path"))
+                        json_object_set(v, "property_path", json_object_get(v, "field"));
+                if (reason && !json_object_get(v, "message"))
+                        json_object_set(v, "message", json_object_get(v, "reason"));
+                if (field && !json_object_get(v, "code")) {
+                        violation_code(slug, field, code, sizeof(code));
+                        json_object_set_new(v, "code", json_string(code));
+                }
+        }
+}
+
 static int reply_problem_v(http_request_t *req, int status, const char *slug, const char *title, json_t *violations,
                            const char *extra_headers, const char *fmt, va_list ap) {
         _cleanup_free_ char *text = NULL;
@@ -174,6 +233,7 @@ static int reply_problem_v(http_request_t *req, int status, const char *slug, co
 
         vsnprintf(detail, sizeof(detail), fmt, ap);
         snprintf(type, sizeof(type), "urn:husk:problem:%s", slug);
+        add_ring_names(violations, slug);
         p = json_pack("{s:s, s:s, s:i, s:s, s:o*}", "type", type, "title", title, "status", status, "detail", detail,
                       "violations", violations);
         if (p)

@@ -44,6 +44,9 @@ int http_reply_body_error(http_request_t *req, int error);
  * parameters a route takes is the route table's business: others never reach the handler. */
 int http_query(http_request_t *req, const char *name, unsigned occurrence, char *buf, size_t size);
 
+/* 204, no body (RFC 9110: no Content-Length either). */
+int http_reply_no_content(http_request_t *req);
+
 /* Send body (consumed) as application/json. extra_headers: complete "Name: value\r\n" lines or NULL. */
 int http_reply_json(http_request_t *req, int status, json_t *body, const char *extra_headers);
 

@@ -79,7 +79,39 @@ json_t *deployment_to_json(const store_deployment_t *d) {
                 return NULL;
         if (d->d.kernel && json_object_set_new(o, "kernel", json_string(d->d.kernel)) < 0)
                 return NULL;
+        if (json_object_set_new(o, "exit_code", d->has_exit_code ? json_integer(d->exit_code) : json_null()) < 0)
+                return NULL;
         return TAKE_PTR(o);
+}
+
+json_t *exits_to_json(const store_exit_t *a, size_t n) {
+        json_auto_t *list = json_array();
+
+        for (size_t i = 0; list && i < n; i++) {
+                const store_exit_t *e = &a[i];
+                json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:I}", "id", e->instance_id, "instance_id",
+                                      e->instance_id, "generation", (json_int_t)e->generation, "state", "exited",
+                                      "started_at", (json_int_t)e->started_at, "exited_at", (json_int_t)e->exited_at,
+                                      "exit_reason", e->exit_reason, "exit_status", (json_int_t)e->exit_status);
+
+                if (!o || (e->address && json_object_set_new(o, "address", json_string(e->address)) < 0) ||
+                    json_array_append_new(list, o) < 0)
+                        return NULL;
+        }
+        return TAKE_PTR(list);
+}
+
+int instances_add_ids(json_t *instances) {
+        json_t *i;
+        size_t k;
+
+        json_array_foreach(instances, k, i) {
+                json_t *id = json_object_get(i, "instance_id");
+
+                if (json_is_string(id) && json_object_set(i, "id", id) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 static json_t *to_json(const msgpack_object *o, unsigned depth) {

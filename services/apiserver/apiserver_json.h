@@ -8,8 +8,9 @@
 
 /* {id, namespace, name, runtime, kind, image, kernel?, replicas, ready_replicas, labels,
  *  resources: {limits: {cpu, memory: "<N>Mi"}}, status, status_message, generation,
- *  restart_count, created_at, updated_at, spec}, and labels_error/spec_error beside a stored
- *  value that cannot be read (shown as null, and logged). NULL on allocation failure. */
+ *  restart_count, created_at, updated_at, spec, exit_code (a job's, null until it ended)}, and
+ *  labels_error/spec_error beside a stored value that cannot be read (shown as null, and logged).
+ *  NULL on allocation failure. */
 json_t *deployment_to_json(const store_deployment_t *d);
 
 /* A request body into JSON, its nesting checked before jansson (which recurses) sees it.
@@ -22,6 +23,14 @@ int body_json_load(const char *body, size_t size, size_t flags, json_t **ret, js
  * HUSK_NESTING_MAX (a record written before the bound existed): every reader of stored JSON goes
  * through this, and treats NULL as a record it cannot read, never as a reason to fail. */
 json_t *stored_json_load(const char *text);
+
+/* Exited instances as GET /deployments/{id} shows them: [{id, instance_id, generation, address?,
+ * state: "exited", started_at, exited_at (unix ms), exit_reason, exit_status}]. */
+json_t *exits_to_json(const store_exit_t *a, size_t n);
+
+/* Ring names an instance {id, address}: each instance record (instance_id, address?, ...) also
+ * gets its instance_id as "id". -ENOMEM. */
+int instances_add_ids(json_t *instances);
 
 /* A msgpack object (a bus reply) as JSON. Binary and extension values become null, map
  * entries with non-string keys are skipped, nesting deeper than HUSK_NESTING_MAX is refused (NULL). */

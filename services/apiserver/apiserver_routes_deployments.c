@@ -13,7 +13,6 @@
 #include "services/apiserver/apiserver_manifest.h"
 #include "services/apiserver/apiserver_ports.h"
 
-#define LABEL_FILTER_MAX 512 /* "prefix/name=value": 253 + 1 + 63 + 1 + 63, rounded up */
 
 static void store_deployment_clearp(store_deployment_t *d) {
         store_deployment_clear(d);
@@ -127,11 +126,17 @@ int route_deployments_apply(http_request_t *req) {
 
 /* ---- GET /deployments -------------------------------------------------------------------- */
 
+/* Ring's filters, each also as name[] (namespace[]=a&namespace[]=b: any of them), husk's
+ * labelSelector, and Ring's instances=true: the route table lists them, and the router
+ * refuses any other name before we get here. */
+
 static const char *const statuses[] = {
         DEPLOYMENT_STATUS_PENDING, DEPLOYMENT_STATUS_CREATING, DEPLOYMENT_STATUS_RUNNING,
         DEPLOYMENT_STATUS_COMPLETED, DEPLOYMENT_STATUS_FAILED, DEPLOYMENT_STATUS_CRASH_LOOP,
         DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES, DEPLOYMENT_STATUS_DELETED,
 };
+
+static const char *const kinds[] = { "worker", "job" };
 
 static bool one_of(const char *s, const char *const *list, size_t n) {
         for (size_t i = 0; i < n; i++)
@@ -139,6 +144,14 @@ static bool one_of(const char *s, const char *const *list, size_t n) {
                         return true;
         return false;
 }
+
+typedef struct list_query {
+        store_filter_t filter;
+        store_label_t labels[STORE_LABEL_FILTERS_MAX];
+        char values[8192]; /* the decoded values, which filter and labels point into */
+        size_t used;
+        bool instances;
+} list_query_t;
 
 /* "key=value" into a filter entry pointing into s (which it modifies). */
 static bool parse_selector(char *s, store_label_t *ret) {
@@ -152,73 +165,153 @@ static bool parse_selector(char *s, store_label_t *ret) {
         return true;
 }
 
+#define bad_query(req, ...) http_reply_problem(req, 400, "bad-query", "Bad request", NULL, __VA_ARGS__)
+
+static int add_label(http_request_t *req, list_query_t *q, char *term, const char *param) {
+        if (q->filter.n_labels == STORE_LABEL_FILTERS_MAX)
+                return bad_query(req, "at most %d label filters", STORE_LABEL_FILTERS_MAX);
+        if (!parse_selector(term, &q->labels[q->filter.n_labels]))
+                return bad_query(req, "%s: each must be key=value (e.g. label=app=web, labelSelector=app=web,tier=front)",
+                                 param);
+        q->filter.n_labels++;
+        return 0;
+}
+
+static int add_any_of(http_request_t *req, store_any_of_t *a, const char *value, const char *param) {
+        if (a->n == STORE_ANY_OF_MAX)
+                return bad_query(req, "%s: at most %d values", param, STORE_ANY_OF_MAX);
+        a->v[a->n++] = value;
+        return 0;
+}
+
+/* One decoded parameter. Returns 0, or the HTTP status already sent. */
+static int list_param(http_request_t *req, list_query_t *q, const char *name, char *value) {
+        if (streq(name, "namespace")) {
+                if (strlen(value) > MANIFEST_NAME_MAX)
+                        return bad_query(req, "namespace: longer than %d characters", MANIFEST_NAME_MAX);
+                return add_any_of(req, &q->filter.namespaces, value, name);
+        }
+        if (streq(name, "status")) {
+                if (!one_of(value, statuses, ELEMENTSOF(statuses)))
+                        return bad_query(req,
+                                         "status: \"%.32s\" is not a status; use pending, creating, running, "
+                                         "completed, failed, crash_loop_back_off, insufficient_resources or deleted",
+                                         value);
+                return add_any_of(req, &q->filter.statuses, value, name);
+        }
+        if (streq(name, "kind")) {
+                if (!one_of(value, kinds, ELEMENTSOF(kinds)))
+                        return bad_query(req, "kind: \"%.32s\" is not a kind; use worker or job", value);
+                return add_any_of(req, &q->filter.kinds, value, name);
+        }
+        if (streq(name, "label"))
+                return add_label(req, q, value, name);
+        if (streq(name, "labelSelector")) {
+                char *state = NULL;
+
+                for (char *term = strtok_r(value, ",", &state); term; term = strtok_r(NULL, ",", &state)) {
+                        int r = add_label(req, q, term, name);
+                        if (r != 0)
+                                return r;
+                }
+                return 0;
+        }
+        /* instances */
+        if (streq(value, "true") || streq(value, "1"))
+                q->instances = true;
+        else if (!streq(value, "false") && !streq(value, "0"))
+                return bad_query(req, "instances: true or false");
+        return 0;
+}
+
+/* Every name=value pair, names and values URL-decoded (namespace%5B%5D is namespace[]). */
+static int parse_list_query(http_request_t *req, list_query_t *q) {
+        const char *query = req->info->query_string;
+
+        for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+                size_t n = strcspn(p, "&"), name_len = strcspn(p, "=&");
+                char name[64], *value = q->values + q->used;
+                int len;
+
+                if (n == 0)
+                        continue;
+                if (q->used + 1 >= sizeof(q->values))
+                        return bad_query(req, "the query is longer than %zu bytes", sizeof(q->values));
+                len = mg_url_decode(p, (int)name_len, name, (int)sizeof(name), 1);
+                if (len < 0 || strlen(name) != (size_t)len)
+                        return bad_query(req, "a query parameter's name is longer than %zu bytes", sizeof(name) - 1);
+                if (len > 2 && streq(name + len - 2, "[]"))
+                        name[len - 2] = '\0';
+                len = name_len < n ? mg_url_decode(p + name_len + 1, (int)(n - name_len - 1), value,
+                                                   (int)(sizeof(q->values) - q->used), 1)
+                                   : (value[0] = '\0', 0);
+                if (len < 0 || strlen(value) != (size_t)len)
+                        return bad_query(req, "%s: too long, or not text", name);
+                q->used += (size_t)len + 1;
+                len = list_param(req, q, name, value);
+                if (len != 0)
+                        return len;
+        }
+        return 0;
+}
+
+/* Each deployment's instances out of all of them (instances=true), or why they are unknown. */
+static int attach_instances(http_request_t *req, json_t *list) {
+        _cleanup_free_ char *error = NULL;
+        json_auto_t *all = NULL;
+        json_t *d, *i;
+        size_t k, j;
+        int r;
+
+        r = apiserver_instances(req->api, NULL, &all, &error);
+        json_array_foreach(list, k, d) {
+                json_t *mine = r < 0 ? json_null() : json_array();
+
+                if (!mine || json_object_set_new(d, "instances", mine) < 0)
+                        return -ENOMEM;
+                if (r < 0) {
+                        if (json_object_set_new(d, "instances_error", json_string(error ?: strerror(-r))) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                json_array_foreach(all, j, i)
+                        if (json_equal(json_object_get(i, "deployment_id"), json_object_get(d, "id")) &&
+                            json_array_append(mine, i) < 0)
+                                return -ENOMEM;
+        }
+        return 0;
+}
+
 int route_deployments_list(http_request_t *req) {
-        char namespace_[MANIFEST_NAME_MAX + 1], status[32], selector[4096];
-        char label_bufs[STORE_LABEL_FILTERS_MAX][LABEL_FILTER_MAX];
-        store_label_t labels[STORE_LABEL_FILTERS_MAX];
-        store_filter_t filter = { .labels = labels };
+        list_query_t *q = NULL;
         store_deployment_t *a = NULL;
         json_auto_t *list = NULL;
         size_t n = 0;
         int r;
 
-        r = http_query(req, "namespace", 0, namespace_, sizeof(namespace_));
-        if (r < 0)
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "namespace: longer than %d characters", MANIFEST_NAME_MAX);
-        if (r > 0)
-                filter.namespace_ = namespace_;
-
-        r = http_query(req, "status", 0, status, sizeof(status));
-        if (r < 0 || (r > 0 && !one_of(status, statuses, ELEMENTSOF(statuses))))
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "status: \"%.32s\" is not a status; use pending, creating, running, "
-                                          "completed, failed, crash_loop_back_off, insufficient_resources or deleted",
-                                          r < 0 ? "(too long)" : status);
-        if (r > 0)
-                filter.status = status;
-
-        for (unsigned i = 0;; i++) {
-                if (filter.n_labels == STORE_LABEL_FILTERS_MAX)
-                        return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                                  "at most %d label filters", STORE_LABEL_FILTERS_MAX);
-                r = http_query(req, "label", i, label_bufs[filter.n_labels], LABEL_FILTER_MAX);
-                if (r == 0)
-                        break;
-                if (r < 0 || !parse_selector(label_bufs[filter.n_labels], &labels[filter.n_labels]))
-                        return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                                  "label: each must be key=value (e.g. label=app=web)");
-                filter.n_labels++;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return http_reply_internal(req, ENOMEM, "parsing the query");
+        q->filter.labels = q->labels;
+        r = parse_list_query(req, q);
+        if (r != 0) {
+                free(q);
+                return r;
         }
-
-        r = http_query(req, "labelSelector", 0, selector, sizeof(selector));
-        if (r < 0)
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL, "labelSelector: too long");
-        if (r > 0) {
-                char *state = NULL;
-
-                for (char *term = strtok_r(selector, ",", &state); term; term = strtok_r(NULL, ",", &state)) {
-                        if (filter.n_labels == STORE_LABEL_FILTERS_MAX)
-                                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                                          "at most %d label filters", STORE_LABEL_FILTERS_MAX);
-                        if (!parse_selector(term, &labels[filter.n_labels]))
-                                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                                          "labelSelector: \"%.64s\" is not key=value "
-                                                          "(e.g. labelSelector=app=web,tier=front)",
-                                                          term);
-                        filter.n_labels++;
-                }
-        }
-
-        r = store_deployment_list(req->api->store, &filter, &a, &n);
-        if (r < 0)
+        r = store_deployment_list(req->api->store, &q->filter, &a, &n);
+        if (r < 0) {
+                free(q);
                 return http_reply_internal(req, r, "listing deployments");
+        }
 
         list = json_array();
         for (size_t i = 0; list && i < n; i++)
                 if (json_array_append_new(list, deployment_to_json(&a[i])) < 0)
                         json_decref(TAKE_PTR(list));
         store_deployment_array_free(a, n);
+        if (list && q->instances && attach_instances(req, list) < 0)
+                json_decref(TAKE_PTR(list));
+        free(q);
         if (!list)
                 return http_reply_internal(req, ENOMEM, "encoding the list");
         return http_reply_json(req, 200, TAKE_PTR(list), NULL);
@@ -231,6 +324,8 @@ int route_deployment_get(http_request_t *req) {
         _cleanup_free_ char *error = NULL;
         json_auto_t *o = NULL;
         json_t *instances = NULL;
+        store_exit_t *exits = NULL;
+        size_t n_exits = 0;
         int r;
 
         r = store_deployment_get(req->api->store, req->arg, &d);
@@ -251,6 +346,15 @@ int route_deployment_get(http_request_t *req) {
                     json_object_set_new(o, "instances_error", json_string(error ?: strerror(-r))) < 0)
                         return http_reply_internal(req, ENOMEM, "encoding the deployment");
         } else if (json_object_set_new(o, "instances", instances) < 0)
+                return http_reply_internal(req, ENOMEM, "encoding the deployment");
+
+        /* Instances vmm-driver removed live on here: how each of the last few ended. */
+        r = store_exit_list(req->api->store, d.d.id, &exits, &n_exits);
+        if (r < 0)
+                return http_reply_internal(req, r, "reading the exited instances");
+        r = json_object_set_new(o, "exited_instances", exits_to_json(exits, n_exits));
+        store_exit_array_free(exits, n_exits);
+        if (r < 0)
                 return http_reply_internal(req, ENOMEM, "encoding the deployment");
         return http_reply_json(req, 200, TAKE_PTR(o), NULL);
 }
@@ -273,6 +377,7 @@ int route_deployment_delete(http_request_t *req) {
                 apiserver_event(req->api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED,
                                 "deleted: its instances are being stopped");
         }
-        /* Accepted: the scheduler stops the instances, then purges the record. */
-        return http_reply_json(req, 202, deployment_to_json(&d), NULL);
+        /* Ring's answer: 204, also when it was deleted already. The scheduler stops the instances,
+         * then purges the record; until then GET shows it with status "deleted". */
+        return http_reply_no_content(req);
 }

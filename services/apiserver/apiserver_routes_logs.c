@@ -97,9 +97,11 @@ static int parse_params(http_request_t *req, logs_req_t *q, char *level, char *i
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
                                           "level: error, warning, info, debug or unknown (that level and the more severe)");
         r = http_query(req, "instance", 0, instance, 13);
+        if (r == 0)
+                r = http_query(req, "container", 0, instance, 13);
         if (r < 0 || (r > 0 && !is_instance_id(instance)))
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "instance: an instance id (12 hex digits)");
+                                          "instance (or container): an instance id (12 hex digits)");
         if (r > 0)
                 q->instance = instance;
         r = http_query(req, "follow", 0, buf, sizeof(buf));

@@ -54,6 +54,20 @@ static const char *const migrations[] = {
         "CREATE INDEX events_deployment ON events (deployment_id, id);",
         /* 3: the scheduler's back-off clock, so that a restarted scheduler keeps the delays */
         "ALTER TABLE deployments ADD COLUMN failed_at INTEGER NOT NULL DEFAULT 0;",
+        /* 4: how instances ended, after vmm-driver removed them (the newest few per deployment),
+         * and a job's exit code */
+        "CREATE TABLE exited_instances ("
+        "  deployment_id  TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,"
+        "  instance_id    TEXT NOT NULL,"
+        "  generation     INTEGER NOT NULL,"
+        "  address        TEXT,"
+        "  started_at     INTEGER NOT NULL,"
+        "  exited_at      INTEGER NOT NULL,"
+        "  exit_reason    TEXT NOT NULL,"
+        "  exit_status    INTEGER NOT NULL,"
+        "  PRIMARY KEY (deployment_id, instance_id)"
+        ") STRICT;"
+        "ALTER TABLE deployments ADD COLUMN exit_code INTEGER;",
 };
 
 int store_errno(int rc) {

@@ -28,6 +28,8 @@ typedef struct store_deployment {
         char *spec;            /* JSON object text: the normalized manifest */
         uint64_t created_at;   /* unix ms */
         uint64_t updated_at;
+        bool has_exit_code;    /* a job ended (this generation): exit_code is its workload's */
+        int64_t exit_code;
 } store_deployment_t;
 
 void store_deployment_clear(store_deployment_t *d);
@@ -65,10 +67,19 @@ typedef struct store_label {
         const char *value;
 } store_label_t;
 
-/* NULL or zero fields match everything; every label must match. */
+#define STORE_ANY_OF_MAX 16
+
+/* A column matches one of v[0..n) (Ring's namespace[]=a&namespace[]=b); n == 0 matches all. */
+typedef struct store_any_of {
+        const char *v[STORE_ANY_OF_MAX];
+        size_t n;
+} store_any_of_t;
+
+/* Zero fields match everything; every label must match. */
 typedef struct store_filter {
-        const char *namespace_;
-        const char *status;
+        store_any_of_t namespaces;
+        store_any_of_t statuses;
+        store_any_of_t kinds;
         const store_label_t *labels;
         size_t n_labels; /* at most STORE_LABEL_FILTERS_MAX, else -E2BIG */
 } store_filter_t;
@@ -89,6 +100,9 @@ typedef struct store_status_update {
         uint64_t generation; /* non-zero: restart_count and failed_at are counted against this
                               * generation, and dropped when the spec changed since (a re-apply
                               * starts the count afresh; a pass planned before it must not undo that) */
+        bool has_exit_code;  /* a job ended with exit_code; dropped like the counts for an older
+                              * generation. Absent: the stored one is kept (a re-apply clears it) */
+        int64_t exit_code;
 } store_status_update_t;
 
 #define STORE_CHANGED_STATUS (1u << 0)
@@ -108,6 +122,30 @@ int store_deployment_mark_deleted(apiserver_store_t *s, const char *id, store_de
 /* Remove the row of a deleted deployment, with *ret (optional) the row as it was. -ENOENT when
  * unknown, -EBUSY when it is not in status "deleted". */
 int store_deployment_purge(apiserver_store_t *s, const char *id, store_deployment_t *ret);
+
+/* ---- exited instances (apiserver_store_exits.c) ---- */
+
+/* Exited instances kept per deployment (the newest by exit time), like logd's retained logs. */
+#define STORE_EXITS_PER_DEPLOYMENT 3
+
+/* How one instance ended, as the scheduler saw it before vmm-driver removed it. */
+typedef struct store_exit {
+        char *instance_id;
+        uint64_t generation;
+        char *address;        /* the guest's address; NULL: it had no network */
+        uint64_t started_at;  /* unix ms */
+        uint64_t exited_at;
+        char *exit_reason;
+        int64_t exit_status;  /* code, 128+signal, -1 when unknown */
+} store_exit_t;
+
+void store_exit_clear(store_exit_t *e);
+void store_exit_array_free(store_exit_t *a, size_t n);
+/* Keep e (then only the newest STORE_EXITS_PER_DEPLOYMENT of the deployment). Idempotent: an
+ * instance recorded already is left as it is. -ENOENT when the deployment is unknown. */
+int store_exit_record(apiserver_store_t *s, const char *deployment_id, const store_exit_t *e);
+/* The deployment's exited instances, newest first (none for an unknown deployment). */
+int store_exit_list(apiserver_store_t *s, const char *deployment_id, store_exit_t **ret, size_t *ret_n);
 
 /* ---- events (apiserver_store_events.c) ---- */
 

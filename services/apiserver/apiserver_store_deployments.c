@@ -11,7 +11,8 @@
 
 #define COLUMNS                                                                                  \
         "id, namespace, name, generation, status, status_message, ready_replicas, restart_count, " \
-        "runtime, kind, image, kernel, replicas, cpus, memory_mib, labels, spec, created_at, updated_at, failed_at"
+        "runtime, kind, image, kernel, replicas, cpus, memory_mib, labels, spec, created_at, updated_at, failed_at, " \
+        "exit_code"
 
 static const char *const settable_statuses[] = {
         DEPLOYMENT_STATUS_PENDING, DEPLOYMENT_STATUS_CREATING, DEPLOYMENT_STATUS_RUNNING,
@@ -76,6 +77,8 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         d.created_at = (uint64_t)sqlite3_column_int64(st, 17);
         d.updated_at = (uint64_t)sqlite3_column_int64(st, 18);
         d.d.failed_at = (uint64_t)sqlite3_column_int64(st, 19);
+        d.has_exit_code = sqlite3_column_type(st, 20) != SQLITE_NULL;
+        d.exit_code = d.has_exit_code ? sqlite3_column_int64(st, 20) : 0;
         if (r == 0 && d.status_message && d.status_message[0] && !(d.d.status_message = strdup(d.status_message)))
                 r = -ENOMEM;
         /* A spec we cannot read runs no command rather than hiding the deployment. */
@@ -203,7 +206,7 @@ static int update_spec_locked(apiserver_store_t *s, const char *id, const manife
         r = store_prepare(s,
                           "UPDATE deployments SET generation = generation + 1, runtime = ?, kind = ?, image = ?, "
                           "kernel = ?, replicas = ?, cpus = ?, memory_mib = ?, labels = ?, spec = ?, updated_at = ?, "
-                          "restart_count = 0, " TERMINAL_TO_PENDING " WHERE id = ?",
+                          "restart_count = 0, exit_code = NULL, " TERMINAL_TO_PENDING " WHERE id = ?",
                           &st);
         if (r < 0)
                 return r;
@@ -274,26 +277,39 @@ int store_deployment_get_by_name(apiserver_store_t *s, const char *namespace_, c
         return get_by_name_locked(s, namespace_, name, ret);
 }
 
+/* " AND column IN (?, ?)" for a filter with values, else nothing; the length written. */
+static size_t sql_any_of(char *buf, size_t size, const char *column, const store_any_of_t *a) {
+        size_t len = 0;
+
+        if (a->n == 0)
+                return 0;
+        len += (size_t)snprintf(buf + len, size - len, " AND %s IN (", column);
+        for (size_t k = 0; k < a->n; k++)
+                len += (size_t)snprintf(buf + len, size - len, k ? ", ?" : "?");
+        len += (size_t)snprintf(buf + len, size - len, ")");
+        return len;
+}
+
 int store_deployment_list(apiserver_store_t *s, const store_filter_t *f, store_deployment_t **ret, size_t *ret_n) {
         static const store_filter_t none = {};
         _cleanup_(store_unlockp) apiserver_store_t *locked = NULL;
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         store_deployment_t *a = NULL;
         size_t n = 0, allocated = 0;
-        char sql[2048];
+        char sql[4096]; /* the longest filter takes about 2 KiB */
         size_t len;
         int r, rc, i = 1;
 
         f = f ?: &none;
-        if (f->n_labels > STORE_LABEL_FILTERS_MAX)
+        if (f->n_labels > STORE_LABEL_FILTERS_MAX || f->namespaces.n > STORE_ANY_OF_MAX ||
+            f->statuses.n > STORE_ANY_OF_MAX || f->kinds.n > STORE_ANY_OF_MAX)
                 return -E2BIG;
 
         /* Only fixed fragments go into the SQL; every value is bound. */
         len = (size_t)snprintf(sql, sizeof(sql), "SELECT " COLUMNS " FROM deployments WHERE 1");
-        if (f->namespace_)
-                len += (size_t)snprintf(sql + len, sizeof(sql) - len, " AND namespace = ?");
-        if (f->status)
-                len += (size_t)snprintf(sql + len, sizeof(sql) - len, " AND status = ?");
+        len += sql_any_of(sql + len, sizeof(sql) - len, "namespace", &f->namespaces);
+        len += sql_any_of(sql + len, sizeof(sql) - len, "status", &f->statuses);
+        len += sql_any_of(sql + len, sizeof(sql) - len, "kind", &f->kinds);
         for (size_t l = 0; l < f->n_labels; l++)
                 len += (size_t)snprintf(sql + len, sizeof(sql) - len,
                                         " AND EXISTS (SELECT 1 FROM json_each(deployments.labels)"
@@ -304,10 +320,12 @@ int store_deployment_list(apiserver_store_t *s, const store_filter_t *f, store_d
         r = store_prepare(s, sql, &st);
         if (r < 0)
                 return r;
-        if (f->namespace_)
-                r = r ?: bind_text(st, i++, f->namespace_);
-        if (f->status)
-                r = r ?: bind_text(st, i++, f->status);
+        for (size_t k = 0; k < f->namespaces.n; k++)
+                r = r ?: bind_text(st, i++, f->namespaces.v[k]);
+        for (size_t k = 0; k < f->statuses.n; k++)
+                r = r ?: bind_text(st, i++, f->statuses.v[k]);
+        for (size_t k = 0; k < f->kinds.n; k++)
+                r = r ?: bind_text(st, i++, f->kinds.v[k]);
         for (size_t l = 0; l < f->n_labels; l++) {
                 r = r ?: bind_text(st, i++, f->labels[l].key);
                 r = r ?: bind_text(st, i++, f->labels[l].value);
@@ -370,7 +388,7 @@ int store_deployment_set_status(apiserver_store_t *s, const char *id, const stor
                 return r;
 
         if (u_in->generation && u_in->generation != cur.d.generation)
-                eff.has_restart_count = eff.has_failed_at = false;
+                eff.has_restart_count = eff.has_failed_at = eff.has_exit_code = false;
 
         /* Only DELETE makes a deployment deleted, and nothing brings one back. */
         if (streq(cur.d.status, DEPLOYMENT_STATUS_DELETED) != streq(u->status, DEPLOYMENT_STATUS_DELETED)) {
@@ -383,7 +401,8 @@ int store_deployment_set_status(apiserver_store_t *s, const char *id, const stor
                 changed |= STORE_CHANGED_MESSAGE;
         if ((u->has_ready_replicas && u->ready_replicas != cur.d.ready_replicas) ||
             (u->has_restart_count && u->restart_count != cur.restart_count) ||
-            (u->has_failed_at && u->failed_at != cur.d.failed_at))
+            (u->has_failed_at && u->failed_at != cur.d.failed_at) ||
+            (u->has_exit_code && (!cur.has_exit_code || u->exit_code != cur.exit_code)))
                 changed |= STORE_CHANGED_COUNTS;
         if (changed == 0) {
                 *ret = cur;
@@ -392,7 +411,7 @@ int store_deployment_set_status(apiserver_store_t *s, const char *id, const stor
 
         r = store_prepare(s,
                           "UPDATE deployments SET status = ?, status_message = ?, ready_replicas = ?, "
-                          "restart_count = ?, updated_at = ?, failed_at = ? WHERE id = ?",
+                          "restart_count = ?, updated_at = ?, failed_at = ?, exit_code = ? WHERE id = ?",
                           &st);
         r = r ?: bind_text(st, 1, u->status);
         r = r ?: bind_text(st, 2, message);
@@ -400,7 +419,9 @@ int store_deployment_set_status(apiserver_store_t *s, const char *id, const stor
         r = r ?: bind_i64(st, 4, u->has_restart_count ? u->restart_count : cur.restart_count);
         r = r ?: bind_i64(st, 5, (int64_t)now_realtime_ms());
         r = r ?: bind_i64(st, 6, (int64_t)(u->has_failed_at ? u->failed_at : cur.d.failed_at));
-        r = r ?: bind_text(st, 7, id);
+        if (u->has_exit_code || cur.has_exit_code)
+                r = r ?: bind_i64(st, 7, u->has_exit_code ? u->exit_code : cur.exit_code);
+        r = r ?: bind_text(st, 8, id);
         r = r ?: step_done(st);
         r = r ?: get_locked(s, id, ret);
         store_deployment_clear(&cur);

@@ -165,7 +165,8 @@ static int set_status(scheduler_t *s, const deployment_t *d, const plan_t *p) {
 
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, p->persist_restarts ? 7 : 4);
+        msgpack_pack_map(&pk, 4 + (p->persist_restarts ? 2 : 0) + (p->has_exit_code ? 1 : 0) +
+                                      (p->persist_restarts || p->has_exit_code ? 1 : 0));
         mp_pack_kv_str(&pk, "id", d->id);
         mp_pack_kv_str(&pk, "status", p->status);
         mp_pack_kv_str(&pk, "message", p->message);
@@ -173,9 +174,12 @@ static int set_status(scheduler_t *s, const deployment_t *d, const plan_t *p) {
         if (p->persist_restarts) {
                 mp_pack_kv_u64(&pk, "restart_count", p->restart_count);
                 mp_pack_kv_u64(&pk, "failed_at", p->failed_at);
-                /* Counted against this spec: dropped by apiserver if a re-apply came since. */
-                mp_pack_kv_u64(&pk, "generation", d->generation);
         }
+        if (p->has_exit_code)
+                mp_pack_kv_i64(&pk, "exit_code", p->exit_code);
+        /* Counted against this spec: dropped by apiserver if a re-apply came since. */
+        if (p->persist_restarts || p->has_exit_code)
+                mp_pack_kv_u64(&pk, "generation", d->generation);
         r = call(s, s->apiserver, "deployment.set_status", &buf, true, &reply);
         msgpack_sbuffer_destroy(&buf);
         if (r == 0 && !streq(p->status, d->status))
@@ -204,17 +208,36 @@ static int purge(scheduler_t *s, const deployment_t *d) {
         return r;
 }
 
-/* An exited instance is about to go: say how it ended, unless we stopped it ourselves. */
-static void record_exit(scheduler_t *s, const deployment_t *d, const instance_t *i) {
+/* An exited instance is about to go: apiserver keeps how it ended (inspect shows the last few),
+ * and an event says so unless we stopped it ourselves. Returns <0 when apiserver did not store
+ * it: the instance must stay until it did. */
+static int record_exit(scheduler_t *s, const deployment_t *d, const instance_t *i) {
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         const char *why = i->exit_reason ?: "unknown";
         bool crashed = streq(why, "crashed") || streq(why, "killed") || streq(why, "vanished");
         char what[EVENT_MESSAGE_MAX + 1];
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        int r;
 
-        if (streq(why, "stopped") || streq(d->status, DEPLOYMENT_STATUS_DELETED))
-                return;
+        if (streq(d->status, DEPLOYMENT_STATUS_DELETED))
+                return 0;
+        if (i->exit_reason) {
+                msgpack_sbuffer_init(&buf);
+                msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+                instance_pack(&pk, i);
+                /* Idempotent: apiserver keeps an instance once, however often it is sent. */
+                r = call(s, s->apiserver, "deployment.record_exit", &buf, true, &reply);
+                msgpack_sbuffer_destroy(&buf);
+                if (r < 0 && !(r == -EREMOTEIO && streq(reply->error_code, BUS_ERR_NOT_FOUND)))
+                        return r;
+        }
+        if (streq(why, "stopped"))
+                return 0;
         plan_describe_exit(i, what, sizeof(what));
         scheduler_event(s, d->id, EVENT_LEVEL_WARNING, crashed ? EVENT_INSTANCE_CRASHED : EVENT_INSTANCE_EXITED,
                         "%s", what);
+        return 0;
 }
 
 /* Act on one deployment's plan. Returns <0 when something transient failed and a retry pass
@@ -232,19 +255,18 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                 return r;
         /* Failures are counted before their instances go: an exit seen but not stored would be
          * forgotten, one stored twice is not (failed_at tells which were counted). */
-        if (p.persist_restarts && p.status) {
+        if ((p.persist_restarts || p.has_exit_code) && p.status) {
                 if (set_status(s, d, &p) < 0) {
                         plan_clear(&p);
                         return -EAGAIN;
                 }
                 /* Stored: sending the counts again at the end could undo a re-apply since. */
-                p.persist_restarts = false;
+                p.persist_restarts = p.has_exit_code = false;
                 sent_status = p.status;
                 snprintf(sent_message, sizeof(sent_message), "%s", p.message);
         }
         for (size_t k = 0; k < p.n_remove; k++) {
-                record_exit(s, d, p.remove[k]);
-                if (instance_op(s, "instance.remove", p.remove[k], false) < 0)
+                if (record_exit(s, d, p.remove[k]) < 0 || instance_op(s, "instance.remove", p.remove[k], false) < 0)
                         failed = -EAGAIN;
         }
         if (p.event_reason)

@@ -215,6 +215,8 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
         if (is_job && n_exited_current > 0 && n_current == 0) {
                 p->status = job_exit == 0 ? DEPLOYMENT_STATUS_COMPLETED : DEPLOYMENT_STATUS_FAILED;
                 snprintf(p->message, sizeof(p->message), "job exited with status %lld", (long long)job_exit);
+                p->has_exit_code = true;
+                p->exit_code = job_exit;
                 return 0;
         }
         /* Failed or completed with nothing running: wait for a new generation (re-apply). */

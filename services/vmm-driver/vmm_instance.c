@@ -206,8 +206,9 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         return 0;
 }
 
+/* *ret_address: the guest's address netd gave (NULL without a network), for the record. */
 static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, const char *image_path, char ***ret,
-                     char **ret_error) {
+                     char **ret_address, char **ret_error) {
         const husk_config_t *c = vmm_config(d);
         vmm_net_t net;
         vmm_qemu_params_t p = {
@@ -242,6 +243,10 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, const
                 return r;
         p.net = net.attached ? &net : NULL;
         r = vmm_qemu_argv(&p, ret);
+        if (r >= 0 && p.net && !(*ret_address = strdup(net.guest_ip))) {
+                vmm_strv_free(TAKE_PTR(*ret));
+                r = -ENOMEM;
+        }
         if (r < 0) {
                 vmm_net_detach(d, s->instance_id);
                 return fail(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));
@@ -252,6 +257,7 @@ static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, const
 int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error) {
         _cleanup_(vmm_strv_freep) char **argv = NULL;
         _cleanup_free_ char *image_path = NULL;
+        _cleanup_free_ char *address = NULL;
         vmm_instance_t *i = NULL;
         const char *mode = NULL;
         char dir[PATH_MAX];
@@ -282,7 +288,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
          * init would run, which needs no husk-agent workload. */
         if (!mode && spec->command)
                 mode = "disk";
-        r = qemu_argv(d, spec, mode, image_path, &argv, ret_error);
+        r = qemu_argv(d, spec, mode, image_path, &argv, &address, ret_error);
         if (r < 0)
                 return r;
 
@@ -308,6 +314,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
         i->rec.inst.spec = *spec;
         *spec = (instance_spec_t){};
         i->rec.image_path = TAKE_PTR(image_path);
+        i->rec.inst.address = TAKE_PTR(address);
         i->rec.inst.started_at = now_realtime_ms();
         r = set_state(i, INSTANCE_STATE_STARTING);
         if (r < 0)

@@ -122,6 +122,7 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret) {
         q |= json_object_set_new(o, "remove_on_exit", json_boolean(r->remove_on_exit));
         q |= set_str(o, "shutdown_reason", r->shutdown_reason);
         q |= set_str(o, "kind", i->spec.kind);
+        q |= set_str(o, "address", i->address);
         if (i->spec.command)
                 q |= json_object_set_new(o, "command", strv_json(i->spec.command));
         if (i->spec.environment)
@@ -225,6 +226,8 @@ int vmm_record_from_json(const char *text, vmm_record_t *ret) {
                 q = get_int(o, "stop_requested_at", 0, INT64_MAX, &stop_at);
         if (q >= 0)
                 q = get_str(o, "kind", false, &r.inst.spec.kind);
+        if (q >= 0)
+                q = get_str(o, "address", false, &r.inst.address);
         if (q >= 0)
                 q = get_strv(o, "command", &r.inst.spec.command);
         if (q >= 0)

@@ -14,7 +14,7 @@ STR, UINT, INT, BOOL = "str", "uint", "int", "bool"
 INSTANCE = {"instance_id": STR, "deployment_id": STR, "generation": UINT, "runtime": STR, "image": STR,
             "cpus": UINT, "memory_mib": UINT, "state": STR, "pid": INT, "started_at": UINT,
             "ready_at": UINT, "exited_at": UINT, "exit_status": INT}
-INSTANCE_OPTIONAL = {"kernel": STR, "initrd": STR, "exit_reason": STR, "exit_message": STR}
+INSTANCE_OPTIONAL = {"kernel": STR, "initrd": STR, "exit_reason": STR, "exit_message": STR, "address": STR}
 DEPLOYMENT = {"id": STR, "namespace": STR, "name": STR, "generation": UINT, "status": STR, "runtime": STR,
               "kind": STR, "image": STR, "replicas": UINT, "cpus": UINT, "memory_mib": UINT}
 DEPLOYMENT_OPTIONAL = {"kernel": STR, "ready_replicas": UINT}
@@ -119,7 +119,7 @@ def test_events_and_requests_decode_with_the_schema_alone(stack):
             assert reply["error"]["code"] == "unknown_method"
             reply = request(ctx, stack, "vmm-driver", "instance.stop", {"instance_id": 7})
             assert reply["error"]["code"] == "invalid" and "instance_id" in reply["error"]["message"]
-            assert stack.api("DELETE", f"/deployments/{deployment_id}").status == 202
+            assert stack.api("DELETE", f"/deployments/{deployment_id}").status == 204
             deleted = True
         if etype == "deployment.purged":
             break

@@ -174,9 +174,11 @@ def write_paced(vm, lines, chunk=50, pause=0.005):
 # ---- a real VM -----------------------------------------------------------------------------------
 
 def test_boot_output_queryable_with_levels(stack):
+    # A healthy quiet boot prints no kernel line (only errors reach the console); sysrq's header is
+    # a kernel line at info level that reaches it whatever the console level.
     dep = apply(stack, "talker", command=[
         "/bin/sh", "-c",
-        "echo 'ERROR: disk failure'; echo '[warn] low memory' >&2; echo 'info: started'; "
+        "echo h > /proc/sysrq-trigger; echo 'ERROR: disk failure'; echo '[warn] low memory' >&2; echo 'info: started'; "
         "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.5; done"])
 
     def started():

@@ -10,6 +10,7 @@
 
 #include "lib/mp.h"
 #include "lib/util.h"
+#include "proto/instance.h"
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_json.h"
 
@@ -240,6 +241,63 @@ static void test_purge(void **state) {
         args_free(a);
 }
 
+/* A job's exit code rides on set_status; how removed instances ended on record_exit, whose
+ * args are the instance record as vmm-driver lists it. */
+static void test_exit_code_and_record_exit(void **state) {
+        fixture_t *f = *state;
+        _cleanup_free_ char *id = create(f, "web");
+        args_t *st = args_new(4), *bad_code = args_new(3), *rec = NULL, *alive = NULL, *junk = args_new(1);
+        instance_t i = { .spec = { .instance_id = "0a1b2c3d4e5f", .deployment_id = id, .generation = 1,
+                                   .runtime = "qemu", .image = "/img", .cpus = 1, .memory_mib = 256 },
+                         .state = INSTANCE_STATE_EXITED, .started_at = 1795325400000ULL,
+                         .exited_at = 1795325460000ULL, .exit_reason = "guest-shutdown", .exit_status = 3,
+                         .address = "10.42.1.2" };
+        store_deployment_t d = {};
+        store_exit_t *a = NULL;
+        size_t n = 0;
+
+        mp_pack_kv_str(&st->pk, "id", id);
+        mp_pack_kv_str(&st->pk, "status", "failed");
+        mp_pack_kv_str(&st->pk, "message", "job exited with status 3");
+        mp_pack_kv_i64(&st->pk, "exit_code", 3);
+        assert_int_equal(call(f, "deployment.set_status", &st->buf), 0);
+        assert_int_equal(store_deployment_get(f->api.store, id, &d), 0);
+        assert_true(d.has_exit_code);
+        assert_int_equal(d.exit_code, 3);
+        store_deployment_clear(&d);
+        mp_pack_kv_str(&bad_code->pk, "id", id);
+        mp_pack_kv_str(&bad_code->pk, "status", "failed");
+        mp_pack_kv_str(&bad_code->pk, "exit_code", "3");
+        assert_fails(f, "deployment.set_status", &bad_code->buf, BUS_ERR_INVALID, "exit_code: must be an integer");
+
+        rec = args_new(0);
+        msgpack_sbuffer_clear(&rec->buf);
+        instance_pack(&rec->pk, &i);
+        assert_int_equal(call(f, "deployment.record_exit", &rec->buf), 0);
+        assert_int_equal(call(f, "deployment.record_exit", &rec->buf), 0); /* idempotent */
+        assert_int_equal(store_exit_list(f->api.store, id, &a, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(a[0].instance_id, "0a1b2c3d4e5f");
+        assert_string_equal(a[0].address, "10.42.1.2");
+        assert_int_equal(a[0].exit_status, 3);
+        store_exit_array_free(a, n);
+
+        i.state = INSTANCE_STATE_RUNNING;
+        alive = args_new(0);
+        msgpack_sbuffer_clear(&alive->buf);
+        instance_pack(&alive->pk, &i);
+        assert_fails(f, "deployment.record_exit", &alive->buf, BUS_ERR_INVALID,
+                     "state: only an exited instance (with an exit_reason)");
+        mp_pack_kv_str(&junk->pk, "instance_id", "x");
+        assert_fails(f, "deployment.record_exit", &junk->buf, BUS_ERR_INVALID,
+                     "not an instance record (see proto/SCHEMA.md)");
+        args_free(st);
+        args_free(bad_code);
+        args_free(rec);
+        args_free(alive);
+        args_free(junk);
+}
+
 static void test_msgpack_to_json(void **state) {
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -298,6 +356,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_get, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_set_status, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_code_and_record_exit, setup, teardown),
                 cmocka_unit_test(test_msgpack_to_json),
                 cmocka_unit_test(test_msgpack_to_json_depth_is_bounded),
         };

@@ -253,14 +253,16 @@ static void test_healthz(void **state) {
 
         assert_int_equal(r.status, 200);
         assert_header(&r, "Content-Type: application/json");
-        assert_string_equal(r.body, "{\"status\":\"ok\"}");
+        /* Ring's {state: UP}, and husk's own status. */
+        assert_string_equal(r.body, "{\"state\":\"UP\",\"status\":\"ok\"}");
         response_clear(&r);
 }
 
 static void test_create_unchanged_updated(void **state) {
         static const char *const keys[] = { "id", "namespace", "name", "runtime", "kind", "image", "replicas",
                                             "ready_replicas", "labels", "resources", "status", "status_message",
-                                            "generation", "restart_count", "created_at", "updated_at", "spec" };
+                                            "generation", "restart_count", "created_at", "updated_at", "spec",
+                                            "exit_code" };
         fixture_t *f = *state;
         response_t r = post(f, "{'name': 'my-app', 'namespace': 'production', 'runtime': 'cloud-hypervisor',"
                                " 'image': '/var/lib/ring/images/ubuntu-focal.raw', 'replicas': 1,"
@@ -278,6 +280,7 @@ static void test_create_unchanged_updated(void **state) {
         assert_int_equal(json_object_size(r.json), ELEMENTSOF(keys)); /* no kernel: none given */
         assert_string_equal(str(&r, "status"), "pending");
         assert_string_equal(str(&r, "status_message"), "");
+        assert_true(json_is_null(json_object_get(r.json, "exit_code")));
         assert_int_equal(json_integer_value(json_object_get(r.json, "generation")), 1);
         assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r.json, "resources"), "limits"), "cpu")), 2);
         assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(r.json, "resources"), "limits"), "memory")),
@@ -316,6 +319,19 @@ static void test_bad_input_stores_and_publishes_nothing(void **state) {
         assert_int_equal(json_array_size(v), 3);
         assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "field")), "name");
         assert_non_null(json_string_value(json_object_get(json_array_get(v, 0), "reason")));
+        /* Ring's names for the same: property_path, message, and a stable code. */
+        assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "property_path")), "name");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "message")),
+                            json_string_value(json_object_get(json_array_get(v, 0), "reason")));
+        assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "code")),
+                            "deployment.name.invalid");
+        response_clear(&r);
+
+        r = post(f, "{'name': 'x', 'image': '/i', 'ports': [{'published': 0, 'target': 80}]}");
+        assert_problem(&r, 422, "urn:husk:problem:invalid-manifest");
+        v = json_array_get(json_object_get(r.json, "violations"), 0);
+        assert_string_equal(json_string_value(json_object_get(v, "property_path")), "ports[0].published");
+        assert_string_equal(json_string_value(json_object_get(v, "code")), "deployment.ports.published.invalid");
         response_clear(&r);
 
         r = request(f, "POST", "/deployments", "{\"name\": \"x\",\n \"image\": }", strlen("{\"name\": \"x\",\n \"image\": }"));
@@ -377,7 +393,8 @@ static size_t list_count(fixture_t *f, const char *query, const char *first_name
 
         snprintf(path, sizeof(path), "/deployments%s", query);
         r = request(f, "GET", path, NULL, 0);
-        assert_int_equal(r.status, 200);
+        if (r.status != 200)
+                fail_msg("GET %s: %ld %s", path, r.status, r.json ? json_dumps(r.json, 0) : "");
         assert_true(json_is_array(r.json));
         n = json_array_size(r.json);
         if (first_name) {
@@ -407,6 +424,15 @@ static void test_list_filters(void **state) {
         assert_int_equal(list_count(f, "?label=app%3Dweb&label=tier=front", "web"), 1);
         assert_int_equal(list_count(f, "?labelSelector=app=api,tier=back", "api"), 1);
         assert_int_equal(list_count(f, "?labelSelector=app=web&namespace=default", "web"), 1);
+        /* Ring's forms: name[] (URL-encoded or not), repeatable (any of), kind. */
+        assert_int_equal(list_count(f, "?namespace[]=prod", "web"), 1);
+        assert_int_equal(list_count(f, "?namespace%5B%5D=prod&namespace%5B%5D=default", "api"), 3);
+        assert_int_equal(list_count(f, "?namespace=prod&namespace=nowhere", "web"), 1);
+        assert_int_equal(list_count(f, "?status[]=running&status[]=pending", "api"), 3);
+        assert_int_equal(list_count(f, "?kind=worker", "api"), 3);
+        assert_int_equal(list_count(f, "?kind[]=job", NULL), 0);
+        assert_int_equal(list_count(f, "?label[]=app=web&namespace=prod", "web"), 1);
+        assert_int_equal(list_count(f, "?instances=false", "api"), 3);
 
         r = request(f, "GET", "/deployments?status=zombie", NULL, 0);
         assert_problem(&r, 400, "urn:husk:problem:bad-query");
@@ -416,6 +442,23 @@ static void test_list_filters(void **state) {
         response_clear(&r);
         r = request(f, "GET", "/deployments?label=app", NULL, 0);
         assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+        r = request(f, "GET", "/deployments?kind=daemon", NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+        r = request(f, "GET", "/deployments?instances=maybe", NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+        r = request(f, "GET", "/deployments?kinds[]=job", NULL, 0);
+        assert_problem(&r, 400, "urn:husk:problem:bad-query");
+        response_clear(&r);
+
+        /* instances=true: each deployment's instances, or why they are unknown (no vmm-driver here). */
+        r = request(f, "GET", "/deployments?instances=true&namespace=prod", NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 1);
+        assert_true(json_is_null(json_object_get(json_array_get(r.json, 0), "instances")));
+        assert_non_null(json_object_get(json_array_get(r.json, 0), "instances_error"));
         response_clear(&r);
 }
 
@@ -443,17 +486,26 @@ static void test_delete_then_conflict(void **state) {
         response_clear(&r);
         assert_event(f, "deployment.created", 1);
 
+        /* Ring's answer: 204 and no body; GET shows it deleted until the scheduler purged it. */
         r = request(f, "DELETE", path, NULL, 0);
-        assert_int_equal(r.status, 202);
-        assert_string_equal(str(&r, "status"), "deleted");
+        assert_int_equal(r.status, 204);
+        assert_int_equal(r.body_len, 0);
+        assert_null(strcasestr(r.headers, "Content-Length"));
         response_clear(&r);
         assert_event(f, "deployment.deleted", 1);
+        r = request(f, "GET", path, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(str(&r, "status"), "deleted");
+        response_clear(&r);
 
         /* DELETE again is fine and says nothing new */
         r = request(f, "DELETE", path, NULL, 0);
-        assert_int_equal(r.status, 202);
+        assert_int_equal(r.status, 204);
         response_clear(&r);
         assert_no_event(f);
+        r = request(f, "DELETE", "/deployments/00000000-0000-0000-0000-000000000000", NULL, 0);
+        assert_problem(&r, 404, "urn:husk:problem:not-found");
+        response_clear(&r);
 
         r = post(f, "{'name': 'web', 'image': '/i'}");
         assert_problem(&r, 409, "urn:husk:problem:conflict");

@@ -74,14 +74,14 @@ static void test_migrations_fresh_and_reopen(void **state) {
         store_deployment_t d = apply(f, "{'name': 'web', 'image': '/img'}", STORE_APPLY_CREATED), again = {};
         struct stat st;
 
-        assert_int_equal(store_schema_version(f->store), 3);
+        assert_int_equal(store_schema_version(f->store), 4);
         assert_int_equal(stat(f->path, &st), 0);
         assert_int_equal(st.st_mode & 0777, 0600);
 
         /* Re-opening runs no migration twice and keeps the data. */
         store_close(&f->store);
         assert_int_equal(store_open(f->path, &f->store), 0);
-        assert_int_equal(store_schema_version(f->store), 3);
+        assert_int_equal(store_schema_version(f->store), 4);
         assert_int_equal(store_deployment_get(f->store, d.d.id, &again), 0);
         assert_string_equal(again.d.name, "web");
         assert_int_equal(store_ping(f->store), 0);
@@ -216,6 +216,9 @@ static void test_unique_name_conflict(void **state) {
         manifest_clear(&other_ns);
 }
 
+/* A filter matching one value. */
+#define ONE(s) { .v = { s }, .n = 1 }
+
 static size_t count(fixture_t *f, const store_filter_t *filter, const char *first_name) {
         store_deployment_t *a = NULL;
         size_t n = 0;
@@ -250,23 +253,30 @@ static void test_list_filters(void **state) {
 
         /* ordered by namespace, then name */
         assert_int_equal(count(f, NULL, "api"), 3);
-        assert_int_equal(count(f, &(store_filter_t){ .namespace_ = "default" }, "api"), 2);
-        assert_int_equal(count(f, &(store_filter_t){ .namespace_ = "prod" }, "web"), 1);
-        assert_int_equal(count(f, &(store_filter_t){ .namespace_ = "nowhere" }, NULL), 0);
-        assert_int_equal(count(f, &(store_filter_t){ .status = "running" }, "api"), 1);
-        assert_int_equal(count(f, &(store_filter_t){ .status = "pending" }, "web"), 2);
+        assert_int_equal(count(f, &(store_filter_t){ .namespaces = ONE("default") }, "api"), 2);
+        assert_int_equal(count(f, &(store_filter_t){ .namespaces = ONE("prod") }, "web"), 1);
+        assert_int_equal(count(f, &(store_filter_t){ .namespaces = ONE("nowhere") }, NULL), 0);
+        assert_int_equal(count(f, &(store_filter_t){ .statuses = ONE("running") }, "api"), 1);
+        assert_int_equal(count(f, &(store_filter_t){ .statuses = ONE("pending") }, "web"), 2);
         assert_int_equal(count(f, &(store_filter_t){ .labels = app_web, .n_labels = 1 }, "web"), 2);
         assert_int_equal(count(f, &(store_filter_t){ .labels = web_front, .n_labels = 2 }, "web"), 1);
         assert_int_equal(count(f, &(store_filter_t){ .labels = none, .n_labels = 1 }, NULL), 0);
         assert_int_equal(count(f, &(store_filter_t){ .labels = key_only, .n_labels = 1 }, NULL), 0);
-        assert_int_equal(count(f, &(store_filter_t){ .namespace_ = "prod", .labels = web_front, .n_labels = 2 }, NULL), 0);
-        assert_int_equal(count(f, &(store_filter_t){ .namespace_ = "default", .status = "pending", .labels = app_web,
+        assert_int_equal(count(f, &(store_filter_t){ .namespaces = ONE("prod"), .labels = web_front, .n_labels = 2 }, NULL), 0);
+        assert_int_equal(count(f, &(store_filter_t){ .namespaces = ONE("default"), .statuses = ONE("pending"), .labels = app_web,
                                                      .n_labels = 1 },
                                "web"),
                          1);
+        /* Any of several values (Ring's namespace[]=a&namespace[]=b), and the kind. */
+        assert_int_equal(count(f, &(store_filter_t){ .namespaces = { .v = { "prod", "default" }, .n = 2 } }, "api"), 3);
+        assert_int_equal(count(f, &(store_filter_t){ .statuses = { .v = { "running", "failed" }, .n = 2 } }, "api"), 1);
+        assert_int_equal(count(f, &(store_filter_t){ .kinds = ONE("worker") }, "api"), 3);
+        assert_int_equal(count(f, &(store_filter_t){ .kinds = ONE("job") }, NULL), 0);
         assert_int_equal(store_deployment_list(f->store,
                                                &(store_filter_t){ .labels = too_many, .n_labels = STORE_LABEL_FILTERS_MAX + 1 },
                                                &a, &n),
+                         -E2BIG);
+        assert_int_equal(store_deployment_list(f->store, &(store_filter_t){ .kinds = { .n = STORE_ANY_OF_MAX + 1 } }, &a, &n),
                          -E2BIG);
         for (size_t i = 0; i < ELEMENTSOF(d); i++)
                 store_deployment_clear(&d[i]);
@@ -335,7 +345,7 @@ static void test_delete_mark_then_purge(void **state) {
         store_deployment_clear(&u);
 
         /* still listed (the scheduler must see it to stop its instances), never revived */
-        assert_int_equal(count(f, &(store_filter_t){ .status = "deleted" }, "web"), 1);
+        assert_int_equal(count(f, &(store_filter_t){ .statuses = ONE("deleted") }, "web"), 1);
         assert_int_equal(store_deployment_set_status(f->store, d.d.id, &running, &u), -EBUSY);
         assert_int_equal(store_deployment_apply(f->store, &m, &u), -EBUSY);
         /* the scheduler may still report counts while it tears down */
@@ -425,6 +435,101 @@ static void test_record_nested_too_deep_is_reported_not_fatal(void **state) {
         store_deployment_clear(&d);
 }
 
+/* A job's exit code is stored with its status, kept by reports without one, and cleared by a re-apply. */
+static void test_exit_code(void **state) {
+        fixture_t *f = *state;
+        store_deployment_t d = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img'}", STORE_APPLY_CREATED), u = {};
+        store_status_update_t failed = { .status = "failed", .message = "job exited with status 3",
+                                         .has_exit_code = true, .exit_code = 3, .generation = 1 };
+        store_status_update_t stale = { .status = "failed", .message = "job exited with status 3",
+                                        .has_exit_code = true, .exit_code = 9, .generation = 7 };
+
+        assert_false(d.has_exit_code);
+        assert_int_equal(store_deployment_set_status(f->store, d.d.id, &failed, &u),
+                         STORE_CHANGED_STATUS | STORE_CHANGED_MESSAGE | STORE_CHANGED_COUNTS);
+        assert_true(u.has_exit_code);
+        assert_int_equal(u.exit_code, 3);
+        store_deployment_clear(&u);
+        assert_int_equal(store_deployment_get(f->store, d.d.id, &u), 0);
+        assert_true(u.has_exit_code && u.exit_code == 3);
+        store_deployment_clear(&u);
+
+        /* Planned against another generation: dropped. Without one: the stored code stays. */
+        assert_int_equal(store_deployment_set_status(f->store, d.d.id, &stale, &u), 0);
+        assert_int_equal(u.exit_code, 3);
+        store_deployment_clear(&u);
+        assert_int_equal(store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "failed" }, &u),
+                         STORE_CHANGED_MESSAGE);
+        assert_true(u.has_exit_code && u.exit_code == 3);
+        store_deployment_clear(&u);
+
+        /* A new generation runs the job again: no exit code until it ends. */
+        u = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img', 'command': ['/bin/true']}", STORE_APPLY_UPDATED);
+        assert_false(u.has_exit_code);
+        store_deployment_clear(&u);
+        store_deployment_clear(&d);
+}
+
+static store_exit_t exited(const char *id, uint64_t exited_at, int64_t status) {
+        return (store_exit_t){ .instance_id = (char *)id, .generation = 1, .address = "10.42.0.2",
+                               .started_at = exited_at - 1000, .exited_at = exited_at,
+                               .exit_reason = "guest-shutdown", .exit_status = status };
+}
+
+/* The newest STORE_EXITS_PER_DEPLOYMENT exits, newest first; a resend is stored once; gone with
+ * the deployment. */
+static void test_exited_instances(void **state) {
+        fixture_t *f = *state;
+        store_deployment_t d = apply(f, "{'name': 'web', 'image': '/i'}", STORE_APPLY_CREATED), u = {};
+        store_exit_t e = exited("00000000000a", 1795325000000ULL, 3), *a = NULL;
+        size_t n = 0;
+
+        assert_int_equal(store_exit_list(f->store, d.d.id, &a, &n), 0);
+        assert_int_equal(n, 0);
+        store_exit_array_free(a, n);
+
+        assert_int_equal(store_exit_record(f->store, d.d.id, &e), 0);
+        assert_int_equal(store_exit_record(f->store, d.d.id, &e), 0); /* a resend */
+        assert_int_equal(store_exit_list(f->store, d.d.id, &a, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(a[0].instance_id, "00000000000a");
+        assert_string_equal(a[0].address, "10.42.0.2");
+        assert_string_equal(a[0].exit_reason, "guest-shutdown");
+        assert_int_equal(a[0].exit_status, 3);
+        assert_int_equal(a[0].started_at, 1795324999000ULL);
+        assert_int_equal(a[0].exited_at, 1795325000000ULL);
+        assert_int_equal(a[0].generation, 1);
+        store_exit_array_free(a, n);
+
+        /* Recorded out of order: the newest by exit time stay. No address: NULL. */
+        e = exited("00000000000c", 1795325300000ULL, 137);
+        e.address = NULL;
+        assert_int_equal(store_exit_record(f->store, d.d.id, &e), 0);
+        e = exited("00000000000b", 1795325200000ULL, 1);
+        assert_int_equal(store_exit_record(f->store, d.d.id, &e), 0);
+        e = exited("00000000000d", 1795325400000ULL, 0);
+        assert_int_equal(store_exit_record(f->store, d.d.id, &e), 0);
+        assert_int_equal(store_exit_list(f->store, d.d.id, &a, &n), 0);
+        assert_int_equal(n, STORE_EXITS_PER_DEPLOYMENT);
+        assert_string_equal(a[0].instance_id, "00000000000d");
+        assert_string_equal(a[1].instance_id, "00000000000c");
+        assert_null(a[1].address);
+        assert_string_equal(a[2].instance_id, "00000000000b");
+        store_exit_array_free(a, n);
+
+        e = exited("00000000000e", 1795325400000ULL, 0);
+        assert_int_equal(store_exit_record(f->store, "no-such-deployment", &e), -ENOENT);
+
+        /* Purged with its deployment. */
+        assert_int_equal(store_deployment_mark_deleted(f->store, d.d.id, &u), 1);
+        store_deployment_clear(&u);
+        assert_int_equal(store_deployment_purge(f->store, d.d.id, NULL), 0);
+        assert_int_equal(store_exit_list(f->store, d.d.id, &a, &n), 0);
+        assert_int_equal(n, 0);
+        store_exit_array_free(a, n);
+        store_deployment_clear(&d);
+}
+
 static void test_uuid_v4(void **state) {
         char a[STORE_UUID_LEN + 1], b[STORE_UUID_LEN + 1];
 
@@ -454,6 +559,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_set_status, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delete_mark_then_purge, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_record_nested_too_deep_is_reported_not_fatal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_code, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exited_instances, setup, teardown),
                 cmocka_unit_test(test_uuid_v4),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

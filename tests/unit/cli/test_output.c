@@ -203,9 +203,13 @@ static void test_details_view(void **state) {
                           " \"updated_at\": 1795325395000,"
                           " \"instances\": ["
                           "  {\"instance_id\": \"0123456789ab\", \"state\": \"ready\", \"pid\": 4242,"
-                          "   \"started_at\": 1795325340000, \"ready_at\": 1795325342000},"
+                          "   \"address\": \"10.42.7.2\", \"started_at\": 1795325340000, \"ready_at\": 1795325342000},"
                           "  {\"instance_id\": \"ba9876543210\", \"state\": \"exited\", \"pid\": 0,"
                           "   \"started_at\": 1795325100000, \"ready_at\": 0, \"exit_reason\": \"crashed\", \"exit_status\": 139}"
+                          " ], \"exited_instances\": ["
+                          "  {\"id\": \"c0ffee000001\", \"instance_id\": \"c0ffee000001\", \"generation\": 2,"
+                          "   \"address\": \"10.42.9.6\", \"state\": \"exited\", \"started_at\": 1795324800000,"
+                          "   \"exited_at\": 1795325040000, \"exit_reason\": \"guest-shutdown\", \"exit_status\": 3}"
                           " ]}");
         capture_t c;
         char *out;
@@ -229,11 +233,35 @@ static void test_details_view(void **state) {
                                  "             tier=front\n"
                                  "\n"
                                  "Instances:\n"
-                                 "INSTANCE       STATE    PID    AGE   READY   EXIT\n"
-                                 "0123456789ab   ready    4242   60s   58s     -\n"
-                                 "ba9876543210   exited   0      5m    -       crashed (139)\n");
+                                 "INSTANCE       STATE    ADDRESS     PID    AGE   READY   EXIT\n"
+                                 "0123456789ab   ready    10.42.7.2   4242   60s   58s     -\n"
+                                 "ba9876543210   exited   -           0      5m    -       crashed (139)\n"
+                                 "\n"
+                                 "Exited instances:\n"
+                                 "INSTANCE       GENERATION   ADDRESS     STARTED   EXITED   EXIT\n"
+                                 "c0ffee000001   2            10.42.9.6   10m       6m       guest-shutdown (3)\n");
         free(out);
         json_decref(d);
+}
+
+/* A job that ended shows its exit code under its status; a worker (exit_code null) does not. */
+static void test_details_exit_code(void **state) {
+        json_t *job = parse("{\"name\": \"j\", \"kind\": \"job\", \"status\": \"failed\","
+                            " \"status_message\": \"job exited with status 3\", \"exit_code\": 3}");
+        json_t *worker = parse("{\"name\": \"w\", \"status\": \"running\", \"exit_code\": null}");
+        capture_t c;
+        char *out;
+
+        cli_deployment_details(capture_start(&c), job, NOW_MS);
+        out = capture_end(&c);
+        assert_non_null(strstr(out, "Status:      failed (job exited with status 3)\nExit code:   3\n"));
+        free(out);
+        cli_deployment_details(capture_start(&c), worker, NOW_MS);
+        out = capture_end(&c);
+        assert_null(strstr(out, "Exit code:"));
+        free(out);
+        json_decref(job);
+        json_decref(worker);
 }
 
 static void test_details_instances_unknown(void **state) {
@@ -266,6 +294,7 @@ int main(void) {
                 cmocka_unit_test(test_list_filters),
                 cmocka_unit_test(test_details_view),
                 cmocka_unit_test(test_details_instances_unknown),
+                cmocka_unit_test(test_details_exit_code),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -250,6 +250,36 @@ static void assert_instance_equal(const instance_t *a, const instance_t *b) {
         opt_str_equal(a->exit_reason, b->exit_reason);
         assert_int_equal(a->exit_status, b->exit_status);
         opt_str_equal(a->exit_message, b->exit_message);
+        opt_str_equal(a->address, b->address);
+}
+
+/* The guest's address is optional: absent without a network, a dotted IPv4 otherwise. */
+static void test_instance_address(void **state) {
+        instance_t want, got;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        msgpack_unpacked u;
+
+        fixed_instance_running(&want);
+        want.address = "10.42.17.6";
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        instance_pack(&pk, &want);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(u.data.via.map.size, 15);
+        assert_int_equal(instance_unpack(&u.data, &got), 0);
+        assert_instance_equal(&got, &want);
+        instance_clear(&got);
+        msgpack_unpacked_destroy(&u);
+
+        /* Longer than any IPv4 address: refused, not truncated. */
+        msgpack_sbuffer_clear(&buf);
+        want.address = "10.42.17.6.10.42.17.6";
+        instance_pack(&pk, &want);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(instance_unpack(&u.data, &got), -EBADMSG);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&buf);
 }
 
 static void test_deployment_round_trip(void **state) {
@@ -911,6 +941,7 @@ int main(void) {
                 cmocka_unit_test(test_instance_exit_message),
                 cmocka_unit_test(test_deployment_round_trip),
                 cmocka_unit_test(test_instance_round_trip),
+                cmocka_unit_test(test_instance_address),
                 cmocka_unit_test(test_instance_spec_round_trip),
                 cmocka_unit_test(test_instance_spec_workload),
                 cmocka_unit_test(test_deployment_event_round_trip),

@@ -224,12 +224,24 @@ static void test_job_exit_status_decides_completed_or_failed(void **state) {
         assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
         assert_int_equal(p.create, 0);
         assert_string_equal(p.status, "completed");
+        assert_true(p.has_exit_code);
+        assert_int_equal(p.exit_code, 0);
         plan_clear(&p);
 
+        /* The exit code is a field, stored with the status before the instance goes. */
         is[0].exit_status = 3;
         assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
         assert_string_equal(p.status, "failed");
         assert_string_equal(p.message, "job exited with status 3");
+        assert_true(p.has_exit_code);
+        assert_int_equal(p.exit_code, 3);
+        assert_int_equal(p.n_remove, 1);
+        plan_clear(&p);
+
+        /* A worker has none. */
+        d.kind = "worker";
+        assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
+        assert_false(p.has_exit_code);
         plan_clear(&p);
 }
 

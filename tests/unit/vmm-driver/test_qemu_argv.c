@@ -89,7 +89,7 @@ static void test_argv_tcg(void **state) {
         assert_string_equal(option(v, "-display"), "none");
         assert_string_equal(option(v, "-kernel"), "/kit/vmlinux");
         assert_string_equal(option(v, "-initrd"), "/kit/initrd.gz");
-        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog husk.instance=0123456789ab");
+        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off initcall_blacklist=pci_arch_init husk.instance=0123456789ab");
         /* Per-instance files are relative: QEMU runs in the instance directory. */
         assert_string_equal(option(v, "-serial"), "file:console.log");
         assert_string_equal(option(v, "-qmp"), "unix:qmp.sock,server=on,wait=off");
@@ -134,7 +134,7 @@ static void test_argv_kvm(void **state) {
         v = build(&p);
         assert_string_equal(option(v, "-machine"), "microvm,accel=kvm,memory-backend=mem");
         assert_string_equal(option(v, "-cpu"), "host");
-        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog husk.instance=0123456789ab");
+        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off initcall_blacklist=pci_arch_init husk.instance=0123456789ab");
 }
 
 static void test_argv_tsc(void **state) {
@@ -144,7 +144,7 @@ static void test_argv_tsc(void **state) {
         p.tsc_khz = 2596101;
         v = build(&p);
         assert_string_equal(option(v, "-append"),
-                            "console=ttyS0 panic=-1 quiet console_msg_format=syslog tsc_early_khz=2596101 husk.instance=0123456789ab");
+                            "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off initcall_blacklist=pci_arch_init tsc_early_khz=2596101 husk.instance=0123456789ab");
 }
 
 static void test_argv_memory_and_paths(void **state) {

@@ -52,6 +52,8 @@ static void fill(vmm_record_t *r, bool with_kit_override) {
         r->inst.spec.ports = calloc(2, sizeof(port_spec_t));
         r->inst.spec.ports[0] = (port_spec_t){ .published = 18123, .target = 80, .protocol = PORT_TCP };
         r->inst.spec.ports[1] = (port_spec_t){ .published = 5353, .target = 53, .protocol = PORT_UDP, .host_ip = "127.0.0.1" };
+        /* netd's address survives a restart: adopted instances keep showing it. */
+        r->inst.address = dup_or_null(with_kit_override ? "10.42.3.10" : NULL);
 }
 
 /* The instance as the bus carries it, packed: what the scheduler sees of a record. */
@@ -103,6 +105,7 @@ static void assert_same(const vmm_record_t *a, const vmm_record_t *b) {
                 assert_int_equal(na, nb);
                 assert_memory_equal(pa, pb, na);
         }
+        assert_str_or_null(a->inst.address, b->inst.address);
 }
 
 static void roundtrip(bool with_kit_override) {

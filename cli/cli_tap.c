@@ -127,7 +127,7 @@ static void print_event(const char *type, const void *body, size_t size) {
 
         format_timestamp_ms(now_realtime_ms(), ts, sizeof(ts));
         msgpack_unpacked_init(&u);
-        if (msgpack_unpack_next(&u, body, size, &off) == MSGPACK_UNPACK_SUCCESS) {
+        if (mp_check(body, size) == 0 && msgpack_unpack_next(&u, body, size, &off) == MSGPACK_UNPACK_SUCCESS) {
                 json_t *j = cli_msgpack_to_json(&u.data);
                 char *text = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 

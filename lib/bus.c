@@ -57,9 +57,11 @@ static int sock_bind(zsock_t *s, const char *endpoint) {
 /* Unpack one msgpack map from a frame, refusing oversized input and trailing bytes. */
 static int unpack_map(const void *data, size_t size, msgpack_unpacked *ret) {
         size_t off = 0;
+        int r;
 
-        if (size == 0 || size > MP_MAX_MESSAGE_BYTES)
-                return -EMSGSIZE;
+        r = mp_check(data, size);
+        if (r < 0)
+                return r;
         msgpack_unpacked_init(ret);
         if (msgpack_unpack_next(ret, data, size, &off) != MSGPACK_UNPACK_SUCCESS || off != size ||
             ret->data.type != MSGPACK_OBJECT_MAP) {
@@ -401,10 +403,8 @@ void bus_deferred_fail(bus_deferred_t **dp, const char *code, const char *fmt, .
         msgpack_sbuffer_destroy(&buf);
 }
 
-/* Run one request and pack the whole reply body into buf. Returns BUS_DEFERRED when the
- * handler will answer later (buf is then empty and nothing is to be sent now). */
-static int server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, const void *data,
-                           size_t size, msgpack_sbuffer *buf) {
+int bus_server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, const void *data, size_t size,
+                        msgpack_sbuffer *buf) {
         msgpack_packer pk;
         msgpack_unpacked u;
         msgpack_object empty = { .type = MSGPACK_OBJECT_MAP };
@@ -489,7 +489,7 @@ static int server_on_readable(zloop_t *loop, zsock_t *sock, void *arg) {
                         }
                 }
                 msgpack_sbuffer_init(&buf);
-                if (server_dispatch(s, reply, method, zframe_data(body_f), zframe_size(body_f), &buf) ==
+                if (bus_server_dispatch(s, reply, method, zframe_data(body_f), zframe_size(body_f), &buf) ==
                     BUS_DEFERRED) {
                         msgpack_sbuffer_destroy(&buf);
                         goto next;

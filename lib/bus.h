@@ -95,6 +95,12 @@ typedef struct bus_server bus_server_t;
 int bus_server_new(const char *endpoint, const bus_method_t *methods, void *userdata, bus_server_t **ret);
 void bus_server_destroy(bus_server_t **self_p);
 int bus_server_attach(bus_server_t *self, zloop_t *loop);
+/* One request without the socket: the server's reader calls it for each [method][body] it
+ * receives (envelope: the routing frames a deferred reply goes back to). Packs the whole reply
+ * body into buf; returns BUS_DEFERRED when the handler answers later (buf is then empty). Every
+ * byte a peer sends reaches this: tests/fuzz/fuzz_bus_dispatch.c drives it with any. */
+int bus_server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, const void *data, size_t size,
+                        msgpack_sbuffer *buf);
 
 /* ---- requests: client -------------------------------------------------------------------- */
 

@@ -13,6 +13,105 @@
  * objects stop at HUSK_NESTING_MAX, which must therefore not be the looser of the two. */
 _Static_assert(HUSK_NESTING_MAX <= MSGPACK_EMBED_STACK_SIZE, "HUSK_NESTING_MAX exceeds msgpack-c's bound");
 
+/* Bytes of a header after its first, and the payload length it announces (strings, bin, ext). */
+static int item_length(const uint8_t *p, size_t left, size_t *ret_len, uint32_t *ret_children) {
+        uint8_t b = p[0];
+        size_t head = 1, payload = 0, width = 0;
+        uint32_t children = 0;
+
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+                ; /* fixint, nil, bool */
+        else if (b >= 0xa0 && b <= 0xbf)
+                payload = b & 0x1f;
+        else if (b >= 0x80 && b <= 0x8f)
+                children = 2u * (b & 0x0f);
+        else if (b >= 0x90 && b <= 0x9f)
+                children = b & 0x0f;
+        else
+                switch (b) {
+                case 0xcc: case 0xd0: head = 2; break;
+                case 0xcd: case 0xd1: head = 3; break;
+                case 0xca: case 0xce: case 0xd2: head = 5; break;
+                case 0xcb: case 0xcf: case 0xd3: head = 9; break;
+                case 0xd4: head = 3; break;
+                case 0xd5: head = 4; break;
+                case 0xd6: head = 6; break;
+                case 0xd7: head = 10; break;
+                case 0xd8: head = 18; break;
+                case 0xc4: case 0xd9: width = 1; break;
+                case 0xc5: case 0xda: width = 2; break;
+                case 0xc6: case 0xdb: width = 4; break;
+                case 0xc7: width = 1; head = 1; break; /* ext: length, then a type byte */
+                case 0xc8: width = 2; head = 1; break;
+                case 0xc9: width = 4; head = 1; break;
+                case 0xdc: case 0xde: width = 2; break;
+                case 0xdd: case 0xdf: width = 4; break;
+                default: return -EBADMSG; /* 0xc1 is never used */
+                }
+        if (width) {
+                uint64_t n = 0;
+
+                if (left < 1 + width)
+                        return -EBADMSG;
+                for (size_t k = 0; k < width; k++)
+                        n = n << 8 | p[1 + k];
+                head = 1 + width + (b >= 0xc7 && b <= 0xc9 ? 1 : 0);
+                if (b == 0xdc || b == 0xdd)
+                        children = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+                else if (b == 0xde || b == 0xdf) {
+                        if (n > UINT32_MAX / 2)
+                                return -EBADMSG;
+                        children = 2u * (uint32_t)n;
+                } else
+                        payload = (size_t)n;
+        }
+        if (head > left || payload > left - head)
+                return -EBADMSG;
+        *ret_len = head + payload;
+        *ret_children = children;
+        return 0;
+}
+
+int mp_check(const void *data, size_t size) {
+        const uint8_t *p = data;
+        uint32_t pending[HUSK_NESTING_MAX + 1]; /* children still to read, per open container */
+        size_t depth = 0, off = 0, objects = 0;
+
+        if (size == 0)
+                return -EBADMSG;
+        if (size > MP_MAX_MESSAGE_BYTES)
+                return -EMSGSIZE;
+        pending[0] = 1; /* the top-level object */
+        while (depth > 0 || pending[0] > 0) {
+                size_t len;
+                uint32_t children;
+                int r;
+
+                if (pending[depth] == 0) { /* this container is complete */
+                        depth--;
+                        continue;
+                }
+                if (off >= size)
+                        return -EBADMSG;
+                r = item_length(p + off, size - off, &len, &children);
+                if (r < 0)
+                        return r;
+                pending[depth]--;
+                off += len;
+                if (++objects > MP_MAX_MESSAGE_OBJECTS)
+                        return -E2BIG;
+                if (children == 0)
+                        continue;
+                /* Every child takes at least a byte: a count beyond the bytes left is a lie. */
+                if (children > size - off)
+                        return -EBADMSG;
+                if (depth + 1 > HUSK_NESTING_MAX)
+                        return -ELOOP;
+                pending[++depth] = children;
+        }
+        return off == size ? 0 : -EBADMSG;
+}
+
 bool mp_str_eq(const msgpack_object *o, const char *s) {
         size_t n = strlen(s);
 

@@ -13,6 +13,18 @@
 
 /* Largest body any husk message may have; decoders refuse bigger input before unpacking. */
 #define MP_MAX_MESSAGE_BYTES (4u * 1024u * 1024u)
+/* Most msgpack objects (every value, key and container counts one) a body may hold: what it
+ * unpacks to is at most this many msgpack_object (24 bytes each), whatever its size. */
+#define MP_MAX_MESSAGE_OBJECTS (1u << 20)
+
+/* Check, allocating nothing, that data[0..size) is exactly one well-formed msgpack object of at
+ * most MP_MAX_MESSAGE_BYTES bytes and MP_MAX_MESSAGE_OBJECTS objects, nested at most
+ * HUSK_NESTING_MAX deep, each container's declared count within the bytes left. Run it before
+ * msgpack-c unpacks outside input: msgpack-c allocates a container's entries from its declared
+ * count before it reads them (a 5-byte map32 header asks for 100 GiB), and a megabyte of nils
+ * becomes 24 MB of objects. -EMSGSIZE too big, -E2BIG too many objects, -ELOOP too deep,
+ * -EBADMSG anything else. */
+int mp_check(const void *data, size_t size);
 
 const msgpack_object *mp_map_get(const msgpack_object *map, const char *key);
 

@@ -182,7 +182,7 @@ int agent_frame_reader_next(agent_frame_reader_t *r, msgpack_unpacked *ret) {
                 return -ENOMEM;
         }
         memcpy(body, r->buf + 4, n);
-        if (msgpack_unpack(body, n, &off, zone, &obj) != MSGPACK_UNPACK_SUCCESS || off != n)
+        if (mp_check(body, n) < 0 || msgpack_unpack(body, n, &off, zone, &obj) != MSGPACK_UNPACK_SUCCESS || off != n)
                 goto malformed;
         if (obj.type != MSGPACK_OBJECT_MAP)
                 goto malformed;

@@ -327,7 +327,7 @@ static int on_log_event(logs_req_t *q, const void *body, size_t size, FILE **out
         int r = 0;
 
         msgpack_unpacked_init(&u);
-        if (size > MP_MAX_MESSAGE_BYTES || msgpack_unpack_next(&u, body, size, NULL) != MSGPACK_UNPACK_SUCCESS ||
+        if (mp_check(body, size) < 0 || msgpack_unpack_next(&u, body, size, NULL) != MSGPACK_UNPACK_SUCCESS ||
             u.data.type != MSGPACK_OBJECT_MAP)
                 goto out;
         if (mp_get_bool(&u.data, "purged", &purged) == 0 && purged) {

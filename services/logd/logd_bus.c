@@ -262,7 +262,7 @@ static int on_list_reply(zloop_t *loop, zsock_t *sock, void *arg) {
                 body = zmsg_next(msg);
                 msgpack_unpacked_init(&u);
                 if (delim && zframe_size(delim) == 0 && type && zframe_streq(type, "reply") && body &&
-                    zframe_size(body) <= MP_MAX_MESSAGE_BYTES &&
+                    mp_check(zframe_data(body), zframe_size(body)) == 0 &&
                     msgpack_unpack_next(&u, (const char *)zframe_data(body), zframe_size(body), NULL) == MSGPACK_UNPACK_SUCCESS &&
                     u.data.type == MSGPACK_OBJECT_MAP && mp_get_u64(&u.data, "id", &id) == 0 && id == d->list_id &&
                     now_monotonic_ms() < d->list_deadline) {

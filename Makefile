@@ -21,9 +21,9 @@ HUSK_VERSION := $(shell cat VERSION)
 # Each binary links only the libraries its own code and the lib/ and proto/ objects it pulls
 # from libhusk.a use; --as-needed drops the rest. The CLI loads neither civetweb, sqlite nor
 # libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); daemons load no curl.
-PKGS_lib       := libczmq libzmq msgpack yaml-0.1 jansson
-PKGS_daemon    := $(PKGS_lib) libsystemd
-PKGS_cli       := $(PKGS_lib) libcurl
+PKGS_core      := libczmq libzmq msgpack yaml-0.1 jansson
+PKGS_daemon    := $(PKGS_core) libsystemd
+PKGS_cli       := $(PKGS_core) libcurl
 PKGS_apiserver := $(PKGS_daemon) sqlite3
 PKGS_netd      := $(PKGS_daemon) libnftables
 PKGS_ALL       := $(sort $(PKGS_cli) $(PKGS_apiserver) $(PKGS_netd))
@@ -105,7 +105,9 @@ $(KIT)/.stamp: $(BUILD)/bin/husk-agent deploy/guest/build-kit.sh
 	@touch $@
 
 # ---- unit tests ----------------------------------------------------------------------------
-# tests/unit/<component>/test_*.c links the sanitized library plus the component's sources.
+# tests/unit/<component>/test_*.c links the sanitized library plus the component's sources,
+# the component's libraries and what tests use besides (cmocka; curl as an HTTP client).
+UNIT_LIBS  := $(call pkg_libs,libcurl) -lcmocka
 UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRCS))
 unit_comp   = $(word 1,$(subst /, ,$(patsubst tests/unit/%,%,$(1))))
@@ -113,7 +115,7 @@ unit_comp   = $(word 1,$(subst /, ,$(patsubst tests/unit/%,%,$(1))))
 define unit_rule
 $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(1)): $(call sanobj,$(1) $(call comp_srcs,$(call unit_comp,$(1)))) $(SAN_LIBHUSK)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(call unit_comp,$(1))) -lcmocka
+	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(call unit_comp,$(1))) $$(UNIT_LIBS)
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(t))))
 

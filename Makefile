@@ -59,8 +59,11 @@ comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter lib proto,$(1)),,service
 comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c)))
 
 BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUILD)/bin/husk-agent
+# lib/bus for the CLI: `husk tap`, its only user, opens it (cli/cli_tap_bus.c), so that czmq,
+# libzmq and the ~18 shared objects behind them are not loaded by every other verb.
+BUSMOD := $(BUILD)/lib/husk/husk-bus.so
 
-all: $(BINS)
+all: $(BINS) $(BUSMOD)
 
 $(BUILD)/obj/%.o: %.c VERSION
 	@mkdir -p $(dir $@)
@@ -88,6 +91,17 @@ $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,cli)
+
+picobj = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
+$(BUILD)/pic/%.o: %.c VERSION
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+BUSMOD_SRCS := lib/bus.c lib/log.c lib/mp.c lib/util.c
+$(BUSMOD): $(call picobj,$(BUSMOD_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -Wl,-z,defs $(AS_NEEDED) -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $^ \
+	  $(call pkg_libs,libczmq libzmq msgpack)
 
 # The agent runs as PID 1 of an initramfs with no libc: it is linked statically and
 # only against what it needs (msgpack-c and the agent codec), never czmq. static-pie keeps
@@ -156,6 +170,7 @@ $(BUILD)/fuzz-obj/%.o: %.c VERSION
 $(FUZZ_LIBHUSK): $(call fuzzobj,$(LIB_SRCS))
 	@rm -f $@
 	$(AR) rcs $@ $^
+.SECONDARY: $(call fuzzobj,$(FUZZ_SRCS))
 $(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIBHUSK)
 	@mkdir -p $(dir $@)
 	clang -fsanitize=fuzzer,address,undefined -o $@ $^ $(call pkg_libs,$(PKGS_daemon))
@@ -182,6 +197,8 @@ install: all guest
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/husk/kit \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(SYSCONFDIR)/husk
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/husk
+	install -m 0755 $(BUSMOD) $(DESTDIR)$(PREFIX)/lib/husk/
 	install -m 0644 $(KIT)/vmlinux $(KIT)/initrd.gz $(DESTDIR)$(PREFIX)/share/husk/kit/
 	for u in deploy/systemd/*.service deploy/systemd/*.target; do \
 	  sed 's|@BINDIR@|$(PREFIX)/bin|g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done
@@ -189,7 +206,7 @@ install: all guest
 	  sed 's|@KITDIR@|$(PREFIX)/share/husk/kit|g' deploy/config.example.yaml > $(DESTDIR)$(SYSCONFDIR)/husk/config.yaml
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
+	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
 
 .PHONY: all guest san-daemons unit fuzz integration check bench demo install clean
 .DELETE_ON_ERROR:

@@ -5,7 +5,8 @@ goal is to cost no more than the HTTP library alone (ratio <= 1.0). `true` is pr
 the cost of spawning and waiting for a process that loads libc only (the floor of this method).
 Each run is a posix_spawn with stdout on /dev/null and a waitpid, timed with perf_counter.
 Also printed: how many shared objects each loads (ldd) and the dynamic loader's own time
-(LD_DEBUG=statistics), where most of the difference goes.
+(LD_DEBUG=statistics, median of 15), where most of the difference goes: `husk` loads libcurl's
+dependencies plus msgpack-c, libyaml and jansson; czmq only in `husk tap` (cli/cli_tap_bus.c).
 
 Reproduce: make bench (or: HUSK_BUILD=$PWD/build /usr/bin/python3 tests/bench/bench_startup.py)
 Env: BENCH_RUNS (runs per command, default 300)."""
@@ -47,12 +48,15 @@ def shared_objects(path):
     return sum(1 for line in out.splitlines() if "=>" in line)
 
 
-def loader_cycles(argv):
-    """The dynamic loader's start-up time in cycles, as glibc reports it."""
+def loader_cycles(argv, runs=15):
+    """The dynamic loader's start-up time in cycles as glibc reports it, median of RUNS."""
     env = dict(os.environ, LD_DEBUG="statistics")
-    err = subprocess.run(argv, capture_output=True, text=True, env=env).stderr
-    m = re.search(r"total startup time in dynamic loader: (\d+) cycles", err)
-    return int(m.group(1)) if m else 0
+    cycles = []
+    for _ in range(runs):
+        err = subprocess.run(argv, capture_output=True, text=True, env=env).stderr
+        m = re.search(r"total startup time in dynamic loader: (\d+) cycles", err)
+        cycles.append(int(m.group(1)) if m else 0)
+    return pct(cycles, 50)
 
 
 def main():

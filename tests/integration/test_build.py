@@ -56,6 +56,8 @@ def test_binaries_are_hardened(name):
     assert "GNU_RELRO" in segments and re.search(r"\(FLAGS\).*\bBIND_NOW\b", dynamic), f"{name}: no full RELRO"
     if name == "husk-agent":
         assert "INTERP" not in segments, "husk-agent must stay static (static-pie)"
+        symbols = readelf("-s", path)
+        assert "__stack_chk_fail" in symbols and re.search(r"__\w+_chk\b", symbols.replace("__stack_chk_fail", ""))
         return
     symbols = readelf("--dyn-syms", path)
     assert "__stack_chk_fail" in symbols, f"{name}: no stack protector"

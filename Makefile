@@ -15,56 +15,101 @@ BUILD      ?= build
 CC         ?= gcc
 PYTHON     ?= /usr/bin/python3
 
-PKGS     := libczmq libzmq msgpack yaml-0.1 sqlite3 jansson libcurl libsystemd
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lcivetweb -lpthread
+# One version for every binary's --version, the CLI's User-Agent and the agent's hello.
+HUSK_VERSION := $(shell cat VERSION)
+
+# Each binary links only the libraries its own code and the lib/ and proto/ objects it pulls
+# from libhusk.a use; --as-needed drops the rest. The CLI loads neither civetweb, sqlite nor
+# libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); daemons load no curl.
+PKGS_core      := libczmq libzmq msgpack yaml-0.1 jansson
+PKGS_daemon    := $(PKGS_core) libsystemd
+PKGS_cli       := $(PKGS_core) libcurl
+PKGS_apiserver := $(PKGS_daemon) sqlite3
+PKGS_netd      := $(PKGS_daemon) libnftables
+PKGS_ALL       := $(sort $(PKGS_cli) $(PKGS_apiserver) $(PKGS_netd))
+pkg_libs        = $(shell pkg-config --libs $(1))
+PKG_CFLAGS     := $(shell pkg-config --cflags $(PKGS_ALL))
 
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wvla
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_KITDIR=\"$(PREFIX)/share/husk/kit\" -I. $(WARN) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+# Hardening for every binary: stack protector, FORTIFY (it needs an optimizing build: without
+# -O it is left out rather than warned about under -Werror), PIE and full RELRO.
+FORTIFY  := $(if $(filter -O1 -O2 -O3 -Os -Og -Ofast,$(CFLAGS)),-U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2)
+HARDEN_CFLAGS  := -fstack-protector-strong $(FORTIFY) -fPIE
+HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now
+AS_NEEDED := -Wl,--as-needed
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -DHUSK_KITDIR=\"$(PREFIX)/share/husk/kit\" \
+	-I. $(WARN) $(PKG_CFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_LDFLAGS := $(AS_NEEDED) $(HARDEN_LDFLAGS) $(LDFLAGS)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Objects of the normal build land in $(BUILD)/obj, those of the sanitized test build in $(BUILD)/san.
 obj     = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 sanobj  = $(patsubst %.c,$(BUILD)/san/%.o,$(1))
 
+# lib/ and proto/ as a static archive: a binary gets only the objects it references.
 LIB_SRCS   := $(wildcard lib/*.c) $(wildcard proto/*.c)
+LIBHUSK    := $(BUILD)/obj/libhusk.a
+SAN_LIBHUSK := $(BUILD)/san/libhusk.a
 SERVICES   := apiserver scheduler vmm-driver netd logd
-# Libraries only one component links (its daemon and its unit tests).
-LIBS_netd  := $(shell pkg-config --libs libnftables)
+# A component's libraries: the daemon list unless it has its own (the CLI, apiserver, netd).
+comp_libs   = $(call pkg_libs,$(if $(PKGS_$(1)),$(PKGS_$(1)),$(PKGS_daemon))) $(if $(filter apiserver,$(1)),-lcivetweb -lpthread)
 # Each component's sources except main.c: the part unit tests link against.
 comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter lib proto,$(1)),,services/$(1)))
 comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c)))
 
 BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUILD)/bin/husk-agent
+# lib/bus for the CLI: `husk tap`, its only user, opens it (cli/cli_tap_bus.c), so that czmq,
+# libzmq and the ~18 shared objects behind them are not loaded by every other verb.
+BUSMOD := $(BUILD)/lib/husk/husk-bus.so
 
-all: $(BINS)
+all: $(BINS) $(BUSMOD)
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c VERSION
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/san/%.o: %.c
+$(BUILD)/san/%.o: %.c VERSION
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
+$(LIBHUSK): $(call obj,$(LIB_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SAN_LIBHUSK): $(call sanobj,$(LIB_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
 define service_rule
-$(BUILD)/bin/husk-$(1): $(call obj,$(wildcard services/$(1)/*.c) $(LIB_SRCS))
+$(BUILD)/bin/husk-$(1): $(call obj,$(wildcard services/$(1)/*.c)) $(LIBHUSK)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(LIBS_$(1)) $$(LDFLAGS)
+	$$(CC) $$(CFLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(1))
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
-$(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c) $(LIB_SRCS))
+$(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,cli)
+
+picobj = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
+$(BUILD)/pic/%.o: %.c VERSION
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+BUSMOD_SRCS := lib/bus.c lib/log.c lib/mp.c lib/util.c
+$(BUSMOD): $(call picobj,$(BUSMOD_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -Wl,-z,defs $(AS_NEEDED) -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $^ \
+	  $(call pkg_libs,libczmq libzmq msgpack)
 
 # The agent runs as PID 1 of an initramfs with no libc: it is linked statically and
-# only against what it needs (msgpack-c and the agent codec), never czmq.
+# only against what it needs (msgpack-c and the agent codec), never czmq. static-pie keeps
+# ASLR for it (its objects are PIE like every other's).
 AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/mp.c lib/nesting.c lib/util.c
 $(BUILD)/bin/husk-agent: $(call obj,$(AGENT_SRCS))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -static -o $@ $^ -lmsgpackc -ljansson $(LDFLAGS)
+	$(CC) $(CFLAGS) -static-pie -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $^ -lmsgpackc -ljansson
 
 # ---- guest kit ---------------------------------------------------------------------------
 KIT := $(BUILD)/kit
@@ -74,15 +119,17 @@ $(KIT)/.stamp: $(BUILD)/bin/husk-agent deploy/guest/build-kit.sh
 	@touch $@
 
 # ---- unit tests ----------------------------------------------------------------------------
-# tests/unit/<component>/test_*.c links the sanitized library plus the component's sources.
+# tests/unit/<component>/test_*.c links the sanitized library plus the component's sources,
+# the component's libraries and what tests use besides (cmocka; curl as an HTTP client).
+UNIT_LIBS  := $(call pkg_libs,libcurl) -lcmocka
 UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRCS))
 unit_comp   = $(word 1,$(subst /, ,$(patsubst tests/unit/%,%,$(1))))
 
 define unit_rule
-$(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(1)): $(call sanobj,$(1) $(LIB_SRCS) $(call comp_srcs,$(call unit_comp,$(1))))
+$(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(1)): $(call sanobj,$(1) $(call comp_srcs,$(call unit_comp,$(1)))) $(SAN_LIBHUSK)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(LIBS_$(call unit_comp,$(1))) -lcmocka $$(LDFLAGS)
+	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(call unit_comp,$(1))) $$(UNIT_LIBS)
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(t))))
 
@@ -98,9 +145,9 @@ unit: $(UNIT_BINS)
 # tests, so they cost little more than linking.
 SAN_DAEMONS := $(foreach s,$(SERVICES),$(BUILD)/san/bin/husk-$(s))
 define san_service_rule
-$(BUILD)/san/bin/husk-$(1): $(call sanobj,$(wildcard services/$(1)/*.c) $(LIB_SRCS))
+$(BUILD)/san/bin/husk-$(1): $(call sanobj,$(wildcard services/$(1)/*.c)) $(SAN_LIBHUSK)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(LIBS_$(1)) $$(LDFLAGS)
+	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(1))
 endef
 $(foreach s,$(SERVICES),$(eval $(call san_service_rule,$(s))))
 san-daemons: $(SAN_DAEMONS)
@@ -109,12 +156,27 @@ san-daemons: $(SAN_DAEMONS)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 20
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+# Compiled like the other objects, with -MMD: a fuzzer is rebuilt when any file it includes
+# (the fuzzers #include service sources) changes, not only its own .c.
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -I. -g -O1 $(PKG_CFLAGS) -MMD -MP
+fuzzobj = $(patsubst %.c,$(BUILD)/fuzz-obj/%.o,$(1))
+FUZZ_LIBHUSK := $(BUILD)/fuzz-obj/libhusk.a
+$(BUILD)/fuzz-obj/tests/fuzz/%.o: tests/fuzz/%.c VERSION
 	@mkdir -p $(dir $@)
-	clang -std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-	  -o $@ $(filter %.c,$^) $(PKG_LIBS)
-# A fuzzer of a component's code links the component's sources as well.
-$(BUILD)/fuzz/fuzz_manifest_parse: $(call comp_srcs,apiserver)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -c $< -o $@
+$(BUILD)/fuzz-obj/%.o: %.c VERSION
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+$(FUZZ_LIBHUSK): $(call fuzzobj,$(LIB_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+.SECONDARY: $(call fuzzobj,$(FUZZ_SRCS))
+$(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIBHUSK)
+	@mkdir -p $(dir $@)
+	clang -fsanitize=fuzzer,address,undefined -o $@ $(filter %.o,$^) $(filter %.a,$^) \
+	  $(call pkg_libs,$(PKGS_apiserver)) -lcivetweb -lpthread
+# A fuzzer of a component's code links the component's objects as well.
+$(BUILD)/fuzz/fuzz_manifest_parse: $(call fuzzobj,$(call comp_srcs,apiserver))
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
@@ -146,6 +208,8 @@ install: all guest
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/husk/kit \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(SYSCONFDIR)/husk
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/husk
+	install -m 0755 $(BUSMOD) $(DESTDIR)$(PREFIX)/lib/husk/
 	install -m 0644 $(KIT)/vmlinux $(KIT)/initrd.gz $(DESTDIR)$(PREFIX)/share/husk/kit/
 	for u in deploy/systemd/*.service deploy/systemd/*.target; do \
 	  sed 's|@BINDIR@|$(PREFIX)/bin|g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done
@@ -153,7 +217,7 @@ install: all guest
 	  sed 's|@KITDIR@|$(PREFIX)/share/husk/kit|g' deploy/config.example.yaml > $(DESTDIR)$(SYSCONFDIR)/husk/config.yaml
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/bin $(BUILD)/fuzz
+	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
 
 .PHONY: all guest san-daemons unit fuzz integration check bench soak demo install clean
 .DELETE_ON_ERROR:

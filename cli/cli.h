@@ -5,10 +5,6 @@
 
 #include "lib/util.h"
 
-#ifndef HUSK_VERSION
-#define HUSK_VERSION "0.1.0"
-#endif
-
 #define CLI_DEFAULT_HOST "http://127.0.0.1:3030"
 
 /* Exit codes are Ring's, so scripts written against `ring` keep working; 2 is the usage

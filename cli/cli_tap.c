@@ -10,7 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_output.h"
-#include "lib/bus.h"
+#include "cli/cli_tap_bus.h"
 #include "lib/config.h"
 #include "lib/mp.h"
 #include "lib/nesting.h"
@@ -156,7 +156,8 @@ static void tap_help(void) {
                "  -h, --help              show this help\n");
 }
 
-static int tap_run(bus_sub_t *sub, const char *pattern, uint64_t count, uint64_t timeout_ms) {
+static int tap_run(const cli_tap_bus_t *bus, bus_sub_t *sub, const char *pattern, uint64_t count,
+                   uint64_t timeout_ms) {
         uint64_t deadline = timeout_ms ? now_monotonic_ms() + timeout_ms : 0, seen = 0;
 
         while (count == 0 || seen < count) {
@@ -166,7 +167,7 @@ static int tap_run(bus_sub_t *sub, const char *pattern, uint64_t count, uint64_t
                 size_t size = 0;
                 int slice = 250, r;
 
-                if (zsys_interrupted)
+                if (*bus->interrupted)
                         return CLI_EXIT_OK;
                 if (deadline) {
                         if (now >= deadline)
@@ -175,7 +176,7 @@ static int tap_run(bus_sub_t *sub, const char *pattern, uint64_t count, uint64_t
                                 slice = (int)(deadline - now);
                 }
                 /* Short slices so that Ctrl-C (czmq's handler sets zsys_interrupted) is seen. */
-                r = bus_sub_recv(sub, slice, &type, &body, &size);
+                r = bus->sub_recv(sub, slice, &type, &body, &size);
                 if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
                         continue;
                 if (r < 0) {
@@ -205,6 +206,7 @@ int verb_tap(cli_ctx_t *ctx, int argc, char **argv) {
         _cleanup_(husk_config_freep) husk_config_t *config = NULL;
         _cleanup_free_ char *error = NULL;
         const char *endpoints[_HUSK_DAEMON_MAX], *pattern = NULL, *path;
+        cli_tap_bus_t bus;
         bus_sub_t *sub = NULL;
         uint64_t count = 0, timeout_ms = 0;
         char prefix[BUS_TYPE_MAX + 1];
@@ -250,21 +252,29 @@ int verb_tap(cli_ctx_t *ctx, int argc, char **argv) {
                 return CLI_EXIT_FAILURE;
         }
 
-        r = bus_sub_new(endpoints, n, &sub);
+        r = cli_tap_bus_load(&bus, &error);
         if (r < 0) {
+                cli_error("cannot load the bus module: %s", error ? error : strerror(-r));
+                return CLI_EXIT_FAILURE;
+        }
+        r = bus.sub_new(endpoints, n, &sub);
+        if (r < 0) {
+                cli_tap_bus_unload(&bus);
                 cli_error("cannot connect to the bus: %s", strerror(-r));
                 return CLI_EXIT_FAILURE;
         }
         cli_tap_prefix(pattern, prefix, sizeof(prefix));
-        r = bus_sub_subscribe(sub, prefix);
+        r = bus.sub_subscribe(sub, prefix);
         if (r < 0) {
                 cli_error("cannot subscribe to '%s': %s", prefix, strerror(-r));
-                bus_sub_destroy(&sub);
+                bus.sub_destroy(&sub);
+                cli_tap_bus_unload(&bus);
                 return CLI_EXIT_FAILURE;
         }
         fprintf(stderr, "husk tap: listening on %zu publishers%s%s%s\n", n, pattern ? " for '" : "",
                 pattern ? pattern : "", pattern ? "'" : "");
-        r = tap_run(sub, pattern, count, timeout_ms);
-        bus_sub_destroy(&sub);
+        r = tap_run(&bus, sub, pattern, count, timeout_ms);
+        bus.sub_destroy(&sub);
+        cli_tap_bus_unload(&bus);
         return r;
 }

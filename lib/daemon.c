@@ -11,10 +11,6 @@
 
 #include "lib/log.h"
 
-#ifndef HUSK_VERSION
-#define HUSK_VERSION "0.1.0"
-#endif
-
 static void help(const husk_daemon_desc_t *d) {
         printf("husk-%s %s\n\n%s\n\n"
                "Options:\n"

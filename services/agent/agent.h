@@ -12,8 +12,8 @@
 #include "lib/util.h"
 #include "proto/agent_frame.h"
 
-#define AGENT_VERSION "0.1.0"
-#define AGENT_NAME "husk-agent " AGENT_VERSION
+/* HUSK_VERSION comes from the build (the VERSION file), like every husk binary's. */
+#define AGENT_NAME "husk-agent " HUSK_VERSION
 
 /* ---- agent_log.c: lines on the console, "husk-agent: ..." -------------------------------- */
 

@@ -350,7 +350,7 @@ static void remove_tag(netd_proxy_t *p, const char *tag) {
 static void run_ops(netd_proxy_t *p) {
         uint64_t v;
 
-        (void)read(p->wakefd, &v, sizeof(v));
+        (void)eventfd_read(p->wakefd, &v);
         pthread_mutex_lock(&p->lock);
         for (op_t *o = p->ops; o; o = o->next) {
                 if (o->done)
@@ -450,7 +450,7 @@ static int submit(netd_proxy_t *p, op_t *o) {
         o->next = p->ops;
         p->ops = o;
         pthread_mutex_unlock(&p->lock);
-        (void)write(p->wakefd, &one, sizeof(one));
+        (void)eventfd_write(p->wakefd, one);
         pthread_mutex_lock(&p->lock);
         while (!o->done)
                 pthread_cond_wait(&p->cond, &p->lock);
@@ -504,7 +504,7 @@ void netd_proxy_free(netd_proxy_t *p) {
         if (!p)
                 return;
         __atomic_store_n(&p->stop, true, __ATOMIC_RELEASE);
-        (void)write(p->wakefd, &one, sizeof(one));
+        (void)eventfd_write(p->wakefd, one);
         pthread_join(p->thread, NULL);
         while (p->conns)
                 conn_close(p, p->conns);

@@ -197,7 +197,7 @@ static void test_hello(void **state) {
         assert_u64(&u.data, "version", AGENT_PROTOCOL_VERSION);
         assert_int_equal(mp_get_bool(&u.data, "ready", &ready), 0);
         assert_true(ready);
-        assert_str(&u.data, "agent", "husk-agent " AGENT_VERSION);
+        assert_str(&u.data, "agent", "husk-agent " HUSK_VERSION);
         assert_false(s.shutdown_requested);
         msgpack_unpacked_destroy(&u);
 }

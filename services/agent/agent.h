@@ -247,6 +247,9 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
 void agent_workload_signal(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_workload_status(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+/* The one error answer every handler packs: {type: error, id, code, message}; without id (NULL)
+ * when the request had none we could read (agent_proto.c). */
+void agent_pack_error(msgpack_packer *pk, const uint64_t *id, const char *code, const char *message);
 /* A child was reaped: true when it was the workload's or an exec's. */
 bool agent_child_exited(agent_state_t *s, pid_t pid, int wstatus);
 /* Loop hooks: the fds to poll, what came in, and what is finished (answers to queue). */

@@ -41,8 +41,10 @@ int cmdline_get(const char *cmdline, const char *key, char **ret);
  * keeps such words for built-in code only: for loadable modules the loader must pass them.
  * *ret is "" when there are none. */
 int cmdline_module_options(const char *cmdline, const char *module, char **ret);
-/* A hostname-safe instance id: 1..63 of [a-zA-Z0-9-], not starting with '-'. */
-bool instance_id_valid(const char *id);
+/* A hostname-safe name for the guest (husk.instance, the hostname field): 1..63 of
+ * [a-zA-Z0-9-], not starting with '-'. Looser than proto's instance_id_valid on purpose: the
+ * guest only needs a hostname it can set. */
+bool agent_hostname_valid(const char *id);
 
 /* ---- agent_init.c: PID 1 setup ---------------------------------------------------------- */
 

@@ -242,7 +242,7 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         if ((r < 0 && r != -ENOENT) || (tag && streq(mode, "disk") != (strncmp(tag, "/dev/vd", 7) == 0)))
                 return agent_pack_error(pk, &id, "invalid", "tag: a virtio-fs tag of at most 36 bytes, or /dev/vdX for mode disk");
         r = mp_get_str(req, "hostname", HOSTNAME_MAX, &hostname);
-        if ((r < 0 && r != -ENOENT) || (hostname && !instance_id_valid(hostname)))
+        if ((r < 0 && r != -ENOENT) || (hostname && !agent_hostname_valid(hostname)))
                 return agent_pack_error(pk, &id, "invalid", "hostname: must be a hostname");
         r = mp_get_str(req, "kind", 16, &kind);
         if (r < 0 && r != -ENOENT)

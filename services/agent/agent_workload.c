@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/child.h"
 #include "lib/mp.h"
 
 #define IMAGE_DIR "/mnt/image" /* the virtio-fs export, read-only */
@@ -67,15 +68,10 @@ int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd,
                 return err;
         }
         if (pid == 0) {
-                sigset_t none;
                 int fd;
 
                 close(errpipe[0]);
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                for (int sig = 1; sig < NSIG; sig++)
-                        if (sig != SIGKILL && sig != SIGSTOP)
-                                signal(sig, SIG_DFL);
+                child_reset_signals();
                 setsid();
                 if (in_fd < 0) {
                         fd = open("/dev/null", O_RDONLY);

@@ -434,7 +434,6 @@ int route_deployment_logs(http_request_t *req) {
         _cleanup_free_ char *buf = NULL;
         char level[16] = "", instance[16] = "", events[128];
         const char *endpoints[1];
-        store_deployment_t d = {};
         bus_sub_t *sub = NULL;
         bool following = false, first = true;
         size_t size = 0;
@@ -450,13 +449,9 @@ int route_deployment_logs(http_request_t *req) {
                 return r;
         q->sse = following || wants_sse(req);
 
-        r = store_deployment_get(req->api->store, req->arg, &d);
-        store_deployment_clear(&d);
-        if (r == -ENOENT)
-                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
-                                          req->arg);
-        if (r < 0)
-                return http_reply_internal(req, r, "reading the deployment");
+        r = route_deployment_need(req, NULL);
+        if (r > 0)
+                return r;
 
         if (following) {
                 if (atomic_fetch_add(&followers, 1) >= LOGS_FOLLOW_MAX) {

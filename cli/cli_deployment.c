@@ -51,11 +51,29 @@ static int fetch_list(cli_http_t *h, const char *path, json_t **ret) {
         return CLI_EXIT_OK;
 }
 
-static int deployment_path(const char *id, char **ret) {
+int cli_deployment_path(const char *id, const char *sub, const char *const *query, char **ret) {
         _cleanup_free_ char *e = cli_url_escape(id);
+        char *path = NULL;
+        size_t size = 0;
+        bool first = true;
+        FILE *f;
 
-        if (!e || asprintf(ret, "/deployments/%s", e) < 0)
+        if (!e)
                 return -ENOMEM;
+        f = open_memstream(&path, &size);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f, "/deployments/%s", e);
+        if (sub)
+                fprintf(f, "/%s", sub);
+        for (size_t i = 0; query && query[i]; i += 2)
+                if (query[i + 1])
+                        cli_query_add(f, &first, query[i], query[i + 1]);
+        if (fclose(f) != 0) {
+                free(path);
+                return -ENOMEM;
+        }
+        *ret = path;
         return 0;
 }
 
@@ -101,6 +119,20 @@ int cli_deployment_resolve(cli_http_t *h, const char *ref, const char *namespace
         }
         *ret_id = strdup(cli_json_str(found, "id", ""));
         return *ret_id ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+}
+
+int cli_deployment_open(cli_ctx_t *ctx, const char *ref, const char *namespace_, cli_http_t **ret_h, char **ret_id) {
+        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
+        int r;
+
+        r = cli_http_open(ctx->host, &h);
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = cli_deployment_resolve(h, ref, namespace_, ret_id);
+        if (r != CLI_EXIT_OK)
+                return r;
+        *ret_h = TAKE_PTR(h);
+        return CLI_EXIT_OK;
 }
 
 /* ---- list ----------------------------------------------------------------------------------- */
@@ -261,13 +293,10 @@ static int deployment_inspect(cli_ctx_t *ctx, int argc, char **argv) {
         if (!streq(output, "text") && !streq(output, "json"))
                 return cli_usage_error(cmd, "unknown output format '%s' (text or json)", output);
 
-        r = cli_http_open(ctx->host, &h);
+        r = cli_deployment_open(ctx, ref, namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = cli_deployment_resolve(h, ref, namespace_, &id);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (deployment_path(id, &path) < 0)
+        if (cli_deployment_path(id, NULL, NULL, &path) < 0)
                 return CLI_EXIT_FAILURE;
         if (asprintf(&what, "cannot inspect deployment '%s'", ref) < 0) {
                 what = NULL;
@@ -305,7 +334,7 @@ static int delete_one(cli_http_t *h, const char *ref, const char *namespace_) {
         r = cli_deployment_resolve(h, ref, namespace_, &id);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (deployment_path(id, &path) < 0)
+        if (cli_deployment_path(id, NULL, NULL, &path) < 0)
                 return CLI_EXIT_FAILURE;
         r = cli_http_request(h, "DELETE", path, NULL, &resp, &error);
         if (r < 0)

@@ -32,7 +32,7 @@ int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv) {
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_(cli_table_freep) cli_table_t *t = NULL;
         _cleanup_(json_decrefp) json_t *list = NULL;
-        _cleanup_free_ char *id = NULL, *e = NULL, *path = NULL;
+        _cleanup_free_ char *id = NULL, *path = NULL;
         const char *namespace_ = NULL, *output = "table";
         const json_t *c;
         size_t i;
@@ -59,14 +59,10 @@ int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv) {
                 return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
         if (!streq(output, "table") && !streq(output, "json"))
                 return cli_usage_error(cmd, "unknown output format '%s' (table or json)", output);
-        r = cli_http_open(ctx->host, &h);
+        r = cli_deployment_open(ctx, argv[optind], namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = cli_deployment_resolve(h, argv[optind], namespace_, &id);
-        if (r != CLI_EXIT_OK)
-                return r;
-        e = cli_url_escape(id);
-        if (!e || asprintf(&path, "/deployments/%s/health-checks", e) < 0)
+        if (cli_deployment_path(id, "health-checks", NULL, &path) < 0)
                 return CLI_EXIT_FAILURE;
         r = cli_http_get_json(h, path, "cannot read the health checks", &list);
         if (r != CLI_EXIT_OK)

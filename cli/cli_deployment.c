@@ -121,6 +121,48 @@ int cli_deployment_resolve(cli_http_t *h, const char *ref, const char *namespace
         return *ret_id ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }
 
+int cli_deployment_args(const char *cmd, int argc, char **argv, const char *output, const char *format,
+                        const char **ret_ref) {
+        if (optind + 1 != argc)
+                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
+        if (format && !streq(output, format) && !streq(output, "json"))
+                return cli_usage_error(cmd, "unknown output format '%s' (%s or json)", output, format);
+        *ret_ref = argv[optind];
+        return CLI_EXIT_OK;
+}
+
+int cli_deployment_verb_args(const char *cmd, void (*help)(void), const char *format, int argc, char **argv,
+                             cli_verb_args_t *ret) {
+        static const struct option options[] = {
+                { "namespace", required_argument, NULL, 'n' },
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int c;
+
+        *ret = (cli_verb_args_t){ .output = format };
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":n:o:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'n':
+                        ret->namespace_ = optarg;
+                        break;
+                case 'o':
+                        ret->output = optarg;
+                        break;
+                case 'h':
+                        help();
+                        ret->help = true;
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error(cmd, c, optopt, argv, optind);
+                }
+        }
+        return cli_deployment_args(cmd, argc, argv, ret->output, format, &ret->ref);
+}
+
 int cli_deployment_open(cli_ctx_t *ctx, const char *ref, const char *namespace_, cli_http_t **ret_h, char **ret_id) {
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         int r;
@@ -257,43 +299,19 @@ static void inspect_help(void) {
 }
 
 static int deployment_inspect(cli_ctx_t *ctx, int argc, char **argv) {
-        static const struct option options[] = {
-                { "namespace", required_argument, NULL, 'n' },
-                { "output", required_argument, NULL, 'o' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
-        static const char *const cmd = "husk deployment inspect";
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_(json_decrefp) json_t *d = NULL;
         _cleanup_free_ char *id = NULL, *path = NULL, *what = NULL;
-        const char *namespace_ = NULL, *output = "text", *ref;
-        int c, r;
+        const char *output, *ref;
+        cli_verb_args_t a;
+        int r;
 
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, ":n:o:h", options, NULL)) >= 0) {
-                switch (c) {
-                case 'n':
-                        namespace_ = optarg;
-                        break;
-                case 'o':
-                        output = optarg;
-                        break;
-                case 'h':
-                        inspect_help();
-                        return CLI_EXIT_OK;
-                default:
-                        return cli_getopt_error(cmd, c, optopt, argv, optind);
-                }
-        }
-        if (optind + 1 != argc)
-                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
-        ref = argv[optind];
-        if (!streq(output, "text") && !streq(output, "json"))
-                return cli_usage_error(cmd, "unknown output format '%s' (text or json)", output);
-
-        r = cli_deployment_open(ctx, ref, namespace_, &h, &id);
+        r = cli_deployment_verb_args("husk deployment inspect", inspect_help, "text", argc, argv, &a);
+        if (r != CLI_EXIT_OK || a.help)
+                return r;
+        output = a.output;
+        ref = a.ref;
+        r = cli_deployment_open(ctx, ref, a.namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
         if (cli_deployment_path(id, NULL, NULL, &path) < 0)

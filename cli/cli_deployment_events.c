@@ -110,11 +110,9 @@ int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv) {
                         return cli_getopt_error(cmd, c, optopt, argv, optind);
                 }
         }
-        if (optind + 1 != argc)
-                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
-        ref = argv[optind];
-        if (!streq(output, "table") && !streq(output, "json"))
-                return cli_usage_error(cmd, "unknown output format '%s' (table or json)", output);
+        r = cli_deployment_args(cmd, argc, argv, output, "table", &ref);
+        if (r != CLI_EXIT_OK)
+                return r;
         if (level && !streq(level, "info") && !streq(level, "warning") && !streq(level, "error"))
                 return cli_usage_error(cmd, "unknown level '%s' (info, warning or error)", level);
         if (limit && (parse_u64(limit, &n) < 0 || n == 0 || n > 1000))

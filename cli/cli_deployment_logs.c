@@ -272,6 +272,7 @@ int cli_deployment_logs(cli_ctx_t *ctx, int argc, char **argv) {
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_free_ char *id = NULL, *path = NULL;
         const char *namespace_ = NULL, *tail = NULL, *since = NULL, *level = NULL, *instance = NULL, *output = "text";
+        const char *ref;
         bool follow = false, timestamps = false, wide = false, known = false;
         sse_t s = { .format = FORMAT_TEXT };
         uint64_t n;
@@ -315,8 +316,9 @@ int cli_deployment_logs(cli_ctx_t *ctx, int argc, char **argv) {
                         return cli_getopt_error(cmd, c, optopt, argv, optind);
                 }
         }
-        if (optind + 1 != argc)
-                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
+        r = cli_deployment_args(cmd, argc, argv, output, NULL, &ref);
+        if (r != CLI_EXIT_OK)
+                return r;
         if (tail && !streq(tail, "all") && (parse_u64(tail, &n) < 0))
                 return cli_usage_error(cmd, "--tail takes a number of lines, not '%s'", tail);
         for (size_t k = 0; level && k < ELEMENTSOF(levels); k++)
@@ -332,12 +334,12 @@ int cli_deployment_logs(cli_ctx_t *ctx, int argc, char **argv) {
         else if (timestamps)
                 s.format = FORMAT_TIMESTAMPS;
 
-        r = cli_deployment_open(ctx, argv[optind], namespace_, &h, &id);
+        r = cli_deployment_open(ctx, ref, namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
         if (logs_path(id, tail, since, level, instance, follow, &path) < 0)
                 return CLI_EXIT_FAILURE;
-        r = stream(h, path, argv[optind], &s);
+        r = stream(h, path, ref, &s);
         free(s.line);
         free(s.data);
         free(s.error_body);

@@ -51,11 +51,29 @@ static int fetch_list(cli_http_t *h, const char *path, json_t **ret) {
         return CLI_EXIT_OK;
 }
 
-static int deployment_path(const char *id, char **ret) {
+int cli_deployment_path(const char *id, const char *sub, const char *const *query, char **ret) {
         _cleanup_free_ char *e = cli_url_escape(id);
+        char *path = NULL;
+        size_t size = 0;
+        bool first = true;
+        FILE *f;
 
-        if (!e || asprintf(ret, "/deployments/%s", e) < 0)
+        if (!e)
                 return -ENOMEM;
+        f = open_memstream(&path, &size);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f, "/deployments/%s", e);
+        if (sub)
+                fprintf(f, "/%s", sub);
+        for (size_t i = 0; query && query[i]; i += 2)
+                if (query[i + 1])
+                        cli_query_add(f, &first, query[i], query[i + 1]);
+        if (fclose(f) != 0) {
+                free(path);
+                return -ENOMEM;
+        }
+        *ret = path;
         return 0;
 }
 
@@ -101,6 +119,62 @@ int cli_deployment_resolve(cli_http_t *h, const char *ref, const char *namespace
         }
         *ret_id = strdup(cli_json_str(found, "id", ""));
         return *ret_id ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+}
+
+int cli_deployment_args(const char *cmd, int argc, char **argv, const char *output, const char *format,
+                        const char **ret_ref) {
+        if (optind + 1 != argc)
+                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
+        if (format && !streq(output, format) && !streq(output, "json"))
+                return cli_usage_error(cmd, "unknown output format '%s' (%s or json)", output, format);
+        *ret_ref = argv[optind];
+        return CLI_EXIT_OK;
+}
+
+int cli_deployment_verb_args(const char *cmd, void (*help)(void), const char *format, int argc, char **argv,
+                             cli_verb_args_t *ret) {
+        static const struct option options[] = {
+                { "namespace", required_argument, NULL, 'n' },
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int c;
+
+        *ret = (cli_verb_args_t){ .output = format };
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":n:o:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'n':
+                        ret->namespace_ = optarg;
+                        break;
+                case 'o':
+                        ret->output = optarg;
+                        break;
+                case 'h':
+                        help();
+                        ret->help = true;
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error(cmd, c, optopt, argv, optind);
+                }
+        }
+        return cli_deployment_args(cmd, argc, argv, ret->output, format, &ret->ref);
+}
+
+int cli_deployment_open(cli_ctx_t *ctx, const char *ref, const char *namespace_, cli_http_t **ret_h, char **ret_id) {
+        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
+        int r;
+
+        r = cli_http_open(ctx->host, &h);
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = cli_deployment_resolve(h, ref, namespace_, ret_id);
+        if (r != CLI_EXIT_OK)
+                return r;
+        *ret_h = TAKE_PTR(h);
+        return CLI_EXIT_OK;
 }
 
 /* ---- list ----------------------------------------------------------------------------------- */
@@ -225,49 +299,22 @@ static void inspect_help(void) {
 }
 
 static int deployment_inspect(cli_ctx_t *ctx, int argc, char **argv) {
-        static const struct option options[] = {
-                { "namespace", required_argument, NULL, 'n' },
-                { "output", required_argument, NULL, 'o' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
-        static const char *const cmd = "husk deployment inspect";
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_(json_decrefp) json_t *d = NULL;
         _cleanup_free_ char *id = NULL, *path = NULL, *what = NULL;
-        const char *namespace_ = NULL, *output = "text", *ref;
-        int c, r;
+        const char *output, *ref;
+        cli_verb_args_t a;
+        int r;
 
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, ":n:o:h", options, NULL)) >= 0) {
-                switch (c) {
-                case 'n':
-                        namespace_ = optarg;
-                        break;
-                case 'o':
-                        output = optarg;
-                        break;
-                case 'h':
-                        inspect_help();
-                        return CLI_EXIT_OK;
-                default:
-                        return cli_getopt_error(cmd, c, optopt, argv, optind);
-                }
-        }
-        if (optind + 1 != argc)
-                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
-        ref = argv[optind];
-        if (!streq(output, "text") && !streq(output, "json"))
-                return cli_usage_error(cmd, "unknown output format '%s' (text or json)", output);
-
-        r = cli_http_open(ctx->host, &h);
+        r = cli_deployment_verb_args("husk deployment inspect", inspect_help, "text", argc, argv, &a);
+        if (r != CLI_EXIT_OK || a.help)
+                return r;
+        output = a.output;
+        ref = a.ref;
+        r = cli_deployment_open(ctx, ref, a.namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = cli_deployment_resolve(h, ref, namespace_, &id);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (deployment_path(id, &path) < 0)
+        if (cli_deployment_path(id, NULL, NULL, &path) < 0)
                 return CLI_EXIT_FAILURE;
         if (asprintf(&what, "cannot inspect deployment '%s'", ref) < 0) {
                 what = NULL;
@@ -305,7 +352,7 @@ static int delete_one(cli_http_t *h, const char *ref, const char *namespace_) {
         r = cli_deployment_resolve(h, ref, namespace_, &id);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (deployment_path(id, &path) < 0)
+        if (cli_deployment_path(id, NULL, NULL, &path) < 0)
                 return CLI_EXIT_FAILURE;
         r = cli_http_request(h, "DELETE", path, NULL, &resp, &error);
         if (r < 0)

@@ -44,6 +44,33 @@ struct cli_ctx;
  * (cli_deployment.c). */
 int cli_deployment_resolve(struct cli_http *h, const char *ref, const char *namespace_, char **ret_id);
 
+/* After a verb's options: the one ID|NAME argument left in argv (from optind) into *ret_ref, and,
+ * unless format is NULL, output checked to be format or "json". Returns CLI_EXIT_OK, or the exit
+ * code of the usage error told (cli_deployment.c). */
+int cli_deployment_args(const char *cmd, int argc, char **argv, const char *output, const char *format,
+                        const char **ret_ref);
+
+/* The command line of a verb that takes only -n NS, -o FORMAT (format or json) and -h, and one
+ * ID|NAME: parsed into *ret (output defaults to format). Returns CLI_EXIT_OK, with ret->help set
+ * when help() was shown and the verb is done, or the exit code of the usage error told. */
+typedef struct cli_verb_args {
+        const char *namespace_, *output, *ref;
+        bool help;
+} cli_verb_args_t;
+int cli_deployment_verb_args(const char *cmd, void (*help)(void), const char *format, int argc, char **argv,
+                             cli_verb_args_t *ret);
+
+/* What every verb on one deployment starts with: the connection to the apiserver and the full
+ * id of the deployment ref (ID, id prefix or NAME) means. Returns CLI_EXIT_OK, or an exit code
+ * after telling why not (cli_deployment.c). */
+int cli_deployment_open(struct cli_ctx *ctx, const char *ref, const char *namespace_, struct cli_http **ret_h,
+                        char **ret_id);
+
+/* "/deployments/<id>", then "/<sub>" unless sub is NULL, then "?name=value&..." from query: pairs
+ * of name and value up to a NULL name, a pair with a NULL value left out (NULL query: none).
+ * Everything is URL-escaped. Returns 0 or -ENOMEM. */
+int cli_deployment_path(const char *id, const char *sub, const char *const *query, char **ret);
+
 /* `husk deployment events` (cli_deployment_events.c). */
 int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv);
 /* `husk deployment health-checks` (cli_deployment_health.c). */

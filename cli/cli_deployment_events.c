@@ -62,32 +62,11 @@ static void print_events(const json_t *list, bool json, bool *header_done, uint6
 }
 
 static int events_path(const char *id, const char *level, const char *limit, uint64_t after, char **ret) {
-        _cleanup_free_ char *e = cli_url_escape(id);
-        char *path = NULL, num[24];
-        size_t size = 0;
-        bool first = true;
-        FILE *f;
+        char num[24];
+        const char *query[] = { "level", level, "limit", after ? NULL : limit, "after", after ? num : NULL, NULL };
 
-        if (!e)
-                return -ENOMEM;
-        f = open_memstream(&path, &size);
-        if (!f)
-                return -ENOMEM;
-        fprintf(f, "/deployments/%s/events", e);
-        if (level)
-                cli_query_add(f, &first, "level", level);
-        if (limit && !after)
-                cli_query_add(f, &first, "limit", limit);
-        if (after) {
-                snprintf(num, sizeof(num), "%llu", (unsigned long long)after);
-                cli_query_add(f, &first, "after", num);
-        }
-        if (fclose(f) != 0) {
-                free(path);
-                return -ENOMEM;
-        }
-        *ret = path;
-        return 0;
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)after);
+        return cli_deployment_path(id, "events", query, ret);
 }
 
 int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv) {
@@ -131,20 +110,15 @@ int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv) {
                         return cli_getopt_error(cmd, c, optopt, argv, optind);
                 }
         }
-        if (optind + 1 != argc)
-                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
-        ref = argv[optind];
-        if (!streq(output, "table") && !streq(output, "json"))
-                return cli_usage_error(cmd, "unknown output format '%s' (table or json)", output);
+        r = cli_deployment_args(cmd, argc, argv, output, "table", &ref);
+        if (r != CLI_EXIT_OK)
+                return r;
         if (level && !streq(level, "info") && !streq(level, "warning") && !streq(level, "error"))
                 return cli_usage_error(cmd, "unknown level '%s' (info, warning or error)", level);
         if (limit && (parse_u64(limit, &n) < 0 || n == 0 || n > 1000))
                 return cli_usage_error(cmd, "--limit takes a number from 1 to 1000");
 
-        r = cli_http_open(ctx->host, &h);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = cli_deployment_resolve(h, ref, namespace_, &id);
+        r = cli_deployment_open(ctx, ref, namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
         if (follow)

@@ -83,7 +83,7 @@ int cli_deployment_exec(cli_ctx_t *ctx, int argc, char **argv) {
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_(json_decrefp) json_t *body = json_object(), *env = json_object(), *command = json_array();
         _cleanup_(cli_response_clear) cli_response_t resp = {};
-        _cleanup_free_ char *id = NULL, *path = NULL, *escaped = NULL, *error = NULL, *input = NULL, *what = NULL;
+        _cleanup_free_ char *id = NULL, *path = NULL, *error = NULL, *input = NULL, *what = NULL;
         const char *namespace_ = NULL, *ref = NULL;
         int c, r, n_opts = argc, first_cmd = -1;
         bool with_stdin = false;
@@ -159,14 +159,10 @@ int cli_deployment_exec(cli_ctx_t *ctx, int argc, char **argv) {
                 json_object_set_new(body, "stdin", json_stringn(input, input_size));
         }
 
-        r = cli_http_open(ctx->host, &h);
+        r = cli_deployment_open(ctx, ref, namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = cli_deployment_resolve(h, ref, namespace_, &id);
-        if (r != CLI_EXIT_OK)
-                return r;
-        escaped = cli_url_escape(id);
-        if (!escaped || asprintf(&path, "/deployments/%s/exec", escaped) < 0)
+        if (cli_deployment_path(id, "exec", NULL, &path) < 0)
                 return CLI_EXIT_FAILURE;
         r = cli_http_request(h, "POST", path, body, &resp, &error);
         if (r < 0)

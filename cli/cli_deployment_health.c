@@ -1,5 +1,4 @@
 /* cli_deployment_health.c: `husk deployment health-checks ID|NAME`: each check of each instance, its status and latest results. */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,52 +20,23 @@ static void health_help(void) {
 }
 
 int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct option options[] = {
-                { "namespace", required_argument, NULL, 'n' },
-                { "output", required_argument, NULL, 'o' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
-        static const char *const cmd = "husk deployment health-checks";
         static const char *const headers[] = { "INSTANCE", "CHECK", "TARGET", "READINESS", "STATUS", "FAILURES", "LAST" };
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_(cli_table_freep) cli_table_t *t = NULL;
         _cleanup_(json_decrefp) json_t *list = NULL;
-        _cleanup_free_ char *id = NULL, *e = NULL, *path = NULL;
-        const char *namespace_ = NULL, *output = "table";
+        _cleanup_free_ char *id = NULL, *path = NULL;
         const json_t *c;
+        cli_verb_args_t a;
         size_t i;
-        int opt, r;
+        int r;
 
-        optind = 0;
-        opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":n:o:h", options, NULL)) >= 0) {
-                switch (opt) {
-                case 'n':
-                        namespace_ = optarg;
-                        break;
-                case 'o':
-                        output = optarg;
-                        break;
-                case 'h':
-                        health_help();
-                        return CLI_EXIT_OK;
-                default:
-                        return cli_getopt_error(cmd, opt, optopt, argv, optind);
-                }
-        }
-        if (optind + 1 != argc)
-                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
-        if (!streq(output, "table") && !streq(output, "json"))
-                return cli_usage_error(cmd, "unknown output format '%s' (table or json)", output);
-        r = cli_http_open(ctx->host, &h);
+        r = cli_deployment_verb_args("husk deployment health-checks", health_help, "table", argc, argv, &a);
+        if (r != CLI_EXIT_OK || a.help)
+                return r;
+        r = cli_deployment_open(ctx, a.ref, a.namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = cli_deployment_resolve(h, argv[optind], namespace_, &id);
-        if (r != CLI_EXIT_OK)
-                return r;
-        e = cli_url_escape(id);
-        if (!e || asprintf(&path, "/deployments/%s/health-checks", e) < 0)
+        if (cli_deployment_path(id, "health-checks", NULL, &path) < 0)
                 return CLI_EXIT_FAILURE;
         r = cli_http_get_json(h, path, "cannot read the health checks", &list);
         if (r != CLI_EXIT_OK)
@@ -75,7 +45,7 @@ int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv) {
                 cli_error("cannot read the health checks: husk-apiserver did not answer with a list");
                 return CLI_EXIT_FAILURE;
         }
-        if (streq(output, "json")) {
+        if (streq(a.output, "json")) {
                 cli_json_write(stdout, list);
                 return CLI_EXIT_OK;
         }

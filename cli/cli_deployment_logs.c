@@ -191,34 +191,10 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
 
 static int logs_path(const char *id, const char *tail, const char *since, const char *level, const char *instance,
                      bool follow, char **ret) {
-        _cleanup_free_ char *e = cli_url_escape(id);
-        char *path = NULL;
-        size_t size = 0;
-        bool first = true;
-        FILE *f;
+        const char *query[] = { "tail",     tail,     "since",  since,                  "level", level,
+                                "instance", instance, "follow", follow ? "true" : NULL, NULL };
 
-        if (!e)
-                return -ENOMEM;
-        f = open_memstream(&path, &size);
-        if (!f)
-                return -ENOMEM;
-        fprintf(f, "/deployments/%s/logs", e);
-        if (tail)
-                cli_query_add(f, &first, "tail", tail);
-        if (since)
-                cli_query_add(f, &first, "since", since);
-        if (level)
-                cli_query_add(f, &first, "level", level);
-        if (instance)
-                cli_query_add(f, &first, "instance", instance);
-        if (follow)
-                cli_query_add(f, &first, "follow", "true");
-        if (fclose(f) != 0) {
-                free(path);
-                return -ENOMEM;
-        }
-        *ret = path;
-        return 0;
+        return cli_deployment_path(id, "logs", query, ret);
 }
 
 static int stream(cli_http_t *h, const char *path, const char *ref, sse_t *s) {
@@ -296,6 +272,7 @@ int cli_deployment_logs(cli_ctx_t *ctx, int argc, char **argv) {
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_free_ char *id = NULL, *path = NULL;
         const char *namespace_ = NULL, *tail = NULL, *since = NULL, *level = NULL, *instance = NULL, *output = "text";
+        const char *ref;
         bool follow = false, timestamps = false, wide = false, known = false;
         sse_t s = { .format = FORMAT_TEXT };
         uint64_t n;
@@ -339,8 +316,9 @@ int cli_deployment_logs(cli_ctx_t *ctx, int argc, char **argv) {
                         return cli_getopt_error(cmd, c, optopt, argv, optind);
                 }
         }
-        if (optind + 1 != argc)
-                return cli_usage_error(cmd, optind == argc ? "missing ID or NAME" : "one ID or NAME at a time");
+        r = cli_deployment_args(cmd, argc, argv, output, NULL, &ref);
+        if (r != CLI_EXIT_OK)
+                return r;
         if (tail && !streq(tail, "all") && (parse_u64(tail, &n) < 0))
                 return cli_usage_error(cmd, "--tail takes a number of lines, not '%s'", tail);
         for (size_t k = 0; level && k < ELEMENTSOF(levels); k++)
@@ -356,15 +334,12 @@ int cli_deployment_logs(cli_ctx_t *ctx, int argc, char **argv) {
         else if (timestamps)
                 s.format = FORMAT_TIMESTAMPS;
 
-        r = cli_http_open(ctx->host, &h);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = cli_deployment_resolve(h, argv[optind], namespace_, &id);
+        r = cli_deployment_open(ctx, ref, namespace_, &h, &id);
         if (r != CLI_EXIT_OK)
                 return r;
         if (logs_path(id, tail, since, level, instance, follow, &path) < 0)
                 return CLI_EXIT_FAILURE;
-        r = stream(h, path, argv[optind], &s);
+        r = stream(h, path, ref, &s);
         free(s.line);
         free(s.data);
         free(s.error_body);

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,7 +12,7 @@
 #include "cli/cli_tap_bus.h"
 #include "lib/config.h"
 #include "lib/mp.h"
-#include "lib/nesting.h"
+#include "lib/mp_json.h"
 
 #define GLOB_CHARS "*?["
 
@@ -31,94 +30,7 @@ bool cli_tap_match(const char *pattern, const char *type) {
         return strncmp(type, pattern, strlen(pattern)) == 0;
 }
 
-static char *base64(const char *prefix, const unsigned char *p, size_t n) {
-        static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t plen = strlen(prefix);
-        char *out = malloc(plen + 4 * ((n + 2) / 3) + 1), *o;
-
-        if (!out)
-                return NULL;
-        memcpy(out, prefix, plen);
-        o = out + plen;
-        for (size_t i = 0; i < n; i += 3) {
-                uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                             (i + 2 < n ? p[i + 2] : 0);
-                *o++ = tbl[v >> 18 & 63];
-                *o++ = tbl[v >> 12 & 63];
-                *o++ = i + 1 < n ? tbl[v >> 6 & 63] : '=';
-                *o++ = i + 2 < n ? tbl[v & 63] : '=';
-        }
-        *o = '\0';
-        return out;
-}
-
-static json_t *bytes_to_json(const char *p, size_t n) {
-        char *s = base64("base64:", (const unsigned char *)p, n);
-        json_t *j = s ? json_string(s) : NULL;
-
-        free(s);
-        return j;
-}
-
-static json_t *to_json(const msgpack_object *o, unsigned depth) {
-        json_t *j;
-
-        if (depth > HUSK_NESTING_MAX)
-                return json_null();
-        switch (o->type) {
-        case MSGPACK_OBJECT_NIL:
-                return json_null();
-        case MSGPACK_OBJECT_BOOLEAN:
-                return json_boolean(o->via.boolean);
-        case MSGPACK_OBJECT_POSITIVE_INTEGER:
-                if (o->via.u64 > INT64_MAX) {
-                        char buf[24];
-                        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)o->via.u64);
-                        return json_string(buf);
-                }
-                return json_integer((json_int_t)o->via.u64);
-        case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-                return json_integer((json_int_t)o->via.i64);
-        case MSGPACK_OBJECT_FLOAT32:
-        case MSGPACK_OBJECT_FLOAT64:
-                return isfinite(o->via.f64) ? json_real(o->via.f64) : json_null();
-        case MSGPACK_OBJECT_STR:
-                j = json_stringn(o->via.str.ptr, o->via.str.size);
-                return j ? j : bytes_to_json(o->via.str.ptr, o->via.str.size);
-        case MSGPACK_OBJECT_BIN:
-                return bytes_to_json(o->via.bin.ptr, o->via.bin.size);
-        case MSGPACK_OBJECT_EXT:
-                return json_pack("{s:i,s:o}", "ext", (int)o->via.ext.type, "data",
-                                 bytes_to_json(o->via.ext.ptr, o->via.ext.size));
-        case MSGPACK_OBJECT_ARRAY:
-                j = json_array();
-                for (uint32_t i = 0; j && i < o->via.array.size; i++)
-                        json_array_append_new(j, to_json(&o->via.array.ptr[i], depth + 1));
-                return j;
-        case MSGPACK_OBJECT_MAP:
-                j = json_object();
-                for (uint32_t i = 0; j && i < o->via.map.size; i++) {
-                        const msgpack_object_kv *kv = &o->via.map.ptr[i];
-                        json_t *value = to_json(&kv->val, depth + 1);
-                        _cleanup_free_ char *key = NULL;
-
-                        if (kv->key.type == MSGPACK_OBJECT_STR && !memchr(kv->key.via.str.ptr, 0, kv->key.via.str.size)) {
-                                key = strndup(kv->key.via.str.ptr, kv->key.via.str.size);
-                        } else {
-                                json_t *k = to_json(&kv->key, depth + 1);
-                                key = json_dumps(k, JSON_ENCODE_ANY | JSON_COMPACT);
-                                json_decref(k);
-                        }
-                        /* A key that is not UTF-8 cannot be a JSON key: the pair is dropped. */
-                        if (!key || json_object_set_new(j, key, value) < 0)
-                                json_decref(value);
-                }
-                return j;
-        }
-        return json_null();
-}
-
-json_t *cli_msgpack_to_json(const msgpack_object *o) { return to_json(o, 0); }
+json_t *cli_msgpack_to_json(const msgpack_object *o) { return mp_to_json(o, MP_JSON_SHOW_BYTES); }
 
 static void print_event(const char *type, const void *body, size_t size) {
         msgpack_unpacked u;

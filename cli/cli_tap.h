@@ -13,7 +13,7 @@
 void cli_tap_prefix(const char *pattern, char *buf, size_t size);
 bool cli_tap_match(const char *pattern, const char *type);
 
-/* Any msgpack value as JSON: maps with non-string keys use the key's JSON text, uint64
- * beyond int64 becomes a decimal string, bin and strings that are not UTF-8 become
- * "base64:...", ext becomes {"ext": type, "data": "base64:..."}, NaN and infinities null. */
+/* An event body as tap prints it: lib/mp_json.h's mp_to_json with MP_JSON_SHOW_BYTES (bin and
+ * strings that are not UTF-8 as "base64:...", ext as {"ext": type, "data": "base64:..."},
+ * non-string keys as their JSON text). */
 json_t *cli_msgpack_to_json(const msgpack_object *o);

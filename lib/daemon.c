@@ -37,8 +37,6 @@ static void signals_mask(int how) {
         sigprocmask(how, &set, NULL);
 }
 
-void husk_daemon_reset_signals(void) { signals_mask(SIG_UNBLOCK); }
-
 static int daemon_reload(husk_daemon_ctx_t *ctx) {
         husk_config_t *fresh = NULL;
         _cleanup_free_ char *error = NULL;

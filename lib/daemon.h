@@ -45,6 +45,4 @@ void husk_daemon_ready(husk_daemon_ctx_t *ctx);
 int husk_daemon_run(husk_daemon_ctx_t *ctx);
 void husk_daemon_done(husk_daemon_ctx_t *ctx);
 
-/* In a forked child about to exec: undo the daemon's blocked signal mask (the mask survives
- * exec, and a VMM started with SIGTERM blocked could not be stopped). */
-void husk_daemon_reset_signals(void);
+/* A child about to exec gets its signals back with lib/child.h. */

@@ -13,6 +13,15 @@
 #define REASON_MAX 64
 #define ADDRESS_MAX 15 /* dotted IPv4 */
 
+bool instance_id_valid(const char *id) {
+        if (!id || strlen(id) != INSTANCE_ID_LEN)
+                return false;
+        for (const char *p = id; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
+}
+
 void instance_spec_clear(instance_spec_t *s) {
         free(s->instance_id);
         free(s->deployment_id);

@@ -8,6 +8,12 @@
 
 #include "proto/port.h"
 
+/* An instance id is INSTANCE_ID_LEN lowercase hex digits (vmm-driver makes them). Every daemon
+ * checks ids it reads against this one rule: they become directory, TAP and log-file names, so
+ * the check is also the path-traversal guard. */
+#define INSTANCE_ID_LEN 12
+bool instance_id_valid(const char *id);
+
 #define INSTANCE_STATE_STARTING "starting" /* VMM spawned, QMP not yet up */
 #define INSTANCE_STATE_RUNNING "running"   /* VMM up, guest booting */
 #define INSTANCE_STATE_READY "ready"       /* the guest agent reported ready */

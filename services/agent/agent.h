@@ -41,8 +41,10 @@ int cmdline_get(const char *cmdline, const char *key, char **ret);
  * keeps such words for built-in code only: for loadable modules the loader must pass them.
  * *ret is "" when there are none. */
 int cmdline_module_options(const char *cmdline, const char *module, char **ret);
-/* A hostname-safe instance id: 1..63 of [a-zA-Z0-9-], not starting with '-'. */
-bool instance_id_valid(const char *id);
+/* A hostname-safe name for the guest (husk.instance, the hostname field): 1..63 of
+ * [a-zA-Z0-9-], not starting with '-'. Looser than proto's instance_id_valid on purpose: the
+ * guest only needs a hostname it can set. */
+bool agent_hostname_valid(const char *id);
 
 /* ---- agent_init.c: PID 1 setup ---------------------------------------------------------- */
 
@@ -247,6 +249,9 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
 void agent_workload_signal(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_workload_status(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+/* The one error answer every handler packs: {type: error, id, code, message}; without id (NULL)
+ * when the request had none we could read (agent_proto.c). */
+void agent_pack_error(msgpack_packer *pk, const uint64_t *id, const char *code, const char *message);
 /* A child was reaped: true when it was the workload's or an exec's. */
 bool agent_child_exited(agent_state_t *s, pid_t pid, int wstatus);
 /* Loop hooks: the fds to poll, what came in, and what is finished (answers to queue). */

@@ -91,7 +91,7 @@ int cmdline_module_options(const char *cmdline, const char *module, char **ret) 
         return 0;
 }
 
-bool instance_id_valid(const char *id) {
+bool agent_hostname_valid(const char *id) {
         size_t n = strlen(id);
 
         if (n == 0 || n > 63 || id[0] == '-')

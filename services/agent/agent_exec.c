@@ -18,14 +18,6 @@
 /* Same for the workload's output before the exited frame. */
 #define WORKLOAD_PIPE_MS 1000
 
-static void pack_error(msgpack_packer *pk, uint64_t id, const char *code, const char *message) {
-        msgpack_pack_map(pk, 4);
-        mp_pack_kv_str(pk, "type", "error");
-        mp_pack_kv_u64(pk, "id", id);
-        mp_pack_kv_str(pk, "code", code);
-        mp_pack_kv_str(pk, "message", message);
-}
-
 static void close_fd(int *fd) {
         if (*fd >= 0)
                 close(*fd);
@@ -57,37 +49,37 @@ void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id
 
         r = mp_get_strv(req, "argv", &argv);
         if (r < 0 || !argv[0] || !*argv[0])
-                return pack_error(pk, id, "invalid", "argv: must be a non-empty array of str");
+                return agent_pack_error(pk, &id, "invalid", "argv: must be a non-empty array of str");
         r = mp_get_env(req, "env", &env);
         if (r < 0 && r != -ENOENT)
-                return pack_error(pk, id, "invalid", "env: must be a map of names to str");
+                return agent_pack_error(pk, &id, "invalid", "env: must be a map of names to str");
         r = mp_get_str(req, "cwd", CWD_MAX, &cwd);
         if ((r < 0 && r != -ENOENT) || (cwd && cwd[0] != '/'))
-                return pack_error(pk, id, "invalid", "cwd: must be an absolute path");
+                return agent_pack_error(pk, &id, "invalid", "cwd: must be an absolute path");
         r = mp_get_u64(req, "timeout_ms", &timeout_ms);
         if ((r < 0 && r != -ENOENT) || timeout_ms == 0 || timeout_ms > AGENT_EXEC_TIMEOUT_MAX_MS)
-                return pack_error(pk, id, "invalid", "timeout_ms: must be between 1 and 86400000");
+                return agent_pack_error(pk, &id, "invalid", "timeout_ms: must be between 1 and 86400000");
         input = mp_map_get(req, "stdin");
         if (input && input->type != MSGPACK_OBJECT_BIN && input->type != MSGPACK_OBJECT_STR)
-                return pack_error(pk, id, "invalid", "stdin: must be bin or str");
+                return agent_pack_error(pk, &id, "invalid", "stdin: must be bin or str");
         if (input && (input->type == MSGPACK_OBJECT_BIN ? input->via.bin.size : input->via.str.size) > AGENT_EXEC_STDIN_MAX)
-                return pack_error(pk, id, "invalid", "stdin: at most 1 MiB");
+                return agent_pack_error(pk, &id, "invalid", "stdin: at most 1 MiB");
         for (slot = 0; slot < AGENT_EXEC_MAX && s->execs[slot]; slot++)
                 ;
         if (slot == AGENT_EXEC_MAX)
-                return pack_error(pk, id, "busy", "too many execs running (at most 16)");
+                return agent_pack_error(pk, &id, "busy", "too many execs running (at most 16)");
 
         /* The workload's environment, so exec sees what the workload sees, then the request's. */
         full_env = s->workload.env ? mp_strv_copy(s->workload.env) : NULL;
         if (!full_env && agent_base_env(NULL, &full_env) < 0)
-                return pack_error(pk, id, "failed", "out of memory");
+                return agent_pack_error(pk, &id, "failed", "out of memory");
         for (size_t k = 0; env && env[k]; k++)
                 if (mp_env_set(&full_env, env[k]) < 0)
-                        return pack_error(pk, id, "failed", "out of memory");
+                        return agent_pack_error(pk, &id, "failed", "out of memory");
 
         e = calloc(1, sizeof(*e));
         if (!e)
-                return pack_error(pk, id, "failed", "out of memory");
+                return agent_pack_error(pk, &id, "failed", "out of memory");
         *e = (agent_exec_t){ .id = id, .in_fd = -1, .out_fd = -1, .err_fd = -1,
                              .deadline_ms = now_monotonic_ms() + timeout_ms };
         if ((input && pipe2(in, O_CLOEXEC | O_NONBLOCK) < 0) || pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0 ||
@@ -133,7 +125,7 @@ fail:
         }
         agent_exec_free(e);
         snprintf(msg, sizeof(msg), "cannot run %s: %s", argv[0], strerror(-r));
-        pack_error(pk, id, r == -ENOENT || r == -EACCES ? "not_found" : "failed", msg);
+        agent_pack_error(pk, &id, r == -ENOENT || r == -EACCES ? "not_found" : "failed", msg);
 }
 
 bool agent_child_exited(agent_state_t *s, pid_t pid, int wstatus) {

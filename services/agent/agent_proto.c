@@ -17,7 +17,7 @@ typedef struct request {
 /* A handler packs the whole answer map into pk. */
 typedef void (*handler_t)(agent_state_t *s, const request_t *req, msgpack_packer *pk);
 
-static void pack_error(msgpack_packer *pk, const uint64_t *id, const char *code, const char *message) {
+void agent_pack_error(msgpack_packer *pk, const uint64_t *id, const char *code, const char *message) {
         msgpack_pack_map(pk, id ? 4 : 3);
         mp_pack_kv_str(pk, "type", "error");
         if (id)
@@ -48,7 +48,7 @@ static void on_shutdown(agent_state_t *s, const request_t *req, msgpack_packer *
         int r = mp_get_u64(req->body, "grace_ms", &grace_ms);
 
         if (r < 0) {
-                pack_error(pk, &req->id, "invalid",
+                agent_pack_error(pk, &req->id, "invalid",
                            r == -ENOENT ? "grace_ms: missing" : "grace_ms: not a uint");
                 return;
         }
@@ -103,7 +103,7 @@ int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbu
         msgpack_packer_init(&pk, reply, msgpack_sbuffer_write);
         if (!type || type->type != MSGPACK_OBJECT_STR) {
                 /* The frame reader never hands out such a body; answer anyway. */
-                pack_error(&pk, NULL, "invalid", "type: missing or not a str");
+                agent_pack_error(&pk, NULL, "invalid", "type: missing or not a str");
                 return 0;
         }
         r = mp_get_u64(body, "id", &req.id);
@@ -119,11 +119,11 @@ int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbu
                         snprintf(msg, sizeof(msg), "unknown message type");
                 else
                         snprintf(msg, sizeof(msg), "unknown message type \"%s\"", name);
-                pack_error(&pk, r >= 0 ? &req.id : NULL, "unknown_type", msg);
+                agent_pack_error(&pk, r >= 0 ? &req.id : NULL, "unknown_type", msg);
                 return 0;
         }
         if (r < 0) {
-                pack_error(&pk, NULL, "invalid", r == -ENOENT ? "id: missing" : "id: not a uint");
+                agent_pack_error(&pk, NULL, "invalid", r == -ENOENT ? "id: missing" : "id: not a uint");
                 return 0;
         }
         handler(s, &req, &pk);
@@ -145,5 +145,5 @@ void agent_proto_error(const uint64_t *id, const char *code, const char *message
         msgpack_packer pk;
 
         msgpack_packer_init(&pk, body, msgpack_sbuffer_write);
-        pack_error(&pk, id, code, message);
+        agent_pack_error(&pk, id, code, message);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/child.h"
 #include "lib/mp.h"
 
 #define IMAGE_DIR "/mnt/image" /* the virtio-fs export, read-only */
@@ -67,15 +68,10 @@ int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd,
                 return err;
         }
         if (pid == 0) {
-                sigset_t none;
                 int fd;
 
                 close(errpipe[0]);
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                for (int sig = 1; sig < NSIG; sig++)
-                        if (sig != SIGKILL && sig != SIGSTOP)
-                                signal(sig, SIG_DFL);
+                child_reset_signals();
                 setsid();
                 if (in_fd < 0) {
                         fd = open("/dev/null", O_RDONLY);
@@ -107,14 +103,6 @@ int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd,
         }
         *ret_pid = pid;
         return 0;
-}
-
-static void pack_error(msgpack_packer *pk, uint64_t id, const char *code, const char *message) {
-        msgpack_pack_map(pk, 4);
-        mp_pack_kv_str(pk, "type", "error");
-        mp_pack_kv_u64(pk, "id", id);
-        mp_pack_kv_str(pk, "code", code);
-        mp_pack_kv_str(pk, "message", message);
 }
 
 /* ---- the root file system ----------------------------------------------------------------- */
@@ -239,28 +227,28 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         int r;
 
         if (s->no_workload)
-                return pack_error(pk, id, "invalid", "husk-agent runs as a daemon in this image (disk mode): "
+                return agent_pack_error(pk, &id, "invalid", "husk-agent runs as a daemon in this image (disk mode): "
                                   "the image's own init runs its workload");
         if (w->started)
-                return pack_error(pk, id, "conflict", "the workload was started already");
+                return agent_pack_error(pk, &id, "conflict", "the workload was started already");
         if (mp_get_str(req, "mode", 16, &mode) < 0 ||
             (!streq(mode, "rootfs") && !streq(mode, "bundle") && !streq(mode, "disk")))
-                return pack_error(pk, id, "invalid", "mode: must be \"rootfs\", \"bundle\" or \"disk\"");
+                return agent_pack_error(pk, &id, "invalid", "mode: must be \"rootfs\", \"bundle\" or \"disk\"");
         r = mp_get_str(req, "tag", TAG_MAX, &tag);
         if ((r < 0 && r != -ENOENT) || (tag && streq(mode, "disk") != (strncmp(tag, "/dev/vd", 7) == 0)))
-                return pack_error(pk, id, "invalid", "tag: a virtio-fs tag of at most 36 bytes, or /dev/vdX for mode disk");
+                return agent_pack_error(pk, &id, "invalid", "tag: a virtio-fs tag of at most 36 bytes, or /dev/vdX for mode disk");
         r = mp_get_str(req, "hostname", HOSTNAME_MAX, &hostname);
-        if ((r < 0 && r != -ENOENT) || (hostname && !instance_id_valid(hostname)))
-                return pack_error(pk, id, "invalid", "hostname: must be a hostname");
+        if ((r < 0 && r != -ENOENT) || (hostname && !agent_hostname_valid(hostname)))
+                return agent_pack_error(pk, &id, "invalid", "hostname: must be a hostname");
         r = mp_get_str(req, "kind", 16, &kind);
         if (r < 0 && r != -ENOENT)
-                return pack_error(pk, id, "invalid", "kind: must be a str");
+                return agent_pack_error(pk, &id, "invalid", "kind: must be a str");
         r = mp_get_strv(req, "command", &command);
         if (r < 0 && r != -ENOENT)
-                return pack_error(pk, id, "invalid", "command: must be an array of at most 1024 str");
+                return agent_pack_error(pk, &id, "invalid", "command: must be an array of at most 1024 str");
         r = mp_get_env(req, "env", &env);
         if (r < 0 && r != -ENOENT)
-                return pack_error(pk, id, "invalid", "env: must be a map of names to str");
+                return agent_pack_error(pk, &id, "invalid", "env: must be a map of names to str");
 
         /* From here on a failure leaves the VM without its workload: the host hears why, and
          * the same start cannot be retried half-done. */
@@ -274,7 +262,7 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
                 w->exited = true;
                 w->status = 126;
                 w->exited_at_ms = now_monotonic_ms();
-                return pack_error(pk, id, "failed", msg);
+                return agent_pack_error(pk, &id, "failed", msg);
         }
         if (hostname && sethostname(hostname, strlen(hostname)) < 0)
                 log_agent_warning_errno(errno, "Failed to set the hostname to %s, ignoring: %m", hostname);
@@ -283,13 +271,13 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
 
         /* The environment: ours, then the bundle's, then the deployment's environment:. */
         if (agent_base_env(hostname, &wenv) < 0)
-                return pack_error(pk, id, "failed", "out of memory");
+                return agent_pack_error(pk, &id, "failed", "out of memory");
         for (size_t k = 0; b.env && b.env[k]; k++)
                 if (strchr(b.env[k], '=') && mp_env_set(&wenv, b.env[k]) < 0)
-                        return pack_error(pk, id, "failed", "out of memory");
+                        return agent_pack_error(pk, &id, "failed", "out of memory");
         for (size_t k = 0; env && env[k]; k++)
                 if (mp_env_set(&wenv, env[k]) < 0)
-                        return pack_error(pk, id, "failed", "out of memory");
+                        return agent_pack_error(pk, &id, "failed", "out of memory");
         if (b.cwd)
                 cwd = b.cwd;
         w->cwd = strdup(cwd);
@@ -348,7 +336,7 @@ fail:
         w->exited_at_ms = now_monotonic_ms();
         agent_relay_init(&w->out, -1, AGENT_CONSOLE_STDOUT, s->console);
         agent_relay_init(&w->err, -1, AGENT_CONSOLE_STDERR, s->console);
-        pack_error(pk, id, "failed", msg);
+        agent_pack_error(pk, &id, "failed", msg);
 }
 
 void agent_workload_signal(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk) {
@@ -356,14 +344,14 @@ void agent_workload_signal(agent_state_t *s, const msgpack_object *req, uint64_t
         uint64_t sig;
 
         if (mp_get_u64(req, "signal", &sig) < 0 || sig == 0 || sig >= (uint64_t)NSIG)
-                return pack_error(pk, id, "invalid", "signal: must be a signal number");
+                return agent_pack_error(pk, &id, "invalid", "signal: must be a signal number");
         if (w->pid <= 0 || w->exited)
-                return pack_error(pk, id, "conflict", "no workload is running");
+                return agent_pack_error(pk, &id, "conflict", "no workload is running");
         /* Its whole session: a shell's children too. */
         if (kill(-w->pid, (int)sig) < 0 && kill(w->pid, (int)sig) < 0) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "kill: %s", strerror(errno));
-                return pack_error(pk, id, "failed", msg);
+                return agent_pack_error(pk, &id, "failed", msg);
         }
         msgpack_pack_map(pk, 2);
         mp_pack_kv_str(pk, "type", "signal");

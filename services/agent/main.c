@@ -163,7 +163,7 @@ static _Noreturn void run(void) {
                 agent_log_set_max_level(LOG_DEBUG);
 
         r = cmdline_get(cmdline, "husk.instance", &instance);
-        if (r >= 0 && !instance_id_valid(instance)) {
+        if (r >= 0 && !agent_hostname_valid(instance)) {
                 log_agent_warning("husk.instance=%s is not a valid hostname, ignoring", instance);
                 r = -EINVAL;
         }

@@ -59,6 +59,13 @@ int http_reply_problem(http_request_t *req, int status, const char *slug, const 
 int http_reply_internal(http_request_t *req, int error, const char *what);
 
 /* Routes (apiserver_routes_*.c). */
+/* What every route on /deployments/{id}[/...] starts with: the deployment req->arg names must
+ * exist. Returns 0 with it in *ret (ret NULL: only whether it exists), else the status of the
+ * reply already sent: 404 when the store has no such deployment, 500 when the store fails
+ * (apiserver_routes_deployments.c). */
+int route_deployment_need(http_request_t *req, store_deployment_t *ret);
+/* The 404 of a deployment id that names none. */
+int route_reply_no_deployment(http_request_t *req);
 int route_healthz(http_request_t *req);
 int route_deployments_list(http_request_t *req);
 int route_deployments_apply(http_request_t *req);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "lib/log.h"
+#include "lib/mp_json.h"
 #include "lib/nesting.h"
 #include "lib/util.h"
 
@@ -114,56 +115,6 @@ int instances_add_ids(json_t *instances) {
         return 0;
 }
 
-static json_t *to_json(const msgpack_object *o, unsigned depth) {
-        json_auto_t *v = NULL;
-
-        if (depth > HUSK_NESTING_MAX)
-                return NULL;
-        switch (o->type) {
-        case MSGPACK_OBJECT_NIL:
-                return json_null();
-        case MSGPACK_OBJECT_BOOLEAN:
-                return json_boolean(o->via.boolean);
-        case MSGPACK_OBJECT_POSITIVE_INTEGER:
-                /* json_int_t is signed: the top half of uint64 only fits a double. */
-                return o->via.u64 > INT64_MAX ? json_real((double)o->via.u64) : json_integer((json_int_t)o->via.u64);
-        case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-                return json_integer((json_int_t)o->via.i64);
-        case MSGPACK_OBJECT_FLOAT32:
-        case MSGPACK_OBJECT_FLOAT64:
-                return json_real(o->via.f64);
-        case MSGPACK_OBJECT_STR:
-                /* Not valid UTF-8 (jansson refuses it): null rather than dropping the reply. */
-                v = json_stringn(o->via.str.ptr, o->via.str.size);
-                return v ? TAKE_PTR(v) : json_null();
-        case MSGPACK_OBJECT_ARRAY:
-                v = json_array();
-                if (!v)
-                        return NULL;
-                for (uint32_t i = 0; i < o->via.array.size; i++)
-                        if (json_array_append_new(v, to_json(&o->via.array.ptr[i], depth + 1)) < 0)
-                                return NULL;
-                return TAKE_PTR(v);
-        case MSGPACK_OBJECT_MAP:
-                v = json_object();
-                if (!v)
-                        return NULL;
-                for (uint32_t i = 0; i < o->via.map.size; i++) {
-                        const msgpack_object_kv *kv = &o->via.map.ptr[i];
-                        char key[256];
-
-                        if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size >= sizeof(key))
-                                continue;
-                        snprintf(key, sizeof(key), "%.*s", (int)kv->key.via.str.size, kv->key.via.str.ptr);
-                        if (json_object_set_new(v, key, to_json(&kv->val, depth + 1)) < 0)
-                                return NULL;
-                }
-                return TAKE_PTR(v);
-        default: /* BIN, EXT */
-                return json_null();
-        }
-}
-
 json_t *msgpack_to_json(const msgpack_object *o) {
-        return to_json(o, 0);
+        return mp_to_json(o, 0);
 }

@@ -32,8 +32,9 @@ json_t *exits_to_json(const store_exit_t *a, size_t n);
  * gets its instance_id as "id". -ENOMEM. */
 int instances_add_ids(json_t *instances);
 
-/* A msgpack object (a bus reply) as JSON. Binary and extension values become null, map
- * entries with non-string keys are skipped, nesting deeper than HUSK_NESTING_MAX is refused (NULL). */
+/* A bus reply as the API shows it: lib/mp_json.h's mp_to_json without flags (binary and
+ * extension values null, non-string keys skipped, nesting deeper than HUSK_NESTING_MAX refused:
+ * NULL). */
 json_t *msgpack_to_json(const msgpack_object *o);
 
 /* {id, deployment_id, timestamp (RFC 3339), timestamp_ms, level, component, reason, message}. */

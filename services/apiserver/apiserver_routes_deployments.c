@@ -19,9 +19,21 @@ static void store_deployment_clearp(store_deployment_t *d) {
 }
 #define _cleanup_deployment_ _cleanup_(store_deployment_clearp)
 
-static int reply_not_found(http_request_t *req) {
+int route_reply_no_deployment(http_request_t *req) {
         return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
                                   req->arg);
+}
+
+int route_deployment_need(http_request_t *req, store_deployment_t *ret) {
+        _cleanup_deployment_ store_deployment_t d = {};
+        int r;
+
+        r = store_deployment_get(req->api->store, req->arg, ret ?: &d);
+        if (r == -ENOENT)
+                return route_reply_no_deployment(req);
+        if (r < 0)
+                return http_reply_internal(req, r, "reading the deployment");
+        return 0;
 }
 
 /* ---- POST /deployments ------------------------------------------------------------------- */
@@ -328,11 +340,9 @@ int route_deployment_get(http_request_t *req) {
         size_t n_exits = 0;
         int r;
 
-        r = store_deployment_get(req->api->store, req->arg, &d);
-        if (r == -ENOENT)
-                return reply_not_found(req);
-        if (r < 0)
-                return http_reply_internal(req, r, "reading the deployment");
+        r = route_deployment_need(req, &d);
+        if (r > 0)
+                return r;
         o = deployment_to_json(&d);
         if (!o)
                 return http_reply_internal(req, ENOMEM, "encoding the deployment");
@@ -367,7 +377,7 @@ int route_deployment_delete(http_request_t *req) {
 
         r = store_deployment_mark_deleted(req->api->store, req->arg, &d);
         if (r == -ENOENT)
-                return reply_not_found(req);
+                return route_reply_no_deployment(req);
         if (r < 0)
                 return http_reply_internal(req, r, "deleting the deployment");
         if (r > 0) {

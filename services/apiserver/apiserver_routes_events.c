@@ -29,7 +29,6 @@ static int query_u64(http_request_t *req, const char *name, uint64_t *ret) {
 }
 
 int route_deployment_events(http_request_t *req) {
-        store_deployment_t d = {};
         store_event_filter_t f = { .limit = DEFAULT_LIMIT };
         event_t *a = NULL;
         json_t *list;
@@ -60,13 +59,9 @@ int route_deployment_events(http_request_t *req) {
                                           "since: a duration back from now (10m, 1h, 30s) or an RFC 3339 time "
                                           "(2026-11-22T05:30:00Z)");
 
-        r = store_deployment_get(req->api->store, req->arg, &d);
-        store_deployment_clear(&d);
-        if (r == -ENOENT)
-                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
-                                          req->arg);
-        if (r < 0)
-                return http_reply_internal(req, r, "reading the deployment");
+        r = route_deployment_need(req, NULL);
+        if (r > 0)
+                return r;
         r = store_event_list(req->api->store, req->arg, &f, &a, &n);
         if (r < 0)
                 return http_reply_internal(req, r, "reading the events");

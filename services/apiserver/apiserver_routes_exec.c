@@ -261,12 +261,9 @@ int route_deployment_exec(http_request_t *req) {
         r = check_args(req, in, &timeout_ms);
         if (r != 0)
                 return r;
-        r = store_deployment_get(req->api->store, req->arg, &d);
-        if (r == -ENOENT)
-                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
-                                          req->arg);
-        if (r < 0)
-                return http_reply_internal(req, r, "reading the deployment");
+        r = route_deployment_need(req, &d);
+        if (r > 0)
+                return r;
         if (json_is_string(json_object_get(in, "instance")))
                 wanted = strndup(json_string_value(json_object_get(in, "instance")), INSTANCE_ID_MAX);
         r = pick_instance(req, d.d.id, wanted, instance_id, sizeof(instance_id));

@@ -13,19 +13,14 @@ int route_deployment_health_checks(http_request_t *req) {
         static const bus_call_opts_t opts = { .timeout_ms = HEALTH_TIMEOUT_MS, .idempotent = true };
         apiserver_t *api = req->api;
         bus_reply_t *reply = NULL;
-        store_deployment_t d = {};
         msgpack_sbuffer args;
         msgpack_packer pk;
         json_t *list;
         int r;
 
-        r = store_deployment_get(api->store, req->arg, &d);
-        store_deployment_clear(&d);
-        if (r == -ENOENT)
-                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
-                                          req->arg);
-        if (r < 0)
-                return http_reply_internal(req, r, "reading the deployment");
+        r = route_deployment_need(req, NULL);
+        if (r > 0)
+                return r;
 
         msgpack_sbuffer_init(&args);
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);

@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/instance.h"
 #include "services/apiserver/apiserver_http.h"
 
 #define LOGS_TAIL_MAX 100000          /* logd's limit too */
@@ -52,15 +53,6 @@ typedef struct logs_req {
 
 /* ---- query parameters ---------------------------------------------------------------------- */
 
-static bool is_instance_id(const char *s) {
-        if (strlen(s) != 12)
-                return false;
-        for (; *s; s++)
-                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-                        return false;
-        return true;
-}
-
 /* Returns 0, or the HTTP status already sent. */
 static int parse_params(http_request_t *req, logs_req_t *q, char *level, char *instance, bool *follow) {
         char buf[64];
@@ -99,7 +91,7 @@ static int parse_params(http_request_t *req, logs_req_t *q, char *level, char *i
         r = http_query(req, "instance", 0, instance, 13);
         if (r == 0)
                 r = http_query(req, "container", 0, instance, 13);
-        if (r < 0 || (r > 0 && !is_instance_id(instance)))
+        if (r < 0 || (r > 0 && !instance_id_valid(instance)))
                 return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
                                           "instance (or container): an instance id (12 hex digits)");
         if (r > 0)
@@ -336,7 +328,7 @@ static int on_log_event(logs_req_t *q, const void *body, size_t size, FILE **out
         }
         entries = mp_map_get(&u.data, "entries");
         if (mp_get_str(&u.data, "instance", 12, &instance) < 0 || mp_get_u64(&u.data, "start", &start) < 0 || !entries ||
-            entries->type != MSGPACK_OBJECT_ARRAY || !is_instance_id(instance))
+            entries->type != MSGPACK_OBJECT_ARRAY || !instance_id_valid(instance))
                 goto out;
         if (q->instance && !streq(q->instance, instance))
                 goto out;
@@ -442,7 +434,6 @@ int route_deployment_logs(http_request_t *req) {
         _cleanup_free_ char *buf = NULL;
         char level[16] = "", instance[16] = "", events[128];
         const char *endpoints[1];
-        store_deployment_t d = {};
         bus_sub_t *sub = NULL;
         bool following = false, first = true;
         size_t size = 0;
@@ -458,13 +449,9 @@ int route_deployment_logs(http_request_t *req) {
                 return r;
         q->sse = following || wants_sse(req);
 
-        r = store_deployment_get(req->api->store, req->arg, &d);
-        store_deployment_clear(&d);
-        if (r == -ENOENT)
-                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
-                                          req->arg);
-        if (r < 0)
-                return http_reply_internal(req, r, "reading the deployment");
+        r = route_deployment_need(req, NULL);
+        if (r > 0)
+                return r;
 
         if (following) {
                 if (atomic_fetch_add(&followers, 1) >= LOGS_FOLLOW_MAX) {

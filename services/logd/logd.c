@@ -14,15 +14,6 @@
 #define PURGE_CHECK_INTERVAL_MS (10u * 60u * 1000u)
 #define PURGE_CHECK_FIRST_MS 2000       /* after start: give apiserver's PUB time to reach us too */
 
-bool logd_instance_id_valid(const char *id) {
-        if (!id || strlen(id) != 12)
-                return false;
-        for (const char *p = id; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
-
 bool logd_deployment_id_valid(const char *id) {
         size_t n = id ? strlen(id) : 0;
 

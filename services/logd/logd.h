@@ -10,6 +10,7 @@
 #include "lib/bus.h"
 #include "lib/config.h"
 #include "lib/daemon.h"
+#include "proto/instance.h"
 
 #define LOGD_LINE_MAX (16u * 1024u)    /* console bytes per entry; a longer line becomes several */
 #define LOGD_ID_MAX 64                 /* deployment ids; instance ids are 12 hex digits */
@@ -256,7 +257,6 @@ int logd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh);
 
 /* Rotation settings for an instance's runtime. */
 void logd_rotation(const husk_config_t *c, const char *runtime, uint64_t *ret_max_bytes, unsigned *ret_backups);
-bool logd_instance_id_valid(const char *id);
 /* Deployment ids become directory names: [A-Za-z0-9_-], 1 to LOGD_ID_MAX bytes. */
 bool logd_deployment_id_valid(const char *id);
 

@@ -31,7 +31,7 @@ static int parse_after(bus_request_t *req, const msgpack_object *m, logd_cursor_
                 }
                 memcpy(c[k].instance, kv->key.via.str.ptr, 12);
                 c[k].instance[12] = '\0';
-                if (!logd_instance_id_valid(c[k].instance)) {
+                if (!instance_id_valid(c[k].instance)) {
                         free(c);
                         return bus_request_fail(req, BUS_ERR_INVALID, "after: keys are instance ids, values seqs (uint)");
                 }
@@ -63,7 +63,7 @@ static int method_query(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         r = mp_get_str(req->args, "instance", 12, &instance);
         if (r == -ENOENT)
                 instance = NULL;
-        else if (r < 0 || !logd_instance_id_valid(instance))
+        else if (r < 0 || !instance_id_valid(instance))
                 return bus_request_fail(req, BUS_ERR_INVALID, "instance: must be an instance id (12 hex digits)");
         r = mp_get_u64(req->args, "tail", &q.tail);
         q.has_tail = r == 0;

@@ -31,7 +31,7 @@ int logd_instance_new(logd_t *d, const char *id, logd_instance_t **ret) {
 
         if (!i)
                 return -ENOMEM;
-        if (!logd_instance_id_valid(id))
+        if (!instance_id_valid(id))
                 return -EINVAL;
         i->logd = d;
         snprintf(i->id, sizeof(i->id), "%s", id);

@@ -27,7 +27,7 @@ static int load_one(logd_t *d, json_t *o) {
         logd_instance_t *i = NULL;
         int r;
 
-        if (!id || !dep || !logd_instance_id_valid(id) || !logd_deployment_id_valid(dep) ||
+        if (!id || !dep || !instance_id_valid(id) || !logd_deployment_id_valid(dep) ||
             (fin && !json_is_integer(fin)))
                 return -EBADMSG;
         if (zhashx_lookup(d->instances, id))
@@ -178,7 +178,7 @@ int logd_state_adopt_stores(logd_t *d) {
                         _cleanup_free_ char *sdir = NULL;
                         int r;
 
-                        if (!logd_instance_id_valid(ie->d_name) || zhashx_lookup(d->instances, ie->d_name) ||
+                        if (!instance_id_valid(ie->d_name) || zhashx_lookup(d->instances, ie->d_name) ||
                             asprintf(&sdir, "%s/%s", ddir, ie->d_name) < 0)
                                 continue;
                         r = adopt_one(d, de->d_name, ie->d_name, sdir);

@@ -210,7 +210,7 @@ static void on_root_event(logd_t *d, const struct inotify_event *ev, bool *resca
                 d->root_wd = -1;
                 return;
         }
-        if (ev->len == 0 || !logd_instance_id_valid(ev->name))
+        if (ev->len == 0 || !instance_id_valid(ev->name))
                 return;
         if (ev->mask & (IN_CREATE | IN_MOVED_TO))
                 track(d, ev->name);
@@ -299,7 +299,7 @@ void logd_watch_scan(logd_t *d) {
         if (dir) {
                 fd = -1;
                 while ((de = readdir(dir)))
-                        if (logd_instance_id_valid(de->d_name))
+                        if (instance_id_valid(de->d_name))
                                 track(d, de->d_name);
                 closedir(dir);
         }

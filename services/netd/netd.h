@@ -14,11 +14,12 @@
 
 #include "lib/bus.h"
 #include "lib/daemon.h"
+#include "proto/instance.h"
 #include "proto/port.h"
 
 #define NETD_TAP_PREFIX "hk"
 #define NETD_TABLE "husk"          /* nft table, family inet */
-#define NETD_INSTANCE_ID_LEN 12
+#define NETD_INSTANCE_ID_LEN INSTANCE_ID_LEN
 #define NETD_ATTACH_MAX 4096
 /* Error code of net.attach (and vmm-driver's instance.create) when a host port is taken. */
 #define NETD_ERR_PORT_ALLOCATION "port_allocation_failed"       /* instances per host: bounds the state file and the ruleset */

@@ -7,15 +7,6 @@
 #include "lib/log.h"
 #include "services/netd/netd.h"
 
-static bool id_valid(const char *id) {
-        if (!id || strlen(id) != NETD_INSTANCE_ID_LEN)
-                return false;
-        for (const char *p = id; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
-
 static void release_ports(netd_t *n, netd_attachment_t *a) {
         if (n && n->proxy && a->reservations)
                 (void)netd_proxy_remove(n->proxy, a->instance_id);
@@ -225,7 +216,7 @@ int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, c
         uint32_t slot;
         int r;
 
-        if (!id_valid(instance_id)) {
+        if (!instance_id_valid(instance_id)) {
                 snprintf(ret_error, error_size, "instance_id: must be %d lowercase hex digits", NETD_INSTANCE_ID_LEN);
                 return -EINVAL;
         }
@@ -302,7 +293,7 @@ int netd_detach(netd_t *n, const char *instance_id) {
         char tap[16];
         int r;
 
-        if (!id_valid(instance_id))
+        if (!instance_id_valid(instance_id))
                 return -EINVAL;
         snprintf(tap, sizeof(tap), NETD_TAP_PREFIX "%s", instance_id);
         if (a) {
@@ -365,7 +356,8 @@ int netd_adopt(netd_t *n) {
                 uint32_t addr, slot;
 
                 r = netd_tap_address(*t, &addr);
-                if (r < 0 || netd_slot_of(&n->subnet, addr - 1, &slot) < 0 || slot_taken(slot, n) || !id_valid(id)) {
+                if (r < 0 || netd_slot_of(&n->subnet, addr - 1, &slot) < 0 || slot_taken(slot, n) ||
+                    !instance_id_valid(id)) {
                         /* Ours by name, but not a network we can serve (subnet changed?): remove it. */
                         log_warning("TAP %s has no usable address in the subnet, deleting it", *t);
                         (void)netd_tap_delete(*t);

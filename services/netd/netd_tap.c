@@ -155,8 +155,7 @@ int netd_tap_list(char ***ret) {
 
                 /* hk + 12 lowercase hex digits is netd's name space: whatever carries such a
                  * name is an instance's link (a TAP, or a veth standing in for a guest). */
-                if (strncmp(e->d_name, NETD_TAP_PREFIX, strlen(NETD_TAP_PREFIX)) != 0 ||
-                    strlen(id) != NETD_INSTANCE_ID_LEN || strspn(id, "0123456789abcdef") != NETD_INSTANCE_ID_LEN)
+                if (strncmp(e->d_name, NETD_TAP_PREFIX, strlen(NETD_TAP_PREFIX)) != 0 || !instance_id_valid(id))
                         continue;
                 nv = realloc(v, (n + 2) * sizeof(char *));
                 if (!nv || !(nv[n] = strdup(e->d_name))) {

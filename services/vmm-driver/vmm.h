@@ -45,8 +45,6 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret);
 int vmm_record_from_json(const char *text, vmm_record_t *r);
 int vmm_record_save(const char *dir, const vmm_record_t *r);
 int vmm_record_load(const char *dir, vmm_record_t *r);
-/* 12 lowercase hex digits: also a directory name, so this is the path-traversal guard. */
-bool vmm_instance_id_valid(const char *id);
 bool vmm_state_valid(const char *state);
 
 /* ---- processes (vmm_proc.c) ---------------------------------------------------------------- */

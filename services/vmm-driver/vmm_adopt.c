@@ -110,7 +110,7 @@ int vmm_adopt_all(vmm_t *d) {
                         continue;
                 if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
                         continue;
-                if (!vmm_instance_id_valid(de->d_name)) {
+                if (!instance_id_valid(de->d_name)) {
                         log_debug("Ignoring %s/%s: not an instance directory", d->instances_dir, de->d_name);
                         continue;
                 }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/child.h"
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
 
@@ -45,14 +46,9 @@ int vmm_fs_workload_mode(const char *image, const char **ret_mode) {
  * so it gets a mount namespace of its own in which the source is a read-only bind mount:
  * whatever the guest asks, the host directory cannot change through it. */
 static _Noreturn void child(const char *dir, const char *source, char *const *argv) {
-        sigset_t none;
         int fd;
 
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int sig = 1; sig < NSIG; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
-                        signal(sig, SIG_DFL);
+        child_reset_signals();
         setsid();
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
             mount(source, source, NULL, MS_BIND | MS_REC, NULL) < 0 ||

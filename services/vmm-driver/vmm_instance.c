@@ -170,7 +170,7 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         const husk_config_t *c = vmm_config(d);
         int r;
 
-        if (!vmm_instance_id_valid(s->instance_id))
+        if (!instance_id_valid(s->instance_id))
                 return fail(ret_error, -EINVAL, "instance_id: must be 12 lowercase hex digits");
         if (!s->deployment_id || !*s->deployment_id)
                 return fail(ret_error, -EINVAL, "deployment_id: must not be empty");

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/child.h"
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
 
@@ -255,16 +256,8 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
 int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid) {
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
-        sigset_t none, defaults;
         pid_t pid;
         int r;
-
-        /* The daemon blocks its stop signals for the signalfd: QEMU must get them back, and
-         * its own session keeps it out of our process group and terminal's signals. */
-        sigemptyset(&none);
-        sigfillset(&defaults);
-        sigdelset(&defaults, SIGKILL);
-        sigdelset(&defaults, SIGSTOP);
 
         r = posix_spawnattr_init(&attr);
         if (r != 0)
@@ -274,11 +267,9 @@ int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid) {
                 posix_spawnattr_destroy(&attr);
                 return -r;
         }
-        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r == 0)
-                r = posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = posix_spawnattr_setsigdefault(&attr, &defaults);
+        /* The daemon blocks its stop signals for the signalfd: QEMU must get them back, and
+         * its own session keeps it out of our process group and terminal's signals. */
+        r = -child_spawnattr_reset_signals(&attr, POSIX_SPAWN_SETSID);
         if (r == 0)
                 r = posix_spawn_file_actions_addchdir_np(&fa, dir);
         if (r == 0)

@@ -11,15 +11,6 @@
 #include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
 
-bool vmm_instance_id_valid(const char *id) {
-        if (!id || strlen(id) != 12)
-                return false;
-        for (const char *p = id; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
-
 bool vmm_state_valid(const char *state) {
         static const char *const states[] = {
                 INSTANCE_STATE_STARTING, INSTANCE_STATE_RUNNING, INSTANCE_STATE_READY,
@@ -269,7 +260,7 @@ int vmm_record_from_json(const char *text, vmm_record_t *ret) {
         if (q < 0)
                 return q;
 
-        if (!vmm_instance_id_valid(r.inst.spec.instance_id) || !vmm_state_valid(r.inst.state))
+        if (!instance_id_valid(r.inst.spec.instance_id) || !vmm_state_valid(r.inst.state))
                 return -EBADMSG;
         r.inst.spec.generation = (uint64_t)generation;
         r.inst.spec.cpus = (uint32_t)cpus;

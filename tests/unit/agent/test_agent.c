@@ -56,15 +56,15 @@ static void test_cmdline_module_options(void **state) {
 }
 
 static void test_instance_id_valid(void **state) {
-        assert_true(instance_id_valid("abc123"));
-        assert_true(instance_id_valid("0123456789ab"));
-        assert_true(instance_id_valid("web-1"));
-        assert_false(instance_id_valid(""));
-        assert_false(instance_id_valid("-x"));
-        assert_false(instance_id_valid("a.b"));
-        assert_false(instance_id_valid("a b"));
-        assert_false(instance_id_valid("a/b"));
-        assert_false(instance_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+        assert_true(agent_hostname_valid("abc123"));
+        assert_true(agent_hostname_valid("0123456789ab"));
+        assert_true(agent_hostname_valid("web-1"));
+        assert_false(agent_hostname_valid(""));
+        assert_false(agent_hostname_valid("-x"));
+        assert_false(agent_hostname_valid("a.b"));
+        assert_false(agent_hostname_valid("a b"));
+        assert_false(agent_hostname_valid("a/b"));
+        assert_false(agent_hostname_valid("0123456789012345678901234567890123456789012345678901234567890123"));
 }
 
 /* ---- modules.dep --------------------------------------------------------------------- */

@@ -166,6 +166,19 @@ static void unpack_bytes(const void *data, size_t size, msgpack_unpacked *u) {
         assert_int_equal(off, size);
 }
 
+/* The one instance-id rule every daemon checks with (moved here from vmm-driver's tests). */
+static void test_instance_id_valid(void **state) {
+        assert_true(instance_id_valid("0123456789ab"));
+        assert_true(instance_id_valid("ffffffffffff"));
+        assert_false(instance_id_valid("0123456789a"));
+        assert_false(instance_id_valid("0123456789abc"));
+        assert_false(instance_id_valid("0123456789aB"));
+        assert_false(instance_id_valid("0123456789ag"));
+        assert_false(instance_id_valid("../012345678"));
+        assert_false(instance_id_valid(""));
+        assert_false(instance_id_valid(NULL));
+}
+
 static void test_deployment_golden(void **state) {
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -936,6 +949,7 @@ static void test_nul_in_string(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_instance_id_valid),
                 cmocka_unit_test(test_deployment_golden),
                 cmocka_unit_test(test_instance_event_golden),
                 cmocka_unit_test(test_instance_exit_message),

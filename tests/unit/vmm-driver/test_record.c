@@ -269,18 +269,6 @@ static void test_save_load(void **state) {
         assert_int_equal(rm_rf(dir), 0);
 }
 
-static void test_id_valid(void **state) {
-        assert_true(vmm_instance_id_valid("0123456789ab"));
-        assert_true(vmm_instance_id_valid("ffffffffffff"));
-        assert_false(vmm_instance_id_valid("0123456789a"));
-        assert_false(vmm_instance_id_valid("0123456789abc"));
-        assert_false(vmm_instance_id_valid("0123456789aB"));
-        assert_false(vmm_instance_id_valid("0123456789ag"));
-        assert_false(vmm_instance_id_valid("../012345678"));
-        assert_false(vmm_instance_id_valid(""));
-        assert_false(vmm_instance_id_valid(NULL));
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_roundtrip),
@@ -289,7 +277,6 @@ int main(void) {
                 cmocka_unit_test(test_rejects),
                 cmocka_unit_test(test_unknown_keys_ignored),
                 cmocka_unit_test(test_save_load),
-                cmocka_unit_test(test_id_valid),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -118,10 +118,11 @@ def test_attach_refuses_taken_port_and_publishes_the_failure(stack):
     try:
         assert holder.stdout.readline().strip() == "ready"
         # The slow joiner's handshake: the same refusal for another deployment creates nothing.
-        sub.handshake(lambda: request(ep(stack, "requests"), "net.attach",
-                                      {"instance_id": "hhhhhhhhhhhh", "deployment_id": "handshake",
-                                       "ports": [{"published": 8090, "target": 80}]}),
-                      lambda t, b: t == "net.port_allocation_failed" and b.get("deployment_id") == "handshake")
+        def refused():
+            r = request(ep(stack, "requests"), "net.attach", {"instance_id": "eeeeeeeeeeee", "deployment_id": "handshake",
+                                                              "ports": [{"published": 8090, "target": 80}]})
+            assert r["error"]["code"] == "port_allocation_failed", r
+        sub.handshake(refused, lambda t, b: t == "net.port_allocation_failed" and b.get("deployment_id") == "handshake")
         r = request(ep(stack, "requests"), "net.attach",
                     {"instance_id": "cccccccccccc", "deployment_id": "d-1", "ports": [{"published": 8090, "target": 80}]})
         assert r["error"]["code"] == "port_allocation_failed", r

@@ -185,7 +185,7 @@ fuzz: $(FUZZ_BINS)
 
 # ---- integration tests -----------------------------------------------------------------------
 integration: all guest san-daemons
-	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider tests/integration
 
 check: unit fuzz integration
 
@@ -197,7 +197,7 @@ SOAK_RUNS ?= 5
 soak: all guest
 	@set -e; for i in $$(seq $(SOAK_RUNS)); do seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
 	  echo "== soak run $$i of $(SOAK_RUNS), HUSK_CHAOS_SEED=$$seed"; \
-	  HUSK_CHAOS_SEED=$$seed HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s -p no:cacheprovider \
+	  HUSK_CHAOS_SEED=$$seed HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s -rfEs -p no:cacheprovider \
 	    tests/integration/test_chaos.py; done
 
 demo:

@@ -83,12 +83,13 @@ typedef struct scheduler {
         bus_client_t *apiserver;
         bus_client_t *vmm;
         bus_client_t *netd;       /* net.list: guest addresses for tcp and http checks */
-        bus_server_t *server;     /* health.list */
+        bus_server_t *server;     /* health.list, scheduler.status */
         probe_t *probes;          /* one per health check per live instance */
         int health_efd;           /* command probes' threads signal finished probes here */
         bus_sub_t *events;
         bus_pub_t *pub;
         bool pass_scheduled; /* a reconcile pass is queued on the loop */
+        uint64_t passes;     /* passes that saw both lists and acted on every deployment */
         int resync_timer;
         int wake_timer;      /* -1, or the one-shot timer of the earliest back-off or healthy deadline */
 } scheduler_t;
@@ -102,6 +103,8 @@ void scheduler_bus_close(scheduler_t *s);
 void scheduler_kick(scheduler_t *s, const char *why);
 /* One full pass: list deployments and instances, plan each, act. */
 int scheduler_reconcile_all(scheduler_t *s);
+/* scheduler.status: {pass: bool optional} -> {passes: uint, pass_scheduled: bool}. */
+int scheduler_method_status(bus_request_t *req, msgpack_packer *pk, void *userdata);
 /* Arm the wake-up timer for unix ms wake_at (0: none), replacing the previous one. */
 void scheduler_wake_at(scheduler_t *s, uint64_t wake_at);
 

@@ -636,6 +636,7 @@ static int method_health_list(bus_request_t *req, msgpack_packer *pk, void *user
 
 static const bus_method_t health_methods[] = {
         { "health.list", method_health_list },
+        { "scheduler.status", scheduler_method_status },
         {},
 };
 

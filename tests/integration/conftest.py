@@ -7,7 +7,9 @@ daemon logs (and the VMs' console logs and instance.json) are copied to the test
 and the daemon logs' tails printed. See husk_stack.py for
 the helpers (stack.husk, stack.api, stack.wait_for, ...).
 
-Environment: HUSK_BUILD (default <repo>/build) holds bin/ and kit/.
+Environment: HUSK_BUILD (default <repo>/build) holds bin/ and kit/. Under CI=true a test that
+cannot run here (no root, no netns, no QEMU, something not built) fails instead of skipping: see
+require().
 """
 
 import os
@@ -20,7 +22,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from husk_stack import BUILD, Stack, StackError, print_log_tails  # noqa: E402
+from husk_stack import BUILD, Stack, StackError, print_log_tails, require  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "require(condition, why): run only if condition holds; "
+                            "skip otherwise, fail under CI=true (husk_stack.require)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("require"):
+        require(*mark.args, **mark.kwargs)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -37,16 +49,15 @@ def _failed(node):
 
 @pytest.fixture(scope="session")
 def netns_available():
-    """Skip (not fail) where network namespaces cannot be created: not root, no iproute2."""
-    if os.geteuid() != 0:
-        pytest.skip("husk integration tests need root: each stack runs in its own network namespace (ip netns)")
+    """Skip (fail under CI=true) where network namespaces cannot be created: not root, no iproute2."""
+    require(os.geteuid() == 0, "husk integration tests need root: each stack runs in its own network namespace (ip netns)")
     name = f"husk-probe-{os.getpid()}"
     try:
         r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     except FileNotFoundError:
-        pytest.skip("husk integration tests need iproute2 (ip netns)")
-    if r.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: ip netns add: {r.stderr.strip()}")
+        r = None
+    require(r is not None, "husk integration tests need iproute2 (ip netns)")
+    require(r.returncode == 0, f"cannot create a network namespace: ip netns add: {r.stderr.strip()}")
     subprocess.run(["ip", "netns", "delete", name], capture_output=True)
     return True
 

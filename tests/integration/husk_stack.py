@@ -1,19 +1,25 @@
 """husk_stack.py: a husk stack (deploy/husk-stack) as seen from a pytest test.
 
 The daemons run inside the stack's private network namespace, so the API at 127.0.0.1:<port>
-is only reachable from in there: every command and HTTP request goes through
-`husk-stack exec`. Files (instance dirs, logs, sockets) are shared with the test.
+is only reachable from in there. Commands run there with `ip netns exec` (which execs them in
+place: one process each), with the environment `husk-stack exec` gives; HTTP requests go over a
+socket this process opens inside the namespace (see netns_socket), without a new process. Files
+(instance dirs, logs, sockets) are shared with the test.
 """
 
-import base64
+import ctypes
 import dataclasses
+import http.client
 import importlib.machinery
 import importlib.util
 import json as jsonlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +40,19 @@ def _load_tool():
 
 
 stack_tool = _load_tool()
+
+
+def require(condition, why):
+    """Skip the calling test (or fixture) unless condition holds; under CI=true fail instead, so
+    a CI run that cannot run a test says so rather than passing without it. As a marker:
+    @pytest.mark.require(condition, why) (conftest.py applies it at set-up)."""
+    import pytest
+
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"cannot run under CI=true: {why}", pytrace=False)
+    pytest.skip(why)
 
 
 def wait_for(predicate, timeout=30.0, interval=0.1, what=None):
@@ -76,22 +95,55 @@ class ApiResponse:
         return f"<ApiResponse {self.status} {t[:500]!r}{'...' if len(t) > 500 else ''}>"
 
 
-# Runs inside the namespace: one HTTP request described on stdin, the answer as JSON on stdout.
-# http.client, not urllib: no proxy environment variables, no redirects, every status returned.
-_HTTP_CLIENT = r"""
-import base64, http.client, json, sys
-q = json.load(sys.stdin)
-try:
-    c = http.client.HTTPConnection("127.0.0.1", q["port"], timeout=q["timeout"])
-    c.request(q["method"], q["path"], body=None if q["body"] is None else base64.b64decode(q["body"]),
-              headers=q["headers"])
-    r = c.getresponse()
-    out = {"status": r.status, "headers": {k.lower(): v for k, v in r.getheaders()},
-           "body": base64.b64encode(r.read()).decode()}
-except (OSError, http.client.HTTPException) as e:
-    out = {"error": "%s: %s" % (type(e).__name__, e)}
-json.dump(out, sys.stdout)
-"""
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+
+
+def netns_socket(netns, family=socket.AF_INET, type=socket.SOCK_STREAM):
+    """A socket created inside the named network namespace (/run/netns/NETNS); it stays there
+    wherever it is used from. A thread of its own enters the namespace (setns(2) changes only the
+    calling thread's) and ends right after, so this process's other threads never leave theirs."""
+    out = {}
+
+    def make():
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, f"setns {netns}: {os.strerror(e)}")
+            finally:
+                os.close(fd)
+            out["sock"] = socket.socket(family, type)
+        except OSError as e:
+            out["error"] = e
+
+    t = threading.Thread(target=make, name=f"netns-{netns}")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["sock"]
+
+
+class _NetnsHTTPConnection(http.client.HTTPConnection):
+    """http.client, not urllib: no proxy environment variables, no redirects, every status
+    returned. Its socket is made inside the namespace."""
+
+    def __init__(self, netns, port, timeout):
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self._netns = netns
+
+    def connect(self):
+        sock = netns_socket(self._netns)
+        try:
+            sock.settimeout(self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.connect((self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class StackError(RuntimeError):
@@ -154,14 +206,32 @@ class Stack:
 
     # ---- inside the namespace ---------------------------------------------------------------
 
-    def exec(self, *cmd, input=None, timeout=60, check=False, env=None):
-        """Run cmd inside the namespace (`husk-stack exec`); text in, text out."""
-        full = [PYTHON, str(TOOL), "exec", "--dir", str(self.dir), "--", *map(str, cmd)]
+    def exec_env(self):
+        """The environment `husk-stack exec` gives a command in the namespace."""
+        rec = self.record()
+        env = {k: v for k, v in os.environ.items() if k not in stack_tool.SYSTEMD_ENV}
+        env.update(HUSK_CONFIG=str(self.config_path), HUSK_HOST=rec["api_host"], HUSK_KIT_DIR=rec["kit"],
+                   HUSK_STACK_DIR=str(self.dir), HUSK_NETNS=rec["netns"],
+                   PATH=rec["bin"] + os.pathsep + os.environ.get("PATH", os.defpath))
+        return env
+
+    def exec(self, *cmd, input=None, timeout=60, check=False, env=None, tool=False):
+        """Run cmd inside the namespace; text in, text out. `ip netns exec` execs cmd in place,
+        so this is one process; tool=True goes through `husk-stack exec` instead (which is
+        what it tests)."""
+        cmd = [str(c) for c in cmd]
+        if tool:
+            full = [PYTHON, str(TOOL), "exec", "--dir", str(self.dir), "--", *cmd]
+            env = None if env is None else {**os.environ, **env}
+        else:
+            env = {**self.exec_env(), **(env or {})}
+            if shutil.which(cmd[0], path=env["PATH"]) is None:  # as husk-stack exec says it
+                return subprocess.CompletedProcess(cmd, 127, "", f"husk-stack: exec: {cmd[0]}: command not found\n")
+            full = [stack_tool.ip_binary(), "netns", "exec", self.netns, *cmd]
         r = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input,
-                           stdin=None if input is not None else subprocess.DEVNULL,
-                           env=None if env is None else {**os.environ, **env})
+                           stdin=None if input is not None else subprocess.DEVNULL, env=env)
         if check and r.returncode != 0:
-            raise StackError(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+            raise StackError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
         return r
 
     def husk(self, *args, input=None, timeout=60, check=False):
@@ -179,19 +249,48 @@ class Stack:
             headers.setdefault("Content-Type", "application/json")
         elif data is not None:
             body = data.encode() if isinstance(data, str) else data
-        q = {"method": method.upper(), "path": path, "port": self.port, "timeout": timeout,
-             "headers": headers, "body": None if body is None else base64.b64encode(body).decode()}
-        r = self.exec(PYTHON, "-c", _HTTP_CLIENT, input=jsonlib.dumps(q), timeout=timeout + 30)
+        c = _NetnsHTTPConnection(self.netns, self.port, timeout)
         try:
-            out = jsonlib.loads(r.stdout)
-        except ValueError:
-            raise StackError(f"HTTP helper failed ({r.returncode}): {r.stdout}{r.stderr}") from None
-        if "error" in out:
-            raise ConnectionError(f"{method.upper()} {path}: {out['error']}")
-        return ApiResponse(out["status"], out["headers"], base64.b64decode(out["body"]))
+            c.request(method.upper(), path, body=body, headers=headers)
+            r = c.getresponse()
+            return ApiResponse(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        except (OSError, http.client.HTTPException) as e:
+            raise ConnectionError(f"{method.upper()} {path}: {type(e).__name__}: {e}") from e
+        finally:
+            c.close()
 
     def wait_for(self, predicate, timeout=30.0, interval=0.1, what=None):
         return wait_for(predicate, timeout=timeout, interval=interval, what=what)
+
+    def request(self, daemon, method, args=None, timeout=10.0):
+        """One bus request (SCHEMA.md) to a daemon's ipc:// request socket, which lives in the
+        filesystem and so is reachable from here; returns the result, raises StackError on an
+        error reply and TimeoutError when none came."""
+        from netd_util import request
+
+        r = request(f"ipc://{self.dir}/run/{daemon}.requests", method, args or {}, timeout_ms=int(timeout * 1000))
+        if "error" in r:
+            raise StackError(f"{method}: {r['error']}")
+        return r["result"]
+
+    def scheduler_status(self, run_pass=False):
+        """scheduler.status: {passes, pass_scheduled}; run_pass queues a reconcile pass."""
+        return self.request("scheduler", "scheduler.status", {"pass": bool(run_pass)})
+
+    def wait_passes(self, n=2, holds=None, timeout=60.0):
+        """Wait until the scheduler completed n more reconcile passes, each started after this
+        call (asking for them, so no resync tick is waited for): "it decided and nothing happened"
+        without a sleep. With holds, check holds() at every poll and return False as soon as it
+        fails; True otherwise."""
+        # Served between passes (one loop): every pass counted has ended, the next starts later.
+        target = self.scheduler_status(run_pass=True)["passes"] + n
+
+        def done():
+            if holds is not None and not holds():
+                return "failed"
+            st = self.scheduler_status(run_pass=True)
+            return "done" if st["passes"] >= target else None
+        return wait_for(done, timeout=timeout, interval=0.05, what=f"{n} more scheduler passes") == "done"
 
     def processes(self):
         """Pids of every process in the stack's namespace."""

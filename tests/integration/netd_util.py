@@ -36,6 +36,25 @@ def request(endpoint, method, args, timeout_ms=10000):
         sock.close()
 
 
+def handshake(receive, trigger, match, timeout=10.0, interval=0.2):
+    """ZeroMQ's slow joiner without a sleep: a SUB socket receives nothing until its subscription
+    reached the publisher, and nothing says when. So trigger() a harmless event, and again every
+    interval, until receive(timeout_ms) (a list of (type, body)) yields one that match(type, body)
+    accepts: from then on the subscription is in place. Returns every event received."""
+    deadline = time.monotonic() + timeout
+    got = []
+    while True:
+        trigger()
+        until = min(deadline, time.monotonic() + interval)
+        while (left := until - time.monotonic()) > 0:
+            for t, b in receive(int(left * 1000) + 1):
+                got.append((t, b))
+                if match(t, b):
+                    return got
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no handshake event within {timeout:g} s (received {[t for t, _ in got]})")
+
+
 class Subscriber:
     """SUB socket on one PUB endpoint, collecting [type, body] as they come."""
 
@@ -52,6 +71,14 @@ class Subscriber:
             self.seen.append((t.decode(), msgpack.unpackb(b, raw=False)))
             timeout_ms = 0
         return self.seen
+
+    def handshake(self, trigger, match, timeout=10.0):
+        """handshake() on this socket; what it received is dropped from seen."""
+        def receive(timeout_ms):
+            n = len(self.seen)
+            return self.poll(timeout_ms)[n:]
+        handshake(receive, trigger, match, timeout=timeout)
+        self.seen.clear()
 
     def close(self):
         self.sock.close()

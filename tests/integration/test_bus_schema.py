@@ -8,6 +8,8 @@ import time
 import msgpack
 import zmq
 
+from netd_util import handshake
+
 STR, UINT, INT, BOOL = "str", "uint", "int", "bool"
 
 # SCHEMA.md, "Records" (required keys; optional ones may be absent or nil).
@@ -82,7 +84,22 @@ def test_events_and_requests_decode_with_the_schema_alone(stack):
         sub.connect(endpoint(stack, daemon, "events"))
     sub.setsockopt(zmq.SUBSCRIBE, b"deployment.")
     sub.setsockopt(zmq.SUBSCRIBE, b"instance.")
-    time.sleep(0.3)  # ZeroMQ's slow joiner: let the subscriptions reach the publishers
+    # ZeroMQ's slow joiner: a deployment of no replicas is applied (again, unchanged, until one of
+    # its events arrives) so the subscriptions are known to have reached the apiserver. The other
+    # publishers were connected at the same moment; vmm-driver's first event comes after a whole
+    # scheduler pass.
+    def receive(timeout_ms):
+        got = []
+        while sub.poll(timeout_ms):
+            t, b = sub.recv_multipart()
+            got.append((t.decode(), msgpack.unpackb(b, raw=False)))
+            timeout_ms = 0
+        return got
+    hs = {"name": "handshake", "image": f"{stack.kit_dir}/rootfs/hello", "replicas": 0}
+    early = handshake(receive, lambda: stack.api("POST", "/deployments", json=hs),
+                      lambda t, b: t.startswith("deployment.") and b["name"] == "handshake")
+    for etype, body in early:
+        check_record(body, *EVENTS[etype][1:], etype)
 
     manifest = {"name": "schema", "image": f"{stack.kit_dir}/rootfs/hello", "replicas": 1}
     r = stack.api("POST", "/deployments", json=manifest)
@@ -104,6 +121,8 @@ def test_events_and_requests_decode_with_the_schema_alone(stack):
             assert body["state"] in INSTANCE_STATES
             if body.get("exit_reason") is not None:
                 assert body["exit_reason"] in EXIT_REASONS
+        if etype.startswith("deployment.") and body["name"] == "handshake":
+            continue  # checked above; what follows is about the deployment under test
         seen.append(etype)
         if etype == "instance.ready" and not deleted:
             # Requests, as SCHEMA.md documents them.
@@ -130,3 +149,21 @@ def test_events_and_requests_decode_with_the_schema_alone(stack):
                      "instance.removed", "deployment.purged"):
         assert expected in seen, f"{expected} never published; saw {json.dumps(seen)}"
     assert seen.index("instance.created") < seen.index("instance.ready") < seen.index("instance.exited")
+
+
+def test_scheduler_status_counts_passes(stack):
+    """SCHEMA.md, scheduler.status: what tests wait for instead of sleeping before they assert
+    that the scheduler did nothing."""
+    ctx = zmq.Context.instance()
+    st = request(ctx, stack, "scheduler", "scheduler.status", {})["result"]
+    assert set(st) == {"passes", "pass_scheduled"}
+    assert check_type(st["passes"], UINT) and check_type(st["pass_scheduled"], BOOL)
+    # Nothing happens on an idle stack, yet every pass asked for is made and counted.
+    before = st["passes"]
+    for want in range(before + 1, before + 4):
+        first = request(ctx, stack, "scheduler", "scheduler.status", {"pass": True})["result"]
+        assert first["passes"] >= want - 1 and first["pass_scheduled"] is True, first
+        stack.wait_for(lambda: request(ctx, stack, "scheduler", "scheduler.status", {})["result"]["passes"] >= want,
+                       timeout=10, what=f"scheduler pass {want}")
+    reply = request(ctx, stack, "scheduler", "scheduler.status", {"pass": 7})
+    assert reply["error"]["code"] == "invalid" and "pass" in reply["error"]["message"]

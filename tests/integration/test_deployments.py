@@ -4,7 +4,6 @@ daemons and VMs killed under it. Real daemons, real QEMU (tcg), a private netns 
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,14 +51,10 @@ def pid_alive(pid):
         return False
 
 
-def stays(stack, predicate, seconds):
-    """True when predicate holds at every check for `seconds` (a steady state, not a moment)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if not predicate():
-            return False
-        time.sleep(0.2)
-    return True
+def stays(stack, predicate):
+    """True when predicate holds at every check until the scheduler completed two more passes,
+    each started after this call (a steady state the scheduler looked at, not a moment)."""
+    return predicate() and stack.wait_passes(2, holds=predicate) and predicate()
 
 
 def test_apply_run_list_delete_leaves_nothing(stack):
@@ -129,7 +124,7 @@ def test_vmm_driver_sigkill_readopts_every_vm(stack):
     d = wait_running(stack, "web", 2)
     assert live_instances(d) == before, "the same VMs (same ids, same pids) must be adopted"
     # Adopted, not restarted: the scheduler reacted to the adoption events and changed nothing.
-    assert stays(stack, lambda: sorted(stack.qemu_pids()) == sorted(p for _, p in before), 3)
+    assert stays(stack, lambda: sorted(stack.qemu_pids()) == sorted(p for _, p in before))
 
     # Exits of adopted VMs are still detected: kill one, it is replaced.
     victim_id, victim_pid = before[0]
@@ -194,7 +189,7 @@ def test_scheduler_restart_makes_no_duplicates(stack):
     stack.kill_daemon("scheduler", signal.SIGKILL)
     stack.start_daemon("scheduler")
     # A full resync on start finds the two instances and starts nothing.
-    assert stays(stack, lambda: sorted(stack.qemu_pids()) == sorted(p for _, p in before), 3)
+    assert stays(stack, lambda: sorted(stack.qemu_pids()) == sorted(p for _, p in before))
     assert live_instances(wait_running(stack, "web", 2)) == before
 
     # Changes made while the scheduler is down are picked up by that resync.
@@ -204,7 +199,7 @@ def test_scheduler_restart_makes_no_duplicates(stack):
     d = wait_running(stack, "web", 3)
     assert len(live_instances(d)) == 3
     assert set(before) <= set(live_instances(d))
-    assert stays(stack, lambda: len(stack.qemu_pids()) == 3, 2)
+    assert stays(stack, lambda: len(stack.qemu_pids()) == 3)
 
 
 def test_killed_vm_is_detected_and_replaced(stack):

@@ -22,7 +22,7 @@ QEMU = shutil.which("qemu-system-x86_64")
 BOOT_DEADLINE = 60.0  # TCG boots in ~2 s here; a loaded CI machine gets plenty of slack
 FRAME_MAX = 3 << 20
 
-pytestmark = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
+pytestmark = pytest.mark.require(QEMU is not None, "qemu-system-x86_64 not installed")
 
 
 def host_tsc_khz():

@@ -328,7 +328,7 @@ def test_disk_image_with_boot_kit_runs_command_from_the_disk(stack, tmp_path):
     assert disk.read_bytes() == before
 
 
-@pytest.mark.skipif(not FUZZER.exists(), reason="make fuzz builds the fuzzer")
+@pytest.mark.require(FUZZER.exists(), "make fuzz builds the fuzzer")
 def test_agent_frame_decoders_survive_the_fuzzer(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from husk_stack import PYTHON, TOOL
+from husk_stack import stack_tool
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -130,9 +130,10 @@ class Follower:
     collected as they come."""
 
     def __init__(self, stack, name, *args):
-        self.proc = subprocess.Popen([PYTHON, str(TOOL), "exec", "--dir", str(stack.dir), "--",
+        self.proc = subprocess.Popen([stack_tool.ip_binary(), "netns", "exec", stack.netns,
                                       str(stack.bin_dir / "husk"), "deployment", "logs", name, "-f", "-o", "json",
-                                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=stack.exec_env())
         self.entries = []
         self.arrivals = []
         self._t = threading.Thread(target=self._read, daemon=True)
@@ -149,7 +150,7 @@ class Follower:
                        what=f"{n} lines at the follower (has {len(self.entries)})")
 
     def stop(self):
-        # Our own child, by pid (husk-stack exec execs into husk).
+        # Our own child, by pid (ip netns exec execs into husk).
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -114,11 +113,16 @@ def test_siblings_cannot_reach_each_other(stack, guests):
 
 def test_attach_refuses_taken_port_and_publishes_the_failure(stack):
     sub = Subscriber(ep(stack, "events"), "net.")
-    time.sleep(0.3)  # slow joiner
     holder = ns_popen(stack.netns, "import socket,threading; s=socket.socket(); s.bind(('0.0.0.0', 8090)); "
                       "s.listen(); print('ready', flush=True); threading.Event().wait()")
     try:
         assert holder.stdout.readline().strip() == "ready"
+        # The slow joiner's handshake: the same refusal for another deployment creates nothing.
+        def refused():
+            r = request(ep(stack, "requests"), "net.attach", {"instance_id": "eeeeeeeeeeee", "deployment_id": "handshake",
+                                                              "ports": [{"published": 8090, "target": 80}]})
+            assert r["error"]["code"] == "port_allocation_failed", r
+        sub.handshake(refused, lambda t, b: t == "net.port_allocation_failed" and b.get("deployment_id") == "handshake")
         r = request(ep(stack, "requests"), "net.attach",
                     {"instance_id": "cccccccccccc", "deployment_id": "d-1", "ports": [{"published": 8090, "target": 80}]})
         assert r["error"]["code"] == "port_allocation_failed", r
@@ -143,14 +147,13 @@ def test_sigkill_netd_during_transfer_then_readopt_and_detach(stack, guests):
         "import socket, sys, time\n"
         "s = socket.create_connection(('127.0.0.1', 9000), timeout=30)\n"
         "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)\n"
-        "n = 0; print('started', flush=True)\n"
+        "n = len(s.recv(1 << 16)); print('started', flush=True)\n"
         "while True:\n"
         "    d = s.recv(1 << 16)\n"
         "    if not d: break\n"
         "    n += len(d); time.sleep(0.0005)\n"
         "print(n, flush=True)\n"))
-    assert reader.stdout.readline().strip() == "started"
-    time.sleep(0.5)
+    assert reader.stdout.readline().strip() == "started"  # data flows: the transfer is under way
     stack.kill_daemon("netd", signal.SIGKILL)
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0 and int(out.split()[-1]) == size, (out, err[-500:])

@@ -5,7 +5,6 @@ real QEMU (tcg), a private netns per test; VMs kept few and small."""
 import json
 import os
 import signal
-import time
 
 import pytest
 
@@ -95,8 +94,8 @@ def test_missing_kernel_is_a_permanent_failure_without_restarts(stack):
     assert d["restart_count"] == 0
     perm = wait_event(stack, "nokernel", "PermanentFailure")[0]
     assert perm["level"] == "error" and "/nonexistent/vmlinux" in perm["message"]
-    # It stays failed: no restarts, no back-off, no instance.
-    time.sleep(3)
+    # It stays failed: no restarts, no back-off, no instance, after two more passes decided so.
+    assert stack.wait_passes(2)
     d = inspect(stack, "nokernel")
     assert d["status"] == "failed" and d["restart_count"] == 0
     assert "BackOff" not in reasons(stack, "nokernel")
@@ -142,8 +141,8 @@ def test_instance_that_exits_at_once_backs_off_into_crash_loop(stack, failure):
         crashes = [e["message"] for e in evs if e["reason"] == "InstanceCrashed"]
         assert len(crashes) == 6 and all("linux kernel too old to load a ram disk" in m for m in crashes), crashes
         assert "linux kernel too old to load a ram disk" in d["status_message"], d["status_message"]
-    # Nothing more is started.
-    time.sleep(3)
+    # Nothing more is started, after two more passes decided so.
+    assert stack.wait_passes(2)
     assert reasons(stack, "loop").count("InstanceStarted") == 6
     assert stack.qemu_pids() == []
 

@@ -63,14 +63,15 @@ def test_up_status_exec_down(stack):
     assert f'listen: "127.0.0.1:{stack.port}"' in cfg
     assert str(stack.dir / "run") in cfg
 
-    # exec: the namespace, the environment, the exit status.
-    r = stack.exec("sh", "-c", 'echo "$HUSK_CONFIG|$HUSK_HOST|$HUSK_KIT_DIR|${PATH%%:*}"; '
-                   'readlink /proc/self/ns/net; exit 7')
-    assert r.returncode == 7, r
-    env_line, ns_line = r.stdout.splitlines()
-    assert env_line == f"{stack.config_path}|{stack.host}|{stack.kit_dir}|{stack.bin_dir}"
-    assert ns_line == f"net:[{ns[1]}]"
-    assert stack.exec("no-such-command-here").returncode == 127
+    # exec: the namespace, the environment, the exit status; from the tool and from the harness.
+    for tool in (True, False):
+        r = stack.exec("sh", "-c", 'echo "$HUSK_CONFIG|$HUSK_HOST|$HUSK_KIT_DIR|${PATH%%:*}"; '
+                       'readlink /proc/self/ns/net; exit 7', tool=tool)
+        assert r.returncode == 7, r
+        env_line, ns_line = r.stdout.splitlines()
+        assert env_line == f"{stack.config_path}|{stack.host}|{stack.kit_dir}|{stack.bin_dir}"
+        assert ns_line == f"net:[{ns[1]}]"
+        assert stack.exec("no-such-command-here", tool=tool).returncode == 127
 
     # The apiserver listens inside the namespace only.
     probe = f"import socket; socket.create_connection(('127.0.0.1', {stack.port}), timeout=5)"

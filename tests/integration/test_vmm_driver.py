@@ -29,9 +29,9 @@ EVENT_TIMEOUT = 10.0
 STOP_TIMEOUT_S = 3
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86_64 not installed"),
-    pytest.mark.skipif(not os.path.exists(DAEMON), reason="husk-vmm-driver not built"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(KIT, "vmlinux")), reason="guest kit not built (make guest)"),
+    pytest.mark.require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64 not installed"),
+    pytest.mark.require(os.path.exists(DAEMON), "husk-vmm-driver not built"),
+    pytest.mark.require(os.path.exists(os.path.join(KIT, "vmlinux")), "guest kit not built (make guest)"),
 ]
 
 

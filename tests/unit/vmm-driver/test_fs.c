@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/util.h"
+#include "tests/unit/require.h"
 #include "services/vmm-driver/vmm.h"
 
 /* Issue 20: virtiofsd refused its source and the error was "No child processes" (ECHILD, from
@@ -22,11 +23,7 @@ static void test_early_exit_reports_virtiofsd_output(void **state) {
         _cleanup_free_ char *why = NULL;
         char dir[] = "/tmp/husk-test-fs-XXXXXX", file[64];
 
-        if (access("/usr/lib/qemu/virtiofsd", X_OK) < 0 || geteuid() != 0) {
-                if (getenv("CI"))
-                        fail_msg("needs root and /usr/lib/qemu/virtiofsd");
-                skip();
-        }
+        require(access("/usr/lib/qemu/virtiofsd", X_OK) == 0 && geteuid() == 0, "needs root and /usr/lib/qemu/virtiofsd");
         assert_non_null(mkdtemp(dir));
         snprintf(file, sizeof(file), "%s/not-a-directory", dir);
         assert_int_equal(write_file_atomic(file, "x", 1, 0644), 0);

@@ -119,6 +119,20 @@ int store_prepare(apiserver_store_t *s, const char *sql, sqlite3_stmt **ret) {
         return 0;
 }
 
+int store_deployment_known(apiserver_store_t *s, const char *id) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = store_prepare(s, "SELECT 1 FROM deployments WHERE id = ?", &st);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        return rc == SQLITE_ROW ? 0 : store_errno(rc);
+}
+
 static int exec(sqlite3 *db, const char *sql) {
         int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 

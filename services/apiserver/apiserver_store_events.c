@@ -15,21 +15,14 @@ static int column_dup(sqlite3_stmt *st, int col, char **ret) {
 
 int store_event_record(apiserver_store_t *s, event_t *e) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
-        _cleanup_stmt_ sqlite3_stmt *known = NULL, *ins = NULL, *trim = NULL;
+        _cleanup_stmt_ sqlite3_stmt *ins = NULL, *trim = NULL;
         int r, rc;
 
         if (!e->timestamp)
                 e->timestamp = now_realtime_ms();
-        /* Checked first so that an unknown deployment is a clear -ENOENT, not a constraint error. */
-        r = store_prepare(s, "SELECT 1 FROM deployments WHERE id = ?", &known);
+        r = store_deployment_known(s, e->deployment_id);
         if (r < 0)
                 return r;
-        sqlite3_bind_text(known, 1, e->deployment_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(known);
-        if (rc == SQLITE_DONE)
-                return -ENOENT;
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
 
         r = store_prepare(s,
                           "INSERT INTO events (deployment_id, timestamp, level, component, reason, message) "

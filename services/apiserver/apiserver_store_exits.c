@@ -21,21 +21,14 @@ void store_exit_array_free(store_exit_t *a, size_t n) {
 
 int store_exit_record(apiserver_store_t *s, const char *deployment_id, const store_exit_t *e) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
-        _cleanup_stmt_ sqlite3_stmt *known = NULL, *ins = NULL, *trim = NULL;
+        _cleanup_stmt_ sqlite3_stmt *ins = NULL, *trim = NULL;
         int r, rc;
 
         if (!e->instance_id || !e->exit_reason)
                 return -EINVAL;
-        /* Checked first so that an unknown deployment is a clear -ENOENT, not a constraint error. */
-        r = store_prepare(s, "SELECT 1 FROM deployments WHERE id = ?", &known);
+        r = store_deployment_known(s, deployment_id);
         if (r < 0)
                 return r;
-        sqlite3_bind_text(known, 1, deployment_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(known);
-        if (rc == SQLITE_DONE)
-                return -ENOENT;
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
 
         /* A resend (the scheduler retries until vmm-driver removed the instance) changes nothing. */
         r = store_prepare(s,

@@ -27,3 +27,7 @@ static inline void sqlite3_finalizep(sqlite3_stmt **st) {
 #define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
 
 int store_prepare(apiserver_store_t *s, const char *sql, sqlite3_stmt **ret);
+
+/* 0 when deployment id exists, -ENOENT when it does not (with the lock held). Rows that belong to
+ * a deployment check this first, so that an unknown one is a clear -ENOENT, not a constraint error. */
+int store_deployment_known(apiserver_store_t *s, const char *id);

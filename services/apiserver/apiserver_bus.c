@@ -224,7 +224,6 @@ static int call_instance_list(apiserver_t *api, const char *deployment_id, bus_r
         static const bus_call_opts_t opts = { .timeout_ms = INSTANCES_TIMEOUT_MS, .idempotent = true };
         _cleanup_(sbuffer_destroyp) msgpack_sbuffer args = {};
         msgpack_packer pk;
-        int r;
 
         msgpack_sbuffer_init(&args);
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
@@ -232,11 +231,8 @@ static int call_instance_list(apiserver_t *api, const char *deployment_id, bus_r
         if (deployment_id)
                 mp_pack_kv_str(&pk, "deployment_id", deployment_id);
 
-        /* Workers block here for at most the deadline, one at a time. */
-        pthread_mutex_lock(&api->vmm_lock);
-        r = bus_call(api->vmm, "instance.list", &args, &opts, ret);
-        pthread_mutex_unlock(&api->vmm_lock);
-        return r;
+        /* The worker waits here for at most the deadline; other workers do not wait for it. */
+        return bus_pool_call(api->vmm, "instance.list", &args, &opts, ret);
 }
 
 int apiserver_instances(apiserver_t *api, const char *deployment_id, json_t **ret, char **ret_error) {

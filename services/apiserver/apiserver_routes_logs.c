@@ -159,9 +159,7 @@ static int call_query(logs_req_t *q, const char *only, bool with_tail, bus_reply
         }
         if (!api->logd)
                 return -ENOTCONN;
-        pthread_mutex_lock(&api->logd_lock);
-        r = bus_call(api->logd, "logs.query", &args, &opts, ret);
-        pthread_mutex_unlock(&api->logd_lock);
+        r = bus_pool_call(api->logd, "logs.query", &args, &opts, ret);
         if (r < 0)
                 return r;
         if ((*ret)->error_code) {

@@ -234,9 +234,8 @@ struct logd {
         bus_pub_t *pub;
         bus_server_t *server;
         bus_sub_t *events;      /* apiserver: deployment.purged */
-        zsock_t *apiserver;     /* DEALER: deployment.list, answered on the loop (never waited for) */
-        uint64_t list_id;       /* of the deployment.list in flight; 0 when none */
-        uint64_t list_deadline; /* monotonic ms: an answer after it is ignored */
+        bus_client_t *apiserver; /* deployment.list, answered on the loop (never waited for) */
+        bool listing;           /* a deployment.list is in flight */
         char **list_snapshot;   /* deployments we had logs of when we asked (NULL-terminated) */
         int tick_timer;
         int scan_timer;

@@ -218,6 +218,8 @@ void vmm_agent_stop(vmm_instance_t *i);
 int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vmm_agent_pack_fn pack,
                           void *pack_data, uint64_t timeout_ms, vmm_agent_reply_fn fn, void *userdata);
 int vmm_agent_ping(vmm_instance_t *i);
+/* Whether an answer frame of frame_type may complete a call of call_type. */
+bool vmm_agent_answers(const char *call_type, const char *frame_type);
 /* Read the frames already in the socket (the workload's exit before the VM ended). */
 void vmm_agent_drain(vmm_instance_t *i);
 int vmm_agent_shutdown(vmm_instance_t *i, uint64_t grace_ms);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/bus.h"
+#include "lib/bus_pool.h"
 #include "lib/mp.h"
 #include "lib/util.h"
 
@@ -859,6 +860,51 @@ static void test_async_cancel_and_destroy(void **state) {
         looper_stop(&f->looper);
 }
 
+/* ---- a pool of synchronous clients --------------------------------------------------------------- */
+
+typedef struct pool_worker {
+        bus_pool_t *pool;
+        pthread_t thread;
+        int failures;
+} pool_worker_t;
+
+static void *pool_worker_main(void *arg) {
+        pool_worker_t *w = arg;
+
+        for (int i = 0; i < 10; i++) {
+                bus_reply_t *reply = NULL;
+
+                if (bus_pool_call(w->pool, "count", NULL, &(bus_call_opts_t){ .timeout_ms = SOON_MS }, &reply) < 0 ||
+                    reply->error_code)
+                        w->failures++;
+                bus_reply_free(reply);
+        }
+        return NULL;
+}
+
+static void test_pool_calls_from_many_threads(void **state) {
+        fixture_t *f = *state;
+        pool_worker_t workers[16];
+        bus_pool_t *pool = NULL;
+
+        server_start(f, 0);
+        looper_wait_ready(&f->looper);
+        assert_int_equal(bus_pool_new(f->endpoint, 4, &pool), 0);
+        for (size_t i = 0; i < ELEMENTSOF(workers); i++) {
+                workers[i] = (pool_worker_t){ .pool = pool };
+                assert_int_equal(pthread_create(&workers[i].thread, NULL, pool_worker_main, &workers[i]), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(workers); i++) {
+                assert_int_equal(pthread_join(workers[i].thread, NULL), 0);
+                assert_int_equal(workers[i].failures, 0);
+        }
+        /* Every call ran exactly once. */
+        assert_int_equal(atomic_load(&f->calls), 160);
+        bus_pool_destroy(&pool);
+        bus_pool_destroy(&pool); /* safe twice */
+        looper_stop(&f->looper);
+}
+
 /* ---- events ------------------------------------------------------------------------------------- */
 
 static void pack_n(msgpack_sbuffer *buf, uint64_t n) {
@@ -1200,6 +1246,7 @@ int main(void) {
                 T(test_async_timeout_never_blocks_the_loop),
                 T(test_async_server_comes_up_late),
                 T(test_async_cancel_and_destroy),
+                T(test_pool_calls_from_many_threads),
                 T(test_pub_sub_prefix),
                 T(test_sub_recv_timeout),
                 T(test_sub_attach_drops_malformed),

@@ -7,7 +7,6 @@
 #include "lib/mp.h"
 #include "services/netd/netd.h"
 
-#define ID_MAX 64
 
 static void pack_attachment(msgpack_packer *pk, const netd_attachment_t *a, size_t extra) {
         char host[16], guest[16];
@@ -61,7 +60,7 @@ static void publish_port_failure(netd_t *n, const char *instance_id, const char 
 }
 
 static int arg_id(bus_request_t *req, char **ret) {
-        int r = mp_get_str(req->args, "instance_id", ID_MAX, ret);
+        int r = mp_get_str(req->args, "instance_id", PROTO_ID_MAX, ret);
 
         if (r < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID, "instance_id: required string is missing or too long");
@@ -80,7 +79,7 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
 
         if ((r = arg_id(req, &id)) < 0)
                 return r;
-        if (mp_get_str(req->args, "deployment_id", ID_MAX, &deployment_id) == -EBADMSG)
+        if (mp_get_str(req->args, "deployment_id", PROTO_ID_MAX, &deployment_id) == -EBADMSG)
                 return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string");
         if (ports_get(req->args, &ports, &n_ports) < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID,
@@ -91,7 +90,7 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
         if (r == -EADDRINUSE) {
                 log_warning("Instance %s: %s", id, error);
                 publish_port_failure(n, id, deployment_id, error);
-                return bus_request_fail(req, NETD_ERR_PORT_ALLOCATION, "%s", error);
+                return bus_request_fail(req, BUS_ERR_PORT_ALLOCATION_FAILED, "%s", error);
         }
         if (r == -EINVAL)
                 return bus_request_fail(req, BUS_ERR_INVALID, "%s", error);
@@ -147,7 +146,7 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
         netd_t *n = userdata;
         _cleanup_free_ char *id = NULL;
 
-        if (!streq(type, "instance.removed") || mp_get_str(body, "instance_id", ID_MAX, &id) < 0)
+        if (!streq(type, "instance.removed") || mp_get_str(body, "instance_id", PROTO_ID_MAX, &id) < 0)
                 return;
         if (netd_find(n, id))
                 (void)netd_detach(n, id);

@@ -6,7 +6,6 @@
 #include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
 
-#define ID_MAX 64
 
 /* ---- events --------------------------------------------------------------------------------- */
 
@@ -109,9 +108,9 @@ static int method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         size_t n = 0;
         int r;
 
-        r = mp_get_str(req->args, "deployment_id", ID_MAX, &deployment);
+        r = mp_get_str(req->args, "deployment_id", PROTO_ID_MAX, &deployment);
         if (r < 0 && r != -ENOENT)
-                return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string of at most %d bytes", ID_MAX);
+                return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string of at most %d bytes", PROTO_ID_MAX);
 
         v = calloc(zhashx_size(d->instances) + 1, sizeof(*v));
         if (!v)
@@ -167,7 +166,7 @@ static const char *error_code(int r) {
         case -ENOENT:
                 return BUS_ERR_NOT_FOUND;
         case -EADDRINUSE:
-                return VMM_ERR_PORT_ALLOCATION;
+                return BUS_ERR_PORT_ALLOCATION_FAILED;
         case -EAGAIN:
                 return BUS_ERR_UNAVAILABLE;
         default:
@@ -206,7 +205,7 @@ static int get_instance(bus_request_t *req, vmm_t *d, vmm_instance_t **ret) {
         _cleanup_free_ char *id = NULL;
         int r;
 
-        r = mp_get_str(req->args, "instance_id", ID_MAX, &id);
+        r = mp_get_str(req->args, "instance_id", PROTO_ID_MAX, &id);
         if (r == -ENOENT)
                 return bus_request_fail(req, BUS_ERR_INVALID, "instance_id: missing");
         if (r < 0)

@@ -88,7 +88,7 @@ int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **re
                 return net_fail(ret_error, -EAGAIN, "netd did not answer net.attach: %s", strerror(-r));
         if (reply->error_code) {
                 /* PortAllocationFailed keeps its own code: the scheduler counts it as a failed start. */
-                r = streq(reply->error_code, VMM_ERR_PORT_ALLOCATION) ? -EADDRINUSE
+                r = streq(reply->error_code, BUS_ERR_PORT_ALLOCATION_FAILED) ? -EADDRINUSE
                     : streq(reply->error_code, BUS_ERR_INVALID)       ? -EINVAL
                                                                       : -EAGAIN;
                 return net_fail(ret_error, r, "%s", reply->error_message ?: reply->error_code);

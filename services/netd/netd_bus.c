@@ -5,23 +5,19 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/attachment.h"
 #include "services/netd/netd.h"
 
 
 static void pack_attachment(msgpack_packer *pk, const netd_attachment_t *a, size_t extra) {
-        char host[16], guest[16];
+        attachment_t w = { .prefix = 30, .ports = a->ports, .n_ports = a->n_ports };
 
-        netd_ip4_str(a->network + 1, host);
-        netd_ip4_str(a->network + 2, guest);
-        msgpack_pack_map(pk, 7 + extra);
-        mp_pack_kv_str(pk, "instance_id", a->instance_id);
-        mp_pack_kv_str(pk, "tap", a->tap);
-        mp_pack_kv_str(pk, "mac", a->mac);
-        mp_pack_kv_str(pk, "host_ip", host);
-        mp_pack_kv_str(pk, "guest_ip", guest);
-        mp_pack_kv_u64(pk, "prefix", 30);
-        mp_pack_str(pk, "ports");
-        ports_pack(pk, a->ports, a->n_ports);
+        snprintf(w.instance_id, sizeof(w.instance_id), "%s", a->instance_id);
+        snprintf(w.tap, sizeof(w.tap), "%s", a->tap);
+        snprintf(w.mac, sizeof(w.mac), "%s", a->mac);
+        netd_ip4_str(a->network + 1, w.host_ip);
+        netd_ip4_str(a->network + 2, w.guest_ip);
+        attachment_pack(pk, &w, extra);
 }
 
 void netd_publish(netd_t *n, const char *type, const netd_attachment_t *a, const char *message) {

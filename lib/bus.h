@@ -19,14 +19,9 @@
 
 #define BUS_TYPE_MAX 64 /* longest event type or method name */
 
-/* Structured error codes carried by error replies. */
-#define BUS_ERR_INVALID "invalid"          /* malformed or semantically wrong arguments */
-#define BUS_ERR_NOT_FOUND "not_found"
-#define BUS_ERR_CONFLICT "conflict"
-#define BUS_ERR_UNAVAILABLE "unavailable"  /* try again later */
-#define BUS_ERR_INTERNAL "internal"
-#define BUS_ERR_UNKNOWN_METHOD "unknown_method"
-#define BUS_ERR_TIMEOUT "timeout"          /* set by the client when no reply came in time */
+/* Structured error codes carried by error replies (BUS_ERR_INVALID, BUS_ERR_NOT_FOUND, ...) are
+ * generated from proto/schema.yaml, with every method and event name. */
+#include "proto/names.h"
 
 /* ---- events ---------------------------------------------------------------------------- */
 

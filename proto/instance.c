@@ -7,7 +7,6 @@
 
 #include "lib/mp.h"
 
-#define ID_MAX 64
 #define PATH_MAX_ 4096
 #define WORD_MAX 32
 #define REASON_MAX 64
@@ -93,8 +92,8 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
         memset(s, 0, sizeof(*s));
         if (!o || o->type != MSGPACK_OBJECT_MAP)
                 goto malformed;
-        if (mp_get_str(o, "instance_id", ID_MAX, &s->instance_id) < 0 ||
-            mp_get_str(o, "deployment_id", ID_MAX, &s->deployment_id) < 0 ||
+        if (mp_get_str(o, "instance_id", PROTO_ID_MAX, &s->instance_id) < 0 ||
+            mp_get_str(o, "deployment_id", PROTO_ID_MAX, &s->deployment_id) < 0 ||
             mp_get_u64(o, "generation", &s->generation) < 0 ||
             mp_get_str(o, "runtime", WORD_MAX, &s->runtime) < 0 ||
             mp_get_str(o, "image", PATH_MAX_, &s->image) < 0 ||

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/names.h"
 #include "proto/port.h"
 
 /* An instance id is INSTANCE_ID_LEN lowercase hex digits (vmm-driver makes them). Every daemon

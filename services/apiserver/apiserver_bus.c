@@ -10,7 +10,6 @@
 #include "proto/instance.h"
 #include "services/apiserver/apiserver_json.h"
 
-#define ID_MAX 64
 #define STATUS_MAX 32
 #define INSTANCES_TIMEOUT_MS 1000
 
@@ -80,7 +79,7 @@ static int method_get(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         store_deployment_t d = {};
         int r;
 
-        r = arg_str(req, "id", ID_MAX, true, &id);
+        r = arg_str(req, "id", PROTO_ID_MAX, true, &id);
         if (r < 0)
                 return r;
         r = store_deployment_get(api->store, id, &d);
@@ -98,7 +97,7 @@ static int method_set_status(bus_request_t *req, msgpack_packer *pk, void *userd
         store_deployment_t d = {};
         int r;
 
-        if ((r = arg_str(req, "id", ID_MAX, true, &id)) < 0 ||
+        if ((r = arg_str(req, "id", PROTO_ID_MAX, true, &id)) < 0 ||
             (r = arg_str(req, "status", STATUS_MAX, true, &status)) < 0 ||
             (r = arg_str(req, "message", STORE_MESSAGE_MAX, false, &message)) < 0 ||
             (r = arg_u32(req, "ready_replicas", &u.has_ready_replicas, &u.ready_replicas)) < 0 ||
@@ -147,7 +146,7 @@ static int method_purge(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         store_deployment_t d = {};
         int r;
 
-        r = arg_str(req, "id", ID_MAX, true, &id);
+        r = arg_str(req, "id", PROTO_ID_MAX, true, &id);
         if (r < 0)
                 return r;
         r = store_deployment_purge(api->store, id, &d);

@@ -16,7 +16,6 @@
 #define EXEC_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
 /* vmm-driver and the agent answer a timed-out command themselves; this covers a lost reply. */
 #define EXEC_CALL_GRACE_MS 15000u
-#define INSTANCE_ID_MAX 64
 
 static int bad_request(http_request_t *req, const char *field, const char *reason) {
         json_t *v = json_pack("[{s:s, s:s}]", "field", field, "reason", reason);
@@ -131,7 +130,7 @@ static int check_args(http_request_t *req, const json_t *in, uint64_t *ret_timeo
         }
         if (instance && !json_is_null(instance) &&
             (!json_is_string(instance) || json_string_length(instance) == 0 ||
-             json_string_length(instance) > INSTANCE_ID_MAX))
+             json_string_length(instance) > PROTO_ID_MAX))
                 return bad_request(req, "instance", "must be an instance id (a string, as listed by GET /deployments/{id})");
         if (!json_is_array(command) || json_array_size(command) == 0 || json_array_size(command) > MP_STRV_MAX)
                 return bad_request(req, "command", "must be a non-empty list of strings");
@@ -201,7 +200,7 @@ int route_deployment_exec(http_request_t *req) {
         _cleanup_(store_deployment_clear) store_deployment_t d = {};
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         json_auto_t *in = NULL, *out = NULL;
-        char instance_id[INSTANCE_ID_MAX + 1], path[128];
+        char instance_id[PROTO_ID_MAX + 1], path[128];
         msgpack_sbuffer args;
         msgpack_packer pk;
         uint64_t timeout_ms = 0;
@@ -230,7 +229,7 @@ int route_deployment_exec(http_request_t *req) {
         if (r > 0)
                 return r;
         if (json_is_string(json_object_get(in, "instance")))
-                wanted = strndup(json_string_value(json_object_get(in, "instance")), INSTANCE_ID_MAX);
+                wanted = strndup(json_string_value(json_object_get(in, "instance")), PROTO_ID_MAX);
         r = pick_instance(req, d.d.id, wanted, instance_id, sizeof(instance_id));
         if (r != 0)
                 return r;

@@ -24,7 +24,6 @@
 #define LOGS_CATCHUP_MS 5000          /* safety net: events a slow subscriber lost at its HWM */
 #define LOGS_RETRY_MS 1000            /* logd did not answer (restarting): ask again this soon */
 #define LOGS_CURSORS_MAX 1024
-#define ID_MAX 64
 
 static atomic_int followers;
 

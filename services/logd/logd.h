@@ -10,10 +10,10 @@
 #include "lib/bus.h"
 #include "lib/config.h"
 #include "lib/daemon.h"
+#include "proto/deployment.h"
 #include "proto/instance.h"
 
 #define LOGD_LINE_MAX (16u * 1024u)    /* console bytes per entry; a longer line becomes several */
-#define LOGD_ID_MAX 64                 /* deployment ids; instance ids are 12 hex digits */
 #define LOGD_BACKUPS_MAX 100           /* max_console_log_backups above this is clamped */
 #define LOGD_CONSOLE_FILE "console.log" /* the VMM's capture file, and the name of our live file */
 #define LOGD_RECORD_FILE "instance.json"
@@ -256,8 +256,6 @@ int logd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh);
 
 /* Rotation settings for an instance's runtime. */
 void logd_rotation(const husk_config_t *c, const char *runtime, uint64_t *ret_max_bytes, unsigned *ret_backups);
-/* Deployment ids become directory names: [A-Za-z0-9_-], 1 to LOGD_ID_MAX bytes. */
-bool logd_deployment_id_valid(const char *id);
 
 /* ---- instances (logd_instance.c) -------------------------------------------------------------- */
 

@@ -57,8 +57,8 @@ static int method_query(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         size_t n = 0;
         int r;
 
-        r = mp_get_str(req->args, "deployment_id", LOGD_ID_MAX, &deployment);
-        if (r < 0 || !logd_deployment_id_valid(deployment))
+        r = mp_get_str(req->args, "deployment_id", PROTO_ID_MAX, &deployment);
+        if (r < 0 || !deployment_id_valid(deployment))
                 return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: required, a deployment id");
         r = mp_get_str(req->args, "instance", 12, &instance);
         if (r == -ENOENT)
@@ -172,7 +172,7 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
 
         if (!streq(type, "deployment.purged"))
                 return;
-        if (mp_get_str(body, "deployment_id", LOGD_ID_MAX, &id) < 0) {
+        if (mp_get_str(body, "deployment_id", PROTO_ID_MAX, &id) < 0) {
                 log_debug("deployment.purged without a deployment_id, ignoring");
                 return;
         }

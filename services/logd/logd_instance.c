@@ -89,7 +89,7 @@ int logd_instance_bind(logd_instance_t *i, const char *deployment_id, const char
 
         if (i->deployment_id)
                 return streq(i->deployment_id, deployment_id) ? 0 : -EEXIST;
-        if (!logd_deployment_id_valid(deployment_id))
+        if (!deployment_id_valid(deployment_id))
                 return -EINVAL;
         i->deployment_id = strdup(deployment_id);
         i->runtime = strdup(runtime ? runtime : "qemu");

@@ -61,7 +61,7 @@ static int read_record(logd_instance_t *i, char **ret_deployment, char **ret_run
                 return -EBADMSG;
         }
         v = json_object_get(o, "deployment_id");
-        if (!json_is_string(v) || !logd_deployment_id_valid(json_string_value(v))) {
+        if (!json_is_string(v) || !deployment_id_valid(json_string_value(v))) {
                 json_decref(o);
                 return -EBADMSG;
         }

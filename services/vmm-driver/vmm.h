@@ -126,9 +126,6 @@ void vmm_fs_stop(vmm_record_t *rec);
 
 /* ---- network (vmm_net.c) ------------------------------------------------------------------ */
 
-/* Error code netd (net.attach) and we (instance.create) answer when a published port is taken. */
-#define VMM_ERR_PORT_ALLOCATION "port_allocation_failed"
-
 int vmm_net_open(vmm_t *d);
 /* Ask netd for the instance's TAP and /30 (and its published ports). Without netd on this host
  * *ret is left unattached (an error when ports are asked for). -EADDRINUSE: a host port is

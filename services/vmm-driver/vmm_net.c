@@ -7,6 +7,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/attachment.h"
 #include "services/vmm-driver/vmm.h"
 
 #define NET_ATTACH_TIMEOUT_MS 5000
@@ -50,22 +51,13 @@ int vmm_net_open(vmm_t *d) {
         return 0;
 }
 
-static int copy_str(const msgpack_object *o, const char *key, char *buf, size_t size) {
-        _cleanup_free_ char *s = NULL;
-        int r = mp_get_str(o, key, size - 1, &s);
-
-        if (r < 0)
-                return r;
-        snprintf(buf, size, "%s", s);
-        return 0;
-}
-
 int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **ret_error) {
         bus_call_opts_t opts = { .timeout_ms = NET_ATTACH_TIMEOUT_MS, .idempotent = true };
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         msgpack_sbuffer buf;
+        _cleanup_(attachment_clear) attachment_t a = {};
+        proto_error_t e = {};
         msgpack_packer pk;
-        uint64_t prefix;
         int r;
 
         memset(ret, 0, sizeof(*ret));
@@ -88,20 +80,21 @@ int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **re
                 return net_fail(ret_error, -EAGAIN, "netd did not answer net.attach: %s", strerror(-r));
         if (reply->error_code) {
                 /* PortAllocationFailed keeps its own code: the scheduler counts it as a failed start. */
-                r = streq(reply->error_code, VMM_ERR_PORT_ALLOCATION) ? -EADDRINUSE
+                r = streq(reply->error_code, BUS_ERR_PORT_ALLOCATION_FAILED) ? -EADDRINUSE
                     : streq(reply->error_code, BUS_ERR_INVALID)       ? -EINVAL
                                                                       : -EAGAIN;
                 return net_fail(ret_error, r, "%s", reply->error_message ?: reply->error_code);
         }
-        if (!reply->result || copy_str(reply->result, "tap", ret->tap, sizeof(ret->tap)) < 0 ||
-            copy_str(reply->result, "mac", ret->mac, sizeof(ret->mac)) < 0 ||
-            copy_str(reply->result, "host_ip", ret->host_ip, sizeof(ret->host_ip)) < 0 ||
-            copy_str(reply->result, "guest_ip", ret->guest_ip, sizeof(ret->guest_ip)) < 0 ||
-            mp_get_u64(reply->result, "prefix", &prefix) < 0 || prefix > 32) {
+        r = attachment_unpack(reply->result, &a, &e);
+        if (r < 0) {
                 vmm_net_detach(d, s->instance_id);
-                return net_fail(ret_error, -EBADMSG, "netd answered net.attach with a malformed result");
+                return net_fail(ret_error, -EBADMSG, "netd answered net.attach with a malformed result: %s", e.message);
         }
-        ret->prefix = (unsigned)prefix;
+        snprintf(ret->tap, sizeof(ret->tap), "%s", a.tap);
+        snprintf(ret->mac, sizeof(ret->mac), "%s", a.mac);
+        snprintf(ret->host_ip, sizeof(ret->host_ip), "%s", a.host_ip);
+        snprintf(ret->guest_ip, sizeof(ret->guest_ip), "%s", a.guest_ip);
+        ret->prefix = a.prefix;
         ret->attached = true;
         return 0;
 }

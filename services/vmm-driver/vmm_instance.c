@@ -345,6 +345,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                 fail(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
                 goto fail_dir;
         }
+        i->rec.inst.spawned_at_ns = now_realtime_ns();
         i->rec.inst.pid = pid;
         i->is_child = true;
         /* Our unreaped child: its pid cannot be reused under us, so these cannot race. */
@@ -399,13 +400,16 @@ void vmm_instance_on_running(vmm_instance_t *i) {
 }
 
 void vmm_instance_on_ready(vmm_instance_t *i) {
+        uint64_t read_ns = now_realtime_ns(); /* before on_running's work: the ready frame was just read */
+
         /* The agent can only answer from a running VMM, even if QMP was slower to tell us. */
         vmm_instance_on_running(i);
         if (!state_is(i, INSTANCE_STATE_RUNNING))
                 return;
         if (set_state(i, INSTANCE_STATE_READY) < 0)
                 return;
-        i->rec.inst.ready_at = now_realtime_ms();
+        i->rec.inst.ready_at_ns = read_ns;
+        i->rec.inst.ready_at = read_ns / 1000000;
         log_info("Instance %s: ready after %" PRIu64 " ms", id_of(i), i->rec.inst.ready_at - i->rec.inst.started_at);
         vmm_publish(i->vmm, "instance.ready", i);
         vmm_instance_save(i);

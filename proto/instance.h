@@ -50,6 +50,9 @@ typedef struct instance {
         int64_t exit_status;  /* wait status decoded: code, or 128+signal; -1 when unknown */
         char *exit_message;   /* the VMM's last output lines when it crashed or was killed; NULL: none */
         char *address;        /* the guest's IPv4 address as netd gave it (net.attach); NULL: no network */
+        /* Unix ns, for measuring husk's own share of a start (make bench); 0 (and not packed) when unknown. */
+        uint64_t spawned_at_ns; /* the VMM was exec'd (posix_spawn returned) */
+        uint64_t ready_at_ns;   /* vmm-driver read the agent's ready */
 } instance_t;
 
 #define INSTANCE_EXIT_MESSAGE_MAX 1024 /* bytes of exit_message a decoder accepts */

@@ -85,7 +85,8 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret) {
 
         /* JSON integers are signed 64-bit: the u64 times and counters fit for any real value. */
         if (i->spec.generation > INT64_MAX || i->started_at > INT64_MAX || i->ready_at > INT64_MAX ||
-            i->exited_at > INT64_MAX || r->pid_start_time > INT64_MAX || r->stop_requested_at > INT64_MAX)
+            i->exited_at > INT64_MAX || r->pid_start_time > INT64_MAX || r->stop_requested_at > INT64_MAX ||
+            i->spawned_at_ns > INT64_MAX || i->ready_at_ns > INT64_MAX)
                 return -ERANGE;
 
         o = json_object();
@@ -106,6 +107,10 @@ int vmm_record_to_json(const vmm_record_t *r, char **ret) {
         q |= set_int(o, "started_at", (json_int_t)i->started_at);
         q |= set_int(o, "ready_at", (json_int_t)i->ready_at);
         q |= set_int(o, "exited_at", (json_int_t)i->exited_at);
+        if (i->spawned_at_ns)
+                q |= set_int(o, "spawned_at_ns", (json_int_t)i->spawned_at_ns);
+        if (i->ready_at_ns)
+                q |= set_int(o, "ready_at_ns", (json_int_t)i->ready_at_ns);
         q |= set_str(o, "exit_reason", i->exit_reason);
         q |= set_str(o, "exit_message", i->exit_message);
         q |= set_int(o, "exit_status", i->exit_status);
@@ -161,6 +166,19 @@ static int get_int(json_t *o, const char *key, json_int_t min, json_int_t max, j
                 return -EBADMSG;
         *ret = json_integer_value(v);
         return 0;
+}
+
+/* Optional: absent leaves *ret 0 (a record from before these were kept). */
+static int get_optional_ns(json_t *o, const char *key, uint64_t *ret) {
+        json_int_t v;
+        int q;
+
+        if (!json_object_get(o, key))
+                return 0;
+        q = get_int(o, key, 0, INT64_MAX, &v);
+        if (q >= 0)
+                *ret = (uint64_t)v;
+        return q;
 }
 
 int vmm_record_from_json(const char *text, vmm_record_t *ret) {
@@ -240,6 +258,10 @@ int vmm_record_from_json(const char *text, vmm_record_t *ret) {
                         r.fs_pid_start_time = (uint64_t)fs_start;
                 }
         }
+        if (q >= 0)
+                q = get_optional_ns(o, "spawned_at_ns", &r.inst.spawned_at_ns);
+        if (q >= 0)
+                q = get_optional_ns(o, "ready_at_ns", &r.inst.ready_at_ns);
         if (q >= 0 && json_is_true(json_object_get(o, "workload_started")))
                 r.workload_started = true;
         if (q >= 0 && json_object_get(o, "workload_status")) {

@@ -54,6 +54,9 @@ static void fill(vmm_record_t *r, bool with_kit_override) {
         r->inst.spec.ports[1] = (port_spec_t){ .published = 5353, .target = 53, .protocol = PORT_UDP, .host_ip = "127.0.0.1" };
         /* netd's address survives a restart: adopted instances keep showing it. */
         r->inst.address = dup_or_null(with_kit_override ? "10.42.3.10" : NULL);
+        /* The benchmark's timestamps: present in one variant, absent (a record from before them) in the other. */
+        r->inst.spawned_at_ns = with_kit_override ? 1795325731229123456ULL : 0;
+        r->inst.ready_at_ns = with_kit_override ? 1795325732762654321ULL : 0;
 }
 
 /* The instance as the bus carries it, packed: what the scheduler sees of a record. */
@@ -90,6 +93,8 @@ static void assert_same(const vmm_record_t *a, const vmm_record_t *b) {
         assert_int_equal(a->inst.started_at, b->inst.started_at);
         assert_int_equal(a->inst.ready_at, b->inst.ready_at);
         assert_int_equal(a->inst.exited_at, b->inst.exited_at);
+        assert_int_equal(a->inst.spawned_at_ns, b->inst.spawned_at_ns);
+        assert_int_equal(a->inst.ready_at_ns, b->inst.ready_at_ns);
         assert_str_or_null(a->inst.exit_reason, b->inst.exit_reason);
         assert_int_equal(a->inst.exit_status, b->inst.exit_status);
         assert_int_equal(a->pid_start_time, b->pid_start_time);
@@ -210,6 +215,8 @@ static void test_rejects(void **state) {
                 { "\"protocol\": \"udp\"", "\"protocol\": \"sctp\"" },
                 { "\"host_ip\": \"127.0.0.1\"", "\"host_ip\": \"localhost\"" },
                 { "\"ports\": [", "\"ports\": [42, " },
+                { "\"spawned_at_ns\": 1795325731229123456", "\"spawned_at_ns\": -1" },
+                { "\"ready_at_ns\": 1795325732762654321", "\"ready_at_ns\": \"soon\"" },
         };
         _cleanup_(vmm_record_clear) vmm_record_t a = {};
         _cleanup_free_ char *text = NULL;

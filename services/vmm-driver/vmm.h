@@ -12,40 +12,17 @@
 #include "lib/daemon.h"
 #include "proto/agent_frame.h"
 #include "proto/instance.h"
+#include "proto/instance_record.h"
 
 typedef struct vmm vmm_t;
 typedef struct vmm_instance vmm_instance_t;
 
-/* ---- instance.json (vmm_record.c) ---------------------------------------------------------- */
+#include "services/vmm-driver/vmm_runtime.h"
 
-#define VMM_RECORD_FILE "instance.json"
-#define VMM_QEMU_LOG "qemu.log" /* the VMM's stdout and stderr */
-#define VMM_RECORD_MAX (64u * 1024u) /* a record is ~1 KiB; anything bigger is not ours */
+/* ---- instance.json (vmm_record.c; its codec is proto/instance_record.c) ---------------------- */
 
-/* What survives a vmm-driver restart: the published record plus what adoption and the stop
- * sequence need to resume. */
-typedef struct vmm_record {
-        instance_t inst;
-        uint64_t pid_start_time;    /* /proc/<pid>/stat field 22 (ticks since boot): pid reuse guard */
-        uint64_t stop_requested_at; /* unix ms; 0 unless a stop was asked */
-        bool remove_on_exit;        /* instance.stop {remove: true} */
-        char *shutdown_reason;      /* last QMP SHUTDOWN reason, NULL if none seen */
-        char *workload_mode;        /* "rootfs" or "bundle" (kit mode), "disk" (a disk image with a command); NULL: no workload */
-        char *image_path;           /* spec.image with every symlink resolved at create: what virtiofsd and QEMU were given */
-        int64_t fs_pid;             /* virtiofsd serving the image, 0 when none */
-        uint64_t fs_pid_start_time;
-        bool workload_started;      /* the agent accepted the start request */
-        bool workload_exited;       /* the agent reported the workload's exit: workload_status is it */
-        int64_t workload_status;    /* code, or 128+signal */
-} vmm_record_t;
-
-void vmm_record_clear(vmm_record_t *r);
-int vmm_record_to_json(const vmm_record_t *r, char **ret);
-/* Strict: missing or mistyped required keys are -EBADMSG; unknown keys are ignored. */
-int vmm_record_from_json(const char *text, vmm_record_t *r);
-int vmm_record_save(const char *dir, const vmm_record_t *r);
-int vmm_record_load(const char *dir, vmm_record_t *r);
-bool vmm_state_valid(const char *state);
+int vmm_record_save(const char *dir, const instance_record_t *r);
+int vmm_record_load(const char *dir, instance_record_t *r);
 
 /* ---- processes (vmm_proc.c) ---------------------------------------------------------------- */
 
@@ -60,7 +37,20 @@ bool vmm_pidfd_exited(int pidfd);
  * older kernels. */
 int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus);
 
-/* ---- qemu runtime (vmm_qemu.c) --------------------------------------------------------------- */
+/* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
+int vmm_find_executable(const char *name, const char *path_env, char **ret);
+/* A VMM, detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to
+ * dir/output, no other fds, default signal mask and dispositions. Exec failures are returned
+ * here. */
+int vmm_spawn(const char *dir, char *const *argv, const char *output, pid_t *ret_pid);
+
+void vmm_strv_free(char **v);
+static inline void vmm_strv_freep(char ***v) {
+        vmm_strv_free(*v);
+        *v = NULL;
+}
+
+/* ---- network (vmm_net.c) ------------------------------------------------------------------ */
 
 /* An instance's network as netd gave it (net.attach). */
 typedef struct vmm_net {
@@ -71,40 +61,6 @@ typedef struct vmm_net {
         char guest_ip[16];
         unsigned prefix;
 } vmm_net_t;
-
-typedef struct vmm_qemu_params {
-        const char *binary;      /* absolute path */
-        const char *accel;       /* "kvm" or "tcg", already resolved */
-        const char *kernel;      /* absolute */
-        const char *initrd;      /* absolute */
-        const char *instance_id;
-        uint32_t cpus;
-        uint32_t memory_mib;
-        uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
-        const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
-        const char *fs_socket;   /* kit mode: virtiofsd's socket, exported to the guest as tag "rootfs"; NULL: none */
-        const char *disk;        /* disk mode with a command: the image, read-only virtio-blk (/dev/vda); NULL: none */
-} vmm_qemu_params_t;
-
-/* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
- * QEMU runs with the instance directory as cwd, which keeps unix socket paths short. */
-int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret);
-/* configured "kvm"/"tcg"/"auto" -> "kvm" or "tcg"; NULL when configured is none of those. */
-const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable);
-bool vmm_kvm_usable(void);
-/* The host's invariant TSC frequency, measured; -EOPNOTSUPP without an invariant TSC. */
-int vmm_host_tsc_khz(uint64_t *ret);
-/* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
-int vmm_find_executable(const char *name, const char *path_env, char **ret);
-/* Detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to dir/qemu.log,
- * no other fds, default signal mask and dispositions. Exec failures are returned here. */
-int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid);
-
-void vmm_strv_free(char **v);
-static inline void vmm_strv_freep(char ***v) {
-        vmm_strv_free(*v);
-        *v = NULL;
-}
 
 /* ---- virtiofsd (vmm_fs.c) ---------------------------------------------------------------- */
 
@@ -120,11 +76,9 @@ int vmm_fs_workload_mode(const char *image, const char **ret_mode);
 /* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET and wait until it
  * listens; records its pid and start time in rec. On failure *ret_error says why in the words
  * of virtiofsd's own log (the directory, and the log with it, may be gone when it is read). */
-int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **ret_error);
+int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
 /* Kill the recorded virtiofsd if it is still the one we started, and reap it if it is our child. */
-void vmm_fs_stop(vmm_record_t *rec);
-
-/* ---- network (vmm_net.c) ------------------------------------------------------------------ */
+void vmm_fs_stop(instance_record_t *rec);
 
 /* Error code netd (net.attach) and we (instance.create) answer when a published port is taken. */
 #define VMM_ERR_PORT_ALLOCATION "port_allocation_failed"
@@ -139,46 +93,20 @@ void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
 
+/* What is known about a VMM's exit; the runtime's exit_reason makes the reason of it. */
 typedef struct vmm_exit_facts {
         bool stop_requested;          /* we asked (instance.stop) */
-        const char *shutdown_reason;  /* QMP SHUTDOWN reason, NULL if none */
+        const char *shutdown_reason;  /* the shutdown reason the VMM announced, NULL if none */
         bool status_known;
         int wstatus;                  /* wait status, valid when status_known */
 } vmm_exit_facts_t;
 
-const char *vmm_exit_reason(const vmm_exit_facts_t *f);
 /* Exit code, 128+signal, or -1 when unknown. */
 int64_t vmm_exit_status(const vmm_exit_facts_t *f);
 
 int vmm_watch_start(vmm_instance_t *i);
 void vmm_watch_stop(vmm_instance_t *i);
 void vmm_watch_arm_kill(vmm_instance_t *i, uint64_t delay_ms);
-
-/* ---- QMP client (vmm_qmp.c) ------------------------------------------------------------------ */
-
-typedef enum vmm_qmp_state {
-        VMM_QMP_IDLE,
-        VMM_QMP_CONNECTING, /* waiting for QEMU to create qmp.sock */
-        VMM_QMP_GREETING,
-        VMM_QMP_NEGOTIATING, /* qmp_capabilities sent */
-        VMM_QMP_READY,
-} vmm_qmp_state_t;
-
-typedef struct vmm_qmp {
-        int fd;
-        vmm_qmp_state_t state;
-        int timer;            /* connect retry; 0 when none */
-        unsigned delay_ms;    /* next retry delay */
-        uint64_t deadline_ms; /* monotonic; give up connecting after it */
-        char *buf;            /* partial input line */
-        size_t len, cap;
-} vmm_qmp_t;
-
-void vmm_qmp_start(vmm_instance_t *i);
-void vmm_qmp_stop(vmm_instance_t *i);
-/* Read and handle whatever QEMU already wrote (its SHUTDOWN event before it exited). */
-void vmm_qmp_drain(vmm_instance_t *i);
-int vmm_qmp_execute(vmm_instance_t *i, const char *command);
 
 /* ---- agent channel (vmm_agent.c) ------------------------------------------------------------- */
 
@@ -240,14 +168,15 @@ void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, i
 
 struct vmm_instance {
         vmm_t *vmm;
-        vmm_record_t rec;
+        instance_record_t rec;
         char *dir;          /* <instances_dir>/<id> */
         int pidfd;          /* -1 when not watched */
         bool is_child;      /* spawned by this process: waitid() works */
         int kill_timer;     /* SIGKILL after stop_timeout; 0 when none */
         int exit_timer;     /* waiting for an adopted VMM's exit status; 0 when none */
         uint64_t exit_info_deadline; /* monotonic ms */
-        vmm_qmp_t qmp;
+        const vmm_runtime_t *runtime; /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
+        void *runtime_data;           /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
         vmm_agent_t agent;
 };
 
@@ -300,9 +229,7 @@ struct vmm {
         bus_server_t *server;
         zhashx_t *instances;    /* instance_id -> vmm_instance_t* (owned) */
         char *instances_dir;
-        char *qemu_binary;      /* resolved at start; NULL when not found */
-        const char *accel;      /* resolved "kvm" or "tcg" */
-        uint64_t tsc_khz;       /* tcg: host TSC frequency passed to guests, 0 if unknown */
+        void *runtime_state[VMM_RUNTIMES_MAX]; /* each runtime's own state, by row (vmm_runtime.c) */
         zlistx_t *held;         /* events waiting for vmm_publish_hold to end */
         int hold_timer;
         zlistx_t *graveyard;    /* freed instances whose memory goes on the next iteration */

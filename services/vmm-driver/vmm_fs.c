@@ -103,7 +103,7 @@ static int exited_early(const char *dir, int status, char **ret_error) {
         return -EIO;
 }
 
-int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **ret_error) {
+int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error) {
         char sock_opt[PATH_MAX + 32], source_opt[PATH_MAX + 16];
         char *argv[] = { VIRTIOFSD, sock_opt, "-o", source_opt, "-o", "cache=auto", "-o", "sandbox=chroot",
                          "-o", "no_posix_lock", NULL };
@@ -156,7 +156,7 @@ int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **
         return 0;
 }
 
-void vmm_fs_stop(vmm_record_t *rec) {
+void vmm_fs_stop(instance_record_t *rec) {
         uint64_t start_time;
         pid_t pid = (pid_t)rec->fs_pid;
 
@@ -166,7 +166,7 @@ void vmm_fs_stop(vmm_record_t *rec) {
         /* After a vmm-driver restart the pid may belong to someone else by now. */
         if (vmm_proc_start_time(pid, &start_time) < 0 || start_time != rec->fs_pid_start_time)
                 return;
-        /* It ends by itself once QEMU disconnects; SIGKILL covers a wedged one. */
+        /* It ends by itself once the VMM disconnects; SIGKILL covers a wedged one. */
         (void)kill(pid, SIGKILL);
         /* Our child unless we were restarted since; then init reaps it. */
         (void)waitpid(pid, NULL, 0);

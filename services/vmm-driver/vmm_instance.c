@@ -45,7 +45,6 @@ int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret) {
         }
         i->vmm = d;
         i->pidfd = -1;
-        i->qmp.fd = -1;
         i->agent.fd = -1;
         agent_frame_reader_init(&i->agent.reader);
         msgpack_sbuffer_init(&i->agent.out);
@@ -55,11 +54,12 @@ int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret) {
 
 /* Immediate: only for instances no zloop callback can reach any more. */
 static void instance_destroy(vmm_instance_t *i) {
-        vmm_record_clear(&i->rec);
+        if (i->runtime)
+                i->runtime->release(i);
+        instance_record_clear(&i->rec);
         agent_frame_reader_clear(&i->agent.reader);
         msgpack_sbuffer_destroy(&i->agent.out);
         free(i->agent.calls);
-        free(i->qmp.buf);
         free(i->dir);
         free(i);
 }
@@ -84,7 +84,8 @@ void vmm_instance_free(vmm_instance_t *i) {
                 return;
         d = i->vmm;
         vmm_watch_stop(i);
-        vmm_qmp_stop(i);
+        if (i->runtime)
+                i->runtime->disconnect(i);
         vmm_agent_stop(i);
         if (!d->loop || !zlistx_add_end(d->graveyard, i)) {
                 instance_destroy(i);
@@ -135,7 +136,7 @@ int vmm_instance_save(vmm_instance_t *i) {
         int r = vmm_record_save(i->dir, &i->rec);
 
         if (r < 0)
-                log_warning_errno(r, "Failed to save %s/" VMM_RECORD_FILE ", ignoring: %m", i->dir);
+                log_warning_errno(r, "Failed to save %s/" INSTANCE_RECORD_FILE ", ignoring: %m", i->dir);
         return r;
 }
 
@@ -165,8 +166,8 @@ static int check_file(const char *field, const char *path, char **ret_error) {
         return 0;
 }
 
-/* Runtime-independent checks and defaults. */
-static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
+/* The checks every runtime shares, the runtime's row, and the defaults. */
+static int check_spec(vmm_t *d, instance_spec_t *s, const vmm_runtime_t **ret_runtime, char **ret_error) {
         const husk_config_t *c = vmm_config(d);
         int r;
 
@@ -174,16 +175,9 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
                 return fail(ret_error, -EINVAL, "instance_id: must be 12 lowercase hex digits");
         if (!s->deployment_id || !*s->deployment_id)
                 return fail(ret_error, -EINVAL, "deployment_id: must not be empty");
-        if (!s->runtime)
-                return fail(ret_error, -EINVAL, "runtime: missing");
-        if (streq(s->runtime, "cloud-hypervisor"))
-                /* Not implemented yet even when configured: say so rather than half-work. */
-                return fail(ret_error, -EINVAL, "runtime cloud-hypervisor is not enabled on this host%s",
-                            c->cloud_hypervisor.enabled ? " (configured, but not supported by this vmm-driver yet)" : "");
-        if (!streq(s->runtime, "qemu"))
-                return fail(ret_error, -EINVAL, "runtime: must be qemu or cloud-hypervisor");
-        if (!c->qemu.enabled)
-                return fail(ret_error, -EINVAL, "runtime qemu is not enabled on this host");
+        r = vmm_runtime_lookup(c, s->runtime, ret_runtime, ret_error);
+        if (r < 0)
+                return -EINVAL;
         if (s->cpus == 0)
                 s->cpus = c->vmm_driver.default_cpus ? c->vmm_driver.default_cpus : 1;
         if (s->memory_mib == 0)
@@ -198,7 +192,7 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         if (r < 0)
                 return r;
         if (strchr(s->image, ','))
-                return fail(ret_error, -EINVAL, "image: must not contain ',' (virtiofsd and QEMU option syntax)");
+                return fail(ret_error, -EINVAL, "image: must not contain ',' (virtiofsd and VMM option syntax)");
         if (s->kernel && (r = check_file("kernel", s->kernel, ret_error)) < 0)
                 return r;
         if (s->initrd && (r = check_file("initrd", s->initrd, ret_error)) < 0)
@@ -206,65 +200,36 @@ static int check_spec(vmm_t *d, instance_spec_t *s, char **ret_error) {
         return 0;
 }
 
-/* *ret_address: the guest's address netd gave (NULL without a network), for the record. */
-static int qemu_argv(vmm_t *d, const instance_spec_t *s, const char *mode, const char *image_path, char ***ret,
-                     char **ret_address, char **ret_error) {
+/* The kernel and initrd to boot: the spec's, else the kit's. */
+static int boot_files(vmm_t *d, const instance_spec_t *s, vmm_launch_t *l, char **ret_error) {
         const husk_config_t *c = vmm_config(d);
-        vmm_net_t net;
-        vmm_qemu_params_t p = {
-                .binary = d->qemu_binary,
-                .accel = d->accel,
-                .kernel = s->kernel ?: c->kit.kernel,
-                .initrd = s->initrd ?: c->kit.initrd,
-                .instance_id = s->instance_id,
-                .cpus = s->cpus,
-                .memory_mib = s->memory_mib,
-                .tsc_khz = d->tsc_khz,
-                .fs_socket = mode && !streq(mode, "disk") ? VMM_FS_SOCKET : NULL,
-                .disk = mode && streq(mode, "disk") ? image_path : NULL,
-        };
         int r;
 
-        if (!p.kernel)
+        l->kernel = s->kernel ?: c->kit.kernel;
+        l->initrd = s->initrd ?: c->kit.initrd;
+        if (!l->kernel)
                 return fail(ret_error, -EINVAL, "kernel: none given and kit.kernel is not configured");
-        if (!p.initrd)
+        if (!l->initrd)
                 return fail(ret_error, -EINVAL, "initrd: none given and kit.initrd is not configured");
-        if (!s->kernel && (r = check_file("kernel (kit.kernel)", p.kernel, ret_error)) < 0)
+        if (!s->kernel && (r = check_file("kernel (kit.kernel)", l->kernel, ret_error)) < 0)
                 return r;
-        if (!s->initrd && (r = check_file("initrd (kit.initrd)", p.initrd, ret_error)) < 0)
+        if (!s->initrd && (r = check_file("initrd (kit.initrd)", l->initrd, ret_error)) < 0)
                 return r;
-        if (!p.binary)
-                return fail(ret_error, -ENOENT, "qemu binary %s not found",
-                            c->qemu.binary_path ?: "qemu-system-x86_64");
-        /* Last: nothing may fail after netd took the host ports but before the VM runs, except
-         * what the caller undoes (vmm_net_detach). */
-        r = vmm_net_attach(d, s, &net, ret_error);
-        if (r < 0)
-                return r;
-        p.net = net.attached ? &net : NULL;
-        r = vmm_qemu_argv(&p, ret);
-        if (r >= 0 && p.net && !(*ret_address = strdup(net.guest_ip))) {
-                vmm_strv_free(TAKE_PTR(*ret));
-                r = -ENOMEM;
-        }
-        if (r < 0) {
-                vmm_net_detach(d, s->instance_id);
-                return fail(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));
-        }
         return 0;
 }
 
 int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error) {
-        _cleanup_(vmm_strv_freep) char **argv = NULL;
         _cleanup_free_ char *image_path = NULL;
-        _cleanup_free_ char *address = NULL;
+        const vmm_runtime_t *rt = NULL;
         vmm_instance_t *i = NULL;
         const char *mode = NULL;
+        vmm_launch_t launch = {};
+        vmm_net_t net;
         char dir[PATH_MAX];
         pid_t pid;
         int r;
 
-        r = check_spec(d, spec, ret_error);
+        r = check_spec(d, spec, &rt, ret_error);
         if (r < 0)
                 return r;
         if (vmm_instance_get(d, spec->instance_id))
@@ -275,7 +240,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
         if (!image_path)
                 return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(errno));
         if (strchr(image_path, ','))
-                return fail(ret_error, -EINVAL, "image: %s resolves to %s, which contains ',' (virtiofsd and QEMU option syntax)",
+                return fail(ret_error, -EINVAL, "image: %s resolves to %s, which contains ',' (virtiofsd and VMM option syntax)",
                             spec->image, image_path);
         r = vmm_fs_workload_mode(image_path, &mode);
         if (r == -ENOTDIR)
@@ -288,7 +253,15 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
          * init would run, which needs no husk-agent workload. */
         if (!mode && spec->command)
                 mode = "disk";
-        r = qemu_argv(d, spec, mode, image_path, &argv, &address, ret_error);
+        r = boot_files(d, spec, &launch, ret_error);
+        if (r < 0)
+                return r;
+        r = rt->check(vmm_runtime_state(d, rt), spec, ret_error);
+        if (r < 0)
+                return r;
+        /* Last: nothing may fail after netd took the host ports but before the VM runs, except
+         * what is undone below (vmm_net_detach). */
+        r = vmm_net_attach(d, spec, &net, ret_error);
         if (r < 0)
                 return r;
 
@@ -308,30 +281,40 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
 
         r = vmm_instance_new(d, dir, &i);
         if (r < 0) {
+                vmm_net_detach(d, spec->instance_id);
                 rmdir(dir);
                 return fail(ret_error, r, "out of memory");
         }
+        i->runtime = rt;
         i->rec.inst.spec = *spec;
         *spec = (instance_spec_t){};
         i->rec.image_path = TAKE_PTR(image_path);
-        i->rec.inst.address = TAKE_PTR(address);
         i->rec.inst.started_at = now_realtime_ms();
         r = set_state(i, INSTANCE_STATE_STARTING);
         if (r < 0)
                 goto fail_dir;
         i->rec.workload_mode = mode ? strdup(mode) : NULL;
-        if (mode && !i->rec.workload_mode) {
+        i->rec.console_log = strdup(rt->console_file);
+        i->rec.inst.address = net.attached ? strdup(net.guest_ip) : NULL;
+        if ((mode && !i->rec.workload_mode) || !i->rec.console_log || (net.attached && !i->rec.inst.address)) {
                 r = -ENOMEM;
+                fail(ret_error, r, "out of memory");
                 goto fail_dir;
         }
+        launch.net = net.attached ? &net : NULL;
+        launch.fs_socket = mode && !streq(mode, "disk") ? VMM_FS_SOCKET : NULL;
+        launch.disk = mode && streq(mode, "disk") ? i->rec.image_path : NULL;
+        r = rt->prepare(i, vmm_runtime_state(d, rt), &launch, ret_error);
+        if (r < 0)
+                goto fail_dir;
         /* Written before the spawn so that a directory always explains itself. */
         r = vmm_record_save(i->dir, &i->rec);
         if (r < 0) {
-                fail(ret_error, r, "cannot write %s/" VMM_RECORD_FILE ": %s", dir, strerror(-r));
+                fail(ret_error, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", dir, strerror(-r));
                 goto fail_dir;
         }
 
-        if (mode && !streq(mode, "disk")) {
+        if (launch.fs_socket) {
                 _cleanup_free_ char *why = NULL;
 
                 r = vmm_fs_start(dir, i->rec.image_path, &i->rec, &why);
@@ -340,11 +323,9 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                         goto fail_dir;
                 }
         }
-        r = vmm_qemu_spawn(dir, argv, &pid);
-        if (r < 0) {
-                fail(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+        r = rt->spawn(i, &pid, ret_error);
+        if (r < 0)
                 goto fail_dir;
-        }
         i->rec.inst.pid = pid;
         i->is_child = true;
         /* Our unreaped child: its pid cannot be reused under us, so these cannot race. */
@@ -368,19 +349,17 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
                 goto fail_dir;
         }
 
-        log_info("Instance %s: started %s pid %d (%u cpus, %u MiB, accel %s)", id_of(i), argv[0], (int)pid,
-                 i->rec.inst.spec.cpus, i->rec.inst.spec.memory_mib, d->accel);
+        log_info("Instance %s: started %s pid %d (%u cpus, %u MiB)", id_of(i), rt->name, (int)pid,
+                 i->rec.inst.spec.cpus, i->rec.inst.spec.memory_mib);
         vmm_publish(d, "instance.created", i);
-        vmm_qmp_start(i);
+        rt->connect(i);
         vmm_agent_start(i);
         *ret = i;
         return 0;
 
 fail_dir:
-        if (i && i->rec.inst.spec.instance_id)
-                vmm_net_detach(d, i->rec.inst.spec.instance_id);
-        if (i)
-                vmm_fs_stop(&i->rec);
+        vmm_net_detach(d, id_of(i));
+        vmm_fs_stop(&i->rec);
         (void)rm_rf(dir);
         vmm_instance_free(i);
         return r;
@@ -399,7 +378,7 @@ void vmm_instance_on_running(vmm_instance_t *i) {
 }
 
 void vmm_instance_on_ready(vmm_instance_t *i) {
-        /* The agent can only answer from a running VMM, even if QMP was slower to tell us. */
+        /* The agent can only answer from a running VMM, even if its control channel was slower to tell us. */
         vmm_instance_on_running(i);
         if (!state_is(i, INSTANCE_STATE_RUNNING))
                 return;
@@ -418,14 +397,15 @@ void vmm_instance_on_shutdown_event(vmm_instance_t *i, const char *reason) {
                 return;
         free(i->rec.shutdown_reason);
         i->rec.shutdown_reason = s;
-        log_debug("Instance %s: QEMU shutting down (%s)", id_of(i), reason);
+        log_debug("Instance %s: VMM shutting down (%s)", id_of(i), reason);
 }
 
 void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status) {
         char *r = strdup(reason);
 
         vmm_watch_stop(i);
-        vmm_qmp_stop(i);
+        if (i->runtime)
+                i->runtime->disconnect(i);
         vmm_agent_stop(i);
         vmm_fs_stop(&i->rec);
         /* In kit mode the workload's exit is the instance's: a job's result. */
@@ -444,10 +424,10 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
         i->rec.inst.exit_message = NULL;
         /* An exit nobody asked for: the VMM's own last words say why (a kernel it cannot load,
          * a firmware that does not boot, a signal and from whom), so the user need not find them. */
-        if (streq(reason, "crashed") || streq(reason, "killed")) {
+        if ((streq(reason, "crashed") || streq(reason, "killed")) && i->runtime) {
                 char path[PATH_MAX];
 
-                snprintf(path, sizeof(path), "%s/" VMM_QEMU_LOG, i->dir);
+                snprintf(path, sizeof(path), "%s/%s", i->dir, i->runtime->output_file);
                 if (read_file_tail(path, VMM_OUTPUT_TAIL_MAX, &i->rec.inst.exit_message) >= 0 &&
                     !*i->rec.inst.exit_message) {
                         free(i->rec.inst.exit_message);
@@ -486,15 +466,15 @@ int vmm_instance_stop(vmm_instance_t *i, bool remove) {
         vmm_publish(i->vmm, "instance.stopping", i);
         vmm_instance_save(i);
 
-        /* Both channels: the agent stops the workload cleanly, the ACPI powerdown covers a
+        /* Both channels: the agent stops the workload cleanly, the VMM's powerdown covers a
          * guest whose agent is not up; SIGKILL is the backstop. The agent gets three quarters
          * of the timeout so the guest kernel has time to power off before the kill. */
         r = vmm_agent_shutdown(i, timeout * 3 / 4);
         if (r < 0)
                 log_debug_errno(r, "Instance %s: no agent shutdown: %m", id_of(i));
-        r = vmm_qmp_execute(i, "system_powerdown");
+        r = i->runtime ? i->runtime->shutdown(i) : -ENOTCONN;
         if (r < 0)
-                log_debug_errno(r, "Instance %s: no QMP powerdown: %m", id_of(i));
+                log_debug_errno(r, "Instance %s: no powerdown through the VMM: %m", id_of(i));
         vmm_watch_arm_kill(i, timeout);
         log_info("Instance %s: stopping%s", id_of(i), remove ? " (remove on exit)" : "");
         return 0;

@@ -73,9 +73,18 @@ typedef struct vmm_net {
 /* "rootfs" for a directory, "bundle" for one with config.json and rootfs/; NULL (0) when the
  * image is not a directory (disk mode, no workload). */
 int vmm_fs_workload_mode(const char *image, const char **ret_mode);
-/* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET and wait until it
- * listens; records its pid and start time in rec. On failure *ret_error says why in the words
- * of virtiofsd's own log (the directory, and the log with it, may be gone when it is read). */
+/* virtiofsd's start, seen from the loop: error 0 once it listens (its pid and start time are
+ * in rec then), else why says it in the words of virtiofsd's own log (read at once: the
+ * directory, and the log with it, may be gone later). */
+typedef void (*vmm_fs_ready_fn)(int error, const char *why, void *userdata);
+typedef struct vmm_fs_wait vmm_fs_wait_t;
+/* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET; fn runs from loop once it
+ * listens or failed, and the wait (*ret) ends with it. rec must outlive the wait. */
+int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
+                 void *userdata, vmm_fs_wait_t **ret, char **ret_error);
+/* Stop waiting (fn never runs) and kill that virtiofsd. */
+void vmm_fs_wait_cancel(vmm_fs_wait_t **w);
+/* The same, waited for on a private loop: for tests and tools. */
 int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
 /* Kill the recorded virtiofsd if it is still the one we started, and reap it if it is our child. */
 void vmm_fs_stop(instance_record_t *rec);
@@ -84,11 +93,16 @@ void vmm_fs_stop(instance_record_t *rec);
 #define VMM_ERR_PORT_ALLOCATION "port_allocation_failed"
 
 int vmm_net_open(vmm_t *d);
-/* Ask netd for the instance's TAP and /30 (and its published ports). Without netd on this host
- * *ret is left unattached (an error when ports are asked for). -EADDRINUSE: a host port is
- * taken (PortAllocationFailed); -EAGAIN: netd unavailable; -EINVAL: refused as invalid. */
-int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **ret_error);
-/* Best effort: netd also detaches on instance.removed. */
+/* net.attach's end: error 0 with net set, or -EADDRINUSE (a host port is taken:
+ * PortAllocationFailed), -EAGAIN (netd unavailable, or gone: -ECANCELED never comes here as
+ * such), -EINVAL (refused as invalid), with why saying it. Runs from the loop. */
+typedef void (*vmm_net_attach_fn)(int error, const vmm_net_t *net, const char *why, void *userdata);
+/* Ask netd for the instance's TAP and /30 (and its published ports) without waiting: 0, fn runs
+ * later. 1: no netd on this host, the VM runs without a network (fn never runs). <0: refused at
+ * once (ports without netd: -EAGAIN), *ret_error says why. */
+int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, void *userdata, uint64_t *ret_id,
+                   char **ret_error);
+/* Best effort, not waited for: netd also detaches on instance.removed. */
 void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
@@ -187,9 +201,16 @@ void vmm_instance_free(vmm_instance_t *i);
 /* Release what vmm_instance_free deferred; for shutdown, outside the loop. */
 void vmm_reap_now(vmm_t *d);
 vmm_instance_t *vmm_instance_get(vmm_t *d, const char *id);
-/* Validate, make the directory, spawn, watch. On failure nothing is left behind and
- * *ret_error says why (caller frees). -EINVAL: bad spec, -EEXIST: id taken, else internal. */
-int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error);
+/* The end of a create: i (error 0), or error < 0 and why, as vmm_instance_create() says. Runs once. */
+typedef void (*vmm_create_fn)(vmm_t *d, vmm_instance_t *i, int error, const char *why, void *userdata);
+/* Validate, then go on without blocking the loop: netd's net.attach, the directory, virtiofsd,
+ * spawn, watch; fn runs at the end (possibly before this returns). On failure nothing is left
+ * behind. Returns 0, or < 0 when refused at once (fn never runs; *ret_error says why, caller
+ * frees). Errors: -EINVAL bad spec, -EEXIST id taken, -EADDRINUSE a published port is taken,
+ * -EAGAIN netd unavailable, -ECANCELED vmm-driver stopping, else internal. Takes *spec. */
+int vmm_instance_create(vmm_t *d, instance_spec_t **spec, vmm_create_fn fn, void *userdata, char **ret_error);
+/* Creates in flight: ended with -ECANCELED (shutdown). */
+void vmm_instance_cancel_creates(vmm_t *d);
 int vmm_instance_stop(vmm_instance_t *i, bool remove);
 /* Removes the directory and forgets i (see vmm_instance_free); -EBUSY while the VMM is alive. */
 int vmm_instance_remove(vmm_instance_t *i);
@@ -234,7 +255,8 @@ struct vmm {
         int hold_timer;
         zlistx_t *graveyard;    /* freed instances whose memory goes on the next iteration */
         int reap_timer;
-        bus_client_t *netd;     /* net.attach / net.detach */
+        bus_client_t *netd;     /* net.attach / net.detach, asynchronous */
+        zhashx_t *creating;     /* instance_id -> its create in flight (vmm_instance.c; owned there) */
 };
 
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }

@@ -40,7 +40,8 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         d->loop = ctx->loop;
         d->instances = zhashx_new();
         d->graveyard = zlistx_new();
-        if (!d->instances || !d->graveyard)
+        d->creating = zhashx_new();
+        if (!d->instances || !d->graveyard || !d->creating)
                 return log_error_errno(ENOMEM, "Out of memory");
 
         if (c->vmm_driver.instances_dir)
@@ -86,6 +87,11 @@ void vmm_free(vmm_t *d) {
                 return;
         /* Whatever is held still goes out: it is news to every subscriber. */
         vmm_publish_release(d);
+        /* Creates in flight are answered while the server is still there: those waiting for
+         * virtiofsd now, those waiting for netd when its client goes. */
+        vmm_instance_cancel_creates(d);
+        bus_client_destroy(&d->netd);
+        zhashx_destroy(&d->creating);
         bus_server_destroy(&d->server);
         /* The VMMs keep running: we only let go of them. */
         if (d->instances) {
@@ -100,7 +106,6 @@ void vmm_free(vmm_t *d) {
                 zloop_timer_end(d->loop, d->reap_timer);
         zlistx_destroy(&d->graveyard);
         bus_pub_destroy(&d->pub);
-        bus_client_destroy(&d->netd);
         vmm_runtime_free_all(d);
         free(d->instances_dir);
         free(d);

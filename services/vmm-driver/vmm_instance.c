@@ -218,21 +218,217 @@ static int boot_files(vmm_t *d, const instance_spec_t *s, vmm_launch_t *l, char 
         return 0;
 }
 
-int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error) {
+/* One create between its checks and its end: waiting for netd, then for virtiofsd. */
+typedef struct create {
+        vmm_t *d;
+        instance_spec_t *spec;     /* until the instance exists, then i->rec has it */
+        vmm_instance_t *i;         /* once its directory exists */
+        char id[INSTANCE_ID_LEN + 1];
+        const vmm_runtime_t *rt;
+        char *image_path;
+        const char *mode;
+        char *kernel, *initrd;     /* copies: a SIGHUP may change the config meanwhile */
+        bool attached;             /* netd gave a network: detach it on failure */
+        vmm_fs_wait_t *fs;
+        vmm_create_fn fn;
+        void *userdata;
+} create_t;
+
+static void create_free(create_t *c) {
+        if (!c)
+                return;
+        if (c->spec) {
+                instance_spec_clear(c->spec);
+                free(c->spec);
+        }
+        free(c->image_path);
+        free(c->kernel);
+        free(c->initrd);
+        free(c);
+}
+
+/* The end, success or not: forget the create, answer, free. */
+static void create_done(create_t *c, int error, const char *why) {
+        vmm_t *d = c->d;
+        vmm_instance_t *i = error < 0 ? NULL : c->i;
+
+        zhashx_delete(d->creating, c->id);
+        if (error < 0 && c->i) {
+                vmm_fs_wait_cancel(&c->fs);
+                vmm_fs_stop(&c->i->rec);
+                (void)rm_rf(c->i->dir);
+                vmm_instance_free(c->i);
+                c->i = NULL;
+        }
+        if (error < 0 && c->attached)
+                vmm_net_detach(d, c->id);
+        c->fn(d, i, error, why, c->userdata);
+        create_free(c);
+}
+
+static void create_fail(create_t *c, int error, const char *fmt, ...) _printf_(3, 4);
+static void create_fail(create_t *c, int error, const char *fmt, ...) {
+        _cleanup_free_ char *why = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&why, fmt, ap) < 0)
+                why = NULL;
+        va_end(ap);
+        create_done(c, error, why);
+}
+
+static void create_spawn(create_t *c) {
+        _cleanup_free_ char *why = NULL;
+        vmm_instance_t *i = c->i;
+        vmm_t *d = c->d;
+        pid_t pid;
+        int r;
+
+        r = c->rt->spawn(i, &pid, &why);
+        if (r < 0) {
+                create_done(c, r, why);
+                return;
+        }
+        i->rec.inst.pid = pid;
+        i->is_child = true;
+        /* Our unreaped child: its pid cannot be reused under us, so these cannot race. */
+        i->pidfd = vmm_pidfd_open(pid);
+        r = i->pidfd < 0 ? i->pidfd : vmm_proc_start_time(pid, &i->rec.pid_start_time);
+        if (r >= 0)
+                r = vmm_record_save(i->dir, &i->rec);
+        if (r >= 0)
+                r = vmm_watch_start(i);
+        if (r < 0) {
+                /* A VMM we could not re-adopt after a restart must not run at all. */
+                kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                create_fail(c, r, "cannot track pid %d: %s", (int)pid, strerror(-r));
+                return;
+        }
+        if (zhashx_insert(d->instances, id_of(i), i) < 0) {
+                vmm_pidfd_kill(i->pidfd, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                create_fail(c, -ENOMEM, "out of memory");
+                return;
+        }
+
+        log_info("Instance %s: started %s pid %d (%u cpus, %u MiB)", id_of(i), c->rt->name, (int)pid,
+                 i->rec.inst.spec.cpus, i->rec.inst.spec.memory_mib);
+        vmm_publish(d, "instance.created", i);
+        c->rt->connect(i);
+        vmm_agent_start(i);
+        create_done(c, 0, NULL);
+}
+
+static void on_fs_ready(int error, const char *why, void *userdata) {
+        create_t *c = userdata;
+
+        c->fs = NULL; /* the wait ended with this call */
+        if (error < 0) {
+                create_fail(c, error, "cannot start virtiofsd for %s: %s", c->i->rec.image_path, why ?: strerror(-error));
+                return;
+        }
+        create_spawn(c);
+}
+
+/* netd answered (or there is none): the directory, the record, the runtime's preparation. */
+static void create_instance(create_t *c, const vmm_net_t *net) {
+        _cleanup_free_ char *why = NULL;
+        vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
+        vmm_instance_t *i;
+        vmm_t *d = c->d;
+        char dir[PATH_MAX];
+        int r;
+
+        if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, c->id) >= (int)sizeof(dir)) {
+                create_fail(c, -ENAMETOOLONG, "instance directory path too long");
+                return;
+        }
+        if (mkdir(dir, 0700) < 0) {
+                int e = errno;
+
+                if (e == EEXIST)
+                        /* Left by an instance we could not adopt: never reuse someone's directory. */
+                        create_fail(c, -EEXIST, "instance_id: directory %s exists", dir);
+                else
+                        create_fail(c, -e, "cannot create %s: %s", dir, strerror(e));
+                return;
+        }
+        r = vmm_instance_new(d, dir, &i);
+        if (r < 0) {
+                rmdir(dir);
+                create_fail(c, r, "out of memory");
+                return;
+        }
+        c->i = i;
+        i->runtime = c->rt;
+        i->rec.inst.spec = *c->spec;
+        *c->spec = (instance_spec_t){};
+        i->rec.image_path = TAKE_PTR(c->image_path);
+        i->rec.inst.started_at = now_realtime_ms();
+        r = set_state(i, INSTANCE_STATE_STARTING);
+        if (r < 0) {
+                create_fail(c, r, "out of memory");
+                return;
+        }
+        i->rec.workload_mode = c->mode ? strdup(c->mode) : NULL;
+        i->rec.console_log = strdup(c->rt->console_file);
+        i->rec.inst.address = net ? strdup(net->guest_ip) : NULL;
+        if ((c->mode && !i->rec.workload_mode) || !i->rec.console_log || (net && !i->rec.inst.address)) {
+                create_fail(c, -ENOMEM, "out of memory");
+                return;
+        }
+        launch.net = net;
+        launch.fs_socket = c->mode && !streq(c->mode, "disk") ? VMM_FS_SOCKET : NULL;
+        launch.disk = c->mode && streq(c->mode, "disk") ? i->rec.image_path : NULL;
+        r = c->rt->prepare(i, vmm_runtime_state(d, c->rt), &launch, &why);
+        if (r < 0) {
+                create_done(c, r, why);
+                return;
+        }
+        /* Written before the spawn so that a directory always explains itself. */
+        r = vmm_record_save(i->dir, &i->rec);
+        if (r < 0) {
+                create_fail(c, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", dir, strerror(-r));
+                return;
+        }
+        if (!launch.fs_socket) {
+                create_spawn(c);
+                return;
+        }
+        /* The VMM connects to virtiofsd's socket at start: it must listen first. */
+        r = vmm_fs_spawn(d->loop, dir, i->rec.image_path, &i->rec, on_fs_ready, c, &c->fs, &why);
+        if (r < 0) {
+                create_fail(c, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
+                return;
+        }
+}
+
+static void on_attached(int error, const vmm_net_t *net, const char *why, void *userdata) {
+        create_t *c = userdata;
+
+        if (error < 0) {
+                create_done(c, error, why);
+                return;
+        }
+        c->attached = true;
+        create_instance(c, net);
+}
+
+int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, void *userdata, char **ret_error) {
+        instance_spec_t *spec = *spec_p;
         _cleanup_free_ char *image_path = NULL;
         const vmm_runtime_t *rt = NULL;
-        vmm_instance_t *i = NULL;
         const char *mode = NULL;
-        vmm_launch_t launch = {};
-        vmm_net_t net;
-        char dir[PATH_MAX];
-        pid_t pid;
+        vmm_launch_t boot = {};
+        create_t *c;
         int r;
 
         r = check_spec(d, spec, &rt, ret_error);
         if (r < 0)
                 return r;
-        if (vmm_instance_get(d, spec->instance_id))
+        if (vmm_instance_get(d, spec->instance_id) || zhashx_lookup(d->creating, spec->instance_id))
                 return fail(ret_error, -EEXIST, "instance_id: %s exists", spec->instance_id);
         /* Resolved once, here: a symlinked image runs exactly as its target (virtiofsd refuses a
          * symlink as its source), and the VM keeps what it was given if the link changes later. */
@@ -253,116 +449,52 @@ int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, c
          * init would run, which needs no husk-agent workload. */
         if (!mode && spec->command)
                 mode = "disk";
-        r = boot_files(d, spec, &launch, ret_error);
+        r = boot_files(d, spec, &boot, ret_error);
         if (r < 0)
                 return r;
         r = rt->check(vmm_runtime_state(d, rt), spec, ret_error);
         if (r < 0)
                 return r;
-        /* Last: nothing may fail after netd took the host ports but before the VM runs, except
-         * what is undone below (vmm_net_detach). */
-        r = vmm_net_attach(d, spec, &net, ret_error);
-        if (r < 0)
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return fail(ret_error, -ENOMEM, "out of memory");
+        *c = (create_t){ .d = d, .rt = rt, .mode = mode, .fn = fn, .userdata = userdata,
+                         .image_path = TAKE_PTR(image_path), .kernel = strdup(boot.kernel), .initrd = strdup(boot.initrd) };
+        snprintf(c->id, sizeof(c->id), "%s", spec->instance_id);
+        if (!c->kernel || !c->initrd || zhashx_insert(d->creating, c->id, c) < 0) {
+                create_free(c);
+                return fail(ret_error, -ENOMEM, "out of memory");
+        }
+        c->spec = TAKE_PTR(*spec_p);
+        /* Last of the checks: nothing may fail after netd took the host ports but before the VM
+         * runs, except what create_done() undoes (vmm_net_detach). */
+        r = vmm_net_attach(d, c->spec, on_attached, c, NULL, ret_error);
+        if (r < 0) {
+                zhashx_delete(d->creating, c->id);
+                *spec_p = TAKE_PTR(c->spec);
+                create_free(c);
                 return r;
-
-        if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, spec->instance_id) >= (int)sizeof(dir)) {
-                vmm_net_detach(d, spec->instance_id);
-                return fail(ret_error, -ENAMETOOLONG, "instance directory path too long");
         }
-        if (mkdir(dir, 0700) < 0) {
-                int e = errno; /* vmm_net_detach() may change it */
-
-                vmm_net_detach(d, spec->instance_id);
-                if (e == EEXIST)
-                        /* Left by an instance we could not adopt: never reuse someone's directory. */
-                        return fail(ret_error, -EEXIST, "instance_id: directory %s exists", dir);
-                return fail(ret_error, -e, "cannot create %s: %s", dir, strerror(e));
-        }
-
-        r = vmm_instance_new(d, dir, &i);
-        if (r < 0) {
-                vmm_net_detach(d, spec->instance_id);
-                rmdir(dir);
-                return fail(ret_error, r, "out of memory");
-        }
-        i->runtime = rt;
-        i->rec.inst.spec = *spec;
-        *spec = (instance_spec_t){};
-        i->rec.image_path = TAKE_PTR(image_path);
-        i->rec.inst.started_at = now_realtime_ms();
-        r = set_state(i, INSTANCE_STATE_STARTING);
-        if (r < 0)
-                goto fail_dir;
-        i->rec.workload_mode = mode ? strdup(mode) : NULL;
-        i->rec.console_log = strdup(rt->console_file);
-        i->rec.inst.address = net.attached ? strdup(net.guest_ip) : NULL;
-        if ((mode && !i->rec.workload_mode) || !i->rec.console_log || (net.attached && !i->rec.inst.address)) {
-                r = -ENOMEM;
-                fail(ret_error, r, "out of memory");
-                goto fail_dir;
-        }
-        launch.net = net.attached ? &net : NULL;
-        launch.fs_socket = mode && !streq(mode, "disk") ? VMM_FS_SOCKET : NULL;
-        launch.disk = mode && streq(mode, "disk") ? i->rec.image_path : NULL;
-        r = rt->prepare(i, vmm_runtime_state(d, rt), &launch, ret_error);
-        if (r < 0)
-                goto fail_dir;
-        /* Written before the spawn so that a directory always explains itself. */
-        r = vmm_record_save(i->dir, &i->rec);
-        if (r < 0) {
-                fail(ret_error, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", dir, strerror(-r));
-                goto fail_dir;
-        }
-
-        if (launch.fs_socket) {
-                _cleanup_free_ char *why = NULL;
-
-                r = vmm_fs_start(dir, i->rec.image_path, &i->rec, &why);
-                if (r < 0) {
-                        fail(ret_error, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
-                        goto fail_dir;
-                }
-        }
-        r = rt->spawn(i, &pid, ret_error);
-        if (r < 0)
-                goto fail_dir;
-        i->rec.inst.pid = pid;
-        i->is_child = true;
-        /* Our unreaped child: its pid cannot be reused under us, so these cannot race. */
-        i->pidfd = vmm_pidfd_open(pid);
-        r = i->pidfd < 0 ? i->pidfd : vmm_proc_start_time(pid, &i->rec.pid_start_time);
-        if (r >= 0)
-                r = vmm_record_save(i->dir, &i->rec);
-        if (r >= 0)
-                r = vmm_watch_start(i);
-        if (r < 0) {
-                /* A VMM we could not re-adopt after a restart must not run at all. */
-                fail(ret_error, r, "cannot track pid %d: %s", (int)pid, strerror(-r));
-                kill(pid, SIGKILL);
-                (void)waitpid(pid, NULL, 0);
-                goto fail_dir;
-        }
-        if (zhashx_insert(d->instances, id_of(i), i) < 0) {
-                fail(ret_error, -ENOMEM, "out of memory");
-                vmm_pidfd_kill(i->pidfd, SIGKILL);
-                (void)waitpid(pid, NULL, 0);
-                goto fail_dir;
-        }
-
-        log_info("Instance %s: started %s pid %d (%u cpus, %u MiB)", id_of(i), rt->name, (int)pid,
-                 i->rec.inst.spec.cpus, i->rec.inst.spec.memory_mib);
-        vmm_publish(d, "instance.created", i);
-        rt->connect(i);
-        vmm_agent_start(i);
-        *ret = i;
+        if (r > 0)
+                create_instance(c, NULL); /* no netd on this host */
         return 0;
+}
 
-fail_dir:
-        vmm_net_detach(d, id_of(i));
-        vmm_fs_stop(&i->rec);
-        (void)rm_rf(dir);
-        vmm_instance_free(i);
-        return r;
+void vmm_instance_cancel_creates(vmm_t *d) {
+        zlistx_t *waiting;
+        create_t *c;
+
+        /* Those waiting for netd end when its client goes (-ECANCELED); those waiting for
+         * virtiofsd end here. */
+        if (!d->creating || !(waiting = zlistx_new()))
+                return;
+        for (c = zhashx_first(d->creating); c; c = zhashx_next(d->creating))
+                if (c->fs)
+                        zlistx_add_end(waiting, c);
+        while ((c = zlistx_detach(waiting, NULL)))
+                create_fail(c, -ECANCELED, "vmm-driver is stopping");
+        zlistx_destroy(&waiting);
 }
 
 /* ---- transitions ---------------------------------------------------------------------------- */

@@ -165,7 +165,7 @@ int vmm_spawn(const char *dir, char *const *argv, const char *output, pid_t *ret
                                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (r == 0)
                 r = posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-        /* Our sockets (bus, QMP and agent connections of other VMs) must not leak into the VMM,
+        /* Our sockets (bus, control and agent connections of other VMs) must not leak into the VMM,
          * even those some library opened without O_CLOEXEC. */
         if (r == 0)
                 r = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);

@@ -15,7 +15,7 @@
 #define INSTANCE_ID_LEN 12
 bool instance_id_valid(const char *id);
 
-#define INSTANCE_STATE_STARTING "starting" /* VMM spawned, QMP not yet up */
+#define INSTANCE_STATE_STARTING "starting" /* VMM spawned, its control channel not yet up */
 #define INSTANCE_STATE_RUNNING "running"   /* VMM up, guest booting */
 #define INSTANCE_STATE_READY "ready"       /* the guest agent reported ready */
 #define INSTANCE_STATE_STOPPING "stopping" /* graceful stop requested */

@@ -24,8 +24,9 @@ typedef struct vmm_disk {
 /* Make dir's disk from base. base must be a regular file (symlinks resolved: the overlay
  * records the resolved absolute path). The disk file is mode 0600. Returns 0, or a negative
  * errno with a message naming the image in *ret_error (malloc'd; may be NULL): -ENOENT (no
- * base), -EINVAL (base not a regular file), -EEXIST (dir already has a disk), -ENOENT also
- * when qemu-img is missing (the message says so), -EIO (qemu-img failed: its output). */
+ * base), -EINVAL (base not a regular file), -EEXIST (dir already has a disk), -ENAMETOOLONG
+ * (the base's path is too long for a qcow2 backing file name), -EFBIG, -EIO. Starts no
+ * process: the overlay is written here, a few clusters (256 KiB sparse) whatever the size. */
 int vmm_disk_create(const char *dir, const char *base, vmm_disk_t *ret, char **ret_error);
 
 /* Remove dir's disk, whichever method made it. Missing files are not an error. */

@@ -1,5 +1,6 @@
-/* test_disk.c: instance disks: made without copying the base (the overlay is small whatever the
- * base's size, and backs onto its absolute path), written without touching the base, and an
+/* test_disk.c: instance disks: made without copying the base (the overlay, written by vmm_disk
+ * itself, passes qemu-img check, is small whatever the base's size and backs onto its absolute
+ * path), written without touching the base, and an
  * error naming the image when the base is missing or not a regular file. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -105,6 +106,17 @@ static void test_disk_is_copy_on_write(void **state) {
                         snprintf(want, sizeof(want), "\"backing-filename\": \"%s\"", base);
                         if (!strstr(info, want) || !strstr(info, "\"backing-filename-format\": \"raw\""))
                                 fail_msg("qemu-img info: %s", info);
+                        snprintf(want, sizeof(want), "\"virtual-size\": %llu,", (unsigned long long)sizes[i]);
+                        if (!strstr(info, want))
+                                fail_msg("qemu-img info: %s", info);
+                        /* Written by vmm_disk, not qemu-img: QEMU's own consistency check. */
+                        {
+                                _cleanup_free_ char *check = NULL;
+                                char *const c[] = { "qemu-img", "check", "-U", disk.path, NULL };
+
+                                if (run_tool(c, NULL, &check) < 0 || !strstr(check, "No errors were found"))
+                                        fail_msg("qemu-img check: %s", check);
+                        }
                 } else
                         assert_string_equal(disk.format, "raw");
 
@@ -160,6 +172,40 @@ static void test_symlink_base_resolved(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* A qcow2 base: the overlay says so (QEMU never probes a backing file's format) and has its
+ * virtual size, not its file size. */
+static void test_qcow2_base(void **state) {
+        _cleanup_free_ char *dir = make_dir(), *error = NULL, *info = NULL, *out = NULL;
+        char base[256], inst[256];
+        vmm_disk_t disk;
+
+        require(have_qemu_tools(), "needs qemu-img (qemu-utils)");
+        snprintf(base, sizeof(base), "%s/base.qcow2", dir);
+        snprintf(inst, sizeof(inst), "%s/inst", dir);
+        assert_int_equal(mkdir(inst, 0700), 0);
+        {
+                char *const argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", base, "3G", NULL };
+
+                assert_int_equal(run_tool(argv, NULL, &out), 0);
+        }
+        if (vmm_disk_create(inst, base, &disk, &error) < 0)
+                fail_msg("vmm_disk_create: %s", error);
+        assert_string_equal(disk.base_format, "qcow2");
+        assert_string_equal(disk.format, "qcow2");
+        if (disk.method == VMM_DISK_OVERLAY) {
+                char *const argv[] = { "qemu-img", "info", "--output=json", "-U", disk.path, NULL };
+
+                assert_int_equal(run_tool(argv, NULL, &info), 0);
+                if (!strstr(info, "\"backing-filename-format\": \"qcow2\"") ||
+                    !strstr(info, "\"virtual-size\": 3221225472,"))
+                        fail_msg("qemu-img info: %s", info);
+        }
+        vmm_disk_remove(inst);
+        assert_int_equal(rmdir(inst), 0);
+        assert_int_equal(unlink(base), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void expect_error(const char *dir, const char *base, int err, const char *needle) {
         _cleanup_free_ char *error = NULL;
         vmm_disk_t disk;
@@ -192,6 +238,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_disk_is_copy_on_write),
                 cmocka_unit_test(test_symlink_base_resolved),
+                cmocka_unit_test(test_qcow2_base),
                 cmocka_unit_test(test_errors_name_the_image),
         };
 

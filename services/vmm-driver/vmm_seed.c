@@ -278,11 +278,14 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
                 nc = open_memstream(&out.network_config, &n_nc);
                 if (!nc)
                         goto oom;
-                /* The first NIC by name: e* is eth0, ens3, enp0s2 alike, never lo. */
+                /* The first NIC by name: e* is eth0, ens3, enp0s3 alike, never lo. The glob is the
+                 * entry's id as well as its match: cloud-init's networkd renderer (Debian's) ignores
+                 * match: and writes [Match] Name=<id>, which networkd reads as a glob; netplan
+                 * (Ubuntu's) uses the match. With an id like "husk0", networkd matched nothing. */
                 fprintf(nc,
                         "version: 2\n"
                         "ethernets:\n"
-                        "  husk0:\n"
+                        "  \"e*\":\n"
                         "    match:\n"
                         "      name: \"e*\"\n"
                         "    dhcp4: false\n"

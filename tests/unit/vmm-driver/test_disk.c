@@ -234,7 +234,28 @@ static void test_errors_name_the_image(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
-int main(void) {
+/* test_disk create DIR BASE: vmm_disk_create as a command, so that the image boot test
+ * (tests/integration/test_image_boot.py) boots through the overlay vmm-driver will make.
+ * Prints the method, the format and the path. */
+static int disk_command(int argc, char **argv) {
+        _cleanup_free_ char *error = NULL;
+        vmm_disk_t disk;
+
+        if (argc != 4) {
+                fprintf(stderr, "usage: %s create DIR BASE\n", argv[0]);
+                return 2;
+        }
+        if (vmm_disk_create(argv[2], argv[3], &disk, &error) < 0) {
+                fprintf(stderr, "%s\n", error ? error : "vmm_disk_create failed");
+                return 1;
+        }
+        printf("%s %s %s\n", vmm_disk_method_name(disk.method), disk.format, disk.path);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        if (argc > 1 && streq(argv[1], "create"))
+                return disk_command(argc, argv);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_disk_is_copy_on_write),
                 cmocka_unit_test(test_symlink_base_resolved),

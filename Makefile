@@ -13,6 +13,7 @@ PREFIX     ?= /usr/local
 SYSCONFDIR ?= /etc
 DESTDIR    ?=
 BUILD      ?= build
+GEN        := $(BUILD)/gen
 CC         ?= gcc
 PYTHON     ?= /usr/bin/python3
 
@@ -40,7 +41,7 @@ HARDEN_CFLAGS  := -fstack-protector-strong $(FORTIFY) -fPIE
 HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now
 AS_NEEDED := -Wl,--as-needed
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -DHUSK_KITDIR=\"$(PREFIX)/share/husk/kit\" \
-	-I. $(WARN) $(PKG_CFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) -MMD -MP
+	-I. -I$(GEN) $(WARN) $(PKG_CFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS := $(AS_NEEDED) $(HARDEN_LDFLAGS) $(LDFLAGS)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -48,8 +49,20 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 obj     = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 sanobj  = $(patsubst %.c,$(BUILD)/san/%.o,$(1))
 
+# ---- generated from proto/schema.yaml ------------------------------------------------------------
+# The names (proto/names.h) and field tables (proto/schema.h) of every message, and the tests'
+# Python tables, made by proto/schema_gen.py whenever the schema changes. Every object waits for
+# the headers (order-only: the first build has no .d files yet); after that its .d file names the
+# ones it includes, so a schema change rebuilds exactly what uses it, fuzzers and tests included.
+GEN_HDRS   := $(GEN)/proto/names_gen.h $(GEN)/proto/tables_gen.h
+GEN_SRCS   := $(GEN)/proto/tables_gen.c
+GEN_PY     := $(GEN)/husk_schema.py
+$(GEN_HDRS) $(GEN_SRCS) $(GEN_PY) &: proto/schema.yaml proto/schema_gen.py
+	$(PYTHON) proto/schema_gen.py proto/schema.yaml $(GEN)
+schema: $(GEN_HDRS) $(GEN_SRCS) $(GEN_PY)
+
 # lib/ and proto/ as a static archive: a binary gets only the objects it references.
-LIB_SRCS   := $(wildcard lib/*.c) $(wildcard proto/*.c)
+LIB_SRCS   := $(wildcard lib/*.c) $(wildcard proto/*.c) $(GEN_SRCS)
 LIBHUSK    := $(BUILD)/obj/libhusk.a
 SAN_LIBHUSK := $(BUILD)/san/libhusk.a
 SERVICES   := apiserver scheduler vmm-driver netd logd
@@ -64,13 +77,13 @@ BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUIL
 # libzmq and the ~18 shared objects behind them are not loaded by every other verb.
 BUSMOD := $(BUILD)/lib/husk/husk-bus.so
 
-all: $(BINS) $(BUSMOD)
+all: $(BINS) $(BUSMOD) $(GEN_PY)
 
-$(BUILD)/obj/%.o: %.c VERSION
+$(BUILD)/obj/%.o: %.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/san/%.o: %.c VERSION
+$(BUILD)/san/%.o: %.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
@@ -94,7 +107,7 @@ $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,cli)
 
 picobj = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
-$(BUILD)/pic/%.o: %.c VERSION
+$(BUILD)/pic/%.o: %.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
 
@@ -170,13 +183,13 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 20
 # Compiled like the other objects, with -MMD: a fuzzer is rebuilt when any file it includes
 # (the fuzzers #include service sources) changes, not only its own .c.
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -I. -g -O1 $(PKG_CFLAGS) -MMD -MP
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -I. -I$(GEN) -g -O1 $(PKG_CFLAGS) -MMD -MP
 fuzzobj = $(patsubst %.c,$(BUILD)/fuzz-obj/%.o,$(1))
 FUZZ_LIBHUSK := $(BUILD)/fuzz-obj/libhusk.a
-$(BUILD)/fuzz-obj/tests/fuzz/%.o: tests/fuzz/%.c VERSION
+$(BUILD)/fuzz-obj/tests/fuzz/%.o: tests/fuzz/%.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -c $< -o $@
-$(BUILD)/fuzz-obj/%.o: %.c VERSION
+$(BUILD)/fuzz-obj/%.o: %.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
 $(FUZZ_LIBHUSK): $(call fuzzobj,$(LIB_SRCS))
@@ -189,6 +202,7 @@ $(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIBHUSK)
 	  $(call pkg_libs,$(PKGS_apiserver)) -lcivetweb -lpthread
 # A fuzzer of a component's code links the component's objects as well.
 $(BUILD)/fuzz/fuzz_manifest_parse: $(call fuzzobj,$(call comp_srcs,apiserver))
+$(BUILD)/fuzz/fuzz_cli_manifest: $(call fuzzobj,cli/cli_yaml.c cli/cli_expand.c cli/cli_manifest.c)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
@@ -230,9 +244,9 @@ install: all guest
 	  sed 's|@KITDIR@|$(PREFIX)/share/husk/kit|g' deploy/config.example.yaml > $(DESTDIR)$(SYSCONFDIR)/husk/config.yaml
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
+	rm -rf $(BUILD)/gen $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
 
-.PHONY: all guest image san-daemons unit fuzz integration check bench soak demo install clean
+.PHONY: all schema guest image san-daemons unit fuzz integration check bench soak demo install clean
 .DELETE_ON_ERROR:
 # Dependency files only: not build/image, whose root file system tree has directories named *.d.
 -include $(shell find $(BUILD) -path $(BUILD)/image -prune -o -name '*.d' -type f -print 2>/dev/null)

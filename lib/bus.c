@@ -15,6 +15,7 @@
 
 #define BUS_RETRY_INTERVAL_MS 1000
 #define BUS_DEFAULT_TIMEOUT_MS 5000
+#define BUS_CONNECT_RETRY_MS 20 /* a call to a peer not connected yet tries again this soon */
 
 /* ---- shared helpers ------------------------------------------------------------------------ */
 
@@ -512,9 +513,32 @@ int bus_server_attach(bus_server_t *self, zloop_t *loop) {
 
 /* ---- requests: client ------------------------------------------------------------------------ */
 
+/* One call in flight. The synchronous and the asynchronous paths share it, and the functions
+ * below that decide when to send, resend and give up. */
+typedef struct bus_pending {
+        uint64_t id;
+        char method[BUS_TYPE_MAX + 1];
+        msgpack_sbuffer args; /* a copy, for resends; empty when the caller sent none */
+        bool has_args;
+        bool idempotent;
+        bool sent;
+        int error;            /* why it ended, for its callback */
+        uint64_t deadline_ms; /* unix ms, told to the server */
+        uint64_t end;         /* monotonic ms: give up */
+        uint64_t next_send;   /* monotonic ms: (re)send when due */
+        bus_reply_fn fn;      /* asynchronous calls only */
+        void *userdata;
+        struct bus_pending *next;
+} bus_pending_t;
+
 struct bus_client {
         zsock_t *sock;
         uint64_t next_id;
+        /* Asynchronous mode (bus_client_attach): */
+        zloop_t *loop;
+        bus_pending_t *pending; /* unordered; a daemon has a handful in flight */
+        int timer;              /* fires at the earliest wake of any pending call; -1: none */
+        uint64_t timer_at;      /* monotonic ms it fires at */
 };
 
 int bus_client_new(const char *endpoint, bus_client_t **ret) {
@@ -522,6 +546,7 @@ int bus_client_new(const char *endpoint, bus_client_t **ret) {
 
         if (!c)
                 return -ENOMEM;
+        c->timer = -1;
         c->sock = sock_new(ZMQ_DEALER);
         if (!c->sock) {
                 free(c);
@@ -543,11 +568,29 @@ int bus_client_new(const char *endpoint, bus_client_t **ret) {
         return 0;
 }
 
+static void pending_free(bus_pending_t *p) {
+        msgpack_sbuffer_destroy(&p->args);
+        free(p);
+}
+
 void bus_client_destroy(bus_client_t **self_p) {
         bus_client_t *c = *self_p;
 
         if (!c)
                 return;
+        if (c->loop) {
+                zloop_reader_end(c->loop, c->sock);
+                if (c->timer >= 0)
+                        zloop_timer_end(c->loop, c->timer);
+        }
+        /* Every callback runs exactly once: the ones still waiting learn the call was dropped. */
+        while (c->pending) {
+                bus_pending_t *p = c->pending;
+
+                c->pending = p->next;
+                p->fn(-ECANCELED, NULL, p->userdata);
+                pending_free(p);
+        }
         zsock_destroy(&c->sock);
         free(c);
         *self_p = NULL;
@@ -562,8 +605,28 @@ void bus_reply_free(bus_reply_t *r) {
         free(r);
 }
 
-static int client_send(bus_client_t *c, const char *method, uint64_t id, uint64_t deadline,
-                       const msgpack_sbuffer *args) {
+static int pending_init(bus_client_t *c, bus_pending_t *p, const char *method, const msgpack_sbuffer *args,
+                        const bus_call_opts_t *opts) {
+        uint64_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : BUS_DEFAULT_TIMEOUT_MS;
+
+        if (strlen(method) > BUS_TYPE_MAX)
+                return -EINVAL;
+        strcpy(p->method, method); /* length checked above */
+        msgpack_sbuffer_init(&p->args);
+        if (args) {
+                if (msgpack_sbuffer_write(&p->args, args->data, args->size) < 0)
+                        return -ENOMEM;
+                p->has_args = true;
+        }
+        p->id = c->next_id++;
+        p->idempotent = opts && opts->idempotent;
+        p->end = now_monotonic_ms() + timeout;
+        p->next_send = 0;
+        p->deadline_ms = now_realtime_ms() + timeout;
+        return 0;
+}
+
+static int pending_send(bus_client_t *c, const bus_pending_t *p) {
         msgpack_sbuffer buf;
         msgpack_packer pk;
         void *h = zsock_resolve(c->sock);
@@ -571,27 +634,48 @@ static int client_send(bus_client_t *c, const char *method, uint64_t id, uint64_
 
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, args ? 3 : 2);
-        mp_pack_kv_u64(&pk, "id", id);
-        mp_pack_kv_u64(&pk, "deadline", deadline);
-        if (args) {
+        msgpack_pack_map(&pk, p->has_args ? 3 : 2);
+        mp_pack_kv_u64(&pk, "id", p->id);
+        mp_pack_kv_u64(&pk, "deadline", p->deadline_ms);
+        if (p->has_args) {
                 mp_pack_str(&pk, "args");
-                msgpack_sbuffer_write(&buf, args->data, args->size);
+                msgpack_sbuffer_write(&buf, p->args.data, p->args.size);
         }
         if (zmq_send(h, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-            zmq_send(h, method, strlen(method), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(h, p->method, strlen(p->method), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
             zmq_send(h, buf.data, buf.size, ZMQ_DONTWAIT) < 0)
                 r = -errno;
         msgpack_sbuffer_destroy(&buf);
         return r;
 }
 
-/* Parse a reply body; returns 1 when it answers id, 0 for a stale reply, <0 when malformed. */
-static int client_parse_reply(zmsg_t *msg, uint64_t id, bus_reply_t **ret) {
+/* Send the call when due: the first time, and again for idempotent calls that got no answer
+ * (the peer may have restarted and lost it). Returns 0 with *ret_wake set to the monotonic time
+ * the call next needs attention (a resend or its end), -ETIMEDOUT when its time is up, or
+ * another negative errno when it cannot be sent at all. */
+static int pending_step(bus_client_t *c, bus_pending_t *p, uint64_t now, uint64_t *ret_wake) {
+        int r;
+
+        if (now >= p->end)
+                return -ETIMEDOUT;
+        if (now >= p->next_send && (!p->sent || p->idempotent)) {
+                r = pending_send(c, p);
+                if (r == 0)
+                        p->sent = true;
+                else if (r != -EAGAIN)
+                        return r;
+                /* Not connected (EAGAIN): try again shortly; sent: resend later if idempotent. */
+                p->next_send = now + (r == 0 ? BUS_RETRY_INTERVAL_MS : BUS_CONNECT_RETRY_MS);
+        }
+        *ret_wake = (!p->sent || p->idempotent) && p->next_send < p->end ? p->next_send : p->end;
+        return 0;
+}
+
+/* Parse a reply: 0 with *ret set and *ret_id its id, <0 when malformed. */
+static int reply_parse(zmsg_t *msg, uint64_t *ret_id, bus_reply_t **ret) {
         zframe_t *delim = zmsg_first(msg), *type = zmsg_next(msg), *body = zmsg_next(msg);
-        bus_reply_t *reply;
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         const msgpack_object *err;
-        uint64_t got;
 
         if (!delim || zframe_size(delim) != 0 || !type || !zframe_streq(type, "reply") || !body)
                 return -EBADMSG;
@@ -600,74 +684,226 @@ static int client_parse_reply(zmsg_t *msg, uint64_t id, bus_reply_t **ret) {
         reply = calloc(1, sizeof(*reply) + zframe_size(body));
         if (!reply)
                 return -ENOMEM;
+        msgpack_unpacked_init(&reply->unpacked);
         memcpy(reply + 1, zframe_data(body), zframe_size(body));
-        if (unpack_map(reply + 1, zframe_size(body), &reply->unpacked) < 0) {
-                free(reply);
+        if (unpack_map(reply + 1, zframe_size(body), &reply->unpacked) < 0 ||
+            mp_get_u64(&reply->unpacked.data, "id", ret_id) < 0)
                 return -EBADMSG;
-        }
-        if (mp_get_u64(&reply->unpacked.data, "id", &got) < 0 || got != id) {
-                bus_reply_free(reply);
-                return 0;
-        }
         err = mp_map_get(&reply->unpacked.data, "error");
         if (err) {
                 if (mp_get_str(err, "code", 64, &reply->error_code) < 0)
                         reply->error_code = strdup(BUS_ERR_INTERNAL);
                 if (mp_get_str(err, "message", 4096, &reply->error_message) < 0)
                         reply->error_message = strdup("(no message)");
-                if (!reply->error_code || !reply->error_message) {
-                        bus_reply_free(reply);
+                if (!reply->error_code || !reply->error_message)
                         return -ENOMEM;
-                }
         } else
                 reply->result = mp_map_get(&reply->unpacked.data, "result");
-        *ret = reply;
-        return 1;
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
+/* Receive one waiting reply, if any: 0 with *ret set, -EAGAIN when none is left, -EBADMSG for
+ * one that was malformed (dropped; there may be more). */
+static int reply_recv(bus_client_t *c, uint64_t *ret_id, bus_reply_t **ret) {
+        zmsg_t *msg;
+        int r;
+
+        if (!(zsock_events(c->sock) & ZMQ_POLLIN))
+                return -EAGAIN;
+        msg = zmsg_recv(c->sock);
+        if (!msg)
+                return -EAGAIN;
+        r = reply_parse(msg, ret_id, ret);
+        zmsg_destroy(&msg);
+        return r;
 }
 
 int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
              const bus_call_opts_t *opts, bus_reply_t **ret) {
-        uint64_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : BUS_DEFAULT_TIMEOUT_MS;
-        bool idempotent = opts && opts->idempotent;
-        uint64_t start = now_monotonic_ms(), end = start + timeout;
-        uint64_t deadline = now_realtime_ms() + timeout;
-        uint64_t id = self->next_id++, next_send = start;
-        bool sent = false;
+        bus_pending_t p = { 0 };
+        int r;
 
-        for (;;) {
-                uint64_t now = now_monotonic_ms(), wait_until;
+        /* An attached client's replies belong to its loop. */
+        if (self->loop)
+                return -EBUSY;
+        r = pending_init(self, &p, method, args, opts);
+        for (; r == 0;) {
+                uint64_t now = now_monotonic_ms(), wake, id;
                 zmq_pollitem_t item = { .socket = zsock_resolve(self->sock), .events = ZMQ_POLLIN };
-                int r;
+                bus_reply_t *reply = NULL;
 
-                if (now >= end)
-                        return -ETIMEDOUT;
-                if (now >= next_send && (!sent || idempotent)) {
-                        r = client_send(self, method, id, deadline, args);
-                        if (r == 0)
-                                sent = true;
-                        else if (r != -EAGAIN)
-                                return r;
-                        /* Not connected (EAGAIN): try again shortly; sent: resend if idempotent. */
-                        next_send = now + (r == 0 ? BUS_RETRY_INTERVAL_MS : 20);
+                r = pending_step(self, &p, now, &wake);
+                if (r < 0)
+                        break;
+                if (zmq_poll(&item, 1, (long)(wake > now ? wake - now : 0)) < 0) {
+                        r = errno == EINTR ? 0 : -errno;
+                        continue;
                 }
-                wait_until = (!sent || idempotent) && next_send < end ? next_send : end;
-                r = zmq_poll(&item, 1, (long)(wait_until > now ? wait_until - now : 0));
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                while (zsock_events(self->sock) & ZMQ_POLLIN) {
-                        zmsg_t *msg = zmsg_recv(self->sock);
-                        if (!msg)
+                for (;;) {
+                        int q = reply_recv(self, &id, &reply);
+
+                        if (q == -EAGAIN)
                                 break;
-                        r = client_parse_reply(msg, id, ret);
-                        zmsg_destroy(&msg);
-                        if (r == 1)
-                                return 0;
-                        if (r == -ENOMEM)
-                                return r;
-                        /* Stale or malformed reply: keep waiting for ours. */
+                        if (q == -ENOMEM) {
+                                r = q;
+                                break;
+                        }
+                        if (q == 0 && id == p.id) {
+                                *ret = reply;
+                                r = 1;
+                                break;
+                        }
+                        bus_reply_free(reply); /* stale: a call given up earlier */
+                        reply = NULL;
                 }
         }
+        msgpack_sbuffer_destroy(&p.args);
+        return r == 1 ? 0 : r;
+}
+
+/* ---- requests: asynchronous client ------------------------------------------------------------ */
+
+static int client_on_timer(zloop_t *loop, int timer_id, void *arg);
+
+/* Send what is due, end the calls whose time is up and keep the one timer at the earliest wake
+ * of the rest. The ended calls' callbacks run last, when the list is consistent again: they
+ * may make or cancel calls. */
+static void client_service(bus_client_t *c) {
+        uint64_t now = now_monotonic_ms(), earliest = UINT64_MAX;
+        bus_pending_t *ended = NULL;
+
+        for (bus_pending_t **pp = &c->pending; *pp;) {
+                bus_pending_t *p = *pp;
+                uint64_t wake;
+                int r = pending_step(c, p, now, &wake);
+
+                if (r < 0) {
+                        *pp = p->next;
+                        p->next = ended;
+                        p->error = r;
+                        ended = p;
+                        continue;
+                }
+                if (wake < earliest)
+                        earliest = wake;
+                pp = &p->next;
+        }
+        if (c->timer >= 0 && earliest != c->timer_at) {
+                zloop_timer_end(c->loop, c->timer);
+                c->timer = -1;
+        }
+        if (earliest != UINT64_MAX && c->timer < 0) {
+                c->timer = zloop_timer(c->loop, earliest > now ? earliest - now : 1, 1, client_on_timer, c);
+                c->timer_at = earliest;
+                if (c->timer < 0)
+                        log_error("bus: cannot arm a timer; calls wait for the next reply");
+        }
+        while (ended) {
+                bus_pending_t *p = ended;
+
+                ended = p->next;
+                p->fn(p->error, NULL, p->userdata);
+                pending_free(p);
+        }
+}
+
+static int client_on_timer(zloop_t *loop, int timer_id, void *arg) {
+        bus_client_t *c = arg;
+
+        if (timer_id == c->timer)
+                c->timer = -1; /* a one-shot timer: it is gone once it fired */
+        client_service(c);
+        return 0;
+}
+
+static int client_on_readable(zloop_t *loop, zsock_t *sock, void *arg) {
+        bus_client_t *c = arg;
+
+        for (;;) {
+                bus_reply_t *reply = NULL;
+                uint64_t id;
+                int r = reply_recv(c, &id, &reply);
+
+                if (r == -EAGAIN)
+                        break;
+                if (r < 0)
+                        continue; /* malformed: dropped */
+                for (bus_pending_t **pp = &c->pending; *pp; pp = &(*pp)->next) {
+                        bus_pending_t *p = *pp;
+
+                        if (p->id != id)
+                                continue;
+                        *pp = p->next;
+                        p->fn(0, reply, p->userdata);
+                        pending_free(p);
+                        break;
+                }
+                bus_reply_free(reply); /* answered, or stale */
+        }
+        client_service(c);
+        return 0;
+}
+
+int bus_client_attach(bus_client_t *self, zloop_t *loop) {
+        if (self->loop)
+                return -EBUSY;
+        if (zloop_reader(loop, self->sock, client_on_readable, self) < 0)
+                return -ENOMEM;
+        self->loop = loop;
+        return 0;
+}
+
+int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
+                   const bus_call_opts_t *opts, bus_reply_fn fn, void *userdata, uint64_t *ret_id) {
+        bus_pending_t *p;
+        int r;
+
+        if (!self->loop)
+                return -ENOTCONN;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        r = pending_init(self, p, method, args, opts);
+        if (r < 0) {
+                pending_free(p);
+                return r;
+        }
+        /* Sent now when the peer is connected. A call that cannot even start fails here, so the
+         * callback never runs before this returns. */
+        r = pending_step(self, p, now_monotonic_ms(), &(uint64_t){ 0 });
+        if (r < 0) {
+                pending_free(p);
+                return r;
+        }
+        p->fn = fn;
+        p->userdata = userdata;
+        p->next = self->pending;
+        self->pending = p;
+        if (ret_id)
+                *ret_id = p->id;
+        client_service(self);
+        return 0;
+}
+
+bool bus_call_cancel(bus_client_t *self, uint64_t id) {
+        for (bus_pending_t **pp = &self->pending; *pp; pp = &(*pp)->next) {
+                bus_pending_t *p = *pp;
+
+                if (p->id == id) {
+                        *pp = p->next;
+                        pending_free(p);
+                        client_service(self);
+                        return true;
+                }
+        }
+        return false;
+}
+
+size_t bus_client_pending(const bus_client_t *self) {
+        size_t n = 0;
+
+        for (const bus_pending_t *p = self->pending; p; p = p->next)
+                n++;
+        return n;
 }

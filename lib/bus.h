@@ -19,14 +19,9 @@
 
 #define BUS_TYPE_MAX 64 /* longest event type or method name */
 
-/* Structured error codes carried by error replies. */
-#define BUS_ERR_INVALID "invalid"          /* malformed or semantically wrong arguments */
-#define BUS_ERR_NOT_FOUND "not_found"
-#define BUS_ERR_CONFLICT "conflict"
-#define BUS_ERR_UNAVAILABLE "unavailable"  /* try again later */
-#define BUS_ERR_INTERNAL "internal"
-#define BUS_ERR_UNKNOWN_METHOD "unknown_method"
-#define BUS_ERR_TIMEOUT "timeout"          /* set by the client when no reply came in time */
+/* Structured error codes carried by error replies (BUS_ERR_INVALID, BUS_ERR_NOT_FOUND, ...) are
+ * generated from proto/schema.yaml, with every method and event name. */
+#include "proto/names.h"
 
 /* ---- events ---------------------------------------------------------------------------- */
 
@@ -128,8 +123,34 @@ typedef struct bus_call_opts {
 int bus_client_new(const char *endpoint, bus_client_t **ret);
 void bus_client_destroy(bus_client_t **self_p);
 
-/* Call method with args (a packed msgpack map, or NULL for none). Returns 0 with *ret set
- * (check (*ret)->error_code for a remote error), or -ETIMEDOUT when no reply came before the
- * deadline, or another negative errno. Blocks the calling thread. */
+/* Call method with args (a packed msgpack map, or NULL for none) and wait for the answer.
+ * Returns 0 with *ret set (check (*ret)->error_code for a remote error), or -ETIMEDOUT when no
+ * reply came before the deadline, -EBUSY on a client attached to a loop, or another negative
+ * errno. Blocks the calling thread: for threads that must wait (civetweb workers, tools), never
+ * for an event loop. Same sending, retry and deadline rules as bus_call_async(). */
 int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
              const bus_call_opts_t *opts, bus_reply_t **ret);
+
+/* ---- requests: asynchronous client ------------------------------------------------------------ */
+
+/* The end of one asynchronous call, run from the loop exactly once: error 0 with reply set (check
+ * reply->error_code for a remote error; reply is freed when this returns), or error -ETIMEDOUT
+ * (no answer before the deadline), -ECANCELED (the client was destroyed first) or another
+ * negative errno, with reply NULL. It may make and cancel calls; it must not destroy the client. */
+typedef void (*bus_reply_fn)(int error, const bus_reply_t *reply, void *userdata);
+
+/* Serve the client's replies and deadlines from loop: from now on it only makes asynchronous
+ * calls. Detached by bus_client_destroy(). */
+int bus_client_attach(bus_client_t *self, zloop_t *loop);
+
+/* Start a call and return at once; fn runs later, from the loop, never before this returns.
+ * Returns 0 (with *ret_id, when given, the call's id for bus_call_cancel()), or a negative errno
+ * when the call could not start (fn will not run): -ENOTCONN when the client is not attached. */
+int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
+                   const bus_call_opts_t *opts, bus_reply_fn fn, void *userdata, uint64_t *ret_id);
+
+/* Forget a call: its callback never runs, a late reply is dropped. False when it already ended. */
+bool bus_call_cancel(bus_client_t *self, uint64_t id);
+
+/* How many asynchronous calls wait for an answer (tests, status). */
+size_t bus_client_pending(const bus_client_t *self);

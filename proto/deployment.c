@@ -7,11 +7,22 @@
 
 #include "lib/mp.h"
 
-#define ID_MAX 64
 #define NAME_MAX_ 63
 #define PATH_MAX_ 4096
 #define STATUS_MAX 32
 #define MESSAGE_MAX 1024
+
+bool deployment_id_valid(const char *id) {
+        size_t n = id ? strlen(id) : 0;
+
+        if (n == 0 || n > PROTO_ID_MAX || id[0] == '-')
+                return false;
+        for (const char *p = id; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-' ||
+                      *p == '_'))
+                        return false;
+        return true;
+}
 
 void deployment_clear(deployment_t *d) {
         free(d->id);
@@ -89,7 +100,7 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
         memset(d, 0, sizeof(*d));
         if (!o || o->type != MSGPACK_OBJECT_MAP)
                 goto malformed;
-        if (mp_get_str(o, "id", ID_MAX, &d->id) < 0 ||
+        if (mp_get_str(o, "id", PROTO_ID_MAX, &d->id) < 0 ||
             mp_get_str(o, "namespace", NAME_MAX_, &d->namespace_) < 0 ||
             mp_get_str(o, "name", NAME_MAX_, &d->name) < 0 ||
             mp_get_u64(o, "generation", &d->generation) < 0 ||
@@ -154,7 +165,7 @@ int deployment_event_unpack(const msgpack_object *o, deployment_event_t *e) {
         if (!o || o->type != MSGPACK_OBJECT_MAP)
                 goto malformed;
         if (mp_get_u64(o, "ts", &e->ts) < 0 ||
-            mp_get_str(o, "deployment_id", ID_MAX, &e->deployment_id) < 0 ||
+            mp_get_str(o, "deployment_id", PROTO_ID_MAX, &e->deployment_id) < 0 ||
             mp_get_str(o, "namespace", NAME_MAX_, &e->namespace_) < 0 ||
             mp_get_str(o, "name", NAME_MAX_, &e->name) < 0 ||
             mp_get_u64(o, "generation", &e->generation) < 0 ||

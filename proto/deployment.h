@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "proto/health.h"
+#include "proto/names.h"
 #include "proto/port.h"
 
 /* Statuses, as Ring names them. */
@@ -17,6 +18,11 @@
 #define DEPLOYMENT_STATUS_COMPLETED "completed"
 #define DEPLOYMENT_STATUS_CRASH_LOOP "crash_loop_back_off"
 #define DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES "insufficient_resources"
+
+/* A deployment id is 1 to PROTO_ID_MAX bytes of [A-Za-z0-9_-], not starting with '-' (apiserver
+ * makes uuids). Every daemon checks ids it reads against this one rule: they become directory
+ * and file names (logd), so the check is also the path-traversal guard. */
+bool deployment_id_valid(const char *id);
 
 typedef struct deployment {
         char *id;        /* uuid */

@@ -7,7 +7,6 @@
 #include "lib/mp.h"
 #include "lib/util.h"
 
-#define ID_MAX 64
 #define LEVEL_MAX 16
 
 static const char *const levels[] = { EVENT_LEVEL_INFO, EVENT_LEVEL_WARNING, EVENT_LEVEL_ERROR };
@@ -55,7 +54,7 @@ int event_unpack(const msgpack_object *o, event_t *e) {
         r = mp_get_u64(o, "timestamp", &e->timestamp);
         if (r < 0 && r != -ENOENT)
                 goto malformed;
-        if (mp_get_str(o, "deployment_id", ID_MAX, &e->deployment_id) < 0 ||
+        if (mp_get_str(o, "deployment_id", PROTO_ID_MAX, &e->deployment_id) < 0 ||
             mp_get_str(o, "level", LEVEL_MAX, &e->level) < 0 ||
             mp_get_str(o, "component", EVENT_COMPONENT_MAX, &e->component) < 0 ||
             mp_get_str(o, "reason", EVENT_REASON_MAX, &e->reason) < 0 ||

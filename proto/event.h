@@ -13,25 +13,9 @@
 #define EVENT_COMPONENT_MAX 63
 #define EVENT_MESSAGE_MAX 1024
 
-/* Reasons, CamelCase as Ring spells them. */
-#define EVENT_CREATED "Created"
-#define EVENT_UPDATED "Updated"
-#define EVENT_DELETED "Deleted"
-#define EVENT_INSTANCE_STARTED "InstanceStarted"
-#define EVENT_INSTANCE_READY "InstanceReady"
-#define EVENT_INSTANCE_EXITED "InstanceExited"
-#define EVENT_INSTANCE_CRASHED "InstanceCrashed"
-#define EVENT_INSTANCE_STOPPED "InstanceStopped"
-#define EVENT_BACK_OFF "BackOff"
-#define EVENT_CRASH_LOOP_BACK_OFF "CrashLoopBackOff"
-#define EVENT_PERMANENT_FAILURE "PermanentFailure"
-#define EVENT_CREATE_FAILED "CreateFailed"
-#define EVENT_INSUFFICIENT_RESOURCES "InsufficientResources"
-#define EVENT_IGNORED_FIELD "IgnoredField"
-#define EVENT_HEALTH_CHECK_FAILED "HealthCheckFailed"
-#define EVENT_SCALED "Scaled"
-#define EVENT_STATUS_CHANGED "StatusChanged"
-#define EVENT_JOB_FINISHED "JobFinished"
+/* Reasons, CamelCase as Ring spells them (EVENT_CREATED, EVENT_BACK_OFF, ...): generated from
+ * proto/schema.yaml, "reasons". */
+#include "proto/names.h"
 
 typedef struct event {
         uint64_t id;         /* assigned by apiserver when stored; 0 in an event.record request */

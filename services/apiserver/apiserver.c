@@ -47,13 +47,13 @@ static int open_bus(apiserver_t *api, const husk_config_t *config, zloop_t *loop
         if (r < 0)
                 return log_error_errno(r, "Failed to serve requests on the event loop: %m");
         /* Connecting does not need vmm-driver up: ZeroMQ connects when it appears. */
-        r = bus_client_new(vmm, &api->vmm);
+        r = bus_pool_new(vmm, APISERVER_CLIENTS_IDLE, &api->vmm);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the vmm-driver client for %s: %m", vmm);
-        r = bus_client_new(logd, &api->logd);
+        r = bus_pool_new(logd, APISERVER_CLIENTS_IDLE, &api->logd);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the logd client for %s: %m", logd);
-        r = bus_client_new(sched, &api->scheduler);
+        r = bus_pool_new(sched, APISERVER_CLIENTS_IDLE, &api->scheduler);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the scheduler client for %s: %m", sched);
         return 0;
@@ -66,13 +66,8 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         api = calloc(1, sizeof(*api));
         if (!api)
                 return log_error_errno(ENOMEM, "Out of memory");
-        pthread_mutex_init(&api->vmm_lock, NULL);
-        pthread_mutex_init(&api->logd_lock, NULL);
-        pthread_mutex_init(&api->scheduler_lock, NULL);
-        pthread_mutex_init(&api->exec_lock, NULL);
-        api->vmm_requests = strdup(config->bus[HUSK_DAEMON_VMM_DRIVER].requests ?: "");
         api->logd_events = strdup(config->bus[HUSK_DAEMON_LOGD].events ?: "");
-        if (!api->vmm_requests || !api->logd_events)
+        if (!api->logd_events)
                 return log_error_errno(ENOMEM, "Out of memory");
 
         r = open_store(api, config);
@@ -95,18 +90,11 @@ void apiserver_free(apiserver_t *api) {
         /* mg_stop() joins the workers, so nothing below is in use by then. */
         http_stop(api);
         bus_server_destroy(&api->server);
-        bus_client_destroy(&api->vmm);
-        bus_client_destroy(&api->logd);
-        bus_client_destroy(&api->scheduler);
-        for (size_t i = 0; i < api->n_exec_idle; i++)
-                bus_client_destroy(&api->exec_idle[i]);
+        bus_pool_destroy(&api->vmm);
+        bus_pool_destroy(&api->logd);
+        bus_pool_destroy(&api->scheduler);
         bus_pub_destroy(&api->pub);
         store_close(&api->store);
-        pthread_mutex_destroy(&api->vmm_lock);
-        pthread_mutex_destroy(&api->logd_lock);
-        pthread_mutex_destroy(&api->scheduler_lock);
-        pthread_mutex_destroy(&api->exec_lock);
-        free(api->vmm_requests);
         free(api->logd_events);
         free(api);
 }

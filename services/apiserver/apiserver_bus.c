@@ -10,7 +10,6 @@
 #include "proto/instance.h"
 #include "services/apiserver/apiserver_json.h"
 
-#define ID_MAX 64
 #define STATUS_MAX 32
 #define INSTANCES_TIMEOUT_MS 1000
 
@@ -80,7 +79,7 @@ static int method_get(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         store_deployment_t d = {};
         int r;
 
-        r = arg_str(req, "id", ID_MAX, true, &id);
+        r = arg_str(req, "id", PROTO_ID_MAX, true, &id);
         if (r < 0)
                 return r;
         r = store_deployment_get(api->store, id, &d);
@@ -98,7 +97,7 @@ static int method_set_status(bus_request_t *req, msgpack_packer *pk, void *userd
         store_deployment_t d = {};
         int r;
 
-        if ((r = arg_str(req, "id", ID_MAX, true, &id)) < 0 ||
+        if ((r = arg_str(req, "id", PROTO_ID_MAX, true, &id)) < 0 ||
             (r = arg_str(req, "status", STATUS_MAX, true, &status)) < 0 ||
             (r = arg_str(req, "message", STORE_MESSAGE_MAX, false, &message)) < 0 ||
             (r = arg_u32(req, "ready_replicas", &u.has_ready_replicas, &u.ready_replicas)) < 0 ||
@@ -147,7 +146,7 @@ static int method_purge(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         store_deployment_t d = {};
         int r;
 
-        r = arg_str(req, "id", ID_MAX, true, &id);
+        r = arg_str(req, "id", PROTO_ID_MAX, true, &id);
         if (r < 0)
                 return r;
         r = store_deployment_purge(api->store, id, &d);
@@ -224,7 +223,6 @@ static int call_instance_list(apiserver_t *api, const char *deployment_id, bus_r
         static const bus_call_opts_t opts = { .timeout_ms = INSTANCES_TIMEOUT_MS, .idempotent = true };
         _cleanup_(sbuffer_destroyp) msgpack_sbuffer args = {};
         msgpack_packer pk;
-        int r;
 
         msgpack_sbuffer_init(&args);
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
@@ -232,11 +230,8 @@ static int call_instance_list(apiserver_t *api, const char *deployment_id, bus_r
         if (deployment_id)
                 mp_pack_kv_str(&pk, "deployment_id", deployment_id);
 
-        /* Workers block here for at most the deadline, one at a time. */
-        pthread_mutex_lock(&api->vmm_lock);
-        r = bus_call(api->vmm, "instance.list", &args, &opts, ret);
-        pthread_mutex_unlock(&api->vmm_lock);
-        return r;
+        /* The worker waits here for at most the deadline; other workers do not wait for it. */
+        return bus_pool_call(api->vmm, "instance.list", &args, &opts, ret);
 }
 
 int apiserver_instances(apiserver_t *api, const char *deployment_id, json_t **ret, char **ret_error) {

@@ -8,6 +8,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/schema.h"
 #include "services/apiserver/apiserver_bus.h"
 
 static void sbuffer_destroyp(msgpack_sbuffer *b) {
@@ -65,9 +66,12 @@ int apiserver_event(apiserver_t *api, const char *deployment_id, const char *lev
 
 int apiserver_method_event_record(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         apiserver_t *api = userdata;
+        proto_error_t why = {};
         event_t e = {};
         int r;
 
+        if (proto_check(&proto_msg_event_record, req->args, 0, &why) < 0)
+                return bus_request_fail(req, BUS_ERR_INVALID, "%s", why.message);
         r = event_unpack(req->args, &e);
         if (r < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID,

@@ -16,41 +16,6 @@
 #define EXEC_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
 /* vmm-driver and the agent answer a timed-out command themselves; this covers a lost reply. */
 #define EXEC_CALL_GRACE_MS 15000u
-#define INSTANCE_ID_MAX 64
-
-/* vmm-driver clients for execs, each used by one exec at a time: an exec may take minutes and
- * must not hold up the shared client's instance.list calls, and a fresh socket per request
- * costs a connection handshake (the client only sends on live connections) that was most of
- * the REST exec round trip. A few idle clients are kept between execs; they are pooled, not
- * one per civetweb worker, because there are a thousand workers (apiserver_http.c) and
- * civetweb hands requests to them in turn: per-worker clients would grow to a socket per
- * worker. The endpoint is the apiserver's copy, never the config a reload frees. */
-static int exec_client_take(apiserver_t *api, bus_client_t **ret) {
-        bus_client_t *c = NULL;
-
-        pthread_mutex_lock(&api->exec_lock);
-        if (api->n_exec_idle > 0)
-                c = api->exec_idle[--api->n_exec_idle];
-        pthread_mutex_unlock(&api->exec_lock);
-        if (c) {
-                *ret = c;
-                return 0;
-        }
-        return bus_client_new(api->vmm_requests, ret);
-}
-
-/* A client whose call failed may hold a late reply: it is not reused. */
-static void exec_client_give(apiserver_t *api, bus_client_t **c, bool reusable) {
-        if (!*c)
-                return;
-        pthread_mutex_lock(&api->exec_lock);
-        if (reusable && api->n_exec_idle < ELEMENTSOF(api->exec_idle)) {
-                api->exec_idle[api->n_exec_idle++] = *c;
-                *c = NULL;
-        }
-        pthread_mutex_unlock(&api->exec_lock);
-        bus_client_destroy(c);
-}
 
 static int bad_request(http_request_t *req, const char *field, const char *reason) {
         json_t *v = json_pack("[{s:s, s:s}]", "field", field, "reason", reason);
@@ -165,7 +130,7 @@ static int check_args(http_request_t *req, const json_t *in, uint64_t *ret_timeo
         }
         if (instance && !json_is_null(instance) &&
             (!json_is_string(instance) || json_string_length(instance) == 0 ||
-             json_string_length(instance) > INSTANCE_ID_MAX))
+             json_string_length(instance) > PROTO_ID_MAX))
                 return bad_request(req, "instance", "must be an instance id (a string, as listed by GET /deployments/{id})");
         if (!json_is_array(command) || json_array_size(command) == 0 || json_array_size(command) > MP_STRV_MAX)
                 return bad_request(req, "command", "must be a non-empty list of strings");
@@ -235,8 +200,7 @@ int route_deployment_exec(http_request_t *req) {
         _cleanup_(store_deployment_clear) store_deployment_t d = {};
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         json_auto_t *in = NULL, *out = NULL;
-        char instance_id[INSTANCE_ID_MAX + 1], path[128];
-        bus_client_t *client = NULL;
+        char instance_id[PROTO_ID_MAX + 1], path[128];
         msgpack_sbuffer args;
         msgpack_packer pk;
         uint64_t timeout_ms = 0;
@@ -265,7 +229,7 @@ int route_deployment_exec(http_request_t *req) {
         if (r > 0)
                 return r;
         if (json_is_string(json_object_get(in, "instance")))
-                wanted = strndup(json_string_value(json_object_get(in, "instance")), INSTANCE_ID_MAX);
+                wanted = strndup(json_string_value(json_object_get(in, "instance")), PROTO_ID_MAX);
         r = pick_instance(req, d.d.id, wanted, instance_id, sizeof(instance_id));
         if (r != 0)
                 return r;
@@ -273,12 +237,10 @@ int route_deployment_exec(http_request_t *req) {
         msgpack_sbuffer_init(&args);
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
         pack_args(in, instance_id, timeout_ms, &pk);
-        r = exec_client_take(req->api, &client);
-        if (r >= 0) {
-                bus_call_opts_t opts = { .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS };
-                r = bus_call(client, "instance.exec", &args, &opts, &reply);
-                exec_client_give(req->api, &client, r >= 0);
-        }
+        /* An exec may take minutes: it has a client of its own from the pool, so it holds up
+         * no other call. */
+        r = bus_pool_call(req->api->vmm, "instance.exec", &args, &(bus_call_opts_t){ .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS },
+                          &reply);
         msgpack_sbuffer_destroy(&args);
         if (r == -ETIMEDOUT)
                 return http_reply_problem(req, 504, "timeout", "Gateway timeout", NULL,

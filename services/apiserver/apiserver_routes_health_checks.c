@@ -26,10 +26,7 @@ int route_deployment_health_checks(http_request_t *req) {
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_str(&pk, "deployment_id", req->arg);
-        /* Workers block here for at most the deadline, one at a time. */
-        pthread_mutex_lock(&api->scheduler_lock);
-        r = bus_call(api->scheduler, "health.list", &args, &opts, &reply);
-        pthread_mutex_unlock(&api->scheduler_lock);
+        r = bus_pool_call(api->scheduler, "health.list", &args, &opts, &reply);
         msgpack_sbuffer_destroy(&args);
         if (r < 0)
                 return http_reply_problem(req, 503, "unavailable", "Service unavailable", NULL,

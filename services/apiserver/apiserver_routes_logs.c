@@ -24,7 +24,6 @@
 #define LOGS_CATCHUP_MS 5000          /* safety net: events a slow subscriber lost at its HWM */
 #define LOGS_RETRY_MS 1000            /* logd did not answer (restarting): ask again this soon */
 #define LOGS_CURSORS_MAX 1024
-#define ID_MAX 64
 
 static atomic_int followers;
 
@@ -159,9 +158,7 @@ static int call_query(logs_req_t *q, const char *only, bool with_tail, bus_reply
         }
         if (!api->logd)
                 return -ENOTCONN;
-        pthread_mutex_lock(&api->logd_lock);
-        r = bus_call(api->logd, "logs.query", &args, &opts, ret);
-        pthread_mutex_unlock(&api->logd_lock);
+        r = bus_pool_call(api->logd, "logs.query", &args, &opts, ret);
         if (r < 0)
                 return r;
         if ((*ret)->error_code) {

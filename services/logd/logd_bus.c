@@ -57,8 +57,8 @@ static int method_query(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         size_t n = 0;
         int r;
 
-        r = mp_get_str(req->args, "deployment_id", LOGD_ID_MAX, &deployment);
-        if (r < 0 || !logd_deployment_id_valid(deployment))
+        r = mp_get_str(req->args, "deployment_id", PROTO_ID_MAX, &deployment);
+        if (r < 0 || !deployment_id_valid(deployment))
                 return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: required, a deployment id");
         r = mp_get_str(req->args, "instance", 12, &instance);
         if (r == -ENOENT)
@@ -172,7 +172,7 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
 
         if (!streq(type, "deployment.purged"))
                 return;
-        if (mp_get_str(body, "deployment_id", LOGD_ID_MAX, &id) < 0) {
+        if (mp_get_str(body, "deployment_id", PROTO_ID_MAX, &id) < 0) {
                 log_debug("deployment.purged without a deployment_id, ignoring");
                 return;
         }
@@ -206,32 +206,6 @@ static int snapshot_take(logd_t *d) {
         return 0;
 }
 
-void logd_check_purged(logd_t *d) {
-        msgpack_sbuffer body;
-        msgpack_packer pk;
-        zmsg_t *msg;
-
-        if (!d->apiserver || (d->list_id && now_monotonic_ms() < d->list_deadline))
-                return; /* one at a time */
-        if (zhashx_size(d->instances) == 0 || snapshot_take(d) < 0)
-                return;
-        d->list_id++;
-        d->list_deadline = now_monotonic_ms() + PURGE_CHECK_TIMEOUT_MS;
-        msgpack_sbuffer_init(&body);
-        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 2);
-        mp_pack_kv_u64(&pk, "id", d->list_id);
-        mp_pack_kv_u64(&pk, "deadline", now_realtime_ms() + PURGE_CHECK_TIMEOUT_MS);
-        msg = zmsg_new();
-        zmsg_addmem(msg, "", 0);
-        zmsg_addstr(msg, "deployment.list");
-        zmsg_addmem(msg, body.data, body.size);
-        msgpack_sbuffer_destroy(&body);
-        /* Queued until apiserver is there; its deadline makes a late one harmless. */
-        if (zmsg_send(&msg, d->apiserver) < 0)
-                zmsg_destroy(&msg);
-}
-
 static void purge_unlisted(logd_t *d, const msgpack_object *list) {
         for (char **p = d->list_snapshot; p && *p; p++) {
                 bool known = false;
@@ -245,39 +219,32 @@ static void purge_unlisted(logd_t *d, const msgpack_object *list) {
         }
 }
 
-static int on_list_reply(zloop_t *loop, zsock_t *sock, void *arg) {
-        logd_t *d = arg;
+static void on_list_reply(int error, const bus_reply_t *reply, void *userdata) {
+        logd_t *d = userdata;
 
-        while (zsock_events(sock) & ZMQ_POLLIN) {
-                zmsg_t *msg = zmsg_recv(sock);
-                zframe_t *delim, *type, *body;
-                msgpack_unpacked u;
-                const msgpack_object *result;
-                uint64_t id = 0;
+        d->listing = false;
+        if (error == 0 && !reply->error_code && reply->result && reply->result->type == MSGPACK_OBJECT_ARRAY)
+                purge_unlisted(d, reply->result);
+        else
+                log_debug("deployment.list failed; checking for purged deployments later");
+        snapshot_free(d);
+}
 
-                if (!msg)
-                        break;
-                delim = zmsg_first(msg);
-                type = zmsg_next(msg);
-                body = zmsg_next(msg);
-                msgpack_unpacked_init(&u);
-                if (delim && zframe_size(delim) == 0 && type && zframe_streq(type, "reply") && body &&
-                    mp_check(zframe_data(body), zframe_size(body)) == 0 &&
-                    msgpack_unpack_next(&u, (const char *)zframe_data(body), zframe_size(body), NULL) == MSGPACK_UNPACK_SUCCESS &&
-                    u.data.type == MSGPACK_OBJECT_MAP && mp_get_u64(&u.data, "id", &id) == 0 && id == d->list_id &&
-                    now_monotonic_ms() < d->list_deadline) {
-                        result = mp_map_get(&u.data, "result");
-                        if (result && result->type == MSGPACK_OBJECT_ARRAY)
-                                purge_unlisted(d, result);
-                        else
-                                log_debug("deployment.list failed; checking for purged deployments later");
-                        d->list_deadline = 0;
-                        snapshot_free(d);
-                }
-                msgpack_unpacked_destroy(&u);
-                zmsg_destroy(&msg);
+void logd_check_purged(logd_t *d) {
+        static const bus_call_opts_t opts = { .timeout_ms = PURGE_CHECK_TIMEOUT_MS, .idempotent = true };
+        int r;
+
+        if (!d->apiserver || d->listing)
+                return; /* one at a time */
+        if (zhashx_size(d->instances) == 0 || snapshot_take(d) < 0)
+                return;
+        r = bus_call_async(d->apiserver, "deployment.list", NULL, &opts, on_list_reply, d, NULL);
+        if (r < 0) {
+                log_debug_errno(r, "Cannot ask apiserver for its deployments, checking later: %m");
+                snapshot_free(d);
+                return;
         }
-        return 0;
+        d->listing = true;
 }
 
 int logd_bus_open(logd_t *d) {
@@ -294,13 +261,11 @@ int logd_bus_open(logd_t *d) {
         r = bus_server_attach(d->server, d->loop);
         if (r < 0)
                 return log_error_errno(r, "Failed to serve requests: %m");
-        d->apiserver = zsock_new(ZMQ_DEALER);
-        if (!d->apiserver)
-                return log_error_errno(ENOMEM, "Failed to create a socket for apiserver");
-        zsock_set_linger(d->apiserver, 0);
-        if (zsock_connect(d->apiserver, "%s", c->bus[HUSK_DAEMON_APISERVER].requests) < 0 ||
-            zloop_reader(d->loop, d->apiserver, on_list_reply, d) < 0)
-                return log_error_errno(EINVAL, "Failed to connect to %s", c->bus[HUSK_DAEMON_APISERVER].requests);
+        r = bus_client_new(c->bus[HUSK_DAEMON_APISERVER].requests, &d->apiserver);
+        if (r >= 0)
+                r = bus_client_attach(d->apiserver, d->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to %s: %m", c->bus[HUSK_DAEMON_APISERVER].requests);
         r = bus_sub_new(&apiserver_events, 1, &d->events);
         if (r < 0)
                 return log_error_errno(r, "Failed to subscribe to %s: %m", apiserver_events);
@@ -313,9 +278,7 @@ int logd_bus_open(logd_t *d) {
 
 void logd_bus_close(logd_t *d) {
         bus_sub_destroy(&d->events);
-        if (d->apiserver && d->loop)
-                zloop_reader_end(d->loop, d->apiserver);
-        zsock_destroy(&d->apiserver);
+        bus_client_destroy(&d->apiserver);
         snapshot_free(d);
         bus_server_destroy(&d->server);
         bus_pub_destroy(&d->pub);

@@ -95,7 +95,7 @@ void logd_purge(logd_t *d, const char *deployment_id) {
         size_t n = 0;
         int r;
 
-        if (!logd_deployment_id_valid(deployment_id))
+        if (!deployment_id_valid(deployment_id))
                 return;
         mine = calloc(zhashx_size(d->instances) + 1, sizeof(*mine));
         if (!mine)

@@ -27,7 +27,7 @@ static int load_one(logd_t *d, json_t *o) {
         logd_instance_t *i = NULL;
         int r;
 
-        if (!id || !dep || !instance_id_valid(id) || !logd_deployment_id_valid(dep) ||
+        if (!id || !dep || !instance_id_valid(id) || !deployment_id_valid(dep) ||
             (fin && !json_is_integer(fin)))
                 return -EBADMSG;
         if (zhashx_lookup(d->instances, id))
@@ -169,7 +169,7 @@ int logd_state_adopt_stores(logd_t *d) {
                 DIR *insts;
                 struct dirent *ie;
 
-                if (!logd_deployment_id_valid(de->d_name) || asprintf(&ddir, "%s/%s", root, de->d_name) < 0)
+                if (!deployment_id_valid(de->d_name) || asprintf(&ddir, "%s/%s", root, de->d_name) < 0)
                         continue;
                 insts = opendir(ddir);
                 if (!insts)

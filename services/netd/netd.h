@@ -20,9 +20,7 @@
 #define NETD_TAP_PREFIX "hk"
 #define NETD_TABLE "husk"          /* nft table, family inet */
 #define NETD_INSTANCE_ID_LEN INSTANCE_ID_LEN
-#define NETD_ATTACH_MAX 4096
-/* Error code of net.attach (and vmm-driver's instance.create) when a host port is taken. */
-#define NETD_ERR_PORT_ALLOCATION "port_allocation_failed"       /* instances per host: bounds the state file and the ruleset */
+#define NETD_ATTACH_MAX 4096       /* instances per host: bounds the state file and the ruleset */
 
 /* ---- addresses (netd_addr.c): pure, unit-tested ------------------------------------------------- */
 
@@ -143,6 +141,9 @@ typedef struct netd {
         bus_pub_t *pub;
         bus_server_t *server;
         bus_sub_t *events;
+        bus_client_t *vmm;       /* instance.list at start, answered on the loop */
+        char (*adopted)[NETD_INSTANCE_ID_LEN + 1]; /* adopted at start, until vmm-driver's list answers */
+        size_t n_adopted;
 } netd_t;
 
 int netd_open(netd_t *n);

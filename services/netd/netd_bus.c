@@ -5,24 +5,19 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/attachment.h"
 #include "services/netd/netd.h"
 
-#define ID_MAX 64
 
 static void pack_attachment(msgpack_packer *pk, const netd_attachment_t *a, size_t extra) {
-        char host[16], guest[16];
+        attachment_t w = { .prefix = 30, .ports = a->ports, .n_ports = a->n_ports };
 
-        netd_ip4_str(a->network + 1, host);
-        netd_ip4_str(a->network + 2, guest);
-        msgpack_pack_map(pk, 7 + extra);
-        mp_pack_kv_str(pk, "instance_id", a->instance_id);
-        mp_pack_kv_str(pk, "tap", a->tap);
-        mp_pack_kv_str(pk, "mac", a->mac);
-        mp_pack_kv_str(pk, "host_ip", host);
-        mp_pack_kv_str(pk, "guest_ip", guest);
-        mp_pack_kv_u64(pk, "prefix", 30);
-        mp_pack_str(pk, "ports");
-        ports_pack(pk, a->ports, a->n_ports);
+        snprintf(w.instance_id, sizeof(w.instance_id), "%s", a->instance_id);
+        snprintf(w.tap, sizeof(w.tap), "%s", a->tap);
+        snprintf(w.mac, sizeof(w.mac), "%s", a->mac);
+        netd_ip4_str(a->network + 1, w.host_ip);
+        netd_ip4_str(a->network + 2, w.guest_ip);
+        attachment_pack(pk, &w, extra);
 }
 
 void netd_publish(netd_t *n, const char *type, const netd_attachment_t *a, const char *message) {
@@ -61,7 +56,7 @@ static void publish_port_failure(netd_t *n, const char *instance_id, const char 
 }
 
 static int arg_id(bus_request_t *req, char **ret) {
-        int r = mp_get_str(req->args, "instance_id", ID_MAX, ret);
+        int r = mp_get_str(req->args, "instance_id", PROTO_ID_MAX, ret);
 
         if (r < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID, "instance_id: required string is missing or too long");
@@ -80,7 +75,7 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
 
         if ((r = arg_id(req, &id)) < 0)
                 return r;
-        if (mp_get_str(req->args, "deployment_id", ID_MAX, &deployment_id) == -EBADMSG)
+        if (mp_get_str(req->args, "deployment_id", PROTO_ID_MAX, &deployment_id) == -EBADMSG)
                 return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string");
         if (ports_get(req->args, &ports, &n_ports) < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID,
@@ -91,7 +86,7 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
         if (r == -EADDRINUSE) {
                 log_warning("Instance %s: %s", id, error);
                 publish_port_failure(n, id, deployment_id, error);
-                return bus_request_fail(req, NETD_ERR_PORT_ALLOCATION, "%s", error);
+                return bus_request_fail(req, BUS_ERR_PORT_ALLOCATION_FAILED, "%s", error);
         }
         if (r == -EINVAL)
                 return bus_request_fail(req, BUS_ERR_INVALID, "%s", error);
@@ -147,7 +142,7 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
         netd_t *n = userdata;
         _cleanup_free_ char *id = NULL;
 
-        if (!streq(type, "instance.removed") || mp_get_str(body, "instance_id", ID_MAX, &id) < 0)
+        if (!streq(type, "instance.removed") || mp_get_str(body, "instance_id", PROTO_ID_MAX, &id) < 0)
                 return;
         if (netd_find(n, id))
                 (void)netd_detach(n, id);
@@ -177,10 +172,16 @@ int netd_bus_open(netd_t *n) {
                 r = bus_sub_attach(n->events, n->ctx->loop, on_event, n);
         if (r < 0)
                 return log_error_errno(r, "Failed to subscribe to vmm-driver events: %m");
+        r = bus_client_new(c->bus[HUSK_DAEMON_VMM_DRIVER].requests, &n->vmm);
+        if (r >= 0)
+                r = bus_client_attach(n->vmm, n->ctx->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the vmm-driver client: %m");
         return 0;
 }
 
 void netd_bus_close(netd_t *n) {
+        bus_client_destroy(&n->vmm);
         bus_sub_destroy(&n->events);
         bus_server_destroy(&n->server);
         bus_pub_destroy(&n->pub);

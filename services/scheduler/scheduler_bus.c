@@ -116,8 +116,9 @@ static int instance_op(scheduler_t *s, const char *method, const instance_t *i, 
 }
 
 /* Start one instance of d. Returns -EREMOTEIO with *ret_error set when vmm-driver refused it
- * as invalid (a permanent problem with the spec); -EAGAIN with *ret_error set when it refused
- * it for a reason that may pass (a port taken, no room): a failed attempt; another negative
+ * as invalid (a permanent problem with the spec); -EADDRINUSE with *ret_error set when a host
+ * port it publishes is taken (BUS_ERR_PORT_ALLOCATION_FAILED), -EAGAIN when it refused it for
+ * another reason that may pass (no room): both a failed attempt; another negative
  * errno (no answer: it may have started) when the next pass must look again. */
 static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_error, size_t error_size) {
         _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
@@ -150,6 +151,9 @@ static int create_instance(scheduler_t *s, const deployment_t *d, char *ret_erro
                 snprintf(ret_error, error_size, "%s", reply->error_message);
                 return r;
         }
+        /* A taken host port is told by its code, never by the message's words. */
+        if (r == -EREMOTEIO && streq(reply->error_code, BUS_ERR_PORT_ALLOCATION_FAILED))
+                return -EADDRINUSE;
         if (r == 0)
                 scheduler_event(s, d->id, EVENT_LEVEL_INFO, EVENT_INSTANCE_STARTED, "started instance %s (generation %llu)",
                                 id, (unsigned long long)d->generation);
@@ -292,15 +296,13 @@ static int reconcile_one(scheduler_t *s, const deployment_t *d, const instance_l
                                         "cannot create an instance, not retrying: %s", error);
                         break;
                 }
-                if (r == -EAGAIN) {
+                if (r == -EAGAIN || r == -EADDRINUSE) {
                         /* Refused for now (a port taken, no room): a failed attempt, backed off
                          * like a crash. */
                         char what[600];
 
                         scheduler_event(s, d->id, EVENT_LEVEL_WARNING,
-                                        strstr(error, "PortAllocationFailed") || strstr(error, "port_allocation_failed")
-                                                ? "PortAllocationFailed"
-                                                                              : EVENT_CREATE_FAILED,
+                                        r == -EADDRINUSE ? EVENT_PORT_ALLOCATION_FAILED : EVENT_CREATE_FAILED,
                                         "cannot create an instance: %s", error);
                         snprintf(what, sizeof(what), "create failed (%s)", error);
                         plan_failures(d, 1, now_realtime_ms(), what, &p);

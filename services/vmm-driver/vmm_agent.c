@@ -1,13 +1,13 @@
-/* vmm_agent.c: host side of the agent channel (agent.sock, QEMU's end of the husk.agent port): connect, hello, frames, requests multiplexed by id. */
+/* vmm_agent.c: host side of the agent channel (the runtime's agent socket): connect, hello, frames, requests multiplexed by id. */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
 
-#define AGENT_SOCKET "agent.sock"
 #define AGENT_RETRY_FIRST_MS 20
 #define AGENT_RETRY_MAX_MS 100 /* a guest may be ready 100 ms after spawn (KVM) */
 #define AGENT_OUT_MAX (2u * AGENT_FRAME_MAX) /* unsent bytes we buffer before calling the guest stuck */
@@ -96,7 +96,7 @@ static void agent_close(vmm_instance_t *i) {
         calls_fail_all(i, -ECONNRESET);
 }
 
-/* Connection lost while the VM may still run: a guest agent restart, or QEMU dropping us. */
+/* Connection lost while the VM may still run: a guest agent restart, or the VMM dropping us. */
 static void agent_reset(vmm_instance_t *i) {
         agent_close(i);
         if (vmm_instance_alive(i))
@@ -258,12 +258,20 @@ static void frame_ready(vmm_instance_t *i, const msgpack_object *body) {
         vmm_instance_on_ready(i);
 }
 
-/* hello, pong, shutdown (and later exec...) answers: complete the call with that id. */
+bool vmm_agent_answers(const char *call_type, const char *frame_type) {
+        /* Every answer carries its call's type, but for ping's. */
+        return streq(frame_type, streq(call_type, "ping") ? "pong" : call_type);
+}
+
+/* hello, pong, shutdown, exec... answers: complete the call with that id, when the answer is
+ * of its kind (a stale answer is never taken for another call's). */
 static void frame_answer(vmm_instance_t *i, const msgpack_object *body) {
+        _cleanup_free_ char *type = NULL;
         vmm_agent_call_t *c;
         uint64_t id;
 
-        if (mp_get_u64(body, "id", &id) < 0 || !(c = call_find(&i->agent, id))) {
+        if (mp_get_u64(body, "id", &id) < 0 || !(c = call_find(&i->agent, id)) ||
+            mp_get_str(body, "type", 32, &type) < 0 || !vmm_agent_answers(c->type, type)) {
                 log_debug("Instance %s: agent answer for no pending request, ignoring", id_of(i));
                 return;
         }
@@ -389,7 +397,7 @@ static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
         if (!vmm_instance_alive(i))
                 return 0;
 
-        fd = vmm_instance_connect(i, AGENT_SOCKET);
+        fd = i->runtime->agent_connect(i);
         if (fd < 0) {
                 schedule_reconnect(i);
                 return 0;
@@ -402,6 +410,12 @@ static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
         }
         a->connected = true;
         a->delay_ms = AGENT_RETRY_FIRST_MS;
+        /* Answers the guest wrote for an earlier connection (a vmm-driver that was killed) wait
+         * in the port for whoever connects next: ids start at a random point on each connection
+         * so that none of them completes one of our calls. */
+        if (getrandom(&a->next_id, sizeof(a->next_id), 0) != sizeof(a->next_id))
+                a->next_id = now_realtime_ms() << 16;
+        a->next_id >>= 12; /* stays far from wrapping */
         /* Sent on every (re)connect: the guest may have announced ready while nobody listened.
          * It waits in the socket until the agent opens its port. */
         id = vmm_agent_request(i, "hello", 1, pack_hello, NULL, 0, on_hello, NULL);

@@ -4,9 +4,9 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/schema.h"
 #include "services/vmm-driver/vmm.h"
 
-#define ID_MAX 64
 
 /* ---- events --------------------------------------------------------------------------------- */
 
@@ -109,9 +109,9 @@ static int method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         size_t n = 0;
         int r;
 
-        r = mp_get_str(req->args, "deployment_id", ID_MAX, &deployment);
+        r = mp_get_str(req->args, "deployment_id", PROTO_ID_MAX, &deployment);
         if (r < 0 && r != -ENOENT)
-                return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string of at most %d bytes", ID_MAX);
+                return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string of at most %d bytes", PROTO_ID_MAX);
 
         v = calloc(zhashx_size(d->instances) + 1, sizeof(*v));
         if (!v)
@@ -127,36 +127,6 @@ static int method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         return 0;
 }
 
-/* Field-by-field checks first, so that `invalid` names the field, as SCHEMA.md promises. */
-static int check_spec_args(bus_request_t *req) {
-        static const struct {
-                const char *key;
-                msgpack_object_type type;
-                bool required;
-        } fields[] = {
-                { "instance_id", MSGPACK_OBJECT_STR, true },
-                { "deployment_id", MSGPACK_OBJECT_STR, true },
-                { "generation", MSGPACK_OBJECT_POSITIVE_INTEGER, true },
-                { "runtime", MSGPACK_OBJECT_STR, true },
-                { "image", MSGPACK_OBJECT_STR, true },
-                { "kernel", MSGPACK_OBJECT_STR, false },
-                { "initrd", MSGPACK_OBJECT_STR, false },
-                { "cpus", MSGPACK_OBJECT_POSITIVE_INTEGER, true },
-                { "memory_mib", MSGPACK_OBJECT_POSITIVE_INTEGER, true },
-        };
-
-        for (size_t k = 0; k < ELEMENTSOF(fields); k++) {
-                const msgpack_object *o = mp_map_get(req->args, fields[k].key);
-
-                if (!o && fields[k].required)
-                        return bus_request_fail(req, BUS_ERR_INVALID, "%s: missing", fields[k].key);
-                if (o && o->type != fields[k].type)
-                        return bus_request_fail(req, BUS_ERR_INVALID, "%s: must be %s", fields[k].key,
-                                                fields[k].type == MSGPACK_OBJECT_STR ? "a string" : "an unsigned integer");
-        }
-        return 0;
-}
-
 static const char *error_code(int r) {
         switch (r) {
         case -EINVAL:
@@ -167,7 +137,7 @@ static const char *error_code(int r) {
         case -ENOENT:
                 return BUS_ERR_NOT_FOUND;
         case -EADDRINUSE:
-                return VMM_ERR_PORT_ALLOCATION;
+                return BUS_ERR_PORT_ALLOCATION_FAILED;
         case -EAGAIN:
                 return BUS_ERR_UNAVAILABLE;
         default:
@@ -175,38 +145,67 @@ static const char *error_code(int r) {
         }
 }
 
+static const char *create_error_code(int r) {
+        /* A host problem (binary missing, disk full) is ours to log; a bad spec is the caller's. */
+        return r == -EINVAL || r == -EEXIST || r == -EADDRINUSE || r == -EAGAIN ? error_code(r) : BUS_ERR_INTERNAL;
+}
+
+static void on_created(vmm_t *d, vmm_instance_t *i, int error, const char *why, void *userdata) {
+        bus_deferred_t *reply = userdata;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        const char *code;
+
+        if (error < 0) {
+                code = create_error_code(error);
+                if (streq(code, BUS_ERR_INTERNAL))
+                        log_error_errno(error, "Failed to create instance: %s", why ?: "?");
+                bus_deferred_fail(&reply, code, "%s", why ?: strerror(-error));
+                return;
+        }
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        instance_pack(&pk, &i->rec.inst);
+        bus_deferred_reply(&reply, buf.data, buf.size);
+        msgpack_sbuffer_destroy(&buf);
+}
+
+/* Answered when the VMM runs: netd and virtiofsd are waited for on the loop, not here. */
 static int method_create(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         vmm_t *d = userdata;
-        _cleanup_(instance_spec_clear) instance_spec_t spec = {};
+        _cleanup_free_ instance_spec_t *spec = NULL;
         _cleanup_free_ char *error = NULL;
-        vmm_instance_t *i;
+        proto_error_t e = {};
+        bus_deferred_t *reply;
         int r;
 
-        r = check_spec_args(req);
-        if (r < 0)
-                return r;
-        r = instance_spec_unpack(req->args, &spec);
+        /* The schema's table first, so that `invalid` names the field, as SCHEMA.md promises. */
+        if (proto_check(&proto_msg_instance_spec, req->args, 0, &e) < 0)
+                return bus_request_fail(req, BUS_ERR_INVALID, "%s", e.message);
+        spec = calloc(1, sizeof(*spec));
+        if (!spec)
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+        r = instance_spec_unpack(req->args, spec);
         if (r < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID, "invalid instance spec: %s", strerror(-r));
-
-        r = vmm_instance_create(d, &spec, &i, &error);
-        if (r < 0) {
-                /* A host problem (binary missing, disk full) is ours to log; a bad spec is the caller's. */
-                const char *code = r == -EINVAL || r == -EEXIST || r == -EADDRINUSE || r == -EAGAIN ? error_code(r)
-                                                                                                   : BUS_ERR_INTERNAL;
-                if (streq(code, BUS_ERR_INTERNAL))
-                        log_error_errno(r, "Failed to create instance: %s", error ?: "?");
-                return bus_request_fail(req, code, "%s", error ?: strerror(-r));
+        reply = bus_request_defer(req);
+        if (!reply) {
+                instance_spec_clear(spec);
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
         }
-        instance_pack(pk, &i->rec.inst);
-        return 0;
+        r = vmm_instance_create(d, &spec, on_created, reply, &error);
+        if (spec)
+                instance_spec_clear(spec);
+        if (r < 0)
+                on_created(d, NULL, r, error, reply);
+        return BUS_DEFERRED;
 }
 
 static int get_instance(bus_request_t *req, vmm_t *d, vmm_instance_t **ret) {
         _cleanup_free_ char *id = NULL;
         int r;
 
-        r = mp_get_str(req->args, "instance_id", ID_MAX, &id);
+        r = mp_get_str(req->args, "instance_id", PROTO_ID_MAX, &id);
         if (r == -ENOENT)
                 return bus_request_fail(req, BUS_ERR_INVALID, "instance_id: missing");
         if (r < 0)

@@ -24,6 +24,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from husk_stack import BUILD, Stack, StackError, print_log_tails, require  # noqa: E402
 
+# husk_schema: the tables generated from proto/schema.yaml by the build (proto/schema_gen.py).
+sys.path.insert(0, str(BUILD / "gen"))
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "require(condition, why): run only if condition holds; "

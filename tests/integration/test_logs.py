@@ -265,14 +265,16 @@ def test_follower_gets_every_line_once_across_rotations(stack, append):
     write_paced(vm, lines)
     try:
         f.wait_count(stack, 1 + len(lines))
-        time.sleep(0.5)  # nothing more may come
+        # Nothing more may come: a line written last arrives last, after any duplicate would.
+        vm.write("the end\r\n")
+        f.wait_count(stack, 2 + len(lines))
     finally:
         err = f.stop()
-    assert messages(f.entries) == ["first line"] + lines, err
+    assert messages(f.entries) == ["first line"] + lines + ["the end"], err
 
     # Rotated: only the newest (backups+1) files' worth is kept, and it is the tail.
     kept = messages(cli_logs(stack, "flood"))
-    assert len(kept) < len(lines) and kept == lines[-len(kept):]
+    assert len(kept) < len(lines) and kept == (lines + ["the end"])[-len(kept):]
     names = sorted(p.name for p in store_dir(stack, dep, vm.id).iterdir())
     assert names == ["console.log", "console.log.1", "console.log.2", "console.seq"], names
     # Disk use: (backups+1) x max_bytes for the store, plus what the capture file still holds
@@ -304,10 +306,12 @@ def test_logd_sigkill_mid_stream_loses_and_repeats_nothing(stack):
         stack.start_daemon("logd")
         write_paced(vm, after)
         f.wait_count(stack, 8000, timeout=90)
-        time.sleep(0.5)
+        # Nothing more may come: a line written last arrives last, after any duplicate would.
+        vm.write("the end\r\n")
+        f.wait_count(stack, 8001)
     finally:
         err = f.stop()
-    want = before + during + after
+    want = before + during + after + ["the end"]
     assert messages(f.entries) == want, err
     # The store too (the JSON array streamed over several pages).
     r = api_logs(stack, dep)

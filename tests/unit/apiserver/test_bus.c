@@ -298,6 +298,19 @@ static void test_exit_code_and_record_exit(void **state) {
         args_free(junk);
 }
 
+/* event.record's invalid answer names the field that is wrong (proto/schema.yaml's table). */
+static void test_event_record_names_the_field(void **state) {
+        fixture_t *f = *state;
+        args_t *a = args_new(4);
+
+        mp_pack_kv_str(&a->pk, "deployment_id", "d-1");
+        mp_pack_kv_str(&a->pk, "component", "scheduler");
+        mp_pack_kv_str(&a->pk, "reason", "BackOff");
+        mp_pack_kv_u64(&a->pk, "message", 7);
+        assert_fails(f, "event.record", &a->buf, BUS_ERR_INVALID, "level: missing");
+        args_free(a);
+}
+
 static void test_msgpack_to_json(void **state) {
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -357,6 +370,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_set_status, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exit_code_and_record_exit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_event_record_names_the_field, setup, teardown),
                 cmocka_unit_test(test_msgpack_to_json),
                 cmocka_unit_test(test_msgpack_to_json_depth_is_bounded),
         };

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/bus.h"
+#include "lib/bus_pool.h"
 #include "lib/mp.h"
 #include "lib/util.h"
 
@@ -652,6 +653,258 @@ static void test_invalid_request_explained(void **state) {
         looper_stop(&f->looper);
 }
 
+/* ---- asynchronous calls ------------------------------------------------------------------------ */
+
+/* A client on a loop in the test's own thread, as a daemon has it. The loop runs until every
+ * call the test counts on has ended, or SOON_MS passed (a failure). */
+typedef struct async_call {
+        int error;               /* what the callback was given */
+        bool ended;
+        uint64_t result;         /* count's answer */
+        char hello[32];          /* echo's answer */
+        char code[32];           /* a remote error's code */
+        uint64_t ended_at;       /* monotonic ms */
+        struct async_rig *rig;
+        struct async_call *chain; /* make this call from this one's callback */
+} async_call_t;
+
+typedef struct async_rig {
+        zloop_t *loop;
+        bus_client_t *client;
+        int want;                /* callbacks still to come */
+        int ticks;               /* loop turns while waiting: the loop was never blocked */
+        uint64_t give_up;
+} async_rig_t;
+
+static void on_async_reply(int error, const bus_reply_t *reply, void *userdata);
+
+static void async_start(async_rig_t *rig, async_call_t *call, const char *method, const msgpack_sbuffer *args,
+                        uint64_t timeout_ms, bool idempotent) {
+        bus_call_opts_t opts = { .timeout_ms = timeout_ms, .idempotent = idempotent };
+
+        call->rig = rig;
+        rig->want++;
+        assert_int_equal(bus_call_async(rig->client, method, args, &opts, on_async_reply, call, NULL), 0);
+}
+
+static void on_async_reply(int error, const bus_reply_t *reply, void *userdata) {
+        async_call_t *call = userdata;
+        _cleanup_free_ char *hello = NULL;
+
+        assert_false(call->ended); /* exactly once */
+        call->ended = true;
+        call->error = error;
+        call->ended_at = now_monotonic_ms();
+        call->rig->want--;
+        if (error == 0) {
+                assert_non_null(reply);
+                if (reply->error_code)
+                        snprintf(call->code, sizeof(call->code), "%s", reply->error_code);
+                else if (reply->result->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                        call->result = reply->result->via.u64;
+                else if (mp_get_str(reply->result, "hello", 32, &hello) == 0)
+                        snprintf(call->hello, sizeof(call->hello), "%s", hello);
+        } else
+                assert_null(reply);
+        if (call->chain)
+                async_start(call->rig, call->chain, "count", NULL, 2000, false);
+}
+
+static int async_tick(zloop_t *loop, int timer_id, void *arg) {
+        async_rig_t *rig = arg;
+
+        rig->ticks++;
+        return rig->want == 0 || now_monotonic_ms() >= rig->give_up ? -1 : 0;
+}
+
+static void async_rig_open(fixture_t *f, async_rig_t *rig) {
+        *rig = (async_rig_t){ .loop = zloop_new() };
+        assert_non_null(rig->loop);
+        assert_int_equal(bus_client_new(f->endpoint, &rig->client), 0);
+        assert_int_equal(bus_client_attach(rig->client, rig->loop), 0);
+        assert_true(zloop_timer(rig->loop, 10, 0, async_tick, rig) >= 0);
+}
+
+static void async_run(async_rig_t *rig) {
+        rig->give_up = now_monotonic_ms() + SOON_MS;
+        zloop_start(rig->loop);
+        assert_int_equal(rig->want, 0);
+}
+
+static void async_rig_close(async_rig_t *rig) {
+        bus_client_destroy(&rig->client);
+        zloop_destroy(&rig->loop);
+}
+
+static void test_async_calls_answered(void **state) {
+        fixture_t *f = *state;
+        async_call_t echo = { 0 }, missing = { 0 }, counts[20] = { 0 }, first = { 0 }, second = { 0 };
+        async_rig_t rig;
+        msgpack_sbuffer args;
+        bool seen[21] = { false };
+
+        server_start(f, 0);
+        looper_wait_ready(&f->looper);
+        async_rig_open(f, &rig);
+
+        /* Many calls in flight on one client at once: each callback gets its own answer. */
+        pack_args_name(&args, "async");
+        async_start(&rig, &echo, "echo", &args, 2000, false);
+        msgpack_sbuffer_destroy(&args); /* the call keeps its own copy */
+        async_start(&rig, &missing, "get", NULL, 2000, true);
+        for (size_t i = 0; i < 20; i++)
+                async_start(&rig, &counts[i], "count", NULL, 2000, false);
+        /* A callback may start the next call. */
+        first.chain = &second;
+        async_start(&rig, &first, "count", NULL, 2000, false);
+        assert_int_equal(bus_client_pending(rig.client), 23);
+        /* Nothing ran yet: callbacks come from the loop only. */
+        assert_false(echo.ended);
+        async_run(&rig);
+
+        assert_int_equal(echo.error, 0);
+        assert_string_equal(echo.hello, "async");
+        assert_int_equal(missing.error, 0);
+        assert_string_equal(missing.code, BUS_ERR_NOT_FOUND);
+        for (size_t i = 0; i < 20; i++) {
+                assert_int_equal(counts[i].error, 0);
+                assert_in_range(counts[i].result, 1, 21);
+                assert_false(seen[counts[i].result - 1]);
+                seen[counts[i].result - 1] = true;
+        }
+        assert_true(second.ended);
+        assert_int_equal(second.result, 22);
+        assert_int_equal(bus_client_pending(rig.client), 0);
+        /* An attached client's replies belong to its loop. */
+        assert_int_equal(bus_call(rig.client, "echo", NULL, NULL, &(bus_reply_t *){ NULL }), -EBUSY);
+        assert_int_equal(bus_client_attach(rig.client, rig.loop), -EBUSY);
+        async_rig_close(&rig);
+        looper_stop(&f->looper);
+}
+
+static void test_async_timeout_never_blocks_the_loop(void **state) {
+        fixture_t *f = *state;
+        async_call_t once = { 0 }, retried = { 0 };
+        async_rig_t rig;
+        uint64_t start;
+
+        /* Nobody listens: both calls end at their deadline, and the loop keeps turning. */
+        async_rig_open(f, &rig);
+        start = now_monotonic_ms();
+        async_start(&rig, &once, "echo", NULL, 300, false);
+        async_start(&rig, &retried, "echo", NULL, 600, true);
+        async_run(&rig);
+        assert_int_equal(once.error, -ETIMEDOUT);
+        assert_int_equal(retried.error, -ETIMEDOUT);
+        assert_true(once.ended_at - start >= 300);
+        assert_true(retried.ended_at - start >= 600);
+        assert_true(retried.ended_at - start < 1600);
+        /* 10 ms ticks over 600 ms: the loop was free the whole time. */
+        assert_true(rig.ticks >= 20);
+        async_rig_close(&rig);
+
+        /* Not attached: an asynchronous call cannot start. */
+        {
+                bus_client_t *c = NULL;
+
+                assert_int_equal(bus_client_new(f->endpoint, &c), 0);
+                assert_int_equal(bus_call_async(c, "echo", NULL, NULL, on_async_reply, &once, NULL), -ENOTCONN);
+                bus_client_destroy(&c);
+        }
+}
+
+static void test_async_server_comes_up_late(void **state) {
+        fixture_t *f = *state;
+        async_call_t late = { 0 };
+        async_rig_t rig;
+        uint64_t start = now_monotonic_ms();
+
+        server_start(f, 500);
+        async_rig_open(f, &rig);
+        async_start(&rig, &late, "echo", NULL, SOON_MS - 500, true);
+        async_run(&rig);
+        assert_int_equal(late.error, 0);
+        assert_string_equal(late.hello, "world");
+        assert_true(late.ended_at - start >= 500);
+        async_rig_close(&rig);
+        looper_stop(&f->looper);
+}
+
+static void test_async_cancel_and_destroy(void **state) {
+        fixture_t *f = *state;
+        async_call_t cancelled = { 0 }, kept = { 0 }, dropped = { 0 };
+        bus_call_opts_t opts = { .timeout_ms = 2000 };
+        async_rig_t rig;
+        uint64_t id;
+
+        server_start(f, 0);
+        looper_wait_ready(&f->looper);
+        async_rig_open(f, &rig);
+
+        /* A cancelled call's callback never runs, and its reply is dropped. */
+        cancelled.rig = &rig;
+        assert_int_equal(bus_call_async(rig.client, "count", NULL, &opts, on_async_reply, &cancelled, &id), 0);
+        assert_true(bus_call_cancel(rig.client, id));
+        assert_false(bus_call_cancel(rig.client, id));
+        async_start(&rig, &kept, "count", NULL, 2000, false);
+        async_run(&rig);
+        assert_false(cancelled.ended);
+        assert_true(kept.ended);
+        assert_int_equal(kept.error, 0);
+
+        /* Destroying the client ends what is still waiting, once, with -ECANCELED. */
+        async_start(&rig, &dropped, "slow", NULL, 2000, false);
+        async_rig_close(&rig);
+        assert_true(dropped.ended);
+        assert_int_equal(dropped.error, -ECANCELED);
+        looper_stop(&f->looper);
+}
+
+/* ---- a pool of synchronous clients --------------------------------------------------------------- */
+
+typedef struct pool_worker {
+        bus_pool_t *pool;
+        pthread_t thread;
+        int failures;
+} pool_worker_t;
+
+static void *pool_worker_main(void *arg) {
+        pool_worker_t *w = arg;
+
+        for (int i = 0; i < 10; i++) {
+                bus_reply_t *reply = NULL;
+
+                if (bus_pool_call(w->pool, "count", NULL, &(bus_call_opts_t){ .timeout_ms = SOON_MS }, &reply) < 0 ||
+                    reply->error_code)
+                        w->failures++;
+                bus_reply_free(reply);
+        }
+        return NULL;
+}
+
+static void test_pool_calls_from_many_threads(void **state) {
+        fixture_t *f = *state;
+        pool_worker_t workers[16];
+        bus_pool_t *pool = NULL;
+
+        server_start(f, 0);
+        looper_wait_ready(&f->looper);
+        assert_int_equal(bus_pool_new(f->endpoint, 4, &pool), 0);
+        for (size_t i = 0; i < ELEMENTSOF(workers); i++) {
+                workers[i] = (pool_worker_t){ .pool = pool };
+                assert_int_equal(pthread_create(&workers[i].thread, NULL, pool_worker_main, &workers[i]), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(workers); i++) {
+                assert_int_equal(pthread_join(workers[i].thread, NULL), 0);
+                assert_int_equal(workers[i].failures, 0);
+        }
+        /* Every call ran exactly once. */
+        assert_int_equal(atomic_load(&f->calls), 160);
+        bus_pool_destroy(&pool);
+        bus_pool_destroy(&pool); /* safe twice */
+        looper_stop(&f->looper);
+}
+
 /* ---- events ------------------------------------------------------------------------------------- */
 
 static void pack_n(msgpack_sbuffer *buf, uint64_t n) {
@@ -989,6 +1242,11 @@ int main(void) {
                 T(test_expired_deadline_dropped),
                 T(test_malformed_requests),
                 T(test_invalid_request_explained),
+                T(test_async_calls_answered),
+                T(test_async_timeout_never_blocks_the_loop),
+                T(test_async_server_comes_up_late),
+                T(test_async_cancel_and_destroy),
+                T(test_pool_calls_from_many_threads),
                 T(test_pub_sub_prefix),
                 T(test_sub_recv_timeout),
                 T(test_sub_attach_drops_malformed),

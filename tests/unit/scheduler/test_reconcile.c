@@ -40,6 +40,7 @@ typedef struct fake {
         uint64_t ticks; /* 10 ms loop ticks: the loop kept turning */
         int kicks_in_list; /* deployment.list kicks the scheduler this often, once */
         bool apiserver_stopped; /* as if SIGSTOPped: requests are taken and never answered */
+        bool vmm_stalls_stops;  /* instance.stop is taken and never answered */
         bus_deferred_t *stalled[64];
         size_t n_stalled;
 } fake_t;
@@ -81,6 +82,8 @@ static int fake_ok(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         if (userdata && F->apiserver_stopped)
                 return stall(req);
         record(req);
+        if (!userdata && F->vmm_stalls_stops && streq(req->method, "instance.stop"))
+                return stall(req);
         msgpack_pack_true(pk);
         return 0;
 }
@@ -486,6 +489,37 @@ static void test_apiserver_down_crash_still_replaced_and_retried(void **state) {
         assert_string_equal(str_of(args_of("instance.remove", 0), "instance_id"), "aaaaaaaaaaa1");
 }
 
+static bool stop_sent(void) {
+        return count("instance.stop") > 0;
+}
+
+static void test_a_stop_in_flight_is_not_sent_twice(void **state) {
+        uint64_t now = now_realtime_ms();
+        const msgpack_object *a = NULL;
+
+        F->deployments[0] = deployment("d1", "running", 1);
+        F->deployments[0].ready_replicas = 1;
+        F->n_deployments = 1;
+        F->instances[0] = instance("aaaaaaaaaaa1", "d1", "ready", now - 9000);
+        F->instances[1] = instance("aaaaaaaaaaa2", "d1", "ready", now - 1000);
+        F->n_instances = 2;
+        F->vmm_stalls_stops = true;
+
+        /* The pass stops the newest; vmm-driver takes its time. */
+        until_passes = F->s.passes + 1;
+        scheduler_kick(&F->s, "test");
+        run_until(stop_sent, 5000);
+        assert_null(F->s.pass == NULL ? "the pass ended" : NULL);
+        /* Meanwhile its health check gives up on it: counted, but not stopped a second time. */
+        scheduler_replace_unhealthy(&F->s, "d1", "aaaaaaaaaaa2", "tcp :80 failed 3 times in a row", false);
+        run_until(passes_reached, 5000);
+        for (size_t k = 0; (a = args_of("deployment.set_status", k)); k++)
+                if (u64_of(a, "restart_count") == 1)
+                        break;
+        assert_non_null(a);
+        assert_int_equal(count("instance.stop"), 1);
+}
+
 static uint64_t quiet_until;
 
 static bool quiet_over(void) {
@@ -521,6 +555,7 @@ int main(void) {
                 T(test_job_exit_is_recorded),
                 T(test_create_refused_for_a_taken_port_is_backed_off),
                 T(test_apiserver_down_crash_still_replaced_and_retried),
+                T(test_a_stop_in_flight_is_not_sent_twice),
                 T(test_kick_during_a_pass_runs_one_more_after_it),
         };
 

@@ -190,7 +190,7 @@ static void set_status(scheduler_t *s, pass_t *pass, const deployment_t *d, cons
         /* Counted against this spec: dropped by apiserver if a re-apply came since. */
         if (p->persist_restarts || p->has_exit_code)
                 mp_pack_kv_u64(&pk, "generation", d->generation);
-        (void)scheduler_call(s, s->apiserver, pass, "deployment.set_status", &buf, true, fn, userdata);
+        (void)scheduler_call(s, s->apiserver, pass, BUS_METHOD_DEPLOYMENT_SET_STATUS, &buf, true, fn, userdata);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -238,7 +238,7 @@ static void on_exit_recorded(scheduler_t *s, int r, const bus_reply_t *reply, vo
                 scheduler_event(s, j->d->id, EVENT_LEVEL_WARNING,
                                 crashed ? EVENT_INSTANCE_CRASHED : EVENT_INSTANCE_EXITED, "%s", what);
         }
-        instance_op(s, o->pass, j, "instance.remove", i->spec.instance_id, false);
+        instance_op(s, o->pass, j, BUS_METHOD_INSTANCE_REMOVE, i->spec.instance_id, false);
         op_free(o);
 }
 
@@ -260,7 +260,7 @@ static void remove_exited(job_t *j, const instance_t *i) {
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         instance_pack(&pk, i);
         /* Idempotent: apiserver keeps an instance once, however often it is sent. */
-        (void)scheduler_call(j->s, j->s->apiserver, j->pass, "deployment.record_exit", &buf, true, on_exit_recorded, o);
+        (void)scheduler_call(j->s, j->s->apiserver, j->pass, BUS_METHOD_DEPLOYMENT_RECORD_EXIT, &buf, true, on_exit_recorded, o);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -322,7 +322,7 @@ static void create_instance(job_t *j) {
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         instance_spec_pack(&pk, &spec);
-        (void)scheduler_call(j->s, j->s->vmm, j->pass, "instance.create", &buf, false, on_created, o);
+        (void)scheduler_call(j->s, j->s->vmm, j->pass, BUS_METHOD_INSTANCE_CREATE, &buf, false, on_created, o);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -340,7 +340,7 @@ static void job_act(job_t *j) {
                                 streq(d->status, DEPLOYMENT_STATUS_DELETED) ? "deployment deleted"
                                 : plan_instance_matches(d, i)                ? "scaling down"
                                                                              : "replaced by the new spec");
-                instance_op(s, j->pass, j, "instance.stop", i->spec.instance_id, true);
+                instance_op(s, j->pass, j, BUS_METHOD_INSTANCE_STOP, i->spec.instance_id, true);
         }
         for (uint32_t k = 0; k < j->p.create; k++)
                 create_instance(j);
@@ -400,7 +400,7 @@ static void job_status(job_t *j) {
                 msgpack_pack_map(&pk, 1);
                 mp_pack_kv_str(&pk, "id", d->id);
                 job_hold(j);
-                (void)scheduler_call(s, s->apiserver, j->pass, "deployment.purge", &buf, true, on_purged, j);
+                (void)scheduler_call(s, s->apiserver, j->pass, BUS_METHOD_DEPLOYMENT_PURGE, &buf, true, on_purged, j);
                 msgpack_sbuffer_destroy(&buf);
         }
         if (p->status && (!streq(p->status, j->sent_status ?: d->status) ||
@@ -464,9 +464,9 @@ void scheduler_reap_orphans(scheduler_t *s, pass_t *pass, const deployment_t *de
                         continue;
                 log_info("Instance %s belongs to no deployment, removing it", i->spec.instance_id);
                 if (streq(i->state, INSTANCE_STATE_EXITED))
-                        instance_op(s, pass, NULL, "instance.remove", i->spec.instance_id, false);
+                        instance_op(s, pass, NULL, BUS_METHOD_INSTANCE_REMOVE, i->spec.instance_id, false);
                 else
-                        instance_op(s, pass, NULL, "instance.stop", i->spec.instance_id, true);
+                        instance_op(s, pass, NULL, BUS_METHOD_INSTANCE_STOP, i->spec.instance_id, true);
         }
 }
 
@@ -490,7 +490,7 @@ static void on_unhealthy_status(scheduler_t *s, int r, const bus_reply_t *reply,
                 status_changed_event(s, &u->d, &u->p);
                 if (u->p.event_reason)
                         scheduler_event(s, u->d.id, u->p.event_level, u->p.event_reason, "%s", u->p.event_message);
-                instance_op(s, NULL, NULL, "instance.stop", u->instance_id, true);
+                instance_op(s, NULL, NULL, BUS_METHOD_INSTANCE_STOP, u->instance_id, true);
         }
         unhealthy_free(u);
 }
@@ -533,6 +533,6 @@ void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, cons
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_str(&pk, "id", deployment_id);
-        (void)scheduler_call(s, s->apiserver, NULL, "deployment.get", &buf, true, on_unhealthy_deployment, u);
+        (void)scheduler_call(s, s->apiserver, NULL, BUS_METHOD_DEPLOYMENT_GET, &buf, true, on_unhealthy_deployment, u);
         msgpack_sbuffer_destroy(&buf);
 }

@@ -75,7 +75,7 @@ static const struct {
         const char *type;
         void (*fn)(scheduler_t *s, const msgpack_object *body);
 } event_handlers[] = {
-        { "instance.ready", record_ready },
+        { BUS_EVENT_INSTANCE_READY, record_ready },
 };
 
 static void on_event(const char *type, const msgpack_object *body, void *userdata) {
@@ -113,8 +113,8 @@ static int method_status(bus_request_t *req, msgpack_packer *pk, void *userdata)
 }
 
 static const bus_method_t methods[] = {
-        { "health.list", scheduler_method_health_list },
-        { "scheduler.status", method_status },
+        { BUS_METHOD_HEALTH_LIST, scheduler_method_health_list },
+        { BUS_METHOD_SCHEDULER_STATUS, method_status },
         {},
 };
 

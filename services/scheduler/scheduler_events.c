@@ -35,6 +35,6 @@ void scheduler_event(scheduler_t *s, const char *deployment_id, const char *leve
         event_pack(&pk, &e);
         /* Not idempotent: a resend after a lost reply would store the event twice. An event
          * lost to an apiserver outage is logged above, which is all we can do without state. */
-        (void)scheduler_call(s, s->apiserver, s->pass, "event.record", &buf, false, NULL, NULL);
+        (void)scheduler_call(s, s->apiserver, s->pass, BUS_METHOD_EVENT_RECORD, &buf, false, NULL, NULL);
         msgpack_sbuffer_destroy(&buf);
 }

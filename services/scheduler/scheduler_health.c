@@ -339,7 +339,7 @@ static void start_command_probe(probe_t *p) {
         mp_pack_kv_strv(&pk, "argv", p->check.command);
         mp_pack_kv_u64(&pk, "timeout_ms", p->check.timeout_ms);
         /* Not idempotent: a resend would run the command twice. */
-        r = p->s->vmm ? bus_call_async(p->s->vmm, "instance.exec", &buf, &opts, on_exec, p, &p->call_id) : -ENOTCONN;
+        r = p->s->vmm ? bus_call_async(p->s->vmm, BUS_METHOD_INSTANCE_EXEC, &buf, &opts, on_exec, p, &p->call_id) : -ENOTCONN;
         msgpack_sbuffer_destroy(&buf);
         if (r < 0) {
                 char message[200];
@@ -430,7 +430,7 @@ static void fill_guest_ips(scheduler_t *s) {
                 needed = !p->guest_ip[0] && !streq(p->check.type, "command");
         if (!needed || !s->netd || s->net_list_in_flight)
                 return;
-        if (bus_call_async(s->netd, "net.list", NULL, &opts, on_net_list, s, NULL) >= 0)
+        if (bus_call_async(s->netd, BUS_METHOD_NET_LIST, NULL, &opts, on_net_list, s, NULL) >= 0)
                 s->net_list_in_flight = true;
 }
 

@@ -77,7 +77,7 @@ static void on_deployments(scheduler_t *s, int r, const bus_reply_t *reply, void
         deployment_t *items;
         size_t n;
 
-        if (r < 0 || list_decode(reply, "deployment.list", sizeof(deployment_t), unpack_deployment, (void **)&items, &n) < 0)
+        if (r < 0 || list_decode(reply, BUS_METHOD_DEPLOYMENT_LIST, sizeof(deployment_t), unpack_deployment, (void **)&items, &n) < 0)
                 return;
         /* No pass plans from the old list any more: the one in flight is this one, still gathering. */
         list_free(s->known, s->n_known, sizeof(deployment_t), clear_deployment);
@@ -89,7 +89,7 @@ static void on_deployments(scheduler_t *s, int r, const bus_reply_t *reply, void
 static void on_instances(scheduler_t *s, int r, const bus_reply_t *reply, void *userdata) {
         pass_t *p = userdata;
 
-        if (r == 0 && list_decode(reply, "instance.list", sizeof(instance_t), unpack_instance, (void **)&p->instances,
+        if (r == 0 && list_decode(reply, BUS_METHOD_INSTANCE_LIST, sizeof(instance_t), unpack_instance, (void **)&p->instances,
                                   &p->n_instances) == 0)
                 p->have_instances = true;
 }
@@ -244,8 +244,8 @@ static void pass_start(scheduler_t *s) {
         s->pass = p;
         /* Both lists must be fresh to act on everything: a partial view could kill healthy
          * instances. Asked at once; the plan starts when both calls ended. */
-        (void)scheduler_call(s, s->apiserver, p, "deployment.list", NULL, true, on_deployments, p);
-        (void)scheduler_call(s, s->vmm, p, "instance.list", NULL, true, on_instances, p);
+        (void)scheduler_call(s, s->apiserver, p, BUS_METHOD_DEPLOYMENT_LIST, NULL, true, on_deployments, p);
+        (void)scheduler_call(s, s->vmm, p, BUS_METHOD_INSTANCE_LIST, NULL, true, on_instances, p);
         scheduler_pass_release(p);
 }
 

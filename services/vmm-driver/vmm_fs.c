@@ -111,15 +111,45 @@ struct vmm_fs_wait {
         instance_record_t *rec;
         vmm_fs_ready_fn fn;
         void *userdata;
+        struct vmm_fs_wait *next;
 };
+
+/* The waits not ended yet. czmq's zloop may still run a timer it was told to end: a handler that
+ * changes the poll set makes it skip its list of ended timers for that turn. So a tick first
+ * checks that its wait is still here, by address, before it touches it. */
+static vmm_fs_wait_t *live_waits;
+
+static bool wait_live(const vmm_fs_wait_t *w) {
+        for (const vmm_fs_wait_t *l = live_waits; l; l = l->next)
+                if (l == w)
+                        return true;
+        return false;
+}
 
 static void wait_free(vmm_fs_wait_t *w) {
         if (!w)
                 return;
+        for (vmm_fs_wait_t **pp = &live_waits; *pp; pp = &(*pp)->next)
+                if (*pp == w) {
+                        *pp = w->next;
+                        break;
+                }
         if (w->timer > 0)
                 zloop_timer_end(w->loop, w->timer);
         free(w->dir);
         free(w);
+}
+
+static int on_listen_tick(zloop_t *loop, int timer_id, void *arg);
+
+/* One-shot, armed again on each tick: zloop drops a one-shot timer itself once it ran. */
+static int wait_arm(vmm_fs_wait_t *w) {
+        w->timer = zloop_timer(w->loop, FS_LISTEN_STEP_MS, 1, on_listen_tick, w);
+        if (w->timer < 0) {
+                w->timer = 0;
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 /* Until virtiofsd listens, exits or runs out of time; every FS_LISTEN_STEP_MS on the loop. */
@@ -128,8 +158,9 @@ static int on_listen_tick(zloop_t *loop, int timer_id, void *arg) {
         _cleanup_free_ char *why = NULL;
         int status, r;
 
-        if (timer_id != w->timer)
+        if (!wait_live(w) || timer_id != w->timer)
                 return 0;
+        w->timer = 0; /* it ran: nothing to end any more */
         if (listening(w->dir)) {
                 w->rec->fs_pid = w->pid;
                 if (vmm_proc_start_time(w->pid, &w->rec->fs_pid_start_time) < 0)
@@ -143,6 +174,10 @@ static int on_listen_tick(zloop_t *loop, int timer_id, void *arg) {
                 if (asprintf(&why, "virtiofsd did not listen within %u ms", FS_LISTEN_TIMEOUT_MS) < 0)
                         why = NULL;
                 r = -ETIMEDOUT;
+        } else if (wait_arm(w) < 0) {
+                kill(w->pid, SIGKILL);
+                (void)waitpid(w->pid, NULL, 0);
+                r = -ENOMEM;
         } else
                 return 0;
         w->fn(r, why, w->userdata);
@@ -192,10 +227,9 @@ int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_re
                 child(dir, source, argv);
 
         *w = (vmm_fs_wait_t){ .loop = loop, .pid = pid, .dir = w->dir, .rec = rec, .fn = fn, .userdata = userdata,
-                              .deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS };
-        w->timer = zloop_timer(loop, FS_LISTEN_STEP_MS, 0, on_listen_tick, w);
-        if (w->timer < 0) {
-                w->timer = 0;
+                              .deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS, .next = live_waits };
+        live_waits = w;
+        if (wait_arm(w) < 0) {
                 kill(pid, SIGKILL);
                 (void)waitpid(pid, NULL, 0);
                 wait_free(w);

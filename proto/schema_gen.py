@@ -97,6 +97,9 @@ def names_h(s):
            "#pragma once", "", "/* Bounds (proto/schema.yaml, bounds). */"]
     for name, v in s["bounds"].items():
         out.append(f"#define PROTO_{upper(name)}_MAX {v}u")
+    out += ["", "/* Runtimes a deployment may name, the default first (an initializer list). */",
+            "#define PROTO_RUNTIMES " + ", ".join(c_str(r) for r in s["runtimes"]),
+            f"#define PROTO_RUNTIME_DEFAULT {c_str(s['runtimes'][0])}"]
     sections = (("Error codes of bus replies", "errors", "BUS_ERR_"),
                 ("Error codes of agent error frames", "agent_errors", "AGENT_ERR_"),
                 ("Event reasons", "reasons", "EVENT_"),

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proto/names.h"
+
 void manifest_violation(parse_ctx_t *c, const char *field, const char *fmt, ...) {
         char reason[1024];
         json_t *v;
@@ -173,10 +175,21 @@ static void parse_namespace(parse_ctx_t *c, const char *key, const json_t *v) {
         parse_dns_label(c, key, v, &c->m.namespace_);
 }
 
+/* The runtimes the schema lists, as a user reads them: "qemu" (the default) or "...". */
+static const char *runtime_choices(char *buf, size_t size) {
+        static const char *const runtimes[] = { PROTO_RUNTIMES };
+        size_t n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(runtimes) && n < size; i++)
+                n += (size_t)snprintf(buf + n, size - n, "%s\"%s\"%s", i == 0 ? "" : i + 1 < ELEMENTSOF(runtimes) ? ", " : " or ",
+                                      runtimes[i], i == 0 ? " (the default)" : "");
+        return buf;
+}
+
 static void parse_runtime(parse_ctx_t *c, const char *key, const json_t *v) {
-        static const char *const supported[] = { "qemu", "cloud-hypervisor" };
+        static const char *const supported[] = { PROTO_RUNTIMES };
         const char *s = json_string_value(v);
-        char q[96];
+        char q[96], choices[160];
 
         if (!s)
                 return manifest_wrong_type(c, key, "a string", v);
@@ -185,11 +198,10 @@ static void parse_runtime(parse_ctx_t *c, const char *key, const json_t *v) {
                         return manifest_set_str(c, &c->m.runtime, s);
         /* Ring's default runtime; a Ring user switching over deserves the reason, not just a list. */
         if (streq(s, "docker"))
-                return manifest_violation(c, key,
-                                 "\"docker\" is not supported: husk runs every deployment as a microVM; "
-                                 "use \"qemu\" (the default) or \"cloud-hypervisor\"");
-        manifest_violation(c, key, "%s is not a supported runtime: use \"qemu\" (the default) or \"cloud-hypervisor\"",
-                  manifest_show(v, q, sizeof(q)));
+                return manifest_violation(c, key, "\"docker\" is not supported: husk runs every deployment as a microVM; use %s",
+                                          runtime_choices(choices, sizeof(choices)));
+        manifest_violation(c, key, "%s is not a supported runtime: use %s", manifest_show(v, q, sizeof(q)),
+                           runtime_choices(choices, sizeof(choices)));
 }
 
 static void parse_kind(parse_ctx_t *c, const char *key, const json_t *v) {
@@ -334,7 +346,7 @@ static int set_defaults(parse_ctx_t *c) {
                 const char *value;
         } defaults[] = {
                 { offsetof(manifest_t, namespace_), "default" },
-                { offsetof(manifest_t, runtime), "qemu" },
+                { offsetof(manifest_t, runtime), PROTO_RUNTIME_DEFAULT },
                 { offsetof(manifest_t, kind), "worker" },
         };
 

@@ -11,6 +11,7 @@
 
 #include "lib/config.h"
 #include "lib/util.h"
+#include "proto/names.h"
 #include "services/vmm-driver/vmm.h"
 
 static int lookup(const husk_config_t *c, const char *name, const vmm_runtime_t **rt, char **error) {
@@ -78,9 +79,27 @@ static void test_rows_complete(void **state) {
                     rt->agent_connect);
 }
 
+/* Every runtime the API accepts (proto/schema.yaml) is a row: never "must be one of". */
+static void test_every_accepted_runtime_has_a_row(void **state) {
+        static const char *const accepted[] = { PROTO_RUNTIMES };
+        _cleanup_(husk_config_freep) husk_config_t *c = NULL;
+        _cleanup_free_ char *error = NULL;
+        const vmm_runtime_t *rt = NULL;
+
+        assert_int_equal(husk_config_new_default(&c), 0);
+        for (size_t k = 0; k < ELEMENTSOF(accepted); k++) {
+                int r = lookup(c, accepted[k], &rt, &error);
+
+                assert_true(r != -EINVAL);
+                assert_false(error && strstr(error, "must be"));
+        }
+        assert_string_equal(accepted[0], PROTO_RUNTIME_DEFAULT);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_lookup),
+                cmocka_unit_test(test_every_accepted_runtime_has_a_row),
                 cmocka_unit_test(test_rows_complete),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,8 +11,11 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "lib/disk_image.h"
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_disk.h"
+#include "services/vmm-driver/vmm_seed.h"
 
 #define CPUS_MAX 64
 #define MEMORY_MIB_MIN 128
@@ -218,6 +221,45 @@ static int boot_files(vmm_t *d, const instance_spec_t *s, vmm_launch_t *l, char 
         return 0;
 }
 
+/* What the image is and how it boots. A directory: kit mode (rootfs or bundle). A file with
+ * `kernel:` or a command: the kit boots with it as the guest's disk ("disk" mode runs the
+ * command from it; any file, a bare ext4 too). Any other file boots by its own firmware, so it
+ * must be a disk that firmware can boot: otherwise refused with disk_image_probe's words, as
+ * apiserver says them at apply (never a kit boot that ignores the image). */
+static int image_mode(const instance_spec_t *s, const char *image_path, const char **ret_mode,
+                      const char **ret_disk_format, bool *ret_firmware, char **ret_error) {
+        char err[DISK_IMAGE_ERROR_MAX];
+        disk_image_kind_t kind;
+        int r;
+
+        *ret_mode = *ret_disk_format = NULL;
+        *ret_firmware = false;
+        /* The user's path in the message, as apiserver words it (the probe follows links). */
+        r = disk_image_probe(s->image, &kind, err, sizeof(err));
+        if (r >= 0 && kind == DISK_IMAGE_DIRECTORY) {
+                r = vmm_fs_workload_mode(image_path, ret_mode);
+                if (r == -ENOTDIR)
+                        return fail(ret_error, -EINVAL, "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
+                                    s->image);
+                if (r < 0)
+                        return fail(ret_error, -EINVAL, "image: %s: %s", s->image, strerror(-r));
+                return 0;
+        }
+        if (s->kernel || s->command) {
+                if (r < 0 && r != -ENOEXEC)
+                        return fail(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
+                *ret_mode = s->command ? "disk" : NULL;
+                *ret_disk_format = r >= 0 && kind == DISK_IMAGE_QCOW2 ? "qcow2" : "raw";
+                return 0;
+        }
+        if (r < 0)
+                /* err reads "image PATH: why". */
+                return fail(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
+        *ret_disk_format = disk_image_kind_name(kind);
+        *ret_firmware = true;
+        return 0;
+}
+
 /* One create between its checks and its end: waiting for netd, then for virtiofsd. */
 typedef struct create {
         vmm_t *d;
@@ -227,6 +269,8 @@ typedef struct create {
         const vmm_runtime_t *rt;
         char *image_path;
         const char *mode;
+        const char *disk_format;   /* the image is a disk: "raw" or "qcow2"; NULL: a directory */
+        bool firmware;             /* the disk boots by its own firmware, not the kit */
         char *kernel, *initrd;     /* copies: a SIGHUP may change the config meanwhile */
         bool attached;             /* netd gave a network: detach it on failure */
         vmm_fs_wait_t *fs;
@@ -333,9 +377,43 @@ static void on_fs_ready(int error, const char *why, void *userdata) {
         create_spawn(c);
 }
 
+/* Firmware boot: the instance's own copy-on-write disk of the image and its cloud-init seed,
+ * both in the directory (they go with it). The seed is written at every start: mkfs.fat and
+ * mcopy run here, on the loop (~10 ms each; the create is already asynchronous around them). */
+static int create_firmware_files(create_t *c, const vmm_net_t *net, vmm_disk_t *disk, char **ret_seed, char **ret_why) {
+        vmm_instance_t *i = c->i;
+        const instance_spec_t *s = &i->rec.inst.spec;
+        vmm_seed_spec_t seed = {
+                .instance_id = s->instance_id,
+                .environment = s->environment,
+                .address = net ? net->guest_ip : NULL,
+                .prefix = net ? net->prefix : 0,
+                .gateway = net ? net->host_ip : NULL,
+        };
+        _cleanup_free_ char *why = NULL;
+        int r;
+
+        r = vmm_disk_create(i->dir, i->rec.image_path, disk, &why);
+        if (r < 0) {
+                if (asprintf(ret_why, "cannot make the instance disk of %s: %s", i->rec.image_path, why ?: strerror(-r)) < 0)
+                        *ret_why = NULL;
+                return r;
+        }
+        log_debug("Instance %s: disk %s (%s)", s->instance_id, disk->path, vmm_disk_method_name(disk->method));
+        r = vmm_seed_write(i->dir, &seed, ret_seed, &why);
+        if (r < 0) {
+                if (asprintf(ret_why, "cannot write the cloud-init seed: %s", why ?: strerror(-r)) < 0)
+                        *ret_why = NULL;
+                /* A bad environment value is the spec's fault, named in why. */
+                return r == -EINVAL ? -EINVAL : r;
+        }
+        return 0;
+}
+
 /* netd answered (or there is none): the directory, the record, the runtime's preparation. */
 static void create_instance(create_t *c, const vmm_net_t *net) {
-        _cleanup_free_ char *why = NULL;
+        _cleanup_free_ char *why = NULL, *seed = NULL;
+        vmm_disk_t disk;
         vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
         vmm_instance_t *i;
         vmm_t *d = c->d;
@@ -374,6 +452,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 return;
         }
         i->rec.workload_mode = c->mode ? strdup(c->mode) : NULL;
+        i->rec.firmware_boot = c->firmware;
         i->rec.console_log = strdup(c->rt->console_file);
         i->rec.inst.address = net ? strdup(net->guest_ip) : NULL;
         if ((c->mode && !i->rec.workload_mode) || !i->rec.console_log || (net && !i->rec.inst.address)) {
@@ -382,7 +461,19 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
         }
         launch.net = net;
         launch.fs_socket = c->mode && !streq(c->mode, "disk") ? VMM_FS_SOCKET : NULL;
-        launch.disk = c->mode && streq(c->mode, "disk") ? i->rec.image_path : NULL;
+        if (c->firmware) {
+                r = create_firmware_files(c, net, &disk, &seed, &why);
+                if (r < 0) {
+                        create_done(c, r, why);
+                        return;
+                }
+                launch.boot_disk = disk.path;
+                launch.boot_disk_format = disk.format;
+                launch.seed = seed;
+        } else if (c->disk_format) {
+                launch.disk = i->rec.image_path;
+                launch.disk_format = c->disk_format;
+        }
         r = c->rt->prepare(i, vmm_runtime_state(d, c->rt), &launch, &why);
         if (r < 0) {
                 create_done(c, r, why);
@@ -421,7 +512,8 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         instance_spec_t *spec = *spec_p;
         _cleanup_free_ char *image_path = NULL;
         const vmm_runtime_t *rt = NULL;
-        const char *mode = NULL;
+        const char *mode = NULL, *disk_format = NULL;
+        bool firmware = false;
         vmm_launch_t boot = {};
         create_t *c;
         int r;
@@ -439,17 +531,19 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         if (strchr(image_path, ','))
                 return fail(ret_error, -EINVAL, "image: %s resolves to %s, which contains ',' (virtiofsd and VMM option syntax)",
                             spec->image, image_path);
-        r = vmm_fs_workload_mode(image_path, &mode);
-        if (r == -ENOTDIR)
-                return fail(ret_error, -EINVAL, "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
-                            spec->image);
+        r = image_mode(spec, image_path, &mode, &disk_format, &firmware, ret_error);
         if (r < 0)
-                return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(-r));
-        /* A disk image with a command boots the kit with the disk's file system as the root
-         * (apiserver admits that only with `kernel:` or `boot: kit`); without one, the image's own
-         * init would run, which needs no husk-agent workload. */
-        if (!mode && spec->command)
-                mode = "disk";
+                return r;
+        if (firmware) {
+                /* An environment cloud-init cannot carry is the spec's fault: refused now, naming
+                 * the key, rather than after netd attached the network. */
+                _cleanup_(vmm_seed_files_clear) vmm_seed_files_t files = {};
+                vmm_seed_spec_t seed = { .instance_id = spec->instance_id, .environment = spec->environment };
+
+                r = vmm_seed_render(&seed, &files, ret_error);
+                if (r < 0)
+                        return r == -ENOMEM ? r : -EINVAL;
+        }
         r = boot_files(d, spec, &boot, ret_error);
         if (r < 0)
                 return r;
@@ -460,7 +554,8 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         c = calloc(1, sizeof(*c));
         if (!c)
                 return fail(ret_error, -ENOMEM, "out of memory");
-        *c = (create_t){ .d = d, .rt = rt, .mode = mode, .fn = fn, .userdata = userdata,
+        *c = (create_t){ .d = d, .rt = rt, .mode = mode, .disk_format = disk_format, .firmware = firmware,
+                         .fn = fn, .userdata = userdata,
                          .image_path = TAKE_PTR(image_path), .kernel = strdup(boot.kernel), .initrd = strdup(boot.initrd) };
         snprintf(c->id, sizeof(c->id), "%s", spec->instance_id);
         if (!c->kernel || !c->initrd || zhashx_insert(d->creating, c->id, c) < 0) {
@@ -508,6 +603,10 @@ void vmm_instance_on_running(vmm_instance_t *i) {
         log_debug("Instance %s: running", id_of(i));
         vmm_publish(i->vmm, "instance.running", i);
         vmm_instance_save(i);
+        /* A disk booted by its firmware is ready as Ring's are: once its VMM runs. Its health
+         * checks gate the deployment; an agent the image may carry says nothing more. */
+        if (i->rec.firmware_boot)
+                vmm_instance_on_ready(i);
 }
 
 void vmm_instance_on_ready(vmm_instance_t *i) {
@@ -575,6 +674,9 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
          * as QEMU's own teardown did (make bench: 40 ms here under load). */
         vmm_publish(i->vmm, "instance.exited", i);
         vmm_fs_stop(&i->rec);
+        /* The seed holds the environment: it lives only as long as the VM. */
+        if (i->rec.firmware_boot)
+                vmm_seed_remove(i->dir);
         log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid,
                  reason, status);
         vmm_instance_save(i);

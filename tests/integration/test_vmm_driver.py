@@ -184,8 +184,10 @@ class Driver:
     # ---- instances -------------------------------------------------------------------------
 
     def spec(self, instance_id, **over):
+        # The kit boots with the image as a plain disk: `kernel:` keeps a file that is no bootable
+        # disk from being booted by firmware (refused, see test_errors).
         s = {"instance_id": instance_id, "deployment_id": "dep-1", "generation": 1, "runtime": "qemu",
-             "image": self.image, "cpus": 1, "memory_mib": 256}
+             "image": self.image, "kernel": os.path.join(KIT, "vmlinux"), "cpus": 1, "memory_mib": 256}
         s.update(over)
         return s
 
@@ -413,6 +415,22 @@ def test_errors(driver):
     assert e.code == "invalid" and "image" in e.message
     e = error("instance.create", driver.spec("c00000000001", cpus="two"))
     assert e.code == "invalid" and "cpus" in e.message
+    # Without `kernel:` or a command a file boots by its own firmware, so it must be a disk that
+    # firmware can boot: refused with the reason apiserver gives at apply, never a kit boot.
+    spec = driver.spec("c00000000001")
+    del spec["kernel"]
+    e = error("instance.create", spec)
+    assert e.code == "invalid" and e.message == f"image: {driver.image}: not a bootable disk: no GPT partition table", \
+        e.message
+    # A bootable one whose environment cloud-init cannot carry: refused at once, naming the key.
+    esp = os.path.join(driver.dir, "esp.raw")
+    with open(esp, "wb") as f:
+        f.truncate(8 << 20)
+    subprocess.run(["sfdisk", "-q", esp], input="label: gpt\n,,U\n", text=True, check=True, capture_output=True)
+    spec = driver.spec("c00000000001", environment={"GOOD": "1", "BAD": "a\x01b"}, image=esp)
+    del spec["kernel"]
+    e = error("instance.create", spec)
+    assert e.code == "invalid" and "BAD" in e.message, e.message
     # Nothing was left behind by the refused creates.
     assert os.listdir(driver.instances_dir) == []
 

@@ -181,3 +181,59 @@ def test_image_boots_by_firmware_with_env_ports_and_leaves_nothing(stack):
     assert not os.path.exists(f"/proc/{pid}"), "QEMU still runs"
     assert stack.instance_dirs() == []
     assert base_digest(IMAGE) == before, "the base image changed"
+
+
+@pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
+@pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
+def test_two_replicas_own_disks_and_a_job_that_powers_off_completes(stack):
+    """Three VMs of one image at once: two replicas, each booting its own disk and seed, and a
+    job whose guest powers itself off cleanly, which ends it `completed`."""
+    check = f"{{type: tcp, port: 8080, interval: 2s, timeout: 2s, readiness: true, start_period: {int(BOOT_DEADLINE)}s}}"
+    text = f"""deployments:
+  pair:
+    name: pair
+    image: {IMAGE}
+    replicas: 2
+    resources: {{limits: {{cpu: "1", memory: 512Mi}}}}
+    health_checks:
+      - {check}
+  once:
+    name: once
+    kind: job
+    image: {IMAGE}
+    resources: {{limits: {{cpu: "1", memory: 512Mi}}}}
+"""
+    start = time.monotonic()
+    r = apply(stack, text)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    # The job: its guest powers off once its agent answers (the agent starts before cloud-init).
+    def powered_off():
+        r = stack.husk("deployment", "exec", "once", "-t", "20s", "--", "systemctl", "poweroff", timeout=60)
+        d = inspect(stack, "once")
+        return d if d and d["status"] in ("completed", "failed") else None
+    d = stack.wait_for(powered_off, timeout=BOOT_DEADLINE, interval=5, what="the job's guest powered off")
+    assert d["status"] == "completed", d
+    print(f"\ndisk mode: job apply to completed {time.monotonic() - start:.1f} s")
+
+    def both_running():
+        d = inspect(stack, "pair")
+        return d if d and d["status"] == "running" and d["ready_replicas"] == 2 else None
+    d = stack.wait_for(both_running, timeout=2 * BOOT_DEADLINE, interval=2, what="pair's two replicas running")
+    print(f"disk mode: two replicas apply to running {time.monotonic() - start:.1f} s")
+    ids = sorted(i["instance_id"] for i in d["instances"] if i["state"] == "ready")
+    pids = [i["pid"] for i in d["instances"] if i["state"] == "ready"]
+    assert len(ids) == 2
+    disks = set()
+    for iid in ids:
+        [disk] = [p for p in (stack.instances_dir / iid).iterdir() if p.name.startswith("disk.")]
+        disks.add(disk.resolve())
+        # Each booted its own disk with its own seed: its host name is its own id.
+        r = stack.husk("deployment", "exec", "pair", "--instance", iid, "--", "hostname", timeout=120)
+        assert r.returncode == 0 and r.stdout.strip() == iid, r.stdout + r.stderr
+    assert len(disks) == 2
+
+    for name in ("pair", "once"):
+        assert stack.husk("deployment", "delete", name).returncode == 0
+    stack.wait_for(lambda: stack.instance_dirs() == [], timeout=120, interval=0.5, what="every instance directory gone")
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")], "a QEMU still runs"

@@ -421,6 +421,11 @@ def test_firmware_boot_files(driver):
     assert "q35,accel=tcg" in argv and "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd" in argv
     assert "-kernel" not in argv
     assert driver.record(iid)["firmware_boot"] is True
+    # No husk-agent in there: exec says the image may not carry it, after the agent grace (10 s).
+    with pytest.raises(BusError) as e:
+        driver.call("instance.exec", {"instance_id": iid, "argv": ["true"], "timeout_ms": 1}, timeout=30)
+    assert e.value.code == "unavailable" and "may not carry it" in e.value.message \
+        and "husk-agent.service" in e.value.message, e.value
 
     driver.must("instance.stop", {"instance_id": iid, "remove": False})
     driver.wait_event("instance.exited", iid, timeout=STOP_TIMEOUT_S + 10)

@@ -1,11 +1,13 @@
 /* vmm_instance.c: the instance life cycle (create, state transitions, stop, remove) and its directory. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -273,6 +275,11 @@ typedef struct create {
         bool firmware;             /* the disk boots by its own firmware, not the kit */
         char *kernel, *initrd;     /* copies: a SIGHUP may change the config meanwhile */
         bool attached;             /* netd gave a network: detach it on failure */
+        bool has_net;
+        vmm_net_t net;             /* netd's answer, kept for the launch */
+        vmm_disk_t disk;           /* firmware boot: the instance's disk, once made */
+        struct seed_job *seed;     /* firmware boot: the seed being written off the loop */
+        char *seed_path;           /* ... and where it was written */
         vmm_fs_wait_t *fs;
         vmm_create_fn fn;
         void *userdata;
@@ -286,10 +293,13 @@ static void create_free(create_t *c) {
                 free(c->spec);
         }
         free(c->image_path);
+        free(c->seed_path);
         free(c->kernel);
         free(c->initrd);
         free(c);
 }
+
+static void seed_job_end(create_t *c);
 
 /* The end, success or not: forget the create, answer, free. */
 static void create_done(create_t *c, int error, const char *why) {
@@ -297,6 +307,7 @@ static void create_done(create_t *c, int error, const char *why) {
         vmm_instance_t *i = error < 0 ? NULL : c->i;
 
         zhashx_delete(d->creating, c->id);
+        seed_job_end(c);
         if (error < 0 && c->i) {
                 vmm_fs_wait_cancel(&c->fs);
                 vmm_fs_stop(&c->i->rec);
@@ -377,49 +388,128 @@ static void on_fs_ready(int error, const char *why, void *userdata) {
         create_spawn(c);
 }
 
-/* Firmware boot: the instance's own copy-on-write disk of the image and its cloud-init seed,
- * both in the directory (they go with it). The seed is written at every start: mkfs.fat and
- * mcopy run here, on the loop (~10 ms each; the create is already asynchronous around them). */
-static int create_firmware_files(create_t *c, const vmm_net_t *net, vmm_disk_t *disk, char **ret_seed, char **ret_why) {
+/* The seed, written by a thread of its own: mkfs.fat and mcopy take ~200 ms on a loaded host,
+ * which the loop (exits, QMP, the agents) must not wait for. The thread touches only the job;
+ * the loop learns of its end through the eventfd and joins it. */
+typedef struct seed_job {
+        pthread_t thread;
+        int efd;
+        char dir[PATH_MAX];
+        vmm_seed_spec_t spec;      /* points into the instance's spec and the job's copies */
+        char address[16], gateway[16];
+        int error;
+        char *path, *why;
+} seed_job_t;
+
+static void *seed_thread(void *userdata) {
+        seed_job_t *j = userdata;
+
+        j->error = vmm_seed_write(j->dir, &j->spec, &j->path, &j->why);
+        (void)eventfd_write(j->efd, 1);
+        return NULL;
+}
+
+/* Wait for the thread (it ends on its own, within a second) and free the job. */
+static void seed_job_end(create_t *c) {
+        seed_job_t *j = c->seed;
+
+        if (!j)
+                return;
+        c->seed = NULL;
+        zloop_poller_end(c->d->loop, &(zmq_pollitem_t){ .fd = j->efd });
+        (void)pthread_join(j->thread, NULL);
+        close(j->efd);
+        free(j->path);
+        free(j->why);
+        free(j);
+}
+
+static void create_launch(create_t *c);
+
+static int on_seed_written(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+        create_t *c = arg;
+        seed_job_t *j = c->seed;
+        int error = j->error;
+
+        if (error < 0) {
+                _cleanup_free_ char *why = j->why ? strdup(j->why) : NULL;
+
+                seed_job_end(c);
+                create_fail(c, error, "cannot write the cloud-init seed: %s",
+                            why ?: strerror(-error));
+                return 0;
+        }
+        c->seed_path = TAKE_PTR(j->path);
+        seed_job_end(c);
+        create_launch(c);
+        return 0;
+}
+
+/* Firmware boot: the instance's own copy-on-write disk of the image (O(1), here) and its
+ * cloud-init seed (rebuilt at every start, by a thread), both in the directory, going with it. */
+static int create_firmware_files(create_t *c, char **ret_why) {
         vmm_instance_t *i = c->i;
         const instance_spec_t *s = &i->rec.inst.spec;
-        vmm_seed_spec_t seed = {
-                .instance_id = s->instance_id,
-                .environment = s->environment,
-                .address = net ? net->guest_ip : NULL,
-                .prefix = net ? net->prefix : 0,
-                .gateway = net ? net->host_ip : NULL,
-        };
         _cleanup_free_ char *why = NULL;
+        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
+        seed_job_t *j;
         int r;
 
-        r = vmm_disk_create(i->dir, i->rec.image_path, disk, &why);
+        r = vmm_disk_create(i->dir, i->rec.image_path, &c->disk, &why);
         if (r < 0) {
                 if (asprintf(ret_why, "cannot make the instance disk of %s: %s", i->rec.image_path, why ?: strerror(-r)) < 0)
                         *ret_why = NULL;
                 return r;
         }
-        log_debug("Instance %s: disk %s (%s)", s->instance_id, disk->path, vmm_disk_method_name(disk->method));
-        r = vmm_seed_write(i->dir, &seed, ret_seed, &why);
-        if (r < 0) {
-                if (asprintf(ret_why, "cannot write the cloud-init seed: %s", why ?: strerror(-r)) < 0)
-                        *ret_why = NULL;
-                /* A bad environment value is the spec's fault, named in why. */
-                return r == -EINVAL ? -EINVAL : r;
+        log_debug("Instance %s: disk %s (%s)", s->instance_id, c->disk.path, vmm_disk_method_name(c->disk.method));
+
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        snprintf(j->dir, sizeof(j->dir), "%s", i->dir);
+        j->spec = (vmm_seed_spec_t){ .instance_id = s->instance_id, .environment = s->environment };
+        if (c->has_net) {
+                snprintf(j->address, sizeof(j->address), "%s", c->net.guest_ip);
+                snprintf(j->gateway, sizeof(j->gateway), "%s", c->net.host_ip);
+                j->spec.address = j->address;
+                j->spec.prefix = c->net.prefix;
+                j->spec.gateway = j->gateway;
         }
+        j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->efd < 0) {
+                r = -errno;
+                free(j);
+                return r;
+        }
+        item.fd = j->efd;
+        if (zloop_poller(c->d->loop, &item, on_seed_written, c) < 0) {
+                close(j->efd);
+                free(j);
+                return -ENOMEM;
+        }
+        r = -pthread_create(&j->thread, NULL, seed_thread, j);
+        if (r < 0) {
+                zloop_poller_end(c->d->loop, &item);
+                close(j->efd);
+                free(j);
+                return r;
+        }
+        c->seed = j;
         return 0;
 }
 
 /* netd answered (or there is none): the directory, the record, the runtime's preparation. */
 static void create_instance(create_t *c, const vmm_net_t *net) {
-        _cleanup_free_ char *why = NULL, *seed = NULL;
-        vmm_disk_t disk;
-        vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
+        _cleanup_free_ char *why = NULL;
         vmm_instance_t *i;
         vmm_t *d = c->d;
         char dir[PATH_MAX];
         int r;
 
+        if (net) {
+                c->net = *net;
+                c->has_net = true;
+        }
         if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, c->id) >= (int)sizeof(dir)) {
                 create_fail(c, -ENAMETOOLONG, "instance directory path too long");
                 return;
@@ -459,17 +549,30 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 create_fail(c, -ENOMEM, "out of memory");
                 return;
         }
-        launch.net = net;
+        if (!c->firmware) {
+                create_launch(c);
+                return;
+        }
+        r = create_firmware_files(c, &why);
+        if (r < 0)
+                create_done(c, r, why ?: strerror(-r));
+        /* else on_seed_written goes on */
+}
+
+/* Everything the VMM needs is there: the runtime's preparation, the record, virtiofsd, spawn. */
+static void create_launch(create_t *c) {
+        _cleanup_free_ char *why = NULL;
+        vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
+        vmm_instance_t *i = c->i;
+        vmm_t *d = c->d;
+        int r;
+
+        launch.net = c->has_net ? &c->net : NULL;
         launch.fs_socket = c->mode && !streq(c->mode, "disk") ? VMM_FS_SOCKET : NULL;
         if (c->firmware) {
-                r = create_firmware_files(c, net, &disk, &seed, &why);
-                if (r < 0) {
-                        create_done(c, r, why);
-                        return;
-                }
-                launch.boot_disk = disk.path;
-                launch.boot_disk_format = disk.format;
-                launch.seed = seed;
+                launch.boot_disk = c->disk.path;
+                launch.boot_disk_format = c->disk.format;
+                launch.seed = c->seed_path;
         } else if (c->disk_format) {
                 launch.disk = i->rec.image_path;
                 launch.disk_format = c->disk_format;
@@ -482,7 +585,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
         /* Written before the spawn so that a directory always explains itself. */
         r = vmm_record_save(i->dir, &i->rec);
         if (r < 0) {
-                create_fail(c, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", dir, strerror(-r));
+                create_fail(c, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", i->dir, strerror(-r));
                 return;
         }
         if (!launch.fs_socket) {
@@ -490,7 +593,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 return;
         }
         /* The VMM connects to virtiofsd's socket at start: it must listen first. */
-        r = vmm_fs_spawn(d->loop, dir, i->rec.image_path, &i->rec, on_fs_ready, c, &c->fs, &why);
+        r = vmm_fs_spawn(d->loop, i->dir, i->rec.image_path, &i->rec, on_fs_ready, c, &c->fs, &why);
         if (r < 0) {
                 create_fail(c, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
                 return;
@@ -582,11 +685,11 @@ void vmm_instance_cancel_creates(vmm_t *d) {
         create_t *c;
 
         /* Those waiting for netd end when its client goes (-ECANCELED); those waiting for
-         * virtiofsd end here. */
+         * virtiofsd or their seed end here. */
         if (!d->creating || !(waiting = zlistx_new()))
                 return;
         for (c = zhashx_first(d->creating); c; c = zhashx_next(d->creating))
-                if (c->fs)
+                if (c->fs || c->seed)
                         zlistx_add_end(waiting, c);
         while ((c = zlistx_detach(waiting, NULL)))
                 create_fail(c, -ECANCELED, "vmm-driver is stopping");

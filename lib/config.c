@@ -99,6 +99,7 @@ static const config_key_t config_keys[] = {
         { "kit.initrd", KEY_STRING, O(kit.initrd), NULL, 0 },
         RUNTIME_KEYS("qemu", qemu),
         { "runtime.qemu.accel", KEY_ENUM, O(qemu.accel), accel_choices, 0 },
+        { "runtime.qemu.firmware_path", KEY_STRING, O(qemu.firmware_path), NULL, 0 },
         RUNTIME_KEYS("cloud_hypervisor", cloud_hypervisor),
         { "runtime.cloud_hypervisor.firmware_path", KEY_STRING, O(cloud_hypervisor.firmware_path), NULL, 0 },
         { "runtime.cloud_hypervisor.socket_dir", KEY_STRING, O(cloud_hypervisor.socket_dir), NULL, 0 },
@@ -165,6 +166,8 @@ static int apply_defaults(husk_config_t *c) {
         r |= set_default(&c->kit.initrd, HUSK_KITDIR "/initrd.gz");
         r |= set_default(&c->qemu.binary_path, "qemu-system-x86_64");
         r |= set_default(&c->qemu.accel, "auto");
+        /* Debian's ovmf; its variables template (OVMF_VARS_4M.fd) lies next to it. */
+        r |= set_default(&c->qemu.firmware_path, "/usr/share/OVMF/OVMF_CODE_4M.fd");
         r |= set_default(&c->cloud_hypervisor.binary_path, "cloud-hypervisor");
         r |= set_default(&c->cloud_hypervisor.socket_dir, JOIN("%s/cloud-hypervisor", c->runtime_dir));
 #undef JOIN

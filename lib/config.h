@@ -32,7 +32,7 @@ const char *husk_daemon_name(husk_daemon_t d);
 typedef struct husk_runtime_config {
         bool enabled;
         char *binary_path;              /* VMM binary; looked up in $PATH when relative */
-        char *firmware_path;            /* cloud-hypervisor: firmware for disk images */
+        char *firmware_path;            /* UEFI firmware for disk images (qemu: OVMF code, its VARS template beside it) */
         char *socket_dir;               /* cloud-hypervisor: API sockets (Ring's key) */
         char *seccomp;                  /* cloud-hypervisor: "true", "false" or "log" */
         char *accel;                    /* qemu: "kvm", "tcg" or "auto" */

@@ -158,8 +158,9 @@ install -m 0644 "$HERE/husk-envpage.service" "$R/etc/systemd/system/husk-envpage
 for u in husk-agent husk-envpage; do
         ln -sf "/etc/systemd/system/$u.service" "$R/etc/systemd/system/multi-user.target.wants/$u.service"
 done
-# vsock for the agent, loaded early rather than on its first socket().
-echo vmw_vsock_virtio_transport > "$R/etc/modules-load.d/husk-agent.conf"
+# The agent's transports, loaded early: virtio_console for the qemu runtime's husk.agent port,
+# vsock rather than on its first socket().
+printf 'virtio_console\nvmw_vsock_virtio_transport\n' > "$R/etc/modules-load.d/husk-agent.conf"
 
 # ---- kernel and initramfs ------------------------------------------------------------------
 # The smallest initramfs that finds a virtio disk: ext4 is built into the cloud kernel,

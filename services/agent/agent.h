@@ -97,6 +97,8 @@ typedef struct agent_channel {
 
 /* Poll /sys/class/virtio-ports/<port>/name for name; writes /dev/<port> to path. */
 int agent_channel_find(const char *name, uint64_t timeout_ms, char *path, size_t size);
+/* A virtio console device is on the virtio bus (its ports may not be probed yet). */
+bool agent_channel_device_present(void);
 void agent_channel_init(agent_channel_t *c);
 int agent_channel_open(agent_channel_t *c, const char *path);
 void agent_channel_close(agent_channel_t *c);

@@ -13,12 +13,14 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PORTS_DIR "/sys/class/virtio-ports"
 #define READ_CHUNK 65536
+#define VIRTIO_ID_CONSOLE 3 /* the virtio device id of virtio-serial (the Linux uapi virtio_ids.h) */
 
 static inline void closedirp(DIR **d) {
         if (*d)
@@ -74,6 +76,33 @@ int agent_channel_find(const char *name, uint64_t timeout_ms, char *path, size_t
                         return -ETIMEDOUT;
                 nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
         }
+}
+
+bool agent_channel_device_present(void) {
+        _cleanup_(closedirp) DIR *d = opendir("/sys/bus/virtio/devices");
+        struct dirent *de;
+
+        if (!d)
+                return false;
+        while ((de = readdir(d))) {
+                char file[PATH_MAX], buf[16];
+                _cleanup_close_ int fd = -1;
+                ssize_t n;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(file, sizeof(file), "/sys/bus/virtio/devices/%s/device", de->d_name);
+                fd = open(file, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                n = read(fd, buf, sizeof(buf) - 1);
+                if (n <= 0)
+                        continue;
+                buf[n] = '\0';
+                if (strtoul(buf, NULL, 16) == VIRTIO_ID_CONSOLE)
+                        return true;
+        }
+        return false;
 }
 
 void agent_channel_init(agent_channel_t *c) {

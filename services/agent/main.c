@@ -17,6 +17,8 @@
  * TCG it takes a few ms; a missing port is a host misconfiguration, and waiting longer
  * only delays the VM's exit that reports it. */
 #define PORT_TIMEOUT_MS 10000
+/* As a daemon in a disk image: udev loads virtio_console in parallel with our start. */
+#define DAEMON_PORT_TIMEOUT_MS 30000
 /* How long the answer to shutdown may take to reach the host before we power off. */
 #define SHUTDOWN_DRAIN_MS 2000
 /* What the workload left running when it exited gets this long after SIGTERM. */
@@ -44,8 +46,9 @@ static void help(void) {
                "virtio-serial port named \"%s\" (or on AF_VSOCK port %d with husk.transport=vsock)\n"
                "(see proto/SCHEMA.md, \"Agent\"). In kit mode it runs the deployment's workload.\n\n"
                "  --vsock PORT   run as a daemon in a disk image (systemd: husk-agent.service):\n"
-               "                 serve the host on AF_VSOCK PORT (husk uses %d): exec, status, shutdown\n",
-               program_invocation_short_name, AGENT_PORT_NAME, AGENT_VSOCK_PORT, AGENT_VSOCK_PORT);
+               "                 serve the host on the virtio-serial port \"%s\" when the VM has a\n"
+               "                 virtio console (the qemu runtime), else on AF_VSOCK PORT (husk uses %d)\n",
+               program_invocation_short_name, AGENT_PORT_NAME, AGENT_VSOCK_PORT, AGENT_PORT_NAME, AGENT_VSOCK_PORT);
 }
 
 /* husk-agent --vsock PORT: a normal daemon in a disk image whose own init runs the workload.
@@ -56,6 +59,7 @@ static int run_daemon(unsigned port) {
         agent_state_t state;
         agent_channel_t c;
         msgpack_sbuffer body;
+        char path[256];
         sigset_t mask;
         pid_t pid;
         int r;
@@ -67,16 +71,30 @@ static int run_daemon(unsigned port) {
         sigaddset(&mask, SIGIO);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         agent_channel_init(&c);
-        r = agent_vsock_listen(&c, port);
-        if (r < 0) {
-                log_agent_error_errno(r, "Failed to listen on vsock port %u: %m (is the vsock transport loaded?)", port);
-                return EXIT_FAILURE;
+        /* The qemu runtime has no vhost-vsock here: it gives the VM the kit's virtio-serial port.
+         * A virtio console device present means that port comes once udev loaded virtio_console. */
+        if (agent_channel_device_present()) {
+                r = agent_channel_find(AGENT_PORT_NAME, DAEMON_PORT_TIMEOUT_MS, path, sizeof(path));
+                if (r >= 0)
+                        r = agent_channel_open(&c, path);
+                if (r >= 0)
+                        log_agent_info("serving the host on %s (virtio-serial port %s)", path, AGENT_PORT_NAME);
+                else
+                        log_agent_warning_errno(r, "No usable virtio-serial port %s (%m), trying vsock", AGENT_PORT_NAME);
+        }
+        if (c.fd < 0) {
+                r = agent_vsock_listen(&c, port);
+                if (r < 0) {
+                        log_agent_error_errno(r, "Failed to listen on vsock port %u: %m (is the vsock transport loaded?)", port);
+                        return EXIT_FAILURE;
+                }
+                log_agent_info("listening on vsock port %u", port);
         }
         msgpack_sbuffer_init(&body);
         agent_proto_ready(agent_uptime_ms(), &body);
         (void)agent_channel_queue(&c, &body);
         msgpack_sbuffer_destroy(&body);
-        log_agent_info("listening on vsock port %u", port);
+        (void)agent_channel_flush(&c);
 
         r = agent_loop_run(&c, &state);
         if (r < 0)

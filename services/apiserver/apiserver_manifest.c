@@ -413,6 +413,8 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
         if (json_is_object(input))
                 manifest_check_workload(&c, input);
         if (json_is_object(input))
+                manifest_check_image(&c, input);
+        if (json_is_object(input))
                 manifest_check_ports(&c, input);
 
         if (c.oom) {

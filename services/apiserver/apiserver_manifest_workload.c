@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lib/disk_image.h"
 #include "lib/mp.h"
 #include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest_private.h"
@@ -90,6 +91,30 @@ void manifest_check_workload(parse_ctx_t *c, const json_t *input) {
                            "cannot be used with a disk image booted by its firmware: husk runs command: "
                            "through husk-agent in kit mode; give image: a rootfs or OCI bundle directory, "
                            "or add `boot: kit` to boot the disk with the guest kit");
+}
+
+/* An image that boots through its firmware (a file, without `kernel:`, `boot: kit` or a command)
+ * must be a disk the firmware can boot: said at apply rather than as a failed instance later.
+ * Only where this host can see the path (apiserver runs next to vmm-driver here); an image it
+ * cannot see is vmm-driver's to refuse, with the same words. */
+void manifest_check_image(parse_ctx_t *c, const json_t *input) {
+        const json_t *boot = json_object_get(input, "boot");
+        char err[DISK_IMAGE_ERROR_MAX];
+        disk_image_kind_t kind;
+        struct stat st;
+        int r;
+
+        if (!c->m.image || c->m.kernel || (json_is_string(boot) && streq(json_string_value(boot), "kit")))
+                return;
+        if (!json_is_null(json_object_get(input, "command") ?: json_null()) ||
+            !json_is_null(json_object_get(input, "args") ?: json_null()))
+                return; /* kit mode, or refused by manifest_check_workload */
+        if (stat(c->m.image, &st) < 0 || S_ISDIR(st.st_mode))
+                return;
+        r = disk_image_probe(c->m.image, &kind, err, sizeof(err));
+        if (r < 0)
+                /* err reads "image PATH: why"; the field names itself. */
+                manifest_violation(c, "image", "%s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
 }
 
 /* Derived from the stored spec rather than stored twice: the spec is what was applied. */

@@ -139,6 +139,7 @@ typedef struct vmm_agent {
         int fd;
         bool connected;
         bool writing;           /* poller also waits for POLLOUT */
+        bool answered;          /* the agent answered a hello since vmm-driver started watching the VM */
         int timer;              /* reconnect backoff; 0 when none */
         int sweep_timer;        /* expires calls past their deadline; 0 when none */
         unsigned delay_ms;

@@ -209,6 +209,7 @@ static void on_hello(vmm_instance_t *i, const msgpack_object *body, int error, v
                 log_debug_errno(error, "Instance %s: hello not answered: %m", id_of(i));
                 return;
         }
+        i->agent.answered = true;
         (void)mp_get_str(body, "agent", 256, &agent);
         log_debug("Instance %s: agent %s answered hello", id_of(i), agent ?: "?");
         if (mp_get_bool(body, "ready", &ready) >= 0 && ready) {

@@ -1,18 +1,23 @@
 /* vmm_instance.c: the instance life cycle (create, state transitions, stop, remove) and its directory. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "lib/disk_image.h"
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_disk.h"
+#include "services/vmm-driver/vmm_seed.h"
 
 #define CPUS_MAX 64
 #define MEMORY_MIB_MIN 128
@@ -218,6 +223,45 @@ static int boot_files(vmm_t *d, const instance_spec_t *s, vmm_launch_t *l, char 
         return 0;
 }
 
+/* What the image is and how it boots. A directory: kit mode (rootfs or bundle). A file with
+ * `kernel:` or a command: the kit boots with it as the guest's disk ("disk" mode runs the
+ * command from it; any file, a bare ext4 too). Any other file boots by its own firmware, so it
+ * must be a disk that firmware can boot: otherwise refused with disk_image_probe's words, as
+ * apiserver says them at apply (never a kit boot that ignores the image). */
+static int image_mode(const instance_spec_t *s, const char *image_path, const char **ret_mode,
+                      const char **ret_disk_format, bool *ret_firmware, char **ret_error) {
+        char err[DISK_IMAGE_ERROR_MAX];
+        disk_image_kind_t kind;
+        int r;
+
+        *ret_mode = *ret_disk_format = NULL;
+        *ret_firmware = false;
+        /* The user's path in the message, as apiserver words it (the probe follows links). */
+        r = disk_image_probe(s->image, &kind, err, sizeof(err));
+        if (r >= 0 && kind == DISK_IMAGE_DIRECTORY) {
+                r = vmm_fs_workload_mode(image_path, ret_mode);
+                if (r == -ENOTDIR)
+                        return fail(ret_error, -EINVAL, "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
+                                    s->image);
+                if (r < 0)
+                        return fail(ret_error, -EINVAL, "image: %s: %s", s->image, strerror(-r));
+                return 0;
+        }
+        if (s->kernel || s->command) {
+                if (r < 0 && r != -ENOEXEC)
+                        return fail(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
+                *ret_mode = s->command ? "disk" : NULL;
+                *ret_disk_format = r >= 0 && kind == DISK_IMAGE_QCOW2 ? "qcow2" : "raw";
+                return 0;
+        }
+        if (r < 0)
+                /* err reads "image PATH: why". */
+                return fail(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
+        *ret_disk_format = disk_image_kind_name(kind);
+        *ret_firmware = true;
+        return 0;
+}
+
 /* One create between its checks and its end: waiting for netd, then for virtiofsd. */
 typedef struct create {
         vmm_t *d;
@@ -227,8 +271,15 @@ typedef struct create {
         const vmm_runtime_t *rt;
         char *image_path;
         const char *mode;
+        const char *disk_format;   /* the image is a disk: "raw" or "qcow2"; NULL: a directory */
+        bool firmware;             /* the disk boots by its own firmware, not the kit */
         char *kernel, *initrd;     /* copies: a SIGHUP may change the config meanwhile */
         bool attached;             /* netd gave a network: detach it on failure */
+        bool has_net;
+        vmm_net_t net;             /* netd's answer, kept for the launch */
+        vmm_disk_t disk;           /* firmware boot: the instance's disk, once made */
+        struct seed_job *seed;     /* firmware boot: the seed being written off the loop */
+        char *seed_path;           /* ... and where it was written */
         vmm_fs_wait_t *fs;
         vmm_create_fn fn;
         void *userdata;
@@ -242,10 +293,13 @@ static void create_free(create_t *c) {
                 free(c->spec);
         }
         free(c->image_path);
+        free(c->seed_path);
         free(c->kernel);
         free(c->initrd);
         free(c);
 }
+
+static void seed_job_end(create_t *c);
 
 /* The end, success or not: forget the create, answer, free. */
 static void create_done(create_t *c, int error, const char *why) {
@@ -253,6 +307,7 @@ static void create_done(create_t *c, int error, const char *why) {
         vmm_instance_t *i = error < 0 ? NULL : c->i;
 
         zhashx_delete(d->creating, c->id);
+        seed_job_end(c);
         if (error < 0 && c->i) {
                 vmm_fs_wait_cancel(&c->fs);
                 vmm_fs_stop(&c->i->rec);
@@ -333,15 +388,128 @@ static void on_fs_ready(int error, const char *why, void *userdata) {
         create_spawn(c);
 }
 
+/* The seed, written by a thread of its own: mkfs.fat and mcopy take ~200 ms on a loaded host,
+ * which the loop (exits, QMP, the agents) must not wait for. The thread touches only the job;
+ * the loop learns of its end through the eventfd and joins it. */
+typedef struct seed_job {
+        pthread_t thread;
+        int efd;
+        char dir[PATH_MAX];
+        vmm_seed_spec_t spec;      /* points into the instance's spec and the job's copies */
+        char address[16], gateway[16];
+        int error;
+        char *path, *why;
+} seed_job_t;
+
+static void *seed_thread(void *userdata) {
+        seed_job_t *j = userdata;
+
+        j->error = vmm_seed_write(j->dir, &j->spec, &j->path, &j->why);
+        (void)eventfd_write(j->efd, 1);
+        return NULL;
+}
+
+/* Wait for the thread (it ends on its own, within a second) and free the job. */
+static void seed_job_end(create_t *c) {
+        seed_job_t *j = c->seed;
+
+        if (!j)
+                return;
+        c->seed = NULL;
+        zloop_poller_end(c->d->loop, &(zmq_pollitem_t){ .fd = j->efd });
+        (void)pthread_join(j->thread, NULL);
+        close(j->efd);
+        free(j->path);
+        free(j->why);
+        free(j);
+}
+
+static void create_launch(create_t *c);
+
+static int on_seed_written(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+        create_t *c = arg;
+        seed_job_t *j = c->seed;
+        int error = j->error;
+
+        if (error < 0) {
+                _cleanup_free_ char *why = j->why ? strdup(j->why) : NULL;
+
+                seed_job_end(c);
+                create_fail(c, error, "cannot write the cloud-init seed: %s",
+                            why ?: strerror(-error));
+                return 0;
+        }
+        c->seed_path = TAKE_PTR(j->path);
+        seed_job_end(c);
+        create_launch(c);
+        return 0;
+}
+
+/* Firmware boot: the instance's own copy-on-write disk of the image (O(1), here) and its
+ * cloud-init seed (rebuilt at every start, by a thread), both in the directory, going with it. */
+static int create_firmware_files(create_t *c, char **ret_why) {
+        vmm_instance_t *i = c->i;
+        const instance_spec_t *s = &i->rec.inst.spec;
+        _cleanup_free_ char *why = NULL;
+        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
+        seed_job_t *j;
+        int r;
+
+        r = vmm_disk_create(i->dir, i->rec.image_path, &c->disk, &why);
+        if (r < 0) {
+                if (asprintf(ret_why, "cannot make the instance disk of %s: %s", i->rec.image_path, why ?: strerror(-r)) < 0)
+                        *ret_why = NULL;
+                return r;
+        }
+        log_debug("Instance %s: disk %s (%s)", s->instance_id, c->disk.path, vmm_disk_method_name(c->disk.method));
+
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        snprintf(j->dir, sizeof(j->dir), "%s", i->dir);
+        j->spec = (vmm_seed_spec_t){ .instance_id = s->instance_id, .environment = s->environment };
+        if (c->has_net) {
+                snprintf(j->address, sizeof(j->address), "%s", c->net.guest_ip);
+                snprintf(j->gateway, sizeof(j->gateway), "%s", c->net.host_ip);
+                j->spec.address = j->address;
+                j->spec.prefix = c->net.prefix;
+                j->spec.gateway = j->gateway;
+        }
+        j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->efd < 0) {
+                r = -errno;
+                free(j);
+                return r;
+        }
+        item.fd = j->efd;
+        if (zloop_poller(c->d->loop, &item, on_seed_written, c) < 0) {
+                close(j->efd);
+                free(j);
+                return -ENOMEM;
+        }
+        r = -pthread_create(&j->thread, NULL, seed_thread, j);
+        if (r < 0) {
+                zloop_poller_end(c->d->loop, &item);
+                close(j->efd);
+                free(j);
+                return r;
+        }
+        c->seed = j;
+        return 0;
+}
+
 /* netd answered (or there is none): the directory, the record, the runtime's preparation. */
 static void create_instance(create_t *c, const vmm_net_t *net) {
         _cleanup_free_ char *why = NULL;
-        vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
         vmm_instance_t *i;
         vmm_t *d = c->d;
         char dir[PATH_MAX];
         int r;
 
+        if (net) {
+                c->net = *net;
+                c->has_net = true;
+        }
         if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, c->id) >= (int)sizeof(dir)) {
                 create_fail(c, -ENAMETOOLONG, "instance directory path too long");
                 return;
@@ -374,15 +542,41 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 return;
         }
         i->rec.workload_mode = c->mode ? strdup(c->mode) : NULL;
+        i->rec.firmware_boot = c->firmware;
         i->rec.console_log = strdup(c->rt->console_file);
         i->rec.inst.address = net ? strdup(net->guest_ip) : NULL;
         if ((c->mode && !i->rec.workload_mode) || !i->rec.console_log || (net && !i->rec.inst.address)) {
                 create_fail(c, -ENOMEM, "out of memory");
                 return;
         }
-        launch.net = net;
+        if (!c->firmware) {
+                create_launch(c);
+                return;
+        }
+        r = create_firmware_files(c, &why);
+        if (r < 0)
+                create_done(c, r, why ?: strerror(-r));
+        /* else on_seed_written goes on */
+}
+
+/* Everything the VMM needs is there: the runtime's preparation, the record, virtiofsd, spawn. */
+static void create_launch(create_t *c) {
+        _cleanup_free_ char *why = NULL;
+        vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
+        vmm_instance_t *i = c->i;
+        vmm_t *d = c->d;
+        int r;
+
+        launch.net = c->has_net ? &c->net : NULL;
         launch.fs_socket = c->mode && !streq(c->mode, "disk") ? VMM_FS_SOCKET : NULL;
-        launch.disk = c->mode && streq(c->mode, "disk") ? i->rec.image_path : NULL;
+        if (c->firmware) {
+                launch.boot_disk = c->disk.path;
+                launch.boot_disk_format = c->disk.format;
+                launch.seed = c->seed_path;
+        } else if (c->disk_format) {
+                launch.disk = i->rec.image_path;
+                launch.disk_format = c->disk_format;
+        }
         r = c->rt->prepare(i, vmm_runtime_state(d, c->rt), &launch, &why);
         if (r < 0) {
                 create_done(c, r, why);
@@ -391,7 +585,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
         /* Written before the spawn so that a directory always explains itself. */
         r = vmm_record_save(i->dir, &i->rec);
         if (r < 0) {
-                create_fail(c, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", dir, strerror(-r));
+                create_fail(c, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", i->dir, strerror(-r));
                 return;
         }
         if (!launch.fs_socket) {
@@ -399,7 +593,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 return;
         }
         /* The VMM connects to virtiofsd's socket at start: it must listen first. */
-        r = vmm_fs_spawn(d->loop, dir, i->rec.image_path, &i->rec, on_fs_ready, c, &c->fs, &why);
+        r = vmm_fs_spawn(d->loop, i->dir, i->rec.image_path, &i->rec, on_fs_ready, c, &c->fs, &why);
         if (r < 0) {
                 create_fail(c, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
                 return;
@@ -421,7 +615,8 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         instance_spec_t *spec = *spec_p;
         _cleanup_free_ char *image_path = NULL;
         const vmm_runtime_t *rt = NULL;
-        const char *mode = NULL;
+        const char *mode = NULL, *disk_format = NULL;
+        bool firmware = false;
         vmm_launch_t boot = {};
         create_t *c;
         int r;
@@ -439,17 +634,19 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         if (strchr(image_path, ','))
                 return fail(ret_error, -EINVAL, "image: %s resolves to %s, which contains ',' (virtiofsd and VMM option syntax)",
                             spec->image, image_path);
-        r = vmm_fs_workload_mode(image_path, &mode);
-        if (r == -ENOTDIR)
-                return fail(ret_error, -EINVAL, "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
-                            spec->image);
+        r = image_mode(spec, image_path, &mode, &disk_format, &firmware, ret_error);
         if (r < 0)
-                return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(-r));
-        /* A disk image with a command boots the kit with the disk's file system as the root
-         * (apiserver admits that only with `kernel:` or `boot: kit`); without one, the image's own
-         * init would run, which needs no husk-agent workload. */
-        if (!mode && spec->command)
-                mode = "disk";
+                return r;
+        if (firmware) {
+                /* An environment cloud-init cannot carry is the spec's fault: refused now, naming
+                 * the key, rather than after netd attached the network. */
+                _cleanup_(vmm_seed_files_clear) vmm_seed_files_t files = {};
+                vmm_seed_spec_t seed = { .instance_id = spec->instance_id, .environment = spec->environment };
+
+                r = vmm_seed_render(&seed, &files, ret_error);
+                if (r < 0)
+                        return r == -ENOMEM ? r : -EINVAL;
+        }
         r = boot_files(d, spec, &boot, ret_error);
         if (r < 0)
                 return r;
@@ -460,7 +657,8 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         c = calloc(1, sizeof(*c));
         if (!c)
                 return fail(ret_error, -ENOMEM, "out of memory");
-        *c = (create_t){ .d = d, .rt = rt, .mode = mode, .fn = fn, .userdata = userdata,
+        *c = (create_t){ .d = d, .rt = rt, .mode = mode, .disk_format = disk_format, .firmware = firmware,
+                         .fn = fn, .userdata = userdata,
                          .image_path = TAKE_PTR(image_path), .kernel = strdup(boot.kernel), .initrd = strdup(boot.initrd) };
         snprintf(c->id, sizeof(c->id), "%s", spec->instance_id);
         if (!c->kernel || !c->initrd || zhashx_insert(d->creating, c->id, c) < 0) {
@@ -487,11 +685,11 @@ void vmm_instance_cancel_creates(vmm_t *d) {
         create_t *c;
 
         /* Those waiting for netd end when its client goes (-ECANCELED); those waiting for
-         * virtiofsd end here. */
+         * virtiofsd or their seed end here. */
         if (!d->creating || !(waiting = zlistx_new()))
                 return;
         for (c = zhashx_first(d->creating); c; c = zhashx_next(d->creating))
-                if (c->fs)
+                if (c->fs || c->seed)
                         zlistx_add_end(waiting, c);
         while ((c = zlistx_detach(waiting, NULL)))
                 create_fail(c, -ECANCELED, "vmm-driver is stopping");
@@ -508,6 +706,10 @@ void vmm_instance_on_running(vmm_instance_t *i) {
         log_debug("Instance %s: running", id_of(i));
         vmm_publish(i->vmm, BUS_EVENT_INSTANCE_RUNNING, i);
         vmm_instance_save(i);
+        /* A disk booted by its firmware is ready as Ring's are: once its VMM runs. Its health
+         * checks gate the deployment; an agent the image may carry says nothing more. */
+        if (i->rec.firmware_boot)
+                vmm_instance_on_ready(i);
 }
 
 void vmm_instance_on_ready(vmm_instance_t *i) {
@@ -575,6 +777,9 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
          * as QEMU's own teardown did (make bench: 40 ms here under load). */
         vmm_publish(i->vmm, BUS_EVENT_INSTANCE_EXITED, i);
         vmm_fs_stop(&i->rec);
+        /* The seed holds the environment: it lives only as long as the VM. */
+        if (i->rec.firmware_boot)
+                vmm_seed_remove(i->dir);
         log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid,
                  reason, status);
         vmm_instance_save(i);

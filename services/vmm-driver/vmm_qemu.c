@@ -1,4 +1,4 @@
-/* vmm_qemu.c: the qemu runtime's command line: accelerator choice, TSC frequency, the microvm argv. */
+/* vmm_qemu.c: the qemu runtime's command line: accelerator choice, TSC frequency, the microvm argv (the kit) and the q35 one (firmware boot). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -116,6 +116,149 @@ static void add(strv_builder_t *b, const char *fmt, ...) {
         b->v[b->n] = NULL;
 }
 
+int vmm_qemu_firmware_vars(const char *firmware, char **ret) {
+        const char *base = strrchr(firmware, '/'), *code = NULL;
+        char *v;
+
+        base = base ? base + 1 : firmware;
+        for (const char *q = strstr(base, "CODE"); q; q = strstr(q + 1, "CODE"))
+                code = q;
+        if (!code)
+                return -EINVAL;
+        v = strdup(firmware);
+        if (!v)
+                return -ENOMEM;
+        memcpy(v + (code - firmware), "VARS", 4);
+        *ret = v;
+        return 0;
+}
+
+/* The kit: microvm, direct kernel boot, virtio-mmio devices. */
+static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *net) {
+        /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. */
+        add(b, "-machine");
+        add(b, "microvm,accel=%s,memory-backend=mem", p->accel);
+        if (streq(p->accel, "kvm")) {
+                add(b, "-cpu");
+                add(b, "host");
+        }
+        add(b, "-smp");
+        add(b, "%u", p->cpus);
+        add(b, "-m");
+        add(b, "%u", p->memory_mib);
+        add(b, "-object");
+        add(b, "memory-backend-memfd,id=mem,size=%uM,share=on", p->memory_mib);
+        /* vhost-user devices refuse legacy virtio-mmio. */
+        add(b, "-global");
+        add(b, "virtio-mmio.force-legacy=false");
+        add(b, "-nodefaults");
+        add(b, "-no-user-config");
+        add(b, "-display");
+        add(b, "none");
+        /* A guest reboot ends the VMM: restarts are the scheduler's decision. */
+        add(b, "-no-reboot");
+        add(b, "-serial");
+        add(b, "file:console.log");
+        add(b, "-kernel");
+        add(b, "%s", p->kernel);
+        add(b, "-initrd");
+        add(b, "%s", p->initrd);
+        add(b, "-append");
+        if (streq(p->accel, "tcg") && p->tsc_khz > 0)
+                /* Under TCG the guest reads the host's TSC. Its kernel times it against the PIT,
+                 * which fails when the host is busy (the emulated CPU is too slow to time the PIT);
+                 * it then marks the TSC unstable and waits forever for a jiffy in calibrate_delay.
+                 * Giving it the frequency skips that calibration. */
+                add(b, KERNEL_CMDLINE " tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz,
+                    p->instance_id, net);
+        else
+                add(b, KERNEL_CMDLINE " husk.instance=%s%s", p->instance_id, net);
+        if (p->net) {
+                /* netd made the TAP (and owns it): QEMU only opens it, no scripts. */
+                add(b, "-netdev");
+                add(b, "tap,id=n0,ifname=%s,script=no,downscript=no", p->net->tap);
+                add(b, "-device");
+                add(b, "virtio-net-device,netdev=n0,mac=%s", p->net->mac);
+        }
+        add(b, "-qmp");
+        add(b, "unix:qmp.sock,server=on,wait=off");
+        add(b, "-chardev");
+        add(b, "socket,id=agent,path=agent.sock,server=on,wait=off");
+        add(b, "-device");
+        add(b, "virtio-serial-device");
+        add(b, "-device");
+        add(b, "virtserialport,chardev=agent,name=%s", AGENT_PORT_NAME);
+        if (p->fs_socket) {
+                /* Kit mode: the image directory, served by virtiofsd (vmm_fs.c). */
+                add(b, "-chardev");
+                add(b, "socket,id=fs0,path=%s", p->fs_socket);
+                add(b, "-device");
+                add(b, "vhost-user-fs-device,chardev=fs0,tag=%s", VMM_FS_TAG);
+        }
+        if (p->disk) {
+                /* Read-only: the agent gives the workload a tmpfs overlay, as in kit mode. */
+                add(b, "-drive");
+                add(b, "file=%s,if=none,id=disk0,format=%s,readonly=on", p->disk, p->disk_format ?: "raw");
+                add(b, "-device");
+                add(b, "virtio-blk-device,drive=disk0");
+        }
+}
+
+/* A disk image booted by its own firmware, as Ring's cloud-hypervisor runtime does: q35 (OVMF
+ * has no microvm build in Debian), OVMF in pflash with the instance's own variables, the
+ * instance's disk first in the boot order, the cloud-init seed, PCI devices. The agent, if the
+ * image carries one, gets the same husk.agent port as in the kit. */
+static void add_firmware(strv_builder_t *b, const vmm_qemu_params_t *p) {
+        add(b, "-machine");
+        add(b, "q35,accel=%s", p->accel);
+        if (streq(p->accel, "kvm")) {
+                add(b, "-cpu");
+                add(b, "host");
+        }
+        add(b, "-smp");
+        add(b, "%u", p->cpus);
+        add(b, "-m");
+        add(b, "%u", p->memory_mib);
+        add(b, "-nodefaults");
+        add(b, "-no-user-config");
+        add(b, "-display");
+        add(b, "none");
+        /* A guest reboot ends the VMM: restarts are the scheduler's decision. */
+        add(b, "-no-reboot");
+        add(b, "-serial");
+        add(b, "file:console.log");
+        add(b, "-drive");
+        add(b, "if=pflash,format=raw,unit=0,readonly=on,file=%s", p->firmware);
+        add(b, "-drive");
+        add(b, "if=pflash,format=raw,unit=1,file=%s", p->firmware_vars);
+        add(b, "-drive");
+        add(b, "if=none,id=disk0,format=%s,file=%s", p->boot_disk_format ?: "raw", p->boot_disk);
+        add(b, "-device");
+        add(b, "virtio-blk-pci,drive=disk0,bootindex=0");
+        if (p->seed) {
+                add(b, "-drive");
+                add(b, "if=none,id=seed,format=raw,readonly=on,file=%s", p->seed);
+                add(b, "-device");
+                add(b, "virtio-blk-pci,drive=seed");
+        }
+        if (p->net) {
+                /* netd made the TAP (and owns it): QEMU only opens it, no scripts. romfile=: no
+                 * iPXE option ROM, the firmware boots the disk. */
+                add(b, "-netdev");
+                add(b, "tap,id=n0,ifname=%s,script=no,downscript=no", p->net->tap);
+                add(b, "-device");
+                add(b, "virtio-net-pci,netdev=n0,mac=%s,romfile=", p->net->mac);
+        }
+        add(b, "-qmp");
+        add(b, "unix:qmp.sock,server=on,wait=off");
+        add(b, "-chardev");
+        add(b, "socket,id=agent,path=agent.sock,server=on,wait=off");
+        add(b, "-device");
+        add(b, "virtio-serial-pci");
+        add(b, "-device");
+        add(b, "virtserialport,chardev=agent,name=%s", AGENT_PORT_NAME);
+}
+
 int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
         strv_builder_t b = {};
         char net[96] = "";
@@ -127,8 +270,9 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
                                p->net->host_ip) >= (int)sizeof(net))
                 return -EINVAL;
 
-        if (!p->binary || !p->accel || !p->kernel || !p->initrd || !p->instance_id || p->cpus == 0 ||
-            p->memory_mib == 0)
+        if (!p->binary || !p->accel || !p->instance_id || p->cpus == 0 || p->memory_mib == 0)
+                return -EINVAL;
+        if (p->firmware ? !p->firmware_vars || !p->boot_disk : !p->kernel || !p->initrd)
                 return -EINVAL;
         if (!streq(p->accel, "kvm") && !streq(p->accel, "tcg"))
                 return -EINVAL;
@@ -136,73 +280,10 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
         add(&b, "%s", p->binary);
         add(&b, "-name");
         add(&b, "husk-%s", p->instance_id);
-        /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. */
-        add(&b, "-machine");
-        add(&b, "microvm,accel=%s,memory-backend=mem", p->accel);
-        if (streq(p->accel, "kvm")) {
-                add(&b, "-cpu");
-                add(&b, "host");
-        }
-        add(&b, "-smp");
-        add(&b, "%u", p->cpus);
-        add(&b, "-m");
-        add(&b, "%u", p->memory_mib);
-        add(&b, "-object");
-        add(&b, "memory-backend-memfd,id=mem,size=%uM,share=on", p->memory_mib);
-        /* vhost-user devices refuse legacy virtio-mmio. */
-        add(&b, "-global");
-        add(&b, "virtio-mmio.force-legacy=false");
-        add(&b, "-nodefaults");
-        add(&b, "-no-user-config");
-        add(&b, "-display");
-        add(&b, "none");
-        /* A guest reboot ends the VMM: restarts are the scheduler's decision. */
-        add(&b, "-no-reboot");
-        add(&b, "-serial");
-        add(&b, "file:console.log");
-        add(&b, "-kernel");
-        add(&b, "%s", p->kernel);
-        add(&b, "-initrd");
-        add(&b, "%s", p->initrd);
-        add(&b, "-append");
-        if (streq(p->accel, "tcg") && p->tsc_khz > 0)
-                /* Under TCG the guest reads the host's TSC. Its kernel times it against the PIT,
-                 * which fails when the host is busy (the emulated CPU is too slow to time the PIT);
-                 * it then marks the TSC unstable and waits forever for a jiffy in calibrate_delay.
-                 * Giving it the frequency skips that calibration. */
-                add(&b, KERNEL_CMDLINE " tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz,
-                    p->instance_id, net);
+        if (p->firmware)
+                add_firmware(&b, p);
         else
-                add(&b, KERNEL_CMDLINE " husk.instance=%s%s", p->instance_id, net);
-        if (p->net) {
-                /* netd made the TAP (and owns it): QEMU only opens it, no scripts. */
-                add(&b, "-netdev");
-                add(&b, "tap,id=n0,ifname=%s,script=no,downscript=no", p->net->tap);
-                add(&b, "-device");
-                add(&b, "virtio-net-device,netdev=n0,mac=%s", p->net->mac);
-        }
-        add(&b, "-qmp");
-        add(&b, "unix:qmp.sock,server=on,wait=off");
-        add(&b, "-chardev");
-        add(&b, "socket,id=agent,path=agent.sock,server=on,wait=off");
-        add(&b, "-device");
-        add(&b, "virtio-serial-device");
-        add(&b, "-device");
-        add(&b, "virtserialport,chardev=agent,name=%s", AGENT_PORT_NAME);
-        if (p->fs_socket) {
-                /* Kit mode: the image directory, served by virtiofsd (vmm_fs.c). */
-                add(&b, "-chardev");
-                add(&b, "socket,id=fs0,path=%s", p->fs_socket);
-                add(&b, "-device");
-                add(&b, "vhost-user-fs-device,chardev=fs0,tag=%s", VMM_FS_TAG);
-        }
-        if (p->disk) {
-                /* Read-only: the agent gives the workload a tmpfs overlay, as in kit mode. */
-                add(&b, "-drive");
-                add(&b, "file=%s,if=none,id=disk0,format=raw,readonly=on", p->disk);
-                add(&b, "-device");
-                add(&b, "virtio-blk-device,drive=disk0");
-        }
+                add_kit(&b, p, net);
 
         if (b.error) {
                 vmm_strv_free(b.v);

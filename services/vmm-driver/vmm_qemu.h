@@ -18,9 +18,21 @@ typedef struct vmm_qemu_params {
         uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
         const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
         const char *fs_socket;   /* kit mode: virtiofsd's socket, exported to the guest as tag VMM_FS_TAG; NULL: none */
-        const char *disk;        /* disk mode with a command: the image, read-only virtio-blk (/dev/vda); NULL: none */
+        const char *disk;        /* the kit with a disk image: the image, read-only virtio-blk (/dev/vda); NULL: none */
+        const char *disk_format; /* disk's: "raw" (NULL) or "qcow2" */
+        /* Firmware boot (q35 with OVMF) instead of the kit: kernel and initrd are then unused. */
+        const char *firmware;      /* absolute: the UEFI code, read-only pflash; NULL: the kit boots */
+        const char *firmware_vars; /* the instance's copy of the variables store, writable pflash */
+        const char *boot_disk;     /* the instance's disk, read-write virtio-blk-pci, booted first */
+        const char *boot_disk_format;
+        const char *seed;          /* the cloud-init seed, read-only virtio-blk-pci; NULL: none */
 } vmm_qemu_params_t;
 
+#define VMM_QEMU_FIRMWARE_VARS "efivars.fd" /* the instance's copy of the firmware's variables template */
+
+/* The variables template next to firmware code: ".../OVMF_CODE_4M.fd" -> ".../OVMF_VARS_4M.fd"
+ * (the last "CODE" of the file name). -EINVAL when the name has none. */
+int vmm_qemu_firmware_vars(const char *firmware, char **ret);
 /* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
  * QEMU runs with the instance directory as cwd, which keeps unix socket paths short. */
 int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret);
@@ -63,6 +75,8 @@ typedef struct vmm_qemu {
         char *binary_name;  /* as configured, for messages */
         char *binary;       /* resolved; NULL when not found */
         const char *accel;  /* resolved "kvm" or "tcg" */
+        char *firmware;      /* runtime.qemu.firmware_path (OVMF code) */
+        char *firmware_vars; /* its variables template: the same name with CODE -> VARS, beside it; NULL: none */
         uint64_t tsc_khz;   /* tcg: host TSC frequency passed to guests, 0 if unknown */
 } vmm_qemu_t;
 

@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "services/vmm-driver/vmm_qemu.h"
@@ -34,6 +36,8 @@ static void free_state(void *state) {
                 return;
         free(q->binary_name);
         free(q->binary);
+        free(q->firmware);
+        free(q->firmware_vars);
         free(q);
 }
 
@@ -61,6 +65,15 @@ static int setup(const husk_runtime_config_t *c, void **state) {
                         log_info("qemu runtime: %s, accel %s", q->binary, accel);
         }
         q->accel = accel;
+        if (c->firmware_path) {
+                /* Checked when a disk boots, so that a host without OVMF still runs the kit. */
+                q->firmware = strdup(c->firmware_path);
+                r = vmm_qemu_firmware_vars(c->firmware_path, &q->firmware_vars);
+                if (!q->firmware || r == -ENOMEM) {
+                        free_state(q);
+                        return log_error_errno(ENOMEM, "Out of memory");
+                }
+        }
         if (streq(q->accel, "tcg")) {
                 r = vmm_host_tsc_khz(&q->tsc_khz);
                 if (r < 0)
@@ -96,6 +109,32 @@ static int data_new(vmm_instance_t *i) {
         return 0;
 }
 
+/* The firmware, and the instance's own copy of its variables store (the firmware writes its
+ * boot entries there; the template is never written). */
+static int prepare_firmware(vmm_instance_t *i, const vmm_qemu_t *q, char **ret_error) {
+        _cleanup_free_ char *vars = NULL;
+        char path[PATH_MAX];
+        size_t size;
+        int r;
+
+        if (!q->firmware)
+                return fail(ret_error, -ENOENT, "runtime.qemu.firmware_path is not set: disk images boot through UEFI firmware (Debian's ovmf)");
+        if (access(q->firmware, R_OK) < 0)
+                return fail(ret_error, -ENOENT, "runtime.qemu.firmware_path %s: %s (install Debian's ovmf, or point it at OVMF_CODE)",
+                            q->firmware, strerror(errno));
+        if (!q->firmware_vars)
+                return fail(ret_error, -ENOENT, "runtime.qemu.firmware_path %s: no variables template beside it (its name must hold CODE, the template's VARS)",
+                            q->firmware);
+        r = read_file(q->firmware_vars, 64u << 20, &vars, &size);
+        if (r < 0)
+                return fail(ret_error, r, "firmware variables template %s: %s", q->firmware_vars, strerror(-r));
+        snprintf(path, sizeof(path), "%s/" VMM_QEMU_FIRMWARE_VARS, i->dir);
+        r = write_file_atomic(path, vars, size, 0600);
+        if (r < 0)
+                return fail(ret_error, r, "cannot write %s: %s", path, strerror(-r));
+        return 0;
+}
+
 static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, char **ret_error) {
         const vmm_qemu_t *q = state;
         const instance_spec_t *s = &i->rec.inst.spec;
@@ -111,12 +150,25 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 .net = l->net,
                 .fs_socket = l->fs_socket,
                 .disk = l->disk,
+                .disk_format = l->disk_format,
+                .boot_disk = l->boot_disk,
+                .boot_disk_format = l->boot_disk_format,
+                .seed = l->seed,
         };
         int r;
 
         r = data_new(i);
         if (r < 0)
                 return fail(ret_error, r, "out of memory");
+        if (l->boot_disk) {
+                r = prepare_firmware(i, q, ret_error);
+                if (r < 0)
+                        return r;
+                p.firmware = q->firmware;
+                p.firmware_vars = VMM_QEMU_FIRMWARE_VARS;
+                if (strchr(q->firmware, ','))
+                        return fail(ret_error, -EINVAL, "runtime.qemu.firmware_path %s: must not contain ',' (QEMU option syntax)", q->firmware);
+        }
         r = vmm_qemu_argv(&p, &vmm_qemu_of(i)->argv);
         if (r < 0)
                 return fail(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));

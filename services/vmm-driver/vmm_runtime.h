@@ -20,7 +20,13 @@ typedef struct vmm_launch {
         const char *initrd;    /* absolute: the spec's, else the kit's */
         const vmm_net_t *net;  /* the instance's TAP and /30 (netd); NULL: no network */
         const char *fs_socket; /* kit mode: virtiofsd's socket in the instance directory, exported as tag VMM_FS_TAG; NULL: none */
-        const char *disk;      /* disk mode with a command: the image, read-only, as the guest's first disk; NULL: none */
+        const char *disk;      /* the kit boots with a disk image: the image, read-only, as the guest's first disk; NULL: none */
+        const char *disk_format;      /* disk's: "raw" or "qcow2" */
+        /* Firmware boot (a disk image without `kernel:` or a command): the VMM boots this disk
+         * through UEFI firmware instead of the kit. NULL: the kit boots. */
+        const char *boot_disk;        /* the instance's own copy-on-write disk (vmm_disk.h), read-write */
+        const char *boot_disk_format; /* "raw" or "qcow2" */
+        const char *seed;             /* the cloud-init NoCloud seed (vmm_seed.h), read-only */
 } vmm_launch_t;
 
 /* One runtime. Its functions run on the event loop and never block it. The per-instance

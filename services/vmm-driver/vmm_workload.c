@@ -203,9 +203,15 @@ static void on_exec(vmm_instance_t *i, const msgpack_object *body, int error, vo
                 return;
         }
         if (error < 0) {
-                char msg[512], ch[384];
+                char msg[1024], ch[384];
 
-                if (error == -ETIMEDOUT)
+                if (error == -ETIMEDOUT && i->rec.firmware_boot && !i->agent.answered)
+                        /* The image's own init runs: nothing says it carries the agent. */
+                        snprintf(msg, sizeof(msg), "husk-agent on instance %s never answered over %s: the image "
+                                 "may not carry it; install husk-agent in the image as a service "
+                                 "(deploy/systemd/husk-agent.service says how)",
+                                 id_of(i), channel(i, ch, sizeof(ch)));
+                else if (error == -ETIMEDOUT)
                         snprintf(msg, sizeof(msg), "husk-agent on instance %s did not answer the exec over "
                                  "%s in time: the guest is hung or overloaded",
                                  id_of(i), channel(i, ch, sizeof(ch)));

@@ -170,7 +170,12 @@ def test_image_boots_with_husk_seed(tmp_path, guest_netns):
         qmp.recv(4096)
         for cmd in ({"execute": "qmp_capabilities"}, {"execute": "system_powerdown"}):
             qmp.sendall(json.dumps(cmd).encode() + b"\n")
-            assert b'"return"' in qmp.recv(4096)
+            # Events (POWERDOWN) may come first, and in a read of their own.
+            got = b""
+            while b'"return"' not in got:
+                chunk = qmp.recv(4096)
+                assert chunk and b'"error"' not in chunk, got + chunk
+                got += chunk
         qmp.close()
         pressed = time.monotonic()
         wait_for(lambda: qemu.poll() is not None, timeout=POWEROFF_DEADLINE, interval=0.2,

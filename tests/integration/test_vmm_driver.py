@@ -184,8 +184,10 @@ class Driver:
     # ---- instances -------------------------------------------------------------------------
 
     def spec(self, instance_id, **over):
+        # The kit boots with the image as a plain disk: `kernel:` keeps a file that is no bootable
+        # disk from being booted by firmware (refused, see test_errors).
         s = {"instance_id": instance_id, "deployment_id": "dep-1", "generation": 1, "runtime": "qemu",
-             "image": self.image, "cpus": 1, "memory_mib": 256}
+             "image": self.image, "kernel": os.path.join(KIT, "vmlinux"), "cpus": 1, "memory_mib": 256}
         s.update(over)
         return s
 
@@ -387,6 +389,53 @@ def test_unreadable_instance_dir_is_skipped(driver):
     assert e.value.code == "conflict"
 
 
+def esp_disk(driver):
+    """A GPT disk with an (empty) EFI system partition: bootable as far as husk can tell."""
+    esp = os.path.join(driver.dir, "esp.raw")
+    with open(esp, "wb") as f:
+        f.truncate(8 << 20)
+    subprocess.run(["sfdisk", "-q", esp], input="label: gpt\n,,U\n", text=True, check=True, capture_output=True)
+    return esp
+
+
+@pytest.mark.require(os.path.exists("/usr/share/OVMF/OVMF_CODE_4M.fd"), "OVMF firmware not installed (Debian package ovmf)")
+def test_firmware_boot_files(driver):
+    """A disk without kernel: or command boots by firmware (q35, OVMF): its own disk, firmware
+    variables and seed in the directory; the seed goes when the VM ends, the rest with the
+    directory. Nothing needs to boot for that: OVMF finding no loader is enough."""
+    iid = "f00000000001"
+    esp = esp_disk(driver)
+    spec = driver.spec(iid, image=esp, environment={"GREETING": "hello world"})
+    del spec["kernel"]
+    inst = driver.must("instance.create", spec)
+    driver.wait_event("instance.running", iid)
+    _, ready = driver.wait_event("instance.ready", iid)  # ready once QEMU runs, as Ring's
+    idir = os.path.join(driver.instances_dir, iid)
+    files = set(os.listdir(idir))
+    assert {"seed.img", "efivars.fd", "console.log", "qmp.sock", "agent.sock"} <= files, files
+    [disk] = [f for f in files if f.startswith("disk.")]
+    for f in ("seed.img", disk):
+        assert os.stat(os.path.join(idir, f)).st_mode & 0o777 == 0o600, f
+    with open(f"/proc/{inst['pid']}/cmdline", "rb") as f:
+        argv = f.read().decode().split("\0")
+    assert "q35,accel=tcg" in argv and "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd" in argv
+    assert "-kernel" not in argv
+    assert driver.record(iid)["firmware_boot"] is True
+    # No husk-agent in there: exec says the image may not carry it, after the agent grace (10 s).
+    with pytest.raises(BusError) as e:
+        driver.call("instance.exec", {"instance_id": iid, "argv": ["true"], "timeout_ms": 1}, timeout=30)
+    assert e.value.code == "unavailable" and "may not carry it" in e.value.message \
+        and "husk-agent.service" in e.value.message, e.value
+
+    driver.must("instance.stop", {"instance_id": iid, "remove": False})
+    driver.wait_event("instance.exited", iid, timeout=STOP_TIMEOUT_S + 10)
+    left = set(os.listdir(idir))
+    assert "seed.img" not in left and disk in left, left
+    assert driver.must("instance.remove", {"instance_id": iid}) == {}
+    driver.wait_event("instance.removed", iid)
+    assert not os.path.exists(idir)
+
+
 def test_errors(driver):
     def error(method, args):
         with pytest.raises(BusError) as e:
@@ -413,6 +462,19 @@ def test_errors(driver):
     assert e.code == "invalid" and "image" in e.message
     e = error("instance.create", driver.spec("c00000000001", cpus="two"))
     assert e.code == "invalid" and "cpus" in e.message
+    # Without `kernel:` or a command a file boots by its own firmware, so it must be a disk that
+    # firmware can boot: refused with the reason apiserver gives at apply, never a kit boot.
+    spec = driver.spec("c00000000001")
+    del spec["kernel"]
+    e = error("instance.create", spec)
+    assert e.code == "invalid" and e.message == f"image: {driver.image}: not a bootable disk: no GPT partition table", \
+        e.message
+    # A bootable one whose environment cloud-init cannot carry: refused at once, naming the key.
+    esp = esp_disk(driver)
+    spec = driver.spec("c00000000001", environment={"GOOD": "1", "BAD": "a\x01b"}, image=esp)
+    del spec["kernel"]
+    e = error("instance.create", spec)
+    assert e.code == "invalid" and "BAD" in e.message, e.message
     # Nothing was left behind by the refused creates.
     assert os.listdir(driver.instances_dir) == []
 

@@ -248,6 +248,7 @@ static void assert_defaults(const husk_config_t *c) {
         assert_true(c->qemu.enabled);
         assert_string_equal(c->qemu.binary_path, "qemu-system-x86_64");
         assert_string_equal(c->qemu.accel, "auto");
+        assert_string_equal(c->qemu.firmware_path, "/usr/share/OVMF/OVMF_CODE_4M.fd"); /* Debian's ovmf */
         assert_int_equal(c->qemu.max_console_log_bytes, 10 * 1024 * 1024);
         assert_int_equal(c->qemu.max_console_log_backups, 3);
 

@@ -125,6 +125,56 @@ static void test_argv_disk_mode(void **state) {
         assert_false(has(v, "vhost-user-fs-device,chardev=fs0,tag=rootfs"));
 }
 
+/* Firmware boot: q35 with OVMF in pflash (the instance's own variables), the instance disk
+ * booted first, the seed read-only, PCI devices, the agent on the same husk.agent port; no kit. */
+static void test_argv_firmware(void **state) {
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **v = NULL;
+        vmm_net_t net = { .attached = true, .tap = "hk0", .mac = "52:54:00:00:00:01", .host_ip = "10.42.0.1",
+                          .guest_ip = "10.42.0.2", .prefix = 30 };
+
+        p.firmware = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+        p.firmware_vars = VMM_QEMU_FIRMWARE_VARS;
+        p.boot_disk = "/inst/0123456789ab/disk.qcow2";
+        p.boot_disk_format = "qcow2";
+        p.seed = "/inst/0123456789ab/seed.img";
+        p.net = &net;
+        v = build(&p);
+        assert_string_equal(option(v, "-machine"), "q35,accel=tcg");
+        assert_true(has(v, "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
+        assert_true(has(v, "if=pflash,format=raw,unit=1,file=" VMM_QEMU_FIRMWARE_VARS));
+        assert_true(has(v, "if=none,id=disk0,format=qcow2,file=/inst/0123456789ab/disk.qcow2"));
+        assert_true(has(v, "virtio-blk-pci,drive=disk0,bootindex=0"));
+        assert_true(has(v, "if=none,id=seed,format=raw,readonly=on,file=/inst/0123456789ab/seed.img"));
+        assert_true(has(v, "tap,id=n0,ifname=hk0,script=no,downscript=no"));
+        assert_true(has(v, "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,romfile="));
+        assert_string_equal(option(v, "-serial"), "file:console.log");
+        assert_string_equal(option(v, "-qmp"), "unix:qmp.sock,server=on,wait=off");
+        assert_true(has(v, "virtio-serial-pci"));
+        assert_true(has(v, "virtserialport,chardev=agent,name=husk.agent"));
+        assert_true(has(v, "-no-reboot"));
+        /* Nothing of the kit. */
+        assert_false(has(v, "-kernel"));
+        assert_false(has(v, "-append"));
+        assert_false(has(v, "-object"));
+        /* A firmware boot without its disk or variables is a programming error. */
+        p.boot_disk = NULL;
+        assert_int_equal(vmm_qemu_argv(&p, &v), -EINVAL);
+}
+
+static void test_firmware_vars(void **state) {
+        _cleanup_free_ char *v = NULL;
+
+        assert_int_equal(vmm_qemu_firmware_vars("/usr/share/OVMF/OVMF_CODE_4M.fd", &v), 0);
+        assert_string_equal(v, "/usr/share/OVMF/OVMF_VARS_4M.fd");
+        free(v);
+        v = NULL;
+        /* Only the file name's last CODE. */
+        assert_int_equal(vmm_qemu_firmware_vars("/CODE/fw/OVMF_CODE.secboot.CODE.fd", &v), 0);
+        assert_string_equal(v, "/CODE/fw/OVMF_CODE.secboot.VARS.fd");
+        assert_int_equal(vmm_qemu_firmware_vars("/CODE/fw/bios.bin", &v), -EINVAL);
+}
+
 static void test_argv_kvm(void **state) {
         vmm_qemu_params_t p = base;
         _cleanup_(vmm_strv_freep) char **v = NULL;
@@ -201,6 +251,8 @@ int main(void) {
                 cmocka_unit_test(test_argv_tcg),
                 cmocka_unit_test(test_argv_kit_mode),
                 cmocka_unit_test(test_argv_disk_mode),
+                cmocka_unit_test(test_argv_firmware),
+                cmocka_unit_test(test_firmware_vars),
                 cmocka_unit_test(test_argv_kvm),
                 cmocka_unit_test(test_argv_tsc),
                 cmocka_unit_test(test_argv_memory_and_paths),

@@ -102,6 +102,7 @@ static void assert_same(const instance_record_t *a, const instance_record_t *b) 
         assert_int_equal(a->remove_on_exit, b->remove_on_exit);
         assert_str_or_null(a->shutdown_reason, b->shutdown_reason);
         assert_str_or_null(a->image_path, b->image_path);
+        assert_int_equal(a->firmware_boot, b->firmware_boot);
         {
                 size_t na, nb;
                 _cleanup_free_ char *pa = packed(a, &na), *pb = packed(b, &nb);
@@ -164,6 +165,24 @@ static void test_roundtrip_kit_mode(void **state) {
 
         /* A status no process can have is not adopted. */
         bad = edit(text, "\"workload_status\": 137", "\"workload_status\": 300");
+        assert_int_equal(instance_record_from_json(bad, INSTANCE_RECORD_FULL, &c), -EBADMSG);
+}
+
+/* Firmware boot: written only when true, so older records (and readers) see the kit. */
+static void test_roundtrip_firmware_boot(void **state) {
+        _cleanup_(instance_record_clear) instance_record_t a = {}, b = {}, c = {};
+        _cleanup_free_ char *text = NULL, *kit = NULL, *bad = NULL;
+
+        fill(&a, false);
+        assert_int_equal(instance_record_to_json(&a, &kit), 0);
+        assert_null(strstr(kit, "firmware_boot"));
+        a.firmware_boot = true;
+        assert_int_equal(instance_record_to_json(&a, &text), 0);
+        assert_non_null(strstr(text, "\"firmware_boot\": true"));
+        assert_int_equal(instance_record_from_json(text, INSTANCE_RECORD_FULL, &b), 0);
+        assert_same(&a, &b);
+        assert_true(b.firmware_boot);
+        bad = edit(text, "\"firmware_boot\": true", "\"firmware_boot\": \"yes\"");
         assert_int_equal(instance_record_from_json(bad, INSTANCE_RECORD_FULL, &c), -EBADMSG);
 }
 
@@ -281,6 +300,7 @@ int main(void) {
                 cmocka_unit_test(test_roundtrip),
                 cmocka_unit_test(test_roundtrip_running),
                 cmocka_unit_test(test_roundtrip_kit_mode),
+                cmocka_unit_test(test_roundtrip_firmware_boot),
                 cmocka_unit_test(test_rejects),
                 cmocka_unit_test(test_unknown_keys_ignored),
                 cmocka_unit_test(test_save_load),

@@ -1,0 +1,239 @@
+"""test_disk_mode.py: disk images booted by their own firmware through husk (Ring's
+cloud-hypervisor runtime, on the qemu runtime): what is not a bootable disk is refused at apply
+with the reason, never booted as the kit; make image's image boots through OVMF with its own
+copy-on-write disk and husk's cloud-init seed, serves its page on a published port, and leaves
+nothing behind when deleted. Every wait polls with a deadline."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from husk_stack import BUILD, netns_socket, require
+
+IMAGE = BUILD / "image" / "debian-12.raw"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Under TCG on a loaded 2-core machine: OVMF, the kernel, systemd and cloud-init's four stages
+# take 60-90 s (test_image_boot measures them); the deadline is generous on purpose. The tcp
+# check's start_period covers the boot: failures before the page listens do not count.
+BOOT_DEADLINE = 300.0
+
+
+def apply(stack, text):
+    return stack.husk("apply", "-f", "-", input=text)
+
+
+# ---- nothing silent: refused at apply, no VM boots ------------------------------------------
+
+def gpt_without_esp(path):
+    with open(path, "wb") as f:
+        f.truncate(8 << 20)
+    # One Linux data partition: a valid GPT, nothing for firmware to boot.
+    subprocess.run(["sfdisk", "-q", str(path)], input="label: gpt\n,,L\n", text=True, check=True,
+                   capture_output=True)
+
+
+@pytest.mark.require(shutil.which("sfdisk") is not None, "sfdisk not installed (Debian package fdisk)")
+def test_unbootable_image_files_are_refused_at_apply(stack, tmp_path):
+    empty = tmp_path / "empty.raw"
+    empty.write_bytes(b"")
+    zeros = tmp_path / "zeros.raw"
+    zeros.write_bytes(b"\0" * 65536)
+    noesp = tmp_path / "noesp.raw"
+    gpt_without_esp(noesp)
+    for path, reason in ((empty, "empty file"), (zeros, "no GPT partition table"),
+                         (noesp, "no EFI system partition")):
+        r = stack.api("POST", "/deployments", json={"name": "disk", "image": str(path), "replicas": 1})
+        assert r.status == 422, (path, r)
+        [v] = r.json()["violations"]
+        assert (v["field"], v["reason"]) == ("image", f"{path}: not a bootable disk: {reason}"), r
+        # The CLI shows it as field: reason.
+        out = apply(stack, f"deployments:\n  disk:\n    name: disk\n    image: {path}\n")
+        assert out.returncode != 0 and f"image: {path}: not a bootable disk: {reason}" in out.stdout + out.stderr, \
+            out.stdout + out.stderr
+    # `boot: kit` boots the kit with the file as a plain disk: no firmware, no ESP needed.
+    r = stack.api("POST", "/deployments", json={"name": "kitdisk", "image": str(noesp), "boot": "kit", "replicas": 0})
+    assert r.status in (200, 201), r
+    assert stack.instance_dirs() == []
+
+
+# ---- firmware boot of make image's image ----------------------------------------------------
+
+PORT = 18080
+ENV = {"GREETING": "hello world", "QUOTED": "it's \"quoted\"", "PLAIN": "42"}
+
+
+def base_digest(path):
+    """size, mtime and a SHA-256 of every data extent (holes read as zeros, so this is the
+    content's checksum without reading 1.5 GiB of holes)."""
+    h = hashlib.sha256()
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        fd, off = f.fileno(), 0
+        while off < st.st_size:
+            try:
+                data = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:
+                break
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            h.update(f"{data}:{hole}\n".encode())
+            f.seek(data)
+            left = hole - data
+            while left > 0:
+                chunk = f.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                h.update(chunk)
+                left -= len(chunk)
+            off = hole
+    return st.st_size, st.st_mtime_ns, h.hexdigest()
+
+
+def http_get(stack, port, path, timeout=5.0):
+    sock = netns_socket(stack.netns)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return body if head.split(b" ")[1:2] == [b"200"] else None
+
+
+def try_get(stack, port, path):
+    try:
+        return http_get(stack, port, path)
+    except OSError:
+        return None
+
+
+def inspect(stack, name):
+    r = stack.husk("deployment", "inspect", name, "-o", "json")
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+@pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
+@pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
+def test_image_boots_by_firmware_with_env_ports_and_leaves_nothing(stack):
+    before = base_digest(IMAGE)
+    env = "\n".join(f"      {k}: {json.dumps(v)}" for k, v in ENV.items())
+    text = f"""deployments:
+  web:
+    name: web
+    image: {IMAGE}
+    resources: {{limits: {{cpu: "1", memory: 1024Mi}}}}
+    environment:
+{env}
+    ports:
+      - {{published: {PORT}, target: 8080}}
+    health_checks:
+      - {{type: tcp, port: 8080, interval: 2s, timeout: 2s, readiness: true, start_period: {int(BOOT_DEADLINE)}s}}
+"""
+    start = time.monotonic()
+    r = apply(stack, text)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def running():
+        d = inspect(stack, "web")
+        return d if d and d["status"] == "running" and d["ready_replicas"] >= 1 else None
+    d = stack.wait_for(running, timeout=BOOT_DEADLINE, interval=1, what="web running (tcp 8080 passing)")
+    print(f"\ndisk mode: apply to running {time.monotonic() - start:.1f} s")
+    [inst] = [i for i in d["instances"] if i["state"] == "ready"]
+    iid = inst["instance_id"]
+    idir = stack.instances_dir / iid
+    rec = json.loads((idir / "instance.json").read_text())
+    assert rec["firmware_boot"] is True and rec["workload_mode"] is None, rec
+    seed = idir / "seed.img"
+    assert seed.stat().st_mode & 0o777 == 0o600
+    disks = [p for p in idir.iterdir() if p.name.startswith("disk.")]
+    assert len(disks) == 1 and disks[0].stat().st_mode & 0o777 == 0o600, disks
+
+    # The guest's page through the published port: the environment, the host name.
+    doc = json.loads(stack.wait_for(lambda: try_get(stack, PORT, "/env.json"), timeout=60, interval=1,
+                                    what=f"the guest's page on 127.0.0.1:{PORT}"))
+    assert doc["file"] == ENV and doc["service"] == ENV, doc
+    assert doc["hostname"] == iid
+    assert doc["files"]["/etc/husk/env"]["mode"] == "0600"
+    html = try_get(stack, PORT, "/").decode()
+    assert "hello world" in html and "it&#x27;s &quot;quoted&quot;" in html
+    # The serial console reaches logd: the firmware and the guest kernel alike.
+    logs = stack.husk("deployment", "logs", "web", "--tail", "2000")
+    assert "Cloud-init" in logs.stdout, logs.stdout[-2000:] + logs.stderr
+
+    # exec through husk-agent in the image, over the virtio-serial port.
+    r = stack.husk("deployment", "exec", "web", "--", "stat", "-c", "%a %U", "/etc/husk/env", timeout=120)
+    assert r.returncode == 0 and r.stdout == "600 root\n", r.stdout + r.stderr
+
+    pid = inst["pid"]
+    r = stack.husk("deployment", "delete", "web")
+    assert r.returncode == 0, r.stdout + r.stderr
+    stack.wait_for(lambda: not idir.exists() and inspect(stack, "web") is None, timeout=120, interval=0.5,
+                   what="web deleted and its instance directory gone")
+    assert not os.path.exists(f"/proc/{pid}"), "QEMU still runs"
+    assert stack.instance_dirs() == []
+    assert base_digest(IMAGE) == before, "the base image changed"
+
+
+@pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
+@pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
+def test_two_replicas_own_disks_and_a_job_that_powers_off_completes(stack):
+    """Three VMs of one image at once: two replicas, each booting its own disk and seed, and a
+    job whose guest powers itself off cleanly, which ends it `completed`."""
+    check = f"{{type: tcp, port: 8080, interval: 2s, timeout: 2s, readiness: true, start_period: {int(BOOT_DEADLINE)}s}}"
+    text = f"""deployments:
+  pair:
+    name: pair
+    image: {IMAGE}
+    replicas: 2
+    resources: {{limits: {{cpu: "1", memory: 512Mi}}}}
+    health_checks:
+      - {check}
+  once:
+    name: once
+    kind: job
+    image: {IMAGE}
+    resources: {{limits: {{cpu: "1", memory: 512Mi}}}}
+"""
+    start = time.monotonic()
+    r = apply(stack, text)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    # The job: its guest powers off once its agent answers (the agent starts before cloud-init).
+    def powered_off():
+        r = stack.husk("deployment", "exec", "once", "-t", "20s", "--", "systemctl", "poweroff", timeout=60)
+        d = inspect(stack, "once")
+        return d if d and d["status"] in ("completed", "failed") else None
+    d = stack.wait_for(powered_off, timeout=BOOT_DEADLINE, interval=5, what="the job's guest powered off")
+    assert d["status"] == "completed", d
+    print(f"\ndisk mode: job apply to completed {time.monotonic() - start:.1f} s")
+
+    def both_running():
+        d = inspect(stack, "pair")
+        return d if d and d["status"] == "running" and d["ready_replicas"] == 2 else None
+    d = stack.wait_for(both_running, timeout=2 * BOOT_DEADLINE, interval=2, what="pair's two replicas running")
+    print(f"disk mode: two replicas apply to running {time.monotonic() - start:.1f} s")
+    ids = sorted(i["instance_id"] for i in d["instances"] if i["state"] == "ready")
+    pids = [i["pid"] for i in d["instances"] if i["state"] == "ready"]
+    assert len(ids) == 2
+    disks = set()
+    for iid in ids:
+        [disk] = [p for p in (stack.instances_dir / iid).iterdir() if p.name.startswith("disk.")]
+        disks.add(disk.resolve())
+        # Each booted its own disk with its own seed: its host name is its own id.
+        r = stack.husk("deployment", "exec", "pair", "--instance", iid, "--", "hostname", timeout=120)
+        assert r.returncode == 0 and r.stdout.strip() == iid, r.stdout + r.stderr
+    assert len(disks) == 2
+
+    for name in ("pair", "once"):
+        assert stack.husk("deployment", "delete", name).returncode == 0
+    stack.wait_for(lambda: stack.instance_dirs() == [], timeout=120, interval=0.5, what="every instance directory gone")
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")], "a QEMU still runs"

@@ -5,7 +5,7 @@
 set -eu
 
 PACKAGES="
-build-essential pkg-config clang
+build-essential pkg-config clang clang-format
 libczmq-dev libzmq3-dev libmsgpack-dev libyaml-dev libcivetweb-dev libsqlite3-dev
 libjansson-dev libcurl4-openssl-dev libsystemd-dev libcmocka-dev curl
 qemu-system-x86 qemu-utils busybox-static kmod cpio xz-utils

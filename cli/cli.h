@@ -7,12 +7,13 @@
 
 #define CLI_DEFAULT_HOST "http://127.0.0.1:3030"
 
-/* Exit codes are Ring's, so scripts written against `ring` keep working; 2 is the usage
- * error every getopt-style tool uses (Ring spends it on auth, which husk does not have). */
+/* Exit codes are Ring's, so scripts written against `ring` keep working: 2 is an
+ * authentication or authorization failure, and the usage error every getopt-style tool uses. */
 enum {
         CLI_EXIT_OK = 0,
         CLI_EXIT_FAILURE = 1, /* anything else, validation included */
         CLI_EXIT_USAGE = 2,
+        CLI_EXIT_AUTH = 2,    /* 401 or 403: log in, or ask for the role or scope */
         CLI_EXIT_CONNECTION = 3, /* husk-apiserver could not be reached */
         CLI_EXIT_NOT_FOUND = 4,
         CLI_EXIT_CONFLICT = 5,
@@ -21,6 +22,7 @@ enum {
 typedef struct cli_ctx {
         const char *host;        /* --host, else $HUSK_HOST, else CLI_DEFAULT_HOST; not normalized */
         const char *config_path; /* --config; NULL: $HUSK_CONFIG, else the default path */
+        const char *token;       /* --token, else $HUSK_TOKEN; NULL: none */
 } cli_ctx_t;
 
 /* A verb receives argv with argv[0] = its own name and returns an exit code. */

@@ -24,33 +24,40 @@ static void help(void) {
                "Options:\n"
                "  -H, --host URL      husk-apiserver to talk to, http://HOST:PORT or HOST:PORT\n"
                "                      (default: $HUSK_HOST, else " CLI_DEFAULT_HOST ")\n"
-               "  -c, --config PATH   husk config file, for `tap` (default: $HUSK_CONFIG, else\n"
-               "                      " HUSK_DEFAULT_CONFIG ")\n"
+               "  -c, --config PATH   husk config file, for `tap` and the local socket (default:\n"
+               "                      $HUSK_CONFIG, else " HUSK_DEFAULT_CONFIG ")\n"
+               "  -T, --token TOKEN   credential to send (default: $HUSK_TOKEN); without one, a\n"
+               "                      local apiserver is asked over its unix socket when it has one\n"
                "  -h, --help          show this help\n"
                "  -V, --version       show the version\n"
                "\n"
                "Run 'husk COMMAND --help' for a command's options.\n"
-               "Exit status: 0 ok, 1 error, 2 usage, 3 husk-apiserver unreachable, 4 not found, 5 conflict.\n");
+               "Exit status: 0 ok, 1 error, 2 usage or not authorized, 3 husk-apiserver unreachable,\n"
+               "4 not found, 5 conflict.\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option options[] = {
                 { "host", required_argument, NULL, 'H' }, { "config", required_argument, NULL, 'c' },
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, 'V' },
+                { "token", required_argument, NULL, 'T' },
                 {},
         };
-        cli_ctx_t ctx = { .host = getenv("HUSK_HOST") };
+        cli_ctx_t ctx = { .host = getenv("HUSK_HOST"), .token = getenv("HUSK_TOKEN") };
         int c, r;
 
         opterr = 0;
         /* "+": stop at the verb, whose options are its own. */
-        while ((c = getopt_long(argc, argv, "+:H:c:hV", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+:H:c:T:hV", options, NULL)) >= 0) {
                 switch (c) {
                 case 'H':
                         ctx.host = optarg;
                         break;
                 case 'c':
                         ctx.config_path = optarg;
+                        break;
+                case 'T':
+                        ctx.token = optarg;
                         break;
                 case 'h':
                         help();
@@ -64,6 +71,8 @@ int main(int argc, char **argv) {
         }
         if (!ctx.host || !*ctx.host)
                 ctx.host = CLI_DEFAULT_HOST;
+        if (ctx.token && !*ctx.token) /* HUSK_TOKEN= says "none", as an unset one does */
+                ctx.token = NULL;
         if (optind == argc) {
                 help();
                 return CLI_EXIT_USAGE;

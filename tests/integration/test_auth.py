@@ -1,0 +1,134 @@
+"""test_auth.py: the API is closed by default (issue 14): login, logout and revocation over
+REST and the CLI, and the local unix socket where the kernel tells who connects (root is
+admin, members of apiserver.socket_group operators, anyone else refused)."""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+
+from husk_stack import PYTHON, wait_for
+
+NOBODY = 65534  # uid and gid of nobody/nogroup on Debian
+
+
+def test_api_is_closed_and_logout_revokes(stack):
+    r = stack.api("GET", "/deployments", auth=False)
+    assert r.status == 401, r
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"] == "urn:husk:problem:unauthorized"
+    assert stack.api("GET", "/healthz", auth=False).status == 200
+
+    r = stack.api("POST", "/login", json={"username": "admin", "password": "not-the-password"}, auth=False)
+    assert r.status == 401 and r.headers["content-type"] == "application/problem+json", r
+    r = stack.api("POST", "/login", json={"username": "admin", "password": stack.admin_password()}, auth=False)
+    assert r.status == 200, r
+    token = r.json()["token"]
+    mine = {"Authorization": f"Bearer {token}"}
+    r = stack.api("GET", "/users/me", headers=mine)
+    assert r.status == 200 and r.json()["username"] == "admin" and r.json()["role"] == "admin", r
+    assert stack.api("GET", "/deployments", headers=mine).status == 200
+
+    assert stack.api("POST", "/logout", headers=mine).status == 204
+    r = stack.api("GET", "/deployments", headers=mine)
+    assert r.status == 401, r
+    # The harness's own session is another one: still good.
+    assert stack.api("GET", "/deployments").status == 200
+    # The password never reaches the log; the file's path does.
+    log = stack.log("apiserver")
+    assert stack.admin_password() not in log
+    assert str(stack.state_dir / "admin-password") in log
+    assert (stack.state_dir / "admin-password").stat().st_mode & 0o777 == 0o600
+
+
+def test_cli_exit_code_2_on_a_bad_credential(stack):
+    r = stack.husk("deployment", "list")
+    assert r.returncode == 0, r.stderr
+    r = stack.exec(stack.bin_dir / "husk", "deployment", "list",
+                   env={"HUSK_TOKEN": "husk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Unauthorized (401)" in r.stderr and "not valid" in r.stderr, r.stderr
+
+
+def test_cli_as_root_uses_the_local_socket(stack):
+    sock = stack.dir / "run" / "api.sock"
+    assert sock.is_socket() and sock.stat().st_mode & 0o777 == 0o660
+    # No token at all: over the socket, root is admin.
+    r = stack.exec(stack.bin_dir / "husk", "deployment", "list", env={"HUSK_TOKEN": ""})
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = stack.exec(stack.bin_dir / "husk", "apply", "-f", "-", env={"HUSK_TOKEN": ""},
+                   input=json.dumps({"deployments": {"idle": {"image": "/srv/none", "replicas": 0}}}))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    # As `husk-stack exec` runs it, with nothing but the stack's config.
+    r = stack.exec("husk", "deployment", "list", "-o", "json", tool=True)
+    assert r.returncode == 0 and [d["name"] for d in json.loads(r.stdout)] == ["idle"], (r.stdout, r.stderr)
+
+
+def _get_over_socket(path, target="/users/me"):
+    """GET target over the unix socket at path, as this process: (status, JSON body)."""
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(str(path))
+
+    c = Conn("local", timeout=10)
+    try:
+        c.request("GET", target)
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        c.close()
+
+
+# Runs as another user: prints "<status> <role or title>", or "refused <errno name>".
+AS_OTHER = r"""
+import http.client, json, socket, sys, errno
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(sys.argv[1])
+try:
+    c = Conn("local", timeout=10)
+    c.request("GET", "/users/me")
+    r = c.getresponse()
+    body = json.loads(r.read())
+    print(r.status, body.get("role") or body.get("title"))
+except OSError as e:
+    print("refused", errno.errorcode.get(e.errno, e.errno))
+"""
+
+
+def _as_other(path, gid):
+    r = subprocess.run([PYTHON, "-c", AS_OTHER, str(path)], capture_output=True, text=True, timeout=30,
+                       user=NOBODY, group=gid, extra_groups=[])
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_local_socket_peer_credentials(stack):
+    sock = stack.dir / "run" / "api.sock"
+    # Let others reach the socket's directory at all (mkdtemp made the stack dir 0700).
+    os.chmod(stack.dir, 0o711)
+    os.chmod(stack.dir / "run", 0o711)
+
+    status, me = _get_over_socket(sock)
+    assert status == 200 and me["role"] == "admin" and me["via"] == "local" and me["username"] == "uid:0", me
+
+    # No socket_group: the file is root's group; another uid in that group connects but is refused.
+    assert _as_other(sock, 0) == "403 Forbidden"
+    assert _as_other(sock, NOBODY) == "refused EACCES"
+
+    # With a socket_group, its members are operators; others cannot even connect.
+    text = stack.config_path.read_text()
+    assert "\napiserver:\n" in text
+    stack.config_path.write_text(text.replace("\napiserver:\n", "\napiserver:\n  socket_group: nogroup\n"))
+    stack.restart_daemon("apiserver")
+    wait_for(lambda: sock.exists(), timeout=10, what="the socket after the restart")
+    assert sock.stat().st_gid == NOBODY and sock.stat().st_mode & 0o777 == 0o660
+    assert _as_other(sock, NOBODY) == "200 operator"
+    assert _as_other(sock, 0) == "refused EACCES"
+    status, me = _get_over_socket(sock)
+    assert status == 200 and me["role"] == "admin", me

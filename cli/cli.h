@@ -1,6 +1,7 @@
 /* cli.h: what every `husk` verb shares: the global context, Ring's exit codes and verb tables. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lib/util.h"
@@ -22,7 +23,8 @@ enum {
 typedef struct cli_ctx {
         const char *host;        /* --host, else $HUSK_HOST, else CLI_DEFAULT_HOST; not normalized */
         const char *config_path; /* --config; NULL: $HUSK_CONFIG, else the default path */
-        const char *token;       /* --token, else $HUSK_TOKEN; NULL: none */
+        const char *token;       /* --token, else $HUSK_TOKEN, else the context's; NULL: none */
+        const char *context;     /* --context, else $HUSK_CONTEXT, else the current one; NULL: none */
 } cli_ctx_t;
 
 /* A verb receives argv with argv[0] = its own name and returns an exit code. */
@@ -53,3 +55,11 @@ int cli_getopt_error(const char *command, int c, int optopt_, char **argv, int o
 int verb_apply(cli_ctx_t *ctx, int argc, char **argv);
 int verb_deployment(cli_ctx_t *ctx, int argc, char **argv);
 int verb_tap(cli_ctx_t *ctx, int argc, char **argv);
+int verb_context(cli_ctx_t *ctx, int argc, char **argv);
+int verb_login(cli_ctx_t *ctx, int argc, char **argv);
+int verb_logout(cli_ctx_t *ctx, int argc, char **argv);
+int verb_user(cli_ctx_t *ctx, int argc, char **argv);
+
+/* A password from the terminal without echo (prompt shown there), or the first line of
+ * standard input. -ENOTTY when there is no terminal, -EINVAL when empty or too long. */
+int cli_read_password(const char *prompt, bool from_stdin, char *buf, size_t size);

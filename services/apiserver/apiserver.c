@@ -69,7 +69,7 @@ static int first_admin(apiserver_t *api, const husk_config_t *config) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create the first admin: %m");
         log_notice("No user existed: created \"admin\", whose password is in %s (log in with `husk login`, "
-                   "then change it with `husk user passwd admin` and remove the file)", path);
+                   "then change it with `husk user passwd` and remove the file)", path);
         return 0;
 }
 

@@ -190,7 +190,8 @@ int auth_password_random(char ret[static AUTH_INITIAL_PASSWORD_LEN + 1]) {
 bool auth_name_valid(const char *name) {
         size_t n = name ? strlen(name) : 0;
 
-        if (n == 0 || n > AUTH_NAME_MAX || name[0] == '.' || name[0] == '-' || name[0] == '_')
+        /* "me" names the caller in /users/me. */
+        if (n == 0 || n > AUTH_NAME_MAX || name[0] == '.' || name[0] == '-' || name[0] == '_' || streq(name, "me"))
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '.' ||

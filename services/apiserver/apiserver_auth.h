@@ -102,5 +102,5 @@ int auth_token_hash(const char *token, uint8_t ret[static AUTH_TOKEN_HASH_LEN]);
 #define AUTH_INITIAL_PASSWORD_LEN 24
 int auth_password_random(char ret[static AUTH_INITIAL_PASSWORD_LEN + 1]);
 
-/* A user name: 1..AUTH_NAME_MAX of [a-z0-9._-], starting with a letter or digit. */
+/* A user name: 1..AUTH_NAME_MAX of [a-z0-9._-], starting with a letter or digit; not "me". */
 bool auth_name_valid(const char *name);

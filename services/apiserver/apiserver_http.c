@@ -60,6 +60,13 @@ static const http_route_t routes[] = {
         { "POST", "/login", route_login, NULL, AUTH_SCOPE_PUBLIC },
         { "POST", "/logout", route_logout, NULL, AUTH_SCOPE_AUTHENTICATED },
         { "GET", "/users/me", route_user_me, NULL, AUTH_SCOPE_AUTHENTICATED },
+        { "PUT", "/users/me", route_user_me_password, NULL, AUTH_SCOPE_AUTHENTICATED },
+        { "GET", "/users", route_users_list, NULL, AUTH_SCOPE_USERS_READ },
+        { "POST", "/users", route_users_create, NULL, AUTH_SCOPE_ADMIN },
+        /* After /users/me, which the first matching row takes ("me" is no user name). */
+        { "GET", "/users/*", route_user_get, NULL, AUTH_SCOPE_USERS_READ },
+        { "PUT", "/users/*", route_user_update, NULL, AUTH_SCOPE_ADMIN },
+        { "DELETE", "/users/*", route_user_delete, NULL, AUTH_SCOPE_ADMIN },
         { "GET", "/deployments", route_deployments_list,
           PARAMS("namespace", "status", "kind", "label", "labelSelector", "instances"), AUTH_SCOPE_DEPLOYMENTS_READ },
         { "POST", "/deployments", route_deployments_apply, PARAMS("dryRun"), AUTH_SCOPE_DEPLOYMENTS_WRITE },

@@ -132,3 +132,73 @@ def test_local_socket_peer_credentials(stack):
     assert _as_other(sock, 0) == "refused EACCES"
     status, me = _get_over_socket(sock)
     assert status == 200 and me["role"] == "admin", me
+
+
+def test_cli_login_context_logout(stack, tmp_path):
+    conf = tmp_path / "cli.json"
+    env = {"HUSK_TOKEN": "", "HUSK_CLI_CONFIG": str(conf)}
+    husk = stack.bin_dir / "husk"
+
+    r = stack.exec(husk, "login", "--password-stdin", input="wrong-password\n", env=env)
+    assert r.returncode == 2 and "Unauthorized (401)" in r.stderr, (r.stdout, r.stderr)
+    assert not conf.exists()
+
+    r = stack.exec(husk, "login", "--username", "admin", "--password-stdin", input=stack.admin_password() + "\n",
+                   env=env)
+    assert r.returncode == 0 and "as admin (admin); context default" in r.stdout, (r.stdout, r.stderr)
+    assert conf.stat().st_mode & 0o777 == 0o600
+    saved = json.loads(conf.read_text())
+    assert saved["current"] == "default" and saved["contexts"]["default"]["host"] == stack.host, saved
+    token = saved["contexts"]["default"]["token"]
+    assert stack.api("GET", "/users/me", headers={"Authorization": f"Bearer {token}"}).status == 200
+
+    r = stack.exec(husk, "context", "list", env=env)
+    assert r.returncode == 0 and r.stdout.splitlines()[1].split() == ["*", "default", stack.host, "admin"], r.stdout
+    assert stack.exec(husk, "context", "use", "nope", env=env).returncode == 4
+    r = stack.exec(husk, "--context", "nope", "deployment", "list", env=env)
+    assert r.returncode == 2 and "no context 'nope'" in r.stderr, r.stderr
+    assert stack.exec(husk, "deployment", "list", env=env).returncode == 0
+
+    # Logout ends the session on the server, not only in the file.
+    r = stack.exec(husk, "logout", env=env)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "token" not in json.loads(conf.read_text())["contexts"]["default"]
+    assert stack.api("GET", "/users/me", headers={"Authorization": f"Bearer {token}"}).status == 401
+    r = stack.exec(husk, "logout", env=env)
+    assert r.returncode == 2 and "not logged in" in r.stderr, r.stderr
+
+
+def test_users_roles_and_the_last_admin(stack):
+    husk = stack.bin_dir / "husk"
+    r = stack.exec(husk, "user", "create", "vera", "--role", "viewer", "--password-stdin", input="veras-secret\n")
+    assert r.returncode == 0 and "User vera: viewer (created)" in r.stdout, (r.stdout, r.stderr)
+    r = stack.api("POST", "/login", json={"username": "vera", "password": "veras-secret"}, auth=False)
+    assert r.status == 200, r
+    vera = r.json()["token"]
+
+    # A viewer reads, and is told why it may not write (exit 2, the problem's message).
+    r = stack.exec(husk, "deployment", "list", env={"HUSK_TOKEN": vera})
+    assert r.returncode == 0, r.stderr
+    r = stack.exec(husk, "apply", "-f", "-", env={"HUSK_TOKEN": vera},
+                   input=json.dumps({"deployments": {"web": {"image": "/srv/none", "replicas": 0}}}))
+    assert r.returncode == 2 and "Forbidden (403)" in r.stderr and "deployments:write" in r.stderr, r.stderr
+    r = stack.exec(husk, "user", "create", "eve", "--role", "admin", "--password-stdin", input="eves-secret\n",
+                   env={"HUSK_TOKEN": vera})
+    assert r.returncode == 2 and "for admins" in r.stderr, r.stderr
+
+    # A role change ends her session at once.
+    r = stack.exec(husk, "user", "set", "vera", "--role", "operator")
+    assert r.returncode == 0 and "vera: operator" in r.stdout, (r.stdout, r.stderr)
+    assert stack.api("GET", "/users/me", headers={"Authorization": f"Bearer {vera}"}).status == 401
+    r = stack.exec(husk, "user", "list", "-o", "json")
+    assert {u["username"]: u["role"] for u in json.loads(r.stdout)} == {"admin": "admin", "vera": "operator"}
+
+    # The last admin can be neither demoted nor deleted (409: exit 5).
+    r = stack.exec(husk, "user", "set", "admin", "--role", "viewer")
+    assert r.returncode == 5 and "last admin" in r.stderr, r.stderr
+    r = stack.exec(husk, "user", "delete", "admin")
+    assert r.returncode == 5, r.stderr
+    assert stack.api("GET", "/users/me").json()["role"] == "admin"
+    r = stack.exec(husk, "user", "delete", "vera")
+    assert r.returncode == 0, r.stderr
+    assert stack.exec(husk, "user", "delete", "vera").returncode == 4

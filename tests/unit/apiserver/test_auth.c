@@ -121,6 +121,7 @@ static void test_scope_and_role_names(void **state) {
         assert_false(auth_name_valid("Alice"));
         assert_false(auth_name_valid("-x"));
         assert_false(auth_name_valid("a b"));
+        assert_false(auth_name_valid("me"));
 }
 
 /* ---- the store ----------------------------------------------------------------------------- */

@@ -248,6 +248,12 @@ static const struct expectation {
         { "POST", "/login", 'A', 'A', 'A', false },
         { "POST", "/logout", 'A', 'A', 'A', true },
         { "GET", "/users/me", 'A', 'A', 'A', false },
+        { "PUT", "/users/me", 'A', 'A', 'A', false },
+        { "GET", "/users", 'A', 'A', 'A', false },
+        { "POST", "/users", 'A', 'F', 'F', false },
+        { "GET", "/users/*", 'A', 'A', 'A', false },
+        { "PUT", "/users/*", 'A', 'F', 'F', false },
+        { "DELETE", "/users/*", 'A', 'F', 'F', false },
         { "GET", "/deployments", 'A', 'A', 'A', false },
         { "POST", "/deployments", 'A', 'A', 'F', false },
         { "GET", "/deployments/*", 'A', 'A', 'A', false },
@@ -369,6 +375,130 @@ static void test_failed_logins_are_slowed_down(void **state) {
         response_clear(&r);
 }
 
+static char *login(fixture_t *f, const char *name, const char *password) {
+        char body[256];
+        response_t r;
+        char *token = NULL;
+
+        snprintf(body, sizeof(body), "{\"username\": \"%s\", \"password\": \"%s\"}", name, password);
+        r = request(f, "POST", "/login", NULL, body);
+        if (r.status == 200)
+                token = strdup(json_string_value(json_object_get(r.json, "token")));
+        response_clear(&r);
+        return token;
+}
+
+static void test_users_roles_and_revocation(void **state) {
+        fixture_t *f = *state;
+        _cleanup_free_ char *carol = NULL, *again = NULL, *admin_id = NULL, *path = NULL;
+        char admin[AUTH_TOKEN_LEN + 1], viewer[AUTH_TOKEN_LEN + 1], id[64];
+        response_t r;
+
+        session(f, AUTH_ROLE_ADMIN, admin);
+        session(f, AUTH_ROLE_VIEWER, viewer);
+        r = request(f, "POST", "/users", admin, "{\"username\": \"carol\", \"password\": \"carols-secret\", "
+                                               "\"role\": \"viewer\"}");
+        assert_int_equal(r.status, 201);
+        snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.json, "id")));
+        assert_null(json_object_get(r.json, "password_hash"));
+        response_clear(&r);
+        r = request(f, "POST", "/users", admin, "{\"username\": \"carol\", \"password\": \"carols-secret\", "
+                                               "\"role\": \"viewer\"}");
+        assert_problem(&r, 409, "urn:husk:problem:conflict");
+        response_clear(&r);
+        r = request(f, "POST", "/users", admin, "{\"username\": \"dave\", \"password\": \"short\", \"role\": \"viewer\"}");
+        assert_problem(&r, 422, "urn:husk:problem:invalid-user");
+        response_clear(&r);
+
+        /* carol can read but not write. */
+        carol = login(f, "carol", "carols-secret");
+        assert_non_null(carol);
+        r = request(f, "GET", "/deployments", carol, NULL);
+        assert_int_equal(r.status, 200);
+        response_clear(&r);
+        r = request(f, "POST", "/deployments", carol, "{\"name\": \"x\", \"image\": \"/i\"}");
+        assert_problem(&r, 403, "urn:husk:problem:forbidden");
+        response_clear(&r);
+
+        /* A role change takes effect at once: her session is gone, a new one is an operator's. */
+        assert_true(asprintf(&path, "/users/%s", id) > 0);
+        r = request(f, "PUT", path, admin, "{\"role\": \"operator\"}");
+        assert_int_equal(r.status, 200);
+        assert_string_equal(json_string_value(json_object_get(r.json, "role")), "operator");
+        response_clear(&r);
+        r = request(f, "GET", "/deployments", carol, NULL);
+        assert_problem(&r, 401, "urn:husk:problem:unauthorized");
+        response_clear(&r);
+        again = login(f, "carol", "carols-secret");
+        assert_non_null(again);
+        r = request(f, "POST", "/deployments?dryRun=All", again, "{\"name\": \"x\", \"image\": \"/i\"}");
+        assert_int_equal(r.status, 200);
+        response_clear(&r);
+
+        /* Her own password: the current one proves it is her; then every session of hers ends. */
+        r = request(f, "PUT", "/users/me", again, "{\"current_password\": \"wrong-one\", \"password\": \"new-secret-1\"}");
+        assert_problem(&r, 403, "urn:husk:problem:forbidden");
+        response_clear(&r);
+        r = request(f, "PUT", "/users/me", again, "{\"current_password\": \"carols-secret\", \"password\": \"new-secret-1\"}");
+        assert_int_equal(r.status, 200);
+        response_clear(&r);
+        r = request(f, "GET", "/users/me", again, NULL);
+        assert_problem(&r, 401, "urn:husk:problem:unauthorized");
+        response_clear(&r);
+        free(again);
+        again = login(f, "carol", "new-secret-1");
+        assert_non_null(again);
+
+        /* A viewer manages no one. */
+        r = request(f, "DELETE", path, viewer, NULL);
+        assert_problem(&r, 403, "urn:husk:problem:forbidden");
+        response_clear(&r);
+        r = request(f, "DELETE", path, admin, NULL);
+        assert_int_equal(r.status, 204);
+        response_clear(&r);
+        r = request(f, "GET", "/users/me", again, NULL);
+        assert_problem(&r, 401, "urn:husk:problem:unauthorized");
+        response_clear(&r);
+        r = request(f, "GET", path, admin, NULL);
+        assert_problem(&r, 404, "urn:husk:problem:not-found");
+        response_clear(&r);
+}
+
+static void test_the_last_admin_cannot_go(void **state) {
+        fixture_t *f = *state;
+        store_user_t *users = NULL;
+        char admin[AUTH_TOKEN_LEN + 1], path[128];
+        size_t n = 0;
+        response_t r;
+
+        /* Leave one admin: demote every other. */
+        session(f, AUTH_ROLE_ADMIN, admin); /* test-admin */
+        assert_int_equal(store_user_list(f->api->store, &users, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                if (users[i].role == AUTH_ROLE_ADMIN && !streq(users[i].name, "test-admin"))
+                        assert_int_equal(store_user_update(f->api->store, users[i].id, AUTH_ROLE_OPERATOR, NULL, NULL), 0);
+        free(users);
+        session(f, AUTH_ROLE_ADMIN, admin);
+
+        r = request(f, "PUT", "/users/test-admin", admin, "{\"role\": \"viewer\"}");
+        assert_problem(&r, 409, "urn:husk:problem:last-admin");
+        response_clear(&r);
+        r = request(f, "DELETE", "/users/test-admin", admin, NULL);
+        assert_problem(&r, 409, "urn:husk:problem:last-admin");
+        response_clear(&r);
+        /* Still admin, still logged in. */
+        r = request(f, "GET", "/users/me", admin, NULL);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(json_string_value(json_object_get(r.json, "role")), "admin");
+        response_clear(&r);
+
+        /* The first admin comes back, so that the group's other tests find things as they were. */
+        snprintf(path, sizeof(path), "/users/admin");
+        r = request(f, "PUT", path, admin, "{\"role\": \"admin\"}");
+        assert_int_equal(r.status, 200);
+        response_clear(&r);
+}
+
 /* As uid 65534 with group gid (and no other): GET /users/me on the socket. Exit status: 0 the
  * answer was 403, 1 another answer, 2 connect() was refused (EACCES), 3 anything else. */
 static int as_stranger(const char *path, gid_t gid) {
@@ -454,6 +584,8 @@ int main(void) {
                 cmocka_unit_test(test_login_logout),
                 cmocka_unit_test(test_failed_logins_are_slowed_down),
                 cmocka_unit_test(test_local_socket_knows_root),
+                cmocka_unit_test(test_users_roles_and_revocation),
+                cmocka_unit_test(test_the_last_admin_cannot_go),
         };
 
         curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -1,8 +1,10 @@
 /* apiserver_auth.c: roles and scopes, argon2id password hashes and token hashes (libsodium). */
 #include "services/apiserver/apiserver_auth.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lib/util.h"
@@ -85,6 +87,52 @@ bool auth_allows(const auth_identity_t *identity, auth_scope_t scope) {
                 /* A token's scopes were narrowed from its owner's role when it was read. */
                 return (identity->scopes & AUTH_SCOPE_BIT(scope) & auth_role_scopes(identity->role)) != 0;
         }
+}
+
+bool auth_namespace_allowed(const auth_identity_t *identity, const char *ns) {
+        if (!identity || identity->n_namespaces == 0)
+                return identity != NULL;
+        for (size_t i = 0; i < identity->n_namespaces; i++)
+                if (streq(identity->namespaces[i], ns))
+                        return true;
+        return false;
+}
+
+static bool dns_label(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > AUTH_NAMESPACE_MAX || s[0] == '-' || s[n - 1] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+                        return false;
+        return true;
+}
+
+int auth_namespaces_parse(const char *text, auth_identity_t *identity) {
+        json_t *a = json_loads(text, 0, NULL), *v;
+        size_t i;
+        int r = 0;
+
+        identity->n_namespaces = 0;
+        if (!json_is_array(a) || json_array_size(a) > AUTH_NAMESPACES_MAX)
+                r = -EINVAL;
+        json_array_foreach(a, i, v) {
+                if (r < 0 || !json_is_string(v) || !dns_label(json_string_value(v))) {
+                        r = -EINVAL;
+                        break;
+                }
+                snprintf(identity->namespaces[identity->n_namespaces++], AUTH_NAMESPACE_MAX + 1, "%s",
+                         json_string_value(v));
+        }
+        json_decref(a);
+        /* An empty list would read as "every namespace": a bound token that lost its list is
+         * bound to nothing, not freed. */
+        if (r == 0 && identity->n_namespaces == 0)
+                r = -EINVAL;
+        if (r < 0)
+                identity->n_namespaces = 0;
+        return r;
 }
 
 /* ---- hashing ------------------------------------------------------------------------------ */

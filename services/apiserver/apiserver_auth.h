@@ -60,6 +60,10 @@ typedef enum auth_via {
         AUTH_VIA_LOCAL,    /* the unix socket's peer credentials */
 } auth_via_t;
 
+/* A token may be bound to a few namespaces (DNS labels, as manifests name them). */
+#define AUTH_NAMESPACES_MAX 16
+#define AUTH_NAMESPACE_MAX 63
+
 /* Who a request comes from, as the router established it. */
 typedef struct auth_identity {
         auth_via_t via;
@@ -68,7 +72,16 @@ typedef struct auth_identity {
         char user_id[AUTH_ID_LEN + 1];     /* "" for a local peer (it is no user of the store) */
         char name[AUTH_NAME_MAX + 1];      /* the user's name, or "uid:N" for a local peer */
         char token_id[AUTH_ID_LEN + 1];    /* the session or token, "" for a local peer */
+        size_t n_namespaces;               /* 0: every namespace */
+        char namespaces[AUTH_NAMESPACES_MAX][AUTH_NAMESPACE_MAX + 1];
 } auth_identity_t;
+
+/* Whether identity may see objects of namespace ns (a namespace-bound token sees only its
+ * own: everything else is as if it did not exist). */
+bool auth_namespace_allowed(const auth_identity_t *identity, const char *ns);
+/* A JSON array of namespace names (as tokens store them) into identity. -EINVAL when it is not
+ * one, or holds more than AUTH_NAMESPACES_MAX or a name that is no DNS label. */
+int auth_namespaces_parse(const char *json, auth_identity_t *identity);
 
 /* Whether identity (NULL: no credential) may call a route that needs scope. */
 bool auth_allows(const auth_identity_t *identity, auth_scope_t scope);

@@ -75,6 +75,7 @@ struct apiserver_local {
 typedef struct relay {
         apiserver_local_t *local;
         int client;               /* the unix socket connection */
+        int refused;              /* 0: relay as identity; else answer this status and close */
         auth_identity_t identity;
 } relay_t;
 
@@ -130,10 +131,32 @@ static int peer_identity(apiserver_local_t *l, int fd, auth_identity_t *ret) {
         return 0;
 }
 
-/* A whole answer on a connection we then close, for the peers we do not relay. */
+/* Up to timeout_ms for input on fd, then whatever of it is there (discarded). */
+static void drain(int fd, int timeout_ms) {
+        uint64_t deadline = now_monotonic_ms() + (uint64_t)timeout_ms;
+        char buf[4096];
+
+        for (;;) {
+                uint64_t now = now_monotonic_ms();
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+
+                if (now >= deadline || poll(&p, 1, (int)(deadline - now)) <= 0)
+                        return;
+                if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+                        return;
+        }
+}
+
+/* A whole answer on a connection we then close, for the peers we do not relay. The request
+ * is read first and the rest drained after: a client still writing its request to a socket we
+ * closed would see EPIPE instead of the answer. */
 static void refuse(int fd, int status, const char *title, const char *detail) {
         char body[512], buf[1024];
+        struct pollfd p = { .fd = fd, .events = POLLIN };
         int n;
+
+        if (poll(&p, 1, 1000) > 0)
+                (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
         snprintf(body, sizeof(body),
                  "{\"type\":\"urn:husk:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
@@ -145,6 +168,7 @@ static void refuse(int fd, int status, const char *title, const char *detail) {
         /* Best effort and never blocking for long: the peer may not read at all. */
         (void)send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)shutdown(fd, SHUT_WR);
+        drain(fd, 1000);
 }
 
 static int slot_add(apiserver_local_t *l, uint16_t port, const auth_identity_t *identity) {
@@ -221,8 +245,13 @@ static void *relay_run(void *userdata) {
         bool client_open = true, upstream_open = true;
         uint16_t port = 0;
 
-        upstream = relay_connect(l, &rl->identity, &port);
-        if (upstream < 0) {
+        if (rl->refused) {
+                refuse(client, 403, "Forbidden",
+                       "only root and members of apiserver.socket_group may use this socket; log in over TCP instead");
+                upstream = -1;
+        } else
+                upstream = relay_connect(l, &rl->identity, &port);
+        if (upstream < 0 && !rl->refused) {
                 log_warning_errno(upstream, "Local API socket: cannot reach the internal listener: %m");
                 refuse(client, 503, "Service Unavailable", "the apiserver cannot serve this connection now");
         }
@@ -271,26 +300,28 @@ static void *relay_run(void *userdata) {
 
 static void admit(apiserver_local_t *l, int fd) {
         _cleanup_close_ int client = fd;
+        bool stranger;
         auth_identity_t identity;
         pthread_attr_t attr;
         pthread_t thread;
         relay_t *rl;
         int r;
 
+        /* Strangers are answered on a thread of their own too: refuse() waits for their
+         * request, which must not hold up the accepting thread. */
         r = peer_identity(l, client, &identity);
-        if (r == -EPERM) {
-                refuse(client, 403, "Forbidden",
-                       "only root and members of apiserver.socket_group may use this socket; log in over TCP instead");
-                return;
-        }
-        if (r < 0) {
+        stranger = r == -EPERM;
+        if (r < 0 && !stranger) {
                 log_warning_errno(r, "Local API socket: cannot read the peer's credentials: %m");
                 return;
         }
         pthread_mutex_lock(&l->lock);
         if (l->relays >= LOCAL_RELAYS_MAX) {
+                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
                 pthread_mutex_unlock(&l->lock);
-                refuse(client, 503, "Service Unavailable", "too many connections on the local socket");
+                /* No waiting for the request here: this thread accepts for everyone. */
+                (void)send(client, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
                 return;
         }
         l->relays++;
@@ -299,7 +330,7 @@ static void admit(apiserver_local_t *l, int fd) {
         rl = malloc(sizeof(*rl));
         r = rl ? 0 : ENOMEM;
         if (rl) {
-                *rl = (relay_t){ .local = l, .client = client, .identity = identity };
+                *rl = (relay_t){ .local = l, .client = client, .refused = stranger ? 403 : 0, .identity = identity };
                 pthread_attr_init(&attr);
                 pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
                 r = pthread_create(&thread, &attr, relay_run, rl);

@@ -51,8 +51,10 @@ int http_authenticate(http_request_t *req, auth_identity_t *ret) {
         snprintf(ret->user_id, sizeof(ret->user_id), "%s", u.id);
         snprintf(ret->name, sizeof(ret->name), "%s", u.name);
         snprintf(ret->token_id, sizeof(ret->token_id), "%s", t.id);
+        /* Fail closed: a namespace list that cannot be read makes the token worthless. */
+        r = t.namespaces ? auth_namespaces_parse(t.namespaces, ret) : 0;
         store_token_clear(&t);
-        return 0;
+        return r < 0 ? -EKEYREJECTED : 0;
 }
 
 int route_read_object(http_request_t *req, const char *what, json_t **ret) {

@@ -19,6 +19,8 @@ static void store_deployment_clearp(store_deployment_t *d) {
 }
 #define _cleanup_deployment_ _cleanup_(store_deployment_clearp)
 
+_Static_assert(AUTH_NAMESPACES_MAX <= STORE_ANY_OF_MAX, "a token's namespaces fit a list filter");
+
 int route_reply_no_deployment(http_request_t *req) {
         return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
                                   req->arg);
@@ -33,6 +35,12 @@ int route_deployment_need(http_request_t *req, store_deployment_t *ret) {
                 return route_reply_no_deployment(req);
         if (r < 0)
                 return http_reply_internal(req, r, "reading the deployment");
+        /* Outside a namespace-bound token's namespaces, a deployment does not exist. */
+        if (!auth_namespace_allowed(req->who, (ret ?: &d)->d.namespace_)) {
+                if (ret)
+                        store_deployment_clear(ret);
+                return route_reply_no_deployment(req);
+        }
         return 0;
 }
 
@@ -97,6 +105,10 @@ int route_deployments_apply(http_request_t *req) {
         }
         if (r < 0)
                 return http_reply_internal(req, r, "validating the manifest");
+
+        if (!auth_namespace_allowed(req->who, m.namespace_))
+                return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL,
+                                          "this token may not touch namespace \"%s\"", m.namespace_);
 
         /* A host port forwards to one VM: the second deployment asking for it is refused here,
          * where the user sees why, rather than crash-looping on PortAllocationFailed. */
@@ -310,6 +322,25 @@ int route_deployments_list(http_request_t *req) {
                 free(q);
                 return r;
         }
+        /* A namespace-bound token lists its namespaces only, whatever the query asks. */
+        if (req->who->n_namespaces > 0) {
+                store_any_of_t *ns = &q->filter.namespaces;
+                size_t kept = 0;
+
+                if (ns->n == 0)
+                        for (size_t i = 0; i < req->who->n_namespaces; i++)
+                                ns->v[ns->n++] = req->who->namespaces[i];
+                else {
+                        for (size_t i = 0; i < ns->n; i++)
+                                if (auth_namespace_allowed(req->who, ns->v[i]))
+                                        ns->v[kept++] = ns->v[i];
+                        ns->n = kept;
+                        if (kept == 0) {
+                                free(q);
+                                return http_reply_json(req, 200, json_array(), NULL);
+                        }
+                }
+        }
         r = store_deployment_list(req->api->store, &q->filter, &a, &n);
         if (r < 0) {
                 free(q);
@@ -375,6 +406,9 @@ int route_deployment_delete(http_request_t *req) {
         _cleanup_deployment_ store_deployment_t d = {};
         int r;
 
+        r = route_deployment_need(req, NULL);
+        if (r != 0)
+                return r;
         r = store_deployment_mark_deleted(req->api->store, req->arg, &d);
         if (r == -ENOENT)
                 return route_reply_no_deployment(req);

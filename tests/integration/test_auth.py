@@ -202,3 +202,33 @@ def test_users_roles_and_the_last_admin(stack):
     r = stack.exec(husk, "user", "delete", "vera")
     assert r.returncode == 0, r.stderr
     assert stack.exec(husk, "user", "delete", "vera").returncode == 4
+
+
+def test_cli_tokens_bound_to_a_namespace(stack):
+    husk = stack.bin_dir / "husk"
+    manifest = {"deployments": {"web": {"image": "/srv/none", "replicas": 0},
+                                "api": {"namespace": "prod", "image": "/srv/none", "replicas": 0}}}
+    assert stack.husk("apply", "-f", "-", input=json.dumps(manifest)).returncode == 0
+
+    r = stack.exec(husk, "token", "create", "ci", "--scope", "deployments:read", "--namespace", "prod",
+                   "--expires-in", "30d")
+    assert r.returncode == 0 and "shown only now" in r.stderr, (r.stdout, r.stderr)
+    token = r.stdout.strip()
+    r = stack.exec(husk, "deployment", "list", "-o", "json", env={"HUSK_TOKEN": token})
+    assert r.returncode == 0 and [d["name"] for d in json.loads(r.stdout)] == ["api"], (r.stdout, r.stderr)
+    r = stack.exec(husk, "deployment", "inspect", "web", "-n", "default", env={"HUSK_TOKEN": token})
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    r = stack.exec(husk, "deployment", "delete", "api", "-n", "prod", env={"HUSK_TOKEN": token})
+    assert r.returncode == 2 and "deployments:write" in r.stderr, r.stderr
+
+    listed = json.loads(stack.exec(husk, "token", "list", "-o", "json").stdout)
+    assert [(t["name"], t["scopes"], t["namespaces"]) for t in listed] == [("ci", ["deployments:read"], ["prod"])]
+    assert "token" not in listed[0] and listed[0]["expires_at"]
+    r = stack.exec(husk, "token", "rotate", listed[0]["id"])
+    assert r.returncode == 0, r.stderr
+    fresh = r.stdout.strip()
+    assert stack.exec(husk, "deployment", "list", env={"HUSK_TOKEN": token}).returncode == 2
+    assert stack.exec(husk, "deployment", "list", env={"HUSK_TOKEN": fresh}).returncode == 0
+    assert stack.exec(husk, "token", "delete", listed[0]["id"]).returncode == 0
+    assert stack.exec(husk, "deployment", "list", env={"HUSK_TOKEN": fresh}).returncode == 2
+    assert stack.exec(husk, "token", "delete", listed[0]["id"]).returncode == 4

@@ -254,6 +254,10 @@ static const struct expectation {
         { "GET", "/users/*", 'A', 'A', 'A', false },
         { "PUT", "/users/*", 'A', 'F', 'F', false },
         { "DELETE", "/users/*", 'A', 'F', 'F', false },
+        { "GET", "/tokens", 'A', 'A', 'A', false },
+        { "POST", "/tokens", 'A', 'A', 'A', false },
+        { "DELETE", "/tokens/*", 'A', 'A', 'A', false },
+        { "POST", "/tokens/*/rotate", 'A', 'A', 'A', false },
         { "GET", "/deployments", 'A', 'A', 'A', false },
         { "POST", "/deployments", 'A', 'A', 'F', false },
         { "GET", "/deployments/*", 'A', 'A', 'A', false },
@@ -499,6 +503,122 @@ static void test_the_last_admin_cannot_go(void **state) {
         response_clear(&r);
 }
 
+/* POST /tokens as token with body; the new token's value into ret (NULL: not created). */
+static long make_token(fixture_t *f, const char *token, const char *body, char *ret, char *ret_id) {
+        response_t r = request(f, "POST", "/tokens", token, body);
+        long status = r.status;
+
+        if (status == 201) {
+                snprintf(ret, AUTH_TOKEN_LEN + 1, "%s", json_string_value(json_object_get(r.json, "token")));
+                if (ret_id)
+                        snprintf(ret_id, 64, "%s", json_string_value(json_object_get(r.json, "id")));
+        }
+        response_clear(&r);
+        return status;
+}
+
+static long status_of(fixture_t *f, const char *method, const char *path, const char *token, const char *body) {
+        response_t r = request(f, method, path, token, body);
+        long status = r.status;
+
+        response_clear(&r);
+        return status;
+}
+
+static void test_tokens_scopes_namespaces_rotation(void **state) {
+        fixture_t *f = *state;
+        char op[AUTH_TOKEN_LEN + 1], viewer[AUTH_TOKEN_LEN + 1], reader[AUTH_TOKEN_LEN + 1], writer[AUTH_TOKEN_LEN + 1],
+                rotated[AUTH_TOKEN_LEN + 1], brief[AUTH_TOKEN_LEN + 1], id[64], web_default[64], path[160];
+        response_t r;
+
+        session(f, AUTH_ROLE_OPERATOR, op);
+        session(f, AUTH_ROLE_VIEWER, viewer);
+        r = request(f, "POST", "/deployments", op, "{\"name\": \"web\", \"image\": \"/i\", \"replicas\": 0}");
+        assert_true(r.status == 201 || r.status == 200);
+        snprintf(web_default, sizeof(web_default), "%s", json_string_value(json_object_get(r.json, "id")));
+        response_clear(&r);
+        assert_int_equal(status_of(f, "POST", "/deployments", op,
+                                   "{\"name\": \"web\", \"namespace\": \"prod\", \"image\": \"/i\", \"replicas\": 0}"),
+                         201);
+
+        /* Nobody hands out more than they hold. */
+        assert_int_equal(make_token(f, viewer, "{\"name\": \"x\", \"scopes\": [\"deployments:write\"]}", brief, NULL), 403);
+        assert_int_equal(make_token(f, op, "{\"name\": \"x\", \"scopes\": [\"deployments:fly\"]}", brief, NULL), 422);
+        assert_int_equal(make_token(f, op, "{\"name\": \"x\", \"scopes\": []}", brief, NULL), 422);
+
+        /* A read-only token bound to prod: lists prod alone, finds nothing elsewhere, writes nothing. */
+        assert_int_equal(make_token(f, op, "{\"name\": \"reader\", \"scopes\": [\"deployments:read\"], "
+                                           "\"namespaces\": [\"prod\"]}", reader, id),
+                         201);
+        r = request(f, "GET", "/deployments", reader, NULL);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "namespace")), "prod");
+        response_clear(&r);
+        r = request(f, "GET", "/deployments?namespace=default", reader, NULL);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 0);
+        response_clear(&r);
+        snprintf(path, sizeof(path), "/deployments/%s", web_default);
+        assert_int_equal(status_of(f, "GET", path, reader, NULL), 404);
+        assert_int_equal(status_of(f, "DELETE", path, reader, NULL), 403); /* no deployments:write */
+        assert_int_equal(status_of(f, "POST", "/deployments", reader, "{}"), 403);
+        assert_int_equal(status_of(f, "GET", "/users", reader, NULL), 403); /* no users:read */
+
+        /* A writer bound to prod: applies there, not into default, and deletes nothing outside. */
+        assert_int_equal(make_token(f, op, "{\"name\": \"writer\", \"scopes\": [\"deployments:read\", "
+                                           "\"deployments:write\"], \"namespaces\": [\"prod\"]}", writer, NULL),
+                         201);
+        assert_int_equal(status_of(f, "POST", "/deployments", writer,
+                                   "{\"name\": \"api\", \"namespace\": \"prod\", \"image\": \"/i\", \"replicas\": 0}"),
+                         201);
+        r = request(f, "POST", "/deployments", writer, "{\"name\": \"api\", \"image\": \"/i\", \"replicas\": 0}");
+        assert_problem(&r, 403, "urn:husk:problem:forbidden");
+        response_clear(&r);
+        assert_int_equal(status_of(f, "DELETE", path, writer, NULL), 404);
+        assert_int_equal(status_of(f, "GET", path, op, NULL), 200);
+
+        /* Listed without their values; rotation gives a new value, the old one stops at once. */
+        r = request(f, "GET", "/tokens", op, NULL);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 2);
+        assert_null(json_object_get(json_array_get(r.json, 0), "token"));
+        response_clear(&r);
+        snprintf(path, sizeof(path), "/tokens/%s/rotate", id);
+        assert_int_equal(status_of(f, "POST", path, viewer, NULL), 404); /* not the viewer's */
+        r = request(f, "POST", path, op, NULL);
+        assert_int_equal(r.status, 200);
+        snprintf(rotated, sizeof(rotated), "%s", json_string_value(json_object_get(r.json, "token")));
+        assert_string_equal(json_string_value(json_object_get(r.json, "id")), id);
+        response_clear(&r);
+        assert_int_equal(status_of(f, "GET", "/deployments", reader, NULL), 401);
+        assert_int_equal(status_of(f, "GET", "/deployments", rotated, NULL), 200);
+        snprintf(path, sizeof(path), "/tokens/%s", id);
+        assert_int_equal(status_of(f, "DELETE", path, op, NULL), 204);
+        assert_int_equal(status_of(f, "GET", "/deployments", rotated, NULL), 401);
+        assert_int_equal(status_of(f, "DELETE", path, op, NULL), 404);
+
+        /* An expired token is no token. */
+        assert_int_equal(make_token(f, op, "{\"name\": \"brief\", \"scopes\": [\"deployments:read\"], "
+                                           "\"expires_in\": \"1s\"}", brief, NULL),
+                         201);
+        assert_int_equal(status_of(f, "GET", "/deployments", brief, NULL), 200);
+        for (int i = 0; i < 50 && status_of(f, "GET", "/deployments", brief, NULL) != 401; i++)
+                usleep(100 * 1000);
+        assert_int_equal(status_of(f, "GET", "/deployments", brief, NULL), 401);
+        assert_int_equal(make_token(f, op, "{\"name\": \"x\", \"scopes\": [\"deployments:read\"], "
+                                           "\"expires_in\": \"400d\"}", brief, NULL),
+                         422);
+
+        /* A token manages no users, even an admin's. */
+        session(f, AUTH_ROLE_ADMIN, op);
+        assert_int_equal(make_token(f, op, "{\"name\": \"all\", \"scopes\": [\"users:read\", \"tokens:write\"]}",
+                                    brief, NULL),
+                         201);
+        assert_int_equal(status_of(f, "GET", "/users", brief, NULL), 200);
+        assert_int_equal(status_of(f, "POST", "/users", brief, "{}"), 403);
+}
+
 /* As uid 65534 with group gid (and no other): GET /users/me on the socket. Exit status: 0 the
  * answer was 403, 1 another answer, 2 connect() was refused (EACCES), 3 anything else. */
 static int as_stranger(const char *path, gid_t gid) {
@@ -586,6 +706,7 @@ int main(void) {
                 cmocka_unit_test(test_local_socket_knows_root),
                 cmocka_unit_test(test_users_roles_and_revocation),
                 cmocka_unit_test(test_the_last_admin_cannot_go),
+                cmocka_unit_test(test_tokens_scopes_namespaces_rotation),
         };
 
         curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -106,6 +106,25 @@ static const config_key_t config_keys[] = {
         { "runtime.cloud_hypervisor.seccomp", KEY_ENUM, O(cloud_hypervisor.seccomp), seccomp_choices, 0 },
 };
 
+/* A runtime's name (as deployments and instance specs spell it) and its section; the first
+ * is the default runtime's. */
+static const struct {
+        const char *name;
+        size_t offset;
+} runtime_sections[] = {
+        { "qemu", O(qemu) },
+        { "cloud-hypervisor", O(cloud_hypervisor) },
+};
+
+const husk_runtime_config_t *husk_config_runtime(const husk_config_t *c, const char *name) {
+        if (!name)
+                return (const husk_runtime_config_t *)((const char *)c + runtime_sections[0].offset);
+        for (size_t k = 0; k < ELEMENTSOF(runtime_sections); k++)
+                if (streq(name, runtime_sections[k].name))
+                        return (const husk_runtime_config_t *)((const char *)c + runtime_sections[k].offset);
+        return NULL;
+}
+
 void husk_config_free(husk_config_t *c) {
         if (!c)
                 return;

@@ -108,5 +108,9 @@ static inline void husk_config_freep(husk_config_t **c) {
         *c = NULL;
 }
 
+/* The section of a runtime by its name ("qemu", "cloud-hypervisor"); NULL name: the default
+ * runtime's. NULL for a name that has no section. */
+const husk_runtime_config_t *husk_config_runtime(const husk_config_t *c, const char *name);
+
 /* Path from the command line, else $HUSK_CONFIG, else HUSK_DEFAULT_CONFIG. */
 const char *husk_config_path(const char *from_cmdline);

@@ -163,6 +163,13 @@ static uint64_t clock_ms(clockid_t id) {
 }
 
 uint64_t now_realtime_ms(void) { return clock_ms(CLOCK_REALTIME); }
+
+uint64_t now_realtime_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
 uint64_t now_monotonic_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 char *format_timestamp_ms(uint64_t unix_ms, char *buf, size_t size) {

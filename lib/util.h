@@ -62,6 +62,8 @@ int parse_rfc3339_ms(const char *s, uint64_t *ret);
 int parse_since_ms(const char *s, uint64_t now_ms, uint64_t *ret);
 
 uint64_t now_realtime_ms(void);
+/* Unix ns: for the timestamps that measure husk's own milliseconds (make bench). */
+uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ms(void);
 
 /* "2026-11-22T05:30:00.123Z" into buf (at least 32 bytes). */

@@ -86,6 +86,11 @@ static int get_optional_str(const msgpack_object *o, const char *key, size_t max
         return r == -ENOENT ? 0 : r;
 }
 
+static int get_optional_u64(const msgpack_object *o, const char *key, uint64_t *ret) {
+        int r = mp_get_u64(o, key, ret);
+        return r == -ENOENT ? 0 : r;
+}
+
 int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
         int r;
 
@@ -129,7 +134,7 @@ void instance_clear(instance_t *i) {
 
 static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool with_ts, uint64_t ts) {
         msgpack_pack_map(pk, instance_spec_nkeys(&i->spec) + 7 + (with_ts ? 1 : 0) + (i->exit_message ? 1 : 0) +
-                                     (i->address ? 1 : 0));
+                                     (i->address ? 1 : 0) + (i->spawned_at_ns ? 1 : 0) + (i->ready_at_ns ? 1 : 0));
         if (with_ts)
                 mp_pack_kv_u64(pk, "ts", ts);
         instance_spec_pack_fields(pk, &i->spec);
@@ -144,6 +149,10 @@ static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool wit
                 mp_pack_kv_str(pk, "exit_message", i->exit_message);
         if (i->address)
                 mp_pack_kv_str(pk, "address", i->address);
+        if (i->spawned_at_ns)
+                mp_pack_kv_u64(pk, "spawned_at_ns", i->spawned_at_ns);
+        if (i->ready_at_ns)
+                mp_pack_kv_u64(pk, "ready_at_ns", i->ready_at_ns);
 }
 
 void instance_pack(msgpack_packer *pk, const instance_t *i) { instance_pack_with(pk, i, false, 0); }
@@ -167,7 +176,9 @@ int instance_unpack(const msgpack_object *o, instance_t *i) {
             get_optional_str(o, "exit_reason", REASON_MAX, &i->exit_reason) < 0 ||
             mp_get_i64(o, "exit_status", &i->exit_status) < 0 ||
             get_optional_str(o, "exit_message", INSTANCE_EXIT_MESSAGE_MAX, &i->exit_message) < 0 ||
-            get_optional_str(o, "address", ADDRESS_MAX, &i->address) < 0)
+            get_optional_str(o, "address", ADDRESS_MAX, &i->address) < 0 ||
+            get_optional_u64(o, "spawned_at_ns", &i->spawned_at_ns) < 0 ||
+            get_optional_u64(o, "ready_at_ns", &i->ready_at_ns) < 0)
                 goto malformed;
         return 0;
 

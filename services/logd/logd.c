@@ -15,7 +15,8 @@
 #define PURGE_CHECK_FIRST_MS 2000       /* after start: give apiserver's PUB time to reach us too */
 
 void logd_rotation(const husk_config_t *c, const char *runtime, uint64_t *ret_max_bytes, unsigned *ret_backups) {
-        const husk_runtime_config_t *rt = runtime && streq(runtime, "cloud-hypervisor") ? &c->cloud_hypervisor : &c->qemu;
+        /* A runtime without a section of its own rotates like the default one. */
+        const husk_runtime_config_t *rt = husk_config_runtime(c, runtime) ?: husk_config_runtime(c, NULL);
 
         *ret_max_bytes = rt->max_console_log_bytes;
         *ret_backups = rt->max_console_log_backups > LOGD_BACKUPS_MAX ? LOGD_BACKUPS_MAX : rt->max_console_log_backups;

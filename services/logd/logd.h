@@ -12,11 +12,11 @@
 #include "lib/daemon.h"
 #include "proto/deployment.h"
 #include "proto/instance.h"
+#include "proto/instance_record.h"
 
 #define LOGD_LINE_MAX (16u * 1024u)    /* console bytes per entry; a longer line becomes several */
 #define LOGD_BACKUPS_MAX 100           /* max_console_log_backups above this is clamped */
-#define LOGD_CONSOLE_FILE "console.log" /* the VMM's capture file, and the name of our live file */
-#define LOGD_RECORD_FILE "instance.json"
+#define LOGD_CONSOLE_FILE "console.log" /* the name of a store's live file */
 
 /* ---- levels and streams (logd_level.c) ------------------------------------------------------ */
 
@@ -197,7 +197,8 @@ struct logd_instance {
         logd_t *logd;
         char id[13];
         char *deployment_id;    /* NULL until instance.json told us */
-        char *runtime;          /* "qemu" or "cloud-hypervisor": picks the rotation settings */
+        char *runtime;          /* as instance.json names it ("" if it does not): picks the rotation settings */
+        char *console;          /* the capture file's name in src_dir (instance.json); NULL: the default */
         bool store_open;
         logd_store_t store;
         /* capture */
@@ -262,8 +263,13 @@ void logd_rotation(const husk_config_t *c, const char *runtime, uint64_t *ret_ma
 int logd_instance_new(logd_t *d, const char *id, logd_instance_t **ret);
 /* Stops capturing (closing everything) and frees; the store stays on disk. */
 void logd_instance_free(logd_instance_t *i);
-/* Learn the deployment (and runtime) and open the store. */
+/* Learn the deployment (and runtime, NULL if not known) and open the store. */
 int logd_instance_bind(logd_instance_t *i, const char *deployment_id, const char *runtime);
+/* The capture file's name, as instance.json gives it; it is kept while capturing. */
+int logd_instance_set_console(logd_instance_t *i, const char *name);
+static inline const char *logd_instance_console(const logd_instance_t *i) {
+        return i->console ?: INSTANCE_CONSOLE_LOG_DEFAULT;
+}
 /* Attach the capture file: link it into the spool, open it, read what is there. */
 int logd_instance_attach(logd_instance_t *i, const char *path);
 /* Read what the VMM wrote since last time (a bounded amount; the rest on the next loop turn). */

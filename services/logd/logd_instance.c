@@ -76,6 +76,7 @@ void logd_instance_free(logd_instance_t *i) {
         msgpack_sbuffer_destroy(&i->ev);
         free(i->deployment_id);
         free(i->runtime);
+        free(i->console);
         free(i->src_dir);
         free(i);
 }
@@ -92,7 +93,7 @@ int logd_instance_bind(logd_instance_t *i, const char *deployment_id, const char
         if (!deployment_id_valid(deployment_id))
                 return -EINVAL;
         i->deployment_id = strdup(deployment_id);
-        i->runtime = strdup(runtime ? runtime : "qemu");
+        i->runtime = strdup(runtime ?: "");
         if (!i->deployment_id || !i->runtime)
                 return -ENOMEM;
         if (asprintf(&dir, "%s/deployments/%s/%s", i->logd->dir, deployment_id, i->id) < 0) {
@@ -104,6 +105,20 @@ int logd_instance_bind(logd_instance_t *i, const char *deployment_id, const char
         if (r < 0)
                 return r;
         i->store_open = true;
+        return 0;
+}
+
+int logd_instance_set_console(logd_instance_t *i, const char *name) {
+        char *s;
+
+        /* The file being read stays the one we opened. */
+        if (i->src_fd >= 0 || (i->console && streq(i->console, name)))
+                return 0;
+        s = strdup(name);
+        if (!s)
+                return -ENOMEM;
+        free(i->console);
+        i->console = s;
         return 0;
 }
 

@@ -1,7 +1,6 @@
 /* logd_watch.c: finding instances and their capture files with inotify on the instances directory. */
 #include <dirent.h>
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,8 +10,6 @@
 
 #include "lib/log.h"
 #include "services/logd/logd.h"
-
-#define RECORD_MAX (64u * 1024u)
 
 #define ROOT_EVENTS (IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define DIR_EVENTS                                                                                              \
@@ -40,41 +37,25 @@ void logd_watch_forget(logd_t *d, logd_instance_t *i) {
         i->dir_wd = -1;
 }
 
-/* What instance.json says: whose instance it is, which runtime, whether the VMM exited.
- * vmm-driver writes it (atomically) before it starts the VMM. */
-static int read_record(logd_instance_t *i, char **ret_deployment, char **ret_runtime, bool *ret_exited) {
+/* What instance.json says: whose instance it is, which runtime, where its console goes, whether
+ * the VMM exited. vmm-driver writes it (atomically) before it starts the VMM. */
+static int read_record(logd_instance_t *i, instance_record_t *ret) {
         _cleanup_free_ char *path = NULL, *text = NULL;
-        json_t *o, *v;
-        size_t size;
         int r;
 
-        if (asprintf(&path, "%s/" LOGD_RECORD_FILE, i->src_dir) < 0) {
+        if (asprintf(&path, "%s/" INSTANCE_RECORD_FILE, i->src_dir) < 0) {
                 path = NULL;
                 return -ENOMEM;
         }
-        r = read_file(path, RECORD_MAX, &text, &size);
+        r = read_file(path, INSTANCE_RECORD_MAX, &text, NULL);
         if (r < 0)
                 return r;
-        o = json_loadb(text, size, 0, NULL);
-        if (!json_is_object(o)) {
-                json_decref(o);
+        r = instance_record_from_json(text, INSTANCE_RECORD_SUMMARY, ret);
+        if (r < 0)
+                return r;
+        if (!deployment_id_valid(ret->inst.spec.deployment_id)) {
+                instance_record_clear(ret);
                 return -EBADMSG;
-        }
-        v = json_object_get(o, "deployment_id");
-        if (!json_is_string(v) || !deployment_id_valid(json_string_value(v))) {
-                json_decref(o);
-                return -EBADMSG;
-        }
-        *ret_deployment = strdup(json_string_value(v));
-        v = json_object_get(o, "runtime");
-        *ret_runtime = strdup(json_is_string(v) && streq(json_string_value(v), "cloud-hypervisor") ? "cloud-hypervisor" : "qemu");
-        v = json_object_get(o, "state");
-        *ret_exited = json_is_string(v) && streq(json_string_value(v), "exited");
-        json_decref(o);
-        if (!*ret_deployment || !*ret_runtime) {
-                free(*ret_deployment);
-                free(*ret_runtime);
-                return -ENOMEM;
         }
         return 0;
 }
@@ -85,7 +66,7 @@ static void attach_console(logd_instance_t *i) {
 
         if (i->src_fd >= 0 || !i->store_open || i->finished_at)
                 return;
-        if (asprintf(&path, "%s/" LOGD_CONSOLE_FILE, i->src_dir) < 0)
+        if (asprintf(&path, "%s/%s", i->src_dir, logd_instance_console(i)) < 0)
                 return;
         r = logd_instance_attach(i, path);
         if (r < 0 && r != -ENOENT)
@@ -94,19 +75,25 @@ static void attach_console(logd_instance_t *i) {
 
 /* instance.json appeared or changed. Returns true when i was finished (and maybe freed). */
 static bool refresh_record(logd_t *d, logd_instance_t *i) {
-        _cleanup_free_ char *deployment = NULL, *runtime = NULL;
-        bool exited = false;
+        _cleanup_(instance_record_clear) instance_record_t rec = {};
+        bool exited;
         int r;
 
-        r = read_record(i, &deployment, &runtime, &exited);
+        r = read_record(i, &rec);
         if (r == -ENOENT)
                 return false;
         if (r < 0) {
-                log_debug_errno(r, "Instance %s: %s/" LOGD_RECORD_FILE " unreadable, ignoring: %m", i->id, i->src_dir);
+                log_debug_errno(r, "Instance %s: %s/" INSTANCE_RECORD_FILE " unreadable, ignoring: %m", i->id, i->src_dir);
+                return false;
+        }
+        exited = rec.inst.state && streq(rec.inst.state, INSTANCE_STATE_EXITED);
+        r = logd_instance_set_console(i, instance_record_console_log(&rec));
+        if (r < 0) {
+                log_error_errno(r, "Instance %s: out of memory", i->id);
                 return false;
         }
         if (!i->deployment_id) {
-                r = logd_instance_bind(i, deployment, runtime);
+                r = logd_instance_bind(i, rec.inst.spec.deployment_id, rec.inst.spec.runtime);
                 if (r < 0) {
                         log_error_errno(r, "Instance %s: cannot open its log store: %m", i->id);
                         return false;
@@ -193,14 +180,14 @@ static void on_dir_event(logd_t *d, logd_instance_t *i, const struct inotify_eve
         }
         if (ev->len == 0)
                 return;
-        if (streq(ev->name, LOGD_CONSOLE_FILE)) {
+        if (streq(ev->name, logd_instance_console(i))) {
                 if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
                         gone(d, i);
                 else if (i->src_fd < 0)
                         attach_console(i);
                 else if (ev->mask & IN_MODIFY)
                         logd_instance_pump(i);
-        } else if (streq(ev->name, LOGD_RECORD_FILE) && (ev->mask & (IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE)))
+        } else if (streq(ev->name, INSTANCE_RECORD_FILE) && (ev->mask & (IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE)))
                 (void)refresh_record(d, i);
 }
 

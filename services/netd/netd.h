@@ -141,9 +141,6 @@ typedef struct netd {
         bus_pub_t *pub;
         bus_server_t *server;
         bus_sub_t *events;
-        bus_client_t *vmm;       /* instance.list at start, answered on the loop */
-        char (*adopted)[NETD_INSTANCE_ID_LEN + 1]; /* adopted at start, until vmm-driver's list answers */
-        size_t n_adopted;
 } netd_t;
 
 int netd_open(netd_t *n);

@@ -172,16 +172,10 @@ int netd_bus_open(netd_t *n) {
                 r = bus_sub_attach(n->events, n->ctx->loop, on_event, n);
         if (r < 0)
                 return log_error_errno(r, "Failed to subscribe to vmm-driver events: %m");
-        r = bus_client_new(c->bus[HUSK_DAEMON_VMM_DRIVER].requests, &n->vmm);
-        if (r >= 0)
-                r = bus_client_attach(n->vmm, n->ctx->loop);
-        if (r < 0)
-                return log_error_errno(r, "Failed to set up the vmm-driver client: %m");
         return 0;
 }
 
 void netd_bus_close(netd_t *n) {
-        bus_client_destroy(&n->vmm);
         bus_sub_destroy(&n->events);
         bus_server_destroy(&n->server);
         bus_pub_destroy(&n->pub);

@@ -10,52 +10,45 @@
 #define VMM_LIST_TIMEOUT_MS 2000
 
 /* Instances removed while we were down: vmm-driver's net.detach found no netd and its
- * instance.removed went unheard. Of the networks adopted at start (the snapshot taken when we
- * asked: one attached since is not in an older answer), whatever vmm-driver does not know goes.
- * Without an answer (vmm-driver down too) everything stays: a live VM's network is never
- * guessed away. Asked on the loop: netd serves from its first moment, whoever is down. */
-static void on_instance_list(int error, const bus_reply_t *reply, void *userdata) {
-        netd_t *n = userdata;
-        _cleanup_free_ char (*adopted)[NETD_INSTANCE_ID_LEN + 1] = TAKE_PTR(n->adopted);
-        size_t n_adopted = n->n_adopted;
+ * instance.removed went unheard. Whatever vmm-driver does not know any more goes. Without an
+ * answer (vmm-driver down too) everything stays: a live VM's network is never guessed away.
+ * Asked once at start, before netd serves or reports ready (no loop runs yet, so nothing waits
+ * on this but the start itself): ready means the orphans are gone, and the answer describes the
+ * moment of the restart, not a vmm-driver that came up seconds later. */
+static void reap_orphans(netd_t *n) {
+        bus_call_opts_t opts = { .timeout_ms = VMM_LIST_TIMEOUT_MS, .idempotent = true };
+        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
+        const char *ep = n->ctx->config->bus[HUSK_DAEMON_VMM_DRIVER].requests;
+        bus_client_t *vmm = NULL;
         const msgpack_object *a;
+        _cleanup_free_ char (*gone)[NETD_INSTANCE_ID_LEN + 1] = NULL;
+        size_t n_gone = 0;
+        int r;
 
-        n->n_adopted = 0;
-        if (error < 0 || reply->error_code || !(a = reply->result) || a->type != MSGPACK_OBJECT_ARRAY) {
+        if (n->n_attachments == 0 || !ep || bus_client_new(ep, &vmm) < 0)
+                return;
+        r = bus_call(vmm, "instance.list", NULL, &opts, &reply);
+        bus_client_destroy(&vmm);
+        if (r < 0 || reply->error_code || !(a = reply->result) || a->type != MSGPACK_OBJECT_ARRAY) {
                 log_info("vmm-driver did not list its instances: keeping every adopted network");
                 return;
         }
-        for (size_t k = 0; k < n_adopted; k++) {
+        gone = calloc(n->n_attachments, sizeof(*gone));
+        if (!gone)
+                return;
+        for (size_t k = 0; k < n->n_attachments; k++) {
                 bool known = false;
 
                 for (uint32_t i = 0; i < a->via.array.size && !known; i++) {
                         const msgpack_object *id = mp_map_get(&a->via.array.ptr[i], "instance_id");
-                        known = id && mp_str_eq(id, adopted[k]);
+                        known = id && mp_str_eq(id, n->attachments[k]->instance_id);
                 }
-                if (!known && netd_find(n, adopted[k])) {
-                        log_info("Instance %s is gone from vmm-driver: removing its network", adopted[k]);
-                        (void)netd_detach(n, adopted[k]);
-                }
+                if (!known)
+                        snprintf(gone[n_gone++], sizeof(*gone), "%s", n->attachments[k]->instance_id);
         }
-}
-
-static void reap_orphans(netd_t *n) {
-        static const bus_call_opts_t opts = { .timeout_ms = VMM_LIST_TIMEOUT_MS, .idempotent = true };
-        int r;
-
-        if (n->n_attachments == 0)
-                return;
-        n->adopted = calloc(n->n_attachments, sizeof(*n->adopted));
-        if (!n->adopted)
-                return;
-        for (size_t k = 0; k < n->n_attachments; k++)
-                snprintf(n->adopted[k], sizeof(*n->adopted), "%s", n->attachments[k]->instance_id);
-        n->n_adopted = n->n_attachments;
-        r = bus_call_async(n->vmm, "instance.list", NULL, &opts, on_instance_list, n, NULL);
-        if (r < 0) {
-                log_internal(LOG_INFO, r, "Cannot ask vmm-driver for its instances (%m): keeping every adopted network");
-                free(TAKE_PTR(n->adopted));
-                n->n_adopted = 0;
+        for (size_t k = 0; k < n_gone; k++) {
+                log_info("Instance %s is gone from vmm-driver: removing its network", gone[k]);
+                (void)netd_detach(n, gone[k]);
         }
 }
 
@@ -102,17 +95,14 @@ int netd_open(netd_t *n) {
         r = netd_adopt(n);
         if (r < 0)
                 return r;
+        reap_orphans(n);
         /* Isolation rules are wanted in proxy mode too, when nft works at all. */
         r = netd_sync_rules(n);
         if (r < 0 && n->mode == NETD_MODE_NFT)
                 return log_error_errno(r, "Failed to install the nft rules: %m");
         log_info("Subnet %s, forwarder %s, outbound NAT %s, %zu instance(s) adopted", c->netd.subnet ?: "10.42.0.0/16",
                  n->mode == NETD_MODE_NFT ? "nft" : "proxy", c->netd.outbound_nat ? "on" : "off", n->n_attachments);
-        r = netd_bus_open(n);
-        if (r < 0)
-                return r;
-        reap_orphans(n);
-        return 0;
+        return netd_bus_open(n);
 }
 
 static bool same(const char *a, const char *b) {

@@ -1,4 +1,4 @@
-/* main.c: husk-vmm-driver, the per-host daemon that runs VMM processes (qemu) and keeps one directory per instance. */
+/* main.c: husk-vmm-driver, the per-host daemon that runs VMM processes and keeps one directory per instance. */
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
 

@@ -12,40 +12,17 @@
 #include "lib/daemon.h"
 #include "proto/agent_frame.h"
 #include "proto/instance.h"
+#include "proto/instance_record.h"
 
 typedef struct vmm vmm_t;
 typedef struct vmm_instance vmm_instance_t;
 
-/* ---- instance.json (vmm_record.c) ---------------------------------------------------------- */
+#include "services/vmm-driver/vmm_runtime.h"
 
-#define VMM_RECORD_FILE "instance.json"
-#define VMM_QEMU_LOG "qemu.log" /* the VMM's stdout and stderr */
-#define VMM_RECORD_MAX (64u * 1024u) /* a record is ~1 KiB; anything bigger is not ours */
+/* ---- instance.json (vmm_record.c; its codec is proto/instance_record.c) ---------------------- */
 
-/* What survives a vmm-driver restart: the published record plus what adoption and the stop
- * sequence need to resume. */
-typedef struct vmm_record {
-        instance_t inst;
-        uint64_t pid_start_time;    /* /proc/<pid>/stat field 22 (ticks since boot): pid reuse guard */
-        uint64_t stop_requested_at; /* unix ms; 0 unless a stop was asked */
-        bool remove_on_exit;        /* instance.stop {remove: true} */
-        char *shutdown_reason;      /* last QMP SHUTDOWN reason, NULL if none seen */
-        char *workload_mode;        /* "rootfs" or "bundle" (kit mode), "disk" (a disk image with a command); NULL: no workload */
-        char *image_path;           /* spec.image with every symlink resolved at create: what virtiofsd and QEMU were given */
-        int64_t fs_pid;             /* virtiofsd serving the image, 0 when none */
-        uint64_t fs_pid_start_time;
-        bool workload_started;      /* the agent accepted the start request */
-        bool workload_exited;       /* the agent reported the workload's exit: workload_status is it */
-        int64_t workload_status;    /* code, or 128+signal */
-} vmm_record_t;
-
-void vmm_record_clear(vmm_record_t *r);
-int vmm_record_to_json(const vmm_record_t *r, char **ret);
-/* Strict: missing or mistyped required keys are -EBADMSG; unknown keys are ignored. */
-int vmm_record_from_json(const char *text, vmm_record_t *r);
-int vmm_record_save(const char *dir, const vmm_record_t *r);
-int vmm_record_load(const char *dir, vmm_record_t *r);
-bool vmm_state_valid(const char *state);
+int vmm_record_save(const char *dir, const instance_record_t *r);
+int vmm_record_load(const char *dir, instance_record_t *r);
 
 /* ---- processes (vmm_proc.c) ---------------------------------------------------------------- */
 
@@ -60,7 +37,20 @@ bool vmm_pidfd_exited(int pidfd);
  * older kernels. */
 int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus);
 
-/* ---- qemu runtime (vmm_qemu.c) --------------------------------------------------------------- */
+/* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
+int vmm_find_executable(const char *name, const char *path_env, char **ret);
+/* A VMM, detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to
+ * dir/output, no other fds, default signal mask and dispositions. Exec failures are returned
+ * here. */
+int vmm_spawn(const char *dir, char *const *argv, const char *output, pid_t *ret_pid);
+
+void vmm_strv_free(char **v);
+static inline void vmm_strv_freep(char ***v) {
+        vmm_strv_free(*v);
+        *v = NULL;
+}
+
+/* ---- network (vmm_net.c) ------------------------------------------------------------------ */
 
 /* An instance's network as netd gave it (net.attach). */
 typedef struct vmm_net {
@@ -71,40 +61,6 @@ typedef struct vmm_net {
         char guest_ip[16];
         unsigned prefix;
 } vmm_net_t;
-
-typedef struct vmm_qemu_params {
-        const char *binary;      /* absolute path */
-        const char *accel;       /* "kvm" or "tcg", already resolved */
-        const char *kernel;      /* absolute */
-        const char *initrd;      /* absolute */
-        const char *instance_id;
-        uint32_t cpus;
-        uint32_t memory_mib;
-        uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
-        const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
-        const char *fs_socket;   /* kit mode: virtiofsd's socket, exported to the guest as tag "rootfs"; NULL: none */
-        const char *disk;        /* disk mode with a command: the image, read-only virtio-blk (/dev/vda); NULL: none */
-} vmm_qemu_params_t;
-
-/* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
- * QEMU runs with the instance directory as cwd, which keeps unix socket paths short. */
-int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret);
-/* configured "kvm"/"tcg"/"auto" -> "kvm" or "tcg"; NULL when configured is none of those. */
-const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable);
-bool vmm_kvm_usable(void);
-/* The host's invariant TSC frequency, measured; -EOPNOTSUPP without an invariant TSC. */
-int vmm_host_tsc_khz(uint64_t *ret);
-/* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
-int vmm_find_executable(const char *name, const char *path_env, char **ret);
-/* Detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to dir/qemu.log,
- * no other fds, default signal mask and dispositions. Exec failures are returned here. */
-int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid);
-
-void vmm_strv_free(char **v);
-static inline void vmm_strv_freep(char ***v) {
-        vmm_strv_free(*v);
-        *v = NULL;
-}
 
 /* ---- virtiofsd (vmm_fs.c) ---------------------------------------------------------------- */
 
@@ -117,65 +73,51 @@ static inline void vmm_strv_freep(char ***v) {
 /* "rootfs" for a directory, "bundle" for one with config.json and rootfs/; NULL (0) when the
  * image is not a directory (disk mode, no workload). */
 int vmm_fs_workload_mode(const char *image, const char **ret_mode);
-/* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET and wait until it
- * listens; records its pid and start time in rec. On failure *ret_error says why in the words
- * of virtiofsd's own log (the directory, and the log with it, may be gone when it is read). */
-int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **ret_error);
+/* virtiofsd's start, seen from the loop: error 0 once it listens (its pid and start time are
+ * in rec then), else why says it in the words of virtiofsd's own log (read at once: the
+ * directory, and the log with it, may be gone later). */
+typedef void (*vmm_fs_ready_fn)(int error, const char *why, void *userdata);
+typedef struct vmm_fs_wait vmm_fs_wait_t;
+/* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET; fn runs from loop once it
+ * listens or failed, and the wait (*ret) ends with it. rec must outlive the wait. */
+int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
+                 void *userdata, vmm_fs_wait_t **ret, char **ret_error);
+/* Stop waiting (fn never runs) and kill that virtiofsd. */
+void vmm_fs_wait_cancel(vmm_fs_wait_t **w);
+/* The same, waited for on a private loop: for tests and tools. */
+int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
 /* Kill the recorded virtiofsd if it is still the one we started, and reap it if it is our child. */
-void vmm_fs_stop(vmm_record_t *rec);
-
-/* ---- network (vmm_net.c) ------------------------------------------------------------------ */
+void vmm_fs_stop(instance_record_t *rec);
 
 int vmm_net_open(vmm_t *d);
-/* Ask netd for the instance's TAP and /30 (and its published ports). Without netd on this host
- * *ret is left unattached (an error when ports are asked for). -EADDRINUSE: a host port is
- * taken (PortAllocationFailed); -EAGAIN: netd unavailable; -EINVAL: refused as invalid. */
-int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **ret_error);
-/* Best effort: netd also detaches on instance.removed. */
+/* net.attach's end: error 0 with net set, or -EADDRINUSE (a host port is taken:
+ * PortAllocationFailed), -EAGAIN (netd unavailable, or gone: -ECANCELED never comes here as
+ * such), -EINVAL (refused as invalid), with why saying it. Runs from the loop. */
+typedef void (*vmm_net_attach_fn)(int error, const vmm_net_t *net, const char *why, void *userdata);
+/* Ask netd for the instance's TAP and /30 (and its published ports) without waiting: 0, fn runs
+ * later. 1: no netd on this host, the VM runs without a network (fn never runs). <0: refused at
+ * once (ports without netd: -EAGAIN), *ret_error says why. */
+int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, void *userdata, uint64_t *ret_id,
+                   char **ret_error);
+/* Best effort, not waited for: netd also detaches on instance.removed. */
 void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
 
+/* What is known about a VMM's exit; the runtime's exit_reason makes the reason of it. */
 typedef struct vmm_exit_facts {
         bool stop_requested;          /* we asked (instance.stop) */
-        const char *shutdown_reason;  /* QMP SHUTDOWN reason, NULL if none */
+        const char *shutdown_reason;  /* the shutdown reason the VMM announced, NULL if none */
         bool status_known;
         int wstatus;                  /* wait status, valid when status_known */
 } vmm_exit_facts_t;
 
-const char *vmm_exit_reason(const vmm_exit_facts_t *f);
 /* Exit code, 128+signal, or -1 when unknown. */
 int64_t vmm_exit_status(const vmm_exit_facts_t *f);
 
 int vmm_watch_start(vmm_instance_t *i);
 void vmm_watch_stop(vmm_instance_t *i);
 void vmm_watch_arm_kill(vmm_instance_t *i, uint64_t delay_ms);
-
-/* ---- QMP client (vmm_qmp.c) ------------------------------------------------------------------ */
-
-typedef enum vmm_qmp_state {
-        VMM_QMP_IDLE,
-        VMM_QMP_CONNECTING, /* waiting for QEMU to create qmp.sock */
-        VMM_QMP_GREETING,
-        VMM_QMP_NEGOTIATING, /* qmp_capabilities sent */
-        VMM_QMP_READY,
-} vmm_qmp_state_t;
-
-typedef struct vmm_qmp {
-        int fd;
-        vmm_qmp_state_t state;
-        int timer;            /* connect retry; 0 when none */
-        unsigned delay_ms;    /* next retry delay */
-        uint64_t deadline_ms; /* monotonic; give up connecting after it */
-        char *buf;            /* partial input line */
-        size_t len, cap;
-} vmm_qmp_t;
-
-void vmm_qmp_start(vmm_instance_t *i);
-void vmm_qmp_stop(vmm_instance_t *i);
-/* Read and handle whatever QEMU already wrote (its SHUTDOWN event before it exited). */
-void vmm_qmp_drain(vmm_instance_t *i);
-int vmm_qmp_execute(vmm_instance_t *i, const char *command);
 
 /* ---- agent channel (vmm_agent.c) ------------------------------------------------------------- */
 
@@ -239,14 +181,15 @@ void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, i
 
 struct vmm_instance {
         vmm_t *vmm;
-        vmm_record_t rec;
+        instance_record_t rec;
         char *dir;          /* <instances_dir>/<id> */
         int pidfd;          /* -1 when not watched */
         bool is_child;      /* spawned by this process: waitid() works */
         int kill_timer;     /* SIGKILL after stop_timeout; 0 when none */
         int exit_timer;     /* waiting for an adopted VMM's exit status; 0 when none */
         uint64_t exit_info_deadline; /* monotonic ms */
-        vmm_qmp_t qmp;
+        const vmm_runtime_t *runtime; /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
+        void *runtime_data;           /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
         vmm_agent_t agent;
 };
 
@@ -257,9 +200,16 @@ void vmm_instance_free(vmm_instance_t *i);
 /* Release what vmm_instance_free deferred; for shutdown, outside the loop. */
 void vmm_reap_now(vmm_t *d);
 vmm_instance_t *vmm_instance_get(vmm_t *d, const char *id);
-/* Validate, make the directory, spawn, watch. On failure nothing is left behind and
- * *ret_error says why (caller frees). -EINVAL: bad spec, -EEXIST: id taken, else internal. */
-int vmm_instance_create(vmm_t *d, instance_spec_t *spec, vmm_instance_t **ret, char **ret_error);
+/* The end of a create: i (error 0), or error < 0 and why, as vmm_instance_create() says. Runs once. */
+typedef void (*vmm_create_fn)(vmm_t *d, vmm_instance_t *i, int error, const char *why, void *userdata);
+/* Validate, then go on without blocking the loop: netd's net.attach, the directory, virtiofsd,
+ * spawn, watch; fn runs at the end (possibly before this returns). On failure nothing is left
+ * behind. Returns 0, or < 0 when refused at once (fn never runs; *ret_error says why, caller
+ * frees). Errors: -EINVAL bad spec, -EEXIST id taken, -EADDRINUSE a published port is taken,
+ * -EAGAIN netd unavailable, -ECANCELED vmm-driver stopping, else internal. Takes *spec. */
+int vmm_instance_create(vmm_t *d, instance_spec_t **spec, vmm_create_fn fn, void *userdata, char **ret_error);
+/* Creates in flight: ended with -ECANCELED (shutdown). */
+void vmm_instance_cancel_creates(vmm_t *d);
 int vmm_instance_stop(vmm_instance_t *i, bool remove);
 /* Removes the directory and forgets i (see vmm_instance_free); -EBUSY while the VMM is alive. */
 int vmm_instance_remove(vmm_instance_t *i);
@@ -299,14 +249,13 @@ struct vmm {
         bus_server_t *server;
         zhashx_t *instances;    /* instance_id -> vmm_instance_t* (owned) */
         char *instances_dir;
-        char *qemu_binary;      /* resolved at start; NULL when not found */
-        const char *accel;      /* resolved "kvm" or "tcg" */
-        uint64_t tsc_khz;       /* tcg: host TSC frequency passed to guests, 0 if unknown */
+        void *runtime_state[VMM_RUNTIMES_MAX]; /* each runtime's own state, by row (vmm_runtime.c) */
         zlistx_t *held;         /* events waiting for vmm_publish_hold to end */
         int hold_timer;
         zlistx_t *graveyard;    /* freed instances whose memory goes on the next iteration */
         int reap_timer;
-        bus_client_t *netd;     /* net.attach / net.detach */
+        bus_client_t *netd;     /* net.attach / net.detach, asynchronous */
+        zhashx_t *creating;     /* instance_id -> its create in flight (vmm_instance.c; owned there) */
 };
 
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }

@@ -11,7 +11,7 @@
 /* Is the recorded pid still the VMM we started? pidfd first, then the start time, then the
  * pidfd again: if the process is still alive after we read its start time, that start time
  * was really its own and not that of a process which reused the pid in between. */
-static int open_recorded(const vmm_record_t *rec) {
+static int open_recorded(const instance_record_t *rec) {
         _cleanup_close_ int pidfd = -1;
         uint64_t start_time;
         int r;
@@ -45,7 +45,7 @@ static void adopt_one(vmm_t *d, const char *name, unsigned *n_adopted, unsigned 
         }
         r = vmm_record_load(dir, &i->rec);
         if (r < 0) {
-                log_warning_errno(r, "Skipping %s: cannot read " VMM_RECORD_FILE ": %m", dir);
+                log_warning_errno(r, "Skipping %s: cannot read " INSTANCE_RECORD_FILE ": %m", dir);
                 vmm_instance_free(i);
                 return;
         }
@@ -59,6 +59,8 @@ static void adopt_one(vmm_t *d, const char *name, unsigned *n_adopted, unsigned 
                 vmm_instance_free(i);
                 return;
         }
+        /* A runtime disabled in the config since will do: its VMMs still need watching. */
+        (void)vmm_runtime_lookup(vmm_config(d), i->rec.inst.spec.runtime, &i->runtime, NULL);
         if (!vmm_instance_alive(i))
                 return; /* exited before; kept until removed */
 
@@ -74,6 +76,14 @@ static void adopt_one(vmm_t *d, const char *name, unsigned *n_adopted, unsigned 
                 return;
         }
         i->is_child = false;
+        if (!i->runtime) {
+                /* Cannot happen unless a newer vmm-driver made it: leave it to one that knows. */
+                log_error("Instance %s: runtime %s is not one this vmm-driver runs, skipping", name,
+                          i->rec.inst.spec.runtime);
+                zhashx_delete(d->instances, name);
+                vmm_instance_free(i); /* closes the pidfd */
+                return;
+        }
         r = vmm_watch_start(i);
         if (r < 0) {
                 /* Without a watch its exit would go unnoticed: leave it to the next start. */
@@ -82,7 +92,9 @@ static void adopt_one(vmm_t *d, const char *name, unsigned *n_adopted, unsigned 
                 vmm_instance_free(i);
                 return;
         }
-        vmm_qmp_start(i);
+        r = i->runtime->adopt(i);
+        if (r < 0)
+                log_warning_errno(r, "Instance %s: cannot reconnect to its VMM's control channel, ignoring: %m", name);
         vmm_agent_start(i);
         if (i->rec.stop_requested_at > 0) {
                 uint64_t timeout = vmm_config(d)->vmm_driver.stop_timeout_ms;

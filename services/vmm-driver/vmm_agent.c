@@ -1,4 +1,4 @@
-/* vmm_agent.c: host side of the agent channel (agent.sock, QEMU's end of the husk.agent port): connect, hello, frames, requests multiplexed by id. */
+/* vmm_agent.c: host side of the agent channel (the runtime's agent socket): connect, hello, frames, requests multiplexed by id. */
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
@@ -8,7 +8,6 @@
 #include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
 
-#define AGENT_SOCKET "agent.sock"
 #define AGENT_RETRY_FIRST_MS 20
 #define AGENT_RETRY_MAX_MS 100 /* a guest may be ready 100 ms after spawn (KVM) */
 #define AGENT_OUT_MAX (2u * AGENT_FRAME_MAX) /* unsent bytes we buffer before calling the guest stuck */
@@ -97,7 +96,7 @@ static void agent_close(vmm_instance_t *i) {
         calls_fail_all(i, -ECONNRESET);
 }
 
-/* Connection lost while the VM may still run: a guest agent restart, or QEMU dropping us. */
+/* Connection lost while the VM may still run: a guest agent restart, or the VMM dropping us. */
 static void agent_reset(vmm_instance_t *i) {
         agent_close(i);
         if (vmm_instance_alive(i))
@@ -398,7 +397,7 @@ static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
         if (!vmm_instance_alive(i))
                 return 0;
 
-        fd = vmm_instance_connect(i, AGENT_SOCKET);
+        fd = i->runtime->agent_connect(i);
         if (fd < 0) {
                 schedule_reconnect(i);
                 return 0;

@@ -145,32 +145,60 @@ static const char *error_code(int r) {
         }
 }
 
+static const char *create_error_code(int r) {
+        /* A host problem (binary missing, disk full) is ours to log; a bad spec is the caller's. */
+        return r == -EINVAL || r == -EEXIST || r == -EADDRINUSE || r == -EAGAIN ? error_code(r) : BUS_ERR_INTERNAL;
+}
+
+static void on_created(vmm_t *d, vmm_instance_t *i, int error, const char *why, void *userdata) {
+        bus_deferred_t *reply = userdata;
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        const char *code;
+
+        if (error < 0) {
+                code = create_error_code(error);
+                if (streq(code, BUS_ERR_INTERNAL))
+                        log_error_errno(error, "Failed to create instance: %s", why ?: "?");
+                bus_deferred_fail(&reply, code, "%s", why ?: strerror(-error));
+                return;
+        }
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        instance_pack(&pk, &i->rec.inst);
+        bus_deferred_reply(&reply, buf.data, buf.size);
+        msgpack_sbuffer_destroy(&buf);
+}
+
+/* Answered when the VMM runs: netd and virtiofsd are waited for on the loop, not here. */
 static int method_create(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         vmm_t *d = userdata;
-        _cleanup_(instance_spec_clear) instance_spec_t spec = {};
+        _cleanup_free_ instance_spec_t *spec = NULL;
         _cleanup_free_ char *error = NULL;
         proto_error_t e = {};
-        vmm_instance_t *i;
+        bus_deferred_t *reply;
         int r;
 
         /* The schema's table first, so that `invalid` names the field, as SCHEMA.md promises. */
         if (proto_check(&proto_msg_instance_spec, req->args, 0, &e) < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID, "%s", e.message);
-        r = instance_spec_unpack(req->args, &spec);
+        spec = calloc(1, sizeof(*spec));
+        if (!spec)
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+        r = instance_spec_unpack(req->args, spec);
         if (r < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID, "invalid instance spec: %s", strerror(-r));
-
-        r = vmm_instance_create(d, &spec, &i, &error);
-        if (r < 0) {
-                /* A host problem (binary missing, disk full) is ours to log; a bad spec is the caller's. */
-                const char *code = r == -EINVAL || r == -EEXIST || r == -EADDRINUSE || r == -EAGAIN ? error_code(r)
-                                                                                                   : BUS_ERR_INTERNAL;
-                if (streq(code, BUS_ERR_INTERNAL))
-                        log_error_errno(r, "Failed to create instance: %s", error ?: "?");
-                return bus_request_fail(req, code, "%s", error ?: strerror(-r));
+        reply = bus_request_defer(req);
+        if (!reply) {
+                instance_spec_clear(spec);
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
         }
-        instance_pack(pk, &i->rec.inst);
-        return 0;
+        r = vmm_instance_create(d, &spec, on_created, reply, &error);
+        if (spec)
+                instance_spec_clear(spec);
+        if (r < 0)
+                on_created(d, NULL, r, error, reply);
+        return BUS_DEFERRED;
 }
 
 static int get_instance(bus_request_t *req, vmm_t *d, vmm_instance_t **ret) {

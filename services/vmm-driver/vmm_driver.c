@@ -1,42 +1,10 @@
-/* vmm_driver.c: the daemon object: paths, runtime detection, bus sockets, adoption at start. */
+/* vmm_driver.c: the daemon object: paths, runtimes set up, bus sockets, adoption at start. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
-
-/* Resolve what depends on runtime.qemu: the binary, the accelerator, the TSC frequency. */
-static int setup_qemu(vmm_t *d, const husk_config_t *c) {
-        const char *binary = c->qemu.binary_path ?: "qemu-system-x86_64";
-        const char *accel;
-        char *path = NULL;
-        int r;
-
-        accel = vmm_qemu_accel_resolve(c->qemu.accel, c->qemu.accel && !streq(c->qemu.accel, "auto") ? false : vmm_kvm_usable());
-        if (!accel)
-                return log_error_errno(EINVAL, "runtime.qemu.accel: must be one of kvm, tcg, auto (got %s)", c->qemu.accel);
-        if (c->qemu.enabled) {
-                r = vmm_find_executable(binary, getenv("PATH"), &path);
-                if (r < 0)
-                        /* Not fatal: adopted VMMs still need watching; creates fail with a clear error. */
-                        log_warning_errno(r, "qemu binary %s not found, instance.create will fail: %m", binary);
-                else
-                        log_info("qemu runtime: %s, accel %s", path, accel);
-        }
-        free(d->qemu_binary);
-        d->qemu_binary = path;
-        d->accel = accel;
-        d->tsc_khz = 0;
-        if (streq(d->accel, "tcg")) {
-                r = vmm_host_tsc_khz(&d->tsc_khz);
-                if (r < 0)
-                        log_warning_errno(r, "Cannot tell guests the TSC frequency, their boots may hang on a busy host: %m");
-                else
-                        log_debug("Host TSC: %" PRIu64 " kHz", d->tsc_khz);
-        }
-        return 0;
-}
 
 static bool same(const char *a, const char *b) {
         return (!a && !b) || (a && b && streq(a, b));
@@ -56,7 +24,7 @@ int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
         if (!same(old_ep->events, new_ep->events) || !same(old_ep->requests, new_ep->requests))
                 log_notice("bus.vmm-driver endpoints changed: they apply at the next restart");
         /* Everything else (stop timeout, defaults, kit paths) is read from the config when used. */
-        return setup_qemu(d, fresh);
+        return vmm_runtime_setup_all(d, fresh);
 }
 
 int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
@@ -72,7 +40,8 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         d->loop = ctx->loop;
         d->instances = zhashx_new();
         d->graveyard = zlistx_new();
-        if (!d->instances || !d->graveyard)
+        d->creating = zhashx_new();
+        if (!d->instances || !d->graveyard || !d->creating)
                 return log_error_errno(ENOMEM, "Out of memory");
 
         if (c->vmm_driver.instances_dir)
@@ -85,7 +54,7 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s: %m", d->instances_dir);
 
-        r = setup_qemu(d, c);
+        r = vmm_runtime_setup_all(d, c);
         if (r < 0)
                 return r;
 
@@ -118,6 +87,11 @@ void vmm_free(vmm_t *d) {
                 return;
         /* Whatever is held still goes out: it is news to every subscriber. */
         vmm_publish_release(d);
+        /* Creates in flight are answered while the server is still there: those waiting for
+         * virtiofsd now, those waiting for netd when its client goes. */
+        vmm_instance_cancel_creates(d);
+        bus_client_destroy(&d->netd);
+        zhashx_destroy(&d->creating);
         bus_server_destroy(&d->server);
         /* The VMMs keep running: we only let go of them. */
         if (d->instances) {
@@ -132,8 +106,7 @@ void vmm_free(vmm_t *d) {
                 zloop_timer_end(d->loop, d->reap_timer);
         zlistx_destroy(&d->graveyard);
         bus_pub_destroy(&d->pub);
-        bus_client_destroy(&d->netd);
-        free(d->qemu_binary);
+        vmm_runtime_free_all(d);
         free(d->instances_dir);
         free(d);
 }

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lib/child.h"
@@ -103,13 +102,61 @@ static int exited_early(const char *dir, int status, char **ret_error) {
         return -EIO;
 }
 
-int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **ret_error) {
+struct vmm_fs_wait {
+        zloop_t *loop;
+        int timer;
+        pid_t pid;
+        char *dir;
+        uint64_t deadline;       /* monotonic ms */
+        instance_record_t *rec;
+        vmm_fs_ready_fn fn;
+        void *userdata;
+};
+
+static void wait_free(vmm_fs_wait_t *w) {
+        if (!w)
+                return;
+        if (w->timer > 0)
+                zloop_timer_end(w->loop, w->timer);
+        free(w->dir);
+        free(w);
+}
+
+/* Until virtiofsd listens, exits or runs out of time; every FS_LISTEN_STEP_MS on the loop. */
+static int on_listen_tick(zloop_t *loop, int timer_id, void *arg) {
+        vmm_fs_wait_t *w = arg;
+        _cleanup_free_ char *why = NULL;
+        int status, r;
+
+        if (timer_id != w->timer)
+                return 0;
+        if (listening(w->dir)) {
+                w->rec->fs_pid = w->pid;
+                if (vmm_proc_start_time(w->pid, &w->rec->fs_pid_start_time) < 0)
+                        w->rec->fs_pid_start_time = 0;
+                r = 0;
+        } else if (waitpid(w->pid, &status, WNOHANG) == w->pid)
+                r = exited_early(w->dir, status, &why);
+        else if (now_monotonic_ms() >= w->deadline) {
+                kill(w->pid, SIGKILL);
+                (void)waitpid(w->pid, NULL, 0);
+                if (asprintf(&why, "virtiofsd did not listen within %u ms", FS_LISTEN_TIMEOUT_MS) < 0)
+                        why = NULL;
+                r = -ETIMEDOUT;
+        } else
+                return 0;
+        w->fn(r, why, w->userdata);
+        wait_free(w);
+        return 0;
+}
+
+int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
+                 void *userdata, vmm_fs_wait_t **ret, char **ret_error) {
         char sock_opt[PATH_MAX + 32], source_opt[PATH_MAX + 16];
         char *argv[] = { VIRTIOFSD, sock_opt, "-o", source_opt, "-o", "cache=auto", "-o", "sandbox=chroot",
                          "-o", "no_posix_lock", NULL };
-        uint64_t deadline;
+        vmm_fs_wait_t *w;
         pid_t pid;
-        int status;
 
         *ret_error = NULL;
         if (access(VIRTIOFSD, X_OK) < 0) {
@@ -130,33 +177,89 @@ int vmm_fs_start(const char *dir, const char *source, vmm_record_t *rec, char **
         /* A comma would end virtiofsd's -o value and start another option. */
         if (strchr(source, ','))
                 return -EINVAL;
+        w = calloc(1, sizeof(*w));
+        if (!w || !(w->dir = strdup(dir))) {
+                free(w);
+                return -ENOMEM;
+        }
 
         pid = fork();
-        if (pid < 0)
+        if (pid < 0) {
+                wait_free(w);
                 return -errno;
+        }
         if (pid == 0)
                 child(dir, source, argv);
 
-        deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS;
-        while (!listening(dir)) {
-                if (waitpid(pid, &status, WNOHANG) == pid)
-                        return exited_early(dir, status, ret_error);
-                if (now_monotonic_ms() >= deadline) {
-                        kill(pid, SIGKILL);
-                        (void)waitpid(pid, NULL, 0);
-                        if (asprintf(ret_error, "virtiofsd did not listen within %u ms", FS_LISTEN_TIMEOUT_MS) < 0)
-                                *ret_error = NULL;
-                        return -ETIMEDOUT;
-                }
-                nanosleep(&(struct timespec){ .tv_nsec = FS_LISTEN_STEP_MS * 1000 * 1000 }, NULL);
+        *w = (vmm_fs_wait_t){ .loop = loop, .pid = pid, .dir = w->dir, .rec = rec, .fn = fn, .userdata = userdata,
+                              .deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS };
+        w->timer = zloop_timer(loop, FS_LISTEN_STEP_MS, 0, on_listen_tick, w);
+        if (w->timer < 0) {
+                w->timer = 0;
+                kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                wait_free(w);
+                return -ENOMEM;
         }
-        rec->fs_pid = pid;
-        if (vmm_proc_start_time(pid, &rec->fs_pid_start_time) < 0)
-                rec->fs_pid_start_time = 0;
+        *ret = w;
         return 0;
 }
 
-void vmm_fs_stop(vmm_record_t *rec) {
+void vmm_fs_wait_cancel(vmm_fs_wait_t **w) {
+        if (!*w)
+                return;
+        kill((*w)->pid, SIGKILL);
+        (void)waitpid((*w)->pid, NULL, 0);
+        wait_free(*w);
+        *w = NULL;
+}
+
+/* The synchronous form, on a loop of its own: for tests and tools, never for the daemon's loop. */
+typedef struct sync_wait {
+        bool done;
+        int error;
+        char *why;
+} sync_wait_t;
+
+static void on_sync_ready(int error, const char *why, void *userdata) {
+        sync_wait_t *s = userdata;
+
+        s->done = true;
+        s->error = error;
+        s->why = why ? strdup(why) : NULL;
+}
+
+static int on_sync_check(zloop_t *loop, int timer_id, void *arg) {
+        return ((sync_wait_t *)arg)->done ? -1 : 0;
+}
+
+int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error) {
+        sync_wait_t s = {};
+        vmm_fs_wait_t *w = NULL;
+        zloop_t *loop;
+        int r;
+
+        *ret_error = NULL;
+        loop = zloop_new();
+        if (!loop)
+                return -ENOMEM;
+        r = vmm_fs_spawn(loop, dir, source, rec, on_sync_ready, &s, &w, ret_error);
+        if (r >= 0 && zloop_timer(loop, 1, 0, on_sync_check, &s) < 0) {
+                vmm_fs_wait_cancel(&w);
+                r = -ENOMEM;
+        }
+        if (r >= 0) {
+                zloop_start(loop);
+                if (!s.done)
+                        vmm_fs_wait_cancel(&w); /* interrupted */
+                r = s.done ? s.error : -EINTR;
+                *ret_error = s.why;
+        }
+        zloop_destroy(&loop);
+        return r;
+}
+
+void vmm_fs_stop(instance_record_t *rec) {
         uint64_t start_time;
         pid_t pid = (pid_t)rec->fs_pid;
 
@@ -166,7 +269,7 @@ void vmm_fs_stop(vmm_record_t *rec) {
         /* After a vmm-driver restart the pid may belong to someone else by now. */
         if (vmm_proc_start_time(pid, &start_time) < 0 || start_time != rec->fs_pid_start_time)
                 return;
-        /* It ends by itself once QEMU disconnects; SIGKILL covers a wedged one. */
+        /* It ends by itself once the VMM disconnects; SIGKILL covers a wedged one. */
         (void)kill(pid, SIGKILL);
         /* Our child unless we were restarted since; then init reaps it. */
         (void)waitpid(pid, NULL, 0);

@@ -48,25 +48,70 @@ int vmm_net_open(vmm_t *d) {
         r = bus_client_new(ep, &d->netd);
         if (r < 0)
                 return log_error_errno(r, "Failed to connect to netd at %s: %m", ep);
+        /* Never a blocking call from the loop: while netd is slow, exits and requests go on. */
+        r = bus_client_attach(d->netd, d->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to serve netd's replies from the loop: %m");
         return 0;
 }
 
-int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **ret_error) {
-        bus_call_opts_t opts = { .timeout_ms = NET_ATTACH_TIMEOUT_MS, .idempotent = true };
-        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
-        msgpack_sbuffer buf;
+typedef struct attach_call {
+        vmm_t *d;
+        char instance_id[INSTANCE_ID_LEN + 1];
+        vmm_net_attach_fn fn;
+        void *userdata;
+} attach_call_t;
+
+static void on_attach_reply(int error, const bus_reply_t *reply, void *userdata) {
+        _cleanup_free_ attach_call_t *c = userdata;
+        _cleanup_free_ char *why = NULL;
         _cleanup_(attachment_clear) attachment_t a = {};
         proto_error_t e = {};
+        vmm_net_t net = {};
+        int r;
+
+        if (error < 0) {
+                r = net_fail(&why, -EAGAIN, "netd did not answer net.attach: %s", strerror(-error));
+        } else if (reply->error_code) {
+                /* PortAllocationFailed keeps its own code: the scheduler counts it as a failed start. */
+                r = streq(reply->error_code, BUS_ERR_PORT_ALLOCATION_FAILED) ? -EADDRINUSE
+                    : streq(reply->error_code, BUS_ERR_INVALID)              ? -EINVAL
+                                                                             : -EAGAIN;
+                r = net_fail(&why, r, "%s", reply->error_message ?: reply->error_code);
+        } else if (attachment_unpack(reply->result, &a, &e) < 0) {
+                vmm_net_detach(c->d, c->instance_id);
+                r = net_fail(&why, -EBADMSG, "netd answered net.attach with a malformed result: %s", e.message);
+        } else {
+                snprintf(net.tap, sizeof(net.tap), "%s", a.tap);
+                snprintf(net.mac, sizeof(net.mac), "%s", a.mac);
+                snprintf(net.host_ip, sizeof(net.host_ip), "%s", a.host_ip);
+                snprintf(net.guest_ip, sizeof(net.guest_ip), "%s", a.guest_ip);
+                net.prefix = a.prefix;
+                net.attached = true;
+                r = 0;
+        }
+        c->fn(r, r < 0 ? NULL : &net, why, c->userdata);
+}
+
+int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, void *userdata, uint64_t *ret_id,
+                   char **ret_error) {
+        bus_call_opts_t opts = { .timeout_ms = NET_ATTACH_TIMEOUT_MS, .idempotent = true };
+        attach_call_t *c;
+        msgpack_sbuffer buf;
         msgpack_packer pk;
         int r;
 
-        memset(ret, 0, sizeof(*ret));
         if (!d->netd || !netd_present(d)) {
                 if (s->n_ports > 0)
                         return net_fail(ret_error, -EAGAIN, "ports: no netd runs on this host to publish them");
                 log_debug("Instance %s: no netd on this host, no network", s->instance_id);
-                return 0;
+                return 1;
         }
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return net_fail(ret_error, -ENOMEM, "out of memory");
+        *c = (attach_call_t){ .d = d, .fn = fn, .userdata = userdata };
+        snprintf(c->instance_id, sizeof(c->instance_id), "%s", s->instance_id);
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 3);
@@ -74,50 +119,46 @@ int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_t *ret, char **re
         mp_pack_kv_str(&pk, "deployment_id", s->deployment_id);
         mp_pack_str(&pk, "ports");
         ports_pack(&pk, s->ports, s->n_ports);
-        r = bus_call(d->netd, "net.attach", &buf, &opts, &reply);
+        r = bus_call_async(d->netd, "net.attach", &buf, &opts, on_attach_reply, c, ret_id);
         msgpack_sbuffer_destroy(&buf);
-        if (r < 0)
-                return net_fail(ret_error, -EAGAIN, "netd did not answer net.attach: %s", strerror(-r));
-        if (reply->error_code) {
-                /* PortAllocationFailed keeps its own code: the scheduler counts it as a failed start. */
-                r = streq(reply->error_code, BUS_ERR_PORT_ALLOCATION_FAILED) ? -EADDRINUSE
-                    : streq(reply->error_code, BUS_ERR_INVALID)       ? -EINVAL
-                                                                      : -EAGAIN;
-                return net_fail(ret_error, r, "%s", reply->error_message ?: reply->error_code);
-        }
-        r = attachment_unpack(reply->result, &a, &e);
         if (r < 0) {
-                vmm_net_detach(d, s->instance_id);
-                return net_fail(ret_error, -EBADMSG, "netd answered net.attach with a malformed result: %s", e.message);
+                free(c);
+                return net_fail(ret_error, -EAGAIN, "cannot ask netd for net.attach: %s", strerror(-r));
         }
-        snprintf(ret->tap, sizeof(ret->tap), "%s", a.tap);
-        snprintf(ret->mac, sizeof(ret->mac), "%s", a.mac);
-        snprintf(ret->host_ip, sizeof(ret->host_ip), "%s", a.host_ip);
-        snprintf(ret->guest_ip, sizeof(ret->guest_ip), "%s", a.guest_ip);
-        ret->prefix = a.prefix;
-        ret->attached = true;
         return 0;
+}
+
+static void on_detach_reply(int error, const bus_reply_t *reply, void *userdata) {
+        _cleanup_free_ char *instance_id = userdata;
+
+        /* netd also detaches on our instance.removed event: a miss here is not fatal. */
+        if (error < 0)
+                log_warning_errno(error, "Instance %s: net.detach: no answer from netd, ignoring: %m", instance_id);
+        else if (reply->error_code)
+                log_warning("Instance %s: net.detach: %s: %s, ignoring", instance_id, reply->error_code,
+                            reply->error_message ?: "");
 }
 
 void vmm_net_detach(vmm_t *d, const char *instance_id) {
         bus_call_opts_t opts = { .timeout_ms = NET_DETACH_TIMEOUT_MS, .idempotent = true };
-        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
         msgpack_sbuffer buf;
         msgpack_packer pk;
+        char *id;
         int r;
 
         if (!d->netd || !netd_present(d))
+                return;
+        id = strdup(instance_id);
+        if (!id)
                 return;
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_str(&pk, "instance_id", instance_id);
-        r = bus_call(d->netd, "net.detach", &buf, &opts, &reply);
+        r = bus_call_async(d->netd, "net.detach", &buf, &opts, on_detach_reply, id, NULL);
         msgpack_sbuffer_destroy(&buf);
-        /* netd also detaches on our instance.removed event: a miss here is not fatal. */
-        if (r < 0)
-                log_warning_errno(r, "Instance %s: net.detach: no answer from netd, ignoring: %m", instance_id);
-        else if (reply->error_code)
-                log_warning("Instance %s: net.detach: %s: %s, ignoring", instance_id, reply->error_code,
-                            reply->error_message ?: "");
+        if (r < 0) {
+                log_warning_errno(r, "Instance %s: cannot send net.detach, ignoring: %m", instance_id);
+                free(id);
+        }
 }

@@ -1,15 +1,22 @@
-/* vmm_proc.c: process identity (pid + start time from /proc) and pidfd helpers. */
+/* vmm_proc.c: processes: finding and spawning a VMM, identity (pid + start time from /proc), pidfd helpers. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "lib/child.h"
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
+
+extern char **environ;
 
 /* PIDFD_GET_INFO (Linux 6.15, <linux/pidfd.h>), defined here because Debian 12's headers
  * predate it. The first version of the struct is 64 bytes and already carries exit_code. */
@@ -92,5 +99,84 @@ int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus) {
         if (!(info.mask & VMM_PIDFD_INFO_EXIT))
                 return -ENODATA;
         *ret_wstatus = info.exit_code;
+        return 0;
+}
+
+void vmm_strv_free(char **v) {
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+int vmm_find_executable(const char *name, const char *path_env, char **ret) {
+        _cleanup_free_ char *copy = NULL;
+        char *save = NULL;
+
+        if (!name || !*name)
+                return -EINVAL;
+        if (strchr(name, '/')) {
+                if (access(name, X_OK) < 0)
+                        return -errno;
+                *ret = strdup(name);
+                return *ret ? 0 : -ENOMEM;
+        }
+        copy = strdup(path_env && *path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
+        if (!copy)
+                return -ENOMEM;
+        for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+                char path[PATH_MAX];
+                struct stat st;
+
+                if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+                        continue;
+                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+                        continue;
+                *ret = strdup(path);
+                return *ret ? 0 : -ENOMEM;
+        }
+        return -ENOENT;
+}
+
+int vmm_spawn(const char *dir, char *const *argv, const char *output, pid_t *ret_pid) {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        pid_t pid;
+        int r;
+
+        r = posix_spawnattr_init(&attr);
+        if (r != 0)
+                return -r;
+        r = posix_spawn_file_actions_init(&fa);
+        if (r != 0) {
+                posix_spawnattr_destroy(&attr);
+                return -r;
+        }
+        /* The daemon blocks its stop signals for the signalfd: the VMM must get them back, and
+         * its own session keeps it out of our process group and terminal's signals. */
+        r = -child_spawnattr_reset_signals(&attr, POSIX_SPAWN_SETSID);
+        if (r == 0)
+                r = posix_spawn_file_actions_addchdir_np(&fa, dir);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, output,
+                                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (r == 0)
+                r = posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+        /* Our sockets (bus, control and agent connections of other VMs) must not leak into the VMM,
+         * even those some library opened without O_CLOEXEC. */
+        if (r == 0)
+                r = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+        /* posix_spawn reports exec failures itself (glibc uses CLONE_VFORK and a status pipe). */
+        if (r == 0)
+                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        *ret_pid = pid;
         return 0;
 }

@@ -1,9 +1,8 @@
-/* vmm_qemu.c: the qemu runtime: accelerator choice, the microvm command line and the detached spawn. */
+/* vmm_qemu.c: the qemu runtime's command line: accelerator choice, TSC frequency, the microvm argv. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,11 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/child.h"
 #include "lib/log.h"
-#include "services/vmm-driver/vmm.h"
-
-extern char **environ;
+#include "services/vmm-driver/vmm_qemu.h"
 
 /* The guest kernel's command line, before the per-instance parameters. microvm has no PCI host
  * (every device is virtio-mmio), and the kernel's pci_arch_init prints "PCI: Fatal: No config
@@ -24,14 +20,6 @@ extern char **environ;
  * access method was found, probed or not), so that initcall is skipped too; there is nothing it
  * could find here. */
 #define KERNEL_CMDLINE "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off initcall_blacklist=pci_arch_init"
-
-void vmm_strv_free(char **v) {
-        if (!v)
-                return;
-        for (char **p = v; *p; p++)
-                free(*p);
-        free(v);
-}
 
 const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable) {
         if (!configured || streq(configured, "auto"))
@@ -93,35 +81,6 @@ int vmm_host_tsc_khz(uint64_t *ret) {
         return -EOPNOTSUPP;
 }
 #endif
-
-int vmm_find_executable(const char *name, const char *path_env, char **ret) {
-        _cleanup_free_ char *copy = NULL;
-        char *save = NULL;
-
-        if (!name || !*name)
-                return -EINVAL;
-        if (strchr(name, '/')) {
-                if (access(name, X_OK) < 0)
-                        return -errno;
-                *ret = strdup(name);
-                return *ret ? 0 : -ENOMEM;
-        }
-        copy = strdup(path_env && *path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
-        if (!copy)
-                return -ENOMEM;
-        for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-                char path[PATH_MAX];
-                struct stat st;
-
-                if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-                        continue;
-                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
-                        continue;
-                *ret = strdup(path);
-                return *ret ? 0 : -ENOMEM;
-        }
-        return -ENOENT;
-}
 
 typedef struct strv_builder {
         char **v;
@@ -250,47 +209,5 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
                 return b.error;
         }
         *ret = b.v;
-        return 0;
-}
-
-int vmm_qemu_spawn(const char *dir, char *const *argv, pid_t *ret_pid) {
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        pid_t pid;
-        int r;
-
-        r = posix_spawnattr_init(&attr);
-        if (r != 0)
-                return -r;
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
-                posix_spawnattr_destroy(&attr);
-                return -r;
-        }
-        /* The daemon blocks its stop signals for the signalfd: QEMU must get them back, and
-         * its own session keeps it out of our process group and terminal's signals. */
-        r = -child_spawnattr_reset_signals(&attr, POSIX_SPAWN_SETSID);
-        if (r == 0)
-                r = posix_spawn_file_actions_addchdir_np(&fa, dir);
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, VMM_QEMU_LOG,
-                                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-        /* Our sockets (bus, QMP and agent connections of other VMs) must not leak into QEMU,
-         * even those some library opened without O_CLOEXEC. */
-        if (r == 0)
-                r = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-        /* posix_spawn reports exec failures itself (glibc uses CLONE_VFORK and a status pipe). */
-        if (r == 0)
-                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
-
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r != 0)
-                return -r;
-        *ret_pid = pid;
         return 0;
 }

@@ -1,4 +1,4 @@
-/* vmm_watch.c: exit detection through a pidfd per VMM (children and adopted alike), exit classification, the stop deadline. */
+/* vmm_watch.c: exit detection through a pidfd per VMM (children and adopted alike), the exit status, the stop deadline. */
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -12,34 +12,6 @@
  * seconds, so we poll only this long before publishing the exit with an unknown status. */
 #define EXIT_INFO_POLL_MS 1
 #define EXIT_INFO_WAIT_MS 10
-
-static bool starts_with(const char *s, const char *prefix) {
-        return s && strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-const char *vmm_exit_reason(const vmm_exit_facts_t *f) {
-        if (f->stop_requested)
-                return "stopped";
-        /* QEMU reports guest-shutdown, guest-reset (a reboot, which -no-reboot turns into an
-         * exit) and guest-panic: the guest ended itself. */
-        if (starts_with(f->shutdown_reason, "guest-"))
-                return "guest-shutdown";
-        if (f->status_known && WIFSIGNALED(f->wstatus))
-                return "killed";
-        /* SIGTERM/SIGINT/SIGHUP make QEMU emit SHUTDOWN host-signal and exit 0. */
-        if (f->shutdown_reason && streq(f->shutdown_reason, "host-signal"))
-                return "killed";
-        if (f->status_known && WIFEXITED(f->wstatus) && WEXITSTATUS(f->wstatus) != 0)
-                return "crashed";
-        /* Some other host request (a QMP quit or powerdown not from us). */
-        if (starts_with(f->shutdown_reason, "host-"))
-                return "stopped";
-        /* QEMU exits 0 only when asked to shut down; we know the host-side requests. */
-        if (f->status_known)
-                return "guest-shutdown";
-        /* Gone without a shutdown event and with no status: a signal or a crash. */
-        return "crashed";
-}
 
 int64_t vmm_exit_status(const vmm_exit_facts_t *f) {
         if (!f->status_known)
@@ -59,7 +31,8 @@ static void finish(vmm_instance_t *i, bool status_known, int wstatus) {
                 .wstatus = wstatus,
         };
 
-        vmm_instance_on_exit(i, vmm_exit_reason(&f), vmm_exit_status(&f));
+        /* Only a runtime can watch: an instance without one is never watched. */
+        vmm_instance_on_exit(i, i->runtime->exit_reason(&f), vmm_exit_status(&f));
 }
 
 static int on_exit_info_timer(zloop_t *loop, int timer_id, void *arg) {
@@ -84,8 +57,8 @@ static int on_pidfd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         int wstatus, r;
 
         zloop_poller_end(loop, &(zmq_pollitem_t){ .fd = i->pidfd });
-        /* QEMU wrote its SHUTDOWN event before exiting: read it so the reason is known. */
-        vmm_qmp_drain(i);
+        /* The VMM announced its shutdown before exiting: read that so the reason is known. */
+        i->runtime->drain(i);
         /* Likewise the agent's report of the workload's exit, written just before power-off. */
         vmm_agent_drain(i);
 

@@ -1,5 +1,6 @@
 /* vmm_workload.c: the kit-mode workload seen from the host: start it, learn its exit status, exec and signal through the agent. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,10 +19,19 @@
 
 static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
 
+/* "virtio-serial (<dir>/agent.sock)": the runtime's way to the agent, for messages. */
+static const char *channel(const vmm_instance_t *i, char *buf, size_t size) {
+        if (!i->runtime)
+                return "its agent channel";
+        snprintf(buf, size, "%s (%s/%s)", i->runtime->agent_transport, i->dir, i->runtime->agent_socket);
+        return buf;
+}
+
 void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, int error) {
+        char ch[384];
+
         snprintf(buf, size,
-                 "husk-agent on instance %s is not reachable over virtio-serial (%s/agent.sock): %s%s", id_of(i),
-                 i->dir, error == -ENOTCONN ? "not connected" : strerror(-error),
+                 "husk-agent on instance %s is not reachable over %s: %s%s", id_of(i), channel(i, ch, sizeof(ch)), error == -ENOTCONN ? "not connected" : strerror(-error),
                  error == -ENOTCONN ? " (the guest is still booting, has stopped, or its image has no husk-agent)"
                                     : "");
 }
@@ -193,15 +203,15 @@ static void on_exec(vmm_instance_t *i, const msgpack_object *body, int error, vo
                 return;
         }
         if (error < 0) {
-                char msg[512];
+                char msg[512], ch[384];
 
                 if (error == -ETIMEDOUT)
                         snprintf(msg, sizeof(msg), "husk-agent on instance %s did not answer the exec over "
-                                 "virtio-serial (%s/agent.sock) in time: the guest is hung or overloaded",
-                                 id_of(i), i->dir);
+                                 "%s in time: the guest is hung or overloaded",
+                                 id_of(i), channel(i, ch, sizeof(ch)));
                 else if (error == -ECONNRESET)
-                        snprintf(msg, sizeof(msg), "husk-agent on instance %s: the virtio-serial connection "
-                                 "(%s/agent.sock) closed before the exec finished (the VM stopped?)", id_of(i), i->dir);
+                        snprintf(msg, sizeof(msg), "husk-agent on instance %s: the %s connection "
+                                 "closed before the exec finished (the VM stopped?)", id_of(i), channel(i, ch, sizeof(ch)));
                 else
                         vmm_workload_unreachable(msg, sizeof(msg), i, error);
                 bus_deferred_fail(&d, BUS_ERR_UNAVAILABLE, "%s", msg);

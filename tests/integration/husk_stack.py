@@ -99,6 +99,19 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEWNET = 0x40000000
 
 
+def enter_netns(netns):
+    """Move the calling thread (only: setns(2) is per thread) into the named network namespace
+    (/run/netns/NETNS); what it creates afterwards, sockets and child processes, lives there.
+    Call it from a thread of its own that ends soon after."""
+    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, _CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns {netns}: {os.strerror(e)}")
+    finally:
+        os.close(fd)
+
+
 def netns_socket(netns, family=socket.AF_INET, type=socket.SOCK_STREAM):
     """A socket created inside the named network namespace (/run/netns/NETNS); it stays there
     wherever it is used from. A thread of its own enters the namespace (setns(2) changes only the
@@ -107,13 +120,7 @@ def netns_socket(netns, family=socket.AF_INET, type=socket.SOCK_STREAM):
 
     def make():
         try:
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, _CLONE_NEWNET) != 0:
-                    e = ctypes.get_errno()
-                    raise OSError(e, f"setns {netns}: {os.strerror(e)}")
-            finally:
-                os.close(fd)
+            enter_netns(netns)
             out["sock"] = socket.socket(family, type)
         except OSError as e:
             out["error"] = e

@@ -2,6 +2,7 @@
 every event and speak every request. The expectations below are transcribed from SCHEMA.md,
 not from the C code: if the daemons drift from the document, this fails."""
 
+import itertools
 import json
 import time
 
@@ -16,7 +17,8 @@ STR, UINT, INT, BOOL = "str", "uint", "int", "bool"
 INSTANCE = {"instance_id": STR, "deployment_id": STR, "generation": UINT, "runtime": STR, "image": STR,
             "cpus": UINT, "memory_mib": UINT, "state": STR, "pid": INT, "started_at": UINT,
             "ready_at": UINT, "exited_at": UINT, "exit_status": INT}
-INSTANCE_OPTIONAL = {"kernel": STR, "initrd": STR, "exit_reason": STR, "exit_message": STR, "address": STR}
+INSTANCE_OPTIONAL = {"kernel": STR, "initrd": STR, "exit_reason": STR, "exit_message": STR, "address": STR,
+                     "spawned_at_ns": UINT, "ready_at_ns": UINT}
 DEPLOYMENT = {"id": STR, "namespace": STR, "name": STR, "generation": UINT, "status": STR, "runtime": STR,
               "kind": STR, "image": STR, "replicas": UINT, "cpus": UINT, "memory_mib": UINT}
 DEPLOYMENT_OPTIONAL = {"kernel": STR, "ready_replicas": UINT}
@@ -95,9 +97,13 @@ def test_events_and_requests_decode_with_the_schema_alone(stack):
             got.append((t.decode(), msgpack.unpackb(b, raw=False)))
             timeout_ms = 0
         return got
-    hs = {"name": "handshake", "image": f"{stack.kit_dir}/rootfs/hello", "replicas": 0}
-    early = handshake(receive, lambda: stack.api("POST", "/deployments", json=hs),
-                      lambda t, b: t.startswith("deployment.") and b["name"] == "handshake")
+    # Each try changes a label, so that each one publishes (an unchanged apply publishes nothing).
+    tries = itertools.count()
+    def trigger():
+        hs = {"name": "handshake", "image": f"{stack.kit_dir}/rootfs/hello", "replicas": 0,
+              "labels": {"try": str(next(tries))}}
+        assert stack.api("POST", "/deployments", json=hs).status in (200, 201)
+    early = handshake(receive, trigger, lambda t, b: t.startswith("deployment.") and b["name"] == "handshake")
     for etype, body in early:
         check_record(body, *EVENTS[etype][1:], etype)
 

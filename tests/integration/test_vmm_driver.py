@@ -6,6 +6,7 @@ instance.* events. Everything lives in a short temp dir; teardown kills only the
 test started (the daemon, and the VMMs it spawned for us, found by their instance directories),
 by pid, and checks none is left.
 """
+import ctypes
 import json
 import os
 import select
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import msgpack
@@ -442,3 +444,42 @@ def test_reload(driver):
     wait_until(lambda: "cannot change while running" in driver.log_text(), 10, "the refused reload")
     assert driver.must("instance.list", {}) == []
     assert driver.proc.poll() is None
+
+
+def test_exit_published_before_virtiofsd_is_reaped(driver):
+    """instance.exited goes out before vmm-driver stops and reaps the VM's virtiofsd: virtiofsd holds
+    the guest's RAM (a shared memfd), so its end frees that and takes as long as QEMU's own teardown
+    (make bench measured that margin over a bare pidfd wait). Here virtiofsd cannot be reaped until
+    this test lets it (it is traced from here: its exit goes to the tracer first), which before the
+    fix held the event back for as long."""
+    iid = "a00000000009"
+    driver.must("instance.create", driver.spec(iid, image=os.path.join(KIT, "rootfs", "hello")))
+    _, running = driver.wait_event("instance.running", iid)
+    fs_pid = driver.record(iid)["fs_pid"]
+    assert fs_pid > 0 and pid_alive(fs_pid)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    seized, release, reaped = threading.Event(), threading.Event(), {}
+
+    def tracer():  # ptrace is per thread: the thread that seizes is the one that reaps
+        if libc.ptrace(0x4206, fs_pid, None, None) != 0:  # PTRACE_SEIZE
+            reaped["error"] = os.strerror(ctypes.get_errno())
+            seized.set()
+            return
+        seized.set()
+        release.wait(60)
+        reaped["status"] = os.waitpid(fs_pid, 0x40000000)  # __WALL
+
+    t = threading.Thread(target=tracer)
+    t.start()
+    try:
+        assert seized.wait(10) and "error" not in reaped, reaped
+        os.kill(running["pid"], signal.SIGKILL)
+        _, exited = driver.wait_event("instance.exited", iid)
+        assert exited["exit_reason"] == "killed"
+    finally:
+        release.set()
+        t.join(70)
+    assert "status" in reaped
+    # vmm-driver still stops its virtiofsd once it can.
+    wait_until(lambda: not pid_alive(fs_pid), EVENT_TIMEOUT, "virtiofsd gone")

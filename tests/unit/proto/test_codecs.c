@@ -264,6 +264,8 @@ static void assert_instance_equal(const instance_t *a, const instance_t *b) {
         assert_int_equal(a->exit_status, b->exit_status);
         opt_str_equal(a->exit_message, b->exit_message);
         opt_str_equal(a->address, b->address);
+        assert_int_equal(a->spawned_at_ns, b->spawned_at_ns);
+        assert_int_equal(a->ready_at_ns, b->ready_at_ns);
 }
 
 /* The guest's address is optional: absent without a network, a dotted IPv4 otherwise. */
@@ -284,6 +286,19 @@ static void test_instance_address(void **state) {
         assert_instance_equal(&got, &want);
         instance_clear(&got);
         msgpack_unpacked_destroy(&u);
+
+        /* The start's ns timestamps: packed once known (two more keys), and read back. */
+        msgpack_sbuffer_clear(&buf);
+        want.spawned_at_ns = 1795325300001234567ULL;
+        want.ready_at_ns = 1795325301500123456ULL;
+        instance_pack(&pk, &want);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(u.data.via.map.size, 17);
+        assert_int_equal(instance_unpack(&u.data, &got), 0);
+        assert_instance_equal(&got, &want);
+        instance_clear(&got);
+        msgpack_unpacked_destroy(&u);
+        want.spawned_at_ns = want.ready_at_ns = 0;
 
         /* Longer than any IPv4 address: refused, not truncated. */
         msgpack_sbuffer_clear(&buf);
@@ -622,8 +637,10 @@ static const field_t instance_fields[] = {
         S("initrd", "/k/initrd.gz"), U("cpus", 2), U("memory_mib", 512), S("state", "exited"),
         I("pid", 4242), U("started_at", 1795325400000ULL), U("ready_at", 1795325401500ULL),
         U("exited_at", 1795325460000ULL), S("exit_reason", "killed"), I("exit_status", -1),
+        U("spawned_at_ns", 1795325400001234567ULL), U("ready_at_ns", 1795325401500123456ULL),
 };
-static const char *const instance_optional[] = { "ts", "kernel", "initrd", "exit_reason", NULL };
+static const char *const instance_optional[] = { "ts", "kernel", "initrd", "exit_reason", "spawned_at_ns",
+                                                 "ready_at_ns", NULL };
 
 static const field_t spec_fields[] = {
         S("instance_id", "0a1b2c3d4e5f"), S("deployment_id", UUID), U("generation", 3),
@@ -778,7 +795,8 @@ static void test_unsigned_refuses_negative(void **state) {
         } uints[] = {
                 { 0, "generation" }, { 0, "replicas" }, { 0, "cpus" }, { 0, "memory_mib" }, { 0, "ready_replicas" },
                 { 1, "generation" }, { 1, "cpus" }, { 1, "memory_mib" }, { 1, "started_at" }, { 1, "ready_at" },
-                { 1, "exited_at" }, { 2, "cpus" }, { 3, "ts" }, { 3, "generation" },
+                { 1, "exited_at" }, { 1, "spawned_at_ns" }, { 1, "ready_at_ns" }, { 2, "cpus" }, { 3, "ts" },
+                { 3, "generation" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(uints); i++) {

@@ -19,7 +19,7 @@
  * how its exit was classified). Now the message is virtiofsd's own last line. A regular file as
  * the source makes the real virtiofsd exit at once, as a symlink did before images were resolved. */
 static void test_early_exit_reports_virtiofsd_output(void **state) {
-        _cleanup_(vmm_record_clear) vmm_record_t rec = {};
+        _cleanup_(instance_record_clear) instance_record_t rec = {};
         _cleanup_free_ char *why = NULL;
         char dir[] = "/tmp/husk-test-fs-XXXXXX", file[64];
 

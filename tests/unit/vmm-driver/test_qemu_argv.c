@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_qemu.h"
 
 static const vmm_qemu_params_t base = {
         .binary = "/usr/bin/qemu-system-x86_64",

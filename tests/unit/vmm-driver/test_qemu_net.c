@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_qemu.h"
 
 static const vmm_net_t net = {
         .attached = true, .tap = "hk0a1b2c3d4e5f", .mac = "02:53:f7:65:84:75",

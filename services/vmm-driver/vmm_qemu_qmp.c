@@ -1,11 +1,11 @@
-/* vmm_qmp.c: non-blocking QMP client per QEMU: connect, greeting, qmp_capabilities, then events (SHUTDOWN) on the zloop. */
+/* vmm_qemu_qmp.c: non-blocking QMP client per QEMU: connect, greeting, qmp_capabilities, then events (SHUTDOWN) on the zloop. */
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "lib/log.h"
-#include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_qemu.h"
 
 #define QMP_SOCKET "qmp.sock"
 #define QMP_LINE_MAX (1u << 20)      /* a QMP message we would accept is a few KiB */
@@ -18,7 +18,7 @@
 static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
 
 static void qmp_close(vmm_instance_t *i) {
-        vmm_qmp_t *q = &i->qmp;
+        vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
 
         if (q->fd >= 0) {
                 zloop_poller_end(i->vmm->loop, &(zmq_pollitem_t){ .fd = q->fd });
@@ -32,9 +32,11 @@ static void qmp_close(vmm_instance_t *i) {
 }
 
 void vmm_qmp_stop(vmm_instance_t *i) {
-        if (i->qmp.timer) {
-                zloop_timer_end(i->vmm->loop, i->qmp.timer);
-                i->qmp.timer = 0;
+        vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
+
+        if (q->timer) {
+                zloop_timer_end(i->vmm->loop, q->timer);
+                q->timer = 0;
         }
         qmp_close(i);
 }
@@ -48,14 +50,16 @@ static int qmp_send(vmm_instance_t *i, const char *execute) {
         if (n < 0 || (size_t)n >= sizeof(line))
                 return -EINVAL;
         /* Commands are tiny and QEMU reads them promptly: a short write means a dead peer. */
-        w = send(i->qmp.fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        w = send(vmm_qemu_of(i)->qmp.fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0)
                 return -errno;
         return w == n ? 0 : -EAGAIN;
 }
 
 int vmm_qmp_execute(vmm_instance_t *i, const char *command) {
-        if (i->qmp.fd < 0 || i->qmp.state != VMM_QMP_READY)
+        const vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
+
+        if (q->fd < 0 || q->state != VMM_QMP_READY)
                 return -ENOTCONN;
         return qmp_send(i, command);
 }
@@ -76,7 +80,7 @@ static void handle_event(vmm_instance_t *i, json_t *msg) {
 
 /* Returns < 0 when the connection must be closed. */
 static int handle_line(vmm_instance_t *i, const char *line) {
-        vmm_qmp_t *q = &i->qmp;
+        vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
         json_t *msg;
         int r = 0;
 
@@ -123,7 +127,7 @@ static int handle_line(vmm_instance_t *i, const char *line) {
 
 /* Read all that is available and handle complete lines; close on EOF or error. */
 static void qmp_read(vmm_instance_t *i) {
-        vmm_qmp_t *q = &i->qmp;
+        vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
 
         while (q->fd >= 0) {
                 char *nl;
@@ -187,17 +191,19 @@ void vmm_qmp_drain(vmm_instance_t *i) {
 static int on_connect_timer(zloop_t *loop, int timer_id, void *arg);
 
 static void arm_connect(vmm_instance_t *i, unsigned delay_ms) {
-        i->qmp.timer = zloop_timer(i->vmm->loop, delay_ms, 1, on_connect_timer, i);
-        if (i->qmp.timer < 0) {
-                i->qmp.timer = 0;
-                i->qmp.state = VMM_QMP_IDLE;
+        vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
+
+        q->timer = zloop_timer(i->vmm->loop, delay_ms, 1, on_connect_timer, i);
+        if (q->timer < 0) {
+                q->timer = 0;
+                q->state = VMM_QMP_IDLE;
                 log_error("Instance %s: cannot arm the QMP connect timer", id_of(i));
         }
 }
 
 static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
         vmm_instance_t *i = arg;
-        vmm_qmp_t *q = &i->qmp;
+        vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
         zmq_pollitem_t item;
         int fd;
 
@@ -231,9 +237,11 @@ static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
 }
 
 void vmm_qmp_start(vmm_instance_t *i) {
+        vmm_qmp_t *q = &vmm_qemu_of(i)->qmp;
+
         vmm_qmp_stop(i);
-        i->qmp.state = VMM_QMP_CONNECTING;
-        i->qmp.delay_ms = QMP_CONNECT_FIRST_MS * 2;
-        i->qmp.deadline_ms = now_monotonic_ms() + QMP_CONNECT_TIMEOUT_MS;
+        q->state = VMM_QMP_CONNECTING;
+        q->delay_ms = QMP_CONNECT_FIRST_MS * 2;
+        q->deadline_ms = now_monotonic_ms() + QMP_CONNECT_TIMEOUT_MS;
         arm_connect(i, QMP_CONNECT_FIRST_MS);
 }

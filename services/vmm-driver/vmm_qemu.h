@@ -1,0 +1,79 @@
+/* vmm_qemu.h: the qemu runtime's own contracts, shared by the vmm_qemu*.c files (and their tests) only. */
+#pragma once
+
+#include "services/vmm-driver/vmm.h"
+
+#define VMM_QEMU_LOG "qemu.log" /* QEMU's stdout and stderr */
+
+/* ---- the command line (vmm_qemu.c) ---------------------------------------------------------- */
+
+typedef struct vmm_qemu_params {
+        const char *binary;      /* absolute path */
+        const char *accel;       /* "kvm" or "tcg", already resolved */
+        const char *kernel;      /* absolute */
+        const char *initrd;      /* absolute */
+        const char *instance_id;
+        uint32_t cpus;
+        uint32_t memory_mib;
+        uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
+        const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
+        const char *fs_socket;   /* kit mode: virtiofsd's socket, exported to the guest as tag VMM_FS_TAG; NULL: none */
+        const char *disk;        /* disk mode with a command: the image, read-only virtio-blk (/dev/vda); NULL: none */
+} vmm_qemu_params_t;
+
+/* The full argv (NULL-terminated, argv[0] = binary). Paths of per-instance files are relative:
+ * QEMU runs with the instance directory as cwd, which keeps unix socket paths short. */
+int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret);
+/* configured "kvm"/"tcg"/"auto" -> "kvm" or "tcg"; NULL when configured is none of those. */
+const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable);
+bool vmm_kvm_usable(void);
+/* The host's invariant TSC frequency, measured; -EOPNOTSUPP without an invariant TSC. */
+int vmm_host_tsc_khz(uint64_t *ret);
+
+/* ---- QMP client (vmm_qemu_qmp.c) ------------------------------------------------------------ */
+
+typedef enum vmm_qmp_state {
+        VMM_QMP_IDLE,
+        VMM_QMP_CONNECTING, /* waiting for QEMU to create qmp.sock */
+        VMM_QMP_GREETING,
+        VMM_QMP_NEGOTIATING, /* qmp_capabilities sent */
+        VMM_QMP_READY,
+} vmm_qmp_state_t;
+
+typedef struct vmm_qmp {
+        int fd;
+        vmm_qmp_state_t state;
+        int timer;            /* connect retry; 0 when none */
+        unsigned delay_ms;    /* next retry delay */
+        uint64_t deadline_ms; /* monotonic; give up connecting after it */
+        char *buf;            /* partial input line */
+        size_t len, cap;
+} vmm_qmp_t;
+
+void vmm_qmp_start(vmm_instance_t *i);
+void vmm_qmp_stop(vmm_instance_t *i);
+/* Read and handle whatever QEMU already wrote (its SHUTDOWN event before it exited). */
+void vmm_qmp_drain(vmm_instance_t *i);
+int vmm_qmp_execute(vmm_instance_t *i, const char *command);
+
+/* ---- the runtime (vmm_qemu_runtime.c) ------------------------------------------------------- */
+
+/* Daemon-wide: what runtime.qemu resolved to. */
+typedef struct vmm_qemu {
+        char *binary_name;  /* as configured, for messages */
+        char *binary;       /* resolved; NULL when not found */
+        const char *accel;  /* resolved "kvm" or "tcg" */
+        uint64_t tsc_khz;   /* tcg: host TSC frequency passed to guests, 0 if unknown */
+} vmm_qemu_t;
+
+/* Per instance (i->runtime_data). */
+typedef struct vmm_qemu_instance {
+        vmm_qmp_t qmp;
+        char **argv;        /* built by prepare, used by spawn; NULL after */
+        const char *accel;  /* for the log line at spawn */
+} vmm_qemu_instance_t;
+
+static inline vmm_qemu_instance_t *vmm_qemu_of(const vmm_instance_t *i) { return i->runtime_data; }
+
+/* QEMU's exit classified from what QMP said and the wait status. */
+const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f);

@@ -1,0 +1,233 @@
+/* vmm_qemu_runtime.c: the qemu row of the runtime table: setup from runtime.qemu, spawn, QMP as the control channel, exit reasons, the virtio-serial agent socket. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "lib/log.h"
+#include "services/vmm-driver/vmm_qemu.h"
+
+#define AGENT_SOCKET "agent.sock" /* QEMU's end of the husk.agent virtio-serial port (vmm_qemu.c) */
+
+static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
+
+static int fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
+static int fail(char **ret_error, int error, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return error;
+}
+
+/* ---- daemon-wide ---------------------------------------------------------------------------- */
+
+static void free_state(void *state) {
+        vmm_qemu_t *q = state;
+
+        if (!q)
+                return;
+        free(q->binary_name);
+        free(q->binary);
+        free(q);
+}
+
+/* The binary, the accelerator, the TSC frequency. */
+static int setup(const husk_runtime_config_t *c, void **state) {
+        const char *binary = c->binary_path ?: "qemu-system-x86_64";
+        vmm_qemu_t *q;
+        const char *accel;
+        int r;
+
+        accel = vmm_qemu_accel_resolve(c->accel, c->accel && !streq(c->accel, "auto") ? false : vmm_kvm_usable());
+        if (!accel)
+                return log_error_errno(EINVAL, "runtime.qemu.accel: must be one of kvm, tcg, auto (got %s)", c->accel);
+        q = calloc(1, sizeof(*q));
+        if (!q || !(q->binary_name = strdup(binary))) {
+                free(q);
+                return log_error_errno(ENOMEM, "Out of memory");
+        }
+        if (c->enabled) {
+                r = vmm_find_executable(binary, getenv("PATH"), &q->binary);
+                if (r < 0)
+                        /* Not fatal: adopted VMMs still need watching; creates fail with a clear error. */
+                        log_warning_errno(r, "qemu binary %s not found, instance.create will fail: %m", binary);
+                else
+                        log_info("qemu runtime: %s, accel %s", q->binary, accel);
+        }
+        q->accel = accel;
+        if (streq(q->accel, "tcg")) {
+                r = vmm_host_tsc_khz(&q->tsc_khz);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot tell guests the TSC frequency, their boots may hang on a busy host: %m");
+                else
+                        log_debug("Host TSC: %" PRIu64 " kHz", q->tsc_khz);
+        }
+        free_state(*state);
+        *state = q;
+        return 0;
+}
+
+static int check(const void *state, const instance_spec_t *s, char **ret_error) {
+        const vmm_qemu_t *q = state;
+
+        if (!q || !q->binary)
+                return fail(ret_error, -ENOENT, "qemu binary %s not found", q ? q->binary_name : "qemu-system-x86_64");
+        return 0;
+}
+
+/* ---- one instance --------------------------------------------------------------------------- */
+
+static int data_new(vmm_instance_t *i) {
+        vmm_qemu_instance_t *qi;
+
+        if (i->runtime_data)
+                return 0;
+        qi = calloc(1, sizeof(*qi));
+        if (!qi)
+                return -ENOMEM;
+        qi->qmp.fd = -1;
+        i->runtime_data = qi;
+        return 0;
+}
+
+static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, char **ret_error) {
+        const vmm_qemu_t *q = state;
+        const instance_spec_t *s = &i->rec.inst.spec;
+        vmm_qemu_params_t p = {
+                .binary = q->binary,
+                .accel = q->accel,
+                .kernel = l->kernel,
+                .initrd = l->initrd,
+                .instance_id = s->instance_id,
+                .cpus = s->cpus,
+                .memory_mib = s->memory_mib,
+                .tsc_khz = q->tsc_khz,
+                .net = l->net,
+                .fs_socket = l->fs_socket,
+                .disk = l->disk,
+        };
+        int r;
+
+        r = data_new(i);
+        if (r < 0)
+                return fail(ret_error, r, "out of memory");
+        r = vmm_qemu_argv(&p, &vmm_qemu_of(i)->argv);
+        if (r < 0)
+                return fail(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));
+        vmm_qemu_of(i)->accel = q->accel;
+        return 0;
+}
+
+static int spawn(vmm_instance_t *i, pid_t *ret_pid, char **ret_error) {
+        _cleanup_(vmm_strv_freep) char **argv = TAKE_PTR(vmm_qemu_of(i)->argv);
+        int r;
+
+        if (!argv)
+                return fail(ret_error, -EINVAL, "qemu: nothing prepared to start");
+        r = vmm_spawn(i->dir, argv, VMM_QEMU_LOG, ret_pid);
+        if (r < 0)
+                return fail(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+        log_debug("Instance %s: %s pid %d, accel %s", id_of(i), argv[0], (int)*ret_pid, vmm_qemu_of(i)->accel);
+        return 0;
+}
+
+static void qemu_connect(vmm_instance_t *i) {
+        if (i->runtime_data)
+                vmm_qmp_start(i);
+}
+
+static int adopt(vmm_instance_t *i) {
+        int r = data_new(i);
+
+        if (r < 0)
+                return r;
+        vmm_qmp_start(i);
+        return 0;
+}
+
+static void drain(vmm_instance_t *i) {
+        if (i->runtime_data)
+                vmm_qmp_drain(i);
+}
+
+static void disconnect(vmm_instance_t *i) {
+        if (i->runtime_data)
+                vmm_qmp_stop(i);
+}
+
+static void release(vmm_instance_t *i) {
+        vmm_qemu_instance_t *qi = i->runtime_data;
+
+        if (!qi)
+                return;
+        free(qi->qmp.buf);
+        vmm_strv_free(qi->argv);
+        free(qi);
+        i->runtime_data = NULL;
+}
+
+/* ACPI powerdown: a guest without a running agent still powers off. */
+static int qemu_shutdown(vmm_instance_t *i) {
+        if (!i->runtime_data)
+                return -ENOTCONN;
+        return vmm_qmp_execute(i, "system_powerdown");
+}
+
+static bool starts_with(const char *s, const char *prefix) {
+        return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f) {
+        if (f->stop_requested)
+                return "stopped";
+        /* QEMU reports guest-shutdown, guest-reset (a reboot, which -no-reboot turns into an
+         * exit) and guest-panic: the guest ended itself. */
+        if (starts_with(f->shutdown_reason, "guest-"))
+                return "guest-shutdown";
+        if (f->status_known && WIFSIGNALED(f->wstatus))
+                return "killed";
+        /* SIGTERM/SIGINT/SIGHUP make QEMU emit SHUTDOWN host-signal and exit 0. */
+        if (f->shutdown_reason && streq(f->shutdown_reason, "host-signal"))
+                return "killed";
+        if (f->status_known && WIFEXITED(f->wstatus) && WEXITSTATUS(f->wstatus) != 0)
+                return "crashed";
+        /* Some other host request (a QMP quit or powerdown not from us). */
+        if (starts_with(f->shutdown_reason, "host-"))
+                return "stopped";
+        /* QEMU exits 0 only when asked to shut down; we know the host-side requests. */
+        if (f->status_known)
+                return "guest-shutdown";
+        /* Gone without a shutdown event and with no status: a signal or a crash. */
+        return "crashed";
+}
+
+static int agent_connect(vmm_instance_t *i) {
+        return vmm_instance_connect(i, AGENT_SOCKET);
+}
+
+const vmm_runtime_t vmm_qemu_runtime = {
+        .name = "qemu",
+        .console_file = "console.log", /* -serial file:console.log (vmm_qemu.c) */
+        .output_file = VMM_QEMU_LOG,
+        .agent_transport = "virtio-serial",
+        .agent_socket = AGENT_SOCKET,
+        .setup = setup,
+        .free_state = free_state,
+        .check = check,
+        .prepare = prepare,
+        .spawn = spawn,
+        .connect = qemu_connect,
+        .adopt = adopt,
+        .drain = drain,
+        .disconnect = disconnect,
+        .release = release,
+        .shutdown = qemu_shutdown,
+        .exit_reason = vmm_qemu_exit_reason,
+        .agent_connect = agent_connect,
+};

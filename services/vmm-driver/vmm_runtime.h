@@ -1,0 +1,71 @@
+/* vmm_runtime.h: what a runtime (one VMM) does for vmm-driver; each is one row of the table in vmm_runtime.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "lib/config.h"
+#include "proto/instance.h"
+
+typedef struct vmm vmm_t;
+typedef struct vmm_instance vmm_instance_t;
+typedef struct vmm_net vmm_net_t;
+typedef struct vmm_exit_facts vmm_exit_facts_t;
+
+#define VMM_RUNTIMES_MAX 8 /* rows of the table, implemented or not */
+
+/* What the runtime-independent part of a create resolved, for the runtime's command line. */
+typedef struct vmm_launch {
+        const char *kernel;    /* absolute: the spec's, else the kit's */
+        const char *initrd;    /* absolute: the spec's, else the kit's */
+        const vmm_net_t *net;  /* the instance's TAP and /30 (netd); NULL: no network */
+        const char *fs_socket; /* kit mode: virtiofsd's socket in the instance directory, exported as tag VMM_FS_TAG; NULL: none */
+        const char *disk;      /* disk mode with a command: the image, read-only, as the guest's first disk; NULL: none */
+} vmm_launch_t;
+
+/* One runtime. Its functions run on the event loop and never block it. The per-instance
+ * functions keep their own state behind i->runtime_data: prepare or adopt makes it, release
+ * frees it (after disconnect, once no loop callback can reach the instance). */
+typedef struct vmm_runtime {
+        const char *name;            /* the spec's `runtime` */
+        const char *console_file;    /* the guest's serial console in the instance directory (logd reads it) */
+        const char *output_file;     /* the VMM's own stdout and stderr there, quoted when it crashes */
+        const char *agent_transport; /* how the host reaches husk-agent, for messages ("virtio-serial") */
+        const char *agent_socket;    /* ... through this unix socket of the instance directory */
+
+        /* From the runtime's config section, at start and on SIGHUP: *state (NULL the first
+         * time) is replaced on success. Fails only on a config it cannot run with at all. */
+        int (*setup)(const husk_runtime_config_t *c, void **state);
+        void (*free_state)(void *state);
+        /* Can this host run the spec now (the VMM binary found...)? *ret_error says why not. */
+        int (*check)(const void *state, const instance_spec_t *s, char **ret_error);
+        /* In the new instance directory, before the spawn: build what the VMM is started with. */
+        int (*prepare)(vmm_instance_t *i, const void *state, const vmm_launch_t *l, char **ret_error);
+        int (*spawn)(vmm_instance_t *i, pid_t *ret_pid, char **ret_error);
+        /* The control channel (events, graceful stop): connect once spawned. */
+        void (*connect)(vmm_instance_t *i);
+        /* After a vmm-driver restart, of a VMM that still runs: make the state, connect. */
+        int (*adopt)(vmm_instance_t *i);
+        /* Read what the VMM said before its exit was seen (its shutdown reason). */
+        void (*drain)(vmm_instance_t *i);
+        void (*disconnect)(vmm_instance_t *i);
+        void (*release)(vmm_instance_t *i);
+        /* Ask the guest to power off; SIGKILL after the stop timeout is the caller's. */
+        int (*shutdown)(vmm_instance_t *i);
+        /* "stopped", "guest-shutdown", "killed" or "crashed" (SCHEMA.md, instance). */
+        const char *(*exit_reason)(const vmm_exit_facts_t *f);
+        /* A non-blocking, cloexec stream to husk-agent (frames flow at once), or -errno. */
+        int (*agent_connect)(vmm_instance_t *i);
+} vmm_runtime_t;
+
+/* The one way from a runtime name to its row. 0: *ret is the runtime. Else *ret_error says
+ * why, in the words instance.create answers: -EINVAL (missing or not a runtime the API
+ * accepts; *ret NULL), -EOPNOTSUPP (accepted, but this vmm-driver has no implementation;
+ * *ret NULL), -EPERM (not enabled in the config; *ret is set: its VMMs still need watching). */
+int vmm_runtime_lookup(const husk_config_t *c, const char *name, const vmm_runtime_t **ret, char **ret_error);
+
+/* Every implemented runtime's setup, at start and on SIGHUP. */
+int vmm_runtime_setup_all(vmm_t *d, const husk_config_t *c);
+void vmm_runtime_free_all(vmm_t *d);
+/* The daemon-wide state rt->setup made. */
+void *vmm_runtime_state(const vmm_t *d, const vmm_runtime_t *rt);

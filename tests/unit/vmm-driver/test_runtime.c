@@ -1,0 +1,87 @@
+/* test_runtime.c: the runtime table's one lookup: unknown, unimplemented and disabled runtimes, in the words instance.create answers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/config.h"
+#include "lib/util.h"
+#include "services/vmm-driver/vmm.h"
+
+static int lookup(const husk_config_t *c, const char *name, const vmm_runtime_t **rt, char **error) {
+        free(*error);
+        *error = NULL;
+        return vmm_runtime_lookup(c, name, rt, error);
+}
+
+static void test_lookup(void **state) {
+        _cleanup_(husk_config_freep) husk_config_t *c = NULL;
+        _cleanup_free_ char *error = NULL;
+        const vmm_runtime_t *rt = NULL;
+
+        assert_int_equal(husk_config_new_default(&c), 0);
+
+        /* The default config runs qemu. */
+        assert_int_equal(lookup(c, "qemu", &rt, &error), 0);
+        assert_non_null(rt);
+        assert_string_equal(rt->name, "qemu");
+        assert_null(error);
+
+        /* Not a runtime at all: the message lists every name the table has. */
+        assert_int_equal(lookup(c, "docker", &rt, &error), -EINVAL);
+        assert_null(rt);
+        assert_string_equal(error, "runtime: must be qemu or cloud-hypervisor");
+        assert_int_equal(lookup(c, "QEMU", &rt, &error), -EINVAL);
+        assert_int_equal(lookup(c, NULL, &rt, &error), -EINVAL);
+        assert_string_equal(error, "runtime: missing");
+
+        /* A name the API accepts but this vmm-driver cannot run, configured or not. */
+        assert_int_equal(lookup(c, "cloud-hypervisor", &rt, &error), -EOPNOTSUPP);
+        assert_null(rt);
+        assert_string_equal(error, "runtime cloud-hypervisor is not enabled on this host");
+        c->cloud_hypervisor.enabled = true;
+        assert_int_equal(lookup(c, "cloud-hypervisor", &rt, &error), -EOPNOTSUPP);
+        assert_null(rt);
+        assert_string_equal(error, "runtime cloud-hypervisor is not enabled on this host (configured, but not "
+                                   "supported by this vmm-driver yet)");
+
+        /* Implemented but disabled: refused for creates, yet the row is handed out (adoption
+         * still watches that runtime's VMMs). */
+        c->qemu.enabled = false;
+        assert_int_equal(lookup(c, "qemu", &rt, &error), -EPERM);
+        assert_non_null(rt);
+        assert_string_equal(rt->name, "qemu");
+        assert_string_equal(error, "runtime qemu is not enabled on this host");
+
+        /* A caller that does not want the words need not take them. */
+        assert_int_equal(vmm_runtime_lookup(c, "docker", &rt, NULL), -EINVAL);
+}
+
+/* Every implemented row fills in every entry: vmm-driver calls them without checking. */
+static void test_rows_complete(void **state) {
+        _cleanup_(husk_config_freep) husk_config_t *c = NULL;
+        const vmm_runtime_t *rt = NULL;
+
+        assert_int_equal(husk_config_new_default(&c), 0);
+        assert_int_equal(vmm_runtime_lookup(c, "qemu", &rt, NULL), 0);
+        assert_non_null(rt->console_file);
+        assert_non_null(rt->output_file);
+        assert_non_null(rt->agent_transport);
+        assert_non_null(rt->agent_socket);
+        assert_true(rt->setup && rt->free_state && rt->check && rt->prepare && rt->spawn && rt->connect &&
+                    rt->adopt && rt->drain && rt->disconnect && rt->release && rt->shutdown && rt->exit_reason &&
+                    rt->agent_connect);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_lookup),
+                cmocka_unit_test(test_rows_complete),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -71,6 +71,8 @@ static const http_route_t routes[] = {
         { "POST", "/tokens", route_tokens_create, NULL, AUTH_SCOPE_TOKENS_WRITE },
         { "DELETE", "/tokens/*", route_token_delete, NULL, AUTH_SCOPE_TOKENS_WRITE },
         { "POST", "/tokens/*/rotate", route_token_rotate, NULL, AUTH_SCOPE_TOKENS_WRITE },
+        { "GET", "/namespaces/*/audit", route_namespace_audit, PARAMS("limit"), AUTH_SCOPE_AUDIT_READ },
+        { "GET", "/audit", route_audit, PARAMS("limit"), AUTH_SCOPE_ADMIN },
         { "GET", "/deployments", route_deployments_list,
           PARAMS("namespace", "status", "kind", "label", "labelSelector", "instances"), AUTH_SCOPE_DEPLOYMENTS_READ },
         { "POST", "/deployments", route_deployments_apply, PARAMS("dryRun"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
@@ -436,6 +438,35 @@ static int reply_denied(http_request_t *req, const http_route_t *r, int authenti
                                   r->method, r->path, auth_scope_name(r->scope));
 }
 
+/* Every request that may change something (all but GET) and every login, whatever the
+ * answer: who, what, on which namespace, from where, and the status. Here, at the router, so
+ * that no write route can forget it. */
+static void audit(http_request_t *req, const http_route_t *r, int status) {
+        const auth_identity_t *who = req->who;
+        static const char *const via[] = { [AUTH_VIA_SESSION] = "session", [AUTH_VIA_TOKEN] = "token",
+                                           [AUTH_VIA_LOCAL] = "local" };
+        char action[96], path[80];
+        const char *star = r ? strchr(r->path, '*') : NULL;
+        store_audit_t e = { .status = status };
+        int k;
+
+        if (r && star) {
+                snprintf(path, sizeof(path), "%.*s{id}%s", (int)(star - r->path), r->path, star + 1);
+        } else
+                snprintf(path, sizeof(path), "%s", r ? r->path : "(no route)");
+        snprintf(action, sizeof(action), "%s %s", req->info->request_method, path);
+        e.action = action;
+        e.actor = who ? (char *)who->name : req->audit_actor[0] ? req->audit_actor : (char *)"anonymous";
+        e.actor_id = who ? (char *)who->token_id : (char *)"";
+        e.via = who ? (char *)via[who->via] : (char *)"anonymous";
+        e.namespace_ = req->audit_namespace[0] ? req->audit_namespace : NULL;
+        e.target = req->audit_target[0] ? req->audit_target : (char *)(req->arg ?: "");
+        e.source = who && who->via == AUTH_VIA_LOCAL ? (char *)"local" : (char *)req->info->remote_addr;
+        k = store_audit_record(req->api->store, &e);
+        if (k < 0)
+                log_warning_errno(k, "Failed to record %s in the audit log, ignoring: %m", action);
+}
+
 static int on_request(struct mg_connection *conn, void *userdata) {
         const struct mg_request_info *info = mg_get_request_info(conn);
         http_request_t req = { .conn = conn, .info = info, .api = userdata };
@@ -485,6 +516,8 @@ static int on_request(struct mg_connection *conn, void *userdata) {
         } else
                 status = http_reply_problem(&req, 404, "not-found", "Not found", NULL, "no such endpoint: %s", path);
 done:
+        if (found && (!streq(found->method, "GET") || found->handler == route_login))
+                audit(&req, found, status);
         request_done(&req);
         return status;
 }

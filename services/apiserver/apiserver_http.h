@@ -20,6 +20,11 @@ typedef struct http_request {
         const char *arg; /* the {id} of a /deployments/{id} route, URL-decoded */
         bool body_read;  /* http_read_body() was called: the body is consumed or the connection closes */
         const auth_identity_t *who; /* who is asking (the router checked its scope); NULL on public routes */
+        /* What the router's audit record of a write says beyond the route; handlers fill in
+         * what only they know (never a request body: secrets must not reach the log). */
+        char audit_namespace[64];   /* "": about no namespace */
+        char audit_target[160];     /* "": the route's {id} */
+        char audit_actor[65];       /* for POST /login: the user name tried */
 } http_request_t;
 
 /* A route handler answers the request and returns the HTTP status it sent. */
@@ -107,6 +112,8 @@ int route_user_get(http_request_t *req);
 int route_user_update(http_request_t *req);
 int route_user_delete(http_request_t *req);
 int route_tokens_list(http_request_t *req);
+int route_namespace_audit(http_request_t *req);
+int route_audit(http_request_t *req);
 int route_tokens_create(http_request_t *req);
 int route_token_delete(http_request_t *req);
 int route_token_rotate(http_request_t *req);

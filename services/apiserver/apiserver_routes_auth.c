@@ -205,6 +205,10 @@ int route_login(http_request_t *req) {
         if (!json_is_object(input) || !name || !password || strlen(password) > AUTH_PASSWORD_MAX)
                 return http_reply_problem(req, 400, "bad-request", "Bad request", NULL,
                                           "send {\"username\": ..., \"password\": ...}");
+        snprintf(req->audit_actor, sizeof(req->audit_actor), "%.*s", AUTH_NAME_MAX, name);
+        for (char *c = req->audit_actor; *c; c++) /* whatever was typed, as text */
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                        *c = '?';
         snprintf(key, sizeof(key), "%s %.*s", req->info->remote_addr, AUTH_NAME_MAX, name);
         wait = login_wait_ms(key);
         if (wait > 0) {

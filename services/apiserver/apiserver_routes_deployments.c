@@ -35,6 +35,7 @@ int route_deployment_need(http_request_t *req, store_deployment_t *ret) {
                 return route_reply_no_deployment(req);
         if (r < 0)
                 return http_reply_internal(req, r, "reading the deployment");
+        snprintf(req->audit_namespace, sizeof(req->audit_namespace), "%s", (ret ?: &d)->d.namespace_);
         /* Outside a namespace-bound token's namespaces, a deployment does not exist. */
         if (!auth_namespace_allowed(req->who, (ret ?: &d)->d.namespace_)) {
                 if (ret)
@@ -106,6 +107,8 @@ int route_deployments_apply(http_request_t *req) {
         if (r < 0)
                 return http_reply_internal(req, r, "validating the manifest");
 
+        snprintf(req->audit_namespace, sizeof(req->audit_namespace), "%s", m.namespace_);
+        snprintf(req->audit_target, sizeof(req->audit_target), "%s/%s", m.namespace_, m.name);
         if (!auth_namespace_allowed(req->who, m.namespace_))
                 return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL,
                                           "this token may not touch namespace \"%s\"", m.namespace_);

@@ -90,6 +90,20 @@ static const char *const migrations[] = {
         "  expires_at     INTEGER NOT NULL DEFAULT 0"
         ") STRICT;"
         "CREATE INDEX tokens_user ON tokens (user_id);",
+        /* 6: the audit log: who did what to which namespace, from where, and how it ended */
+        "CREATE TABLE audit ("
+        "  id             INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  timestamp      INTEGER NOT NULL,"
+        "  namespace      TEXT,"
+        "  actor          TEXT NOT NULL,"
+        "  actor_id       TEXT NOT NULL DEFAULT '',"
+        "  via            TEXT NOT NULL,"
+        "  action         TEXT NOT NULL,"
+        "  target         TEXT NOT NULL DEFAULT '',"
+        "  source         TEXT NOT NULL,"
+        "  status         INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX audit_namespace ON audit (namespace, id);",
 };
 
 int store_errno(int rc) {

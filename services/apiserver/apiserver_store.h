@@ -228,5 +228,31 @@ int store_token_list(apiserver_store_t *s, const char *user_id, store_token_t **
 int store_token_rehash(apiserver_store_t *s, const char *id, const char *user_id,
                        const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t expires_at, store_token_t *ret);
 
+/* ---- the audit log (apiserver_store_audit.c) ---- */
+
+/* Entries kept; recording one more beyond drops the oldest. */
+#define STORE_AUDIT_MAX 100000
+#define STORE_AUDIT_LIST_MAX 1000
+
+typedef struct store_audit {
+        uint64_t id;
+        uint64_t timestamp;  /* unix ms */
+        char *namespace_;    /* NULL: about no namespace (logins, users, tokens) */
+        char *actor;         /* the user's name, "uid:N" for a local peer, the name tried for a login */
+        char *actor_id;      /* the session's or token's id; "" */
+        char *via;           /* "session", "token", "local", "anonymous" */
+        char *action;        /* "POST /deployments", "DELETE /users/{id}", ... */
+        char *target;        /* the route's {id}, or what the handler named ("prod/web"); "" */
+        char *source;        /* the client's address, "local" for the unix socket */
+        int status;          /* the HTTP status answered */
+} store_audit_t;
+
+void store_audit_clear(store_audit_t *a);
+void store_audit_array_free(store_audit_t *a, size_t n);
+/* Append e (its id and a zero timestamp are filled in). */
+int store_audit_record(apiserver_store_t *s, store_audit_t *e);
+/* The newest `limit` entries of namespace_ (NULL: of every namespace and none), oldest first. */
+int store_audit_list(apiserver_store_t *s, const char *namespace_, size_t limit, store_audit_t **ret, size_t *ret_n);
+
 /* A random (version 4) UUID, 36 characters plus NUL, from getrandom(). */
 int store_uuid_new(char ret[static STORE_UUID_LEN + 1]);

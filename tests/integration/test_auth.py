@@ -232,3 +232,18 @@ def test_cli_tokens_bound_to_a_namespace(stack):
     assert stack.exec(husk, "token", "delete", listed[0]["id"]).returncode == 0
     assert stack.exec(husk, "deployment", "list", env={"HUSK_TOKEN": fresh}).returncode == 2
     assert stack.exec(husk, "token", "delete", listed[0]["id"]).returncode == 4
+
+
+def test_namespace_audit_from_the_cli(stack):
+    husk = stack.bin_dir / "husk"
+    manifest = {"deployments": {"api": {"namespace": "prod", "image": "/srv/none", "replicas": 0}}}
+    assert stack.husk("apply", "-f", "-", input=json.dumps(manifest)).returncode == 0
+    assert stack.husk("deployment", "delete", "api", "-n", "prod").returncode == 0
+    r = stack.exec(husk, "namespace", "audit", "prod", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    actions = [(e["actor"], e["action"], e["status"]) for e in json.loads(r.stdout)]
+    # apply checks (dryRun) before it applies: both are asked for, both are recorded.
+    assert actions == [("admin", "POST /deployments", 200), ("admin", "POST /deployments", 201),
+                       ("admin", "DELETE /deployments/{id}", 204)], actions
+    r = stack.exec(husk, "namespace", "audit", "prod")
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:4] == ["TIME", "ACTOR", "VIA", "ACTION"], r.stdout

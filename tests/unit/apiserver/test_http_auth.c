@@ -258,6 +258,8 @@ static const struct expectation {
         { "POST", "/tokens", 'A', 'A', 'A', false },
         { "DELETE", "/tokens/*", 'A', 'A', 'A', false },
         { "POST", "/tokens/*/rotate", 'A', 'A', 'A', false },
+        { "GET", "/namespaces/*/audit", 'A', 'A', 'A', false },
+        { "GET", "/audit", 'A', 'F', 'F', false },
         { "GET", "/deployments", 'A', 'A', 'A', false },
         { "POST", "/deployments", 'A', 'A', 'F', false },
         { "GET", "/deployments/*", 'A', 'A', 'A', false },
@@ -619,6 +621,65 @@ static void test_tokens_scopes_namespaces_rotation(void **state) {
         assert_int_equal(status_of(f, "POST", "/users", brief, "{}"), 403);
 }
 
+static void test_audit_log(void **state) {
+        fixture_t *f = *state;
+        char op[AUTH_TOKEN_LEN + 1], admin[AUTH_TOKEN_LEN + 1], bound[AUTH_TOKEN_LEN + 1], path[160], id[64];
+        const json_t *e;
+        response_t r;
+        size_t i;
+
+        session(f, AUTH_ROLE_OPERATOR, op);
+        session(f, AUTH_ROLE_ADMIN, admin);
+        r = request(f, "POST", "/deployments", op,
+                    "{\"name\": \"aud\", \"namespace\": \"audited\", \"image\": \"/i\", \"replicas\": 0, "
+                    "\"environment\": {\"PASSWORD\": \"hunter2-secret\"}}");
+        assert_int_equal(r.status, 201);
+        snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.json, "id")));
+        response_clear(&r);
+        snprintf(path, sizeof(path), "/deployments/%s", id);
+        assert_int_equal(status_of(f, "DELETE", path, op, NULL), 204);
+        assert_int_equal(status_of(f, "POST", "/login", NULL, "{\"username\": \"mallory\", \"password\": \"pw-guess-1\"}"),
+                         401);
+
+        r = request(f, "GET", "/namespaces/audited/audit", op, NULL);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 2);
+        e = json_array_get(r.json, 0);
+        assert_string_equal(json_string_value(json_object_get(e, "action")), "POST /deployments");
+        assert_string_equal(json_string_value(json_object_get(e, "actor")), "test-operator");
+        assert_string_equal(json_string_value(json_object_get(e, "via")), "session");
+        assert_string_equal(json_string_value(json_object_get(e, "target")), "audited/aud");
+        assert_string_equal(json_string_value(json_object_get(e, "source")), "127.0.0.1");
+        assert_int_equal(json_integer_value(json_object_get(e, "status")), 201);
+        e = json_array_get(r.json, 1);
+        assert_string_equal(json_string_value(json_object_get(e, "action")), "DELETE /deployments/{id}");
+        assert_string_equal(json_string_value(json_object_get(e, "target")), id);
+        assert_int_equal(json_integer_value(json_object_get(e, "status")), 204);
+        /* A secret's value is in no entry. */
+        assert_null(strstr(r.body, "hunter2"));
+        response_clear(&r);
+
+        /* Logins, failed ones too, with the name tried; never the password. */
+        r = request(f, "GET", "/audit?limit=1000", admin, NULL);
+        assert_int_equal(r.status, 200);
+        json_array_foreach(r.json, i, e) if (streq(json_string_value(json_object_get(e, "actor")) ?: "", "mallory")) break;
+        assert_true(i < json_array_size(r.json));
+        assert_string_equal(json_string_value(json_object_get(e, "action")), "POST /login");
+        assert_string_equal(json_string_value(json_object_get(e, "via")), "anonymous");
+        assert_int_equal(json_integer_value(json_object_get(e, "status")), 401);
+        assert_null(strstr(r.body, "pw-guess-1"));
+        assert_null(strstr(r.body, "hunter2"));
+        response_clear(&r);
+        assert_int_equal(status_of(f, "GET", "/audit", op, NULL), 403);
+
+        /* A token bound elsewhere finds no such namespace. */
+        assert_int_equal(make_token(f, op, "{\"name\": \"b\", \"scopes\": [\"audit:read\"], \"namespaces\": [\"prod\"]}",
+                                    bound, NULL),
+                         201);
+        assert_int_equal(status_of(f, "GET", "/namespaces/audited/audit", bound, NULL), 404);
+        assert_int_equal(status_of(f, "GET", "/namespaces/prod/audit", bound, NULL), 200);
+}
+
 /* As uid 65534 with group gid (and no other): GET /users/me on the socket. Exit status: 0 the
  * answer was 403, 1 another answer, 2 connect() was refused (EACCES), 3 anything else. */
 static int as_stranger(const char *path, gid_t gid) {
@@ -707,6 +768,7 @@ int main(void) {
                 cmocka_unit_test(test_users_roles_and_revocation),
                 cmocka_unit_test(test_the_last_admin_cannot_go),
                 cmocka_unit_test(test_tokens_scopes_namespaces_rotation),
+                cmocka_unit_test(test_audit_log),
         };
 
         curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -1,0 +1,100 @@
+/* cli_namespace.c: `husk namespace audit NS`: who did what in a namespace. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_http.h"
+#include "cli/cli_output.h"
+
+static void namespace_help(void) {
+        printf("Usage: husk namespace audit NS [--limit N] [-o table|json]\n"
+               "\n"
+               "The audit log of namespace NS, oldest first: every create, update, delete and exec,\n"
+               "with who (user or token), from where and how it ended (the HTTP status). Logins and\n"
+               "user management belong to no namespace: admins read them with GET /audit.\n"
+               "\n"
+               "Options:\n"
+               "      --limit N           the newest N entries (default 100, at most 1000)\n"
+               "  -o, --output FORMAT     table (default) or json\n");
+}
+
+static int namespace_audit(cli_ctx_t *ctx, int argc, char **argv) {
+        static const struct option options[] = {
+                { "limit", required_argument, NULL, 'l' },
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        static const char *const headers[] = { "TIME", "ACTOR", "VIA", "ACTION", "TARGET", "SOURCE", "STATUS" };
+        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
+        _cleanup_(cli_table_freep) cli_table_t *t = NULL;
+        _cleanup_free_ char *escaped = NULL, *path = NULL;
+        const char *limit = "100", *output = "table";
+        json_auto_t *entries = NULL;
+        json_t *e;
+        size_t i;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":o:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'l':
+                        limit = optarg;
+                        break;
+                case 'o':
+                        output = optarg;
+                        break;
+                case 'h':
+                        namespace_help();
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error("husk namespace audit", c, optopt, argv, optind);
+                }
+        }
+        if (optind != argc - 1)
+                return cli_usage_error("husk namespace audit", "give one namespace NS");
+        if (!streq(output, "table") && !streq(output, "json"))
+                return cli_usage_error("husk namespace audit", "-o: table or json");
+        escaped = cli_url_escape(argv[optind]);
+        if (!escaped)
+                return CLI_EXIT_FAILURE;
+        _cleanup_free_ char *lim = cli_url_escape(limit);
+        if (!lim || asprintf(&path, "/namespaces/%s/audit?limit=%s", escaped, lim) < 0)
+                return CLI_EXIT_FAILURE;
+        r = cli_http_open(ctx, &h);
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = cli_http_get_json(h, path, "cannot read the audit log", &entries);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (streq(output, "json")) {
+                cli_json_write(stdout, entries);
+                return CLI_EXIT_OK;
+        }
+        if (cli_table_new(7, headers, &t) < 0)
+                return CLI_EXIT_FAILURE;
+        json_array_foreach(entries, i, e) {
+                char status[16];
+                const char *cells[] = { cli_json_str(e, "timestamp", ""), cli_json_str(e, "actor", ""),
+                                        cli_json_str(e, "via", ""),       cli_json_str(e, "action", ""),
+                                        cli_json_str(e, "target", ""),    cli_json_str(e, "source", ""), status };
+
+                snprintf(status, sizeof(status), "%lld", (long long)json_integer_value(json_object_get(e, "status")));
+                if (cli_table_add_row(t, cells) < 0)
+                        return CLI_EXIT_FAILURE;
+        }
+        cli_table_write(t, stdout);
+        return CLI_EXIT_OK;
+}
+
+int verb_namespace(cli_ctx_t *ctx, int argc, char **argv) {
+        if (argc >= 2 && (streq(argv[1], "-h") || streq(argv[1], "--help"))) {
+                namespace_help();
+                return CLI_EXIT_OK;
+        }
+        if (argc >= 2 && streq(argv[1], "audit"))
+                return namespace_audit(ctx, argc - 1, argv + 1);
+        return cli_usage_error("husk namespace", "use: husk namespace audit NS");
+}

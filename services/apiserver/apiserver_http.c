@@ -71,6 +71,7 @@ static const http_route_t routes[] = {
         { "POST", "/tokens", route_tokens_create, NULL, AUTH_SCOPE_TOKENS_WRITE },
         { "DELETE", "/tokens/*", route_token_delete, NULL, AUTH_SCOPE_TOKENS_WRITE },
         { "POST", "/tokens/*/rotate", route_token_rotate, NULL, AUTH_SCOPE_TOKENS_WRITE },
+        { "POST", "/auth/stream-ticket", route_stream_ticket, NULL, AUTH_SCOPE_AUTHENTICATED },
         { "GET", "/namespaces/*/audit", route_namespace_audit, PARAMS("limit"), AUTH_SCOPE_AUDIT_READ },
         { "GET", "/audit", route_audit, PARAMS("limit"), AUTH_SCOPE_ADMIN },
         { "GET", "/deployments", route_deployments_list,
@@ -79,10 +80,10 @@ static const http_route_t routes[] = {
         { "GET", "/deployments/*", route_deployment_get, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
         { "DELETE", "/deployments/*", route_deployment_delete, NULL, AUTH_SCOPE_DEPLOYMENTS_WRITE },
         { "POST", "/deployments/*/exec", route_deployment_exec, NULL, AUTH_SCOPE_DEPLOYMENTS_EXEC },
-        { "GET", "/deployments/*/events", route_deployment_events, PARAMS("level", "limit", "after", "since"),
+        { "GET", "/deployments/*/events", route_deployment_events, PARAMS("level", "limit", "after", "since", "ticket"),
           AUTH_SCOPE_EVENTS_READ },
         { "GET", "/deployments/*/logs", route_deployment_logs,
-          PARAMS("tail", "since", "level", "instance", "container", "follow"), AUTH_SCOPE_LOGS_READ },
+          PARAMS("tail", "since", "level", "instance", "container", "follow", "ticket"), AUTH_SCOPE_LOGS_READ },
         { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
 };
 
@@ -421,6 +422,13 @@ static void request_done(http_request_t *req) {
                 mg_disable_connection_keep_alive(req->conn);
 }
 
+static bool takes_ticket(const http_route_t *r) {
+        for (const char *const *k = r->params; k && *k; k++)
+                if (streq(*k, "ticket"))
+                        return true;
+        return false;
+}
+
 /* 401 (no credential, or one that is not valid) or 403 (valid, but not enough), with the
  * reason: what the client must do differs. */
 static int reply_denied(http_request_t *req, const http_route_t *r, int authenticated) {
@@ -489,7 +497,7 @@ static int on_request(struct mg_connection *conn, void *userdata) {
         /* Closed by default: who is asking is settled before anything else is said, even
          * whether a path exists, unless the route is public. */
         if (!found || found->scope != AUTH_SCOPE_PUBLIC) {
-                authenticated = http_authenticate(&req, &identity);
+                authenticated = http_authenticate(&req, found && takes_ticket(found), &identity);
                 if (authenticated < 0 && authenticated != -ENOKEY && authenticated != -EKEYREJECTED) {
                         status = http_reply_internal(&req, authenticated, "checking the credential");
                         goto done;

@@ -34,7 +34,8 @@ typedef struct http_route {
         const char *method;
         const char *path; /* a '*' matches one non-empty path segment, the route's arg */
         http_route_fn handler;
-        const char *const *params; /* the query parameters it takes, NULL-terminated; NULL: none */
+        const char *const *params; /* the query parameters it takes, NULL-terminated; NULL: none.
+                                    * "ticket": a stream, where ?ticket= may stand in for the credential */
         auth_scope_t scope;        /* what the caller needs; left out: AUTH_SCOPE_ADMIN */
 } http_route_t;
 
@@ -42,9 +43,10 @@ typedef struct http_route {
 const http_route_t *http_routes(size_t *ret_n);
 
 /* Who sent the request (apiserver_routes_auth.c): the unix socket's peer, else the bearer
- * token. 0 with *ret filled; -ENOKEY when there is no credential, -EKEYREJECTED when the
+ * token, else (ticket_ok: a stream route) a ?ticket= from POST /auth/stream-ticket, spent by
+ * this use. 0 with *ret filled; -ENOKEY when there is no credential, -EKEYREJECTED when the
  * one given is not valid; another negative errno when the store failed. */
-int http_authenticate(http_request_t *req, auth_identity_t *ret);
+int http_authenticate(http_request_t *req, bool ticket_ok, auth_identity_t *ret);
 
 /* "127.0.0.1:3030", "localhost:3030", "[::1]:3030" or "3030" (loopback) into civetweb's
  * listening_ports syntax. -EINVAL when it is none of these. */
@@ -114,6 +116,7 @@ int route_user_delete(http_request_t *req);
 int route_tokens_list(http_request_t *req);
 int route_namespace_audit(http_request_t *req);
 int route_audit(http_request_t *req);
+int route_stream_ticket(http_request_t *req);
 int route_tokens_create(http_request_t *req);
 int route_token_delete(http_request_t *req);
 int route_token_rotate(http_request_t *req);

@@ -13,7 +13,84 @@
 #include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_local.h"
 
-int http_authenticate(http_request_t *req, auth_identity_t *ret) {
+/* ---- stream tickets ------------------------------------------------------------------------ */
+
+/* EventSource cannot send headers: a browser asks POST /auth/stream-ticket with its
+ * credential and opens the stream with ?ticket=. A ticket is the caller's identity for
+ * TICKET_TTL_MS, once; kept in memory only (a restart voids them), as a hash. */
+#define TICKET_SLOTS 256
+#define TICKET_TTL_MS 30000
+#define TICKET_PREFIX "hst_"
+
+static struct ticket_slot {
+        uint8_t hash[AUTH_TOKEN_HASH_LEN];
+        uint64_t expires_ms; /* monotonic; 0: free */
+        auth_identity_t identity;
+} tickets[TICKET_SLOTS];
+static pthread_mutex_t tickets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A ticket has a token's shape with its own prefix, so neither passes for the other. */
+static int ticket_hash(const char *ticket, uint8_t hash[AUTH_TOKEN_HASH_LEN]) {
+        char as_token[AUTH_TOKEN_LEN + 1];
+
+        if (strncmp(ticket, TICKET_PREFIX, strlen(TICKET_PREFIX)) != 0 ||
+            strlen(ticket) - strlen(TICKET_PREFIX) + strlen(AUTH_TOKEN_PREFIX) != AUTH_TOKEN_LEN)
+                return -EINVAL;
+        snprintf(as_token, sizeof(as_token), AUTH_TOKEN_PREFIX "%s", ticket + strlen(TICKET_PREFIX));
+        return auth_token_hash(as_token, hash);
+}
+
+static int ticket_redeem(const char *ticket, auth_identity_t *ret) {
+        uint8_t hash[AUTH_TOKEN_HASH_LEN];
+        uint64_t now = now_monotonic_ms();
+        int r = -EKEYREJECTED;
+
+        if (ticket_hash(ticket, hash) < 0)
+                return -EKEYREJECTED;
+        pthread_mutex_lock(&tickets_lock);
+        for (size_t i = 0; i < TICKET_SLOTS; i++)
+                if (tickets[i].expires_ms > now && memcmp(tickets[i].hash, hash, sizeof(hash)) == 0) {
+                        *ret = tickets[i].identity;
+                        tickets[i] = (struct ticket_slot){}; /* once */
+                        r = 0;
+                        break;
+                }
+        pthread_mutex_unlock(&tickets_lock);
+        return r;
+}
+
+int route_stream_ticket(http_request_t *req) {
+        char token[AUTH_TOKEN_LEN + 1], ticket[AUTH_TOKEN_LEN + 8];
+        uint64_t now = now_monotonic_ms();
+        struct ticket_slot *slot = NULL;
+        int r;
+
+        r = auth_token_new(token);
+        if (r < 0)
+                return http_reply_internal(req, r, "making a ticket");
+        snprintf(ticket, sizeof(ticket), TICKET_PREFIX "%s", token + strlen(AUTH_TOKEN_PREFIX));
+        pthread_mutex_lock(&tickets_lock);
+        for (size_t i = 0; i < TICKET_SLOTS && !slot; i++)
+                if (tickets[i].expires_ms <= now)
+                        slot = &tickets[i];
+        if (slot && ticket_hash(ticket, slot->hash) == 0) {
+                slot->expires_ms = now + TICKET_TTL_MS;
+                slot->identity = *req->who;
+        } else
+                slot = NULL;
+        pthread_mutex_unlock(&tickets_lock);
+        if (!slot)
+                return http_reply_problem(req, 503, "unavailable", "Service unavailable", NULL,
+                                          "too many stream tickets are waiting to be used; try again in %d s",
+                                          TICKET_TTL_MS / 1000);
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:i, s:[s,s]}", "ticket", ticket, "expires_in_seconds",
+                                         TICKET_TTL_MS / 1000, "for", "GET /deployments/{id}/logs",
+                                         "GET /deployments/{id}/events"),
+                               NULL);
+}
+
+int http_authenticate(http_request_t *req, bool ticket_ok, auth_identity_t *ret) {
         const char *header = mg_get_header(req->conn, "Authorization");
         uint8_t hash[AUTH_TOKEN_HASH_LEN];
         store_token_t t = {};
@@ -24,6 +101,15 @@ int http_authenticate(http_request_t *req, auth_identity_t *ret) {
         r = apiserver_local_identity(req->api, req->info, ret);
         if (r != -ENOENT)
                 return r;
+        if (!header && ticket_ok) {
+                char ticket[AUTH_TOKEN_LEN + 8];
+
+                r = http_query(req, "ticket", 0, ticket, sizeof(ticket));
+                if (r > 0)
+                        return ticket_redeem(ticket, ret);
+                if (r < 0)
+                        return -EKEYREJECTED;
+        }
         if (!header)
                 return -ENOKEY;
         if (strncasecmp(header, "Bearer ", 7) != 0)

@@ -258,6 +258,7 @@ static const struct expectation {
         { "POST", "/tokens", 'A', 'A', 'A', false },
         { "DELETE", "/tokens/*", 'A', 'A', 'A', false },
         { "POST", "/tokens/*/rotate", 'A', 'A', 'A', false },
+        { "POST", "/auth/stream-ticket", 'A', 'A', 'A', false },
         { "GET", "/namespaces/*/audit", 'A', 'A', 'A', false },
         { "GET", "/audit", 'A', 'F', 'F', false },
         { "GET", "/deployments", 'A', 'A', 'A', false },
@@ -680,6 +681,36 @@ static void test_audit_log(void **state) {
         assert_int_equal(status_of(f, "GET", "/namespaces/prod/audit", bound, NULL), 200);
 }
 
+static void test_stream_tickets(void **state) {
+        fixture_t *f = *state;
+        char viewer[AUTH_TOKEN_LEN + 1], ticket[128], path[256], id[64];
+        response_t r;
+
+        session(f, AUTH_ROLE_VIEWER, viewer);
+        session(f, AUTH_ROLE_OPERATOR, ticket); /* an operator makes the deployment */
+        r = request(f, "POST", "/deployments", ticket, "{\"name\": \"streamed\", \"image\": \"/i\", \"replicas\": 0}");
+        assert_int_equal(r.status, 201);
+        snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.json, "id")));
+        response_clear(&r);
+
+        assert_int_equal(status_of(f, "POST", "/auth/stream-ticket", NULL, NULL), 401);
+        r = request(f, "POST", "/auth/stream-ticket", viewer, NULL);
+        assert_int_equal(r.status, 200);
+        snprintf(ticket, sizeof(ticket), "%s", json_string_value(json_object_get(r.json, "ticket")));
+        response_clear(&r);
+
+        /* Not on other routes, and no credential elsewhere: it is not a token. */
+        snprintf(path, sizeof(path), "/deployments?ticket=%s", ticket);
+        assert_int_equal(status_of(f, "GET", path, NULL, NULL), 401);
+        assert_int_equal(status_of(f, "GET", "/deployments", ticket, NULL), 401);
+        /* On a stream, once, as the viewer who asked for it. */
+        snprintf(path, sizeof(path), "/deployments/%s/events?ticket=%s", id, ticket);
+        assert_int_equal(status_of(f, "GET", path, NULL, NULL), 200);
+        assert_int_equal(status_of(f, "GET", path, NULL, NULL), 401);
+        snprintf(path, sizeof(path), "/deployments/%s/events?ticket=hst_nonsense", id);
+        assert_int_equal(status_of(f, "GET", path, NULL, NULL), 401);
+}
+
 /* As uid 65534 with group gid (and no other): GET /users/me on the socket. Exit status: 0 the
  * answer was 403, 1 another answer, 2 connect() was refused (EACCES), 3 anything else. */
 static int as_stranger(const char *path, gid_t gid) {
@@ -769,6 +800,7 @@ int main(void) {
                 cmocka_unit_test(test_the_last_admin_cannot_go),
                 cmocka_unit_test(test_tokens_scopes_namespaces_rotation),
                 cmocka_unit_test(test_audit_log),
+                cmocka_unit_test(test_stream_tickets),
         };
 
         curl_global_init(CURL_GLOBAL_DEFAULT);

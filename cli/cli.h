@@ -25,6 +25,7 @@ typedef struct cli_ctx {
         const char *config_path; /* --config; NULL: $HUSK_CONFIG, else the default path */
         const char *token;       /* --token, else $HUSK_TOKEN, else the context's; NULL: none */
         const char *context;     /* --context, else $HUSK_CONTEXT, else the current one; NULL: none */
+        const char *ca_file;     /* --ca-file, else $HUSK_CA_FILE: CAs for an https host; NULL: the system's */
 } cli_ctx_t;
 
 /* A verb receives argv with argv[0] = its own name and returns an exit code. */

@@ -16,6 +16,7 @@ struct cli_http {
         CURL *curl;   /* reused so that consecutive requests share one connection */
         char *auth;   /* "Authorization: Bearer <token>", or NULL */
         char *socket; /* the local apiserver's unix socket, or NULL: TCP to base */
+        char *ca_file; /* CA certificates to verify an https server with; NULL: the system's */
 };
 
 void cli_response_clear(cli_response_t *r) {
@@ -80,6 +81,7 @@ void cli_http_free(cli_http_t *h) {
         free(h->base);
         free(h->auth);
         free(h->socket);
+        free(h->ca_file);
         free(h);
 }
 
@@ -119,6 +121,9 @@ int cli_http_prepare(const cli_http_t *h, CURL *c, struct curl_slist **headers) 
         }
         if (h->socket)
                 curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, h->socket);
+        /* curl verifies the peer and its name by default; we only say against what. */
+        if (h->ca_file)
+                curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
         return 0;
 }
 
@@ -393,7 +398,7 @@ static char *local_socket(const cli_ctx_t *ctx) {
         _cleanup_free_ char *path = NULL;
         const char *h = ctx->host, *sep = strstr(h, "://");
 
-        if (ctx->token)
+        if (ctx->token || strncasecmp(h, "https://", 8) == 0)
                 return NULL;
         if (sep)
                 h = sep + 3;
@@ -423,6 +428,8 @@ int cli_http_open(const cli_ctx_t *ctx, cli_http_t **ret) {
                         return CLI_EXIT_USAGE;
                 }
         }
+        if (r >= 0 && ctx->ca_file && !(h->ca_file = strdup(ctx->ca_file)))
+                r = -ENOMEM;
         socket = r >= 0 ? local_socket(ctx) : NULL;
         if (r >= 0 && socket)
                 r = cli_http_set_socket(h, socket);

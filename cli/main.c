@@ -38,6 +38,8 @@ static void help(void) {
                "                      without one, a local apiserver is asked over its unix socket\n"
                "  -C, --context NAME  the context to use (default: $HUSK_CONTEXT, else the current one;\n"
                "                      see husk login and husk context)\n"
+               "  -A, --ca-file PATH  CA certificates to verify an https:// host with (default:\n"
+               "                      $HUSK_CA_FILE, else the system's); never skipped\n"
                "  -h, --help          show this help\n"
                "  -V, --version       show the version\n"
                "\n"
@@ -78,15 +80,17 @@ int main(int argc, char **argv) {
                 { "host", required_argument, NULL, 'H' }, { "config", required_argument, NULL, 'c' },
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, 'V' },
                 { "token", required_argument, NULL, 'T' },       { "context", required_argument, NULL, 'C' },
+                { "ca-file", required_argument, NULL, 'A' },
                 {},
         };
-        cli_ctx_t ctx = { .host = getenv("HUSK_HOST"), .token = getenv("HUSK_TOKEN"), .context = getenv("HUSK_CONTEXT") };
+        cli_ctx_t ctx = { .host = getenv("HUSK_HOST"), .token = getenv("HUSK_TOKEN"), .context = getenv("HUSK_CONTEXT"),
+                          .ca_file = getenv("HUSK_CA_FILE") };
         json_auto_t *contexts = NULL;
         int c, r;
 
         opterr = 0;
         /* "+": stop at the verb, whose options are its own. */
-        while ((c = getopt_long(argc, argv, "+:H:c:T:C:hV", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+:H:c:T:C:A:hV", options, NULL)) >= 0) {
                 switch (c) {
                 case 'H':
                         ctx.host = optarg;
@@ -99,6 +103,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'C':
                         ctx.context = optarg;
+                        break;
+                case 'A':
+                        ctx.ca_file = optarg;
                         break;
                 case 'h':
                         help();

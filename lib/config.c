@@ -82,6 +82,8 @@ static const config_key_t config_keys[] = {
         { "apiserver.listen", KEY_STRING, O(apiserver.listen), NULL, 0 },
         { "apiserver.database", KEY_STRING, O(apiserver.database), NULL, 0 },
         { "apiserver.socket_group", KEY_STRING, O(apiserver.socket_group), NULL, 0 },
+        { "apiserver.tls.cert", KEY_STRING, O(apiserver.tls_cert), NULL, 0 },
+        { "apiserver.tls.key", KEY_STRING, O(apiserver.tls_key), NULL, 0 },
         { "scheduler.resync_interval", KEY_DURATION, O(scheduler.resync_interval_ms), NULL, 0 },
         { "scheduler.request_timeout", KEY_DURATION, O(scheduler.request_timeout_ms), NULL, 0 },
         { "scheduler.host_memory", KEY_SIZE, O(scheduler.host_memory_bytes), NULL, 0 },

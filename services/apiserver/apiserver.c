@@ -126,7 +126,7 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         if (r < 0)
                 return r;
         /* Last: requests may arrive as soon as it listens. */
-        r = http_start(api, config->apiserver.listen);
+        r = http_start(api, config);
         if (r < 0)
                 return r;
         r = apiserver_local_start(api, config->runtime_dir, config->apiserver.socket_group, api->http_internal_port);
@@ -161,6 +161,9 @@ int apiserver_reload(const husk_config_t *old, const husk_config_t *fresh) {
 
         if (!same(old->apiserver.listen, fresh->apiserver.listen))
                 log_notice("apiserver.listen changed: it applies at the next restart of husk-apiserver");
+        if (!same(old->apiserver.tls_cert, fresh->apiserver.tls_cert) ||
+            !same(old->apiserver.tls_key, fresh->apiserver.tls_key))
+                log_notice("apiserver.tls changed: it applies at the next restart of husk-apiserver");
         if (!same(old->apiserver.socket_group, fresh->apiserver.socket_group) ||
             !same(old->runtime_dir, fresh->runtime_dir))
                 log_notice("apiserver.socket_group or runtime_dir changed: they apply at the next restart of "

@@ -579,7 +579,8 @@ static void raise_fd_limit(void) {
         }
 }
 
-int http_start(apiserver_t *api, const char *listen) {
+int http_start(apiserver_t *api, const husk_config_t *config) {
+        const char *listen = config->apiserver.listen;
         char ports[160], public[128];
         struct mg_server_port bound[2];
         const char *options[] = {
@@ -603,6 +604,18 @@ int http_start(apiserver_t *api, const char *listen) {
         r = http_listen_spec(listen, public, sizeof(public));
         if (r < 0)
                 return log_error_errno(r, "apiserver.listen: \"%s\" is not host:port", listen);
+        /* TLS is refused, not ignored: serving plain HTTP where the config asks for TLS would
+         * send passwords and tokens in the clear. Debian 12's civetweb 1.15 loads libssl.so at
+         * run time and calls OpenSSL 1.1 functions that OpenSSL 3 no longer exports (e.g.
+         * SSL_get_peer_certificate, a macro since 3.0): it starts, then jumps to NULL on the
+         * first TLS connection (seen here: SIGSEGV at 0x0 in a civetweb worker). Until husk
+         * terminates TLS itself, put a TLS proxy in front (the CLI verifies it: --ca-file). */
+        if (config->apiserver.tls_cert || config->apiserver.tls_key)
+                return log_error_errno(EOPNOTSUPP,
+                                       "apiserver.tls is set, but this build cannot serve TLS (Debian's civetweb 1.15 "
+                                       "crashes on TLS connections with OpenSSL 3): remove apiserver.tls and terminate "
+                                       "TLS in a proxy in front of %s",
+                                       public);
         /* A second listener on an ephemeral loopback port, for the local socket's relay
          * (apiserver_local.c explains why). */
         snprintf(ports, sizeof(ports), "%s,127.0.0.1:0", public);

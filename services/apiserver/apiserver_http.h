@@ -52,8 +52,9 @@ int http_authenticate(http_request_t *req, bool ticket_ok, auth_identity_t *ret)
  * listening_ports syntax. -EINVAL when it is none of these. */
 int http_listen_spec(const char *listen, char *buf, size_t size);
 
-/* listen: apiserver.listen (copied; the config may go away once this returns). */
-int http_start(apiserver_t *api, const char *listen);
+/* Serve apiserver.listen; -EOPNOTSUPP when apiserver.tls is set (see there). Nothing of
+ * config is kept: it may go away once this returns. */
+int http_start(apiserver_t *api, const husk_config_t *config);
 void http_stop(apiserver_t *api);
 
 /* The whole body, NUL-terminated. -EFBIG beyond HTTP_BODY_MAX, -EIO when the client went away,

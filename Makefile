@@ -2,6 +2,7 @@
 #
 #   make                 build everything into build/
 #   make guest           build the guest kit (kernel, initramfs, demo rootfs) into build/kit
+#   make image           build the Debian disk image the disk-mode tests boot (build/image/debian-12.raw)
 #   make check           unit tests (ASan+UBSan) and integration tests (real daemons, real VMs)
 #   make san-daemons     the daemons built with ASan+UBSan into build/san/bin (integration needs them)
 #   make bench           benchmarks, printed as ratios against a bare baseline
@@ -131,6 +132,17 @@ $(KIT)/.stamp: $(BUILD)/bin/husk-agent deploy/guest/build-kit.sh
 	deploy/guest/build-kit.sh --out $(KIT) --agent $(BUILD)/bin/husk-agent
 	@touch $@
 
+# ---- disk image ------------------------------------------------------------------------
+# A bootable raw GPT image (UEFI, cloud-init NoCloud, husk-agent, a page on :8080) from Debian
+# packages; rebuilt only when one of its inputs changes. The .debs stay in $(IMAGE_DIR)/cache.
+IMAGE_DIR := $(BUILD)/image
+IMAGE     := $(IMAGE_DIR)/debian-12.raw
+IMAGE_INPUTS := deploy/image/build-image.sh deploy/image/cloud.cfg deploy/image/husk-envpage.py \
+	deploy/image/husk-envpage.service deploy/systemd/husk-agent.service $(BUILD)/bin/husk-agent
+image: $(IMAGE)
+$(IMAGE): $(IMAGE_INPUTS)
+	deploy/image/build-image.sh --out $@ --agent $(BUILD)/bin/husk-agent
+
 # ---- unit tests ----------------------------------------------------------------------------
 # tests/unit/<component>/test_*.c links the sanitized library plus the component's sources,
 # the component's libraries and what tests use besides (cmocka; curl as an HTTP client).
@@ -198,7 +210,8 @@ fuzz: $(FUZZ_BINS)
 	    $$(ls -d tests/fuzz/seeds-$$(basename $$f) 2>/dev/null) 2>&1 | tail -3; done
 
 # ---- integration tests -----------------------------------------------------------------------
-integration: all guest san-daemons
+# test_seed and test_disk double as the image boot test's seed and disk makers (write/create).
+integration: all guest san-daemons image $(BUILD)/san/tests/vmm-driver/test_seed $(BUILD)/san/tests/vmm-driver/test_disk
 	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider tests/integration
 
 check: unit fuzz integration
@@ -233,6 +246,7 @@ install: all guest
 clean:
 	rm -rf $(BUILD)/gen $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
 
-.PHONY: all schema guest san-daemons unit fuzz integration check bench soak demo install clean
+.PHONY: all schema guest image san-daemons unit fuzz integration check bench soak demo install clean
 .DELETE_ON_ERROR:
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# Dependency files only: not build/image, whose root file system tree has directories named *.d.
+-include $(shell find $(BUILD) -path $(BUILD)/image -prune -o -name '*.d' -type f -print 2>/dev/null)

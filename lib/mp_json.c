@@ -7,29 +7,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base64.h"
 #include "lib/nesting.h"
 #include "lib/util.h"
 
 static json_t *base64_json(const char *p, size_t n) {
-        static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         static const char prefix[] = "base64:";
-        const unsigned char *u = (const unsigned char *)p;
-        _cleanup_free_ char *out = malloc(sizeof(prefix) + 4 * ((n + 2) / 3));
-        char *o;
+        _cleanup_free_ char *b64 = base64_encode(p, n), *out = NULL;
+        size_t len;
 
+        if (!b64)
+                return NULL;
+        len = strlen(b64);
+        out = malloc(sizeof(prefix) + len);
         if (!out)
                 return NULL;
         memcpy(out, prefix, sizeof(prefix) - 1);
-        o = out + sizeof(prefix) - 1;
-        for (size_t i = 0; i < n; i += 3) {
-                uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) | (i + 2 < n ? u[i + 2] : 0);
-
-                *o++ = tbl[v >> 18 & 63];
-                *o++ = tbl[v >> 12 & 63];
-                *o++ = i + 1 < n ? tbl[v >> 6 & 63] : '=';
-                *o++ = i + 2 < n ? tbl[v & 63] : '=';
-        }
-        *o = '\0';
+        memcpy(out + sizeof(prefix) - 1, b64, len + 1);
         return json_string(out);
 }
 

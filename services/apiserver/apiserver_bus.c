@@ -132,7 +132,7 @@ static int method_set_status(bus_request_t *req, msgpack_packer *pk, void *userd
                 return fail_store(req, r, id);
 
         if (r & (STORE_CHANGED_STATUS | STORE_CHANGED_MESSAGE))
-                apiserver_publish(api, "deployment.status", &d, d.status_message[0] ? d.status_message : NULL);
+                apiserver_publish(api, BUS_EVENT_DEPLOYMENT_STATUS, &d, d.status_message[0] ? d.status_message : NULL);
         store_deployment_clear(&d);
 
         msgpack_pack_map(pk, 1);
@@ -155,7 +155,7 @@ static int method_purge(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         if (r < 0)
                 return fail_store(req, r, id);
         log_info("Deployment %s/%s (%s) purged", d.d.namespace_, d.d.name, d.d.id);
-        apiserver_publish(api, "deployment.purged", &d, NULL);
+        apiserver_publish(api, BUS_EVENT_DEPLOYMENT_PURGED, &d, NULL);
         store_deployment_clear(&d);
         msgpack_pack_map(pk, 0);
         return 0;
@@ -186,12 +186,12 @@ static int method_record_exit(bus_request_t *req, msgpack_packer *pk, void *user
 }
 
 const bus_method_t apiserver_bus_methods[] = {
-        { "deployment.list", method_list },
-        { "deployment.get", method_get },
-        { "deployment.set_status", method_set_status },
-        { "deployment.purge", method_purge },
-        { "deployment.record_exit", method_record_exit },
-        { "event.record", apiserver_method_event_record },
+        { BUS_METHOD_DEPLOYMENT_LIST, method_list },
+        { BUS_METHOD_DEPLOYMENT_GET, method_get },
+        { BUS_METHOD_DEPLOYMENT_SET_STATUS, method_set_status },
+        { BUS_METHOD_DEPLOYMENT_PURGE, method_purge },
+        { BUS_METHOD_DEPLOYMENT_RECORD_EXIT, method_record_exit },
+        { BUS_METHOD_EVENT_RECORD, apiserver_method_event_record },
         {},
 };
 
@@ -231,7 +231,7 @@ static int call_instance_list(apiserver_t *api, const char *deployment_id, bus_r
                 mp_pack_kv_str(&pk, "deployment_id", deployment_id);
 
         /* The worker waits here for at most the deadline; other workers do not wait for it. */
-        return bus_pool_call(api->vmm, "instance.list", &args, &opts, ret);
+        return bus_pool_call(api->vmm, BUS_METHOD_INSTANCE_LIST, &args, &opts, ret);
 }
 
 int apiserver_instances(apiserver_t *api, const char *deployment_id, json_t **ret, char **ret_error) {

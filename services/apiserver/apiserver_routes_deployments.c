@@ -52,8 +52,8 @@ static const struct {
         const char *event; /* NULL: nothing happened worth an event */
         const char *result;
 } apply_outcomes[] = {
-        [STORE_APPLY_CREATED] = { 201, "deployment.created", "created" },
-        [STORE_APPLY_UPDATED] = { 200, "deployment.updated", "updated" },
+        [STORE_APPLY_CREATED] = { 201, BUS_EVENT_DEPLOYMENT_CREATED, "created" },
+        [STORE_APPLY_UPDATED] = { 200, BUS_EVENT_DEPLOYMENT_UPDATED, "updated" },
         [STORE_APPLY_UNCHANGED] = { 200, NULL, "unchanged" },
 };
 
@@ -420,7 +420,7 @@ int route_deployment_delete(http_request_t *req) {
         if (r > 0) {
                 log_info("Deployment %s/%s (%s) deleted; its instances are being stopped", d.d.namespace_, d.d.name,
                          d.d.id);
-                apiserver_publish(req->api, "deployment.deleted", &d, NULL);
+                apiserver_publish(req->api, BUS_EVENT_DEPLOYMENT_DELETED, &d, NULL);
                 apiserver_event(req->api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED,
                                 "deleted: its instances are being stopped");
         }

@@ -239,7 +239,7 @@ int route_deployment_exec(http_request_t *req) {
         pack_args(in, instance_id, timeout_ms, &pk);
         /* An exec may take minutes: it has a client of its own from the pool, so it holds up
          * no other call. */
-        r = bus_pool_call(req->api->vmm, "instance.exec", &args, &(bus_call_opts_t){ .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS },
+        r = bus_pool_call(req->api->vmm, BUS_METHOD_INSTANCE_EXEC, &args, &(bus_call_opts_t){ .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS },
                           &reply);
         msgpack_sbuffer_destroy(&args);
         if (r == -ETIMEDOUT)

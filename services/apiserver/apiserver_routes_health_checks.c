@@ -26,7 +26,7 @@ int route_deployment_health_checks(http_request_t *req) {
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_str(&pk, "deployment_id", req->arg);
-        r = bus_pool_call(api->scheduler, "health.list", &args, &opts, &reply);
+        r = bus_pool_call(api->scheduler, BUS_METHOD_HEALTH_LIST, &args, &opts, &reply);
         msgpack_sbuffer_destroy(&args);
         if (r < 0)
                 return http_reply_problem(req, 503, "unavailable", "Service unavailable", NULL,

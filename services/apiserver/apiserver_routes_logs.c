@@ -158,7 +158,7 @@ static int call_query(logs_req_t *q, const char *only, bool with_tail, bus_reply
         }
         if (!api->logd)
                 return -ENOTCONN;
-        r = bus_pool_call(api->logd, "logs.query", &args, &opts, ret);
+        r = bus_pool_call(api->logd, BUS_METHOD_LOGS_QUERY, &args, &opts, ret);
         if (r < 0)
                 return r;
         if ((*ret)->error_code) {

@@ -114,7 +114,7 @@ static int method_query(bus_request_t *req, msgpack_packer *pk, void *userdata) 
 }
 
 const bus_method_t logd_bus_methods[] = {
-        { "logs.query", method_query },
+        { BUS_METHOD_LOGS_QUERY, method_query },
         {},
 };
 
@@ -170,7 +170,7 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
         logd_t *d = userdata;
         _cleanup_free_ char *id = NULL;
 
-        if (!streq(type, "deployment.purged"))
+        if (!streq(type, BUS_EVENT_DEPLOYMENT_PURGED))
                 return;
         if (mp_get_str(body, "deployment_id", PROTO_ID_MAX, &id) < 0) {
                 log_debug("deployment.purged without a deployment_id, ignoring");
@@ -238,7 +238,7 @@ void logd_check_purged(logd_t *d) {
                 return; /* one at a time */
         if (zhashx_size(d->instances) == 0 || snapshot_take(d) < 0)
                 return;
-        r = bus_call_async(d->apiserver, "deployment.list", NULL, &opts, on_list_reply, d, NULL);
+        r = bus_call_async(d->apiserver, BUS_METHOD_DEPLOYMENT_LIST, NULL, &opts, on_list_reply, d, NULL);
         if (r < 0) {
                 log_debug_errno(r, "Cannot ask apiserver for its deployments, checking later: %m");
                 snapshot_free(d);
@@ -269,7 +269,7 @@ int logd_bus_open(logd_t *d) {
         r = bus_sub_new(&apiserver_events, 1, &d->events);
         if (r < 0)
                 return log_error_errno(r, "Failed to subscribe to %s: %m", apiserver_events);
-        bus_sub_subscribe(d->events, "deployment.purged");
+        bus_sub_subscribe(d->events, BUS_EVENT_DEPLOYMENT_PURGED);
         r = bus_sub_attach(d->events, d->loop, on_event, d);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch events: %m");

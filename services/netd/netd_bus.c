@@ -49,9 +49,9 @@ static void publish_port_failure(netd_t *n, const char *instance_id, const char 
         mp_pack_kv_str(&pk, "instance_id", instance_id);
         if (deployment_id)
                 mp_pack_kv_str(&pk, "deployment_id", deployment_id);
-        mp_pack_kv_str(&pk, "reason", "PortAllocationFailed");
+        mp_pack_kv_str(&pk, "reason", EVENT_PORT_ALLOCATION_FAILED);
         mp_pack_kv_str(&pk, "message", message);
-        (void)bus_pub_send(n->pub, "net.port_allocation_failed", buf.data, buf.size);
+        (void)bus_pub_send(n->pub, BUS_EVENT_NET_PORT_ALLOCATION_FAILED, buf.data, buf.size);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -98,7 +98,7 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
         }
         if (!existed) {
                 log_info("Instance %s: TAP %s, %s, %zu published port(s)", id, a->tap, a->mac, a->n_ports);
-                netd_publish(n, "net.attached", a, NULL);
+                netd_publish(n, BUS_EVENT_NET_ATTACHED, a, NULL);
         }
         pack_attachment(pk, a, 0);
         return 0;
@@ -130,9 +130,9 @@ static int method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
 }
 
 static const bus_method_t netd_methods[] = {
-        { "net.attach", method_attach },
-        { "net.detach", method_detach },
-        { "net.list", method_list },
+        { BUS_METHOD_NET_ATTACH, method_attach },
+        { BUS_METHOD_NET_DETACH, method_detach },
+        { BUS_METHOD_NET_LIST, method_list },
         {},
 };
 
@@ -142,7 +142,7 @@ static void on_event(const char *type, const msgpack_object *body, void *userdat
         netd_t *n = userdata;
         _cleanup_free_ char *id = NULL;
 
-        if (!streq(type, "instance.removed") || mp_get_str(body, "instance_id", PROTO_ID_MAX, &id) < 0)
+        if (!streq(type, BUS_EVENT_INSTANCE_REMOVED) || mp_get_str(body, "instance_id", PROTO_ID_MAX, &id) < 0)
                 return;
         if (netd_find(n, id))
                 (void)netd_detach(n, id);
@@ -167,7 +167,7 @@ int netd_bus_open(netd_t *n) {
                 return log_error_errno(r, "Failed to attach the request socket: %m");
         r = bus_sub_new(publishers, ELEMENTSOF(publishers), &n->events);
         if (r >= 0)
-                r = bus_sub_subscribe(n->events, "instance.removed");
+                r = bus_sub_subscribe(n->events, BUS_EVENT_INSTANCE_REMOVED);
         if (r >= 0)
                 r = bus_sub_attach(n->events, n->ctx->loop, on_event, n);
         if (r < 0)

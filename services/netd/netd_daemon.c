@@ -27,7 +27,7 @@ static void reap_orphans(netd_t *n) {
 
         if (n->n_attachments == 0 || !ep || bus_client_new(ep, &vmm) < 0)
                 return;
-        r = bus_call(vmm, "instance.list", NULL, &opts, &reply);
+        r = bus_call(vmm, BUS_METHOD_INSTANCE_LIST, NULL, &opts, &reply);
         bus_client_destroy(&vmm);
         if (r < 0 || reply->error_code || !(a = reply->result) || a->type != MSGPACK_OBJECT_ARRAY) {
                 log_info("vmm-driver did not list its instances: keeping every adopted network");

@@ -306,7 +306,7 @@ int netd_detach(netd_t *n, const char *instance_id) {
         if (r < 0)
                 log_warning_errno(r, "Failed to delete TAP %s: %m", tap);
         if (a) {
-                netd_publish(n, "net.detached", a, NULL);
+                netd_publish(n, BUS_EVENT_NET_DETACHED, a, NULL);
                 log_info("Instance %s: TAP %s and its rules removed", instance_id, tap);
                 netd_attachment_free(a);
         }

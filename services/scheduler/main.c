@@ -11,7 +11,7 @@ static const husk_daemon_desc_t scheduler_desc = {
 
 int main(int argc, char **argv) {
         husk_daemon_ctx_t ctx;
-        scheduler_t s = { .ctx = &ctx, .wake_timer = -1, .health_efd = -1 };
+        scheduler_t s = { .ctx = &ctx, .wake_timer = -1, .pass_timer = -1, .resync_timer = -1 };
         int r;
 
         r = husk_daemon_init(&ctx, &scheduler_desc, argc, argv);

@@ -1,4 +1,4 @@
-/* scheduler.h: the reconciler's state and its two halves (planning, acting on the bus). */
+/* scheduler.h: the reconciler's state, and the files that share it: bus, reconcile (passes), act, plan, health, events. */
 #pragma once
 
 #include <stdbool.h>
@@ -77,36 +77,80 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
 int scheduler_plan(const deployment_t *d, const instance_t *instances, size_t n_instances, plan_t *ret);
 
 typedef struct probe probe_t;
+typedef struct pass pass_t;
+typedef struct inflight inflight_t;
 
 typedef struct scheduler {
         husk_daemon_ctx_t *ctx;
-        bus_client_t *apiserver;
+        bus_client_t *apiserver;  /* every client is attached to the loop: calls never block it */
         bus_client_t *vmm;
         bus_client_t *netd;       /* net.list: guest addresses for tcp and http checks */
         bus_server_t *server;     /* health.list, scheduler.status */
         probe_t *probes;          /* one per health check per live instance */
-        int health_efd;           /* command probes' threads signal finished probes here */
+        bool net_list_in_flight;  /* one net.list at a time */
         bus_sub_t *events;
         bus_pub_t *pub;
-        bool pass_scheduled; /* a reconcile pass is queued on the loop */
-        uint64_t passes;     /* passes that saw both lists and acted on every deployment */
+        pass_t *pass;             /* the reconcile pass in flight; NULL between passes */
+        bool pass_scheduled;      /* a pass is queued: its timer runs, or it follows the one in flight */
+        int pass_timer;           /* -1, or the timer that starts the queued pass */
+        uint64_t passes;          /* passes that saw both lists and whose every call ended */
+        deployment_t *known;      /* apiserver's last deployment list: planned from while it does not answer */
+        size_t n_known;
+        inflight_t *inflight;     /* instances with a stop or remove in flight: never sent twice */
+        bool closing;             /* scheduler_bus_close() runs: callbacks only free */
         int resync_timer;
         int wake_timer;      /* -1, or the one-shot timer of the earliest back-off or healthy deadline */
 } scheduler_t;
 
+/* scheduler_bus.c: the bus: clients, subscriptions, the request server's method table, reload. */
 int scheduler_bus_open(scheduler_t *s);
 /* SIGHUP: the scheduler.* keys apply from the next pass (one is queued at once), a new
  * resync_interval re-arms its timer; bus endpoints need a restart (named when changed). */
 int scheduler_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh);
 void scheduler_bus_close(scheduler_t *s);
-/* Queue a full reconcile pass on the loop (coalesces bursts of events into one pass). */
+
+/* The end of one scheduler_call(): r 0 with reply->result, -EREMOTEIO with reply's error_code
+ * when the daemon refused (logged), another negative errno with reply NULL (no answer, logged). */
+typedef void (*scheduler_reply_fn)(scheduler_t *s, int r, const bus_reply_t *reply, void *userdata);
+
+/* The scheduler's one way to call a daemon: asynchronous, with scheduler.request_timeout as
+ * the deadline. pass (NULL: none) is held until fn has run, so a pass ends after every call made
+ * for it. fn (NULL: none) runs exactly once, from the loop; when the call cannot even start it
+ * runs before this returns, which is then <0. */
+int scheduler_call(scheduler_t *s, bus_client_t *c, pass_t *pass, const char *method, const msgpack_sbuffer *args,
+                   bool idempotent, scheduler_reply_fn fn, void *userdata);
+
+/* scheduler_reconcile.c: passes. At most one runs at a time: it gathers both lists, plans every
+ * deployment and acts; it ends when every call made for it ended. */
+/* Queue a full reconcile pass (coalesces bursts of events into one; a kick during a pass queues
+ * one more after it). why NULL: a retry, after a pause. */
 void scheduler_kick(scheduler_t *s, const char *why);
-/* One full pass: list deployments and instances, plan each, act. */
-int scheduler_reconcile_all(scheduler_t *s);
-/* scheduler.status: {pass: bool optional} -> {passes: uint, pass_scheduled: bool}. */
-int scheduler_method_status(bus_request_t *req, msgpack_packer *pk, void *userdata);
 /* Arm the wake-up timer for unix ms wake_at (0: none), replacing the previous one. */
 void scheduler_wake_at(scheduler_t *s, uint64_t wake_at);
+/* Hold and release pass p (NULL: no-op): a pass ends when its last hold is released. */
+void scheduler_pass_hold(pass_t *p);
+void scheduler_pass_release(pass_t *p);
+/* Whether pass p planned from a deployment list apiserver did not confirm this pass. */
+bool scheduler_pass_stale(const pass_t *p);
+/* The end of every pass and the free of the list cache (scheduler_bus_close()). */
+void scheduler_reconcile_close(scheduler_t *s);
+
+/* scheduler_act.c: act on one deployment's plan (plan owned by the job from then on; d and the
+ * instances the plan points into must outlive pass), and on what no deployment owns. A stale
+ * pass only creates: every other action needs apiserver's confirmed view. */
+int scheduler_act(scheduler_t *s, pass_t *pass, const deployment_t *d, plan_t *plan);
+/* Stop or remove the instances whose deployment no longer exists. */
+void scheduler_reap_orphans(scheduler_t *s, pass_t *pass, const deployment_t *deployments, size_t n_deployments,
+                            const instance_t *instances, size_t n_instances);
+/* An instance failed its checks: count a failure against its deployment (back-off, crash loop)
+ * and stop it; with stop_only the deployment is marked failed instead of the instance being
+ * replaced. */
+void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id,
+                                 const char *what, bool stop_only);
+/* What a finished pass folds in: the earliest wake-up any job asked for, whether one failed. */
+void scheduler_pass_wake(pass_t *p, uint64_t wake_at);
+void scheduler_pass_fail(pass_t *p);
+void scheduler_inflight_free(scheduler_t *s);
 
 /* scheduler_health.c: start and stop the probes of every live instance to match the
  * deployments' health checks (called after each pass's lists). */
@@ -114,15 +158,15 @@ void scheduler_health_sync(scheduler_t *s, const deployment_t *deployments, size
                            const instance_t *instances, size_t n_instances);
 /* Whether every readiness check of d has passed on instance_id (true when d has none). */
 bool scheduler_health_ready(scheduler_t *s, const deployment_t *d, const char *instance_id);
-int scheduler_health_open(scheduler_t *s);
+/* Stop every probe (and cancel its call). */
 void scheduler_health_close(scheduler_t *s);
-/* scheduler_bus.c: an instance failed its checks: count a failure against its deployment
- * (back-off, crash loop) and stop it; with stop_only the deployment is marked failed instead
- * of the instance being replaced. */
-void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id,
-                                 const char *what, bool stop_only);
+/* health.list: {deployment_id} -> array of {instance_id, check, type, target, readiness,
+ * on_failure, threshold, status, consecutive_failures, guest_ip, history: [...]}. */
+int scheduler_method_health_list(bus_request_t *req, msgpack_packer *pk, void *userdata);
 
 /* scheduler_events.c: record an event of deployment_id (component "scheduler") through
- * apiserver's event.record, and log it. Failures are logged and returned, never fatal. */
-int scheduler_event(scheduler_t *s, const char *deployment_id, const char *level, const char *reason,
-                    const char *fmt, ...) _printf_(5, 6);
+ * apiserver's event.record, and log it. Sent asynchronously (held by the pass in flight, so a
+ * pass ends once its events are stored); failures are logged, never fatal. A stale pass only
+ * logs: apiserver did not answer it. */
+void scheduler_event(scheduler_t *s, const char *deployment_id, const char *level, const char *reason,
+                     const char *fmt, ...) _printf_(5, 6);

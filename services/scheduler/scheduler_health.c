@@ -2,18 +2,16 @@
  *
  * tcp and http probes are non-blocking sockets to the guest address netd gave the instance,
  * polled on the loop with a timeout timer of their own. A command probe is instance.exec on
- * vmm-driver, whose reply waits for the command: it runs on a thread of its own with its own
- * DEALER, and hands its result back through an eventfd the loop polls. The history lives here
- * only (the scheduler keeps no durable state): a restarted scheduler starts it afresh. */
+ * vmm-driver, an asynchronous call whose deadline is the probe's timeout (plus the time
+ * vmm-driver needs to say so). The history lives here only (the scheduler keeps no durable
+ * state): a restarted scheduler starts it afresh. */
 #include "services/scheduler/scheduler.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,7 +42,7 @@ struct probe {
         int timer;              /* next probe, -1 when none is armed */
         /* one probe in flight */
         bool in_flight;
-        bool gone;              /* instance gone while a command probe ran: free on its result */
+        uint64_t call_id;       /* command: the instance.exec in flight, cancelled when the probe stops */
         int fd;
         int timeout_timer;
         bool sent;              /* http: request written, reading the status line */
@@ -60,17 +58,6 @@ struct probe {
         size_t n_history;       /* up to HISTORY_MAX; newest at (slot - 1) */
         size_t slot;            /* where the next result goes */
 };
-
-/* Results of command probes, handed from their threads to the loop. */
-typedef struct command_result {
-        struct command_result *next;
-        probe_t *probe;
-        bool ok;
-        char message[200];
-} command_result_t;
-
-static pthread_mutex_t results_lock = PTHREAD_MUTEX_INITIALIZER;
-static command_result_t *results;
 
 static void arm(probe_t *p, uint64_t delay_ms);
 
@@ -307,137 +294,62 @@ static void start_socket_probe(probe_t *p) {
 
 /* ---- command probes --------------------------------------------------------------------- */
 
-typedef struct command_job {
-        probe_t *probe;
-        char *endpoint;
-        char instance_id[16];
-        char **argv;
-        uint64_t timeout_ms;
-        int efd;
-} command_job_t;
+/* instance.exec answered, or its deadline passed. */
+static void on_exec(int error, const bus_reply_t *reply, void *userdata) {
+        probe_t *p = userdata;
+        char message[200];
+        bool ok = false;
 
-static void *command_thread(void *arg) {
-        command_job_t *job = arg;
-        command_result_t *res = calloc(1, sizeof(*res));
-        bus_call_opts_t opts = { .timeout_ms = job->timeout_ms + 2000 };
-        bus_client_t *c = NULL;
-        bus_reply_t *reply = NULL;
-        msgpack_sbuffer buf;
-        msgpack_packer pk;
-        int64_t status;
-        uint64_t one = 1;
-        int r;
-
-        if (!res)
-                goto out;
-        res->probe = job->probe;
-        msgpack_sbuffer_init(&buf);
-        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
-        mp_pack_kv_str(&pk, "instance_id", job->instance_id);
-        mp_pack_kv_strv(&pk, "argv", job->argv);
-        mp_pack_kv_u64(&pk, "timeout_ms", job->timeout_ms);
-        r = bus_client_new(job->endpoint, &c);
-        if (r >= 0)
-                r = bus_call(c, "instance.exec", &buf, &opts, &reply);
-        msgpack_sbuffer_destroy(&buf);
-        if (r < 0)
-                snprintf(res->message, sizeof(res->message), "vmm-driver did not answer instance.exec: %s",
-                         strerror(-r));
+        p->in_flight = false;
+        if (error < 0)
+                snprintf(message, sizeof(message), "vmm-driver did not answer instance.exec: %s", strerror(-error));
         else if (reply->error_code)
                 /* vmm-driver names husk-agent when the agent cannot be reached. */
-                snprintf(res->message, sizeof(res->message), "%s: %s", reply->error_code, reply->error_message ?: "");
+                snprintf(message, sizeof(message), "%s: %s", reply->error_code, reply->error_message ?: "");
         else {
                 bool timed_out = false;
+                int64_t status;
 
                 (void)mp_get_bool(reply->result, "timed_out", &timed_out);
                 if (mp_get_i64(reply->result, "exit_status", &status) < 0)
-                        snprintf(res->message, sizeof(res->message), "instance.exec answered without exit_status");
+                        snprintf(message, sizeof(message), "instance.exec answered without exit_status");
                 else if (timed_out)
-                        snprintf(res->message, sizeof(res->message), "timed out after %llu ms",
-                                 (unsigned long long)job->timeout_ms);
+                        snprintf(message, sizeof(message), "timed out after %llu ms",
+                                 (unsigned long long)p->check.timeout_ms);
                 else {
-                        res->ok = status == 0;
-                        snprintf(res->message, sizeof(res->message), "exit status %lld", (long long)status);
+                        ok = status == 0;
+                        snprintf(message, sizeof(message), "exit status %lld", (long long)status);
                 }
         }
-        if (reply)
-                bus_reply_free(reply);
-        bus_client_destroy(&c);
-        pthread_mutex_lock(&results_lock);
-        res->next = results;
-        results = res;
-        pthread_mutex_unlock(&results_lock);
-        if (write(job->efd, &one, sizeof(one)) < 0) {
-                /* The counter cannot overflow at our rates; nothing else can fail here. */
-        }
-out:
-        free(job->endpoint);
-        mp_strv_free(job->argv);
-        free(job);
-        return NULL;
-}
-
-static int on_results(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
-        scheduler_t *s = arg;
-        command_result_t *list, *next;
-        uint64_t n;
-
-        if (read(s->health_efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-                log_debug_errno(errno, "Reading the health eventfd failed: %m");
-        pthread_mutex_lock(&results_lock);
-        list = results;
-        results = NULL;
-        pthread_mutex_unlock(&results_lock);
-        for (; list; list = next) {
-                probe_t *p = list->probe;
-
-                next = list->next;
-                p->in_flight = false;
-                if (p->gone)
-                        probe_free(p);
-                else {
-                        record(p, list->ok, list->message);
-                        arm(p, p->check.interval_ms);
-                }
-                free(list);
-        }
-        return 0;
+        record(p, ok, message);
+        arm(p, p->check.interval_ms);
 }
 
 static void start_command_probe(probe_t *p) {
-        command_job_t *job = calloc(1, sizeof(*job));
-        pthread_attr_t attr;
-        pthread_t t;
+        /* The agent ends the command at timeout_ms; the call gives vmm-driver 2 s more to say so. */
+        bus_call_opts_t opts = { .timeout_ms = p->check.timeout_ms + 2000 };
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        int r;
 
-        if (!job)
-                goto fail;
-        job->probe = p;
-        job->endpoint = strdup(p->s->ctx->config->bus[HUSK_DAEMON_VMM_DRIVER].requests);
-        snprintf(job->instance_id, sizeof(job->instance_id), "%s", p->instance_id);
-        job->argv = mp_strv_copy(p->check.command);
-        job->timeout_ms = p->check.timeout_ms;
-        job->efd = p->s->health_efd;
-        if (!job->endpoint || !job->argv)
-                goto fail;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        mp_pack_kv_str(&pk, "instance_id", p->instance_id);
+        mp_pack_kv_strv(&pk, "argv", p->check.command);
+        mp_pack_kv_u64(&pk, "timeout_ms", p->check.timeout_ms);
+        /* Not idempotent: a resend would run the command twice. */
+        r = p->s->vmm ? bus_call_async(p->s->vmm, BUS_METHOD_INSTANCE_EXEC, &buf, &opts, on_exec, p, &p->call_id) : -ENOTCONN;
+        msgpack_sbuffer_destroy(&buf);
+        if (r < 0) {
+                char message[200];
+
+                snprintf(message, sizeof(message), "cannot call instance.exec: %s", strerror(-r));
+                record(p, false, message);
+                arm(p, p->check.interval_ms);
+                return;
+        }
         p->in_flight = true;
-        if (pthread_create(&t, &attr, command_thread, job) != 0) {
-                pthread_attr_destroy(&attr);
-                p->in_flight = false;
-                goto fail;
-        }
-        pthread_attr_destroy(&attr);
-        return;
-fail:
-        if (job) {
-                free(job->endpoint);
-                mp_strv_free(job->argv);
-                free(job);
-        }
-        record(p, false, "cannot start the probe (out of memory or threads)");
-        arm(p, p->check.interval_ms);
 }
 
 /* ---- timers and the set of probes --------------------------------------------------------- */
@@ -478,10 +390,9 @@ static void probe_stop(scheduler_t *s, probe_t *p) {
                 p->timeout_timer = -1;
                 p->in_flight = false;
         }
-        if (p->in_flight)
-                p->gone = true; /* a command thread still holds it: freed on its result */
-        else
-                probe_free(p);
+        if (p->in_flight && s->vmm)
+                (void)bus_call_cancel(s->vmm, p->call_id); /* its callback never runs */
+        probe_free(p);
 }
 
 static probe_t *find(scheduler_t *s, const char *instance_id, size_t index) {
@@ -491,27 +402,36 @@ static probe_t *find(scheduler_t *s, const char *instance_id, size_t index) {
         return NULL;
 }
 
-/* netd's guest addresses, asked once per pass and only when a socket probe lacks one. */
-static void fill_guest_ips(scheduler_t *s) {
-        bus_call_opts_t opts = { .timeout_ms = 1000, .idempotent = true };
-        _cleanup_(bus_reply_freep) bus_reply_t *reply = NULL;
-        bool needed = false;
+static void on_net_list(int error, const bus_reply_t *reply, void *userdata) {
+        scheduler_t *s = userdata;
 
-        for (probe_t *p = s->probes; p && !needed; p = p->next)
-                needed = !p->guest_ip[0] && !streq(p->check.type, "command");
-        if (!needed || !s->netd || bus_call(s->netd, "net.list", NULL, &opts, &reply) < 0 || reply->error_code ||
-            !reply->result || reply->result->type != MSGPACK_OBJECT_ARRAY)
-                return;
+        s->net_list_in_flight = false;
+        if (error < 0 || reply->error_code || !reply->result || reply->result->type != MSGPACK_OBJECT_ARRAY)
+                return; /* the probes say "no guest address"; the next pass asks again */
         for (uint32_t k = 0; k < reply->result->via.array.size; k++) {
                 const msgpack_object *a = &reply->result->via.array.ptr[k];
                 _cleanup_free_ char *id = NULL, *ip = NULL;
 
                 if (mp_get_str(a, "instance_id", 15, &id) < 0 || mp_get_str(a, "guest_ip", 15, &ip) < 0)
                         continue;
+                /* The probes of now: those stopped since the call are gone from the list. */
                 for (probe_t *p = s->probes; p; p = p->next)
                         if (streq(p->instance_id, id))
                                 snprintf(p->guest_ip, sizeof(p->guest_ip), "%s", ip);
         }
+}
+
+/* netd's guest addresses, asked at most once per pass and only when a socket probe lacks one. */
+static void fill_guest_ips(scheduler_t *s) {
+        bus_call_opts_t opts = { .timeout_ms = 1000, .idempotent = true };
+        bool needed = false;
+
+        for (probe_t *p = s->probes; p && !needed; p = p->next)
+                needed = !p->guest_ip[0] && !streq(p->check.type, "command");
+        if (!needed || !s->netd || s->net_list_in_flight)
+                return;
+        if (bus_call_async(s->netd, BUS_METHOD_NET_LIST, NULL, &opts, on_net_list, s, NULL) >= 0)
+                s->net_list_in_flight = true;
 }
 
 static bool probed(const instance_t *i) {
@@ -589,9 +509,7 @@ bool scheduler_health_ready(scheduler_t *s, const deployment_t *d, const char *i
         return true;
 }
 
-/* health.list: {deployment_id} -> array of {instance_id, check, type, target, readiness,
- * on_failure, threshold, status, consecutive_failures, guest_ip, history: [...]}. */
-static int method_health_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+int scheduler_method_health_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         scheduler_t *s = userdata;
         _cleanup_free_ char *id = NULL;
         size_t n = 0;
@@ -634,50 +552,11 @@ static int method_health_list(bus_request_t *req, msgpack_packer *pk, void *user
         return 0;
 }
 
-static const bus_method_t health_methods[] = {
-        { "health.list", method_health_list },
-        { "scheduler.status", scheduler_method_status },
-        {},
-};
-
-int scheduler_health_open(scheduler_t *s) {
-        const husk_config_t *c = s->ctx->config;
-        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
-        int r;
-
-        s->health_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (s->health_efd < 0)
-                return log_error_errno(errno, "Failed to make the health eventfd: %m");
-        item.fd = s->health_efd;
-        if (zloop_poller(s->ctx->loop, &item, on_results, s) < 0)
-                return log_error_errno(EIO, "Failed to poll the health eventfd");
-        if (c->bus[HUSK_DAEMON_NETD].requests) {
-                r = bus_client_new(c->bus[HUSK_DAEMON_NETD].requests, &s->netd);
-                if (r < 0)
-                        log_warning_errno(r, "Cannot connect to netd (%s): %m; tcp and http checks will fail, ignoring",
-                                          c->bus[HUSK_DAEMON_NETD].requests);
-        }
-        r = bus_server_new(c->bus[HUSK_DAEMON_SCHEDULER].requests, health_methods, s, &s->server);
-        if (r < 0)
-                return log_error_errno(r, "Failed to bind %s: %m", c->bus[HUSK_DAEMON_SCHEDULER].requests);
-        r = bus_server_attach(s->server, s->ctx->loop);
-        if (r < 0)
-                return log_error_errno(r, "Failed to attach the request socket: %m");
-        return 0;
-}
-
 void scheduler_health_close(scheduler_t *s) {
         while (s->probes) {
                 probe_t *p = s->probes;
+
                 s->probes = p->next;
-                p->gone = true;
-                if (!p->in_flight)
-                        probe_stop(s, p);
-                /* else: a command thread still runs; the process is exiting */
+                probe_stop(s, p);
         }
-        bus_server_destroy(&s->server);
-        bus_client_destroy(&s->netd);
-        if (s->health_efd >= 0)
-                close(s->health_efd);
-        s->health_efd = -1;
 }

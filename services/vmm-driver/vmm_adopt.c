@@ -104,7 +104,7 @@ static void adopt_one(vmm_t *d, const char *name, unsigned *n_adopted, unsigned 
         }
         (*n_adopted)++;
         log_info("Instance %s: adopted VMM pid %" PRIi64 " (%s)", name, i->rec.inst.pid, i->rec.inst.state);
-        vmm_publish(d, "instance.adopted", i);
+        vmm_publish(d, BUS_EVENT_INSTANCE_ADOPTED, i);
 }
 
 int vmm_adopt_all(vmm_t *d) {

@@ -276,12 +276,12 @@ static int method_workload(bus_request_t *req, msgpack_packer *pk, void *userdat
 }
 
 const bus_method_t vmm_bus_methods[] = {
-        { "instance.workload", method_workload },
-        { "instance.exec", method_exec },
-        { "instance.signal", method_signal },
-        { "instance.list", method_list },
-        { "instance.create", method_create },
-        { "instance.stop", method_stop },
-        { "instance.remove", method_remove },
+        { BUS_METHOD_INSTANCE_WORKLOAD, method_workload },
+        { BUS_METHOD_INSTANCE_EXEC, method_exec },
+        { BUS_METHOD_INSTANCE_SIGNAL, method_signal },
+        { BUS_METHOD_INSTANCE_LIST, method_list },
+        { BUS_METHOD_INSTANCE_CREATE, method_create },
+        { BUS_METHOD_INSTANCE_STOP, method_stop },
+        { BUS_METHOD_INSTANCE_REMOVE, method_remove },
         {},
 };

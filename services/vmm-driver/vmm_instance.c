@@ -316,7 +316,7 @@ static void create_spawn(create_t *c) {
 
         log_info("Instance %s: started %s pid %d (%u cpus, %u MiB)", id_of(i), c->rt->name, (int)pid,
                  i->rec.inst.spec.cpus, i->rec.inst.spec.memory_mib);
-        vmm_publish(d, "instance.created", i);
+        vmm_publish(d, BUS_EVENT_INSTANCE_CREATED, i);
         c->rt->connect(i);
         vmm_agent_start(i);
         create_done(c, 0, NULL);
@@ -506,7 +506,7 @@ void vmm_instance_on_running(vmm_instance_t *i) {
         if (set_state(i, INSTANCE_STATE_RUNNING) < 0)
                 return;
         log_debug("Instance %s: running", id_of(i));
-        vmm_publish(i->vmm, "instance.running", i);
+        vmm_publish(i->vmm, BUS_EVENT_INSTANCE_RUNNING, i);
         vmm_instance_save(i);
 }
 
@@ -522,7 +522,7 @@ void vmm_instance_on_ready(vmm_instance_t *i) {
         i->rec.inst.ready_at_ns = read_ns;
         i->rec.inst.ready_at = read_ns / 1000000;
         log_info("Instance %s: ready after %" PRIu64 " ms", id_of(i), i->rec.inst.ready_at - i->rec.inst.started_at);
-        vmm_publish(i->vmm, "instance.ready", i);
+        vmm_publish(i->vmm, BUS_EVENT_INSTANCE_READY, i);
         vmm_instance_save(i);
 }
 
@@ -573,7 +573,7 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
         /* Publish first: the exit event is what the scheduler waits for. Even before virtiofsd
          * goes: it holds the guest's RAM (a shared memfd), so its end frees that and takes as long
          * as QEMU's own teardown did (make bench: 40 ms here under load). */
-        vmm_publish(i->vmm, "instance.exited", i);
+        vmm_publish(i->vmm, BUS_EVENT_INSTANCE_EXITED, i);
         vmm_fs_stop(&i->rec);
         log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid,
                  reason, status);
@@ -602,7 +602,7 @@ int vmm_instance_stop(vmm_instance_t *i, bool remove) {
                 return r;
         i->rec.stop_requested_at = now_realtime_ms();
         i->rec.remove_on_exit = remove;
-        vmm_publish(i->vmm, "instance.stopping", i);
+        vmm_publish(i->vmm, BUS_EVENT_INSTANCE_STOPPING, i);
         vmm_instance_save(i);
 
         /* Both channels: the agent stops the workload cleanly, the VMM's powerdown covers a
@@ -630,7 +630,7 @@ int vmm_instance_remove(vmm_instance_t *i) {
                 return log_warning_errno(r, "Failed to remove %s: %m", i->dir);
         /* Its TAP and published ports go with the directory: nothing of it is left behind. */
         vmm_net_detach(d, id_of(i));
-        vmm_publish(d, "instance.removed", i);
+        vmm_publish(d, BUS_EVENT_INSTANCE_REMOVED, i);
         log_info("Instance %s: removed", id_of(i));
         zhashx_delete(d->instances, id_of(i));
         vmm_instance_free(i);

@@ -119,7 +119,7 @@ int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, voi
         mp_pack_kv_str(&pk, "deployment_id", s->deployment_id);
         mp_pack_str(&pk, "ports");
         ports_pack(&pk, s->ports, s->n_ports);
-        r = bus_call_async(d->netd, "net.attach", &buf, &opts, on_attach_reply, c, ret_id);
+        r = bus_call_async(d->netd, BUS_METHOD_NET_ATTACH, &buf, &opts, on_attach_reply, c, ret_id);
         msgpack_sbuffer_destroy(&buf);
         if (r < 0) {
                 free(c);
@@ -155,7 +155,7 @@ void vmm_net_detach(vmm_t *d, const char *instance_id) {
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_str(&pk, "instance_id", instance_id);
-        r = bus_call_async(d->netd, "net.detach", &buf, &opts, on_detach_reply, id, NULL);
+        r = bus_call_async(d->netd, BUS_METHOD_NET_DETACH, &buf, &opts, on_detach_reply, id, NULL);
         msgpack_sbuffer_destroy(&buf);
         if (r < 0) {
                 log_warning_errno(r, "Instance %s: cannot send net.detach, ignoring: %m", instance_id);

@@ -50,7 +50,7 @@ static void publish_warning(vmm_instance_t *i, const char *message) {
         mp_pack_kv_str(&pk, "instance_id", id_of(i));
         mp_pack_kv_str(&pk, "deployment_id", i->rec.inst.spec.deployment_id);
         mp_pack_kv_str(&pk, "message", message);
-        r = bus_pub_send(i->vmm->pub, "instance.warning", body.data, body.size);
+        r = bus_pub_send(i->vmm->pub, BUS_EVENT_INSTANCE_WARNING, body.data, body.size);
         if (r < 0)
                 log_warning_errno(r, "Failed to publish instance.warning, ignoring: %m");
         msgpack_sbuffer_destroy(&body);

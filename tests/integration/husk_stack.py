@@ -314,8 +314,9 @@ class Stack:
         call (asking for them, so no resync tick is waited for): "it decided and nothing happened"
         without a sleep. With holds, check holds() at every poll and return False as soon as it
         fails; True otherwise."""
-        # Served between passes (one loop): every pass counted has ended, the next starts later.
-        target = self.scheduler_status(run_pass=True)["passes"] + n
+        # Every pass counted has ended (its calls too); one may be in flight while the request is
+        # served, started before it: one more than n makes n that started after.
+        target = self.scheduler_status(run_pass=True)["passes"] + n + 1
 
         def done():
             if holds is not None and not holds():

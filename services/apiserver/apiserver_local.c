@@ -80,7 +80,8 @@ typedef struct relay {
 } relay_t;
 
 int apiserver_local_identity(apiserver_t *api, const struct mg_request_info *info, auth_identity_t *ret) {
-        apiserver_local_t *l = api->local;
+        /* Set once, after civetweb already serves: requests before that are no local ones. */
+        apiserver_local_t *l = __atomic_load_n(&api->local, __ATOMIC_ACQUIRE);
         int r = -ENOENT;
 
         if (!l || info->server_port != l->internal_port || !streq(info->remote_addr, "127.0.0.1"))
@@ -438,7 +439,7 @@ int apiserver_local_start(apiserver_t *api, const char *runtime_dir, const char 
         l->acceptor_started = true;
         log_info("REST API for local users on %s (root: admin%s%s%s)", l->path, l->has_group ? "; group " : "",
                  l->has_group ? group : "", l->has_group ? ": operator" : "");
-        api->local = TAKE_PTR(l);
+        __atomic_store_n(&api->local, TAKE_PTR(l), __ATOMIC_RELEASE);
         return 0;
 }
 

@@ -15,7 +15,7 @@ static const cli_verb_t verbs[] = {
         { "deployment", verb_deployment, "list, inspect and delete deployments" },
         { "login", verb_login, "log in to husk-apiserver and keep the token in a context" },
         { "logout", verb_logout, "end the current context's session" },
-        { "namespace", verb_namespace, "the audit log of a namespace" },
+        { "namespace", verb_namespace, "list, create and delete namespaces; read their audit log" },
         { "tap", verb_tap, "print the daemons' bus events live" },
         { "token", verb_token, "create, list, delete and rotate your API tokens" },
         { "user", verb_user, "list, create, change and delete users; change your password" },

@@ -116,6 +116,13 @@ int route_user_update(http_request_t *req);
 int route_user_delete(http_request_t *req);
 int route_tokens_list(http_request_t *req);
 int route_namespace_audit(http_request_t *req);
+int route_namespaces_list(http_request_t *req);
+int route_namespaces_create(http_request_t *req);
+int route_namespace_get(http_request_t *req);
+int route_namespace_delete(http_request_t *req);
+/* Mark deployment id deleted, with its event and log line: 1 when it changed, 0 when it was
+ * deleted already, -ENOENT (apiserver_routes_deployments.c). */
+int route_deployment_mark_deleted(apiserver_t *api, const char *id);
 int route_audit(http_request_t *req);
 int route_stream_ticket(http_request_t *req);
 int route_tokens_create(http_request_t *req);

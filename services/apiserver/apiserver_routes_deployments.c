@@ -113,6 +113,22 @@ int route_deployments_apply(http_request_t *req) {
                 return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL,
                                           "this token may not touch namespace \"%s\"", m.namespace_);
 
+        /* Ring's rule: applying into a namespace that does not exist creates it, for a caller
+         * who may create namespaces; anyone else is told so. */
+        r = store_namespace_get(req->api->store, m.namespace_, NULL);
+        if (r == -ENOENT && !auth_allows(req->who, AUTH_SCOPE_NAMESPACES_WRITE))
+                return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL,
+                                          "namespace \"%s\" does not exist, and creating it needs the scope "
+                                          "namespaces:write",
+                                          m.namespace_);
+        if (r == -ENOENT && !dry_run[0]) {
+                r = store_namespace_create(req->api->store, m.namespace_, NULL);
+                if (r == -EEXIST) /* someone else's apply made it first */
+                        r = 0;
+        }
+        if (r < 0 && r != -ENOENT)
+                return http_reply_internal(req, r, "reading the namespace");
+
         /* A host port forwards to one VM: the second deployment asking for it is refused here,
          * where the user sees why, rather than crash-looping on PortAllocationFailed. */
         r = apiserver_ports_conflict(req->api->store, &m, conflict, sizeof(conflict));
@@ -405,25 +421,31 @@ int route_deployment_get(http_request_t *req) {
 
 /* ---- DELETE /deployments/{id} --------------------------------------------------------------- */
 
-int route_deployment_delete(http_request_t *req) {
+int route_deployment_mark_deleted(apiserver_t *api, const char *id) {
         _cleanup_deployment_ store_deployment_t d = {};
+        int r;
+
+        r = store_deployment_mark_deleted(api->store, id, &d);
+        if (r > 0) {
+                log_info("Deployment %s/%s (%s) deleted; its instances are being stopped", d.d.namespace_, d.d.name,
+                         d.d.id);
+                apiserver_publish(api, BUS_EVENT_DEPLOYMENT_DELETED, &d, NULL);
+                apiserver_event(api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED, "deleted: its instances are being stopped");
+        }
+        return r;
+}
+
+int route_deployment_delete(http_request_t *req) {
         int r;
 
         r = route_deployment_need(req, NULL);
         if (r != 0)
                 return r;
-        r = store_deployment_mark_deleted(req->api->store, req->arg, &d);
+        r = route_deployment_mark_deleted(req->api, req->arg);
         if (r == -ENOENT)
                 return route_reply_no_deployment(req);
         if (r < 0)
                 return http_reply_internal(req, r, "deleting the deployment");
-        if (r > 0) {
-                log_info("Deployment %s/%s (%s) deleted; its instances are being stopped", d.d.namespace_, d.d.name,
-                         d.d.id);
-                apiserver_publish(req->api, BUS_EVENT_DEPLOYMENT_DELETED, &d, NULL);
-                apiserver_event(req->api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED,
-                                "deleted: its instances are being stopped");
-        }
         /* Ring's answer: 204, also when it was deleted already. The scheduler stops the instances,
          * then purges the record; until then GET shows it with status "deleted". */
         return http_reply_no_content(req);

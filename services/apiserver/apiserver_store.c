@@ -104,6 +104,14 @@ static const char *const migrations[] = {
         "  status         INTEGER NOT NULL"
         ") STRICT;"
         "CREATE INDEX audit_namespace ON audit (namespace, id);",
+        /* 7: namespaces as objects: the ones deployments already use, and "default" */
+        "CREATE TABLE namespaces ("
+        "  name           TEXT PRIMARY KEY NOT NULL,"
+        "  created_at     INTEGER NOT NULL"
+        ") STRICT;"
+        "INSERT OR IGNORE INTO namespaces (name, created_at) SELECT namespace, min(created_at) FROM deployments "
+        "  GROUP BY namespace;"
+        "INSERT OR IGNORE INTO namespaces (name, created_at) VALUES ('default', 0);",
 };
 
 int store_errno(int rc) {

@@ -254,5 +254,22 @@ int store_audit_record(apiserver_store_t *s, store_audit_t *e);
 /* The newest `limit` entries of namespace_ (NULL: of every namespace and none), oldest first. */
 int store_audit_list(apiserver_store_t *s, const char *namespace_, size_t limit, store_audit_t **ret, size_t *ret_n);
 
+/* ---- namespaces (apiserver_store_namespaces.c) ---- */
+
+typedef struct store_namespace {
+        char name[AUTH_NAMESPACE_MAX + 1];
+        uint64_t created_at;   /* unix ms; 0 for the ones that existed before namespaces were objects */
+        uint32_t deployments;  /* deployments in it, deleted ones not counted */
+} store_namespace_t;
+
+/* Every namespace, by name. */
+int store_namespace_list(apiserver_store_t *s, store_namespace_t **ret, size_t *ret_n);
+/* -ENOENT when there is none of that name. */
+int store_namespace_get(apiserver_store_t *s, const char *name, store_namespace_t *ret);
+/* -EEXIST when it exists. */
+int store_namespace_create(apiserver_store_t *s, const char *name, store_namespace_t *ret);
+/* -ENOENT when unknown, -EBUSY while it holds deployments that are not deleted. */
+int store_namespace_delete(apiserver_store_t *s, const char *name);
+
 /* A random (version 4) UUID, 36 characters plus NUL, from getrandom(). */
 int store_uuid_new(char ret[static STORE_UUID_LEN + 1]);

@@ -269,3 +269,19 @@ def test_tls_is_refused_rather_than_served_in_the_clear(stack, tmp_path):
     r = stack.exec(stack.bin_dir / "husk", "--host", f"https://127.0.0.1:{stack.port}", "--ca-file", cert,
                    "deployment", "list")
     assert r.returncode == 3, r.stderr
+
+
+def test_cli_namespaces(stack):
+    husk = stack.bin_dir / "husk"
+    assert stack.exec(husk, "namespace", "create", "team-a").returncode == 0
+    assert stack.exec(husk, "namespace", "create", "team-a").returncode == 5
+    manifest = {"deployments": {"web": {"namespace": "team-a", "image": "/srv/none", "replicas": 0}}}
+    assert stack.husk("apply", "-f", "-", input=json.dumps(manifest)).returncode == 0
+    r = stack.exec(husk, "namespace", "list")
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    assert ["team-a", "1"] in rows and ["default", "0"] in rows, r.stdout
+    r = stack.exec(husk, "namespace", "delete", "team-a")
+    assert r.returncode == 5 and "cascade" in r.stderr, r.stderr
+    r = stack.exec(husk, "namespace", "delete", "team-a", "--cascade")
+    assert r.returncode == 0, r.stderr
+    assert stack.exec(husk, "namespace", "delete", "team-a").returncode == 4

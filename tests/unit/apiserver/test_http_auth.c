@@ -259,6 +259,10 @@ static const struct expectation {
         { "DELETE", "/tokens/*", 'A', 'A', 'A', false },
         { "POST", "/tokens/*/rotate", 'A', 'A', 'A', false },
         { "POST", "/auth/stream-ticket", 'A', 'A', 'A', false },
+        { "GET", "/namespaces", 'A', 'A', 'A', false },
+        { "POST", "/namespaces", 'A', 'A', 'F', false },
+        { "GET", "/namespaces/*", 'A', 'A', 'A', false },
+        { "DELETE", "/namespaces/*", 'A', 'A', 'F', false },
         { "GET", "/namespaces/*/audit", 'A', 'A', 'A', false },
         { "GET", "/audit", 'A', 'F', 'F', false },
         { "GET", "/deployments", 'A', 'A', 'A', false },
@@ -711,6 +715,59 @@ static void test_stream_tickets(void **state) {
         assert_int_equal(status_of(f, "GET", path, NULL, NULL), 401);
 }
 
+static void test_namespaces(void **state) {
+        fixture_t *f = *state;
+        char op[AUTH_TOKEN_LEN + 1], deployer[AUTH_TOKEN_LEN + 1], bound[AUTH_TOKEN_LEN + 1];
+        response_t r;
+
+        session(f, AUTH_ROLE_OPERATOR, op);
+        assert_int_equal(status_of(f, "POST", "/namespaces", op, "{\"name\": \"team-a\"}"), 201);
+        assert_int_equal(status_of(f, "POST", "/namespaces", op, "{\"name\": \"team-a\"}"), 409);
+        assert_int_equal(status_of(f, "POST", "/namespaces", op, "{\"name\": \"Team_A\"}"), 422);
+        r = request(f, "GET", "/namespaces/team-a", op, NULL);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_integer_value(json_object_get(r.json, "deployments")), 0);
+        response_clear(&r);
+
+        /* Applying into a namespace that does not exist creates it only for who may create
+         * namespaces. */
+        assert_int_equal(make_token(f, op, "{\"name\": \"d\", \"scopes\": [\"deployments:write\"]}", deployer, NULL), 201);
+        r = request(f, "POST", "/deployments", deployer,
+                    "{\"name\": \"x\", \"namespace\": \"brand-new\", \"image\": \"/i\", \"replicas\": 0}");
+        assert_problem(&r, 403, "urn:husk:problem:forbidden");
+        response_clear(&r);
+        assert_int_equal(status_of(f, "GET", "/namespaces/brand-new", op, NULL), 404);
+        assert_int_equal(status_of(f, "POST", "/deployments", deployer,
+                                   "{\"name\": \"x\", \"namespace\": \"team-a\", \"image\": \"/i\", \"replicas\": 0}"),
+                         201);
+        assert_int_equal(status_of(f, "POST", "/deployments", op,
+                                   "{\"name\": \"x\", \"namespace\": \"team-b\", \"image\": \"/i\", \"replicas\": 0}"),
+                         201);
+        assert_int_equal(status_of(f, "GET", "/namespaces/team-b", op, NULL), 200);
+
+        /* A namespace that holds deployments stays, unless asked to cascade. */
+        r = request(f, "DELETE", "/namespaces/team-a", op, NULL);
+        assert_problem(&r, 409, "urn:husk:problem:conflict");
+        response_clear(&r);
+        assert_int_equal(status_of(f, "DELETE", "/namespaces/team-a?cascade=true", op, NULL), 204);
+        assert_int_equal(status_of(f, "GET", "/namespaces/team-a", op, NULL), 404);
+        r = request(f, "GET", "/deployments?namespace=team-a", op, NULL);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "status")), "deleted");
+        response_clear(&r);
+        assert_int_equal(status_of(f, "DELETE", "/namespaces/default", op, NULL), 409);
+
+        /* A bound token sees its own namespaces only. */
+        assert_int_equal(make_token(f, op, "{\"name\": \"b\", \"scopes\": [\"namespaces:read\"], \"namespaces\": [\"team-b\"]}",
+                                    bound, NULL),
+                         201);
+        r = request(f, "GET", "/namespaces", bound, NULL);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(r.json), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "name")), "team-b");
+        response_clear(&r);
+        assert_int_equal(status_of(f, "GET", "/namespaces/default", bound, NULL), 404);
+}
+
 /* As uid 65534 with group gid (and no other): GET /users/me on the socket. Exit status: 0 the
  * answer was 403, 1 another answer, 2 connect() was refused (EACCES), 3 anything else. */
 static int as_stranger(const char *path, gid_t gid) {
@@ -801,6 +858,7 @@ int main(void) {
                 cmocka_unit_test(test_tokens_scopes_namespaces_rotation),
                 cmocka_unit_test(test_audit_log),
                 cmocka_unit_test(test_stream_tickets),
+                cmocka_unit_test(test_namespaces),
         };
 
         curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -1,18 +1,20 @@
 /* cli.h: what every `husk` verb shares: the global context, Ring's exit codes and verb tables. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lib/util.h"
 
 #define CLI_DEFAULT_HOST "http://127.0.0.1:3030"
 
-/* Exit codes are Ring's, so scripts written against `ring` keep working; 2 is the usage
- * error every getopt-style tool uses (Ring spends it on auth, which husk does not have). */
+/* Exit codes are Ring's, so scripts written against `ring` keep working: 2 is an
+ * authentication or authorization failure, and the usage error every getopt-style tool uses. */
 enum {
         CLI_EXIT_OK = 0,
         CLI_EXIT_FAILURE = 1, /* anything else, validation included */
         CLI_EXIT_USAGE = 2,
+        CLI_EXIT_AUTH = 2,    /* 401 or 403: log in, or ask for the role or scope */
         CLI_EXIT_CONNECTION = 3, /* husk-apiserver could not be reached */
         CLI_EXIT_NOT_FOUND = 4,
         CLI_EXIT_CONFLICT = 5,
@@ -21,6 +23,9 @@ enum {
 typedef struct cli_ctx {
         const char *host;        /* --host, else $HUSK_HOST, else CLI_DEFAULT_HOST; not normalized */
         const char *config_path; /* --config; NULL: $HUSK_CONFIG, else the default path */
+        const char *token;       /* --token, else $HUSK_TOKEN, else the context's; NULL: none */
+        const char *context;     /* --context, else $HUSK_CONTEXT, else the current one; NULL: none */
+        const char *ca_file;     /* --ca-file, else $HUSK_CA_FILE: CAs for an https host; NULL: the system's */
 } cli_ctx_t;
 
 /* A verb receives argv with argv[0] = its own name and returns an exit code. */
@@ -51,3 +56,13 @@ int cli_getopt_error(const char *command, int c, int optopt_, char **argv, int o
 int verb_apply(cli_ctx_t *ctx, int argc, char **argv);
 int verb_deployment(cli_ctx_t *ctx, int argc, char **argv);
 int verb_tap(cli_ctx_t *ctx, int argc, char **argv);
+int verb_context(cli_ctx_t *ctx, int argc, char **argv);
+int verb_login(cli_ctx_t *ctx, int argc, char **argv);
+int verb_logout(cli_ctx_t *ctx, int argc, char **argv);
+int verb_user(cli_ctx_t *ctx, int argc, char **argv);
+int verb_token(cli_ctx_t *ctx, int argc, char **argv);
+int verb_namespace(cli_ctx_t *ctx, int argc, char **argv);
+
+/* A password from the terminal without echo (prompt shown there), or the first line of
+ * standard input. -ENOTTY when there is no terminal, -EINVAL when empty or too long. */
+int cli_read_password(const char *prompt, bool from_stdin, char *buf, size_t size);

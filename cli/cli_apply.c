@@ -183,7 +183,7 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
                 return CLI_EXIT_OK;
         }
 
-        r = cli_http_open(ctx->host, &h);
+        r = cli_http_open(ctx, &h);
         if (r != CLI_EXIT_OK)
                 return r;
         /* Every deployment checked first, every problem told: an operator fixing a file wants

@@ -167,7 +167,7 @@ int cli_deployment_open(cli_ctx_t *ctx, const char *ref, const char *namespace_,
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         int r;
 
-        r = cli_http_open(ctx->host, &h);
+        r = cli_http_open(ctx, &h);
         if (r != CLI_EXIT_OK)
                 return r;
         r = cli_deployment_resolve(h, ref, namespace_, ret_id);
@@ -249,7 +249,7 @@ static int deployment_list(cli_ctx_t *ctx, int argc, char **argv) {
         if (!streq(output, "table") && !streq(output, "json"))
                 return cli_usage_error(cmd, "unknown output format '%s' (table or json)", output);
 
-        r = cli_http_open(ctx->host, &h);
+        r = cli_http_open(ctx, &h);
         if (r != CLI_EXIT_OK)
                 return r;
         if (list_path(namespace_, statuses, n_statuses, labels, n_labels, &path) < 0)
@@ -397,7 +397,7 @@ static int deployment_delete(cli_ctx_t *ctx, int argc, char **argv) {
         if (optind == argc)
                 return cli_usage_error(cmd, "missing ID or NAME");
 
-        r = cli_http_open(ctx->host, &h);
+        r = cli_http_open(ctx, &h);
         if (r != CLI_EXIT_OK)
                 return r;
         for (int i = optind; i < argc; i++) {

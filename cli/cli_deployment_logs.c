@@ -210,6 +210,11 @@ static int stream(cli_http_t *h, const char *path, const char *ref, sse_t *s) {
                 return CLI_EXIT_FAILURE;
         }
         headers = curl_slist_append(NULL, "Accept: text/event-stream, application/problem+json");
+        if (!headers || cli_http_prepare(h, c, &headers) < 0) {
+                curl_slist_free_all(headers);
+                curl_easy_cleanup(c);
+                return CLI_EXIT_FAILURE;
+        }
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);

@@ -9,10 +9,14 @@
 
 #include "cli/cli.h"
 #include "cli/cli_output.h"
+#include "lib/config.h"
 
 struct cli_http {
-        char *base; /* normalized, no trailing slash */
-        CURL *curl; /* reused so that consecutive requests share one connection */
+        char *base;   /* normalized, no trailing slash */
+        CURL *curl;   /* reused so that consecutive requests share one connection */
+        char *auth;   /* "Authorization: Bearer <token>", or NULL */
+        char *socket; /* the local apiserver's unix socket, or NULL: TCP to base */
+        char *ca_file; /* CA certificates to verify an https server with; NULL: the system's */
 };
 
 void cli_response_clear(cli_response_t *r) {
@@ -75,10 +79,53 @@ void cli_http_free(cli_http_t *h) {
                 return;
         curl_easy_cleanup(h->curl);
         free(h->base);
+        free(h->auth);
+        free(h->socket);
+        free(h->ca_file);
         free(h);
 }
 
 const char *cli_http_base(const cli_http_t *h) { return h->base; }
+
+int cli_http_set_token(cli_http_t *h, const char *token) {
+        char *auth = NULL;
+
+        /* A header line cannot carry a line break: a token with one is a mistake, not a token. */
+        if (token && (strpbrk(token, "\r\n") || !*token))
+                return -EINVAL;
+        if (token && asprintf(&auth, "Authorization: Bearer %s", token) < 0)
+                return -ENOMEM;
+        free(h->auth);
+        h->auth = auth;
+        return 0;
+}
+
+int cli_http_set_socket(cli_http_t *h, const char *path) {
+        char *copy = path ? strdup(path) : NULL;
+
+        if (path && !copy)
+                return -ENOMEM;
+        free(h->socket);
+        h->socket = copy;
+        return 0;
+}
+
+const char *cli_http_socket(const cli_http_t *h) { return h->socket; }
+
+int cli_http_prepare(const cli_http_t *h, CURL *c, struct curl_slist **headers) {
+        if (h->auth) {
+                struct curl_slist *nh = curl_slist_append(*headers, h->auth);
+                if (!nh)
+                        return -ENOMEM;
+                *headers = nh;
+        }
+        if (h->socket)
+                curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, h->socket);
+        /* curl verifies the peer and its name by default; we only say against what. */
+        if (h->ca_file)
+                curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
+        return 0;
+}
 
 typedef struct body_buf {
         char *data;
@@ -169,6 +216,10 @@ int cli_http_request(cli_http_t *h, const char *method, const char *path, const 
         }
 
         curl_easy_reset(h->curl);
+        if (cli_http_prepare(h, h->curl, &headers) < 0) {
+                curl_slist_free_all(headers);
+                return -ENOMEM;
+        }
         curl_easy_setopt(h->curl, CURLOPT_URL, url);
         curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
@@ -261,6 +312,8 @@ int cli_exit_from_status(long status) {
                 return CLI_EXIT_NOT_FOUND;
         if (status == 409)
                 return CLI_EXIT_CONFLICT;
+        if (status == 401 || status == 403)
+                return CLI_EXIT_AUTH;
         return CLI_EXIT_FAILURE;
 }
 
@@ -309,7 +362,8 @@ static const char *reason_phrase(long status) {
                 long status;
                 const char *phrase;
         } phrases[] = {
-                { 400, "Bad Request" },        { 404, "Not Found" },
+                { 400, "Bad Request" },        { 401, "Unauthorized" },
+                { 403, "Forbidden" },          { 404, "Not Found" },
                 { 405, "Method Not Allowed" }, { 409, "Conflict" },
                 { 413, "Payload Too Large" },  { 422, "Unprocessable Entity" },
                 { 500, "Internal Server Error" }, { 502, "Bad Gateway" },
@@ -335,18 +389,55 @@ int cli_http_report_status(const char *what, const cli_response_t *resp) {
         return cli_exit_from_status(resp->status);
 }
 
-int cli_http_open(const char *host, cli_http_t **ret) {
-        int r = cli_http_new(host, ret);
+/* The local apiserver's unix socket, when the client talks to the local apiserver (the
+ * default address or a loopback one) and has no token of its own: the kernel tells apiserver
+ * who we are. The socket's place is the config's runtime_dir (the default one when the config
+ * cannot be read: an unprivileged user may not read /etc/husk). */
+static char *local_socket(const cli_ctx_t *ctx) {
+        _cleanup_(husk_config_freep) husk_config_t *config = NULL;
+        _cleanup_free_ char *path = NULL;
+        const char *h = ctx->host, *sep = strstr(h, "://");
+
+        if (ctx->token || strncasecmp(h, "https://", 8) == 0)
+                return NULL;
+        if (sep)
+                h = sep + 3;
+        if (strncmp(h, "127.", 4) != 0 && strncmp(h, "localhost", 9) != 0 && strncmp(h, "[::1]", 5) != 0)
+                return NULL;
+        if (husk_config_load(husk_config_path(ctx->config_path), &config, NULL) < 0)
+                config = NULL;
+        if (asprintf(&path, "%s/" HUSK_API_SOCKET, config ? config->runtime_dir : HUSK_DEFAULT_RUNTIME_DIR) < 0)
+                return NULL;
+        return access(path, F_OK) == 0 ? TAKE_PTR(path) : NULL;
+}
+
+int cli_http_open(const cli_ctx_t *ctx, cli_http_t **ret) {
+        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
+        _cleanup_free_ char *socket = NULL;
+        int r = cli_http_new(ctx->host, &h);
 
         if (r == -EINVAL) {
                 cli_error("invalid husk-apiserver URL '%s' (--host or HUSK_HOST): use http://HOST:PORT or HOST:PORT",
-                          host);
+                          ctx->host);
                 return CLI_EXIT_USAGE;
         }
+        if (r >= 0 && ctx->token) {
+                r = cli_http_set_token(h, ctx->token);
+                if (r == -EINVAL) {
+                        cli_error("the token (--token or HUSK_TOKEN) holds a line break or is empty");
+                        return CLI_EXIT_USAGE;
+                }
+        }
+        if (r >= 0 && ctx->ca_file && !(h->ca_file = strdup(ctx->ca_file)))
+                r = -ENOMEM;
+        socket = r >= 0 ? local_socket(ctx) : NULL;
+        if (r >= 0 && socket)
+                r = cli_http_set_socket(h, socket);
         if (r < 0) {
                 cli_error("cannot set up HTTP: %s", strerror(-r));
                 return CLI_EXIT_FAILURE;
         }
+        *ret = TAKE_PTR(h);
         return CLI_EXIT_OK;
 }
 

@@ -36,6 +36,17 @@ static inline void cli_http_freep(cli_http_t **h) {
         *h = NULL;
 }
 const char *cli_http_base(const cli_http_t *h);
+/* Send "Authorization: Bearer <token>" with every request (NULL: none). -EINVAL for a token
+ * that cannot be a header value. */
+int cli_http_set_token(cli_http_t *h, const char *token);
+/* Talk HTTP over the unix socket at path instead of TCP to the base URL (NULL: TCP). */
+int cli_http_set_socket(cli_http_t *h, const char *path);
+const char *cli_http_socket(const cli_http_t *h);
+/* What every request of h needs on a curl handle of its own (a stream's): the credential
+ * appended to *headers, and the unix socket. -ENOMEM. */
+typedef void CURL;
+struct curl_slist;
+int cli_http_prepare(const cli_http_t *h, CURL *c, struct curl_slist **headers);
 
 /* One request: method ("GET", "POST", "DELETE"), path starting with "/" (query included,
  * already escaped), optional JSON body. Returns 0 when the server answered, whatever the
@@ -53,15 +64,18 @@ void cli_query_add(FILE *f, bool *first, const char *key, const char *value);
 /* Percent-escape one path segment or query component (RFC 3986 unreserved kept). */
 char *cli_url_escape(const char *s);
 
-/* Ring's exit code for an HTTP status: 2xx 0, 404 4, 409 5, else 1. */
+/* Ring's exit code for an HTTP status: 2xx 0, 401 and 403 2, 404 4, 409 5, else 1. */
 int cli_exit_from_status(long status);
 
 /* The lines of a problem (without its title): "<indent><field>: <reason>" per violation
  * (Ring's {property_path, message} are read too), else "<indent><detail>" when there is one. */
 void cli_problem_write(FILE *f, const json_t *problem, const char *indent);
 
-/* The client for host (--host / HUSK_HOST), or an error reported here; returns an exit code. */
-int cli_http_open(const char *host, cli_http_t **ret);
+/* The client for ctx's host (--host / HUSK_HOST) with its credential (--token / HUSK_TOKEN),
+ * over the local apiserver's unix socket when it has none and the host is local; or an error
+ * reported here. Returns an exit code. */
+typedef struct cli_ctx cli_ctx_t;
+int cli_http_open(const cli_ctx_t *ctx, cli_http_t **ret);
 
 /* GET path and expect a JSON body. Failures are reported here, as "<what>: ..."; returns an
  * exit code (CLI_EXIT_OK with *ret set). */

@@ -5,12 +5,20 @@
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "cli/cli_output.h"
+#include "cli/cli_context.h"
 #include "lib/config.h"
 
 static const cli_verb_t verbs[] = {
         { "apply", verb_apply, "create or update deployments from Ring manifests (-f FILE)" },
+        { "context", verb_context, "list the contexts you logged in to, or pick the current one" },
         { "deployment", verb_deployment, "list, inspect and delete deployments" },
+        { "login", verb_login, "log in to husk-apiserver and keep the token in a context" },
+        { "logout", verb_logout, "end the current context's session" },
+        { "namespace", verb_namespace, "list, create and delete namespaces; read their audit log" },
         { "tap", verb_tap, "print the daemons' bus events live" },
+        { "token", verb_token, "create, list, delete and rotate your API tokens" },
+        { "user", verb_user, "list, create, change and delete users; change your password" },
 };
 
 static void help(void) {
@@ -24,33 +32,80 @@ static void help(void) {
                "Options:\n"
                "  -H, --host URL      husk-apiserver to talk to, http://HOST:PORT or HOST:PORT\n"
                "                      (default: $HUSK_HOST, else " CLI_DEFAULT_HOST ")\n"
-               "  -c, --config PATH   husk config file, for `tap` (default: $HUSK_CONFIG, else\n"
-               "                      " HUSK_DEFAULT_CONFIG ")\n"
+               "  -c, --config PATH   husk config file, for `tap` and the local socket (default:\n"
+               "                      $HUSK_CONFIG, else " HUSK_DEFAULT_CONFIG ")\n"
+               "  -T, --token TOKEN   credential to send (default: $HUSK_TOKEN, else the context's);\n"
+               "                      without one, a local apiserver is asked over its unix socket\n"
+               "  -C, --context NAME  the context to use (default: $HUSK_CONTEXT, else the current one;\n"
+               "                      see husk login and husk context)\n"
+               "  -A, --ca-file PATH  CA certificates to verify an https:// host with (default:\n"
+               "                      $HUSK_CA_FILE, else the system's); never skipped\n"
                "  -h, --help          show this help\n"
                "  -V, --version       show the version\n"
                "\n"
                "Run 'husk COMMAND --help' for a command's options.\n"
-               "Exit status: 0 ok, 1 error, 2 usage, 3 husk-apiserver unreachable, 4 not found, 5 conflict.\n");
+               "Exit status: 0 ok, 1 error, 2 usage or not authorized, 3 husk-apiserver unreachable,\n"
+               "4 not found, 5 conflict.\n");
+}
+
+/* The context (--context, $HUSK_CONTEXT, else the current one) gives the host when none was
+ * given, and its token when none was given, but only for its own host: a token is never sent
+ * to another server than the one that issued it. Strings point into *ret. */
+static int resolve_context(cli_ctx_t *ctx, bool login, json_t **ret) {
+        const char *name = NULL, *host;
+        json_t *c;
+
+        if (cli_context_load(ret) < 0)
+                return ctx->context ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        c = cli_context_get(*ret, ctx->context, &name);
+        if (!c) {
+                if (ctx->context && !login) {
+                        cli_error("no context '%s': husk context list shows them, husk --context %s login makes it",
+                                  ctx->context, ctx->context);
+                        return CLI_EXIT_USAGE;
+                }
+                return CLI_EXIT_OK;
+        }
+        ctx->context = name;
+        host = cli_json_str(c, "host", NULL);
+        if (!ctx->host)
+                ctx->host = host;
+        if (!ctx->token && host && ctx->host && streq(host, ctx->host))
+                ctx->token = cli_json_str(c, "token", NULL);
+        return CLI_EXIT_OK;
 }
 
 int main(int argc, char **argv) {
         static const struct option options[] = {
                 { "host", required_argument, NULL, 'H' }, { "config", required_argument, NULL, 'c' },
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, 'V' },
+                { "token", required_argument, NULL, 'T' },       { "context", required_argument, NULL, 'C' },
+                { "ca-file", required_argument, NULL, 'A' },
                 {},
         };
-        cli_ctx_t ctx = { .host = getenv("HUSK_HOST") };
+        cli_ctx_t ctx = { .host = getenv("HUSK_HOST"), .token = getenv("HUSK_TOKEN"), .context = getenv("HUSK_CONTEXT"),
+                          .ca_file = getenv("HUSK_CA_FILE") };
+        json_auto_t *contexts = NULL;
         int c, r;
 
         opterr = 0;
         /* "+": stop at the verb, whose options are its own. */
-        while ((c = getopt_long(argc, argv, "+:H:c:hV", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+:H:c:T:C:A:hV", options, NULL)) >= 0) {
                 switch (c) {
                 case 'H':
                         ctx.host = optarg;
                         break;
                 case 'c':
                         ctx.config_path = optarg;
+                        break;
+                case 'T':
+                        ctx.token = optarg;
+                        break;
+                case 'C':
+                        ctx.context = optarg;
+                        break;
+                case 'A':
+                        ctx.ca_file = optarg;
                         break;
                 case 'h':
                         help();
@@ -62,7 +117,18 @@ int main(int argc, char **argv) {
                         return cli_getopt_error("husk", c, optopt, argv, optind);
                 }
         }
-        if (!ctx.host || !*ctx.host)
+        if (ctx.host && !*ctx.host)
+                ctx.host = NULL;
+        if (ctx.token && !*ctx.token) /* HUSK_TOKEN= says "none", as an unset one does */
+                ctx.token = NULL;
+        if (ctx.context && !*ctx.context)
+                ctx.context = NULL;
+        if (optind < argc && !streq(argv[optind], "context")) {
+                r = resolve_context(&ctx, streq(argv[optind], "login"), &contexts);
+                if (r != CLI_EXIT_OK)
+                        return r;
+        }
+        if (!ctx.host)
                 ctx.host = CLI_DEFAULT_HOST;
         if (optind == argc) {
                 help();

@@ -81,6 +81,9 @@ static const config_key_t config_keys[] = {
         BUS_KEYS("logd", HUSK_DAEMON_LOGD),
         { "apiserver.listen", KEY_STRING, O(apiserver.listen), NULL, 0 },
         { "apiserver.database", KEY_STRING, O(apiserver.database), NULL, 0 },
+        { "apiserver.socket_group", KEY_STRING, O(apiserver.socket_group), NULL, 0 },
+        { "apiserver.tls.cert", KEY_STRING, O(apiserver.tls_cert), NULL, 0 },
+        { "apiserver.tls.key", KEY_STRING, O(apiserver.tls_key), NULL, 0 },
         { "scheduler.resync_interval", KEY_DURATION, O(scheduler.resync_interval_ms), NULL, 0 },
         { "scheduler.request_timeout", KEY_DURATION, O(scheduler.request_timeout_ms), NULL, 0 },
         { "scheduler.host_memory", KEY_SIZE, O(scheduler.host_memory_bytes), NULL, 0 },
@@ -151,12 +154,13 @@ static int apply_defaults(husk_config_t *c) {
 
 #define JOIN(fmt, ...) (snprintf(buf, sizeof(buf), fmt, __VA_ARGS__) < (int)sizeof(buf) ? buf : "")
         r |= set_default(&c->state_dir, "/var/lib/husk");
-        r |= set_default(&c->runtime_dir, "/run/husk");
+        r |= set_default(&c->runtime_dir, HUSK_DEFAULT_RUNTIME_DIR);
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
                 r |= set_default(&c->bus[d].events, JOIN("ipc://%s/%s.events", c->runtime_dir, daemon_names[d]));
                 r |= set_default(&c->bus[d].requests, JOIN("ipc://%s/%s.requests", c->runtime_dir, daemon_names[d]));
         }
         r |= set_default(&c->apiserver.listen, "127.0.0.1:3030");
+        r |= set_default(&c->apiserver.socket_group, "");
         r |= set_default(&c->apiserver.database, JOIN("%s/husk.db", c->state_dir));
         r |= set_default(&c->vmm_driver.instances_dir, JOIN("%s/instances", c->state_dir));
         r |= set_default(&c->netd.subnet, "10.42.0.0/16");

@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #define HUSK_DEFAULT_CONFIG "/etc/husk/config.yaml"
+#define HUSK_DEFAULT_RUNTIME_DIR "/run/husk"
+/* In runtime_dir: the REST API for local users, who are told by their peer credentials. */
+#define HUSK_API_SOCKET "api.sock"
 
 typedef struct husk_endpoints {
         char *events;   /* PUB socket the daemon binds, e.g. ipc:///run/husk/vmm-driver.events */
@@ -52,6 +55,10 @@ typedef struct husk_config {
         struct {
                 char *listen;   /* "127.0.0.1:3030" */
                 char *database; /* default: <state_dir>/husk.db */
+                char *socket_group; /* members are operators on <runtime_dir>/api.sock; "": root only */
+                char *tls_cert;     /* apiserver.tls.cert: PEM certificate; set, apiserver refuses to
+                                     * start (this build cannot serve TLS: apiserver_http.c) */
+                char *tls_key;      /* apiserver.tls.key: its PEM private key */
         } apiserver;
 
         struct {

@@ -2,13 +2,18 @@
 #include "services/apiserver/apiserver.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/log.h"
+#include "services/apiserver/apiserver_auth.h"
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
+#include "services/apiserver/apiserver_local.h"
 
 static int open_store(apiserver_t *api, const husk_config_t *config) {
         const char *path = config->apiserver.database;
@@ -27,6 +32,44 @@ static int open_store(apiserver_t *api, const husk_config_t *config) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open the database %s: %m", path);
         log_info("Database %s at schema version %d", path, store_schema_version(api->store));
+        return 0;
+}
+
+/* First start: with no user in the store, an `admin` with a random password, which goes to a
+ * 0600 file in the state dir (never to the log: logs are copied around). Whoever can read that
+ * file is root already. Written before the user exists, so that a crash in between leaves a
+ * file that matches nothing rather than a user nobody can log in as. */
+static int first_admin(apiserver_t *api, const husk_config_t *config) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+        char password[AUTH_INITIAL_PASSWORD_LEN + 1], hash[AUTH_PASSWORD_HASH_MAX], line[AUTH_INITIAL_PASSWORD_LEN + 2];
+        int r, n;
+
+        r = store_user_count(api->store);
+        if (r < 0)
+                return log_error_errno(r, "Failed to count users: %m");
+        if (r > 0)
+                return 0;
+        if (asprintf(&path, "%s/" APISERVER_ADMIN_PASSWORD_FILE, config->state_dir) < 0)
+                return log_error_errno(ENOMEM, "Out of memory");
+        r = mkdir_p(config->state_dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s: %m", config->state_dir);
+        r = auth_password_random(password);
+        if (r >= 0)
+                r = auth_password_hash(password, hash);
+        if (r < 0)
+                return log_error_errno(r, "Failed to make the first admin's password: %m");
+        n = snprintf(line, sizeof(line), "%s\n", password);
+        (void)unlink(path); /* a leftover may have any owner and mode: never write through it */
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) < 0)
+                return log_error_errno(errno ?: EIO, "Failed to write the first admin's password to %s: %m", path);
+        r = store_user_create(api->store, "admin", AUTH_ROLE_ADMIN, hash, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the first admin: %m");
+        log_notice("No user existed: created \"admin\", whose password is in %s (log in with `husk login`, "
+                   "then change it with `husk user passwd` and remove the file)", path);
         return 0;
 }
 
@@ -70,14 +113,23 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         if (!api->logd_events)
                 return log_error_errno(ENOMEM, "Out of memory");
 
+        r = auth_init();
+        if (r < 0)
+                return log_error_errno(r, "Failed to initialize libsodium: %m");
         r = open_store(api, config);
+        if (r < 0)
+                return r;
+        r = first_admin(api, config);
         if (r < 0)
                 return r;
         r = open_bus(api, config, loop);
         if (r < 0)
                 return r;
         /* Last: requests may arrive as soon as it listens. */
-        r = http_start(api, config->apiserver.listen);
+        r = http_start(api, config);
+        if (r < 0)
+                return r;
+        r = apiserver_local_start(api, config->runtime_dir, config->apiserver.socket_group, api->http_internal_port);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(api);
@@ -89,6 +141,7 @@ void apiserver_free(apiserver_t *api) {
                 return;
         /* mg_stop() joins the workers, so nothing below is in use by then. */
         http_stop(api);
+        apiserver_local_freep(&api->local);
         bus_server_destroy(&api->server);
         bus_pool_destroy(&api->vmm);
         bus_pool_destroy(&api->logd);
@@ -108,6 +161,13 @@ int apiserver_reload(const husk_config_t *old, const husk_config_t *fresh) {
 
         if (!same(old->apiserver.listen, fresh->apiserver.listen))
                 log_notice("apiserver.listen changed: it applies at the next restart of husk-apiserver");
+        if (!same(old->apiserver.tls_cert, fresh->apiserver.tls_cert) ||
+            !same(old->apiserver.tls_key, fresh->apiserver.tls_key))
+                log_notice("apiserver.tls changed: it applies at the next restart of husk-apiserver");
+        if (!same(old->apiserver.socket_group, fresh->apiserver.socket_group) ||
+            !same(old->runtime_dir, fresh->runtime_dir))
+                log_notice("apiserver.socket_group or runtime_dir changed: they apply at the next restart of "
+                           "husk-apiserver");
         if (!same(old->apiserver.database, fresh->apiserver.database) || !same(old->state_dir, fresh->state_dir))
                 log_notice("apiserver.database or state_dir changed: they apply at the next restart of husk-apiserver");
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++)

@@ -9,6 +9,10 @@
 #include "services/apiserver/apiserver_store.h"
 
 struct mg_context;
+typedef struct apiserver_local apiserver_local_t;
+
+/* In the state dir: the first admin's password, written when the store has no user. */
+#define APISERVER_ADMIN_PASSWORD_FILE "admin-password"
 
 /* Clients kept between calls, per daemon apiserver calls (see lib/bus_pool.h). */
 #define APISERVER_CLIENTS_IDLE 8
@@ -26,6 +30,8 @@ typedef struct apiserver {
         bus_pool_t *scheduler;       /* health.list, from civetweb workers */
         volatile bool stopping;      /* REST is stopping: long requests (log followers) end */
         struct mg_context *http;
+        uint16_t http_internal_port; /* civetweb's loopback listener that only the local socket's relay uses */
+        apiserver_local_t *local;    /* <runtime_dir>/api.sock (apiserver_local.c) */
 } apiserver_t;
 
 /* Open the store, bind the bus sockets (attached to loop) and start serving REST. Keeps no

@@ -50,28 +50,56 @@
 
 #define PARAMS(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
-static const struct route {
-        const char *method;
-        const char *path; /* a '*' matches one non-empty path segment, the route's arg */
-        http_route_fn handler;
-        const char *const *params; /* the query parameters it takes, NULL-terminated; NULL: none */
-} routes[] = {
-        { "GET", "/healthz", route_healthz, NULL },
+/* The route table, and the one place access is decided: on_request() checks the row's scope
+ * before any handler runs, so a handler never checks access itself. A row that names no
+ * scope is for admins alone: AUTH_SCOPE_ADMIN is 0, what a designated initializer leaves out
+ * (and a positional row without one does not compile: -Wmissing-field-initializers).
+ * tests/unit/apiserver/test_http_auth.c walks this table (http_routes()). */
+static const http_route_t routes[] = {
+        { "GET", "/healthz", route_healthz, NULL, AUTH_SCOPE_PUBLIC },
+        { "POST", "/login", route_login, NULL, AUTH_SCOPE_PUBLIC },
+        { "POST", "/logout", route_logout, NULL, AUTH_SCOPE_AUTHENTICATED },
+        { "GET", "/users/me", route_user_me, NULL, AUTH_SCOPE_AUTHENTICATED },
+        { "PUT", "/users/me", route_user_me_password, NULL, AUTH_SCOPE_AUTHENTICATED },
+        { "GET", "/users", route_users_list, NULL, AUTH_SCOPE_USERS_READ },
+        { "POST", "/users", route_users_create, NULL, AUTH_SCOPE_ADMIN },
+        /* After /users/me, which the first matching row takes ("me" is no user name). */
+        { "GET", "/users/*", route_user_get, NULL, AUTH_SCOPE_USERS_READ },
+        { "PUT", "/users/*", route_user_update, NULL, AUTH_SCOPE_ADMIN },
+        { "DELETE", "/users/*", route_user_delete, NULL, AUTH_SCOPE_ADMIN },
+        { "GET", "/tokens", route_tokens_list, NULL, AUTH_SCOPE_TOKENS_WRITE },
+        { "POST", "/tokens", route_tokens_create, NULL, AUTH_SCOPE_TOKENS_WRITE },
+        { "DELETE", "/tokens/*", route_token_delete, NULL, AUTH_SCOPE_TOKENS_WRITE },
+        { "POST", "/tokens/*/rotate", route_token_rotate, NULL, AUTH_SCOPE_TOKENS_WRITE },
+        { "POST", "/auth/stream-ticket", route_stream_ticket, NULL, AUTH_SCOPE_AUTHENTICATED },
+        { "GET", "/namespaces", route_namespaces_list, NULL, AUTH_SCOPE_NAMESPACES_READ },
+        { "POST", "/namespaces", route_namespaces_create, NULL, AUTH_SCOPE_NAMESPACES_WRITE },
+        { "GET", "/namespaces/*", route_namespace_get, NULL, AUTH_SCOPE_NAMESPACES_READ },
+        { "DELETE", "/namespaces/*", route_namespace_delete, PARAMS("cascade"), AUTH_SCOPE_NAMESPACES_WRITE },
+        { "GET", "/namespaces/*/audit", route_namespace_audit, PARAMS("limit"), AUTH_SCOPE_AUDIT_READ },
+        { "GET", "/audit", route_audit, PARAMS("limit"), AUTH_SCOPE_ADMIN },
         { "GET", "/deployments", route_deployments_list,
-          PARAMS("namespace", "status", "kind", "label", "labelSelector", "instances") },
-        { "POST", "/deployments", route_deployments_apply, PARAMS("dryRun") },
-        { "GET", "/deployments/*", route_deployment_get, NULL },
-        { "DELETE", "/deployments/*", route_deployment_delete, NULL },
-        { "POST", "/deployments/*/exec", route_deployment_exec, NULL },
-        { "GET", "/deployments/*/events", route_deployment_events, PARAMS("level", "limit", "after", "since") },
-        { "GET", "/deployments/*/logs", route_deployment_logs, PARAMS("tail", "since", "level", "instance", "container", "follow") },
-        { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL },
+          PARAMS("namespace", "status", "kind", "label", "labelSelector", "instances"), AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "POST", "/deployments", route_deployments_apply, PARAMS("dryRun"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
+        { "GET", "/deployments/*", route_deployment_get, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "DELETE", "/deployments/*", route_deployment_delete, NULL, AUTH_SCOPE_DEPLOYMENTS_WRITE },
+        { "POST", "/deployments/*/exec", route_deployment_exec, NULL, AUTH_SCOPE_DEPLOYMENTS_EXEC },
+        { "GET", "/deployments/*/events", route_deployment_events, PARAMS("level", "limit", "after", "since", "ticket"),
+          AUTH_SCOPE_EVENTS_READ },
+        { "GET", "/deployments/*/logs", route_deployment_logs,
+          PARAMS("tail", "since", "level", "instance", "container", "follow", "ticket"), AUTH_SCOPE_LOGS_READ },
+        { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
 };
+
+const http_route_t *http_routes(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(routes);
+        return routes;
+}
 
 /* The first query parameter the route does not take, into name (bytes a message cannot show
  * replaced by '?'); NULL when there is none. A misspelt filter would list everything and a
  * misspelt option (?dryRun=All where none exists) would act for real: neither is ignored. */
-static const char *unknown_param(const struct route *r, const char *query, char *name, size_t size) {
+static const char *unknown_param(const http_route_t *r, const char *query, char *name, size_t size) {
         for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
                 size_t n = strcspn(p, "=&");
                 char decoded[64];
@@ -100,7 +128,7 @@ static const char *unknown_param(const struct route *r, const char *query, char 
 }
 
 /* 400 naming the parameter and what the route takes. */
-static int reply_unknown_param(http_request_t *req, const struct route *r, const char *name) {
+static int reply_unknown_param(http_request_t *req, const http_route_t *r, const char *name) {
         char list[128] = "", shown[64] = "";
         const char *star = strchr(r->path, '*');
         size_t len = 0;
@@ -118,7 +146,7 @@ static int reply_unknown_param(http_request_t *req, const struct route *r, const
 
 /* A '*' matches one non-empty path segment, copied into arg (a segment that does not fit
  * matches nothing). */
-static bool route_match(const struct route *r, const char *path, char *arg, size_t size) {
+static bool route_match(const http_route_t *r, const char *path, char *arg, size_t size) {
         const char *star = strchr(r->path, '*'), *suffix;
         size_t n, len_path = strlen(path), len_suffix, len_arg;
 
@@ -257,10 +285,7 @@ int http_reply_problem(http_request_t *req, int status, const char *slug, const 
         return r;
 }
 
-static int reply_problem_headers(http_request_t *req, int status, const char *slug, const char *title,
-                                 const char *extra_headers, const char *fmt, ...) _printf_(6, 7);
-
-static int reply_problem_headers(http_request_t *req, int status, const char *slug, const char *title,
+int http_reply_problem_headers(http_request_t *req, int status, const char *slug, const char *title,
                                  const char *extra_headers, const char *fmt, ...) {
         va_list ap;
         int r;
@@ -401,40 +426,110 @@ static void request_done(http_request_t *req) {
                 mg_disable_connection_keep_alive(req->conn);
 }
 
+static bool takes_ticket(const http_route_t *r) {
+        for (const char *const *k = r->params; k && *k; k++)
+                if (streq(*k, "ticket"))
+                        return true;
+        return false;
+}
+
+/* 401 (no credential, or one that is not valid) or 403 (valid, but not enough), with the
+ * reason: what the client must do differs. */
+static int reply_denied(http_request_t *req, const http_route_t *r, int authenticated) {
+        if (authenticated < 0)
+                return http_reply_problem_headers(req, 401, "unauthorized", "Unauthorized",
+                                             "WWW-Authenticate: Bearer realm=\"husk\"\r\n", "%s",
+                                             authenticated == -ENOKEY
+                                                     ? "this request needs a credential: log in (husk login) "
+                                                       "or send Authorization: Bearer <token>"
+                                                     : "the credential is not valid (expired, revoked or mistyped)");
+        if (r->scope == AUTH_SCOPE_ADMIN || !auth_scope_name(r->scope))
+                return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL, "%s %s is for admins",
+                                          r->method, r->path);
+        return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL, "%s %s needs the scope %s",
+                                  r->method, r->path, auth_scope_name(r->scope));
+}
+
+/* Every request that may change something (all but GET) and every login, whatever the
+ * answer: who, what, on which namespace, from where, and the status. Here, at the router, so
+ * that no write route can forget it. */
+static void audit(http_request_t *req, const http_route_t *r, int status) {
+        const auth_identity_t *who = req->who;
+        static const char *const via[] = { [AUTH_VIA_SESSION] = "session", [AUTH_VIA_TOKEN] = "token",
+                                           [AUTH_VIA_LOCAL] = "local" };
+        char action[96], path[80];
+        const char *star = r ? strchr(r->path, '*') : NULL;
+        store_audit_t e = { .status = status };
+        int k;
+
+        if (r && star) {
+                snprintf(path, sizeof(path), "%.*s{id}%s", (int)(star - r->path), r->path, star + 1);
+        } else
+                snprintf(path, sizeof(path), "%s", r ? r->path : "(no route)");
+        snprintf(action, sizeof(action), "%s %s", req->info->request_method, path);
+        e.action = action;
+        e.actor = who ? (char *)who->name : req->audit_actor[0] ? req->audit_actor : (char *)"anonymous";
+        e.actor_id = who ? (char *)who->token_id : (char *)"";
+        e.via = who ? (char *)via[who->via] : (char *)"anonymous";
+        e.namespace_ = req->audit_namespace[0] ? req->audit_namespace : NULL;
+        e.target = req->audit_target[0] ? req->audit_target : (char *)(req->arg ?: "");
+        e.source = who && who->via == AUTH_VIA_LOCAL ? (char *)"local" : (char *)req->info->remote_addr;
+        k = store_audit_record(req->api->store, &e);
+        if (k < 0)
+                log_warning_errno(k, "Failed to record %s in the audit log, ignoring: %m", action);
+}
+
 static int on_request(struct mg_connection *conn, void *userdata) {
         const struct mg_request_info *info = mg_get_request_info(conn);
         http_request_t req = { .conn = conn, .info = info, .api = userdata };
         const char *path = info->local_uri ?: "";
-        char allow[64] = "";
+        auth_identity_t identity;
+        const http_route_t *found = NULL;
+        char allow[64] = "", arg[256], name[64];
+        int status, authenticated = 1; /* 1: not asked yet */
         size_t len = 0;
-        int status;
-
-        char arg[256];
 
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
                 if (!route_match(&routes[i], path, arg, sizeof(arg)))
                         continue;
                 if (streq(routes[i].method, info->request_method)) {
-                        char name[64];
-
-                        req.arg = arg;
-                        if (unknown_param(&routes[i], info->query_string, name, sizeof(name)))
-                                status = reply_unknown_param(&req, &routes[i], name);
-                        else
-                                status = routes[i].handler(&req);
-                        request_done(&req);
-                        return status;
+                        found = &routes[i];
+                        break;
                 }
                 len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%s%s", len ? ", " : "", routes[i].method);
         }
-        if (len > 0) {
+        /* Closed by default: who is asking is settled before anything else is said, even
+         * whether a path exists, unless the route is public. */
+        if (!found || found->scope != AUTH_SCOPE_PUBLIC) {
+                authenticated = http_authenticate(&req, found && takes_ticket(found), &identity);
+                if (authenticated < 0 && authenticated != -ENOKEY && authenticated != -EKEYREJECTED) {
+                        status = http_reply_internal(&req, authenticated, "checking the credential");
+                        goto done;
+                }
+                if (authenticated >= 0)
+                        req.who = &identity;
+        }
+        if (found) {
+                req.arg = arg;
+                if (!auth_allows(req.who, found->scope))
+                        status = reply_denied(&req, found, authenticated);
+                else if (unknown_param(found, info->query_string, name, sizeof(name)))
+                        status = reply_unknown_param(&req, found, name);
+                else
+                        status = found->handler(&req);
+        } else if (!req.who) {
+                status = reply_denied(&req, NULL, authenticated);
+        } else if (len > 0) {
                 char headers[96];
 
                 snprintf(headers, sizeof(headers), "Allow: %s\r\n", allow);
-                status = reply_problem_headers(&req, 405, "method-not-allowed", "Method not allowed", headers,
+                status = http_reply_problem_headers(&req, 405, "method-not-allowed", "Method not allowed", headers,
                                                "%s is not supported on %s; use %s", info->request_method, path, allow);
         } else
                 status = http_reply_problem(&req, 404, "not-found", "Not found", NULL, "no such endpoint: %s", path);
+done:
+        if (found && (!streq(found->method, "GET") || found->handler == route_login))
+                audit(&req, found, status);
         request_done(&req);
         return status;
 }
@@ -488,8 +583,10 @@ static void raise_fd_limit(void) {
         }
 }
 
-int http_start(apiserver_t *api, const char *listen) {
-        char ports[128];
+int http_start(apiserver_t *api, const husk_config_t *config) {
+        const char *listen = config->apiserver.listen;
+        char ports[160], public[128];
+        struct mg_server_port bound[2];
         const char *options[] = {
                 "listening_ports", ports,
                 "num_threads", HTTP_WORKERS,
@@ -508,25 +605,39 @@ int http_start(apiserver_t *api, const char *listen) {
         };
         int r;
 
-        r = http_listen_spec(listen, ports, sizeof(ports));
+        r = http_listen_spec(listen, public, sizeof(public));
         if (r < 0)
                 return log_error_errno(r, "apiserver.listen: \"%s\" is not host:port", listen);
-
-        /* There is no authentication yet: anything that can connect can deploy. */
-        if (strncmp(ports, "127.", 4) != 0 && strncmp(ports, "[::1]:", 6) != 0)
-                log_warning("apiserver.listen %s is not a loopback address, and the API has no authentication: "
-                            "anyone who can reach it can run VMs here",
-                            ports);
+        /* TLS is refused, not ignored: serving plain HTTP where the config asks for TLS would
+         * send passwords and tokens in the clear. Debian 12's civetweb 1.15 loads libssl.so at
+         * run time and calls OpenSSL 1.1 functions that OpenSSL 3 no longer exports (e.g.
+         * SSL_get_peer_certificate, a macro since 3.0): it starts, then jumps to NULL on the
+         * first TLS connection (seen here: SIGSEGV at 0x0 in a civetweb worker). Until husk
+         * terminates TLS itself, put a TLS proxy in front (the CLI verifies it: --ca-file). */
+        if (config->apiserver.tls_cert || config->apiserver.tls_key)
+                return log_error_errno(EOPNOTSUPP,
+                                       "apiserver.tls is set, but this build cannot serve TLS (Debian's civetweb 1.15 "
+                                       "crashes on TLS connections with OpenSSL 3): remove apiserver.tls and terminate "
+                                       "TLS in a proxy in front of %s",
+                                       public);
+        /* A second listener on an ephemeral loopback port, for the local socket's relay
+         * (apiserver_local.c explains why). */
+        snprintf(ports, sizeof(ports), "%s,127.0.0.1:0", public);
 
         raise_fd_limit();
         mg_init_library(0);
         api->http = mg_start(&callbacks, api, options);
         if (!api->http) {
                 mg_exit_library();
-                return log_error_errno(EADDRINUSE, "Failed to listen on %s (in use, or not a local address)", ports);
+                return log_error_errno(EADDRINUSE, "Failed to listen on %s (in use, or not a local address)", public);
         }
+        if (mg_get_server_ports(api->http, 2, bound) != 2 || bound[1].port <= 0) {
+                http_stop(api);
+                return log_error_errno(EADDRNOTAVAIL, "Failed to find the internal listener's port");
+        }
+        api->http_internal_port = (uint16_t)bound[1].port;
         mg_set_request_handler(api->http, "/", on_request, api);
-        log_info("REST API listening on http://%s", ports);
+        log_info("REST API listening on http://%s", public);
         return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "lib/util.h"
 #include "services/apiserver/apiserver.h"
+#include "services/apiserver/apiserver_auth.h"
 
 #define HTTP_BODY_MAX (1024u * 1024u)
 
@@ -18,17 +19,42 @@ typedef struct http_request {
         apiserver_t *api;
         const char *arg; /* the {id} of a /deployments/{id} route, URL-decoded */
         bool body_read;  /* http_read_body() was called: the body is consumed or the connection closes */
+        const auth_identity_t *who; /* who is asking (the router checked its scope); NULL on public routes */
+        /* What the router's audit record of a write says beyond the route; handlers fill in
+         * what only they know (never a request body: secrets must not reach the log). */
+        char audit_namespace[64];   /* "": about no namespace */
+        char audit_target[160];     /* "": the route's {id} */
+        char audit_actor[65];       /* for POST /login: the user name tried */
 } http_request_t;
 
 /* A route handler answers the request and returns the HTTP status it sent. */
 typedef int (*http_route_fn)(http_request_t *req);
 
+typedef struct http_route {
+        const char *method;
+        const char *path; /* a '*' matches one non-empty path segment, the route's arg */
+        http_route_fn handler;
+        const char *const *params; /* the query parameters it takes, NULL-terminated; NULL: none.
+                                    * "ticket": a stream, where ?ticket= may stand in for the credential */
+        auth_scope_t scope;        /* what the caller needs; left out: AUTH_SCOPE_ADMIN */
+} http_route_t;
+
+/* The router's own table, for the tests that walk every route. */
+const http_route_t *http_routes(size_t *ret_n);
+
+/* Who sent the request (apiserver_routes_auth.c): the unix socket's peer, else the bearer
+ * token, else (ticket_ok: a stream route) a ?ticket= from POST /auth/stream-ticket, spent by
+ * this use. 0 with *ret filled; -ENOKEY when there is no credential, -EKEYREJECTED when the
+ * one given is not valid; another negative errno when the store failed. */
+int http_authenticate(http_request_t *req, bool ticket_ok, auth_identity_t *ret);
+
 /* "127.0.0.1:3030", "localhost:3030", "[::1]:3030" or "3030" (loopback) into civetweb's
  * listening_ports syntax. -EINVAL when it is none of these. */
 int http_listen_spec(const char *listen, char *buf, size_t size);
 
-/* listen: apiserver.listen (copied; the config may go away once this returns). */
-int http_start(apiserver_t *api, const char *listen);
+/* Serve apiserver.listen; -EOPNOTSUPP when apiserver.tls is set (see there). Nothing of
+ * config is kept: it may go away once this returns. */
+int http_start(apiserver_t *api, const husk_config_t *config);
 void http_stop(apiserver_t *api);
 
 /* The whole body, NUL-terminated. -EFBIG beyond HTTP_BODY_MAX, -EIO when the client went away,
@@ -55,6 +81,10 @@ int http_reply_json(http_request_t *req, int status, json_t *body, const char *e
 int http_reply_problem(http_request_t *req, int status, const char *slug, const char *title, json_t *violations,
                        const char *detail_fmt, ...) _printf_(6, 7);
 
+/* The same with extra_headers: complete "Name: value\r\n" lines. */
+int http_reply_problem_headers(http_request_t *req, int status, const char *slug, const char *title,
+                               const char *extra_headers, const char *detail_fmt, ...) _printf_(6, 7);
+
 /* 500, with the cause logged once (the client only learns to look at the log). */
 int http_reply_internal(http_request_t *req, int error, const char *what);
 
@@ -66,7 +96,38 @@ int http_reply_internal(http_request_t *req, int error, const char *what);
 int route_deployment_need(http_request_t *req, store_deployment_t *ret);
 /* The 404 of a deployment id that names none. */
 int route_reply_no_deployment(http_request_t *req);
+/* The request body as a JSON object into *ret: 0, else the status of the 400/408/413 sent
+ * (what: the shape the client should send, for the message). */
+int route_read_object(http_request_t *req, const char *what, json_t **ret);
+/* {id, username, role, created_at, updated_at}. */
+json_t *user_to_json(const store_user_t *u);
+/* Give t (user_id, kind, name, scopes, namespaces, times filled in) a fresh id and value: the
+ * value into token, to be shown once; only its hash is stored. */
+int route_token_issue(apiserver_t *api, store_token_t *t, char token[static AUTH_TOKEN_LEN + 1]);
 int route_healthz(http_request_t *req);
+int route_login(http_request_t *req);
+int route_logout(http_request_t *req);
+int route_user_me(http_request_t *req);
+int route_user_me_password(http_request_t *req);
+int route_users_list(http_request_t *req);
+int route_users_create(http_request_t *req);
+int route_user_get(http_request_t *req);
+int route_user_update(http_request_t *req);
+int route_user_delete(http_request_t *req);
+int route_tokens_list(http_request_t *req);
+int route_namespace_audit(http_request_t *req);
+int route_namespaces_list(http_request_t *req);
+int route_namespaces_create(http_request_t *req);
+int route_namespace_get(http_request_t *req);
+int route_namespace_delete(http_request_t *req);
+/* Mark deployment id deleted, with its event and log line: 1 when it changed, 0 when it was
+ * deleted already, -ENOENT (apiserver_routes_deployments.c). */
+int route_deployment_mark_deleted(apiserver_t *api, const char *id);
+int route_audit(http_request_t *req);
+int route_stream_ticket(http_request_t *req);
+int route_tokens_create(http_request_t *req);
+int route_token_delete(http_request_t *req);
+int route_token_rotate(http_request_t *req);
 int route_deployments_list(http_request_t *req);
 int route_deployments_apply(http_request_t *req);
 int route_deployment_get(http_request_t *req);

@@ -19,6 +19,8 @@ static void store_deployment_clearp(store_deployment_t *d) {
 }
 #define _cleanup_deployment_ _cleanup_(store_deployment_clearp)
 
+_Static_assert(AUTH_NAMESPACES_MAX <= STORE_ANY_OF_MAX, "a token's namespaces fit a list filter");
+
 int route_reply_no_deployment(http_request_t *req) {
         return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no deployment with id \"%.64s\"",
                                   req->arg);
@@ -33,6 +35,13 @@ int route_deployment_need(http_request_t *req, store_deployment_t *ret) {
                 return route_reply_no_deployment(req);
         if (r < 0)
                 return http_reply_internal(req, r, "reading the deployment");
+        snprintf(req->audit_namespace, sizeof(req->audit_namespace), "%s", (ret ?: &d)->d.namespace_);
+        /* Outside a namespace-bound token's namespaces, a deployment does not exist. */
+        if (!auth_namespace_allowed(req->who, (ret ?: &d)->d.namespace_)) {
+                if (ret)
+                        store_deployment_clear(ret);
+                return route_reply_no_deployment(req);
+        }
         return 0;
 }
 
@@ -97,6 +106,28 @@ int route_deployments_apply(http_request_t *req) {
         }
         if (r < 0)
                 return http_reply_internal(req, r, "validating the manifest");
+
+        snprintf(req->audit_namespace, sizeof(req->audit_namespace), "%s", m.namespace_);
+        snprintf(req->audit_target, sizeof(req->audit_target), "%s/%s", m.namespace_, m.name);
+        if (!auth_namespace_allowed(req->who, m.namespace_))
+                return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL,
+                                          "this token may not touch namespace \"%s\"", m.namespace_);
+
+        /* Ring's rule: applying into a namespace that does not exist creates it, for a caller
+         * who may create namespaces; anyone else is told so. */
+        r = store_namespace_get(req->api->store, m.namespace_, NULL);
+        if (r == -ENOENT && !auth_allows(req->who, AUTH_SCOPE_NAMESPACES_WRITE))
+                return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL,
+                                          "namespace \"%s\" does not exist, and creating it needs the scope "
+                                          "namespaces:write",
+                                          m.namespace_);
+        if (r == -ENOENT && !dry_run[0]) {
+                r = store_namespace_create(req->api->store, m.namespace_, NULL);
+                if (r == -EEXIST) /* someone else's apply made it first */
+                        r = 0;
+        }
+        if (r < 0 && r != -ENOENT)
+                return http_reply_internal(req, r, "reading the namespace");
 
         /* A host port forwards to one VM: the second deployment asking for it is refused here,
          * where the user sees why, rather than crash-looping on PortAllocationFailed. */
@@ -310,6 +341,25 @@ int route_deployments_list(http_request_t *req) {
                 free(q);
                 return r;
         }
+        /* A namespace-bound token lists its namespaces only, whatever the query asks. */
+        if (req->who->n_namespaces > 0) {
+                store_any_of_t *ns = &q->filter.namespaces;
+                size_t kept = 0;
+
+                if (ns->n == 0)
+                        for (size_t i = 0; i < req->who->n_namespaces; i++)
+                                ns->v[ns->n++] = req->who->namespaces[i];
+                else {
+                        for (size_t i = 0; i < ns->n; i++)
+                                if (auth_namespace_allowed(req->who, ns->v[i]))
+                                        ns->v[kept++] = ns->v[i];
+                        ns->n = kept;
+                        if (kept == 0) {
+                                free(q);
+                                return http_reply_json(req, 200, json_array(), NULL);
+                        }
+                }
+        }
         r = store_deployment_list(req->api->store, &q->filter, &a, &n);
         if (r < 0) {
                 free(q);
@@ -371,22 +421,31 @@ int route_deployment_get(http_request_t *req) {
 
 /* ---- DELETE /deployments/{id} --------------------------------------------------------------- */
 
-int route_deployment_delete(http_request_t *req) {
+int route_deployment_mark_deleted(apiserver_t *api, const char *id) {
         _cleanup_deployment_ store_deployment_t d = {};
         int r;
 
-        r = store_deployment_mark_deleted(req->api->store, req->arg, &d);
+        r = store_deployment_mark_deleted(api->store, id, &d);
+        if (r > 0) {
+                log_info("Deployment %s/%s (%s) deleted; its instances are being stopped", d.d.namespace_, d.d.name,
+                         d.d.id);
+                apiserver_publish(api, BUS_EVENT_DEPLOYMENT_DELETED, &d, NULL);
+                apiserver_event(api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED, "deleted: its instances are being stopped");
+        }
+        return r;
+}
+
+int route_deployment_delete(http_request_t *req) {
+        int r;
+
+        r = route_deployment_need(req, NULL);
+        if (r != 0)
+                return r;
+        r = route_deployment_mark_deleted(req->api, req->arg);
         if (r == -ENOENT)
                 return route_reply_no_deployment(req);
         if (r < 0)
                 return http_reply_internal(req, r, "deleting the deployment");
-        if (r > 0) {
-                log_info("Deployment %s/%s (%s) deleted; its instances are being stopped", d.d.namespace_, d.d.name,
-                         d.d.id);
-                apiserver_publish(req->api, BUS_EVENT_DEPLOYMENT_DELETED, &d, NULL);
-                apiserver_event(req->api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED,
-                                "deleted: its instances are being stopped");
-        }
         /* Ring's answer: 204, also when it was deleted already. The scheduler stops the instances,
          * then purges the record; until then GET shows it with status "deleted". */
         return http_reply_no_content(req);

@@ -68,6 +68,50 @@ static const char *const migrations[] = {
         "  PRIMARY KEY (deployment_id, instance_id)"
         ") STRICT;"
         "ALTER TABLE deployments ADD COLUMN exit_code INTEGER;",
+        /* 5: users (argon2id password hashes) and their credentials: sessions from POST /login
+         * and API tokens, each stored as the SHA-256 of the token alone */
+        "CREATE TABLE users ("
+        "  id             TEXT PRIMARY KEY NOT NULL,"
+        "  name           TEXT NOT NULL UNIQUE,"
+        "  role           TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),"
+        "  password_hash  TEXT NOT NULL,"
+        "  created_at     INTEGER NOT NULL,"
+        "  updated_at     INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE tokens ("
+        "  id             TEXT PRIMARY KEY NOT NULL,"
+        "  user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+        "  kind           TEXT NOT NULL CHECK (kind IN ('session', 'token')),"
+        "  name           TEXT NOT NULL DEFAULT '',"
+        "  hash           BLOB NOT NULL UNIQUE,"
+        "  scopes         TEXT CHECK (scopes IS NULL OR json_valid(scopes)),"
+        "  namespaces     TEXT CHECK (namespaces IS NULL OR json_valid(namespaces)),"
+        "  created_at     INTEGER NOT NULL,"
+        "  expires_at     INTEGER NOT NULL DEFAULT 0"
+        ") STRICT;"
+        "CREATE INDEX tokens_user ON tokens (user_id);",
+        /* 6: the audit log: who did what to which namespace, from where, and how it ended */
+        "CREATE TABLE audit ("
+        "  id             INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  timestamp      INTEGER NOT NULL,"
+        "  namespace      TEXT,"
+        "  actor          TEXT NOT NULL,"
+        "  actor_id       TEXT NOT NULL DEFAULT '',"
+        "  via            TEXT NOT NULL,"
+        "  action         TEXT NOT NULL,"
+        "  target         TEXT NOT NULL DEFAULT '',"
+        "  source         TEXT NOT NULL,"
+        "  status         INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX audit_namespace ON audit (namespace, id);",
+        /* 7: namespaces as objects: the ones deployments already use, and "default" */
+        "CREATE TABLE namespaces ("
+        "  name           TEXT PRIMARY KEY NOT NULL,"
+        "  created_at     INTEGER NOT NULL"
+        ") STRICT;"
+        "INSERT OR IGNORE INTO namespaces (name, created_at) SELECT namespace, min(created_at) FROM deployments "
+        "  GROUP BY namespace;"
+        "INSERT OR IGNORE INTO namespaces (name, created_at) VALUES ('default', 0);",
 };
 
 int store_errno(int rc) {

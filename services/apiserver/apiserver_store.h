@@ -7,6 +7,7 @@
 
 #include "proto/deployment.h"
 #include "proto/event.h"
+#include "services/apiserver/apiserver_auth.h"
 #include "services/apiserver/apiserver_manifest.h"
 
 #define STORE_UUID_LEN 36
@@ -168,6 +169,107 @@ typedef struct store_event_filter {
 int store_event_list(apiserver_store_t *s, const char *deployment_id, const store_event_filter_t *f,
                      event_t **ret, size_t *ret_n);
 void store_event_array_free(event_t *a, size_t n);
+
+/* ---- users and their credentials (apiserver_store_auth.c) ---- */
+
+typedef struct store_user {
+        char id[STORE_UUID_LEN + 1];
+        char name[AUTH_NAME_MAX + 1];
+        auth_role_t role;
+        uint64_t created_at; /* unix ms */
+        uint64_t updated_at;
+} store_user_t;
+
+/* How many users there are (>= 0). */
+int store_user_count(apiserver_store_t *s);
+/* -EEXIST when the name is taken. */
+int store_user_create(apiserver_store_t *s, const char *name, auth_role_t role, const char *password_hash,
+                      store_user_t *ret);
+/* The user whose id or, failing that, name is key; with its password hash when password_hash
+ * is not NULL. -ENOENT when there is none. */
+int store_user_get(apiserver_store_t *s, const char *key, store_user_t *ret,
+                   char password_hash[AUTH_PASSWORD_HASH_MAX]);
+/* Every user, by name. */
+int store_user_list(apiserver_store_t *s, store_user_t **ret, size_t *ret_n);
+/* Change the role (role < 0: kept) and/or the password hash (NULL: kept). Either change
+ * revokes every session and token of the user in the same transaction. -ENOENT when unknown,
+ * -EBUSY when it would leave no admin. */
+int store_user_update(apiserver_store_t *s, const char *id, int role, const char *password_hash,
+                      store_user_t *ret);
+/* Delete the user and its credentials. -ENOENT when unknown, -EBUSY for the last admin. */
+int store_user_delete(apiserver_store_t *s, const char *id);
+
+typedef struct store_token {
+        char id[STORE_UUID_LEN + 1];
+        char user_id[STORE_UUID_LEN + 1];
+        bool session;           /* from POST /login (else an API token) */
+        char name[AUTH_NAME_MAX + 1];
+        bool has_scopes;        /* false: the owner's role decides (sessions) */
+        auth_scopes_t scopes;   /* names the store does not know (a newer husk's) grant nothing */
+        char *namespaces;       /* JSON array text; NULL: every namespace */
+        uint64_t created_at;    /* unix ms */
+        uint64_t expires_at;    /* 0: never */
+} store_token_t;
+
+void store_token_clear(store_token_t *t);
+void store_token_array_free(store_token_t *a, size_t n);
+/* Keep t (its id, user_id, kind, name, scopes, namespaces, created and expiry times) under
+ * the token's hash. Expired credentials are dropped on the way. -ENOENT when the user is gone. */
+int store_token_insert(apiserver_store_t *s, const store_token_t *t, const uint8_t hash[AUTH_TOKEN_HASH_LEN]);
+/* The credential stored under hash and not expired at now_ms, and its user. -ENOENT otherwise. */
+int store_token_find(apiserver_store_t *s, const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t now_ms,
+                     store_token_t *ret, store_user_t *ret_user);
+/* Delete the credential id (only if it belongs to user_id, when that is not NULL). -ENOENT otherwise. */
+int store_token_delete(apiserver_store_t *s, const char *id, const char *user_id);
+/* The API tokens (not sessions) of user_id (NULL: everyone's), newest first. */
+int store_token_list(apiserver_store_t *s, const char *user_id, store_token_t **ret, size_t *ret_n);
+/* Give token id a new hash (and expiry): the old value stops working. -ENOENT when id is no API
+ * token of user_id (NULL: anyone's). */
+int store_token_rehash(apiserver_store_t *s, const char *id, const char *user_id,
+                       const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t expires_at, store_token_t *ret);
+
+/* ---- the audit log (apiserver_store_audit.c) ---- */
+
+/* Entries kept; recording one more beyond drops the oldest. */
+#define STORE_AUDIT_MAX 100000
+#define STORE_AUDIT_LIST_MAX 1000
+
+typedef struct store_audit {
+        uint64_t id;
+        uint64_t timestamp;  /* unix ms */
+        char *namespace_;    /* NULL: about no namespace (logins, users, tokens) */
+        char *actor;         /* the user's name, "uid:N" for a local peer, the name tried for a login */
+        char *actor_id;      /* the session's or token's id; "" */
+        char *via;           /* "session", "token", "local", "anonymous" */
+        char *action;        /* "POST /deployments", "DELETE /users/{id}", ... */
+        char *target;        /* the route's {id}, or what the handler named ("prod/web"); "" */
+        char *source;        /* the client's address, "local" for the unix socket */
+        int status;          /* the HTTP status answered */
+} store_audit_t;
+
+void store_audit_clear(store_audit_t *a);
+void store_audit_array_free(store_audit_t *a, size_t n);
+/* Append e (its id and a zero timestamp are filled in). */
+int store_audit_record(apiserver_store_t *s, store_audit_t *e);
+/* The newest `limit` entries of namespace_ (NULL: of every namespace and none), oldest first. */
+int store_audit_list(apiserver_store_t *s, const char *namespace_, size_t limit, store_audit_t **ret, size_t *ret_n);
+
+/* ---- namespaces (apiserver_store_namespaces.c) ---- */
+
+typedef struct store_namespace {
+        char name[AUTH_NAMESPACE_MAX + 1];
+        uint64_t created_at;   /* unix ms; 0 for the ones that existed before namespaces were objects */
+        uint32_t deployments;  /* deployments in it, deleted ones not counted */
+} store_namespace_t;
+
+/* Every namespace, by name. */
+int store_namespace_list(apiserver_store_t *s, store_namespace_t **ret, size_t *ret_n);
+/* -ENOENT when there is none of that name. */
+int store_namespace_get(apiserver_store_t *s, const char *name, store_namespace_t *ret);
+/* -EEXIST when it exists. */
+int store_namespace_create(apiserver_store_t *s, const char *name, store_namespace_t *ret);
+/* -ENOENT when unknown, -EBUSY while it holds deployments that are not deleted. */
+int store_namespace_delete(apiserver_store_t *s, const char *name);
 
 /* A random (version 4) UUID, 36 characters plus NUL, from getrandom(). */
 int store_uuid_new(char ret[static STORE_UUID_LEN + 1]);

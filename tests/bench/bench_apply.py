@@ -143,7 +143,7 @@ def apply_manifest(stack, name, replicas=1, extra=""):
     manifest = (f"deployments:\n  {name}:\n    name: {name}\n    replicas: {replicas}\n"
                 f"    image: {stack.kit_dir}/rootfs/hello\n{extra}"
                 f"    resources: {{limits: {{memory: 128Mi}}}}\n")
-    return run_in_netns(stack.netns, [str(stack.bin_dir / "husk"), "--host", stack.host, "apply", "-f", "-"],
+    return run_in_netns(stack.netns, [str(stack.bin_dir / "husk"), "--host", stack.host, "--token", stack.token, "apply", "-f", "-"],
                         manifest.encode())
 
 

@@ -34,13 +34,13 @@ EXECS = int(os.environ.get("BENCH_EXECS", "50"))
 # each as the CLI makes them, durations out as JSON.
 HTTP_LOOP = r"""
 import http.client, json, sys, time
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, path, n, token = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 body = json.dumps({"command": ["/bin/true"]})
 out = []
 for _ in range(n):
     t0 = time.monotonic()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("POST", path, body, {"Content-Type": "application/json"})
+    c.request("POST", path, body, {"Content-Type": "application/json", "Authorization": "Bearer " + token})
     r = c.getresponse(); data = r.read(); c.close()
     assert r.status == 200 and json.loads(data)["exit_status"] == 0, data
     out.append(time.monotonic() - t0)
@@ -193,7 +193,7 @@ def bus_execs(stack, instance_id, n):
 def apply(stack, text):
     # nsenter, not `husk-stack exec`: the measurement is husk's, not the dev tool's.
     subprocess.run(["nsenter", f"--net=/run/netns/{stack.netns}", str(stack.bin_dir / "husk"),
-                    "--host", stack.host, "apply", "-f", "-"], input=text.encode(), check=True,
+                    "--host", stack.host, "--token", stack.token, "apply", "-f", "-"], input=text.encode(), check=True,
                    stdout=subprocess.DEVNULL)
 
 
@@ -251,7 +251,7 @@ def main():
             raw = bare_execs(argv_fs, stack.kit_dir / "rootfs/hello", EXECS)
             bus = bus_execs(stack, inst["instance_id"], EXECS)
             r = subprocess.run(["nsenter", f"--net=/run/netns/{stack.netns}", sys.executable, "-c", HTTP_LOOP,
-                                str(stack.port), f"/deployments/{dep}/exec", str(EXECS)],
+                                str(stack.port), f"/deployments/{dep}/exec", str(EXECS), stack.token],
                                capture_output=True, text=True, check=True)
             rest = json.loads(r.stdout)
             delete_and_wait(stack, "svc")

@@ -44,12 +44,12 @@ MiB = 1024 * 1024
 # durations out as JSON. The REST path without a CLI process around it.
 HTTP_LOOP = r"""
 import http.client, json, sys, time
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, path, n, token = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 out = []
 for _ in range(n):
     t0 = time.monotonic()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("GET", path)
+    c.request("GET", path, headers={"Authorization": "Bearer " + token})
     r = c.getresponse(); data = r.read(); c.close()
     assert r.status == 200 and len(json.loads(data)) == 100, data[:200]
     out.append(time.monotonic() - t0)
@@ -178,7 +178,7 @@ def time_query(stack, args, runs):
 def husk(stack, *args, **kw):
     # nsenter, not `husk-stack exec`: the measurement is husk's, not the dev tool's.
     return subprocess.run(["nsenter", f"--net=/run/netns/{stack.netns}", str(stack.bin_dir / "husk"),
-                           "--host", stack.host, *args], **kw)
+                           "--host", stack.host, "--token", stack.token, *args], **kw)
 
 
 def consumed(stack, dep):
@@ -253,7 +253,7 @@ def bench_tail_and_capture(stack, dep, tmp, corpus):
         assert r.stdout.count(b"\n") == 100
     big = time_query(stack, {"deployment_id": dep, "tail": 100}, RUNS * 2)
     rest = json.loads(subprocess.run(["nsenter", f"--net=/run/netns/{stack.netns}", sys.executable, "-c", HTTP_LOOP,
-                                      str(stack.port), f"/deployments/{dep}/logs?tail=100", str(RUNS * 2)],
+                                      str(stack.port), f"/deployments/{dep}/logs?tail=100", str(RUNS * 2), stack.token],
                                      capture_output=True, text=True, check=True).stdout)
     startup = []
     for _ in range(RUNS):
@@ -277,7 +277,7 @@ def bench_follow(stack, dep, vm):
     # Both followers attached before the first line: husk's (the CLI, --tail 0) and tail -F.
     arrivals = {"husk": {}, "tail": {}}
     p_husk = subprocess.Popen(["nsenter", f"--net=/run/netns/{stack.netns}", str(stack.bin_dir / "husk"),
-                               "--host", stack.host, "deployment", "logs", dep, "--follow", "--tail", "0"],
+                               "--host", stack.host, "--token", stack.token, "deployment", "logs", dep, "--follow", "--tail", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     p_tail = subprocess.Popen(["tail", "-F", "-n", "0", str(vm.dir / "console.log")], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL)

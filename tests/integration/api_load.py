@@ -4,7 +4,8 @@ tests/bench/bench_api_load.py.
 LOAD_SCRIPT runs inside the stack's network namespace (the API listens on its loopback; every
 byte goes to 127.0.0.1): it opens log followers, half-sent request heads and idle connections,
 holds them all, and times GET /deployments meanwhile. Arguments: one JSON object
-{port, deployment_id, followers, half_sent, idle, probes, probe_timeout, idle_probes}; the
+{port, deployment_id, followers, half_sent, idle, probes, probe_timeout, idle_probes, auth} (auth: an
+Authorization header line, the test admin's); the
 result is one JSON object on stdout:
   idle_s:      GET /deployments durations before any load (idle_probes of them)
   loaded_s:    the same under load; None for a probe that got no 200 within probe_timeout
@@ -21,6 +22,7 @@ LOAD_SCRIPT = r"""
 import json, resource, select, socket, sys, time
 a = json.loads(sys.argv[1])
 port = a["port"]
+auth = a["auth"].encode()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -33,7 +35,7 @@ def get(timeout):
     try:
         s.settimeout(timeout)
         s.connect(("127.0.0.1", port))
-        s.sendall(b"GET /deployments HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET /deployments HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + b"Connection: close\r\n\r\n")
         data = b""
         while time.monotonic() < deadline:
             s.settimeout(max(0.001, deadline - time.monotonic()))
@@ -82,8 +84,8 @@ try:
     # stream, or 503 when the follower slots are full).
     followers = open_nb(a["followers"])
     opened += followers
-    req = ("GET /deployments/%s/logs?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-           % a["deployment_id"]).encode()
+    req = ("GET /deployments/%s/logs?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n%s\r\n"
+           % (a["deployment_id"], a["auth"])).encode()
     connected = wait_connected(followers, time.monotonic() + 10)
     for s in connected:
         s.setblocking(True)
@@ -132,10 +134,10 @@ finally:
 # line it answered, if any.
 SHORT_BODY_SCRIPT = r"""
 import json, socket, sys, time
-port, wait = int(sys.argv[1]), float(sys.argv[2])
+port, wait, auth = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3].encode()
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
 t0 = time.monotonic()
-s.sendall(b"POST /deployments HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+s.sendall(b"POST /deployments HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + b"Content-Type: application/json\r\n"
           b"Content-Length: 100\r\n\r\n{\"name\": ")
 data, closed = b"", None
 while time.monotonic() - t0 < wait:
@@ -155,10 +157,16 @@ print(json.dumps({"closed_after_s": closed, "status_line": data.split(b"\r\n")[0
 """
 
 
+def auth_line(stack):
+    """The test admin's Authorization header as a request line ("" without a session)."""
+    return "".join(f"{k}: {v}\r\n" for k, v in stack.auth_header().items())
+
+
 def run_load(stack, deployment_id, followers=50, half_sent=100, idle=500, probes=5, probe_timeout=2.0,
              idle_probes=0):
     args = {"port": stack.port, "deployment_id": deployment_id, "followers": followers, "half_sent": half_sent,
-            "idle": idle, "probes": probes, "probe_timeout": probe_timeout, "idle_probes": idle_probes}
+            "idle": idle, "probes": probes, "probe_timeout": probe_timeout, "idle_probes": idle_probes,
+            "auth": auth_line(stack)}
     r = stack.exec(PYTHON, "-c", LOAD_SCRIPT, json.dumps(args), timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"load script failed ({r.returncode}): {r.stdout}{r.stderr}")
@@ -166,7 +174,7 @@ def run_load(stack, deployment_id, followers=50, half_sent=100, idle=500, probes
 
 
 def short_body(stack, wait):
-    r = stack.exec(PYTHON, "-c", SHORT_BODY_SCRIPT, stack.port, wait, timeout=wait + 30)
+    r = stack.exec(PYTHON, "-c", SHORT_BODY_SCRIPT, stack.port, wait, auth_line(stack), timeout=wait + 30)
     if r.returncode != 0:
         raise RuntimeError(f"short body script failed ({r.returncode}): {r.stdout}{r.stderr}")
     return json.loads(r.stdout)

@@ -173,6 +173,7 @@ class Stack:
         self._log_level = log_level
         self.netns = stack_tool.netns_name(os.path.abspath(self.dir))
         self.port = self.host = None
+        self.token = None  # the test admin's session, from login_admin()
 
     def __repr__(self):
         return f"<Stack {self.dir}>"
@@ -197,7 +198,26 @@ class Stack:
         r = self.tool(*args, timeout=timeout + 30)
         rec = self.record()
         self.netns, self.port, self.host = rec["netns"], rec["api_port"], rec["api_host"]
+        if self.token is None:
+            self.login_admin()
         return r
+
+    def admin_password(self):
+        """The first admin's password, which apiserver wrote at its first start."""
+        return (self.state_dir / "admin-password").read_text().strip()
+
+    def login_admin(self):
+        """Log in as the first admin once; every later stack.api() and stack.husk() call sends
+        that session (pass auth=False, or an Authorization header, to send something else)."""
+        r = self.api("POST", "/login", json={"username": "admin", "password": self.admin_password()}, auth=False)
+        if r.status != 200:
+            raise StackError(f"logging in as the test admin failed: {r!r}")
+        self.token = r.json()["token"]
+        return self.token
+
+    def auth_header(self):
+        """{"Authorization": "Bearer <the test admin's session>"}, for requests made by hand."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def down(self, purge=False):
         return self.tool("down", *(["--purge"] if purge else []), timeout=120)
@@ -220,6 +240,8 @@ class Stack:
         env.update(HUSK_CONFIG=str(self.config_path), HUSK_HOST=rec["api_host"], HUSK_KIT_DIR=rec["kit"],
                    HUSK_STACK_DIR=str(self.dir), HUSK_NETNS=rec["netns"],
                    PATH=rec["bin"] + os.pathsep + os.environ.get("PATH", os.defpath))
+        if self.token:  # the CLI acts as the test admin
+            env["HUSK_TOKEN"] = self.token
         return env
 
     def exec(self, *cmd, input=None, timeout=60, check=False, env=None, tool=False):
@@ -245,11 +267,14 @@ class Stack:
         """Run the CLI (BIN/husk ARGS...) against this stack; returns the CompletedProcess."""
         return self.exec(self.bin_dir / "husk", *args, input=input, timeout=timeout, check=check)
 
-    def api(self, method, path, json=None, data=None, headers=None, timeout=10.0):
+    def api(self, method, path, json=None, data=None, headers=None, timeout=10.0, auth=True):
         """One HTTP request to the apiserver. json: a body to send as application/json; data:
-        raw str/bytes. Returns ApiResponse(status, headers, body) for every HTTP status;
-        raises ConnectionError when no HTTP answer came (refused, reset, timed out)."""
+        raw str/bytes. Sent as the test admin unless auth is false or headers carry an
+        Authorization of their own. Returns ApiResponse(status, headers, body) for every HTTP
+        status; raises ConnectionError when no HTTP answer came (refused, reset, timed out)."""
         headers = dict(headers or {})
+        if auth and not any(k.lower() == "authorization" for k in headers):
+            headers.update(self.auth_header())
         body = None
         if json is not None:
             body = jsonlib.dumps(json).encode()

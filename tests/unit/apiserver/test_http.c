@@ -23,6 +23,7 @@ typedef struct fixture {
         zloop_t *loop;
         apiserver_t *api;
         bus_sub_t *events;
+        char auth[AUTH_TOKEN_LEN + 32]; /* "Authorization: Bearer <the first admin's session>" */
 } fixture_t;
 
 typedef struct response {
@@ -85,6 +86,18 @@ static int group_setup(void **state) {
         f->loop = zloop_new();
         assert_non_null(f->loop);
         assert_int_equal(apiserver_new(f->config, f->loop, &f->api), 0);
+
+        /* The first start made an admin: these tests act as it. */
+        {
+                store_user_t admin;
+                store_token_t t = { .session = true, .created_at = now_realtime_ms() };
+                char token[AUTH_TOKEN_LEN + 1];
+
+                assert_int_equal(store_user_get(f->api->store, "admin", &admin, NULL), 0);
+                snprintf(t.user_id, sizeof(t.user_id), "%s", admin.id);
+                assert_int_equal(route_token_issue(f->api, &t, token), 0);
+                snprintf(f->auth, sizeof(f->auth), "Authorization: Bearer %s", token);
+        }
 
         endpoint = f->config->bus[HUSK_DAEMON_APISERVER].events;
         assert_int_equal(bus_sub_new(&endpoint, 1, &f->events), 0);
@@ -153,6 +166,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
 }
 
 static response_t request(fixture_t *f, const char *method, const char *path, const char *body, size_t body_len) {
+        struct curl_slist *headers;
         response_t r = {};
         char url[512];
         CURL *c = curl_easy_init();
@@ -166,6 +180,8 @@ static response_t request(fixture_t *f, const char *method, const char *path, co
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
         curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+        headers = curl_slist_append(NULL, f->auth);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
         if (body) {
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
                 curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
@@ -173,6 +189,7 @@ static response_t request(fixture_t *f, const char *method, const char *path, co
         assert_int_equal(curl_easy_perform(c), CURLE_OK);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
         curl_easy_cleanup(c);
+        curl_slist_free_all(headers);
         if (r.body)
                 r.json = json_loads(r.body, JSON_DECODE_ANY, NULL);
         return r;

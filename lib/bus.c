@@ -536,7 +536,7 @@ struct bus_client {
         uint64_t next_id;
         /* Asynchronous mode (bus_client_attach): */
         zloop_t *loop;
-        bus_pending_t *pending; /* unordered; a daemon has a handful in flight */
+        bus_pending_t *pending; /* in the order they were made; a daemon has a handful in flight */
         int timer;              /* fires at the earliest wake of any pending call; -1: none */
         uint64_t timer_at;      /* monotonic ms it fires at */
 };
@@ -878,8 +878,11 @@ int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer
         }
         p->fn = fn;
         p->userdata = userdata;
-        p->next = self->pending;
-        self->pending = p;
+        /* At the end: calls made before the peer is connected go out in the order they were made. */
+        bus_pending_t **pp = &self->pending;
+        while (*pp)
+                pp = &(*pp)->next;
+        *pp = p;
         if (ret_id)
                 *ret_id = p->id;
         client_service(self);

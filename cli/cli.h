@@ -14,7 +14,7 @@ enum {
         CLI_EXIT_OK = 0,
         CLI_EXIT_FAILURE = 1, /* anything else, validation included */
         CLI_EXIT_USAGE = 2,
-        CLI_EXIT_AUTH = 2,    /* 401 or 403: log in, or ask for the role or scope */
+        CLI_EXIT_AUTH = 2,       /* 401 or 403: log in, or ask for the role or scope */
         CLI_EXIT_CONNECTION = 3, /* husk-apiserver could not be reached */
         CLI_EXIT_NOT_FOUND = 4,
         CLI_EXIT_CONFLICT = 5,
@@ -39,8 +39,7 @@ typedef struct cli_verb {
 
 /* Run the verb named by argv[0] from the table; unknown names are usage errors that point
  * at `<prefix> --help`. */
-int cli_dispatch(cli_ctx_t *ctx, const cli_verb_t *verbs, size_t n_verbs, const char *prefix,
-                 int argc, char **argv);
+int cli_dispatch(cli_ctx_t *ctx, const cli_verb_t *verbs, size_t n_verbs, const char *prefix, int argc, char **argv);
 /* The verb list of a --help text, one "  name  summary" line each. */
 void cli_write_verbs(const cli_verb_t *verbs, size_t n_verbs);
 

@@ -38,8 +38,8 @@ static void report_outcome(const cli_manifest_entry_t *e, const cli_response_t *
         else if (result && streq(result, "unchanged"))
                 printf("deployment %s unchanged\n", name);
         else if (json_is_integer(gen))
-                printf("deployment %s %s (generation %lld)\n", name, result && streq(result, "updated") ? "updated" : "applied",
-                       (long long)json_integer_value(gen));
+                printf("deployment %s %s (generation %lld)\n", name,
+                       result && streq(result, "updated") ? "updated" : "applied", (long long)json_integer_value(gen));
         else
                 printf("deployment %s applied\n", name);
 }
@@ -108,8 +108,10 @@ static int load_manifests(char *const *files, size_t n_files, const cli_vars_t *
 
 int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "file", required_argument, NULL, 'f' },    { "env-file", required_argument, NULL, 'e' },
-                { "dry-run", no_argument, NULL, 'd' },       { "help", no_argument, NULL, 'h' },
+                { "file", required_argument, NULL, 'f' },
+                { "env-file", required_argument, NULL, 'e' },
+                { "dry-run", no_argument, NULL, 'd' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         static const char *const cmd = "husk apply";
@@ -208,8 +210,9 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
                 if (r != CLI_EXIT_OK)
                         /* It passed its check: something changed since (a port taken by an
                          * earlier deployment of the same file, a name being deleted). */
-                        fprintf(stderr, "deployment %s was not applied (each one reported created, updated or "
-                                        "unchanged was)\n",
+                        fprintf(stderr,
+                                "deployment %s was not applied (each one reported created, updated or "
+                                "unchanged was)\n",
                                 m.entries[i].key);
         }
         return ret;

@@ -100,8 +100,8 @@ static int context_list(void) {
                 return CLI_EXIT_FAILURE;
         current = json_string_value(json_object_get(doc, "current"));
         json_object_foreach(json_object_get(doc, "contexts"), name, c) {
-                const char *cells[] = { current && streq(current, name) ? "*" : "", name,
-                                        cli_json_str(c, "host", ""), cli_json_str(c, "username", "") };
+                const char *cells[] = { current && streq(current, name) ? "*" : "", name, cli_json_str(c, "host", ""),
+                                        cli_json_str(c, "username", "") };
 
                 if (cli_table_add_row(t, cells) < 0)
                         return CLI_EXIT_FAILURE;

@@ -195,9 +195,12 @@ static void list_help(void) {
 
 static int deployment_list(cli_ctx_t *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "namespace", required_argument, NULL, 'n' }, { "all-namespaces", no_argument, NULL, 'A' },
-                { "label", required_argument, NULL, 'l' },     { "status", required_argument, NULL, 's' },
-                { "output", required_argument, NULL, 'o' },    { "help", no_argument, NULL, 'h' },
+                { "namespace", required_argument, NULL, 'n' },
+                { "all-namespaces", no_argument, NULL, 'A' },
+                { "label", required_argument, NULL, 'l' },
+                { "status", required_argument, NULL, 's' },
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         static const char *const cmd = "husk deployment list";
@@ -262,9 +265,8 @@ static int deployment_list(cli_ctx_t *ctx, int argc, char **argv) {
         shown = json_array();
         if (!shown)
                 return CLI_EXIT_FAILURE;
-        json_array_foreach(list, i, d)
-                if (cli_deployment_matches(d, namespace_, statuses, n_statuses, labels, n_labels))
-                        json_array_append(shown, d);
+        json_array_foreach(list, i, d) if (cli_deployment_matches(d, namespace_, statuses, n_statuses, labels,
+                                                                  n_labels)) json_array_append(shown, d);
 
         if (streq(output, "json")) {
                 cli_json_write(stdout, shown);
@@ -439,6 +441,5 @@ int verb_deployment(cli_ctx_t *ctx, int argc, char **argv) {
                 deployment_help();
                 return CLI_EXIT_OK;
         }
-        return cli_dispatch(ctx, deployment_verbs, ELEMENTSOF(deployment_verbs), "husk deployment", argc - 1,
-                            argv + 1);
+        return cli_dispatch(ctx, deployment_verbs, ELEMENTSOF(deployment_verbs), "husk deployment", argc - 1, argv + 1);
 }

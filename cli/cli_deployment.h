@@ -21,13 +21,13 @@ bool cli_is_full_id(const char *ref);
  * namespaces); an id prefix of at least CLI_ID_PREFIX_MIN characters. Returns 0 with *ret
  * pointing into list, -ENOENT when nothing matches, -ENOTUNIQ when several do, with
  * *ret_candidates a new array of them. */
-int cli_resolve_deployment(const json_t *list, const char *ref, const char *namespace_,
-                           const json_t **ret, json_t **ret_candidates);
+int cli_resolve_deployment(const json_t *list, const char *ref, const char *namespace_, const json_t **ret,
+                           json_t **ret_candidates);
 
 /* Whether d passes `deployment list` filters: namespace (NULL: any), any of the statuses
  * (none: any), all of the labels ("key=value"). */
-bool cli_deployment_matches(const json_t *d, const char *namespace_, char *const *statuses,
-                            size_t n_statuses, char *const *labels, size_t n_labels);
+bool cli_deployment_matches(const json_t *d, const char *namespace_, char *const *statuses, size_t n_statuses,
+                            char *const *labels, size_t n_labels);
 
 /* ID (8 characters), NAMESPACE, NAME, RUNTIME, STATUS, READY (ready/replicas), AGE. */
 int cli_deployments_table(FILE *f, const json_t *list, uint64_t now_ms);

@@ -15,9 +15,7 @@
 
 static volatile sig_atomic_t interrupted;
 
-static void on_sigint(int sig) {
-        interrupted = 1;
-}
+static void on_sigint(int sig) { interrupted = 1; }
 
 static void events_help(void) {
         printf("Usage: husk deployment events ID|NAME [OPTIONS]\n"
@@ -55,8 +53,8 @@ static void print_events(const json_t *list, bool json, bool *header_done, uint6
                         *header_done = true;
                 }
                 printf("%-24s  %-7s  %-9s  %-20s  %s\n", cli_json_str(e, "timestamp", "-"),
-                       cli_json_str(e, "level", "-"), cli_json_str(e, "component", "-"),
-                       cli_json_str(e, "reason", "-"), cli_json_str(e, "message", ""));
+                       cli_json_str(e, "level", "-"), cli_json_str(e, "component", "-"), cli_json_str(e, "reason", "-"),
+                       cli_json_str(e, "message", ""));
         }
         fflush(stdout);
 }
@@ -71,9 +69,12 @@ static int events_path(const char *id, const char *level, const char *limit, uin
 
 int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "namespace", required_argument, NULL, 'n' }, { "level", required_argument, NULL, 'l' },
-                { "limit", required_argument, NULL, 'L' },     { "follow", no_argument, NULL, 'f' },
-                { "output", required_argument, NULL, 'o' },    { "help", no_argument, NULL, 'h' },
+                { "namespace", required_argument, NULL, 'n' },
+                { "level", required_argument, NULL, 'l' },
+                { "limit", required_argument, NULL, 'L' },
+                { "follow", no_argument, NULL, 'f' },
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         static const char *const cmd = "husk deployment events";

@@ -74,10 +74,14 @@ static int read_stdin(char **ret, size_t *ret_size) {
 
 int cli_deployment_exec(cli_ctx_t *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "namespace", required_argument, NULL, 'n' }, { "instance", required_argument, NULL, 'I' },
-                { "env", required_argument, NULL, 'e' },       { "workdir", required_argument, NULL, 'w' },
-                { "timeout", required_argument, NULL, 't' },   { "stdin", no_argument, NULL, 'i' },
-                { "help", no_argument, NULL, 'h' },            {},
+                { "namespace", required_argument, NULL, 'n' },
+                { "instance", required_argument, NULL, 'I' },
+                { "env", required_argument, NULL, 'e' },
+                { "workdir", required_argument, NULL, 'w' },
+                { "timeout", required_argument, NULL, 't' },
+                { "stdin", no_argument, NULL, 'i' },
+                { "help", no_argument, NULL, 'h' },
+                {},
         };
         static const char *const cmd = "husk deployment exec";
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;

@@ -20,7 +20,9 @@ static void health_help(void) {
 }
 
 int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const headers[] = { "INSTANCE", "CHECK", "TARGET", "READINESS", "STATUS", "FAILURES", "LAST" };
+        static const char *const headers[] = {
+                "INSTANCE", "CHECK", "TARGET", "READINESS", "STATUS", "FAILURES", "LAST"
+        };
         _cleanup_(cli_http_freep) cli_http_t *h = NULL;
         _cleanup_(cli_table_freep) cli_table_t *t = NULL;
         _cleanup_(json_decrefp) json_t *list = NULL;

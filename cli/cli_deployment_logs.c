@@ -22,15 +22,15 @@ typedef enum logs_format {
 
 typedef struct sse {
         logs_format_t format;
-        long status;           /* the HTTP status, once headers are in */
-        char *line;            /* partial line */
+        long status; /* the HTTP status, once headers are in */
+        char *line;  /* partial line */
         size_t len, cap;
         char event[32];
-        char *data;            /* data lines of the event being read */
+        char *data; /* data lines of the event being read */
         size_t data_len, data_cap;
-        bool ended;            /* "end" received: the server finished */
-        bool failed;           /* "error" received */
-        char *error_body;      /* a non-200 answer, kept for the problem report */
+        bool ended;       /* "end" received: the server finished */
+        bool failed;      /* "error" received */
+        char *error_body; /* a non-200 answer, kept for the problem report */
         size_t error_len;
         bool too_long;
 } sse_t;
@@ -73,8 +73,9 @@ static void print_entry(const sse_t *s, const char *data) {
                 printf("%s %s\n", cli_json_str(e, "timestamp", "-"), msg);
                 break;
         case FORMAT_WIDE:
-                printf("%-24s  %-7s  %-12s  %-8s  %s\n", cli_json_str(e, "timestamp", "-"), cli_json_str(e, "level", "-"),
-                       cli_json_str(e, "instance", "-"), cli_json_str(e, "stream", "-"), msg);
+                printf("%-24s  %-7s  %-12s  %-8s  %s\n", cli_json_str(e, "timestamp", "-"),
+                       cli_json_str(e, "level", "-"), cli_json_str(e, "instance", "-"), cli_json_str(e, "stream", "-"),
+                       msg);
                 break;
         case FORMAT_TEXT:
                 printf("%s\n", msg);
@@ -191,8 +192,9 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
 
 static int logs_path(const char *id, const char *tail, const char *since, const char *level, const char *instance,
                      bool follow, char **ret) {
-        const char *query[] = { "tail",     tail,     "since",  since,                  "level", level,
-                                "instance", instance, "follow", follow ? "true" : NULL, NULL };
+        const char *query[] = { "tail", tail,       "since",  since,    "level",
+                                level,  "instance", instance, "follow", follow ? "true" : NULL,
+                                NULL };
 
         return cli_deployment_path(id, "logs", query, ret);
 }
@@ -265,11 +267,16 @@ static int stream(cli_http_t *h, const char *path, const char *ref, sse_t *s) {
 
 int cli_deployment_logs(cli_ctx_t *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "namespace", required_argument, NULL, 'n' }, { "tail", required_argument, NULL, 'T' },
-                { "since", required_argument, NULL, 'S' },     { "level", required_argument, NULL, 'l' },
-                { "instance", required_argument, NULL, 'i' },  { "follow", no_argument, NULL, 'f' },
-                { "timestamps", no_argument, NULL, 't' },      { "wide", no_argument, NULL, 'w' },
-                { "output", required_argument, NULL, 'o' },    { "help", no_argument, NULL, 'h' },
+                { "namespace", required_argument, NULL, 'n' },
+                { "tail", required_argument, NULL, 'T' },
+                { "since", required_argument, NULL, 'S' },
+                { "level", required_argument, NULL, 'l' },
+                { "instance", required_argument, NULL, 'i' },
+                { "follow", no_argument, NULL, 'f' },
+                { "timestamps", no_argument, NULL, 't' },
+                { "wide", no_argument, NULL, 'w' },
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         static const char *const cmd = "husk deployment logs";

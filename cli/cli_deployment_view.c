@@ -6,8 +6,8 @@
 #include "cli/cli_output.h"
 #include "lib/util.h"
 
-bool cli_deployment_matches(const json_t *d, const char *namespace_, char *const *statuses,
-                            size_t n_statuses, char *const *labels, size_t n_labels) {
+bool cli_deployment_matches(const json_t *d, const char *namespace_, char *const *statuses, size_t n_statuses,
+                            char *const *labels, size_t n_labels) {
         const json_t *have = json_object_get(d, "labels");
         bool any = n_statuses == 0;
 
@@ -220,7 +220,8 @@ void cli_deployment_details(FILE *f, const json_t *d, uint64_t now_ms) {
         if (json_object_get(d, "instances_error")) {
                 /* A string, or a structured error {code, message} from vmm-driver. */
                 const json_t *err = json_object_get(d, "instances_error");
-                _cleanup_free_ char *why = scalar_text(json_object_get(err, "message") ? json_object_get(err, "message") : err);
+                _cleanup_free_ char *why =
+                        scalar_text(json_object_get(err, "message") ? json_object_get(err, "message") : err);
                 fprintf(f, "\nInstances: unknown (%s)\n", why ? why : "no reason given");
         } else if (json_array_size(instances) > 0) {
                 fputs("\nInstances:\n", f);

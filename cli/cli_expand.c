@@ -75,7 +75,7 @@ int cli_vars_load_env_file(cli_vars_t *v, const char *path, char **ret_error) {
                         *ret_error = NULL;
                 return r;
         }
-        for (line = data; *line; ) {
+        for (line = data; *line;) {
                 const char *eol = line + strcspn(line, "\n"), *end, *s, *eq, *kend = NULL, *val, *vend;
 
                 line_no++;
@@ -95,8 +95,8 @@ int cli_vars_load_env_file(cli_vars_t *v, const char *path, char **ret_error) {
                 }
                 for (const char *k = s; k < kend; k++)
                         if (!is_name_char(*k)) {
-                                if (asprintf(ret_error, "%s:%u: '%.*s' is not a variable name", path,
-                                             line_no, (int)(kend - s), s) < 0)
+                                if (asprintf(ret_error, "%s:%u: '%.*s' is not a variable name", path, line_no,
+                                             (int)(kend - s), s) < 0)
                                         *ret_error = NULL;
                                 return -EINVAL;
                         }
@@ -121,7 +121,7 @@ int cli_expand(const char *in, const cli_vars_t *vars, bool ring_bare, char **re
         f = open_memstream(&out, &size);
         if (!f)
                 return -ENOMEM;
-        for (const char *p = in; *p; ) {
+        for (const char *p = in; *p;) {
                 if (p[0] != '$') {
                         fputc(*p++, f);
                 } else if (p[1] == '$') {

@@ -12,10 +12,10 @@
 #include "lib/config.h"
 
 struct cli_http {
-        char *base;   /* normalized, no trailing slash */
-        CURL *curl;   /* reused so that consecutive requests share one connection */
-        char *auth;   /* "Authorization: Bearer <token>", or NULL */
-        char *socket; /* the local apiserver's unix socket, or NULL: TCP to base */
+        char *base;    /* normalized, no trailing slash */
+        CURL *curl;    /* reused so that consecutive requests share one connection */
+        char *auth;    /* "Authorization: Bearer <token>", or NULL */
+        char *socket;  /* the local apiserver's unix socket, or NULL: TCP to base */
         char *ca_file; /* CA certificates to verify an https server with; NULL: the system's */
 };
 
@@ -179,8 +179,8 @@ static int errno_from_curl(CURLcode c, bool too_big) {
         }
 }
 
-int cli_http_request(cli_http_t *h, const char *method, const char *path, const json_t *body,
-                     cli_response_t *ret, char **ret_error) {
+int cli_http_request(cli_http_t *h, const char *method, const char *path, const json_t *body, cli_response_t *ret,
+                     char **ret_error) {
         static const char *const body_headers[] = { "Content-Type: application/json", "Expect:" };
         _cleanup_free_ char *url = NULL, *payload = NULL;
         char errbuf[CURL_ERROR_SIZE] = "";
@@ -244,8 +244,8 @@ int cli_http_request(cli_http_t *h, const char *method, const char *path, const 
                 free(buf.data);
                 if (ret_error)
                         *ret_error = strdup(buf.too_big ? "response larger than 64 MiB"
-                                            : *errbuf  ? errbuf
-                                                       : curl_easy_strerror(c));
+                                            : *errbuf   ? errbuf
+                                                        : curl_easy_strerror(c));
                 return r;
         }
 
@@ -261,8 +261,7 @@ int cli_http_request(cli_http_t *h, const char *method, const char *path, const 
         ret->body_size = buf.size;
         if (buf.size > 0)
                 ret->json = json_loadb(buf.data, buf.size, 0, NULL);
-        ret->problem = ctype && strncasecmp(ctype, "application/problem+json", 24) == 0 &&
-                       json_is_object(ret->json);
+        ret->problem = ctype && strncasecmp(ctype, "application/problem+json", 24) == 0 && json_is_object(ret->json);
         return 0;
 }
 
@@ -283,8 +282,8 @@ char *cli_url_escape(const char *s) {
                 return NULL;
         for (; *s; s++) {
                 unsigned char ch = (unsigned char)*s;
-                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                    ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                    ch == '.' || ch == '_' || ch == '~') {
                         *p++ = (char)ch;
                 } else {
                         *p++ = '%';
@@ -343,8 +342,8 @@ int cli_http_report_failure(const cli_http_t *h, int r, const char *error) {
         const char *why = error ? error : strerror(-r);
 
         if (r == -EINVAL) {
-                cli_error("cannot use %s as the husk-apiserver URL: %s (check --host or HUSK_HOST)",
-                          cli_http_base(h), why);
+                cli_error("cannot use %s as the husk-apiserver URL: %s (check --host or HUSK_HOST)", cli_http_base(h),
+                          why);
                 return CLI_EXIT_USAGE;
         }
         if (r == -ENOMEM || r == -EFBIG) {
@@ -362,12 +361,10 @@ static const char *reason_phrase(long status) {
                 long status;
                 const char *phrase;
         } phrases[] = {
-                { 400, "Bad Request" },        { 401, "Unauthorized" },
-                { 403, "Forbidden" },          { 404, "Not Found" },
-                { 405, "Method Not Allowed" }, { 409, "Conflict" },
-                { 413, "Payload Too Large" },  { 422, "Unprocessable Entity" },
-                { 500, "Internal Server Error" }, { 502, "Bad Gateway" },
-                { 503, "Service Unavailable" },
+                { 400, "Bad Request" },       { 401, "Unauthorized" },         { 403, "Forbidden" },
+                { 404, "Not Found" },         { 405, "Method Not Allowed" },   { 409, "Conflict" },
+                { 413, "Payload Too Large" }, { 422, "Unprocessable Entity" }, { 500, "Internal Server Error" },
+                { 502, "Bad Gateway" },       { 503, "Service Unavailable" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(phrases); i++)

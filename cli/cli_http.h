@@ -14,11 +14,11 @@
 typedef struct cli_http cli_http_t;
 
 typedef struct cli_response {
-        long status;        /* HTTP status */
-        json_t *json;       /* parsed body; NULL when empty or not JSON */
-        char *body;         /* raw body, NUL-terminated (never NULL after a response) */
+        long status;  /* HTTP status */
+        json_t *json; /* parsed body; NULL when empty or not JSON */
+        char *body;   /* raw body, NUL-terminated (never NULL after a response) */
         size_t body_size;
-        bool problem;       /* Content-Type: application/problem+json with an object body */
+        bool problem; /* Content-Type: application/problem+json with an object body */
 } cli_response_t;
 
 void cli_response_clear(cli_response_t *r);
@@ -52,8 +52,8 @@ int cli_http_prepare(const cli_http_t *h, CURL *c, struct curl_slist **headers);
  * already escaped), optional JSON body. Returns 0 when the server answered, whatever the
  * status, or a negative errno when it did not (-ECONNREFUSED, -EHOSTUNREACH, -ETIMEDOUT,
  * -ECONNRESET, -EFBIG, -EINVAL for a URL curl refuses), with *ret_error describing it. */
-int cli_http_request(cli_http_t *h, const char *method, const char *path, const json_t *body,
-                     cli_response_t *ret, char **ret_error);
+int cli_http_request(cli_http_t *h, const char *method, const char *path, const json_t *body, cli_response_t *ret,
+                     char **ret_error);
 
 /* A header of the last response (name case-insensitive), copied; NULL when absent. */
 char *cli_http_header(cli_http_t *h, const char *name);

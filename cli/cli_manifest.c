@@ -79,8 +79,8 @@ static int normalize_labels(json_t *d, const char *file, const char *key, char *
 }
 
 /* Check one document and append its deployments to *entries. */
-static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_t *n, json_t *doc,
-                        const char *file, char **ret_error) {
+static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_t *n, json_t *doc, const char *file,
+                        char **ret_error) {
         json_t *deployments, *d;
         const char *top, *key;
         int r;
@@ -93,8 +93,10 @@ static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_
                 if (streq(top, "deployments"))
                         continue;
                 if (streq(top, "namespaces"))
-                        r = warn(m, "%s: namespaces: is not supported by husk, ignoring it "
-                                    "(a deployment's namespace needs no declaration)", file);
+                        r = warn(m,
+                                 "%s: namespaces: is not supported by husk, ignoring it "
+                                 "(a deployment's namespace needs no declaration)",
+                                 file);
                 else
                         r = warn(m, "%s: ignoring unknown top-level key '%s'", file, top);
                 if (r < 0)
@@ -133,8 +135,8 @@ static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_
         return 0;
 }
 
-int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data, size_t size,
-                       const cli_vars_t *vars, char **ret_error) {
+int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data, size_t size, const cli_vars_t *vars,
+                       char **ret_error) {
         json_t *docs = NULL, *doc;
         cli_manifest_entry_t *entries = NULL;
         size_t n = 0, i, n_warnings = m->n_warnings;

@@ -44,8 +44,8 @@ int cli_expand(const char *in, const cli_vars_t *vars, bool ring_bare, char **re
  * (never keys) go through cli_expand() when vars is non-NULL; Ring's bare $NAME only in the
  * fields Ring expands (deployments.*.{namespace,name,image,environment.*,config.*,command[]}).
  * Errors are "FILE:LINE:COLUMN: message" (variables: "FILE:LINE: message") in *ret_error. */
-int cli_yaml_to_json(const char *filename, const char *data, size_t size, const cli_vars_t *vars,
-                     json_t **ret_docs, char **ret_error);
+int cli_yaml_to_json(const char *filename, const char *data, size_t size, const cli_vars_t *vars, json_t **ret_docs,
+                     char **ret_error);
 
 typedef struct cli_manifest_entry {
         char *key;          /* the key under deployments: */
@@ -65,8 +65,8 @@ void cli_manifest_clear(cli_manifest_t *m);
 /* Parse one manifest file's text and append its deployments to m. A deployment without
  * name: takes its key; Ring's list form of labels ([{k: v}, ...]) becomes a map. On error
  * m is left as it was and *ret_error says why. */
-int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data, size_t size,
-                       const cli_vars_t *vars, char **ret_error);
+int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data, size_t size, const cli_vars_t *vars,
+                       char **ret_error);
 
 /* Read a manifest file ("-" is stdin), at most CLI_MANIFEST_MAX_BYTES. */
 int cli_manifest_read(const char *path, char **ret, size_t *ret_size);

@@ -82,9 +82,13 @@ static int namespace_audit(cli_ctx_t *ctx, int argc, char **argv) {
                 return CLI_EXIT_FAILURE;
         json_array_foreach(entries, i, e) {
                 char status[16];
-                const char *cells[] = { cli_json_str(e, "timestamp", ""), cli_json_str(e, "actor", ""),
-                                        cli_json_str(e, "via", ""),       cli_json_str(e, "action", ""),
-                                        cli_json_str(e, "target", ""),    cli_json_str(e, "source", ""), status };
+                const char *cells[] = { cli_json_str(e, "timestamp", ""),
+                                        cli_json_str(e, "actor", ""),
+                                        cli_json_str(e, "via", ""),
+                                        cli_json_str(e, "action", ""),
+                                        cli_json_str(e, "target", ""),
+                                        cli_json_str(e, "source", ""),
+                                        status };
 
                 snprintf(status, sizeof(status), "%lld", (long long)json_integer_value(json_object_get(e, "status")));
                 if (cli_table_add_row(t, cells) < 0)
@@ -135,7 +139,8 @@ static int namespace_list(cli_ctx_t *ctx) {
                 char count[16];
                 const char *cells[] = { cli_json_str(ns, "name", ""), count };
 
-                snprintf(count, sizeof(count), "%lld", (long long)json_integer_value(json_object_get(ns, "deployments")));
+                snprintf(count, sizeof(count), "%lld",
+                         (long long)json_integer_value(json_object_get(ns, "deployments")));
                 if (cli_table_add_row(t, cells) < 0)
                         return CLI_EXIT_FAILURE;
         }

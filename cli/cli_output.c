@@ -160,10 +160,10 @@ static int parse_time_string(const char *s, uint64_t *ret_ms) {
         const char *p;
         time_t t;
 
-        if (strlen(s) < 19 || digits(s, 4, &year) < 0 || s[4] != '-' || digits(s + 5, 2, &mon) < 0 ||
-            s[7] != '-' || digits(s + 8, 2, &day) < 0 || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-            digits(s + 11, 2, &hour) < 0 || s[13] != ':' || digits(s + 14, 2, &min) < 0 ||
-            s[16] != ':' || digits(s + 17, 2, &sec) < 0)
+        if (strlen(s) < 19 || digits(s, 4, &year) < 0 || s[4] != '-' || digits(s + 5, 2, &mon) < 0 || s[7] != '-' ||
+            digits(s + 8, 2, &day) < 0 || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+            digits(s + 11, 2, &hour) < 0 || s[13] != ':' || digits(s + 14, 2, &min) < 0 || s[16] != ':' ||
+            digits(s + 17, 2, &sec) < 0)
                 return -EINVAL;
         p = s + 19;
         if (*p == '.') {

@@ -50,8 +50,8 @@ static bool matches(const json_t *d, match_kind_t kind, const char *ref, const c
 
 /* The matches of one rule: 0 with *ret for exactly one, -ENOENT, or -ENOTUNIQ with the
  * candidates. */
-static int find(const json_t *list, match_kind_t kind, const char *ref, const char *namespace_,
-                const json_t **ret, json_t **ret_candidates) {
+static int find(const json_t *list, match_kind_t kind, const char *ref, const char *namespace_, const json_t **ret,
+                json_t **ret_candidates) {
         const json_t *found = NULL;
         json_t *candidates = NULL, *d;
         size_t i;
@@ -81,11 +81,10 @@ static int find(const json_t *list, match_kind_t kind, const char *ref, const ch
                 const json_t *live = NULL;
                 size_t n_live = 0;
 
-                json_array_foreach(candidates, i, d)
-                        if (!streq(cli_json_str(d, "status", ""), "deleted")) {
-                                live = d;
-                                n_live++;
-                        }
+                json_array_foreach(candidates, i, d) if (!streq(cli_json_str(d, "status", ""), "deleted")) {
+                        live = d;
+                        n_live++;
+                }
                 if (n_live == 1) {
                         json_decref(candidates);
                         *ret = live;
@@ -100,8 +99,8 @@ static int find(const json_t *list, match_kind_t kind, const char *ref, const ch
         return 0;
 }
 
-int cli_resolve_deployment(const json_t *list, const char *ref, const char *namespace_,
-                           const json_t **ret, json_t **ret_candidates) {
+int cli_resolve_deployment(const json_t *list, const char *ref, const char *namespace_, const json_t **ret,
+                           json_t **ret_candidates) {
         int r;
 
         *ret_candidates = NULL;

@@ -68,8 +68,7 @@ static void tap_help(void) {
                "  -h, --help              show this help\n");
 }
 
-static int tap_run(const cli_tap_bus_t *bus, bus_sub_t *sub, const char *pattern, uint64_t count,
-                   uint64_t timeout_ms) {
+static int tap_run(const cli_tap_bus_t *bus, bus_sub_t *sub, const char *pattern, uint64_t count, uint64_t timeout_ms) {
         uint64_t deadline = timeout_ms ? now_monotonic_ms() + timeout_ms : 0, seen = 0;
 
         while (count == 0 || seen < count) {
@@ -135,8 +134,8 @@ int verb_tap(cli_ctx_t *ctx, int argc, char **argv) {
                         break;
                 case 't':
                         if (parse_duration_ms(optarg, &timeout_ms) < 0 || timeout_ms == 0)
-                                return cli_usage_error(cmd, "--timeout takes a duration such as 10, 10s or 500ms, not '%s'",
-                                                       optarg);
+                                return cli_usage_error(
+                                        cmd, "--timeout takes a duration such as 10, 10s or 500ms, not '%s'", optarg);
                         break;
                 case 'h':
                         tap_help();

@@ -47,8 +47,10 @@ static int call(cli_ctx_t *ctx, const char *method, const char *path, json_t *bo
 
 static int token_create(cli_ctx_t *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "scope", required_argument, NULL, 's' },      { "namespace", required_argument, NULL, 'n' },
-                { "expires-in", required_argument, NULL, 'e' }, { "help", no_argument, NULL, 'h' },
+                { "scope", required_argument, NULL, 's' },
+                { "namespace", required_argument, NULL, 'n' },
+                { "expires-in", required_argument, NULL, 'e' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         json_auto_t *body = json_object(), *scopes = json_array(), *namespaces = json_array(), *token = NULL;
@@ -103,8 +105,7 @@ static char *join(const json_t *a) {
 
         if (!f)
                 return NULL;
-        json_array_foreach(a, i, v)
-                fprintf(f, "%s%s", i ? "," : "", json_string_value(v) ?: "?");
+        json_array_foreach(a, i, v) fprintf(f, "%s%s", i ? "," : "", json_string_value(v) ?: "?");
         fclose(f);
         return TAKE_PTR(out);
 }

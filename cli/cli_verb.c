@@ -5,8 +5,7 @@
 
 #include "cli/cli.h"
 
-int cli_dispatch(cli_ctx_t *ctx, const cli_verb_t *verbs, size_t n_verbs, const char *prefix,
-                 int argc, char **argv) {
+int cli_dispatch(cli_ctx_t *ctx, const cli_verb_t *verbs, size_t n_verbs, const char *prefix, int argc, char **argv) {
         if (argc < 1)
                 return cli_usage_error(prefix, "missing command");
         for (size_t i = 0; i < n_verbs; i++)

@@ -83,8 +83,8 @@ static int conv_parse(conv_t *c, yaml_event_t *ev) {
                 return -ENOMEM;
         if (p->error == YAML_READER_ERROR) {
                 free(c->error);
-                if (asprintf(&c->error, "%s: %s at byte %zu", c->filename,
-                             p->problem ? p->problem : "unreadable input", p->problem_offset) < 0)
+                if (asprintf(&c->error, "%s: %s at byte %zu", c->filename, p->problem ? p->problem : "unreadable input",
+                             p->problem_offset) < 0)
                         c->error = NULL;
                 return -EINVAL;
         }
@@ -152,8 +152,8 @@ static json_t *resolve_plain(const char *s, const char **why) {
         static const char *const nulls[] = { "", "~", "null", "Null", "NULL", NULL };
         static const char *const trues[] = { "true", "True", "TRUE", NULL };
         static const char *const falses[] = { "false", "False", "FALSE", NULL };
-        static const char *const specials[] = { ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
-                                                "-.Inf", "-.INF", ".nan", ".NaN", ".NAN", NULL };
+        static const char *const specials[] = { ".inf",  ".Inf",  ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
+                                                "-.Inf", "-.INF", ".nan", ".NaN",  ".NAN",  NULL };
         const char *digits = s + (*s == '-' || *s == '+');
 
         *why = NULL;
@@ -214,8 +214,8 @@ static json_t *resolve_plain(const char *s, const char **why) {
 static bool ring_bare_field(const conv_t *c) {
         const char *f;
 
-        if (c->depth < 3 || c->depth > 4 || !c->path[0] || !streq(c->path[0], "deployments") ||
-            !c->path[1] || !c->path[2])
+        if (c->depth < 3 || c->depth > 4 || !c->path[0] || !streq(c->path[0], "deployments") || !c->path[1] ||
+            !c->path[2])
                 return false;
         f = c->path[2];
         if (c->depth == 3)
@@ -259,8 +259,9 @@ static int conv_scalar(conv_t *c, const yaml_event_t *ev, json_t **ret) {
                 if (r == -ENXIO)
                         return conv_fail_line(c, scalar_line(ev, raw, bad), "undefined environment variable %s", bad);
                 if (r == -EINVAL)
-                        return conv_fail_line(c, scalar_line(ev, raw, bad),
-                                              "malformed variable reference '%s' (write ${NAME}, or $$ for a literal $)", bad);
+                        return conv_fail_line(
+                                c, scalar_line(ev, raw, bad),
+                                "malformed variable reference '%s' (write ${NAME}, or $$ for a literal $)", bad);
                 if (r < 0)
                         return r;
         } else {
@@ -434,9 +435,8 @@ static int conv_mapping(conv_t *c, json_t **ret) {
                 const char *k;
                 json_t *v;
 
-                json_object_foreach(src, k, v)
-                        if (!json_object_get(obj, k) && json_object_set(obj, k, v) < 0)
-                                return -ENOMEM;
+                json_object_foreach(src, k,
+                                    v) if (!json_object_get(obj, k) && json_object_set(obj, k, v) < 0) return -ENOMEM;
         }
         *ret = TAKE_PTR(obj);
         return 0;
@@ -522,8 +522,8 @@ static int conv_node(conv_t *c, const yaml_event_t *ev, json_t **ret) {
         return 0;
 }
 
-int cli_yaml_to_json(const char *filename, const char *data, size_t size, const cli_vars_t *vars,
-                     json_t **ret_docs, char **ret_error) {
+int cli_yaml_to_json(const char *filename, const char *data, size_t size, const cli_vars_t *vars, json_t **ret_docs,
+                     char **ret_error) {
         _cleanup_(json_decrefp) json_t *docs = json_array();
         conv_t c = { .filename = filename, .vars = vars };
         int r;

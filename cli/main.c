@@ -77,13 +77,14 @@ static int resolve_context(cli_ctx_t *ctx, bool login, json_t **ret) {
 
 int main(int argc, char **argv) {
         static const struct option options[] = {
-                { "host", required_argument, NULL, 'H' }, { "config", required_argument, NULL, 'c' },
-                { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, 'V' },
-                { "token", required_argument, NULL, 'T' },       { "context", required_argument, NULL, 'C' },
-                { "ca-file", required_argument, NULL, 'A' },
-                {},
+                { "host", required_argument, NULL, 'H' },    { "config", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
+                { "token", required_argument, NULL, 'T' },   { "context", required_argument, NULL, 'C' },
+                { "ca-file", required_argument, NULL, 'A' }, {},
         };
-        cli_ctx_t ctx = { .host = getenv("HUSK_HOST"), .token = getenv("HUSK_TOKEN"), .context = getenv("HUSK_CONTEXT"),
+        cli_ctx_t ctx = { .host = getenv("HUSK_HOST"),
+                          .token = getenv("HUSK_TOKEN"),
+                          .context = getenv("HUSK_CONTEXT"),
                           .ca_file = getenv("HUSK_CA_FILE") };
         json_auto_t *contexts = NULL;
         int c, r;

@@ -16,7 +16,8 @@ char *base64_encode(const void *data, size_t n) {
                 return NULL;
         o = out;
         for (size_t i = 0; i < n; i += 3) {
-                uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) | (i + 2 < n ? u[i + 2] : 0);
+                uint32_t v =
+                        (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) | (i + 2 < n ? u[i + 2] : 0);
 
                 *o++ = tbl[v >> 18 & 63];
                 *o++ = tbl[v >> 12 & 63];

@@ -719,8 +719,8 @@ static int reply_recv(bus_client_t *c, uint64_t *ret_id, bus_reply_t **ret) {
         return r;
 }
 
-int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
-             const bus_call_opts_t *opts, bus_reply_t **ret) {
+int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args, const bus_call_opts_t *opts,
+             bus_reply_t **ret) {
         bus_pending_t p = { 0 };
         int r;
 
@@ -854,8 +854,8 @@ int bus_client_attach(bus_client_t *self, zloop_t *loop) {
         return 0;
 }
 
-int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
-                   const bus_call_opts_t *opts, bus_reply_fn fn, void *userdata, uint64_t *ret_id) {
+int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer *args, const bus_call_opts_t *opts,
+                   bus_reply_fn fn, void *userdata, uint64_t *ret_id) {
         bus_pending_t *p;
         int r;
 

@@ -104,7 +104,7 @@ typedef struct bus_client bus_client_t;
 typedef struct bus_reply {
         msgpack_unpacked unpacked; /* owns the memory result points into */
         const msgpack_object *result;
-        char *error_code;    /* set when the server answered with an error */
+        char *error_code; /* set when the server answered with an error */
         char *error_message;
 } bus_reply_t;
 
@@ -128,8 +128,8 @@ void bus_client_destroy(bus_client_t **self_p);
  * reply came before the deadline, -EBUSY on a client attached to a loop, or another negative
  * errno. Blocks the calling thread: for threads that must wait (civetweb workers, tools), never
  * for an event loop. Same sending, retry and deadline rules as bus_call_async(). */
-int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
-             const bus_call_opts_t *opts, bus_reply_t **ret);
+int bus_call(bus_client_t *self, const char *method, const msgpack_sbuffer *args, const bus_call_opts_t *opts,
+             bus_reply_t **ret);
 
 /* ---- requests: asynchronous client ------------------------------------------------------------ */
 
@@ -146,8 +146,8 @@ int bus_client_attach(bus_client_t *self, zloop_t *loop);
 /* Start a call and return at once; fn runs later, from the loop, never before this returns.
  * Returns 0 (with *ret_id, when given, the call's id for bus_call_cancel()), or a negative errno
  * when the call could not start (fn will not run): -ENOTCONN when the client is not attached. */
-int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer *args,
-                   const bus_call_opts_t *opts, bus_reply_fn fn, void *userdata, uint64_t *ret_id);
+int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer *args, const bus_call_opts_t *opts,
+                   bus_reply_fn fn, void *userdata, uint64_t *ret_id);
 
 /* Forget a call: its callback never runs, a late reply is dropped. False when it already ended. */
 bool bus_call_cancel(bus_client_t *self, uint64_t id);

@@ -25,9 +25,7 @@ static const char *const daemon_names[_HUSK_DAEMON_MAX] = {
         [HUSK_DAEMON_LOGD] = "logd",
 };
 
-const char *husk_daemon_name(husk_daemon_t d) {
-        return d < _HUSK_DAEMON_MAX ? daemon_names[d] : NULL;
-}
+const char *husk_daemon_name(husk_daemon_t d) { return d < _HUSK_DAEMON_MAX ? daemon_names[d] : NULL; }
 
 const char *husk_config_path(const char *from_cmdline) {
         const char *e;
@@ -51,7 +49,7 @@ typedef enum key_type {
 typedef struct config_key {
         const char *path; /* dotted path in the YAML document */
         key_type_t type;
-        size_t offset; /* into husk_config_t */
+        size_t offset;              /* into husk_config_t */
         const char *const *choices; /* KEY_ENUM: NULL-terminated */
         uint32_t min;               /* KEY_U32: smallest accepted value */
 } config_key_t;
@@ -61,14 +59,16 @@ static const char *const seccomp_choices[] = { "true", "false", "log", NULL };
 static const char *const forwarder_choices[] = { "nft", "proxy", "auto", NULL };
 
 #define O(field) offsetof(husk_config_t, field)
-#define BUS_KEYS(name, idx)                                                    \
-        { "bus." name ".events", KEY_STRING, O(bus[idx].events), NULL, 0 },    \
-        { "bus." name ".requests", KEY_STRING, O(bus[idx].requests), NULL, 0 }
-#define RUNTIME_KEYS(name, field)                                                                   \
-        { "runtime." name ".enabled", KEY_BOOL, O(field.enabled), NULL, 0 },                       \
-        { "runtime." name ".binary_path", KEY_STRING, O(field.binary_path), NULL, 0 },             \
-        { "runtime." name ".max_console_log_bytes", KEY_SIZE, O(field.max_console_log_bytes), NULL, 0 }, \
-        { "runtime." name ".max_console_log_backups", KEY_U32, O(field.max_console_log_backups), NULL, 0 }
+#define BUS_KEYS(name, idx)                                                        \
+        { "bus." name ".events", KEY_STRING, O(bus[idx].events), NULL, 0 }, {      \
+                "bus." name ".requests", KEY_STRING, O(bus[idx].requests), NULL, 0 \
+        }
+#define RUNTIME_KEYS(name, field)                                                                                  \
+        { "runtime." name ".enabled", KEY_BOOL, O(field.enabled), NULL, 0 },                                       \
+                { "runtime." name ".binary_path", KEY_STRING, O(field.binary_path), NULL, 0 },                     \
+                { "runtime." name ".max_console_log_bytes", KEY_SIZE, O(field.max_console_log_bytes), NULL, 0 }, { \
+                "runtime." name ".max_console_log_backups", KEY_U32, O(field.max_console_log_backups), NULL, 0     \
+        }
 
 static const config_key_t config_keys[] = {
         { "state_dir", KEY_STRING, O(state_dir), NULL, 0 },
@@ -222,8 +222,7 @@ typedef struct loader {
         char *error; /* first error, for the user */
 } loader_t;
 
-static int loader_fail(loader_t *l, const yaml_node_t *node, const char *key, const char *fmt, ...)
-        _printf_(4, 5);
+static int loader_fail(loader_t *l, const yaml_node_t *node, const char *key, const char *fmt, ...) _printf_(4, 5);
 static int loader_fail(loader_t *l, const yaml_node_t *node, const char *key, const char *fmt, ...) {
         char reason[512];
         va_list ap;
@@ -231,8 +230,8 @@ static int loader_fail(loader_t *l, const yaml_node_t *node, const char *key, co
         va_start(ap, fmt);
         vsnprintf(reason, sizeof(reason), fmt, ap);
         va_end(ap);
-        if (!l->error && asprintf(&l->error, "%s:%zu: %s: %s", l->file,
-                                  node ? node->start_mark.line + 1 : 0, key, reason) < 0)
+        if (!l->error &&
+            asprintf(&l->error, "%s:%zu: %s: %s", l->file, node ? node->start_mark.line + 1 : 0, key, reason) < 0)
                 l->error = NULL;
         return -EINVAL;
 }
@@ -322,13 +321,13 @@ static int set_value(loader_t *l, const config_key_t *k, const yaml_node_t *node
                 return 0;
         case KEY_DURATION:
                 if (parse_duration_ms(v, (uint64_t *)field) < 0)
-                        return loader_fail(l, node, k->path,
-                                           "must be a duration such as 500ms, 10s or 2m, got '%s'", v);
+                        return loader_fail(l, node, k->path, "must be a duration such as 500ms, 10s or 2m, got '%s'",
+                                           v);
                 return 0;
         case KEY_SIZE:
                 if (parse_size_bytes(v, (uint64_t *)field) < 0)
-                        return loader_fail(l, node, k->path,
-                                           "must be a size such as 10485760, 10Mi or 1Gi, got '%s'", v);
+                        return loader_fail(l, node, k->path, "must be a size such as 10485760, 10Mi or 1Gi, got '%s'",
+                                           v);
                 return 0;
         case KEY_U32:
                 r = parse_u64(v, &u);
@@ -420,8 +419,8 @@ int husk_config_load(const char *path, husk_config_t **ret, char **ret_error) {
         root = yaml_document_get_root_node(&doc);
         r = 0;
         /* An empty file (or one holding only "~") means all defaults. */
-        if (root && !(root->type == YAML_SCALAR_NODE && (root->data.scalar.length == 0 ||
-                                                         streq((char *)root->data.scalar.value, "~"))))
+        if (root && !(root->type == YAML_SCALAR_NODE &&
+                      (root->data.scalar.length == 0 || streq((char *)root->data.scalar.value, "~"))))
                 r = load_mapping(&l, root, "");
         yaml_document_delete(&doc);
         yaml_parser_delete(&parser);

@@ -34,11 +34,11 @@ const char *husk_daemon_name(husk_daemon_t d);
 
 typedef struct husk_runtime_config {
         bool enabled;
-        char *binary_path;              /* VMM binary; looked up in $PATH when relative */
-        char *firmware_path;            /* UEFI firmware for disk images (qemu: OVMF code, its VARS template beside it) */
-        char *socket_dir;               /* cloud-hypervisor: API sockets (Ring's key) */
-        char *seccomp;                  /* cloud-hypervisor: "true", "false" or "log" */
-        char *accel;                    /* qemu: "kvm", "tcg" or "auto" */
+        char *binary_path;   /* VMM binary; looked up in $PATH when relative */
+        char *firmware_path; /* UEFI firmware for disk images (qemu: OVMF code, its VARS template beside it) */
+        char *socket_dir;    /* cloud-hypervisor: API sockets (Ring's key) */
+        char *seccomp;       /* cloud-hypervisor: "true", "false" or "log" */
+        char *accel;         /* qemu: "kvm", "tcg" or "auto" */
         uint64_t max_console_log_bytes; /* rotation threshold; 0 disables rotation */
         uint32_t max_console_log_backups;
 } husk_runtime_config_t;
@@ -53,8 +53,8 @@ typedef struct husk_config {
         husk_endpoints_t bus[_HUSK_DAEMON_MAX];
 
         struct {
-                char *listen;   /* "127.0.0.1:3030" */
-                char *database; /* default: <state_dir>/husk.db */
+                char *listen;       /* "127.0.0.1:3030" */
+                char *database;     /* default: <state_dir>/husk.db */
                 char *socket_group; /* members are operators on <runtime_dir>/api.sock; "": root only */
                 char *tls_cert;     /* apiserver.tls.cert: PEM certificate; set, apiserver refuses to
                                      * start (this build cannot serve TLS: apiserver_http.c) */
@@ -62,10 +62,10 @@ typedef struct husk_config {
         } apiserver;
 
         struct {
-                uint64_t resync_interval_ms; /* safety-net full reconcile */
-                uint64_t request_timeout_ms; /* deadline for RPCs to other daemons */
-                uint64_t host_memory_bytes;  /* guest RAM the host may hand out; 0: MemTotal */
-                uint32_t create_concurrency; /* instances booting at once, host-wide */
+                uint64_t resync_interval_ms;   /* safety-net full reconcile */
+                uint64_t request_timeout_ms;   /* deadline for RPCs to other daemons */
+                uint64_t host_memory_bytes;    /* guest RAM the host may hand out; 0: MemTotal */
+                uint32_t create_concurrency;   /* instances booting at once, host-wide */
                 uint64_t progress_deadline_ms; /* a rolling update not ready after this says so */
         } scheduler;
 
@@ -77,14 +77,14 @@ typedef struct husk_config {
         } vmm_driver;
 
         struct {
-                char *subnet;       /* guest networks are /30s carved from it: "10.42.0.0/16" */
-                char *forwarder;    /* published ports: "nft", "proxy" or "auto" */
-                bool outbound_nat;  /* masquerade guest traffic leaving the host */
+                char *subnet;      /* guest networks are /30s carved from it: "10.42.0.0/16" */
+                char *forwarder;   /* published ports: "nft", "proxy" or "auto" */
+                bool outbound_nat; /* masquerade guest traffic leaving the host */
         } netd;
 
         struct {
-                char *dir;                    /* log store: default <state_dir>/logs */
-                uint32_t retained_instances;  /* exited instances whose logs stay, per deployment */
+                char *dir;                   /* log store: default <state_dir>/logs */
+                uint32_t retained_instances; /* exited instances whose logs stay, per deployment */
         } logd;
 
         struct {

@@ -105,15 +105,24 @@ int husk_daemon_init(husk_daemon_ctx_t *ctx, const husk_daemon_desc_t *desc, int
 
         while ((c = getopt_long(argc, argv, "c:l:h", options, NULL)) >= 0)
                 switch (c) {
-                case 'c': config_arg = optarg; break;
-                case 'l': level_arg = optarg; break;
-                case 'h': help(desc); return 1;
-                case 'V': printf("husk-%s %s\n", desc->name, HUSK_VERSION); return 1;
-                default: return log_error_errno(EINVAL, "Try 'husk-%s --help'.", desc->name);
+                case 'c':
+                        config_arg = optarg;
+                        break;
+                case 'l':
+                        level_arg = optarg;
+                        break;
+                case 'h':
+                        help(desc);
+                        return 1;
+                case 'V':
+                        printf("husk-%s %s\n", desc->name, HUSK_VERSION);
+                        return 1;
+                default:
+                        return log_error_errno(EINVAL, "Try 'husk-%s --help'.", desc->name);
                 }
         if (optind < argc)
-                return log_error_errno(EINVAL, "Unexpected argument '%s'. Try 'husk-%s --help'.",
-                                       argv[optind], desc->name);
+                return log_error_errno(EINVAL, "Unexpected argument '%s'. Try 'husk-%s --help'.", argv[optind],
+                                       desc->name);
 
         ctx->config_path = husk_config_path(config_arg);
         r = husk_config_load(ctx->config_path, &ctx->config, &error);

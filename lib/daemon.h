@@ -31,7 +31,7 @@ struct husk_daemon_ctx {
         const husk_daemon_desc_t *desc;
         husk_config_t *config; /* owned; replaced (the old one freed) on reload: loop thread only */
         zloop_t *loop;
-        void *userdata;        /* the daemon's own state */
+        void *userdata; /* the daemon's own state */
         const char *config_path;
         int signal_fd;
 };

@@ -19,9 +19,9 @@ const uint8_t disk_image_esp_type[16] = {
 };
 
 #define GPT_SIGNATURE "EFI PART"
-#define GPT_HEADER_MIN 92          /* the header's defined fields */
-#define GPT_ENTRIES_MAX 4096       /* far above the 128 every tool writes */
-#define GPT_ENTRY_SIZE_MAX 4096    /* 128 * 2^n, bounded */
+#define GPT_HEADER_MIN 92       /* the header's defined fields */
+#define GPT_ENTRIES_MAX 4096    /* far above the 128 every tool writes */
+#define GPT_ENTRY_SIZE_MAX 4096 /* 128 * 2^n, bounded */
 #define QCOW2_MAGIC "QFI\xfb"
 #define QCOW2_HEADER_V2 72
 #define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
@@ -121,8 +121,8 @@ static int gpt_probe(int fd, uint64_t size, uint32_t ss, const char **reason) {
         n_entries = get_le32(hdr + 80);
         entry_size = get_le32(hdr + 84);
         entries_crc = get_le32(hdr + 88);
-        if (n_entries == 0 || n_entries > GPT_ENTRIES_MAX || entry_size < 128 ||
-            entry_size > GPT_ENTRY_SIZE_MAX || entry_size % 128 != 0)
+        if (n_entries == 0 || n_entries > GPT_ENTRIES_MAX || entry_size < 128 || entry_size > GPT_ENTRY_SIZE_MAX ||
+            entry_size % 128 != 0)
                 goto malformed;
         /* The array must lie inside the file; every product below is bounded by the checks. */
         if (entries_lba < 2 || entries_lba > size / ss)

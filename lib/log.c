@@ -15,9 +15,8 @@ void log_set_max_level(int level) { log_max_level = level; }
 int log_get_max_level(void) { return log_max_level; }
 
 static const char *const level_names[] = {
-        [LOG_EMERG] = "emerg",   [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",
-        [LOG_ERR] = "error",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-        [LOG_INFO] = "info",     [LOG_DEBUG] = "debug",
+        [LOG_EMERG] = "emerg",     [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit", [LOG_ERR] = "error",
+        [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
 
 int log_level_from_string(const char *s) {
@@ -47,8 +46,7 @@ int log_internal(int level, int error, const char *fmt, ...) {
         } else {
                 char ts[32];
                 format_timestamp_ms(now_realtime_ms(), ts, sizeof(ts));
-                fprintf(stderr, "%s %s[%d]: %s: %s\n", ts, log_ident, (int)getpid(),
-                        level_names[level & 7], msg);
+                fprintf(stderr, "%s %s[%d]: %s: %s\n", ts, log_ident, (int)getpid(), level_names[level & 7], msg);
         }
         errno = saved_errno;
         return -error;

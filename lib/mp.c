@@ -29,24 +29,73 @@ static int item_length(const uint8_t *p, size_t left, size_t *ret_len, uint32_t 
                 children = b & 0x0f;
         else
                 switch (b) {
-                case 0xcc: case 0xd0: head = 2; break;
-                case 0xcd: case 0xd1: head = 3; break;
-                case 0xca: case 0xce: case 0xd2: head = 5; break;
-                case 0xcb: case 0xcf: case 0xd3: head = 9; break;
-                case 0xd4: head = 3; break;
-                case 0xd5: head = 4; break;
-                case 0xd6: head = 6; break;
-                case 0xd7: head = 10; break;
-                case 0xd8: head = 18; break;
-                case 0xc4: case 0xd9: width = 1; break;
-                case 0xc5: case 0xda: width = 2; break;
-                case 0xc6: case 0xdb: width = 4; break;
-                case 0xc7: width = 1; head = 1; break; /* ext: length, then a type byte */
-                case 0xc8: width = 2; head = 1; break;
-                case 0xc9: width = 4; head = 1; break;
-                case 0xdc: case 0xde: width = 2; break;
-                case 0xdd: case 0xdf: width = 4; break;
-                default: return -EBADMSG; /* 0xc1 is never used */
+                case 0xcc:
+                case 0xd0:
+                        head = 2;
+                        break;
+                case 0xcd:
+                case 0xd1:
+                        head = 3;
+                        break;
+                case 0xca:
+                case 0xce:
+                case 0xd2:
+                        head = 5;
+                        break;
+                case 0xcb:
+                case 0xcf:
+                case 0xd3:
+                        head = 9;
+                        break;
+                case 0xd4:
+                        head = 3;
+                        break;
+                case 0xd5:
+                        head = 4;
+                        break;
+                case 0xd6:
+                        head = 6;
+                        break;
+                case 0xd7:
+                        head = 10;
+                        break;
+                case 0xd8:
+                        head = 18;
+                        break;
+                case 0xc4:
+                case 0xd9:
+                        width = 1;
+                        break;
+                case 0xc5:
+                case 0xda:
+                        width = 2;
+                        break;
+                case 0xc6:
+                case 0xdb:
+                        width = 4;
+                        break;
+                case 0xc7:
+                        width = 1;
+                        head = 1;
+                        break; /* ext: length, then a type byte */
+                case 0xc8:
+                        width = 2;
+                        head = 1;
+                        break;
+                case 0xc9:
+                        width = 4;
+                        head = 1;
+                        break;
+                case 0xdc:
+                case 0xde:
+                        width = 2;
+                        break;
+                case 0xdd:
+                case 0xdf:
+                        width = 4;
+                        break;
+                default:
+                        return -EBADMSG; /* 0xc1 is never used */
                 }
         if (width) {
                 uint64_t n = 0;
@@ -115,8 +164,7 @@ int mp_check(const void *data, size_t size) {
 bool mp_str_eq(const msgpack_object *o, const char *s) {
         size_t n = strlen(s);
 
-        return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
-               memcmp(o->via.str.ptr, s, n) == 0;
+        return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && memcmp(o->via.str.ptr, s, n) == 0;
 }
 
 const msgpack_object *mp_map_get(const msgpack_object *map, const char *key) {

@@ -46,7 +46,7 @@ void mp_pack_kv_bool(msgpack_packer *pk, const char *key, bool value);
 /* String vectors (NULL-terminated char **, owned) as msgpack arrays of str, and environments
  * ("KEY=VALUE" vectors) as msgpack maps of str to str. Readers bound the element count and
  * each string; an environment key must be non-empty and hold no '='. */
-#define MP_STRV_MAX 1024u      /* elements of an argv or environment */
+#define MP_STRV_MAX 1024u       /* elements of an argv or environment */
 #define MP_STRV_ITEM_MAX 65536u /* bytes of one argument, or of one value */
 void mp_strv_free(char **v);
 static inline void mp_strv_freep(char ***v) {

@@ -110,6 +110,4 @@ static json_t *to_json(const msgpack_object *o, unsigned flags, unsigned depth) 
         return json_null();
 }
 
-json_t *mp_to_json(const msgpack_object *o, unsigned flags) {
-        return to_json(o, flags, 0);
-}
+json_t *mp_to_json(const msgpack_object *o, unsigned flags) { return to_json(o, flags, 0); }

@@ -7,8 +7,8 @@
 
 typedef struct frame {
         bool object;
-        size_t index;          /* list: the item being read */
-        const char *key;       /* map: the key being read (raw, between its quotes) */
+        size_t index;    /* list: the item being read */
+        const char *key; /* map: the key being read (raw, between its quotes) */
         size_t key_len;
 } frame_t;
 

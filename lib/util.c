@@ -97,8 +97,14 @@ int parse_duration_ms(const char *s, uint64_t *ret_ms) {
 int parse_size_bytes(const char *s, uint64_t *ret) {
         static const unit_t units[] = {
                 { "", 1 },
-                { "Ki", 1ULL << 10 }, { "Mi", 1ULL << 20 }, { "Gi", 1ULL << 30 }, { "Ti", 1ULL << 40 },
-                { "K", 1000ULL }, { "M", 1000000ULL }, { "G", 1000000000ULL }, { "T", 1000000000000ULL },
+                { "Ki", 1ULL << 10 },
+                { "Mi", 1ULL << 20 },
+                { "Gi", 1ULL << 30 },
+                { "Ti", 1ULL << 40 },
+                { "K", 1000ULL },
+                { "M", 1000000ULL },
+                { "G", 1000000000ULL },
+                { "T", 1000000000000ULL },
                 { "k", 1000ULL },
         };
 

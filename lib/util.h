@@ -25,22 +25,24 @@ static inline void closep(int *fd) {
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Hand ownership out of a _cleanup_ variable on the success path. */
-#define TAKE_PTR(p)                        \
-        ({                                 \
-                __typeof__(p) _tp_ = (p);  \
-                (p) = NULL;                \
-                _tp_;                      \
+#define TAKE_PTR(p)                       \
+        ({                                \
+                __typeof__(p) _tp_ = (p); \
+                (p) = NULL;               \
+                _tp_;                     \
         })
-#define TAKE_FD(fd)                   \
-        ({                            \
-                int _tf_ = (fd);      \
-                (fd) = -1;            \
-                _tf_;                 \
+#define TAKE_FD(fd)              \
+        ({                       \
+                int _tf_ = (fd); \
+                (fd) = -1;       \
+                _tf_;            \
         })
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 /* Spelled exactly as czmq_prelude.h spells it, so that both headers may define it. */
+/* clang-format off */
 #define streq(s1,s2)    (!strcmp ((s1), (s2)))
+/* clang-format on */
 
 /* Strict decimal parsers: the whole string must be a number in range, no sign for unsigned.
  * Return 0, -EINVAL on syntax, -ERANGE on overflow. */

@@ -16,9 +16,7 @@
 
 /* msgpack-c's unpacker has a fixed nesting stack of this depth; deeper input is malformed. */
 
-void agent_frame_reader_init(agent_frame_reader_t *r) {
-        *r = (agent_frame_reader_t){0};
-}
+void agent_frame_reader_init(agent_frame_reader_t *r) { *r = (agent_frame_reader_t){ 0 }; }
 
 void agent_frame_reader_clear(agent_frame_reader_t *r) {
         free(r->buf);
@@ -78,26 +76,81 @@ static size_t mp_header(const uint8_t *p, const uint8_t *end, uint64_t *payload,
                 return 1;
         }
         switch (b) {
-        case 0xcc: case 0xd0: *payload = 1; return 1;
-        case 0xcd: case 0xd1: *payload = 2; return 1;
-        case 0xca: case 0xce: case 0xd2: *payload = 4; return 1;
-        case 0xcb: case 0xcf: case 0xd3: *payload = 8; return 1;
-        case 0xd4: *payload = 1 + 1; return 1; /* fixext: type byte + data */
-        case 0xd5: *payload = 1 + 2; return 1;
-        case 0xd6: *payload = 1 + 4; return 1;
-        case 0xd7: *payload = 1 + 8; return 1;
-        case 0xd8: *payload = 1 + 16; return 1;
-        case 0xc4: case 0xd9: lenbytes = 1; break;             /* bin8, str8 */
-        case 0xc5: case 0xda: lenbytes = 2; break;             /* bin16, str16 */
-        case 0xc6: case 0xdb: lenbytes = 4; break;             /* bin32, str32 */
-        case 0xc7: lenbytes = 1; extra = 1; break;             /* ext8 */
-        case 0xc8: lenbytes = 2; extra = 1; break;             /* ext16 */
-        case 0xc9: lenbytes = 4; extra = 1; break;             /* ext32 */
-        case 0xdc: lenbytes = 2; counted_array = true; break;  /* array16 */
-        case 0xdd: lenbytes = 4; counted_array = true; break;  /* array32 */
-        case 0xde: lenbytes = 2; counted_map = true; break;    /* map16 */
-        case 0xdf: lenbytes = 4; counted_map = true; break;    /* map32 */
-        default: return 0;                                     /* 0xc1: never used */
+        case 0xcc:
+        case 0xd0:
+                *payload = 1;
+                return 1;
+        case 0xcd:
+        case 0xd1:
+                *payload = 2;
+                return 1;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+                *payload = 4;
+                return 1;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+                *payload = 8;
+                return 1;
+        case 0xd4:
+                *payload = 1 + 1;
+                return 1; /* fixext: type byte + data */
+        case 0xd5:
+                *payload = 1 + 2;
+                return 1;
+        case 0xd6:
+                *payload = 1 + 4;
+                return 1;
+        case 0xd7:
+                *payload = 1 + 8;
+                return 1;
+        case 0xd8:
+                *payload = 1 + 16;
+                return 1;
+        case 0xc4:
+        case 0xd9:
+                lenbytes = 1;
+                break; /* bin8, str8 */
+        case 0xc5:
+        case 0xda:
+                lenbytes = 2;
+                break; /* bin16, str16 */
+        case 0xc6:
+        case 0xdb:
+                lenbytes = 4;
+                break; /* bin32, str32 */
+        case 0xc7:
+                lenbytes = 1;
+                extra = 1;
+                break; /* ext8 */
+        case 0xc8:
+                lenbytes = 2;
+                extra = 1;
+                break; /* ext16 */
+        case 0xc9:
+                lenbytes = 4;
+                extra = 1;
+                break; /* ext32 */
+        case 0xdc:
+                lenbytes = 2;
+                counted_array = true;
+                break; /* array16 */
+        case 0xdd:
+                lenbytes = 4;
+                counted_array = true;
+                break; /* array32 */
+        case 0xde:
+                lenbytes = 2;
+                counted_map = true;
+                break; /* map16 */
+        case 0xdf:
+                lenbytes = 4;
+                counted_map = true;
+                break; /* map32 */
+        default:
+                return 0; /* 0xc1: never used */
         }
         if ((size_t)(end - p) < 1 + lenbytes)
                 return 0;

@@ -57,7 +57,8 @@ int attachment_unpack(const msgpack_object *o, attachment_t *a, proto_error_t *e
                 goto malformed;
         }
         if (!ip4_valid(a->host_ip) || !ip4_valid(a->guest_ip)) {
-                r = proto_error_set(e, "%s: must be a dotted IPv4 address", ip4_valid(a->host_ip) ? "guest_ip" : "host_ip");
+                r = proto_error_set(e, "%s: must be a dotted IPv4 address",
+                                    ip4_valid(a->host_ip) ? "guest_ip" : "host_ip");
                 goto malformed;
         }
         r = ports_get(o, &a->ports, &a->n_ports);

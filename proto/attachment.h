@@ -17,10 +17,10 @@ typedef struct attachment {
         char instance_id[INSTANCE_ID_LEN + 1];
         char tap[ATTACHMENT_TAP_MAX + 1];
         char mac[ATTACHMENT_MAC_MAX + 1];
-        char host_ip[PROTO_ADDRESS_MAX + 1];  /* the host end of the /30: the guest's gateway */
+        char host_ip[PROTO_ADDRESS_MAX + 1]; /* the host end of the /30: the guest's gateway */
         char guest_ip[PROTO_ADDRESS_MAX + 1];
-        unsigned prefix;                      /* 30 */
-        port_spec_t *ports;                   /* owned after attachment_unpack; borrowed to pack */
+        unsigned prefix;    /* 30 */
+        port_spec_t *ports; /* owned after attachment_unpack; borrowed to pack */
         size_t n_ports;
 } attachment_t;
 

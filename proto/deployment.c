@@ -102,18 +102,15 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
                 goto malformed;
         if (mp_get_str(o, "id", PROTO_ID_MAX, &d->id) < 0 ||
             mp_get_str(o, "namespace", NAME_MAX_, &d->namespace_) < 0 ||
-            mp_get_str(o, "name", NAME_MAX_, &d->name) < 0 ||
-            mp_get_u64(o, "generation", &d->generation) < 0 ||
+            mp_get_str(o, "name", NAME_MAX_, &d->name) < 0 || mp_get_u64(o, "generation", &d->generation) < 0 ||
             mp_get_str(o, "status", STATUS_MAX, &d->status) < 0 ||
-            mp_get_str(o, "runtime", STATUS_MAX, &d->runtime) < 0 ||
-            mp_get_str(o, "kind", STATUS_MAX, &d->kind) < 0 ||
+            mp_get_str(o, "runtime", STATUS_MAX, &d->runtime) < 0 || mp_get_str(o, "kind", STATUS_MAX, &d->kind) < 0 ||
             mp_get_str(o, "image", PATH_MAX_, &d->image) < 0)
                 goto malformed;
         r = mp_get_str(o, "kernel", PATH_MAX_, &d->kernel);
         if (r < 0 && r != -ENOENT)
                 goto malformed;
-        if (get_u32(o, "replicas", true, &d->replicas) < 0 ||
-            get_u32(o, "cpus", true, &d->cpus) < 0 ||
+        if (get_u32(o, "replicas", true, &d->replicas) < 0 || get_u32(o, "cpus", true, &d->cpus) < 0 ||
             get_u32(o, "memory_mib", true, &d->memory_mib) < 0 ||
             get_u32(o, "ready_replicas", false, &d->ready_replicas) < 0 ||
             get_u32(o, "restart_count", false, &d->restart_count) < 0 ||
@@ -164,11 +161,9 @@ int deployment_event_unpack(const msgpack_object *o, deployment_event_t *e) {
         memset(e, 0, sizeof(*e));
         if (!o || o->type != MSGPACK_OBJECT_MAP)
                 goto malformed;
-        if (mp_get_u64(o, "ts", &e->ts) < 0 ||
-            mp_get_str(o, "deployment_id", PROTO_ID_MAX, &e->deployment_id) < 0 ||
+        if (mp_get_u64(o, "ts", &e->ts) < 0 || mp_get_str(o, "deployment_id", PROTO_ID_MAX, &e->deployment_id) < 0 ||
             mp_get_str(o, "namespace", NAME_MAX_, &e->namespace_) < 0 ||
-            mp_get_str(o, "name", NAME_MAX_, &e->name) < 0 ||
-            mp_get_u64(o, "generation", &e->generation) < 0 ||
+            mp_get_str(o, "name", NAME_MAX_, &e->name) < 0 || mp_get_u64(o, "generation", &e->generation) < 0 ||
             mp_get_str(o, "status", STATUS_MAX, &e->status) < 0)
                 goto malformed;
         r = mp_get_str(o, "message", MESSAGE_MAX, &e->message);

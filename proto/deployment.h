@@ -25,27 +25,27 @@
 bool deployment_id_valid(const char *id);
 
 typedef struct deployment {
-        char *id;        /* uuid */
+        char *id; /* uuid */
         char *namespace_;
         char *name;
         uint64_t generation; /* bumped whenever the spec changes */
         char *status;
-        char *runtime;   /* "qemu" | "cloud-hypervisor" */
-        char *kind;      /* "worker" | "job" */
-        char *image;     /* absolute path: raw disk image or rootfs/bundle directory */
-        char *kernel;    /* optional kernel override; NULL = the kit */
+        char *runtime; /* "qemu" | "cloud-hypervisor" */
+        char *kind;    /* "worker" | "job" */
+        char *image;   /* absolute path: raw disk image or rootfs/bundle directory */
+        char *kernel;  /* optional kernel override; NULL = the kit */
         uint32_t replicas;
         uint32_t cpus;
         uint32_t memory_mib;
         uint32_t ready_replicas;
-        char **command;     /* kit mode: the workload's argv (manifest command + args); NULL: none */
-        char **environment; /* "KEY=VALUE" entries of the manifest's environment:; NULL: none */
-        uint32_t restart_count; /* instances replaced after failures (packed when non-zero) */
-        uint64_t failed_at;     /* unix ms: exit of the newest failure counted (packed when non-zero) */
-        char *status_message;   /* why the status is what it is (packed when set) */
+        char **command;                /* kit mode: the workload's argv (manifest command + args); NULL: none */
+        char **environment;            /* "KEY=VALUE" entries of the manifest's environment:; NULL: none */
+        uint32_t restart_count;        /* instances replaced after failures (packed when non-zero) */
+        uint64_t failed_at;            /* unix ms: exit of the newest failure counted (packed when non-zero) */
+        char *status_message;          /* why the status is what it is (packed when set) */
         health_check_t *health_checks; /* packed when any */
         size_t n_health_checks;
-        port_spec_t *ports;     /* published ports (packed when any) */
+        port_spec_t *ports; /* published ports (packed when any) */
         size_t n_ports;
 } deployment_t;
 

@@ -18,9 +18,7 @@ int event_level_rank(const char *level) {
         return -1;
 }
 
-bool event_level_valid(const char *level) {
-        return event_level_rank(level) >= 0;
-}
+bool event_level_valid(const char *level) { return event_level_rank(level) >= 0; }
 
 void event_clear(event_t *e) {
         free(e->deployment_id);

@@ -18,12 +18,12 @@
 #include "proto/names.h"
 
 typedef struct event {
-        uint64_t id;         /* assigned by apiserver when stored; 0 in an event.record request */
+        uint64_t id; /* assigned by apiserver when stored; 0 in an event.record request */
         char *deployment_id;
-        uint64_t timestamp;  /* unix ms */
-        char *level;         /* info, warning, error */
-        char *component;     /* who decided: scheduler, apiserver, netd, ... */
-        char *reason;        /* CamelCase */
+        uint64_t timestamp; /* unix ms */
+        char *level;        /* info, warning, error */
+        char *component;    /* who decided: scheduler, apiserver, netd, ... */
+        char *reason;       /* CamelCase */
         char *message;
 } event_t;
 

@@ -16,10 +16,10 @@
 #define HEALTH_DEFAULT_MIN_HEALTHY_MS 10000
 
 typedef struct health_check {
-        char *type;               /* "tcp", "http", "command" */
-        uint32_t port;            /* tcp: guest port */
-        char *url;                /* http: "http://<any host>:<port>/<path>"; the guest's address is used */
-        char **command;           /* command: argv run through the agent */
+        char *type;     /* "tcp", "http", "command" */
+        uint32_t port;  /* tcp: guest port */
+        char *url;      /* http: "http://<any host>:<port>/<path>"; the guest's address is used */
+        char **command; /* command: argv run through the agent */
         uint64_t interval_ms;
         uint64_t timeout_ms;
         uint32_t threshold;       /* consecutive failures before on_failure */

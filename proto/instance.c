@@ -99,14 +99,11 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
                 goto malformed;
         if (mp_get_str(o, "instance_id", PROTO_ID_MAX, &s->instance_id) < 0 ||
             mp_get_str(o, "deployment_id", PROTO_ID_MAX, &s->deployment_id) < 0 ||
-            mp_get_u64(o, "generation", &s->generation) < 0 ||
-            mp_get_str(o, "runtime", WORD_MAX, &s->runtime) < 0 ||
+            mp_get_u64(o, "generation", &s->generation) < 0 || mp_get_str(o, "runtime", WORD_MAX, &s->runtime) < 0 ||
             mp_get_str(o, "image", PATH_MAX_, &s->image) < 0 ||
             get_optional_str(o, "kernel", PATH_MAX_, &s->kernel) < 0 ||
-            get_optional_str(o, "initrd", PATH_MAX_, &s->initrd) < 0 ||
-            get_u32(o, "cpus", &s->cpus) < 0 ||
-            get_u32(o, "memory_mib", &s->memory_mib) < 0 ||
-            ports_get(o, &s->ports, &s->n_ports) < 0)
+            get_optional_str(o, "initrd", PATH_MAX_, &s->initrd) < 0 || get_u32(o, "cpus", &s->cpus) < 0 ||
+            get_u32(o, "memory_mib", &s->memory_mib) < 0 || ports_get(o, &s->ports, &s->n_ports) < 0)
                 goto malformed;
         if (get_optional_str(o, "kind", WORD_MAX, &s->kind) < 0)
                 goto malformed;
@@ -157,9 +154,7 @@ static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool wit
 
 void instance_pack(msgpack_packer *pk, const instance_t *i) { instance_pack_with(pk, i, false, 0); }
 
-void instance_event_pack(msgpack_packer *pk, const instance_t *i, uint64_t ts) {
-        instance_pack_with(pk, i, true, ts);
-}
+void instance_event_pack(msgpack_packer *pk, const instance_t *i, uint64_t ts) { instance_pack_with(pk, i, true, ts); }
 
 int instance_unpack(const msgpack_object *o, instance_t *i) {
         int r;
@@ -168,10 +163,8 @@ int instance_unpack(const msgpack_object *o, instance_t *i) {
         r = instance_spec_unpack(o, &i->spec);
         if (r < 0)
                 return r;
-        if (mp_get_str(o, "state", WORD_MAX, &i->state) < 0 ||
-            mp_get_i64(o, "pid", &i->pid) < 0 ||
-            mp_get_u64(o, "started_at", &i->started_at) < 0 ||
-            mp_get_u64(o, "ready_at", &i->ready_at) < 0 ||
+        if (mp_get_str(o, "state", WORD_MAX, &i->state) < 0 || mp_get_i64(o, "pid", &i->pid) < 0 ||
+            mp_get_u64(o, "started_at", &i->started_at) < 0 || mp_get_u64(o, "ready_at", &i->ready_at) < 0 ||
             mp_get_u64(o, "exited_at", &i->exited_at) < 0 ||
             get_optional_str(o, "exit_reason", REASON_MAX, &i->exit_reason) < 0 ||
             mp_get_i64(o, "exit_status", &i->exit_status) < 0 ||

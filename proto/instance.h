@@ -42,14 +42,14 @@ typedef struct instance_spec {
 typedef struct instance {
         instance_spec_t spec;
         char *state;
-        int64_t pid;          /* VMM pid, 0 when none */
-        uint64_t started_at;  /* unix ms */
-        uint64_t ready_at;    /* unix ms, 0 until ready */
-        uint64_t exited_at;   /* unix ms, 0 while alive */
-        char *exit_reason;    /* e.g. "guest-shutdown", "killed", "stopped", "crashed" */
-        int64_t exit_status;  /* wait status decoded: code, or 128+signal; -1 when unknown */
-        char *exit_message;   /* the VMM's last output lines when it crashed or was killed; NULL: none */
-        char *address;        /* the guest's IPv4 address as netd gave it (net.attach); NULL: no network */
+        int64_t pid;         /* VMM pid, 0 when none */
+        uint64_t started_at; /* unix ms */
+        uint64_t ready_at;   /* unix ms, 0 until ready */
+        uint64_t exited_at;  /* unix ms, 0 while alive */
+        char *exit_reason;   /* e.g. "guest-shutdown", "killed", "stopped", "crashed" */
+        int64_t exit_status; /* wait status decoded: code, or 128+signal; -1 when unknown */
+        char *exit_message;  /* the VMM's last output lines when it crashed or was killed; NULL: none */
+        char *address;       /* the guest's IPv4 address as netd gave it (net.attach); NULL: no network */
         /* Unix ns, for measuring husk's own share of a start (make bench); 0 (and not packed) when unknown. */
         uint64_t spawned_at_ns; /* the VMM was exec'd (posix_spawn returned) */
         uint64_t ready_at_ns;   /* vmm-driver read the agent's ready */

@@ -48,9 +48,7 @@ static int set_str(json_t *o, const char *key, const char *v) {
         return json_object_set_new(o, key, v ? json_string(v) : json_null());
 }
 
-static int set_int(json_t *o, const char *key, json_int_t v) {
-        return json_object_set_new(o, key, json_integer(v));
-}
+static int set_int(json_t *o, const char *key, json_int_t v) { return json_object_set_new(o, key, json_integer(v)); }
 
 /* NULL on ENOMEM, which json_object_set_new() then reports. */
 static json_t *strv_json(char *const *v) {
@@ -202,7 +200,8 @@ static int get_bool(json_t *o, const char *key, bool required, bool *ret) {
 }
 
 static int decode(json_t *o, bool full, instance_record_t *r) {
-        json_int_t generation, cpus, memory, pid, start_time, started, ready, exited, status, stop_at, spawned_ns, ready_ns;
+        json_int_t generation, cpus, memory, pid, start_time, started, ready, exited, status, stop_at, spawned_ns,
+                ready_ns;
         json_int_t fs_pid = 0, fs_start = 0, ws;
         json_t *v;
 
@@ -211,8 +210,7 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_str(o, "runtime", full, &r->inst.spec.runtime) < 0 ||
             get_str(o, "image", full, &r->inst.spec.image) < 0 ||
             get_str(o, "kernel", false, &r->inst.spec.kernel) < 0 ||
-            get_str(o, "initrd", false, &r->inst.spec.initrd) < 0 ||
-            get_str(o, "state", full, &r->inst.state) < 0 ||
+            get_str(o, "initrd", false, &r->inst.spec.initrd) < 0 || get_str(o, "state", full, &r->inst.state) < 0 ||
             get_str(o, "exit_reason", false, &r->inst.exit_reason) < 0 ||
             get_str(o, "exit_message", false, &r->inst.exit_message) < 0 ||
             get_str(o, "shutdown_reason", false, &r->shutdown_reason) < 0 ||
@@ -228,8 +226,7 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_int(o, "stop_requested_at", full, 0, INT64_MAX, &stop_at) < 0 ||
             get_int(o, "spawned_at_ns", false, 0, INT64_MAX, &spawned_ns) < 0 ||
             get_int(o, "ready_at_ns", false, 0, INT64_MAX, &ready_ns) < 0 ||
-            get_str(o, "kind", false, &r->inst.spec.kind) < 0 ||
-            get_str(o, "address", false, &r->inst.address) < 0 ||
+            get_str(o, "kind", false, &r->inst.spec.kind) < 0 || get_str(o, "address", false, &r->inst.address) < 0 ||
             get_strv(o, "command", &r->inst.spec.command) < 0 ||
             get_strv(o, "environment", &r->inst.spec.environment) < 0 ||
             ports_from_json(json_object_get(o, "ports"), &r->inst.spec.ports, &r->inst.spec.n_ports) < 0 ||

@@ -9,9 +9,7 @@
 
 #include "lib/mp.h"
 
-const char *port_protocol_to_string(port_protocol_t p) {
-        return p == PORT_UDP ? "udp" : "tcp";
-}
+const char *port_protocol_to_string(port_protocol_t p) { return p == PORT_UDP ? "udp" : "tcp"; }
 
 int port_protocol_from_string(const char *s, port_protocol_t *ret) {
         if (s && streq(s, "tcp"))
@@ -95,8 +93,9 @@ json_t *ports_to_json(const port_spec_t *ports, size_t n) {
         json_t *a = json_array();
 
         for (size_t i = 0; a && i < n; i++) {
-                json_t *e = json_pack("{s:i,s:i,s:s}", "published", (json_int_t)ports[i].published, "target",
-                                      (json_int_t)ports[i].target, "protocol", port_protocol_to_string(ports[i].protocol));
+                json_t *e =
+                        json_pack("{s:i,s:i,s:s}", "published", (json_int_t)ports[i].published, "target",
+                                  (json_int_t)ports[i].target, "protocol", port_protocol_to_string(ports[i].protocol));
 
                 if (e && ports[i].host_ip[0] && json_object_set_new(e, "host_ip", json_string(ports[i].host_ip)) < 0)
                         json_decref(TAKE_PTR(e));
@@ -159,8 +158,8 @@ bool ports_equal(const port_spec_t *a, size_t na, const port_spec_t *b, size_t n
         if (na != nb)
                 return false;
         for (size_t i = 0; i < na; i++)
-                if (a[i].published != b[i].published || a[i].target != b[i].target ||
-                    a[i].protocol != b[i].protocol || !streq(a[i].host_ip, b[i].host_ip))
+                if (a[i].published != b[i].published || a[i].target != b[i].target || a[i].protocol != b[i].protocol ||
+                    !streq(a[i].host_ip, b[i].host_ip))
                         return false;
         return true;
 }

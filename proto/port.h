@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PORTS_MAX 64          /* per deployment: anything a client sends is bounded */
-#define PORT_HOST_IP_MAX 16   /* dotted IPv4 plus NUL; the guest networks are IPv4 */
+#define PORTS_MAX 64        /* per deployment: anything a client sends is bounded */
+#define PORT_HOST_IP_MAX 16 /* dotted IPv4 plus NUL; the guest networks are IPv4 */
 
 typedef enum port_protocol {
         PORT_TCP,
@@ -16,8 +16,8 @@ typedef enum port_protocol {
 } port_protocol_t;
 
 typedef struct port_spec {
-        uint16_t published;           /* host port, 1-65535 */
-        uint16_t target;              /* guest port, 1-65535 */
+        uint16_t published; /* host port, 1-65535 */
+        uint16_t target;    /* guest port, 1-65535 */
         port_protocol_t protocol;
         char host_ip[PORT_HOST_IP_MAX]; /* "" = every local address of the host */
 } port_spec_t;

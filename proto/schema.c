@@ -37,7 +37,7 @@ static void path_printf(char *buf, size_t size, const char *fmt, ...) {
 
 static const char *type_name(proto_type_t t) {
         static const char *const names[] = {
-                [PROTO_ANY] = "anything", [PROTO_STR] = "a string", [PROTO_UINT] = "an unsigned integer",
+                [PROTO_ANY] = "anything",   [PROTO_STR] = "a string",   [PROTO_UINT] = "an unsigned integer",
                 [PROTO_INT] = "an integer", [PROTO_BOOL] = "a boolean", [PROTO_MAP] = "a map",
                 [PROTO_ARRAY] = "an array", [PROTO_BIN] = "binary",
         };
@@ -71,8 +71,8 @@ static int check_map(const proto_message_t *m, const msgpack_object *o, unsigned
                      const char *path, proto_error_t *e);
 
 /* One element of an array or one value of a map: its type, or the message it holds. */
-static int check_elem(const proto_field_t *f, const msgpack_object *o, unsigned flags, unsigned depth,
-                      const char *path, proto_error_t *e) {
+static int check_elem(const proto_field_t *f, const msgpack_object *o, unsigned flags, unsigned depth, const char *path,
+                      proto_error_t *e) {
         if (f->sub)
                 return check_map(f->sub, o, flags, depth + 1, path, e);
         if (!type_ok(f->elem, o))
@@ -95,8 +95,8 @@ static int check_value(const proto_field_t *f, const msgpack_object *o, unsigned
                         for (const char *const *v = f->values; *v; v++)
                                 if (mp_str_eq(o, *v))
                                         return 0;
-                        return proto_error_set(e, "%s: \"%.*s\" is not a known value", path,
-                                               QUOTE(o->via.str.size), o->via.str.ptr);
+                        return proto_error_set(e, "%s: \"%.*s\" is not a known value", path, QUOTE(o->via.str.size),
+                                               o->via.str.ptr);
                 }
                 return 0;
         case PROTO_BIN:
@@ -105,8 +105,7 @@ static int check_value(const proto_field_t *f, const msgpack_object *o, unsigned
                 return 0;
         case PROTO_UINT:
                 if ((f->max && o->via.u64 > f->max) || o->via.u64 < f->min)
-                        return proto_error_set(e, "%s: must be between %llu and %llu", path,
-                                               (unsigned long long)f->min,
+                        return proto_error_set(e, "%s: must be between %llu and %llu", path, (unsigned long long)f->min,
                                                (unsigned long long)(f->max ? f->max : UINT64_MAX));
                 return 0;
         case PROTO_ARRAY:
@@ -130,7 +129,7 @@ static int check_value(const proto_field_t *f, const msgpack_object *o, unsigned
                         if (kv->key.type != MSGPACK_OBJECT_STR)
                                 return proto_error_set(e, "%s: keys must be strings", path);
                         path_printf(sub, sizeof(sub), "%s.%.*s", path, QUOTE(kv->key.via.str.size),
-                                 kv->key.via.str.ptr);
+                                    kv->key.via.str.ptr);
                         r = check_elem(f, &kv->val, flags, depth, sub, e);
                         if (r < 0)
                                 return r;
@@ -187,9 +186,8 @@ static int check_map(const proto_message_t *m, const msgpack_object *o, unsigned
                         if (key->type != MSGPACK_OBJECT_STR)
                                 return proto_error_set(e, "%s: keys must be strings", path[0] ? path : m->name);
                         if (!field_find(m, key))
-                                return proto_error_set(e, "%s%s%.*s: not in the schema of %s", path,
-                                                       path[0] ? "." : "", QUOTE(key->via.str.size),
-                                                       key->via.str.ptr, m->name);
+                                return proto_error_set(e, "%s%s%.*s: not in the schema of %s", path, path[0] ? "." : "",
+                                                       QUOTE(key->via.str.size), key->via.str.ptr, m->name);
                 }
         return 0;
 }

@@ -76,8 +76,7 @@ int agent_modules_load_alias(agent_modules_t *m, const char *modalias);
 int agent_modules_coldplug(agent_modules_t *m, const char *devices_dir);
 /* Parsing, separated for the unit tests: the dependencies of name in a modules.dep text
  * (one "path: dep dep" line per module), as paths, into ret[0..n). */
-int modules_dep_lookup(const char *dep_text, const char *name, char **ret_path, char ***ret_deps,
-                       size_t *ret_n);
+int modules_dep_lookup(const char *dep_text, const char *name, char **ret_path, char ***ret_deps, size_t *ret_n);
 /* "ext4.ko" and "/a/b/ext-4.ko.xz" -> "ext4" / "ext_4": the name modprobe compares. */
 void module_name_from_path(const char *path, char *buf, size_t size);
 
@@ -106,9 +105,7 @@ void agent_channel_close(agent_channel_t *c);
 int agent_channel_reopen(agent_channel_t *c);
 /* Queue one frame around a packed body; -ENOBUFS when the host has not read for too long. */
 int agent_channel_queue(agent_channel_t *c, const msgpack_sbuffer *body);
-static inline bool agent_channel_pending(const agent_channel_t *c) {
-        return c->out.size > c->out_off;
-}
+static inline bool agent_channel_pending(const agent_channel_t *c) { return c->out.size > c->out_off; }
 /* Write what the port takes now: 0 when all is written, -EAGAIN when some is left, -EPIPE
  * when the host is not connected. */
 int agent_channel_flush(agent_channel_t *c);
@@ -140,9 +137,9 @@ int agent_vsock_accept(agent_channel_t *c);
 #define AGENT_CONSOLE_LINE_MAX 4000 /* longer lines are split, each part with the marker */
 
 typedef struct agent_relay {
-        int fd;          /* read end of the workload's stdout or stderr; -1 once at EOF */
+        int fd; /* read end of the workload's stdout or stderr; -1 once at EOF */
         const char *marker;
-        int console;     /* where lines go: the console (stderr of PID 1) */
+        int console; /* where lines go: the console (stderr of PID 1) */
         char line[AGENT_CONSOLE_LINE_MAX];
         size_t len;
 } agent_relay_t;
@@ -186,8 +183,8 @@ int agent_net_write_resolv_conf(const agent_net_t *n);
 
 /* ---- agent_workload.c, agent_exec.c: what the host asks to run -------------------------------- */
 
-#define AGENT_EXEC_MAX 16                 /* execs running at once */
-#define AGENT_EXEC_OUTPUT_MAX (1u << 20)  /* bytes of stdout, and of stderr, kept per exec */
+#define AGENT_EXEC_MAX 16                /* execs running at once */
+#define AGENT_EXEC_OUTPUT_MAX (1u << 20) /* bytes of stdout, and of stderr, kept per exec */
 #define AGENT_EXEC_STDIN_MAX (1u << 20)
 #define AGENT_EXEC_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
 #define AGENT_EXEC_DEFAULT_TIMEOUT_MS 60000u
@@ -198,27 +195,27 @@ typedef struct agent_buf {
 } agent_buf_t;
 
 typedef struct agent_exec {
-        uint64_t id;            /* the request's id: the answer echoes it */
-        pid_t pid;              /* 0 once reaped */
-        int status;             /* code or 128+signal, once reaped */
+        uint64_t id;               /* the request's id: the answer echoes it */
+        pid_t pid;                 /* 0 once reaped */
+        int status;                /* code or 128+signal, once reaped */
         int in_fd, out_fd, err_fd; /* -1 when closed */
         char *stdin_data;
         size_t stdin_len, stdin_off;
         agent_buf_t out, err;
         bool truncated, timed_out;
-        uint64_t deadline_ms;   /* monotonic */
-        uint64_t reaped_at_ms;  /* monotonic; pipes held by orphans are not waited for long */
+        uint64_t deadline_ms;  /* monotonic */
+        uint64_t reaped_at_ms; /* monotonic; pipes held by orphans are not waited for long */
 } agent_exec_t;
 
 typedef struct agent_workload {
-        bool started;           /* a start request was accepted */
-        pid_t pid;              /* 0: none, or reaped */
+        bool started; /* a start request was accepted */
+        pid_t pid;    /* 0: none, or reaped */
         bool exited;
-        int status;             /* code or 128+signal */
-        uint64_t exited_at_ms;  /* monotonic */
-        bool reported;          /* the exited frame is queued */
+        int status;            /* code or 128+signal */
+        uint64_t exited_at_ms; /* monotonic */
+        bool reported;         /* the exited frame is queued */
         agent_relay_t out, err;
-        char **env;             /* the workload's environment: exec starts from it */
+        char **env; /* the workload's environment: exec starts from it */
         char *cwd;
         char *kind;
 } agent_workload_t;
@@ -226,14 +223,14 @@ typedef struct agent_workload {
 typedef struct agent_state {
         bool shutdown_requested; /* set by a shutdown request: the loop powers off */
         uint64_t shutdown_grace_ms;
-        bool power_off;          /* the workload exited and was reported: the loop ends */
+        bool power_off; /* the workload exited and was reported: the loop ends */
         agent_workload_t workload;
         agent_exec_t *execs[AGENT_EXEC_MAX];
         agent_net_t net;
-        const char *image_dir;   /* where the image is mounted; tests point it elsewhere */
-        bool no_switch_root;     /* tests: run the workload without mounts or chroot */
-        bool no_workload;        /* a daemon in a disk image: the image's init runs the workload */
-        int console;             /* fd for workload lines; 2 */
+        const char *image_dir; /* where the image is mounted; tests point it elsewhere */
+        bool no_switch_root;   /* tests: run the workload without mounts or chroot */
+        bool no_workload;      /* a daemon in a disk image: the image's init runs the workload */
+        int console;           /* fd for workload lines; 2 */
 } agent_state_t;
 
 void agent_state_init(agent_state_t *s);
@@ -273,8 +270,7 @@ void agent_exec_free(agent_exec_t *e);
 int agent_proto_handle(agent_state_t *s, const msgpack_object *req, msgpack_sbuffer *reply);
 void agent_proto_ready(uint64_t boot_ms, msgpack_sbuffer *body);
 /* id NULL: an error that answers no particular request. */
-void agent_proto_error(const uint64_t *id, const char *code, const char *message,
-                       msgpack_sbuffer *body);
+void agent_proto_error(const uint64_t *id, const char *code, const char *message, msgpack_sbuffer *body);
 
 /* ---- agent_loop.c: serve the channel, reap children ------------------------------------- */
 

@@ -53,11 +53,11 @@ int agent_bundle_parse(const char *text, agent_bundle_t *ret, char **ret_error) 
         /* A VM has its own kernel: namespaces, cgroups, seccomp, devices and capabilities are
          * the VM boundary's job, and runV ignored them the same way. */
         static const char *const ignorable[][2] = {
-                { "process", "capabilities" }, { "process", "rlimits" }, { "process", "apparmorProfile" },
-                { "process", "selinuxLabel" }, { "mounts", NULL }, { "hooks", NULL },
-                { "linux", "namespaces" }, { "linux", "devices" }, { "linux", "resources" },
-                { "linux", "seccomp" }, { "linux", "maskedPaths" }, { "linux", "readonlyPaths" },
-                { "linux", "uidMappings" }, { "linux", "gidMappings" }, { "linux", "sysctl" },
+                { "process", "capabilities" }, { "process", "rlimits" },   { "process", "apparmorProfile" },
+                { "process", "selinuxLabel" }, { "mounts", NULL },         { "hooks", NULL },
+                { "linux", "namespaces" },     { "linux", "devices" },     { "linux", "resources" },
+                { "linux", "seccomp" },        { "linux", "maskedPaths" }, { "linux", "readonlyPaths" },
+                { "linux", "uidMappings" },    { "linux", "gidMappings" }, { "linux", "sysctl" },
         };
         _cleanup_(agent_bundle_clear) agent_bundle_t b = {};
         json_t *root, *process, *v;
@@ -109,7 +109,8 @@ int agent_bundle_parse(const char *text, agent_bundle_t *ret, char **ret_error) 
                 goto out;
         }
         /* Output goes to the console, not a terminal. */
-        if (json_is_true(json_object_get(process, "terminal")) && !(b.ignored[n_ignored++] = strdup("process.terminal"))) {
+        if (json_is_true(json_object_get(process, "terminal")) &&
+            !(b.ignored[n_ignored++] = strdup("process.terminal"))) {
                 r = -ENOMEM;
                 goto out;
         }

@@ -56,9 +56,7 @@ int cmdline_get(const char *cmdline, const char *key, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static bool module_char_eq(char a, char b) {
-        return a == b || ((a == '-' || a == '_') && (b == '-' || b == '_'));
-}
+static bool module_char_eq(char a, char b) { return a == b || ((a == '-' || a == '_') && (b == '-' || b == '_')); }
 
 int cmdline_module_options(const char *cmdline, const char *module, char **ret) {
         size_t mlen = strlen(module), len, n = 0;
@@ -98,8 +96,7 @@ bool agent_hostname_valid(const char *id) {
                 return false;
         for (size_t i = 0; i < n; i++) {
                 char c = id[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '-'))
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
                         return false;
         }
         return true;

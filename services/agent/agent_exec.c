@@ -62,7 +62,8 @@ void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id
         input = mp_map_get(req, "stdin");
         if (input && input->type != MSGPACK_OBJECT_BIN && input->type != MSGPACK_OBJECT_STR)
                 return agent_pack_error(pk, &id, "invalid", "stdin: must be bin or str");
-        if (input && (input->type == MSGPACK_OBJECT_BIN ? input->via.bin.size : input->via.str.size) > AGENT_EXEC_STDIN_MAX)
+        if (input &&
+            (input->type == MSGPACK_OBJECT_BIN ? input->via.bin.size : input->via.str.size) > AGENT_EXEC_STDIN_MAX)
                 return agent_pack_error(pk, &id, "invalid", "stdin: at most 1 MiB");
         for (slot = 0; slot < AGENT_EXEC_MAX && s->execs[slot]; slot++)
                 ;
@@ -80,8 +81,9 @@ void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id
         e = calloc(1, sizeof(*e));
         if (!e)
                 return agent_pack_error(pk, &id, "failed", "out of memory");
-        *e = (agent_exec_t){ .id = id, .in_fd = -1, .out_fd = -1, .err_fd = -1,
-                             .deadline_ms = now_monotonic_ms() + timeout_ms };
+        *e = (agent_exec_t){
+                .id = id, .in_fd = -1, .out_fd = -1, .err_fd = -1, .deadline_ms = now_monotonic_ms() + timeout_ms
+        };
         if ((input && pipe2(in, O_CLOEXEC | O_NONBLOCK) < 0) || pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0 ||
             pipe2(err, O_CLOEXEC | O_NONBLOCK) < 0) {
                 r = -errno;

@@ -68,10 +68,8 @@ int agent_init_mounts(void) {
                 }
                 if (mount(m->what, m->where, m->type, m->flags, m->options) < 0 && errno != EBUSY) {
                         if (m->required)
-                                return log_agent_error_errno(errno, "Failed to mount %s on %s: %m",
-                                                             m->type, m->where);
-                        log_agent_warning_errno(errno, "Failed to mount %s on %s, ignoring: %m",
-                                                m->type, m->where);
+                                return log_agent_error_errno(errno, "Failed to mount %s on %s: %m", m->type, m->where);
+                        log_agent_warning_errno(errno, "Failed to mount %s on %s, ignoring: %m", m->type, m->where);
                 }
                 if (streq(m->where, "/dev")) {
                         ensure_console();

@@ -28,11 +28,13 @@ int agent_log(int level, int error, const char *fmt, ...) {
         /* One write per line: the console is shared with the kernel and with children, and
          * logd classifies lines by the level word. */
         if (level >= LOG_DEBUG) /* boot analysis: when each step happened */
-                n = snprintf(line, sizeof(line), "husk-agent: [%llu ms] %s\n",
-                             (unsigned long long)agent_uptime_ms(), msg);
+                n = snprintf(line, sizeof(line), "husk-agent: [%llu ms] %s\n", (unsigned long long)agent_uptime_ms(),
+                             msg);
         else
                 n = snprintf(line, sizeof(line), "husk-agent: %s%s\n",
-                             level <= LOG_ERR ? "error: " : level == LOG_WARNING ? "warning: " : "",
+                             level <= LOG_ERR       ? "error: "
+                             : level == LOG_WARNING ? "warning: "
+                                                    : "",
                              msg);
         if (n > (int)sizeof(line) - 1)
                 n = (int)sizeof(line) - 1;

@@ -20,12 +20,12 @@
 #define SOFTDEP_DEPTH_MAX 4
 
 struct agent_modules {
-        int dirfd;           /* /lib/modules/<release> */
-        char *cmdline;       /* module options come from here */
-        char *dep;           /* modules.dep */
-        char *softdep;       /* modules.softdep, "" when absent */
-        char *alias;         /* modules.alias, "" when absent */
-        char *builtin;       /* modules.builtin, "" when absent */
+        int dirfd;     /* /lib/modules/<release> */
+        char *cmdline; /* module options come from here */
+        char *dep;     /* modules.dep */
+        char *softdep; /* modules.softdep, "" when absent */
+        char *alias;   /* modules.alias, "" when absent */
+        char *builtin; /* modules.builtin, "" when absent */
 };
 
 static inline void closedirp(DIR **d) {
@@ -102,8 +102,7 @@ static void strv_free(char **v, size_t n) {
         free(v);
 }
 
-int modules_dep_lookup(const char *dep_text, const char *name, char **ret_path, char ***ret_deps,
-                       size_t *ret_n) {
+int modules_dep_lookup(const char *dep_text, const char *name, char **ret_path, char ***ret_deps, size_t *ret_n) {
         const char *p = dep_text, *line;
         char want[64];
         size_t len;
@@ -255,8 +254,8 @@ static int load_alias(agent_modules_t *m, const char *alias, unsigned depth) {
                 char pattern[256], name[64];
 
                 if (!next_field(&q, end, &kw, &kwlen) || kwlen != 5 || memcmp(kw, "alias", 5) != 0 ||
-                    !next_field(&q, end, &a, &al) || al >= sizeof(pattern) ||
-                    !next_field(&q, end, &mod, &ml) || ml >= sizeof(name))
+                    !next_field(&q, end, &a, &al) || al >= sizeof(pattern) || !next_field(&q, end, &mod, &ml) ||
+                    ml >= sizeof(name))
                         continue;
                 memcpy(pattern, a, al);
                 pattern[al] = '\0';
@@ -272,9 +271,7 @@ static int load_alias(agent_modules_t *m, const char *alias, unsigned depth) {
         return r;
 }
 
-int agent_modules_load_alias(agent_modules_t *m, const char *modalias) {
-        return load_alias(m, modalias, 0);
-}
+int agent_modules_load_alias(agent_modules_t *m, const char *modalias) { return load_alias(m, modalias, 0); }
 
 int agent_modules_coldplug(agent_modules_t *m, const char *devices_dir) {
         _cleanup_(closedirp) DIR *d = opendir(devices_dir);
@@ -368,6 +365,4 @@ out:
         return r;
 }
 
-int agent_modules_load(agent_modules_t *m, const char *name) {
-        return load(m, name, 0);
-}
+int agent_modules_load(agent_modules_t *m, const char *name) { return load(m, name, 0); }

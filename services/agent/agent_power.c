@@ -29,15 +29,12 @@ static bool wait_for_orphans(uint64_t timeout_ms) {
 /* Whether reboot(RB_POWER_OFF) can end this VM. Without a power-off method the kernel
  * turns it into a halt and the VM sits there forever; on QEMU's microvm the method is
  * ACPI's (S5 through the GED sleep registers), so no ACPI tables means no power-off. */
-static bool can_power_off(void) {
-        return access("/sys/firmware/acpi/tables/FACP", F_OK) == 0;
-}
+static bool can_power_off(void) { return access("/sys/firmware/acpi/tables/FACP", F_OK) == 0; }
 
 _Noreturn void agent_power_off(uint64_t grace_ms) {
         /* As PID 1, kill(-1) reaches every process but us. */
         if (kill(-1, SIGTERM) == 0 && !wait_for_orphans(grace_ms)) {
-                log_agent_warning("processes left after %llu ms, killing them",
-                                  (unsigned long long)grace_ms);
+                log_agent_warning("processes left after %llu ms, killing them", (unsigned long long)grace_ms);
                 kill(-1, SIGKILL);
                 wait_for_orphans(1000);
         }

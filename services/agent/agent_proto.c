@@ -48,8 +48,7 @@ static void on_shutdown(agent_state_t *s, const request_t *req, msgpack_packer *
         int r = mp_get_u64(req->body, "grace_ms", &grace_ms);
 
         if (r < 0) {
-                agent_pack_error(pk, &req->id, "invalid",
-                           r == -ENOENT ? "grace_ms: missing" : "grace_ms: not a uint");
+                agent_pack_error(pk, &req->id, "invalid", r == -ENOENT ? "grace_ms: missing" : "grace_ms: not a uint");
                 return;
         }
         /* A runaway grace would keep a VM the host wants gone; the host kills it anyway
@@ -84,13 +83,8 @@ static const struct {
         const char *type;
         handler_t handler;
 } handlers[] = {
-        { "hello", on_hello },
-        { "ping", on_ping },
-        { "shutdown", on_shutdown },
-        { "start", on_start },
-        { "exec", on_exec },
-        { "signal", on_signal },
-        { "status", on_status },
+        { "hello", on_hello }, { "ping", on_ping },     { "shutdown", on_shutdown }, { "start", on_start },
+        { "exec", on_exec },   { "signal", on_signal }, { "status", on_status },
 };
 
 int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbuffer *reply) {
@@ -140,8 +134,7 @@ void agent_proto_ready(uint64_t boot_ms, msgpack_sbuffer *body) {
         mp_pack_kv_u64(&pk, "boot_ms", boot_ms);
 }
 
-void agent_proto_error(const uint64_t *id, const char *code, const char *message,
-                       msgpack_sbuffer *body) {
+void agent_proto_error(const uint64_t *id, const char *code, const char *message, msgpack_sbuffer *body) {
         msgpack_packer pk;
 
         msgpack_packer_init(&pk, body, msgpack_sbuffer_write);

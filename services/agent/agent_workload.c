@@ -19,7 +19,7 @@
 #define ROOT_DIR "/mnt/root"   /* the overlay: the workload's / */
 #define TAG_MAX 36             /* virtio-fs tags are at most 36 bytes */
 #define HOSTNAME_MAX 63
-#define DISK_WAIT_MS 5000      /* for /dev/vda to appear */
+#define DISK_WAIT_MS 5000 /* for /dev/vda to appear */
 
 extern char **environ;
 
@@ -77,8 +77,7 @@ int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd,
                         fd = open("/dev/null", O_RDONLY);
                         in_fd = fd >= 0 ? fd : STDIN_FILENO;
                 }
-                if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
-                    dup2(err_fd, STDERR_FILENO) < 0)
+                if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
                         goto fail;
                 close_range(STDERR_FILENO + 1, ~0u, CLOSE_RANGE_CLOEXEC);
                 if (chdir(cwd ?: "/") < 0)
@@ -86,7 +85,7 @@ int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd,
                 /* execvpe() searches the caller's PATH; the workload's is the one that counts. */
                 environ = (char **)env;
                 execvp(argv[0], argv);
-        fail:
+fail:
                 err = errno;
                 n = write(errpipe[1], &err, sizeof(err));
                 (void)n;
@@ -227,8 +226,9 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         int r;
 
         if (s->no_workload)
-                return agent_pack_error(pk, &id, "invalid", "husk-agent runs as a daemon in this image (disk mode): "
-                                  "the image's own init runs its workload");
+                return agent_pack_error(pk, &id, "invalid",
+                                        "husk-agent runs as a daemon in this image (disk mode): "
+                                        "the image's own init runs its workload");
         if (w->started)
                 return agent_pack_error(pk, &id, "conflict", "the workload was started already");
         if (mp_get_str(req, "mode", 16, &mode) < 0 ||
@@ -236,7 +236,8 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
                 return agent_pack_error(pk, &id, "invalid", "mode: must be \"rootfs\", \"bundle\" or \"disk\"");
         r = mp_get_str(req, "tag", TAG_MAX, &tag);
         if ((r < 0 && r != -ENOENT) || (tag && streq(mode, "disk") != (strncmp(tag, "/dev/vd", 7) == 0)))
-                return agent_pack_error(pk, &id, "invalid", "tag: a virtio-fs tag of at most 36 bytes, or /dev/vdX for mode disk");
+                return agent_pack_error(pk, &id, "invalid",
+                                        "tag: a virtio-fs tag of at most 36 bytes, or /dev/vdX for mode disk");
         r = mp_get_str(req, "hostname", HOSTNAME_MAX, &hostname);
         if ((r < 0 && r != -ENOENT) || (hostname && !agent_hostname_valid(hostname)))
                 return agent_pack_error(pk, &id, "invalid", "hostname: must be a hostname");

@@ -80,12 +80,14 @@ static int run_daemon(unsigned port) {
                 if (r >= 0)
                         log_agent_info("serving the host on %s (virtio-serial port %s)", path, AGENT_PORT_NAME);
                 else
-                        log_agent_warning_errno(r, "No usable virtio-serial port %s (%m), trying vsock", AGENT_PORT_NAME);
+                        log_agent_warning_errno(r, "No usable virtio-serial port %s (%m), trying vsock",
+                                                AGENT_PORT_NAME);
         }
         if (c.fd < 0) {
                 r = agent_vsock_listen(&c, port);
                 if (r < 0) {
-                        log_agent_error_errno(r, "Failed to listen on vsock port %u: %m (is the vsock transport loaded?)", port);
+                        log_agent_error_errno(
+                                r, "Failed to listen on vsock port %u: %m (is the vsock transport loaded?)", port);
                         return EXIT_FAILURE;
                 }
                 log_agent_info("listening on vsock port %u", port);
@@ -143,8 +145,7 @@ static void load_modules(const char *cmdline) {
         for (size_t i = 0; i < ELEMENTSOF(coldplug_buses); i++) {
                 r = agent_modules_coldplug(m, coldplug_buses[i]);
                 if (r < 0)
-                        log_agent_warning_errno(r, "Failed to load drivers for %s, ignoring: %m",
-                                                coldplug_buses[i]);
+                        log_agent_warning_errno(r, "Failed to load drivers for %s, ignoring: %m", coldplug_buses[i]);
         }
         for (size_t i = 1; i < ELEMENTSOF(required_modules); i++)
                 load_required(m, required_modules[i]);
@@ -205,7 +206,8 @@ static _Noreturn void run(void) {
                 log_agent_warning("husk.ip/husk.gw/husk.dns on the kernel command line are malformed, ignoring them");
         r = agent_net_configure(&state.net);
         if (r < 0)
-                log_agent_warning_errno(r, "Failed to configure " "eth0, ignoring: %m");
+                log_agent_warning_errno(r, "Failed to configure "
+                                           "eth0, ignoring: %m");
 
         if (cmdline_get(cmdline, "husk.transport", &transport) >= 0 && streq(transport, "vsock")) {
                 /* cloud-hypervisor: no virtio-serial, the host reaches us through hybrid vsock. */
@@ -219,7 +221,8 @@ static _Noreturn void run(void) {
         }
         r = agent_channel_find(AGENT_PORT_NAME, PORT_TIMEOUT_MS, port, sizeof(port));
         if (r < 0) {
-                log_agent_error_errno(r, "No virtio-serial port named %s (%m); QEMU needs "
+                log_agent_error_errno(r,
+                                      "No virtio-serial port named %s (%m); QEMU needs "
                                       "-device virtserialport,name=%s, and microvm its ACPI tables "
                                       "(this kernel finds virtio-mmio devices through ACPI only)",
                                       AGENT_PORT_NAME, AGENT_PORT_NAME);
@@ -281,11 +284,9 @@ int main(int argc, char *argv[]) {
                         printf("%s (agent protocol %d)\n", AGENT_NAME, AGENT_PROTOCOL_VERSION);
                         return EXIT_SUCCESS;
                 }
-                fprintf(stderr, "%s: unknown argument %s (see --help)\n",
-                        program_invocation_short_name, argv[i]);
+                fprintf(stderr, "%s: unknown argument %s (see --help)\n", program_invocation_short_name, argv[i]);
                 return EXIT_FAILURE;
         }
-        fprintf(stderr, "%s: not PID 1: refusing to set up the system (see --help)\n",
-                program_invocation_short_name);
+        fprintf(stderr, "%s: not PID 1: refusing to set up the system (see --help)\n", program_invocation_short_name);
         return EXIT_FAILURE;
 }

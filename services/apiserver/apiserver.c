@@ -27,8 +27,10 @@ static int open_store(apiserver_t *api, const husk_config_t *config) {
                 return log_error_errno(r, "Failed to create the directory of %s: %m", path);
         r = store_open(path, &api->store);
         if (r == -EPROTONOSUPPORT)
-                return log_error_errno(r, "%s was written by a newer husk (schema version above what this one knows); "
-                                          "refusing to touch it", path);
+                return log_error_errno(r,
+                                       "%s was written by a newer husk (schema version above what this one knows); "
+                                       "refusing to touch it",
+                                       path);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the database %s: %m", path);
         log_info("Database %s at schema version %d", path, store_schema_version(api->store));
@@ -69,7 +71,8 @@ static int first_admin(apiserver_t *api, const husk_config_t *config) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create the first admin: %m");
         log_notice("No user existed: created \"admin\", whose password is in %s (log in with `husk login`, "
-                   "then change it with `husk user passwd` and remove the file)", path);
+                   "then change it with `husk user passwd` and remove the file)",
+                   path);
         return 0;
 }
 
@@ -152,9 +155,7 @@ void apiserver_free(apiserver_t *api) {
         free(api);
 }
 
-static bool same(const char *a, const char *b) {
-        return (!a && !b) || (a && b && streq(a, b));
-}
+static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && streq(a, b)); }
 
 int apiserver_reload(const husk_config_t *old, const husk_config_t *fresh) {
         bool endpoints = false;

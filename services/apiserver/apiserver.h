@@ -21,14 +21,14 @@ typedef struct apiserver_local apiserver_local_t;
  * thread while civetweb workers run, so what workers need is copied at start (and applies
  * until a restart). */
 typedef struct apiserver {
-        char *logd_events;           /* bus.logd.events: log followers subscribe there */
-        apiserver_store_t *store;    /* thread-safe */
-        bus_pub_t *pub;              /* thread-safe: civetweb workers publish through it */
-        bus_server_t *server;        /* deployment.* requests, served on the daemon's zloop */
-        bus_pool_t *vmm;             /* instance.list and instance.exec, from civetweb workers */
-        bus_pool_t *logd;            /* logs.query, from civetweb workers */
-        bus_pool_t *scheduler;       /* health.list, from civetweb workers */
-        volatile bool stopping;      /* REST is stopping: long requests (log followers) end */
+        char *logd_events;        /* bus.logd.events: log followers subscribe there */
+        apiserver_store_t *store; /* thread-safe */
+        bus_pub_t *pub;           /* thread-safe: civetweb workers publish through it */
+        bus_server_t *server;     /* deployment.* requests, served on the daemon's zloop */
+        bus_pool_t *vmm;          /* instance.list and instance.exec, from civetweb workers */
+        bus_pool_t *logd;         /* logs.query, from civetweb workers */
+        bus_pool_t *scheduler;    /* health.list, from civetweb workers */
+        volatile bool stopping;   /* REST is stopping: long requests (log followers) end */
         struct mg_context *http;
         uint16_t http_internal_port; /* civetweb's loopback listener that only the local socket's relay uses */
         apiserver_local_t *local;    /* <runtime_dir>/api.sock (apiserver_local.c) */

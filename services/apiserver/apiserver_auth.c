@@ -10,18 +10,12 @@
 #include "lib/util.h"
 
 static const char *const scope_names[_AUTH_SCOPE_MAX] = {
-        [AUTH_SCOPE_DEPLOYMENTS_READ] = "deployments:read",
-        [AUTH_SCOPE_DEPLOYMENTS_WRITE] = "deployments:write",
-        [AUTH_SCOPE_DEPLOYMENTS_EXEC] = "deployments:exec",
-        [AUTH_SCOPE_LOGS_READ] = "logs:read",
-        [AUTH_SCOPE_EVENTS_READ] = "events:read",
-        [AUTH_SCOPE_SECRETS_READ] = "secrets:read",
-        [AUTH_SCOPE_SECRETS_WRITE] = "secrets:write",
-        [AUTH_SCOPE_NAMESPACES_READ] = "namespaces:read",
-        [AUTH_SCOPE_NAMESPACES_WRITE] = "namespaces:write",
-        [AUTH_SCOPE_AUDIT_READ] = "audit:read",
-        [AUTH_SCOPE_TOKENS_WRITE] = "tokens:write",
-        [AUTH_SCOPE_USERS_READ] = "users:read",
+        [AUTH_SCOPE_DEPLOYMENTS_READ] = "deployments:read", [AUTH_SCOPE_DEPLOYMENTS_WRITE] = "deployments:write",
+        [AUTH_SCOPE_DEPLOYMENTS_EXEC] = "deployments:exec", [AUTH_SCOPE_LOGS_READ] = "logs:read",
+        [AUTH_SCOPE_EVENTS_READ] = "events:read",           [AUTH_SCOPE_SECRETS_READ] = "secrets:read",
+        [AUTH_SCOPE_SECRETS_WRITE] = "secrets:write",       [AUTH_SCOPE_NAMESPACES_READ] = "namespaces:read",
+        [AUTH_SCOPE_NAMESPACES_WRITE] = "namespaces:write", [AUTH_SCOPE_AUDIT_READ] = "audit:read",
+        [AUTH_SCOPE_TOKENS_WRITE] = "tokens:write",         [AUTH_SCOPE_USERS_READ] = "users:read",
 };
 
 static const char *const role_names[_AUTH_ROLE_MAX] = {
@@ -39,13 +33,11 @@ static const char *const role_names[_AUTH_ROLE_MAX] = {
 static const auth_scopes_t role_scopes[_AUTH_ROLE_MAX] = {
         [AUTH_ROLE_ADMIN] = ALL_REAL,
         [AUTH_ROLE_OPERATOR] = ALL_REAL,
-        [AUTH_ROLE_VIEWER] = B(DEPLOYMENTS_READ) | B(LOGS_READ) | B(EVENTS_READ) | B(NAMESPACES_READ) |
-                             B(AUDIT_READ) | B(USERS_READ) | B(TOKENS_WRITE),
+        [AUTH_ROLE_VIEWER] = B(DEPLOYMENTS_READ) | B(LOGS_READ) | B(EVENTS_READ) | B(NAMESPACES_READ) | B(AUDIT_READ) |
+                             B(USERS_READ) | B(TOKENS_WRITE),
 };
 
-const char *auth_scope_name(auth_scope_t s) {
-        return s >= 0 && s < _AUTH_SCOPE_MAX ? scope_names[s] : NULL;
-}
+const char *auth_scope_name(auth_scope_t s) { return s >= 0 && s < _AUTH_SCOPE_MAX ? scope_names[s] : NULL; }
 
 int auth_scope_from_name(const char *name) {
         for (int s = AUTH_SCOPE_FIRST_REAL; s < _AUTH_SCOPE_MAX; s++)
@@ -54,9 +46,7 @@ int auth_scope_from_name(const char *name) {
         return -EINVAL;
 }
 
-const char *auth_role_name(auth_role_t r) {
-        return r >= 0 && r < _AUTH_ROLE_MAX ? role_names[r] : NULL;
-}
+const char *auth_role_name(auth_role_t r) { return r >= 0 && r < _AUTH_ROLE_MAX ? role_names[r] : NULL; }
 
 auth_role_t auth_role_from_name(const char *name) {
         for (int r = 0; r < _AUTH_ROLE_MAX; r++)
@@ -65,9 +55,7 @@ auth_role_t auth_role_from_name(const char *name) {
         return AUTH_ROLE_INVALID;
 }
 
-auth_scopes_t auth_role_scopes(auth_role_t r) {
-        return r >= 0 && r < _AUTH_ROLE_MAX ? role_scopes[r] : 0;
-}
+auth_scopes_t auth_role_scopes(auth_role_t r) { return r >= 0 && r < _AUTH_ROLE_MAX ? role_scopes[r] : 0; }
 
 bool auth_allows(const auth_identity_t *identity, auth_scope_t scope) {
         if (scope == AUTH_SCOPE_PUBLIC)
@@ -230,7 +218,8 @@ int auth_password_random(char ret[static AUTH_INITIAL_PASSWORD_LEN + 1]) {
         uint8_t raw[AUTH_INITIAL_PASSWORD_LEN * 3 / 4];
 
         randombytes_buf(raw, sizeof(raw));
-        sodium_bin2base64(ret, AUTH_INITIAL_PASSWORD_LEN + 1, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        sodium_bin2base64(ret, AUTH_INITIAL_PASSWORD_LEN + 1, raw, sizeof(raw),
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
         sodium_memzero(raw, sizeof(raw));
         return 0;
 }

@@ -12,9 +12,9 @@
  * names no scope is for admins alone (fail-closed). The scopes from AUTH_SCOPE_FIRST_REAL on
  * are the ones roles hold and tokens carry, written "<resource>:<action>" on the wire. */
 typedef enum auth_scope {
-        AUTH_SCOPE_ADMIN = 0,       /* admin role alone; no token scope grants it */
-        AUTH_SCOPE_PUBLIC,          /* no credential: GET /healthz, POST /login */
-        AUTH_SCOPE_AUTHENTICATED,   /* any valid credential: /users/me, /logout */
+        AUTH_SCOPE_ADMIN = 0,     /* admin role alone; no token scope grants it */
+        AUTH_SCOPE_PUBLIC,        /* no credential: GET /healthz, POST /login */
+        AUTH_SCOPE_AUTHENTICATED, /* any valid credential: /users/me, /logout */
         AUTH_SCOPE_DEPLOYMENTS_READ,
         AUTH_SCOPE_FIRST_REAL = AUTH_SCOPE_DEPLOYMENTS_READ,
         AUTH_SCOPE_DEPLOYMENTS_WRITE,
@@ -26,7 +26,7 @@ typedef enum auth_scope {
         AUTH_SCOPE_NAMESPACES_READ,
         AUTH_SCOPE_NAMESPACES_WRITE,
         AUTH_SCOPE_AUDIT_READ,
-        AUTH_SCOPE_TOKENS_WRITE,    /* create, rotate and delete one's own tokens */
+        AUTH_SCOPE_TOKENS_WRITE, /* create, rotate and delete one's own tokens */
         AUTH_SCOPE_USERS_READ,
         _AUTH_SCOPE_MAX,
 } auth_scope_t;
@@ -55,9 +55,9 @@ auth_scopes_t auth_role_scopes(auth_role_t r);
 #define AUTH_ID_LEN 36
 
 typedef enum auth_via {
-        AUTH_VIA_SESSION,  /* a token from POST /login */
-        AUTH_VIA_TOKEN,    /* an API token from POST /tokens */
-        AUTH_VIA_LOCAL,    /* the unix socket's peer credentials */
+        AUTH_VIA_SESSION, /* a token from POST /login */
+        AUTH_VIA_TOKEN,   /* an API token from POST /tokens */
+        AUTH_VIA_LOCAL,   /* the unix socket's peer credentials */
 } auth_via_t;
 
 /* A token may be bound to a few namespaces (DNS labels, as manifests name them). */
@@ -68,11 +68,11 @@ typedef enum auth_via {
 typedef struct auth_identity {
         auth_via_t via;
         auth_role_t role;
-        auth_scopes_t scopes;              /* what the credential may do: the role's, narrowed by a token's */
-        char user_id[AUTH_ID_LEN + 1];     /* "" for a local peer (it is no user of the store) */
-        char name[AUTH_NAME_MAX + 1];      /* the user's name, or "uid:N" for a local peer */
-        char token_id[AUTH_ID_LEN + 1];    /* the session or token, "" for a local peer */
-        size_t n_namespaces;               /* 0: every namespace */
+        auth_scopes_t scopes;           /* what the credential may do: the role's, narrowed by a token's */
+        char user_id[AUTH_ID_LEN + 1];  /* "" for a local peer (it is no user of the store) */
+        char name[AUTH_NAME_MAX + 1];   /* the user's name, or "uid:N" for a local peer */
+        char token_id[AUTH_ID_LEN + 1]; /* the session or token, "" for a local peer */
+        size_t n_namespaces;            /* 0: every namespace */
         char namespaces[AUTH_NAMESPACES_MAX][AUTH_NAMESPACE_MAX + 1];
 } auth_identity_t;
 

@@ -13,9 +13,7 @@
 #define STATUS_MAX 32
 #define INSTANCES_TIMEOUT_MS 1000
 
-static void sbuffer_destroyp(msgpack_sbuffer *b) {
-        msgpack_sbuffer_destroy(b);
-}
+static void sbuffer_destroyp(msgpack_sbuffer *b) { msgpack_sbuffer_destroy(b); }
 
 /* A string argument; optional ones are NULL when absent. Returns bus_request_fail() on error. */
 static int arg_str(bus_request_t *req, const char *key, size_t max, bool required, char **ret) {
@@ -174,8 +172,12 @@ static int method_record_exit(bus_request_t *req, msgpack_packer *pk, void *user
         if (!streq(i.state, INSTANCE_STATE_EXITED) || !i.exit_reason)
                 return bus_request_fail(req, BUS_ERR_INVALID, "state: only an exited instance (with an exit_reason)");
         e = (store_exit_t){
-                .instance_id = i.spec.instance_id, .generation = i.spec.generation, .address = i.address,
-                .started_at = i.started_at, .exited_at = i.exited_at, .exit_reason = i.exit_reason,
+                .instance_id = i.spec.instance_id,
+                .generation = i.spec.generation,
+                .address = i.address,
+                .started_at = i.started_at,
+                .exited_at = i.exited_at,
+                .exit_reason = i.exit_reason,
                 .exit_status = i.exit_status,
         };
         r = store_exit_record(api->store, i.spec.deployment_id, &e);

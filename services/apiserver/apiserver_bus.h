@@ -16,8 +16,8 @@ void apiserver_publish(apiserver_t *api, const char *type, const store_deploymen
  * event.<level>. -ENOENT when the deployment is unknown. */
 int apiserver_event_record(apiserver_t *api, event_t *e);
 /* apiserver's own events (component "apiserver"); failures are logged here and returned. */
-int apiserver_event(apiserver_t *api, const char *deployment_id, const char *level, const char *reason,
-                    const char *fmt, ...) _printf_(5, 6);
+int apiserver_event(apiserver_t *api, const char *deployment_id, const char *level, const char *reason, const char *fmt,
+                    ...) _printf_(5, 6);
 /* apiserver_ignored.c: one IgnoredField warning per field of d's spec a VM cannot honour. */
 void apiserver_warn_ignored(apiserver_t *api, const store_deployment_t *d);
 /* The event.record request handler. */

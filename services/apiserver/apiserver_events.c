@@ -11,9 +11,7 @@
 #include "proto/schema.h"
 #include "services/apiserver/apiserver_bus.h"
 
-static void sbuffer_destroyp(msgpack_sbuffer *b) {
-        msgpack_sbuffer_destroy(b);
-}
+static void sbuffer_destroyp(msgpack_sbuffer *b) { msgpack_sbuffer_destroy(b); }
 
 static void publish(apiserver_t *api, const event_t *e) {
         _cleanup_(sbuffer_destroyp) msgpack_sbuffer buf = {};
@@ -42,8 +40,8 @@ int apiserver_event_record(apiserver_t *api, event_t *e) {
         return 0;
 }
 
-int apiserver_event(apiserver_t *api, const char *deployment_id, const char *level, const char *reason,
-                    const char *fmt, ...) {
+int apiserver_event(apiserver_t *api, const char *deployment_id, const char *level, const char *reason, const char *fmt,
+                    ...) {
         char message[EVENT_MESSAGE_MAX + 1];
         event_t e = {
                 .deployment_id = (char *)deployment_id,

@@ -140,8 +140,8 @@ static int reply_unknown_param(http_request_t *req, const http_route_t *r, const
                 len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? ", " : "", *k);
         return http_reply_problem(req, 400, "bad-query", "Bad request",
                                   json_pack("[{s:s, s:s}]", "field", name, "reason", "unknown query parameter"),
-                                  "unknown query parameter \"%s\": %s %s takes %s", name, r->method, star ? shown : r->path,
-                                  len ? list : "none");
+                                  "unknown query parameter \"%s\": %s %s takes %s", name, r->method,
+                                  star ? shown : r->path, len ? list : "none");
 }
 
 /* A '*' matches one non-empty path segment, copied into arg (a segment that does not fit
@@ -286,7 +286,7 @@ int http_reply_problem(http_request_t *req, int status, const char *slug, const 
 }
 
 int http_reply_problem_headers(http_request_t *req, int status, const char *slug, const char *title,
-                                 const char *extra_headers, const char *fmt, ...) {
+                               const char *extra_headers, const char *fmt, ...) {
         va_list ap;
         int r;
 
@@ -437,17 +437,16 @@ static bool takes_ticket(const http_route_t *r) {
  * reason: what the client must do differs. */
 static int reply_denied(http_request_t *req, const http_route_t *r, int authenticated) {
         if (authenticated < 0)
-                return http_reply_problem_headers(req, 401, "unauthorized", "Unauthorized",
-                                             "WWW-Authenticate: Bearer realm=\"husk\"\r\n", "%s",
-                                             authenticated == -ENOKEY
-                                                     ? "this request needs a credential: log in (husk login) "
-                                                       "or send Authorization: Bearer <token>"
-                                                     : "the credential is not valid (expired, revoked or mistyped)");
+                return http_reply_problem_headers(
+                        req, 401, "unauthorized", "Unauthorized", "WWW-Authenticate: Bearer realm=\"husk\"\r\n", "%s",
+                        authenticated == -ENOKEY ? "this request needs a credential: log in (husk login) "
+                                                   "or send Authorization: Bearer <token>"
+                                                 : "the credential is not valid (expired, revoked or mistyped)");
         if (r->scope == AUTH_SCOPE_ADMIN || !auth_scope_name(r->scope))
-                return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL, "%s %s is for admins",
-                                          r->method, r->path);
-        return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL, "%s %s needs the scope %s",
-                                  r->method, r->path, auth_scope_name(r->scope));
+                return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL, "%s %s is for admins", r->method,
+                                          r->path);
+        return http_reply_problem(req, 403, "forbidden", "Forbidden", NULL, "%s %s needs the scope %s", r->method,
+                                  r->path, auth_scope_name(r->scope));
 }
 
 /* Every request that may change something (all but GET) and every login, whatever the
@@ -455,8 +454,9 @@ static int reply_denied(http_request_t *req, const http_route_t *r, int authenti
  * that no write route can forget it. */
 static void audit(http_request_t *req, const http_route_t *r, int status) {
         const auth_identity_t *who = req->who;
-        static const char *const via[] = { [AUTH_VIA_SESSION] = "session", [AUTH_VIA_TOKEN] = "token",
-                                           [AUTH_VIA_LOCAL] = "local" };
+        static const char *const via[] = {
+                [AUTH_VIA_SESSION] = "session", [AUTH_VIA_TOKEN] = "token", [AUTH_VIA_LOCAL] = "local"
+        };
         char action[96], path[80];
         const char *star = r ? strchr(r->path, '*') : NULL;
         store_audit_t e = { .status = status };
@@ -524,7 +524,8 @@ static int on_request(struct mg_connection *conn, void *userdata) {
 
                 snprintf(headers, sizeof(headers), "Allow: %s\r\n", allow);
                 status = http_reply_problem_headers(&req, 405, "method-not-allowed", "Method not allowed", headers,
-                                               "%s is not supported on %s; use %s", info->request_method, path, allow);
+                                                    "%s is not supported on %s; use %s", info->request_method, path,
+                                                    allow);
         } else
                 status = http_reply_problem(&req, 404, "not-found", "Not found", NULL, "no such endpoint: %s", path);
 done:
@@ -588,15 +589,24 @@ int http_start(apiserver_t *api, const husk_config_t *config) {
         char ports[160], public[128];
         struct mg_server_port bound[2];
         const char *options[] = {
-                "listening_ports", ports,
-                "num_threads", HTTP_WORKERS,
-                "enable_keep_alive", "yes",
-                "request_timeout_ms", STRINGIFY(HTTP_REQUEST_TIMEOUT_MS),
-                "keep_alive_timeout_ms", HTTP_KEEP_ALIVE_TIMEOUT_MS,
-                "listen_backlog", HTTP_LISTEN_BACKLOG,
-                "connection_queue", HTTP_CONNECTION_QUEUE,
-                "max_request_size", HTTP_MAX_REQUEST_SIZE,
-                "tcp_nodelay", "1",
+                "listening_ports",
+                ports,
+                "num_threads",
+                HTTP_WORKERS,
+                "enable_keep_alive",
+                "yes",
+                "request_timeout_ms",
+                STRINGIFY(HTTP_REQUEST_TIMEOUT_MS),
+                "keep_alive_timeout_ms",
+                HTTP_KEEP_ALIVE_TIMEOUT_MS,
+                "listen_backlog",
+                HTTP_LISTEN_BACKLOG,
+                "connection_queue",
+                HTTP_CONNECTION_QUEUE,
+                "max_request_size",
+                HTTP_MAX_REQUEST_SIZE,
+                "tcp_nodelay",
+                "1",
                 NULL,
         };
         struct mg_callbacks callbacks = {

@@ -17,14 +17,14 @@ typedef struct http_request {
         struct mg_connection *conn;
         const struct mg_request_info *info;
         apiserver_t *api;
-        const char *arg; /* the {id} of a /deployments/{id} route, URL-decoded */
-        bool body_read;  /* http_read_body() was called: the body is consumed or the connection closes */
+        const char *arg;            /* the {id} of a /deployments/{id} route, URL-decoded */
+        bool body_read;             /* http_read_body() was called: the body is consumed or the connection closes */
         const auth_identity_t *who; /* who is asking (the router checked its scope); NULL on public routes */
         /* What the router's audit record of a write says beyond the route; handlers fill in
          * what only they know (never a request body: secrets must not reach the log). */
-        char audit_namespace[64];   /* "": about no namespace */
-        char audit_target[160];     /* "": the route's {id} */
-        char audit_actor[65];       /* for POST /login: the user name tried */
+        char audit_namespace[64]; /* "": about no namespace */
+        char audit_target[160];   /* "": the route's {id} */
+        char audit_actor[65];     /* for POST /login: the user name tried */
 } http_request_t;
 
 /* A route handler answers the request and returns the HTTP status it sent. */

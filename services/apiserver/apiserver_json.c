@@ -56,23 +56,14 @@ json_t *deployment_to_json(const store_deployment_t *d) {
         snprintf(memory, sizeof(memory), "%" PRIu32 "Mi", d->d.memory_mib);
         o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:{s:{s:I, s:s}}, s:s, s:s, s:I, s:I, "
                       "s:s, s:s, s:o}",
-                      "id", d->d.id,
-                      "namespace", d->d.namespace_,
-                      "name", d->d.name,
-                      "runtime", d->d.runtime,
-                      "kind", d->d.kind,
-                      "image", d->d.image,
-                      "replicas", (json_int_t)d->d.replicas,
-                      "ready_replicas", (json_int_t)d->d.ready_replicas,
-                      "labels", json_null(),
-                      "resources", "limits", "cpu", (json_int_t)d->d.cpus, "memory", memory,
-                      "status", d->d.status,
-                      "status_message", d->status_message ?: "",
-                      "generation", (json_int_t)d->d.generation,
-                      "restart_count", (json_int_t)d->restart_count,
-                      "created_at", format_timestamp_ms(d->created_at, created, sizeof(created)),
-                      "updated_at", format_timestamp_ms(d->updated_at, updated, sizeof(updated)),
-                      "spec", json_null());
+                      "id", d->d.id, "namespace", d->d.namespace_, "name", d->d.name, "runtime", d->d.runtime, "kind",
+                      d->d.kind, "image", d->d.image, "replicas", (json_int_t)d->d.replicas, "ready_replicas",
+                      (json_int_t)d->d.ready_replicas, "labels", json_null(), "resources", "limits", "cpu",
+                      (json_int_t)d->d.cpus, "memory", memory, "status", d->d.status, "status_message",
+                      d->status_message ?: "", "generation", (json_int_t)d->d.generation, "restart_count",
+                      (json_int_t)d->restart_count, "created_at",
+                      format_timestamp_ms(d->created_at, created, sizeof(created)), "updated_at",
+                      format_timestamp_ms(d->updated_at, updated, sizeof(updated)), "spec", json_null());
         if (!o)
                 return NULL;
         if (json_object_set_new(o, "labels", parse_stored(d, "labels", d->labels, o)) < 0 ||
@@ -115,6 +106,4 @@ int instances_add_ids(json_t *instances) {
         return 0;
 }
 
-json_t *msgpack_to_json(const msgpack_object *o) {
-        return mp_to_json(o, 0);
-}
+json_t *msgpack_to_json(const msgpack_object *o) { return mp_to_json(o, 0); }

@@ -51,7 +51,7 @@
 
 struct relay_slot {
         bool used;
-        uint16_t port;            /* the relay's source port towards the internal listener */
+        uint16_t port; /* the relay's source port towards the internal listener */
         auth_identity_t identity;
 };
 
@@ -60,22 +60,22 @@ struct apiserver_local {
         int listen_fd;
         int stop_pipe[2];
         uint16_t internal_port;
-        gid_t group;              /* members are operators; (gid_t)-1: none */
+        gid_t group; /* members are operators; (gid_t)-1: none */
         bool has_group;
         char *path;
         pthread_t acceptor;
         bool acceptor_started;
         pthread_mutex_t lock;
-        pthread_cond_t idle;      /* signalled when a relay ends */
-        unsigned relays;          /* running relay threads */
+        pthread_cond_t idle; /* signalled when a relay ends */
+        unsigned relays;     /* running relay threads */
         bool stopping;
         struct relay_slot slots[LOCAL_RELAYS_MAX];
 };
 
 typedef struct relay {
         apiserver_local_t *local;
-        int client;               /* the unix socket connection */
-        int refused;              /* 0: relay as identity; else answer this status and close */
+        int client;  /* the unix socket connection */
+        int refused; /* 0: relay as identity; else answer this status and close */
         auth_identity_t identity;
 } relay_t;
 
@@ -318,7 +318,8 @@ static void admit(apiserver_local_t *l, int fd) {
         }
         pthread_mutex_lock(&l->lock);
         if (l->relays >= LOCAL_RELAYS_MAX) {
-                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                static const char busy[] =
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
                 pthread_mutex_unlock(&l->lock);
                 /* No waiting for the request here: this thread accepts for everyone. */
@@ -352,7 +353,8 @@ static void *accept_run(void *userdata) {
         apiserver_local_t *l = userdata;
 
         for (;;) {
-                struct pollfd p[2] = { { .fd = l->listen_fd, .events = POLLIN }, { .fd = l->stop_pipe[0], .events = POLLIN } };
+                struct pollfd p[2] = { { .fd = l->listen_fd, .events = POLLIN },
+                                       { .fd = l->stop_pipe[0], .events = POLLIN } };
                 int fd;
 
                 if (poll(p, 2, -1) < 0 && errno != EINTR)

@@ -85,12 +85,11 @@ void manifest_wrong_type(parse_ctx_t *c, const char *field, const char *expected
         else if (json_is_null(v))
                 manifest_violation(c, field, "must be %s, got null", expected);
         else
-                manifest_violation(c, field, "must be %s, got %s %s", expected, type_name(v), manifest_show(v, q, sizeof(q)));
+                manifest_violation(c, field, "must be %s, got %s %s", expected, type_name(v),
+                                   manifest_show(v, q, sizeof(q)));
 }
 
-static bool json_is_null_or_absent(const json_t *v) {
-        return !v || json_is_null(v);
-}
+static bool json_is_null_or_absent(const json_t *v) { return !v || json_is_null(v); }
 
 void manifest_set_str(parse_ctx_t *c, char **dst, const char *s) {
         char *copy = strdup(s);
@@ -145,8 +144,9 @@ static bool path_check(parse_ctx_t *c, const char *field, const json_t *v, const
         }
         for (const char *p = s; p; p = strchr(p + 1, '/'))
                 if (p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == '\0')) {
-                        manifest_violation(c, field, "%s must not contain \"..\" components: give the path without them",
-                                  manifest_show(v, q, sizeof(q)));
+                        manifest_violation(c, field,
+                                           "%s must not contain \"..\" components: give the path without them",
+                                           manifest_show(v, q, sizeof(q)));
                         return false;
                 }
         return true;
@@ -161,15 +161,13 @@ static void parse_dns_label(parse_ctx_t *c, const char *key, const json_t *v, ch
                 return manifest_wrong_type(c, key, "a string", v);
         if (!manifest_name_is_valid(json_string_value(v)))
                 return manifest_violation(c, key,
-                                 "%s is not a valid %s: use 1-63 lowercase letters, digits and '-', "
-                                 "starting and ending with a letter or digit (e.g. \"my-app\")",
-                                 manifest_show(v, q, sizeof(q)), key);
+                                          "%s is not a valid %s: use 1-63 lowercase letters, digits and '-', "
+                                          "starting and ending with a letter or digit (e.g. \"my-app\")",
+                                          manifest_show(v, q, sizeof(q)), key);
         manifest_set_str(c, dst, json_string_value(v));
 }
 
-static void parse_name(parse_ctx_t *c, const char *key, const json_t *v) {
-        parse_dns_label(c, key, v, &c->m.name);
-}
+static void parse_name(parse_ctx_t *c, const char *key, const json_t *v) { parse_dns_label(c, key, v, &c->m.name); }
 
 static void parse_namespace(parse_ctx_t *c, const char *key, const json_t *v) {
         parse_dns_label(c, key, v, &c->m.namespace_);
@@ -181,7 +179,10 @@ static const char *runtime_choices(char *buf, size_t size) {
         size_t n = 0;
 
         for (size_t i = 0; i < ELEMENTSOF(runtimes) && n < size; i++)
-                n += (size_t)snprintf(buf + n, size - n, "%s\"%s\"%s", i == 0 ? "" : i + 1 < ELEMENTSOF(runtimes) ? ", " : " or ",
+                n += (size_t)snprintf(buf + n, size - n, "%s\"%s\"%s",
+                                      i == 0                         ? ""
+                                      : i + 1 < ELEMENTSOF(runtimes) ? ", "
+                                                                     : " or ",
                                       runtimes[i], i == 0 ? " (the default)" : "");
         return buf;
 }
@@ -198,8 +199,9 @@ static void parse_runtime(parse_ctx_t *c, const char *key, const json_t *v) {
                         return manifest_set_str(c, &c->m.runtime, s);
         /* Ring's default runtime; a Ring user switching over deserves the reason, not just a list. */
         if (streq(s, "docker"))
-                return manifest_violation(c, key, "\"docker\" is not supported: husk runs every deployment as a microVM; use %s",
-                                          runtime_choices(choices, sizeof(choices)));
+                return manifest_violation(
+                        c, key, "\"docker\" is not supported: husk runs every deployment as a microVM; use %s",
+                        runtime_choices(choices, sizeof(choices)));
         manifest_violation(c, key, "%s is not a supported runtime: use %s", manifest_show(v, q, sizeof(q)),
                            runtime_choices(choices, sizeof(choices)));
 }
@@ -212,7 +214,7 @@ static void parse_kind(parse_ctx_t *c, const char *key, const json_t *v) {
                 return manifest_wrong_type(c, key, "a string", v);
         if (!streq(s, "worker") && !streq(s, "job"))
                 return manifest_violation(c, key, "%s is not a supported kind: use \"worker\" (the default) or \"job\"",
-                                 manifest_show(v, q, sizeof(q)));
+                                          manifest_show(v, q, sizeof(q)));
         manifest_set_str(c, &c->m.kind, s);
 }
 
@@ -241,7 +243,8 @@ static void parse_boot(parse_ctx_t *c, const char *key, const json_t *v) {
         if (!s)
                 return manifest_wrong_type(c, key, "a string", v);
         if (!streq(s, "firmware") && !streq(s, "kit"))
-                return manifest_violation(c, key, "%s is not a boot mode: use \"firmware\" or \"kit\"", manifest_show(v, q, sizeof(q)));
+                return manifest_violation(c, key, "%s is not a boot mode: use \"firmware\" or \"kit\"",
+                                          manifest_show(v, q, sizeof(q)));
         manifest_keep(c, key, v);
 }
 
@@ -252,8 +255,8 @@ static void parse_replicas(parse_ctx_t *c, const char *key, const json_t *v) {
                 return manifest_wrong_type(c, key, "an integer", v);
         n = json_integer_value(v);
         if (n < 0 || n > MANIFEST_REPLICAS_MAX)
-                return manifest_violation(c, key, "must be between 0 and %d, got %" JSON_INTEGER_FORMAT, MANIFEST_REPLICAS_MAX,
-                                 n);
+                return manifest_violation(c, key, "must be between 0 and %d, got %" JSON_INTEGER_FORMAT,
+                                          MANIFEST_REPLICAS_MAX, n);
         c->m.replicas = (uint32_t)n;
 }
 
@@ -266,14 +269,13 @@ static void keep_string_list(parse_ctx_t *c, const char *key, const json_t *v) {
 
         if (!json_is_array(v))
                 return manifest_wrong_type(c, key, "a list of strings", v);
-        json_array_foreach(v, i, item)
-                if (!json_is_string(item)) {
-                        char field[96];
+        json_array_foreach(v, i, item) if (!json_is_string(item)) {
+                char field[96];
 
-                        snprintf(field, sizeof(field), "%s[%zu]", key, i);
-                        manifest_wrong_type(c, field, "a string", item);
-                        ok = false;
-                }
+                snprintf(field, sizeof(field), "%s[%zu]", key, i);
+                manifest_wrong_type(c, field, "a string", item);
+                ok = false;
+        }
         if (ok)
                 manifest_keep(c, key, v);
 }
@@ -312,8 +314,8 @@ static void unknown_field(parse_ctx_t *c, const char *key) {
         /* Users paste the whole Ring file; say what to send instead of listing fields. */
         if (streq(key, "deployments"))
                 return manifest_violation(c, key,
-                                 "unknown field: send one deployment (the value of one entry under "
-                                 "deployments:), not the whole manifest");
+                                          "unknown field: send one deployment (the value of one entry under "
+                                          "deployments:), not the whole manifest");
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", fields[i].name);
         manifest_violation(c, key, "unknown field: a deployment has %s", list);
@@ -404,11 +406,12 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
         /* Absent or null (YAML `name:` with nothing after it) alike; a bad value was reported above. */
         if (json_is_object(input) && json_is_null_or_absent(json_object_get(input, "name")))
                 manifest_violation(&c, "name",
-                          "is required: give the deployment a name of lowercase letters, digits and '-' "
-                          "(e.g. \"my-app\")");
+                                   "is required: give the deployment a name of lowercase letters, digits and '-' "
+                                   "(e.g. \"my-app\")");
         if (json_is_object(input) && json_is_null_or_absent(json_object_get(input, "image")))
-                manifest_violation(&c, "image",
-                          "is required: an absolute path to a raw disk image or a rootfs/OCI bundle directory");
+                manifest_violation(
+                        &c, "image",
+                        "is required: an absolute path to a raw disk image or a rootfs/OCI bundle directory");
 
         if (json_is_object(input))
                 manifest_check_workload(&c, input);

@@ -7,8 +7,8 @@
 
 #include "proto/health.h"
 
-#define MANIFEST_NAME_MAX 63       /* DNS-1123 label */
-#define MANIFEST_PATH_MAX 4096     /* image and kernel paths, in bytes */
+#define MANIFEST_NAME_MAX 63   /* DNS-1123 label */
+#define MANIFEST_PATH_MAX 4096 /* image and kernel paths, in bytes */
 #define MANIFEST_REPLICAS_MAX 100
 #define MANIFEST_CPUS_MAX 256
 #define MANIFEST_MEMORY_MIN_MIB 128
@@ -20,10 +20,10 @@
 typedef struct manifest {
         char *namespace_;
         char *name;
-        char *runtime;       /* "qemu" | "cloud-hypervisor" */
-        char *kind;          /* "worker" | "job" */
-        char *image;         /* absolute path */
-        char *kernel;        /* absolute path, or NULL for the guest kit */
+        char *runtime; /* "qemu" | "cloud-hypervisor" */
+        char *kind;    /* "worker" | "job" */
+        char *image;   /* absolute path */
+        char *kernel;  /* absolute path, or NULL for the guest kit */
         uint32_t replicas;
         uint32_t cpus;       /* resources.limits.cpu, whole vCPUs */
         uint32_t memory_mib; /* resources.limits.memory */

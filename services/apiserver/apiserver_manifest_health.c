@@ -27,17 +27,19 @@ static int duration(const json_t *v, uint64_t def, uint64_t *ret) {
  * (relative to the entry) and the reason in err. */
 static int health_from_json(const json_t *o, health_check_t *h, char *field, size_t field_size, char *err,
                             size_t err_size) {
-        static const char *const known[] = { "type", "port", "url", "command", "interval", "timeout", "threshold",
-                                             "on_failure", "readiness", "start_period", "min_healthy_time" };
+        static const char *const known[] = {
+                "type",      "port",       "url",       "command",      "interval",        "timeout",
+                "threshold", "on_failure", "readiness", "start_period", "min_healthy_time"
+        };
         const char *type, *key, *on_failure;
         const json_t *v, *threshold;
         uint16_t port;
 
-#define FAIL(f, ...)                                           \
-        do {                                                   \
-                snprintf(field, field_size, "%s", f);          \
-                snprintf(err, err_size, __VA_ARGS__);          \
-                return -EINVAL;                                \
+#define FAIL(f, ...)                                  \
+        do {                                          \
+                snprintf(field, field_size, "%s", f); \
+                snprintf(err, err_size, __VA_ARGS__); \
+                return -EINVAL;                       \
         } while (0)
 
         memset(h, 0, sizeof(*h));
@@ -100,13 +102,14 @@ static int health_from_json(const json_t *o, health_check_t *h, char *field, siz
         if (duration(json_object_get(o, "min_healthy_time"), HEALTH_DEFAULT_MIN_HEALTHY_MS, &h->min_healthy_ms) < 0)
                 FAIL("min_healthy_time", "must be a duration such as 10s");
         threshold = json_object_get(o, "threshold");
-        if (threshold && (!json_is_integer(threshold) || json_integer_value(threshold) < 1 ||
-                          json_integer_value(threshold) > 1000))
+        if (threshold &&
+            (!json_is_integer(threshold) || json_integer_value(threshold) < 1 || json_integer_value(threshold) > 1000))
                 FAIL("threshold", "must be a number of consecutive failures from 1 to 1000");
         h->threshold = threshold ? (uint32_t)json_integer_value(threshold) : HEALTH_DEFAULT_THRESHOLD;
         on_failure = json_string_value(json_object_get(o, "on_failure"));
         if (json_object_get(o, "on_failure") &&
-            (!on_failure || (!streq(on_failure, "restart") && !streq(on_failure, "stop") && !streq(on_failure, "alert"))))
+            (!on_failure ||
+             (!streq(on_failure, "restart") && !streq(on_failure, "stop") && !streq(on_failure, "alert"))))
                 FAIL("on_failure", "must be restart, stop or alert");
         h->on_failure = strdup(on_failure ?: "restart");
         v = json_object_get(o, "readiness");

@@ -62,11 +62,12 @@ void manifest_parse_labels(parse_ctx_t *c, const char *key, const json_t *v) {
                 if (!label_key_is_valid(k)) {
                         json_auto_t *jk = json_string(k);
 
-                        manifest_violation(c, field,
-                                  "%s is not a valid label key: use [prefix/]name, where name is 1-63 letters, "
-                                  "digits, '-', '_' or '.' starting and ending with a letter or digit, and the "
-                                  "optional prefix is a DNS subdomain (e.g. \"app\" or \"example.com/tier\")",
-                                  jk ? manifest_show(jk, q, sizeof(q)) : "key");
+                        manifest_violation(
+                                c, field,
+                                "%s is not a valid label key: use [prefix/]name, where name is 1-63 letters, "
+                                "digits, '-', '_' or '.' starting and ending with a letter or digit, and the "
+                                "optional prefix is a DNS subdomain (e.g. \"app\" or \"example.com/tier\")",
+                                jk ? manifest_show(jk, q, sizeof(q)) : "key");
                         continue;
                 }
                 /* YAML turns `version: 2` and `canary: true` into numbers and booleans; labels are strings. */
@@ -84,7 +85,7 @@ void manifest_parse_labels(parse_ctx_t *c, const char *key, const json_t *v) {
                 }
                 if (utf8_length(s) > 63) {
                         manifest_violation(c, field, "value %s is %zu characters long; label values are limited to 63",
-                                  manifest_show(value, q, sizeof(q)), utf8_length(s));
+                                           manifest_show(value, q, sizeof(q)), utf8_length(s));
                         continue;
                 }
                 if (json_object_set_new(c->m.labels, k, json_string(s)) < 0)

@@ -86,15 +86,16 @@ static void parse_cpu(parse_ctx_t *c, const char *field, const json_t *v, bool l
                 return manifest_wrong_type(c, field, "a CPU quantity such as \"2\", 2, 0.5 or \"500m\"", v);
         r = cpu_millis(v, &millis);
         if (r == -EINVAL)
-                return manifest_violation(c, field,
-                                 "%s is not a CPU quantity: use a number of vCPUs (\"2\", 2, 0.5) or millicores (\"500m\")",
-                                 manifest_show(v, q, sizeof(q)));
+                return manifest_violation(
+                        c, field,
+                        "%s is not a CPU quantity: use a number of vCPUs (\"2\", 2, 0.5) or millicores (\"500m\")",
+                        manifest_show(v, q, sizeof(q)));
         if (r == -EDOM)
                 return manifest_violation(c, field, "%s must be greater than zero", manifest_show(v, q, sizeof(q)));
         vcpus = r == -ERANGE ? UINT64_MAX : millis / 1000;
         if (vcpus > MANIFEST_CPUS_MAX)
-                return manifest_violation(c, field, "%s is more than the maximum of %d vCPUs", manifest_show(v, q, sizeof(q)),
-                                 MANIFEST_CPUS_MAX);
+                return manifest_violation(c, field, "%s is more than the maximum of %d vCPUs",
+                                          manifest_show(v, q, sizeof(q)), MANIFEST_CPUS_MAX);
         if (limits) /* an allocation, not a cap: whole vCPUs rounded down, at least one */
                 c->m.cpus = vcpus < 1 ? 1 : (uint32_t)vcpus;
 }
@@ -114,15 +115,18 @@ static void parse_memory(parse_ctx_t *c, const char *field, const json_t *v, boo
         if (r == -ERANGE)
                 bytes = UINT64_MAX;
         else if (r < 0)
-                return manifest_violation(c, field, "%s is not a memory size: use \"512Mi\", \"1Gi\", \"128M\" or a number of bytes",
-                                 manifest_show(v, q, sizeof(q)));
+                return manifest_violation(
+                        c, field, "%s is not a memory size: use \"512Mi\", \"1Gi\", \"128M\" or a number of bytes",
+                        manifest_show(v, q, sizeof(q)));
         if (!limits) /* requests are accepted for Ring compatibility but size nothing */
                 return;
         if (bytes < MANIFEST_MEMORY_MIN_MIB * MIB)
-                return manifest_violation(c, field, "%s is below the minimum of %dMi: a microVM needs at least %d MiB of RAM",
-                                 manifest_show(v, q, sizeof(q)), MANIFEST_MEMORY_MIN_MIB, MANIFEST_MEMORY_MIN_MIB);
+                return manifest_violation(
+                        c, field, "%s is below the minimum of %dMi: a microVM needs at least %d MiB of RAM",
+                        manifest_show(v, q, sizeof(q)), MANIFEST_MEMORY_MIN_MIB, MANIFEST_MEMORY_MIN_MIB);
         if (bytes / MIB > MANIFEST_MEMORY_MAX_MIB)
-                return manifest_violation(c, field, "%s is more than the maximum of 1Ti", manifest_show(v, q, sizeof(q)));
+                return manifest_violation(c, field, "%s is more than the maximum of 1Ti",
+                                          manifest_show(v, q, sizeof(q)));
         c->m.memory_mib = (uint32_t)(bytes / MIB);
 }
 
@@ -174,6 +178,6 @@ json_t *manifest_resources_json(const parse_ctx_t *c) {
         char memory[32];
 
         snprintf(memory, sizeof(memory), "%" PRIu32 "Mi", c->m.memory_mib);
-        return json_pack("{s:{s:I, s:s}, s:O*}", "limits", "cpu", (json_int_t)c->m.cpus, "memory", memory,
-                         "requests", c->requests);
+        return json_pack("{s:{s:I, s:s}, s:O*}", "limits", "cpu", (json_int_t)c->m.cpus, "memory", memory, "requests",
+                         c->requests);
 }

@@ -27,9 +27,9 @@ static bool check_user(parse_ctx_t *c, const char *field, const json_t *user) {
                 if (!known) {
                         manifest_violation(c, sub, "unknown field: config.user has id, group and privileged");
                         ok = false;
-                } else if (!json_is_null(x) &&
-                           (flag ? !json_is_boolean(x)
-                                 : !json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > UINT32_MAX)) {
+                } else if (!json_is_null(x) && (flag ? !json_is_boolean(x)
+                                                     : !json_is_integer(x) || json_integer_value(x) < 0 ||
+                                                                json_integer_value(x) > UINT32_MAX)) {
                         manifest_wrong_type(c, sub, flag ? "true or false" : "a uid/gid number", x);
                         ok = false;
                 }

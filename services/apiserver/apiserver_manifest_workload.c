@@ -139,9 +139,9 @@ int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char
                         size_t i;
                         json_t *item;
 
-                        json_array_foreach(parts[p], i, item)
-                                if (json_is_string(item) && !(command[n++] = strdup(json_string_value(item))))
-                                        return -ENOMEM;
+                        json_array_foreach(parts[p], i,
+                                           item) if (json_is_string(item) &&
+                                                     !(command[n++] = strdup(json_string_value(item)))) return -ENOMEM;
                 }
         }
         json_object_foreach(json_object_get(spec, "environment"), name, value) {

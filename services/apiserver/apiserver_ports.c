@@ -44,7 +44,8 @@ void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v) {
         if (!json_is_array(v))
                 return manifest_wrong_type(c, key, "a list", v);
         if (json_array_size(v) > PORTS_MAX)
-                return manifest_violation(c, key, "has %zu entries, at most %d are allowed", json_array_size(v), PORTS_MAX);
+                return manifest_violation(c, key, "has %zu entries, at most %d are allowed", json_array_size(v),
+                                          PORTS_MAX);
         json_array_foreach(v, i, e) {
                 const json_t *pub = json_object_get(e, "published"), *tgt = json_object_get(e, "target");
                 const json_t *proto = json_object_get(e, "protocol"), *host_ip = json_object_get(e, "host_ip");
@@ -83,7 +84,8 @@ void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v) {
                         ok = false;
                 }
                 if (proto && !json_is_null(proto) &&
-                    !(json_is_string(proto) && (streq(json_string_value(proto), "tcp") || streq(json_string_value(proto), "udp")))) {
+                    !(json_is_string(proto) &&
+                      (streq(json_string_value(proto), "tcp") || streq(json_string_value(proto), "udp")))) {
                         snprintf(field, sizeof(field), "%s[%zu].protocol", key, i);
                         manifest_violation(c, field, "must be tcp or udp, got %s", manifest_show(proto, q, sizeof(q)));
                         ok = false;
@@ -124,7 +126,8 @@ void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v) {
                                   json_string_value(json_object_get(y, "protocol")))) {
                                 char field[64];
                                 snprintf(field, sizeof(field), "%s[%zu].published", key, a);
-                                manifest_violation(c, field, "%" JSON_INTEGER_FORMAT "/%s is already published by %s[%zu]",
+                                manifest_violation(c, field,
+                                                   "%" JSON_INTEGER_FORMAT "/%s is already published by %s[%zu]",
                                                    json_integer_value(json_object_get(x, "published")),
                                                    json_string_value(json_object_get(x, "protocol")), key, b);
                                 return;

@@ -43,6 +43,4 @@ int route_namespace_audit(http_request_t *req) {
         return reply_audit(req, req->arg);
 }
 
-int route_audit(http_request_t *req) {
-        return reply_audit(req, NULL);
-}
+int route_audit(http_request_t *req) { return reply_audit(req, NULL); }

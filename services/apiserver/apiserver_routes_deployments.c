@@ -13,10 +13,7 @@
 #include "services/apiserver/apiserver_manifest.h"
 #include "services/apiserver/apiserver_ports.h"
 
-
-static void store_deployment_clearp(store_deployment_t *d) {
-        store_deployment_clear(d);
-}
+static void store_deployment_clearp(store_deployment_t *d) { store_deployment_clear(d); }
 #define _cleanup_deployment_ _cleanup_(store_deployment_clearp)
 
 _Static_assert(AUTH_NAMESPACES_MAX <= STORE_ANY_OF_MAX, "a token's namespaces fit a list filter");
@@ -174,9 +171,14 @@ int route_deployments_apply(http_request_t *req) {
  * refuses any other name before we get here. */
 
 static const char *const statuses[] = {
-        DEPLOYMENT_STATUS_PENDING, DEPLOYMENT_STATUS_CREATING, DEPLOYMENT_STATUS_RUNNING,
-        DEPLOYMENT_STATUS_COMPLETED, DEPLOYMENT_STATUS_FAILED, DEPLOYMENT_STATUS_CRASH_LOOP,
-        DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES, DEPLOYMENT_STATUS_DELETED,
+        DEPLOYMENT_STATUS_PENDING,
+        DEPLOYMENT_STATUS_CREATING,
+        DEPLOYMENT_STATUS_RUNNING,
+        DEPLOYMENT_STATUS_COMPLETED,
+        DEPLOYMENT_STATUS_FAILED,
+        DEPLOYMENT_STATUS_CRASH_LOOP,
+        DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES,
+        DEPLOYMENT_STATUS_DELETED,
 };
 
 static const char *const kinds[] = { "worker", "job" };
@@ -214,7 +216,8 @@ static int add_label(http_request_t *req, list_query_t *q, char *term, const cha
         if (q->filter.n_labels == STORE_LABEL_FILTERS_MAX)
                 return bad_query(req, "at most %d label filters", STORE_LABEL_FILTERS_MAX);
         if (!parse_selector(term, &q->labels[q->filter.n_labels]))
-                return bad_query(req, "%s: each must be key=value (e.g. label=app=web, labelSelector=app=web,tier=front)",
+                return bad_query(req,
+                                 "%s: each must be key=value (e.g. label=app=web, labelSelector=app=web,tier=front)",
                                  param);
         q->filter.n_labels++;
         return 0;
@@ -317,10 +320,9 @@ static int attach_instances(http_request_t *req, json_t *list) {
                                 return -ENOMEM;
                         continue;
                 }
-                json_array_foreach(all, j, i)
-                        if (json_equal(json_object_get(i, "deployment_id"), json_object_get(d, "id")) &&
-                            json_array_append(mine, i) < 0)
-                                return -ENOMEM;
+                json_array_foreach(all, j,
+                                   i) if (json_equal(json_object_get(i, "deployment_id"), json_object_get(d, "id")) &&
+                                          json_array_append(mine, i) < 0) return -ENOMEM;
         }
         return 0;
 }
@@ -430,7 +432,8 @@ int route_deployment_mark_deleted(apiserver_t *api, const char *id) {
                 log_info("Deployment %s/%s (%s) deleted; its instances are being stopped", d.d.namespace_, d.d.name,
                          d.d.id);
                 apiserver_publish(api, BUS_EVENT_DEPLOYMENT_DELETED, &d, NULL);
-                apiserver_event(api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED, "deleted: its instances are being stopped");
+                apiserver_event(api, d.d.id, EVENT_LEVEL_INFO, EVENT_DELETED,
+                                "deleted: its instances are being stopped");
         }
         return r;
 }

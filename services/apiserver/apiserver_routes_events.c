@@ -45,8 +45,8 @@ int route_deployment_events(http_request_t *req) {
                 f.min_level = level;
         r = query_u64(req, "limit", &limit);
         if (r < 0 || (r > 0 && (limit == 0 || limit > STORE_EVENTS_LIST_MAX)))
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "limit: a number from 1 to %d", STORE_EVENTS_LIST_MAX);
+                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL, "limit: a number from 1 to %d",
+                                          STORE_EVENTS_LIST_MAX);
         if (r > 0)
                 f.limit = (size_t)limit;
         if (query_u64(req, "after", &f.after_id) < 0)

@@ -39,7 +39,11 @@ static json_t *text_json(const msgpack_object *o) {
                 return NULL;
         q = buf;
         while (k < n) {
-                size_t len = p[k] < 0x80 ? 1 : (p[k] & 0xe0) == 0xc0 ? 2 : (p[k] & 0xf0) == 0xe0 ? 3 : (p[k] & 0xf8) == 0xf0 ? 4 : 0;
+                size_t len = p[k] < 0x80             ? 1
+                             : (p[k] & 0xe0) == 0xc0 ? 2
+                             : (p[k] & 0xf0) == 0xe0 ? 3
+                             : (p[k] & 0xf8) == 0xf0 ? 4
+                                                     : 0;
                 bool ok = len > 0 && k + len <= n && p[k] != 0;
 
                 for (size_t x = 1; ok && x < len; x++)
@@ -92,8 +96,8 @@ static int pick_instance(http_request_t *req, const char *deployment_id, const c
                 return 0;
         }
         if (wanted)
-                return http_reply_problem(req, 404, "not-found", "Not found", NULL,
-                                          "deployment %s has no instance %s", deployment_id, wanted);
+                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "deployment %s has no instance %s",
+                                          deployment_id, wanted);
         return http_reply_problem(req, 409, "no-ready-instance", "No ready instance", NULL,
                                   "deployment %s has no ready instance to exec in", deployment_id);
 }
@@ -131,18 +135,23 @@ static int check_args(http_request_t *req, const json_t *in, uint64_t *ret_timeo
         if (instance && !json_is_null(instance) &&
             (!json_is_string(instance) || json_string_length(instance) == 0 ||
              json_string_length(instance) > PROTO_ID_MAX))
-                return bad_request(req, "instance", "must be an instance id (a string, as listed by GET /deployments/{id})");
+                return bad_request(req, "instance",
+                                   "must be an instance id (a string, as listed by GET /deployments/{id})");
         if (!json_is_array(command) || json_array_size(command) == 0 || json_array_size(command) > MP_STRV_MAX)
                 return bad_request(req, "command", "must be a non-empty list of strings");
-        json_array_foreach(command, k, v)
-                if (!json_is_string(v) || (k == 0 && !*json_string_value(v)))
-                        return bad_request(req, "command", "must be a non-empty list of strings");
+        json_array_foreach(
+                command, k,
+                v) if (!json_is_string(v) ||
+                       (k == 0 && !*json_string_value(v))) return bad_request(req, "command",
+                                                                              "must be a non-empty list of strings");
         if (env && !json_is_null(env)) {
                 if (!json_is_object(env) || json_object_size(env) > MP_STRV_MAX)
                         return bad_request(req, "env", "must be a map of variable names to strings");
-                json_object_foreach((json_t *)env, key, v)
-                        if (!json_is_string(v) || !*key || strchr(key, '='))
-                                return bad_request(req, "env", "must be a map of variable names to strings");
+                json_object_foreach(
+                        (json_t *)env, key,
+                        v) if (!json_is_string(v) || !*key ||
+                               strchr(key, '=')) return bad_request(req, "env",
+                                                                    "must be a map of variable names to strings");
         }
         if (timeout && json_is_string(timeout)) {
                 if (parse_duration_ms(json_string_value(timeout), &timeout_ms) < 0)
@@ -176,13 +185,11 @@ static void pack_args(const json_t *in, const char *instance_id, uint64_t timeou
         mp_pack_kv_str(pk, "instance_id", instance_id);
         mp_pack_str(pk, "argv");
         msgpack_pack_array(pk, json_array_size(command));
-        json_array_foreach(command, k, v)
-                mp_pack_str(pk, json_string_value(v));
+        json_array_foreach(command, k, v) mp_pack_str(pk, json_string_value(v));
         if (json_is_object(env)) {
                 mp_pack_str(pk, "env");
                 msgpack_pack_map(pk, json_object_size(env));
-                json_object_foreach((json_t *)env, key, v)
-                        mp_pack_kv_str(pk, key, json_string_value(v));
+                json_object_foreach((json_t *)env, key, v) mp_pack_kv_str(pk, key, json_string_value(v));
         }
         if (json_is_string(cwd))
                 mp_pack_kv_str(pk, "cwd", json_string_value(cwd));
@@ -220,8 +227,9 @@ int route_deployment_exec(http_request_t *req) {
                 return bad_request(req, path, reason);
         }
         if (!json_is_object(in))
-                return http_reply_problem(req, 400, "malformed-json", "Malformed JSON", NULL,
-                                          "send {\"command\": [...], \"instance\"?, \"env\"?, \"timeout\"?, \"cwd\"?, \"stdin\"?}");
+                return http_reply_problem(
+                        req, 400, "malformed-json", "Malformed JSON", NULL,
+                        "send {\"command\": [...], \"instance\"?, \"env\"?, \"timeout\"?, \"cwd\"?, \"stdin\"?}");
         r = check_args(req, in, &timeout_ms);
         if (r != 0)
                 return r;
@@ -239,8 +247,8 @@ int route_deployment_exec(http_request_t *req) {
         pack_args(in, instance_id, timeout_ms, &pk);
         /* An exec may take minutes: it has a client of its own from the pool, so it holds up
          * no other call. */
-        r = bus_pool_call(req->api->vmm, BUS_METHOD_INSTANCE_EXEC, &args, &(bus_call_opts_t){ .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS },
-                          &reply);
+        r = bus_pool_call(req->api->vmm, BUS_METHOD_INSTANCE_EXEC, &args,
+                          &(bus_call_opts_t){ .timeout_ms = timeout_ms + EXEC_CALL_GRACE_MS }, &reply);
         msgpack_sbuffer_destroy(&args);
         if (r == -ETIMEDOUT)
                 return http_reply_problem(req, 504, "timeout", "Gateway timeout", NULL,
@@ -249,9 +257,10 @@ int route_deployment_exec(http_request_t *req) {
                 return http_reply_problem(req, 503, "unavailable", "Service unavailable", NULL,
                                           "cannot ask vmm-driver: %s", strerror(-r));
         if (reply->error_code) {
-                int code = streq(reply->error_code, BUS_ERR_INVALID) ? 400 :
-                           streq(reply->error_code, BUS_ERR_NOT_FOUND) ? 404 :
-                           streq(reply->error_code, BUS_ERR_CONFLICT) ? 409 : 503;
+                int code = streq(reply->error_code, BUS_ERR_INVALID)     ? 400
+                           : streq(reply->error_code, BUS_ERR_NOT_FOUND) ? 404
+                           : streq(reply->error_code, BUS_ERR_CONFLICT)  ? 409
+                                                                         : 503;
                 return http_reply_problem(req, code, code == 503 ? "agent-unavailable" : "exec-refused",
                                           code == 503 ? "Guest agent unavailable" : "Exec refused", NULL, "%s",
                                           reply->error_message ?: reply->error_code);
@@ -263,12 +272,14 @@ int route_deployment_exec(http_request_t *req) {
             json_object_set_new(out, "exit_status", json_integer(status)) < 0 ||
             json_object_set_new(out, "stdout", text_json(mp_map_get(reply->result, "stdout"))) < 0 ||
             json_object_set_new(out, "stderr", text_json(mp_map_get(reply->result, "stderr"))) < 0 ||
-            json_object_set_new(out, "timed_out", json_boolean(mp_map_get(reply->result, "timed_out") &&
-                                                               mp_map_get(reply->result, "timed_out")->type == MSGPACK_OBJECT_BOOLEAN &&
-                                                               mp_map_get(reply->result, "timed_out")->via.boolean)) < 0 ||
-            json_object_set_new(out, "truncated", json_boolean(mp_map_get(reply->result, "truncated") &&
-                                                               mp_map_get(reply->result, "truncated")->type == MSGPACK_OBJECT_BOOLEAN &&
-                                                               mp_map_get(reply->result, "truncated")->via.boolean)) < 0)
+            json_object_set_new(out, "timed_out",
+                                json_boolean(mp_map_get(reply->result, "timed_out") &&
+                                             mp_map_get(reply->result, "timed_out")->type == MSGPACK_OBJECT_BOOLEAN &&
+                                             mp_map_get(reply->result, "timed_out")->via.boolean)) < 0 ||
+            json_object_set_new(out, "truncated",
+                                json_boolean(mp_map_get(reply->result, "truncated") &&
+                                             mp_map_get(reply->result, "truncated")->type == MSGPACK_OBJECT_BOOLEAN &&
+                                             mp_map_get(reply->result, "truncated")->via.boolean)) < 0)
                 return http_reply_internal(req, ENOMEM, "encoding the exec answer");
         return http_reply_json(req, 200, TAKE_PTR(out), NULL);
 }

@@ -34,8 +34,7 @@ int route_deployment_health_checks(http_request_t *req) {
                                           HEALTH_TIMEOUT_MS);
         if (reply->error_code || !reply->result || reply->result->type != MSGPACK_OBJECT_ARRAY) {
                 r = http_reply_problem(req, 502, "bad-gateway", "Bad gateway", NULL, "husk-scheduler answered %s: %s",
-                                       reply->error_code ?: "something that is not a list",
-                                       reply->error_message ?: "");
+                                       reply->error_code ?: "something that is not a list", reply->error_message ?: "");
                 bus_reply_free(reply);
                 return r;
         }

@@ -12,17 +12,17 @@
 #include "proto/instance.h"
 #include "services/apiserver/apiserver_http.h"
 
-#define LOGS_TAIL_MAX 100000          /* logd's limit too */
+#define LOGS_TAIL_MAX 100000 /* logd's limit too */
 #define LOGS_QUERY_TIMEOUT_MS 3000
 /* A follower holds its civetweb worker for as long as it follows (civetweb 1.15 cannot park a
  * connection): followers get a bounded share of the workers (HTTP_WORKERS, 1024), answered
  * with 503 beyond it, so that followers alone never starve the rest of the API. */
 #define LOGS_FOLLOW_MAX 64
-#define LOGS_HEARTBEAT_MS 5000        /* a comment line: finds followers that went away */
-#define LOGS_TICK_MS 1000             /* a follower looks whether the apiserver is stopping */
-#define LOGS_CATCHUP_FIRST_MS 250     /* once our subscription surely reached logd */
-#define LOGS_CATCHUP_MS 5000          /* safety net: events a slow subscriber lost at its HWM */
-#define LOGS_RETRY_MS 1000            /* logd did not answer (restarting): ask again this soon */
+#define LOGS_HEARTBEAT_MS 5000    /* a comment line: finds followers that went away */
+#define LOGS_TICK_MS 1000         /* a follower looks whether the apiserver is stopping */
+#define LOGS_CATCHUP_FIRST_MS 250 /* once our subscription surely reached logd */
+#define LOGS_CATCHUP_MS 5000      /* safety net: events a slow subscriber lost at its HWM */
+#define LOGS_RETRY_MS 1000        /* logd did not answer (restarting): ask again this soon */
 #define LOGS_CURSORS_MAX 1024
 
 static atomic_int followers;
@@ -38,7 +38,7 @@ typedef struct logs_req {
         http_request_t *http;
         const char *deployment_id;
         uint64_t tail;
-        bool has_tail;        /* tail=0: no history, only what comes */
+        bool has_tail; /* tail=0: no history, only what comes */
         uint64_t since_ms;
         const char *level;    /* NULL: all */
         const char *instance; /* NULL: all */
@@ -85,8 +85,9 @@ static int parse_params(http_request_t *req, logs_req_t *q, char *level, char *i
         } else
                 q->level_rank = (int)ELEMENTSOF(levels) - 1;
         if (r < 0)
-                return http_reply_problem(req, 400, "bad-query", "Bad request", NULL,
-                                          "level: error, warning, info, debug or unknown (that level and the more severe)");
+                return http_reply_problem(
+                        req, 400, "bad-query", "Bad request", NULL,
+                        "level: error, warning, info, debug or unknown (that level and the more severe)");
         r = http_query(req, "instance", 0, instance, 13);
         if (r == 0)
                 r = http_query(req, "container", 0, instance, 13);
@@ -324,8 +325,8 @@ static int on_log_event(logs_req_t *q, const void *body, size_t size, FILE **out
                 goto out;
         }
         entries = mp_map_get(&u.data, "entries");
-        if (mp_get_str(&u.data, "instance", 12, &instance) < 0 || mp_get_u64(&u.data, "start", &start) < 0 || !entries ||
-            entries->type != MSGPACK_OBJECT_ARRAY || !instance_id_valid(instance))
+        if (mp_get_str(&u.data, "instance", 12, &instance) < 0 || mp_get_u64(&u.data, "start", &start) < 0 ||
+            !entries || entries->type != MSGPACK_OBJECT_ARRAY || !instance_id_valid(instance))
                 goto out;
         if (q->instance && !streq(q->instance, instance))
                 goto out;
@@ -509,8 +510,9 @@ int route_deployment_logs(http_request_t *req) {
                 }
                 /* A stream: the body ends when the connection does. */
                 mg_disable_connection_keep_alive(req->conn);
-                fprintf(out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-store\r\nConnection: close\r\n"
-                             "X-Accel-Buffering: no\r\n\r\n%s",
+                fprintf(out,
+                        "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-store\r\nConnection: close\r\n"
+                        "X-Accel-Buffering: no\r\n\r\n%s",
                         q->sse ? "text/event-stream" : "application/json", q->sse ? "" : "[");
                 format_entries(q, entries, out, &first);
                 status = 200;

@@ -76,7 +76,8 @@ int route_namespaces_create(http_request_t *req) {
                                           "this token may not touch namespace \"%s\"", name);
         r = store_namespace_create(req->api->store, name, &ns);
         if (r == -EEXIST)
-                return http_reply_problem(req, 409, "conflict", "Conflict", NULL, "namespace \"%s\" exists already", name);
+                return http_reply_problem(req, 409, "conflict", "Conflict", NULL, "namespace \"%s\" exists already",
+                                          name);
         if (r < 0)
                 return http_reply_internal(req, r, "creating the namespace");
         snprintf(location, sizeof(location), "Location: /namespaces/%s\r\n", ns.name);
@@ -129,6 +130,7 @@ int route_namespace_delete(http_request_t *req) {
                 return reply_no_namespace(req);
         if (r < 0)
                 return http_reply_internal(req, r, "deleting the namespace");
-        log_info("Namespace %s deleted by %s%s", req->arg, req->who->name, cascade[0] == 't' ? ", with its deployments" : "");
+        log_info("Namespace %s deleted by %s%s", req->arg, req->who->name,
+                 cascade[0] == 't' ? ", with its deployments" : "");
         return http_reply_no_content(req);
 }

@@ -80,7 +80,8 @@ int route_tokens_create(http_request_t *req) {
         if (r > 0)
                 return r;
         name = json_string_value(json_object_get(input, "name"));
-        if (!name || !*name || strlen(name) > AUTH_NAME_MAX || strlen(name) != json_string_length(json_object_get(input, "name")))
+        if (!name || !*name || strlen(name) > AUTH_NAME_MAX ||
+            strlen(name) != json_string_length(json_object_get(input, "name")))
                 return reply_invalid(req, "name", "a name of 1 to 64 bytes, to tell the token apart in lists");
         scopes = json_object_get(input, "scopes");
         if (!json_is_array(scopes) || json_array_size(scopes) == 0)
@@ -118,8 +119,8 @@ int route_tokens_create(http_request_t *req) {
                         return http_reply_internal(req, ENOMEM, "listing namespaces");
         }
         ttl = json_string_value(json_object_get(input, "expires_in"));
-        if (json_object_get(input, "expires_in") && (!ttl || parse_ttl(ttl, &ttl_ms) < 0 || ttl_ms == 0 ||
-                                                      ttl_ms > TOKEN_TTL_MAX_MS))
+        if (json_object_get(input, "expires_in") &&
+            (!ttl || parse_ttl(ttl, &ttl_ms) < 0 || ttl_ms == 0 || ttl_ms > TOKEN_TTL_MAX_MS))
                 return reply_invalid(req, "expires_in", "a duration such as 30d, 12h or 90m, at most 366d");
 
         snprintf(t.user_id, sizeof(t.user_id), "%s", req->who->user_id);

@@ -7,7 +7,8 @@
 #include "services/apiserver/apiserver_http.h"
 
 static int reply_no_user(http_request_t *req) {
-        return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no user with id or name \"%.64s\"", req->arg);
+        return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no user with id or name \"%.64s\"",
+                                  req->arg);
 }
 
 /* A password as the API takes it: a string of AUTH_PASSWORD_MIN..MAX bytes. NULL when absent;
@@ -22,9 +23,10 @@ static const char *password_field(json_t *input, const char *key, bool *bad) {
 }
 
 static int reply_bad_password(http_request_t *req, const char *key) {
-        return http_reply_problem(req, 422, "invalid-user", "Invalid user",
-                                  json_pack("[{s:s, s:s}]", "field", key, "reason", "must be a string of 8 to 256 bytes"),
-                                  "%s must be a string of %d to %d bytes", key, AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
+        return http_reply_problem(
+                req, 422, "invalid-user", "Invalid user",
+                json_pack("[{s:s, s:s}]", "field", key, "reason", "must be a string of 8 to 256 bytes"),
+                "%s must be a string of %d to %d bytes", key, AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
 }
 
 static int reply_last_admin(http_request_t *req) {
@@ -81,10 +83,10 @@ int route_users_create(http_request_t *req) {
                                                     "1 to 64 of a-z, 0-9, '.', '_' and '-', not starting with a sign"),
                                           "username: 1 to 64 of a-z, 0-9, '.', '_' and '-'");
         if (role < 0)
-                return http_reply_problem(req, 422, "invalid-user", "Invalid user",
-                                          json_pack("[{s:s, s:s}]", "field", "role", "reason",
-                                                    "one of admin, operator, viewer"),
-                                          "role: one of admin, operator, viewer");
+                return http_reply_problem(
+                        req, 422, "invalid-user", "Invalid user",
+                        json_pack("[{s:s, s:s}]", "field", "role", "reason", "one of admin, operator, viewer"),
+                        "role: one of admin, operator, viewer");
         if (!password)
                 return reply_bad_password(req, "password");
         r = auth_password_hash(password, hash);
@@ -117,10 +119,10 @@ int route_user_update(http_request_t *req) {
         if (role_value) {
                 role = auth_role_from_name(json_string_value(role_value));
                 if (role < 0)
-                        return http_reply_problem(req, 422, "invalid-user", "Invalid user",
-                                                  json_pack("[{s:s, s:s}]", "field", "role", "reason",
-                                                            "one of admin, operator, viewer"),
-                                                  "role: one of admin, operator, viewer");
+                        return http_reply_problem(
+                                req, 422, "invalid-user", "Invalid user",
+                                json_pack("[{s:s, s:s}]", "field", "role", "reason", "one of admin, operator, viewer"),
+                                "role: one of admin, operator, viewer");
         }
         password = password_field(input, "password", &bad);
         if (bad)

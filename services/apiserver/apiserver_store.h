@@ -22,14 +22,14 @@ typedef struct apiserver_store apiserver_store_t;
 
 /* One row of the deployments table. */
 typedef struct store_deployment {
-        deployment_t d;        /* the bus record: id, names, generation, status, sizing */
-        char *status_message;  /* "" when there is nothing to say */
+        deployment_t d;       /* the bus record: id, names, generation, status, sizing */
+        char *status_message; /* "" when there is nothing to say */
         uint32_t restart_count;
-        char *labels;          /* JSON object text, values are strings */
-        char *spec;            /* JSON object text: the normalized manifest */
-        uint64_t created_at;   /* unix ms */
+        char *labels;        /* JSON object text, values are strings */
+        char *spec;          /* JSON object text: the normalized manifest */
+        uint64_t created_at; /* unix ms */
         uint64_t updated_at;
-        bool has_exit_code;    /* a job ended (this generation): exit_code is its workload's */
+        bool has_exit_code; /* a job ended (this generation): exit_code is its workload's */
         int64_t exit_code;
 } store_deployment_t;
 
@@ -46,7 +46,7 @@ int store_ping(apiserver_store_t *s);
 
 typedef enum store_apply_result {
         STORE_APPLY_CREATED,
-        STORE_APPLY_UPDATED,   /* spec changed: generation bumped, status kept */
+        STORE_APPLY_UPDATED, /* spec changed: generation bumped, status kept */
         STORE_APPLY_UNCHANGED,
 } store_apply_result_t;
 
@@ -86,17 +86,16 @@ typedef struct store_filter {
 } store_filter_t;
 
 /* Deployments ordered by namespace then name. */
-int store_deployment_list(apiserver_store_t *s, const store_filter_t *filter, store_deployment_t **ret,
-                          size_t *ret_n);
+int store_deployment_list(apiserver_store_t *s, const store_filter_t *filter, store_deployment_t **ret, size_t *ret_n);
 
 typedef struct store_status_update {
-        const char *status;     /* required: one of the DEPLOYMENT_STATUS_* */
-        const char *message;    /* NULL: cleared, a status report says why or nothing */
+        const char *status;  /* required: one of the DEPLOYMENT_STATUS_* */
+        const char *message; /* NULL: cleared, a status report says why or nothing */
         bool has_ready_replicas;
         uint32_t ready_replicas;
         bool has_restart_count;
         uint32_t restart_count;
-        bool has_failed_at;  /* the scheduler's back-off clock: the newest failure it counted */
+        bool has_failed_at; /* the scheduler's back-off clock: the newest failure it counted */
         uint64_t failed_at;
         uint64_t generation; /* non-zero: restart_count and failed_at are counted against this
                               * generation, and dropped when the spec changed since (a re-apply
@@ -133,11 +132,11 @@ int store_deployment_purge(apiserver_store_t *s, const char *id, store_deploymen
 typedef struct store_exit {
         char *instance_id;
         uint64_t generation;
-        char *address;        /* the guest's address; NULL: it had no network */
-        uint64_t started_at;  /* unix ms */
+        char *address;       /* the guest's address; NULL: it had no network */
+        uint64_t started_at; /* unix ms */
         uint64_t exited_at;
         char *exit_reason;
-        int64_t exit_status;  /* code, 128+signal, -1 when unknown */
+        int64_t exit_status; /* code, 128+signal, -1 when unknown */
 } store_exit_t;
 
 void store_exit_clear(store_exit_t *e);
@@ -166,8 +165,8 @@ typedef struct store_event_filter {
 } store_event_filter_t;
 
 /* A deployment's events in id order (oldest first). */
-int store_event_list(apiserver_store_t *s, const char *deployment_id, const store_event_filter_t *f,
-                     event_t **ret, size_t *ret_n);
+int store_event_list(apiserver_store_t *s, const char *deployment_id, const store_event_filter_t *f, event_t **ret,
+                     size_t *ret_n);
 void store_event_array_free(event_t *a, size_t n);
 
 /* ---- users and their credentials (apiserver_store_auth.c) ---- */
@@ -194,21 +193,20 @@ int store_user_list(apiserver_store_t *s, store_user_t **ret, size_t *ret_n);
 /* Change the role (role < 0: kept) and/or the password hash (NULL: kept). Either change
  * revokes every session and token of the user in the same transaction. -ENOENT when unknown,
  * -EBUSY when it would leave no admin. */
-int store_user_update(apiserver_store_t *s, const char *id, int role, const char *password_hash,
-                      store_user_t *ret);
+int store_user_update(apiserver_store_t *s, const char *id, int role, const char *password_hash, store_user_t *ret);
 /* Delete the user and its credentials. -ENOENT when unknown, -EBUSY for the last admin. */
 int store_user_delete(apiserver_store_t *s, const char *id);
 
 typedef struct store_token {
         char id[STORE_UUID_LEN + 1];
         char user_id[STORE_UUID_LEN + 1];
-        bool session;           /* from POST /login (else an API token) */
+        bool session; /* from POST /login (else an API token) */
         char name[AUTH_NAME_MAX + 1];
-        bool has_scopes;        /* false: the owner's role decides (sessions) */
-        auth_scopes_t scopes;   /* names the store does not know (a newer husk's) grant nothing */
-        char *namespaces;       /* JSON array text; NULL: every namespace */
-        uint64_t created_at;    /* unix ms */
-        uint64_t expires_at;    /* 0: never */
+        bool has_scopes;      /* false: the owner's role decides (sessions) */
+        auth_scopes_t scopes; /* names the store does not know (a newer husk's) grant nothing */
+        char *namespaces;     /* JSON array text; NULL: every namespace */
+        uint64_t created_at;  /* unix ms */
+        uint64_t expires_at;  /* 0: never */
 } store_token_t;
 
 void store_token_clear(store_token_t *t);
@@ -217,8 +215,8 @@ void store_token_array_free(store_token_t *a, size_t n);
  * the token's hash. Expired credentials are dropped on the way. -ENOENT when the user is gone. */
 int store_token_insert(apiserver_store_t *s, const store_token_t *t, const uint8_t hash[AUTH_TOKEN_HASH_LEN]);
 /* The credential stored under hash and not expired at now_ms, and its user. -ENOENT otherwise. */
-int store_token_find(apiserver_store_t *s, const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t now_ms,
-                     store_token_t *ret, store_user_t *ret_user);
+int store_token_find(apiserver_store_t *s, const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t now_ms, store_token_t *ret,
+                     store_user_t *ret_user);
 /* Delete the credential id (only if it belongs to user_id, when that is not NULL). -ENOENT otherwise. */
 int store_token_delete(apiserver_store_t *s, const char *id, const char *user_id);
 /* The API tokens (not sessions) of user_id (NULL: everyone's), newest first. */
@@ -236,15 +234,15 @@ int store_token_rehash(apiserver_store_t *s, const char *id, const char *user_id
 
 typedef struct store_audit {
         uint64_t id;
-        uint64_t timestamp;  /* unix ms */
-        char *namespace_;    /* NULL: about no namespace (logins, users, tokens) */
-        char *actor;         /* the user's name, "uid:N" for a local peer, the name tried for a login */
-        char *actor_id;      /* the session's or token's id; "" */
-        char *via;           /* "session", "token", "local", "anonymous" */
-        char *action;        /* "POST /deployments", "DELETE /users/{id}", ... */
-        char *target;        /* the route's {id}, or what the handler named ("prod/web"); "" */
-        char *source;        /* the client's address, "local" for the unix socket */
-        int status;          /* the HTTP status answered */
+        uint64_t timestamp; /* unix ms */
+        char *namespace_;   /* NULL: about no namespace (logins, users, tokens) */
+        char *actor;        /* the user's name, "uid:N" for a local peer, the name tried for a login */
+        char *actor_id;     /* the session's or token's id; "" */
+        char *via;          /* "session", "token", "local", "anonymous" */
+        char *action;       /* "POST /deployments", "DELETE /users/{id}", ... */
+        char *target;       /* the route's {id}, or what the handler named ("prod/web"); "" */
+        char *source;       /* the client's address, "local" for the unix socket */
+        int status;         /* the HTTP status answered */
 } store_audit_t;
 
 void store_audit_clear(store_audit_t *a);
@@ -258,8 +256,8 @@ int store_audit_list(apiserver_store_t *s, const char *namespace_, size_t limit,
 
 typedef struct store_namespace {
         char name[AUTH_NAMESPACE_MAX + 1];
-        uint64_t created_at;   /* unix ms; 0 for the ones that existed before namespaces were objects */
-        uint32_t deployments;  /* deployments in it, deleted ones not counted */
+        uint64_t created_at;  /* unix ms; 0 for the ones that existed before namespaces were objects */
+        uint32_t deployments; /* deployments in it, deleted ones not counted */
 } store_namespace_t;
 
 /* Every namespace, by name. */

@@ -35,10 +35,11 @@ int store_audit_record(apiserver_store_t *s, store_audit_t *e) {
                 return -EINVAL;
         if (!e->timestamp)
                 e->timestamp = now_realtime_ms();
-        r = store_prepare(s,
-                          "INSERT INTO audit (timestamp, namespace, actor, actor_id, via, action, target, source, status) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          &ins);
+        r = store_prepare(
+                s,
+                "INSERT INTO audit (timestamp, namespace, actor, actor_id, via, action, target, source, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &ins);
         if (r < 0)
                 return r;
         sqlite3_bind_int64(ins, 1, (sqlite3_int64)e->timestamp);
@@ -86,10 +87,11 @@ int store_audit_list(apiserver_store_t *s, const char *namespace_, size_t limit,
         if (limit == 0 || limit > STORE_AUDIT_LIST_MAX)
                 limit = STORE_AUDIT_LIST_MAX;
         /* The newest `limit`, handed back oldest first. */
-        r = store_prepare(s,
-                          "SELECT * FROM (SELECT id, timestamp, namespace, actor, actor_id, via, action, target, source, "
-                          "status FROM audit WHERE ?1 IS NULL OR namespace = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
-                          &st);
+        r = store_prepare(
+                s,
+                "SELECT * FROM (SELECT id, timestamp, namespace, actor, actor_id, via, action, target, source, "
+                "status FROM audit WHERE ?1 IS NULL OR namespace = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                &st);
         if (r < 0)
                 return r;
         if (namespace_)

@@ -128,7 +128,8 @@ static int user_get_locked(apiserver_store_t *s, const char *key, store_user_t *
         return 0;
 }
 
-int store_user_get(apiserver_store_t *s, const char *key, store_user_t *ret, char password_hash[AUTH_PASSWORD_HASH_MAX]) {
+int store_user_get(apiserver_store_t *s, const char *key, store_user_t *ret,
+                   char password_hash[AUTH_PASSWORD_HASH_MAX]) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
 
         return user_get_locked(s, key, ret, password_hash);
@@ -246,8 +247,7 @@ static int user_update_locked(apiserver_store_t *s, const char *id, int role, co
         return rc == SQLITE_DONE ? 0 : store_errno(rc);
 }
 
-int store_user_update(apiserver_store_t *s, const char *id, int role, const char *password_hash,
-                      store_user_t *ret) {
+int store_user_update(apiserver_store_t *s, const char *id, int role, const char *password_hash, store_user_t *ret) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         int r;
 
@@ -338,8 +338,8 @@ int store_token_insert(apiserver_store_t *s, const store_token_t *t, const uint8
         return sqlite3_changes(s->db) == 1 ? 0 : -ENOENT;
 }
 
-int store_token_find(apiserver_store_t *s, const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t now_ms,
-                     store_token_t *ret, store_user_t *ret_user) {
+int store_token_find(apiserver_store_t *s, const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t now_ms, store_token_t *ret,
+                     store_user_t *ret_user) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r, rc;

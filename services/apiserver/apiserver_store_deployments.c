@@ -9,15 +9,20 @@
 #include "services/apiserver/apiserver_ports.h"
 #include "services/apiserver/apiserver_store_private.h"
 
-#define COLUMNS                                                                                  \
-        "id, namespace, name, generation, status, status_message, ready_replicas, restart_count, " \
+#define COLUMNS                                                                                                       \
+        "id, namespace, name, generation, status, status_message, ready_replicas, restart_count, "                    \
         "runtime, kind, image, kernel, replicas, cpus, memory_mib, labels, spec, created_at, updated_at, failed_at, " \
         "exit_code"
 
 static const char *const settable_statuses[] = {
-        DEPLOYMENT_STATUS_PENDING, DEPLOYMENT_STATUS_CREATING, DEPLOYMENT_STATUS_RUNNING,
-        DEPLOYMENT_STATUS_COMPLETED, DEPLOYMENT_STATUS_FAILED, DEPLOYMENT_STATUS_CRASH_LOOP,
-        DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES, DEPLOYMENT_STATUS_DELETED,
+        DEPLOYMENT_STATUS_PENDING,
+        DEPLOYMENT_STATUS_CREATING,
+        DEPLOYMENT_STATUS_RUNNING,
+        DEPLOYMENT_STATUS_COMPLETED,
+        DEPLOYMENT_STATUS_FAILED,
+        DEPLOYMENT_STATUS_CRASH_LOOP,
+        DEPLOYMENT_STATUS_INSUFFICIENT_RESOURCES,
+        DEPLOYMENT_STATUS_DELETED,
 };
 
 void store_deployment_clear(store_deployment_t *d) {
@@ -132,8 +137,7 @@ static int get_locked(apiserver_store_t *s, const char *id, store_deployment_t *
         return r < 0 ? r : step_one(st, ret);
 }
 
-static int get_by_name_locked(apiserver_store_t *s, const char *namespace_, const char *name,
-                              store_deployment_t *ret) {
+static int get_by_name_locked(apiserver_store_t *s, const char *namespace_, const char *name, store_deployment_t *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
@@ -146,9 +150,7 @@ static int get_by_name_locked(apiserver_store_t *s, const char *namespace_, cons
 }
 
 /* The text stored for labels and spec: compact and key-sorted, so equal JSON reads back equal. */
-static char *dump(const json_t *v) {
-        return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-}
+static char *dump(const json_t *v) { return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS); }
 
 static int insert_locked(apiserver_store_t *s, const manifest_t *m, store_deployment_t *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -190,10 +192,10 @@ static int insert_locked(apiserver_store_t *s, const manifest_t *m, store_deploy
 
 /* A new generation keeps a live status (running stays running while the scheduler rolls the
  * instances over), but a finished or given-up one is a fresh attempt: back to pending. */
-#define TERMINAL_TO_PENDING                                                                          \
+#define TERMINAL_TO_PENDING                                                                                   \
         "status_message = CASE WHEN status IN ('" DEPLOYMENT_STATUS_FAILED "', '" DEPLOYMENT_STATUS_COMPLETED \
-        "', '" DEPLOYMENT_STATUS_CRASH_LOOP "') THEN '' ELSE status_message END, "                  \
-        "status = CASE WHEN status IN ('" DEPLOYMENT_STATUS_FAILED "', '" DEPLOYMENT_STATUS_COMPLETED       \
+        "', '" DEPLOYMENT_STATUS_CRASH_LOOP "') THEN '' ELSE status_message END, "                            \
+        "status = CASE WHEN status IN ('" DEPLOYMENT_STATUS_FAILED "', '" DEPLOYMENT_STATUS_COMPLETED         \
         "', '" DEPLOYMENT_STATUS_CRASH_LOOP "') THEN '" DEPLOYMENT_STATUS_PENDING "' ELSE status END"
 
 static int update_spec_locked(apiserver_store_t *s, const char *id, const manifest_t *m, store_deployment_t *ret) {

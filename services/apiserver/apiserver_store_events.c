@@ -73,8 +73,8 @@ static int row_read(sqlite3_stmt *st, event_t *e) {
         return r;
 }
 
-int store_event_list(apiserver_store_t *s, const char *deployment_id, const store_event_filter_t *f,
-                     event_t **ret, size_t *ret_n) {
+int store_event_list(apiserver_store_t *s, const char *deployment_id, const store_event_filter_t *f, event_t **ret,
+                     size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         size_t limit = f->limit && f->limit < STORE_EVENTS_LIST_MAX ? f->limit : STORE_EVENTS_LIST_MAX;
@@ -87,15 +87,15 @@ int store_event_list(apiserver_store_t *s, const char *deployment_id, const stor
                 return -EINVAL;
         /* The newest page when not following, then reversed; the oldest after a cursor when
          * following, so that a follower never skips any. */
-        r = store_prepare(s,
-                          f->after_id
-                                  ? "SELECT id, deployment_id, timestamp, level, component, reason, message FROM events "
-                                    "WHERE deployment_id = ? AND id > ? AND (CASE level WHEN 'error' THEN 2 "
-                                    "WHEN 'warning' THEN 1 ELSE 0 END) >= ? AND timestamp >= ? ORDER BY id ASC LIMIT ?"
-                                  : "SELECT id, deployment_id, timestamp, level, component, reason, message FROM events "
-                                    "WHERE deployment_id = ? AND id > ? AND (CASE level WHEN 'error' THEN 2 "
-                                    "WHEN 'warning' THEN 1 ELSE 0 END) >= ? AND timestamp >= ? ORDER BY id DESC LIMIT ?",
-                          &st);
+        r = store_prepare(
+                s,
+                f->after_id ? "SELECT id, deployment_id, timestamp, level, component, reason, message FROM events "
+                              "WHERE deployment_id = ? AND id > ? AND (CASE level WHEN 'error' THEN 2 "
+                              "WHEN 'warning' THEN 1 ELSE 0 END) >= ? AND timestamp >= ? ORDER BY id ASC LIMIT ?"
+                            : "SELECT id, deployment_id, timestamp, level, component, reason, message FROM events "
+                              "WHERE deployment_id = ? AND id > ? AND (CASE level WHEN 'error' THEN 2 "
+                              "WHEN 'warning' THEN 1 ELSE 0 END) >= ? AND timestamp >= ? ORDER BY id DESC LIMIT ?",
+                &st);
         if (r < 0)
                 return r;
         sqlite3_bind_text(st, 1, deployment_id, -1, SQLITE_STATIC);

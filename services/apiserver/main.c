@@ -3,9 +3,7 @@
 #include "lib/log.h"
 #include "services/apiserver/apiserver.h"
 
-static int reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
-        return apiserver_reload(ctx->config, fresh);
-}
+static int reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) { return apiserver_reload(ctx->config, fresh); }
 
 static const husk_daemon_desc_t apiserver_desc = {
         .name = "apiserver",

@@ -9,10 +9,10 @@
 #include "lib/log.h"
 #include "services/logd/logd.h"
 
-#define TICK_MS 500                     /* partial lines, state saves */
-#define SCAN_INTERVAL_MS (30u * 1000u)  /* safety net: instance dirs inotify might have missed */
+#define TICK_MS 500                    /* partial lines, state saves */
+#define SCAN_INTERVAL_MS (30u * 1000u) /* safety net: instance dirs inotify might have missed */
 #define PURGE_CHECK_INTERVAL_MS (10u * 60u * 1000u)
-#define PURGE_CHECK_FIRST_MS 2000       /* after start: give apiserver's PUB time to reach us too */
+#define PURGE_CHECK_FIRST_MS 2000 /* after start: give apiserver's PUB time to reach us too */
 
 void logd_rotation(const husk_config_t *c, const char *runtime, uint64_t *ret_max_bytes, unsigned *ret_backups) {
         /* A runtime without a section of its own rotates like the default one. */
@@ -188,8 +188,8 @@ int logd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
         logd_t *d = ctx->userdata;
 
         if (!streq(fresh->logd.dir, d->dir))
-                return log_error_errno(EINVAL, "logd.dir cannot change on reload (%s -> %s); restart husk-logd",
-                                       d->dir, fresh->logd.dir);
+                return log_error_errno(EINVAL, "logd.dir cannot change on reload (%s -> %s); restart husk-logd", d->dir,
+                                       fresh->logd.dir);
         if (!streq(fresh->vmm_driver.instances_dir, d->instances_dir))
                 return log_error_errno(EINVAL, "vmm_driver.instances_dir cannot change on reload; restart husk-logd");
         /* New rotation settings apply from the next record on. */

@@ -14,8 +14,8 @@
 #include "proto/instance.h"
 #include "proto/instance_record.h"
 
-#define LOGD_LINE_MAX (16u * 1024u)    /* console bytes per entry; a longer line becomes several */
-#define LOGD_BACKUPS_MAX 100           /* max_console_log_backups above this is clamped */
+#define LOGD_LINE_MAX (16u * 1024u)     /* console bytes per entry; a longer line becomes several */
+#define LOGD_BACKUPS_MAX 100            /* max_console_log_backups above this is clamped */
 #define LOGD_CONSOLE_FILE "console.log" /* the name of a store's live file */
 
 /* ---- levels and streams (logd_level.c) ------------------------------------------------------ */
@@ -37,9 +37,9 @@ typedef enum logd_stream {
         _LOGD_STREAM_MAX,
 } logd_stream_t;
 
-const char *logd_level_name(logd_level_t l);     /* "error" ... "unknown" */
-int logd_level_from_name(const char *s);         /* level, or -EINVAL */
-const char *logd_stream_name(logd_stream_t s);   /* "system", "workload" */
+const char *logd_level_name(logd_level_t l);   /* "error" ... "unknown" */
+int logd_level_from_name(const char *s);       /* level, or -EINVAL */
+const char *logd_stream_name(logd_stream_t s); /* "system", "workload" */
 
 /* The level of one console line (sanitized, without its newline), by the rules of Ring's
  * classifier: kernel <N> priorities (also after a [ts] prefix) and crash markers; bracketed
@@ -56,8 +56,8 @@ logd_level_t logd_classify(const char *line, size_t len);
 
 /* One stored line. message points into someone else's buffer and is not NUL-terminated. */
 typedef struct logd_entry {
-        uint64_t ts;          /* capture time, unix ms; never decreases within an instance */
-        uint64_t seq;         /* capture-file offset just past the line: increasing, unique per instance */
+        uint64_t ts;  /* capture time, unix ms; never decreases within an instance */
+        uint64_t seq; /* capture-file offset just past the line: increasing, unique per instance */
         logd_level_t level;
         logd_stream_t stream;
         const char *message;
@@ -86,7 +86,7 @@ int logd_record_parse(const char *line, size_t len, logd_entry_t *ret);
 typedef int (*logd_line_fn)(const char *line, size_t len, uint64_t end, void *userdata);
 
 typedef struct logd_splitter {
-        char *pend;    /* a partial line, at most LOGD_LINE_MAX bytes */
+        char *pend; /* a partial line, at most LOGD_LINE_MAX bytes */
         size_t len;
         uint64_t base; /* capture-file offset of pend[0]: every byte before it was emitted */
 } logd_splitter_t;
@@ -162,14 +162,14 @@ int logd_files_seek(const logd_files_t *f, logd_record_pred_fn pred, void *userd
 /* ---- one instance's store (logd_store.c) -------------------------------------------------------- */
 
 typedef struct logd_store {
-        char *dir;           /* <logd.dir>/deployments/<deployment>/<instance> */
-        int fd;              /* live file, O_APPEND; -1 when closed */
-        uint64_t size;       /* of the live file, pending bytes excluded */
-        uint64_t max_bytes;  /* rotate before the live file would exceed it; 0: never */
+        char *dir;          /* <logd.dir>/deployments/<deployment>/<instance> */
+        int fd;             /* live file, O_APPEND; -1 when closed */
+        uint64_t size;      /* of the live file, pending bytes excluded */
+        uint64_t max_bytes; /* rotate before the live file would exceed it; 0: never */
         unsigned backups;
-        uint64_t last_seq;   /* of the newest record; 0 when there is none */
+        uint64_t last_seq; /* of the newest record; 0 when there is none */
         uint64_t last_ts;
-        char *wbuf;          /* records not yet written */
+        char *wbuf; /* records not yet written */
         size_t wlen, wcap;
 } logd_store_t;
 
@@ -196,17 +196,17 @@ typedef struct logd_instance logd_instance_t;
 struct logd_instance {
         logd_t *logd;
         char id[13];
-        char *deployment_id;    /* NULL until instance.json told us */
-        char *runtime;          /* as instance.json names it ("" if it does not): picks the rotation settings */
-        char *console;          /* the capture file's name in src_dir (instance.json); NULL: the default */
+        char *deployment_id; /* NULL until instance.json told us */
+        char *runtime;       /* as instance.json names it ("" if it does not): picks the rotation settings */
+        char *console;       /* the capture file's name in src_dir (instance.json); NULL: the default */
         bool store_open;
         logd_store_t store;
         /* capture */
-        char *src_dir;          /* <instances_dir>/<id> */
-        int dir_wd;             /* inotify watch of src_dir; -1 when none */
-        int src_fd;             /* the capture file, read-write for hole punching; -1 when none */
-        bool spooled;           /* spool/<id>.console links the capture file: it outlives src_dir */
-        bool punch_failed;      /* the filesystem cannot punch holes: said once */
+        char *src_dir;     /* <instances_dir>/<id> */
+        int dir_wd;        /* inotify watch of src_dir; -1 when none */
+        int src_fd;        /* the capture file, read-write for hole punching; -1 when none */
+        bool spooled;      /* spool/<id>.console links the capture file: it outlives src_dir */
+        bool punch_failed; /* the filesystem cannot punch holes: said once */
         logd_splitter_t split;
         uint64_t punched;       /* capture-file bytes before this are holes */
         uint64_t pending_since; /* monotonic ms since a partial line waits; 0 when none */
@@ -217,27 +217,27 @@ struct logd_instance {
         msgpack_packer evpk;
         size_t ev_n;
         uint64_t ev_start;
-        uint64_t ev_now;        /* capture time of the chunk being split */
-        char *clean;            /* LOGD_CLEAN_SIZE(LOGD_LINE_MAX) bytes */
-        char *rbuf;             /* read buffer */
+        uint64_t ev_now; /* capture time of the chunk being split */
+        char *clean;     /* LOGD_CLEAN_SIZE(LOGD_LINE_MAX) bytes */
+        char *rbuf;      /* read buffer */
 };
 
 struct logd {
         husk_daemon_ctx_t *ctx;
         zloop_t *loop;
-        char *dir;              /* logd.dir */
-        char *instances_dir;    /* vmm_driver.instances_dir: where the VMMs write */
-        zhashx_t *instances;    /* id -> logd_instance_t* (owned) */
-        zhashx_t *by_wd;        /* "wd" -> logd_instance_t* (not owned) */
+        char *dir;           /* logd.dir */
+        char *instances_dir; /* vmm_driver.instances_dir: where the VMMs write */
+        zhashx_t *instances; /* id -> logd_instance_t* (owned) */
+        zhashx_t *by_wd;     /* "wd" -> logd_instance_t* (not owned) */
         int inotify_fd;
         int root_wd;
         bool state_dirty;
         bus_pub_t *pub;
         bus_server_t *server;
-        bus_sub_t *events;      /* apiserver: deployment.purged */
+        bus_sub_t *events;       /* apiserver: deployment.purged */
         bus_client_t *apiserver; /* deployment.list, answered on the loop (never waited for) */
-        bool listing;           /* a deployment.list is in flight */
-        char **list_snapshot;   /* deployments we had logs of when we asked (NULL-terminated) */
+        bool listing;            /* a deployment.list is in flight */
+        char **list_snapshot;    /* deployments we had logs of when we asked (NULL-terminated) */
         int tick_timer;
         int scan_timer;
         int purge_check_timer;
@@ -315,8 +315,8 @@ void logd_instance_drop(logd_instance_t *i);
 
 /* ---- queries (logd_query.c) -------------------------------------------------------------------- */
 
-#define LOGD_QUERY_LIMIT_MAX 5000           /* entries per page */
-#define LOGD_QUERY_PAGE_BYTES (1024u * 1024u) /* message bytes per page */
+#define LOGD_QUERY_LIMIT_MAX 5000                   /* entries per page */
+#define LOGD_QUERY_PAGE_BYTES (1024u * 1024u)       /* message bytes per page */
 #define LOGD_QUERY_SCAN_BYTES (32u * 1024u * 1024u) /* store bytes read per page */
 #define LOGD_QUERY_TAIL_MAX 100000
 #define LOGD_QUERY_INSTANCES_MAX 512
@@ -329,15 +329,15 @@ typedef struct logd_cursor {
 
 typedef struct logd_query {
         const char *deployment_id;
-        const char *instance;      /* NULL: all */
-        uint64_t tail;             /* with has_tail: the last this many entries (0: none, only what comes) */
+        const char *instance; /* NULL: all */
+        uint64_t tail;        /* with has_tail: the last this many entries (0: none, only what comes) */
         bool has_tail;
-        uint64_t since_ms;         /* 0: from the beginning */
-        logd_level_t level;        /* keep entries at this level or more severe */
+        uint64_t since_ms;          /* 0: from the beginning */
+        logd_level_t level;         /* keep entries at this level or more severe */
         const logd_cursor_t *after; /* continue a previous page; tail is ignored then */
         size_t n_after;
         bool has_after;
-        size_t limit;              /* entries per page */
+        size_t limit; /* entries per page */
 } logd_query_t;
 
 /* The stores one query reads: name and directory of each instance. */
@@ -348,8 +348,7 @@ typedef struct logd_query_source {
 } logd_query_source_t;
 
 /* Run q over sources and pack {entries, cursor, more} into pk. Pure over the files. */
-int logd_query_run(const logd_query_t *q, const logd_query_source_t *sources, size_t n_sources,
-                   msgpack_packer *pk);
+int logd_query_run(const logd_query_t *q, const logd_query_source_t *sources, size_t n_sources, msgpack_packer *pk);
 void logd_entry_pack(msgpack_packer *pk, const char *instance, const logd_entry_t *e);
 
 /* ---- bus (logd_bus.c) -------------------------------------------------------------------------- */

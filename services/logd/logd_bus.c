@@ -27,13 +27,15 @@ static int parse_after(bus_request_t *req, const msgpack_object *m, logd_cursor_
                 if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != 12 ||
                     kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
                         free(c);
-                        return bus_request_fail(req, BUS_ERR_INVALID, "after: keys are instance ids, values seqs (uint)");
+                        return bus_request_fail(req, BUS_ERR_INVALID,
+                                                "after: keys are instance ids, values seqs (uint)");
                 }
                 memcpy(c[k].instance, kv->key.via.str.ptr, 12);
                 c[k].instance[12] = '\0';
                 if (!instance_id_valid(c[k].instance)) {
                         free(c);
-                        return bus_request_fail(req, BUS_ERR_INVALID, "after: keys are instance ids, values seqs (uint)");
+                        return bus_request_fail(req, BUS_ERR_INVALID,
+                                                "after: keys are instance ids, values seqs (uint)");
                 }
                 c[k].after = kv->val.via.u64;
         }
@@ -76,7 +78,8 @@ static int method_query(bus_request_t *req, msgpack_packer *pk, void *userdata) 
         if (r >= 0) {
                 r = logd_level_from_name(level);
                 if (r < 0)
-                        return bus_request_fail(req, BUS_ERR_INVALID, "level: one of error, warning, info, debug, unknown");
+                        return bus_request_fail(req, BUS_ERR_INVALID,
+                                                "level: one of error, warning, info, debug, unknown");
                 q.level = (logd_level_t)r;
         } else if (r != -ENOENT)
                 return bus_request_fail(req, BUS_ERR_INVALID, "level: one of error, warning, info, debug, unknown");
@@ -104,7 +107,8 @@ static int method_query(bus_request_t *req, msgpack_packer *pk, void *userdata) 
                 if (n == LOGD_QUERY_INSTANCES_MAX)
                         return bus_request_fail(req, BUS_ERR_INVALID, "more than %d instances: name one with instance",
                                                 LOGD_QUERY_INSTANCES_MAX);
-                sources[n++] = (logd_query_source_t){ .instance = i->id, .dir = i->store.dir, .backups = i->store.backups };
+                sources[n++] =
+                        (logd_query_source_t){ .instance = i->id, .dir = i->store.dir, .backups = i->store.backups };
         }
         qsort(sources, n, sizeof(*sources), by_instance);
         r = logd_query_run(&q, sources, n, pk);

@@ -250,8 +250,9 @@ static void punch(logd_instance_t *i) {
         if (fallocate(i->src_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)i->punched,
                       (off_t)(target - i->punched)) < 0) {
                 i->punch_failed = true;
-                log_warning_errno(errno, "Instance %s: cannot punch holes in the capture file (%m); its disk use "
-                                         "is not bounded by rotation",
+                log_warning_errno(errno,
+                                  "Instance %s: cannot punch holes in the capture file (%m); its disk use "
+                                  "is not bounded by rotation",
                                   i->id);
                 return;
         }
@@ -324,7 +325,8 @@ void logd_instance_pump(logd_instance_t *i) {
 void logd_instance_flush_partial(logd_instance_t *i, uint64_t now_mono) {
         int r;
 
-        if (i->src_fd < 0 || i->split.len == 0 || i->pending_since == 0 || now_mono - i->pending_since < PARTIAL_WAIT_MS)
+        if (i->src_fd < 0 || i->split.len == 0 || i->pending_since == 0 ||
+            now_mono - i->pending_since < PARTIAL_WAIT_MS)
                 return;
         i->ev_now = now_realtime_ms();
         r = logd_splitter_flush(&i->split, on_line, i);

@@ -6,16 +6,11 @@
 #include "services/logd/logd.h"
 
 static const char *const level_names[_LOGD_LEVEL_MAX] = {
-        [LOGD_LEVEL_ERROR] = "error",
-        [LOGD_LEVEL_WARNING] = "warning",
-        [LOGD_LEVEL_INFO] = "info",
-        [LOGD_LEVEL_DEBUG] = "debug",
-        [LOGD_LEVEL_UNKNOWN] = "unknown",
+        [LOGD_LEVEL_ERROR] = "error", [LOGD_LEVEL_WARNING] = "warning", [LOGD_LEVEL_INFO] = "info",
+        [LOGD_LEVEL_DEBUG] = "debug", [LOGD_LEVEL_UNKNOWN] = "unknown",
 };
 
-const char *logd_level_name(logd_level_t l) {
-        return l < _LOGD_LEVEL_MAX ? level_names[l] : "unknown";
-}
+const char *logd_level_name(logd_level_t l) { return l < _LOGD_LEVEL_MAX ? level_names[l] : "unknown"; }
 
 int logd_level_from_name(const char *s) {
         for (int l = 0; s && l < _LOGD_LEVEL_MAX; l++)
@@ -24,9 +19,7 @@ int logd_level_from_name(const char *s) {
         return -EINVAL;
 }
 
-const char *logd_stream_name(logd_stream_t s) {
-        return s == LOGD_STREAM_WORKLOAD ? "workload" : "system";
-}
+const char *logd_stream_name(logd_stream_t s) { return s == LOGD_STREAM_WORKLOAD ? "workload" : "system"; }
 
 typedef struct word {
         const char *word;
@@ -34,15 +27,16 @@ typedef struct word {
         logd_level_t level;
 } word_t;
 
-#define W(w, l) { w, sizeof(w) - 1, l }
+#define W(w, l) \
+        { w, sizeof(w) - 1, l }
 
 /* Bracketed, either case: "[error]", "[WARN]"; also nginx's and systemd's own words. */
 static const word_t bracketed[] = {
-        W("error", LOGD_LEVEL_ERROR),     W("err", LOGD_LEVEL_ERROR),     W("crit", LOGD_LEVEL_ERROR),
-        W("critical", LOGD_LEVEL_ERROR),  W("fatal", LOGD_LEVEL_ERROR),   W("alert", LOGD_LEVEL_ERROR),
-        W("emerg", LOGD_LEVEL_ERROR),     W("failed", LOGD_LEVEL_ERROR),  W("warning", LOGD_LEVEL_WARNING),
-        W("warn", LOGD_LEVEL_WARNING),    W("notice", LOGD_LEVEL_INFO),   W("info", LOGD_LEVEL_INFO),
-        W("debug", LOGD_LEVEL_DEBUG),     W("trace", LOGD_LEVEL_DEBUG),
+        W("error", LOGD_LEVEL_ERROR),    W("err", LOGD_LEVEL_ERROR),    W("crit", LOGD_LEVEL_ERROR),
+        W("critical", LOGD_LEVEL_ERROR), W("fatal", LOGD_LEVEL_ERROR),  W("alert", LOGD_LEVEL_ERROR),
+        W("emerg", LOGD_LEVEL_ERROR),    W("failed", LOGD_LEVEL_ERROR), W("warning", LOGD_LEVEL_WARNING),
+        W("warn", LOGD_LEVEL_WARNING),   W("notice", LOGD_LEVEL_INFO),  W("info", LOGD_LEVEL_INFO),
+        W("debug", LOGD_LEVEL_DEBUG),    W("trace", LOGD_LEVEL_DEBUG),
 };
 
 /* Bare uppercase words, as cloud-init and systemd print them: "ERROR", "WARN". */
@@ -54,8 +48,8 @@ static const word_t upper[] = {
 
 /* Lowercase words followed by a colon: "info: ...", "error: ...". */
 static const word_t colon[] = {
-        W("error", LOGD_LEVEL_ERROR),   W("fatal", LOGD_LEVEL_ERROR),  W("warning", LOGD_LEVEL_WARNING),
-        W("warn", LOGD_LEVEL_WARNING),  W("notice", LOGD_LEVEL_INFO),  W("info", LOGD_LEVEL_INFO),
+        W("error", LOGD_LEVEL_ERROR),  W("fatal", LOGD_LEVEL_ERROR), W("warning", LOGD_LEVEL_WARNING),
+        W("warn", LOGD_LEVEL_WARNING), W("notice", LOGD_LEVEL_INFO), W("info", LOGD_LEVEL_INFO),
         W("debug", LOGD_LEVEL_DEBUG),
 };
 
@@ -150,7 +144,8 @@ static int scan_words(const char *s, size_t len) {
                 if (s[i] == '[') {
                         for (j = i + 1; j < len && is_alpha(s[j]); j++)
                                 ;
-                        if (j < len && s[j] == ']' && (l = lookup(bracketed, ELEMENTSOF(bracketed), s + i + 1, j - i - 1, true)) >= 0)
+                        if (j < len && s[j] == ']' &&
+                            (l = lookup(bracketed, ELEMENTSOF(bracketed), s + i + 1, j - i - 1, true)) >= 0)
                                 return l;
                         i++;
                         continue;

@@ -10,7 +10,8 @@
 #define SCAN_BLOCK_MANY (16u * 1024u) /* per reader, when many instances are merged */
 
 /* Entries are ordered by (ts, instance, seq): time first, then a stable order for ties. */
-static int key_cmp(uint64_t ts_a, const char *inst_a, uint64_t seq_a, uint64_t ts_b, const char *inst_b, uint64_t seq_b) {
+static int key_cmp(uint64_t ts_a, const char *inst_a, uint64_t seq_a, uint64_t ts_b, const char *inst_b,
+                   uint64_t seq_b) {
         int c;
 
         if (ts_a != ts_b)
@@ -21,9 +22,7 @@ static int key_cmp(uint64_t ts_a, const char *inst_a, uint64_t seq_a, uint64_t t
         return seq_a < seq_b ? -1 : seq_a > seq_b ? 1 : 0;
 }
 
-static bool keep(const logd_query_t *q, const logd_entry_t *e) {
-        return e->level <= q->level && e->ts >= q->since_ms;
-}
+static bool keep(const logd_query_t *q, const logd_entry_t *e) { return e->level <= q->level && e->ts >= q->since_ms; }
 
 typedef struct reader {
         const logd_query_source_t *src;

@@ -27,8 +27,7 @@ static int load_one(logd_t *d, json_t *o) {
         logd_instance_t *i = NULL;
         int r;
 
-        if (!id || !dep || !instance_id_valid(id) || !deployment_id_valid(dep) ||
-            (fin && !json_is_integer(fin)))
+        if (!id || !dep || !instance_id_valid(id) || !deployment_id_valid(dep) || (fin && !json_is_integer(fin)))
                 return -EBADMSG;
         if (zhashx_lookup(d->instances, id))
                 return -EEXIST;
@@ -97,8 +96,8 @@ int logd_state_save(logd_t *d) {
                         continue;
                 q |= json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I}", "instance_id", i->id,
                                                            "deployment_id", i->deployment_id, "runtime", i->runtime,
-                                                           "consumed", (json_int_t)i->store.last_seq,
-                                                           "finished_at", (json_int_t)i->finished_at));
+                                                           "consumed", (json_int_t)i->store.last_seq, "finished_at",
+                                                           (json_int_t)i->finished_at));
         }
         q |= json_object_set_new(o, "version", json_integer(1));
         q |= json_object_set_new(o, "instances", list);

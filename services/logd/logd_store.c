@@ -153,7 +153,9 @@ static void drop_extra_backups(logd_store_t *s) {
 int logd_store_open(logd_store_t *s, const char *dir, uint64_t max_bytes, unsigned backups) {
         int r;
 
-        *s = (logd_store_t){ .fd = -1, .max_bytes = max_bytes, .backups = backups > LOGD_BACKUPS_MAX ? LOGD_BACKUPS_MAX : backups };
+        *s = (logd_store_t){ .fd = -1,
+                             .max_bytes = max_bytes,
+                             .backups = backups > LOGD_BACKUPS_MAX ? LOGD_BACKUPS_MAX : backups };
         s->dir = strdup(dir);
         if (!s->dir)
                 return -ENOMEM;
@@ -212,9 +214,7 @@ static int flush_n(logd_store_t *s, size_t n) {
         return 0;
 }
 
-int logd_store_flush(logd_store_t *s) {
-        return flush_n(s, s->wlen);
-}
+int logd_store_flush(logd_store_t *s) { return flush_n(s, s->wlen); }
 
 int logd_store_sync(logd_store_t *s) {
         int r = logd_store_flush(s);

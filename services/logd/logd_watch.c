@@ -12,8 +12,8 @@
 #include "services/logd/logd.h"
 
 #define ROOT_EVENTS (IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-#define DIR_EVENTS                                                                                              \
-        (IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF |   \
+#define DIR_EVENTS                                                                                           \
+        (IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | \
          IN_MOVE_SELF | IN_ONLYDIR)
 
 static void wd_key(int wd, char *buf, size_t size) { snprintf(buf, size, "%d", wd); }
@@ -83,7 +83,8 @@ static bool refresh_record(logd_t *d, logd_instance_t *i) {
         if (r == -ENOENT)
                 return false;
         if (r < 0) {
-                log_debug_errno(r, "Instance %s: %s/" INSTANCE_RECORD_FILE " unreadable, ignoring: %m", i->id, i->src_dir);
+                log_debug_errno(r, "Instance %s: %s/" INSTANCE_RECORD_FILE " unreadable, ignoring: %m", i->id,
+                                i->src_dir);
                 return false;
         }
         exited = rec.inst.state && streq(rec.inst.state, INSTANCE_STATE_EXITED);
@@ -310,7 +311,8 @@ void logd_watch_scan(logd_t *d) {
                 if (spool && i->src_fd < 0 && i->store_open && access(spool, F_OK) == 0) {
                         int r = logd_instance_attach(i, spool);
                         if (r < 0)
-                                log_warning_errno(r, "Instance %s: cannot read its spooled capture %s: %m", i->id, spool);
+                                log_warning_errno(r, "Instance %s: cannot read its spooled capture %s: %m", i->id,
+                                                  spool);
                 }
                 logd_instance_finish(i);
         }

@@ -5,7 +5,8 @@
 
 static const husk_daemon_desc_t logd_desc = {
         .name = "logd",
-        .summary = "Captures every instance's serial console into rotated, leveled logs and serves tail, since and follow.",
+        .summary = "Captures every instance's serial console into rotated, leveled logs and serves tail, since and "
+                   "follow.",
         .reload = logd_reload,
 };
 

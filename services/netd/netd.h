@@ -18,9 +18,9 @@
 #include "proto/port.h"
 
 #define NETD_TAP_PREFIX "hk"
-#define NETD_TABLE "husk"          /* nft table, family inet */
+#define NETD_TABLE "husk" /* nft table, family inet */
 #define NETD_INSTANCE_ID_LEN INSTANCE_ID_LEN
-#define NETD_ATTACH_MAX 4096       /* instances per host: bounds the state file and the ruleset */
+#define NETD_ATTACH_MAX 4096 /* instances per host: bounds the state file and the ruleset */
 
 /* ---- addresses (netd_addr.c): pure, unit-tested ------------------------------------------------- */
 
@@ -48,8 +48,8 @@ void netd_mac(uint64_t h, char buf[static 18]);
 
 /* Collision resolution: the preferred slot, else the next free one (wrapping), as decided by
  * taken(slot). -ENOSPC when every slot is taken. */
-int netd_pick_slot(const netd_subnet_t *s, uint64_t h, bool (*taken)(uint32_t slot, void *userdata),
-                   void *userdata, uint32_t *ret);
+int netd_pick_slot(const netd_subnet_t *s, uint64_t h, bool (*taken)(uint32_t slot, void *userdata), void *userdata,
+                   uint32_t *ret);
 
 void netd_ip4_str(uint32_t host_order, char buf[static 16]);
 
@@ -58,22 +58,22 @@ void netd_ip4_str(uint32_t host_order, char buf[static 16]);
 typedef struct netd_attachment {
         char instance_id[NETD_INSTANCE_ID_LEN + 1];
         char deployment_id[65]; /* "" when the caller did not say: no port takeover */
-        char tap[16];         /* hk<instance_id> */
+        char tap[16];           /* hk<instance_id> */
         char mac[18];
         uint32_t slot;
-        uint32_t network;     /* host order */
+        uint32_t network; /* host order */
         port_spec_t *ports;
         size_t n_ports;
-        int *reservations;    /* per port: the socket that holds the host port (or proxy listener) */
-        int localnet;         /* route_localnet on the TAP as last written: 0, 1, -1 unknown (adopted) */
+        int *reservations; /* per port: the socket that holds the host port (or proxy listener) */
+        int localnet;      /* route_localnet on the TAP as last written: 0, 1, -1 unknown (adopted) */
 } netd_attachment_t;
 
 /* ---- nft ruleset (netd_nft.c) ---------------------------------------------------------------------- */
 
 typedef struct netd_ruleset_opts {
-        const char *subnet;   /* "10.42.0.0/16" */
+        const char *subnet; /* "10.42.0.0/16" */
         bool outbound_nat;
-        bool dnat;            /* false in proxy mode: only isolation rules */
+        bool dnat; /* false in proxy mode: only isolation rules */
 } netd_ruleset_opts_t;
 
 /* Render the whole `table inet husk` as one nft script that replaces the previous one
@@ -131,9 +131,9 @@ typedef enum netd_mode {
 
 typedef struct netd {
         husk_daemon_ctx_t *ctx;
-        netd_subnet_t subnet;    /* netd.subnet, parsed at start: a reload cannot change it */
+        netd_subnet_t subnet; /* netd.subnet, parsed at start: a reload cannot change it */
         netd_mode_t mode;
-        bool outbound_nat;       /* netd.outbound_nat: a reload changes it and syncs the rules */
+        bool outbound_nat; /* netd.outbound_nat: a reload changes it and syncs the rules */
         char *state_path;
         netd_attachment_t **attachments; /* sorted by nothing; small */
         size_t n_attachments;
@@ -153,8 +153,8 @@ netd_attachment_t *netd_find(netd_t *n, const char *instance_id);
 /* Create or return the attachment of instance_id; on a port conflict returns -EADDRINUSE with
  * *ret_error naming ports[i].published. A port another instance of the same deployment_id
  * publishes is taken over (a replacement started before the old instance stops). */
-int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports,
-                size_t n_ports, netd_attachment_t **ret, char *ret_error, size_t error_size);
+int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports, size_t n_ports,
+                netd_attachment_t **ret, char *ret_error, size_t error_size);
 int netd_detach(netd_t *n, const char *instance_id);
 /* Re-render and apply the nft table from the attachments. */
 int netd_sync_rules(netd_t *n);

@@ -28,9 +28,7 @@ int netd_subnet_parse(const char *s, netd_subnet_t *ret) {
         return 0;
 }
 
-uint32_t netd_subnet_slots(const netd_subnet_t *s) {
-        return 1u << (30 - s->prefix);
-}
+uint32_t netd_subnet_slots(const netd_subnet_t *s) { return 1u << (30 - s->prefix); }
 
 uint64_t netd_fnv1a64(const char *s) {
         uint64_t h = 0xcbf29ce484222325ULL;
@@ -42,13 +40,9 @@ uint64_t netd_fnv1a64(const char *s) {
         return h;
 }
 
-uint32_t netd_preferred_slot(const netd_subnet_t *s, uint64_t h) {
-        return (uint32_t)(h & (netd_subnet_slots(s) - 1));
-}
+uint32_t netd_preferred_slot(const netd_subnet_t *s, uint64_t h) { return (uint32_t)(h & (netd_subnet_slots(s) - 1)); }
 
-uint32_t netd_slot_network(const netd_subnet_t *s, uint32_t slot) {
-        return s->base + (slot << 2);
-}
+uint32_t netd_slot_network(const netd_subnet_t *s, uint32_t slot) { return s->base + (slot << 2); }
 
 int netd_slot_of(const netd_subnet_t *s, uint32_t network, uint32_t *ret) {
         if (network < s->base || (network & 3) || ((network - s->base) >> 2) >= netd_subnet_slots(s))
@@ -62,8 +56,8 @@ void netd_mac(uint64_t h, char buf[static 18]) {
                  (unsigned)(h >> 16) & 0xff, (unsigned)(h >> 8) & 0xff, (unsigned)h & 0xff);
 }
 
-int netd_pick_slot(const netd_subnet_t *s, uint64_t h, bool (*taken)(uint32_t slot, void *userdata),
-                   void *userdata, uint32_t *ret) {
+int netd_pick_slot(const netd_subnet_t *s, uint64_t h, bool (*taken)(uint32_t slot, void *userdata), void *userdata,
+                   uint32_t *ret) {
         uint32_t slots = netd_subnet_slots(s), first = netd_preferred_slot(s, h);
 
         /* Unlike Ring, a collision is never shared silently: the next free /30 it is. */

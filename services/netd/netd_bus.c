@@ -8,7 +8,6 @@
 #include "proto/attachment.h"
 #include "services/netd/netd.h"
 
-
 static void pack_attachment(msgpack_packer *pk, const netd_attachment_t *a, size_t extra) {
         attachment_t w = { .prefix = 30, .ports = a->ports, .n_ports = a->n_ports };
 
@@ -80,7 +79,8 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
         if (ports_get(req->args, &ports, &n_ports) < 0)
                 return bus_request_fail(req, BUS_ERR_INVALID,
                                         "ports: must be an array of at most %d {published, target, protocol tcp|udp, "
-                                        "host_ip?} with ports 1-65535", PORTS_MAX);
+                                        "host_ip?} with ports 1-65535",
+                                        PORTS_MAX);
         existed = netd_find(n, id) != NULL;
         r = netd_attach(n, id, deployment_id, ports, n_ports, &a, error, sizeof(error));
         if (r == -EADDRINUSE) {

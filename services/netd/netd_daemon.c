@@ -21,7 +21,7 @@ static void reap_orphans(netd_t *n) {
         const char *ep = n->ctx->config->bus[HUSK_DAEMON_VMM_DRIVER].requests;
         bus_client_t *vmm = NULL;
         const msgpack_object *a;
-        _cleanup_free_ char (*gone)[NETD_INSTANCE_ID_LEN + 1] = NULL;
+        _cleanup_free_ char(*gone)[NETD_INSTANCE_ID_LEN + 1] = NULL;
         size_t n_gone = 0;
         int r;
 
@@ -105,9 +105,7 @@ int netd_open(netd_t *n) {
         return netd_bus_open(n);
 }
 
-static bool same(const char *a, const char *b) {
-        return (!a && !b) || (a && b && streq(a, b));
-}
+static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && streq(a, b)); }
 
 /* Runs on the loop before the old config is freed; nothing of netd keeps a pointer into either. */
 int netd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
@@ -126,7 +124,8 @@ int netd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
         if (!same(old->state_dir, fresh->state_dir))
                 return log_error_errno(EINVAL, "state_dir cannot change while running; restart husk-netd");
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
-                if (!same(old->bus[d].events, fresh->bus[d].events) || !same(old->bus[d].requests, fresh->bus[d].requests)) {
+                if (!same(old->bus[d].events, fresh->bus[d].events) ||
+                    !same(old->bus[d].requests, fresh->bus[d].requests)) {
                         log_notice("bus endpoints changed: husk-netd uses them from its next restart");
                         break;
                 }

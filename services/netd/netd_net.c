@@ -46,7 +46,8 @@ static int reserve_ports(netd_t *n, netd_attachment_t *a, bool strict, char *ret
 
                 if (fd < 0) {
                         snprintf(ret_error, error_size, "PortAllocationFailed: ports[%zu].published: %s%s%u/%s: %s", k,
-                                 p->host_ip, p->host_ip[0] ? ":" : "", p->published, port_protocol_to_string(p->protocol),
+                                 p->host_ip, p->host_ip[0] ? ":" : "", p->published,
+                                 port_protocol_to_string(p->protocol),
                                  fd == -EADDRINUSE ? "already in use on the host" : strerror(-fd));
                         if (strict) {
                                 release_ports(n, a);
@@ -59,8 +60,8 @@ static int reserve_ports(netd_t *n, netd_attachment_t *a, bool strict, char *ret
                 if (n->mode == NETD_MODE_PROXY) {
                         int r = netd_proxy_add(n->proxy, a->instance_id, fd, p->protocol, a->network + 2, p->target);
                         if (r < 0)
-                                log_warning_errno(r, "Instance %s: cannot forward port %u, ignoring: %m", a->instance_id,
-                                                  p->published);
+                                log_warning_errno(r, "Instance %s: cannot forward port %u, ignoring: %m",
+                                                  a->instance_id, p->published);
                 }
         }
         return 0;
@@ -89,8 +90,7 @@ static void sync_localnet(netd_t *n) {
 
 int netd_sync_rules(netd_t *n) {
         char subnet[32], base[16];
-        netd_ruleset_opts_t o = { .subnet = subnet, .outbound_nat = n->outbound_nat,
-                                  .dnat = n->mode == NETD_MODE_NFT };
+        netd_ruleset_opts_t o = { .subnet = subnet, .outbound_nat = n->outbound_nat, .dnat = n->mode == NETD_MODE_NFT };
         _cleanup_free_ char *script = NULL, *error = NULL;
         int r;
 
@@ -136,8 +136,8 @@ static void drop_attachment(netd_t *n, netd_attachment_t *a) {
                 }
 }
 
-static int new_attachment(netd_t *n, const char *id, const char *deployment_id, uint32_t slot,
-                          const port_spec_t *ports, size_t n_ports, netd_attachment_t **ret) {
+static int new_attachment(netd_t *n, const char *id, const char *deployment_id, uint32_t slot, const port_spec_t *ports,
+                          size_t n_ports, netd_attachment_t **ret) {
         netd_attachment_t *a = calloc(1, sizeof(*a));
 
         if (!a)
@@ -163,9 +163,11 @@ static int new_attachment(netd_t *n, const char *id, const char *deployment_id, 
 }
 
 static bool same_host_port(const port_spec_t *a, const port_spec_t *b) {
-        bool any_a = !a->host_ip[0] || streq(a->host_ip, "0.0.0.0"), any_b = !b->host_ip[0] || streq(b->host_ip, "0.0.0.0");
+        bool any_a = !a->host_ip[0] || streq(a->host_ip, "0.0.0.0"),
+             any_b = !b->host_ip[0] || streq(b->host_ip, "0.0.0.0");
 
-        return a->published == b->published && a->protocol == b->protocol && (any_a || any_b || streq(a->host_ip, b->host_ip));
+        return a->published == b->published && a->protocol == b->protocol &&
+               (any_a || any_b || streq(a->host_ip, b->host_ip));
 }
 
 /* A replacement instance (a new generation, started while the old one still serves) takes the
@@ -210,8 +212,8 @@ static void take_over_ports(netd_t *n, const char *deployment_id, const port_spe
         }
 }
 
-int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports,
-                size_t n_ports, netd_attachment_t **ret, char *ret_error, size_t error_size) {
+int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports, size_t n_ports,
+                netd_attachment_t **ret, char *ret_error, size_t error_size) {
         netd_attachment_t *a;
         uint32_t slot;
         int r;

@@ -79,7 +79,7 @@ static void put_dnat(buf_t *b, const netd_attachment_t *a, const port_spec_t *p)
  * claim to be one of them. */
 static void put_guard(buf_t *b) {
         static const char *const matches[] = { "ip saddr 127.0.0.0/8", "ip daddr 127.0.0.0/8", "ip6 saddr ::1",
-                                                "ip6 daddr ::1" };
+                                               "ip6 daddr ::1" };
 
         put(b, "\tchain guard {\n\t\ttype filter hook prerouting priority raw; policy accept;\n");
         for (size_t k = 0; k < ELEMENTSOF(matches); k++)
@@ -139,7 +139,8 @@ int netd_nft_render(const netd_ruleset_opts_t *o, netd_attachment_t *const *a, s
         put(&b, "\t\tct state established,related accept\n");
         /* Published ports stay reachable whoever connects, a sibling through the host included. */
         put(&b, "\t\tct status dnat accept\n");
-        put(&b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" oifname \"" NETD_TAP_PREFIX "*\" drop comment \"husk:isolation\"\n");
+        put(&b,
+            "\t\tiifname \"" NETD_TAP_PREFIX "*\" oifname \"" NETD_TAP_PREFIX "*\" drop comment \"husk:isolation\"\n");
         if (!o->outbound_nat)
                 put(&b, "\t\tiifname \"" NETD_TAP_PREFIX "*\" drop comment \"husk:no-outbound\"\n");
         put(&b, "\t}\n}\n");

@@ -19,7 +19,7 @@
 
 #define TAG_MAX 16
 #define PIPE_CHUNK (1 << 16)
-#define UDP_SESSIONS_MAX 1024     /* per port: a client cannot make us open unbounded sockets */
+#define UDP_SESSIONS_MAX 1024 /* per port: a client cannot make us open unbounded sockets */
 #define UDP_IDLE_MS 60000
 #define UDP_DGRAM_MAX 65536
 
@@ -44,7 +44,7 @@ typedef struct conn {
         handle_t h[2];
         char tag[TAG_MAX];
         int fd[2];
-        int pipe[2][2];   /* direction d: from fd[d] to fd[1-d] */
+        int pipe[2][2]; /* direction d: from fd[d] to fd[1-d] */
         size_t pending[2];
         bool eof[2], shut[2], connecting;
         bool dead;        /* closed in this epoll batch; freed after it */
@@ -55,7 +55,7 @@ typedef struct conn {
 typedef struct udp_session {
         handle_t h;
         listener_t *l;
-        int fd;           /* connected to the guest */
+        int fd; /* connected to the guest */
         struct sockaddr_in client;
         uint64_t last_ms;
         struct udp_session *prev, *next;
@@ -64,7 +64,7 @@ typedef struct udp_session {
 typedef struct op {
         bool add;
         char tag[TAG_MAX];
-        listener_t *l;    /* add */
+        listener_t *l; /* add */
         bool done;
         int result;
         struct op *next;
@@ -80,7 +80,7 @@ struct netd_proxy {
         op_t *ops;
         listener_t *listeners;
         conn_t *conns;
-        conn_t *dead;     /* linked through next */
+        conn_t *dead; /* linked through next */
         udp_session_t *sessions;
         uint8_t dgram[UDP_DGRAM_MAX];
 };
@@ -258,7 +258,8 @@ static udp_session_t *session_for(netd_proxy_t *p, listener_t *l, const struct s
 
         for (u = p->sessions; u; u = u->next)
                 if (u->l == l) {
-                        if (u->client.sin_addr.s_addr == client->sin_addr.s_addr && u->client.sin_port == client->sin_port)
+                        if (u->client.sin_addr.s_addr == client->sin_addr.s_addr &&
+                            u->client.sin_port == client->sin_port)
                                 return u;
                         n++;
                 }
@@ -480,7 +481,8 @@ int netd_proxy_add(netd_proxy_t *p, const char *tag, int listen_fd, port_protoco
         l->h = (handle_t){ .kind = K_LISTEN, .obj = l };
         snprintf(l->tag, sizeof(l->tag), "%s", tag);
         l->proto = proto;
-        l->guest = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(target),
+        l->guest = (struct sockaddr_in){ .sin_family = AF_INET,
+                                         .sin_port = htons(target),
                                          .sin_addr.s_addr = htonl(guest) };
         o.l = l;
         r = submit(p, &o);

@@ -88,8 +88,10 @@ int netd_tap_delete(const char *name) {
                 struct nlmsghdr nh;
                 struct ifinfomsg ifi;
         } req = {
-                .nh = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_DELLINK,
-                        .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK, .nlmsg_seq = 1 },
+                .nh = { .nlmsg_len = sizeof(req),
+                        .nlmsg_type = RTM_DELLINK,
+                        .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK,
+                        .nlmsg_seq = 1 },
                 .ifi = { .ifi_family = AF_UNSPEC },
         };
         struct {

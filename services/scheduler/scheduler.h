@@ -12,31 +12,31 @@
 /* What one deployment needs, decided from its record and the instances vmm-driver reports.
  * Pointers refer into the instance array given to scheduler_plan(). */
 typedef struct plan {
-        uint32_t create;          /* new instances to start for the current spec */
-        const instance_t **stop;  /* live instances to stop (and remove once exited) */
+        uint32_t create;         /* new instances to start for the current spec */
+        const instance_t **stop; /* live instances to stop (and remove once exited) */
         size_t n_stop;
         const instance_t **remove; /* exited instances whose directory goes */
         size_t n_remove;
-        bool purge;               /* deleted and nothing left: drop the record */
-        const char *status;       /* status the deployment should have; NULL: leave as is */
-        uint32_t ready;           /* ready instances running the current spec */
+        bool purge;         /* deleted and nothing left: drop the record */
+        const char *status; /* status the deployment should have; NULL: leave as is */
+        uint32_t ready;     /* ready instances running the current spec */
         char message[512];
         /* Restarts: failures are counted against the deployment (persisted by apiserver). */
-        bool persist_restarts;    /* restart_count/failed_at below differ from the record's */
+        bool persist_restarts; /* restart_count/failed_at below differ from the record's */
         uint32_t restart_count;
-        uint64_t failed_at;       /* exit time of the newest failure counted (unix ms) */
-        uint64_t wake_at;         /* unix ms at which this deployment needs a pass; 0: none */
-        bool has_exit_code;       /* a job ended: exit_code is its workload's, stored with the status */
+        uint64_t failed_at; /* exit time of the newest failure counted (unix ms) */
+        uint64_t wake_at;   /* unix ms at which this deployment needs a pass; 0: none */
+        bool has_exit_code; /* a job ended: exit_code is its workload's, stored with the status */
         int64_t exit_code;
         const char *event_reason; /* one event for what was decided about failures; NULL: none */
         const char *event_level;
         char event_message[512];
 } plan_t;
 
-#define SCHEDULER_MAX_RESTART_COUNT 5     /* consecutive failures restarted before crash_loop_back_off */
-#define SCHEDULER_BACKOFF_BASE_MS 1000    /* first restart delay; doubles per consecutive failure */
+#define SCHEDULER_MAX_RESTART_COUNT 5  /* consecutive failures restarted before crash_loop_back_off */
+#define SCHEDULER_BACKOFF_BASE_MS 1000 /* first restart delay; doubles per consecutive failure */
 #define SCHEDULER_BACKOFF_MAX_MS 60000
-#define SCHEDULER_MIN_HEALTHY_MS 10000    /* ready this long with no failure resets restart_count */
+#define SCHEDULER_MIN_HEALTHY_MS 10000 /* ready this long with no failure resets restart_count */
 
 /* "instance ID exited (REASON, status N)", and ": " with the VMM's last output when it left some:
  * how events and status messages tell an exit, so the user sees what to fix. */
@@ -56,10 +56,10 @@ bool plan_failures(const deployment_t *d, uint32_t n_failures, uint64_t failed_a
 /* What the host has left, shared by every deployment of a pass: each plan's creates are
  * charged to it before the next deployment is planned. */
 typedef struct plan_host {
-        uint64_t memory_capacity_mib; /* guest RAM the host may hand out; 0: no admission */
-        uint64_t memory_used_mib;     /* RAM of the live instances, and of those created this pass */
-        uint32_t create_concurrency;  /* instances booting at once; 0: unbounded */
-        uint32_t booting;             /* instances started recently and not ready yet */
+        uint64_t memory_capacity_mib;  /* guest RAM the host may hand out; 0: no admission */
+        uint64_t memory_used_mib;      /* RAM of the live instances, and of those created this pass */
+        uint32_t create_concurrency;   /* instances booting at once; 0: unbounded */
+        uint32_t booting;              /* instances started recently and not ready yet */
         uint64_t progress_deadline_ms; /* a rolling update not ready after this says so; 0: never */
 } plan_host_t;
 
@@ -82,24 +82,24 @@ typedef struct inflight inflight_t;
 
 typedef struct scheduler {
         husk_daemon_ctx_t *ctx;
-        bus_client_t *apiserver;  /* every client is attached to the loop: calls never block it */
+        bus_client_t *apiserver; /* every client is attached to the loop: calls never block it */
         bus_client_t *vmm;
-        bus_client_t *netd;       /* net.list: guest addresses for tcp and http checks */
-        bus_server_t *server;     /* health.list, scheduler.status */
-        probe_t *probes;          /* one per health check per live instance */
-        bool net_list_in_flight;  /* one net.list at a time */
+        bus_client_t *netd;      /* net.list: guest addresses for tcp and http checks */
+        bus_server_t *server;    /* health.list, scheduler.status */
+        probe_t *probes;         /* one per health check per live instance */
+        bool net_list_in_flight; /* one net.list at a time */
         bus_sub_t *events;
         bus_pub_t *pub;
-        pass_t *pass;             /* the reconcile pass in flight; NULL between passes */
-        bool pass_scheduled;      /* a pass is queued: its timer runs, or it follows the one in flight */
-        int pass_timer;           /* -1, or the timer that starts the queued pass */
-        uint64_t passes;          /* passes that saw both lists and whose every call ended */
-        deployment_t *known;      /* apiserver's last deployment list: planned from while it does not answer */
+        pass_t *pass;        /* the reconcile pass in flight; NULL between passes */
+        bool pass_scheduled; /* a pass is queued: its timer runs, or it follows the one in flight */
+        int pass_timer;      /* -1, or the timer that starts the queued pass */
+        uint64_t passes;     /* passes that saw both lists and whose every call ended */
+        deployment_t *known; /* apiserver's last deployment list: planned from while it does not answer */
         size_t n_known;
-        inflight_t *inflight;     /* instances with a stop or remove in flight: never sent twice */
-        bool closing;             /* scheduler_bus_close() runs: callbacks only free */
+        inflight_t *inflight; /* instances with a stop or remove in flight: never sent twice */
+        bool closing;         /* scheduler_bus_close() runs: callbacks only free */
         int resync_timer;
-        int wake_timer;      /* -1, or the one-shot timer of the earliest back-off or healthy deadline */
+        int wake_timer; /* -1, or the one-shot timer of the earliest back-off or healthy deadline */
 } scheduler_t;
 
 /* scheduler_bus.c: the bus: clients, subscriptions, the request server's method table, reload. */
@@ -145,8 +145,8 @@ void scheduler_reap_orphans(scheduler_t *s, pass_t *pass, const deployment_t *de
 /* An instance failed its checks: count a failure against its deployment (back-off, crash loop)
  * and stop it; with stop_only the deployment is marked failed instead of the instance being
  * replaced. */
-void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id,
-                                 const char *what, bool stop_only);
+void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id, const char *what,
+                                 bool stop_only);
 /* What a finished pass folds in: the earliest wake-up any job asked for, whether one failed. */
 void scheduler_pass_wake(pass_t *p, uint64_t wake_at);
 void scheduler_pass_fail(pass_t *p);
@@ -168,5 +168,5 @@ int scheduler_method_health_list(bus_request_t *req, msgpack_packer *pk, void *u
  * apiserver's event.record, and log it. Sent asynchronously (held by the pass in flight, so a
  * pass ends once its events are stored); failures are logged, never fatal. A stale pass only
  * logs: apiserver did not answer it. */
-void scheduler_event(scheduler_t *s, const char *deployment_id, const char *level, const char *reason,
-                     const char *fmt, ...) _printf_(5, 6);
+void scheduler_event(scheduler_t *s, const char *deployment_id, const char *level, const char *reason, const char *fmt,
+                     ...) _printf_(5, 6);

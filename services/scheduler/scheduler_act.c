@@ -78,10 +78,10 @@ typedef struct job {
         bool stale;              /* planned without apiserver: creates only */
         const char *sent_status; /* what the restart counts were stored with, if they were */
         char sent_message[sizeof(((plan_t *)NULL)->message)];
-        uint32_t n_invalid;      /* creates refused as invalid: the spec cannot run */
-        uint32_t n_refused;      /* creates refused for now (a port taken, no room) */
-        bool port_taken;         /* the first refusal was BUS_ERR_PORT_ALLOCATION_FAILED */
-        char create_error[512];  /* the first refusal, in vmm-driver's words */
+        uint32_t n_invalid;     /* creates refused as invalid: the spec cannot run */
+        uint32_t n_refused;     /* creates refused for now (a port taken, no room) */
+        bool port_taken;        /* the first refusal was BUS_ERR_PORT_ALLOCATION_FAILED */
+        char create_error[512]; /* the first refusal, in vmm-driver's words */
 } job_t;
 
 static void job_release(job_t *j);
@@ -95,10 +95,10 @@ static void job_hold(job_t *j) {
 
 typedef struct op {
         pass_t *pass;
-        job_t *job;                /* held until the op ended; NULL: none */
+        job_t *job;                 /* held until the op ended; NULL: none */
         const instance_t *instance; /* remove: the exited instance, recorded first */
         char instance_id[16];
-        char new_id[13];           /* create: the new instance's id */
+        char new_id[13]; /* create: the new instance's id */
 } op_t;
 
 static op_t *op_new(scheduler_t *s, pass_t *pass, job_t *job) {
@@ -260,7 +260,8 @@ static void remove_exited(job_t *j, const instance_t *i) {
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         instance_pack(&pk, i);
         /* Idempotent: apiserver keeps an instance once, however often it is sent. */
-        (void)scheduler_call(j->s, j->s->apiserver, j->pass, BUS_METHOD_DEPLOYMENT_RECORD_EXIT, &buf, true, on_exit_recorded, o);
+        (void)scheduler_call(j->s, j->s->apiserver, j->pass, BUS_METHOD_DEPLOYMENT_RECORD_EXIT, &buf, true,
+                             on_exit_recorded, o);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -301,11 +302,18 @@ static void on_created(scheduler_t *s, int r, const bus_reply_t *reply, void *us
 static void create_instance(job_t *j) {
         const deployment_t *d = j->d;
         instance_spec_t spec = {
-                .deployment_id = d->id, .generation = d->generation,
-                .runtime = d->runtime, .image = d->image, .kernel = d->kernel,
-                .cpus = d->cpus, .memory_mib = d->memory_mib,
-                .kind = d->kind, .command = d->command, .environment = d->environment,
-                .ports = d->ports, .n_ports = d->n_ports,
+                .deployment_id = d->id,
+                .generation = d->generation,
+                .runtime = d->runtime,
+                .image = d->image,
+                .kernel = d->kernel,
+                .cpus = d->cpus,
+                .memory_mib = d->memory_mib,
+                .kind = d->kind,
+                .command = d->command,
+                .environment = d->environment,
+                .ports = d->ports,
+                .n_ports = d->n_ports,
         };
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -338,8 +346,8 @@ static void job_act(job_t *j) {
                 scheduler_event(s, d->id, EVENT_LEVEL_INFO, EVENT_INSTANCE_STOPPED, "stopping instance %s (%s)",
                                 i->spec.instance_id,
                                 streq(d->status, DEPLOYMENT_STATUS_DELETED) ? "deployment deleted"
-                                : plan_instance_matches(d, i)                ? "scaling down"
-                                                                             : "replaced by the new spec");
+                                : plan_instance_matches(d, i)               ? "scaling down"
+                                                                            : "replaced by the new spec");
                 instance_op(s, j->pass, j, BUS_METHOD_INSTANCE_STOP, i->spec.instance_id, true);
         }
         for (uint32_t k = 0; k < j->p.create; k++)
@@ -441,7 +449,12 @@ int scheduler_act(scheduler_t *s, pass_t *pass, const deployment_t *d, plan_t *p
                 plan_clear(plan);
                 return -ENOMEM;
         }
-        *j = (job_t){ .s = s, .pass = pass, .d = d, .p = *plan, .phase = JOB_NEW, .holds = 1,
+        *j = (job_t){ .s = s,
+                      .pass = pass,
+                      .d = d,
+                      .p = *plan,
+                      .phase = JOB_NEW,
+                      .holds = 1,
                       .stale = scheduler_pass_stale(pass) };
         memset(plan, 0, sizeof(*plan));
         scheduler_pass_hold(pass);
@@ -474,7 +487,7 @@ typedef struct unhealthy {
         deployment_t d;
         plan_t p;
         char instance_id[16];
-        char what[400];            /* on_streak()'s words */
+        char what[400]; /* on_streak()'s words */
         bool stop_only;
 } unhealthy_t;
 
@@ -516,8 +529,8 @@ static void on_unhealthy_deployment(scheduler_t *s, int r, const bus_reply_t *re
         set_status(s, NULL, &u->d, p, on_unhealthy_status, u);
 }
 
-void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id,
-                                 const char *what, bool stop_only) {
+void scheduler_replace_unhealthy(scheduler_t *s, const char *deployment_id, const char *instance_id, const char *what,
+                                 bool stop_only) {
         unhealthy_t *u = calloc(1, sizeof(*u));
         msgpack_sbuffer buf;
         msgpack_packer pk;

@@ -31,9 +31,7 @@ static void call_end(call_t *c, int r, const bus_reply_t *reply) {
         free(c);
 }
 
-static void on_reply(int error, const bus_reply_t *reply, void *userdata) {
-        call_end(userdata, error, reply);
-}
+static void on_reply(int error, const bus_reply_t *reply, void *userdata) { call_end(userdata, error, reply); }
 
 int scheduler_call(scheduler_t *s, bus_client_t *client, pass_t *pass, const char *method, const msgpack_sbuffer *args,
                    bool idempotent, scheduler_reply_fn fn, void *userdata) {
@@ -167,9 +165,7 @@ int scheduler_bus_open(scheduler_t *s) {
         return 0;
 }
 
-static bool same(const char *a, const char *b) {
-        return (!a && !b) || (a && b && streq(a, b));
-}
+static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && streq(a, b)); }
 
 /* Runs on the loop before the old config is freed. Everything else reads s->ctx->config when
  * it needs a key, on the loop, and keeps no pointer into it: the pass queued here runs after
@@ -181,7 +177,8 @@ int scheduler_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
         if (!s)
                 return 0;
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
-                if (!same(old->bus[d].events, fresh->bus[d].events) || !same(old->bus[d].requests, fresh->bus[d].requests)) {
+                if (!same(old->bus[d].events, fresh->bus[d].events) ||
+                    !same(old->bus[d].requests, fresh->bus[d].requests)) {
                         log_notice("bus endpoints changed: husk-scheduler uses them from its next restart");
                         break;
                 }

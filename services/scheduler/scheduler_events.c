@@ -7,8 +7,8 @@
 #include "lib/log.h"
 #include "proto/event.h"
 
-void scheduler_event(scheduler_t *s, const char *deployment_id, const char *level, const char *reason,
-                     const char *fmt, ...) {
+void scheduler_event(scheduler_t *s, const char *deployment_id, const char *level, const char *reason, const char *fmt,
+                     ...) {
         char message[EVENT_MESSAGE_MAX + 1];
         event_t e = {
                 .deployment_id = (char *)deployment_id,

@@ -35,28 +35,28 @@ struct probe {
         scheduler_t *s;
         char instance_id[16];
         char deployment_id[64];
-        uint64_t started_at;    /* the instance's, for start_period */
-        size_t index;           /* position in the deployment's health_checks */
-        health_check_t check;   /* a copy: the deployment record is gone after the pass */
-        char guest_ip[16];      /* "" until netd told us */
-        int timer;              /* next probe, -1 when none is armed */
+        uint64_t started_at;  /* the instance's, for start_period */
+        size_t index;         /* position in the deployment's health_checks */
+        health_check_t check; /* a copy: the deployment record is gone after the pass */
+        char guest_ip[16];    /* "" until netd told us */
+        int timer;            /* next probe, -1 when none is armed */
         /* one probe in flight */
         bool in_flight;
-        uint64_t call_id;       /* command: the instance.exec in flight, cancelled when the probe stops */
+        uint64_t call_id; /* command: the instance.exec in flight, cancelled when the probe stops */
         int fd;
         int timeout_timer;
-        bool sent;              /* http: request written, reading the status line */
+        bool sent; /* http: request written, reading the status line */
         char buf[64];
         size_t buf_len;
         uint64_t probe_start;
         /* results */
         uint32_t consecutive_failures;
-        bool passing;           /* the last counted result was a success */
-        bool acted;             /* on_failure ran for the current streak */
-        bool seen;              /* mark and sweep in scheduler_health_sync() */
+        bool passing; /* the last counted result was a success */
+        bool acted;   /* on_failure ran for the current streak */
+        bool seen;    /* mark and sweep in scheduler_health_sync() */
         probe_result_t history[HISTORY_MAX];
-        size_t n_history;       /* up to HISTORY_MAX; newest at (slot - 1) */
-        size_t slot;            /* where the next result goes */
+        size_t n_history; /* up to HISTORY_MAX; newest at (slot - 1) */
+        size_t slot;      /* where the next result goes */
 };
 
 static void arm(probe_t *p, uint64_t delay_ms);
@@ -71,8 +71,8 @@ static bool check_equal(const health_check_t *a, const health_check_t *b) {
 
         if (!streq(a->type, b->type) || a->port != b->port || a->interval_ms != b->interval_ms ||
             a->timeout_ms != b->timeout_ms || a->threshold != b->threshold || a->readiness != b->readiness ||
-            a->start_period_ms != b->start_period_ms || !streq(a->on_failure, b->on_failure) ||
-            !a->url != !b->url || (a->url && !streq(a->url, b->url)) || !a->command != !b->command)
+            a->start_period_ms != b->start_period_ms || !streq(a->on_failure, b->on_failure) || !a->url != !b->url ||
+            (a->url && !streq(a->url, b->url)) || !a->command != !b->command)
                 return false;
         for (i = 0; a->command && a->command[i] && b->command[i]; i++)
                 if (!streq(a->command[i], b->command[i]))
@@ -115,8 +115,8 @@ static void on_streak(probe_t *p, const char *why) {
         describe(&p->check, target, sizeof(target));
         snprintf(what, sizeof(what), "instance %s: %s failed %u times in a row (%s)", p->instance_id, target,
                  p->consecutive_failures, why);
-        scheduler_event(s, p->deployment_id, EVENT_LEVEL_WARNING, EVENT_HEALTH_CHECK_FAILED, "%s; on_failure: %s",
-                        what, p->check.on_failure);
+        scheduler_event(s, p->deployment_id, EVENT_LEVEL_WARNING, EVENT_HEALTH_CHECK_FAILED, "%s; on_failure: %s", what,
+                        p->check.on_failure);
         if (streq(p->check.on_failure, "restart"))
                 scheduler_replace_unhealthy(s, p->deployment_id, p->instance_id, what, false);
         else if (streq(p->check.on_failure, "stop"))
@@ -209,8 +209,9 @@ static int on_socket(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
                         int n;
 
                         (void)health_url_split(p->check.url, NULL, &path);
-                        n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: husk-scheduler\r\n\r\n",
-                                     path, p->guest_ip);
+                        n = snprintf(req, sizeof(req),
+                                     "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: husk-scheduler\r\n\r\n", path,
+                                     p->guest_ip);
                         /* A fresh socket's buffer takes a request this small in one write. */
                         if (n < 0 || (size_t)n >= sizeof(req) || write(p->fd, req, (size_t)n) != n) {
                                 snprintf(msg, sizeof(msg), "sending the request: %s", strerror(errno));
@@ -339,7 +340,8 @@ static void start_command_probe(probe_t *p) {
         mp_pack_kv_strv(&pk, "argv", p->check.command);
         mp_pack_kv_u64(&pk, "timeout_ms", p->check.timeout_ms);
         /* Not idempotent: a resend would run the command twice. */
-        r = p->s->vmm ? bus_call_async(p->s->vmm, BUS_METHOD_INSTANCE_EXEC, &buf, &opts, on_exec, p, &p->call_id) : -ENOTCONN;
+        r = p->s->vmm ? bus_call_async(p->s->vmm, BUS_METHOD_INSTANCE_EXEC, &buf, &opts, on_exec, p, &p->call_id)
+                      : -ENOTCONN;
         msgpack_sbuffer_destroy(&buf);
         if (r < 0) {
                 char message[200];

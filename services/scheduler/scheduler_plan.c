@@ -15,9 +15,7 @@ static bool instance_alive(const instance_t *i) {
                streq(i->state, INSTANCE_STATE_READY);
 }
 
-static bool str_eq_null(const char *a, const char *b) {
-        return a == b || (a && b && streq(a, b));
-}
+static bool str_eq_null(const char *a, const char *b) { return a == b || (a && b && streq(a, b)); }
 
 static bool strv_eq_null(char *const *a, char *const *b) {
         size_t i;
@@ -127,7 +125,8 @@ static void admit(const deployment_t *d, const plan_host_t *host, plan_t *p) {
         uint32_t wanted = p->create;
 
         if (host->create_concurrency) {
-                uint32_t slots = host->create_concurrency > host->booting ? host->create_concurrency - host->booting : 0;
+                uint32_t slots =
+                        host->create_concurrency > host->booting ? host->create_concurrency - host->booting : 0;
                 p->create = MIN(p->create, slots);
         }
         if (host->memory_capacity_mib && d->memory_mib) {
@@ -230,8 +229,8 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
                 if (d->status_message && *d->status_message)
                         snprintf(p->message, sizeof(p->message), "%s", d->status_message);
                 else
-                        snprintf(p->message, sizeof(p->message), "%u/%u instances ready; crash loop: re-apply to restart",
-                                 p->ready, d->replicas);
+                        snprintf(p->message, sizeof(p->message),
+                                 "%u/%u instances ready; crash loop: re-apply to restart", p->ready, d->replicas);
                 p->status = DEPLOYMENT_STATUS_CRASH_LOOP;
                 return 0;
         }
@@ -277,8 +276,9 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
                 p->create = 0;
                 p->wake_at = backoff_until;
                 /* No countdown: a message that changes every pass would be stored every pass. */
-                snprintf(p->message, sizeof(p->message), "%u/%u instances ready; back-off: restart %u/%u %llu ms after the last failure",
-                         p->ready, d->replicas, p->restart_count, SCHEDULER_MAX_RESTART_COUNT,
+                snprintf(p->message, sizeof(p->message),
+                         "%u/%u instances ready; back-off: restart %u/%u %llu ms after the last failure", p->ready,
+                         d->replicas, p->restart_count, SCHEDULER_MAX_RESTART_COUNT,
                          (unsigned long long)plan_backoff_ms(p->restart_count));
         }
 

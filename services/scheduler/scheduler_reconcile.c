@@ -25,13 +25,13 @@ typedef enum pass_phase {
 struct pass {
         scheduler_t *s;
         pass_phase_t phase;
-        unsigned holds;         /* calls and jobs in flight for it, and one while a phase starts them */
-        bool fresh;             /* apiserver answered deployment.list: s->known is its answer */
+        unsigned holds; /* calls and jobs in flight for it, and one while a phase starts them */
+        bool fresh;     /* apiserver answered deployment.list: s->known is its answer */
         bool have_instances;
-        bool failed;            /* something transient failed: a retry pass follows */
-        instance_t *instances;  /* vmm-driver's list, which the plans point into */
+        bool failed;           /* something transient failed: a retry pass follows */
+        instance_t *instances; /* vmm-driver's list, which the plans point into */
         size_t n_instances;
-        uint64_t wake_at;       /* earliest unix ms any deployment needs a pass at; 0: none */
+        uint64_t wake_at; /* earliest unix ms any deployment needs a pass at; 0: none */
 };
 
 typedef int (*unpack_fn)(const msgpack_object *o, void *item);
@@ -77,7 +77,8 @@ static void on_deployments(scheduler_t *s, int r, const bus_reply_t *reply, void
         deployment_t *items;
         size_t n;
 
-        if (r < 0 || list_decode(reply, BUS_METHOD_DEPLOYMENT_LIST, sizeof(deployment_t), unpack_deployment, (void **)&items, &n) < 0)
+        if (r < 0 || list_decode(reply, BUS_METHOD_DEPLOYMENT_LIST, sizeof(deployment_t), unpack_deployment,
+                                 (void **)&items, &n) < 0)
                 return;
         /* No pass plans from the old list any more: the one in flight is this one, still gathering. */
         list_free(s->known, s->n_known, sizeof(deployment_t), clear_deployment);
@@ -89,8 +90,8 @@ static void on_deployments(scheduler_t *s, int r, const bus_reply_t *reply, void
 static void on_instances(scheduler_t *s, int r, const bus_reply_t *reply, void *userdata) {
         pass_t *p = userdata;
 
-        if (r == 0 && list_decode(reply, BUS_METHOD_INSTANCE_LIST, sizeof(instance_t), unpack_instance, (void **)&p->instances,
-                                  &p->n_instances) == 0)
+        if (r == 0 && list_decode(reply, BUS_METHOD_INSTANCE_LIST, sizeof(instance_t), unpack_instance,
+                                  (void **)&p->instances, &p->n_instances) == 0)
                 p->have_instances = true;
 }
 
@@ -219,18 +220,14 @@ void scheduler_pass_release(pass_t *p) {
         pass_end(p);
 }
 
-bool scheduler_pass_stale(const pass_t *p) {
-        return p->phase == PASS_ACT && !p->fresh;
-}
+bool scheduler_pass_stale(const pass_t *p) { return p->phase == PASS_ACT && !p->fresh; }
 
 void scheduler_pass_wake(pass_t *p, uint64_t wake_at) {
         if (wake_at && (!p->wake_at || wake_at < p->wake_at))
                 p->wake_at = wake_at;
 }
 
-void scheduler_pass_fail(pass_t *p) {
-        p->failed = true;
-}
+void scheduler_pass_fail(pass_t *p) { p->failed = true; }
 
 static void pass_start(scheduler_t *s) {
         pass_t *p = calloc(1, sizeof(*p));

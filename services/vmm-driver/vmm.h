@@ -54,10 +54,10 @@ static inline void vmm_strv_freep(char ***v) {
 
 /* An instance's network as netd gave it (net.attach). */
 typedef struct vmm_net {
-        bool attached;       /* false: no netd on this host, the VM runs without a NIC */
+        bool attached; /* false: no netd on this host, the VM runs without a NIC */
         char tap[16];
         char mac[18];
-        char host_ip[16];    /* the guest's gateway */
+        char host_ip[16]; /* the guest's gateway */
         char guest_ip[16];
         unsigned prefix;
 } vmm_net_t;
@@ -106,10 +106,10 @@ void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* What is known about a VMM's exit; the runtime's exit_reason makes the reason of it. */
 typedef struct vmm_exit_facts {
-        bool stop_requested;          /* we asked (instance.stop) */
-        const char *shutdown_reason;  /* the shutdown reason the VMM announced, NULL if none */
+        bool stop_requested;         /* we asked (instance.stop) */
+        const char *shutdown_reason; /* the shutdown reason the VMM announced, NULL if none */
         bool status_known;
-        int wstatus;                  /* wait status, valid when status_known */
+        int wstatus; /* wait status, valid when status_known */
 } vmm_exit_facts_t;
 
 /* Exit code, 128+signal, or -1 when unknown. */
@@ -138,13 +138,13 @@ typedef struct vmm_agent_call {
 typedef struct vmm_agent {
         int fd;
         bool connected;
-        bool writing;           /* poller also waits for POLLOUT */
-        bool answered;          /* the agent answered a hello since vmm-driver started watching the VM */
-        int timer;              /* reconnect backoff; 0 when none */
-        int sweep_timer;        /* expires calls past their deadline; 0 when none */
+        bool writing;    /* poller also waits for POLLOUT */
+        bool answered;   /* the agent answered a hello since vmm-driver started watching the VM */
+        int timer;       /* reconnect backoff; 0 when none */
+        int sweep_timer; /* expires calls past their deadline; 0 when none */
         unsigned delay_ms;
         agent_frame_reader_t reader;
-        msgpack_sbuffer out;    /* bytes not yet accepted by the socket */
+        msgpack_sbuffer out; /* bytes not yet accepted by the socket */
         size_t out_off;
         uint64_t next_id;
         vmm_agent_call_t *calls; /* in flight, by id: exec will multiplex many */
@@ -155,8 +155,8 @@ void vmm_agent_start(vmm_instance_t *i);
 void vmm_agent_stop(vmm_instance_t *i);
 /* Send {type, id, ...pack} and call fn with the answer (timeout_ms 0: none). Returns the
  * id (> 0) or -errno. */
-int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vmm_agent_pack_fn pack,
-                          void *pack_data, uint64_t timeout_ms, vmm_agent_reply_fn fn, void *userdata);
+int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vmm_agent_pack_fn pack, void *pack_data,
+                          uint64_t timeout_ms, vmm_agent_reply_fn fn, void *userdata);
 int vmm_agent_ping(vmm_instance_t *i);
 /* Whether an answer frame of frame_type may complete a call of call_type. */
 bool vmm_agent_answers(const char *call_type, const char *frame_type);
@@ -183,14 +183,15 @@ void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, i
 struct vmm_instance {
         vmm_t *vmm;
         instance_record_t rec;
-        char *dir;          /* <instances_dir>/<id> */
-        int pidfd;          /* -1 when not watched */
-        bool is_child;      /* spawned by this process: waitid() works */
-        int kill_timer;     /* SIGKILL after stop_timeout; 0 when none */
-        int exit_timer;     /* waiting for an adopted VMM's exit status; 0 when none */
+        char *dir;                   /* <instances_dir>/<id> */
+        int pidfd;                   /* -1 when not watched */
+        bool is_child;               /* spawned by this process: waitid() works */
+        int kill_timer;              /* SIGKILL after stop_timeout; 0 when none */
+        int exit_timer;              /* waiting for an adopted VMM's exit status; 0 when none */
         uint64_t exit_info_deadline; /* monotonic ms */
-        const vmm_runtime_t *runtime; /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
-        void *runtime_data;           /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
+        const vmm_runtime_t
+                *runtime;   /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
+        void *runtime_data; /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
         vmm_agent_t agent;
 };
 
@@ -248,15 +249,15 @@ struct vmm {
         zloop_t *loop;
         bus_pub_t *pub;
         bus_server_t *server;
-        zhashx_t *instances;    /* instance_id -> vmm_instance_t* (owned) */
+        zhashx_t *instances; /* instance_id -> vmm_instance_t* (owned) */
         char *instances_dir;
         void *runtime_state[VMM_RUNTIMES_MAX]; /* each runtime's own state, by row (vmm_runtime.c) */
-        zlistx_t *held;         /* events waiting for vmm_publish_hold to end */
+        zlistx_t *held;                        /* events waiting for vmm_publish_hold to end */
         int hold_timer;
-        zlistx_t *graveyard;    /* freed instances whose memory goes on the next iteration */
+        zlistx_t *graveyard; /* freed instances whose memory goes on the next iteration */
         int reap_timer;
-        bus_client_t *netd;     /* net.attach / net.detach, asynchronous */
-        zhashx_t *creating;     /* instance_id -> its create in flight (vmm_instance.c; owned there) */
+        bus_client_t *netd; /* net.attach / net.detach, asynchronous */
+        zhashx_t *creating; /* instance_id -> its create in flight (vmm_instance.c; owned there) */
 };
 
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }

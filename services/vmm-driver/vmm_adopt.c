@@ -129,7 +129,7 @@ int vmm_adopt_all(vmm_t *d) {
                 adopt_one(d, de->d_name, &n_adopted, &n_gone);
         }
         closedir(dir);
-        log_info("Found %zu instances in %s: %u adopted, %u gone while we were down",
-                 zhashx_size(d->instances), d->instances_dir, n_adopted, n_gone);
+        log_info("Found %zu instances in %s: %u adopted, %u gone while we were down", zhashx_size(d->instances),
+                 d->instances_dir, n_adopted, n_gone);
         return 0;
 }

@@ -9,9 +9,9 @@
 #include "services/vmm-driver/vmm.h"
 
 #define AGENT_RETRY_FIRST_MS 20
-#define AGENT_RETRY_MAX_MS 100 /* a guest may be ready 100 ms after spawn (KVM) */
+#define AGENT_RETRY_MAX_MS 100               /* a guest may be ready 100 ms after spawn (KVM) */
 #define AGENT_OUT_MAX (2u * AGENT_FRAME_MAX) /* unsent bytes we buffer before calling the guest stuck */
-#define AGENT_CALLS_MAX 1024     /* requests in flight per instance */
+#define AGENT_CALLS_MAX 1024                 /* requests in flight per instance */
 #define AGENT_SWEEP_MS 250
 #define AGENT_PING_TIMEOUT_MS 5000
 
@@ -52,8 +52,8 @@ static int on_sweep(zloop_t *loop, int timer_id, void *arg) {
                 return 0;
         for (size_t k = 0; k < a->n_calls;) {
                 if (a->calls[k].deadline_ms && a->calls[k].deadline_ms <= now) {
-                        log_debug("Instance %s: agent %s request %" PRIu64 " timed out", id_of(i),
-                                  a->calls[k].type, a->calls[k].id);
+                        log_debug("Instance %s: agent %s request %" PRIu64 " timed out", id_of(i), a->calls[k].type,
+                                  a->calls[k].id);
                         call_complete(i, &a->calls[k], NULL, -ETIMEDOUT);
                         continue; /* the last call moved into slot k */
                 }
@@ -107,8 +107,8 @@ static int flush(vmm_instance_t *i) {
         vmm_agent_t *a = &i->agent;
 
         while (a->out_off < a->out.size) {
-                ssize_t n = send(a->fd, a->out.data + a->out_off, a->out.size - a->out_off,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                ssize_t n =
+                        send(a->fd, a->out.data + a->out_off, a->out.size - a->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -142,8 +142,8 @@ static int send_frame(vmm_instance_t *i, const msgpack_sbuffer *body) {
         return 0;
 }
 
-int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vmm_agent_pack_fn pack,
-                          void *pack_data, uint64_t timeout_ms, vmm_agent_reply_fn fn, void *userdata) {
+int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vmm_agent_pack_fn pack, void *pack_data,
+                          uint64_t timeout_ms, vmm_agent_reply_fn fn, void *userdata) {
         vmm_agent_t *a = &i->agent;
         msgpack_sbuffer body;
         msgpack_packer pk;
@@ -197,9 +197,7 @@ int64_t vmm_agent_request(vmm_instance_t *i, const char *type, size_t n_keys, vm
 
 /* ---- requests we make ------------------------------------------------------------------------ */
 
-static void pack_hello(msgpack_packer *pk, void *userdata) {
-        mp_pack_kv_u64(pk, "version", AGENT_PROTOCOL_VERSION);
-}
+static void pack_hello(msgpack_packer *pk, void *userdata) { mp_pack_kv_u64(pk, "version", AGENT_PROTOCOL_VERSION); }
 
 static void on_hello(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
         _cleanup_free_ char *agent = NULL;
@@ -298,15 +296,9 @@ static const struct {
         const char *type;
         void (*handler)(vmm_instance_t *i, const msgpack_object *body);
 } frame_handlers[] = {
-        { "ready", frame_ready },
-        { "hello", frame_answer },
-        { "pong", frame_answer },
-        { "shutdown", frame_answer },
-        { "start", frame_answer },
-        { "exec", frame_answer },
-        { "signal", frame_answer },
-        { "status", frame_answer },
-        { "exited", vmm_workload_on_exited },
+        { "ready", frame_ready },     { "hello", frame_answer },  { "pong", frame_answer },
+        { "shutdown", frame_answer }, { "start", frame_answer },  { "exec", frame_answer },
+        { "signal", frame_answer },   { "status", frame_answer }, { "exited", vmm_workload_on_exited },
         { "error", frame_error },
 };
 

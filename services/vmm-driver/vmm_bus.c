@@ -7,7 +7,6 @@
 #include "proto/schema.h"
 #include "services/vmm-driver/vmm.h"
 
-
 /* ---- events --------------------------------------------------------------------------------- */
 
 typedef struct held_event {
@@ -111,7 +110,8 @@ static int method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
 
         r = mp_get_str(req->args, "deployment_id", PROTO_ID_MAX, &deployment);
         if (r < 0 && r != -ENOENT)
-                return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string of at most %d bytes", PROTO_ID_MAX);
+                return bus_request_fail(req, BUS_ERR_INVALID, "deployment_id: must be a string of at most %d bytes",
+                                        PROTO_ID_MAX);
 
         v = calloc(zhashx_size(d->instances) + 1, sizeof(*v));
         if (!v)
@@ -229,8 +229,8 @@ static int method_stop(bus_request_t *req, msgpack_packer *pk, void *userdata) {
                 return bus_request_fail(req, BUS_ERR_INVALID, "remove: must be a boolean");
         r = vmm_instance_stop(i, remove);
         if (r < 0)
-                return bus_request_fail(req, error_code(r), "cannot stop instance %s: %s",
-                                        i->rec.inst.spec.instance_id, strerror(-r));
+                return bus_request_fail(req, error_code(r), "cannot stop instance %s: %s", i->rec.inst.spec.instance_id,
+                                        strerror(-r));
         /* Still readable when it was removed at once (see vmm_instance_free). */
         instance_pack(pk, &i->rec.inst);
         return 0;
@@ -276,12 +276,8 @@ static int method_workload(bus_request_t *req, msgpack_packer *pk, void *userdat
 }
 
 const bus_method_t vmm_bus_methods[] = {
-        { BUS_METHOD_INSTANCE_WORKLOAD, method_workload },
-        { BUS_METHOD_INSTANCE_EXEC, method_exec },
-        { BUS_METHOD_INSTANCE_SIGNAL, method_signal },
-        { BUS_METHOD_INSTANCE_LIST, method_list },
-        { BUS_METHOD_INSTANCE_CREATE, method_create },
-        { BUS_METHOD_INSTANCE_STOP, method_stop },
-        { BUS_METHOD_INSTANCE_REMOVE, method_remove },
-        {},
+        { BUS_METHOD_INSTANCE_WORKLOAD, method_workload }, { BUS_METHOD_INSTANCE_EXEC, method_exec },
+        { BUS_METHOD_INSTANCE_SIGNAL, method_signal },     { BUS_METHOD_INSTANCE_LIST, method_list },
+        { BUS_METHOD_INSTANCE_CREATE, method_create },     { BUS_METHOD_INSTANCE_STOP, method_stop },
+        { BUS_METHOD_INSTANCE_REMOVE, method_remove },     {},
 };

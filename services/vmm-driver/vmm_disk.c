@@ -23,7 +23,7 @@
 #define REFCOUNTS_PER_BLOCK (CLUSTER / 2)
 #define HEADER_V3 104
 #define EXT_BACKING_FORMAT 0xe2792acau
-#define BACKING_NAME_MAX 1023 /* QEMU refuses longer backing file names */
+#define BACKING_NAME_MAX 1023                /* QEMU refuses longer backing file names */
 #define VIRTUAL_SIZE_MAX ((uint64_t)1 << 50) /* 1 PiB: keeps the L1 table within a few clusters' reach */
 
 _printf_(3, 4) static int disk_fail(char **ret_error, int r, const char *fmt, ...) {
@@ -41,8 +41,7 @@ _printf_(3, 4) static int disk_fail(char **ret_error, int r, const char *fmt, ..
 /* FICLONE's answers that mean "not here" (another file system, or one without shared
  * extents), as opposed to a real failure. */
 static bool reflink_unsupported(int err) {
-        return err == EOPNOTSUPP || err == ENOTTY || err == EXDEV || err == EINVAL || err == ENOSYS ||
-               err == EPERM;
+        return err == EOPNOTSUPP || err == ENOTTY || err == EXDEV || err == EINVAL || err == ENOSYS || err == EPERM;
 }
 
 static int try_reflink(int src, const char *path) {
@@ -123,14 +122,14 @@ static int qcow2_overlay_write(int fd, const char *backing, const char *backing_
                 return -ENOMEM;
 
         memcpy(c, QCOW2_MAGIC, 4);
-        put_be32(c + 4, 3);                       /* version */
+        put_be32(c + 4, 3); /* version */
         put_be32(c + 20, CLUSTER_BITS);
         put_be64(c + 24, size);
         put_be32(c + 36, (uint32_t)l1_size);
-        put_be64(c + 40, 3 * CLUSTER);            /* L1 table */
-        put_be64(c + 48, 1 * CLUSTER);            /* refcount table */
-        put_be32(c + 56, 1);                      /* its length in clusters */
-        put_be32(c + 96, 4);                      /* refcount_order: 16-bit refcounts */
+        put_be64(c + 40, 3 * CLUSTER); /* L1 table */
+        put_be64(c + 48, 1 * CLUSTER); /* refcount table */
+        put_be32(c + 56, 1);           /* its length in clusters */
+        put_be32(c + 96, 4);           /* refcount_order: 16-bit refcounts */
         put_be32(c + 100, HEADER_V3);
         /* Header extensions: the backing file's format (QEMU never probes it), then the end. */
         ext = HEADER_V3;
@@ -233,8 +232,8 @@ int vmm_disk_create(const char *dir, const char *base, vmm_disk_t *ret, char **r
                 if (r == -EFBIG)
                         return disk_fail(ret_error, r, "image %s: its size (%llu bytes) is too large for an overlay",
                                          base, (unsigned long long)size);
-                return disk_fail(ret_error, r, "instance directory %s: cannot write %s: %s", dir,
-                                 VMM_DISK_QCOW2_FILE, strerror(-r));
+                return disk_fail(ret_error, r, "instance directory %s: cannot write %s: %s", dir, VMM_DISK_QCOW2_FILE,
+                                 strerror(-r));
         }
         snprintf(ret->path, sizeof(ret->path), "%s", qcow2);
         ret->format = "qcow2";
@@ -251,6 +250,4 @@ void vmm_disk_remove(const char *dir) {
                 (void)unlink(path);
 }
 
-const char *vmm_disk_method_name(vmm_disk_method_t m) {
-        return m == VMM_DISK_REFLINK ? "reflink" : "overlay";
-}
+const char *vmm_disk_method_name(vmm_disk_method_t m) { return m == VMM_DISK_REFLINK ? "reflink" : "overlay"; }

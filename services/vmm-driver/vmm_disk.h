@@ -15,9 +15,9 @@ typedef enum vmm_disk_method {
 } vmm_disk_method_t;
 
 typedef struct vmm_disk {
-        char path[PATH_MAX];      /* absolute, inside the instance directory */
-        const char *format;       /* what QEMU is told: "raw" or "qcow2" */
-        const char *base_format;  /* the base's format: "raw" or "qcow2" */
+        char path[PATH_MAX];     /* absolute, inside the instance directory */
+        const char *format;      /* what QEMU is told: "raw" or "qcow2" */
+        const char *base_format; /* the base's format: "raw" or "qcow2" */
         vmm_disk_method_t method;
 } vmm_disk_t;
 

@@ -6,9 +6,7 @@
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
 
-static bool same(const char *a, const char *b) {
-        return (!a && !b) || (a && b && streq(a, b));
-}
+static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && streq(a, b)); }
 
 int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
         vmm_t *d = ctx->userdata;
@@ -20,7 +18,8 @@ int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
         /* Every instance lives there: moving it would orphan them all. */
         if (!same(fresh->vmm_driver.instances_dir, ctx->config->vmm_driver.instances_dir) ||
             (!fresh->vmm_driver.instances_dir && !same(fresh->state_dir, ctx->config->state_dir)))
-                return log_error_errno(EINVAL, "vmm_driver.instances_dir cannot change while running; restart husk-vmm-driver");
+                return log_error_errno(EINVAL,
+                                       "vmm_driver.instances_dir cannot change while running; restart husk-vmm-driver");
         if (!same(old_ep->events, new_ep->events) || !same(old_ep->requests, new_ep->requests))
                 log_notice("bus.vmm-driver endpoints changed: they apply at the next restart");
         /* Everything else (stop timeout, defaults, kit paths) is read from the config when used. */

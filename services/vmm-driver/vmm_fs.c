@@ -107,7 +107,7 @@ struct vmm_fs_wait {
         int timer;
         pid_t pid;
         char *dir;
-        uint64_t deadline;       /* monotonic ms */
+        uint64_t deadline; /* monotonic ms */
         instance_record_t *rec;
         vmm_fs_ready_fn fn;
         void *userdata;
@@ -188,8 +188,8 @@ static int on_listen_tick(zloop_t *loop, int timer_id, void *arg) {
 int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
                  void *userdata, vmm_fs_wait_t **ret, char **ret_error) {
         char sock_opt[PATH_MAX + 32], source_opt[PATH_MAX + 16];
-        char *argv[] = { VIRTIOFSD, sock_opt, "-o", source_opt, "-o", "cache=auto", "-o", "sandbox=chroot",
-                         "-o", "no_posix_lock", NULL };
+        char *argv[] = { VIRTIOFSD, sock_opt,         "-o", source_opt,      "-o", "cache=auto",
+                         "-o",      "sandbox=chroot", "-o", "no_posix_lock", NULL };
         vmm_fs_wait_t *w;
         pid_t pid;
 
@@ -226,8 +226,14 @@ int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_re
         if (pid == 0)
                 child(dir, source, argv);
 
-        *w = (vmm_fs_wait_t){ .loop = loop, .pid = pid, .dir = w->dir, .rec = rec, .fn = fn, .userdata = userdata,
-                              .deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS, .next = live_waits };
+        *w = (vmm_fs_wait_t){ .loop = loop,
+                              .pid = pid,
+                              .dir = w->dir,
+                              .rec = rec,
+                              .fn = fn,
+                              .userdata = userdata,
+                              .deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS,
+                              .next = live_waits };
         live_waits = w;
         if (wait_arm(w) < 0) {
                 kill(pid, SIGKILL);
@@ -263,9 +269,7 @@ static void on_sync_ready(int error, const char *why, void *userdata) {
         s->why = why ? strdup(why) : NULL;
 }
 
-static int on_sync_check(zloop_t *loop, int timer_id, void *arg) {
-        return ((sync_wait_t *)arg)->done ? -1 : 0;
-}
+static int on_sync_check(zloop_t *loop, int timer_id, void *arg) { return ((sync_wait_t *)arg)->done ? -1 : 0; }
 
 int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error) {
         sync_wait_t s = {};

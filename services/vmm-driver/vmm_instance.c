@@ -110,9 +110,7 @@ void vmm_reap_now(vmm_t *d) {
                 instance_destroy(i);
 }
 
-vmm_instance_t *vmm_instance_get(vmm_t *d, const char *id) {
-        return id ? zhashx_lookup(d->instances, id) : NULL;
-}
+vmm_instance_t *vmm_instance_get(vmm_t *d, const char *id) { return id ? zhashx_lookup(d->instances, id) : NULL; }
 
 bool vmm_instance_alive(const vmm_instance_t *i) {
         return i->rec.inst.state && !streq(i->rec.inst.state, INSTANCE_STATE_EXITED);
@@ -190,7 +188,8 @@ static int check_spec(vmm_t *d, instance_spec_t *s, const vmm_runtime_t **ret_ru
         if (s->cpus > CPUS_MAX)
                 return fail(ret_error, -EINVAL, "cpus: must be between 1 and %d", CPUS_MAX);
         if (s->memory_mib < MEMORY_MIB_MIN || s->memory_mib > MEMORY_MIB_MAX)
-                return fail(ret_error, -EINVAL, "memory_mib: must be between %u and %u", MEMORY_MIB_MIN, MEMORY_MIB_MAX);
+                return fail(ret_error, -EINVAL, "memory_mib: must be between %u and %u", MEMORY_MIB_MIN,
+                            MEMORY_MIB_MAX);
         /* The image is not attached yet (kit mode comes later) but a missing one is an error now,
          * not when it finally gets used. */
         r = check_file("image", s->image, ret_error);
@@ -241,7 +240,8 @@ static int image_mode(const instance_spec_t *s, const char *image_path, const ch
         if (r >= 0 && kind == DISK_IMAGE_DIRECTORY) {
                 r = vmm_fs_workload_mode(image_path, ret_mode);
                 if (r == -ENOTDIR)
-                        return fail(ret_error, -EINVAL, "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
+                        return fail(ret_error, -EINVAL,
+                                    "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
                                     s->image);
                 if (r < 0)
                         return fail(ret_error, -EINVAL, "image: %s: %s", s->image, strerror(-r));
@@ -265,21 +265,21 @@ static int image_mode(const instance_spec_t *s, const char *image_path, const ch
 /* One create between its checks and its end: waiting for netd, then for virtiofsd. */
 typedef struct create {
         vmm_t *d;
-        instance_spec_t *spec;     /* until the instance exists, then i->rec has it */
-        vmm_instance_t *i;         /* once its directory exists */
+        instance_spec_t *spec; /* until the instance exists, then i->rec has it */
+        vmm_instance_t *i;     /* once its directory exists */
         char id[INSTANCE_ID_LEN + 1];
         const vmm_runtime_t *rt;
         char *image_path;
         const char *mode;
-        const char *disk_format;   /* the image is a disk: "raw" or "qcow2"; NULL: a directory */
-        bool firmware;             /* the disk boots by its own firmware, not the kit */
-        char *kernel, *initrd;     /* copies: a SIGHUP may change the config meanwhile */
-        bool attached;             /* netd gave a network: detach it on failure */
+        const char *disk_format; /* the image is a disk: "raw" or "qcow2"; NULL: a directory */
+        bool firmware;           /* the disk boots by its own firmware, not the kit */
+        char *kernel, *initrd;   /* copies: a SIGHUP may change the config meanwhile */
+        bool attached;           /* netd gave a network: detach it on failure */
         bool has_net;
-        vmm_net_t net;             /* netd's answer, kept for the launch */
-        vmm_disk_t disk;           /* firmware boot: the instance's disk, once made */
-        struct seed_job *seed;     /* firmware boot: the seed being written off the loop */
-        char *seed_path;           /* ... and where it was written */
+        vmm_net_t net;         /* netd's answer, kept for the launch */
+        vmm_disk_t disk;       /* firmware boot: the instance's disk, once made */
+        struct seed_job *seed; /* firmware boot: the seed being written off the loop */
+        char *seed_path;       /* ... and where it was written */
         vmm_fs_wait_t *fs;
         vmm_create_fn fn;
         void *userdata;
@@ -382,7 +382,8 @@ static void on_fs_ready(int error, const char *why, void *userdata) {
 
         c->fs = NULL; /* the wait ended with this call */
         if (error < 0) {
-                create_fail(c, error, "cannot start virtiofsd for %s: %s", c->i->rec.image_path, why ?: strerror(-error));
+                create_fail(c, error, "cannot start virtiofsd for %s: %s", c->i->rec.image_path,
+                            why ?: strerror(-error));
                 return;
         }
         create_spawn(c);
@@ -395,7 +396,7 @@ typedef struct seed_job {
         pthread_t thread;
         int efd;
         char dir[PATH_MAX];
-        vmm_seed_spec_t spec;      /* points into the instance's spec and the job's copies */
+        vmm_seed_spec_t spec; /* points into the instance's spec and the job's copies */
         char address[16], gateway[16];
         int error;
         char *path, *why;
@@ -435,8 +436,7 @@ static int on_seed_written(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
                 _cleanup_free_ char *why = j->why ? strdup(j->why) : NULL;
 
                 seed_job_end(c);
-                create_fail(c, error, "cannot write the cloud-init seed: %s",
-                            why ?: strerror(-error));
+                create_fail(c, error, "cannot write the cloud-init seed: %s", why ?: strerror(-error));
                 return 0;
         }
         c->seed_path = TAKE_PTR(j->path);
@@ -457,7 +457,8 @@ static int create_firmware_files(create_t *c, char **ret_why) {
 
         r = vmm_disk_create(i->dir, i->rec.image_path, &c->disk, &why);
         if (r < 0) {
-                if (asprintf(ret_why, "cannot make the instance disk of %s: %s", i->rec.image_path, why ?: strerror(-r)) < 0)
+                if (asprintf(ret_why, "cannot make the instance disk of %s: %s", i->rec.image_path,
+                             why ?: strerror(-r)) < 0)
                         *ret_why = NULL;
                 return r;
         }
@@ -632,7 +633,8 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         if (!image_path)
                 return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(errno));
         if (strchr(image_path, ','))
-                return fail(ret_error, -EINVAL, "image: %s resolves to %s, which contains ',' (virtiofsd and VMM option syntax)",
+                return fail(ret_error, -EINVAL,
+                            "image: %s resolves to %s, which contains ',' (virtiofsd and VMM option syntax)",
                             spec->image, image_path);
         r = image_mode(spec, image_path, &mode, &disk_format, &firmware, ret_error);
         if (r < 0)
@@ -657,9 +659,16 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         c = calloc(1, sizeof(*c));
         if (!c)
                 return fail(ret_error, -ENOMEM, "out of memory");
-        *c = (create_t){ .d = d, .rt = rt, .mode = mode, .disk_format = disk_format, .firmware = firmware,
-                         .fn = fn, .userdata = userdata,
-                         .image_path = TAKE_PTR(image_path), .kernel = strdup(boot.kernel), .initrd = strdup(boot.initrd) };
+        *c = (create_t){ .d = d,
+                         .rt = rt,
+                         .mode = mode,
+                         .disk_format = disk_format,
+                         .firmware = firmware,
+                         .fn = fn,
+                         .userdata = userdata,
+                         .image_path = TAKE_PTR(image_path),
+                         .kernel = strdup(boot.kernel),
+                         .initrd = strdup(boot.initrd) };
         snprintf(c->id, sizeof(c->id), "%s", spec->instance_id);
         if (!c->kernel || !c->initrd || zhashx_insert(d->creating, c->id, c) < 0) {
                 create_free(c);
@@ -780,8 +789,8 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
         /* The seed holds the environment: it lives only as long as the VM. */
         if (i->rec.firmware_boot)
                 vmm_seed_remove(i->dir);
-        log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid,
-                 reason, status);
+        log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid, reason,
+                 status);
         vmm_instance_save(i);
         if (i->rec.remove_on_exit)
                 (void)vmm_instance_remove(i);

@@ -161,8 +161,7 @@ int vmm_spawn(const char *dir, char *const *argv, const char *output, pid_t *ret
         if (r == 0)
                 r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, output,
-                                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+                r = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, output, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (r == 0)
                 r = posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
         /* Our sockets (bus, control and agent connections of other VMs) must not leak into the VMM,

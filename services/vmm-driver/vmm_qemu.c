@@ -68,7 +68,8 @@ int vmm_host_tsc_khz(uint64_t *ret) {
         c0 = __rdtsc();
         do
                 clock_gettime(CLOCK_MONOTONIC_RAW, &t1);
-        while ((uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec < 20000000u);
+        while ((uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec <
+               20000000u);
         c1 = __rdtsc();
         ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec;
         if (c1 <= c0 || ns == 0)
@@ -77,9 +78,7 @@ int vmm_host_tsc_khz(uint64_t *ret) {
         return 0;
 }
 #else
-int vmm_host_tsc_khz(uint64_t *ret) {
-        return -EOPNOTSUPP;
-}
+int vmm_host_tsc_khz(uint64_t *ret) { return -EOPNOTSUPP; }
 #endif
 
 typedef struct strv_builder {
@@ -169,8 +168,7 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
                  * which fails when the host is busy (the emulated CPU is too slow to time the PIT);
                  * it then marks the TSC unstable and waits forever for a jiffy in calibrate_delay.
                  * Giving it the frequency skips that calibration. */
-                add(b, KERNEL_CMDLINE " tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz,
-                    p->instance_id, net);
+                add(b, KERNEL_CMDLINE " tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz, p->instance_id, net);
         else
                 add(b, KERNEL_CMDLINE " husk.instance=%s%s", p->instance_id, net);
         if (p->net) {

@@ -8,10 +8,10 @@
 /* ---- the command line (vmm_qemu.c) ---------------------------------------------------------- */
 
 typedef struct vmm_qemu_params {
-        const char *binary;      /* absolute path */
-        const char *accel;       /* "kvm" or "tcg", already resolved */
-        const char *kernel;      /* absolute */
-        const char *initrd;      /* absolute */
+        const char *binary; /* absolute path */
+        const char *accel;  /* "kvm" or "tcg", already resolved */
+        const char *kernel; /* absolute */
+        const char *initrd; /* absolute */
         const char *instance_id;
         uint32_t cpus;
         uint32_t memory_mib;
@@ -25,7 +25,7 @@ typedef struct vmm_qemu_params {
         const char *firmware_vars; /* the instance's copy of the variables store, writable pflash */
         const char *boot_disk;     /* the instance's disk, read-write virtio-blk-pci, booted first */
         const char *boot_disk_format;
-        const char *seed;          /* the cloud-init seed, read-only virtio-blk-pci; NULL: none */
+        const char *seed; /* the cloud-init seed, read-only virtio-blk-pci; NULL: none */
 } vmm_qemu_params_t;
 
 #define VMM_QEMU_FIRMWARE_VARS "efivars.fd" /* the instance's copy of the firmware's variables template */
@@ -72,19 +72,19 @@ int vmm_qmp_execute(vmm_instance_t *i, const char *command);
 
 /* Daemon-wide: what runtime.qemu resolved to. */
 typedef struct vmm_qemu {
-        char *binary_name;  /* as configured, for messages */
-        char *binary;       /* resolved; NULL when not found */
-        const char *accel;  /* resolved "kvm" or "tcg" */
+        char *binary_name;   /* as configured, for messages */
+        char *binary;        /* resolved; NULL when not found */
+        const char *accel;   /* resolved "kvm" or "tcg" */
         char *firmware;      /* runtime.qemu.firmware_path (OVMF code) */
         char *firmware_vars; /* its variables template: the same name with CODE -> VARS, beside it; NULL: none */
-        uint64_t tsc_khz;   /* tcg: host TSC frequency passed to guests, 0 if unknown */
+        uint64_t tsc_khz;    /* tcg: host TSC frequency passed to guests, 0 if unknown */
 } vmm_qemu_t;
 
 /* Per instance (i->runtime_data). */
 typedef struct vmm_qemu_instance {
         vmm_qmp_t qmp;
-        char **argv;        /* built by prepare, used by spawn; NULL after */
-        const char *accel;  /* for the log line at spawn */
+        char **argv;       /* built by prepare, used by spawn; NULL after */
+        const char *accel; /* for the log line at spawn */
 } vmm_qemu_instance_t;
 
 static inline vmm_qemu_instance_t *vmm_qemu_of(const vmm_instance_t *i) { return i->runtime_data; }

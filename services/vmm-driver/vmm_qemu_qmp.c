@@ -8,7 +8,7 @@
 #include "services/vmm-driver/vmm_qemu.h"
 
 #define QMP_SOCKET "qmp.sock"
-#define QMP_LINE_MAX (1u << 20)      /* a QMP message we would accept is a few KiB */
+#define QMP_LINE_MAX (1u << 20) /* a QMP message we would accept is a few KiB */
 #define QMP_CONNECT_FIRST_MS 5
 #define QMP_CONNECT_MAX_DELAY_MS 50
 /* QEMU creates the socket before it sets up the machine, normally within 100 ms; this bound
@@ -184,9 +184,7 @@ static int on_qmp(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         return 0;
 }
 
-void vmm_qmp_drain(vmm_instance_t *i) {
-        qmp_read(i);
-}
+void vmm_qmp_drain(vmm_instance_t *i) { qmp_read(i); }
 
 static int on_connect_timer(zloop_t *loop, int timer_id, void *arg);
 

@@ -77,7 +77,8 @@ static int setup(const husk_runtime_config_t *c, void **state) {
         if (streq(q->accel, "tcg")) {
                 r = vmm_host_tsc_khz(&q->tsc_khz);
                 if (r < 0)
-                        log_warning_errno(r, "Cannot tell guests the TSC frequency, their boots may hang on a busy host: %m");
+                        log_warning_errno(
+                                r, "Cannot tell guests the TSC frequency, their boots may hang on a busy host: %m");
                 else
                         log_debug("Host TSC: %" PRIu64 " kHz", q->tsc_khz);
         }
@@ -118,12 +119,17 @@ static int prepare_firmware(vmm_instance_t *i, const vmm_qemu_t *q, char **ret_e
         int r;
 
         if (!q->firmware)
-                return fail(ret_error, -ENOENT, "runtime.qemu.firmware_path is not set: disk images boot through UEFI firmware (Debian's ovmf)");
+                return fail(ret_error, -ENOENT,
+                            "runtime.qemu.firmware_path is not set: disk images boot through UEFI firmware (Debian's "
+                            "ovmf)");
         if (access(q->firmware, R_OK) < 0)
-                return fail(ret_error, -ENOENT, "runtime.qemu.firmware_path %s: %s (install Debian's ovmf, or point it at OVMF_CODE)",
+                return fail(ret_error, -ENOENT,
+                            "runtime.qemu.firmware_path %s: %s (install Debian's ovmf, or point it at OVMF_CODE)",
                             q->firmware, strerror(errno));
         if (!q->firmware_vars)
-                return fail(ret_error, -ENOENT, "runtime.qemu.firmware_path %s: no variables template beside it (its name must hold CODE, the template's VARS)",
+                return fail(ret_error, -ENOENT,
+                            "runtime.qemu.firmware_path %s: no variables template beside it (its name must hold CODE, "
+                            "the template's VARS)",
                             q->firmware);
         r = read_file(q->firmware_vars, 64u << 20, &vars, &size);
         if (r < 0)
@@ -167,7 +173,9 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 p.firmware = q->firmware;
                 p.firmware_vars = VMM_QEMU_FIRMWARE_VARS;
                 if (strchr(q->firmware, ','))
-                        return fail(ret_error, -EINVAL, "runtime.qemu.firmware_path %s: must not contain ',' (QEMU option syntax)", q->firmware);
+                        return fail(ret_error, -EINVAL,
+                                    "runtime.qemu.firmware_path %s: must not contain ',' (QEMU option syntax)",
+                                    q->firmware);
         }
         r = vmm_qemu_argv(&p, &vmm_qemu_of(i)->argv);
         if (r < 0)
@@ -231,9 +239,7 @@ static int qemu_shutdown(vmm_instance_t *i) {
         return vmm_qmp_execute(i, "system_powerdown");
 }
 
-static bool starts_with(const char *s, const char *prefix) {
-        return s && strncmp(s, prefix, strlen(prefix)) == 0;
-}
+static bool starts_with(const char *s, const char *prefix) { return s && strncmp(s, prefix, strlen(prefix)) == 0; }
 
 const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f) {
         if (f->stop_requested)
@@ -259,9 +265,7 @@ const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f) {
         return "crashed";
 }
 
-static int agent_connect(vmm_instance_t *i) {
-        return vmm_instance_connect(i, AGENT_SOCKET);
-}
+static int agent_connect(vmm_instance_t *i) { return vmm_instance_connect(i, AGENT_SOCKET); }
 
 const vmm_runtime_t vmm_qemu_runtime = {
         .name = "qemu",

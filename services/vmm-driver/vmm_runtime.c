@@ -40,7 +40,10 @@ static void names(char *buf, size_t size) {
 
         buf[0] = '\0';
         for (size_t k = 0; k < ELEMENTSOF(rows) && n < size; k++)
-                n += (size_t)snprintf(buf + n, size - n, "%s%s", k == 0 ? "" : k + 1 == ELEMENTSOF(rows) ? " or " : ", ",
+                n += (size_t)snprintf(buf + n, size - n, "%s%s",
+                                      k == 0                      ? ""
+                                      : k + 1 == ELEMENTSOF(rows) ? " or "
+                                                                  : ", ",
                                       rows[k].name);
 }
 

@@ -16,12 +16,14 @@ typedef struct vmm_exit_facts vmm_exit_facts_t;
 
 /* What the runtime-independent part of a create resolved, for the runtime's command line. */
 typedef struct vmm_launch {
-        const char *kernel;    /* absolute: the spec's, else the kit's */
-        const char *initrd;    /* absolute: the spec's, else the kit's */
-        const vmm_net_t *net;  /* the instance's TAP and /30 (netd); NULL: no network */
-        const char *fs_socket; /* kit mode: virtiofsd's socket in the instance directory, exported as tag VMM_FS_TAG; NULL: none */
-        const char *disk;      /* the kit boots with a disk image: the image, read-only, as the guest's first disk; NULL: none */
-        const char *disk_format;      /* disk's: "raw" or "qcow2" */
+        const char *kernel;   /* absolute: the spec's, else the kit's */
+        const char *initrd;   /* absolute: the spec's, else the kit's */
+        const vmm_net_t *net; /* the instance's TAP and /30 (netd); NULL: no network */
+        const char *
+                fs_socket; /* kit mode: virtiofsd's socket in the instance directory, exported as tag VMM_FS_TAG; NULL: none */
+        const char *
+                disk; /* the kit boots with a disk image: the image, read-only, as the guest's first disk; NULL: none */
+        const char *disk_format; /* disk's: "raw" or "qcow2" */
         /* Firmware boot (a disk image without `kernel:` or a command): the VMM boots this disk
          * through UEFI firmware instead of the kit. NULL: the kit boots. */
         const char *boot_disk;        /* the instance's own copy-on-write disk (vmm_disk.h), read-write */

@@ -45,8 +45,8 @@ static bool env_key_valid(const char *k, size_t n) {
         if (n == 0 || !((k[0] >= 'A' && k[0] <= 'Z') || (k[0] >= 'a' && k[0] <= 'z') || k[0] == '_'))
                 return false;
         for (size_t i = 1; i < n; i++)
-                if (!((k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= 'a' && k[i] <= 'z') ||
-                      (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
+                if (!((k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') ||
+                      k[i] == '_'))
                         return false;
         return true;
 }
@@ -91,12 +91,13 @@ int vmm_seed_env_quote(const char *key, const char *value, char **ret, char **re
                 size_t k = utf8_char(p + i, &c);
 
                 if (k == 0)
-                        return seed_fail(ret_error, -EINVAL,
-                                         "environment %s: the value is not valid UTF-8 (byte %zu)", key, i);
+                        return seed_fail(ret_error, -EINVAL, "environment %s: the value is not valid UTF-8 (byte %zu)",
+                                         key, i);
                 if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
                         return seed_fail(ret_error, -EINVAL,
                                          "environment %s: the value holds control character 0x%02x (only tab and "
-                                         "newline can reach the guest's services)", key, (unsigned)c);
+                                         "newline can reach the guest's services)",
+                                         key, (unsigned)c);
                 n += k + (c == '\\' || c == '"' || c == '$' || c == '`');
                 i += k;
         }
@@ -136,7 +137,8 @@ static int env_lines(char *const *env, FILE *envf, FILE *prof, char **ret_error)
                         shown[n] = '\0';
                         return seed_fail(ret_error, -EINVAL,
                                          eq ? "environment %s: not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"
-                                            : "environment %s: no '=' (want KEY=value)", shown);
+                                            : "environment %s: no '=' (want KEY=value)",
+                                         shown);
                 }
                 key = strndup(env[i], (size_t)(eq - env[i]));
                 if (!key)
@@ -156,8 +158,8 @@ static bool hostname_valid(const char *h) {
         if (n == 0 || n > HOSTNAME_MAX || h[0] == '-' || h[n - 1] == '-')
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
-                      (h[i] >= '0' && h[i] <= '9') || h[i] == '-'))
+                if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') || (h[i] >= '0' && h[i] <= '9') ||
+                      h[i] == '-'))
                         return false;
         return true;
 }
@@ -224,8 +226,10 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
                                  spec->instance_id ? spec->instance_id : "(none)");
         hostname = spec->hostname ? spec->hostname : spec->instance_id;
         if (!hostname_valid(hostname))
-                return seed_fail(ret_error, -EINVAL, "seed: %s is not a valid host name (letters, digits, "
-                                 "'-', at most %d)", hostname, HOSTNAME_MAX);
+                return seed_fail(ret_error, -EINVAL,
+                                 "seed: %s is not a valid host name (letters, digits, "
+                                 "'-', at most %d)",
+                                 hostname, HOSTNAME_MAX);
         if (spec->address && (!ip_valid(spec->address, AF_INET) || spec->prefix < 1 || spec->prefix > 32))
                 return seed_fail(ret_error, -EINVAL, "seed: address %s/%u is not an IPv4 address and prefix",
                                  spec->address, spec->prefix);
@@ -233,8 +237,7 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
                 return seed_fail(ret_error, -EINVAL, "seed: gateway %s is not an IPv4 address", spec->gateway);
         for (size_t i = 0; spec->address && spec->dns && spec->dns[i]; i++)
                 if (!ip_valid(spec->dns[i], AF_INET) && !ip_valid(spec->dns[i], AF_INET6))
-                        return seed_fail(ret_error, -EINVAL, "seed: name server %s is not an IP address",
-                                         spec->dns[i]);
+                        return seed_fail(ret_error, -EINVAL, "seed: name server %s is not an IP address", spec->dns[i]);
 
         envf = open_memstream(&out.env, &n_env);
         prof = open_memstream(&out.profile, &n_prof);
@@ -309,8 +312,10 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
         }
         if (n_ud + n_md + n_nc > VMM_SEED_CONTENT_MAX) {
                 vmm_seed_files_clear(&out);
-                return seed_fail(ret_error, -E2BIG, "seed: the environment is too large (%zu bytes of "
-                                 "cloud-init data, at most %u)", n_ud + n_md + n_nc, VMM_SEED_CONTENT_MAX);
+                return seed_fail(ret_error, -E2BIG,
+                                 "seed: the environment is too large (%zu bytes of "
+                                 "cloud-init data, at most %u)",
+                                 n_ud + n_md + n_nc, VMM_SEED_CONTENT_MAX);
         }
         *ret = out;
         return 0;
@@ -358,8 +363,8 @@ static int write_plain(const char *dir, const char *name, const char *content) {
 
 /* mkfs.fat or mcopy, with their output in the message when they fail. */
 static int seed_tool(char *const argv[], char **ret_error) {
-        static char *const env[] = { "PATH=" RUN_TOOL_PATH, "LC_ALL=C", "MTOOLS_SKIP_CHECK=1",
-                                     "MTOOLSRC=/dev/null", NULL };
+        static char *const env[] = { "PATH=" RUN_TOOL_PATH, "LC_ALL=C", "MTOOLS_SKIP_CHECK=1", "MTOOLSRC=/dev/null",
+                                     NULL };
         _cleanup_free_ char *output = NULL;
         int r = run_tool(argv, env, &output);
 

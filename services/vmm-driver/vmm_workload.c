@@ -30,8 +30,8 @@ static const char *channel(const vmm_instance_t *i, char *buf, size_t size) {
 void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, int error) {
         char ch[384];
 
-        snprintf(buf, size,
-                 "husk-agent on instance %s is not reachable over %s: %s%s", id_of(i), channel(i, ch, sizeof(ch)), error == -ENOTCONN ? "not connected" : strerror(-error),
+        snprintf(buf, size, "husk-agent on instance %s is not reachable over %s: %s%s", id_of(i),
+                 channel(i, ch, sizeof(ch)), error == -ENOTCONN ? "not connected" : strerror(-error),
                  error == -ENOTCONN ? " (the guest is still booting, has stopped, or its image has no husk-agent)"
                                     : "");
 }
@@ -207,17 +207,21 @@ static void on_exec(vmm_instance_t *i, const msgpack_object *body, int error, vo
 
                 if (error == -ETIMEDOUT && i->rec.firmware_boot && !i->agent.answered)
                         /* The image's own init runs: nothing says it carries the agent. */
-                        snprintf(msg, sizeof(msg), "husk-agent on instance %s never answered over %s: the image "
+                        snprintf(msg, sizeof(msg),
+                                 "husk-agent on instance %s never answered over %s: the image "
                                  "may not carry it; install husk-agent in the image as a service "
                                  "(deploy/systemd/husk-agent.service says how)",
                                  id_of(i), channel(i, ch, sizeof(ch)));
                 else if (error == -ETIMEDOUT)
-                        snprintf(msg, sizeof(msg), "husk-agent on instance %s did not answer the exec over "
+                        snprintf(msg, sizeof(msg),
+                                 "husk-agent on instance %s did not answer the exec over "
                                  "%s in time: the guest is hung or overloaded",
                                  id_of(i), channel(i, ch, sizeof(ch)));
                 else if (error == -ECONNRESET)
-                        snprintf(msg, sizeof(msg), "husk-agent on instance %s: the %s connection "
-                                 "closed before the exec finished (the VM stopped?)", id_of(i), channel(i, ch, sizeof(ch)));
+                        snprintf(msg, sizeof(msg),
+                                 "husk-agent on instance %s: the %s connection "
+                                 "closed before the exec finished (the VM stopped?)",
+                                 id_of(i), channel(i, ch, sizeof(ch)));
                 else
                         vmm_workload_unreachable(msg, sizeof(msg), i, error);
                 bus_deferred_fail(&d, BUS_ERR_UNAVAILABLE, "%s", msg);
@@ -262,7 +266,8 @@ int vmm_workload_exec(bus_request_t *req, vmm_instance_t *i) {
                 return bus_request_fail(req, BUS_ERR_INVALID, "cwd: must be an absolute path");
         r = mp_get_u64(req->args, "timeout_ms", &a.timeout_ms);
         if ((r < 0 && r != -ENOENT) || a.timeout_ms == 0 || a.timeout_ms > VMM_EXEC_TIMEOUT_MAX_MS)
-                return bus_request_fail(req, BUS_ERR_INVALID, "timeout_ms: must be between 1 and %u", VMM_EXEC_TIMEOUT_MAX_MS);
+                return bus_request_fail(req, BUS_ERR_INVALID, "timeout_ms: must be between 1 and %u",
+                                        VMM_EXEC_TIMEOUT_MAX_MS);
         a.argv = mp_map_get(req->args, "argv");
         a.env = mp_map_get(req->args, "env");
         a.cwd = mp_map_get(req->args, "cwd");
@@ -301,7 +306,8 @@ static void on_signal(vmm_instance_t *i, const msgpack_object *body, int error, 
                 _cleanup_free_ char *message = NULL;
 
                 (void)mp_get_str(body, "message", 1024, &message);
-                bus_deferred_fail(&d, BUS_ERR_CONFLICT, "husk-agent on instance %s: %s", id_of(i), message ?: "refused");
+                bus_deferred_fail(&d, BUS_ERR_CONFLICT, "husk-agent on instance %s: %s", id_of(i),
+                                  message ?: "refused");
                 return;
         }
         if (error < 0) {

@@ -84,7 +84,8 @@ int main(int argc, char **argv) {
                 if (t3 - t2 < best_pipeline)
                         best_pipeline = t3 - t2;
         }
-        printf("{\"bytes\": %zu, \"lines\": %lu, \"split_mb_s\": %.1f, \"classify_mb_s\": %.1f, \"pipeline_mb_s\": %.1f, "
+        printf("{\"bytes\": %zu, \"lines\": %lu, \"split_mb_s\": %.1f, \"classify_mb_s\": %.1f, \"pipeline_mb_s\": "
+               "%.1f, "
                "\"levels\": {\"error\": %lu, \"warning\": %lu, \"info\": %lu, \"debug\": %lu, \"unknown\": %lu}}\n",
                size, lines, size / best_split / 1e6, size / best_classify / 1e6, size / best_pipeline / 1e6,
                levels[LOGD_LEVEL_ERROR], levels[LOGD_LEVEL_WARNING], levels[LOGD_LEVEL_INFO], levels[LOGD_LEVEL_DEBUG],

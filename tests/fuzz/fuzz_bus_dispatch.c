@@ -15,21 +15,21 @@
 #include "proto/port.h"
 
 /* Re-encode what a decoder accepted and decode it again: an accepted value always round-trips. */
-#define ROUND_TRIP(type, pack, unpack, clear, value)                                          \
-        do {                                                                                  \
-                msgpack_sbuffer sb_;                                                          \
-                msgpack_packer pk_;                                                           \
-                msgpack_unpacked u_;                                                          \
-                type again_;                                                                  \
-                msgpack_sbuffer_init(&sb_);                                                   \
-                msgpack_packer_init(&pk_, &sb_, msgpack_sbuffer_write);                       \
-                pack(&pk_, (value));                                                          \
-                msgpack_unpacked_init(&u_);                                                   \
+#define ROUND_TRIP(type, pack, unpack, clear, value)                                                  \
+        do {                                                                                          \
+                msgpack_sbuffer sb_;                                                                  \
+                msgpack_packer pk_;                                                                   \
+                msgpack_unpacked u_;                                                                  \
+                type again_;                                                                          \
+                msgpack_sbuffer_init(&sb_);                                                           \
+                msgpack_packer_init(&pk_, &sb_, msgpack_sbuffer_write);                               \
+                pack(&pk_, (value));                                                                  \
+                msgpack_unpacked_init(&u_);                                                           \
                 assert(msgpack_unpack_next(&u_, sb_.data, sb_.size, NULL) == MSGPACK_UNPACK_SUCCESS); \
-                assert(unpack(&u_.data, &again_) == 0);                                       \
-                clear(&again_);                                                               \
-                msgpack_unpacked_destroy(&u_);                                                \
-                msgpack_sbuffer_destroy(&sb_);                                                \
+                assert(unpack(&u_.data, &again_) == 0);                                               \
+                clear(&again_);                                                                       \
+                msgpack_unpacked_destroy(&u_);                                                        \
+                msgpack_sbuffer_destroy(&sb_);                                                        \
         } while (0)
 
 static int on_instance_create(bus_request_t *req, msgpack_packer *pk, void *userdata) {
@@ -118,8 +118,8 @@ static const bus_method_t methods[] = {
         { "instance.exec", on_deferred },
         {},
 };
-static const char *const names[] = { "instance.create", "instance.get", "deployment.apply", "event.record",
-                                      "net.attach", "instance.exec", "no.such.method" };
+static const char *const names[] = { "instance.create", "instance.get",  "deployment.apply", "event.record",
+                                     "net.attach",      "instance.exec", "no.such.method" };
 
 static void check_reply(const msgpack_sbuffer *buf) {
         msgpack_unpacked u;

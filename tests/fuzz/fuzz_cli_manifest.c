@@ -20,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size == 0)
                 return 0;
-        r = cli_manifest_parse(&m, "fuzz.yaml", (const char *)data + 1, size - 1, data[0] & 1 ? &vars : NULL,
-                               &error);
+        r = cli_manifest_parse(&m, "fuzz.yaml", (const char *)data + 1, size - 1, data[0] & 1 ? &vars : NULL, &error);
         if (r < 0) {
                 /* Refused: says where, and adds nothing. */
                 assert(r == -ENOMEM || (error && strncmp(error, "fuzz.yaml", 9) == 0));

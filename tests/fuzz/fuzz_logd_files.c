@@ -23,9 +23,7 @@ static void remove_dir(void) {
                 (void)rm_rf(dir);
 }
 
-static bool any_true(const logd_entry_t *e, void *userdata) {
-        return e->seq >= *(uint64_t *)userdata;
-}
+static bool any_true(const logd_entry_t *e, void *userdata) { return e->seq >= *(uint64_t *)userdata; }
 
 /* The first byte: how many files (1 to 4) and where they split the rest. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -69,8 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 json_t *v;
 
                 assert(json_array_size(violations) > 0);
-                json_array_foreach(violations, i, v)
-                        assert(json_is_string(json_object_get(v, "field")) && json_is_string(json_object_get(v, "reason")));
+                json_array_foreach(violations, i, v) assert(json_is_string(json_object_get(v, "field")) &&
+                                                            json_is_string(json_object_get(v, "reason")));
                 json_decref(violations);
         }
         json_decref(input);

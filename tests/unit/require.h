@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define require(condition, why)                                                      \
-        do {                                                                         \
-                if (!(condition)) {                                                  \
-                        const char *ci_ = getenv("CI");                              \
-                        if (ci_ && strcmp(ci_, "true") == 0)                         \
-                                fail_msg("cannot run under CI=true: %s", (why));     \
-                        skip();                                                      \
-                }                                                                    \
+#define require(condition, why)                                                  \
+        do {                                                                     \
+                if (!(condition)) {                                              \
+                        const char *ci_ = getenv("CI");                          \
+                        if (ci_ && strcmp(ci_, "true") == 0)                     \
+                                fail_msg("cannot run under CI=true: %s", (why)); \
+                        skip();                                                  \
+                }                                                                \
         } while (0)

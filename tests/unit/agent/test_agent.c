@@ -14,10 +14,9 @@
 
 /* ---- kernel command line ------------------------------------------------------------- */
 
-static const char *cmdline =
-        "console=ttyS0 panic=-1 quiet husk.instance=abc123 virtio_mmio.device=512@0xfeb00e00:12 "
-        "virtio-mmio.device=512@0xfeb00c00:13 virtio_mmio_x.y=1 husk.note=\"two words\" "
-        "virtio_console.debug husk.instance=def456\n";
+static const char *cmdline = "console=ttyS0 panic=-1 quiet husk.instance=abc123 virtio_mmio.device=512@0xfeb00e00:12 "
+                             "virtio-mmio.device=512@0xfeb00c00:13 virtio_mmio_x.y=1 husk.note=\"two words\" "
+                             "virtio_console.debug husk.instance=def456\n";
 
 static void test_cmdline_get(void **state) {
         char *v = NULL;
@@ -123,8 +122,7 @@ static void test_modules_dep_lookup(void **state) {
 
         assert_int_equal(modules_dep_lookup(dep_text, "virtio_net", &path, &deps, &n), -ENOENT);
         assert_int_equal(modules_dep_lookup("", "ext4", &path, &deps, &n), -ENOENT);
-        assert_int_equal(modules_dep_lookup("garbage without colon\n", "garbage", &path, &deps, &n),
-                         -ENOENT);
+        assert_int_equal(modules_dep_lookup("garbage without colon\n", "garbage", &path, &deps, &n), -ENOENT);
 }
 
 /* ---- protocol ------------------------------------------------------------------------ */
@@ -185,7 +183,7 @@ static void assert_u64(const msgpack_object *o, const char *key, uint64_t want) 
 }
 
 static void test_hello(void **state) {
-        agent_state_t s = {0};
+        agent_state_t s = { 0 };
         msgpack_unpacked u;
         uint64_t id = 41;
         bool ready = false;
@@ -203,7 +201,7 @@ static void test_hello(void **state) {
 }
 
 static void test_ping(void **state) {
-        agent_state_t s = {0};
+        agent_state_t s = { 0 };
         msgpack_unpacked u;
         uint64_t id = UINT64_MAX;
 
@@ -215,7 +213,7 @@ static void test_ping(void **state) {
 }
 
 static void test_shutdown(void **state) {
-        agent_state_t s = {0};
+        agent_state_t s = { 0 };
         msgpack_unpacked u;
         uint64_t id = 9;
         int64_t grace = 2500, negative = -1, huge = INT64_MAX;
@@ -227,14 +225,14 @@ static void test_shutdown(void **state) {
         assert_int_equal(s.shutdown_grace_ms, 2500);
         msgpack_unpacked_destroy(&u);
 
-        s = (agent_state_t){0};
+        s = (agent_state_t){ 0 };
         handle(&s, "shutdown", &id, &huge, &u);
         assert_true(s.shutdown_requested);
         assert_int_equal(s.shutdown_grace_ms, AGENT_SHUTDOWN_GRACE_MAX_MS);
         msgpack_unpacked_destroy(&u);
 
         /* A shutdown that cannot be understood is refused, not half-done. */
-        s = (agent_state_t){0};
+        s = (agent_state_t){ 0 };
         handle(&s, "shutdown", &id, NULL, &u);
         assert_str(&u.data, "type", "error");
         assert_str(&u.data, "code", "invalid");
@@ -250,7 +248,7 @@ static void test_shutdown(void **state) {
 }
 
 static void test_unknown_type(void **state) {
-        agent_state_t s = {0};
+        agent_state_t s = { 0 };
         msgpack_unpacked u;
         uint64_t id = 3;
 
@@ -269,7 +267,7 @@ static void test_unknown_type(void **state) {
 }
 
 static void test_missing_id(void **state) {
-        agent_state_t s = {0};
+        agent_state_t s = { 0 };
         msgpack_unpacked u;
 
         handle(&s, "ping", NULL, NULL, &u);

@@ -48,7 +48,7 @@ static void answer(agent_state_t *s, const char *type, const char *key, uint64_t
 }
 
 static void test_answers(void **state) {
-        agent_state_t s = {0};
+        agent_state_t s = { 0 };
         msgpack_sbuffer reply;
 
         answer(&s, AGENT_FRAME_HELLO, NULL, 0, &reply);
@@ -63,7 +63,7 @@ static void test_answers(void **state) {
         assert_fits(&proto_msg_agent_shutdown_answer, &reply);
         msgpack_sbuffer_destroy(&reply);
 
-        s = (agent_state_t){0};
+        s = (agent_state_t){ 0 };
         answer(&s, AGENT_FRAME_STATUS, NULL, 0, &reply);
         assert_fits(&proto_msg_agent_status_answer, &reply);
         msgpack_sbuffer_destroy(&reply);

@@ -62,13 +62,13 @@ static void test_bundle_parse(void **state) {
         agent_bundle_t b = {};
         char *error = NULL;
 
-        assert_int_equal(agent_bundle_parse(
-                                 "{\"process\": {\"terminal\": true, \"args\": [\"/bin/sh\", \"-c\", \"x\"],"
-                                 " \"env\": [\"A=1\"], \"cwd\": \"/w\", \"capabilities\": {\"bounding\": []},"
-                                 " \"user\": {\"uid\": 0}}, \"mounts\": [{}], \"linux\": {\"namespaces\": [{}],"
-                                 " \"devices\": []}}",
-                                 &b, &error),
-                         0);
+        assert_int_equal(
+                agent_bundle_parse("{\"process\": {\"terminal\": true, \"args\": [\"/bin/sh\", \"-c\", \"x\"],"
+                                   " \"env\": [\"A=1\"], \"cwd\": \"/w\", \"capabilities\": {\"bounding\": []},"
+                                   " \"user\": {\"uid\": 0}}, \"mounts\": [{}], \"linux\": {\"namespaces\": [{}],"
+                                   " \"devices\": []}}",
+                                   &b, &error),
+                0);
         assert_int_equal(mp_strv_len(b.args), 3);
         assert_string_equal(b.env[0], "A=1");
         assert_string_equal(b.cwd, "/w");
@@ -203,7 +203,8 @@ static const msgpack_object *field(const msgpack_object *o, const char *key) {
 
 static void test_start_and_exec(void **state) {
         char *command[] = { "/bin/sh", "-c", "echo started $GREETING; exit 3", NULL };
-        char *env[] = { "GREETING=hi", NULL }, *argv[] = { "/bin/sh", "-c", "echo $GREETING; echo e >&2; cat; exit 7", NULL };
+        char *env[] = { "GREETING=hi", NULL },
+             *argv[] = { "/bin/sh", "-c", "echo $GREETING; echo e >&2; cat; exit 7", NULL };
         msgpack_sbuffer req, reply;
         msgpack_packer pk;
         agent_state_t s;

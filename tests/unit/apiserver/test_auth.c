@@ -65,8 +65,7 @@ static void test_scopes_per_role(void **state) {
         auth_identity_t admin = who(AUTH_VIA_SESSION, AUTH_ROLE_ADMIN, auth_role_scopes(AUTH_ROLE_ADMIN));
         auth_identity_t operator= who(AUTH_VIA_SESSION, AUTH_ROLE_OPERATOR, auth_role_scopes(AUTH_ROLE_OPERATOR));
         auth_identity_t viewer = who(AUTH_VIA_SESSION, AUTH_ROLE_VIEWER, auth_role_scopes(AUTH_ROLE_VIEWER));
-        auth_identity_t admin_token =
-                who(AUTH_VIA_TOKEN, AUTH_ROLE_ADMIN, AUTH_SCOPE_BIT(AUTH_SCOPE_DEPLOYMENTS_READ));
+        auth_identity_t admin_token = who(AUTH_VIA_TOKEN, AUTH_ROLE_ADMIN, AUTH_SCOPE_BIT(AUTH_SCOPE_DEPLOYMENTS_READ));
         /* A token that claims more than its owner's role holds gets no more. */
         auth_identity_t viewer_token = who(AUTH_VIA_TOKEN, AUTH_ROLE_VIEWER, ~(auth_scopes_t)0);
 
@@ -264,8 +263,10 @@ static void test_api_tokens_list_and_rehash(void **state) {
         fixture_t *f = *state;
         char token[AUTH_TOKEN_LEN + 1];
         uint8_t hash[AUTH_TOKEN_HASH_LEN], fresh[AUTH_TOKEN_HASH_LEN];
-        store_token_t t = { .session = false, .has_scopes = true,
-                            .scopes = AUTH_SCOPE_BIT(AUTH_SCOPE_LOGS_READ) | AUTH_SCOPE_BIT(AUTH_SCOPE_DEPLOYMENTS_READ) };
+        store_token_t t = { .session = false,
+                            .has_scopes = true,
+                            .scopes = AUTH_SCOPE_BIT(AUTH_SCOPE_LOGS_READ) |
+                                      AUTH_SCOPE_BIT(AUTH_SCOPE_DEPLOYMENTS_READ) };
         store_token_t *list = NULL, got;
         store_user_t u, owner;
         size_t n = 0;

@@ -72,7 +72,8 @@ static int call(fixture_t *f, const char *name, const msgpack_sbuffer *args) {
         if (r >= 0) {
                 msgpack_unpacked_destroy(&f->result);
                 msgpack_unpacked_init(&f->result);
-                assert_int_equal(msgpack_unpack_next(&f->result, f->out.data, f->out.size, NULL), MSGPACK_UNPACK_SUCCESS);
+                assert_int_equal(msgpack_unpack_next(&f->result, f->out.data, f->out.size, NULL),
+                                 MSGPACK_UNPACK_SUCCESS);
         }
         msgpack_unpacked_destroy(&in);
         return r;
@@ -206,11 +207,13 @@ static void test_set_status(void **state) {
         store_deployment_clear(&d);
 
         assert_fails(f, "deployment.set_status", &bad->buf, BUS_ERR_INVALID,
-                     "status: \"zombie\" is not one of pending, creating, running, completed, failed, crash_loop_back_off, insufficient_resources");
+                     "status: \"zombie\" is not one of pending, creating, running, completed, failed, "
+                     "crash_loop_back_off, insufficient_resources");
         assert_fails(f, "deployment.set_status", &huge->buf, BUS_ERR_INVALID,
                      "ready_replicas: must be an unsigned integer below 2^32");
         snprintf(message, sizeof(message),
-                 "deployment %s: only DELETE marks a deployment deleted, and a deleted one keeps that status until purged",
+                 "deployment %s: only DELETE marks a deployment deleted, and a deleted one keeps that status until "
+                 "purged",
                  id);
         assert_fails(f, "deployment.set_status", &deleted->buf, BUS_ERR_CONFLICT, message);
         args_free(a);
@@ -247,10 +250,18 @@ static void test_exit_code_and_record_exit(void **state) {
         fixture_t *f = *state;
         _cleanup_free_ char *id = create(f, "web");
         args_t *st = args_new(4), *bad_code = args_new(3), *rec = NULL, *alive = NULL, *junk = args_new(1);
-        instance_t i = { .spec = { .instance_id = "0a1b2c3d4e5f", .deployment_id = id, .generation = 1,
-                                   .runtime = "qemu", .image = "/img", .cpus = 1, .memory_mib = 256 },
-                         .state = INSTANCE_STATE_EXITED, .started_at = 1795325400000ULL,
-                         .exited_at = 1795325460000ULL, .exit_reason = "guest-shutdown", .exit_status = 3,
+        instance_t i = { .spec = { .instance_id = "0a1b2c3d4e5f",
+                                   .deployment_id = id,
+                                   .generation = 1,
+                                   .runtime = "qemu",
+                                   .image = "/img",
+                                   .cpus = 1,
+                                   .memory_mib = 256 },
+                         .state = INSTANCE_STATE_EXITED,
+                         .started_at = 1795325400000ULL,
+                         .exited_at = 1795325460000ULL,
+                         .exit_reason = "guest-shutdown",
+                         .exit_status = 3,
                          .address = "10.42.1.2" };
         store_deployment_t d = {};
         store_exit_t *a = NULL;
@@ -355,8 +366,9 @@ static void test_msgpack_to_json_depth_is_bounded(void **state) {
         json_t *j;
 
         for (size_t i = 0; i < ELEMENTSOF(nested); i++)
-                nested[i] = (msgpack_object){ .type = MSGPACK_OBJECT_ARRAY,
-                                              .via.array = { .size = i + 1 < ELEMENTSOF(nested), .ptr = &nested[i + 1] } };
+                nested[i] =
+                        (msgpack_object){ .type = MSGPACK_OBJECT_ARRAY,
+                                          .via.array = { .size = i + 1 < ELEMENTSOF(nested), .ptr = &nested[i + 1] } };
         assert_null(msgpack_to_json(&nested[0]));
         j = msgpack_to_json(&nested[10]);
         assert_non_null(j);

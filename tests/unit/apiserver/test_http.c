@@ -276,10 +276,11 @@ static void test_healthz(void **state) {
 }
 
 static void test_create_unchanged_updated(void **state) {
-        static const char *const keys[] = { "id", "namespace", "name", "runtime", "kind", "image", "replicas",
-                                            "ready_replicas", "labels", "resources", "status", "status_message",
-                                            "generation", "restart_count", "created_at", "updated_at", "spec",
-                                            "exit_code" };
+        static const char *const keys[] = { "id",         "namespace",     "name",       "runtime",
+                                            "kind",       "image",         "replicas",   "ready_replicas",
+                                            "labels",     "resources",     "status",     "status_message",
+                                            "generation", "restart_count", "created_at", "updated_at",
+                                            "spec",       "exit_code" };
         fixture_t *f = *state;
         response_t r = post(f, "{'name': 'my-app', 'namespace': 'production', 'runtime': 'cloud-hypervisor',"
                                " 'image': '/var/lib/ring/images/ubuntu-focal.raw', 'replicas': 1,"
@@ -299,8 +300,11 @@ static void test_create_unchanged_updated(void **state) {
         assert_string_equal(str(&r, "status_message"), "");
         assert_true(json_is_null(json_object_get(r.json, "exit_code")));
         assert_int_equal(json_integer_value(json_object_get(r.json, "generation")), 1);
-        assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r.json, "resources"), "limits"), "cpu")), 2);
-        assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(r.json, "resources"), "limits"), "memory")),
+        assert_int_equal(json_integer_value(json_object_get(
+                                 json_object_get(json_object_get(r.json, "resources"), "limits"), "cpu")),
+                         2);
+        assert_string_equal(json_string_value(json_object_get(
+                                    json_object_get(json_object_get(r.json, "resources"), "limits"), "memory")),
                             "512Mi");
         assert_int_equal(strlen(str(&r, "created_at")), 24); /* 2026-11-22T05:30:00.123Z */
         assert_int_equal(str(&r, "created_at")[23], 'Z');
@@ -351,7 +355,8 @@ static void test_bad_input_stores_and_publishes_nothing(void **state) {
         assert_string_equal(json_string_value(json_object_get(v, "code")), "deployment.ports.published.invalid");
         response_clear(&r);
 
-        r = request(f, "POST", "/deployments", "{\"name\": \"x\",\n \"image\": }", strlen("{\"name\": \"x\",\n \"image\": }"));
+        r = request(f, "POST", "/deployments", "{\"name\": \"x\",\n \"image\": }",
+                    strlen("{\"name\": \"x\",\n \"image\": }"));
         assert_problem(&r, 400, "urn:husk:problem:malformed-json");
         assert_non_null(strstr(str(&r, "detail"), "line 2, column"));
         response_clear(&r);
@@ -570,7 +575,8 @@ static void assert_violation(const response_t *r, const char *field_prefix, cons
         const char *field = json_string_value(json_object_get(v, "field"));
         const char *reason = json_string_value(json_object_get(v, "reason"));
 
-        if (!field || strncmp(field, field_prefix, strlen(field_prefix)) != 0 || !reason || !strstr(reason, reason_part))
+        if (!field || strncmp(field, field_prefix, strlen(field_prefix)) != 0 || !reason ||
+            !strstr(reason, reason_part))
                 fail_msg("want a violation of %s... saying \"%s\", got %s", field_prefix, reason_part, r->body);
 }
 
@@ -646,7 +652,8 @@ static void test_unknown_query_parameters_are_refused_everywhere(void **state) {
                         snprintf(rest, sizeof(rest), "%s", at + 2);
                         snprintf(at, sizeof(path) - (size_t)(at - path), "%s%s", id, rest);
                 }
-                r = request(f, cases[i].method, path, streq(cases[i].method, "POST") ? "{\"name\":\"web\",\"image\":\"/i\"}" : NULL,
+                r = request(f, cases[i].method, path,
+                            streq(cases[i].method, "POST") ? "{\"name\":\"web\",\"image\":\"/i\"}" : NULL,
                             streq(cases[i].method, "POST") ? strlen("{\"name\":\"web\",\"image\":\"/i\"}") : 0);
                 assert_problem(&r, 400, "urn:husk:problem:bad-query");
                 if (!strstr(str(&r, "detail"), "unknown query parameter"))
@@ -704,7 +711,8 @@ static void test_exec_body_is_checked_first(void **state) {
                 r = request(f, "POST", path, cases[i].body, strlen(cases[i].body));
                 assert_problem(&r, 400, "urn:husk:problem:invalid-exec");
                 assert_violation(&r, cases[i].field, "");
-                assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(json_object_get(r.json, "violations"), 0), "field"))),
+                assert_int_equal(strlen(json_string_value(json_object_get(
+                                         json_array_get(json_object_get(r.json, "violations"), 0), "field"))),
                                  strlen(cases[i].field));
                 response_clear(&r);
         }
@@ -764,8 +772,8 @@ static void test_listen_spec(void **state) {
                 { "[::1]:3030", "[::1]:3030" },
                 { "3030", "127.0.0.1:3030" },
         };
-        static const char *const bad[] = { "nonsense", "127.0.0.1:", ":3030", "127.0.0.1:0", "127.0.0.1:65536",
-                                           "::1:3030", "127.0.0.1:30x", "" };
+        static const char *const bad[] = { "nonsense",        "127.0.0.1:", ":3030",         "127.0.0.1:0",
+                                           "127.0.0.1:65536", "::1:3030",   "127.0.0.1:30x", "" };
         char buf[64];
 
         for (size_t i = 0; i < ELEMENTSOF(ok); i++) {

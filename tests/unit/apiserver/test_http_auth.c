@@ -296,7 +296,7 @@ static void test_role_matrix(void **state) {
                                  routes[i].path);
                 concrete(&routes[i], path, sizeof(path));
                 for (size_t k = 0; k < ELEMENTSOF(roles); k++) {
-                        char want = k == 0 ? e->admin : k == 1 ? e->operator : e->viewer, fresh[AUTH_TOKEN_LEN + 1];
+                        char want = k == 0 ? e->admin : k == 1 ? e->operator: e->viewer, fresh[AUTH_TOKEN_LEN + 1];
                         response_t r;
 
                         if (e->fresh)
@@ -407,17 +407,20 @@ static void test_users_roles_and_revocation(void **state) {
 
         session(f, AUTH_ROLE_ADMIN, admin);
         session(f, AUTH_ROLE_VIEWER, viewer);
-        r = request(f, "POST", "/users", admin, "{\"username\": \"carol\", \"password\": \"carols-secret\", "
-                                               "\"role\": \"viewer\"}");
+        r = request(f, "POST", "/users", admin,
+                    "{\"username\": \"carol\", \"password\": \"carols-secret\", "
+                    "\"role\": \"viewer\"}");
         assert_int_equal(r.status, 201);
         snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.json, "id")));
         assert_null(json_object_get(r.json, "password_hash"));
         response_clear(&r);
-        r = request(f, "POST", "/users", admin, "{\"username\": \"carol\", \"password\": \"carols-secret\", "
-                                               "\"role\": \"viewer\"}");
+        r = request(f, "POST", "/users", admin,
+                    "{\"username\": \"carol\", \"password\": \"carols-secret\", "
+                    "\"role\": \"viewer\"}");
         assert_problem(&r, 409, "urn:husk:problem:conflict");
         response_clear(&r);
-        r = request(f, "POST", "/users", admin, "{\"username\": \"dave\", \"password\": \"short\", \"role\": \"viewer\"}");
+        r = request(f, "POST", "/users", admin,
+                    "{\"username\": \"dave\", \"password\": \"short\", \"role\": \"viewer\"}");
         assert_problem(&r, 422, "urn:husk:problem:invalid-user");
         response_clear(&r);
 
@@ -447,10 +450,12 @@ static void test_users_roles_and_revocation(void **state) {
         response_clear(&r);
 
         /* Her own password: the current one proves it is her; then every session of hers ends. */
-        r = request(f, "PUT", "/users/me", again, "{\"current_password\": \"wrong-one\", \"password\": \"new-secret-1\"}");
+        r = request(f, "PUT", "/users/me", again,
+                    "{\"current_password\": \"wrong-one\", \"password\": \"new-secret-1\"}");
         assert_problem(&r, 403, "urn:husk:problem:forbidden");
         response_clear(&r);
-        r = request(f, "PUT", "/users/me", again, "{\"current_password\": \"carols-secret\", \"password\": \"new-secret-1\"}");
+        r = request(f, "PUT", "/users/me", again,
+                    "{\"current_password\": \"carols-secret\", \"password\": \"new-secret-1\"}");
         assert_int_equal(r.status, 200);
         response_clear(&r);
         r = request(f, "GET", "/users/me", again, NULL);
@@ -487,7 +492,8 @@ static void test_the_last_admin_cannot_go(void **state) {
         assert_int_equal(store_user_list(f->api->store, &users, &n), 0);
         for (size_t i = 0; i < n; i++)
                 if (users[i].role == AUTH_ROLE_ADMIN && !streq(users[i].name, "test-admin"))
-                        assert_int_equal(store_user_update(f->api->store, users[i].id, AUTH_ROLE_OPERATOR, NULL, NULL), 0);
+                        assert_int_equal(store_user_update(f->api->store, users[i].id, AUTH_ROLE_OPERATOR, NULL, NULL),
+                                         0);
         free(users);
         session(f, AUTH_ROLE_ADMIN, admin);
 
@@ -549,13 +555,16 @@ static void test_tokens_scopes_namespaces_rotation(void **state) {
                          201);
 
         /* Nobody hands out more than they hold. */
-        assert_int_equal(make_token(f, viewer, "{\"name\": \"x\", \"scopes\": [\"deployments:write\"]}", brief, NULL), 403);
+        assert_int_equal(make_token(f, viewer, "{\"name\": \"x\", \"scopes\": [\"deployments:write\"]}", brief, NULL),
+                         403);
         assert_int_equal(make_token(f, op, "{\"name\": \"x\", \"scopes\": [\"deployments:fly\"]}", brief, NULL), 422);
         assert_int_equal(make_token(f, op, "{\"name\": \"x\", \"scopes\": []}", brief, NULL), 422);
 
         /* A read-only token bound to prod: lists prod alone, finds nothing elsewhere, writes nothing. */
-        assert_int_equal(make_token(f, op, "{\"name\": \"reader\", \"scopes\": [\"deployments:read\"], "
-                                           "\"namespaces\": [\"prod\"]}", reader, id),
+        assert_int_equal(make_token(f, op,
+                                    "{\"name\": \"reader\", \"scopes\": [\"deployments:read\"], "
+                                    "\"namespaces\": [\"prod\"]}",
+                                    reader, id),
                          201);
         r = request(f, "GET", "/deployments", reader, NULL);
         assert_int_equal(r.status, 200);
@@ -573,8 +582,10 @@ static void test_tokens_scopes_namespaces_rotation(void **state) {
         assert_int_equal(status_of(f, "GET", "/users", reader, NULL), 403); /* no users:read */
 
         /* A writer bound to prod: applies there, not into default, and deletes nothing outside. */
-        assert_int_equal(make_token(f, op, "{\"name\": \"writer\", \"scopes\": [\"deployments:read\", "
-                                           "\"deployments:write\"], \"namespaces\": [\"prod\"]}", writer, NULL),
+        assert_int_equal(make_token(f, op,
+                                    "{\"name\": \"writer\", \"scopes\": [\"deployments:read\", "
+                                    "\"deployments:write\"], \"namespaces\": [\"prod\"]}",
+                                    writer, NULL),
                          201);
         assert_int_equal(status_of(f, "POST", "/deployments", writer,
                                    "{\"name\": \"api\", \"namespace\": \"prod\", \"image\": \"/i\", \"replicas\": 0}"),
@@ -606,22 +617,26 @@ static void test_tokens_scopes_namespaces_rotation(void **state) {
         assert_int_equal(status_of(f, "DELETE", path, op, NULL), 404);
 
         /* An expired token is no token. */
-        assert_int_equal(make_token(f, op, "{\"name\": \"brief\", \"scopes\": [\"deployments:read\"], "
-                                           "\"expires_in\": \"1s\"}", brief, NULL),
+        assert_int_equal(make_token(f, op,
+                                    "{\"name\": \"brief\", \"scopes\": [\"deployments:read\"], "
+                                    "\"expires_in\": \"1s\"}",
+                                    brief, NULL),
                          201);
         assert_int_equal(status_of(f, "GET", "/deployments", brief, NULL), 200);
         for (int i = 0; i < 50 && status_of(f, "GET", "/deployments", brief, NULL) != 401; i++)
                 usleep(100 * 1000);
         assert_int_equal(status_of(f, "GET", "/deployments", brief, NULL), 401);
-        assert_int_equal(make_token(f, op, "{\"name\": \"x\", \"scopes\": [\"deployments:read\"], "
-                                           "\"expires_in\": \"400d\"}", brief, NULL),
+        assert_int_equal(make_token(f, op,
+                                    "{\"name\": \"x\", \"scopes\": [\"deployments:read\"], "
+                                    "\"expires_in\": \"400d\"}",
+                                    brief, NULL),
                          422);
 
         /* A token manages no users, even an admin's. */
         session(f, AUTH_ROLE_ADMIN, op);
-        assert_int_equal(make_token(f, op, "{\"name\": \"all\", \"scopes\": [\"users:read\", \"tokens:write\"]}",
-                                    brief, NULL),
-                         201);
+        assert_int_equal(
+                make_token(f, op, "{\"name\": \"all\", \"scopes\": [\"users:read\", \"tokens:write\"]}", brief, NULL),
+                201);
         assert_int_equal(status_of(f, "GET", "/users", brief, NULL), 200);
         assert_int_equal(status_of(f, "POST", "/users", brief, "{}"), 403);
 }
@@ -643,8 +658,8 @@ static void test_audit_log(void **state) {
         response_clear(&r);
         snprintf(path, sizeof(path), "/deployments/%s", id);
         assert_int_equal(status_of(f, "DELETE", path, op, NULL), 204);
-        assert_int_equal(status_of(f, "POST", "/login", NULL, "{\"username\": \"mallory\", \"password\": \"pw-guess-1\"}"),
-                         401);
+        assert_int_equal(
+                status_of(f, "POST", "/login", NULL, "{\"username\": \"mallory\", \"password\": \"pw-guess-1\"}"), 401);
 
         r = request(f, "GET", "/namespaces/audited/audit", op, NULL);
         assert_int_equal(r.status, 200);
@@ -667,7 +682,8 @@ static void test_audit_log(void **state) {
         /* Logins, failed ones too, with the name tried; never the password. */
         r = request(f, "GET", "/audit?limit=1000", admin, NULL);
         assert_int_equal(r.status, 200);
-        json_array_foreach(r.json, i, e) if (streq(json_string_value(json_object_get(e, "actor")) ?: "", "mallory")) break;
+        json_array_foreach(r.json, i,
+                           e) if (streq(json_string_value(json_object_get(e, "actor")) ?: "", "mallory")) break;
         assert_true(i < json_array_size(r.json));
         assert_string_equal(json_string_value(json_object_get(e, "action")), "POST /login");
         assert_string_equal(json_string_value(json_object_get(e, "via")), "anonymous");
@@ -678,7 +694,8 @@ static void test_audit_log(void **state) {
         assert_int_equal(status_of(f, "GET", "/audit", op, NULL), 403);
 
         /* A token bound elsewhere finds no such namespace. */
-        assert_int_equal(make_token(f, op, "{\"name\": \"b\", \"scopes\": [\"audit:read\"], \"namespaces\": [\"prod\"]}",
+        assert_int_equal(make_token(f, op,
+                                    "{\"name\": \"b\", \"scopes\": [\"audit:read\"], \"namespaces\": [\"prod\"]}",
                                     bound, NULL),
                          201);
         assert_int_equal(status_of(f, "GET", "/namespaces/audited/audit", bound, NULL), 404);
@@ -731,7 +748,8 @@ static void test_namespaces(void **state) {
 
         /* Applying into a namespace that does not exist creates it only for who may create
          * namespaces. */
-        assert_int_equal(make_token(f, op, "{\"name\": \"d\", \"scopes\": [\"deployments:write\"]}", deployer, NULL), 201);
+        assert_int_equal(make_token(f, op, "{\"name\": \"d\", \"scopes\": [\"deployments:write\"]}", deployer, NULL),
+                         201);
         r = request(f, "POST", "/deployments", deployer,
                     "{\"name\": \"x\", \"namespace\": \"brand-new\", \"image\": \"/i\", \"replicas\": 0}");
         assert_problem(&r, 403, "urn:husk:problem:forbidden");
@@ -757,9 +775,10 @@ static void test_namespaces(void **state) {
         assert_int_equal(status_of(f, "DELETE", "/namespaces/default", op, NULL), 409);
 
         /* A bound token sees its own namespaces only. */
-        assert_int_equal(make_token(f, op, "{\"name\": \"b\", \"scopes\": [\"namespaces:read\"], \"namespaces\": [\"team-b\"]}",
-                                    bound, NULL),
-                         201);
+        assert_int_equal(
+                make_token(f, op, "{\"name\": \"b\", \"scopes\": [\"namespaces:read\"], \"namespaces\": [\"team-b\"]}",
+                           bound, NULL),
+                201);
         r = request(f, "GET", "/namespaces", bound, NULL);
         assert_int_equal(r.status, 200);
         assert_int_equal(json_array_size(r.json), 1);

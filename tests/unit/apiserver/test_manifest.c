@@ -11,28 +11,28 @@
 #include "lib/util.h"
 #include "services/apiserver/apiserver_manifest.h"
 
-#define NAME_RULE "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. \"my-app\")"
-#define NOT_ABSOLUTE                                                                                     \
+#define NAME_RULE \
+        "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. \"my-app\")"
+#define NOT_ABSOLUTE                                                                                         \
         "is not an absolute path: husk boots VMs, not containers, and wants an absolute path to a raw disk " \
         "image or a rootfs/OCI bundle directory (Docker image references are not supported)"
-#define LABEL_KEY_RULE                                                                                     \
-        "is not a valid label key: use [prefix/]name, where name is 1-63 letters, digits, '-', '_' or '.' " \
+#define LABEL_KEY_RULE                                                                                          \
+        "is not a valid label key: use [prefix/]name, where name is 1-63 letters, digits, '-', '_' or '.' "     \
         "starting and ending with a letter or digit, and the optional prefix is a DNS subdomain (e.g. \"app\" " \
         "or \"example.com/tier\")"
 #define CPU_RULE "is not a CPU quantity: use a number of vCPUs (\"2\", 2, 0.5) or millicores (\"500m\")"
 #define MEMORY_RULE "is not a memory size: use \"512Mi\", \"1Gi\", \"128M\" or a number of bytes"
 #define MEMORY_MIN "is below the minimum of 128Mi: a microVM needs at least 128 MiB of RAM"
-#define FIELD_LIST                                                                                          \
+#define FIELD_LIST                                                                                                 \
         "name, namespace, runtime, kind, image, kernel, boot, replicas, resources, labels, environment, secrets, " \
         "config, network, command, args, ports, volumes, health_checks"
 
 /* Ring's my-vm.yaml (the Cloud Hypervisor how-to), as `husk apply` sends it. */
-static const char ring_my_vm[] =
-        "{'name': 'my-app', 'namespace': 'production', 'runtime': 'cloud-hypervisor',"
-        " 'image': '/var/lib/ring/images/ubuntu-focal.raw', 'replicas': 1,"
-        " 'resources': {'limits': {'cpu': '2', 'memory': '512Mi'}},"
-        " 'health_checks': [{'type': 'tcp', 'port': 8080, 'interval': '10s', 'timeout': '5s',"
-        " 'threshold': 3, 'on_failure': 'restart'}]}";
+static const char ring_my_vm[] = "{'name': 'my-app', 'namespace': 'production', 'runtime': 'cloud-hypervisor',"
+                                 " 'image': '/var/lib/ring/images/ubuntu-focal.raw', 'replicas': 1,"
+                                 " 'resources': {'limits': {'cpu': '2', 'memory': '512Mi'}},"
+                                 " 'health_checks': [{'type': 'tcp', 'port': 8080, 'interval': '10s', 'timeout': '5s',"
+                                 " 'threshold': 3, 'on_failure': 'restart'}]}";
 
 /* JSON with single quotes, so the tests stay readable. */
 static json_t *J(const char *text) {
@@ -149,11 +149,13 @@ static void test_ring_fields_are_kept_in_spec(void **state) {
                 " 'health_checks': [{'type': 'command', 'command': 'pg_isready -U postgres', 'interval': '15s',"
                 "                    'timeout': '3s', 'threshold': 3, 'on_failure': 'restart', 'readiness': true}],"
                 " 'command': ['postgres', '-c', 'fsync=off'], 'args': ['--verbose'],"
-                " 'resources': {'limits': {'cpu': '500m', 'memory': '1Gi'}, 'requests': {'cpu': '100m', 'memory': '64Mi'}}}";
+                " 'resources': {'limits': {'cpu': '500m', 'memory': '1Gi'}, 'requests': {'cpu': '100m', 'memory': "
+                "'64Mi'}}}";
         static const char *const kept[] = { "environment", "config", "ports", "health_checks", "command", "args" };
         _cleanup_(manifest_clear) manifest_t m = parse_ok(text);
         json_auto_t *in = J(text);
-        json_auto_t *resources = J("{'limits': {'cpu': 1, 'memory': '1024Mi'}, 'requests': {'cpu': '100m', 'memory': '64Mi'}}");
+        json_auto_t *resources =
+                J("{'limits': {'cpu': 1, 'memory': '1024Mi'}, 'requests': {'cpu': '100m', 'memory': '64Mi'}}");
 
         for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
                 assert_true(json_equal(json_object_get(m.spec, kept[i]), json_object_get(in, kept[i])));
@@ -270,8 +272,9 @@ static void test_name_rules(void **state) {
         assert_only("{'name': 42, 'image': '/i'}", "name", "must be a string, got integer 42");
 
         snprintf(text, sizeof(text), "{'name': '%064d', 'image': '/i'}", 0);
-        assert_only(text, "name",
-                    "\"0000000000000000000000000000000000000000000000000000000000000000\" is not a valid name: " NAME_RULE);
+        assert_only(
+                text, "name",
+                "\"0000000000000000000000000000000000000000000000000000000000000000\" is not a valid name: " NAME_RULE);
         snprintf(text, sizeof(text), "{'name': '%063d', 'image': '/i'}", 0);
         manifest_t m = parse_ok(text);
         manifest_clear(&m);
@@ -306,7 +309,8 @@ static void test_image_rules(void **state) {
                     "\"/var/lib/../../etc/shadow\" must not contain \"..\" components: give the path without them");
         assert_only("{'name': 'a', 'image': '/srv/..'}", "image",
                     "\"/srv/..\" must not contain \"..\" components: give the path without them");
-        assert_only("{'name': 'a', 'image': {'path': '/i'}}", "image", "must be a string (an absolute path), got a map");
+        assert_only("{'name': 'a', 'image': {'path': '/i'}}", "image",
+                    "must be a string (an absolute path), got a map");
 
         /* "..." inside a name is not a parent directory */
         manifest_t m = parse_ok("{'name': 'a', 'image': '/srv/a..b/..c/img...raw'}");
@@ -329,7 +333,8 @@ static void test_kernel_and_boot_rules(void **state) {
 static void test_replicas_rules(void **state) {
         assert_only("{'name': 'a', 'image': '/i', 'replicas': 101}", "replicas", "must be between 0 and 100, got 101");
         assert_only("{'name': 'a', 'image': '/i', 'replicas': -1}", "replicas", "must be between 0 and 100, got -1");
-        assert_only("{'name': 'a', 'image': '/i', 'replicas': '3'}", "replicas", "must be an integer, got string \"3\"");
+        assert_only("{'name': 'a', 'image': '/i', 'replicas': '3'}", "replicas",
+                    "must be an integer, got string \"3\"");
         assert_only("{'name': 'a', 'image': '/i', 'replicas': 1.5}", "replicas", "must be an integer, got number 1.5");
 }
 
@@ -396,8 +401,8 @@ static void test_memory_rules(void **state) {
                     "resources.limits.memory", "\"lots\" " MEMORY_RULE);
         assert_only("{'name': 'a', 'image': '/i', 'resources': {'limits': {'memory': '512MB'}}}",
                     "resources.limits.memory", "\"512MB\" " MEMORY_RULE);
-        assert_only("{'name': 'a', 'image': '/i', 'resources': {'limits': {'memory': -5}}}",
-                    "resources.limits.memory", "-5 " MEMORY_RULE);
+        assert_only("{'name': 'a', 'image': '/i', 'resources': {'limits': {'memory': -5}}}", "resources.limits.memory",
+                    "-5 " MEMORY_RULE);
         assert_only("{'name': 'a', 'image': '/i', 'resources': {'limits': {'memory': '2Ti'}}}",
                     "resources.limits.memory", "\"2Ti\" is more than the maximum of 1Ti");
         assert_only("{'name': 'a', 'image': '/i', 'resources': {'limits': {'memory': 0.5}}}", "resources.limits.memory",
@@ -406,7 +411,8 @@ static void test_memory_rules(void **state) {
 
 static void test_requests_are_accepted_but_checked(void **state) {
         /* below the limits' minimum is fine: requests size nothing */
-        manifest_t m = parse_ok("{'name': 'a', 'image': '/i', 'resources': {'requests': {'cpu': '100m', 'memory': '64Mi'}}}");
+        manifest_t m =
+                parse_ok("{'name': 'a', 'image': '/i', 'resources': {'requests': {'cpu': '100m', 'memory': '64Mi'}}}");
         assert_int_equal(m.cpus, 1);
         assert_int_equal(m.memory_mib, 256);
         manifest_clear(&m);
@@ -429,7 +435,8 @@ static void test_resources_structure(void **state) {
 static void test_ring_field_types(void **state) {
         assert_only("{'name': 'a', 'image': '/i', 'environment': ['A=1']}", "environment", "must be a map, got a list");
         assert_only("{'name': 'a', 'image': '/i', 'ports': {'published': 80}}", "ports", "must be a list, got a map");
-        assert_only("{'name': 'a', 'image': '/i', 'volumes': '/data'}", "volumes", "must be a list, got string \"/data\"");
+        assert_only("{'name': 'a', 'image': '/i', 'volumes': '/data'}", "volumes",
+                    "must be a list, got string \"/data\"");
         assert_only("{'name': 'a', 'image': '/i', 'command': 'nginx -g'}", "command",
                     "must be a list of strings, got string \"nginx -g\"");
         assert_only("{'name': 'a', 'image': '/i', 'command': ['nginx', 8080]}", "command[1]",
@@ -437,7 +444,8 @@ static void test_ring_field_types(void **state) {
 }
 
 static void test_unknown_fields(void **state) {
-        assert_only("{'name': 'a', 'image': '/i', 'replica': 2}", "replica", "unknown field: a deployment has " FIELD_LIST);
+        assert_only("{'name': 'a', 'image': '/i', 'replica': 2}", "replica",
+                    "unknown field: a deployment has " FIELD_LIST);
         assert_only("{'deployments': {'a': {'name': 'a', 'image': '/i'}}, 'name': 'a', 'image': '/i'}", "deployments",
                     "unknown field: send one deployment (the value of one entry under deployments:), not the whole "
                     "manifest");
@@ -452,7 +460,8 @@ static void test_long_values_are_shortened_in_messages(void **state) {
         char text[512], reason[256];
 
         snprintf(text, sizeof(text), "{'name': 'a', 'image': '/i', 'kind': '%0200d'}", 0);
-        snprintf(reason, sizeof(reason), "\"%091d... is not a supported kind: use \"worker\" (the default) or \"job\"", 0);
+        snprintf(reason, sizeof(reason), "\"%091d... is not a supported kind: use \"worker\" (the default) or \"job\"",
+                 0);
         assert_only(text, "kind", reason);
 }
 
@@ -472,7 +481,8 @@ static void test_all_violations_are_reported(void **state) {
                             "default) or \"cloud-hypervisor\"");
         assert_violation_at(v, 2, "image", "\"nginx:latest\" " NOT_ABSOLUTE);
         assert_violation_at(v, 3, "replicas", "must be between 0 and 100, got 101");
-        assert_violation_at(v, 4, "kind", "\"daemon\" is not a supported kind: use \"worker\" (the default) or \"job\"");
+        assert_violation_at(v, 4, "kind",
+                            "\"daemon\" is not a supported kind: use \"worker\" (the default) or \"job\"");
         assert_violation_at(v, 5, "resources.limits.cpu", "\"abc\" " CPU_RULE);
         assert_violation_at(v, 6, "resources.limits.memory", "\"64Mi\" " MEMORY_MIN);
         assert_violation_at(v, 7, "labels.bad key", "\"bad key\" " LABEL_KEY_RULE);

@@ -52,11 +52,15 @@ static const struct {
         { "config.user.uid", "{'config': {'user': {'uid': 1000}}}", REFUSED },
         { "config.foo", "{'config': {'foo': 'bar'}}", REFUSED },
         { "config.server", "{'config': {'server': {'host': 'x'}}}", REFUSED },
-        { "volumes", "{'volumes': [{'type': 'bind', 'source': '/srv', 'destination': '/data', 'driver': 'local',"
-                     " 'permission': 'rw'}]}", REFUSED },
+        { "volumes",
+          "{'volumes': [{'type': 'bind', 'source': '/srv', 'destination': '/data', 'driver': 'local',"
+          " 'permission': 'rw'}]}",
+          REFUSED },
         { "volumes", "{'volumes': [{'type': 'volume', 'source': 'app-data', 'destination': '/data'}]}", REFUSED },
-        { "volumes", "{'volumes': [{'type': 'config', 'source': 'nginx', 'key': 'nginx.conf',"
-                     " 'destination': '/etc/nginx/nginx.conf'}]}", REFUSED },
+        { "volumes",
+          "{'volumes': [{'type': 'config', 'source': 'nginx', 'key': 'nginx.conf',"
+          " 'destination': '/etc/nginx/nginx.conf'}]}",
+          REFUSED },
         { "volumes", "{'volumes': [{'type': 'nfs', 'source': 'srv:/x'}]}", REFUSED },
         { "volumes", "{'volumes': [42, null]}", REFUSED },
         { "secrets", "{'secrets': {'PASSWORD': 'x'}}", REFUSED },
@@ -77,7 +81,8 @@ static const struct {
         { "health_checks[0].threshold", "{'health_checks': [{'type': 'tcp', 'port': 1, 'threshold': 3}]}", HONOURED },
         { "health_checks[0].on_failure", "{'health_checks': [{'type': 'tcp', 'port': 1, 'on_failure': 'restart'}]}",
           HONOURED },
-        { "health_checks[0].readiness", "{'health_checks': [{'type': 'tcp', 'port': 1, 'readiness': true}]}", HONOURED },
+        { "health_checks[0].readiness", "{'health_checks': [{'type': 'tcp', 'port': 1, 'readiness': true}]}",
+          HONOURED },
         /* husk's own */
         { "kernel", "{'kernel': '/boot/vmlinux'}", HONOURED },
         { "boot", "{'boot': 'kit'}", HONOURED },
@@ -170,10 +175,10 @@ static void test_every_ring_field_is_honoured_refused_or_warned(void **state) {
 
 /* Every top-level field the validator knows has a row above. */
 static void test_the_table_covers_every_field(void **state) {
-        static const char *const top[] = { "name", "namespace", "runtime", "kind", "image", "kernel", "boot",
-                                           "replicas", "resources", "labels", "environment", "secrets",
-                                           "config", "network", "command", "args", "ports", "volumes",
-                                           "health_checks" };
+        static const char *const top[] = { "name",        "namespace", "runtime",  "kind",         "image",
+                                           "kernel",      "boot",      "replicas", "resources",    "labels",
+                                           "environment", "secrets",   "config",   "network",      "command",
+                                           "args",        "ports",     "volumes",  "health_checks" };
         json_auto_t *in = J("{'name': 'web', 'image': '/i', 'no_such_field': 1}");
         json_t *violations = NULL;
         manifest_t m = {};
@@ -188,8 +193,9 @@ static void test_the_table_covers_every_field(void **state) {
 
                 assert_non_null(strstr(reason, top[t]));
                 for (size_t i = 0; i < ELEMENTSOF(rows) && !covered; i++)
-                        covered = strncmp(rows[i].field, top[t], len) == 0 &&
-                                  (rows[i].field[len] == '\0' || rows[i].field[len] == '.' || rows[i].field[len] == '[');
+                        covered =
+                                strncmp(rows[i].field, top[t], len) == 0 &&
+                                (rows[i].field[len] == '\0' || rows[i].field[len] == '.' || rows[i].field[len] == '[');
                 if (!covered)
                         fail_msg("field %s has no row", top[t]);
         }

@@ -106,23 +106,33 @@ static void test_refusals_name_the_field(void **state) {
         assert_refused("[{'type': 'tcp', 'port': 1, 'threshold': 0}]", "health_checks[0].threshold", "1 to 1000");
         assert_refused("[{'type': 'tcp', 'port': 1, 'on_failure': 'explode'}]", "health_checks[0].on_failure",
                        "restart, stop or alert");
-        assert_refused("[{'type': 'tcp', 'port': 1, 'readiness': 'yes'}]", "health_checks[0].readiness", "true or false");
+        assert_refused("[{'type': 'tcp', 'port': 1, 'readiness': 'yes'}]", "health_checks[0].readiness",
+                       "true or false");
         assert_refused("[{'type': 'tcp', 'port': 1}, {'type': 'tcp', 'port': 1, 'retries': 2}]",
                        "health_checks[1].retries", "unknown field");
         assert_refused("{'type': 'tcp'}", "health_checks", "a list");
 }
 
 static void test_bus_round_trip(void **state) {
-        deployment_t d = { .id = "d1", .namespace_ = "default", .name = "web", .generation = 1, .status = "running",
-                           .runtime = "qemu", .kind = "worker", .image = "/img", .replicas = 1, .cpus = 1,
+        deployment_t d = { .id = "d1",
+                           .namespace_ = "default",
+                           .name = "web",
+                           .generation = 1,
+                           .status = "running",
+                           .runtime = "qemu",
+                           .kind = "worker",
+                           .image = "/img",
+                           .replicas = 1,
+                           .cpus = 1,
                            .memory_mib = 128 };
         deployment_t out;
         msgpack_sbuffer buf;
         msgpack_packer pk;
         msgpack_unpacked u;
 
-        checks_of("[{'type': 'http', 'url': 'http://x:81/h', 'readiness': true}, {'type': 'command', 'command': 'true'}]",
-                  &d.health_checks, &d.n_health_checks);
+        checks_of(
+                "[{'type': 'http', 'url': 'http://x:81/h', 'readiness': true}, {'type': 'command', 'command': 'true'}]",
+                &d.health_checks, &d.n_health_checks);
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         deployment_pack(&pk, &d);

@@ -37,9 +37,8 @@ static void parse(const char *text, manifest_t *m, char *fields, size_t size) {
         if (r == 0)
                 return;
         assert_int_equal(r, -EINVAL);
-        json_array_foreach(violations, i, v)
-                len += (size_t)snprintf(fields + len, size - len, "%s%s", i ? "," : "",
-                                        json_string_value(json_object_get(v, "field")));
+        json_array_foreach(violations, i, v) len += (size_t)snprintf(fields + len, size - len, "%s%s", i ? "," : "",
+                                                                     json_string_value(json_object_get(v, "field")));
         json_decref(violations);
 }
 
@@ -134,7 +133,9 @@ static void test_conflict(void **state) {
         assert_non_null(mkdtemp(dir));
         snprintf(path, sizeof(path), "%s/husk.db", dir);
         assert_int_equal(store_open(path, &s), 0);
-        apply(s, "{\"name\":\"a\",\"image\":\"/i\",\"ports\":[{\"published\":8080,\"target\":80,\"host_ip\":\"127.0.0.1\"}]}",
+        apply(s,
+              "{\"name\":\"a\",\"image\":\"/"
+              "i\",\"ports\":[{\"published\":8080,\"target\":80,\"host_ip\":\"127.0.0.1\"}]}",
               0, message, sizeof(message));
         /* The record carries the ports to the scheduler. */
         assert_int_equal(store_deployment_list(s, NULL, &all, &n), 0);
@@ -145,10 +146,13 @@ static void test_conflict(void **state) {
 
         apply(s, "{\"name\":\"a\",\"image\":\"/i\",\"ports\":[{\"published\":8080,\"target\":81}]}", 0, message,
               sizeof(message));
-        apply(s, "{\"name\":\"b\",\"image\":\"/i\",\"ports\":[{\"published\":9,\"target\":9},{\"published\":8080,\"target\":80}]}",
+        apply(s,
+              "{\"name\":\"b\",\"image\":\"/"
+              "i\",\"ports\":[{\"published\":9,\"target\":9},{\"published\":8080,\"target\":80}]}",
               -EADDRINUSE, message, sizeof(message));
         assert_string_equal(message, "ports[1].published: 8080/tcp is already published by deployment default/a");
-        apply(s, "{\"name\":\"c\",\"image\":\"/i\",\"ports\":[{\"published\":8080,\"target\":80,\"protocol\":\"udp\"}]}",
+        apply(s,
+              "{\"name\":\"c\",\"image\":\"/i\",\"ports\":[{\"published\":8080,\"target\":80,\"protocol\":\"udp\"}]}",
               0, message, sizeof(message));
         store_close(&s);
         assert_int_equal(rm_rf(dir), 0);

@@ -103,12 +103,13 @@ static void test_database_from_newer_husk_is_refused(void **state) {
 
 static void test_apply_creates_with_every_column(void **state) {
         fixture_t *f = *state;
-        store_deployment_t d = apply(f,
-                                     "{'name': 'web', 'namespace': 'prod', 'runtime': 'cloud-hypervisor', 'kind': 'job',"
-                                     " 'image': '/img.raw', 'kernel': '/vmlinux', 'replicas': 1,"
-                                     " 'labels': {'app': 'web'}, 'ports': [{'published': 80, 'target': 8080}],"
-                                     " 'resources': {'limits': {'cpu': 2, 'memory': '1Gi'}}}",
-                                     STORE_APPLY_CREATED);
+        store_deployment_t d =
+                apply(f,
+                      "{'name': 'web', 'namespace': 'prod', 'runtime': 'cloud-hypervisor', 'kind': 'job',"
+                      " 'image': '/img.raw', 'kernel': '/vmlinux', 'replicas': 1,"
+                      " 'labels': {'app': 'web'}, 'ports': [{'published': 80, 'target': 8080}],"
+                      " 'resources': {'limits': {'cpu': 2, 'memory': '1Gi'}}}",
+                      STORE_APPLY_CREATED);
         uint64_t now = now_realtime_ms();
         json_auto_t *spec = json_loads(d.spec, 0, NULL);
 
@@ -129,8 +130,8 @@ static void test_apply_creates_with_every_column(void **state) {
         assert_int_equal(d.restart_count, 0);
         assert_string_equal(d.labels, "{\"app\":\"web\"}");
         assert_non_null(spec);
-        assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(spec, "ports"), 0), "target")),
-                         8080);
+        assert_int_equal(
+                json_integer_value(json_object_get(json_array_get(json_object_get(spec, "ports"), 0), "target")), 8080);
         assert_true(d.created_at <= now && d.created_at + 10000 > now);
         assert_int_equal(d.updated_at, d.created_at);
         store_deployment_clear(&d);
@@ -154,8 +155,9 @@ static void test_get_by_id_and_name(void **state) {
 
 static void test_reapply_unchanged_then_updated(void **state) {
         fixture_t *f = *state;
-        store_deployment_t a = apply(f, "{'name': 'web', 'image': '/img', 'resources': {'limits': {'memory': '512Mi'}}}",
-                                     STORE_APPLY_CREATED);
+        store_deployment_t a =
+                apply(f, "{'name': 'web', 'image': '/img', 'resources': {'limits': {'memory': '512Mi'}}}",
+                      STORE_APPLY_CREATED);
         /* the same manifest written differently is the same spec */
         store_deployment_t b = apply(f,
                                      "{'name': 'web', 'namespace': 'default', 'image': '/img', 'replicas': 1,"
@@ -187,12 +189,14 @@ static void test_reapply_unchanged_then_updated(void **state) {
 
 static void test_new_generation_restarts_a_finished_deployment(void **state) {
         fixture_t *f = *state;
-        store_deployment_t a = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img'}", STORE_APPLY_CREATED), b = {};
+        store_deployment_t a = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img'}", STORE_APPLY_CREATED),
+                           b = {};
         store_status_update_t failed = { .status = "failed", .message = "job exited with status 1" };
 
         assert_true(store_deployment_set_status(f->store, a.d.id, &failed, &b) > 0);
         store_deployment_clear(&b);
-        b = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img', 'command': ['/bin/true']}", STORE_APPLY_UPDATED);
+        b = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img', 'command': ['/bin/true']}",
+                  STORE_APPLY_UPDATED);
         assert_int_equal(b.d.generation, 2);
         assert_string_equal(b.d.status, "pending");
         assert_string_equal(b.status_message, "");
@@ -217,7 +221,8 @@ static void test_unique_name_conflict(void **state) {
 }
 
 /* A filter matching one value. */
-#define ONE(s) { .v = { s }, .n = 1 }
+#define ONE(s) \
+        { .v = { s }, .n = 1 }
 
 static size_t count(fixture_t *f, const store_filter_t *filter, const char *first_name) {
         store_deployment_t *a = NULL;
@@ -235,8 +240,10 @@ static size_t count(fixture_t *f, const store_filter_t *filter, const char *firs
 static void test_list_filters(void **state) {
         fixture_t *f = *state;
         store_deployment_t d[] = {
-                apply(f, "{'name': 'web', 'image': '/i', 'labels': {'app': 'web', 'tier': 'front'}}", STORE_APPLY_CREATED),
-                apply(f, "{'name': 'api', 'image': '/i', 'labels': {'app': 'api', 'tier': 'back'}}", STORE_APPLY_CREATED),
+                apply(f, "{'name': 'web', 'image': '/i', 'labels': {'app': 'web', 'tier': 'front'}}",
+                      STORE_APPLY_CREATED),
+                apply(f, "{'name': 'api', 'image': '/i', 'labels': {'app': 'api', 'tier': 'back'}}",
+                      STORE_APPLY_CREATED),
                 apply(f, "{'name': 'web', 'namespace': 'prod', 'image': '/i', 'labels': {'app': 'web'}}",
                       STORE_APPLY_CREATED),
         };
@@ -262,9 +269,13 @@ static void test_list_filters(void **state) {
         assert_int_equal(count(f, &(store_filter_t){ .labels = web_front, .n_labels = 2 }, "web"), 1);
         assert_int_equal(count(f, &(store_filter_t){ .labels = none, .n_labels = 1 }, NULL), 0);
         assert_int_equal(count(f, &(store_filter_t){ .labels = key_only, .n_labels = 1 }, NULL), 0);
-        assert_int_equal(count(f, &(store_filter_t){ .namespaces = ONE("prod"), .labels = web_front, .n_labels = 2 }, NULL), 0);
-        assert_int_equal(count(f, &(store_filter_t){ .namespaces = ONE("default"), .statuses = ONE("pending"), .labels = app_web,
-                                                     .n_labels = 1 },
+        assert_int_equal(
+                count(f, &(store_filter_t){ .namespaces = ONE("prod"), .labels = web_front, .n_labels = 2 }, NULL), 0);
+        assert_int_equal(count(f,
+                               &(store_filter_t){ .namespaces = ONE("default"),
+                                                  .statuses = ONE("pending"),
+                                                  .labels = app_web,
+                                                  .n_labels = 1 },
                                "web"),
                          1);
         /* Any of several values (Ring's namespace[]=a&namespace[]=b), and the kind. */
@@ -272,12 +283,14 @@ static void test_list_filters(void **state) {
         assert_int_equal(count(f, &(store_filter_t){ .statuses = { .v = { "running", "failed" }, .n = 2 } }, "api"), 1);
         assert_int_equal(count(f, &(store_filter_t){ .kinds = ONE("worker") }, "api"), 3);
         assert_int_equal(count(f, &(store_filter_t){ .kinds = ONE("job") }, NULL), 0);
-        assert_int_equal(store_deployment_list(f->store,
-                                               &(store_filter_t){ .labels = too_many, .n_labels = STORE_LABEL_FILTERS_MAX + 1 },
-                                               &a, &n),
-                         -E2BIG);
-        assert_int_equal(store_deployment_list(f->store, &(store_filter_t){ .kinds = { .n = STORE_ANY_OF_MAX + 1 } }, &a, &n),
-                         -E2BIG);
+        assert_int_equal(
+                store_deployment_list(f->store,
+                                      &(store_filter_t){ .labels = too_many, .n_labels = STORE_LABEL_FILTERS_MAX + 1 },
+                                      &a, &n),
+                -E2BIG);
+        assert_int_equal(
+                store_deployment_list(f->store, &(store_filter_t){ .kinds = { .n = STORE_ANY_OF_MAX + 1 } }, &a, &n),
+                -E2BIG);
         for (size_t i = 0; i < ELEMENTSOF(d); i++)
                 store_deployment_clear(&d[i]);
 }
@@ -285,12 +298,15 @@ static void test_list_filters(void **state) {
 static void test_set_status(void **state) {
         fixture_t *f = *state;
         store_deployment_t d = apply(f, "{'name': 'web', 'image': '/i', 'replicas': 2}", STORE_APPLY_CREATED), u = {};
-        store_status_update_t creating = { .status = "creating", .message = "0/2 instances ready",
-                                           .has_ready_replicas = true, .ready_replicas = 0 };
-        store_status_update_t one_ready = { .status = "creating", .message = "1/2 instances ready",
-                                            .has_ready_replicas = true, .ready_replicas = 1 };
-        store_status_update_t restarted = { .status = "creating", .message = "1/2 instances ready",
-                                            .has_restart_count = true, .restart_count = 4 };
+        store_status_update_t creating = {
+                .status = "creating", .message = "0/2 instances ready", .has_ready_replicas = true, .ready_replicas = 0
+        };
+        store_status_update_t one_ready = {
+                .status = "creating", .message = "1/2 instances ready", .has_ready_replicas = true, .ready_replicas = 1
+        };
+        store_status_update_t restarted = {
+                .status = "creating", .message = "1/2 instances ready", .has_restart_count = true, .restart_count = 4
+        };
 
         assert_int_equal(store_deployment_set_status(f->store, d.d.id, &creating, &u),
                          STORE_CHANGED_STATUS | STORE_CHANGED_MESSAGE);
@@ -315,18 +331,21 @@ static void test_set_status(void **state) {
         store_deployment_clear(&u);
 
         /* a report without a message clears the old one */
-        assert_int_equal(store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "running" }, &u),
-                         STORE_CHANGED_STATUS | STORE_CHANGED_MESSAGE);
+        assert_int_equal(
+                store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "running" }, &u),
+                STORE_CHANGED_STATUS | STORE_CHANGED_MESSAGE);
         assert_string_equal(u.status_message, "");
         store_deployment_clear(&u);
 
-        assert_int_equal(store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "zombie" }, &u),
-                         -EINVAL);
+        assert_int_equal(
+                store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "zombie" }, &u),
+                -EINVAL);
         assert_int_equal(store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){}, &u), -EINVAL);
         assert_int_equal(store_deployment_set_status(f->store, "nope", &creating, &u), -ENOENT);
         /* only DELETE marks deleted */
-        assert_int_equal(store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "deleted" }, &u),
-                         -EBUSY);
+        assert_int_equal(
+                store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "deleted" }, &u),
+                -EBUSY);
         store_deployment_clear(&d);
 }
 
@@ -376,7 +395,8 @@ static void test_delete_mark_then_purge(void **state) {
  * listed, read and shown with that column as null and the reason beside it: no reader walks it. */
 static void test_record_nested_too_deep_is_reported_not_fatal(void **state) {
         fixture_t *f = *state;
-        store_deployment_t d = apply(f, "{'name': 'deep', 'image': '/img', 'command': ['/bin/true']}", STORE_APPLY_CREATED);
+        store_deployment_t d =
+                apply(f, "{'name': 'deep', 'image': '/img', 'command': ['/bin/true']}", STORE_APPLY_CREATED);
         store_deployment_t *a = NULL, got = {};
         store_filter_t all = {};
         _cleanup_free_ char *spec = NULL, *sql = NULL;
@@ -438,11 +458,18 @@ static void test_record_nested_too_deep_is_reported_not_fatal(void **state) {
 /* A job's exit code is stored with its status, kept by reports without one, and cleared by a re-apply. */
 static void test_exit_code(void **state) {
         fixture_t *f = *state;
-        store_deployment_t d = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img'}", STORE_APPLY_CREATED), u = {};
-        store_status_update_t failed = { .status = "failed", .message = "job exited with status 3",
-                                         .has_exit_code = true, .exit_code = 3, .generation = 1 };
-        store_status_update_t stale = { .status = "failed", .message = "job exited with status 3",
-                                        .has_exit_code = true, .exit_code = 9, .generation = 7 };
+        store_deployment_t d = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img'}", STORE_APPLY_CREATED),
+                           u = {};
+        store_status_update_t failed = { .status = "failed",
+                                         .message = "job exited with status 3",
+                                         .has_exit_code = true,
+                                         .exit_code = 3,
+                                         .generation = 1 };
+        store_status_update_t stale = { .status = "failed",
+                                        .message = "job exited with status 3",
+                                        .has_exit_code = true,
+                                        .exit_code = 9,
+                                        .generation = 7 };
 
         assert_false(d.has_exit_code);
         assert_int_equal(store_deployment_set_status(f->store, d.d.id, &failed, &u),
@@ -458,22 +485,28 @@ static void test_exit_code(void **state) {
         assert_int_equal(store_deployment_set_status(f->store, d.d.id, &stale, &u), 0);
         assert_int_equal(u.exit_code, 3);
         store_deployment_clear(&u);
-        assert_int_equal(store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "failed" }, &u),
-                         STORE_CHANGED_MESSAGE);
+        assert_int_equal(
+                store_deployment_set_status(f->store, d.d.id, &(store_status_update_t){ .status = "failed" }, &u),
+                STORE_CHANGED_MESSAGE);
         assert_true(u.has_exit_code && u.exit_code == 3);
         store_deployment_clear(&u);
 
         /* A new generation runs the job again: no exit code until it ends. */
-        u = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img', 'command': ['/bin/true']}", STORE_APPLY_UPDATED);
+        u = apply(f, "{'name': 'batch', 'kind': 'job', 'image': '/img', 'command': ['/bin/true']}",
+                  STORE_APPLY_UPDATED);
         assert_false(u.has_exit_code);
         store_deployment_clear(&u);
         store_deployment_clear(&d);
 }
 
 static store_exit_t exited(const char *id, uint64_t exited_at, int64_t status) {
-        return (store_exit_t){ .instance_id = (char *)id, .generation = 1, .address = "10.42.0.2",
-                               .started_at = exited_at - 1000, .exited_at = exited_at,
-                               .exit_reason = "guest-shutdown", .exit_status = status };
+        return (store_exit_t){ .instance_id = (char *)id,
+                               .generation = 1,
+                               .address = "10.42.0.2",
+                               .started_at = exited_at - 1000,
+                               .exited_at = exited_at,
+                               .exit_reason = "guest-shutdown",
+                               .exit_status = status };
 }
 
 /* The newest STORE_EXITS_PER_DEPLOYMENT exits, newest first; a resend is stored once; gone with

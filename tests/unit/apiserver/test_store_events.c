@@ -49,8 +49,11 @@ static int teardown(void **state) {
 
 static uint64_t record(fixture_t *f, const char *level, const char *reason, const char *message) {
         event_t e = {
-                .deployment_id = f->d.d.id, .level = (char *)level, .component = (char *)"scheduler",
-                .reason = (char *)reason, .message = (char *)message,
+                .deployment_id = f->d.d.id,
+                .level = (char *)level,
+                .component = (char *)"scheduler",
+                .reason = (char *)reason,
+                .message = (char *)message,
         };
 
         assert_int_equal(store_event_record(f->store, &e), 0);
@@ -105,8 +108,11 @@ static void test_record_and_list(void **state) {
 
 static void test_unknown_deployment(void **state) {
         fixture_t *f = *state;
-        event_t e = { .deployment_id = (char *)"nope", .level = (char *)"info", .component = (char *)"x",
-                      .reason = (char *)"Y", .message = (char *)"" };
+        event_t e = { .deployment_id = (char *)"nope",
+                      .level = (char *)"info",
+                      .component = (char *)"x",
+                      .reason = (char *)"Y",
+                      .message = (char *)"" };
 
         assert_int_equal(store_event_record(f->store, &e), -ENOENT);
 }
@@ -143,12 +149,15 @@ static void test_purge_drops_events(void **state) {
         store_event_array_free(a, n);
 }
 
-
 /* A pass planned before a re-apply must not undo the re-apply's fresh restart count. */
 static void test_restart_counts_of_an_older_generation_are_dropped(void **state) {
         fixture_t *f = *state;
-        store_status_update_t u = { .status = "running", .has_restart_count = true, .restart_count = 2,
-                                    .has_failed_at = true, .failed_at = 5000, .generation = 1 };
+        store_status_update_t u = { .status = "running",
+                                    .has_restart_count = true,
+                                    .restart_count = 2,
+                                    .has_failed_at = true,
+                                    .failed_at = 5000,
+                                    .generation = 1 };
         store_deployment_t d = {};
 
         assert_int_equal(f->d.d.generation, 1);
@@ -174,7 +183,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unknown_deployment, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bounded_per_deployment, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_purge_drops_events, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_restart_counts_of_an_older_generation_are_dropped, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_counts_of_an_older_generation_are_dropped, setup,
+                                                teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,11 +97,12 @@ static char *problem_text(const char *json) {
 static void test_problem_violations(void **state) {
         char *out;
 
-        out = problem_text("{\"type\": \"urn:husk:problem:invalid-manifest\", \"title\": \"Invalid deployment manifest\","
-                           " \"status\": 422, \"detail\": \"the deployment manifest has 2 problems to fix\","
-                           " \"violations\": ["
-                           "  {\"field\": \"image\", \"reason\": \"must be an absolute path\"},"
-                           "  {\"field\": \"replicas\", \"reason\": \"must be between 0 and 100, got -1\"}]}");
+        out = problem_text(
+                "{\"type\": \"urn:husk:problem:invalid-manifest\", \"title\": \"Invalid deployment manifest\","
+                " \"status\": 422, \"detail\": \"the deployment manifest has 2 problems to fix\","
+                " \"violations\": ["
+                "  {\"field\": \"image\", \"reason\": \"must be an absolute path\"},"
+                "  {\"field\": \"replicas\", \"reason\": \"must be between 0 and 100, got -1\"}]}");
         /* Every violation, in order; the summary detail is redundant next to them. */
         assert_string_equal(out, "  image: must be an absolute path\n"
                                  "  replicas: must be between 0 and 100, got -1\n");
@@ -136,10 +137,8 @@ static void test_problem_detail(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_normalize_host),
-                cmocka_unit_test(test_url_escape_and_query),
-                cmocka_unit_test(test_exit_from_status),
-                cmocka_unit_test(test_problem_violations),
+                cmocka_unit_test(test_normalize_host),   cmocka_unit_test(test_url_escape_and_query),
+                cmocka_unit_test(test_exit_from_status), cmocka_unit_test(test_problem_violations),
                 cmocka_unit_test(test_problem_detail),
         };
 

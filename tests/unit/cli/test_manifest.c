@@ -106,14 +106,20 @@ static void test_tags(void **state) {
 }
 
 static void test_unrepresentable(void **state) {
-        check_error_is("a: .inf", NULL, "t.yaml:1:4: '.inf' cannot be represented in JSON; quote it to keep it a string");
-        check_error_is("a: -.Inf", NULL, "t.yaml:1:4: '-.Inf' cannot be represented in JSON; quote it to keep it a string");
-        check_error_is("a: .nan", NULL, "t.yaml:1:4: '.nan' cannot be represented in JSON; quote it to keep it a string");
-        check_error_is("a: 9223372036854775808", NULL,
-                       "t.yaml:1:4: '9223372036854775808' is out of the 64-bit integer range; quote it to keep it a string");
-        check_error_is("a: 0xFFFFFFFFFFFFFFFFF", NULL,
-                       "t.yaml:1:4: '0xFFFFFFFFFFFFFFFFF' is out of the 64-bit integer range; quote it to keep it a string");
-        check_error_is("a: 1e999", NULL, "t.yaml:1:4: '1e999' is out of the floating-point range; quote it to keep it a string");
+        check_error_is("a: .inf", NULL,
+                       "t.yaml:1:4: '.inf' cannot be represented in JSON; quote it to keep it a string");
+        check_error_is("a: -.Inf", NULL,
+                       "t.yaml:1:4: '-.Inf' cannot be represented in JSON; quote it to keep it a string");
+        check_error_is("a: .nan", NULL,
+                       "t.yaml:1:4: '.nan' cannot be represented in JSON; quote it to keep it a string");
+        check_error_is(
+                "a: 9223372036854775808", NULL,
+                "t.yaml:1:4: '9223372036854775808' is out of the 64-bit integer range; quote it to keep it a string");
+        check_error_is(
+                "a: 0xFFFFFFFFFFFFFFFFF", NULL,
+                "t.yaml:1:4: '0xFFFFFFFFFFFFFFFFF' is out of the 64-bit integer range; quote it to keep it a string");
+        check_error_is("a: 1e999", NULL,
+                       "t.yaml:1:4: '1e999' is out of the floating-point range; quote it to keep it a string");
         check_json("a: '.inf'", NULL, "{\"a\": \".inf\"}");
 }
 
@@ -426,11 +432,13 @@ static void check_manifest_error(const char *yaml, const char *expected) {
 static void test_manifest_structure_errors(void **state) {
         check_manifest_error("[1]", "m.yaml: a manifest is a mapping with a deployments: key");
         check_manifest_error("extra: 1\nservices: {}", "m.yaml: no deployments: key");
-        check_manifest_error("deployments: [a]", "m.yaml: deployments: must map each deployment's key to its definition");
+        check_manifest_error("deployments: [a]",
+                             "m.yaml: deployments: must map each deployment's key to its definition");
         check_manifest_error("deployments: {a: {image: /x}, b: 3}", "m.yaml: deployments.b: must be a mapping");
         check_manifest_error("deployments: {a: {labels: [x]}}",
                              "m.yaml: deployments.a.labels[0]: list items must be key: value mappings");
-        check_manifest_error("deployments: {a: {labels: 3}}", "m.yaml: deployments.a.labels: must be a mapping of key: value");
+        check_manifest_error("deployments: {a: {labels: 3}}",
+                             "m.yaml: deployments.a.labels: must be a mapping of key: value");
         check_manifest_error("deployments:\n  a: {image: /x}\n  a: {image: /y}\n", "m.yaml:3:3: duplicate key 'a'");
 }
 

@@ -93,11 +93,23 @@ static void test_ages(void **state) {
                 uint64_t seconds;
                 const char *age;
         } cases[] = {
-                { 0, "0s" },          { 45, "45s" },         { 119, "119s" },          { 120, "2m" },
-                { 252, "4m12s" },     { 600, "10m" },        { 37 * 60, "37m" },       { 179 * 60, "179m" },
-                { 3 * 3600, "3h" },   { 5 * 3600 + 180, "5h3m" }, { 20 * 3600 + 59, "20h" },
-                { 47 * 3600, "47h" }, { 3 * 86400 + 4 * 3600, "3d4h" }, { 2 * 86400, "2d" },
-                { 41 * 86400, "41d" }, { 729 * 86400, "729d" }, { 740 * 86400, "2y10d" },
+                { 0, "0s" },
+                { 45, "45s" },
+                { 119, "119s" },
+                { 120, "2m" },
+                { 252, "4m12s" },
+                { 600, "10m" },
+                { 37 * 60, "37m" },
+                { 179 * 60, "179m" },
+                { 3 * 3600, "3h" },
+                { 5 * 3600 + 180, "5h3m" },
+                { 20 * 3600 + 59, "20h" },
+                { 47 * 3600, "47h" },
+                { 3 * 86400 + 4 * 3600, "3d4h" },
+                { 2 * 86400, "2d" },
+                { 41 * 86400, "41d" },
+                { 729 * 86400, "729d" },
+                { 740 * 86400, "2y10d" },
                 { 9 * 365 * 86400ULL, "9y" },
         };
         char buf[32];
@@ -125,8 +137,16 @@ static void test_time_from_json(void **state) {
                 { "1795325400", NOW_MS },
         };
         static const char *const bad[] = {
-                "\"yesterday\"", "\"2026-11-22\"", "\"2026-13-01T00:00:00Z\"", "\"2026-11-22T05:30:00.Z\"",
-                "\"2026-11-22T05:30:00Zjunk\"", "\"2026-11-22T05:30:00+0200\"", "-5", "1.5", "null", "[]",
+                "\"yesterday\"",
+                "\"2026-11-22\"",
+                "\"2026-13-01T00:00:00Z\"",
+                "\"2026-11-22T05:30:00.Z\"",
+                "\"2026-11-22T05:30:00Zjunk\"",
+                "\"2026-11-22T05:30:00+0200\"",
+                "-5",
+                "1.5",
+                "null",
+                "[]",
         };
         uint64_t ms;
 
@@ -176,7 +196,8 @@ static void test_list_filters(void **state) {
         json_t *list = parse(deployments_json);
         const json_t *app = json_array_get(list, 0), *hello = json_array_get(list, 1);
         char *running[] = { "running" }, *both[] = { "failed", "pending" };
-        char *web[] = { "app=web" }, *web_front[] = { "app=web", "tier=front" }, *web_back[] = { "app=web", "tier=back" };
+        char *web[] = { "app=web" }, *web_front[] = { "app=web", "tier=front" },
+             *web_back[] = { "app=web", "tier=back" };
         char *empty_value[] = { "app=" };
 
         assert_true(cli_deployment_matches(app, NULL, NULL, 0, NULL, 0));
@@ -194,23 +215,24 @@ static void test_list_filters(void **state) {
 }
 
 static void test_details_view(void **state) {
-        json_t *d = parse("{\"id\": \"2bd0eeb9-aa2a-4c48-a7e2-e0b0daed6ae9\", \"namespace\": \"production\","
-                          " \"name\": \"my-app\", \"runtime\": \"qemu\", \"kind\": \"worker\", \"image\": \"/srv/a.raw\","
-                          " \"replicas\": 2, \"ready_replicas\": 1, \"labels\": {\"app\": \"web\", \"tier\": \"front\"},"
-                          " \"resources\": {\"limits\": {\"cpu\": 2, \"memory\": \"512Mi\"}},"
-                          " \"status\": \"running\", \"status_message\": \"1 of 2 ready\", \"generation\": 3,"
-                          " \"restart_count\": 1, \"created_at\": \"2026-11-22T05:25:00.000Z\","
-                          " \"updated_at\": 1795325395000,"
-                          " \"instances\": ["
-                          "  {\"instance_id\": \"0123456789ab\", \"state\": \"ready\", \"pid\": 4242,"
-                          "   \"address\": \"10.42.7.2\", \"started_at\": 1795325340000, \"ready_at\": 1795325342000},"
-                          "  {\"instance_id\": \"ba9876543210\", \"state\": \"exited\", \"pid\": 0,"
-                          "   \"started_at\": 1795325100000, \"ready_at\": 0, \"exit_reason\": \"crashed\", \"exit_status\": 139}"
-                          " ], \"exited_instances\": ["
-                          "  {\"id\": \"c0ffee000001\", \"instance_id\": \"c0ffee000001\", \"generation\": 2,"
-                          "   \"address\": \"10.42.9.6\", \"state\": \"exited\", \"started_at\": 1795324800000,"
-                          "   \"exited_at\": 1795325040000, \"exit_reason\": \"guest-shutdown\", \"exit_status\": 3}"
-                          " ]}");
+        json_t *d = parse(
+                "{\"id\": \"2bd0eeb9-aa2a-4c48-a7e2-e0b0daed6ae9\", \"namespace\": \"production\","
+                " \"name\": \"my-app\", \"runtime\": \"qemu\", \"kind\": \"worker\", \"image\": \"/srv/a.raw\","
+                " \"replicas\": 2, \"ready_replicas\": 1, \"labels\": {\"app\": \"web\", \"tier\": \"front\"},"
+                " \"resources\": {\"limits\": {\"cpu\": 2, \"memory\": \"512Mi\"}},"
+                " \"status\": \"running\", \"status_message\": \"1 of 2 ready\", \"generation\": 3,"
+                " \"restart_count\": 1, \"created_at\": \"2026-11-22T05:25:00.000Z\","
+                " \"updated_at\": 1795325395000,"
+                " \"instances\": ["
+                "  {\"instance_id\": \"0123456789ab\", \"state\": \"ready\", \"pid\": 4242,"
+                "   \"address\": \"10.42.7.2\", \"started_at\": 1795325340000, \"ready_at\": 1795325342000},"
+                "  {\"instance_id\": \"ba9876543210\", \"state\": \"exited\", \"pid\": 0,"
+                "   \"started_at\": 1795325100000, \"ready_at\": 0, \"exit_reason\": \"crashed\", \"exit_status\": 139}"
+                " ], \"exited_instances\": ["
+                "  {\"id\": \"c0ffee000001\", \"instance_id\": \"c0ffee000001\", \"generation\": 2,"
+                "   \"address\": \"10.42.9.6\", \"state\": \"exited\", \"started_at\": 1795324800000,"
+                "   \"exited_at\": 1795325040000, \"exit_reason\": \"guest-shutdown\", \"exit_status\": 3}"
+                " ]}");
         capture_t c;
         char *out;
 

@@ -14,13 +14,20 @@
 
 static const char list_json[] =
         "["
-        "{\"id\": \"aaaa1111-0000-4000-8000-000000000001\", \"namespace\": \"default\", \"name\": \"web\", \"status\": \"running\"},"
-        "{\"id\": \"aaaa2222-0000-4000-8000-000000000002\", \"namespace\": \"prod\", \"name\": \"web\", \"status\": \"running\"},"
-        "{\"id\": \"bbbb3333-0000-4000-8000-000000000003\", \"namespace\": \"prod\", \"name\": \"api\", \"status\": \"running\"},"
-        "{\"id\": \"cccc4444-0000-4000-8000-000000000004\", \"namespace\": \"staging\", \"name\": \"api\", \"status\": \"running\"},"
-        "{\"id\": \"dddd5555-0000-4000-8000-000000000005\", \"namespace\": \"prod\", \"name\": \"db\", \"status\": \"pending\"},"
-        "{\"id\": \"eeee6666-0000-4000-8000-000000000006\", \"namespace\": \"a\", \"name\": \"job\", \"status\": \"deleted\"},"
-        "{\"id\": \"ffff7777-0000-4000-8000-000000000007\", \"namespace\": \"b\", \"name\": \"job\", \"status\": \"running\"},"
+        "{\"id\": \"aaaa1111-0000-4000-8000-000000000001\", \"namespace\": \"default\", \"name\": \"web\", \"status\": "
+        "\"running\"},"
+        "{\"id\": \"aaaa2222-0000-4000-8000-000000000002\", \"namespace\": \"prod\", \"name\": \"web\", \"status\": "
+        "\"running\"},"
+        "{\"id\": \"bbbb3333-0000-4000-8000-000000000003\", \"namespace\": \"prod\", \"name\": \"api\", \"status\": "
+        "\"running\"},"
+        "{\"id\": \"cccc4444-0000-4000-8000-000000000004\", \"namespace\": \"staging\", \"name\": \"api\", \"status\": "
+        "\"running\"},"
+        "{\"id\": \"dddd5555-0000-4000-8000-000000000005\", \"namespace\": \"prod\", \"name\": \"db\", \"status\": "
+        "\"pending\"},"
+        "{\"id\": \"eeee6666-0000-4000-8000-000000000006\", \"namespace\": \"a\", \"name\": \"job\", \"status\": "
+        "\"deleted\"},"
+        "{\"id\": \"ffff7777-0000-4000-8000-000000000007\", \"namespace\": \"b\", \"name\": \"job\", \"status\": "
+        "\"running\"},"
         "{\"id\": \"abcd\", \"namespace\": \"odd\", \"name\": \"short-id\", \"status\": \"running\"},"
         "{\"id\": \"9999\", \"namespace\": \"odd\", \"name\": \"cccc\", \"status\": \"running\"}"
         "]";
@@ -90,7 +97,8 @@ static void test_names(void **state) {
         /* ...else the one namespace that has the name... */
         check_found(*state, "db", NULL, "dddd5555-0000-4000-8000-000000000005");
         /* ...and when several do, the user must choose. */
-        check_ambiguous(*state, "api", NULL, "bbbb3333-0000-4000-8000-000000000003", "cccc4444-0000-4000-8000-000000000004");
+        check_ambiguous(*state, "api", NULL, "bbbb3333-0000-4000-8000-000000000003",
+                        "cccc4444-0000-4000-8000-000000000004");
         check_found(*state, "api", "staging", "cccc4444-0000-4000-8000-000000000004");
         check_none(*state, "api", "default");
         check_none(*state, "nope", NULL);
@@ -104,7 +112,8 @@ static void test_prefixes(void **state) {
         check_found(*state, "bbbb", NULL, "bbbb3333-0000-4000-8000-000000000003");
         check_found(*state, "dddd5555-00", NULL, "dddd5555-0000-4000-8000-000000000005");
         check_found(*state, "aaaa2", NULL, "aaaa2222-0000-4000-8000-000000000002");
-        check_ambiguous(*state, "aaaa", NULL, "aaaa1111-0000-4000-8000-000000000001", "aaaa2222-0000-4000-8000-000000000002");
+        check_ambiguous(*state, "aaaa", NULL, "aaaa1111-0000-4000-8000-000000000001",
+                        "aaaa2222-0000-4000-8000-000000000002");
         /* Within -n, a shared prefix can become unique. */
         check_found(*state, "aaaa", "prod", "aaaa2222-0000-4000-8000-000000000002");
         /* Shorter than 4 characters is never a prefix. */

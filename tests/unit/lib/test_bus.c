@@ -132,9 +132,7 @@ static int method_get(bus_request_t *req, msgpack_packer *pk, void *userdata) {
 }
 
 /* crash: fails with an errno and no structured error. */
-static int method_crash(bus_request_t *req, msgpack_packer *pk, void *userdata) {
-        return -EIO;
-}
+static int method_crash(bus_request_t *req, msgpack_packer *pk, void *userdata) { return -EIO; }
 
 /* count: counts its runs, returns the count. */
 static int method_count(bus_request_t *req, msgpack_packer *pk, void *userdata) {
@@ -153,12 +151,8 @@ static int method_slow(bus_request_t *req, msgpack_packer *pk, void *userdata) {
 }
 
 static const bus_method_t methods[] = {
-        { "echo", method_echo },
-        { "slow", method_slow },
-        { "get", method_get },
-        { "crash", method_crash },
-        { "count", method_count },
-        { NULL, NULL },
+        { "echo", method_echo },   { "slow", method_slow },   { "get", method_get },
+        { "crash", method_crash }, { "count", method_count }, { NULL, NULL },
 };
 
 static int server_setup(looper_t *lp, zloop_t *loop) {
@@ -175,8 +169,7 @@ static void server_teardown(looper_t *lp) {
 }
 
 static void server_start(fixture_t *f, unsigned delay_ms) {
-        f->looper = (looper_t){ .setup = server_setup, .teardown = server_teardown, .data = f,
-                                .delay_ms = delay_ms };
+        f->looper = (looper_t){ .setup = server_setup, .teardown = server_teardown, .data = f, .delay_ms = delay_ms };
         looper_start(&f->looper);
 }
 
@@ -220,8 +213,8 @@ static void pack_args_name(msgpack_sbuffer *buf, const char *name) {
         mp_pack_kv_str(&pk, "name", name);
 }
 
-static int call(fixture_t *f, const char *method, const msgpack_sbuffer *args, uint64_t timeout_ms,
-                bool idempotent, bus_reply_t **ret) {
+static int call(fixture_t *f, const char *method, const msgpack_sbuffer *args, uint64_t timeout_ms, bool idempotent,
+                bus_reply_t **ret) {
         bus_client_t *c = NULL;
         bus_call_opts_t opts = { .timeout_ms = timeout_ms, .idempotent = idempotent };
         int r;
@@ -538,7 +531,7 @@ static void test_expired_deadline_dropped(void **state) {
 
 static void test_malformed_requests(void **state) {
         static const uint8_t garbage[] = { 0xc1, 'g', 'a', 'r', 'b', 'a', 'g', 'e' };
-        static const uint8_t array[] = { 0x92, 0x01, 0x02 };           /* [1, 2] */
+        static const uint8_t array[] = { 0x92, 0x01, 0x02 };                 /* [1, 2] */
         static const uint8_t id_str[] = { 0x81, 0xa2, 'i', 'd', 0xa1, 'x' }; /* {id: "x"} */
         static const uint8_t truncated[] = { 0x83, 0xa2, 'i', 'd' };
         char long_method[BUS_TYPE_MAX + 2];
@@ -658,12 +651,12 @@ static void test_invalid_request_explained(void **state) {
 /* A client on a loop in the test's own thread, as a daemon has it. The loop runs until every
  * call the test counts on has ended, or SOON_MS passed (a failure). */
 typedef struct async_call {
-        int error;               /* what the callback was given */
+        int error; /* what the callback was given */
         bool ended;
-        uint64_t result;         /* count's answer */
-        char hello[32];          /* echo's answer */
-        char code[32];           /* a remote error's code */
-        uint64_t ended_at;       /* monotonic ms */
+        uint64_t result;   /* count's answer */
+        char hello[32];    /* echo's answer */
+        char code[32];     /* a remote error's code */
+        uint64_t ended_at; /* monotonic ms */
         struct async_rig *rig;
         struct async_call *chain; /* make this call from this one's callback */
 } async_call_t;
@@ -671,8 +664,8 @@ typedef struct async_call {
 typedef struct async_rig {
         zloop_t *loop;
         bus_client_t *client;
-        int want;                /* callbacks still to come */
-        int ticks;               /* loop turns while waiting: the loop was never blocked */
+        int want;  /* callbacks still to come */
+        int ticks; /* loop turns while waiting: the loop was never blocked */
         uint64_t give_up;
 } async_rig_t;
 

@@ -152,7 +152,8 @@ static void test_error_bool(void **state) {
 static void test_error_u32(void **state) {
         assert_error(*state, "vmm_driver:\n  default_memory_mib: 64\n",
                      "2: vmm_driver.default_memory_mib: must be at least 128, got 64");
-        assert_error(*state, "vmm_driver:\n  default_cpus: 0\n", "2: vmm_driver.default_cpus: must be at least 1, got 0");
+        assert_error(*state, "vmm_driver:\n  default_cpus: 0\n",
+                     "2: vmm_driver.default_cpus: must be at least 1, got 0");
         assert_error(*state, "vmm_driver:\n  default_cpus: two\n",
                      "2: vmm_driver.default_cpus: must be a whole number, got 'two'");
         assert_error(*state, "vmm_driver:\n  default_cpus: -1\n",
@@ -196,7 +197,8 @@ static void test_error_yaml_syntax(void **state) {
                      "2:1: invalid YAML: found a tab character that violates indentation");
         assert_error(*state, "state_dir: /a\n  bad: x\n",
                      "2:6: invalid YAML: mapping values are not allowed in this context");
-        assert_error(*state, "state_dir: /srv\nkit: {kernel: /k\n", "3:1: invalid YAML: did not find expected ',' or '}'");
+        assert_error(*state, "state_dir: /srv\nkit: {kernel: /k\n",
+                     "3:1: invalid YAML: did not find expected ',' or '}'");
 }
 
 static void test_error_first_wins(void **state) {
@@ -283,7 +285,8 @@ static void test_default_path_missing_gives_defaults(void **state) {
         husk_config_t *c = NULL;
         char *error = NULL;
 
-        require(access(HUSK_DEFAULT_CONFIG, F_OK) < 0 && errno == ENOENT, "needs no " HUSK_DEFAULT_CONFIG " on this machine");
+        require(access(HUSK_DEFAULT_CONFIG, F_OK) < 0 && errno == ENOENT,
+                "needs no " HUSK_DEFAULT_CONFIG " on this machine");
         assert_int_equal(husk_config_load(HUSK_DEFAULT_CONFIG, &c, &error), 0);
         assert_null(error);
         assert_defaults(c);
@@ -291,9 +294,8 @@ static void test_default_path_missing_gives_defaults(void **state) {
 }
 
 static void test_derived_paths(void **state) {
-        husk_config_t *c = load_ok(*state,
-                                   "state_dir: /tmp/stack1/state\n"
-                                   "runtime_dir: /tmp/stack1/run\n");
+        husk_config_t *c = load_ok(*state, "state_dir: /tmp/stack1/state\n"
+                                           "runtime_dir: /tmp/stack1/run\n");
 
         /* A test stack that sets only the two dirs is self-contained. */
         assert_string_equal(c->bus[HUSK_DAEMON_APISERVER].events, "ipc:///tmp/stack1/run/apiserver.events");
@@ -308,14 +310,13 @@ static void test_derived_paths(void **state) {
         husk_config_free(c);
 
         /* An explicit value wins over the derived one, whatever the order in the file. */
-        c = load_ok(*state,
-                    "bus:\n"
-                    "  scheduler:\n"
-                    "    requests: tcp://127.0.0.1:7100\n"
-                    "apiserver:\n"
-                    "  database: /srv/db/husk.db\n"
-                    "runtime_dir: /tmp/stack2/run\n"
-                    "state_dir: /tmp/stack2/state\n");
+        c = load_ok(*state, "bus:\n"
+                            "  scheduler:\n"
+                            "    requests: tcp://127.0.0.1:7100\n"
+                            "apiserver:\n"
+                            "  database: /srv/db/husk.db\n"
+                            "runtime_dir: /tmp/stack2/run\n"
+                            "state_dir: /tmp/stack2/state\n");
         assert_string_equal(c->bus[HUSK_DAEMON_SCHEDULER].requests, "tcp://127.0.0.1:7100");
         assert_string_equal(c->bus[HUSK_DAEMON_SCHEDULER].events, "ipc:///tmp/stack2/run/scheduler.events");
         assert_string_equal(c->apiserver.database, "/srv/db/husk.db");
@@ -324,49 +325,48 @@ static void test_derived_paths(void **state) {
 }
 
 static void test_every_key(void **state) {
-        husk_config_t *c = load_ok(*state,
-                                   "state_dir: /srv/husk/state\n"
-                                   "runtime_dir: /srv/husk/run\n"
-                                   "log_level: debug\n"
-                                   "bus:\n"
-                                   "  apiserver:\n"
-                                   "    events: tcp://127.0.0.1:7001\n"
-                                   "    requests: tcp://127.0.0.1:7002\n"
-                                   "  scheduler:\n"
-                                   "    events: ipc:///srv/s.events\n"
-                                   "    requests: ipc:///srv/s.requests\n"
-                                   "  vmm-driver:\n"
-                                   "    events: ipc:///srv/v.events\n"
-                                   "    requests: ipc:///srv/v.requests\n"
-                                   "apiserver:\n"
-                                   "  listen: 0.0.0.0:8080\n"
-                                   "  database: /srv/db/husk.sqlite\n"
-                                   "scheduler:\n"
-                                   "  resync_interval: 2m\n"
-                                   "  request_timeout: 750ms\n"
-                                   "vmm_driver:\n"
-                                   "  instances_dir: /srv/instances\n"
-                                   "  stop_timeout: 1h\n"
-                                   "  default_cpus: 2\n"
-                                   "  default_memory_mib: 1024\n"
-                                   "kit:\n"
-                                   "  kernel: /opt/kit/vmlinux\n"
-                                   "  initrd: /opt/kit/initrd.gz\n"
-                                   "runtime:\n"
-                                   "  qemu:\n"
-                                   "    enabled: false\n"
-                                   "    binary_path: /usr/bin/qemu-system-x86_64\n"
-                                   "    accel: tcg\n"
-                                   "    max_console_log_bytes: 1Mi\n"
-                                   "    max_console_log_backups: 0\n"
-                                   "  cloud_hypervisor:\n"
-                                   "    enabled: yes\n"
-                                   "    binary_path: /opt/ch/cloud-hypervisor\n"
-                                   "    firmware_path: /opt/ch/hypervisor-fw\n"
-                                   "    socket_dir: /srv/ch-sockets\n"
-                                   "    seccomp: log\n"
-                                   "    max_console_log_bytes: 0\n"
-                                   "    max_console_log_backups: 7\n");
+        husk_config_t *c = load_ok(*state, "state_dir: /srv/husk/state\n"
+                                           "runtime_dir: /srv/husk/run\n"
+                                           "log_level: debug\n"
+                                           "bus:\n"
+                                           "  apiserver:\n"
+                                           "    events: tcp://127.0.0.1:7001\n"
+                                           "    requests: tcp://127.0.0.1:7002\n"
+                                           "  scheduler:\n"
+                                           "    events: ipc:///srv/s.events\n"
+                                           "    requests: ipc:///srv/s.requests\n"
+                                           "  vmm-driver:\n"
+                                           "    events: ipc:///srv/v.events\n"
+                                           "    requests: ipc:///srv/v.requests\n"
+                                           "apiserver:\n"
+                                           "  listen: 0.0.0.0:8080\n"
+                                           "  database: /srv/db/husk.sqlite\n"
+                                           "scheduler:\n"
+                                           "  resync_interval: 2m\n"
+                                           "  request_timeout: 750ms\n"
+                                           "vmm_driver:\n"
+                                           "  instances_dir: /srv/instances\n"
+                                           "  stop_timeout: 1h\n"
+                                           "  default_cpus: 2\n"
+                                           "  default_memory_mib: 1024\n"
+                                           "kit:\n"
+                                           "  kernel: /opt/kit/vmlinux\n"
+                                           "  initrd: /opt/kit/initrd.gz\n"
+                                           "runtime:\n"
+                                           "  qemu:\n"
+                                           "    enabled: false\n"
+                                           "    binary_path: /usr/bin/qemu-system-x86_64\n"
+                                           "    accel: tcg\n"
+                                           "    max_console_log_bytes: 1Mi\n"
+                                           "    max_console_log_backups: 0\n"
+                                           "  cloud_hypervisor:\n"
+                                           "    enabled: yes\n"
+                                           "    binary_path: /opt/ch/cloud-hypervisor\n"
+                                           "    firmware_path: /opt/ch/hypervisor-fw\n"
+                                           "    socket_dir: /srv/ch-sockets\n"
+                                           "    seccomp: log\n"
+                                           "    max_console_log_bytes: 0\n"
+                                           "    max_console_log_backups: 7\n");
 
         assert_string_equal(c->state_dir, "/srv/husk/state");
         assert_string_equal(c->runtime_dir, "/srv/husk/run");
@@ -409,7 +409,7 @@ static void test_value_spellings(void **state) {
                 const char *v;
                 bool want;
         } bools[] = {
-                { "true", true }, { "yes", true }, { "on", true }, { "1", true },
+                { "true", true },   { "yes", true }, { "on", true },   { "1", true },
                 { "false", false }, { "no", false }, { "off", false }, { "0", false },
         };
         static const char *const levels[] = { "error", "warning", "notice", "info", "debug" };

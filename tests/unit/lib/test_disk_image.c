@@ -36,10 +36,22 @@ static uint32_t crc32(const uint8_t *p, size_t n) {
         return ~crc;
 }
 
-static void put_le32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
-static void put_le64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
-static void put_be32(uint8_t *p, uint32_t v) { v = htobe32(v); memcpy(p, &v, 4); }
-static void put_be64(uint8_t *p, uint64_t v) { v = htobe64(v); memcpy(p, &v, 8); }
+static void put_le32(uint8_t *p, uint32_t v) {
+        v = htole32(v);
+        memcpy(p, &v, 4);
+}
+static void put_le64(uint8_t *p, uint64_t v) {
+        v = htole64(v);
+        memcpy(p, &v, 8);
+}
+static void put_be32(uint8_t *p, uint32_t v) {
+        v = htobe32(v);
+        memcpy(p, &v, 4);
+}
+static void put_be64(uint8_t *p, uint64_t v) {
+        v = htobe64(v);
+        memcpy(p, &v, 8);
+}
 
 typedef struct gpt_opts {
         uint32_t ss;          /* sector size */
@@ -155,13 +167,13 @@ static void test_gpt_header_fields_bounded(void **state) {
                 uint64_t value;
                 unsigned width;
         } bad[] = {
-                { 12, 91, 4 },                  /* header size below the defined fields */
-                { 12, 513, 4 },                 /* header size above the sector */
-                { 72, 0, 8 },                   /* entries at LBA 0 */
-                { 72, UINT64_MAX / 2, 8 },      /* entries far past the end (would overflow * 512) */
-                { 84, 100, 4 },                 /* entry size not a multiple of 128 */
-                { 84, 1 << 20, 4 },             /* entry size huge */
-                { 80, 0, 4 },                   /* no entries */
+                { 12, 91, 4 },             /* header size below the defined fields */
+                { 12, 513, 4 },            /* header size above the sector */
+                { 72, 0, 8 },              /* entries at LBA 0 */
+                { 72, UINT64_MAX / 2, 8 }, /* entries far past the end (would overflow * 512) */
+                { 84, 100, 4 },            /* entry size not a multiple of 128 */
+                { 84, 1 << 20, 4 },        /* entry size huge */
+                { 80, 0, 4 },              /* no entries */
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {

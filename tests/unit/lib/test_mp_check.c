@@ -12,10 +12,10 @@
 #include "lib/mp.h"
 #include "lib/nesting.h"
 
-#define CHECK(want, ...)                                                         \
-        do {                                                                     \
-                static const uint8_t b_[] = { __VA_ARGS__ };                     \
-                assert_int_equal(mp_check(b_, sizeof(b_)), want);                \
+#define CHECK(want, ...)                                          \
+        do {                                                      \
+                static const uint8_t b_[] = { __VA_ARGS__ };      \
+                assert_int_equal(mp_check(b_, sizeof(b_)), want); \
         } while (0)
 
 /* Everything msgpack-c packs is accepted: every type, as the packer writes it. */
@@ -66,7 +66,7 @@ static void test_what_msgpack_packs_is_accepted(void **state) {
 static void test_counts_beyond_the_bytes_are_refused(void **state) {
         CHECK(-EBADMSG, 0xdf, 0xdf, 0xdf, 0xdf, 0xdf, 0xdf, 0xdf, 0xdf);
         CHECK(-EBADMSG, 0xdd, 0x10, 0x00, 0x00, 0x00, 0xc0, 0xc0);
-        CHECK(-EBADMSG, 0x92, 0xc0);         /* fixarray 2, one element */
+        CHECK(-EBADMSG, 0x92, 0xc0);                        /* fixarray 2, one element */
         CHECK(-EBADMSG, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'); /* str32 longer than the body */
         CHECK(-EBADMSG, 0xc7, 0x05, 0x01, 'a');             /* ext8 longer than the body */
         CHECK(-EBADMSG, 0xcf, 0x00, 0x01);                  /* uint64 cut short */

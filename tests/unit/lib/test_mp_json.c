@@ -64,8 +64,9 @@ static void test_depth_is_bounded(void **state) {
         json_t *j;
 
         for (size_t i = 0; i < ELEMENTSOF(nested); i++)
-                nested[i] = (msgpack_object){ .type = MSGPACK_OBJECT_ARRAY,
-                                              .via.array = { .size = i + 1 < ELEMENTSOF(nested), .ptr = &nested[i + 1] } };
+                nested[i] =
+                        (msgpack_object){ .type = MSGPACK_OBJECT_ARRAY,
+                                          .via.array = { .size = i + 1 < ELEMENTSOF(nested), .ptr = &nested[i + 1] } };
         for (unsigned flags = 0; flags <= MP_JSON_SHOW_BYTES; flags += MP_JSON_SHOW_BYTES) {
                 /* nested[i] is HUSK_NESTING_MAX + 3 - i lists deep. Depth 0 (the value itself) to
                  * HUSK_NESTING_MAX is accepted; one more is refused as a whole, not cut off with a null. */
@@ -130,12 +131,14 @@ static void pack_deep(msgpack_packer *pk) {
 
 /* What husk tap prints (moved here from tests/unit/cli/test_tap.c). */
 static void test_tap_bodies(void **state) {
-        check(pack_instance_event, MP_JSON_SHOW_BYTES, "{\"instance_id\":\"0123456789ab\",\"state\":\"exited\",\"pid\":0,"
-                                        "\"exit_status\":-1,\"ts\":1795325400000,\"ready\":false,\"kernel\":null,"
-                                        "\"cpus\":1.5}");
+        check(pack_instance_event, MP_JSON_SHOW_BYTES,
+              "{\"instance_id\":\"0123456789ab\",\"state\":\"exited\",\"pid\":0,"
+              "\"exit_status\":-1,\"ts\":1795325400000,\"ready\":false,\"kernel\":null,"
+              "\"cpus\":1.5}");
         check(pack_nested, MP_JSON_SHOW_BYTES, "[{\"a\":[true,null]},\"18446744073709551615\",[]]");
-        check(pack_odd, MP_JSON_SHOW_BYTES, "{\"7\":\"seven\",\"bin\":\"base64:AAEC/w==\",\"str\":\"base64:YcM=\","
-                             "\"ext\":{\"ext\":3,\"data\":\"base64:aGVsbG8=\"},\"nan\":null}");
+        check(pack_odd, MP_JSON_SHOW_BYTES,
+              "{\"7\":\"seven\",\"bin\":\"base64:AAEC/w==\",\"str\":\"base64:YcM=\","
+              "\"ext\":{\"ext\":3,\"data\":\"base64:aGVsbG8=\"},\"nan\":null}");
 }
 
 static void test_tap_deep_body(void **state) {

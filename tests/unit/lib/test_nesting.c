@@ -35,7 +35,8 @@ static int check(const char *text, char *path, size_t size) {
 
 static void test_bound_is_exact(void **state) {
         char path[256];
-        char *at = nest("", "[", "1", "]", HUSK_NESTING_MAX, ""), *over = nest("", "[", "1", "]", HUSK_NESTING_MAX + 1, "");
+        char *at = nest("", "[", "1", "]", HUSK_NESTING_MAX, ""),
+             *over = nest("", "[", "1", "]", HUSK_NESTING_MAX + 1, "");
 
         assert_int_equal(check(at, path, sizeof(path)), 0);
         assert_int_equal(check(over, path, sizeof(path)), 1);
@@ -57,8 +58,9 @@ static void test_path_names_the_field(void **state) {
 
         s = nest("{\"name\":\"x\",\"labels\":{\"b\":1,\"a\":", "[", "1", "]", 1000, "}}");
         assert_int_equal(check(s, path, sizeof(path)), 1);
-        assert_string_equal(path, "labels.a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
-                                  "[0][0][0][0]");
+        assert_string_equal(path,
+                            "labels.a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                            "[0][0][0][0]");
         free(s);
 
         /* List indexes count the items before, and strings holding brackets or quotes are no

@@ -71,10 +71,8 @@ static void test_output_bounded(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_output_and_status),
-                cmocka_unit_test(test_missing_tool),
-                cmocka_unit_test(test_fixed_path_and_env),
-                cmocka_unit_test(test_killed),
+                cmocka_unit_test(test_output_and_status),  cmocka_unit_test(test_missing_tool),
+                cmocka_unit_test(test_fixed_path_and_env), cmocka_unit_test(test_killed),
                 cmocka_unit_test(test_output_bounded),
         };
 

@@ -22,8 +22,14 @@
 
 /* logs and events take the same since=. */
 static void test_parse_since(void **state) {
-        static const char *const bad[] = { "", "yesterday", "10 m", "2026-11-22", "2026-11-22T05:30:00",
-                                           "2026-11-22T05:30:00+1:00", "2026-11-22T05:30:00Zx", "-5m" };
+        static const char *const bad[] = { "",
+                                           "yesterday",
+                                           "10 m",
+                                           "2026-11-22",
+                                           "2026-11-22T05:30:00",
+                                           "2026-11-22T05:30:00+1:00",
+                                           "2026-11-22T05:30:00Zx",
+                                           "-5m" };
         uint64_t v = 0;
 
         assert_int_equal(parse_since_ms("10m", 1000000000, &v), 0);
@@ -98,14 +104,20 @@ static void test_parse_duration(void **state) {
                 const char *s;
                 uint64_t ms;
         } good[] = {
-                { "250ms", 250 },     { "0ms", 0 },        { "10s", 10000 },  { "2m", 120000 },
-                { "1h", 3600000 },    { "5", 5000 },       { "0", 0 },        { "90m", 5400000 },
+                { "250ms", 250 },
+                { "0ms", 0 },
+                { "10s", 10000 },
+                { "2m", 120000 },
+                { "1h", 3600000 },
+                { "5", 5000 },
+                { "0", 0 },
+                { "90m", 5400000 },
                 { "18446744073709551615ms", UINT64_MAX },
                 { "5124095576030h", 5124095576030ULL * 3600000ULL },
         };
         static const char *const bad[] = {
-                "", "ms", "s", "10x", "10 s", " 10s", "10s ", "1.5s", "-1s", "+1s", "10S", "10MS",
-                "10sec", "10min", "1d", "10ms5", "1h30m",
+                "",    "ms",  "s",    "10x",   "10 s",  " 10s", "10s ",  "1.5s",  "-1s",
+                "+1s", "10S", "10MS", "10sec", "10min", "1d",   "10ms5", "1h30m",
         };
         uint64_t v;
 
@@ -150,8 +162,8 @@ static void test_parse_size(void **state) {
                 { "16777215Ti", 16777215ULL << 40 },
         };
         static const char *const bad[] = {
-                "", "Mi", "1KiB", "1Kb", "1kb", "1mi", "1m", "1g", "1 Mi", "1.5Gi", "-1", "+1",
-                "1Pi", "1P", "1B", "1MiMi", " 1",
+                "",      "Mi", "1KiB", "1Kb", "1kb", "1mi", "1m",    "1g", "1 Mi",
+                "1.5Gi", "-1", "+1",   "1Pi", "1P",  "1B",  "1MiMi", " 1",
         };
         uint64_t v;
 
@@ -180,10 +192,8 @@ static void test_format_timestamp(void **state) {
 
         assert_ptr_equal(format_timestamp_ms(0, buf, sizeof(buf)), buf);
         assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
-        assert_string_equal(format_timestamp_ms(1795325400123ULL, buf, sizeof(buf)),
-                            "2026-11-22T05:30:00.123Z");
-        assert_string_equal(format_timestamp_ms(951782400999ULL, buf, sizeof(buf)),
-                            "2000-02-29T00:00:00.999Z");
+        assert_string_equal(format_timestamp_ms(1795325400123ULL, buf, sizeof(buf)), "2026-11-22T05:30:00.123Z");
+        assert_string_equal(format_timestamp_ms(951782400999ULL, buf, sizeof(buf)), "2000-02-29T00:00:00.999Z");
         assert_string_equal(format_timestamp_ms(7, buf, sizeof(buf)), "1970-01-01T00:00:00.007Z");
 
         /* A short buffer is truncated, never overrun. */

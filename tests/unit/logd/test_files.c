@@ -48,7 +48,9 @@ static void make_files(fixture_t *f, const char *const *contents, const size_t *
                 f->p[i] = f->paths[i];
                 unlink(f->paths[i]);
                 if (contents[i])
-                        assert_int_equal(write_file_atomic(f->paths[i], contents[i], sizes ? sizes[i] : strlen(contents[i]), 0600), 0);
+                        assert_int_equal(write_file_atomic(f->paths[i], contents[i],
+                                                           sizes ? sizes[i] : strlen(contents[i]), 0600),
+                                         0);
         }
 }
 
@@ -173,7 +175,9 @@ static void test_many_lines_both_ways(void **state) {
                 size_t used = 0;
                 contents[k] = malloc(200000);
                 for (int i = 0; used < 150000; i++)
-                        used += (size_t)sprintf(contents[k] + used, "file %d line %d %.*s\n", k, i, i % 97, "................................................................................................................");
+                        used += (size_t)sprintf(contents[k] + used, "file %d line %d %.*s\n", k, i, i % 97,
+                                                "......................................................................"
+                                                "..........................................");
         }
         make_files(f, (const char *const *)contents, NULL, 3);
         assert_int_equal(logd_files_open(&files, f->p, 3), 0);
@@ -221,9 +225,7 @@ static void test_oversized_line_skipped(void **state) {
         free(c);
 }
 
-static bool seq_after(const logd_entry_t *e, void *userdata) {
-        return e->seq > *(uint64_t *)userdata;
-}
+static bool seq_after(const logd_entry_t *e, void *userdata) { return e->seq > *(uint64_t *)userdata; }
 
 static void test_seek_by_seq(void **state) {
         fixture_t *f = *state;

@@ -8,9 +8,7 @@
 
 #include "services/logd/logd.h"
 
-static logd_level_t level_of(const char *line) {
-        return logd_classify(line, strlen(line));
-}
+static logd_level_t level_of(const char *line) { return logd_classify(line, strlen(line)); }
 
 #define assert_level(line, want) assert_string_equal(logd_level_name(level_of(line)), logd_level_name(want))
 
@@ -35,11 +33,13 @@ static void test_kernel_priority_after_timestamp(void **state) {
 
 /* Rule: kernel crash markers: BUG:, Oops:, Kernel panic. */
 static void test_crash_markers(void **state) {
-        assert_level("[    2.345678] BUG: kernel NULL pointer dereference, address: 0000000000000000", LOGD_LEVEL_ERROR);
+        assert_level("[    2.345678] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+                     LOGD_LEVEL_ERROR);
         assert_level("[    2.345700] Oops: 0002 [#1] PREEMPT SMP NOPTI", LOGD_LEVEL_ERROR);
         assert_level("[    3.141592] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100",
                      LOGD_LEVEL_ERROR);
-        assert_level("[    3.141600] ---[ end Kernel panic - not syncing: Attempted to kill init! ]---", LOGD_LEVEL_ERROR);
+        assert_level("[    3.141600] ---[ end Kernel panic - not syncing: Attempted to kill init! ]---",
+                     LOGD_LEVEL_ERROR);
         assert_level("BUG: soft lockup - CPU#0 stuck for 22s! [swapper/0:1]", LOGD_LEVEL_ERROR);
 }
 
@@ -63,15 +63,18 @@ static void test_bracketed_markers(void **state) {
         assert_level("[WARN] No EFI system partition found", LOGD_LEVEL_WARNING);
         assert_level("[ERROR] Failed to load kernel from disk", LOGD_LEVEL_ERROR);
         assert_level("[DEBUG] PCI: enumerating bus 0", LOGD_LEVEL_DEBUG);
-        assert_level("2024/05/01 10:00:00 [error] 7#7: *1 open() \"/usr/share/nginx/html/x\" failed (2: No such file or directory)",
+        assert_level("2024/05/01 10:00:00 [error] 7#7: *1 open() \"/usr/share/nginx/html/x\" failed (2: No such file "
+                     "or directory)",
                      LOGD_LEVEL_ERROR);
-        assert_level("2024/05/01 10:00:00 [warn] 1#1: the \"user\" directive makes sense only if the master process runs",
-                     LOGD_LEVEL_WARNING);
+        assert_level(
+                "2024/05/01 10:00:00 [warn] 1#1: the \"user\" directive makes sense only if the master process runs",
+                LOGD_LEVEL_WARNING);
         assert_level("2024/05/01 10:00:00 [notice] 1#1: start worker processes", LOGD_LEVEL_INFO);
         assert_level("[NOTICE] ready to accept connections", LOGD_LEVEL_INFO);
         assert_level("[2024-05-01 10:00:00 +0000] [8] [info] Booting worker with pid: 8", LOGD_LEVEL_INFO);
-        assert_level("2024-05-01 10:00:00,123 - util.py[WARNING]: Failed to get raw userdata in module rightscale_userdata",
-                     LOGD_LEVEL_WARNING);
+        assert_level(
+                "2024-05-01 10:00:00,123 - util.py[WARNING]: Failed to get raw userdata in module rightscale_userdata",
+                LOGD_LEVEL_WARNING);
         /* systemd on a serial console colours its status words. */
         assert_level("[\x1b[0;1;31mFAILED\x1b[0m] Failed to start Network Time Synchronization.", LOGD_LEVEL_ERROR);
 }
@@ -86,7 +89,8 @@ static void test_colon_markers(void **state) {
 
 /* Rule: nothing matches -> unknown. */
 static void test_unknown(void **state) {
-        assert_level("[    0.000000] Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org)", LOGD_LEVEL_UNKNOWN);
+        assert_level("[    0.000000] Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org)",
+                     LOGD_LEVEL_UNKNOWN);
         assert_level("Welcome to husk", LOGD_LEVEL_UNKNOWN);
         assert_level("", LOGD_LEVEL_UNKNOWN);
         assert_level("[  OK  ] Started Journal Service.", LOGD_LEVEL_UNKNOWN);
@@ -109,14 +113,10 @@ static void test_level_names(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_kernel_priority),
-                cmocka_unit_test(test_kernel_priority_after_timestamp),
-                cmocka_unit_test(test_crash_markers),
-                cmocka_unit_test(test_uppercase_words),
-                cmocka_unit_test(test_bracketed_markers),
-                cmocka_unit_test(test_colon_markers),
-                cmocka_unit_test(test_unknown),
-                cmocka_unit_test(test_first_marker_wins),
+                cmocka_unit_test(test_kernel_priority),   cmocka_unit_test(test_kernel_priority_after_timestamp),
+                cmocka_unit_test(test_crash_markers),     cmocka_unit_test(test_uppercase_words),
+                cmocka_unit_test(test_bracketed_markers), cmocka_unit_test(test_colon_markers),
+                cmocka_unit_test(test_unknown),           cmocka_unit_test(test_first_marker_wins),
                 cmocka_unit_test(test_level_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

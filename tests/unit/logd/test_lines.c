@@ -68,8 +68,12 @@ static void test_clean_invalid_utf8(void **state) {
 /* ---- records ------------------------------------------------------------------------------------ */
 
 static void test_record_round_trip(void **state) {
-        logd_entry_t e = { .ts = 1732253400123, .seq = 4096, .level = LOGD_LEVEL_WARNING, .stream = LOGD_STREAM_WORKLOAD,
-                           .message = "disk 90% full", .message_len = 13 };
+        logd_entry_t e = { .ts = 1732253400123,
+                           .seq = 4096,
+                           .level = LOGD_LEVEL_WARNING,
+                           .stream = LOGD_STREAM_WORKLOAD,
+                           .message = "disk 90% full",
+                           .message_len = 13 };
         logd_entry_t back;
         char buf[128];
         int n = logd_record_format(&e, buf, sizeof(buf));
@@ -85,8 +89,9 @@ static void test_record_round_trip(void **state) {
 
 static void test_record_rejects(void **state) {
         static const char *const bad[] = {
-                "", "1 2", "1 2 ", "1 2 is", "x 2 is m", "1 x is m", "1 2 qs m", "1 2 iq m", "1 2 ism",
-                "99999999999999999999 2 is m", "1  2 is m",
+                "",          "1 2",      "1 2 ",     "1 2 is",  "x 2 is m",
+                "1 x is m",  "1 2 qs m", "1 2 iq m", "1 2 ism", "99999999999999999999 2 is m",
+                "1  2 is m",
         };
         logd_entry_t e;
 

@@ -38,8 +38,10 @@ static int setup(void **state) {
                 assert_int_equal(logd_store_open(&s, f->dir[k], 4096, 50), 0);
                 for (uint64_t n = 1; n <= 1000; n++) {
                         char msg[64];
-                        logd_entry_t e = { .ts = 10000 + 2 * n + (uint64_t)k, .seq = n * 100, .message = msg,
-                                           .level = n % 10 == 0 ? LOGD_LEVEL_ERROR
+                        logd_entry_t e = { .ts = 10000 + 2 * n + (uint64_t)k,
+                                           .seq = n * 100,
+                                           .message = msg,
+                                           .level = n % 10 == 0  ? LOGD_LEVEL_ERROR
                                                     : n % 5 == 0 ? LOGD_LEVEL_WARNING
                                                                  : LOGD_LEVEL_INFO };
                         e.message_len = (size_t)snprintf(msg, sizeof(msg), "%s line %" PRIu64, ids[k], n);
@@ -131,7 +133,9 @@ static void test_tail_merges_instances(void **state) {
 
 static void test_tail_with_level(void **state) {
         fixture_t *f = *state;
-        logd_query_t q = { .deployment_id = "d", .tail = 3, .has_tail = true, .level = LOGD_LEVEL_WARNING, .instance = A };
+        logd_query_t q = {
+                .deployment_id = "d", .tail = 3, .has_tail = true, .level = LOGD_LEVEL_WARNING, .instance = A
+        };
         logd_query_source_t only_a = f->src[0];
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -175,8 +179,12 @@ static void test_pages_cover_everything_once(void **state) {
         bool more = true;
 
         while (more) {
-                logd_query_t q = { .deployment_id = "d", .level = LOGD_LEVEL_ERROR, .limit = 7, .after = cursors,
-                                   .n_after = 2, .has_after = true };
+                logd_query_t q = { .deployment_id = "d",
+                                   .level = LOGD_LEVEL_ERROR,
+                                   .limit = 7,
+                                   .after = cursors,
+                                   .n_after = 2,
+                                   .has_after = true };
                 page_t p;
 
                 run(f, &q, &p);
@@ -218,8 +226,12 @@ static void test_tail_zero(void **state) {
 static void test_follow_cursor(void **state) {
         fixture_t *f = *state;
         logd_cursor_t cursors[1] = { { A, 100000 } };
-        logd_query_t q = { .deployment_id = "d", .level = LOGD_LEVEL_UNKNOWN, .limit = 5000, .after = cursors,
-                           .n_after = 1, .has_after = true };
+        logd_query_t q = { .deployment_id = "d",
+                           .level = LOGD_LEVEL_UNKNOWN,
+                           .limit = 5000,
+                           .after = cursors,
+                           .n_after = 1,
+                           .has_after = true };
         page_t p;
 
         run(f, &q, &p);

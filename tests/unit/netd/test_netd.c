@@ -105,8 +105,10 @@ static void test_collision(void **state) {
 }
 
 static void test_ports_check(void **state) {
-        port_spec_t ok[] = { { .published = 80, .target = 80 }, { .published = 80, .target = 53, .protocol = PORT_UDP } };
-        port_spec_t dup[] = { { .published = 80, .target = 80 }, { .published = 81, .target = 80 },
+        port_spec_t ok[] = { { .published = 80, .target = 80 },
+                             { .published = 80, .target = 53, .protocol = PORT_UDP } };
+        port_spec_t dup[] = { { .published = 80, .target = 80 },
+                              { .published = 81, .target = 80 },
                               { .published = 80, .target = 8080 } };
         char error[256];
 
@@ -128,12 +130,14 @@ static const char golden_ruleset[] =
         "\t}\n"
         "\tchain prerouting {\n"
         "\t\ttype nat hook prerouting priority -100; policy accept;\n"
-        "\t\tmeta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.42.17.214:80 comment \"husk:0a1b2c3d4e5f\"\n"
+        "\t\tmeta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.42.17.214:80 comment "
+        "\"husk:0a1b2c3d4e5f\"\n"
         "\t\tip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.42.17.214:53 comment \"husk:0a1b2c3d4e5f\"\n"
         "\t}\n"
         "\tchain output {\n"
         "\t\ttype nat hook output priority -100; policy accept;\n"
-        "\t\tmeta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.42.17.214:80 comment \"husk:0a1b2c3d4e5f\"\n"
+        "\t\tmeta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.42.17.214:80 comment "
+        "\"husk:0a1b2c3d4e5f\"\n"
         "\t\tip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.42.17.214:53 comment \"husk:0a1b2c3d4e5f\"\n"
         "\t}\n"
         "\tchain postrouting {\n"
@@ -159,8 +163,12 @@ static void test_render(void **state) {
         netd_subnet_t s = subnet16();
         port_spec_t ports[] = { { .published = 8080, .target = 80 },
                                 { .published = 5353, .target = 53, .protocol = PORT_UDP, .host_ip = "127.0.0.1" } };
-        netd_attachment_t a = { .instance_id = "0a1b2c3d4e5f", .tap = "hk0a1b2c3d4e5f", .ports = ports, .n_ports = 2,
-                                .network = netd_slot_network(&s, netd_preferred_slot(&s, netd_fnv1a64("0a1b2c3d4e5f"))) };
+        netd_attachment_t a = { .instance_id = "0a1b2c3d4e5f",
+                                .tap = "hk0a1b2c3d4e5f",
+                                .ports = ports,
+                                .n_ports = 2,
+                                .network =
+                                        netd_slot_network(&s, netd_preferred_slot(&s, netd_fnv1a64("0a1b2c3d4e5f"))) };
         netd_attachment_t *list[] = { &a };
         netd_ruleset_opts_t o = { .subnet = "10.42.0.0/16", .dnat = true };
         char *script = NULL;
@@ -180,7 +188,8 @@ static void test_render(void **state) {
         /* Outbound NAT: masquerade out of the subnet, no drop of new guest connections. */
         o.outbound_nat = true;
         assert_int_equal(netd_nft_render(&o, list, 1, &script), 0);
-        assert_non_null(strstr(script, "ip saddr 10.42.0.0/16 oifname != \"hk*\" masquerade comment \"husk:outbound\""));
+        assert_non_null(
+                strstr(script, "ip saddr 10.42.0.0/16 oifname != \"hk*\" masquerade comment \"husk:outbound\""));
         assert_null(strstr(script, "husk:no-outbound"));
         free(script);
 
@@ -189,10 +198,11 @@ static void test_render(void **state) {
         o.dnat = false;
         assert_int_equal(netd_nft_render(&o, list, 1, &script), 0);
         assert_null(strstr(script, "dnat ip to"));
-        assert_non_null(strstr(script, "\t\tiifname \"hk*\" meta nfproto ipv4 fib daddr type local tcp dport 8080 accept "
-                                       "comment \"husk:0a1b2c3d4e5f\"\n"
-                                       "\t\tiifname \"hk*\" ip daddr 127.0.0.1 udp dport 5353 accept comment \"husk:0a1b2c3d4e5f\"\n"
-                                       "\t\tiifname \"hk*\" drop comment \"husk:guest-to-host\"\n"));
+        assert_non_null(strstr(
+                script, "\t\tiifname \"hk*\" meta nfproto ipv4 fib daddr type local tcp dport 8080 accept "
+                        "comment \"husk:0a1b2c3d4e5f\"\n"
+                        "\t\tiifname \"hk*\" ip daddr 127.0.0.1 udp dport 5353 accept comment \"husk:0a1b2c3d4e5f\"\n"
+                        "\t\tiifname \"hk*\" drop comment \"husk:guest-to-host\"\n"));
         free(script);
         /* No instance at all still renders the isolation, the guard and the input filter. */
         assert_int_equal(netd_nft_render(&o, NULL, 0, &script), 0);

@@ -14,10 +14,9 @@
 
 /* {"type":"ping","id":7} as msgpack-c packs it, behind its big-endian length. */
 static const uint8_t golden_ping[] = {
-        0x00, 0x00, 0x00, 0x0f,                   /* length 15 */
-        0x82,                                     /* fixmap, 2 pairs */
-        0xa4, 't', 'y', 'p', 'e', 0xa4, 'p', 'i', 'n', 'g',
-        0xa2, 'i', 'd', 0x07,
+        0x00, 0x00, 0x00, 0x0f, /* length 15 */
+        0x82,                   /* fixmap, 2 pairs */
+        0xa4, 't',  'y',  'p',  'e', 0xa4, 'p', 'i', 'n', 'g', 0xa2, 'i', 'd', 0x07,
 };
 
 static void pack_ping(msgpack_sbuffer *frame, uint64_t id) {
@@ -141,16 +140,16 @@ static void test_two_frames_one_feed(void **state) {
 
 static void test_oversized_length(void **state) {
         /* Refused from the prefix alone: the reader must not wait for 16 MiB to arrive. */
-        static const uint8_t huge[] = {0x01, 0x00, 0x00, 0x00, 0x82};
-        static const uint8_t max_plus_one[] = {0x00, 0x30, 0x00, 0x01};
-        static const uint8_t all_ones[] = {0xff, 0xff, 0xff, 0xff};
+        static const uint8_t huge[] = { 0x01, 0x00, 0x00, 0x00, 0x82 };
+        static const uint8_t max_plus_one[] = { 0x00, 0x30, 0x00, 0x01 };
+        static const uint8_t all_ones[] = { 0xff, 0xff, 0xff, 0xff };
 
         assert_int_equal(feed_and_next(huge, sizeof(huge)), -EMSGSIZE);
         assert_int_equal(feed_and_next(max_plus_one, sizeof(max_plus_one)), -EMSGSIZE);
         assert_int_equal(feed_and_next(all_ones, sizeof(all_ones)), -EMSGSIZE);
 
         /* Exactly AGENT_FRAME_MAX is allowed by the prefix: more bytes are awaited. */
-        static const uint8_t max[] = {0x00, 0x10, 0x00, 0x00};
+        static const uint8_t max[] = { 0x00, 0x10, 0x00, 0x00 };
         assert_int_equal(feed_and_next(max, sizeof(max)), 0);
 
         /* The encoder refuses what the reader would refuse. */
@@ -163,8 +162,7 @@ static void test_oversized_length(void **state) {
 
 static void test_largest_frame(void **state) {
         /* {"type": "x", "pad": <bin32 filling the frame to exactly AGENT_FRAME_MAX>} */
-        static const uint8_t head[] = {0x82, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x',
-                                       0xa3, 'p', 'a', 'd', 0xc6};
+        static const uint8_t head[] = { 0x82, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x', 0xa3, 'p', 'a', 'd', 0xc6 };
         size_t pad = AGENT_FRAME_MAX - sizeof(head) - 4;
         uint8_t *body = calloc(1, AGENT_FRAME_MAX);
 
@@ -179,9 +177,9 @@ static void test_largest_frame(void **state) {
 }
 
 static void test_non_map_body(void **state) {
-        static const uint8_t array[] = {0x92, 0xa4, 't', 'y', 'p', 'e', 0x01};
-        static const uint8_t str[] = {0xa4, 'p', 'i', 'n', 'g'};
-        static const uint8_t nil[] = {0xc0};
+        static const uint8_t array[] = { 0x92, 0xa4, 't', 'y', 'p', 'e', 0x01 };
+        static const uint8_t str[] = { 0xa4, 'p', 'i', 'n', 'g' };
+        static const uint8_t nil[] = { 0xc0 };
 
         assert_int_equal(body_verdict(array, sizeof(array)), -EBADMSG);
         assert_int_equal(body_verdict(str, sizeof(str)), -EBADMSG);
@@ -190,11 +188,11 @@ static void test_non_map_body(void **state) {
 }
 
 static void test_map_without_type(void **state) {
-        static const uint8_t no_type[] = {0x81, 0xa2, 'i', 'd', 0x07};
-        static const uint8_t empty_map[] = {0x80};
-        static const uint8_t int_type[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0x07};
-        static const uint8_t nil_type[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xc0};
-        static const uint8_t bin_type[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xc4, 0x01, 'x'};
+        static const uint8_t no_type[] = { 0x81, 0xa2, 'i', 'd', 0x07 };
+        static const uint8_t empty_map[] = { 0x80 };
+        static const uint8_t int_type[] = { 0x81, 0xa4, 't', 'y', 'p', 'e', 0x07 };
+        static const uint8_t nil_type[] = { 0x81, 0xa4, 't', 'y', 'p', 'e', 0xc0 };
+        static const uint8_t bin_type[] = { 0x81, 0xa4, 't', 'y', 'p', 'e', 0xc4, 0x01, 'x' };
 
         assert_int_equal(body_verdict(no_type, sizeof(no_type)), -EBADMSG);
         assert_int_equal(body_verdict(empty_map, sizeof(empty_map)), -EBADMSG);
@@ -213,15 +211,15 @@ static void test_trailing_garbage(void **state) {
         assert_int_equal(feed_and_next(frame, sizeof(frame)), -EBADMSG);
 
         /* Two maps in one body. */
-        static const uint8_t two_maps[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x', 0x80};
+        static const uint8_t two_maps[] = { 0x81, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x', 0x80 };
         assert_int_equal(body_verdict(two_maps, sizeof(two_maps)), -EBADMSG);
 }
 
 static void test_truncated_body(void **state) {
         /* The map claims more than the frame holds. */
-        static const uint8_t short_map[] = {0x83, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x'};
-        static const uint8_t short_str[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xa9, 'x'};
-        static const uint8_t reserved[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xc1};
+        static const uint8_t short_map[] = { 0x83, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x' };
+        static const uint8_t short_str[] = { 0x81, 0xa4, 't', 'y', 'p', 'e', 0xa9, 'x' };
+        static const uint8_t reserved[] = { 0x81, 0xa4, 't', 'y', 'p', 'e', 0xc1 };
 
         assert_int_equal(body_verdict(short_map, sizeof(short_map)), -EBADMSG);
         assert_int_equal(body_verdict(short_str, sizeof(short_str)), -EBADMSG);
@@ -231,11 +229,11 @@ static void test_truncated_body(void **state) {
 static void test_lying_counts(void **state) {
         /* A map32/array32/str32 announcing ~4 billion entries in a few bytes must be refused
          * before anything is allocated for them. */
-        static const uint8_t map32[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa4, 't', 'y', 'p', 'e'};
-        static const uint8_t arr32[] = {0x82, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x',
-                                        0xa1, 'a', 0xdd, 0xff, 0xff, 0xff, 0xff, 0x00};
-        static const uint8_t str32[] = {0x82, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x',
-                                        0xa1, 'a', 0xdb, 0xff, 0xff, 0xff, 0xff, 0x00};
+        static const uint8_t map32[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 0xa4, 't', 'y', 'p', 'e' };
+        static const uint8_t arr32[] = { 0x82, 0xa4, 't',  'y',  'p',  'e',  0xa1, 'x',
+                                         0xa1, 'a',  0xdd, 0xff, 0xff, 0xff, 0xff, 0x00 };
+        static const uint8_t str32[] = { 0x82, 0xa4, 't',  'y',  'p',  'e',  0xa1, 'x',
+                                         0xa1, 'a',  0xdb, 0xff, 0xff, 0xff, 0xff, 0x00 };
 
         assert_int_equal(body_verdict(map32, sizeof(map32)), -EBADMSG);
         assert_int_equal(body_verdict(arr32, sizeof(arr32)), -EBADMSG);
@@ -244,7 +242,7 @@ static void test_lying_counts(void **state) {
 
 static void test_nesting(void **state) {
         /* {"type":"x","a":[[[...]]]}: 20 levels are fine, 100 are refused. */
-        uint8_t body[160] = {0x82, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x', 0xa1, 'a'};
+        uint8_t body[160] = { 0x82, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x', 0xa1, 'a' };
         size_t n = 10;
 
         for (size_t i = 0; i < 20; i++)
@@ -262,17 +260,16 @@ static void test_nesting(void **state) {
 static void test_unknown_keys_and_types(void **state) {
         /* Every msgpack type is accepted in a value; the frame only cares about "type". */
         static const uint8_t body[] = {
-                0x8a,
-                0xa4, 't', 'y', 'p', 'e', 0xa5, 'h', 'e', 'l', 'l', 'o',
-                0xa1, 'a', 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0,       /* float64 1.0 */
-                0xa1, 'b', 0xd4, 0x01, 0x02,                          /* fixext1 */
-                0xa1, 'c', 0xc7, 0x02, 0x05, 'x', 'y',                /* ext8 */
-                0xa1, 'd', 0xde, 0x00, 0x01, 0x01, 0xc3,              /* map16 {1: true} */
-                0xa1, 'e', 0xdc, 0x00, 0x02, 0xff, 0xd3, 1, 2, 3, 4, 5, 6, 7, 8,
-                0xa1, 'f', 0xc4, 0x00,                                /* empty bin8 */
-                0xa1, 'g', 0xd9, 0x01, 'z',                           /* str8 */
-                0xa1, 'h', 0x90,                                      /* empty array */
-                0xa1, 'i', 0xc2,                                      /* false */
+                0x8a, 0xa4, 't',  'y',  'p',  'e',  0xa5, 'h', 'e', 'l', 'l', 'o',
+                0xa1, 'a',  0xcb, 0x3f, 0xf0, 0,    0,    0,   0,   0,   0, /* float64 1.0 */
+                0xa1, 'b',  0xd4, 0x01, 0x02,                               /* fixext1 */
+                0xa1, 'c',  0xc7, 0x02, 0x05, 'x',  'y',                    /* ext8 */
+                0xa1, 'd',  0xde, 0x00, 0x01, 0x01, 0xc3,                   /* map16 {1: true} */
+                0xa1, 'e',  0xdc, 0x00, 0x02, 0xff, 0xd3, 1,   2,   3,   4,   5,
+                6,    7,    8,    0xa1, 'f',  0xc4, 0x00, /* empty bin8 */
+                0xa1, 'g',  0xd9, 0x01, 'z',              /* str8 */
+                0xa1, 'h',  0x90,                         /* empty array */
+                0xa1, 'i',  0xc2,                         /* false */
         };
 
         assert_int_equal(body_verdict(body, sizeof(body)), 1);
@@ -280,18 +277,12 @@ static void test_unknown_keys_and_types(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_encode_golden),
-                cmocka_unit_test(test_decode_golden),
-                cmocka_unit_test(test_split_byte_by_byte),
-                cmocka_unit_test(test_two_frames_one_feed),
-                cmocka_unit_test(test_oversized_length),
-                cmocka_unit_test(test_largest_frame),
-                cmocka_unit_test(test_non_map_body),
-                cmocka_unit_test(test_map_without_type),
-                cmocka_unit_test(test_trailing_garbage),
-                cmocka_unit_test(test_truncated_body),
-                cmocka_unit_test(test_lying_counts),
-                cmocka_unit_test(test_nesting),
+                cmocka_unit_test(test_encode_golden),          cmocka_unit_test(test_decode_golden),
+                cmocka_unit_test(test_split_byte_by_byte),     cmocka_unit_test(test_two_frames_one_feed),
+                cmocka_unit_test(test_oversized_length),       cmocka_unit_test(test_largest_frame),
+                cmocka_unit_test(test_non_map_body),           cmocka_unit_test(test_map_without_type),
+                cmocka_unit_test(test_trailing_garbage),       cmocka_unit_test(test_truncated_body),
+                cmocka_unit_test(test_lying_counts),           cmocka_unit_test(test_nesting),
                 cmocka_unit_test(test_unknown_keys_and_types),
         };
 

@@ -27,6 +27,7 @@
  * uint8/16/32/64, negative fixint e0..ff, nil c0, fixmap 80+n (map16 de nnnn past 15). */
 
 /* deployment web: kernel set, 13 pairs. */
+/* clang-format off */
 static const char golden_deployment_hex[] =
         "8d"                                                   /* fixmap, 13 pairs */
         "a2" "6964" "d924" UUID_HEX                            /* id: str8 (36) */
@@ -43,8 +44,10 @@ static const char golden_deployment_hex[] =
         "a4" "63707573" "02"                                   /* cpus: 2 */
         "aa" "6d656d6f72795f6d6962" "cd0200"                   /* memory_mib: 512 (uint16) */
         "ae" "72656164795f7265706c69636173" "02";              /* ready_replicas: 2 */
+/* clang-format on */
 
 /* The same without kernel (absent, not nil: 12 pairs) and generation 70000 (uint32). */
+/* clang-format off */
 static const char golden_deployment_no_kernel_hex[] =
         "8c"
         "a2" "6964" "d924" UUID_HEX
@@ -59,8 +62,10 @@ static const char golden_deployment_no_kernel_hex[] =
         "a4" "63707573" "02"
         "aa" "6d656d6f72795f6d6962" "cd0200"
         "ae" "72656164795f7265706c69636173" "02";
+/* clang-format on */
 
 /* instance.exited of 0a1b2c3d4e5f: initrd set, kernel not: 16 pairs, so map16. */
+/* clang-format off */
 static const char golden_instance_exited_hex[] =
         "de0010"                                               /* map16, 16 pairs */
         "a2" "7473" "cf000001a201bc7e9b"                       /* ts: 1795325460123 (uint64) */
@@ -81,8 +86,10 @@ static const char golden_instance_exited_hex[] =
         "a9" "6578697465645f6174" "cf000001a201bc7e20"         /* exited_at: 1795325460000 */
         "ab" "657869745f726561736f6e" "a6" "6b696c6c6564"      /* exit_reason: "killed" */
         "ab" "657869745f737461747573" "cc89";                  /* exit_status: 137 (uint8) */
+/* clang-format on */
 
 /* instance.running: no kernel, no initrd (15 pairs), no exit reason yet (nil), status -1. */
+/* clang-format off */
 static const char golden_instance_running_hex[] =
         "8f"                                                   /* fixmap, 15 pairs */
         "a2" "7473" "cf000001a201ba15ea"                       /* ts: 1795325302250 */
@@ -100,6 +107,7 @@ static const char golden_instance_running_hex[] =
         "a9" "6578697465645f6174" "00"                         /* exited_at: 0 */
         "ab" "657869745f726561736f6e" "c0"                     /* exit_reason: nil */
         "ab" "657869745f737461747573" "ff";                    /* exit_status: -1 */
+/* clang-format on */
 
 static uint8_t *from_hex(const char *hex, size_t *ret_size) {
         size_t n = strlen(hex);
@@ -131,29 +139,54 @@ static void assert_bytes_hex(const msgpack_sbuffer *buf, const char *hex) {
 
 static void fixed_deployment(deployment_t *d, bool with_kernel) {
         *d = (deployment_t){
-                .id = UUID, .namespace_ = "default", .name = "web", .generation = 3,
-                .status = DEPLOYMENT_STATUS_RUNNING, .runtime = "qemu", .kind = "worker",
-                .image = IMAGE, .kernel = with_kernel ? "/srv/kernels/vmlinux" : NULL,
-                .replicas = 3, .cpus = 2, .memory_mib = 512, .ready_replicas = 2,
+                .id = UUID,
+                .namespace_ = "default",
+                .name = "web",
+                .generation = 3,
+                .status = DEPLOYMENT_STATUS_RUNNING,
+                .runtime = "qemu",
+                .kind = "worker",
+                .image = IMAGE,
+                .kernel = with_kernel ? "/srv/kernels/vmlinux" : NULL,
+                .replicas = 3,
+                .cpus = 2,
+                .memory_mib = 512,
+                .ready_replicas = 2,
         };
 }
 
 static void fixed_instance_exited(instance_t *i) {
         *i = (instance_t){
-                .spec = { .instance_id = "0a1b2c3d4e5f", .deployment_id = UUID, .generation = 3,
-                          .runtime = "qemu", .image = IMAGE, .initrd = "/srv/kit/initrd.gz",
-                          .cpus = 2, .memory_mib = 512 },
-                .state = INSTANCE_STATE_EXITED, .pid = 0, .started_at = 1795325400000ULL,
-                .ready_at = 1795325401500ULL, .exited_at = 1795325460000ULL,
-                .exit_reason = "killed", .exit_status = 137,
+                .spec = { .instance_id = "0a1b2c3d4e5f",
+                          .deployment_id = UUID,
+                          .generation = 3,
+                          .runtime = "qemu",
+                          .image = IMAGE,
+                          .initrd = "/srv/kit/initrd.gz",
+                          .cpus = 2,
+                          .memory_mib = 512 },
+                .state = INSTANCE_STATE_EXITED,
+                .pid = 0,
+                .started_at = 1795325400000ULL,
+                .ready_at = 1795325401500ULL,
+                .exited_at = 1795325460000ULL,
+                .exit_reason = "killed",
+                .exit_status = 137,
         };
 }
 
 static void fixed_instance_running(instance_t *i) {
         *i = (instance_t){
-                .spec = { .instance_id = "0a1b2c3d4e5f", .deployment_id = UUID, .generation = 3,
-                          .runtime = "qemu", .image = IMAGE, .cpus = 2, .memory_mib = 512 },
-                .state = INSTANCE_STATE_RUNNING, .pid = 4242, .started_at = 1795325300000ULL,
+                .spec = { .instance_id = "0a1b2c3d4e5f",
+                          .deployment_id = UUID,
+                          .generation = 3,
+                          .runtime = "qemu",
+                          .image = IMAGE,
+                          .cpus = 2,
+                          .memory_mib = 512 },
+                .state = INSTANCE_STATE_RUNNING,
+                .pid = 4242,
+                .started_at = 1795325300000ULL,
                 .exit_status = -1,
         };
 }
@@ -420,9 +453,15 @@ static void test_instance_exit_message(void **state) {
 }
 
 static void test_instance_spec_round_trip(void **state) {
-        instance_spec_t want = { .instance_id = "0a1b2c3d4e5f", .deployment_id = UUID, .generation = 9,
-                                 .runtime = "cloud-hypervisor", .image = IMAGE, .kernel = "/k/vmlinux",
-                                 .initrd = "/k/initrd.gz", .cpus = 4, .memory_mib = 4096 };
+        instance_spec_t want = { .instance_id = "0a1b2c3d4e5f",
+                                 .deployment_id = UUID,
+                                 .generation = 9,
+                                 .runtime = "cloud-hypervisor",
+                                 .image = IMAGE,
+                                 .kernel = "/k/vmlinux",
+                                 .initrd = "/k/initrd.gz",
+                                 .cpus = 4,
+                                 .memory_mib = 4096 };
         instance_spec_t got;
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -456,12 +495,19 @@ static void test_instance_spec_round_trip(void **state) {
 /* Kit mode: the workload's argv and environment travel as an array and a map of str. */
 static void test_instance_spec_workload(void **state) {
         char *command[] = { "/bin/sh", "-c", "exit 3", NULL }, *env[] = { "A=1", "EMPTY=", "URL=x=y", NULL };
-        instance_spec_t want = { .instance_id = "0a1b2c3d4e5f", .deployment_id = UUID, .generation = 1,
-                                 .runtime = "qemu", .image = IMAGE, .cpus = 1, .memory_mib = 256,
-                                 .kind = "job", .command = command, .environment = env };
+        instance_spec_t want = { .instance_id = "0a1b2c3d4e5f",
+                                 .deployment_id = UUID,
+                                 .generation = 1,
+                                 .runtime = "qemu",
+                                 .image = IMAGE,
+                                 .cpus = 1,
+                                 .memory_mib = 256,
+                                 .kind = "job",
+                                 .command = command,
+                                 .environment = env };
         /* {command: [], environment: {"": "x"}}: an empty key is no variable. */
-        static const uint8_t bad_env[] = { 0x81, 0xab, 'e', 'n', 'v', 'i', 'r', 'o', 'n', 'm', 'e', 'n', 't',
-                                           0x81, 0xa0, 0xa1, 'x' };
+        static const uint8_t bad_env[] = { 0x81, 0xab, 'e', 'n', 'v',  'i',  'r',  'o', 'n',
+                                           'm',  'e',  'n', 't', 0x81, 0xa0, 0xa1, 'x' };
         instance_spec_t got;
         msgpack_sbuffer buf;
         msgpack_packer pk;
@@ -492,8 +538,12 @@ static void test_instance_spec_workload(void **state) {
 }
 
 static void test_deployment_event_round_trip(void **state) {
-        deployment_event_t want = { .ts = 1795325400123ULL, .deployment_id = UUID, .namespace_ = "default",
-                                    .name = "web", .generation = 4, .status = DEPLOYMENT_STATUS_FAILED,
+        deployment_event_t want = { .ts = 1795325400123ULL,
+                                    .deployment_id = UUID,
+                                    .namespace_ = "default",
+                                    .name = "web",
+                                    .generation = 4,
+                                    .status = DEPLOYMENT_STATUS_FAILED,
                                     .message = "image /srv/images/web.img not found" };
         deployment_event_t got;
         msgpack_sbuffer buf;
@@ -534,10 +584,14 @@ typedef struct field {
         int64_t i;
 } field_t;
 
-#define S(k, v) { .key = (k), .type = 's', .s = (v) }
-#define U(k, v) { .key = (k), .type = 'u', .u = (v) }
-#define I(k, v) { .key = (k), .type = 'i', .i = (v) }
-#define NIL(k) { .key = (k), .type = 'n' }
+#define S(k, v) \
+        { .key = (k), .type = 's', .s = (v) }
+#define U(k, v) \
+        { .key = (k), .type = 'u', .u = (v) }
+#define I(k, v) \
+        { .key = (k), .type = 'i', .i = (v) }
+#define NIL(k) \
+        { .key = (k), .type = 'n' }
 
 static void pack_field_value(msgpack_packer *pk, const field_t *f) {
         switch (f->type) {
@@ -577,8 +631,8 @@ static void pack_field_value(msgpack_packer *pk, const field_t *f) {
 
 /* Pack fields, leaving out the one named omit, replacing the one named like *replace, and
  * appending the extra fields. */
-static void pack_fields(msgpack_sbuffer *buf, const field_t *fields, size_t n, const char *omit,
-                        const field_t *replace, const field_t *extra, size_t n_extra) {
+static void pack_fields(msgpack_sbuffer *buf, const field_t *fields, size_t n, const char *omit, const field_t *replace,
+                        const field_t *extra, size_t n_extra) {
         msgpack_packer pk;
         size_t count = n_extra;
 
@@ -624,46 +678,74 @@ static int unpack_devent(const msgpack_object *o, void *out) { return deployment
 static void clear_devent(void *out) { deployment_event_clear(out); }
 
 static const field_t deployment_fields[] = {
-        S("id", UUID), S("namespace", "default"), S("name", "web"), U("generation", 3),
-        S("status", "running"), S("runtime", "qemu"), S("kind", "worker"), S("image", IMAGE),
-        S("kernel", "/srv/kernels/vmlinux"), U("replicas", 3), U("cpus", 2), U("memory_mib", 512),
+        S("id", UUID),
+        S("namespace", "default"),
+        S("name", "web"),
+        U("generation", 3),
+        S("status", "running"),
+        S("runtime", "qemu"),
+        S("kind", "worker"),
+        S("image", IMAGE),
+        S("kernel", "/srv/kernels/vmlinux"),
+        U("replicas", 3),
+        U("cpus", 2),
+        U("memory_mib", 512),
         U("ready_replicas", 2),
 };
 static const char *const deployment_optional[] = { "kernel", NULL };
 
 static const field_t instance_fields[] = {
-        U("ts", 1795325460123ULL), S("instance_id", "0a1b2c3d4e5f"), S("deployment_id", UUID),
-        U("generation", 3), S("runtime", "qemu"), S("image", IMAGE), S("kernel", "/k/vmlinux"),
-        S("initrd", "/k/initrd.gz"), U("cpus", 2), U("memory_mib", 512), S("state", "exited"),
-        I("pid", 4242), U("started_at", 1795325400000ULL), U("ready_at", 1795325401500ULL),
-        U("exited_at", 1795325460000ULL), S("exit_reason", "killed"), I("exit_status", -1),
-        U("spawned_at_ns", 1795325400001234567ULL), U("ready_at_ns", 1795325401500123456ULL),
+        U("ts", 1795325460123ULL),
+        S("instance_id", "0a1b2c3d4e5f"),
+        S("deployment_id", UUID),
+        U("generation", 3),
+        S("runtime", "qemu"),
+        S("image", IMAGE),
+        S("kernel", "/k/vmlinux"),
+        S("initrd", "/k/initrd.gz"),
+        U("cpus", 2),
+        U("memory_mib", 512),
+        S("state", "exited"),
+        I("pid", 4242),
+        U("started_at", 1795325400000ULL),
+        U("ready_at", 1795325401500ULL),
+        U("exited_at", 1795325460000ULL),
+        S("exit_reason", "killed"),
+        I("exit_status", -1),
+        U("spawned_at_ns", 1795325400001234567ULL),
+        U("ready_at_ns", 1795325401500123456ULL),
 };
-static const char *const instance_optional[] = { "ts", "kernel", "initrd", "exit_reason", "spawned_at_ns",
+static const char *const instance_optional[] = { "ts",          "kernel", "initrd", "exit_reason", "spawned_at_ns",
                                                  "ready_at_ns", NULL };
 
 static const field_t spec_fields[] = {
-        S("instance_id", "0a1b2c3d4e5f"), S("deployment_id", UUID), U("generation", 3),
-        S("runtime", "qemu"), S("image", IMAGE), S("kernel", "/k/vmlinux"), S("initrd", "/k/initrd.gz"),
-        U("cpus", 2), U("memory_mib", 512),
+        S("instance_id", "0a1b2c3d4e5f"),
+        S("deployment_id", UUID),
+        U("generation", 3),
+        S("runtime", "qemu"),
+        S("image", IMAGE),
+        S("kernel", "/k/vmlinux"),
+        S("initrd", "/k/initrd.gz"),
+        U("cpus", 2),
+        U("memory_mib", 512),
 };
 static const char *const spec_optional[] = { "kernel", "initrd", NULL };
 
 static const field_t devent_fields[] = {
-        U("ts", 1795325400123ULL), S("deployment_id", UUID), S("namespace", "default"), S("name", "web"),
-        U("generation", 3), S("status", "deleted"), S("message", "deleted by alice"),
+        U("ts", 1795325400123ULL), S("deployment_id", UUID), S("namespace", "default"),        S("name", "web"),
+        U("generation", 3),        S("status", "deleted"),   S("message", "deleted by alice"),
 };
 static const char *const devent_optional[] = { "message", NULL };
 
 static const codec_t codecs[] = {
-        { "deployment", deployment_fields, ELEMENTSOF(deployment_fields), deployment_optional,
-          sizeof(deployment_t), unpack_deployment, clear_deployment },
+        { "deployment", deployment_fields, ELEMENTSOF(deployment_fields), deployment_optional, sizeof(deployment_t),
+          unpack_deployment, clear_deployment },
         { "instance", instance_fields, ELEMENTSOF(instance_fields), instance_optional, sizeof(instance_t),
           unpack_instance, clear_instance },
-        { "instance spec", spec_fields, ELEMENTSOF(spec_fields), spec_optional, sizeof(instance_spec_t),
-          unpack_spec, clear_spec },
-        { "deployment event", devent_fields, ELEMENTSOF(devent_fields), devent_optional,
-          sizeof(deployment_event_t), unpack_devent, clear_devent },
+        { "instance spec", spec_fields, ELEMENTSOF(spec_fields), spec_optional, sizeof(instance_spec_t), unpack_spec,
+          clear_spec },
+        { "deployment event", devent_fields, ELEMENTSOF(devent_fields), devent_optional, sizeof(deployment_event_t),
+          unpack_devent, clear_devent },
 };
 
 static bool is_optional(const codec_t *c, const char *key) {
@@ -717,12 +799,12 @@ static void test_valid_records_decode(void **state) {
 
 static void test_not_a_map(void **state) {
         static const uint8_t inputs[][4] = {
-                { 0xc0 },             /* nil */
-                { 0x91, 0x01 },       /* [1] */
-                { 0xa1, 'x' },        /* "x" */
-                { 0x07 },             /* 7 */
-                { 0xc3 },             /* true */
-                { 0x90 },             /* [] */
+                { 0xc0 },       /* nil */
+                { 0x91, 0x01 }, /* [1] */
+                { 0xa1, 'x' },  /* "x" */
+                { 0x07 },       /* 7 */
+                { 0xc3 },       /* true */
+                { 0x90 },       /* [] */
         };
         static const size_t sizes[] = { 1, 2, 2, 1, 1, 1 };
 
@@ -793,10 +875,10 @@ static void test_unsigned_refuses_negative(void **state) {
                 size_t codec;
                 const char *key;
         } uints[] = {
-                { 0, "generation" }, { 0, "replicas" }, { 0, "cpus" }, { 0, "memory_mib" }, { 0, "ready_replicas" },
-                { 1, "generation" }, { 1, "cpus" }, { 1, "memory_mib" }, { 1, "started_at" }, { 1, "ready_at" },
-                { 1, "exited_at" }, { 1, "spawned_at_ns" }, { 1, "ready_at_ns" }, { 2, "cpus" }, { 3, "ts" },
-                { 3, "generation" },
+                { 0, "generation" },     { 0, "replicas" },   { 0, "cpus" },      { 0, "memory_mib" },
+                { 0, "ready_replicas" }, { 1, "generation" }, { 1, "cpus" },      { 1, "memory_mib" },
+                { 1, "started_at" },     { 1, "ready_at" },   { 1, "exited_at" }, { 1, "spawned_at_ns" },
+                { 1, "ready_at_ns" },    { 2, "cpus" },       { 3, "ts" },        { 3, "generation" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(uints); i++) {
@@ -833,12 +915,22 @@ static void test_string_bounds(void **state) {
                 size_t max;
         } bounds[] = {
                 /* SCHEMA.md: IDs 64 bytes, names 63, paths 4096, messages 1024. */
-                { 0, "id", 64 },          { 0, "namespace", 63 },     { 0, "name", 63 },
-                { 0, "image", 4096 },     { 0, "kernel", 4096 },
-                { 1, "instance_id", 64 }, { 1, "deployment_id", 64 }, { 1, "image", 4096 },
-                { 1, "kernel", 4096 },    { 1, "initrd", 4096 },
-                { 2, "instance_id", 64 }, { 2, "deployment_id", 64 }, { 2, "image", 4096 },
-                { 3, "deployment_id", 64 }, { 3, "namespace", 63 },   { 3, "name", 63 },
+                { 0, "id", 64 },
+                { 0, "namespace", 63 },
+                { 0, "name", 63 },
+                { 0, "image", 4096 },
+                { 0, "kernel", 4096 },
+                { 1, "instance_id", 64 },
+                { 1, "deployment_id", 64 },
+                { 1, "image", 4096 },
+                { 1, "kernel", 4096 },
+                { 1, "initrd", 4096 },
+                { 2, "instance_id", 64 },
+                { 2, "deployment_id", 64 },
+                { 2, "image", 4096 },
+                { 3, "deployment_id", 64 },
+                { 3, "namespace", 63 },
+                { 3, "name", 63 },
                 { 3, "message", 1024 },
         };
         char *storage = malloc(8192);
@@ -870,8 +962,8 @@ static void test_u32_bounds(void **state) {
                 size_t codec;
                 const char *key;
         } u32s[] = {
-                { 0, "replicas" }, { 0, "cpus" }, { 0, "memory_mib" }, { 0, "ready_replicas" },
-                { 1, "cpus" },     { 1, "memory_mib" }, { 2, "cpus" },  { 2, "memory_mib" },
+                { 0, "replicas" }, { 0, "cpus" },       { 0, "memory_mib" }, { 0, "ready_replicas" },
+                { 1, "cpus" },     { 1, "memory_mib" }, { 2, "cpus" },       { 2, "memory_mib" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(u32s); i++) {
@@ -904,8 +996,12 @@ static void test_u32_bounds(void **state) {
 
 static void test_unknown_keys_ignored(void **state) {
         static const field_t extra[] = {
-                S("colour", "blue"), U("replicas_v2", 9), { .key = "spec", .type = 'm' },
-                { .key = "tags", .type = 'a' }, NIL("future"), { .key = "weight", .type = 'f' },
+                S("colour", "blue"),
+                U("replicas_v2", 9),
+                { .key = "spec", .type = 'm' },
+                { .key = "tags", .type = 'a' },
+                NIL("future"),
+                { .key = "weight", .type = 'f' },
         };
         msgpack_sbuffer buf;
         msgpack_unpacked u;

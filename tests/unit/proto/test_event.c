@@ -23,8 +23,13 @@ static int decode(const msgpack_sbuffer *buf, event_t *e) {
 }
 
 static void test_round_trip(void **state) {
-        event_t in = { .id = 7, .deployment_id = (char *)"d1", .timestamp = 1234, .level = (char *)"warning",
-                       .component = (char *)"scheduler", .reason = (char *)"BackOff", .message = (char *)"2 s" };
+        event_t in = { .id = 7,
+                       .deployment_id = (char *)"d1",
+                       .timestamp = 1234,
+                       .level = (char *)"warning",
+                       .component = (char *)"scheduler",
+                       .reason = (char *)"BackOff",
+                       .message = (char *)"2 s" };
         event_t out;
         msgpack_sbuffer buf;
         msgpack_packer pk;

@@ -14,50 +14,49 @@
 #include "proto/instance_record.h"
 
 /* Exactly what vmm-driver writes for a ready kit-mode instance: keys in this order, two spaces. */
-static const char golden[] =
-        "{\n"
-        "  \"instance_id\": \"0123456789ab\",\n"
-        "  \"deployment_id\": \"dep-1\",\n"
-        "  \"generation\": 3,\n"
-        "  \"runtime\": \"qemu\",\n"
-        "  \"image\": \"/srv/rootfs\",\n"
-        "  \"kernel\": null,\n"
-        "  \"initrd\": null,\n"
-        "  \"cpus\": 1,\n"
-        "  \"memory_mib\": 256,\n"
-        "  \"state\": \"ready\",\n"
-        "  \"pid\": 4242,\n"
-        "  \"pid_start_time\": 109332,\n"
-        "  \"started_at\": 1795325731226,\n"
-        "  \"ready_at\": 1795325732762,\n"
-        "  \"exited_at\": 0,\n"
-        "  \"exit_reason\": null,\n"
-        "  \"exit_message\": null,\n"
-        "  \"exit_status\": 0,\n"
-        "  \"stop_requested_at\": 0,\n"
-        "  \"remove_on_exit\": false,\n"
-        "  \"shutdown_reason\": null,\n"
-        "  \"kind\": \"job\",\n"
-        "  \"address\": \"10.42.0.2\",\n"
-        "  \"command\": [\n"
-        "    \"/bin/sh\",\n"
-        "    \"-c\",\n"
-        "    \"echo hi\"\n"
-        "  ],\n"
-        "  \"ports\": [\n"
-        "    {\n"
-        "      \"published\": 8080,\n"
-        "      \"target\": 80,\n"
-        "      \"protocol\": \"tcp\"\n"
-        "    }\n"
-        "  ],\n"
-        "  \"console_log\": \"console.log\",\n"
-        "  \"workload_mode\": \"rootfs\",\n"
-        "  \"image_path\": \"/srv/rootfs\",\n"
-        "  \"fs_pid\": 4243,\n"
-        "  \"fs_pid_start_time\": 109333,\n"
-        "  \"workload_started\": true\n"
-        "}";
+static const char golden[] = "{\n"
+                             "  \"instance_id\": \"0123456789ab\",\n"
+                             "  \"deployment_id\": \"dep-1\",\n"
+                             "  \"generation\": 3,\n"
+                             "  \"runtime\": \"qemu\",\n"
+                             "  \"image\": \"/srv/rootfs\",\n"
+                             "  \"kernel\": null,\n"
+                             "  \"initrd\": null,\n"
+                             "  \"cpus\": 1,\n"
+                             "  \"memory_mib\": 256,\n"
+                             "  \"state\": \"ready\",\n"
+                             "  \"pid\": 4242,\n"
+                             "  \"pid_start_time\": 109332,\n"
+                             "  \"started_at\": 1795325731226,\n"
+                             "  \"ready_at\": 1795325732762,\n"
+                             "  \"exited_at\": 0,\n"
+                             "  \"exit_reason\": null,\n"
+                             "  \"exit_message\": null,\n"
+                             "  \"exit_status\": 0,\n"
+                             "  \"stop_requested_at\": 0,\n"
+                             "  \"remove_on_exit\": false,\n"
+                             "  \"shutdown_reason\": null,\n"
+                             "  \"kind\": \"job\",\n"
+                             "  \"address\": \"10.42.0.2\",\n"
+                             "  \"command\": [\n"
+                             "    \"/bin/sh\",\n"
+                             "    \"-c\",\n"
+                             "    \"echo hi\"\n"
+                             "  ],\n"
+                             "  \"ports\": [\n"
+                             "    {\n"
+                             "      \"published\": 8080,\n"
+                             "      \"target\": 80,\n"
+                             "      \"protocol\": \"tcp\"\n"
+                             "    }\n"
+                             "  ],\n"
+                             "  \"console_log\": \"console.log\",\n"
+                             "  \"workload_mode\": \"rootfs\",\n"
+                             "  \"image_path\": \"/srv/rootfs\",\n"
+                             "  \"fs_pid\": 4243,\n"
+                             "  \"fs_pid_start_time\": 109333,\n"
+                             "  \"workload_started\": true\n"
+                             "}";
 
 static void fill(instance_record_t *r) {
         static port_spec_t port = { .published = 8080, .target = 80, .protocol = PORT_TCP };
@@ -111,8 +110,8 @@ static void test_golden(void **state) {
 /* What another daemon needs of a record, from a record with little else (logd's tests write
  * such records for the VMMs they play). */
 static void test_summary(void **state) {
-        static const char minimal[] =
-                "{\"instance_id\": \"0123456789ab\", \"deployment_id\": \"dep-1\", \"runtime\": \"qemu\", \"state\": \"exited\"}";
+        static const char minimal[] = "{\"instance_id\": \"0123456789ab\", \"deployment_id\": \"dep-1\", \"runtime\": "
+                                      "\"qemu\", \"state\": \"exited\"}";
         _cleanup_(instance_record_clear) instance_record_t r = {};
         instance_record_t none = {};
 
@@ -127,11 +126,14 @@ static void test_summary(void **state) {
         assert_string_equal(instance_record_console_log(&r), INSTANCE_CONSOLE_LOG_DEFAULT);
 
         /* Even a summary needs the owner, and what is there must be well-formed. */
-        assert_int_equal(instance_record_from_json("{\"state\": \"running\"}", INSTANCE_RECORD_SUMMARY, &none), -EBADMSG);
+        assert_int_equal(instance_record_from_json("{\"state\": \"running\"}", INSTANCE_RECORD_SUMMARY, &none),
+                         -EBADMSG);
         assert_int_equal(instance_record_from_json("{\"deployment_id\": \"d\", \"state\": \"zombie\"}",
-                                                   INSTANCE_RECORD_SUMMARY, &none), -EBADMSG);
-        assert_int_equal(instance_record_from_json("{\"deployment_id\": \"d\", \"pid\": \"1\"}", INSTANCE_RECORD_SUMMARY,
-                                                   &none), -EBADMSG);
+                                                   INSTANCE_RECORD_SUMMARY, &none),
+                         -EBADMSG);
+        assert_int_equal(
+                instance_record_from_json("{\"deployment_id\": \"d\", \"pid\": \"1\"}", INSTANCE_RECORD_SUMMARY, &none),
+                -EBADMSG);
         assert_null(none.inst.spec.deployment_id);
 }
 

@@ -16,11 +16,13 @@
 
 /* [{published: 8080, target: 80, protocol: "tcp"},
  *  {published: 5353, target: 53, protocol: "udp", host_ip: "127.0.0.1"}]: host_ip left out when empty. */
+/* clang-format off */
 static const char golden_ports_hex[] =
         "92"
         "83" "a97075626c6973686564" "cd1f90" "a6746172676574" "50" "a870726f746f636f6c" "a3746370"
         "84" "a97075626c6973686564" "cd14e9" "a6746172676574" "35" "a870726f746f636f6c" "a3756470"
         "a7686f73745f6970" "a93132372e302e302e31";
+/* clang-format on */
 
 static const port_spec_t fixed_ports[] = {
         { .published = 8080, .target = 80, .protocol = PORT_TCP },
@@ -108,7 +110,12 @@ static void test_ports_refusals(void **state) {
                 msgpack_sbuffer_init(&buf);
                 msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
                 switch (k) {
-                case 0: case 1: case 2: case 3: case 4: case 5:
+                case 0:
+                case 1:
+                case 2:
+                case 3:
+                case 4:
+                case 5:
                         msgpack_pack_array(&pk, 1);
                         msgpack_pack_map(&pk, k == 2 ? 1 : (k == 3 || k == 4) ? 3 : 2);
                         mp_pack_kv_u64(&pk, "published", k == 0 ? 0 : k == 1 ? 70000 : 80);
@@ -168,13 +175,29 @@ static void test_ports_bounded(void **state) {
  * are those of a record that never had them. */
 static void test_records_round_trip(void **state) {
         port_spec_t ports[2];
-        deployment_t d = { .id = "d1", .namespace_ = "default", .name = "web", .generation = 2,
-                           .status = "running", .runtime = "qemu", .kind = "worker", .image = "/i",
-                           .replicas = 1, .cpus = 1, .memory_mib = 256, .restart_count = 3,
-                           .ports = ports, .n_ports = 2 };
-        instance_spec_t s = { .instance_id = "0a1b2c3d4e5f", .deployment_id = "d1", .generation = 2,
-                              .runtime = "qemu", .image = "/i", .cpus = 1, .memory_mib = 256,
-                              .ports = ports, .n_ports = 2 };
+        deployment_t d = { .id = "d1",
+                           .namespace_ = "default",
+                           .name = "web",
+                           .generation = 2,
+                           .status = "running",
+                           .runtime = "qemu",
+                           .kind = "worker",
+                           .image = "/i",
+                           .replicas = 1,
+                           .cpus = 1,
+                           .memory_mib = 256,
+                           .restart_count = 3,
+                           .ports = ports,
+                           .n_ports = 2 };
+        instance_spec_t s = { .instance_id = "0a1b2c3d4e5f",
+                              .deployment_id = "d1",
+                              .generation = 2,
+                              .runtime = "qemu",
+                              .image = "/i",
+                              .cpus = 1,
+                              .memory_mib = 256,
+                              .ports = ports,
+                              .n_ports = 2 };
         deployment_t d2;
         instance_spec_t s2;
         msgpack_sbuffer buf;
@@ -206,10 +229,8 @@ static void test_records_round_trip(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ports_golden),
-                cmocka_unit_test(test_ports_decode),
-                cmocka_unit_test(test_ports_refusals),
-                cmocka_unit_test(test_ports_bounded),
+                cmocka_unit_test(test_ports_golden),       cmocka_unit_test(test_ports_decode),
+                cmocka_unit_test(test_ports_refusals),     cmocka_unit_test(test_ports_bounded),
                 cmocka_unit_test(test_records_round_trip),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,22 +81,49 @@ static port_spec_t ports[] = {
 };
 
 static health_check_t checks[] = {
-        { .type = "tcp", .port = 80, .interval_ms = 10000, .timeout_ms = 5000, .threshold = 3,
-          .on_failure = "restart", .readiness = true, .start_period_ms = 0, .min_healthy_ms = 10000 },
-        { .type = "http", .url = "http://web:8080/healthz", .interval_ms = 1, .timeout_ms = 1, .threshold = 1000,
-          .on_failure = "stop", .min_healthy_ms = 1 },
-        { .type = "command", .command = cmd, .interval_ms = 1, .timeout_ms = 1, .threshold = 1,
-          .on_failure = "alert" },
+        { .type = "tcp",
+          .port = 80,
+          .interval_ms = 10000,
+          .timeout_ms = 5000,
+          .threshold = 3,
+          .on_failure = "restart",
+          .readiness = true,
+          .start_period_ms = 0,
+          .min_healthy_ms = 10000 },
+        { .type = "http",
+          .url = "http://web:8080/healthz",
+          .interval_ms = 1,
+          .timeout_ms = 1,
+          .threshold = 1000,
+          .on_failure = "stop",
+          .min_healthy_ms = 1 },
+        { .type = "command", .command = cmd, .interval_ms = 1, .timeout_ms = 1, .threshold = 1, .on_failure = "alert" },
 };
 
 static void test_deployment(void **state) {
         deployment_t d = {
-                .id = "5f0c7b9e-2d4a-4c1e-9a3b-7e6d8f1a2b3c", .namespace_ = "default", .name = "web",
-                .generation = 3, .status = DEPLOYMENT_STATUS_CRASH_LOOP, .runtime = "qemu", .kind = "worker",
-                .image = "/srv/images/web.img", .kernel = "/srv/vmlinux", .replicas = 1, .cpus = 2,
-                .memory_mib = 512, .ready_replicas = 1, .command = cmd, .environment = env, .restart_count = 4,
-                .failed_at = 1700000000000, .status_message = "back-off 8s", .health_checks = checks,
-                .n_health_checks = ELEMENTSOF(checks), .ports = ports, .n_ports = ELEMENTSOF(ports),
+                .id = "5f0c7b9e-2d4a-4c1e-9a3b-7e6d8f1a2b3c",
+                .namespace_ = "default",
+                .name = "web",
+                .generation = 3,
+                .status = DEPLOYMENT_STATUS_CRASH_LOOP,
+                .runtime = "qemu",
+                .kind = "worker",
+                .image = "/srv/images/web.img",
+                .kernel = "/srv/vmlinux",
+                .replicas = 1,
+                .cpus = 2,
+                .memory_mib = 512,
+                .ready_replicas = 1,
+                .command = cmd,
+                .environment = env,
+                .restart_count = 4,
+                .failed_at = 1700000000000,
+                .status_message = "back-off 8s",
+                .health_checks = checks,
+                .n_health_checks = ELEMENTSOF(checks),
+                .ports = ports,
+                .n_ports = ELEMENTSOF(ports),
         };
         packed_t p;
         const msgpack_object *o;
@@ -114,8 +141,13 @@ static void test_deployment(void **state) {
 }
 
 static void test_deployment_event(void **state) {
-        deployment_event_t e = { .ts = 1, .deployment_id = "d-1", .namespace_ = "default", .name = "web",
-                                 .generation = 2, .status = "running", .message = "ok" };
+        deployment_event_t e = { .ts = 1,
+                                 .deployment_id = "d-1",
+                                 .namespace_ = "default",
+                                 .name = "web",
+                                 .generation = 2,
+                                 .status = "running",
+                                 .message = "ok" };
         packed_t p;
 
         deployment_event_pack(packed_begin(&p), &e);
@@ -125,8 +157,13 @@ static void test_deployment_event(void **state) {
 }
 
 static void test_event(void **state) {
-        event_t e = { .id = 7, .deployment_id = "d-1", .timestamp = 1700000000000, .level = EVENT_LEVEL_WARNING,
-                      .component = "scheduler", .reason = EVENT_PORT_ALLOCATION_FAILED, .message = "taken" };
+        event_t e = { .id = 7,
+                      .deployment_id = "d-1",
+                      .timestamp = 1700000000000,
+                      .level = EVENT_LEVEL_WARNING,
+                      .component = "scheduler",
+                      .reason = EVENT_PORT_ALLOCATION_FAILED,
+                      .message = "taken" };
         packed_t p;
         const msgpack_object *o;
 
@@ -140,12 +177,29 @@ static void test_event(void **state) {
 
 static instance_t full_instance(void) {
         return (instance_t){
-                .spec = { .instance_id = "0123456789ab", .deployment_id = "d-1", .generation = 2, .runtime = "qemu",
-                          .image = "/srv/rootfs", .kernel = "/k", .initrd = "/i", .cpus = 1, .memory_mib = 256,
-                          .kind = "job", .command = cmd, .environment = env, .ports = ports,
+                .spec = { .instance_id = "0123456789ab",
+                          .deployment_id = "d-1",
+                          .generation = 2,
+                          .runtime = "qemu",
+                          .image = "/srv/rootfs",
+                          .kernel = "/k",
+                          .initrd = "/i",
+                          .cpus = 1,
+                          .memory_mib = 256,
+                          .kind = "job",
+                          .command = cmd,
+                          .environment = env,
+                          .ports = ports,
                           .n_ports = ELEMENTSOF(ports) },
-                .state = INSTANCE_STATE_EXITED, .pid = 0, .started_at = 1, .ready_at = 2, .exited_at = 3,
-                .exit_reason = "crashed", .exit_status = -1, .exit_message = "qemu: boom", .address = "10.42.0.2",
+                .state = INSTANCE_STATE_EXITED,
+                .pid = 0,
+                .started_at = 1,
+                .ready_at = 2,
+                .exited_at = 3,
+                .exit_reason = "crashed",
+                .exit_status = -1,
+                .exit_message = "qemu: boom",
+                .address = "10.42.0.2",
         };
 }
 
@@ -186,8 +240,13 @@ static void test_ports(void **state) {
 }
 
 static void test_attachment(void **state) {
-        attachment_t a = { .instance_id = "0123456789ab", .tap = "hk0123456789ab", .mac = "02:01:02:03:04:05",
-                           .host_ip = "10.42.0.1", .guest_ip = "10.42.0.2", .prefix = 30, .ports = ports,
+        attachment_t a = { .instance_id = "0123456789ab",
+                           .tap = "hk0123456789ab",
+                           .mac = "02:01:02:03:04:05",
+                           .host_ip = "10.42.0.1",
+                           .guest_ip = "10.42.0.2",
+                           .prefix = 30,
+                           .ports = ports,
                            .n_ports = ELEMENTSOF(ports) };
         _cleanup_(attachment_clear) attachment_t back = {};
         proto_error_t e = {};
@@ -332,14 +391,10 @@ static void test_tables(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_deployment),
-                cmocka_unit_test(test_deployment_event),
-                cmocka_unit_test(test_event),
-                cmocka_unit_test(test_instance),
-                cmocka_unit_test(test_ports),
-                cmocka_unit_test(test_attachment),
-                cmocka_unit_test(test_agent_frame),
-                cmocka_unit_test(test_check_names_the_field),
+                cmocka_unit_test(test_deployment),  cmocka_unit_test(test_deployment_event),
+                cmocka_unit_test(test_event),       cmocka_unit_test(test_instance),
+                cmocka_unit_test(test_ports),       cmocka_unit_test(test_attachment),
+                cmocka_unit_test(test_agent_frame), cmocka_unit_test(test_check_names_the_field),
                 cmocka_unit_test(test_tables),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,18 +10,30 @@
 
 static deployment_t deployment(const char *status, uint32_t replicas, uint64_t generation) {
         return (deployment_t){
-                .id = "d1", .namespace_ = "default", .name = "web", .generation = generation,
-                .status = (char *)status, .runtime = "qemu", .kind = "worker", .image = "/img",
-                .replicas = replicas, .cpus = 1, .memory_mib = 256,
+                .id = "d1",
+                .namespace_ = "default",
+                .name = "web",
+                .generation = generation,
+                .status = (char *)status,
+                .runtime = "qemu",
+                .kind = "worker",
+                .image = "/img",
+                .replicas = replicas,
+                .cpus = 1,
+                .memory_mib = 256,
         };
 }
 
-static instance_t instance(const char *id, const char *deployment_id, const char *state,
-                           uint64_t generation, uint64_t started_at) {
+static instance_t instance(const char *id, const char *deployment_id, const char *state, uint64_t generation,
+                           uint64_t started_at) {
         return (instance_t){
-                .spec = { .instance_id = (char *)id, .deployment_id = (char *)deployment_id,
-                          .generation = generation, .runtime = "qemu", .image = "/img",
-                          .cpus = 1, .memory_mib = 256 },
+                .spec = { .instance_id = (char *)id,
+                          .deployment_id = (char *)deployment_id,
+                          .generation = generation,
+                          .runtime = "qemu",
+                          .image = "/img",
+                          .cpus = 1,
+                          .memory_mib = 256 },
                 .state = (char *)state,
                 .started_at = started_at,
                 .exit_status = -1,
@@ -181,10 +193,18 @@ static void test_each_template_field_change_replaces(void **state) {
         for (int field = 0; field < 4; field++) {
                 deployment_t d = deployment("running", 1, 2);
                 switch (field) {
-                case 0: d.image = "/other"; break;
-                case 1: d.cpus = 2; break;
-                case 2: d.memory_mib = 512; break;
-                case 3: d.kernel = "/vmlinux2"; break;
+                case 0:
+                        d.image = "/other";
+                        break;
+                case 1:
+                        d.cpus = 2;
+                        break;
+                case 2:
+                        d.memory_mib = 512;
+                        break;
+                case 3:
+                        d.kernel = "/vmlinux2";
+                        break;
                 }
                 assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
                 assert_int_equal(p.create, 1);
@@ -245,7 +265,6 @@ static void test_job_exit_status_decides_completed_or_failed(void **state) {
         plan_clear(&p);
 }
 
-
 /* ---- restarts and back-off ---------------------------------------------------------------- */
 
 static instance_t exited(const char *id, const char *reason, uint64_t exited_at) {
@@ -266,7 +285,8 @@ static void test_exit_message_is_quoted(void **state) {
 
         is[0].exit_message = (char *)"qemu: linux kernel too old to load a ram disk";
         plan_describe_exit(&is[0], text, sizeof(text));
-        assert_string_equal(text, "instance a exited (crashed, status 1): qemu: linux kernel too old to load a ram disk");
+        assert_string_equal(text,
+                            "instance a exited (crashed, status 1): qemu: linux kernel too old to load a ram disk");
         is[0].exit_message = NULL;
         plan_describe_exit(&is[0], text, sizeof(text));
         assert_string_equal(text, "instance a exited (crashed, status 1)");
@@ -418,7 +438,6 @@ static void test_create_failure_counts_as_an_attempt(void **state) {
         assert_string_equal(p.event_reason, "BackOff");
 }
 
-
 /* ---- admission and boot slots --------------------------------------------------------------- */
 
 static void test_memory_admission_creates_what_fits_and_says_why(void **state) {
@@ -467,8 +486,8 @@ static void test_boot_slots_bound_the_creates(void **state) {
 
 static void test_host_count(void **state) {
         instance_t is[] = {
-                instance("a", "d1", "ready", 1, 500000), instance("b", "d2", "starting", 1, 590000),
-                instance("c", "d1", "running", 1, 100000), instance("d", "d1", "exited", 1, 590000),
+                instance("a", "d1", "ready", 1, 500000),    instance("b", "d2", "starting", 1, 590000),
+                instance("c", "d1", "running", 1, 100000),  instance("d", "d1", "exited", 1, 590000),
                 instance("e", "d3", "stopping", 1, 590000),
         };
         plan_host_t host = {};
@@ -477,7 +496,6 @@ static void test_host_count(void **state) {
         assert_int_equal(host.memory_used_mib, 4 * 256); /* every live one, stopping included */
         assert_int_equal(host.booting, 1);               /* b; c has been booting too long to count */
 }
-
 
 static void test_stalled_rolling_update_keeps_the_old_and_says_why(void **state) {
         deployment_t d = deployment("running", 1, 2);

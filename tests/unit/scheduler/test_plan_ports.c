@@ -13,17 +13,36 @@ static port_spec_t p9090[] = { { .published = 9090, .target = 80 } };
 
 static deployment_t deployment(port_spec_t *ports, size_t n) {
         return (deployment_t){
-                .id = "d1", .namespace_ = "default", .name = "web", .generation = 2, .status = "running",
-                .runtime = "qemu", .kind = "worker", .image = "/img", .replicas = 1, .cpus = 1, .memory_mib = 256,
-                .ports = ports, .n_ports = n,
+                .id = "d1",
+                .namespace_ = "default",
+                .name = "web",
+                .generation = 2,
+                .status = "running",
+                .runtime = "qemu",
+                .kind = "worker",
+                .image = "/img",
+                .replicas = 1,
+                .cpus = 1,
+                .memory_mib = 256,
+                .ports = ports,
+                .n_ports = n,
         };
 }
 
 static instance_t instance(port_spec_t *ports, size_t n) {
         return (instance_t){
-                .spec = { .instance_id = "a", .deployment_id = "d1", .generation = 1, .runtime = "qemu",
-                          .image = "/img", .cpus = 1, .memory_mib = 256, .ports = ports, .n_ports = n },
-                .state = "ready", .started_at = 10, .exit_status = -1,
+                .spec = { .instance_id = "a",
+                          .deployment_id = "d1",
+                          .generation = 1,
+                          .runtime = "qemu",
+                          .image = "/img",
+                          .cpus = 1,
+                          .memory_mib = 256,
+                          .ports = ports,
+                          .n_ports = n },
+                .state = "ready",
+                .started_at = 10,
+                .exit_status = -1,
         };
 }
 

@@ -33,12 +33,12 @@ typedef struct fake {
         size_t n_deployments;
         instance_t instances[8];
         size_t n_instances;
-        const char *create_error_code;    /* instance.create refuses with this (NULL: accepts) */
+        const char *create_error_code; /* instance.create refuses with this (NULL: accepts) */
         const char *create_error_message;
         recorded_t calls[MAX_CALLS];
         size_t n_calls;
-        uint64_t ticks; /* 10 ms loop ticks: the loop kept turning */
-        int kicks_in_list; /* deployment.list kicks the scheduler this often, once */
+        uint64_t ticks;         /* 10 ms loop ticks: the loop kept turning */
+        int kicks_in_list;      /* deployment.list kicks the scheduler this often, once */
         bool apiserver_stopped; /* as if SIGSTOPped: requests are taken and never answered */
         bool vmm_stalls_stops;  /* instance.stop is taken and never answered */
         bus_deferred_t *stalled[64];
@@ -143,23 +143,38 @@ static const bus_method_t vmm_methods[] = {
 };
 
 static void apiserver_up(void) {
-        assert_int_equal(bus_server_new(F->ctx.config->bus[HUSK_DAEMON_APISERVER].requests, apiserver_methods, F,
-                                        &F->apiserver), 0);
+        assert_int_equal(
+                bus_server_new(F->ctx.config->bus[HUSK_DAEMON_APISERVER].requests, apiserver_methods, F, &F->apiserver),
+                0);
         assert_int_equal(bus_server_attach(F->apiserver, F->ctx.loop), 0);
 }
 
 static deployment_t deployment(const char *id, const char *status, uint32_t replicas) {
         return (deployment_t){
-                .id = (char *)id, .namespace_ = "default", .name = (char *)id, .generation = 1,
-                .status = (char *)status, .runtime = "qemu", .kind = "worker", .image = "/img",
-                .replicas = replicas, .cpus = 1, .memory_mib = 128,
+                .id = (char *)id,
+                .namespace_ = "default",
+                .name = (char *)id,
+                .generation = 1,
+                .status = (char *)status,
+                .runtime = "qemu",
+                .kind = "worker",
+                .image = "/img",
+                .replicas = replicas,
+                .cpus = 1,
+                .memory_mib = 128,
         };
 }
 
 static instance_t instance(const char *id, const char *deployment_id, const char *state, uint64_t started_at) {
         return (instance_t){
-                .spec = { .instance_id = (char *)id, .deployment_id = (char *)deployment_id, .generation = 1,
-                          .runtime = "qemu", .image = "/img", .cpus = 1, .memory_mib = 128, .kind = "worker" },
+                .spec = { .instance_id = (char *)id,
+                          .deployment_id = (char *)deployment_id,
+                          .generation = 1,
+                          .runtime = "qemu",
+                          .image = "/img",
+                          .cpus = 1,
+                          .memory_mib = 128,
+                          .kind = "worker" },
                 .state = (char *)state,
                 .started_at = started_at,
                 .ready_at = streq(state, "ready") ? started_at + 1 : 0,
@@ -188,8 +203,8 @@ static int setup(void **state) {
         F->ctx.loop = zloop_new();
         assert_non_null(F->ctx.loop);
         apiserver_up();
-        assert_int_equal(bus_server_new(F->ctx.config->bus[HUSK_DAEMON_VMM_DRIVER].requests, vmm_methods, NULL,
-                                        &F->vmm), 0);
+        assert_int_equal(
+                bus_server_new(F->ctx.config->bus[HUSK_DAEMON_VMM_DRIVER].requests, vmm_methods, NULL, &F->vmm), 0);
         assert_int_equal(bus_server_attach(F->vmm, F->ctx.loop), 0);
         F->s = (scheduler_t){ .ctx = &F->ctx, .wake_timer = -1, .pass_timer = -1, .resync_timer = -1 };
         assert_int_equal(scheduler_bus_open(&F->s), 0);
@@ -247,9 +262,7 @@ static void run_until(cond_fn cond, uint64_t timeout_ms) {
         zloop_timer_end(F->ctx.loop, deadline);
 }
 
-static bool passes_reached(void) {
-        return F->s.passes >= until_passes;
-}
+static bool passes_reached(void) { return F->s.passes >= until_passes; }
 
 /* Kick a pass and run until n more passes completed. */
 static void run_passes(uint64_t n) {
@@ -355,9 +368,7 @@ static void test_scale_down_stops_the_newest(void **state) {
         assert_int_equal(count("instance.stop"), 4);
 }
 
-static bool creates_seen(void) {
-        return count("instance.create") > 0;
-}
+static bool creates_seen(void) { return count("instance.create") > 0; }
 
 static void test_crash_is_replaced_after_the_back_off(void **state) {
         uint64_t exited, created_at;
@@ -443,13 +454,9 @@ static void test_create_refused_for_a_taken_port_is_backed_off(void **state) {
         assert_string_equal(str_of(args_of("deployment.set_status", 1), "status"), "failed");
 }
 
-static bool replacement_created(void) {
-        return count("instance.create") > 0;
-}
+static bool replacement_created(void) { return count("instance.create") > 0; }
 
-static bool apiserver_answered(void) {
-        return F->s.passes >= until_passes;
-}
+static bool apiserver_answered(void) { return F->s.passes >= until_passes; }
 
 static void test_apiserver_down_crash_still_replaced_and_retried(void **state) {
         uint64_t exited, ticks_before;
@@ -485,13 +492,12 @@ static void test_apiserver_down_crash_still_replaced_and_retried(void **state) {
         apiserver_continue();
         run_until(apiserver_answered, 10000);
         assert_int_equal(count("instance.create"), 1); /* the replacement counts: no second one */
-        assert_int_equal(u64_of(args_of("deployment.set_status", count("deployment.set_status") - 1), "restart_count"), 1);
+        assert_int_equal(u64_of(args_of("deployment.set_status", count("deployment.set_status") - 1), "restart_count"),
+                         1);
         assert_string_equal(str_of(args_of("instance.remove", 0), "instance_id"), "aaaaaaaaaaa1");
 }
 
-static bool stop_sent(void) {
-        return count("instance.stop") > 0;
-}
+static bool stop_sent(void) { return count("instance.stop") > 0; }
 
 static void test_a_stop_in_flight_is_not_sent_twice(void **state) {
         uint64_t now = now_realtime_ms();
@@ -522,9 +528,7 @@ static void test_a_stop_in_flight_is_not_sent_twice(void **state) {
 
 static uint64_t quiet_until;
 
-static bool quiet_over(void) {
-        return now_monotonic_ms() >= quiet_until;
-}
+static bool quiet_over(void) { return now_monotonic_ms() >= quiet_until; }
 
 static void test_kick_during_a_pass_runs_one_more_after_it(void **state) {
         uint64_t passes;

@@ -52,8 +52,8 @@ static char *fingerprint(const char *path) {
         assert_true(fd >= 0);
         assert_int_equal(fstat(fd, &st), 0);
         /* The written first 2 MiB and the extent map: a write anywhere else allocates blocks. */
-        assert_true(asprintf(&script, "{ head -c 2097152 '%s'; filefrag -e '%s' | tail -n +4; } | sha256sum",
-                             path, path) > 0);
+        assert_true(asprintf(&script, "{ head -c 2097152 '%s'; filefrag -e '%s' | tail -n +4; } | sha256sum", path,
+                             path) > 0);
         {
                 char *const argv[] = { "/bin/sh", "-c", script, NULL };
 
@@ -122,8 +122,10 @@ static void test_disk_is_copy_on_write(void **state) {
 
                 /* The guest's write, through QEMU's block layer, then read back. */
                 {
-                        char *const w[] = { "qemu-io", "-f", (char *)disk.format, "-c", "write -P 0xab 0 1M", disk.path, NULL };
-                        char *const r[] = { "qemu-io", "-f", (char *)disk.format, "-c", "read -P 0xab 0 1M", disk.path, NULL };
+                        char *const w[] = { "qemu-io", "-f", (char *)disk.format, "-c", "write -P 0xab 0 1M",
+                                            disk.path, NULL };
+                        char *const r[] = { "qemu-io", "-f", (char *)disk.format, "-c", "read -P 0xab 0 1M",
+                                            disk.path, NULL };
 
                         assert_int_equal(run_tool(w, NULL, &io), 0);
                         free(io), io = NULL;

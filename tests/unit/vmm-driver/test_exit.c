@@ -60,8 +60,8 @@ static void test_classify(void **state) {
                 int64_t status = vmm_exit_status(&f);
 
                 if (!streq(reason, cases[k].reason) || status != cases[k].status)
-                        fail_msg("case %zu: got %s/%" PRIi64 ", want %s/%" PRIi64, k, reason, status,
-                                 cases[k].reason, cases[k].status);
+                        fail_msg("case %zu: got %s/%" PRIi64 ", want %s/%" PRIi64, k, reason, status, cases[k].reason,
+                                 cases[k].status);
         }
 }
 

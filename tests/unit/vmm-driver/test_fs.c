@@ -23,7 +23,8 @@ static void test_early_exit_reports_virtiofsd_output(void **state) {
         _cleanup_free_ char *why = NULL;
         char dir[] = "/tmp/husk-test-fs-XXXXXX", file[64];
 
-        require(access("/usr/lib/qemu/virtiofsd", X_OK) == 0 && geteuid() == 0, "needs root and /usr/lib/qemu/virtiofsd");
+        require(access("/usr/lib/qemu/virtiofsd", X_OK) == 0 && geteuid() == 0,
+                "needs root and /usr/lib/qemu/virtiofsd");
         assert_non_null(mkdtemp(dir));
         snprintf(file, sizeof(file), "%s/not-a-directory", dir);
         assert_int_equal(write_file_atomic(file, "x", 1, 0644), 0);

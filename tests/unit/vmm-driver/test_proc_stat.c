@@ -48,13 +48,13 @@ static void test_parse_tricky_comm(void **state) {
 static void test_parse_malformed(void **state) {
         static const char *const bad[] = {
                 "",
-                "4242 qemu " MID " 5" TAIL,              /* no parentheses */
-                "4242 (qemu) S 1 2 3",                    /* truncated */
-                "4242 (qemu) " MID,                      /* starttime missing */
-                "4242 (qemu) " MID " ",                  /* empty starttime */
-                "4242 (qemu) " MID " -5" TAIL,           /* negative */
-                "4242 (qemu) " MID " 12ab" TAIL,         /* not a number */
-                "4242 (qemu) " MID " 99999999999999999999999" TAIL, /* overflow */
+                "4242 qemu " MID " 5" TAIL,                                                    /* no parentheses */
+                "4242 (qemu) S 1 2 3",                                                         /* truncated */
+                "4242 (qemu) " MID,                                                            /* starttime missing */
+                "4242 (qemu) " MID " ",                                                        /* empty starttime */
+                "4242 (qemu) " MID " -5" TAIL,                                                 /* negative */
+                "4242 (qemu) " MID " 12ab" TAIL,                                               /* not a number */
+                "4242 (qemu) " MID " 99999999999999999999999" TAIL,                            /* overflow */
                 "4242 (qemu)  S 1 1234 1234 0 -1 4194560 12345 0 0 0 1500 300 0 0 20 0 7 0 5", /* double space */
         };
         uint64_t t = 31337;
@@ -124,10 +124,8 @@ static void test_pidfd(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_plain),
-                cmocka_unit_test(test_parse_tricky_comm),
-                cmocka_unit_test(test_parse_malformed),
-                cmocka_unit_test(test_real_processes),
+                cmocka_unit_test(test_parse_plain),     cmocka_unit_test(test_parse_tricky_comm),
+                cmocka_unit_test(test_parse_malformed), cmocka_unit_test(test_real_processes),
                 cmocka_unit_test(test_pidfd),
         };
 

@@ -89,7 +89,8 @@ static void test_argv_tcg(void **state) {
         assert_string_equal(option(v, "-display"), "none");
         assert_string_equal(option(v, "-kernel"), "/kit/vmlinux");
         assert_string_equal(option(v, "-initrd"), "/kit/initrd.gz");
-        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off initcall_blacklist=pci_arch_init husk.instance=0123456789ab");
+        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off "
+                                                  "initcall_blacklist=pci_arch_init husk.instance=0123456789ab");
         /* Per-instance files are relative: QEMU runs in the instance directory. */
         assert_string_equal(option(v, "-serial"), "file:console.log");
         assert_string_equal(option(v, "-qmp"), "unix:qmp.sock,server=on,wait=off");
@@ -130,8 +131,12 @@ static void test_argv_disk_mode(void **state) {
 static void test_argv_firmware(void **state) {
         vmm_qemu_params_t p = base;
         _cleanup_(vmm_strv_freep) char **v = NULL;
-        vmm_net_t net = { .attached = true, .tap = "hk0", .mac = "52:54:00:00:00:01", .host_ip = "10.42.0.1",
-                          .guest_ip = "10.42.0.2", .prefix = 30 };
+        vmm_net_t net = { .attached = true,
+                          .tap = "hk0",
+                          .mac = "52:54:00:00:00:01",
+                          .host_ip = "10.42.0.1",
+                          .guest_ip = "10.42.0.2",
+                          .prefix = 30 };
 
         p.firmware = "/usr/share/OVMF/OVMF_CODE_4M.fd";
         p.firmware_vars = VMM_QEMU_FIRMWARE_VARS;
@@ -184,7 +189,8 @@ static void test_argv_kvm(void **state) {
         v = build(&p);
         assert_string_equal(option(v, "-machine"), "microvm,accel=kvm,memory-backend=mem");
         assert_string_equal(option(v, "-cpu"), "host");
-        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off initcall_blacklist=pci_arch_init husk.instance=0123456789ab");
+        assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off "
+                                                  "initcall_blacklist=pci_arch_init husk.instance=0123456789ab");
 }
 
 static void test_argv_tsc(void **state) {
@@ -194,7 +200,8 @@ static void test_argv_tsc(void **state) {
         p.tsc_khz = 2596101;
         v = build(&p);
         assert_string_equal(option(v, "-append"),
-                            "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off initcall_blacklist=pci_arch_init tsc_early_khz=2596101 husk.instance=0123456789ab");
+                            "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off "
+                            "initcall_blacklist=pci_arch_init tsc_early_khz=2596101 husk.instance=0123456789ab");
 }
 
 static void test_argv_memory_and_paths(void **state) {

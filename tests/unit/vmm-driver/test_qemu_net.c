@@ -11,14 +11,23 @@
 #include "services/vmm-driver/vmm_qemu.h"
 
 static const vmm_net_t net = {
-        .attached = true, .tap = "hk0a1b2c3d4e5f", .mac = "02:53:f7:65:84:75",
-        .host_ip = "10.42.17.213", .guest_ip = "10.42.17.214", .prefix = 30,
+        .attached = true,
+        .tap = "hk0a1b2c3d4e5f",
+        .mac = "02:53:f7:65:84:75",
+        .host_ip = "10.42.17.213",
+        .guest_ip = "10.42.17.214",
+        .prefix = 30,
 };
 
 static vmm_qemu_params_t params(const vmm_net_t *n) {
-        return (vmm_qemu_params_t){ .binary = "/usr/bin/qemu-system-x86_64", .accel = "tcg", .kernel = "/kit/vmlinux",
-                                    .initrd = "/kit/initrd.gz", .instance_id = "0a1b2c3d4e5f", .cpus = 1,
-                                    .memory_mib = 256, .net = n };
+        return (vmm_qemu_params_t){ .binary = "/usr/bin/qemu-system-x86_64",
+                                    .accel = "tcg",
+                                    .kernel = "/kit/vmlinux",
+                                    .initrd = "/kit/initrd.gz",
+                                    .instance_id = "0a1b2c3d4e5f",
+                                    .cpus = 1,
+                                    .memory_mib = 256,
+                                    .net = n };
 }
 
 static const char *after(char **v, const char *opt) {

@@ -16,9 +16,7 @@
 #include "lib/util.h"
 #include "services/vmm-driver/vmm.h"
 
-static char *dup_or_null(const char *s) {
-        return s ? strdup(s) : NULL;
-}
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 static void fill(instance_record_t *r, bool with_kit_override) {
         *r = (instance_record_t){};
@@ -51,7 +49,8 @@ static void fill(instance_record_t *r, bool with_kit_override) {
         r->inst.spec.n_ports = 2;
         r->inst.spec.ports = calloc(2, sizeof(port_spec_t));
         r->inst.spec.ports[0] = (port_spec_t){ .published = 18123, .target = 80, .protocol = PORT_TCP };
-        r->inst.spec.ports[1] = (port_spec_t){ .published = 5353, .target = 53, .protocol = PORT_UDP, .host_ip = "127.0.0.1" };
+        r->inst.spec.ports[1] =
+                (port_spec_t){ .published = 5353, .target = 53, .protocol = PORT_UDP, .host_ip = "127.0.0.1" };
         /* netd's address survives a restart: adopted instances keep showing it. */
         r->inst.address = dup_or_null(with_kit_override ? "10.42.3.10" : NULL);
         /* The benchmark's timestamps: present in one variant, absent (a record from before them) in the other. */
@@ -217,17 +216,17 @@ static void test_rejects(void **state) {
         static const struct {
                 const char *from, *to;
         } edits[] = {
-                { "\"0123456789ab\"", "\"../../etc\"" },       /* a path, not an id */
-                { "\"0123456789ab\"", "\"0123456789AB\"" },    /* uppercase */
-                { "\"0123456789ab\"", "12" },                  /* wrong type */
+                { "\"0123456789ab\"", "\"../../etc\"" },    /* a path, not an id */
+                { "\"0123456789ab\"", "\"0123456789AB\"" }, /* uppercase */
+                { "\"0123456789ab\"", "12" },               /* wrong type */
                 { "\"state\": \"exited\"", "\"state\": \"zombie\"" },
                 { "\"pid\": 4242", "\"pid\": -3" },
                 { "\"pid\": 4242", "\"pid\": \"4242\"" },
                 { "\"cpus\": 2", "\"cpus\": 0" },
                 { "\"memory_mib\": 512", "\"memory_mib\": 1.5" },
                 { "\"remove_on_exit\": true", "\"remove_on_exit\": 1" },
-                { "\"runtime\": \"qemu\"", "\"runtime\": null" },   /* required */
-                { "\"image\"", "\"imag\"" },                        /* missing */
+                { "\"runtime\": \"qemu\"", "\"runtime\": null" },                  /* required */
+                { "\"image\"", "\"imag\"" },                                       /* missing */
                 { "\"generation\": 7,", "\"generation\": 7, \"generation\": 8," }, /* duplicate key */
                 { "\"published\": 18123", "\"published\": 0" },
                 { "\"target\": 80", "\"target\": 65536" },

@@ -74,9 +74,8 @@ static void test_rows_complete(void **state) {
         assert_non_null(rt->output_file);
         assert_non_null(rt->agent_transport);
         assert_non_null(rt->agent_socket);
-        assert_true(rt->setup && rt->free_state && rt->check && rt->prepare && rt->spawn && rt->connect &&
-                    rt->adopt && rt->drain && rt->disconnect && rt->release && rt->shutdown && rt->exit_reason &&
-                    rt->agent_connect);
+        assert_true(rt->setup && rt->free_state && rt->check && rt->prepare && rt->spawn && rt->connect && rt->adopt &&
+                    rt->drain && rt->disconnect && rt->release && rt->shutdown && rt->exit_reason && rt->agent_connect);
 }
 
 /* Every runtime the API accepts (proto/schema.yaml) is a row: never "must be one of". */

@@ -96,8 +96,8 @@ static void test_sh_reads_every_value_back(void **state) {
                         }
                         assert_int_equal(read_file(outpath, 1 << 20, &got, &n), 0);
                         if (n != strlen(tricky[i][1]) || memcmp(got, tricky[i][1], n) != 0)
-                                fail_msg("%s via %s: got [%s], want [%s]", tricky[i][0],
-                                         which == 0 ? "env" : "profile", got, tricky[i][1]);
+                                fail_msg("%s via %s: got [%s], want [%s]", tricky[i][0], which == 0 ? "env" : "profile",
+                                         got, tricky[i][1]);
                 }
         }
         assert_int_equal(rm_rf(dir), 0);
@@ -192,16 +192,15 @@ static char *seed_file(const char *img, const char *name) {
 /* The YAML as cloud-init parses it (PyYAML's safe_load), write_files decoded: the bytes of one
  * written file, printed by Python into out. */
 static void yaml_write_file(const char *user_data_path, const char *path, const char *out) {
-        static const char prog[] =
-                "import base64, sys, yaml\n"
-                "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
-                "[f] = [f for f in d['write_files'] if f['path'] == sys.argv[2]]\n"
-                "assert f['encoding'] == 'b64' and f['owner'] == 'root:root', f\n"
-                "open(sys.argv[3], 'wb').write(base64.b64decode(f['content']))\n"
-                "print(f['permissions'])\n";
+        static const char prog[] = "import base64, sys, yaml\n"
+                                   "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
+                                   "[f] = [f for f in d['write_files'] if f['path'] == sys.argv[2]]\n"
+                                   "assert f['encoding'] == 'b64' and f['owner'] == 'root:root', f\n"
+                                   "open(sys.argv[3], 'wb').write(base64.b64decode(f['content']))\n"
+                                   "print(f['permissions'])\n";
         _cleanup_free_ char *output = NULL;
-        char *const argv[] = { "/usr/bin/python3", "-c", (char *)prog, (char *)user_data_path, (char *)path,
-                               (char *)out, NULL };
+        char *const argv[] = { "/usr/bin/python3", "-c",        (char *)prog, (char *)user_data_path,
+                               (char *)path,       (char *)out, NULL };
 
         if (run_tool(argv, NULL, &output) < 0)
                 fail_msg("python3 could not read %s from user-data: %s", path, output ? output : "?");
@@ -210,11 +209,15 @@ static void yaml_write_file(const char *user_data_path, const char *path, const 
 static void test_seed_volume(void **state) {
         _cleanup_(strv_freep) char **env = tricky_env();
         _cleanup_(vmm_seed_files_clear) vmm_seed_files_t f = {};
-        _cleanup_free_ char *dir = make_dir(), *error = NULL, *path = NULL, *md = NULL, *ud = NULL,
-                            *nc = NULL, *label = NULL, *got = NULL;
+        _cleanup_free_ char *dir = make_dir(), *error = NULL, *path = NULL, *md = NULL, *ud = NULL, *nc = NULL,
+                            *label = NULL, *got = NULL;
         char *dns[] = { "10.0.0.1", "2001:db8::53", NULL };
-        vmm_seed_spec_t spec = { .instance_id = ID, .environment = env, .address = "10.1.2.6", .prefix = 30,
-                                 .gateway = "10.1.2.5", .dns = dns };
+        vmm_seed_spec_t spec = { .instance_id = ID,
+                                 .environment = env,
+                                 .address = "10.1.2.6",
+                                 .prefix = 30,
+                                 .gateway = "10.1.2.5",
+                                 .dns = dns };
         char udpath[256], outpath[256], want[512];
         struct stat st;
         size_t n;
@@ -298,12 +301,16 @@ static void test_no_network_config_without_address(void **state) {
  * test_image_boot.py): the seed it boots is the one vmm-driver will make. Prints the path. */
 static int seed_command(int argc, char **argv) {
         vmm_seed_spec_t spec = {};
-        _cleanup_free_ char **env = calloc((size_t)argc + 1, sizeof(char *)), **dns = calloc((size_t)argc + 1, sizeof(char *));
+        _cleanup_free_ char **env = calloc((size_t)argc + 1, sizeof(char *)),
+                            **dns = calloc((size_t)argc + 1, sizeof(char *));
         _cleanup_free_ char *path = NULL, *error = NULL;
         size_t n_env = 0, n_dns = 0;
 
         if (argc < 4 || !env || !dns) {
-                fprintf(stderr, "usage: %s write DIR INSTANCE_ID [--address IP/PREFIX] [--gateway IP] [--dns IP]... [KEY=value]...\n", argv[0]);
+                fprintf(stderr,
+                        "usage: %s write DIR INSTANCE_ID [--address IP/PREFIX] [--gateway IP] [--dns IP]... "
+                        "[KEY=value]...\n",
+                        argv[0]);
                 return 2;
         }
         spec.instance_id = argv[3];

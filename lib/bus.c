@@ -878,7 +878,7 @@ int bus_call_async(bus_client_t *self, const char *method, const msgpack_sbuffer
         }
         p->fn = fn;
         p->userdata = userdata;
-        /* At the end: calls made before the peer is connected go out in the order they were made. */
+        /* At the end: calls waiting for the peer to connect are sent again in the order they were made. */
         bus_pending_t **pp = &self->pending;
         while (*pp)
                 pp = &(*pp)->next;

@@ -458,3 +458,27 @@ int cli_http_get_json(cli_http_t *h, const char *path, const char *what, json_t 
         cli_response_clear(&resp);
         return r;
 }
+
+int cli_http_call(cli_ctx_t *ctx, const char *method, const char *path, json_t *body, long want, const char *what,
+                  json_t **ret) {
+        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
+        _cleanup_free_ char *error = NULL;
+        cli_response_t resp;
+        int r;
+
+        r = cli_http_open(ctx, &h);
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = cli_http_request(h, method, path, body, &resp, &error);
+        if (r < 0)
+                return cli_http_report_failure(h, r, error);
+        if (resp.status != want) {
+                r = cli_http_report_status(what, &resp);
+                cli_response_clear(&resp);
+                return r;
+        }
+        if (ret)
+                *ret = TAKE_PTR(resp.json);
+        cli_response_clear(&resp);
+        return CLI_EXIT_OK;
+}

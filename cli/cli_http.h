@@ -81,6 +81,11 @@ int cli_http_open(const cli_ctx_t *ctx, cli_http_t **ret);
  * exit code (CLI_EXIT_OK with *ret set). */
 int cli_http_get_json(cli_http_t *h, const char *path, const char *what, json_t **ret);
 
+/* One request on a connection of its own, reported once on failure as "<what>: ...": returns an
+ * exit code, CLI_EXIT_OK when the status was want (with *ret, when given, the answer's JSON). */
+int cli_http_call(cli_ctx_t *ctx, const char *method, const char *path, json_t *body, long want, const char *what,
+                  json_t **ret);
+
 /* Report a transport failure of cli_http_request() once, naming the URL and pointing at
  * husk-apiserver and --host; returns CLI_EXIT_CONNECTION (CLI_EXIT_USAGE for a bad URL). */
 int cli_http_report_failure(const cli_http_t *h, int r, const char *error);

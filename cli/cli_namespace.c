@@ -98,30 +98,6 @@ static int namespace_audit(cli_ctx_t *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-static int simple(cli_ctx_t *ctx, const char *method, const char *path, json_t *body, long want, const char *what,
-                  json_t **ret) {
-        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
-        _cleanup_free_ char *error = NULL;
-        cli_response_t resp;
-        int r;
-
-        r = cli_http_open(ctx, &h);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = cli_http_request(h, method, path, body, &resp, &error);
-        if (r < 0)
-                return cli_http_report_failure(h, r, error);
-        if (resp.status != want) {
-                r = cli_http_report_status(what, &resp);
-                cli_response_clear(&resp);
-                return r;
-        }
-        if (ret)
-                *ret = TAKE_PTR(resp.json);
-        cli_response_clear(&resp);
-        return CLI_EXIT_OK;
-}
-
 static int namespace_list(cli_ctx_t *ctx) {
         static const char *const headers[] = { "NAME", "DEPLOYMENTS" };
         _cleanup_(cli_table_freep) cli_table_t *t = NULL;
@@ -130,7 +106,7 @@ static int namespace_list(cli_ctx_t *ctx) {
         size_t i;
         int r;
 
-        r = simple(ctx, "GET", "/namespaces", NULL, 200, "cannot list namespaces", &list);
+        r = cli_http_call(ctx, "GET", "/namespaces", NULL, 200, "cannot list namespaces", &list);
         if (r != CLI_EXIT_OK)
                 return r;
         if (cli_table_new(2, headers, &t) < 0)
@@ -154,7 +130,7 @@ static int namespace_create(cli_ctx_t *ctx, const char *name) {
 
         if (!body)
                 return CLI_EXIT_FAILURE;
-        r = simple(ctx, "POST", "/namespaces", body, 201, "cannot create the namespace", NULL);
+        r = cli_http_call(ctx, "POST", "/namespaces", body, 201, "cannot create the namespace", NULL);
         if (r == CLI_EXIT_OK)
                 printf("Namespace %s created\n", name);
         return r;
@@ -166,7 +142,7 @@ static int namespace_delete(cli_ctx_t *ctx, const char *name, bool cascade) {
 
         if (!escaped || asprintf(&path, "/namespaces/%s%s", escaped, cascade ? "?cascade=true" : "") < 0)
                 return CLI_EXIT_FAILURE;
-        r = simple(ctx, "DELETE", path, NULL, 204, "cannot delete the namespace", NULL);
+        r = cli_http_call(ctx, "DELETE", path, NULL, 204, "cannot delete the namespace", NULL);
         if (r == CLI_EXIT_OK)
                 printf("Namespace %s deleted%s\n", name, cascade ? ", with its deployments" : "");
         return r;

@@ -21,30 +21,6 @@ static void token_help(void) {
                "--token or $HUSK_TOKEN. rotate gives a new value and the old one stops working.\n");
 }
 
-static int call(cli_ctx_t *ctx, const char *method, const char *path, json_t *body, long want, const char *what,
-                json_t **ret) {
-        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
-        _cleanup_free_ char *error = NULL;
-        cli_response_t resp;
-        int r;
-
-        r = cli_http_open(ctx, &h);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = cli_http_request(h, method, path, body, &resp, &error);
-        if (r < 0)
-                return cli_http_report_failure(h, r, error);
-        if (resp.status != want) {
-                r = cli_http_report_status(what, &resp);
-                cli_response_clear(&resp);
-                return r;
-        }
-        if (ret)
-                *ret = TAKE_PTR(resp.json);
-        cli_response_clear(&resp);
-        return CLI_EXIT_OK;
-}
-
 static int token_create(cli_ctx_t *ctx, int argc, char **argv) {
         static const struct option options[] = {
                 { "scope", required_argument, NULL, 's' },
@@ -88,7 +64,7 @@ static int token_create(cli_ctx_t *ctx, int argc, char **argv) {
                 json_object_set(body, "namespaces", namespaces);
         if (expires)
                 json_object_set_new(body, "expires_in", json_string(expires));
-        r = call(ctx, "POST", "/tokens", body, 201, "cannot create the token", &token);
+        r = cli_http_call(ctx, "POST", "/tokens", body, 201, "cannot create the token", &token);
         if (r != CLI_EXIT_OK)
                 return r;
         fprintf(stderr, "Token %s (%s) created; its value is shown only now:\n", cli_json_str(token, "name", "?"),
@@ -121,7 +97,7 @@ static int token_list(cli_ctx_t *ctx, int argc, char **argv) {
 
         if (argc != 1 && !json && !(argc == 3 && streq(argv[1], "-o") && streq(argv[2], "table")))
                 return cli_usage_error("husk token", "use: husk token list [-o table|json]");
-        r = call(ctx, "GET", "/tokens", NULL, 200, "cannot list tokens", &tokens);
+        r = cli_http_call(ctx, "GET", "/tokens", NULL, 200, "cannot list tokens", &tokens);
         if (r != CLI_EXIT_OK)
                 return r;
         if (json) {
@@ -156,12 +132,12 @@ static int token_by_id(cli_ctx_t *ctx, int argc, char **argv, bool rotate) {
         if (!escaped || asprintf(&path, "/tokens/%s%s", escaped, rotate ? "/rotate" : "") < 0)
                 return CLI_EXIT_FAILURE;
         if (!rotate) {
-                r = call(ctx, "DELETE", path, NULL, 204, "cannot delete the token", NULL);
+                r = cli_http_call(ctx, "DELETE", path, NULL, 204, "cannot delete the token", NULL);
                 if (r == CLI_EXIT_OK)
                         printf("Token %s deleted\n", argv[1]);
                 return r;
         }
-        r = call(ctx, "POST", path, NULL, 200, "cannot rotate the token", &token);
+        r = cli_http_call(ctx, "POST", path, NULL, 200, "cannot rotate the token", &token);
         if (r != CLI_EXIT_OK)
                 return r;
         fprintf(stderr, "Token %s rotated: the old value no longer works; the new one is shown only now:\n", argv[1]);

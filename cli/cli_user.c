@@ -24,31 +24,6 @@ static void user_help(void) {
                "asked for without echo, or read one per line from standard input (--password-stdin).\n");
 }
 
-/* One request whose failure is reported as "<what>: ..."; *ret (optional) the answer's JSON. */
-static int call(cli_ctx_t *ctx, const char *method, const char *path, json_t *body, long want, const char *what,
-                json_t **ret) {
-        _cleanup_(cli_http_freep) cli_http_t *h = NULL;
-        _cleanup_free_ char *error = NULL;
-        cli_response_t resp;
-        int r;
-
-        r = cli_http_open(ctx, &h);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = cli_http_request(h, method, path, body, &resp, &error);
-        if (r < 0)
-                return cli_http_report_failure(h, r, error);
-        if (resp.status != want) {
-                r = cli_http_report_status(what, &resp);
-                cli_response_clear(&resp);
-                return r;
-        }
-        if (ret)
-                *ret = TAKE_PTR(resp.json);
-        cli_response_clear(&resp);
-        return CLI_EXIT_OK;
-}
-
 static int ask(const char *prompt, bool from_stdin, char *buf, size_t size) {
         int r = cli_read_password(prompt, from_stdin, buf, size);
 
@@ -75,7 +50,7 @@ static int user_list(cli_ctx_t *ctx, int argc, char **argv) {
 
         if (argc != 1 && !json && !(argc == 3 && streq(argv[1], "-o") && streq(argv[2], "table")))
                 return cli_usage_error("husk user", "use: husk user list [-o table|json]");
-        r = call(ctx, "GET", "/users", NULL, 200, "cannot list users", &users);
+        r = cli_http_call(ctx, "GET", "/users", NULL, 200, "cannot list users", &users);
         if (r != CLI_EXIT_OK)
                 return r;
         if (json) {
@@ -152,12 +127,12 @@ static int user_write(cli_ctx_t *ctx, bool create, int argc, char **argv) {
                 explicit_bzero(password, sizeof(password));
         }
         if (create) {
-                r = call(ctx, "POST", "/users", body, 201, "cannot create the user", &user);
+                r = cli_http_call(ctx, "POST", "/users", body, 201, "cannot create the user", &user);
         } else {
                 escaped = cli_url_escape(argv[optind]);
                 if (!escaped || asprintf(&path, "/users/%s", escaped) < 0)
                         return CLI_EXIT_FAILURE;
-                r = call(ctx, "PUT", path, body, 200, "cannot change the user", &user);
+                r = cli_http_call(ctx, "PUT", path, body, 200, "cannot change the user", &user);
         }
         if (r != CLI_EXIT_OK)
                 return r;
@@ -175,7 +150,7 @@ static int user_delete(cli_ctx_t *ctx, int argc, char **argv) {
         escaped = cli_url_escape(argv[1]);
         if (!escaped || asprintf(&path, "/users/%s", escaped) < 0)
                 return CLI_EXIT_FAILURE;
-        r = call(ctx, "DELETE", path, NULL, 204, "cannot delete the user", NULL);
+        r = cli_http_call(ctx, "DELETE", path, NULL, 204, "cannot delete the user", NULL);
         if (r == CLI_EXIT_OK)
                 printf("User %s deleted\n", argv[1]);
         return r;
@@ -199,7 +174,7 @@ static int user_passwd(cli_ctx_t *ctx, int argc, char **argv) {
         explicit_bzero(fresh, sizeof(fresh));
         if (!body)
                 return CLI_EXIT_FAILURE;
-        r = call(ctx, "PUT", "/users/me", body, 200, "cannot change the password", NULL);
+        r = cli_http_call(ctx, "PUT", "/users/me", body, 200, "cannot change the password", NULL);
         if (r == CLI_EXIT_OK)
                 printf("Password changed; every session of yours has ended: husk login again\n");
         return r;

@@ -83,9 +83,7 @@ static bool plain_pending(relay_stream_t *s) {
         return false;
 }
 
-static void plain_shutdown_write(relay_stream_t *s) {
-        (void)shutdown(s->fd, SHUT_WR);
-}
+static void plain_shutdown_write(relay_stream_t *s) { (void)shutdown(s->fd, SHUT_WR); }
 
 static void plain_free(relay_stream_t *s) {
         close(s->fd);
@@ -140,8 +138,12 @@ void relay_refuse(int fd, int status, const char *title, const char *detail) {
         if (poll(&p, 1, 1000) > 0)
                 (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-        snprintf(body, sizeof(body), "{\"type\":\"urn:husk:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
-                 status == 403 ? "forbidden" : status == 400 ? "bad-request" : "unavailable", title, status, detail);
+        snprintf(body, sizeof(body),
+                 "{\"type\":\"urn:husk:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
+                 status == 403   ? "forbidden"
+                 : status == 400 ? "bad-request"
+                                 : "unavailable",
+                 title, status, detail);
         n = snprintf(buf, sizeof(buf),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\nCache-Control: no-store\r\n\r\n%s",
@@ -390,8 +392,8 @@ static void *accept_run(void *userdata) {
         return NULL;
 }
 
-int relay_server_start(int listen_fd, uint16_t internal_port, unsigned max_connections,
-                       const relay_listener_ops_t *ops, void *userdata, relay_server_t **ret) {
+int relay_server_start(int listen_fd, uint16_t internal_port, unsigned max_connections, const relay_listener_ops_t *ops,
+                       void *userdata, relay_server_t **ret) {
         _cleanup_(relay_server_freep) relay_server_t *s = NULL;
         int r;
 

@@ -76,8 +76,8 @@ typedef struct relay_server relay_server_t;
 /* Accept on listen_fd (taken, listening) on a thread of its own, one thread per connection,
  * each relayed to 127.0.0.1:internal_port. Beyond max_connections at once, a connection is
  * answered 503 and closed: each holds a thread here and a civetweb worker. */
-int relay_server_start(int listen_fd, uint16_t internal_port, unsigned max_connections,
-                       const relay_listener_ops_t *ops, void *userdata, relay_server_t **ret);
+int relay_server_start(int listen_fd, uint16_t internal_port, unsigned max_connections, const relay_listener_ops_t *ops,
+                       void *userdata, relay_server_t **ret);
 /* Stops accepting and waits for the relays to end (within a second of civetweb stopping). */
 void relay_server_free(relay_server_t *s);
 static inline void relay_server_freep(relay_server_t **s) {

@@ -111,9 +111,7 @@ static int tls_send_all(relay_stream_t *base, const void *buf, size_t n) {
         return 0;
 }
 
-static bool tls_pending(relay_stream_t *base) {
-        return SSL_pending(((tls_stream_t *)base)->ssl) > 0;
-}
+static bool tls_pending(relay_stream_t *base) { return SSL_pending(((tls_stream_t *)base)->ssl) > 0; }
 
 static void tls_shutdown_write(relay_stream_t *base) {
         /* close_notify, best effort: the client reads the end of the answer either way. */
@@ -171,8 +169,7 @@ static int expect_tls(int fd, uint64_t deadline) {
         }
         if (first == 22)
                 return 0;
-        relay_refuse(fd, 400, "Bad Request",
-                     "this port serves HTTPS (apiserver.tls is set): use an https:// URL");
+        relay_refuse(fd, 400, "Bad Request", "this port serves HTTPS (apiserver.tls is set): use an https:// URL");
         return -EPROTO;
 }
 
@@ -240,7 +237,8 @@ static int load_context(const char *cert, const char *key, SSL_CTX **ret) {
         SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
         if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
                 SSL_CTX_free(ctx);
-                return log_error_errno(EINVAL, "apiserver.tls.cert: cannot use %s: %s", cert, tls_errors(why, sizeof(why)));
+                return log_error_errno(EINVAL, "apiserver.tls.cert: cannot use %s: %s", cert,
+                                       tls_errors(why, sizeof(why)));
         }
         /* OpenSSL checks here that the key is the certificate's ("key values mismatch"). */
         if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
@@ -255,7 +253,8 @@ static int load_context(const char *cert, const char *key, SSL_CTX **ret) {
 /* A listening TCP socket on spec ("host:port", "[v6]:port", as http_listen_spec makes it). */
 static int listen_on(const char *spec) {
         const char *colon = strrchr(spec, ':');
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                                  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
         struct addrinfo *ai = NULL;
         _cleanup_close_ int fd = -1;
         char host[INET6_ADDRSTRLEN + 2];

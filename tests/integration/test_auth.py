@@ -352,3 +352,29 @@ def test_cli_namespaces(stack):
     r = stack.exec(husk, "namespace", "delete", "team-a", "--cascade")
     assert r.returncode == 0, r.stderr
     assert stack.exec(husk, "namespace", "delete", "team-a").returncode == 4
+
+
+def test_apply_creates_the_namespaces_block_first(stack):
+    """namespaces: in a manifest: created before the deployments that go into them, left alone
+    when they exist; a caller who may not create namespaces applies nothing."""
+    husk = stack.bin_dir / "husk"
+    manifest = {"namespaces": {"shop": {"name": "shop"}, "tools": None},
+                "deployments": {"web": {"namespace": "shop", "image": "/srv/none", "replicas": 0}}}
+    r = stack.husk("apply", "-f", "-", input=json.dumps(manifest))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout.splitlines()[:2] == ["namespace shop created", "namespace tools created"], r.stdout
+    assert "deployment web created" in r.stdout, r.stdout
+    rows = [line.split()[:2] for line in stack.exec(husk, "namespace", "list").stdout.splitlines()[1:]]
+    assert ["shop", "1"] in rows and ["tools", "0"] in rows, rows
+
+    r = stack.husk("apply", "-f", "-", input=json.dumps(manifest))
+    assert r.returncode == 0 and r.stdout.splitlines()[:2] == ["namespace shop unchanged", "namespace tools unchanged"]
+
+    # A token that may write deployments but not create namespaces: refused before any deployment.
+    r = stack.exec(husk, "token", "create", "deployer", "--scope", "deployments:write", "--scope", "deployments:read")
+    assert r.returncode == 0, r.stderr
+    other = {"namespaces": ["lab"], "deployments": {"db": {"namespace": "shop", "image": "/srv/none", "replicas": 0}}}
+    r = stack.exec(husk, "apply", "-f", "-", input=json.dumps(other), env={"HUSK_TOKEN": r.stdout.strip()})
+    assert r.returncode == 2 and "namespace lab" in r.stderr and "No deployment was applied" in r.stderr, r.stderr
+    names = [d["name"] for d in stack.api("GET", "/deployments").json()]
+    assert names == ["web"], names

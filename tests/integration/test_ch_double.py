@@ -394,6 +394,41 @@ def test_sigkill_takes_qemu_along(make_double):
     wait_for(lambda: not Path(f"/proc/{qemu}").exists(), timeout=10, what="QEMU to die with the double")
 
 
+def test_qemu_dying_is_the_vmm_crashing(make_double):
+    """QEMU is the double's VM: its death without a guest power-off is CH crashing (exit 1, no
+    shutdown events), which husk must report as a crash, not a clean stop."""
+    dbl = make_double()
+    assert dbl.call("PUT", "vm.create", kit_config(dbl)) == (204, None)
+    assert dbl.call("PUT", "vm.boot") == (204, None)
+    [qemu] = dbl.qemu_pids()
+    os.kill(qemu, signal.SIGKILL)
+    assert dbl.wait_exit(30) == 1
+    assert dbl.names() == ["vmm starting", "vm booting", "vm booted"]
+
+
+def test_event_monitor_on_an_inherited_fd(double_dir):
+    r, w = os.pipe()
+    proc = subprocess.Popen([str(DOUBLE), "--api-socket", str(double_dir / "api.sock"), "--event-monitor", f"fd={w}"],
+                            pass_fds=(w,), stdin=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        api = double_dir / "api.sock"
+        wait_for(api.exists, timeout=30, what="the api socket (a bare path)")
+        conn = UnixHTTPConnection(str(api))
+        conn.request("PUT", "/api/v1/vmm.shutdown")
+        assert conn.getresponse().status == 200
+        assert proc.wait(timeout=30) == 0
+        with os.fdopen(r, "rb") as f:
+            text = f.read().decode()
+        recs = [json.loads(c) for c in text.split("\n\n") if c.strip()]
+        assert [(x["source"], x["event"]) for x in recs] == [("vmm", "starting"), ("vmm", "shutdown")]
+        assert text.startswith('{\n  "timestamp": {\n    "secs": 0,'), "serde_json's pretty printing"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_power_button_ends_a_guest_that_handles_it(make_double, double_dir):
     """The disk image, booted by firmware (q35 + OVMF, as CH's firmware payload): systemd powers off
     on the ACPI power button, and the image's husk-agent answers over hybrid vsock."""

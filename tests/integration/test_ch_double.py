@@ -71,8 +71,15 @@ class Double:
             argv = ["ip", "netns", "exec", netns, *argv]
         self.proc = subprocess.Popen(argv, env=e, stdin=subprocess.DEVNULL)
         self.conn = None
-        wait_for(lambda: self.api.exists() or self.proc.poll() is not None, timeout=30, what="the api socket")
+        # As with CH, the socket file appears (bind) a moment before it accepts (listen): wait for an answer.
+        wait_for(lambda: self.proc.poll() is not None or self._pings(), timeout=30, what="the api socket to answer")
         assert self.proc.poll() is None, f"the double exited with {self.proc.returncode}: {self.log_text()}"
+
+    def _pings(self):
+        try:
+            return self.call("GET", "vmm.ping")[0] == 200
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
 
     def log_text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -413,8 +420,8 @@ def test_event_monitor_on_an_inherited_fd(double_dir):
     os.close(w)
     try:
         api = double_dir / "api.sock"
-        wait_for(api.exists, timeout=30, what="the api socket (a bare path)")
         conn = UnixHTTPConnection(str(api))
+        wait_for(lambda: conn.connect() or True, timeout=30, what="the api socket (a bare path)")
         conn.request("PUT", "/api/v1/vmm.shutdown")
         assert conn.getresponse().status == 200
         assert proc.wait(timeout=30) == 0

@@ -88,6 +88,9 @@ class ApiServer:
                 if length > PAYLOAD_MAX:
                     conn.sendall(response(413, error_body("Payload Too Large")))
                     return
+                if length > len(buf) and headers.get("expect", "").lower() == "100-continue":
+                    # curl asks before sending a large body; micro_http answers the interim 100.
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 while len(buf) < length:
                     chunk = conn.recv(65536)
                     if not chunk:

@@ -399,6 +399,9 @@ def test_sigkill_takes_qemu_along(make_double):
     dbl.proc.kill()
     dbl.proc.wait()
     wait_for(lambda: not Path(f"/proc/{qemu}").exists(), timeout=10, what="QEMU to die with the double")
+    # Left behind, as by a SIGKILLed CH: its sockets and files, nothing of QEMU's (abstract sockets).
+    assert sorted(p.name for p in dbl.dir.iterdir()) == ["api.sock", "api.sock.lock", "ch.log", "console.log",
+                                                         "events.json", "vsock.sock"]
 
 
 def test_qemu_dying_is_the_vmm_crashing(make_double):

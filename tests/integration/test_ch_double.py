@@ -377,6 +377,12 @@ def test_shutdown_reboot_boot_again_and_signals(make_double):
     agent = Agent.connect(dbl.vsock)
     assert agent.recv()["type"] == "ready"
 
+    # vm.pause / vm.resume: the guest stops and goes on.
+    assert dbl.call("PUT", "vm.pause") == (204, None)
+    assert dbl.call("GET", "vm.info")[1]["state"] == "Paused"
+    assert dbl.call("PUT", "vm.resume") == (204, None)
+    assert dbl.call("GET", "vm.info")[1]["state"] == "Running"
+
     # vm.reboot: the process stays, the guest boots again and its agent comes back.
     assert dbl.call("PUT", "vm.reboot") == (204, None)
     agent.close()
@@ -387,7 +393,7 @@ def test_shutdown_reboot_boot_again_and_signals(make_double):
     dbl.proc.send_signal(signal.SIGTERM)
     assert dbl.wait_exit(30) == 0
     assert dbl.names() == ["vmm starting", "vm booting", "vm booted", "vm shutdown", "vm booting", "vm booted",
-                           "vm rebooting", "vm rebooted", "vm shutdown", "vm deleted", "vmm shutdown"]
+                           "vm pausing", "vm paused", "vm resuming", "vm resumed", "vm rebooting", "vm rebooted", "vm shutdown", "vm deleted", "vmm shutdown"]
     assert dbl.violation_list() == []
 
 

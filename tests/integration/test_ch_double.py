@@ -250,6 +250,54 @@ def handshake_answer(path, command):
         s.close()
 
 
+def handshake_answer_first_line(path, command):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(str(path))
+        s.sendall(command)
+        line = b""
+        while not line.endswith(b"\n"):
+            c = s.recv(1)
+            if not c:
+                break
+            line += c
+        return line
+    finally:
+        s.close()
+
+
+def test_validator_reads_the_spec_as_ch_reads_bodies():
+    """The subset of OpenAPI 3 the spec uses: $ref, required, types, integer formats, enums, minimum."""
+    sys.path.insert(0, str(DOUBLE.parent))
+    import chd_openapi
+    spec = chd_openapi.Spec(chd_openapi_spec_path())
+    schema = spec.request_schema("/vm.create", "put")
+    ok = {"payload": {"kernel": "/k"}, "cpus": {"boot_vcpus": 2, "max_vcpus": 2},
+          "disks": [{"path": "/d", "readonly": True, "pci_segment": 0}], "vsock": {"cid": 3, "socket": "/v"}}
+    assert spec.validate(ok, schema) == []
+    bad = {"payload": {"kernel": "/k"}, "cpus": {"boot_vcpus": 0, "max_vcpus": 1},
+           "disks": [{"path": "/d", "pci_device_id": 256, "readonly": "yes"}], "vsock": {"socket": "/v"},
+           "console": {"mode": "off"}, "memory": {"size": 1.5}}
+    errors = spec.validate(bad, schema)
+    for want in ("$.cpus.boot_vcpus: 0 is below the minimum 1", "$.disks[0].pci_device_id: 256 out of range",
+                 "$.disks[0].readonly: expected a boolean", "$.vsock: missing required field `cid`",
+                 "$.console.mode: 'off' is not one of", "$.memory.size: expected an integer"):
+        assert any(e.startswith(want) for e in errors), (want, errors)
+    assert spec.validate({}, schema) == ["$: missing required field `payload`"]
+    assert spec.request_schema("/vm.boot", "put") is None
+
+
+def chd_openapi_spec_path():
+    """The spec the double reads (its SPEC), from the program itself."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("chd_main", str(DOUBLE))
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(mod)
+    return mod.SPEC
+
+
 def test_command_line_as_clap(double_dir):
     def run(*args):
         return subprocess.run([str(DOUBLE), *args], capture_output=True, text=True, timeout=30)
@@ -347,8 +395,11 @@ def test_kit_boots_agent_over_hybrid_vsock_and_power_off_ends_it(make_double):
     # Bad commands and ports nobody listens on: closed without an answer, as CH's muxer does.
     assert handshake_answer(dbl.vsock, b"HELLO 2375\n") == b""
     assert handshake_answer(dbl.vsock, b"CONNECT 1234\n") == b""
-    # A new stream replaces the previous one (the agent keeps the newest host).
+    # The keyword in any case and the port trimmed, as CH's muxer parses it; a new stream replaces
+    # the previous one (the agent keeps the newest host).
     agent.close()
+    answer = handshake_answer_first_line(dbl.vsock, b"connect  2375 \n")
+    assert re.fullmatch(rb"OK \d+\n", answer), answer
     agent = Agent.connect(dbl.vsock, timeout=30)
     assert agent.request({"type": "ping", "id": 3}) == {"type": "pong", "id": 3}
 

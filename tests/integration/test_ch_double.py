@@ -624,3 +624,27 @@ def test_virtio_fs_kit_mode_workload(make_double, double_dir):
     finally:
         fsd.kill()
         fsd.wait()
+
+
+def test_kit_kernel_with_a_disk(make_double, double_dir):
+    """Disk mode with the kit kernel: a raw ext4 image as a read-only virtio-blk disk, mounted by the agent."""
+    require(ROOTFS.is_dir(), f"{ROOTFS} not built (make guest)")
+    require(shutil.which("mkfs.ext4"), "mkfs.ext4 not installed (Debian package e2fsprogs)")
+    disk = double_dir / "disk.raw"
+    sh("mkfs.ext4", "-q", "-F", "-d", str(ROOTFS), str(disk), "64M")
+    dbl = make_double()
+    assert dbl.call("PUT", "vm.create", kit_config(dbl, disks=[{"path": str(disk), "readonly": True}])) == (204, None)
+    assert dbl.call("PUT", "vm.boot") == (204, None)
+    agent = Agent.connect(dbl.vsock)
+    assert agent.recv()["type"] == "ready"
+    assert agent.request({"type": "hello", "id": 1, "version": 1})["type"] == "hello"
+    started = agent.request({"type": "start", "id": 2, "mode": "disk", "tag": "/dev/vda", "command": None,
+                             "env": {}, "kind": "worker", "hostname": "chd1"})
+    assert started.get("type") == "start", started
+    out = agent.request({"type": "exec", "id": 3, "argv": ["ls", "/bin/busybox"], "env": {}, "cwd": None,
+                         "timeout_ms": 30000, "stdin": None})
+    assert out["exit_status"] == 0 and b"/bin/busybox" in out["stdout"], out
+    agent.close()
+    assert dbl.call("PUT", "vmm.shutdown") == (200, None)
+    assert dbl.wait_exit(30) == 0
+    assert dbl.violation_list() == []

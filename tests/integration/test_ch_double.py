@@ -453,6 +453,12 @@ def test_sigkill_takes_qemu_along(make_double):
     assert dbl.call("PUT", "vm.create", kit_config(dbl)) == (204, None)
     assert dbl.call("PUT", "vm.boot") == (204, None)
     [qemu] = dbl.qemu_pids()
+    # QEMU's own sockets (QMP, the agent port) are abstract: no file of them can outlive it.
+    inodes = {os.readlink(f"/proc/{qemu}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{qemu}/fd")
+              if os.readlink(f"/proc/{qemu}/fd/{fd}").startswith("socket:[")}
+    paths = [line.split()[7] for line in Path(f"/proc/{qemu}/net/unix").read_text().splitlines()[1:]
+             if len(line.split()) >= 8 and line.split()[6] in inodes]
+    assert paths and all(p.startswith("@") for p in paths), paths
     dbl.proc.kill()
     dbl.proc.wait()
     wait_for(lambda: not Path(f"/proc/{qemu}").exists(), timeout=10, what="QEMU to die with the double")

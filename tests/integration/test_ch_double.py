@@ -448,6 +448,27 @@ def test_shutdown_reboot_boot_again_and_signals(make_double):
     assert dbl.violation_list() == []
 
 
+def test_guest_reboot_keeps_the_vmm(make_double):
+    """A reboot from inside the guest: CH re-creates the VM and stays (no exit, unlike QEMU's
+    -no-reboot); the event monitor says so, and the agent comes back on the vsock socket."""
+    dbl = make_double()
+    assert dbl.call("PUT", "vm.create", kit_config(dbl)) == (204, None)
+    assert dbl.call("PUT", "vm.boot") == (204, None)
+    agent = Agent.connect(dbl.vsock)
+    assert agent.recv()["type"] == "ready"
+    agent.send({"type": "exec", "id": 1, "argv": ["reboot", "-f"], "env": {}, "cwd": None, "timeout_ms": 30000,
+                "stdin": None})
+    wait_for(lambda: "vm rebooted" in dbl.names(), timeout=60, what="the reboot's event records")
+    agent.close()
+    agent = Agent.connect(dbl.vsock)
+    assert agent.recv()["type"] == "ready"
+    agent.close()
+    assert dbl.proc.poll() is None
+    assert dbl.names() == ["vmm starting", "vm booting", "vm booted", "vm rebooting", "vm rebooted"]
+    assert dbl.call("GET", "vm.info")[1]["state"] == "Running"
+    assert dbl.violation_list() == []
+
+
 def test_sigkill_takes_qemu_along(make_double):
     dbl = make_double()
     assert dbl.call("PUT", "vm.create", kit_config(dbl)) == (204, None)

@@ -213,8 +213,11 @@ fuzz: $(FUZZ_BINS)
 # test_seed and test_disk double as the image boot test's seed and disk makers (write/create).
 FIXTURES := all guest san-daemons image $(BUILD)/san/tests/vmm-driver/test_seed $(BUILD)/san/tests/vmm-driver/test_disk
 fixtures: $(FIXTURES)
+# Each test has its own stack, temp dir and network namespace, so tests run side by side
+# (pytest-xdist): most of a test's time is a TCG guest booting on one core or waiting for it.
+TEST_JOBS ?= 2
 integration: fixtures
-	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider tests/integration
+	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) tests/integration
 
 # The fixtures (the disk image takes minutes, most of them waiting on dpkg) are made while the
 # unit tests and the fuzzers run.

@@ -748,15 +748,20 @@ void vmm_instance_on_shutdown_event(vmm_instance_t *i, const char *reason) {
 }
 
 void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status) {
-        char *r = strdup(reason);
+        char *r;
 
         vmm_watch_stop(i);
         if (i->runtime)
                 i->runtime->disconnect(i);
         vmm_agent_stop(i);
-        /* In kit mode the workload's exit is the instance's: a job's result. */
-        if (i->rec.workload_exited)
+        /* In kit mode the workload's exit is the instance's: a job's result. The agent ends the VM
+         * after it by a reset where the guest cannot power off (agent_power.c): still a clean end. */
+        if (i->rec.workload_exited) {
                 status = i->rec.workload_status;
+                if (streq(reason, "guest-reset"))
+                        reason = "guest-shutdown";
+        }
+        r = strdup(reason);
         if (!r || set_state(i, INSTANCE_STATE_EXITED) < 0) {
                 vmm_fs_stop(&i->rec);
                 free(r);

@@ -26,7 +26,7 @@ DEPLOYMENT_EVENT = {"ts": UINT, "deployment_id": STR, "namespace": STR, "name": 
                     "status": STR}
 DEPLOYMENT_EVENT_OPTIONAL = {"message": STR}
 INSTANCE_STATES = {"starting", "running", "ready", "stopping", "exited"}
-EXIT_REASONS = {"guest-shutdown", "stopped", "killed", "crashed", "vanished"}
+EXIT_REASONS = {"guest-shutdown", "guest-reset", "guest-panic", "stopped", "killed", "crashed", "vanished"}
 
 # SCHEMA.md, "Events": type -> (publisher, required keys, optional keys)
 EVENTS = {

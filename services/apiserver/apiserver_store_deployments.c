@@ -91,6 +91,8 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
                 r = -ENOMEM;
         if (r == 0 && manifest_workload_from_spec(d.spec, &d.d.command, &d.d.environment) == -ENOMEM)
                 r = -ENOMEM;
+        if (r == 0 && manifest_boot_from_spec(d.spec, &d.d.boot) == -ENOMEM)
+                r = -ENOMEM;
         if (r == 0 && manifest_ports_from_spec(d.spec, &d.d.ports, &d.d.n_ports) == -ENOMEM)
                 r = -ENOMEM;
         if (r < 0) {

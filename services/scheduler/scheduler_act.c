@@ -224,8 +224,8 @@ static void on_exit_recorded(scheduler_t *s, int r, const bus_reply_t *reply, vo
         job_t *j = o->job;
         const instance_t *i = o->instance;
         const char *why = i->exit_reason ?: "unknown";
-        bool crashed = streq(why, "crashed") || streq(why, "killed") || streq(why, "vanished") ||
-                       streq(why, "guest-panic");
+        bool crashed =
+                streq(why, "crashed") || streq(why, "killed") || streq(why, "vanished") || streq(why, "guest-panic");
         char what[EVENT_MESSAGE_MAX + 1];
 
         if (r < 0 && !(r == -EREMOTEIO && streq(reply->error_code, BUS_ERR_NOT_FOUND))) {
@@ -308,6 +308,7 @@ static void create_instance(job_t *j) {
                 .runtime = d->runtime,
                 .image = d->image,
                 .kernel = d->kernel,
+                .boot = d->boot,
                 .cpus = d->cpus,
                 .memory_mib = d->memory_mib,
                 .kind = d->kind,

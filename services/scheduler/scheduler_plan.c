@@ -32,9 +32,9 @@ static bool strv_eq_null(char *const *a, char *const *b) {
  * that scaling (a new generation with only replicas changed) never replaces a VM. */
 bool plan_instance_matches(const deployment_t *d, const instance_t *i) {
         return str_eq_null(i->spec.runtime, d->runtime) && str_eq_null(i->spec.image, d->image) &&
-               str_eq_null(i->spec.kernel, d->kernel) && i->spec.cpus == d->cpus &&
-               i->spec.memory_mib == d->memory_mib && strv_eq_null(i->spec.command, d->command) &&
-               strv_eq_null(i->spec.environment, d->environment) &&
+               str_eq_null(i->spec.kernel, d->kernel) && str_eq_null(i->spec.boot, d->boot) &&
+               i->spec.cpus == d->cpus && i->spec.memory_mib == d->memory_mib &&
+               strv_eq_null(i->spec.command, d->command) && strv_eq_null(i->spec.environment, d->environment) &&
                ports_equal(i->spec.ports, i->spec.n_ports, d->ports, d->n_ports);
 }
 

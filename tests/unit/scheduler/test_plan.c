@@ -191,7 +191,7 @@ static void test_each_template_field_change_replaces(void **state) {
 
         is[0].spec.cpus = 1;
         is[0].spec.memory_mib = 256;
-        for (int field = 0; field < 4; field++) {
+        for (int field = 0; field < 5; field++) {
                 deployment_t d = deployment("running", 1, 2);
                 switch (field) {
                 case 0:
@@ -205,6 +205,9 @@ static void test_each_template_field_change_replaces(void **state) {
                         break;
                 case 3:
                         d.kernel = "/vmlinux2";
+                        break;
+                case 4:
+                        d.boot = "kit"; /* the disk was booted by its firmware */
                         break;
                 }
                 assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
@@ -277,7 +280,8 @@ static void test_job_that_did_not_power_off_failed(void **state) {
         } cases[] = {
                 { "guest-reset", 0,
                   "job failed, the guest rebooted instead of powering off: instance a exited (guest-reset, status 0)" },
-                { "guest-panic", 0, "job failed, the guest kernel panicked: instance a exited (guest-panic, status 0)" },
+                { "guest-panic", 0,
+                  "job failed, the guest kernel panicked: instance a exited (guest-panic, status 0)" },
                 { "killed", 137, "job failed, the VM was killed: instance a exited (killed, status 137)" },
                 { "crashed", 1, "job failed, the VMM crashed: instance a exited (crashed, status 1)" },
                 { "vanished", -1,

@@ -462,6 +462,15 @@ def test_errors(driver):
     assert e.code == "invalid" and "image" in e.message
     e = error("instance.create", driver.spec("c00000000001", cpus="two"))
     assert e.code == "invalid" and "cpus" in e.message
+    e = error("instance.create", driver.spec("c00000000001", boot="uefi"))
+    assert e.code == "invalid" and e.message == 'boot: must be "firmware" or "kit"', e.message
+    # Firmware boots the disk's own kernel: a kernel (or a command, or a directory) contradicts it.
+    e = error("instance.create", driver.spec("c00000000001", boot="firmware"))
+    assert e.code == "invalid" and e.message.startswith('boot: "firmware" boots the disk\'s own kernel'), e.message
+    spec = driver.spec("c00000000001", boot="firmware", image=driver.dir)
+    del spec["kernel"]
+    e = error("instance.create", spec)
+    assert e.code == "invalid" and e.message.startswith('boot: "firmware" needs a disk image'), e.message
     # Without `kernel:` or a command a file boots by its own firmware, so it must be a disk that
     # firmware can boot: refused with the reason apiserver gives at apply, never a kit boot.
     spec = driver.spec("c00000000001")

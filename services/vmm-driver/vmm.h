@@ -137,7 +137,8 @@ typedef struct vmm_agent_call {
 
 typedef struct vmm_agent {
         int fd;
-        bool connected;
+        bool connected;  /* frames flow (after the runtime's handshake, if any) */
+        bool handshaking; /* connected, the runtime's handshake line sent, its answer awaited */
         bool writing;    /* poller also waits for POLLOUT */
         bool answered;   /* the agent answered a hello since vmm-driver started watching the VM */
         int timer;       /* reconnect backoff; 0 when none */

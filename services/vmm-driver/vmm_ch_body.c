@@ -7,8 +7,9 @@
 
 /* The kit's console is CH's serial port (ttyS0 on x86); the guest panics into a reset, which
  * vmm-driver turns into an exit as QEMU's -no-reboot does. Unlike QEMU's microvm, CH's devices
- * are virtio-pci, so PCI stays on. */
-#define KERNEL_CMDLINE "console=ttyS0 panic=-1 quiet console_msg_format=syslog"
+ * are virtio-pci, so PCI stays on. CH has no virtio-serial: husk.transport=vsock makes the kit's
+ * agent listen on AF_VSOCK (SCHEMA.md, Agent: boot parameters). */
+#define KERNEL_CMDLINE "console=ttyS0 panic=-1 quiet console_msg_format=syslog husk.transport=vsock"
 
 int vmm_ch_cmdline(const vmm_ch_params_t *p, char **ret) {
         int n;

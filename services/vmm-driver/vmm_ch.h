@@ -5,8 +5,9 @@
 
 #include "services/vmm-driver/vmm.h"
 
-/* Files of the instance directory. cloud-hypervisor runs with it as cwd, so its own paths
- * are relative (unix socket paths stay short); vmm-driver reaches them through i->dir. */
+/* Files of the instance directory. cloud-hypervisor runs with it as cwd: its command line
+ * names them relative to it; vm.create names them by absolute path (what CH's API documents,
+ * and what a VMM resolving paths elsewhere still finds). */
 #define VMM_CH_LOG "cloud-hypervisor.log"    /* its stdout and stderr */
 #define VMM_CH_API_SOCKET "ch-api.sock"      /* --api-socket */
 #define VMM_CH_EVENTS "ch-events.json"       /* --event-monitor path= */
@@ -30,7 +31,9 @@ typedef struct vmm_ch_params {
         const char *disk_format; /* "raw" or "qcow2" */
         const char *boot_disk;   /* firmware boot: the instance's copy-on-write disk, read-write */
         const char *boot_disk_format;
-        const char *seed; /* the cloud-init seed, read-only; NULL: none */
+        const char *seed;         /* the cloud-init seed, read-only; NULL: none */
+        const char *console;      /* the serial port's File */
+        const char *vsock_socket; /* hybrid vsock's unix socket */
 } vmm_ch_params_t;
 
 /* The kit's kernel command line (console, the instance, the agent's network parameters). */

@@ -104,6 +104,8 @@ int vmm_ch_vm_config(const vmm_ch_params_t *p, json_t **ret) {
                 return -EINVAL;
         if (p->net && (!p->net->tap[0] || !p->net->mac[0]))
                 return -EINVAL;
+        if (!p->console || !p->vsock_socket)
+                return -EINVAL;
         c = json_object();
         if (!c)
                 return -ENOMEM;
@@ -122,11 +124,11 @@ int vmm_ch_vm_config(const vmm_ch_params_t *p, json_t **ret) {
                 r |= set(c, "fs",
                          json_pack("[{s:s, s:s, s:I, s:I, s:s}]", "tag", VMM_FS_TAG, "socket", p->fs_socket, "num_queues",
                                    (json_int_t)1, "queue_size", (json_int_t)1024, "id", "fs0"));
-        r |= set(c, "serial", json_pack("{s:s, s:s}", "mode", "File", "file", VMM_CH_CONSOLE));
+        r |= set(c, "serial", json_pack("{s:s, s:s}", "mode", "File", "file", p->console));
         r |= set(c, "console", json_pack("{s:s}", "mode", "Off"));
         /* Hybrid vsock: the host reaches the agent through a unix socket of the instance directory. */
         r |= set(c, "vsock", json_pack("{s:I, s:s, s:s}", "cid", (json_int_t)VMM_CH_GUEST_CID, "socket",
-                                       VMM_CH_VSOCK_SOCKET, "id", "vsock0"));
+                                       p->vsock_socket, "id", "vsock0"));
         /* A guest panic is reported as an event before the guest resets. */
         r |= set(c, "pvpanic", json_true());
         if (r) {

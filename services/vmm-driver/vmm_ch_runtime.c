@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -137,6 +138,7 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 .boot_disk_format = l->boot_disk_format,
                 .seed = l->seed,
         };
+        char console[PATH_MAX], vsock[sizeof(((struct sockaddr_un *)0)->sun_path)], fs[sizeof(vsock)];
         json_t *config = NULL;
         char path[PATH_MAX];
         int fd, r;
@@ -144,6 +146,17 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
         r = data_new(i);
         if (r < 0)
                 return fail(ret_error, r, "out of memory");
+        /* CH binds the vsock socket and connects to virtiofsd's by these names. */
+        if (snprintf(vsock, sizeof(vsock), "%s/" VMM_CH_VSOCK_SOCKET, i->dir) >= (int)sizeof(vsock) ||
+            (l->fs_socket && snprintf(fs, sizeof(fs), "%s/%s", i->dir, l->fs_socket) >= (int)sizeof(fs)))
+                return fail(ret_error, -ENAMETOOLONG,
+                            "instance directory %s is too long for cloud-hypervisor's unix sockets (%zu bytes at "
+                            "most): shorten vmm_driver.instances_dir",
+                            i->dir, sizeof(vsock) - 1);
+        snprintf(console, sizeof(console), "%s/" VMM_CH_CONSOLE, i->dir);
+        p.console = console;
+        p.vsock_socket = vsock;
+        p.fs_socket = l->fs_socket ? fs : NULL;
         if (l->boot_disk) {
                 if (!ch->firmware)
                         return fail(ret_error, -ENOENT,

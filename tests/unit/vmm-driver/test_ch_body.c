@@ -32,7 +32,9 @@ static const vmm_ch_params_t kit = {
         .kernel = "/kit/vmlinux",
         .initrd = "/kit/initrd.gz",
         .net = &net,
-        .fs_socket = "vfs.sock",
+        .fs_socket = "/var/lib/husk/instances/0123456789ab/vfs.sock",
+        .console = "/var/lib/husk/instances/0123456789ab/console.log",
+        .vsock_socket = "/var/lib/husk/instances/0123456789ab/vsock.sock",
 };
 
 static const vmm_ch_params_t firmware = {
@@ -44,6 +46,8 @@ static const vmm_ch_params_t firmware = {
         .boot_disk = "/var/lib/husk/instances/0123456789ab/disk.qcow2",
         .boot_disk_format = "qcow2",
         .seed = "/var/lib/husk/instances/0123456789ab/seed.img",
+        .console = "/var/lib/husk/instances/0123456789ab/console.log",
+        .vsock_socket = "/var/lib/husk/instances/0123456789ab/vsock.sock",
 };
 
 /* The body as CH receives it: built, dumped, parsed back. */
@@ -125,18 +129,19 @@ static void test_kit(void **state) {
         fs0 = json_array_get(json_object_get(c, "fs"), 0);
         assert_keys(fs0, (const char *const[]){ "tag", "socket", "num_queues", "queue_size", "id", NULL });
         assert_string_equal(str_at(fs0, "tag"), "rootfs");
-        assert_string_equal(str_at(fs0, "socket"), "vfs.sock");
+        assert_string_equal(str_at(fs0, "socket"), "/var/lib/husk/instances/0123456789ab/vfs.sock");
         assert_int_equal(json_integer_value(json_object_get(fs0, "num_queues")), 1);
         assert_int_equal(json_integer_value(json_object_get(fs0, "queue_size")), 1024);
 
         assert_string_equal(str_at(json_object_get(c, "serial"), "mode"), "File");
-        assert_string_equal(str_at(json_object_get(c, "serial"), "file"), "console.log");
+        assert_string_equal(str_at(json_object_get(c, "serial"), "file"),
+                            "/var/lib/husk/instances/0123456789ab/console.log");
         assert_keys(json_object_get(c, "console"), (const char *const[]){ "mode", NULL });
         assert_string_equal(str_at(json_object_get(c, "console"), "mode"), "Off");
 
         vsock = json_object_get(c, "vsock");
         assert_int_equal(json_integer_value(json_object_get(vsock, "cid")), 3);
-        assert_string_equal(str_at(vsock, "socket"), "vsock.sock");
+        assert_string_equal(str_at(vsock, "socket"), "/var/lib/husk/instances/0123456789ab/vsock.sock");
         assert_null(json_object_get(c, "disks"));
         json_decref(c);
 }
@@ -204,6 +209,9 @@ static void test_refused(void **state) {
         assert_int_equal(vmm_ch_vm_config(&p, &c), -EINVAL);
         p = firmware;
         p.boot_disk = NULL;
+        assert_int_equal(vmm_ch_vm_config(&p, &c), -EINVAL);
+        p = kit;
+        p.vsock_socket = NULL;
         assert_int_equal(vmm_ch_vm_config(&p, &c), -EINVAL);
         p = kit;
         bad.tap[0] = '\0';

@@ -199,6 +199,9 @@ static int spawn(vmm_instance_t *i, pid_t *ret_pid, char **ret_error) {
         return 0;
 }
 
+/* CH answers 204 to most actions, but 200 to vmm.shutdown (its spec says 204): any 2xx. */
+static bool success(long status) { return status >= 200 && status < 300; }
+
 /* Why the last answer was not a success: CH's error body, one line. */
 static void log_refused(vmm_instance_t *i, const char *what, long status, const char *body) {
         char line[512];
@@ -220,7 +223,7 @@ static void give_up(vmm_instance_t *i) {
 }
 
 static void on_boot(vmm_instance_t *i, int error, long status, const char *body, void *userdata) {
-        if (error < 0 || status != 204) {
+        if (error < 0 || !success(status)) {
                 if (error < 0)
                         log_warning_errno(error, "Instance %s: vm.boot failed: %m", id_of(i));
                 else
@@ -256,7 +259,7 @@ static void on_create(vmm_instance_t *i, int error, long status, const char *bod
                 ci->retry_ms = ci->retry_ms * 2 > API_RETRY_MAX_MS ? API_RETRY_MAX_MS : ci->retry_ms * 2;
                 return;
         }
-        if (error < 0 || status != 204) {
+        if (error < 0 || !success(status)) {
                 if (error < 0)
                         log_warning_errno(error, "Instance %s: vm.create failed: %m", id_of(i));
                 else
@@ -285,7 +288,7 @@ static void on_vmm_shutdown(vmm_instance_t *i, int error, long status, const cha
         /* The exit itself is what counts (pidfd); a refusal leaves SIGKILL at the stop timeout. */
         if (error < 0)
                 log_debug_errno(error, "Instance %s: vmm.shutdown not answered: %m", id_of(i));
-        else if (status != 204)
+        else if (!success(status))
                 log_refused(i, "vmm.shutdown", status, body);
 }
 
@@ -440,7 +443,7 @@ static int on_shutdown_timer(zloop_t *loop, int timer_id, void *arg) {
 static void on_power_button(vmm_instance_t *i, int error, long status, const char *body, void *userdata) {
         if (error < 0)
                 log_debug_errno(error, "Instance %s: vm.power-button not answered: %m", id_of(i));
-        else if (status != 204)
+        else if (!success(status))
                 log_refused(i, "vm.power-button", status, body);
 }
 

@@ -8,12 +8,12 @@
 /* Files of the instance directory. cloud-hypervisor runs with it as cwd: its command line
  * names them relative to it; vm.create names them by absolute path (what CH's API documents,
  * and what a VMM resolving paths elsewhere still finds). */
-#define VMM_CH_LOG "cloud-hypervisor.log"    /* its stdout and stderr */
-#define VMM_CH_API_SOCKET "ch-api.sock"      /* --api-socket */
-#define VMM_CH_EVENTS "ch-events.json"       /* --event-monitor path= */
-#define VMM_CH_VSOCK_SOCKET "vsock.sock"     /* hybrid vsock: CONNECT <port> on it reaches the guest */
-#define VMM_CH_CONSOLE "console.log"         /* the guest's serial port, a File (logd reads it) */
-#define VMM_CH_GUEST_CID 3                   /* the lowest a guest may have; each VM has its own device */
+#define VMM_CH_LOG "cloud-hypervisor.log" /* its stdout and stderr */
+#define VMM_CH_API_SOCKET "ch-api.sock"   /* --api-socket */
+#define VMM_CH_EVENTS "ch-events.json"    /* --event-monitor path= */
+#define VMM_CH_VSOCK_SOCKET "vsock.sock"  /* hybrid vsock: CONNECT <port> on it reaches the guest */
+#define VMM_CH_CONSOLE "console.log"      /* the guest's serial port, a File (logd reads it) */
+#define VMM_CH_GUEST_CID 3                /* the lowest a guest may have; each VM has its own device */
 
 /* ---- the bodies (vmm_ch_body.c) --------------------------------------------------------------- */
 

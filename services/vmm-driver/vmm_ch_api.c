@@ -19,8 +19,8 @@ struct vmm_ch_api {
         vmm_instance_t *i;
         CURLM *multi;
         char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        int dir_fd;     /* keeps /proc/self/fd/N valid for a long socket path; -1 when unused */
-        int timer;      /* curl's timeout; 0 when none */
+        int dir_fd; /* keeps /proc/self/fd/N valid for a long socket path; -1 when unused */
+        int timer;  /* curl's timeout; 0 when none */
         api_call_t *calls;
         int done_timer; /* finished calls are completed from a timer of their own; 0 when none */
 };

@@ -31,9 +31,7 @@ int vmm_ch_cmdline(const vmm_ch_params_t *p, char **ret) {
  * (json_pack's "s?" would hide which key was wrong). */
 static int set(json_t *o, const char *key, json_t *v) { return v && json_object_set_new(o, key, v) == 0 ? 0 : -ENOMEM; }
 
-static const char *image_type(const char *format) {
-        return format && streq(format, "qcow2") ? "Qcow2" : "Raw";
-}
+static const char *image_type(const char *format) { return format && streq(format, "qcow2") ? "Qcow2" : "Raw"; }
 
 static json_t *disk(const char *path, const char *format, bool readonly, const char *id) {
         json_t *d = json_object();
@@ -110,25 +108,29 @@ int vmm_ch_vm_config(const vmm_ch_params_t *p, json_t **ret) {
         if (!c)
                 return -ENOMEM;
 
-        r |= set(c, "cpus", json_pack("{s:I, s:I}", "boot_vcpus", (json_int_t)p->cpus, "max_vcpus", (json_int_t)p->cpus));
+        r |= set(c, "cpus",
+                 json_pack("{s:I, s:I}", "boot_vcpus", (json_int_t)p->cpus, "max_vcpus", (json_int_t)p->cpus));
         /* vhost-user (virtiofsd) maps guest RAM: it must be shared. */
-        r |= set(c, "memory", json_pack("{s:I, s:b}", "size", (json_int_t)p->memory_mib << 20, "shared", p->fs_socket != NULL));
+        r |= set(c, "memory",
+                 json_pack("{s:I, s:b}", "size", (json_int_t)p->memory_mib << 20, "shared", p->fs_socket != NULL));
         r |= set(c, "payload", payload(p));
         if (p->boot_disk || p->disk || p->seed)
                 r |= set(c, "disks", disks(p));
         if (p->net)
                 /* netd made the TAP and owns it: CH only opens it (no CAP_NET_ADMIN), no ip/mask, so
                  * it configures nothing on the host side. */
-                r |= set(c, "net", json_pack("[{s:s, s:s, s:s}]", "tap", p->net->tap, "mac", p->net->mac, "id", "net0"));
+                r |= set(c, "net",
+                         json_pack("[{s:s, s:s, s:s}]", "tap", p->net->tap, "mac", p->net->mac, "id", "net0"));
         if (p->fs_socket)
                 r |= set(c, "fs",
-                         json_pack("[{s:s, s:s, s:I, s:I, s:s}]", "tag", VMM_FS_TAG, "socket", p->fs_socket, "num_queues",
-                                   (json_int_t)1, "queue_size", (json_int_t)1024, "id", "fs0"));
+                         json_pack("[{s:s, s:s, s:I, s:I, s:s}]", "tag", VMM_FS_TAG, "socket", p->fs_socket,
+                                   "num_queues", (json_int_t)1, "queue_size", (json_int_t)1024, "id", "fs0"));
         r |= set(c, "serial", json_pack("{s:s, s:s}", "mode", "File", "file", p->console));
         r |= set(c, "console", json_pack("{s:s}", "mode", "Off"));
         /* Hybrid vsock: the host reaches the agent through a unix socket of the instance directory. */
-        r |= set(c, "vsock", json_pack("{s:I, s:s, s:s}", "cid", (json_int_t)VMM_CH_GUEST_CID, "socket",
-                                       p->vsock_socket, "id", "vsock0"));
+        r |= set(c, "vsock",
+                 json_pack("{s:I, s:s, s:s}", "cid", (json_int_t)VMM_CH_GUEST_CID, "socket", p->vsock_socket, "id",
+                           "vsock0"));
         /* A guest panic is reported as an event before the guest resets. */
         r |= set(c, "pvpanic", json_true());
         if (r) {
@@ -142,9 +144,12 @@ int vmm_ch_vm_config(const vmm_ch_params_t *p, json_t **ret) {
 int vmm_ch_argv(const char *binary, const char *seccomp, char ***ret) {
         const char *args[] = {
                 binary,
-                "--api-socket", "path=" VMM_CH_API_SOCKET,
-                "--event-monitor", "path=" VMM_CH_EVENTS,
-                "--seccomp", seccomp ?: "true",
+                "--api-socket",
+                "path=" VMM_CH_API_SOCKET,
+                "--event-monitor",
+                "path=" VMM_CH_EVENTS,
+                "--seccomp",
+                seccomp ?: "true",
                 NULL,
         };
         char **v;

@@ -327,7 +327,7 @@ static void on_event(vmm_instance_t *i, const vmm_ch_event_t *e) {
                    (streq(e->source, "vmm") && streq(e->event, "shutdown")))
                 /* The guest powered off, or CH was asked to end (vmm.shutdown, SIGTERM). */
                 set_reason(i, i->rec.stop_requested_at > 0 || ch_of(i)->vmm_shutdown_sent ? "host-shutdown"
-                                                                                           : "guest-shutdown");
+                                                                                          : "guest-shutdown");
 }
 
 static int connect_channels(vmm_instance_t *i) {
@@ -380,8 +380,8 @@ static void on_info(vmm_instance_t *i, int error, long status, const char *body,
         log_debug("Instance %s: adopted cloud-hypervisor VM is %s", id_of(i), state ?: "?");
         if (state && streq(state, "Running"))
                 vmm_instance_on_running(i);
-        else if (state && streq(state, "Created") && vmm_ch_api_call(ch_of(i)->api, "PUT", "vm.boot", NULL,
-                                                                     API_TIMEOUT_MS, on_boot, NULL) < 0)
+        else if (state && streq(state, "Created") &&
+                 vmm_ch_api_call(ch_of(i)->api, "PUT", "vm.boot", NULL, API_TIMEOUT_MS, on_boot, NULL) < 0)
                 /* vmm-driver died between vm.create and vm.boot. */
                 give_up(i);
         json_decref(info);

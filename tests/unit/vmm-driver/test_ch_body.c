@@ -103,8 +103,8 @@ static void test_kit(void **state) {
         json_t *c = body_of(&kit, "kit");
         json_t *payload, *net0, *fs0, *vsock;
 
-        assert_keys(c, (const char *const[]){ "cpus", "memory", "payload", "net", "fs", "serial", "console",
-                                              "vsock", "pvpanic", NULL });
+        assert_keys(c, (const char *const[]){ "cpus", "memory", "payload", "net", "fs", "serial", "console", "vsock",
+                                              "pvpanic", NULL });
         assert_int_equal(int_at(c, "cpus", "boot_vcpus"), 2);
         assert_int_equal(int_at(c, "cpus", "max_vcpus"), 2);
         assert_int_equal(int_at(c, "memory", "size"), 512ll << 20);
@@ -296,8 +296,9 @@ static void test_exit_reason(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_kit),     cmocka_unit_test(test_kit_disk_no_net), cmocka_unit_test(test_firmware),
-                cmocka_unit_test(test_refused), cmocka_unit_test(test_argv),            cmocka_unit_test(test_events),
+                cmocka_unit_test(test_kit),         cmocka_unit_test(test_kit_disk_no_net),
+                cmocka_unit_test(test_firmware),    cmocka_unit_test(test_refused),
+                cmocka_unit_test(test_argv),        cmocka_unit_test(test_events),
                 cmocka_unit_test(test_exit_reason),
         };
 

@@ -42,7 +42,9 @@ def error_body(*chain):
 class ApiServer:
     def __init__(self, listener, handle, violation, log):
         self.listener = listener
-        self.handle = handle  # Request -> (status, body or None); runs the request on the VMM thread
+        # Request -> (status, body or None, sent): runs the request on the VMM thread; sent() is
+        # called once the answer is written (or cannot be), so the process does not exit under it.
+        self.handle = handle
         self.violation = violation  # (what, request or None) -> None
         self.log = log
         threading.Thread(target=self._accept_loop, daemon=True, name="http-server").start()
@@ -86,6 +88,9 @@ class ApiServer:
                 if length > PAYLOAD_MAX:
                     conn.sendall(response(413, error_body("Payload Too Large")))
                     return
+                if length > len(buf) and headers.get("expect", "").lower() == "100-continue":
+                    # curl asks before sending a large body; micro_http answers the interim 100.
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 while len(buf) < length:
                     chunk = conn.recv(65536)
                     if not chunk:
@@ -99,8 +104,11 @@ class ApiServer:
                     self.violation("client half-closed its socket before reading the reply "
                                    "(CH drops the connection unanswered)", req)
                     return
-                status, rbody = self.handle(req)
-                conn.sendall(response(status, rbody))
+                status, rbody, sent = self.handle(req)
+                try:
+                    conn.sendall(response(status, rbody))
+                finally:
+                    sent()
                 if headers.get("connection", "").lower() == "close" or version == "HTTP/1.0":
                     return
         except OSError:

@@ -378,3 +378,20 @@ def test_agent_frame_decoders_survive_the_fuzzer(tmp_path):
     r = subprocess.run([str(FUZZER), "-max_total_time=10", "-max_len=65536", str(corpus)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("sysrq", ["b", "c"], ids=["reset", "panic"])
+def test_guest_reset_or_panic_ends_the_vm(runtime_stack, tmp_path, sysrq):
+    """A guest that resets (or panics into a reset, panic=-1) ends its VM, as a reboot is the
+    scheduler's decision: QEMU runs with -no-reboot; cloud-hypervisor reboots in place, so
+    vmm-driver ends it on its event monitor's `rebooting` (or `panic`) record."""
+    stack = runtime_stack
+    root = rootfs(stack, tmp_path)
+    apply(stack, "flaky", root, command=["/bin/sh", "-c", f"sleep 2; echo {sysrq} > /proc/sysrq-trigger"])
+    first = wait_ready(stack, "flaky")["instances"][0]["instance_id"]
+
+    def exited():
+        return [e for e in events(stack, "flaky")
+                if e["reason"] == "InstanceExited" and first in e["message"]] or None
+    [e] = stack.wait_for(exited, timeout=60, what=f"instance {first} exited after its guest's sysrq {sysrq}")
+    assert f"instance {first} exited (guest-shutdown, status" in e["message"], e

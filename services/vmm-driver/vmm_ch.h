@@ -54,7 +54,10 @@ typedef void (*vmm_ch_api_fn)(vmm_instance_t *i, int error, long status, const c
 
 /* socket_path: the API socket, reached through dir_fd when it is too long for sun_path. */
 int vmm_ch_api_new(vmm_instance_t *i, const char *socket_path, vmm_ch_api_t **ret);
-/* Ends every request in flight without calling back. */
+/* Ends every request in flight without calling back; later calls fail with -ENOTCONN. The
+ * memory stays until vmm_ch_api_free(): zloop may still call a handler ended in the current
+ * iteration, so only release (vmm_runtime.h) frees it. */
+void vmm_ch_api_close(vmm_ch_api_t *a);
 void vmm_ch_api_free(vmm_ch_api_t **a);
 /* PUT or GET path ("vm.create") with body (NULL: none); fn later. */
 int vmm_ch_api_call(vmm_ch_api_t *a, const char *method, const char *path, const char *body, uint64_t timeout_ms,
@@ -81,6 +84,8 @@ int vmm_ch_events_start(vmm_instance_t *i, void (*fn)(vmm_instance_t *i, const v
                         vmm_ch_events_t **ret);
 /* Read what was written and not yet handled (before the exit is published). */
 void vmm_ch_events_drain(vmm_ch_events_t *e);
+/* Stops following (as vmm_ch_api_close: the memory stays until vmm_ch_events_free()). */
+void vmm_ch_events_close(vmm_ch_events_t *e);
 void vmm_ch_events_free(vmm_ch_events_t **e);
 
 /* ---- the runtime (vmm_ch_runtime.c) ----------------------------------------------------------- */

@@ -143,6 +143,9 @@ static int on_socket(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         vmm_ch_api_t *a = arg;
         int events = 0;
 
+        /* zloop may still call a poller ended earlier in this iteration. */
+        if (!a->multi)
+                return 0;
         if (item->revents & ZMQ_POLLIN)
                 events |= CURL_CSELECT_IN;
         if (item->revents & ZMQ_POLLOUT)
@@ -245,11 +248,10 @@ int vmm_ch_api_new(vmm_instance_t *i, const char *socket_path, vmm_ch_api_t **re
         return 0;
 }
 
-void vmm_ch_api_free(vmm_ch_api_t **ap) {
-        vmm_ch_api_t *a = *ap;
+void vmm_ch_api_close(vmm_ch_api_t *a) {
         zloop_t *loop;
 
-        if (!a)
+        if (!a || !a->multi)
                 return;
         loop = a->i->vmm->loop;
         while (a->calls) {
@@ -264,9 +266,17 @@ void vmm_ch_api_free(vmm_ch_api_t **ap) {
                 zloop_timer_end(loop, a->done_timer);
         a->timer = a->done_timer = 0;
         curl_multi_cleanup(a->multi);
+        a->multi = NULL;
         if (a->dir_fd >= 0)
                 close(a->dir_fd);
-        free(a);
+        a->dir_fd = -1;
+}
+
+void vmm_ch_api_free(vmm_ch_api_t **ap) {
+        if (!*ap)
+                return;
+        vmm_ch_api_close(*ap);
+        free(*ap);
         *ap = NULL;
 }
 
@@ -275,6 +285,8 @@ int vmm_ch_api_call(vmm_ch_api_t *a, const char *method, const char *path, const
         char url[128];
         api_call_t *c;
 
+        if (!a->multi)
+                return -ENOTCONN;
         if (snprintf(url, sizeof(url), "http://localhost/api/v1/%s", path) >= (int)sizeof(url))
                 return -EINVAL;
         c = calloc(1, sizeof(*c));

@@ -95,7 +95,7 @@ static void events_read(vmm_ch_events_t *ev) {
 }
 
 void vmm_ch_events_drain(vmm_ch_events_t *ev) {
-        if (ev)
+        if (ev && ev->fd >= 0)
                 events_read(ev);
 }
 
@@ -103,6 +103,9 @@ static int on_inotify(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         vmm_ch_events_t *ev = arg;
         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 
+        /* zloop may still call a poller ended earlier in this iteration. */
+        if (ev->inotify_fd < 0)
+                return 0;
         /* The events only say the file grew: read them away, then the file. */
         while (read(ev->inotify_fd, buf, sizeof(buf)) > 0)
                 ;
@@ -156,17 +159,23 @@ fail:
         return r;
 }
 
-void vmm_ch_events_free(vmm_ch_events_t **evp) {
-        vmm_ch_events_t *ev = *evp;
-
+void vmm_ch_events_close(vmm_ch_events_t *ev) {
         if (!ev)
                 return;
         if (ev->inotify_fd >= 0) {
                 zloop_poller_end(ev->i->vmm->loop, &(zmq_pollitem_t){ .fd = ev->inotify_fd });
                 close(ev->inotify_fd);
+                ev->inotify_fd = -1;
         }
         if (ev->fd >= 0)
                 close(ev->fd);
-        free(ev);
+        ev->fd = -1;
+}
+
+void vmm_ch_events_free(vmm_ch_events_t **evp) {
+        if (!*evp)
+                return;
+        vmm_ch_events_close(*evp);
+        free(*evp);
         *evp = NULL;
 }

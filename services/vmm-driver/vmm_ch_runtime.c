@@ -413,8 +413,8 @@ static void disconnect(vmm_instance_t *i) {
         if (ci->shutdown_timer)
                 zloop_timer_end(i->vmm->loop, ci->shutdown_timer);
         ci->retry_timer = ci->shutdown_timer = 0;
-        vmm_ch_api_free(&ci->api);
-        vmm_ch_events_free(&ci->events);
+        vmm_ch_api_close(ci->api);
+        vmm_ch_events_close(ci->events);
 }
 
 static void release(vmm_instance_t *i) {
@@ -423,6 +423,8 @@ static void release(vmm_instance_t *i) {
         if (!ci)
                 return;
         disconnect(i);
+        vmm_ch_api_free(&ci->api);
+        vmm_ch_events_free(&ci->events);
         vmm_strv_free(ci->argv);
         free(ci->vm_config);
         free(ci);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # install-deps.sh: install every Debian package husk's build, tests, guest kit, disk image and demo need.
 # Idempotent: packages already present are left alone. Needs root (or sudo). python3 and
-# python3-yaml are build tools: proto/schema_gen.py makes C and Python tables from proto/schema.yaml.
+# python3-yaml are build tools: proto/schema_gen.py makes C and Python tables from proto/schema.yaml;
+# they are also all the cloud-hypervisor double (tests/ch_double) needs besides qemu-system-x86.
 set -eu
 
 PACKAGES="

@@ -9,7 +9,6 @@ import ctypes
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -67,8 +66,11 @@ def guest_cmdline(cmdline, accel):
     return " ".join(words)
 
 
-def build_argv(cfg, workdir, qemu, accel):
-    """QEMU's argv for VmConfig cfg (validated); sockets relative to workdir (QEMU's cwd)."""
+def build_argv(cfg, names, qemu, accel):
+    """QEMU's argv for VmConfig cfg (validated) and the fds it must inherit. names: the abstract
+    socket names of QMP and the agent port; no file of QEMU's own is left even when the double is
+    SIGKILLed (the firmware's variables live in a memfd)."""
+    fds = []
     payload = cfg.get("payload", {})
     firmware = "firmware" in payload and "kernel" not in payload
     pci = firmware
@@ -85,14 +87,17 @@ def build_argv(cfg, workdir, qemu, accel):
     a += ["-m", str(mib), "-object", f"memory-backend-memfd,id=mem,size={mib}M,share={'on' if shared else 'off'}"]
     # A guest reset reboots the VM in place (CH re-creates it); a guest panic is only reported.
     a += ["-action", "panic=none"]
-    a += ["-qmp", "unix:qmp.sock,server=on,wait=off"]
+    a += ["-chardev", f"socket,id=qmp,path={names['qmp']},abstract=on,server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
     dev = (lambda kind: f"{kind}-pci") if pci else (lambda kind: f"{kind}-device")
     if firmware:
         a += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={payload['firmware']}"]
         vars_src = firmware_vars(payload["firmware"])
         if vars_src:
-            shutil.copyfile(vars_src, os.path.join(workdir, "vars.fd"))
-            a += ["-drive", "if=pflash,format=raw,unit=1,file=vars.fd"]
+            fd = os.memfd_create("ch-double-vars", 0)
+            with open(vars_src, "rb") as f:
+                os.write(fd, f.read())
+            fds.append(fd)
+            a += ["-drive", f"if=pflash,format=raw,unit=1,file=/dev/fd/{fd}"]
     else:
         a += ["-kernel", payload["kernel"]]
         if "initramfs" in payload:
@@ -132,14 +137,14 @@ def build_argv(cfg, workdir, qemu, accel):
         path = console.get("file") if console["mode"] == "File" else "/dev/stdout"
         a += ["-chardev", f"file,id=con0,path={path}", "-device", "virtconsole,chardev=con0"]
     if cfg.get("vsock"):
-        a += ["-chardev", "socket,id=agent,path=agent.sock,server=on,wait=off"]
+        a += ["-chardev", f"socket,id=agent,path={names['agent']},abstract=on,server=on,wait=off"]
         a += ["-device", f"virtserialport,chardev=agent,name={AGENT_PORT_NAME},id=agentport"]
     if cfg.get("pvpanic"):
         a += ["-device", "pvpanic-pci" if pci else "pvpanic"]
-    return a
+    return a, fds
 
 
-def spawn(argv, workdir, output):
+def spawn(argv, fds, output):
     parent = os.getpid()
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -150,8 +155,12 @@ def spawn(argv, workdir, output):
         if os.getppid() != parent:
             os._exit(1)
 
-    return subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                            preexec_fn=die_with_parent, close_fds=True)
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                preexec_fn=die_with_parent, close_fds=True, pass_fds=fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 class Qmp:

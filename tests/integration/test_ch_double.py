@@ -250,6 +250,54 @@ def handshake_answer(path, command):
         s.close()
 
 
+def handshake_answer_first_line(path, command):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(str(path))
+        s.sendall(command)
+        line = b""
+        while not line.endswith(b"\n"):
+            c = s.recv(1)
+            if not c:
+                break
+            line += c
+        return line
+    finally:
+        s.close()
+
+
+def test_validator_reads_the_spec_as_ch_reads_bodies():
+    """The subset of OpenAPI 3 the spec uses: $ref, required, types, integer formats, enums, minimum."""
+    sys.path.insert(0, str(DOUBLE.parent))
+    import chd_openapi
+    spec = chd_openapi.Spec(chd_openapi_spec_path())
+    schema = spec.request_schema("/vm.create", "put")
+    ok = {"payload": {"kernel": "/k"}, "cpus": {"boot_vcpus": 2, "max_vcpus": 2},
+          "disks": [{"path": "/d", "readonly": True, "pci_segment": 0}], "vsock": {"cid": 3, "socket": "/v"}}
+    assert spec.validate(ok, schema) == []
+    bad = {"payload": {"kernel": "/k"}, "cpus": {"boot_vcpus": 0, "max_vcpus": 1},
+           "disks": [{"path": "/d", "pci_device_id": 256, "readonly": "yes"}], "vsock": {"socket": "/v"},
+           "console": {"mode": "off"}, "memory": {"size": 1.5}}
+    errors = spec.validate(bad, schema)
+    for want in ("$.cpus.boot_vcpus: 0 is below the minimum 1", "$.disks[0].pci_device_id: 256 out of range",
+                 "$.disks[0].readonly: expected a boolean", "$.vsock: missing required field `cid`",
+                 "$.console.mode: 'off' is not one of", "$.memory.size: expected an integer"):
+        assert any(e.startswith(want) for e in errors), (want, errors)
+    assert spec.validate({}, schema) == ["$: missing required field `payload`"]
+    assert spec.request_schema("/vm.boot", "put") is None
+
+
+def chd_openapi_spec_path():
+    """The spec the double reads (its SPEC), from the program itself."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("chd_main", str(DOUBLE))
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(mod)
+    return mod.SPEC
+
+
 def test_command_line_as_clap(double_dir):
     def run(*args):
         return subprocess.run([str(DOUBLE), *args], capture_output=True, text=True, timeout=30)
@@ -347,8 +395,11 @@ def test_kit_boots_agent_over_hybrid_vsock_and_power_off_ends_it(make_double):
     # Bad commands and ports nobody listens on: closed without an answer, as CH's muxer does.
     assert handshake_answer(dbl.vsock, b"HELLO 2375\n") == b""
     assert handshake_answer(dbl.vsock, b"CONNECT 1234\n") == b""
-    # A new stream replaces the previous one (the agent keeps the newest host).
+    # The keyword in any case and the port trimmed, as CH's muxer parses it; a new stream replaces
+    # the previous one (the agent keeps the newest host).
     agent.close()
+    answer = handshake_answer_first_line(dbl.vsock, b"connect  2375 \n")
+    assert re.fullmatch(rb"OK \d+\n", answer), answer
     agent = Agent.connect(dbl.vsock, timeout=30)
     assert agent.request({"type": "ping", "id": 3}) == {"type": "pong", "id": 3}
 
@@ -377,6 +428,12 @@ def test_shutdown_reboot_boot_again_and_signals(make_double):
     agent = Agent.connect(dbl.vsock)
     assert agent.recv()["type"] == "ready"
 
+    # vm.pause / vm.resume: the guest stops and goes on.
+    assert dbl.call("PUT", "vm.pause") == (204, None)
+    assert dbl.call("GET", "vm.info")[1]["state"] == "Paused"
+    assert dbl.call("PUT", "vm.resume") == (204, None)
+    assert dbl.call("GET", "vm.info")[1]["state"] == "Running"
+
     # vm.reboot: the process stays, the guest boots again and its agent comes back.
     assert dbl.call("PUT", "vm.reboot") == (204, None)
     agent.close()
@@ -387,7 +444,28 @@ def test_shutdown_reboot_boot_again_and_signals(make_double):
     dbl.proc.send_signal(signal.SIGTERM)
     assert dbl.wait_exit(30) == 0
     assert dbl.names() == ["vmm starting", "vm booting", "vm booted", "vm shutdown", "vm booting", "vm booted",
-                           "vm rebooting", "vm rebooted", "vm shutdown", "vm deleted", "vmm shutdown"]
+                           "vm pausing", "vm paused", "vm resuming", "vm resumed", "vm rebooting", "vm rebooted", "vm shutdown", "vm deleted", "vmm shutdown"]
+    assert dbl.violation_list() == []
+
+
+def test_guest_reboot_keeps_the_vmm(make_double):
+    """A reboot from inside the guest: CH re-creates the VM and stays (no exit, unlike QEMU's
+    -no-reboot); the event monitor says so, and the agent comes back on the vsock socket."""
+    dbl = make_double()
+    assert dbl.call("PUT", "vm.create", kit_config(dbl)) == (204, None)
+    assert dbl.call("PUT", "vm.boot") == (204, None)
+    agent = Agent.connect(dbl.vsock)
+    assert agent.recv()["type"] == "ready"
+    agent.send({"type": "exec", "id": 1, "argv": ["reboot", "-f"], "env": {}, "cwd": None, "timeout_ms": 30000,
+                "stdin": None})
+    wait_for(lambda: "vm rebooted" in dbl.names(), timeout=60, what="the reboot's event records")
+    agent.close()
+    agent = Agent.connect(dbl.vsock)
+    assert agent.recv()["type"] == "ready"
+    agent.close()
+    assert dbl.proc.poll() is None
+    assert dbl.names() == ["vmm starting", "vm booting", "vm booted", "vm rebooting", "vm rebooted"]
+    assert dbl.call("GET", "vm.info")[1]["state"] == "Running"
     assert dbl.violation_list() == []
 
 
@@ -396,9 +474,18 @@ def test_sigkill_takes_qemu_along(make_double):
     assert dbl.call("PUT", "vm.create", kit_config(dbl)) == (204, None)
     assert dbl.call("PUT", "vm.boot") == (204, None)
     [qemu] = dbl.qemu_pids()
+    # QEMU's own sockets (QMP, the agent port) are abstract: no file of them can outlive it.
+    inodes = {os.readlink(f"/proc/{qemu}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{qemu}/fd")
+              if os.readlink(f"/proc/{qemu}/fd/{fd}").startswith("socket:[")}
+    paths = [line.split()[7] for line in Path(f"/proc/{qemu}/net/unix").read_text().splitlines()[1:]
+             if len(line.split()) >= 8 and line.split()[6] in inodes]
+    assert paths and all(p.startswith("@") for p in paths), paths
     dbl.proc.kill()
     dbl.proc.wait()
     wait_for(lambda: not Path(f"/proc/{qemu}").exists(), timeout=10, what="QEMU to die with the double")
+    # Left behind, as by a SIGKILLed CH: its sockets and files, nothing of QEMU's (abstract sockets).
+    assert sorted(p.name for p in dbl.dir.iterdir()) == ["api.sock", "api.sock.lock", "ch.log", "console.log",
+                                                         "events.json", "vsock.sock"]
 
 
 def test_qemu_dying_is_the_vmm_crashing(make_double):
@@ -564,3 +651,27 @@ def test_virtio_fs_kit_mode_workload(make_double, double_dir):
     finally:
         fsd.kill()
         fsd.wait()
+
+
+def test_kit_kernel_with_a_disk(make_double, double_dir):
+    """Disk mode with the kit kernel: a raw ext4 image as a read-only virtio-blk disk, mounted by the agent."""
+    require(ROOTFS.is_dir(), f"{ROOTFS} not built (make guest)")
+    require(shutil.which("mkfs.ext4"), "mkfs.ext4 not installed (Debian package e2fsprogs)")
+    disk = double_dir / "disk.raw"
+    sh("mkfs.ext4", "-q", "-F", "-d", str(ROOTFS), str(disk), "64M")
+    dbl = make_double()
+    assert dbl.call("PUT", "vm.create", kit_config(dbl, disks=[{"path": str(disk), "readonly": True}])) == (204, None)
+    assert dbl.call("PUT", "vm.boot") == (204, None)
+    agent = Agent.connect(dbl.vsock)
+    assert agent.recv()["type"] == "ready"
+    assert agent.request({"type": "hello", "id": 1, "version": 1})["type"] == "hello"
+    started = agent.request({"type": "start", "id": 2, "mode": "disk", "tag": "/dev/vda", "command": None,
+                             "env": {}, "kind": "worker", "hostname": "chd1"})
+    assert started.get("type") == "start", started
+    out = agent.request({"type": "exec", "id": 3, "argv": ["ls", "/bin/busybox"], "env": {}, "cwd": None,
+                         "timeout_ms": 30000, "stdin": None})
+    assert out["exit_status"] == 0 and b"/bin/busybox" in out["stdout"], out
+    agent.close()
+    assert dbl.call("PUT", "vmm.shutdown") == (200, None)
+    assert dbl.wait_exit(30) == 0
+    assert dbl.violation_list() == []

@@ -22,13 +22,16 @@ HUSK_VERSION := $(shell cat VERSION)
 
 # Each binary links only the libraries its own code and the lib/ and proto/ objects it pulls
 # from libhusk.a use; --as-needed drops the rest. The CLI loads neither civetweb, sqlite nor
-# libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); daemons load no curl.
+# libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); of the daemons only
+# vmm-driver loads curl.
 PKGS_core      := libczmq libzmq msgpack yaml-0.1 jansson
 PKGS_daemon    := $(PKGS_core) libsystemd
 PKGS_cli       := $(PKGS_core) libcurl
 PKGS_apiserver := $(PKGS_daemon) sqlite3 libsodium openssl
 PKGS_netd      := $(PKGS_daemon) libnftables
-PKGS_ALL       := $(sort $(PKGS_cli) $(PKGS_apiserver) $(PKGS_netd))
+# vmm-driver speaks cloud-hypervisor's REST API through libcurl's multi interface.
+PKGS_vmm-driver := $(PKGS_daemon) libcurl
+PKGS_ALL       := $(sort $(PKGS_cli) $(PKGS_apiserver) $(PKGS_netd) $(PKGS_vmm-driver))
 pkg_libs        = $(shell pkg-config --libs $(1))
 PKG_CFLAGS     := $(shell pkg-config --cflags $(PKGS_ALL))
 

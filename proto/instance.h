@@ -52,6 +52,7 @@ typedef struct instance {
         int64_t exit_status; /* wait status decoded: code, or 128+signal; -1 when unknown */
         char *exit_message;  /* the VMM's last output lines when it crashed or was killed; NULL: none */
         char *address;       /* the guest's IPv4 address as netd gave it (net.attach); NULL: no network */
+        bool firmware_boot;  /* the guest boots its disk by its own firmware; false: the kit (agent as PID 1) */
         /* Unix ns, for measuring husk's own share of a start (make bench); 0 (and not packed) when unknown. */
         uint64_t spawned_at_ns; /* the VMM was exec'd (posix_spawn returned) */
         uint64_t ready_at_ns;   /* vmm-driver read the agent's ready */

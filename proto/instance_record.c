@@ -118,7 +118,7 @@ int instance_record_to_json(const instance_record_t *r, char **ret) {
                 q |= set_str(o, "console_log", r->console_log);
         q |= set_str(o, "workload_mode", r->workload_mode);
         q |= set_str(o, "image_path", r->image_path);
-        if (r->firmware_boot)
+        if (r->inst.firmware_boot)
                 q |= json_object_set_new(o, "firmware_boot", json_true());
         q |= set_int(o, "fs_pid", r->fs_pid);
         q |= set_int(o, "fs_pid_start_time", (json_int_t)r->fs_pid_start_time);
@@ -237,7 +237,7 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_str(o, "workload_mode", false, &r->workload_mode) < 0 ||
             get_str(o, "image_path", false, &r->image_path) < 0 ||
             get_bool(o, "workload_started", false, &r->workload_started) < 0 ||
-            get_bool(o, "firmware_boot", false, &r->firmware_boot) < 0 ||
+            get_bool(o, "firmware_boot", false, &r->inst.firmware_boot) < 0 ||
             get_bool(o, "remove_on_exit", full, &r->remove_on_exit) < 0)
                 goto malformed;
         /* fs_pid and its start time come as a pair (older records have neither). */

@@ -22,8 +22,7 @@ typedef struct instance_record {
         char *console_log;          /* file name in the instance directory; NULL: INSTANCE_CONSOLE_LOG_DEFAULT */
         char *workload_mode; /* "rootfs" or "bundle" (kit mode), "disk" (a disk image with a command); NULL: no workload */
         char *image_path; /* spec.image with every symlink resolved at create: what virtiofsd and the VMM were given */
-        bool firmware_boot; /* the image is a disk booted by its own firmware (an instance disk and a seed in the directory); false: the kit */
-        int64_t fs_pid; /* virtiofsd serving the image, 0 when none */
+        int64_t fs_pid;   /* virtiofsd serving the image, 0 when none */
         uint64_t fs_pid_start_time;
         bool workload_started;   /* the agent accepted the start request */
         bool workload_exited;    /* the agent reported the workload's exit: workload_status is it */

@@ -21,6 +21,13 @@
 
 #define HISTORY_MAX 10
 #define FIRST_PROBE_MS 200 /* after the instance is seen running: soon, not at once */
+/* How long a guest that never says it is up may take to boot before its failed checks count. A
+ * kit guest is up when its agent (PID 1) reports ready, any guest once one of its checks passed:
+ * both usually well before this. A disk image booted by firmware says nothing else (its agent,
+ * if it has one, is one service among many).
+ * Under TCG a Debian image with cloud-init takes 60-90 s, and Ring's example check (3 failures
+ * 10 s apart) would otherwise replace it before it ever finished booting. */
+#define BOOT_GRACE_MS (180 * 1000)
 
 typedef struct probe_result {
         uint64_t ts;
@@ -36,6 +43,7 @@ struct probe {
         char instance_id[16];
         char deployment_id[64];
         uint64_t started_at;  /* the instance's, for start_period */
+        bool guest_up;        /* booted: its kit agent reported ready, or a check of it passed */
         size_t index;         /* position in the deployment's health_checks */
         health_check_t check; /* a copy: the deployment record is gone after the pass */
         char guest_ip[16];    /* "" until netd told us */
@@ -125,7 +133,10 @@ static void on_streak(probe_t *p, const char *why) {
 
 static void record(probe_t *p, bool ok, const char *message) {
         uint64_t now = now_realtime_ms();
-        bool counted = ok || now >= p->started_at + p->check.start_period_ms;
+        /* A failure counts once start_period is over and the guest has booted (or had its
+         * BOOT_GRACE_MS): a guest still booting is not failing, however slow the host. */
+        bool booted = p->guest_up || now >= p->started_at + BOOT_GRACE_MS;
+        bool counted = ok || (now >= p->started_at + p->check.start_period_ms && booted);
         probe_result_t *r = &p->history[p->slot];
         bool was_passing = p->passing;
 
@@ -139,6 +150,7 @@ static void record(probe_t *p, bool ok, const char *message) {
                 p->n_history++;
 
         if (ok) {
+                p->guest_up = true;
                 p->consecutive_failures = 0;
                 p->acted = false;
                 p->passing = true;
@@ -482,6 +494,10 @@ void scheduler_health_sync(scheduler_t *s, const deployment_t *deployments, size
                                 s->probes = p;
                                 arm(p, FIRST_PROBE_MS);
                         }
+                        /* The kit's agent is PID 1: its ready is the guest's. In a disk image it
+                         * is one service among many, started long before the others are up. */
+                        if (streq(i->state, INSTANCE_STATE_READY) && !i->firmware_boot)
+                                p->guest_up = true;
                         p->seen = true;
                 }
         }

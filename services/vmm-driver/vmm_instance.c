@@ -556,7 +556,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 return;
         }
         i->rec.workload_mode = c->mode ? strdup(c->mode) : NULL;
-        i->rec.firmware_boot = c->firmware;
+        i->rec.inst.firmware_boot = c->firmware;
         i->rec.console_log = strdup(c->rt->console_file);
         i->rec.inst.address = net ? strdup(net->guest_ip) : NULL;
         if ((c->mode && !i->rec.workload_mode) || !i->rec.console_log || (net && !i->rec.inst.address)) {
@@ -730,7 +730,7 @@ void vmm_instance_on_running(vmm_instance_t *i) {
         vmm_instance_save(i);
         /* A disk booted by its firmware is ready as Ring's are: once its VMM runs. Its health
          * checks gate the deployment; an agent the image may carry says nothing more. */
-        if (i->rec.firmware_boot)
+        if (i->rec.inst.firmware_boot)
                 vmm_instance_on_ready(i);
 }
 
@@ -805,7 +805,7 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
         vmm_publish(i->vmm, BUS_EVENT_INSTANCE_EXITED, i);
         vmm_fs_stop(&i->rec);
         /* The seed holds the environment: it lives only as long as the VM. */
-        if (i->rec.firmware_boot)
+        if (i->rec.inst.firmware_boot)
                 vmm_seed_remove(i->dir);
         log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid, reason,
                  status);

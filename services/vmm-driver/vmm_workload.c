@@ -205,7 +205,7 @@ static void on_exec(vmm_instance_t *i, const msgpack_object *body, int error, vo
         if (error < 0) {
                 char msg[1024], ch[384];
 
-                if (error == -ETIMEDOUT && i->rec.firmware_boot && !i->agent.answered)
+                if (error == -ETIMEDOUT && i->rec.inst.firmware_boot && !i->agent.answered)
                         /* The image's own init runs: nothing says it carries the agent. */
                         snprintf(msg, sizeof(msg),
                                  "husk-agent on instance %s never answered over %s: the image "

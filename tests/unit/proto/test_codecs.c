@@ -299,6 +299,7 @@ static void assert_instance_equal(const instance_t *a, const instance_t *b) {
         opt_str_equal(a->address, b->address);
         assert_int_equal(a->spawned_at_ns, b->spawned_at_ns);
         assert_int_equal(a->ready_at_ns, b->ready_at_ns);
+        assert_int_equal(a->firmware_boot, b->firmware_boot);
 }
 
 /* The guest's address is optional: absent without a network, a dotted IPv4 otherwise. */
@@ -332,6 +333,18 @@ static void test_instance_address(void **state) {
         instance_clear(&got);
         msgpack_unpacked_destroy(&u);
         want.spawned_at_ns = want.ready_at_ns = 0;
+
+        /* A firmware-booted guest says so (one more key, read back); a kit one says nothing. */
+        msgpack_sbuffer_clear(&buf);
+        want.firmware_boot = true;
+        instance_pack(&pk, &want);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(u.data.via.map.size, 16);
+        assert_int_equal(instance_unpack(&u.data, &got), 0);
+        assert_true(got.firmware_boot);
+        instance_clear(&got);
+        msgpack_unpacked_destroy(&u);
+        want.firmware_boot = false;
 
         /* Longer than any IPv4 address: refused, not truncated. */
         msgpack_sbuffer_clear(&buf);

@@ -202,6 +202,7 @@ static instance_t full_instance(void) {
                 .exit_status = -1,
                 .exit_message = "qemu: boom",
                 .address = "10.42.0.2",
+                .firmware_boot = true,
         };
 }
 

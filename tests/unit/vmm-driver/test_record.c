@@ -101,7 +101,7 @@ static void assert_same(const instance_record_t *a, const instance_record_t *b) 
         assert_int_equal(a->remove_on_exit, b->remove_on_exit);
         assert_str_or_null(a->shutdown_reason, b->shutdown_reason);
         assert_str_or_null(a->image_path, b->image_path);
-        assert_int_equal(a->firmware_boot, b->firmware_boot);
+        assert_int_equal(a->inst.firmware_boot, b->inst.firmware_boot);
         {
                 size_t na, nb;
                 _cleanup_free_ char *pa = packed(a, &na), *pb = packed(b, &nb);
@@ -175,12 +175,12 @@ static void test_roundtrip_firmware_boot(void **state) {
         fill(&a, false);
         assert_int_equal(instance_record_to_json(&a, &kit), 0);
         assert_null(strstr(kit, "firmware_boot"));
-        a.firmware_boot = true;
+        a.inst.firmware_boot = true;
         assert_int_equal(instance_record_to_json(&a, &text), 0);
         assert_non_null(strstr(text, "\"firmware_boot\": true"));
         assert_int_equal(instance_record_from_json(text, INSTANCE_RECORD_FULL, &b), 0);
         assert_same(&a, &b);
-        assert_true(b.firmware_boot);
+        assert_true(b.inst.firmware_boot);
         bad = edit(text, "\"firmware_boot\": true", "\"firmware_boot\": \"yes\"");
         assert_int_equal(instance_record_from_json(bad, INSTANCE_RECORD_FULL, &c), -EBADMSG);
 }

@@ -59,6 +59,9 @@ typedef struct husk_config {
                 char *tls_cert;     /* apiserver.tls.cert: PEM certificate; set, apiserver refuses to
                                      * start (this build cannot serve TLS: apiserver_http.c) */
                 char *tls_key;      /* apiserver.tls.key: its PEM private key */
+                char *secrets_key_file; /* the key secrets are encrypted with at rest (32 random bytes, made
+                                         * 0600 on first start); HUSK_SECRETS_KEY in the environment
+                                         * (base64) takes its place. Default: <state_dir>/secrets.key */
         } apiserver;
 
         struct {

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sqlite3.h>
 
 #include "services/apiserver/apiserver_store.h"
@@ -9,6 +11,8 @@
 struct apiserver_store {
         sqlite3 *db;
         pthread_mutex_t lock; /* held for every call: see apiserver_store.h */
+        uint8_t secrets_key[32]; /* SECRETS_KEY_LEN: set by store_secrets_key_set() */
+        bool has_secrets_key;
 };
 
 /* SQLITE_* result code -> negative errno (constraint violations become -EEXIST). */

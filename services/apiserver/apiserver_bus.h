@@ -20,6 +20,8 @@ int apiserver_event(apiserver_t *api, const char *deployment_id, const char *lev
                     ...) _printf_(5, 6);
 /* apiserver_ignored.c: one IgnoredField warning per field of d's spec a VM cannot honour. */
 void apiserver_warn_ignored(apiserver_t *api, const store_deployment_t *d);
+/* deployment.resolve (apiserver_resolve.c). */
+int apiserver_method_resolve(bus_request_t *req, msgpack_packer *pk, void *userdata);
 /* The event.record request handler. */
 int apiserver_method_event_record(bus_request_t *req, msgpack_packer *pk, void *userdata);
 

@@ -93,6 +93,7 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
                 r = -ENOMEM;
         if (r == 0 && manifest_ports_from_spec(d.spec, &d.d.ports, &d.d.n_ports) == -ENOMEM)
                 r = -ENOMEM;
+        d.d.resolve = r == 0 && manifest_needs_resolve(d.spec);
         if (r < 0) {
                 store_deployment_clear(&d);
                 return r;

@@ -34,6 +34,8 @@ typedef struct vmm_seed_spec {
         const char *instance_id;  /* meta-data instance-id */
         const char *hostname;     /* local-hostname; NULL: the instance id */
         char *const *environment; /* "KEY=value"; NULL: none (the files are written empty) */
+        char *const *secret_environment; /* the same, from secrets: in the seed (0600, gone at exit)
+                                          * and nowhere else on the host */
         const char *address;      /* the guest's IPv4 address; NULL: no network-config */
         unsigned prefix;          /* its prefix length (netd's /30: 30) */
         const char *gateway;      /* IPv4; NULL: no default route */

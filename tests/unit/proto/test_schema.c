@@ -74,6 +74,7 @@ static void assert_covers(const proto_message_t *m, const msgpack_object *o, con
 
 static char *cmd[] = { "/bin/sh", "-c", "echo hi", NULL };
 static char *env[] = { "A=1", "B=two", NULL };
+static char *secret_env[] = { "DB_PASSWORD=s3cr3t-in-the-spec", NULL };
 
 static port_spec_t ports[] = {
         { .published = 8080, .target = 80, .protocol = PORT_TCP, .host_ip = "127.0.0.1" },
@@ -124,6 +125,7 @@ static void test_deployment(void **state) {
                 .n_health_checks = ELEMENTSOF(checks),
                 .ports = ports,
                 .n_ports = ELEMENTSOF(ports),
+                .resolve = true,
         };
         packed_t p;
         const msgpack_object *o;
@@ -190,7 +192,8 @@ static instance_t full_instance(void) {
                           .command = cmd,
                           .environment = env,
                           .ports = ports,
-                          .n_ports = ELEMENTSOF(ports) },
+                          .n_ports = ELEMENTSOF(ports),
+                          .secret_environment = secret_env },
                 .state = INSTANCE_STATE_EXITED,
                 .pid = 0,
                 .started_at = 1,
@@ -214,16 +217,21 @@ static void test_instance(void **state) {
         assert_covers(&proto_msg_instance_spec, o, NULL);
         packed_free(&p);
 
+        /* What is published and listed leaves the secret environment out: not its key, not a
+         * byte of its value. */
         instance_pack(packed_begin(&p), &i);
         o = packed_end(&p);
         assert_fits(&proto_msg_instance, o);
-        assert_covers(&proto_msg_instance, o, NULL);
+        assert_covers(&proto_msg_instance, o, (const char *const[]){ "secret_environment", NULL });
+        assert_null(mp_map_get(o, "secret_environment"));
+        assert_null(memmem(p.buf.data, p.buf.size, "s3cr3t", 6));
         packed_free(&p);
 
         instance_event_pack(packed_begin(&p), &i, 42);
         o = packed_end(&p);
         assert_fits(&proto_msg_instance_event, o);
-        assert_covers(&proto_msg_instance_event, o, NULL);
+        assert_covers(&proto_msg_instance_event, o, (const char *const[]){ "secret_environment", NULL });
+        assert_null(memmem(p.buf.data, p.buf.size, "s3cr3t", 6));
         packed_free(&p);
 }
 

@@ -1,0 +1,239 @@
+/* apiserver_resolve.c: deployment.resolve, what a new instance needs from the store at its
+ * start: the values of the secrets its environment names, the files of its config and secret
+ * volumes. Each start asks again, so a changed config reaches the next start and a deleted
+ * secret fails it (SecretResolutionError) instead of starting it without the value. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/mp.h"
+#include "services/apiserver/apiserver_bus.h"
+#include "services/apiserver/apiserver_json.h"
+#include "services/apiserver/apiserver_secrets.h"
+
+#define VOLUMES_MAX 64
+#define FILES_MAX 256
+#define CONFIG_FILE_MODE 0444
+#define SECRET_FILE_MODE 0400
+
+typedef struct resolved_file {
+        char *name;
+        unsigned mode;
+        char *data;
+        size_t size;
+        bool secret; /* data is wiped when freed */
+} resolved_file_t;
+
+typedef struct resolved {
+        char **secret_environment; /* "KEY=VALUE", wiped when freed */
+        struct {
+                size_t index;
+                resolved_file_t *files;
+                size_t n_files;
+        } volumes[VOLUMES_MAX];
+        size_t n_volumes;
+} resolved_t;
+
+static void resolved_clear(resolved_t *r) {
+        mp_strv_free_secret(r->secret_environment);
+        for (size_t v = 0; v < r->n_volumes; v++) {
+                for (size_t f = 0; f < r->volumes[v].n_files; f++) {
+                        resolved_file_t *file = &r->volumes[v].files[f];
+
+                        free(file->name);
+                        if (file->secret)
+                                secrets_free(file->data, file->size);
+                        else
+                                free(file->data);
+                }
+                free(r->volumes[v].files);
+        }
+        *r = (resolved_t){};
+}
+
+/* Why a secret cannot be had, for the error: never its value (there is none to give). */
+static int fail_secret(bus_request_t *req, int r, const char *kind, const char *name, const char *ns,
+                       const char *field) {
+        if (r == -ENOENT)
+                return bus_request_fail(req, BUS_ERR_SECRET_RESOLUTION, "%s \"%s\" (%s) does not exist in namespace \"%s\"",
+                                        kind, name, field, ns);
+        if (r == -EKEYREJECTED || r == -ENOKEY)
+                return bus_request_fail(req, BUS_ERR_SECRET_RESOLUTION,
+                                        "%s \"%s\" (%s) does not open under this apiserver's secrets key", kind, name,
+                                        field);
+        log_error_errno(r, "deployment.resolve: reading %s %s/%s failed: %m", kind, ns, name);
+        return bus_request_fail(req, BUS_ERR_INTERNAL, "store: %s", strerror(-r));
+}
+
+static int resolve_environment(bus_request_t *req, apiserver_t *api, const char *ns, const json_t *spec,
+                               resolved_t *out) {
+        const char *key;
+        json_t *value;
+
+        json_object_foreach(json_object_get(spec, "environment"), key, value) {
+                const char *name = json_string_value(json_object_get(value, "secretRef"));
+                _cleanup_free_ char *entry = NULL;
+                char field[300], *plain = NULL;
+                size_t n = 0;
+                int r;
+
+                if (!name)
+                        continue;
+                snprintf(field, sizeof(field), "environment.%s", key);
+                r = store_secret_reveal(api->store, ns, name, &plain, &n);
+                if (r < 0)
+                        return fail_secret(req, r, "secret", name, ns, field);
+                r = asprintf(&entry, "%s=%s", key, plain);
+                secrets_free(plain, n);
+                if (r < 0)
+                        return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+                r = mp_env_set(&out->secret_environment, entry);
+                explicit_bzero(entry, strlen(entry));
+                if (r < 0)
+                        return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+        }
+        return 0;
+}
+
+static int add_file(resolved_t *out, const char *name, unsigned mode, char *data, size_t size, bool secret) {
+        typeof(out->volumes[0]) *v = &out->volumes[out->n_volumes - 1];
+        resolved_file_t *grown;
+
+        if (v->n_files >= FILES_MAX)
+                return -E2BIG;
+        grown = reallocarray(v->files, v->n_files + 1, sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        v->files = grown;
+        v->files[v->n_files] = (resolved_file_t){ .name = strdup(name), .mode = mode, .data = data, .size = size,
+                                                  .secret = secret };
+        if (!v->files[v->n_files++].name)
+                return -ENOMEM;
+        return 0;
+}
+
+/* A config volume: its key's file (key: given), else one file per key. A secret volume: one
+ * file, named by key: or the secret's name. The volumes' own rules (destination, permission)
+ * are apiserver_manifest's; what is read here is type, source and key. */
+static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns, const json_t *spec,
+                           resolved_t *out) {
+        json_t *vol;
+        size_t i;
+
+        json_array_foreach(json_object_get(spec, "volumes"), i, vol) {
+                const char *type = json_string_value(json_object_get(vol, "type"));
+                const char *source = json_string_value(json_object_get(vol, "source"));
+                const char *key = json_string_value(json_object_get(vol, "key"));
+                char field[64];
+                int r = 0;
+
+                if (!type || !source || (!streq(type, "config") && !streq(type, "secret")))
+                        continue;
+                if (out->n_volumes >= VOLUMES_MAX)
+                        return bus_request_fail(req, BUS_ERR_INVALID, "more than %d config and secret volumes",
+                                                VOLUMES_MAX);
+                out->volumes[out->n_volumes++].index = i;
+                snprintf(field, sizeof(field), "volumes[%zu].source", i);
+                if (streq(type, "secret")) {
+                        char *plain = NULL;
+                        size_t n = 0;
+
+                        r = store_secret_reveal(api->store, ns, source, &plain, &n);
+                        if (r < 0)
+                                return fail_secret(req, r, "secret", source, ns, field);
+                        r = add_file(out, key ?: source, SECRET_FILE_MODE, plain, n, true);
+                        if (r < 0) {
+                                secrets_free(plain, n);
+                                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+                        }
+                } else {
+                        store_config_t c = {};
+                        json_auto_t *data = NULL;
+                        const char *k;
+                        json_t *v;
+
+                        r = store_config_get(api->store, ns, source, &c);
+                        if (r == 0 && !streq(c.namespace_, ns)) /* an id of another namespace's */
+                                r = -ENOENT;
+                        if (r < 0) {
+                                store_config_clear(&c);
+                                return fail_secret(req, r, "config", source, ns, field);
+                        }
+                        data = json_loads(c.data, 0, NULL);
+                        store_config_clear(&c);
+                        if (key && !json_object_get(data, key)) {
+                                snprintf(field, sizeof(field), "volumes[%zu].key", i);
+                                return bus_request_fail(req, BUS_ERR_SECRET_RESOLUTION,
+                                                        "config \"%s\" has no key \"%s\" (%s)", source, key, field);
+                        }
+                        json_object_foreach(data, k, v) {
+                                char *copy;
+
+                                if ((key && !streq(k, key)) || !json_is_string(v))
+                                        continue;
+                                copy = strdup(json_string_value(v));
+                                if (!copy || add_file(out, k, CONFIG_FILE_MODE, copy, strlen(copy), false) < 0) {
+                                        free(copy);
+                                        return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+                                }
+                        }
+                }
+        }
+        return 0;
+}
+
+static void pack(msgpack_packer *pk, uint64_t generation, const resolved_t *res) {
+        msgpack_pack_map(pk, 1 + (res->secret_environment ? 1 : 0) + (res->n_volumes ? 1 : 0));
+        mp_pack_kv_u64(pk, "generation", generation);
+        if (res->secret_environment)
+                mp_pack_kv_env(pk, "secret_environment", res->secret_environment);
+        if (!res->n_volumes)
+                return;
+        mp_pack_str(pk, "volumes");
+        msgpack_pack_array(pk, res->n_volumes);
+        for (size_t v = 0; v < res->n_volumes; v++) {
+                msgpack_pack_map(pk, 2);
+                mp_pack_kv_u64(pk, "index", res->volumes[v].index);
+                mp_pack_str(pk, "files");
+                msgpack_pack_array(pk, res->volumes[v].n_files);
+                for (size_t f = 0; f < res->volumes[v].n_files; f++) {
+                        const resolved_file_t *file = &res->volumes[v].files[f];
+
+                        msgpack_pack_map(pk, 3);
+                        mp_pack_kv_str(pk, "name", file->name);
+                        mp_pack_kv_u64(pk, "mode", file->mode);
+                        mp_pack_str(pk, "data");
+                        msgpack_pack_bin(pk, file->size);
+                        msgpack_pack_bin_body(pk, file->data, file->size);
+                }
+        }
+}
+
+int apiserver_method_resolve(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        apiserver_t *api = userdata;
+        _cleanup_free_ char *id = NULL;
+        _cleanup_(resolved_clear) resolved_t res = {};
+        _cleanup_(json_decrefp) json_t *spec = NULL;
+        store_deployment_t d = {};
+        int r;
+
+        r = mp_get_str(req->args, "id", PROTO_ID_MAX, &id);
+        if (r < 0)
+                return bus_request_fail(req, BUS_ERR_INVALID, "id: required string of at most %d bytes", PROTO_ID_MAX);
+        r = store_deployment_get(api->store, id, &d);
+        if (r == -ENOENT)
+                return bus_request_fail(req, BUS_ERR_NOT_FOUND, "deployment %s not found", id);
+        if (r < 0) {
+                log_error_errno(r, "deployment.resolve %s: store failed: %m", id);
+                return bus_request_fail(req, BUS_ERR_INTERNAL, "store: %s", strerror(-r));
+        }
+        spec = stored_json_load(d.spec);
+        r = resolve_environment(req, api, d.d.namespace_, spec, &res);
+        if (r >= 0)
+                r = resolve_volumes(req, api, d.d.namespace_, spec, &res);
+        if (r >= 0)
+                pack(pk, d.d.generation, &res);
+        store_deployment_clear(&d);
+        return r < 0 ? r : 0;
+}

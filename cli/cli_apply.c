@@ -104,8 +104,7 @@ static int load_config_files(cli_manifest_t *m) {
                         r = read_file(json_string_value(path), CONFIG_FILE_MAX, &data, &size);
                         if (r < 0) {
                                 cli_error("%s: configs.%s.files.%s: cannot read %s: %s", c->file, c->name, key,
-                                          json_string_value(path),
-                                          r == -EFBIG ? "larger than 256 KiB" : strerror(-r));
+                                          json_string_value(path), r == -EFBIG ? "larger than 256 KiB" : strerror(-r));
                                 ret = CLI_EXIT_FAILURE;
                                 continue;
                         }

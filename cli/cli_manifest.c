@@ -173,8 +173,8 @@ static int add_configs(cli_manifest_t *m, const json_t *configs, const char *fil
                 json_object_foreach((json_t *)data, k, v) {
                         if (!json_is_string(v)) {
                                 json_decref(text_data);
-                                return fail(ret_error, "%s: configs.%s.data.%s: must be a string (quote it)", file,
-                                            key, k);
+                                return fail(ret_error, "%s: configs.%s.data.%s: must be a string (quote it)", file, key,
+                                            k);
                         }
                         json_object_set(text_data, k, v);
                 }

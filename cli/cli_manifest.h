@@ -55,11 +55,11 @@ typedef struct cli_manifest_entry {
 
 /* One entry of a top-level configs: map: created, or its data replaced, before the deployments. */
 typedef struct cli_manifest_config {
-        char *name;      /* the key under configs:, or its name: */
+        char *name;       /* the key under configs:, or its name: */
         char *namespace_; /* its namespace:, default "default" */
-        char *file;      /* where it came from, for messages */
-        json_t *data;    /* KEY: string value, as written in data: */
-        json_t *files;   /* KEY: path of a file whose bytes are the value (files:), relative paths
+        char *file;       /* where it came from, for messages */
+        json_t *data;     /* KEY: string value, as written in data: */
+        json_t *files;    /* KEY: path of a file whose bytes are the value (files:), relative paths
                           * already joined to the manifest's directory; read by husk apply */
 } cli_manifest_config_t;
 

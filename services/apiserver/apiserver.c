@@ -39,8 +39,7 @@ static int open_secrets_key(apiserver_t *api, const husk_config_t *config) {
         if (r == -EPERM)
                 return log_error_errno(r, "The secrets key file %s may be read by others: make it mode 0600", path);
         if (r == -EBADMSG)
-                return log_error_errno(r, "The secrets key file %s does not hold a %d-byte key", path,
-                                       SECRETS_KEY_LEN);
+                return log_error_errno(r, "The secrets key file %s does not hold a %d-byte key", path, SECRETS_KEY_LEN);
         if (r < 0)
                 return log_error_errno(r, "Failed to read or make the secrets key %s: %m", path);
         r = store_secrets_key_set(api->store, key);

@@ -56,8 +56,8 @@ static void resolved_clear(resolved_t *r) {
 static int fail_secret(bus_request_t *req, int r, const char *kind, const char *name, const char *ns,
                        const char *field) {
         if (r == -ENOENT)
-                return bus_request_fail(req, BUS_ERR_SECRET_RESOLUTION, "%s \"%s\" (%s) does not exist in namespace \"%s\"",
-                                        kind, name, field, ns);
+                return bus_request_fail(req, BUS_ERR_SECRET_RESOLUTION,
+                                        "%s \"%s\" (%s) does not exist in namespace \"%s\"", kind, name, field, ns);
         if (r == -EKEYREJECTED || r == -ENOKEY)
                 return bus_request_fail(req, BUS_ERR_SECRET_RESOLUTION,
                                         "%s \"%s\" (%s) does not open under this apiserver's secrets key", kind, name,
@@ -106,8 +106,8 @@ static int add_file(resolved_t *out, const char *name, unsigned mode, char *data
         if (!grown)
                 return -ENOMEM;
         v->files = grown;
-        v->files[v->n_files] = (resolved_file_t){ .name = strdup(name), .mode = mode, .data = data, .size = size,
-                                                  .secret = secret };
+        v->files[v->n_files] =
+                (resolved_file_t){ .name = strdup(name), .mode = mode, .data = data, .size = size, .secret = secret };
         if (!v->files[v->n_files++].name)
                 return -ENOMEM;
         return 0;
@@ -116,8 +116,7 @@ static int add_file(resolved_t *out, const char *name, unsigned mode, char *data
 /* A config volume: its key's file (key: given), else one file per key. A secret volume: one
  * file, named by key: or the secret's name. The volumes' own rules (destination, permission)
  * are apiserver_manifest's; what is read here is type, source and key. */
-static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns, const json_t *spec,
-                           resolved_t *out) {
+static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns, const json_t *spec, resolved_t *out) {
         json_t *vol;
         size_t i;
 

@@ -52,8 +52,9 @@ static json_t *config_to_json(const store_config_t *c) {
 
         return json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:s}", "id", c->id, "namespace", c->namespace_, "name",
                          c->name, "data", json_loads(c->data, JSON_DECODE_ANY, NULL) ?: json_object(), "version",
-                         (json_int_t)c->version, "created_at", format_timestamp_ms(c->created_at, created, sizeof(created)),
-                         "updated_at", format_timestamp_ms(c->updated_at, updated, sizeof(updated)));
+                         (json_int_t)c->version, "created_at",
+                         format_timestamp_ms(c->created_at, created, sizeof(created)), "updated_at",
+                         format_timestamp_ms(c->updated_at, updated, sizeof(updated)));
 }
 
 /* A file name in a config volume and a key alike: no '/', not "." or "..". */
@@ -76,12 +77,12 @@ static int data_check(const json_t *data, json_t *violations, char **ret) {
 
         if (!json_is_object(data)) {
                 json_array_append_new(violations, json_pack("{s:s, s:s}", "field", "data", "reason",
-                                                             "must be a map of key: string value"));
+                                                            "must be a map of key: string value"));
                 return -EINVAL;
         }
         if (json_object_size(data) > STORE_CONFIG_KEYS_MAX) {
-                json_array_append_new(violations, json_pack("{s:s, s:s}", "field", "data", "reason",
-                                                             "has more than 256 keys"));
+                json_array_append_new(violations,
+                                      json_pack("{s:s, s:s}", "field", "data", "reason", "has more than 256 keys"));
                 return -EINVAL;
         }
         json_object_foreach((json_t *)data, key, value) {
@@ -99,7 +100,7 @@ static int data_check(const json_t *data, json_t *violations, char **ret) {
                 else if (json_string_length(value) > STORE_CONFIG_VALUE_MAX ||
                          strlen(json_string_value(value)) != json_string_length(value))
                         json_array_append_new(violations, json_pack("{s:s, s:s}", "field", field, "reason",
-                                                                     "must be at most 262144 bytes without NUL"));
+                                                                    "must be at most 262144 bytes without NUL"));
         }
         if (json_array_size(violations) > 0)
                 return -EINVAL;
@@ -126,7 +127,7 @@ int route_check_name_namespace(const json_t *input, json_t *violations, const ch
                                                 "letter or digit"));
         if (!*ret_ns || !manifest_name_is_valid(*ret_ns))
                 json_array_append_new(violations, json_pack("{s:s, s:s}", "field", "namespace", "reason",
-                                                             "a DNS label (1 to 63 of a-z, 0-9 and '-')"));
+                                                            "a DNS label (1 to 63 of a-z, 0-9 and '-')"));
         return json_array_size(violations) > 0 ? -EINVAL : 0;
 }
 
@@ -201,7 +202,8 @@ static int need_config(http_request_t *req, store_config_t *ret) {
                 r = -ENOENT;
         }
         if (r == -ENOENT)
-                return http_reply_problem(req, 404, "not-found", "Not found", NULL, "no config \"%.64s\" in namespace "
+                return http_reply_problem(req, 404, "not-found", "Not found", NULL,
+                                          "no config \"%.64s\" in namespace "
                                           "\"%s\"",
                                           req->arg, ns);
         if (r < 0)
@@ -253,8 +255,7 @@ static void tell_users(apiserver_t *api, const store_config_t *c) {
                         (void)apiserver_event(api, a[i].d.id, EVENT_LEVEL_INFO, EVENT_CONFIG_CHANGED,
                                               "config %s changed (version %llu): running instances keep the data "
                                               "they started with; instances started from now on get version %llu",
-                                              c->name, (unsigned long long)c->version,
-                                              (unsigned long long)c->version);
+                                              c->name, (unsigned long long)c->version, (unsigned long long)c->version);
         store_deployment_array_free(a, n);
 }
 
@@ -287,8 +288,8 @@ int route_config_update(http_request_t *req) {
                          updated.id, (unsigned long long)updated.version, req->who->name);
                 tell_users(req->api, &updated);
         }
-        r = http_reply_json(req, 200, config_to_json(&updated), r > 0 ? "Husk-Apply-Result: updated\r\n"
-                                                                       : "Husk-Apply-Result: unchanged\r\n");
+        r = http_reply_json(req, 200, config_to_json(&updated),
+                            r > 0 ? "Husk-Apply-Result: updated\r\n" : "Husk-Apply-Result: unchanged\r\n");
         store_config_clear(&updated);
         return r;
 }

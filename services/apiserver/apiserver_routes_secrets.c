@@ -11,8 +11,8 @@
 static json_t *secret_to_json(const store_secret_t *s) {
         char created[32];
 
-        return json_pack("{s:s, s:s, s:s, s:s}", "id", s->id, "namespace", s->namespace_, "name", s->name,
-                         "created_at", format_timestamp_ms(s->created_at, created, sizeof(created)));
+        return json_pack("{s:s, s:s, s:s, s:s}", "id", s->id, "namespace", s->namespace_, "name", s->name, "created_at",
+                         format_timestamp_ms(s->created_at, created, sizeof(created)));
 }
 
 int route_secrets_list(http_request_t *req) {

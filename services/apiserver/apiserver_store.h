@@ -280,8 +280,8 @@ typedef struct store_config {
         char id[STORE_UUID_LEN + 1];
         char namespace_[AUTH_NAMESPACE_MAX + 1];
         char name[MANIFEST_NAME_MAX + 1];
-        char *data;       /* JSON object text, string values */
-        uint64_t version; /* 1 at creation, bumped by each update that changes data */
+        char *data;          /* JSON object text, string values */
+        uint64_t version;    /* 1 at creation, bumped by each update that changes data */
         uint64_t created_at; /* unix ms */
         uint64_t updated_at;
 } store_config_t;

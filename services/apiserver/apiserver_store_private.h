@@ -10,7 +10,7 @@
 
 struct apiserver_store {
         sqlite3 *db;
-        pthread_mutex_t lock; /* held for every call: see apiserver_store.h */
+        pthread_mutex_t lock;    /* held for every call: see apiserver_store.h */
         uint8_t secrets_key[32]; /* SECRETS_KEY_LEN: set by store_secrets_key_set() */
         bool has_secrets_key;
 };

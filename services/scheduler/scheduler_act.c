@@ -83,11 +83,11 @@ typedef struct job {
         bool stale;              /* planned without apiserver: creates only */
         const char *sent_status; /* what the restart counts were stored with, if they were */
         char sent_message[sizeof(((plan_t *)NULL)->message)];
-        uint32_t n_invalid;     /* creates refused as invalid: the spec cannot run */
-        uint32_t n_refused;     /* creates refused for now (a port taken, no room) */
-        bool port_taken;        /* the first refusal was BUS_ERR_PORT_ALLOCATION_FAILED */
-        char create_error[512]; /* the first refusal, in vmm-driver's words */
-        bool secret_missing;    /* deployment.resolve refused: create_error says what is missing */
+        uint32_t n_invalid;        /* creates refused as invalid: the spec cannot run */
+        uint32_t n_refused;        /* creates refused for now (a port taken, no room) */
+        bool port_taken;           /* the first refusal was BUS_ERR_PORT_ALLOCATION_FAILED */
+        char create_error[512];    /* the first refusal, in vmm-driver's words */
+        bool secret_missing;       /* deployment.resolve refused: create_error says what is missing */
         char **secret_environment; /* deployment.resolve's, for this pass's creates; wiped when freed */
 } job_t;
 
@@ -476,11 +476,8 @@ static void job_status(job_t *j) {
 }
 
 static void (*const job_phases[])(job_t *j) = {
-        [JOB_PERSIST] = job_persist,
-        [JOB_REMOVE] = job_remove,
-        [JOB_RESOLVE] = job_resolve,
-        [JOB_ACT] = job_act,
-        [JOB_STATUS] = job_status,
+        [JOB_PERSIST] = job_persist, [JOB_REMOVE] = job_remove, [JOB_RESOLVE] = job_resolve,
+        [JOB_ACT] = job_act,         [JOB_STATUS] = job_status,
 };
 
 /* The phase's last call ended: start the next phase (skipping those with nothing to send). */

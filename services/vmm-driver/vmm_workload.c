@@ -156,7 +156,8 @@ void vmm_workload_start(vmm_instance_t *i) {
                         return (void)log_error("Instance %s: out of memory merging the secret environment", id_of(i));
                 for (size_t k = 0; s->secret_environment[k]; k++)
                         if (mp_env_set(&merged, s->secret_environment[k]) < 0)
-                                return (void)log_error("Instance %s: out of memory merging the secret environment", id_of(i));
+                                return (void)log_error("Instance %s: out of memory merging the secret environment",
+                                                       id_of(i));
                 args.env = merged;
         }
         /* pack_start runs before vmm_agent_request returns: args may live on the stack. */

@@ -142,9 +142,6 @@ int route_query_namespace(http_request_t *req, bool required, char ns[static AUT
 /* A write into namespace ns: 0 when the caller may (the namespace made if it may make it), else
  * the status of the 403 sent. Records ns for the audit. */
 int route_namespace_for_write(http_request_t *req, const char *ns);
-/* name and namespace (default "default") of a body, each a DNS label, else violations added:
- * -EINVAL. */
-int route_check_name_namespace(const json_t *input, json_t *violations, const char **ret_name, const char **ret_ns);
 int route_configs_list(http_request_t *req);
 int route_configs_create(http_request_t *req);
 int route_config_get(http_request_t *req);

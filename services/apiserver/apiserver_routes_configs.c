@@ -7,9 +7,8 @@
 #include "lib/log.h"
 #include "proto/event.h"
 #include "services/apiserver/apiserver_bus.h"
+#include "services/apiserver/apiserver_data.h"
 #include "services/apiserver/apiserver_http.h"
-
-#define CONFIG_KEY_MAX 253
 
 int route_query_namespace(http_request_t *req, bool required, char ns[static AUTH_NAMESPACE_MAX + 1]) {
         int r = http_query(req, "namespace", 0, ns, AUTH_NAMESPACE_MAX + 1);
@@ -57,78 +56,11 @@ static json_t *config_to_json(const store_config_t *c) {
                          format_timestamp_ms(c->updated_at, updated, sizeof(updated)));
 }
 
-/* A file name in a config volume and a key alike: no '/', not "." or "..". */
-static bool key_valid(const char *k) {
-        size_t n = strlen(k);
-
-        if (n == 0 || n > CONFIG_KEY_MAX || streq(k, ".") || streq(k, ".."))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= '0' && k[i] <= '9') ||
-                      k[i] == '.' || k[i] == '_' || k[i] == '-'))
-                        return false;
-        return true;
-}
-
-/* data: an object of string values: the stored text into *ret, or a violation into violations. */
-static int data_check(const json_t *data, json_t *violations, char **ret) {
-        const char *key;
-        json_t *value;
-
-        if (!json_is_object(data)) {
-                json_array_append_new(violations, json_pack("{s:s, s:s}", "field", "data", "reason",
-                                                            "must be a map of key: string value"));
-                return -EINVAL;
-        }
-        if (json_object_size(data) > STORE_CONFIG_KEYS_MAX) {
-                json_array_append_new(violations,
-                                      json_pack("{s:s, s:s}", "field", "data", "reason", "has more than 256 keys"));
-                return -EINVAL;
-        }
-        json_object_foreach((json_t *)data, key, value) {
-                char field[CONFIG_KEY_MAX + 16];
-
-                snprintf(field, sizeof(field), "data.%s", key);
-                if (!key_valid(key))
-                        json_array_append_new(violations,
-                                              json_pack("{s:s, s:s}", "field", field, "reason",
-                                                        "a key is 1 to 253 of A-Z, a-z, 0-9, '.', '_' and '-' (it "
-                                                        "becomes a file name), not . or .."));
-                else if (!json_is_string(value))
-                        json_array_append_new(violations,
-                                              json_pack("{s:s, s:s}", "field", field, "reason", "must be a string"));
-                else if (json_string_length(value) > STORE_CONFIG_VALUE_MAX ||
-                         strlen(json_string_value(value)) != json_string_length(value))
-                        json_array_append_new(violations, json_pack("{s:s, s:s}", "field", field, "reason",
-                                                                    "must be at most 262144 bytes without NUL"));
-        }
-        if (json_array_size(violations) > 0)
-                return -EINVAL;
-        *ret = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
-        return *ret ? 0 : -ENOMEM;
-}
-
 static int reply_invalid(http_request_t *req, const char *slug, const char *title, json_t *violations) {
         size_t n = json_array_size(violations);
 
         return http_reply_problem(req, 422, slug, title, violations, "%s has %zu problem%s to fix",
                                   streq(slug, "invalid-config") ? "the config" : "the secret", n, n == 1 ? "" : "s");
-}
-
-int route_check_name_namespace(const json_t *input, json_t *violations, const char **ret_name, const char **ret_ns) {
-        const json_t *name = json_object_get(input, "name"), *ns = json_object_get(input, "namespace");
-
-        *ret_name = json_string_value(name);
-        *ret_ns = ns && !json_is_null(ns) ? json_string_value(ns) : "default";
-        if (!*ret_name || !manifest_name_is_valid(*ret_name))
-                json_array_append_new(violations,
-                                      json_pack("{s:s, s:s}", "field", "name", "reason",
-                                                "required: 1 to 63 of a-z, 0-9 and '-', starting and ending with a "
-                                                "letter or digit"));
-        if (!*ret_ns || !manifest_name_is_valid(*ret_ns))
-                json_array_append_new(violations, json_pack("{s:s, s:s}", "field", "namespace", "reason",
-                                                            "a DNS label (1 to 63 of a-z, 0-9 and '-')"));
-        return json_array_size(violations) > 0 ? -EINVAL : 0;
 }
 
 int route_configs_list(http_request_t *req) {
@@ -153,7 +85,7 @@ int route_configs_list(http_request_t *req) {
 }
 
 int route_configs_create(http_request_t *req) {
-        json_auto_t *input = NULL, *violations = json_array();
+        json_auto_t *input = NULL, *violations = json_array(), *empty = json_object();
         _cleanup_free_ char *data = NULL;
         char location[128];
         store_config_t c = {};
@@ -163,9 +95,9 @@ int route_configs_create(http_request_t *req) {
         r = route_read_object(req, "{\"name\", \"namespace\"?, \"data\": {KEY: VALUE}}", &input);
         if (r > 0)
                 return r;
-        (void)route_check_name_namespace(input, violations, &name, &ns);
+        (void)data_check_name_namespace(input, violations, &name, &ns);
         if (json_array_size(violations) == 0)
-                (void)data_check(json_object_get(input, "data") ?: json_object(), violations, &data);
+                (void)config_data_check(json_object_get(input, "data") ?: empty, violations, &data);
         if (json_array_size(violations) > 0)
                 return reply_invalid(req, "invalid-config", "Invalid config", TAKE_PTR(violations));
         snprintf(req->audit_target, sizeof(req->audit_target), "%s/%s", ns, name);
@@ -274,7 +206,7 @@ int route_config_update(http_request_t *req) {
         r = route_read_object(req, "{\"data\": {KEY: VALUE}}", &input);
         if (r > 0)
                 return r;
-        (void)data_check(json_object_get(input, "data"), violations, &data);
+        (void)config_data_check(json_object_get(input, "data"), violations, &data);
         if (json_array_size(violations) > 0)
                 return reply_invalid(req, "invalid-config", "Invalid config", TAKE_PTR(violations));
         r = store_config_update(req->api->store, id, data, &updated);

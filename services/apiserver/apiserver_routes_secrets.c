@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "services/apiserver/apiserver_data.h"
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_secrets.h"
 
@@ -48,16 +49,9 @@ int route_secrets_create(http_request_t *req) {
         r = route_read_object(req, "{\"name\", \"namespace\"?, \"value\"}", &input);
         if (r > 0)
                 return r;
-        (void)route_check_name_namespace(input, violations, &name, &ns);
+        (void)data_check_name_namespace(input, violations, &name, &ns);
         value = json_object_get(input, "value");
-        if (!json_is_string(value))
-                json_array_append_new(violations,
-                                      json_pack("{s:s, s:s}", "field", "value", "reason", "required: a string"));
-        else if (json_string_length(value) == 0 || json_string_length(value) > STORE_SECRET_VALUE_MAX ||
-                 strlen(json_string_value(value)) != json_string_length(value))
-                json_array_append_new(violations,
-                                      json_pack("{s:s, s:s}", "field", "value", "reason",
-                                                "1 to 65536 bytes without NUL (an environment value's bound)"));
+        (void)secret_value_check(value, violations);
         if (json_array_size(violations) > 0) {
                 size_t n = json_array_size(violations);
                 return http_reply_problem(req, 422, "invalid-secret", "Invalid secret", TAKE_PTR(violations),

@@ -14,8 +14,8 @@ static void assert_violations(const json_t *violations) {
         size_t i;
         json_t *v;
 
-        json_array_foreach(violations, i, v) assert(json_is_string(json_object_get(v, "field")) &&
-                                                    json_is_string(json_object_get(v, "reason")));
+        json_array_foreach(violations, i, v)
+                assert(json_is_string(json_object_get(v, "field")) && json_is_string(json_object_get(v, "reason")));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 json_t *value;
 
                 assert(back && json_equal(back, json_object_get(input, "data") ?: empty));
-                json_object_foreach(back, key, value) assert(config_key_valid(key) && !strchr(key, '/') &&
-                                                             json_is_string(value));
+                json_object_foreach(back, key, value)
+                        assert(config_key_valid(key) && !strchr(key, '/') && json_is_string(value));
                 json_decref(back);
                 free(text);
         }

@@ -266,7 +266,8 @@ int store_namespace_list(apiserver_store_t *s, store_namespace_t **ret, size_t *
 int store_namespace_get(apiserver_store_t *s, const char *name, store_namespace_t *ret);
 /* -EEXIST when it exists. */
 int store_namespace_create(apiserver_store_t *s, const char *name, store_namespace_t *ret);
-/* -ENOENT when unknown, -EBUSY while it holds deployments that are not deleted. */
+/* With its configs and secrets. -ENOENT when unknown, -EBUSY while it holds deployments that
+ * are not deleted. */
 int store_namespace_delete(apiserver_store_t *s, const char *name);
 
 /* ---- configs and secrets (apiserver_store_configs.c, apiserver_store_secrets.c) ---- */

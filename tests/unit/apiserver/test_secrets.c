@@ -189,6 +189,15 @@ static void test_store_configs(void **state) {
         assert_int_equal(store_config_delete(s, c.id), 0);
         assert_int_equal(store_config_update(s, c.id, "{}", &got), -ENOENT);
         store_config_clear(&c);
+
+        /* A namespace's configs and secrets go with it. */
+        assert_int_equal(store_namespace_create(s, "gone", NULL), 0);
+        assert_int_equal(store_config_create(s, "gone", "web", "{}", NULL), 0);
+        assert_int_equal(store_config_create(s, "default", "web", "{}", NULL), 0);
+        assert_int_equal(store_namespace_delete(s, "gone"), 0);
+        assert_int_equal(store_config_get(s, "gone", "web", &got), -ENOENT);
+        assert_int_equal(store_config_get(s, "default", "web", &got), 0);
+        store_config_clear(&got);
         store_close(&s);
 }
 

@@ -209,6 +209,41 @@ static void pack(msgpack_packer *pk, uint64_t generation, const resolved_t *res)
         }
 }
 
+int apiserver_check_refs(apiserver_t *api, const manifest_t *m, json_t **ret_violations) {
+        json_auto_t *violations = json_array();
+        const char *key;
+        json_t *value;
+
+        if (!violations)
+                return -ENOMEM;
+        json_object_foreach(json_object_get(m->spec, "environment"), key, value) {
+                const char *name = json_string_value(json_object_get(value, "secretRef"));
+                store_secret_t found;
+                char field[300];
+                int r;
+
+                if (!name)
+                        continue;
+                /* By name in the namespace, as deployment.resolve reads it (not by id). */
+                r = store_secret_get(api->store, m->namespace_, name, &found);
+                if (r == 0 && (!streq(found.namespace_, m->namespace_) || !streq(found.name, name)))
+                        r = -ENOENT;
+                if (r == -ENOENT) {
+                        snprintf(field, sizeof(field), "environment.%s", key);
+                        json_array_append_new(violations,
+                                              json_pack("{s:s, s:o}", "field", field, "reason",
+                                                        json_sprintf("secret \"%s\" does not exist in namespace "
+                                                                     "\"%s\": create it first (husk secret create)",
+                                                                     name, m->namespace_)));
+                } else if (r < 0)
+                        return r;
+        }
+        if (json_array_size(violations) == 0)
+                return 0;
+        *ret_violations = TAKE_PTR(violations);
+        return -EINVAL;
+}
+
 int apiserver_method_resolve(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         apiserver_t *api = userdata;
         _cleanup_free_ char *id = NULL;

@@ -215,28 +215,40 @@ def test_secret_environment_in_kit_mode(stack, tmp_path):
     assert stack.api("DELETE", f"/deployments/{d['id']}").status in (200, 202, 204)
 
 
-def test_missing_secret_fails_the_deployment(stack, tmp_path):
+def test_missing_secret_refused_at_apply_and_fails_the_deployment_when_deleted(stack, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(stack.kit_dir / "rootfs/hello", root, symlinks=True)
+    # Each instance runs 4 s and exits: every start after the first is a new resolution.
     manifest = (
         "deployments:\n"
         "  lost:\n"
         f"    image: {root}\n"
-        "    command: [/bin/sleep, '100000']\n"
+        "    command: [/bin/sh, -c, 'sleep 4; exit 1']\n"
         "    environment: {TOKEN: {secretRef: no-such-secret}}\n")
     r = stack.husk("apply", "-f", "-", input=manifest)
+    assert r.returncode != 0 and "environment.TOKEN" in r.stderr and '"no-such-secret" does not exist' in r.stderr, \
+        r.stdout + r.stderr
+    assert inspect(stack, "lost") is None
+
+    assert stack.husk("secret", "create", "no-such-secret", "--value", "for-a-while").returncode == 0
+    r = stack.husk("apply", "-f", "-", input=manifest)
     assert r.returncode == 0, r.stdout + r.stderr
+    stack.wait_for(lambda: [e for e in events(stack, "lost") if e["reason"] == "InstanceStarted"] or None,
+                   timeout=60, what="the first start")
+    assert stack.husk("secret", "delete", "no-such-secret").returncode == 0
+    started = len([e for e in events(stack, "lost") if e["reason"] == "InstanceStarted"])
 
     def failed():
         d = inspect(stack, "lost")
         return d if d and d["status"] == "failed" else None
-    d = stack.wait_for(failed, timeout=60, what="lost failed")
+    d = stack.wait_for(failed, timeout=120, what="lost failed")
     assert "no-such-secret" in d["status_message"] and "environment.TOKEN" in d["status_message"], d
     evs = [e for e in events(stack, "lost") if e["reason"] == "SecretResolutionError"]
     assert len(evs) == 1 and "no-such-secret" in evs[0]["message"], events(stack, "lost")
-    # Never started, not even once without the value.
-    assert not [e for e in events(stack, "lost") if e["reason"] == "InstanceStarted"]
-    assert stack.request("vmm-driver", "instance.list", {}) == []
+    # Never started without the value: no start after the secret went, and nothing runs now.
+    assert len([e for e in events(stack, "lost") if e["reason"] == "InstanceStarted"]) == started
+    stack.wait_for(lambda: stack.request("vmm-driver", "instance.list", {}) == [] or None, timeout=30,
+                   what="no instance left")
 
 
 def test_a_wrong_key_stops_apiserver_and_the_right_one_reads_the_secrets(stack):

@@ -8,49 +8,13 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/resolve.h"
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_secrets.h"
 
-#define VOLUMES_MAX 64
-#define FILES_MAX 256
 #define CONFIG_FILE_MODE 0444
 #define SECRET_FILE_MODE 0400
-
-typedef struct resolved_file {
-        char *name;
-        unsigned mode;
-        char *data;
-        size_t size;
-        bool secret; /* data is wiped when freed */
-} resolved_file_t;
-
-typedef struct resolved {
-        char **secret_environment; /* "KEY=VALUE", wiped when freed */
-        struct {
-                size_t index;
-                resolved_file_t *files;
-                size_t n_files;
-        } volumes[VOLUMES_MAX];
-        size_t n_volumes;
-} resolved_t;
-
-static void resolved_clear(resolved_t *r) {
-        mp_strv_free_secret(r->secret_environment);
-        for (size_t v = 0; v < r->n_volumes; v++) {
-                for (size_t f = 0; f < r->volumes[v].n_files; f++) {
-                        resolved_file_t *file = &r->volumes[v].files[f];
-
-                        free(file->name);
-                        if (file->secret)
-                                secrets_free(file->data, file->size);
-                        else
-                                free(file->data);
-                }
-                free(r->volumes[v].files);
-        }
-        *r = (resolved_t){};
-}
 
 /* Why a secret cannot be had, for the error: never its value (there is none to give). */
 static int fail_secret(bus_request_t *req, int r, const char *kind, const char *name, const char *ns,
@@ -67,7 +31,7 @@ static int fail_secret(bus_request_t *req, int r, const char *kind, const char *
 }
 
 static int resolve_environment(bus_request_t *req, apiserver_t *api, const char *ns, const json_t *spec,
-                               resolved_t *out) {
+                               resolve_result_t *out) {
         const char *key;
         json_t *value;
 
@@ -96,18 +60,25 @@ static int resolve_environment(bus_request_t *req, apiserver_t *api, const char 
         return 0;
 }
 
-static int add_file(resolved_t *out, const char *name, unsigned mode, char *data, size_t size, bool secret) {
-        typeof(out->volumes[0]) *v = &out->volumes[out->n_volumes - 1];
+/* Takes data (n bytes) into the last volume of out, also on failure. */
+static int add_file(resolve_result_t *out, const char *name, unsigned mode, char *data, size_t size) {
+        resolved_volume_t *v = &out->volumes[out->n_volumes - 1];
         resolved_file_t *grown;
 
-        if (v->n_files >= FILES_MAX)
+        if (v->n_files >= RESOLVE_FILES_MAX) {
+                explicit_bzero(data, size);
+                free(data);
                 return -E2BIG;
+        }
         grown = reallocarray(v->files, v->n_files + 1, sizeof(*grown));
-        if (!grown)
+        if (!grown) {
+                explicit_bzero(data, size);
+                free(data);
                 return -ENOMEM;
+        }
         v->files = grown;
         v->files[v->n_files] =
-                (resolved_file_t){ .name = strdup(name), .mode = mode, .data = data, .size = size, .secret = secret };
+                (resolved_file_t){ .name = strdup(name), .mode = mode, .data = (uint8_t *)data, .size = size };
         if (!v->files[v->n_files++].name)
                 return -ENOMEM;
         return 0;
@@ -116,7 +87,8 @@ static int add_file(resolved_t *out, const char *name, unsigned mode, char *data
 /* A config volume: its key's file (key: given), else one file per key. A secret volume: one
  * file, named by key: or the secret's name. The volumes' own rules (destination, permission)
  * are apiserver_manifest's; what is read here is type, source and key. */
-static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns, const json_t *spec, resolved_t *out) {
+static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns, const json_t *spec,
+                           resolve_result_t *out) {
         json_t *vol;
         size_t i;
 
@@ -124,15 +96,22 @@ static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns,
                 const char *type = json_string_value(json_object_get(vol, "type"));
                 const char *source = json_string_value(json_object_get(vol, "source"));
                 const char *key = json_string_value(json_object_get(vol, "key"));
+                resolved_volume_t *grown;
                 char field[64];
                 int r = 0;
 
                 if (!type || !source || (!streq(type, "config") && !streq(type, "secret")))
                         continue;
-                if (out->n_volumes >= VOLUMES_MAX)
-                        return bus_request_fail(req, BUS_ERR_INVALID, "more than %d config and secret volumes",
-                                                VOLUMES_MAX);
-                out->volumes[out->n_volumes++].index = i;
+                if (key && (!*key || strchr(key, '/') || streq(key, ".") || streq(key, "..")))
+                        return bus_request_fail(req, BUS_ERR_INVALID, "volumes[%zu].key: not a file name", i);
+
+                if (out->n_volumes >= RESOLVE_VOLUMES_MAX || i >= RESOLVE_VOLUMES_MAX)
+                        return bus_request_fail(req, BUS_ERR_INVALID, "more than %d volumes", RESOLVE_VOLUMES_MAX);
+                grown = reallocarray(out->volumes, out->n_volumes + 1, sizeof(*grown));
+                if (!grown)
+                        return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
+                out->volumes = grown;
+                out->volumes[out->n_volumes++] = (resolved_volume_t){ .index = (uint32_t)i };
                 snprintf(field, sizeof(field), "volumes[%zu].source", i);
                 if (streq(type, "secret")) {
                         char *plain = NULL;
@@ -141,11 +120,9 @@ static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns,
                         r = store_secret_reveal(api->store, ns, source, &plain, &n);
                         if (r < 0)
                                 return fail_secret(req, r, "secret", source, ns, field);
-                        r = add_file(out, key ?: source, SECRET_FILE_MODE, plain, n, true);
-                        if (r < 0) {
-                                secrets_free(plain, n);
-                                return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
-                        }
+                        r = add_file(out, key ?: source, SECRET_FILE_MODE, plain, n);
+                        if (r < 0)
+                                return bus_request_fail(req, BUS_ERR_INTERNAL, "%s", strerror(-r));
                 } else {
                         store_config_t c = {};
                         json_auto_t *data = NULL;
@@ -172,41 +149,15 @@ static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns,
                                 if ((key && !streq(k, key)) || !json_is_string(v))
                                         continue;
                                 copy = strdup(json_string_value(v));
-                                if (!copy || add_file(out, k, CONFIG_FILE_MODE, copy, strlen(copy), false) < 0) {
-                                        free(copy);
+                                if (!copy)
                                         return bus_request_fail(req, BUS_ERR_INTERNAL, "out of memory");
-                                }
+                                r = add_file(out, k, CONFIG_FILE_MODE, copy, strlen(copy));
+                                if (r < 0)
+                                        return bus_request_fail(req, BUS_ERR_INTERNAL, "%s", strerror(-r));
                         }
                 }
         }
         return 0;
-}
-
-static void pack(msgpack_packer *pk, uint64_t generation, const resolved_t *res) {
-        msgpack_pack_map(pk, 1 + (res->secret_environment ? 1 : 0) + (res->n_volumes ? 1 : 0));
-        mp_pack_kv_u64(pk, "generation", generation);
-        if (res->secret_environment)
-                mp_pack_kv_env(pk, "secret_environment", res->secret_environment);
-        if (!res->n_volumes)
-                return;
-        mp_pack_str(pk, "volumes");
-        msgpack_pack_array(pk, res->n_volumes);
-        for (size_t v = 0; v < res->n_volumes; v++) {
-                msgpack_pack_map(pk, 2);
-                mp_pack_kv_u64(pk, "index", res->volumes[v].index);
-                mp_pack_str(pk, "files");
-                msgpack_pack_array(pk, res->volumes[v].n_files);
-                for (size_t f = 0; f < res->volumes[v].n_files; f++) {
-                        const resolved_file_t *file = &res->volumes[v].files[f];
-
-                        msgpack_pack_map(pk, 3);
-                        mp_pack_kv_str(pk, "name", file->name);
-                        mp_pack_kv_u64(pk, "mode", file->mode);
-                        mp_pack_str(pk, "data");
-                        msgpack_pack_bin(pk, file->size);
-                        msgpack_pack_bin_body(pk, file->data, file->size);
-                }
-        }
 }
 
 int apiserver_check_refs(apiserver_t *api, const manifest_t *m, json_t **ret_violations) {
@@ -247,7 +198,7 @@ int apiserver_check_refs(apiserver_t *api, const manifest_t *m, json_t **ret_vio
 int apiserver_method_resolve(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         apiserver_t *api = userdata;
         _cleanup_free_ char *id = NULL;
-        _cleanup_(resolved_clear) resolved_t res = {};
+        _cleanup_(resolve_result_clear) resolve_result_t res = {};
         _cleanup_(json_decrefp) json_t *spec = NULL;
         store_deployment_t d = {};
         int r;
@@ -266,8 +217,9 @@ int apiserver_method_resolve(bus_request_t *req, msgpack_packer *pk, void *userd
         r = resolve_environment(req, api, d.d.namespace_, spec, &res);
         if (r >= 0)
                 r = resolve_volumes(req, api, d.d.namespace_, spec, &res);
+        res.generation = d.d.generation;
         if (r >= 0)
-                pack(pk, d.d.generation, &res);
+                resolve_result_pack(pk, &res);
         store_deployment_clear(&d);
         return r < 0 ? r : 0;
 }

@@ -22,6 +22,7 @@
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "proto/event.h"
+#include "proto/resolve.h"
 
 struct inflight {
         struct inflight *next;
@@ -88,7 +89,7 @@ typedef struct job {
         bool port_taken;           /* the first refusal was BUS_ERR_PORT_ALLOCATION_FAILED */
         char create_error[512];    /* the first refusal, in vmm-driver's words */
         bool secret_missing;       /* deployment.resolve refused: create_error says what is missing */
-        char **secret_environment; /* deployment.resolve's, for this pass's creates; wiped when freed */
+        resolve_result_t resolved; /* deployment.resolve's answer, for this pass's creates; wiped when freed */
 } job_t;
 
 static void job_release(job_t *j);
@@ -308,10 +309,10 @@ static void on_created(scheduler_t *s, int r, const bus_reply_t *reply, void *us
  * under the same id, which vmm-driver refuses as a conflict; the next pass re-counts instead. */
 static void create_instance(job_t *j) {
         const deployment_t *d = j->d;
-        /* The volumes' files of a config or secret volume come with the same answer (resolve
-         * result volumes[].files, by index) and belong in spec.volumes[index].files. */
+        /* The files of config and secret volumes came with the same answer:
+         * j->resolved.volumes[k].files belong in spec.volumes[j->resolved.volumes[k].index].files. */
         instance_spec_t spec = {
-                .secret_environment = j->secret_environment,
+                .secret_environment = j->resolved.secret_environment,
                 .deployment_id = d->id,
                 .generation = d->generation,
                 .runtime = d->runtime,
@@ -358,9 +359,8 @@ static void on_resolved(scheduler_t *s, int r, const bus_reply_t *reply, void *u
                 /* No answer: nothing starts this pass; the next one asks again. */
                 scheduler_pass_fail(j->pass);
                 j->p.create = 0;
-        } else if (mp_get_env(reply->result, "secret_environment", &j->secret_environment) < 0 &&
-                   mp_map_get(reply->result, "secret_environment")) {
-                log_warning("Deployment %s: deployment.resolve answered a malformed secret_environment", j->d->id);
+        } else if (resolve_result_unpack(reply->result, &j->resolved) < 0) {
+                log_warning("Deployment %s: deployment.resolve answered something malformed", j->d->id);
                 scheduler_pass_fail(j->pass);
                 j->p.create = 0;
         }
@@ -493,7 +493,7 @@ static void job_release(job_t *j) {
         scheduler_pass_wake(j->pass, j->p.wake_at);
         scheduler_pass_release(j->pass);
         plan_clear(&j->p);
-        mp_strv_free_secret(j->secret_environment);
+        resolve_result_clear(&j->resolved);
         free(j);
 }
 

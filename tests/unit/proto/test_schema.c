@@ -22,6 +22,7 @@
 #include "proto/event.h"
 #include "proto/health.h"
 #include "proto/instance.h"
+#include "proto/resolve.h"
 #include "proto/port.h"
 #include "proto/schema.h"
 
@@ -235,6 +236,46 @@ static void test_instance(void **state) {
         packed_free(&p);
 }
 
+/* deployment.resolve's answer fits the schema, covers it, and reads back as it was packed. */
+static void test_resolve_result(void **state) {
+        resolved_file_t files[] = {
+                { .name = "nginx.conf", .mode = 0444, .data = (uint8_t *)"worker_processes 1;\n", .size = 20 },
+                { .name = "token", .mode = 0400, .data = (uint8_t *)"s3cr3t", .size = 6 },
+        };
+        resolved_volume_t volumes[] = { { .index = 2, .files = files, .n_files = ELEMENTSOF(files) } };
+        resolve_result_t r = { .generation = 4,
+                               .secret_environment = secret_env,
+                               .volumes = volumes,
+                               .n_volumes = ELEMENTSOF(volumes) },
+                         back;
+        packed_t p;
+        const msgpack_object *o;
+
+        resolve_result_pack(packed_begin(&p), &r);
+        o = packed_end(&p);
+        assert_fits(&proto_msg_resolve_result, o);
+        assert_covers(&proto_msg_resolve_result, o, NULL);
+        assert_fits(&proto_msg_resolved_volume, &mp_map_get(o, "volumes")->via.array.ptr[0]);
+        assert_int_equal(resolve_result_unpack(o, &back), 0);
+        assert_int_equal(back.generation, 4);
+        assert_string_equal(back.secret_environment[0], secret_env[0]);
+        assert_int_equal(back.n_volumes, 1);
+        assert_int_equal(back.volumes[0].index, 2);
+        assert_int_equal(back.volumes[0].n_files, 2);
+        assert_string_equal(back.volumes[0].files[1].name, "token");
+        assert_int_equal(back.volumes[0].files[1].mode, 0400);
+        assert_memory_equal(back.volumes[0].files[1].data, "s3cr3t", 6);
+        resolve_result_clear(&back);
+        packed_free(&p);
+
+        /* A file name that would leave its volume's directory is refused. */
+        files[0].name = "../etc/passwd";
+        resolve_result_pack(packed_begin(&p), &r);
+        assert_int_equal(resolve_result_unpack(packed_end(&p), &back), -EBADMSG);
+        assert_null(back.volumes);
+        packed_free(&p);
+}
+
 static void test_ports(void **state) {
         packed_t p;
         const msgpack_object *o;
@@ -399,10 +440,15 @@ static void test_tables(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_deployment),  cmocka_unit_test(test_deployment_event),
-                cmocka_unit_test(test_event),       cmocka_unit_test(test_instance),
-                cmocka_unit_test(test_ports),       cmocka_unit_test(test_attachment),
-                cmocka_unit_test(test_agent_frame), cmocka_unit_test(test_check_names_the_field),
+                cmocka_unit_test(test_deployment),
+                cmocka_unit_test(test_deployment_event),
+                cmocka_unit_test(test_event),
+                cmocka_unit_test(test_instance),
+                cmocka_unit_test(test_resolve_result),
+                cmocka_unit_test(test_ports),
+                cmocka_unit_test(test_attachment),
+                cmocka_unit_test(test_agent_frame),
+                cmocka_unit_test(test_check_names_the_field),
                 cmocka_unit_test(test_tables),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,9 +53,7 @@ void resolve_result_pack(msgpack_packer *pk, const resolve_result_t *r) {
         }
 }
 
-static bool file_name_ok(const char *n) {
-        return *n && !strchr(n, '/') && strcmp(n, ".") != 0 && strcmp(n, "..") != 0;
-}
+static bool file_name_ok(const char *n) { return *n && !strchr(n, '/') && strcmp(n, ".") != 0 && strcmp(n, "..") != 0; }
 
 static int file_unpack(const msgpack_object *o, resolved_file_t *f) {
         const msgpack_object *data = mp_map_get(o, "data");

@@ -51,9 +51,9 @@ bool manifest_name_is_valid(const char *s);
 
 /* The workload a stored spec asks for: argv = command + args (NULL when neither is given) and
  * the environment as "KEY=VALUE" entries (NULL when absent). */
-int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env);
-/* Whether a stored spec names secrets or configs that each start must fetch (deployment.resolve):
- * an environment value {secretRef: NAME}, a volume of type config or secret. */
-bool manifest_needs_resolve(const char *spec_text);
+int manifest_workload_from_spec(const json_t *spec, char ***ret_command, char ***ret_env);
+/* Whether a spec names secrets or configs that each start must fetch (deployment.resolve): an
+ * environment value {secretRef: NAME}, a volume of type config or secret. */
+bool manifest_needs_resolve(const json_t *spec);
 /* The health checks of a stored spec, defaults filled in (apiserver_manifest_health.c). */
-int manifest_health_from_spec(const char *spec_text, health_check_t **ret, size_t *ret_n);
+int manifest_health_from_spec(const json_t *spec, health_check_t **ret, size_t *ret_n);

@@ -125,13 +125,15 @@ void manifest_check_image(parse_ctx_t *c, const json_t *input) {
                 manifest_violation(c, "image", "%s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
 }
 
-bool manifest_needs_resolve(const char *spec_text) {
-        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
+bool manifest_needs_resolve(const json_t *spec) {
         const char *name;
         json_t *value;
         size_t i;
 
-        json_object_foreach(json_object_get(spec, "environment"), name, value) if (json_is_object(value)) return true;
+        json_object_foreach(json_object_get(spec, "environment"), name, value) {
+                if (json_is_object(value))
+                        return true;
+        }
         json_array_foreach(json_object_get(spec, "volumes"), i, value) {
                 const char *type = json_string_value(json_object_get(value, "type"));
 
@@ -142,8 +144,7 @@ bool manifest_needs_resolve(const char *spec_text) {
 }
 
 /* Derived from the stored spec rather than stored twice: the spec is what was applied. */
-int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env) {
-        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
+int manifest_workload_from_spec(const json_t *spec, char ***ret_command, char ***ret_env) {
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL;
         const json_t *parts[2];
         const char *name;
@@ -152,7 +153,7 @@ int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char
 
         *ret_command = *ret_env = NULL;
         if (!spec)
-                return spec_text ? -EBADMSG : 0;
+                return 0;
         parts[0] = json_object_get(spec, "command");
         parts[1] = json_object_get(spec, "args");
         if (json_array_size(parts[0]) + json_array_size(parts[1]) > 0) {

@@ -140,8 +140,8 @@ void vmm_workload_start(vmm_instance_t *i) {
                 return;
         if (i->rec.secret_environment && !s->secret_environment) {
                 /* Adopted after a restart before the start went out: the secrets' values were in
-                 * the old vmm-driver's memory only. Never started without them: the scheduler
-                 * replaces an instance whose workload does not run. */
+                 * the old vmm-driver's memory only. Never started without them: the instance
+                 * stays without its workload (the warning says why) until it is replaced. */
                 log_warning("Instance %s: its secret environment died with the previous vmm-driver; not starting "
                             "the workload without it",
                             id_of(i));

@@ -205,6 +205,7 @@ $(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIBHUSK)
 	  $(call pkg_libs,$(PKGS_apiserver)) -lcivetweb -lpthread
 # A fuzzer of a component's code links the component's objects as well.
 $(BUILD)/fuzz/fuzz_manifest_parse: $(call fuzzobj,$(call comp_srcs,apiserver))
+$(BUILD)/fuzz/fuzz_config_body: $(call fuzzobj,$(call comp_srcs,apiserver))
 $(BUILD)/fuzz/fuzz_cli_manifest: $(call fuzzobj,cli/cli_yaml.c cli/cli_expand.c cli/cli_manifest.c)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \

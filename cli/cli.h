@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <jansson.h>
 #include <stddef.h>
 
 #include "lib/util.h"
@@ -61,6 +62,11 @@ int verb_logout(cli_ctx_t *ctx, int argc, char **argv);
 int verb_user(cli_ctx_t *ctx, int argc, char **argv);
 int verb_token(cli_ctx_t *ctx, int argc, char **argv);
 int verb_namespace(cli_ctx_t *ctx, int argc, char **argv);
+int verb_config(cli_ctx_t *ctx, int argc, char **argv);
+int verb_secret(cli_ctx_t *ctx, int argc, char **argv);
+/* Create config name in ns with data, or replace the data of the one that exists, saying which
+ * on stdout (cli_config.c; husk apply's configs: too). Returns an exit code. */
+int cli_config_put(cli_ctx_t *ctx, const char *ns, const char *name, json_t *data);
 
 /* A password from the terminal without echo (prompt shown there), or the first line of
  * standard input. -ENOTTY when there is no terminal, -EINVAL when empty or too long. */

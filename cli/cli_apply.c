@@ -11,6 +11,8 @@
 #include "cli/cli_manifest.h"
 #include "cli/cli_output.h"
 
+#define CONFIG_FILE_MAX (256u * 1024u) /* a config value's bound (apiserver's) */
+
 static void apply_help(void) {
         printf("Usage: husk apply -f FILE [-f FILE]... [OPTIONS]\n"
                "\n"
@@ -21,6 +23,9 @@ static void apply_help(void) {
                "error), $$ is a literal $, and Ring's bare $VAR works where Ring expands it. Nothing is\n"
                "applied unless every file parses and the server finds every deployment valid (each is\n"
                "checked with dryRun=All first).\n"
+               "A top-level configs: map (NAME: {namespace:, data: {KEY: VALUE}, files: {KEY: PATH}})\n"
+               "creates each config or replaces its data, after the namespaces and before the\n"
+               "deployments; files: are read from paths relative to the manifest's directory.\n"
                "\n"
                "Options:\n"
                "  -f, --file FILE         manifest to apply; - reads stdin (repeatable)\n"
@@ -81,6 +86,41 @@ static int apply_one(cli_http_t *h, const cli_manifest_entry_t *e, bool check_on
         }
         cli_response_clear(&resp);
         return r;
+}
+
+/* files: of each config, read now: a file that cannot be read applies nothing. */
+static int load_config_files(cli_manifest_t *m) {
+        int ret = CLI_EXIT_OK;
+
+        for (size_t i = 0; i < m->n_configs; i++) {
+                cli_manifest_config_t *c = &m->configs[i];
+                const char *key;
+                json_t *path;
+
+                json_object_foreach(c->files, key, path) {
+                        _cleanup_free_ char *data = NULL;
+                        size_t size = 0;
+                        json_t *value;
+                        int r;
+
+                        r = read_file(json_string_value(path), CONFIG_FILE_MAX, &data, &size);
+                        if (r < 0) {
+                                cli_error("%s: configs.%s.files.%s: cannot read %s: %s", c->file, c->name, key,
+                                          json_string_value(path), r == -EFBIG ? "larger than 256 KiB" : strerror(-r));
+                                ret = CLI_EXIT_FAILURE;
+                                continue;
+                        }
+                        value = json_stringn(data, size);
+                        if (!value) {
+                                cli_error("%s: configs.%s.files.%s: %s is not UTF-8 text without NUL bytes", c->file,
+                                          c->name, key, json_string_value(path));
+                                ret = CLI_EXIT_FAILURE;
+                                continue;
+                        }
+                        json_object_set_new(c->data, key, value);
+                }
+        }
+        return ret;
 }
 
 /* A namespaces: entry: created, or left as it is when it exists. Returns an exit code. */
@@ -192,13 +232,15 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
                 return cli_usage_error(cmd, "no manifest given: use -f FILE (or -f - for stdin)");
 
         r = load_manifests(files, n_files, &vars, &m);
+        if (r == CLI_EXIT_OK)
+                r = load_config_files(&m);
         if (r != CLI_EXIT_OK) {
                 fprintf(stderr, "Nothing was applied.\n");
                 return r;
         }
         for (size_t i = 0; i < m.n_warnings; i++)
                 cli_warning("%s", m.warnings[i]);
-        if (m.n_entries == 0 && json_array_size(m.namespaces) == 0) {
+        if (m.n_entries == 0 && m.n_configs == 0 && json_array_size(m.namespaces) == 0) {
                 cli_warning("no deployments in %s, nothing to apply", n_files == 1 ? files[0] : "the manifests");
                 return CLI_EXIT_OK;
         }
@@ -241,6 +283,14 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
                         fprintf(stderr, "No deployment was applied.\n");
                         return r;
                 }
+        }
+        /* Configs next: a deployment's first start reads them. */
+        for (size_t i = 0; i < m.n_configs; i++) {
+                r = cli_config_put(ctx, m.configs[i].namespace_, m.configs[i].name, m.configs[i].data);
+                if (r == CLI_EXIT_CONNECTION)
+                        return r;
+                if (r != CLI_EXIT_OK && ret == CLI_EXIT_OK)
+                        ret = r;
         }
         for (size_t i = 0; i < m.n_entries; i++) {
                 r = apply_one(h, &m.entries[i], false);

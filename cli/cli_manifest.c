@@ -2,6 +2,7 @@
 #include "cli/cli_manifest.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,9 +16,21 @@ static void entry_clear(cli_manifest_entry_t *e) {
         *e = (cli_manifest_entry_t){};
 }
 
+static void config_clear(cli_manifest_config_t *c) {
+        free(c->name);
+        free(c->namespace_);
+        free(c->file);
+        json_decref(c->data);
+        json_decref(c->files);
+        *c = (cli_manifest_config_t){};
+}
+
 void cli_manifest_clear(cli_manifest_t *m) {
         for (size_t i = 0; i < m->n_entries; i++)
                 entry_clear(&m->entries[i]);
+        for (size_t i = 0; i < m->n_configs; i++)
+                config_clear(&m->configs[i]);
+        free(m->configs);
         for (size_t i = 0; i < m->n_warnings; i++)
                 free(m->warnings[i]);
         free(m->entries);
@@ -77,6 +90,115 @@ static int normalize_labels(json_t *d, const char *file, const char *key, char *
                 }
         }
         return json_object_set_new(d, "labels", map) < 0 ? -ENOMEM : 0;
+}
+
+/* files: {KEY: PATH} or [PATH, ...] (the key is the base name), relative paths from the
+ * manifest's directory: into a {KEY: PATH} object. */
+static int config_files(const json_t *in, const char *file, const char *key, json_t **ret, char **ret_error) {
+        _cleanup_free_ char *dir_copy = strdup(file);
+        json_auto_t *out = json_object();
+        const char *dir, *k;
+        json_t *v;
+        size_t i;
+
+        if (!dir_copy || !out)
+                return -ENOMEM;
+        dir = streq(file, "<stdin>") ? "." : dirname(dir_copy);
+        if (json_is_array(in)) {
+                json_t *map = json_object();
+
+                if (!map)
+                        return -ENOMEM;
+                json_array_foreach(in, i, v) {
+                        const char *path = json_string_value(v), *slash = path ? strrchr(path, '/') : NULL;
+
+                        if (!path || !*path || (slash && !slash[1])) {
+                                json_decref(map);
+                                return fail(ret_error, "%s: configs.%s.files[%zu]: a file's path", file, key, i);
+                        }
+                        json_object_set(map, slash ? slash + 1 : path, v);
+                }
+                in = map;
+        } else if (json_is_object(in))
+                json_incref((json_t *)in);
+        else
+                return fail(ret_error, "%s: configs.%s.files: a map of KEY: PATH, or a list of paths", file, key);
+        json_object_foreach((json_t *)in, k, v) {
+                const char *path = json_string_value(v);
+                char *joined = NULL;
+
+                if (!path || !*path) {
+                        json_decref((json_t *)in);
+                        return fail(ret_error, "%s: configs.%s.files.%s: a file's path", file, key, k);
+                }
+                if (path[0] == '/')
+                        joined = strdup(path);
+                else if (asprintf(&joined, "%s/%s", dir, path) < 0)
+                        joined = NULL;
+                if (!joined || json_object_set_new(out, k, json_string(joined)) < 0) {
+                        free(joined);
+                        json_decref((json_t *)in);
+                        return -ENOMEM;
+                }
+                free(joined);
+        }
+        json_decref((json_t *)in);
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/* A top-level configs: map: NAME: {namespace?, data?: {KEY: VALUE}, files?: ...}. */
+static int add_configs(cli_manifest_t *m, const json_t *configs, const char *file, char **ret_error) {
+        const char *key;
+        json_t *c;
+
+        if (json_is_null(configs))
+                return 0;
+        if (!json_is_object(configs))
+                return fail(ret_error, "%s: configs: must map each config's name to its data", file);
+        json_object_foreach((json_t *)configs, key, c) {
+                const json_t *name = json_object_get(c, "name"), *ns = json_object_get(c, "namespace"),
+                             *data = json_object_get(c, "data"), *files = json_object_get(c, "files");
+                cli_manifest_config_t *grown, *e;
+                json_t *text_data = json_object(), *v;
+                const char *k;
+
+                if (!text_data)
+                        return -ENOMEM;
+                if (!json_is_object(c) || (name && !json_is_string(name)) || (ns && !json_is_string(ns)) ||
+                    (data && !json_is_object(data)))
+                        return json_decref(text_data),
+                               fail(ret_error,
+                                    "%s: configs.%s: must be a mapping with data: {KEY: VALUE}, files: and namespace:",
+                                    file, key);
+                json_object_foreach((json_t *)data, k, v) {
+                        if (!json_is_string(v)) {
+                                json_decref(text_data);
+                                return fail(ret_error, "%s: configs.%s.data.%s: must be a string (quote it)", file, key,
+                                            k);
+                        }
+                        json_object_set(text_data, k, v);
+                }
+                grown = reallocarray(m->configs, m->n_configs + 1, sizeof(*grown));
+                if (!grown) {
+                        json_decref(text_data);
+                        return -ENOMEM;
+                }
+                m->configs = grown;
+                e = &m->configs[m->n_configs++];
+                *e = (cli_manifest_config_t){ .name = strdup(name ? json_string_value(name) : key),
+                                              .namespace_ = strdup(ns ? json_string_value(ns) : "default"),
+                                              .file = strdup(file),
+                                              .data = text_data };
+                if (!e->name || !e->namespace_ || !e->file)
+                        return -ENOMEM;
+                if (files && !json_is_null(files)) {
+                        int r = config_files(files, file, key, &e->files, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
 }
 
 /* One name into m->namespaces, unless it is there already. The server says what a valid name
@@ -155,6 +277,12 @@ static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_
         json_object_foreach(doc, top, d) {
                 if (streq(top, "deployments"))
                         continue;
+                if (streq(top, "configs")) {
+                        r = add_configs(m, d, file, ret_error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (streq(top, "namespaces"))
                         r = add_namespaces(m, d, file, ret_error);
                 else
@@ -163,8 +291,8 @@ static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_
                         return r;
         }
         deployments = json_object_get(doc, "deployments");
-        if (!deployments && json_object_get(doc, "namespaces"))
-                return 0;
+        if (!deployments && (json_object_get(doc, "configs") || json_object_get(doc, "namespaces")))
+                return 0; /* a file of configs or namespaces alone */
         if (!deployments)
                 return fail(ret_error, "%s: no deployments: key", file);
         if (json_is_null(deployments))
@@ -201,7 +329,8 @@ int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data
                        char **ret_error) {
         json_t *docs = NULL, *doc;
         cli_manifest_entry_t *entries = NULL;
-        size_t n = 0, i, n_warnings = m->n_warnings, n_namespaces = json_array_size(m->namespaces);
+        size_t n = 0, i, n_warnings = m->n_warnings, n_configs = m->n_configs,
+               n_namespaces = json_array_size(m->namespaces);
         int r;
 
         r = cli_yaml_to_json(filename, data, size, vars, &docs, ret_error);
@@ -222,6 +351,8 @@ int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data
                 free(entries);
                 while (m->n_warnings > n_warnings)
                         free(m->warnings[--m->n_warnings]);
+                while (m->n_configs > n_configs)
+                        config_clear(&m->configs[--m->n_configs]);
                 while (json_array_size(m->namespaces) > n_namespaces)
                         json_array_remove(m->namespaces, json_array_size(m->namespaces) - 1);
                 return r;

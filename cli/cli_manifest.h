@@ -53,9 +53,21 @@ typedef struct cli_manifest_entry {
         json_t *deployment; /* the body to POST */
 } cli_manifest_entry_t;
 
+/* One entry of a top-level configs: map: created, or its data replaced, before the deployments. */
+typedef struct cli_manifest_config {
+        char *name;       /* the key under configs:, or its name: */
+        char *namespace_; /* its namespace:, default "default" */
+        char *file;       /* where it came from, for messages */
+        json_t *data;     /* KEY: string value, as written in data: */
+        json_t *files;    /* KEY: path of a file whose bytes are the value (files:), relative paths
+                          * already joined to the manifest's directory; read by husk apply */
+} cli_manifest_config_t;
+
 typedef struct cli_manifest {
         cli_manifest_entry_t *entries;
         size_t n_entries;
+        cli_manifest_config_t *configs;
+        size_t n_configs;
         char **warnings; /* for the user: ignored keys and the like */
         size_t n_warnings;
         json_t *namespaces; /* namespaces: blocks, each name once, in order (an array; NULL: none) */

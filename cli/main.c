@@ -11,11 +11,13 @@
 
 static const cli_verb_t verbs[] = {
         { "apply", verb_apply, "create or update deployments from Ring manifests (-f FILE)" },
+        { "config", verb_config, "list, inspect, create and delete configs (key/value data for deployments)" },
         { "context", verb_context, "list the contexts you logged in to, or pick the current one" },
         { "deployment", verb_deployment, "list, inspect and delete deployments" },
         { "login", verb_login, "log in to husk-apiserver and keep the token in a context" },
         { "logout", verb_logout, "end the current context's session" },
         { "namespace", verb_namespace, "list, create and delete namespaces; read their audit log" },
+        { "secret", verb_secret, "list, create and delete secrets (values never shown again)" },
         { "tap", verb_tap, "print the daemons' bus events live" },
         { "token", verb_token, "create, list, delete and rotate your API tokens" },
         { "user", verb_user, "list, create, change and delete users; change your password" },

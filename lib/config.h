@@ -54,12 +54,15 @@ typedef struct husk_config {
         husk_endpoints_t bus[_HUSK_DAEMON_MAX];
 
         struct {
-                char *listen;       /* "127.0.0.1:3030" */
-                char *database;     /* default: <state_dir>/husk.db */
-                char *socket_group; /* members are operators on <runtime_dir>/api.sock; "": root only */
-                char *tls_cert;     /* apiserver.tls.cert: PEM certificate chain; set, listen serves
+                char *listen;           /* "127.0.0.1:3030" */
+                char *database;         /* default: <state_dir>/husk.db */
+                char *socket_group;     /* members are operators on <runtime_dir>/api.sock; "": root only */
+                char *tls_cert;         /* apiserver.tls.cert: PEM certificate chain; set, listen serves
                                      * HTTPS only (apiserver_tls.c) */
-                char *tls_key;      /* apiserver.tls.key: its PEM private key */
+                char *tls_key;          /* apiserver.tls.key: its PEM private key */
+                char *secrets_key_file; /* the key secrets are encrypted with at rest (32 random bytes, made
+                                         * 0600 on first start); HUSK_SECRETS_KEY in the environment
+                                         * (base64) takes its place. Default: <state_dir>/secrets.key */
         } apiserver;
 
         struct {

@@ -281,6 +281,16 @@ void mp_strv_free(char **v) {
         free(v);
 }
 
+void mp_strv_free_secret(char **v) {
+        if (!v)
+                return;
+        for (char **p = v; *p; p++) {
+                explicit_bzero(*p, strlen(*p));
+                free(*p);
+        }
+        free(v);
+}
+
 size_t mp_strv_len(char *const *v) {
         size_t n = 0;
 

@@ -53,6 +53,12 @@ static inline void mp_strv_freep(char ***v) {
         mp_strv_free(*v);
         *v = NULL;
 }
+/* The same, each string wiped before it is freed: for vectors that hold secrets. */
+void mp_strv_free_secret(char **v);
+static inline void mp_strv_free_secretp(char ***v) {
+        mp_strv_free_secret(*v);
+        *v = NULL;
+}
 size_t mp_strv_len(char *const *v);
 char **mp_strv_copy(char *const *v); /* NULL in, NULL out; NULL on ENOMEM otherwise */
 int mp_get_strv(const msgpack_object *map, const char *key, char ***ret);

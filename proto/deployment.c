@@ -46,7 +46,7 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->boot ? 1 : 0) + (d->command ? 1 : 0) +
                                      (d->environment ? 1 : 0) + (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0) +
                                      (d->failed_at ? 1 : 0) + (d->n_health_checks ? 1 : 0) +
-                                     (d->status_message ? 1 : 0));
+                                     (d->status_message ? 1 : 0) + (d->resolve ? 1 : 0));
         mp_pack_kv_str(pk, "id", d->id);
         mp_pack_kv_str(pk, "namespace", d->namespace_);
         mp_pack_kv_str(pk, "name", d->name);
@@ -81,6 +81,8 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
                 mp_pack_str(pk, "ports");
                 ports_pack(pk, d->ports, d->n_ports);
         }
+        if (d->resolve)
+                mp_pack_kv_bool(pk, "resolve", true);
 }
 
 /* A u64 field that must fit a u32. */
@@ -132,6 +134,9 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
         if (r < 0 && r != -ENOENT)
                 goto malformed;
         r = mp_get_env(o, "environment", &d->environment);
+        if (r < 0 && r != -ENOENT)
+                goto malformed;
+        r = mp_get_bool(o, "resolve", &d->resolve);
         if (r < 0 && r != -ENOENT)
                 goto malformed;
         return 0;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,8 @@ typedef struct deployment {
         size_t n_health_checks;
         port_spec_t *ports; /* published ports (packed when any) */
         size_t n_ports;
+        bool resolve; /* its instances need deployment.resolve before instance.create: secrets in
+                       * its environment, configs or secrets in its volumes (packed when true) */
 } deployment_t;
 
 void deployment_clear(deployment_t *d);

@@ -32,16 +32,19 @@ void instance_spec_clear(instance_spec_t *s) {
         free(s->kind);
         mp_strv_free(s->command);
         mp_strv_free(s->environment);
+        mp_strv_free_secret(s->secret_environment);
         free(s->ports);
         memset(s, 0, sizeof(*s));
 }
 
-static size_t instance_spec_nkeys(const instance_spec_t *s) {
+/* with_secrets: instance.create's arguments; never for what is published or written down. */
+static size_t instance_spec_nkeys(const instance_spec_t *s, bool with_secrets) {
         return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->boot ? 1 : 0) + (s->kind ? 1 : 0) +
-               (s->command ? 1 : 0) + (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0);
+               (s->command ? 1 : 0) + (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0) +
+               (with_secrets && s->secret_environment ? 1 : 0);
 }
 
-static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t *s) {
+static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t *s, bool with_secrets) {
         mp_pack_kv_str(pk, "instance_id", s->instance_id);
         mp_pack_kv_str(pk, "deployment_id", s->deployment_id);
         mp_pack_kv_u64(pk, "generation", s->generation);
@@ -65,11 +68,13 @@ static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t 
                 mp_pack_str(pk, "ports");
                 ports_pack(pk, s->ports, s->n_ports);
         }
+        if (with_secrets && s->secret_environment)
+                mp_pack_kv_env(pk, "secret_environment", s->secret_environment);
 }
 
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s) {
-        msgpack_pack_map(pk, instance_spec_nkeys(s));
-        instance_spec_pack_fields(pk, s);
+        msgpack_pack_map(pk, instance_spec_nkeys(s, true));
+        instance_spec_pack_fields(pk, s, true);
 }
 
 static int get_u32(const msgpack_object *o, const char *key, uint32_t *ret) {
@@ -117,6 +122,9 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
         r = mp_get_env(o, "environment", &s->environment);
         if (r < 0 && r != -ENOENT)
                 goto malformed;
+        r = mp_get_env(o, "secret_environment", &s->secret_environment);
+        if (r < 0 && r != -ENOENT)
+                goto malformed;
         return 0;
 
 malformed:
@@ -134,12 +142,12 @@ void instance_clear(instance_t *i) {
 }
 
 static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool with_ts, uint64_t ts) {
-        msgpack_pack_map(pk, instance_spec_nkeys(&i->spec) + 7 + (with_ts ? 1 : 0) + (i->exit_message ? 1 : 0) +
+        msgpack_pack_map(pk, instance_spec_nkeys(&i->spec, false) + 7 + (with_ts ? 1 : 0) + (i->exit_message ? 1 : 0) +
                                      (i->address ? 1 : 0) + (i->spawned_at_ns ? 1 : 0) + (i->ready_at_ns ? 1 : 0) +
                                      (i->firmware_boot ? 1 : 0));
         if (with_ts)
                 mp_pack_kv_u64(pk, "ts", ts);
-        instance_spec_pack_fields(pk, &i->spec);
+        instance_spec_pack_fields(pk, &i->spec, false);
         mp_pack_kv_str(pk, "state", i->state);
         mp_pack_kv_i64(pk, "pid", i->pid);
         mp_pack_kv_u64(pk, "started_at", i->started_at);

@@ -39,6 +39,11 @@ typedef struct instance_spec {
         char **environment; /* "KEY=VALUE" for the workload and exec; NULL: none */
         port_spec_t *ports; /* published ports; netd forwards them to the guest */
         size_t n_ports;
+        /* "KEY=VALUE" of the secrets the environment names (deployment.resolve), for the workload
+         * and exec alike; NULL: none. Only instance.create carries it: instance_pack() (events,
+         * instance.list) and the instance record (instance.json) leave it out, and vmm-driver
+         * keeps it in memory only. */
+        char **secret_environment;
 } instance_spec_t;
 
 typedef struct instance {
@@ -61,11 +66,12 @@ typedef struct instance {
 #define INSTANCE_EXIT_MESSAGE_MAX 1024 /* bytes of exit_message a decoder accepts */
 
 void instance_spec_clear(instance_spec_t *s);
+/* instance.create's arguments: every field, secret_environment included. */
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s);
 int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s);
 
 void instance_clear(instance_t *i);
-/* Packs the spec fields and the state fields into one flat map. */
+/* Packs the spec fields (but secret_environment) and the state fields into one flat map. */
 void instance_pack(msgpack_packer *pk, const instance_t *i);
 int instance_unpack(const msgpack_object *o, instance_t *i);
 

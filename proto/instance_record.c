@@ -123,6 +123,8 @@ int instance_record_to_json(const instance_record_t *r, char **ret) {
         q |= set_int(o, "fs_pid", r->fs_pid);
         q |= set_int(o, "fs_pid_start_time", (json_int_t)r->fs_pid_start_time);
         q |= json_object_set_new(o, "workload_started", json_boolean(r->workload_started));
+        if (r->secret_environment || r->inst.spec.secret_environment) /* that it had one; never the values */
+                q |= json_object_set_new(o, "secret_environment", json_true());
         if (r->workload_exited)
                 q |= set_int(o, "workload_status", r->workload_status);
         if (q != 0) {
@@ -238,6 +240,7 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_str(o, "image_path", false, &r->image_path) < 0 ||
             get_bool(o, "workload_started", false, &r->workload_started) < 0 ||
             get_bool(o, "firmware_boot", false, &r->inst.firmware_boot) < 0 ||
+            get_bool(o, "secret_environment", false, &r->secret_environment) < 0 ||
             get_bool(o, "remove_on_exit", full, &r->remove_on_exit) < 0)
                 goto malformed;
         /* fs_pid and its start time come as a pair (older records have neither). */

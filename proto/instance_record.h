@@ -25,6 +25,8 @@ typedef struct instance_record {
         int64_t fs_pid;   /* virtiofsd serving the image, 0 when none */
         uint64_t fs_pid_start_time;
         bool workload_started;   /* the agent accepted the start request */
+        bool secret_environment; /* the spec had a secret environment: in vmm-driver's memory only, so
+                                  * after a restart a workload not yet started cannot be (without it) */
         bool workload_exited;    /* the agent reported the workload's exit: workload_status is it */
         int64_t workload_status; /* code, or 128+signal */
 } instance_record_t;

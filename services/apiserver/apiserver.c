@@ -14,7 +14,50 @@
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_local.h"
+#include "services/apiserver/apiserver_secrets.h"
 #include "services/apiserver/apiserver_tls.h"
+
+/* The key secrets are sealed with: HUSK_SECRETS_KEY, else the key file (made on first start).
+ * A key that does not open the database's check value stops the start: every secret would
+ * fail to open, and new ones would be sealed under a key the old ones do not share. */
+static int open_secrets_key(apiserver_t *api, const husk_config_t *config) {
+        const char *env = getenv(SECRETS_KEY_ENV), *path = config->apiserver.secrets_key_file;
+        uint8_t key[SECRETS_KEY_LEN];
+        _cleanup_free_ char *dir = strdup(path);
+        int r, made = 0;
+
+        if (!dir)
+                return log_error_errno(ENOMEM, "Out of memory");
+        if (!env || !*env) {
+                r = mkdir_p(dirname(dir), 0700);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to create the directory of %s: %m", path);
+        }
+        r = secrets_key_load(path, env, key, &made);
+        if (r == -EINVAL)
+                return log_error_errno(r, "%s is set but is not the base64 of a %d-byte key", SECRETS_KEY_ENV,
+                                       SECRETS_KEY_LEN);
+        if (r == -EPERM)
+                return log_error_errno(r, "The secrets key file %s may be read by others: make it mode 0600", path);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "The secrets key file %s does not hold a %d-byte key", path, SECRETS_KEY_LEN);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read or make the secrets key %s: %m", path);
+        r = store_secrets_key_set(api->store, key);
+        explicit_bzero(key, sizeof(key));
+        if (r == -EKEYREJECTED)
+                return log_error_errno(r,
+                                       "The secrets key (%s) is not the one this database's secrets were sealed "
+                                       "with: refusing to start; give the original key file or %s",
+                                       env && *env ? SECRETS_KEY_ENV : path, SECRETS_KEY_ENV);
+        if (r < 0)
+                return log_error_errno(r, "Failed to check the secrets key: %m");
+        if (made)
+                log_notice("Made the secrets key %s (mode 0600): back it up with the database; without it no "
+                           "secret can be read",
+                           path);
+        return 0;
+}
 
 static int open_store(apiserver_t *api, const husk_config_t *config) {
         const char *path = config->apiserver.database;
@@ -35,7 +78,7 @@ static int open_store(apiserver_t *api, const husk_config_t *config) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open the database %s: %m", path);
         log_info("Database %s at schema version %d", path, store_schema_version(api->store));
-        return 0;
+        return open_secrets_key(api, config);
 }
 
 /* First start: with no user in the store, an `admin` with a random password, which goes to a

@@ -16,6 +16,7 @@ static const char *const scope_names[_AUTH_SCOPE_MAX] = {
         [AUTH_SCOPE_SECRETS_WRITE] = "secrets:write",       [AUTH_SCOPE_NAMESPACES_READ] = "namespaces:read",
         [AUTH_SCOPE_NAMESPACES_WRITE] = "namespaces:write", [AUTH_SCOPE_AUDIT_READ] = "audit:read",
         [AUTH_SCOPE_TOKENS_WRITE] = "tokens:write",         [AUTH_SCOPE_USERS_READ] = "users:read",
+        [AUTH_SCOPE_CONFIGS_READ] = "configs:read",         [AUTH_SCOPE_CONFIGS_WRITE] = "configs:write",
 };
 
 static const char *const role_names[_AUTH_ROLE_MAX] = {
@@ -28,13 +29,13 @@ static const char *const role_names[_AUTH_ROLE_MAX] = {
 #define ALL_REAL ((AUTH_SCOPE_BIT(_AUTH_SCOPE_MAX) - 1) & ~(AUTH_SCOPE_BIT(AUTH_SCOPE_FIRST_REAL) - 1))
 
 /* admin: everything (and the admin-only routes, by role). operator: everything but user
- * management, which is admin-only. viewer: reading, but neither exec (a shell in a guest is
- * not reading) nor secrets. */
+ * management, which is admin-only. viewer: reading, configs included, but neither exec (a
+ * shell in a guest is not reading) nor secrets (not even their names). */
 static const auth_scopes_t role_scopes[_AUTH_ROLE_MAX] = {
         [AUTH_ROLE_ADMIN] = ALL_REAL,
         [AUTH_ROLE_OPERATOR] = ALL_REAL,
         [AUTH_ROLE_VIEWER] = B(DEPLOYMENTS_READ) | B(LOGS_READ) | B(EVENTS_READ) | B(NAMESPACES_READ) | B(AUDIT_READ) |
-                             B(USERS_READ) | B(TOKENS_WRITE),
+                             B(USERS_READ) | B(TOKENS_WRITE) | B(CONFIGS_READ),
 };
 
 const char *auth_scope_name(auth_scope_t s) { return s >= 0 && s < _AUTH_SCOPE_MAX ? scope_names[s] : NULL; }

@@ -28,6 +28,8 @@ typedef enum auth_scope {
         AUTH_SCOPE_AUDIT_READ,
         AUTH_SCOPE_TOKENS_WRITE, /* create, rotate and delete one's own tokens */
         AUTH_SCOPE_USERS_READ,
+        AUTH_SCOPE_CONFIGS_READ,
+        AUTH_SCOPE_CONFIGS_WRITE,
         _AUTH_SCOPE_MAX,
 } auth_scope_t;
 

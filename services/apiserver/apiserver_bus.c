@@ -201,6 +201,7 @@ const bus_method_t apiserver_bus_methods[] = {
         { BUS_METHOD_DEPLOYMENT_SET_STATUS, method_set_status },
         { BUS_METHOD_DEPLOYMENT_PURGE, method_purge },
         { BUS_METHOD_DEPLOYMENT_RECORD_EXIT, method_record_exit },
+        { BUS_METHOD_DEPLOYMENT_RESOLVE, apiserver_method_resolve },
         { BUS_METHOD_EVENT_RECORD, apiserver_method_event_record },
         {},
 };

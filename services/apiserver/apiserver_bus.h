@@ -20,6 +20,12 @@ int apiserver_event(apiserver_t *api, const char *deployment_id, const char *lev
                     ...) _printf_(5, 6);
 /* apiserver_ignored.c: one IgnoredField warning per field of d's spec a VM cannot honour. */
 void apiserver_warn_ignored(apiserver_t *api, const store_deployment_t *d);
+/* At apply: each secret m's environment names ({secretRef}) exists in its namespace. 0, or
+ * -EINVAL with *ret_violations a new array naming environment.KEY for each that does not
+ * (apiserver_resolve.c). */
+int apiserver_check_refs(apiserver_t *api, const manifest_t *m, json_t **ret_violations);
+/* deployment.resolve (apiserver_resolve.c). */
+int apiserver_method_resolve(bus_request_t *req, msgpack_packer *pk, void *userdata);
 /* The event.record request handler. */
 int apiserver_method_event_record(bus_request_t *req, msgpack_packer *pk, void *userdata);
 

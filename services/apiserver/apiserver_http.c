@@ -90,6 +90,16 @@ static const http_route_t routes[] = {
         { "GET", "/deployments/*/logs", route_deployment_logs,
           PARAMS("tail", "since", "level", "instance", "container", "follow", "ticket"), AUTH_SCOPE_LOGS_READ },
         { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "GET", "/configs", route_configs_list, PARAMS("namespace"), AUTH_SCOPE_CONFIGS_READ },
+        { "POST", "/configs", route_configs_create, NULL, AUTH_SCOPE_CONFIGS_WRITE },
+        { "GET", "/configs/*", route_config_get, PARAMS("namespace"), AUTH_SCOPE_CONFIGS_READ },
+        { "PUT", "/configs/*", route_config_update, PARAMS("namespace"), AUTH_SCOPE_CONFIGS_WRITE },
+        { "DELETE", "/configs/*", route_config_delete, PARAMS("namespace"), AUTH_SCOPE_CONFIGS_WRITE },
+        /* Metadata only: no route answers a secret's value. */
+        { "GET", "/secrets", route_secrets_list, PARAMS("namespace"), AUTH_SCOPE_SECRETS_READ },
+        { "POST", "/secrets", route_secrets_create, NULL, AUTH_SCOPE_SECRETS_WRITE },
+        { "GET", "/secrets/*", route_secret_get, PARAMS("namespace"), AUTH_SCOPE_SECRETS_READ },
+        { "DELETE", "/secrets/*", route_secret_delete, PARAMS("namespace"), AUTH_SCOPE_SECRETS_WRITE },
 };
 
 const http_route_t *http_routes(size_t *ret_n) {

@@ -143,3 +143,18 @@ int route_deployment_exec(http_request_t *req);
 int route_deployment_events(http_request_t *req);
 int route_deployment_logs(http_request_t *req);
 int route_deployment_health_checks(http_request_t *req);
+/* ?namespace= into ns (a DNS label, else the status of the 400 sent); absent: "default" when
+ * required, else "" (apiserver_routes_configs.c). */
+int route_query_namespace(http_request_t *req, bool required, char ns[static AUTH_NAMESPACE_MAX + 1]);
+/* A write into namespace ns: 0 when the caller may (the namespace made if it may make it), else
+ * the status of the 403 sent. Records ns for the audit. */
+int route_namespace_for_write(http_request_t *req, const char *ns);
+int route_configs_list(http_request_t *req);
+int route_configs_create(http_request_t *req);
+int route_config_get(http_request_t *req);
+int route_config_update(http_request_t *req);
+int route_config_delete(http_request_t *req);
+int route_secrets_list(http_request_t *req);
+int route_secrets_create(http_request_t *req);
+int route_secret_get(http_request_t *req);
+int route_secret_delete(http_request_t *req);

@@ -55,5 +55,8 @@ int manifest_workload_from_spec(const json_t *spec, char ***ret_command, char **
 /* The boot: the scheduler asks for: the spec's ("firmware" or "kit"), "kit" when it names a kernel:
  * (the disk is then the workload's root, as with `boot: kit`), else NULL. */
 int manifest_boot_from_spec(const json_t *spec, char **ret);
+/* Whether a spec names secrets or configs that each start must fetch (deployment.resolve): an
+ * environment value {secretRef: NAME}, a volume of type config or secret. */
+bool manifest_needs_resolve(const json_t *spec);
 /* The health checks of a stored spec, defaults filled in (apiserver_manifest_health.c). */
 int manifest_health_from_spec(const json_t *spec, health_check_t **ret, size_t *ret_n);

@@ -52,10 +52,18 @@ void manifest_parse_environment(parse_ctx_t *c, const char *key, const json_t *v
                 }
                 text = env_value_text(value);
                 if (!text && json_is_object(value) && json_object_get(value, "secretRef")) {
-                        manifest_violation(c, field,
-                                           "secretRef is not supported yet: husk has no secrets store; the volumes "
-                                           "and secrets work will add it: until then give the value itself");
-                        ok = false;
+                        /* Ring's form: the value is the secret's, in the deployment's namespace,
+                         * looked up at each start (deployment.resolve); one that does not exist
+                         * then fails the deployment with SecretResolutionError. */
+                        const json_t *ref = json_object_get(value, "secretRef");
+
+                        if (json_object_size(value) != 1 || !json_is_string(ref) ||
+                            !manifest_name_is_valid(json_string_value(ref))) {
+                                manifest_violation(c, field,
+                                                   "must be {secretRef: NAME}, NAME a secret's name (1-63 of a-z, "
+                                                   "0-9 and '-')");
+                                ok = false;
+                        }
                 } else if (!text) {
                         manifest_violation(c, field, "must be a string, number or boolean, got %s",
                                            manifest_show(value, q, sizeof(q)));
@@ -134,6 +142,24 @@ void manifest_check_image(parse_ctx_t *c, const json_t *input) {
         if (r < 0)
                 /* err reads "image PATH: why"; the field names itself. */
                 manifest_violation(c, "image", "%s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
+}
+
+bool manifest_needs_resolve(const json_t *spec) {
+        const char *name;
+        json_t *value;
+        size_t i;
+
+        json_object_foreach(json_object_get(spec, "environment"), name, value) {
+                if (json_is_object(value))
+                        return true;
+        }
+        json_array_foreach(json_object_get(spec, "volumes"), i, value) {
+                const char *type = json_string_value(json_object_get(value, "type"));
+
+                if (type && (streq(type, "config") || streq(type, "secret")))
+                        return true;
+        }
+        return false;
 }
 
 /* Derived from the stored spec rather than stored twice: the spec is what was applied. */

@@ -103,6 +103,18 @@ int route_deployments_apply(http_request_t *req) {
         }
         if (r < 0)
                 return http_reply_internal(req, r, "validating the manifest");
+        /* A secret the environment names must exist now; one deleted later fails the deployment
+         * at its next start (SecretResolutionError). */
+        r = apiserver_check_refs(req->api, &m, &violations);
+        if (r == -EINVAL) {
+                size_t n = json_array_size(violations);
+
+                return http_reply_problem(req, 422, "invalid-manifest", "Invalid deployment manifest",
+                                          TAKE_PTR(violations), "the deployment manifest has %zu problem%s to fix", n,
+                                          n == 1 ? "" : "s");
+        }
+        if (r < 0)
+                return http_reply_internal(req, r, "looking up the secrets it names");
 
         snprintf(req->audit_namespace, sizeof(req->audit_namespace), "%s", m.namespace_);
         snprintf(req->audit_target, sizeof(req->audit_target), "%s/%s", m.namespace_, m.name);

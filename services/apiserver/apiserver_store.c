@@ -112,6 +112,31 @@ static const char *const migrations[] = {
         "INSERT OR IGNORE INTO namespaces (name, created_at) SELECT namespace, min(created_at) FROM deployments "
         "  GROUP BY namespace;"
         "INSERT OR IGNORE INTO namespaces (name, created_at) VALUES ('default', 0);",
+        /* 8: configs (key/value data in the clear), secrets (each value sealed with the secrets
+         * key, bound to its row's id: never in the clear here) and a check value sealed with the
+         * same key, so that a wrong key is refused at start rather than found at first use */
+        "CREATE TABLE configs ("
+        "  id             TEXT PRIMARY KEY NOT NULL,"
+        "  namespace      TEXT NOT NULL,"
+        "  name           TEXT NOT NULL,"
+        "  data           TEXT NOT NULL CHECK (json_valid(data)),"
+        "  version        INTEGER NOT NULL DEFAULT 1,"
+        "  created_at     INTEGER NOT NULL,"
+        "  updated_at     INTEGER NOT NULL,"
+        "  UNIQUE (namespace, name)"
+        ") STRICT;"
+        "CREATE TABLE secrets ("
+        "  id             TEXT PRIMARY KEY NOT NULL,"
+        "  namespace      TEXT NOT NULL,"
+        "  name           TEXT NOT NULL,"
+        "  sealed         BLOB NOT NULL,"
+        "  created_at     INTEGER NOT NULL,"
+        "  UNIQUE (namespace, name)"
+        ") STRICT;"
+        "CREATE TABLE secrets_key_check ("
+        "  id             INTEGER PRIMARY KEY CHECK (id = 1),"
+        "  sealed         BLOB NOT NULL"
+        ") STRICT;",
 };
 
 int store_errno(int rc) {
@@ -354,6 +379,7 @@ void store_close(apiserver_store_t **sp) {
         zhashx_destroy(&s->statements);
         sqlite3_close(s->db);
         pthread_mutex_destroy(&s->lock);
+        explicit_bzero(s->secrets_key, sizeof(s->secrets_key));
         free(s);
         *sp = NULL;
 }

@@ -270,8 +270,63 @@ int store_namespace_list(apiserver_store_t *s, store_namespace_t **ret, size_t *
 int store_namespace_get(apiserver_store_t *s, const char *name, store_namespace_t *ret);
 /* -EEXIST when it exists. */
 int store_namespace_create(apiserver_store_t *s, const char *name, store_namespace_t *ret);
-/* -ENOENT when unknown, -EBUSY while it holds deployments that are not deleted. */
+/* With its configs and secrets. -ENOENT when unknown, -EBUSY while it holds deployments that
+ * are not deleted. */
 int store_namespace_delete(apiserver_store_t *s, const char *name);
+
+/* ---- configs and secrets (apiserver_store_configs.c, apiserver_store_secrets.c) ---- */
+
+#define STORE_CONFIG_KEYS_MAX 256     /* keys of one config's data */
+#define STORE_CONFIG_VALUE_MAX 262144 /* bytes of one value */
+#define STORE_SECRET_VALUE_MAX 65536  /* bytes of one secret (an environment value's bound) */
+
+/* A config: namespaced key/value data, in the clear (secrets are for what must not be). */
+typedef struct store_config {
+        char id[STORE_UUID_LEN + 1];
+        char namespace_[AUTH_NAMESPACE_MAX + 1];
+        char name[MANIFEST_NAME_MAX + 1];
+        char *data;          /* JSON object text, string values */
+        uint64_t version;    /* 1 at creation, bumped by each update that changes data */
+        uint64_t created_at; /* unix ms */
+        uint64_t updated_at;
+} store_config_t;
+
+void store_config_clear(store_config_t *c);
+void store_config_array_free(store_config_t *a, size_t n);
+/* Every config of namespace_ (NULL: of every namespace), by namespace then name. */
+int store_config_list(apiserver_store_t *s, const char *namespace_, store_config_t **ret, size_t *ret_n);
+/* The config whose id is key or, failing that, whose name in namespace_ is key. -ENOENT otherwise. */
+int store_config_get(apiserver_store_t *s, const char *namespace_, const char *key, store_config_t *ret);
+/* -EEXIST when the name is taken in the namespace. data: JSON object text. */
+int store_config_create(apiserver_store_t *s, const char *namespace_, const char *name, const char *data,
+                        store_config_t *ret);
+/* Replace the data of config id: 1 when it changed (version bumped), 0 when it was the same.
+ * -ENOENT when unknown. */
+int store_config_update(apiserver_store_t *s, const char *id, const char *data, store_config_t *ret);
+/* -ENOENT when unknown. */
+int store_config_delete(apiserver_store_t *s, const char *id);
+
+/* A secret's metadata: its value never leaves the store but through store_secret_reveal(). */
+typedef struct store_secret {
+        char id[STORE_UUID_LEN + 1];
+        char namespace_[AUTH_NAMESPACE_MAX + 1];
+        char name[MANIFEST_NAME_MAX + 1];
+        uint64_t created_at; /* unix ms */
+} store_secret_t;
+
+/* The key values are sealed with (apiserver_secrets.h). The first call on a database stores a
+ * check value sealed with it; later ones verify the key opens it: -EKEYREJECTED when it does
+ * not (the database was written under another key: every secret would fail to open). */
+int store_secrets_key_set(apiserver_store_t *s, const uint8_t *key);
+int store_secret_list(apiserver_store_t *s, const char *namespace_, store_secret_t **ret, size_t *ret_n);
+int store_secret_get(apiserver_store_t *s, const char *namespace_, const char *key, store_secret_t *ret);
+/* Seal value (n bytes) and keep it. -EEXIST when the name is taken, -ENOKEY without a key. */
+int store_secret_create(apiserver_store_t *s, const char *namespace_, const char *name, const char *value, size_t n,
+                        store_secret_t *ret);
+int store_secret_delete(apiserver_store_t *s, const char *id);
+/* The value of secret name in namespace_, NUL-terminated, into *ret (free with secrets_free()).
+ * -ENOENT when there is none, -EKEYREJECTED when it does not open under the key. */
+int store_secret_reveal(apiserver_store_t *s, const char *namespace_, const char *name, char **ret, size_t *ret_n);
 
 /* A random (version 4) UUID, 36 characters plus NUL, from getrandom(). */
 int store_uuid_new(char ret[static STORE_UUID_LEN + 1]);

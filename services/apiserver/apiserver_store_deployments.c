@@ -103,6 +103,7 @@ int store_deployment_derive(store_deployment_t *d) {
             manifest_boot_from_spec(spec, &d->d.boot) == -ENOMEM ||
             manifest_ports_from_spec(spec, &d->d.ports, &d->d.n_ports) == -ENOMEM)
                 return -ENOMEM;
+        d->d.resolve = manifest_needs_resolve(spec);
         return 0;
 }
 

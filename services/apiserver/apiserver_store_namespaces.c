@@ -89,7 +89,6 @@ int store_namespace_create(apiserver_store_t *s, const char *name, store_namespa
 
 int store_namespace_delete(apiserver_store_t *s, const char *name) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         store_namespace_t ns;
         int r, rc;
 
@@ -98,10 +97,23 @@ int store_namespace_delete(apiserver_store_t *s, const char *name) {
                 return r;
         if (ns.deployments > 0)
                 return -EBUSY;
-        r = store_prepare(s, "DELETE FROM namespaces WHERE name = ?", &st);
-        if (r < 0)
-                return r;
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+        /* Its configs and secrets go with it: left behind, they would come back to life in a
+         * namespace of the same name made later, for whoever makes it. */
+        static const char *const deletes[] = {
+                "DELETE FROM configs WHERE namespace = ?",
+                "DELETE FROM secrets WHERE namespace = ?",
+                "DELETE FROM namespaces WHERE name = ?",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(deletes); i++) {
+                _cleanup_stmt_ sqlite3_stmt *del = NULL;
+
+                r = store_prepare(s, deletes[i], &del);
+                if (r < 0)
+                        return r;
+                sqlite3_bind_text(del, 1, name, -1, SQLITE_STATIC);
+                rc = sqlite3_step(del);
+                if (rc != SQLITE_DONE)
+                        return store_errno(rc);
+        }
+        return 0;
 }

@@ -3,14 +3,18 @@
 
 #include <pthread.h>
 #include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sqlite3.h>
 
 #include "services/apiserver/apiserver_store.h"
 
 struct apiserver_store {
         sqlite3 *db;
-        pthread_mutex_t lock; /* held for every call: see apiserver_store.h */
-        zhashx_t *statements; /* SQL text -> store_stmt_t, kept prepared (store_prepare_cached) */
+        pthread_mutex_t lock;    /* held for every call: see apiserver_store.h */
+        zhashx_t *statements;    /* SQL text -> store_stmt_t, kept prepared (store_prepare_cached) */
+        uint8_t secrets_key[32]; /* SECRETS_KEY_LEN: set by store_secrets_key_set() */
+        bool has_secrets_key;
 };
 
 /* SQLITE_* result code -> negative errno (constraint violations become -EEXIST). */

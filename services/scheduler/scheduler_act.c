@@ -5,6 +5,10 @@
  *            not stored would be forgotten; one stored twice is not: failed_at tells which
  *            were counted)
  *   remove   per exited instance: deployment.record_exit, then instance.remove
+ *   resolve  when the plan creates and the deployment names secrets or configs: one
+ *            deployment.resolve for this pass's creates (its secret environment goes into
+ *            instance.create, never anywhere else); a secret that is missing fails the
+ *            deployment (SecretResolutionError) and nothing starts without it
  *   act      the plan's event, stops, creates
  *   status   what the creates' refusals change (permanent failure, back-off), purge, status
  *
@@ -18,6 +22,7 @@
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "proto/event.h"
+#include "proto/resolve.h"
 
 struct inflight {
         struct inflight *next;
@@ -63,6 +68,7 @@ typedef enum job_phase {
         JOB_NEW,
         JOB_PERSIST,
         JOB_REMOVE,
+        JOB_RESOLVE,
         JOB_ACT,
         JOB_STATUS,
         JOB_DONE,
@@ -78,10 +84,12 @@ typedef struct job {
         bool stale;              /* planned without apiserver: creates only */
         const char *sent_status; /* what the restart counts were stored with, if they were */
         char sent_message[sizeof(((plan_t *)NULL)->message)];
-        uint32_t n_invalid;     /* creates refused as invalid: the spec cannot run */
-        uint32_t n_refused;     /* creates refused for now (a port taken, no room) */
-        bool port_taken;        /* the first refusal was BUS_ERR_PORT_ALLOCATION_FAILED */
-        char create_error[512]; /* the first refusal, in vmm-driver's words */
+        uint32_t n_invalid;        /* creates refused as invalid: the spec cannot run */
+        uint32_t n_refused;        /* creates refused for now (a port taken, no room) */
+        bool port_taken;           /* the first refusal was BUS_ERR_PORT_ALLOCATION_FAILED */
+        char create_error[512];    /* the first refusal, in vmm-driver's words */
+        bool secret_missing;       /* deployment.resolve refused: create_error says what is missing */
+        resolve_result_t resolved; /* deployment.resolve's answer, for this pass's creates; wiped when freed */
 } job_t;
 
 static void job_release(job_t *j);
@@ -302,7 +310,10 @@ static void on_created(scheduler_t *s, int r, const bus_reply_t *reply, void *us
  * under the same id, which vmm-driver refuses as a conflict; the next pass re-counts instead. */
 static void create_instance(job_t *j) {
         const deployment_t *d = j->d;
+        /* The files of config and secret volumes came with the same answer:
+         * j->resolved.volumes[k].files belong in spec.volumes[j->resolved.volumes[k].index].files. */
         instance_spec_t spec = {
+                .secret_environment = j->resolved.secret_environment,
                 .deployment_id = d->id,
                 .generation = d->generation,
                 .runtime = d->runtime,
@@ -333,6 +344,47 @@ static void create_instance(job_t *j) {
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         instance_spec_pack(&pk, &spec);
         (void)scheduler_call(j->s, j->s->vmm, j->pass, BUS_METHOD_INSTANCE_CREATE, &buf, false, on_created, o);
+        msgpack_sbuffer_destroy(&buf);
+}
+
+static void on_resolved(scheduler_t *s, int r, const bus_reply_t *reply, void *userdata) {
+        job_t *j = userdata;
+
+        if (r == -EREMOTEIO && streq(reply->error_code, BUS_ERR_SECRET_RESOLUTION)) {
+                /* Never started without the value: the deployment fails until the secret exists
+                 * and it is applied again. */
+                j->secret_missing = true;
+                j->n_invalid++;
+                snprintf(j->create_error, sizeof(j->create_error), "%s", reply->error_message ?: "");
+                j->p.create = 0;
+        } else if (r < 0) {
+                /* No answer: nothing starts this pass; the next one asks again. */
+                scheduler_pass_fail(j->pass);
+                j->p.create = 0;
+        } else if (resolve_result_unpack(reply->result, &j->resolved) < 0) {
+                log_warning("Deployment %s: deployment.resolve answered something malformed", j->d->id);
+                scheduler_pass_fail(j->pass);
+                j->p.create = 0;
+        }
+        job_release(j);
+}
+
+static void job_resolve(job_t *j) {
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+
+        if (j->p.create == 0 || !j->d->resolve)
+                return;
+        if (j->stale) { /* planned without apiserver, which alone can answer */
+                j->p.create = 0;
+                return;
+        }
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        mp_pack_kv_str(&pk, "id", j->d->id);
+        job_hold(j);
+        (void)scheduler_call(j->s, j->s->apiserver, j->pass, BUS_METHOD_DEPLOYMENT_RESOLVE, &buf, true, on_resolved, j);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -387,8 +439,12 @@ static void job_status(job_t *j) {
                 /* The spec cannot run as it is: say so once, no restarts burned. */
                 p->status = DEPLOYMENT_STATUS_FAILED;
                 snprintf(p->message, sizeof(p->message), "%s", j->create_error);
-                scheduler_event(s, d->id, EVENT_LEVEL_ERROR, EVENT_PERMANENT_FAILURE,
-                                "cannot create an instance, not retrying: %s", j->create_error);
+                if (j->secret_missing)
+                        scheduler_event(s, d->id, EVENT_LEVEL_ERROR, EVENT_SECRET_RESOLUTION_ERROR,
+                                        "cannot start an instance without what it names: %s", j->create_error);
+                else
+                        scheduler_event(s, d->id, EVENT_LEVEL_ERROR, EVENT_PERMANENT_FAILURE,
+                                        "cannot create an instance, not retrying: %s", j->create_error);
         } else if (j->n_refused) {
                 /* Refused for now (a port taken, no room): a failed attempt, backed off like a
                  * crash. */
@@ -422,10 +478,8 @@ static void job_status(job_t *j) {
 }
 
 static void (*const job_phases[])(job_t *j) = {
-        [JOB_PERSIST] = job_persist,
-        [JOB_REMOVE] = job_remove,
-        [JOB_ACT] = job_act,
-        [JOB_STATUS] = job_status,
+        [JOB_PERSIST] = job_persist, [JOB_REMOVE] = job_remove, [JOB_RESOLVE] = job_resolve,
+        [JOB_ACT] = job_act,         [JOB_STATUS] = job_status,
 };
 
 /* The phase's last call ended: start the next phase (skipping those with nothing to send). */
@@ -441,6 +495,7 @@ static void job_release(job_t *j) {
         scheduler_pass_wake(j->pass, j->p.wake_at);
         scheduler_pass_release(j->pass);
         plan_clear(&j->p);
+        resolve_result_clear(&j->resolved);
         free(j);
 }
 

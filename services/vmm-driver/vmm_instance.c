@@ -481,7 +481,9 @@ static int create_firmware_files(create_t *c, char **ret_why) {
         if (!j)
                 return -ENOMEM;
         snprintf(j->dir, sizeof(j->dir), "%s", i->dir);
-        j->spec = (vmm_seed_spec_t){ .instance_id = s->instance_id, .environment = s->environment };
+        j->spec = (vmm_seed_spec_t){ .instance_id = s->instance_id,
+                                     .environment = s->environment,
+                                     .secret_environment = s->secret_environment };
         if (c->has_net) {
                 snprintf(j->address, sizeof(j->address), "%s", c->net.guest_ip);
                 snprintf(j->gateway, sizeof(j->gateway), "%s", c->net.host_ip);
@@ -548,6 +550,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
         i->runtime = c->rt;
         i->rec.inst.spec = *c->spec;
         *c->spec = (instance_spec_t){};
+        i->rec.secret_environment = i->rec.inst.spec.secret_environment != NULL;
         i->rec.image_path = TAKE_PTR(c->image_path);
         i->rec.inst.started_at = now_realtime_ms();
         r = set_state(i, INSTANCE_STATE_STARTING);
@@ -656,7 +659,9 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
                 /* An environment cloud-init cannot carry is the spec's fault: refused now, naming
                  * the key, rather than after netd attached the network. */
                 _cleanup_(vmm_seed_files_clear) vmm_seed_files_t files = {};
-                vmm_seed_spec_t seed = { .instance_id = spec->instance_id, .environment = spec->environment };
+                vmm_seed_spec_t seed = { .instance_id = spec->instance_id,
+                                         .environment = spec->environment,
+                                         .secret_environment = spec->secret_environment };
 
                 r = vmm_seed_render(&seed, &files, ret_error);
                 if (r < 0)

@@ -119,8 +119,6 @@ int vmm_seed_env_quote(const char *key, const char *value, char **ret, char **re
 
 /* Key and value of "KEY=value" into the env file and the profile script. */
 static int env_lines(char *const *env, FILE *envf, FILE *prof, char **ret_error) {
-        fputs("# husk: the deployment's environment (KEY=\"value\", sh and systemd read it alike).\n", envf);
-        fputs("# husk: the deployment's environment for login shells.\n", prof);
         for (size_t i = 0; env && env[i]; i++) {
                 const char *eq = strchr(env[i], '=');
                 _cleanup_free_ char *key = NULL, *quoted = NULL;
@@ -197,12 +195,19 @@ static int close_stream(FILE **f, char **buf) {
         return r;
 }
 
+/* The environment may hold secrets: wiped, not only freed. */
+static void free_wiped(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
+}
+
 void vmm_seed_files_clear(vmm_seed_files_t *f) {
         free(f->meta_data);
-        free(f->user_data);
+        free_wiped(f->user_data);
         free(f->network_config);
-        free(f->env);
-        free(f->profile);
+        free_wiped(f->env);
+        free_wiped(f->profile);
         memset(f, 0, sizeof(*f));
 }
 
@@ -243,7 +248,11 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
         prof = open_memstream(&out.profile, &n_prof);
         if (!envf || !prof)
                 goto oom;
+        fputs("# husk: the deployment's environment (KEY=\"value\", sh and systemd read it alike).\n", envf);
+        fputs("# husk: the deployment's environment for login shells.\n", prof);
         r = env_lines(spec->environment, envf, prof, ret_error);
+        if (r >= 0)
+                r = env_lines(spec->secret_environment, envf, prof, ret_error);
         if (r < 0)
                 goto fail;
         if (close_stream(&envf, &out.env) < 0 || close_stream(&prof, &out.profile) < 0)

@@ -31,13 +31,15 @@
 #define VMM_SEED_CONTENT_MAX (4u * 1024u * 1024u) /* bytes of user-data and the rest together */
 
 typedef struct vmm_seed_spec {
-        const char *instance_id;  /* meta-data instance-id */
-        const char *hostname;     /* local-hostname; NULL: the instance id */
-        char *const *environment; /* "KEY=value"; NULL: none (the files are written empty) */
-        const char *address;      /* the guest's IPv4 address; NULL: no network-config */
-        unsigned prefix;          /* its prefix length (netd's /30: 30) */
-        const char *gateway;      /* IPv4; NULL: no default route */
-        char *const *dns;         /* IPv4 or IPv6 name servers; NULL: none */
+        const char *instance_id;         /* meta-data instance-id */
+        const char *hostname;            /* local-hostname; NULL: the instance id */
+        char *const *environment;        /* "KEY=value"; NULL: none (the files are written empty) */
+        char *const *secret_environment; /* the same, from secrets: in the seed (0600, gone at exit)
+                                          * and nowhere else on the host */
+        const char *address;             /* the guest's IPv4 address; NULL: no network-config */
+        unsigned prefix;                 /* its prefix length (netd's /30: 30) */
+        const char *gateway;             /* IPv4; NULL: no default route */
+        char *const *dns;                /* IPv4 or IPv6 name servers; NULL: none */
 } vmm_seed_spec_t;
 
 typedef struct vmm_seed_files {

@@ -58,8 +58,14 @@ static void publish_warning(vmm_instance_t *i, const char *message) {
 
 /* ---- start ----------------------------------------------------------------------------------- */
 
+typedef struct start_args {
+        vmm_instance_t *instance;
+        char *const *env; /* the environment with the secrets' values merged in */
+} start_args_t;
+
 static void pack_start(msgpack_packer *pk, void *userdata) {
-        vmm_instance_t *i = userdata;
+        const start_args_t *a = userdata;
+        vmm_instance_t *i = a->instance;
         const instance_spec_t *s = &i->rec.inst.spec;
 
         mp_pack_kv_str(pk, "mode", i->rec.workload_mode);
@@ -73,7 +79,7 @@ static void pack_start(msgpack_packer *pk, void *userdata) {
                 mp_pack_str(pk, "command");
                 msgpack_pack_nil(pk);
         }
-        mp_pack_kv_env(pk, "env", s->environment);
+        mp_pack_kv_env(pk, "env", a->env);
 }
 
 static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
@@ -125,11 +131,37 @@ static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, v
 }
 
 void vmm_workload_start(vmm_instance_t *i) {
+        const instance_spec_t *s = &i->rec.inst.spec;
+        _cleanup_(mp_strv_free_secretp) char **merged = NULL;
+        start_args_t args = { .instance = i, .env = s->environment };
         int64_t id;
 
         if (!i->rec.workload_mode || i->rec.workload_started || i->rec.workload_exited)
                 return;
-        id = vmm_agent_request(i, "start", 6, pack_start, i, START_TIMEOUT_MS, on_start, NULL);
+        if (i->rec.secret_environment && !s->secret_environment) {
+                /* Adopted after a restart before the start went out: the secrets' values were in
+                 * the old vmm-driver's memory only. Never started without them: the instance
+                 * stays without its workload (the warning says why) until it is replaced. */
+                log_warning("Instance %s: its secret environment died with the previous vmm-driver; not starting "
+                            "the workload without it",
+                            id_of(i));
+                publish_warning(i, "workload not started: its secret environment was lost in a vmm-driver restart");
+                return;
+        }
+        /* The secrets' values join the environment in the frame alone: the agent keeps them in
+         * memory for the workload and exec. */
+        if (s->secret_environment) {
+                merged = mp_strv_copy(s->environment);
+                if (s->environment && !merged)
+                        return (void)log_error("Instance %s: out of memory merging the secret environment", id_of(i));
+                for (size_t k = 0; s->secret_environment[k]; k++)
+                        if (mp_env_set(&merged, s->secret_environment[k]) < 0)
+                                return (void)log_error("Instance %s: out of memory merging the secret environment",
+                                                       id_of(i));
+                args.env = merged;
+        }
+        /* pack_start runs before vmm_agent_request returns: args may live on the stack. */
+        id = vmm_agent_request(i, "start", 6, pack_start, &args, START_TIMEOUT_MS, on_start, NULL);
         if (id < 0)
                 log_debug_errno((int)id, "Instance %s: cannot send start: %m", id_of(i));
 }

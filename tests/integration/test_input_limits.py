@@ -108,7 +108,7 @@ def test_manifest_fields_are_honoured_refused_or_warned(stack):
     refused = [
         ({"volumes": [{"type": "nfs", "source": "srv:/x", "destination": "/x"}]}, "volumes"),
         ({"volumes": [42, None]}, "volumes"),
-        ({"environment": {"DB": {"secretRef": "db-url"}}}, "environment.DB"),
+        ({"environment": {"DB": {"secretRef": "db-url", "key": "x"}}}, "environment.DB"),
         ({"network": {"mode": "host"}}, "network.mode"),
         ({"secrets": {"A": "b"}}, "secrets"),
         ({"config": {"foo": "bar"}}, "config.foo"),

@@ -76,6 +76,7 @@ static int group_setup(void **state) {
         set(&f->config->state_dir, "%s/state", f->dir);
         set(&f->config->runtime_dir, "%s", f->dir);
         set(&f->config->apiserver.database, "%s/state/husk.db", f->dir);
+        set(&f->config->apiserver.secrets_key_file, "%s/state/secrets.key", f->dir);
         set(&f->config->apiserver.listen, "127.0.0.1:%d", port);
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
                 set(&f->config->bus[d].events, "ipc://%s/%s.events", f->dir, husk_daemon_name(d));
@@ -763,6 +764,62 @@ static void test_query_values_are_checked(void **state) {
         response_clear(&r);
 }
 
+/* A config's new data reaches no running instance: each deployment whose volumes use it gets a
+ * ConfigChanged event saying so; one that does not, and a PUT that changes nothing, get none. */
+static void test_config_change_tells_its_users(void **state) {
+        fixture_t *f = *state;
+        static const char config[] = "{\"name\": \"site\", \"data\": {\"a\": \"1\"}}";
+        static const char same[] = "{\"data\": {\"a\": \"1\"}}", changed[] = "{\"data\": {\"a\": \"2\"}}";
+        const char *names[] = { "user", "bystander" };
+        store_deployment_t d[2] = {};
+        response_t r;
+
+        for (size_t k = 0; k < 2; k++) {
+                json_t *in = json_pack("{s:s, s:s, s:i}", "name", names[k], "image", "/img", "replicas", 0);
+                json_t *violations = NULL;
+                manifest_t m = {};
+
+                assert_int_equal(manifest_parse(in, &m, &violations), 0);
+                json_decref(in);
+                /* Volumes are the volumes work's to validate; the spec is what the store reads. */
+                if (k == 0)
+                        json_object_set_new(m.spec, "volumes",
+                                            json_pack("[{s:s, s:s, s:s}]", "type", "config", "source", "site",
+                                                      "destination", "/etc/site"));
+                assert_int_equal(store_deployment_apply(f->api->store, &m, &d[k]), STORE_APPLY_CREATED);
+                manifest_clear(&m);
+        }
+        r = request(f, "POST", "/configs", config, strlen(config));
+        assert_int_equal(r.status, 201);
+        response_clear(&r);
+        r = request(f, "PUT", "/configs/site", same, strlen(same));
+        assert_int_equal(r.status, 200);
+        response_clear(&r);
+        r = request(f, "PUT", "/configs/site", changed, strlen(changed));
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_integer_value(json_object_get(r.json, "version")), 2);
+        response_clear(&r);
+
+        for (size_t k = 0; k < 2; k++) {
+                event_t *e = NULL;
+                size_t n = 0, found = 0;
+
+                assert_int_equal(
+                        store_event_list(f->api->store, d[k].d.id, &(store_event_filter_t){ .limit = 100 }, &e, &n), 0);
+                for (size_t i = 0; i < n; i++)
+                        if (streq(e[i].reason, EVENT_CONFIG_CHANGED)) {
+                                assert_non_null(strstr(e[i].message, "config site changed (version 2)"));
+                                found++;
+                        }
+                assert_int_equal(found, k == 0 ? 1 : 0);
+                store_event_array_free(e, n);
+                store_deployment_clear(&d[k]);
+        }
+        r = request(f, "DELETE", "/configs/site", NULL, 0);
+        assert_int_equal(r.status, 204);
+        response_clear(&r);
+}
+
 static void test_listen_spec(void **state) {
         static const struct {
                 const char *in, *out;
@@ -788,6 +845,7 @@ static void test_listen_spec(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_healthz, reset),
+                cmocka_unit_test_setup(test_config_change_tells_its_users, reset),
                 cmocka_unit_test_setup(test_create_unchanged_updated, reset),
                 cmocka_unit_test_setup(test_bad_input_stores_and_publishes_nothing, reset),
                 cmocka_unit_test_setup(test_body_over_1mib_is_413, reset),

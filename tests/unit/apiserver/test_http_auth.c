@@ -76,6 +76,7 @@ static int group_setup(void **state) {
         set(&f->config->state_dir, "%s/state", f->dir);
         set(&f->config->runtime_dir, "%s", f->dir);
         set(&f->config->apiserver.database, "%s/state/husk.db", f->dir);
+        set(&f->config->apiserver.secrets_key_file, "%s/state/secrets.key", f->dir);
         set(&f->config->apiserver.listen, "127.0.0.1:%d", port);
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
                 set(&f->config->bus[d].events, "ipc://%s/%s.events", f->dir, husk_daemon_name(d));
@@ -273,6 +274,16 @@ static const struct expectation {
         { "GET", "/deployments/*/events", 'A', 'A', 'A', false },
         { "GET", "/deployments/*/logs", 'A', 'A', 'A', false },
         { "GET", "/deployments/*/health-checks", 'A', 'A', 'A', false },
+        { "GET", "/configs", 'A', 'A', 'A', false },
+        { "POST", "/configs", 'A', 'A', 'F', false },
+        { "GET", "/configs/*", 'A', 'A', 'A', false },
+        { "PUT", "/configs/*", 'A', 'A', 'F', false },
+        { "DELETE", "/configs/*", 'A', 'A', 'F', false },
+        /* A viewer does not even learn which secrets exist. */
+        { "GET", "/secrets", 'A', 'A', 'F', false },
+        { "POST", "/secrets", 'A', 'A', 'F', false },
+        { "GET", "/secrets/*", 'A', 'A', 'F', false },
+        { "DELETE", "/secrets/*", 'A', 'A', 'F', false },
 };
 
 static void test_role_matrix(void **state) {

@@ -359,6 +359,41 @@ static void test_manifest_name_from_key(void **state) {
         cli_manifest_clear(&m);
 }
 
+/* configs: entries: data as written, files: joined to the manifest's directory (read by husk
+ * apply, not the parser), namespace default; a file of configs alone is a manifest; a value
+ * that is not a string is refused with its path, and a failing file adds no config. */
+static void test_manifest_configs(void **state) {
+        static const char yaml[] = "configs:\n"
+                                   "  nginx:\n"
+                                   "    namespace: web\n"
+                                   "    data: {LEVEL: info}\n"
+                                   "    files: {site.conf: conf/site.conf, abs: /etc/hostname}\n"
+                                   "  listed:\n"
+                                   "    files: [a/b.txt]\n";
+        static const char bad[] = "configs:\n  x:\n    data: {PORT: 8080}\n";
+        cli_manifest_t m = {};
+        char *error = NULL;
+
+        assert_int_equal(cli_manifest_parse(&m, "/srv/app/m.yaml", yaml, strlen(yaml), NULL, &error), 0);
+        assert_int_equal(m.n_entries, 0);
+        assert_int_equal(m.n_configs, 2);
+        assert_string_equal(m.configs[0].name, "nginx");
+        assert_string_equal(m.configs[0].namespace_, "web");
+        assert_string_equal(json_string_value(json_object_get(m.configs[0].data, "LEVEL")), "info");
+        assert_string_equal(json_string_value(json_object_get(m.configs[0].files, "site.conf")),
+                            "/srv/app/conf/site.conf");
+        assert_string_equal(json_string_value(json_object_get(m.configs[0].files, "abs")), "/etc/hostname");
+        assert_string_equal(m.configs[1].namespace_, "default");
+        assert_string_equal(json_string_value(json_object_get(m.configs[1].files, "b.txt")), "/srv/app/a/b.txt");
+        assert_int_equal(m.n_warnings, 0);
+
+        assert_int_equal(cli_manifest_parse(&m, "m.yaml", bad, strlen(bad), NULL, &error), -EINVAL);
+        assert_non_null(strstr(error, "configs.x.data.PORT"));
+        assert_int_equal(m.n_configs, 2);
+        free(error);
+        cli_manifest_clear(&m);
+}
+
 static void test_manifest_labels_and_documents(void **state) {
         static const char yaml[] = "namespaces:\n"
                                    "  prod: {name: prod}\n"
@@ -539,6 +574,7 @@ int main(void) {
                 cmocka_unit_test(test_expand_in_yaml),
                 cmocka_unit_test(test_env_file),
                 cmocka_unit_test(test_manifest_name_from_key),
+                cmocka_unit_test(test_manifest_configs),
                 cmocka_unit_test(test_manifest_labels_and_documents),
                 cmocka_unit_test(test_manifest_namespaces),
                 cmocka_unit_test(test_manifest_aliases_are_copies),

@@ -305,6 +305,7 @@ static void test_derived_paths(void **state) {
         assert_string_equal(c->bus[HUSK_DAEMON_VMM_DRIVER].events, "ipc:///tmp/stack1/run/vmm-driver.events");
         assert_string_equal(c->bus[HUSK_DAEMON_VMM_DRIVER].requests, "ipc:///tmp/stack1/run/vmm-driver.requests");
         assert_string_equal(c->apiserver.database, "/tmp/stack1/state/husk.db");
+        assert_string_equal(c->apiserver.secrets_key_file, "/tmp/stack1/state/secrets.key");
         assert_string_equal(c->vmm_driver.instances_dir, "/tmp/stack1/state/instances");
         assert_string_equal(c->cloud_hypervisor.socket_dir, "/tmp/stack1/run/cloud-hypervisor");
         husk_config_free(c);

@@ -107,6 +107,22 @@ static void test_golden(void **state) {
         assert_string_equal(again, golden);
 }
 
+/* instance.json says that the instance had a secret environment (adoption must not start its
+ * workload without it), and holds neither the names nor the values. */
+static void test_secret_environment_is_not_written(void **state) {
+        _cleanup_(instance_record_clear) instance_record_t a = {}, b = {};
+        _cleanup_free_ char *text = NULL;
+
+        fill(&a);
+        a.inst.spec.secret_environment = mp_strv_copy((char *[]){ "DB_PASSWORD=s3cr3t-value", NULL });
+        assert_int_equal(instance_record_to_json(&a, &text), 0);
+        assert_null(strstr(text, "s3cr3t"));
+        assert_null(strstr(text, "DB_PASSWORD"));
+        assert_int_equal(instance_record_from_json(text, INSTANCE_RECORD_FULL, &b), 0);
+        assert_true(b.secret_environment);
+        assert_null(b.inst.spec.secret_environment);
+}
+
 /* What another daemon needs of a record, from a record with little else (logd's tests write
  * such records for the VMMs they play). */
 static void test_summary(void **state) {
@@ -163,6 +179,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_golden),
                 cmocka_unit_test(test_summary),
+                cmocka_unit_test(test_secret_environment_is_not_written),
                 cmocka_unit_test(test_console_log_is_a_name),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 #include "proto/event.h"
 #include "proto/health.h"
 #include "proto/instance.h"
+#include "proto/resolve.h"
 #include "proto/port.h"
 #include "proto/schema.h"
 
@@ -74,6 +75,7 @@ static void assert_covers(const proto_message_t *m, const msgpack_object *o, con
 
 static char *cmd[] = { "/bin/sh", "-c", "echo hi", NULL };
 static char *env[] = { "A=1", "B=two", NULL };
+static char *secret_env[] = { "DB_PASSWORD=s3cr3t-in-the-spec", NULL };
 
 static port_spec_t ports[] = {
         { .published = 8080, .target = 80, .protocol = PORT_TCP, .host_ip = "127.0.0.1" },
@@ -125,6 +127,7 @@ static void test_deployment(void **state) {
                 .n_health_checks = ELEMENTSOF(checks),
                 .ports = ports,
                 .n_ports = ELEMENTSOF(ports),
+                .resolve = true,
         };
         packed_t p;
         const msgpack_object *o;
@@ -192,7 +195,8 @@ static instance_t full_instance(void) {
                           .command = cmd,
                           .environment = env,
                           .ports = ports,
-                          .n_ports = ELEMENTSOF(ports) },
+                          .n_ports = ELEMENTSOF(ports),
+                          .secret_environment = secret_env },
                 .state = INSTANCE_STATE_EXITED,
                 .pid = 0,
                 .started_at = 1,
@@ -217,16 +221,61 @@ static void test_instance(void **state) {
         assert_covers(&proto_msg_instance_spec, o, NULL);
         packed_free(&p);
 
+        /* What is published and listed leaves the secret environment out: not its key, not a
+         * byte of its value. */
         instance_pack(packed_begin(&p), &i);
         o = packed_end(&p);
         assert_fits(&proto_msg_instance, o);
-        assert_covers(&proto_msg_instance, o, NULL);
+        assert_covers(&proto_msg_instance, o, (const char *const[]){ "secret_environment", NULL });
+        assert_null(mp_map_get(o, "secret_environment"));
+        assert_null(memmem(p.buf.data, p.buf.size, "s3cr3t", 6));
         packed_free(&p);
 
         instance_event_pack(packed_begin(&p), &i, 42);
         o = packed_end(&p);
         assert_fits(&proto_msg_instance_event, o);
-        assert_covers(&proto_msg_instance_event, o, NULL);
+        assert_covers(&proto_msg_instance_event, o, (const char *const[]){ "secret_environment", NULL });
+        assert_null(memmem(p.buf.data, p.buf.size, "s3cr3t", 6));
+        packed_free(&p);
+}
+
+/* deployment.resolve's answer fits the schema, covers it, and reads back as it was packed. */
+static void test_resolve_result(void **state) {
+        resolved_file_t files[] = {
+                { .name = "nginx.conf", .mode = 0444, .data = (uint8_t *)"worker_processes 1;\n", .size = 20 },
+                { .name = "token", .mode = 0400, .data = (uint8_t *)"s3cr3t", .size = 6 },
+        };
+        resolved_volume_t volumes[] = { { .index = 2, .files = files, .n_files = ELEMENTSOF(files) } };
+        resolve_result_t r = { .generation = 4,
+                               .secret_environment = secret_env,
+                               .volumes = volumes,
+                               .n_volumes = ELEMENTSOF(volumes) },
+                         back;
+        packed_t p;
+        const msgpack_object *o;
+
+        resolve_result_pack(packed_begin(&p), &r);
+        o = packed_end(&p);
+        assert_fits(&proto_msg_resolve_result, o);
+        assert_covers(&proto_msg_resolve_result, o, NULL);
+        assert_fits(&proto_msg_resolved_volume, &mp_map_get(o, "volumes")->via.array.ptr[0]);
+        assert_int_equal(resolve_result_unpack(o, &back), 0);
+        assert_int_equal(back.generation, 4);
+        assert_string_equal(back.secret_environment[0], secret_env[0]);
+        assert_int_equal(back.n_volumes, 1);
+        assert_int_equal(back.volumes[0].index, 2);
+        assert_int_equal(back.volumes[0].n_files, 2);
+        assert_string_equal(back.volumes[0].files[1].name, "token");
+        assert_int_equal(back.volumes[0].files[1].mode, 0400);
+        assert_memory_equal(back.volumes[0].files[1].data, "s3cr3t", 6);
+        resolve_result_clear(&back);
+        packed_free(&p);
+
+        /* A file name that would leave its volume's directory is refused. */
+        files[0].name = "../etc/passwd";
+        resolve_result_pack(packed_begin(&p), &r);
+        assert_int_equal(resolve_result_unpack(packed_end(&p), &back), -EBADMSG);
+        assert_null(back.volumes);
         packed_free(&p);
 }
 
@@ -394,10 +443,15 @@ static void test_tables(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_deployment),  cmocka_unit_test(test_deployment_event),
-                cmocka_unit_test(test_event),       cmocka_unit_test(test_instance),
-                cmocka_unit_test(test_ports),       cmocka_unit_test(test_attachment),
-                cmocka_unit_test(test_agent_frame), cmocka_unit_test(test_check_names_the_field),
+                cmocka_unit_test(test_deployment),
+                cmocka_unit_test(test_deployment_event),
+                cmocka_unit_test(test_event),
+                cmocka_unit_test(test_instance),
+                cmocka_unit_test(test_resolve_result),
+                cmocka_unit_test(test_ports),
+                cmocka_unit_test(test_attachment),
+                cmocka_unit_test(test_agent_frame),
+                cmocka_unit_test(test_check_names_the_field),
                 cmocka_unit_test(test_tables),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -186,7 +186,10 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 20
 # Compiled like the other objects, with -MMD: a fuzzer is rebuilt when any file it includes
 # (the fuzzers #include service sources) changes, not only its own .c.
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -I. -I$(GEN) -g -O1 $(PKG_CFLAGS) -MMD -MP
+# clang, not gcc: the warnings that mean a wrong call (a fuzzer left behind by an API change)
+# stop the build.
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -I. -I$(GEN) -g -O1 $(PKG_CFLAGS) -MMD -MP \
+               -Werror=incompatible-pointer-types -Werror=implicit-function-declaration -Werror=int-conversion
 fuzzobj = $(patsubst %.c,$(BUILD)/fuzz-obj/%.o,$(1))
 FUZZ_LIBHUSK := $(BUILD)/fuzz-obj/libhusk.a
 $(BUILD)/fuzz-obj/tests/fuzz/%.o: tests/fuzz/%.c VERSION | $(GEN_HDRS)

@@ -31,14 +31,15 @@ static void read_back(const json_t *spec) {
                 return;
         again = stored_json_load(text);
         assert(again && json_equal(again, spec)); /* an accepted spec nests within the bound */
-        json_decref(again);
-        assert(manifest_workload_from_spec(text, &command, &env) != -EBADMSG);
+        /* What the bus record derives from the stored spec, as store_deployment_derive does. */
+        assert(manifest_workload_from_spec(again, &command, &env) != -EBADMSG);
         mp_strv_free(command);
         mp_strv_free(env);
-        if (manifest_health_from_spec(text, &checks, &n_checks) == 0)
+        if (manifest_health_from_spec(again, &checks, &n_checks) == 0)
                 health_checks_free(checks, n_checks);
-        assert(manifest_ports_from_spec(text, &ports, &n_ports) != -EBADMSG);
+        assert(manifest_ports_from_spec(again, &ports, &n_ports) != -EBADMSG);
         free(ports);
+        json_decref(again);
         manifest_ignored_fields(spec, count_ignored, &n_ignored);
         free(text);
 }

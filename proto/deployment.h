@@ -8,6 +8,7 @@
 #include "proto/health.h"
 #include "proto/names.h"
 #include "proto/port.h"
+#include "proto/volume.h"
 
 /* Statuses, as Ring names them. */
 #define DEPLOYMENT_STATUS_PENDING "pending"
@@ -47,6 +48,8 @@ typedef struct deployment {
         size_t n_health_checks;
         port_spec_t *ports; /* published ports (packed when any) */
         size_t n_ports;
+        volume_spec_t *volumes; /* virtio-fs shares, never with files (packed when any) */
+        size_t n_volumes;
 } deployment_t;
 
 void deployment_clear(deployment_t *d);

@@ -32,15 +32,16 @@ void instance_spec_clear(instance_spec_t *s) {
         mp_strv_free(s->command);
         mp_strv_free(s->environment);
         free(s->ports);
+        volumes_free(s->volumes, s->n_volumes);
         memset(s, 0, sizeof(*s));
 }
 
 static size_t instance_spec_nkeys(const instance_spec_t *s) {
         return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->kind ? 1 : 0) + (s->command ? 1 : 0) +
-               (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0);
+               (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0) + (s->n_volumes ? 1 : 0);
 }
 
-static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t *s) {
+static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t *s, bool with_files) {
         mp_pack_kv_str(pk, "instance_id", s->instance_id);
         mp_pack_kv_str(pk, "deployment_id", s->deployment_id);
         mp_pack_kv_u64(pk, "generation", s->generation);
@@ -62,11 +63,15 @@ static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t 
                 mp_pack_str(pk, "ports");
                 ports_pack(pk, s->ports, s->n_ports);
         }
+        if (s->n_volumes) {
+                mp_pack_str(pk, "volumes");
+                volumes_pack(pk, s->volumes, s->n_volumes, with_files);
+        }
 }
 
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s) {
         msgpack_pack_map(pk, instance_spec_nkeys(s));
-        instance_spec_pack_fields(pk, s);
+        instance_spec_pack_fields(pk, s, true);
 }
 
 static int get_u32(const msgpack_object *o, const char *key, uint32_t *ret) {
@@ -103,7 +108,8 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
             mp_get_str(o, "image", PATH_MAX_, &s->image) < 0 ||
             get_optional_str(o, "kernel", PATH_MAX_, &s->kernel) < 0 ||
             get_optional_str(o, "initrd", PATH_MAX_, &s->initrd) < 0 || get_u32(o, "cpus", &s->cpus) < 0 ||
-            get_u32(o, "memory_mib", &s->memory_mib) < 0 || ports_get(o, &s->ports, &s->n_ports) < 0)
+            get_u32(o, "memory_mib", &s->memory_mib) < 0 || ports_get(o, &s->ports, &s->n_ports) < 0 ||
+            volumes_get(o, &s->volumes, &s->n_volumes) < 0)
                 goto malformed;
         if (get_optional_str(o, "kind", WORD_MAX, &s->kind) < 0)
                 goto malformed;
@@ -134,7 +140,7 @@ static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool wit
                                      (i->address ? 1 : 0) + (i->spawned_at_ns ? 1 : 0) + (i->ready_at_ns ? 1 : 0));
         if (with_ts)
                 mp_pack_kv_u64(pk, "ts", ts);
-        instance_spec_pack_fields(pk, &i->spec);
+        instance_spec_pack_fields(pk, &i->spec, false);
         mp_pack_kv_str(pk, "state", i->state);
         mp_pack_kv_i64(pk, "pid", i->pid);
         mp_pack_kv_u64(pk, "started_at", i->started_at);

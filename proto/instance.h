@@ -8,6 +8,7 @@
 
 #include "proto/names.h"
 #include "proto/port.h"
+#include "proto/volume.h"
 
 /* An instance id is INSTANCE_ID_LEN lowercase hex digits (vmm-driver makes them). Every daemon
  * checks ids it reads against this one rule: they become directory, TAP and log-file names, so
@@ -37,6 +38,8 @@ typedef struct instance_spec {
         char **environment; /* "KEY=VALUE" for the workload and exec; NULL: none */
         port_spec_t *ports; /* published ports; netd forwards them to the guest */
         size_t n_ports;
+        volume_spec_t *volumes; /* virtio-fs shares, one virtiofsd each; files only in instance.create */
+        size_t n_volumes;
 } instance_spec_t;
 
 typedef struct instance {
@@ -58,6 +61,7 @@ typedef struct instance {
 #define INSTANCE_EXIT_MESSAGE_MAX 1024 /* bytes of exit_message a decoder accepts */
 
 void instance_spec_clear(instance_spec_t *s);
+/* instance.create's arguments: the only body that carries the volumes' files. */
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s);
 int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s);
 

@@ -25,6 +25,11 @@ typedef struct instance_record {
         bool firmware_boot; /* the image is a disk booted by its own firmware (an instance disk and a seed in the directory); false: the kit */
         int64_t fs_pid; /* virtiofsd serving the image, 0 when none */
         uint64_t fs_pid_start_time;
+        /* The virtiofsd of each of spec.volumes, by index; pid 0 when none (not started yet, or stopped). */
+        struct {
+                int64_t pid;
+                uint64_t start_time;
+        } volume_fs[VOLUMES_MAX];
         bool workload_started;   /* the agent accepted the start request */
         bool workload_exited;    /* the agent reported the workload's exit: workload_status is it */
         int64_t workload_status; /* code, or 128+signal */

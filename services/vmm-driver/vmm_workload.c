@@ -58,6 +58,23 @@ static void publish_warning(vmm_instance_t *i, const char *message) {
 
 /* ---- start ----------------------------------------------------------------------------------- */
 
+/* The volumes as husk-agent mounts them: {tag, destination, readonly, file?} (SCHEMA.md, agent_mount). */
+static void pack_mounts(msgpack_packer *pk, const instance_spec_t *s) {
+        mp_pack_str(pk, "mounts");
+        msgpack_pack_array(pk, s->n_volumes);
+        for (size_t k = 0; k < s->n_volumes; k++) {
+                const volume_spec_t *v = &s->volumes[k];
+                const char *file = vmm_volume_single_file(v);
+
+                msgpack_pack_map(pk, file ? 4 : 3);
+                mp_pack_kv_str(pk, "tag", v->tag);
+                mp_pack_kv_str(pk, "destination", v->destination);
+                mp_pack_kv_bool(pk, "readonly", v->readonly);
+                if (file)
+                        mp_pack_kv_str(pk, "file", file);
+        }
+}
+
 static void pack_start(msgpack_packer *pk, void *userdata) {
         vmm_instance_t *i = userdata;
         const instance_spec_t *s = &i->rec.inst.spec;
@@ -74,6 +91,8 @@ static void pack_start(msgpack_packer *pk, void *userdata) {
                 msgpack_pack_nil(pk);
         }
         mp_pack_kv_env(pk, "env", s->environment);
+        if (s->n_volumes)
+                pack_mounts(pk, s);
 }
 
 static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
@@ -129,7 +148,7 @@ void vmm_workload_start(vmm_instance_t *i) {
 
         if (!i->rec.workload_mode || i->rec.workload_started || i->rec.workload_exited)
                 return;
-        id = vmm_agent_request(i, "start", 6, pack_start, i, START_TIMEOUT_MS, on_start, NULL);
+        id = vmm_agent_request(i, "start", 6 + (i->rec.inst.spec.n_volumes ? 1 : 0), pack_start, i, START_TIMEOUT_MS, on_start, NULL);
         if (id < 0)
                 log_debug_errno((int)id, "Instance %s: cannot send start: %m", id_of(i));
 }

@@ -61,6 +61,7 @@ int verb_logout(cli_ctx_t *ctx, int argc, char **argv);
 int verb_user(cli_ctx_t *ctx, int argc, char **argv);
 int verb_token(cli_ctx_t *ctx, int argc, char **argv);
 int verb_namespace(cli_ctx_t *ctx, int argc, char **argv);
+int verb_volume(cli_ctx_t *ctx, int argc, char **argv);
 
 /* A password from the terminal without echo (prompt shown there), or the first line of
  * standard input. -ENOTTY when there is no terminal, -EINVAL when empty or too long. */

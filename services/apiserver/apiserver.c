@@ -14,6 +14,7 @@
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_local.h"
+#include "services/apiserver/apiserver_volumes.h"
 
 static int open_store(apiserver_t *api, const husk_config_t *config) {
         const char *path = config->apiserver.database;
@@ -25,6 +26,9 @@ static int open_store(apiserver_t *api, const husk_config_t *config) {
         r = mkdir_p(dirname(dir), 0700);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the directory of %s: %m", path);
+        r = apiserver_volumes_set_dir(config->state_dir);
+        if (r < 0)
+                return log_error_errno(r, "Out of memory");
         r = store_open(path, &api->store);
         if (r == -EPROTONOSUPPORT)
                 return log_error_errno(r,

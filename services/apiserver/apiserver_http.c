@@ -89,6 +89,11 @@ static const http_route_t routes[] = {
         { "GET", "/deployments/*/logs", route_deployment_logs,
           PARAMS("tail", "since", "level", "instance", "container", "follow", "ticket"), AUTH_SCOPE_LOGS_READ },
         { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
+        /* Named volumes hold deployments' data: the deployments scopes guard them. */
+        { "GET", "/volumes", route_volumes_list, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "POST", "/volumes", route_volumes_create, NULL, AUTH_SCOPE_DEPLOYMENTS_WRITE },
+        { "GET", "/volumes/*", route_volume_get, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "DELETE", "/volumes/*", route_volume_delete, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
 };
 
 const http_route_t *http_routes(size_t *ret_n) {

@@ -136,3 +136,8 @@ int route_deployment_exec(http_request_t *req);
 int route_deployment_events(http_request_t *req);
 int route_deployment_logs(http_request_t *req);
 int route_deployment_health_checks(http_request_t *req);
+/* /volumes (apiserver_volumes.c). */
+int route_volumes_list(http_request_t *req);
+int route_volumes_create(http_request_t *req);
+int route_volume_get(http_request_t *req);
+int route_volume_delete(http_request_t *req);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "proto/health.h"
+#include "proto/volume.h"
 
 #define MANIFEST_NAME_MAX 63   /* DNS-1123 label */
 #define MANIFEST_PATH_MAX 4096 /* image and kernel paths, in bytes */
@@ -54,3 +55,6 @@ bool manifest_name_is_valid(const char *s);
 int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env);
 /* The health checks of a stored spec, defaults filled in (apiserver_manifest_health.c). */
 int manifest_health_from_spec(const char *spec_text, health_check_t **ret, size_t *ret_n);
+/* The volumes of a stored spec as the scheduler gets them (apiserver_manifest_volumes.c): tags
+ * bind-<i>, vol-<i>, cfg-<i>, sec-<i>; a named volume's source its directory under the state dir. */
+int manifest_volumes_from_spec(const char *spec_text, const char *namespace_, volume_spec_t **ret, size_t *ret_n);

@@ -93,6 +93,8 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
                 r = -ENOMEM;
         if (r == 0 && manifest_ports_from_spec(d.spec, &d.d.ports, &d.d.n_ports) == -ENOMEM)
                 r = -ENOMEM;
+        if (r == 0 && manifest_volumes_from_spec(d.spec, d.d.namespace_, &d.d.volumes, &d.d.n_volumes) == -ENOMEM)
+                r = -ENOMEM;
         if (r < 0) {
                 store_deployment_clear(&d);
                 return r;

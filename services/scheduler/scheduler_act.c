@@ -314,6 +314,9 @@ static void create_instance(job_t *j) {
                 .environment = d->environment,
                 .ports = d->ports,
                 .n_ports = d->n_ports,
+                /* Config and secret volumes get their files from the secrets resolution. */
+                .volumes = d->volumes,
+                .n_volumes = d->n_volumes,
         };
         msgpack_sbuffer buf;
         msgpack_packer pk;

@@ -273,6 +273,10 @@ static const struct expectation {
         { "GET", "/deployments/*/events", 'A', 'A', 'A', false },
         { "GET", "/deployments/*/logs", 'A', 'A', 'A', false },
         { "GET", "/deployments/*/health-checks", 'A', 'A', 'A', false },
+        { "GET", "/volumes", 'A', 'A', 'A', false },
+        { "POST", "/volumes", 'A', 'A', 'F', false },
+        { "GET", "/volumes/*", 'A', 'A', 'A', false },
+        { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
 };
 
 static void test_role_matrix(void **state) {

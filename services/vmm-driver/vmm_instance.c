@@ -262,6 +262,16 @@ static int image_mode(const instance_spec_t *s, const char *image_path, const ch
         return 0;
 }
 
+/* The volumes as cloud-init mounts them in a firmware-booted guest (points into s). */
+static size_t seed_mounts(const instance_spec_t *s, vmm_seed_mount_t *m) {
+        for (size_t k = 0; k < s->n_volumes && k < VOLUMES_MAX; k++)
+                m[k] = (vmm_seed_mount_t){ .tag = s->volumes[k].tag,
+                                           .destination = s->volumes[k].destination,
+                                           .readonly = s->volumes[k].readonly,
+                                           .file = vmm_volume_single_file(&s->volumes[k]) };
+        return s->n_volumes < VOLUMES_MAX ? s->n_volumes : VOLUMES_MAX;
+}
+
 /* One create between its checks and its end: waiting for netd, then for virtiofsd. */
 typedef struct create {
         vmm_t *d;
@@ -427,6 +437,7 @@ typedef struct seed_job {
         char dir[PATH_MAX];
         vmm_seed_spec_t spec; /* points into the instance's spec and the job's copies */
         char address[16], gateway[16];
+        vmm_seed_mount_t mounts[VOLUMES_MAX];
         int error;
         char *path, *why;
 } seed_job_t;
@@ -497,7 +508,10 @@ static int create_firmware_files(create_t *c, char **ret_why) {
         if (!j)
                 return -ENOMEM;
         snprintf(j->dir, sizeof(j->dir), "%s", i->dir);
-        j->spec = (vmm_seed_spec_t){ .instance_id = s->instance_id, .environment = s->environment };
+        j->spec = (vmm_seed_spec_t){ .instance_id = s->instance_id,
+                                     .environment = s->environment,
+                                     .mounts = j->mounts,
+                                     .n_mounts = seed_mounts(s, j->mounts) };
         if (c->has_net) {
                 snprintf(j->address, sizeof(j->address), "%s", c->net.guest_ip);
                 snprintf(j->gateway, sizeof(j->gateway), "%s", c->net.host_ip);
@@ -681,7 +695,11 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
                 /* An environment cloud-init cannot carry is the spec's fault: refused now, naming
                  * the key, rather than after netd attached the network. */
                 _cleanup_(vmm_seed_files_clear) vmm_seed_files_t files = {};
-                vmm_seed_spec_t seed = { .instance_id = spec->instance_id, .environment = spec->environment };
+                vmm_seed_mount_t mounts[VOLUMES_MAX];
+                vmm_seed_spec_t seed = { .instance_id = spec->instance_id,
+                                         .environment = spec->environment,
+                                         .mounts = mounts,
+                                         .n_mounts = seed_mounts(spec, mounts) };
 
                 r = vmm_seed_render(&seed, &files, ret_error);
                 if (r < 0)

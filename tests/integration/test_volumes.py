@@ -160,3 +160,46 @@ def test_volume_validation(stack, tmp_path):
         "name": "many", "image": str(stack.kit_dir / "rootfs/hello"), "replicas": 2,
         "volumes": [{"type": "volume", "source": "shared", "destination": "/d", "permission": "ro"}]})
     assert r.status == 200, r
+
+
+# ---- disk mode: cloud-init mounts the tags --------------------------------------------------
+
+from husk_stack import BUILD  # noqa: E402
+import pytest  # noqa: E402
+
+IMAGE = BUILD / "image" / "debian-12.raw"
+BOOT_DEADLINE = 300.0  # OVMF, systemd and cloud-init under TCG: 60-90 s here, generous on purpose
+
+
+@pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
+def test_disk_mode_bind_volumes_through_cloud_init(stack, tmp_path):
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "given").write_text("from the host\n")
+    text = "\n".join([
+        "deployments:", "  disk:", "    name: disk", f"    image: {IMAGE}",
+        "    resources: {limits: {cpu: \"1\", memory: 1024Mi}}",
+        "    volumes: " + json.dumps([
+            {"type": "bind", "source": str(rw), "destination": "/srv/data", "permission": "rw"},
+            {"type": "bind", "source": str(ro), "destination": "/srv/ro", "permission": "ro"}])]) + "\n"
+    r = stack.husk("apply", "-f", "-", input=text)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    # The image's husk-agent answers exec once the guest is up; cloud-init mounted both by then.
+    def mounted():
+        r = stack.husk("deployment", "exec", "disk", "--", "/bin/sh", "-c",
+                       "grep -E ' /srv/(data|ro) virtiofs ' /proc/mounts", timeout=60)
+        return r.stdout if r.returncode == 0 and r.stdout.count("virtiofs") == 2 else None
+    mounts = stack.wait_for(mounted, timeout=BOOT_DEADLINE, interval=2, what="both volumes mounted in the guest")
+    assert "bind-0 /srv/data virtiofs rw" in mounts and "bind-1 /srv/ro virtiofs ro" in mounts, mounts
+
+    r = stack.husk("deployment", "exec", "disk", "--", "/bin/sh", "-c",
+                   "echo from the disk guest > /srv/data/out && cat /srv/ro/given", timeout=60)
+    assert r.returncode == 0 and r.stdout == "from the host\n", r.stdout + r.stderr
+    assert (rw / "out").read_text() == "from the disk guest\n"
+    r = stack.husk("deployment", "exec", "disk", "--", "/bin/sh", "-c", "echo x > /srv/ro/new", timeout=60)
+    assert r.returncode != 0 and "Read-only file system" in r.stderr, r.stdout + r.stderr
+
+    delete_and_wait(stack, "disk")
+    stack.wait_for(lambda: not virtiofsd_pids(stack), timeout=30, what="every virtiofsd reaped")

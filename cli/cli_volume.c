@@ -35,9 +35,8 @@ static const char *users_text(const json_t *v, char *buf, size_t size) {
         size_t i, len = 0;
 
         buf[0] = '\0';
-        json_array_foreach(json_object_get(v, "used_by"), i, u)
-                len += (size_t)snprintf(buf + len, len < size ? size - len : 0, "%s%s", i ? "," : "",
-                                        json_string_value(u) ?: "");
+        json_array_foreach(json_object_get(v, "used_by"), i, u) len += (size_t)snprintf(
+                buf + len, len < size ? size - len : 0, "%s%s", i ? "," : "", json_string_value(u) ?: "");
         return buf[0] ? buf : "-";
 }
 

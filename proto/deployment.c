@@ -45,7 +45,8 @@ void deployment_clear(deployment_t *d) {
 void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->command ? 1 : 0) + (d->environment ? 1 : 0) +
                                      (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0) + (d->failed_at ? 1 : 0) +
-                                     (d->n_health_checks ? 1 : 0) + (d->status_message ? 1 : 0) + (d->n_volumes ? 1 : 0));
+                                     (d->n_health_checks ? 1 : 0) + (d->status_message ? 1 : 0) +
+                                     (d->n_volumes ? 1 : 0));
         mp_pack_kv_str(pk, "id", d->id);
         mp_pack_kv_str(pk, "namespace", d->namespace_);
         mp_pack_kv_str(pk, "name", d->name);

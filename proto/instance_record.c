@@ -119,8 +119,8 @@ int instance_record_to_json(const instance_record_t *r, char **ret) {
                 for (size_t k = 0; fs && k < i->spec.n_volumes && k < VOLUMES_MAX; k++)
                         if (r->volume_fs[k].start_time > INT64_MAX ||
                             json_array_append_new(fs, json_pack("{s:I,s:I}", "pid", (json_int_t)r->volume_fs[k].pid,
-                                                                "start_time",
-                                                                (json_int_t)r->volume_fs[k].start_time)) < 0)
+                                                                "start_time", (json_int_t)r->volume_fs[k].start_time)) <
+                                    0)
                                 json_decref(TAKE_PTR(fs));
                 q |= json_object_set_new(o, "volume_fs", fs);
         }

@@ -272,8 +272,8 @@ int volumes_from_json(const json_t *j, volume_spec_t **ret, size_t *ret_n) {
         json_array_foreach(j, i, e) {
                 const json_t *ro = json_object_get(e, "readonly");
 
-                if (!json_is_object(e) || volume_type_from_string(json_string_value(json_object_get(e, "type")),
-                                                                  &a[i].type) < 0 ||
+                if (!json_is_object(e) ||
+                    volume_type_from_string(json_string_value(json_object_get(e, "type")), &a[i].type) < 0 ||
                     !json_is_boolean(ro))
                         goto fail;
                 a[i].readonly = json_is_true(ro);

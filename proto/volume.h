@@ -7,11 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VOLUMES_MAX 16                   /* per deployment */
-#define VOLUME_TAG_MAX 36                /* virtio-fs tags are at most 36 bytes */
-#define VOLUME_FILES_MAX 64              /* files of one config or secret volume */
-#define VOLUME_FILE_NAME_MAX 255         /* one path component */
-#define VOLUME_FILE_DATA_MAX (1u << 20)  /* bytes of one file */
+#define VOLUMES_MAX 16                  /* per deployment */
+#define VOLUME_TAG_MAX 36               /* virtio-fs tags are at most 36 bytes */
+#define VOLUME_FILES_MAX 64             /* files of one config or secret volume */
+#define VOLUME_FILE_NAME_MAX 255        /* one path component */
+#define VOLUME_FILE_DATA_MAX (1u << 20) /* bytes of one file */
 
 typedef enum volume_type {
         VOLUME_BIND,   /* a host directory */
@@ -35,7 +35,7 @@ typedef struct volume_spec {
         char *tag;         /* the virtio-fs tag: bind-<i>, vol-<i>, cfg-<i>, sec-<i> */
         char *destination; /* absolute path in the guest */
         bool readonly;
-        char *source; /* bind, volume: the host directory (absolute); config, secret: its name, or NULL */
+        char *source;         /* bind, volume: the host directory (absolute); config, secret: its name, or NULL */
         volume_file_t *files; /* config, secret */
         size_t n_files;
 } volume_spec_t;

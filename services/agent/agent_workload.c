@@ -198,7 +198,7 @@ static int setup_root(bool bundle, char *msg, size_t msg_size) {
 
 /* ---- volumes ------------------------------------------------------------------------------- */
 
-#define MOUNTS_MAX 16                   /* VOLUMES_MAX */
+#define MOUNTS_MAX 16                        /* VOLUMES_MAX */
 #define VOLUME_STAGE_DIR "/run/husk-volumes" /* a share that holds one file is mounted here first */
 
 typedef struct agent_mount {
@@ -253,8 +253,8 @@ static int parse_mounts(const msgpack_object *req, agent_mount_t **ret, size_t *
                     !path_clean(m[k].destination) || mp_get_bool(e, "readonly", &m[k].readonly) < 0)
                         goto malformed;
                 r = mp_get_str(e, "file", 255, &m[k].file);
-                if ((r < 0 && r != -ENOENT) || (m[k].file && (strchr(m[k].file, '/') || streq(m[k].file, "..") ||
-                                                              streq(m[k].file, "."))))
+                if ((r < 0 && r != -ENOENT) ||
+                    (m[k].file && (strchr(m[k].file, '/') || streq(m[k].file, "..") || streq(m[k].file, "."))))
                         goto malformed;
         }
         *ret = m;
@@ -291,8 +291,8 @@ static int mount_volumes(const agent_mount_t *m, size_t n, char *msg, size_t msg
                         if (r >= 0 && mount(m[k].tag, m[k].destination, "virtiofs", flags, NULL) < 0)
                                 r = -errno;
                         if (r < 0) {
-                                snprintf(msg, msg_size, "cannot mount volume %s on %s: %s", m[k].tag,
-                                         m[k].destination, strerror(-r));
+                                snprintf(msg, msg_size, "cannot mount volume %s on %s: %s", m[k].tag, m[k].destination,
+                                         strerror(-r));
                                 return r;
                         }
                         continue;

@@ -65,7 +65,8 @@ static bool check_source(parse_ctx_t *c, size_t i, volume_type_t type, const jso
                 return false;
         }
         if (stat(s, &st) < 0) {
-                manifest_violation(c, field, "%s does not exist on the host (%m): a bind volume shares an existing "
+                manifest_violation(c, field,
+                                   "%s does not exist on the host (%m): a bind volume shares an existing "
                                    "directory",
                                    manifest_show(source, q, sizeof(q)));
                 return false;
@@ -250,8 +251,8 @@ int manifest_volumes_from_spec(const char *spec_text, const char *namespace_, vo
                 char tag[VOLUME_TAG_MAX + 1];
                 int r;
 
-                if (volume_type_from_string(json_string_value(json_object_get(e, "type")), &a[i].type) < 0 ||
-                    !source || !json_string_value(json_object_get(e, "destination"))) {
+                if (volume_type_from_string(json_string_value(json_object_get(e, "type")), &a[i].type) < 0 || !source ||
+                    !json_string_value(json_object_get(e, "destination"))) {
                         volumes_free(a, n);
                         return -EBADMSG;
                 }

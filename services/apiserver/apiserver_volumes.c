@@ -113,8 +113,8 @@ static json_t *volume_json(http_request_t *req, const char *namespace_, const ch
                 return NULL;
         return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", name, "name", name, "namespace", namespace_,
                          "driver", "local", "path", path, "created_at",
-                         format_timestamp_ms((uint64_t)st.st_mtim.tv_sec * 1000, created, sizeof(created)),
-                         "used_by", users);
+                         format_timestamp_ms((uint64_t)st.st_mtim.tv_sec * 1000, created, sizeof(created)), "used_by",
+                         users);
 }
 
 static int reply_no_volume(http_request_t *req, const char *namespace_) {
@@ -209,8 +209,8 @@ int route_volumes_create(http_request_t *req) {
         if (r >= 0 && mkdir(path, 0755) < 0)
                 r = -errno;
         if (r == -EEXIST)
-                return http_reply_problem(req, 409, "conflict", "Conflict", NULL, "volume \"%s\" exists in namespace \"%s\"",
-                                          name, namespace_);
+                return http_reply_problem(req, 409, "conflict", "Conflict", NULL,
+                                          "volume \"%s\" exists in namespace \"%s\"", name, namespace_);
         if (r < 0)
                 return http_reply_internal(req, r, "creating the volume");
         log_info("Volume %s/%s created", namespace_, name);
@@ -242,9 +242,9 @@ int route_volume_delete(http_request_t *req) {
                 return http_reply_internal(req, error, "finding the volume's deployments");
         if (json_array_size(users) > 0) {
                 names[0] = '\0';
-                json_array_foreach(users, k, u)
-                        len += (size_t)snprintf(names + len, len < sizeof(names) ? sizeof(names) - len : 0, "%s%s",
-                                                k ? ", " : "", json_string_value(u));
+                json_array_foreach(users, k, u) len +=
+                        (size_t)snprintf(names + len, len < sizeof(names) ? sizeof(names) - len : 0, "%s%s",
+                                         k ? ", " : "", json_string_value(u));
                 return http_reply_problem(req, 409, "volume-in-use", "Volume in use", NULL,
                                           "volume \"%s\" is used by deployment%s %s in namespace \"%s\": delete %s "
                                           "first",

@@ -92,8 +92,8 @@ typedef struct vmm_fs_export {
         int64_t *ret_pid;
         uint64_t *ret_start_time;
 } vmm_fs_export_t;
-int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e, vmm_fs_ready_fn fn,
-                        void *userdata, vmm_fs_wait_t **ret, char **ret_error);
+int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e, vmm_fs_ready_fn fn, void *userdata,
+                        vmm_fs_wait_t **ret, char **ret_error);
 /* Stop waiting (fn never runs) and kill that virtiofsd. */
 void vmm_fs_wait_cancel(vmm_fs_wait_t **w);
 /* The same, waited for on a private loop: for tests and tools. */
@@ -111,8 +111,7 @@ void vmm_volume_socket(const volume_spec_t *v, char *buf, size_t size);
 /* What volume k's virtiofsd exports (its config or secret files written first, into dir/<tag>);
  * the buffers hold the strings *ret points to. */
 int vmm_volume_export(const char *dir, instance_record_t *rec, size_t k, char *socket, size_t socket_size, char *log,
-                      size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret,
-                      char **ret_error);
+                      size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret, char **ret_error);
 /* The config and secret files of an instance whose VM is gone. */
 void vmm_volumes_remove_files(const char *dir, const instance_spec_t *s);
 /* A config or secret volume of one file named as its destination's last component: that file. */

@@ -189,8 +189,8 @@ static int on_listen_tick(zloop_t *loop, int timer_id, void *arg) {
         return 0;
 }
 
-int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e, vmm_fs_ready_fn fn,
-                        void *userdata, vmm_fs_wait_t **ret, char **ret_error) {
+int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e, vmm_fs_ready_fn fn, void *userdata,
+                        vmm_fs_wait_t **ret, char **ret_error) {
         char sock_opt[PATH_MAX + 32], source_opt[PATH_MAX + 16];
         char *argv[] = { VIRTIOFSD, sock_opt,         "-o", source_opt,      "-o", "cache=auto",
                          "-o",      "sandbox=chroot", "-o", "no_posix_lock", NULL };

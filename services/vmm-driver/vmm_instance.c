@@ -291,8 +291,8 @@ typedef struct create {
         struct seed_job *seed; /* firmware boot: the seed being written off the loop */
         char *seed_path;       /* ... and where it was written */
         vmm_fs_wait_t *fs;
-        const char *fs_what;       /* the virtiofsd waited for, for messages */
-        size_t next_volume;        /* the next volume whose virtiofsd to start */
+        const char *fs_what; /* the virtiofsd waited for, for messages */
+        size_t next_volume;  /* the next volume whose virtiofsd to start */
         char fs_what_buf[64];
         vmm_create_fn fn;
         void *userdata;

@@ -32,9 +32,9 @@ typedef struct vmm_launch {
         const char *disk_format; /* disk's: "raw" or "qcow2" */
         /* Firmware boot (a disk image without `kernel:` or a command): the VMM boots this disk
          * through UEFI firmware instead of the kit. NULL: the kit boots. */
-        const char *boot_disk;        /* the instance's own copy-on-write disk (vmm_disk.h), read-write */
-        const char *boot_disk_format; /* "raw" or "qcow2" */
-        const char *seed;             /* the cloud-init NoCloud seed (vmm_seed.h), read-only */
+        const char *boot_disk;              /* the instance's own copy-on-write disk (vmm_disk.h), read-write */
+        const char *boot_disk_format;       /* "raw" or "qcow2" */
+        const char *seed;                   /* the cloud-init NoCloud seed (vmm_seed.h), read-only */
         const vmm_launch_volume_t *volumes; /* the spec's volumes, in order, each served by its virtiofsd */
         size_t n_volumes;
 } vmm_launch_t;

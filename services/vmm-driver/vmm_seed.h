@@ -42,13 +42,13 @@ typedef struct vmm_seed_mount {
 } vmm_seed_mount_t;
 
 typedef struct vmm_seed_spec {
-        const char *instance_id;  /* meta-data instance-id */
-        const char *hostname;     /* local-hostname; NULL: the instance id */
-        char *const *environment; /* "KEY=value"; NULL: none (the files are written empty) */
-        const char *address;      /* the guest's IPv4 address; NULL: no network-config */
-        unsigned prefix;          /* its prefix length (netd's /30: 30) */
-        const char *gateway;      /* IPv4; NULL: no default route */
-        char *const *dns;         /* IPv4 or IPv6 name servers; NULL: none */
+        const char *instance_id;        /* meta-data instance-id */
+        const char *hostname;           /* local-hostname; NULL: the instance id */
+        char *const *environment;       /* "KEY=value"; NULL: none (the files are written empty) */
+        const char *address;            /* the guest's IPv4 address; NULL: no network-config */
+        unsigned prefix;                /* its prefix length (netd's /30: 30) */
+        const char *gateway;            /* IPv4; NULL: no default route */
+        char *const *dns;               /* IPv4 or IPv6 name servers; NULL: none */
         const vmm_seed_mount_t *mounts; /* the volumes, in order */
         size_t n_mounts;
 } vmm_seed_spec_t;

@@ -79,8 +79,7 @@ static int write_files(const char *dir, const volume_spec_t *v, char *path, size
 }
 
 int vmm_volume_export(const char *dir, instance_record_t *rec, size_t k, char *socket, size_t socket_size, char *log,
-                      size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret,
-                      char **ret_error) {
+                      size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret, char **ret_error) {
         const volume_spec_t *v = &rec->inst.spec.volumes[k];
         int r;
 

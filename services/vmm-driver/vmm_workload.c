@@ -148,7 +148,8 @@ void vmm_workload_start(vmm_instance_t *i) {
 
         if (!i->rec.workload_mode || i->rec.workload_started || i->rec.workload_exited)
                 return;
-        id = vmm_agent_request(i, "start", 6 + (i->rec.inst.spec.n_volumes ? 1 : 0), pack_start, i, START_TIMEOUT_MS, on_start, NULL);
+        id = vmm_agent_request(i, "start", 6 + (i->rec.inst.spec.n_volumes ? 1 : 0), pack_start, i, START_TIMEOUT_MS,
+                               on_start, NULL);
         if (id < 0)
                 log_debug_errno((int)id, "Instance %s: cannot send start: %m", id_of(i));
 }

@@ -274,9 +274,10 @@ static void test_volumes_roundtrip(void **state) {
         packed_free(&p);
 
         /* A relative destination, "/", a bad tag, a bind without source: -EBADMSG. */
-        static const char *const bad[][3] = {
-                { "data", "bind-0", "/srv" }, { "/", "bind-0", "/srv" }, { "/d", "Bind_0", "/srv" }, { "/d", "bind-0", NULL }
-        };
+        static const char *const bad[][3] = { { "data", "bind-0", "/srv" },
+                                              { "/", "bind-0", "/srv" },
+                                              { "/d", "Bind_0", "/srv" },
+                                              { "/d", "bind-0", NULL } };
         for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
                 volume_spec_t v = { .type = VOLUME_BIND,
                                     .destination = (char *)bad[k][0],
@@ -455,12 +456,16 @@ static void test_tables(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_deployment),  cmocka_unit_test(test_deployment_event),
-                cmocka_unit_test(test_event),       cmocka_unit_test(test_instance),
+                cmocka_unit_test(test_deployment),
+                cmocka_unit_test(test_deployment_event),
+                cmocka_unit_test(test_event),
+                cmocka_unit_test(test_instance),
                 cmocka_unit_test(test_volumes_roundtrip),
                 cmocka_unit_test(test_volumes_roundtrip),
-                cmocka_unit_test(test_ports),       cmocka_unit_test(test_attachment),
-                cmocka_unit_test(test_agent_frame), cmocka_unit_test(test_check_names_the_field),
+                cmocka_unit_test(test_ports),
+                cmocka_unit_test(test_attachment),
+                cmocka_unit_test(test_agent_frame),
+                cmocka_unit_test(test_check_names_the_field),
                 cmocka_unit_test(test_tables),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

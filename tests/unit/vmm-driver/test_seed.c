@@ -280,17 +280,20 @@ static void test_seed_volume(void **state) {
  * module skips a virtio-fs tag; YAML as cloud-init parses it. A destination fstab or the shell
  * line cannot carry is refused, naming the volume. */
 static void test_mounts(void **state) {
-        static const char prog[] = "import sys, yaml\n"
-                                   "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
-                                   "assert d['mounts'] == [['bind-0', '/data', 'virtiofs', 'rw,nofail', '0', '0'],\n"
-                                   "                       ['vol-1', '/srv/ro', 'virtiofs', 'ro,nofail', '0', '0']], d\n"
-                                   "sh = [c[2] for c in d['bootcmd'] if c[0] == 'sh']\n"
-                                   "assert len(sh) == 3, sh\n"
-                                   "assert 'mount -t virtiofs -o ro vol-1 ' in sh[1], sh\n"
-                                   "assert 'mount --bind -o ro /run/husk-volumes/sec-2/pw ' in sh[2], sh\n";
-        vmm_seed_mount_t mounts[] = { { .tag = "bind-0", .destination = "/data" },
-                                      { .tag = "vol-1", .destination = "/srv/ro", .readonly = true },
-                                      { .tag = "sec-2", .destination = "/run/secrets/pw", .readonly = true, .file = "pw" } };
+        static const char prog[] =
+                "import sys, yaml\n"
+                "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
+                "assert d['mounts'] == [['bind-0', '/data', 'virtiofs', 'rw,nofail', '0', '0'],\n"
+                "                       ['vol-1', '/srv/ro', 'virtiofs', 'ro,nofail', '0', '0']], d\n"
+                "sh = [c[2] for c in d['bootcmd'] if c[0] == 'sh']\n"
+                "assert len(sh) == 3, sh\n"
+                "assert 'mount -t virtiofs -o ro vol-1 ' in sh[1], sh\n"
+                "assert 'mount --bind -o ro /run/husk-volumes/sec-2/pw ' in sh[2], sh\n";
+        vmm_seed_mount_t mounts[] = {
+                { .tag = "bind-0", .destination = "/data" },
+                { .tag = "vol-1", .destination = "/srv/ro", .readonly = true },
+                { .tag = "sec-2", .destination = "/run/secrets/pw", .readonly = true, .file = "pw" }
+        };
         vmm_seed_spec_t spec = { .instance_id = ID, .mounts = mounts, .n_mounts = ELEMENTSOF(mounts) };
         _cleanup_(vmm_seed_files_clear) vmm_seed_files_t f = {};
         _cleanup_free_ char *dir = make_dir(), *output = NULL, *error = NULL;

@@ -108,12 +108,14 @@ void vmm_fs_stop(instance_record_t *rec);
 int vmm_volumes_check(const instance_spec_t *s, char **ret_error);
 /* "<tag>.sock": its virtiofsd's socket in the instance directory. */
 void vmm_volume_socket(const volume_spec_t *v, char *buf, size_t size);
-/* What volume k's virtiofsd exports (its config or secret files written first, into dir/<tag>);
- * the buffers hold the strings *ret points to. */
-int vmm_volume_export(const char *dir, instance_record_t *rec, size_t k, char *socket, size_t socket_size, char *log,
-                      size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret, char **ret_error);
-/* The config and secret files of an instance whose VM is gone. */
-void vmm_volumes_remove_files(const char *dir, const instance_spec_t *s);
+/* What volume k's virtiofsd exports; a config or secret volume's files are written first into
+ * <files_dir>/<instance id>/<tag>, on a tmpfs of the instance's own (secrets never touch a
+ * disk). The buffers hold the strings *ret points to. */
+int vmm_volume_export(vmm_t *d, const char *dir, instance_record_t *rec, size_t k, char *socket, size_t socket_size,
+                      char *log, size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret,
+                      char **ret_error);
+/* The config and secret files of an instance whose VM is gone: its tmpfs unmounted, removed. */
+void vmm_volumes_remove_files(vmm_t *d, const instance_spec_t *s);
 /* A config or secret volume of one file named as its destination's last component: that file. */
 const char *vmm_volume_single_file(const volume_spec_t *v);
 
@@ -279,6 +281,7 @@ struct vmm {
         bus_server_t *server;
         zhashx_t *instances; /* instance_id -> vmm_instance_t* (owned) */
         char *instances_dir;
+        char *files_dir; /* <runtime_dir>/volume-files: a tmpfs per instance with config and secret files */
         void *runtime_state[VMM_RUNTIMES_MAX]; /* each runtime's own state, by row (vmm_runtime.c) */
         zlistx_t *held;                        /* events waiting for vmm_publish_hold to end */
         int hold_timer;

@@ -324,6 +324,7 @@ static void create_done(create_t *c, int error, const char *why) {
         if (error < 0 && c->i) {
                 vmm_fs_wait_cancel(&c->fs);
                 vmm_fs_stop(&c->i->rec);
+                vmm_volumes_remove_files(d, &c->i->rec.inst.spec);
                 (void)rm_rf(c->i->dir);
                 vmm_instance_free(c->i);
                 c->i = NULL;
@@ -409,7 +410,7 @@ static void create_next_fs(create_t *c) {
         k = c->next_volume++;
         snprintf(c->fs_what_buf, sizeof(c->fs_what_buf), "volumes[%zu] (%s)", k, i->rec.inst.spec.volumes[k].tag);
         c->fs_what = c->fs_what_buf;
-        r = vmm_volume_export(i->dir, &i->rec, k, socket, sizeof(socket), log, sizeof(log), files_dir,
+        r = vmm_volume_export(c->d, i->dir, &i->rec, k, socket, sizeof(socket), log, sizeof(log), files_dir,
                               sizeof(files_dir), &e, &why);
         if (r >= 0)
                 r = vmm_fs_spawn_export(c->d->loop, i->dir, &e, on_fs_ready, c, &c->fs, &why);
@@ -846,7 +847,7 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
          * only as long as the VM. */
         if (i->rec.firmware_boot)
                 vmm_seed_remove(i->dir);
-        vmm_volumes_remove_files(i->dir, &i->rec.inst.spec);
+        vmm_volumes_remove_files(i->vmm, &i->rec.inst.spec);
         log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid, reason,
                  status);
         vmm_instance_save(i);

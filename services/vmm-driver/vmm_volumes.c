@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@ int vmm_volumes_check(const instance_spec_t *s, char **ret_error) {
         for (size_t k = 0; k < s->n_volumes; k++) {
                 const volume_spec_t *v = &s->volumes[k];
                 struct stat st;
+                int r;
 
                 for (size_t j = 0; j < k; j++) {
                         if (streq(s->volumes[j].tag, v->tag))
@@ -42,8 +44,9 @@ int vmm_volumes_check(const instance_spec_t *s, char **ret_error) {
                         return fail(ret_error, -EINVAL,
                                     "volumes[%zu].source: must not contain ',' (virtiofsd option syntax)", k);
                 /* A named volume is made on first use; a bind source is the user's and must be there. */
-                if (v->type == VOLUME_NAMED && mkdir_p(v->source, 0755) < 0)
-                        return fail(ret_error, -EINVAL, "volumes[%zu].source: cannot create %s: %m", k, v->source);
+                if (v->type == VOLUME_NAMED && (r = mkdir_p(v->source, 0755)) < 0)
+                        return fail(ret_error, -EINVAL, "volumes[%zu].source: cannot create %s: %s", k, v->source,
+                                    strerror(-r));
                 if (stat(v->source, &st) < 0)
                         return fail(ret_error, -EINVAL, "volumes[%zu].source: %s: %m", k, v->source);
                 if (!S_ISDIR(st.st_mode))
@@ -54,12 +57,47 @@ int vmm_volumes_check(const instance_spec_t *s, char **ret_error) {
 
 void vmm_volume_socket(const volume_spec_t *v, char *buf, size_t size) { snprintf(buf, size, "%s.sock", v->tag); }
 
-/* Config and secret files go into a directory of the instance's own (the runtime dir: memory
- * on a tmpfs /run), exported read-only; the directory goes with the instance's. */
-static int write_files(const char *dir, const volume_spec_t *v, char *path, size_t size) {
+/* <files_dir>/<instance id>: the instance's tmpfs of config and secret files. */
+static int instance_files_dir(vmm_t *d, const instance_spec_t *s, char *buf, size_t size) {
+        if (!d->files_dir || !instance_id_valid(s->instance_id) ||
+            snprintf(buf, size, "%s/%s", d->files_dir, s->instance_id) >= (int)size)
+                return -EINVAL;
+        return 0;
+}
+
+/* The instance's tmpfs, mounted once (by the first config or secret volume): memory only, even
+ * when the runtime dir is on a disk; mode 0700, no device, no exec. */
+static int files_tmpfs(vmm_t *d, const instance_spec_t *s, char *root, size_t size) {
+        size_t bytes = 1u << 20;
+        char opts[64];
+        struct stat st, parent;
         int r;
 
-        if (snprintf(path, size, "%s/%s", dir, v->tag) >= (int)size)
+        r = instance_files_dir(d, s, root, size);
+        if (r < 0)
+                return r;
+        if (stat(root, &st) == 0 && stat(d->files_dir, &parent) == 0 && st.st_dev != parent.st_dev)
+                return 0; /* mounted by an earlier volume of this instance */
+        r = mkdir_p(root, 0700);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < s->n_volumes; k++)
+                for (size_t j = 0; j < s->volumes[k].n_files; j++)
+                        bytes += s->volumes[k].files[j].size + 4096;
+        snprintf(opts, sizeof(opts), "mode=0700,size=%zu", bytes);
+        if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+                return -errno;
+        return 0;
+}
+
+static int write_files(vmm_t *d, const instance_spec_t *s, const volume_spec_t *v, char *path, size_t size) {
+        char root[PATH_MAX];
+        int r;
+
+        r = files_tmpfs(d, s, root, sizeof(root));
+        if (r < 0)
+                return r;
+        if (snprintf(path, size, "%s/%s", root, v->tag) >= (int)size)
                 return -ENAMETOOLONG;
         if (mkdir(path, 0755) < 0)
                 return -errno;
@@ -78,8 +116,9 @@ static int write_files(const char *dir, const volume_spec_t *v, char *path, size
         return 0;
 }
 
-int vmm_volume_export(const char *dir, instance_record_t *rec, size_t k, char *socket, size_t socket_size, char *log,
-                      size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret, char **ret_error) {
+int vmm_volume_export(vmm_t *d, const char *dir, instance_record_t *rec, size_t k, char *socket, size_t socket_size,
+                      char *log, size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret,
+                      char **ret_error) {
         const volume_spec_t *v = &rec->inst.spec.volumes[k];
         int r;
 
@@ -87,7 +126,7 @@ int vmm_volume_export(const char *dir, instance_record_t *rec, size_t k, char *s
         vmm_volume_socket(v, socket, socket_size);
         snprintf(log, log_size, "virtiofsd-%s.log", v->tag);
         if (has_files(v)) {
-                r = write_files(dir, v, files_dir, files_dir_size);
+                r = write_files(d, &rec->inst.spec, v, files_dir, files_dir_size);
                 if (r < 0)
                         return fail(ret_error, r, "volumes[%zu]: cannot write its files: %s", k, strerror(-r));
         }
@@ -110,16 +149,19 @@ const char *vmm_volume_single_file(const volume_spec_t *v) {
         return streq(base + 1, v->files[0].name) ? v->files[0].name : NULL;
 }
 
-void vmm_volumes_remove_files(const char *dir, const instance_spec_t *s) {
-        for (size_t k = 0; k < s->n_volumes; k++) {
-                char path[PATH_MAX];
-                int r;
+void vmm_volumes_remove_files(vmm_t *d, const instance_spec_t *s) {
+        char root[PATH_MAX];
+        bool any = false;
+        int r;
 
-                if (!has_files(&s->volumes[k]) || !volume_tag_valid(s->volumes[k].tag) ||
-                    snprintf(path, sizeof(path), "%s/%s", dir, s->volumes[k].tag) >= (int)sizeof(path))
-                        continue;
-                r = rm_rf(path);
-                if (r < 0 && r != -ENOENT)
-                        log_warning_errno(r, "Failed to remove %s, ignoring: %m", path);
-        }
+        for (size_t k = 0; k < s->n_volumes; k++)
+                any = any || has_files(&s->volumes[k]);
+        if (!any || instance_files_dir(d, s, root, sizeof(root)) < 0)
+                return;
+        /* Lazily: a virtiofsd on its way out may still hold it; its pages go with the last user. */
+        if (umount2(root, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                log_warning_errno(errno, "Failed to unmount %s, ignoring: %m", root);
+        r = rm_rf(root);
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Failed to remove %s, ignoring: %m", root);
 }

@@ -5,6 +5,7 @@ instance.create, read-only shares that really refuse writes, and every virtiofsd
 instance and after a vmm-driver restart."""
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -17,6 +18,30 @@ ROOTFS = os.path.join(KIT, "rootfs", "hello")
 def sh(driver, iid, script):
     r = driver.must("instance.exec", {"instance_id": iid, "argv": ["/bin/sh", "-c", script], "timeout_ms": 20000})
     return r["exit_status"], r["stdout"].decode(), r["stderr"].decode()
+
+
+def files_dir(driver, iid):
+    return os.path.join(driver.dir, "run", "volume-files", iid)
+
+
+def mount_type(path):
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == path:
+                return fields[2]
+    return None
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_mounts(driver):
+    """A failed test must not leave its tmpfs mounted under the driver's temp dir."""
+    yield
+    with open("/proc/self/mounts") as f:
+        left = [line.split()[1] for line in f if line.split()[1].startswith(driver.dir + "/")]
+    for m in left:
+        subprocess.run(["umount", "-l", m], check=False)
+    assert not left, f"left mounted: {left}"
 
 
 def volume_fs_pids(driver, iid):
@@ -57,6 +82,11 @@ def test_volumes_mounted_by_the_agent_and_reaped(driver):
     assert all("files" not in v for v in driver.record(iid)["volumes"])
     with open(os.path.join(driver.instances_dir, iid, "instance.json")) as f:
         assert "s3cr3t" not in f.read()
+    # The files live on a tmpfs of the instance's own under the runtime dir, never on a disk.
+    files = files_dir(driver, iid)
+    assert os.path.ismount(files) and mount_type(files) == "tmpfs", files
+    st = os.stat(os.path.join(files, "sec-3", "db-password"))
+    assert stat.S_IMODE(st.st_mode) == 0o400
 
     # The workload is started once the mounts are there: wait for its start, then look.
     wait_until(lambda: driver.record(iid).get("workload_started"), EVENT_TIMEOUT, "the workload's start")
@@ -86,6 +116,7 @@ def test_volumes_mounted_by_the_agent_and_reaped(driver):
     driver.wait_event("instance.removed", iid, timeout=EVENT_TIMEOUT + 5)
     wait_until(lambda: not any(pid_alive(p) for p in pids), EVENT_TIMEOUT, "every volume's virtiofsd gone")
     assert not os.path.exists(os.path.join(driver.instances_dir, iid))
+    assert not os.path.exists(files) and mount_type(files) is None
     assert os.path.exists(os.path.join(rw, "out"))  # a bind source is the user's: kept
 
 
@@ -105,6 +136,7 @@ def test_volume_virtiofsd_reaped_after_a_restart(driver):
     driver.must("instance.stop", {"instance_id": iid, "remove": True})
     driver.wait_event("instance.removed", iid, timeout=EVENT_TIMEOUT + 5)
     wait_until(lambda: not any(pid_alive(p) for p in pids), EVENT_TIMEOUT, "every volume's virtiofsd gone")
+    assert not os.path.exists(files_dir(driver, iid)) and mount_type(files_dir(driver, iid)) is None
 
 
 def test_volume_refusals(driver):

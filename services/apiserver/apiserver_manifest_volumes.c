@@ -210,16 +210,18 @@ void manifest_parse_volumes(parse_ctx_t *c, const char *key, const json_t *v) {
 
 /* Ring's rule: a named volume written by several replicas at once is refused. */
 void manifest_check_volumes(parse_ctx_t *c, const json_t *input) {
-        const json_t *volumes = json_object_get(c->kept, "volumes"), *e;
+        const json_t *volumes = json_object_get(input, "volumes"), *e;
         size_t i;
 
-        if (c->m.replicas <= 1)
+        if (c->m.replicas <= 1 || !json_is_array(volumes))
                 return;
+        /* The input, not the kept list: a volume refused for another reason is told this too. */
         json_array_foreach(volumes, i, e) {
+                const char *type = json_string_value(json_object_get(e, "type"));
+                const char *permission = json_string_value(json_object_get(e, "permission")) ?: PERMISSION_DEFAULT;
                 char field[48];
 
-                if (streq(json_string_value(json_object_get(e, "type")), "volume") &&
-                    streq(json_string_value(json_object_get(e, "permission")), "rw"))
+                if (type && streq(type, "volume") && streq(permission, "rw"))
                         manifest_violation(c, field_of(field, sizeof(field), i, "permission"),
                                            "a read-write named volume cannot be used with replicas > 1 (replicas "
                                            "is %u): the replicas would write one directory at once; use "

@@ -15,10 +15,12 @@ static void apply_help(void) {
         printf("Usage: husk apply -f FILE [-f FILE]... [OPTIONS]\n"
                "\n"
                "Create or update the deployments of Ring manifests: a top-level deployments: map of\n"
-               "key -> deployment (name: defaults to the key). ${VAR} in values is replaced by the\n"
-               "environment variable VAR (an undefined one is an error), $$ is a literal $, and Ring's\n"
-               "bare $VAR works where Ring expands it. Nothing is applied unless every file parses and\n"
-               "the server finds every deployment valid (each is checked with dryRun=All first).\n"
+               "key -> deployment (name: defaults to the key), and a namespaces: block (a list of\n"
+               "names, or name: {} entries) whose namespaces are created first unless they exist.\n"
+               "${VAR} in values is replaced by the environment variable VAR (an undefined one is an\n"
+               "error), $$ is a literal $, and Ring's bare $VAR works where Ring expands it. Nothing is\n"
+               "applied unless every file parses and the server finds every deployment valid (each is\n"
+               "checked with dryRun=All first).\n"
                "\n"
                "Options:\n"
                "  -f, --file FILE         manifest to apply; - reads stdin (repeatable)\n"
@@ -76,6 +78,33 @@ static int apply_one(cli_http_t *h, const cli_manifest_entry_t *e, bool check_on
                 if (asprintf(&what, "deployment %s", e->key) < 0)
                         what = NULL;
                 r = cli_http_report_status(what ? what : "deployment", &resp);
+        }
+        cli_response_clear(&resp);
+        return r;
+}
+
+/* A namespaces: entry: created, or left as it is when it exists. Returns an exit code. */
+static int apply_namespace(cli_http_t *h, const char *name) {
+        _cleanup_free_ char *error = NULL, *what = NULL;
+        json_auto_t *body = json_pack("{s:s}", "name", name);
+        cli_response_t resp;
+        int r;
+
+        if (!body)
+                return CLI_EXIT_FAILURE;
+        r = cli_http_request(h, "POST", "/namespaces", body, &resp, &error);
+        if (r < 0)
+                return cli_http_report_failure(h, r, error);
+        if (resp.status == 201)
+                printf("namespace %s created\n", name);
+        else if (resp.status == 409)
+                printf("namespace %s unchanged\n", name);
+        if (resp.status == 201 || resp.status == 409)
+                r = CLI_EXIT_OK;
+        else {
+                if (asprintf(&what, "namespace %s", name) < 0)
+                        what = NULL;
+                r = cli_http_report_status(what ? what : "namespace", &resp);
         }
         cli_response_clear(&resp);
         return r;
@@ -169,7 +198,7 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
         }
         for (size_t i = 0; i < m.n_warnings; i++)
                 cli_warning("%s", m.warnings[i]);
-        if (m.n_entries == 0) {
+        if (m.n_entries == 0 && json_array_size(m.namespaces) == 0) {
                 cli_warning("no deployments in %s, nothing to apply", n_files == 1 ? files[0] : "the manifests");
                 return CLI_EXIT_OK;
         }
@@ -182,6 +211,9 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
                 if (!all)
                         return CLI_EXIT_FAILURE;
                 cli_json_write(stdout, all);
+                for (size_t i = 0; i < json_array_size(m.namespaces); i++)
+                        fprintf(stderr, "namespace %s would be created unless it exists\n",
+                                json_string_value(json_array_get(m.namespaces, i)));
                 return CLI_EXIT_OK;
         }
 
@@ -200,6 +232,15 @@ int verb_apply(cli_ctx_t *ctx, int argc, char **argv) {
         if (ret != CLI_EXIT_OK) {
                 fprintf(stderr, "Nothing was applied.\n");
                 return ret;
+        }
+        /* Namespaces before what goes into them; one that cannot be made (a role that may not
+         * create namespaces) stops the apply before any deployment. */
+        for (size_t i = 0; i < json_array_size(m.namespaces); i++) {
+                r = apply_namespace(h, json_string_value(json_array_get(m.namespaces, i)));
+                if (r != CLI_EXIT_OK) {
+                        fprintf(stderr, "No deployment was applied.\n");
+                        return r;
+                }
         }
         for (size_t i = 0; i < m.n_entries; i++) {
                 r = apply_one(h, &m.entries[i], false);

@@ -1,6 +1,6 @@
 /* cli_context.h: the user's husk contexts: named (host, user, token) triples in one 0600 JSON
  * file, $HUSK_CLI_CONFIG, else $XDG_CONFIG_HOME/husk/cli.json, else ~/.config/husk/cli.json:
- * {"current": NAME, "contexts": {NAME: {"host", "username", "token"}}}. */
+ * {"current": NAME, "contexts": {NAME: {"host", "username", "token", "ca_file"?}}}. */
 #pragma once
 
 #include <jansson.h>

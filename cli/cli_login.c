@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
@@ -80,6 +81,7 @@ int verb_login(cli_ctx_t *ctx, int argc, char **argv) {
         _cleanup_free_ char *error = NULL;
         json_auto_t *body = NULL, *doc = NULL;
         const char *username = "admin", *name = ctx->context, *token;
+        json_t *entry;
         char password[PASSWORD_MAX + 2];
         cli_ctx_t anonymous = *ctx;
         bool from_stdin = false;
@@ -144,8 +146,15 @@ int verb_login(cli_ctx_t *ctx, int argc, char **argv) {
                 cli_error("cannot log in: husk-apiserver answered without a token");
                 return CLI_EXIT_FAILURE;
         }
-        json_object_set_new(json_object_get(doc, "contexts"), name,
-                            json_pack("{s:s, s:s, s:s}", "host", ctx->host, "username", username, "token", token));
+        entry = json_pack("{s:s, s:s, s:s}", "host", ctx->host, "username", username, "token", token);
+        /* The CA the server was verified with goes with the context, as a path that works from
+         * any directory: later commands verify the same server the same way. */
+        if (entry && ctx->ca_file) {
+                _cleanup_free_ char *ca = realpath(ctx->ca_file, NULL);
+
+                json_object_set_new(entry, "ca_file", json_string(ca ?: ctx->ca_file));
+        }
+        json_object_set_new(json_object_get(doc, "contexts"), name, entry);
         json_object_set_new(doc, "current", json_string(name));
         r = cli_context_save(doc);
         if (r < 0) {

@@ -22,6 +22,7 @@ void cli_manifest_clear(cli_manifest_t *m) {
                 free(m->warnings[i]);
         free(m->entries);
         free(m->warnings);
+        json_decref(m->namespaces);
         *m = (cli_manifest_t){};
 }
 
@@ -78,6 +79,68 @@ static int normalize_labels(json_t *d, const char *file, const char *key, char *
         return json_object_set_new(d, "labels", map) < 0 ? -ENOMEM : 0;
 }
 
+/* One name into m->namespaces, unless it is there already. The server says what a valid name
+ * is; only what cannot be one is refused here. */
+static int add_namespace(cli_manifest_t *m, const char *name, const char *file, char **ret_error) {
+        size_t i;
+        json_t *v;
+
+        if (!*name || strlen(name) > 63)
+                return fail(ret_error, "%s: namespaces: '%.80s' is not a namespace name (1 to 63 characters)", file,
+                            name);
+        json_array_foreach(m->namespaces, i, v) if (streq(json_string_value(v), name)) return 0;
+        return json_array_append_new(m->namespaces, json_string(name)) < 0 ? -ENOMEM : 0;
+}
+
+/* A namespaces: block into m->namespaces (each name once): a list of names, or Ring's mapping
+ * of key -> {name: NAME} (name: defaults to the key; null or {} will do; any other field is
+ * warned about and left out). */
+static int add_namespaces(cli_manifest_t *m, json_t *block, const char *file, char **ret_error) {
+        const char *name;
+        json_t *v;
+        size_t i;
+        int r;
+
+        if (!m->namespaces && !(m->namespaces = json_array()))
+                return -ENOMEM;
+        if (json_is_null(block))
+                return 0;
+        if (json_is_array(block)) {
+                json_array_foreach(block, i, v) {
+                        if (!json_is_string(v))
+                                return fail(ret_error, "%s: namespaces[%zu]: must be a namespace name", file, i);
+                        r = add_namespace(m, json_string_value(v), file, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        if (!json_is_object(block))
+                return fail(ret_error, "%s: namespaces: must be a list of names or a mapping of name: {}", file);
+        json_object_foreach(block, name, v) {
+                const char *key;
+                json_t *ignored;
+
+                const json_t *named = json_object_get(v, "name");
+
+                if (!json_is_null(v) && !json_is_object(v))
+                        return fail(ret_error, "%s: namespaces.%s: must be a mapping (or empty)", file, name);
+                if (named && !json_is_null(named) && !json_is_string(named))
+                        return fail(ret_error, "%s: namespaces.%s.name: must be a namespace name", file, name);
+                json_object_foreach(v, key, ignored) {
+                        if (streq(key, "name"))
+                                continue;
+                        r = warn(m, "%s: namespaces.%s.%s is not supported by husk, ignoring it", file, name, key);
+                        if (r < 0)
+                                return r;
+                }
+                r = add_namespace(m, json_is_string(named) ? json_string_value(named) : name, file, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* Check one document and append its deployments to *entries. */
 static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_t *n, json_t *doc, const char *file,
                         char **ret_error) {
@@ -93,16 +156,15 @@ static int add_document(cli_manifest_t *m, cli_manifest_entry_t **entries, size_
                 if (streq(top, "deployments"))
                         continue;
                 if (streq(top, "namespaces"))
-                        r = warn(m,
-                                 "%s: namespaces: is not supported by husk, ignoring it "
-                                 "(a deployment's namespace needs no declaration)",
-                                 file);
+                        r = add_namespaces(m, d, file, ret_error);
                 else
                         r = warn(m, "%s: ignoring unknown top-level key '%s'", file, top);
                 if (r < 0)
                         return r;
         }
         deployments = json_object_get(doc, "deployments");
+        if (!deployments && json_object_get(doc, "namespaces"))
+                return 0;
         if (!deployments)
                 return fail(ret_error, "%s: no deployments: key", file);
         if (json_is_null(deployments))
@@ -139,7 +201,7 @@ int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data
                        char **ret_error) {
         json_t *docs = NULL, *doc;
         cli_manifest_entry_t *entries = NULL;
-        size_t n = 0, i, n_warnings = m->n_warnings;
+        size_t n = 0, i, n_warnings = m->n_warnings, n_namespaces = json_array_size(m->namespaces);
         int r;
 
         r = cli_yaml_to_json(filename, data, size, vars, &docs, ret_error);
@@ -160,6 +222,8 @@ int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data
                 free(entries);
                 while (m->n_warnings > n_warnings)
                         free(m->warnings[--m->n_warnings]);
+                while (json_array_size(m->namespaces) > n_namespaces)
+                        json_array_remove(m->namespaces, json_array_size(m->namespaces) - 1);
                 return r;
         }
         if (n > 0) {

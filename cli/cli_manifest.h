@@ -58,13 +58,14 @@ typedef struct cli_manifest {
         size_t n_entries;
         char **warnings; /* for the user: ignored keys and the like */
         size_t n_warnings;
+        json_t *namespaces; /* namespaces: blocks, each name once, in order (an array; NULL: none) */
 } cli_manifest_t;
 
 void cli_manifest_clear(cli_manifest_t *m);
 
-/* Parse one manifest file's text and append its deployments to m. A deployment without
- * name: takes its key; Ring's list form of labels ([{k: v}, ...]) becomes a map. On error
- * m is left as it was and *ret_error says why. */
+/* Parse one manifest file's text and append its deployments and namespaces to m. A deployment
+ * without name: takes its key; Ring's list form of labels ([{k: v}, ...]) becomes a map. A
+ * document may hold only namespaces:. On error m is left as it was and *ret_error says why. */
 int cli_manifest_parse(cli_manifest_t *m, const char *filename, const char *data, size_t size, const cli_vars_t *vars,
                        char **ret_error);
 

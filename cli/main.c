@@ -40,7 +40,8 @@ static void help(void) {
                "  -C, --context NAME  the context to use (default: $HUSK_CONTEXT, else the current one;\n"
                "                      see husk login and husk context)\n"
                "  -A, --ca-file PATH  CA certificates to verify an https:// host with (default:\n"
-               "                      $HUSK_CA_FILE, else the system's); never skipped\n"
+               "                      $HUSK_CA_FILE, else the context's from husk login, else the\n"
+               "                      system's); never skipped\n"
                "  -h, --help          show this help\n"
                "  -V, --version       show the version\n"
                "\n"
@@ -50,8 +51,8 @@ static void help(void) {
 }
 
 /* The context (--context, $HUSK_CONTEXT, else the current one) gives the host when none was
- * given, and its token when none was given, but only for its own host: a token is never sent
- * to another server than the one that issued it. Strings point into *ret. */
+ * given, and its token and CA file when none was given, but only for its own host: a token is
+ * never sent to another server than the one that issued it. Strings point into *ret. */
 static int resolve_context(cli_ctx_t *ctx, bool login, json_t **ret) {
         const char *name = NULL, *host;
         json_t *c;
@@ -71,8 +72,12 @@ static int resolve_context(cli_ctx_t *ctx, bool login, json_t **ret) {
         host = cli_json_str(c, "host", NULL);
         if (!ctx->host)
                 ctx->host = host;
-        if (!ctx->token && host && ctx->host && streq(host, ctx->host))
-                ctx->token = cli_json_str(c, "token", NULL);
+        if (host && ctx->host && streq(host, ctx->host)) {
+                if (!ctx->token)
+                        ctx->token = cli_json_str(c, "token", NULL);
+                if (!ctx->ca_file)
+                        ctx->ca_file = cli_json_str(c, "ca_file", NULL);
+        }
         return CLI_EXIT_OK;
 }
 

@@ -7,7 +7,7 @@ set -eu
 PACKAGES="
 build-essential pkg-config clang clang-format
 libczmq-dev libzmq3-dev libmsgpack-dev libyaml-dev libcivetweb-dev libsqlite3-dev
-libjansson-dev libcurl4-openssl-dev libsystemd-dev libcmocka-dev libsodium-dev curl
+libjansson-dev libcurl4-openssl-dev libsystemd-dev libcmocka-dev libsodium-dev libssl-dev openssl curl
 qemu-system-x86 qemu-utils busybox-static kmod cpio xz-utils
 iproute2 procps socat nftables libnftables-dev
 debootstrap dosfstools mtools fdisk e2fsprogs systemd-boot-efi ovmf

@@ -56,8 +56,8 @@ typedef struct husk_config {
                 char *listen;       /* "127.0.0.1:3030" */
                 char *database;     /* default: <state_dir>/husk.db */
                 char *socket_group; /* members are operators on <runtime_dir>/api.sock; "": root only */
-                char *tls_cert;     /* apiserver.tls.cert: PEM certificate; set, apiserver refuses to
-                                     * start (this build cannot serve TLS: apiserver_http.c) */
+                char *tls_cert;     /* apiserver.tls.cert: PEM certificate chain; set, listen serves
+                                     * HTTPS only (apiserver_tls.c) */
                 char *tls_key;      /* apiserver.tls.key: its PEM private key */
         } apiserver;
 

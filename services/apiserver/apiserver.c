@@ -14,6 +14,7 @@
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_local.h"
+#include "services/apiserver/apiserver_tls.h"
 #include "services/apiserver/apiserver_volumes.h"
 
 static int open_store(apiserver_t *api, const husk_config_t *config) {
@@ -139,6 +140,15 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         r = apiserver_local_start(api, config->runtime_dir, config->apiserver.socket_group, api->http_internal_port);
         if (r < 0)
                 return r;
+        if (http_serves_tls(config)) {
+                apiserver_tls_t *tls = NULL;
+
+                r = apiserver_tls_start(config->apiserver.listen, config->apiserver.tls_cert, config->apiserver.tls_key,
+                                        api->http_internal_port, &tls);
+                if (r < 0)
+                        return r;
+                __atomic_store_n(&api->tls, tls, __ATOMIC_RELEASE);
+        }
         *ret = TAKE_PTR(api);
         return 0;
 }
@@ -149,6 +159,7 @@ void apiserver_free(apiserver_t *api) {
         /* mg_stop() joins the workers, so nothing below is in use by then. */
         http_stop(api);
         apiserver_local_freep(&api->local);
+        apiserver_tls_freep(&api->tls);
         bus_server_destroy(&api->server);
         bus_pool_destroy(&api->vmm);
         bus_pool_destroy(&api->logd);

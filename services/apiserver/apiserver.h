@@ -10,6 +10,7 @@
 
 struct mg_context;
 typedef struct apiserver_local apiserver_local_t;
+typedef struct apiserver_tls apiserver_tls_t;
 
 /* In the state dir: the first admin's password, written when the store has no user. */
 #define APISERVER_ADMIN_PASSWORD_FILE "admin-password"
@@ -30,8 +31,9 @@ typedef struct apiserver {
         bus_pool_t *scheduler;    /* health.list, from civetweb workers */
         volatile bool stopping;   /* REST is stopping: long requests (log followers) end */
         struct mg_context *http;
-        uint16_t http_internal_port; /* civetweb's loopback listener that only the local socket's relay uses */
+        uint16_t http_internal_port; /* civetweb's loopback listener that the relays below use */
         apiserver_local_t *local;    /* <runtime_dir>/api.sock (apiserver_local.c) */
+        apiserver_tls_t *tls;        /* HTTPS on apiserver.listen (apiserver_tls.c); NULL: civetweb serves HTTP there */
 } apiserver_t;
 
 /* Open the store, bind the bus sockets (attached to loop) and start serving REST. Keeps no

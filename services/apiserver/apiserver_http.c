@@ -10,6 +10,8 @@
 #include <sys/resource.h>
 
 #include "lib/log.h"
+#include "services/apiserver/apiserver_local.h"
+#include "services/apiserver/apiserver_tls.h"
 
 /* How the API stays up under idle, slow and long-lived connections (issue 10).
  *
@@ -454,6 +456,18 @@ static int reply_denied(http_request_t *req, const http_route_t *r, int authenti
                                   r->path, auth_scope_name(r->scope));
 }
 
+/* Who connected: a relay's client (the local socket's peer, a TLS client) or civetweb's. */
+static void client_address(http_request_t *req) {
+        relay_origin_t origin;
+
+        if (apiserver_tls_origin(req->api, req->info, &origin) == 0)
+                snprintf(req->client, sizeof(req->client), "%s", origin.addr);
+        else if (apiserver_local_identity(req->api, req->info, &origin.identity) == 0)
+                snprintf(req->client, sizeof(req->client), "local");
+        else
+                snprintf(req->client, sizeof(req->client), "%s", req->info->remote_addr);
+}
+
 /* Every request that may change something (all but GET) and every login, whatever the
  * answer: who, what, on which namespace, from where, and the status. Here, at the router, so
  * that no write route can forget it. */
@@ -478,7 +492,7 @@ static void audit(http_request_t *req, const http_route_t *r, int status) {
         e.via = who ? (char *)via[who->via] : (char *)"anonymous";
         e.namespace_ = req->audit_namespace[0] ? req->audit_namespace : NULL;
         e.target = req->audit_target[0] ? req->audit_target : (char *)(req->arg ?: "");
-        e.source = who && who->via == AUTH_VIA_LOCAL ? (char *)"local" : (char *)req->info->remote_addr;
+        e.source = req->client;
         k = store_audit_record(req->api->store, &e);
         if (k < 0)
                 log_warning_errno(k, "Failed to record %s in the audit log, ignoring: %m", action);
@@ -494,6 +508,7 @@ static int on_request(struct mg_connection *conn, void *userdata) {
         int status, authenticated = 1; /* 1: not asked yet */
         size_t len = 0;
 
+        client_address(&req);
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
                 if (!route_match(&routes[i], path, arg, sizeof(arg)))
                         continue;
@@ -589,10 +604,14 @@ static void raise_fd_limit(void) {
         }
 }
 
+bool http_serves_tls(const husk_config_t *config) { return config->apiserver.tls_cert || config->apiserver.tls_key; }
+
 int http_start(apiserver_t *api, const husk_config_t *config) {
         const char *listen = config->apiserver.listen;
         char ports[160], public[128];
         struct mg_server_port bound[2];
+        bool tls;
+        int n_ports;
         const char *options[] = {
                 "listening_ports",
                 ports,
@@ -623,21 +642,14 @@ int http_start(apiserver_t *api, const husk_config_t *config) {
         r = http_listen_spec(listen, public, sizeof(public));
         if (r < 0)
                 return log_error_errno(r, "apiserver.listen: \"%s\" is not host:port", listen);
-        /* TLS is refused, not ignored: serving plain HTTP where the config asks for TLS would
-         * send passwords and tokens in the clear. Debian 12's civetweb 1.15 loads libssl.so at
-         * run time and calls OpenSSL 1.1 functions that OpenSSL 3 no longer exports (e.g.
-         * SSL_get_peer_certificate, a macro since 3.0): it starts, then jumps to NULL on the
-         * first TLS connection (seen here: SIGSEGV at 0x0 in a civetweb worker). Until husk
-         * terminates TLS itself, put a TLS proxy in front (the CLI verifies it: --ca-file). */
-        if (config->apiserver.tls_cert || config->apiserver.tls_key)
-                return log_error_errno(EOPNOTSUPP,
-                                       "apiserver.tls is set, but this build cannot serve TLS (Debian's civetweb 1.15 "
-                                       "crashes on TLS connections with OpenSSL 3): remove apiserver.tls and terminate "
-                                       "TLS in a proxy in front of %s",
-                                       public);
-        /* A second listener on an ephemeral loopback port, for the local socket's relay
-         * (apiserver_local.c explains why). */
-        snprintf(ports, sizeof(ports), "%s,127.0.0.1:0", public);
+        /* Civetweb's own TLS is never used (apiserver_tls.c says why): with apiserver.tls,
+         * apiserver terminates TLS on the public address and civetweb serves only the internal
+         * listener, an ephemeral loopback port the relays use (apiserver_relay.h). */
+        tls = http_serves_tls(config);
+        if (tls)
+                snprintf(ports, sizeof(ports), "127.0.0.1:0");
+        else
+                snprintf(ports, sizeof(ports), "%s,127.0.0.1:0", public);
 
         raise_fd_limit();
         mg_init_library(0);
@@ -646,13 +658,15 @@ int http_start(apiserver_t *api, const husk_config_t *config) {
                 mg_exit_library();
                 return log_error_errno(EADDRINUSE, "Failed to listen on %s (in use, or not a local address)", public);
         }
-        if (mg_get_server_ports(api->http, 2, bound) != 2 || bound[1].port <= 0) {
+        n_ports = tls ? 1 : 2;
+        if (mg_get_server_ports(api->http, n_ports, bound) != n_ports || bound[n_ports - 1].port <= 0) {
                 http_stop(api);
                 return log_error_errno(EADDRNOTAVAIL, "Failed to find the internal listener's port");
         }
-        api->http_internal_port = (uint16_t)bound[1].port;
+        api->http_internal_port = (uint16_t)bound[n_ports - 1].port;
         mg_set_request_handler(api->http, "/", on_request, api);
-        log_info("REST API listening on http://%s", public);
+        if (!tls)
+                log_info("REST API listening on http://%s", public);
         return 0;
 }
 

@@ -20,6 +20,7 @@ typedef struct http_request {
         const char *arg;            /* the {id} of a /deployments/{id} route, URL-decoded */
         bool body_read;             /* http_read_body() was called: the body is consumed or the connection closes */
         const auth_identity_t *who; /* who is asking (the router checked its scope); NULL on public routes */
+        char client[64];            /* the client's address ("local": the unix socket), through TLS too */
         /* What the router's audit record of a write says beyond the route; handlers fill in
          * what only they know (never a request body: secrets must not reach the log). */
         char audit_namespace[64]; /* "": about no namespace */
@@ -52,8 +53,12 @@ int http_authenticate(http_request_t *req, bool ticket_ok, auth_identity_t *ret)
  * listening_ports syntax. -EINVAL when it is none of these. */
 int http_listen_spec(const char *listen, char *buf, size_t size);
 
-/* Serve apiserver.listen; -EOPNOTSUPP when apiserver.tls is set (see there). Nothing of
- * config is kept: it may go away once this returns. */
+/* Whether apiserver.listen serves HTTPS (apiserver.tls set): then apiserver_tls.c listens
+ * there and civetweb only on its internal loopback port. */
+bool http_serves_tls(const husk_config_t *config);
+
+/* Serve apiserver.listen (unless it serves TLS) and the internal loopback listener the
+ * relays use. Nothing of config is kept: it may go away once this returns. */
 int http_start(apiserver_t *api, const husk_config_t *config);
 void http_stop(apiserver_t *api);
 

@@ -250,25 +250,92 @@ def test_namespace_audit_from_the_cli(stack):
     assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:4] == ["TIME", "ACTOR", "VIA", "ACTION"], r.stdout
 
 
-def test_tls_is_refused_rather_than_served_in_the_clear(stack, tmp_path):
-    """Debian's civetweb 1.15 crashes on TLS connections with OpenSSL 3 (apiserver_http.c): an
-    apiserver told to serve TLS must not start serving plain HTTP instead."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+def _self_signed(tmp_path, name="127.0.0.1"):
+    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                    "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=IP:{name}"],
                    check=True, capture_output=True)
+    return key, cert
+
+
+def _serve_tls(stack, key, cert):
     text = stack.config_path.read_text()
+    assert "\napiserver:\n" in text
     stack.config_path.write_text(text.replace("\napiserver:\n", f"\napiserver:\n  tls: {{cert: {json.dumps(str(cert))}, "
                                                                 f"key: {json.dumps(str(key))}}}\n"))
     stack.kill_daemon("apiserver", signal.SIGTERM)
-    r = stack.tool("start", "--timeout", 15, "apiserver", check=False, timeout=60)
+    return stack.tool("start", "--timeout", 15, "apiserver", check=False, timeout=60)
+
+
+def test_tls_serves_https_and_the_cli_verifies_it(stack, tmp_path):
+    """apiserver.tls: HTTPS on apiserver.listen, terminated by apiserver itself (Debian's
+    civetweb 1.15 crashes on TLS with OpenSSL 3, apiserver_tls.c); the CLI verifies the server
+    against --ca-file and never skips the check; plain HTTP to the port is told what to use."""
+    key, cert = _self_signed(tmp_path)
+    r = _serve_tls(stack, key, cert)
+    assert r.returncode == 0, (r.stdout, r.stderr, stack.log_tail("apiserver"))
+    url = f"https://127.0.0.1:{stack.port}"
+    assert f"REST API listening on {url}" in stack.log("apiserver")
+
+    conf = tmp_path / "cli.json"
+    # The stack's own HUSK_HOST (plain http) would override the context login makes.
+    env = {"HUSK_TOKEN": "", "HUSK_HOST": "", "HUSK_CLI_CONFIG": str(conf)}
+    husk = stack.bin_dir / "husk"
+    # A client that does not hold our certificate's issuer refuses the server.
+    r = stack.exec(husk, "--host", url, "login", "--password-stdin", input=stack.admin_password() + "\n", env=env)
+    assert r.returncode == 3 and "certificate" in r.stderr.lower(), (r.stdout, r.stderr)
+    assert not conf.exists()
+    # With --ca-file: login, then every request of the context goes over TLS.
+    r = stack.exec(husk, "--host", url, "--ca-file", cert, "login", "--password-stdin",
+                   input=stack.admin_password() + "\n", env=env)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = stack.exec(husk, "namespace", "create", "tls-made", env=env)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = stack.exec(husk, "namespace", "list", env=env)
+    assert r.returncode == 0 and "tls-made" in r.stdout, (r.stdout, r.stderr)
+    # The audit log names the TLS client's address, not the relay's internal hop.
+    r = stack.exec(husk, "namespace", "audit", "tls-made", "-o", "json", env=env)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    created = [e for e in json.loads(r.stdout) if e["action"] == "POST /namespaces"]
+    assert created and created[0]["source"] == "127.0.0.1" and created[0]["actor"] == "admin", r.stdout
+
+    # A connection that never speaks holds no one up; plain HTTP gets a plain answer.
+    idle = stack.exec(PYTHON, "-c", IDLE_THEN_PLAIN_HTTP, str(stack.port), timeout=60)
+    assert idle.returncode == 0, (idle.stdout, idle.stderr)
+    assert idle.stdout.startswith("HTTP/1.1 400") and "this port serves HTTPS" in idle.stdout, idle.stdout
+    r = stack.exec("curl", "-sS", "--cacert", cert, f"{url}/healthz")
+    assert r.returncode == 0 and json.loads(r.stdout)["status"] == "ok", (r.stdout, r.stderr)
+
+    # The local socket still works beside TLS (root needs no password there).
+    r = stack.exec(husk, "deployment", "list", env={"HUSK_TOKEN": "", "HUSK_HOST": ""})
+    assert r.returncode == 0, (r.stdout, r.stderr)
+
+
+IDLE_THEN_PLAIN_HTTP = """
+import socket, sys
+port = int(sys.argv[1])
+idle = socket.create_connection(("127.0.0.1", port))      # says nothing at all
+plain = socket.create_connection(("127.0.0.1", port), timeout=20)
+plain.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+data = b""
+while True:
+    chunk = plain.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode())
+"""
+
+
+def test_tls_with_a_key_that_is_not_the_certificates_is_refused(stack, tmp_path):
+    key, _ = _self_signed(tmp_path, "127.0.0.1")
+    _, other_cert = _self_signed(tmp_path, "127.0.0.2")
+    r = _serve_tls(stack, key, other_cert)
     assert r.returncode != 0
-    assert "apiserver.tls is set, but this build cannot serve TLS" in stack.log("apiserver")
+    log = stack.log("apiserver")
+    assert f"apiserver.tls.key: cannot use {key} with the certificate in {other_cert}" in log, log
+    assert "key values mismatch" in log, log
     assert stack.daemon_pid("apiserver") is None
-    # The CLI verifies an https server (here: none answers), never skipping the check.
-    r = stack.exec(stack.bin_dir / "husk", "--host", f"https://127.0.0.1:{stack.port}", "--ca-file", cert,
-                   "deployment", "list")
-    assert r.returncode == 3, r.stderr
 
 
 def test_cli_namespaces(stack):
@@ -285,3 +352,29 @@ def test_cli_namespaces(stack):
     r = stack.exec(husk, "namespace", "delete", "team-a", "--cascade")
     assert r.returncode == 0, r.stderr
     assert stack.exec(husk, "namespace", "delete", "team-a").returncode == 4
+
+
+def test_apply_creates_the_namespaces_block_first(stack):
+    """namespaces: in a manifest: created before the deployments that go into them, left alone
+    when they exist; a caller who may not create namespaces applies nothing."""
+    husk = stack.bin_dir / "husk"
+    manifest = {"namespaces": {"shop": {"name": "shop"}, "tools": None},
+                "deployments": {"web": {"namespace": "shop", "image": "/srv/none", "replicas": 0}}}
+    r = stack.husk("apply", "-f", "-", input=json.dumps(manifest))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout.splitlines()[:2] == ["namespace shop created", "namespace tools created"], r.stdout
+    assert "deployment web created" in r.stdout, r.stdout
+    rows = [line.split()[:2] for line in stack.exec(husk, "namespace", "list").stdout.splitlines()[1:]]
+    assert ["shop", "1"] in rows and ["tools", "0"] in rows, rows
+
+    r = stack.husk("apply", "-f", "-", input=json.dumps(manifest))
+    assert r.returncode == 0 and r.stdout.splitlines()[:2] == ["namespace shop unchanged", "namespace tools unchanged"]
+
+    # A token that may write deployments but not create namespaces: refused before any deployment.
+    r = stack.exec(husk, "token", "create", "deployer", "--scope", "deployments:write", "--scope", "deployments:read")
+    assert r.returncode == 0, r.stderr
+    other = {"namespaces": ["lab"], "deployments": {"db": {"namespace": "shop", "image": "/srv/none", "replicas": 0}}}
+    r = stack.exec(husk, "apply", "-f", "-", input=json.dumps(other), env={"HUSK_TOKEN": r.stdout.strip()})
+    assert r.returncode == 2 and "namespace lab" in r.stderr and "No deployment was applied" in r.stderr, r.stderr
+    names = [d["name"] for d in stack.api("GET", "/deployments").json()]
+    assert names == ["web"], names

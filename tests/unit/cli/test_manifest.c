@@ -392,9 +392,42 @@ static void test_manifest_labels_and_documents(void **state) {
         labels = json_dumps(json_object_get(m.entries[2].deployment, "labels"), JSON_COMPACT);
         assert_string_equal(labels, "{\"k\":\"v\"}");
         free(labels);
-        assert_int_equal(m.n_warnings, 2);
-        assert_non_null(strstr(m.warnings[0], "namespaces: is not supported"));
-        assert_string_equal(m.warnings[1], "m.yaml: ignoring unknown top-level key 'extra'");
+        assert_int_equal(m.n_warnings, 1);
+        assert_string_equal(m.warnings[0], "m.yaml: ignoring unknown top-level key 'extra'");
+        assert_int_equal(json_array_size(m.namespaces), 1);
+        assert_string_equal(json_string_value(json_array_get(m.namespaces, 0)), "prod");
+        cli_manifest_clear(&m);
+}
+
+static void test_manifest_namespaces(void **state) {
+        /* A list, Ring's mapping (name: defaults to the key), each name once, a document with
+         * namespaces only; unknown fields warned about. */
+        static const char yaml[] = "namespaces: [prod, staging, prod]\n"
+                                   "---\n"
+                                   "namespaces:\n"
+                                   "  qa:\n"
+                                   "  x: {name: dev, quota: 3}\n"
+                                   "deployments:\n"
+                                   "  a: {image: /x, namespace: qa}\n";
+        static const char bad[] = "namespaces: [ok-one]\n"
+                                  "---\n"
+                                  "namespaces: [{name: nested}]\n";
+        cli_manifest_t m = {};
+        char *error = NULL, *all;
+
+        assert_int_equal(cli_manifest_parse(&m, "m.yaml", yaml, strlen(yaml), NULL, &error), 0);
+        all = json_dumps(m.namespaces, JSON_COMPACT);
+        assert_string_equal(all, "[\"prod\",\"staging\",\"qa\",\"dev\"]");
+        free(all);
+        assert_int_equal(m.n_entries, 1);
+        assert_int_equal(m.n_warnings, 1);
+        assert_string_equal(m.warnings[0], "m.yaml: namespaces.x.quota is not supported by husk, ignoring it");
+
+        /* A file that fails adds nothing, not even the namespaces of its good documents. */
+        assert_int_equal(cli_manifest_parse(&m, "bad.yaml", bad, strlen(bad), NULL, &error), -EINVAL);
+        assert_string_equal(error, "bad.yaml: namespaces[0]: must be a namespace name");
+        assert_int_equal(json_array_size(m.namespaces), 4);
+        free(error);
         cli_manifest_clear(&m);
 }
 
@@ -507,6 +540,7 @@ int main(void) {
                 cmocka_unit_test(test_env_file),
                 cmocka_unit_test(test_manifest_name_from_key),
                 cmocka_unit_test(test_manifest_labels_and_documents),
+                cmocka_unit_test(test_manifest_namespaces),
                 cmocka_unit_test(test_manifest_aliases_are_copies),
                 cmocka_unit_test(test_manifest_structure_errors),
                 cmocka_unit_test(test_manifest_empty),

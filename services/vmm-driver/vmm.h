@@ -104,8 +104,9 @@ void vmm_fs_stop(instance_record_t *rec);
 
 /* ---- volumes (vmm_volumes.c) ---------------------------------------------------------------- */
 
-/* Tags and destinations unique, bind sources existing directories, named volumes' made. */
-int vmm_volumes_check(const instance_spec_t *s, char **ret_error);
+/* Tags and destinations unique, bind sources existing directories, named volumes' made; every
+ * source replaced by its real path (symlinks resolved). */
+int vmm_volumes_check(instance_spec_t *s, char **ret_error);
 /* "<tag>.sock": its virtiofsd's socket in the instance directory. */
 void vmm_volume_socket(const volume_spec_t *v, char *buf, size_t size);
 /* What volume k's virtiofsd exports; a config or secret volume's files are written first into

@@ -23,10 +23,11 @@ static int fail(char **ret_error, int error, const char *fmt, ...) {
 
 static bool has_files(const volume_spec_t *v) { return v->type == VOLUME_CONFIG || v->type == VOLUME_SECRET; }
 
-int vmm_volumes_check(const instance_spec_t *s, char **ret_error) {
+int vmm_volumes_check(instance_spec_t *s, char **ret_error) {
         for (size_t k = 0; k < s->n_volumes; k++) {
-                const volume_spec_t *v = &s->volumes[k];
+                volume_spec_t *v = &s->volumes[k];
                 struct stat st;
+                char *resolved;
                 int r;
 
                 for (size_t j = 0; j < k; j++) {
@@ -51,6 +52,20 @@ int vmm_volumes_check(const instance_spec_t *s, char **ret_error) {
                         return fail(ret_error, -EINVAL, "volumes[%zu].source: %s: %m", k, v->source);
                 if (!S_ISDIR(st.st_mode))
                         return fail(ret_error, -EINVAL, "volumes[%zu].source: %s is not a directory", k, v->source);
+                /* Resolved once, here, as the image is: virtiofsd refuses a symlink as its source, and
+                 * the VM keeps the directory it was given if the link changes later. */
+                resolved = realpath(v->source, NULL);
+                if (!resolved)
+                        return fail(ret_error, -EINVAL, "volumes[%zu].source: %s: %m", k, v->source);
+                if (strchr(resolved, ',')) {
+                        r = fail(ret_error, -EINVAL,
+                                 "volumes[%zu].source: %s resolves to %s, which contains ',' (virtiofsd option syntax)",
+                                 k, v->source, resolved);
+                        free(resolved);
+                        return r;
+                }
+                free(v->source);
+                v->source = resolved;
         }
         return 0;
 }

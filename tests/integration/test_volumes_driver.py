@@ -52,10 +52,13 @@ def spec_with_volumes(driver, iid, tmp):
     rw, ro = os.path.join(tmp, "rw"), os.path.join(tmp, "ro")
     os.makedirs(rw)
     os.makedirs(ro)
+    # The read-write share is given through a symlink: virtiofsd gets the directory it names.
+    os.symlink(rw, os.path.join(tmp, "rw-link"))
     with open(os.path.join(ro, "given"), "w") as f:
         f.write("from the host\n")
     volumes = [
-        {"type": "bind", "tag": "bind-0", "destination": "/data", "readonly": False, "source": rw},
+        {"type": "bind", "tag": "bind-0", "destination": "/data", "readonly": False,
+         "source": os.path.join(tmp, "rw-link")},
         {"type": "bind", "tag": "bind-1", "destination": "/srv/ro", "readonly": True, "source": ro},
         {"type": "config", "tag": "cfg-2", "destination": "/etc/app", "readonly": True, "source": "app",
          "files": [{"name": "app.conf", "mode": 0o644, "data": b"listen 8080\n"},

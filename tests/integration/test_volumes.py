@@ -55,6 +55,8 @@ def test_bind_volumes_rw_and_ro(stack, tmp_path):
     ], ["/bin/sh", "-c", "echo written by the workload > /data/from-workload; exec sleep 100000"])
     d = wait_ready(stack, "binds")
     assert [v["destination"] for v in d["spec"]["volumes"]] == ["/data", "/srv/ro"], d["spec"]
+    text = stack.husk("deployment", "inspect", "binds").stdout
+    assert f"Volumes:     bind {rw} -> /data (rw)\n             bind {ro} -> /srv/ro (ro)\n" in text, text
     # One virtiofsd for the image, one per volume.
     assert len(virtiofsd_pids(stack)) == 3
 

@@ -60,8 +60,11 @@ void volume_spec_clear(volume_spec_t *v) {
         free(v->tag);
         free(v->destination);
         free(v->source);
+        /* A secret's bytes do not outlive their use in freed memory. */
         for (size_t k = 0; k < v->n_files; k++) {
                 free(v->files[k].name);
+                if (v->files[k].data)
+                        explicit_bzero(v->files[k].data, v->files[k].size);
                 free(v->files[k].data);
         }
         free(v->files);

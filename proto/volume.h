@@ -9,7 +9,7 @@
 
 #define VOLUMES_MAX 16                  /* per deployment */
 #define VOLUME_TAG_MAX 36               /* virtio-fs tags are at most 36 bytes */
-#define VOLUME_FILES_MAX 64             /* files of one config or secret volume */
+#define VOLUME_FILES_MAX 256            /* files of one config or secret volume (deployment.resolve's bound) */
 #define VOLUME_FILE_NAME_MAX 255        /* one path component */
 #define VOLUME_FILE_DATA_MAX (1u << 20) /* bytes of one file */
 

@@ -11,8 +11,8 @@
 
 #include "lib/mp.h"
 
-#define MOUNTS_MAX 16 /* VOLUMES_MAX */
-#define TAG_MAX 36    /* virtio-fs tags are at most 36 bytes */
+#define MOUNTS_MAX 16                        /* VOLUMES_MAX */
+#define TAG_MAX 36                           /* virtio-fs tags are at most 36 bytes */
 #define VOLUME_STAGE_DIR "/run/husk-volumes" /* a share that holds one file is mounted here first */
 
 void agent_mounts_free(agent_mount_t *m, size_t n) {
@@ -127,4 +127,3 @@ int agent_mounts_apply(const agent_mount_t *m, size_t n, char *msg, size_t msg_s
         }
         return 0;
 }
-

@@ -115,7 +115,7 @@ BUSMOD_SRCS := lib/bus.c lib/log.c lib/mp.c lib/util.c
 $(BUSMOD): $(call picobj,$(BUSMOD_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs $(AS_NEEDED) -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $^ \
-	  $(call pkg_libs,libczmq libzmq msgpack)
+	  $(call pkg_libs,libczmq libzmq msgpack jansson)
 
 # The agent runs as PID 1 of an initramfs with no libc: it is linked statically and
 # only against what it needs (msgpack-c and the agent codec), never czmq. static-pie keeps

@@ -56,6 +56,7 @@ typedef struct config_key {
 
 static const char *const accel_choices[] = { "kvm", "tcg", "auto", NULL };
 static const char *const seccomp_choices[] = { "true", "false", "log", NULL };
+static const char *const log_format_choices[] = { "text", "json", NULL };
 static const char *const forwarder_choices[] = { "nft", "proxy", "auto", NULL };
 
 #define O(field) offsetof(husk_config_t, field)
@@ -74,6 +75,7 @@ static const config_key_t config_keys[] = {
         { "state_dir", KEY_STRING, O(state_dir), NULL, 0 },
         { "runtime_dir", KEY_STRING, O(runtime_dir), NULL, 0 },
         { "log_level", KEY_LOG_LEVEL, O(log_level), NULL, 0 },
+        { "log_format", KEY_ENUM, O(log_format), log_format_choices, 0 },
         BUS_KEYS("apiserver", HUSK_DAEMON_APISERVER),
         BUS_KEYS("scheduler", HUSK_DAEMON_SCHEDULER),
         BUS_KEYS("vmm-driver", HUSK_DAEMON_VMM_DRIVER),
@@ -154,6 +156,7 @@ static int apply_defaults(husk_config_t *c) {
 
 #define JOIN(fmt, ...) (snprintf(buf, sizeof(buf), fmt, __VA_ARGS__) < (int)sizeof(buf) ? buf : "")
         r |= set_default(&c->state_dir, "/var/lib/husk");
+        r |= set_default(&c->log_format, "text");
         r |= set_default(&c->runtime_dir, HUSK_DEFAULT_RUNTIME_DIR);
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
                 r |= set_default(&c->bus[d].events, JOIN("ipc://%s/%s.events", c->runtime_dir, daemon_names[d]));

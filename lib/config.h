@@ -49,6 +49,7 @@ typedef struct husk_config {
         char *state_dir;   /* durable state: database, instance directories */
         char *runtime_dir; /* sockets and other volatile files */
         int log_level;     /* syslog level */
+        char *log_format;  /* "text" or "json" (lib/log.h); $HUSK_LOG_FORMAT overrides */
 
         husk_endpoints_t bus[_HUSK_DAEMON_MAX];
 

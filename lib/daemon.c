@@ -37,6 +37,19 @@ static void signals_mask(int how) {
         sigprocmask(how, &set, NULL);
 }
 
+/* log_format from the config, unless $HUSK_LOG_FORMAT says otherwise (a unit's Environment=
+ * for one daemon). An unknown value in the environment is an error; the file's is checked when
+ * it is read. */
+static int apply_log_format(const husk_config_t *c) {
+        const char *env = getenv("HUSK_LOG_FORMAT");
+        int f = log_format_from_string(env && *env ? env : c->log_format);
+
+        if (f < 0)
+                return log_error_errno(EINVAL, "HUSK_LOG_FORMAT: '%s' is not text or json", env);
+        log_set_format((log_format_t)f);
+        return 0;
+}
+
 static int daemon_reload(husk_daemon_ctx_t *ctx) {
         husk_config_t *fresh = NULL;
         _cleanup_free_ char *error = NULL;
@@ -61,6 +74,7 @@ static int daemon_reload(husk_daemon_ctx_t *ctx) {
         husk_config_free(ctx->config);
         ctx->config = fresh;
         log_set_max_level(fresh->log_level);
+        apply_log_format(fresh);
         log_info("Reloaded %s", ctx->config_path);
 out:
         sd_notify(0, "READY=1");
@@ -129,6 +143,9 @@ int husk_daemon_init(husk_daemon_ctx_t *ctx, const husk_daemon_desc_t *desc, int
         if (r < 0)
                 return log_error_errno(r, "%s", error ? error : strerror(-r));
         log_set_max_level(ctx->config->log_level);
+        r = apply_log_format(ctx->config);
+        if (r < 0)
+                return r;
         if (level_arg) {
                 r = log_level_from_string(level_arg);
                 if (r < 0)

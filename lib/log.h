@@ -12,6 +12,17 @@ int log_get_max_level(void);
 /* "error", "warning", "notice", "info", "debug" -> level; -EINVAL otherwise. */
 int log_level_from_string(const char *s);
 
+/* text: "TIMESTAMP IDENT[PID]: LEVEL: message" lines (under journald, "<N>message");
+ * json: one object per line for log shippers, {"timestamp", "level", "ident", "pid",
+ * "message", "errno"?} (under journald behind its "<N>" prefix, which journald removes). */
+typedef enum log_format {
+        LOG_FORMAT_TEXT,
+        LOG_FORMAT_JSON,
+} log_format_t;
+void log_set_format(log_format_t format);
+/* "text" or "json" -> format; -EINVAL otherwise. */
+int log_format_from_string(const char *s);
+
 /* Logs the message if level is enabled and returns -abs(error) (or 0 when error is 0), so a
  * caller can `return log_error_errno(r, "Failed to open %s: %m", path);`. When error is
  * non-zero, %m in fmt prints strerror(error). */

@@ -62,8 +62,12 @@ static int method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         int r;
 
         r = store_deployment_list(api->store, NULL, &a, &n);
-        if (r < 0)
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = store_deployment_derive(&a[i]);
+        if (r < 0) {
+                store_deployment_array_free(a, n);
                 return fail_store(req, r, NULL);
+        }
         msgpack_pack_array(pk, n);
         for (size_t i = 0; i < n; i++)
                 deployment_pack(pk, &a[i].d);
@@ -81,8 +85,12 @@ static int method_get(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         if (r < 0)
                 return r;
         r = store_deployment_get(api->store, id, &d);
-        if (r < 0)
+        if (r >= 0)
+                r = store_deployment_derive(&d);
+        if (r < 0) {
+                store_deployment_clear(&d);
                 return fail_store(req, r, id);
+        }
         deployment_pack(pk, &d.d);
         store_deployment_clear(&d);
         return 0;

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -179,23 +180,25 @@ static bool route_match(const http_route_t *r, const char *path, char *arg, size
  * and cost 40 ms each time. */
 static int send_reply(http_request_t *req, int status, const char *content_type, const char *body, size_t size,
                       const char *extra_headers) {
-        _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ char *head = NULL, *buf = NULL;
         int n;
 
-        n = asprintf(&buf,
+        n = asprintf(&head,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
                      "Cache-Control: no-store\r\n"
-                     "%s\r\n"
-                     "%.*s",
-                     status, mg_get_response_code_text(req->conn, status), content_type, size, extra_headers ?: "",
-                     (int)size, body);
-        if (n < 0) {
+                     "%s\r\n",
+                     status, mg_get_response_code_text(req->conn, status), content_type, size, extra_headers ?: "");
+        buf = n < 0 ? NULL : malloc((size_t)n + size);
+        if (!buf) {
                 mg_disable_connection_keep_alive(req->conn);
                 return 500;
         }
-        mg_write(req->conn, buf, (size_t)n);
+        /* Copied, not formatted: bodies run to megabytes, and stdio's %s is slow on them. */
+        memcpy(buf, head, (size_t)n);
+        memcpy(buf + n, body, size);
+        mg_write(req->conn, buf, (size_t)n + size);
         return status;
 }
 
@@ -215,6 +218,10 @@ int http_reply_json(http_request_t *req, int status, json_t *body, const char *e
         if (!text)
                 return http_reply_internal(req, ENOMEM, "encoding the reply");
         return send_reply(req, status, "application/json", text, strlen(text), extra_headers);
+}
+
+int http_reply_json_text(http_request_t *req, int status, const char *text, size_t size, const char *extra_headers) {
+        return send_reply(req, status, "application/json", text, size, extra_headers);
 }
 
 /* Ring's code for a violation of field: "<resource>.<field without indices>.invalid", e.g.

@@ -80,6 +80,8 @@ int http_reply_no_content(http_request_t *req);
 
 /* Send body (consumed) as application/json. extra_headers: complete "Name: value\r\n" lines or NULL. */
 int http_reply_json(http_request_t *req, int status, json_t *body, const char *extra_headers);
+/* The same for a body that is JSON text already. */
+int http_reply_json_text(http_request_t *req, int status, const char *text, size_t size, const char *extra_headers);
 
 /* Send an application/problem+json {type, title, status, detail, violations?}; type is
  * "urn:husk:problem:<slug>". violations is consumed (may be NULL). */

@@ -2,15 +2,19 @@
 #pragma once
 
 #include <jansson.h>
+#include <czmq.h>
 #include <msgpack.h>
 
 #include "services/apiserver/apiserver_store.h"
 
-/* {id, namespace, name, runtime, kind, image, kernel?, replicas, ready_replicas, labels,
- *  resources: {limits: {cpu, memory: "<N>Mi"}}, status, status_message, generation,
- *  restart_count, created_at, updated_at, spec, exit_code (a job's, null until it ended)}, and
- *  labels_error/spec_error beside a stored value that cannot be read (shown as null, and logged).
- *  NULL on allocation failure. */
+/* A deployment as the API shows it, as JSON text appended to out: {id, namespace, name, runtime,
+ * kind, image, replicas, ready_replicas, resources: {limits: {cpu, memory: "<N>Mi"}}, status,
+ * status_message, generation, restart_count, created_at, updated_at, kernel?, exit_code (a
+ * job's, null until it ended), labels, spec}, labels_error/spec_error beside a stored value that
+ * cannot be read (shown as null, and logged once), then extra's members (NULL: none). The one
+ * definition of the record: lists write it straight into the answer. 0, or -ENOMEM. */
+int deployment_json_append(zchunk_t *out, const store_deployment_t *d, const json_t *extra);
+/* The same as a value, for answers that add to it. NULL on allocation failure. */
 json_t *deployment_to_json(const store_deployment_t *d);
 
 /* A request body into JSON, its nesting checked before jansson (which recurses) sees it.

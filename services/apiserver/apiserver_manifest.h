@@ -52,9 +52,9 @@ bool manifest_name_is_valid(const char *s);
 
 /* The workload a stored spec asks for: argv = command + args (NULL when neither is given) and
  * the environment as "KEY=VALUE" entries (NULL when absent). */
-int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env);
+int manifest_workload_from_spec(const json_t *spec, char ***ret_command, char ***ret_env);
 /* The health checks of a stored spec, defaults filled in (apiserver_manifest_health.c). */
-int manifest_health_from_spec(const char *spec_text, health_check_t **ret, size_t *ret_n);
+int manifest_health_from_spec(const json_t *spec, health_check_t **ret, size_t *ret_n);
 /* The volumes of a stored spec as the scheduler gets them (apiserver_manifest_volumes.c): tags
  * bind-<i>, vol-<i>, cfg-<i>, sec-<i>; a named volume's source its directory under the state dir. */
-int manifest_volumes_from_spec(const char *spec_text, const char *namespace_, volume_spec_t **ret, size_t *ret_n);
+int manifest_volumes_from_spec(const json_t *spec, const char *namespace_, volume_spec_t **ret, size_t *ret_n);

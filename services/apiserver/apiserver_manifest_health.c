@@ -143,8 +143,7 @@ void manifest_parse_health_checks(parse_ctx_t *c, const char *key, const json_t 
         manifest_keep(c, key, v);
 }
 
-int manifest_health_from_spec(const char *spec_text, health_check_t **ret, size_t *ret_n) {
-        json_auto_t *spec = stored_json_load(spec_text);
+int manifest_health_from_spec(const json_t *spec, health_check_t **ret, size_t *ret_n) {
         const json_t *list = json_object_get(spec, "health_checks"), *o;
         health_check_t *a;
         size_t i, n = 0;

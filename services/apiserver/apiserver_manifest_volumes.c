@@ -230,8 +230,7 @@ void manifest_check_volumes(parse_ctx_t *c, const json_t *input) {
         }
 }
 
-int manifest_volumes_from_spec(const char *spec_text, const char *namespace_, volume_spec_t **ret, size_t *ret_n) {
-        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
+int manifest_volumes_from_spec(const json_t *spec, const char *namespace_, volume_spec_t **ret, size_t *ret_n) {
         const json_t *volumes = json_object_get(spec, "volumes"), *e;
         volume_spec_t *a;
         size_t i, n;
@@ -239,7 +238,7 @@ int manifest_volumes_from_spec(const char *spec_text, const char *namespace_, vo
         *ret = NULL;
         *ret_n = 0;
         if (!spec)
-                return spec_text ? -EBADMSG : 0;
+                return 0;
         n = json_array_size(volumes);
         if (n == 0)
                 return 0;

@@ -118,8 +118,7 @@ void manifest_check_image(parse_ctx_t *c, const json_t *input) {
 }
 
 /* Derived from the stored spec rather than stored twice: the spec is what was applied. */
-int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char ***ret_env) {
-        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
+int manifest_workload_from_spec(const json_t *spec, char ***ret_command, char ***ret_env) {
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL;
         const json_t *parts[2];
         const char *name;
@@ -128,7 +127,7 @@ int manifest_workload_from_spec(const char *spec_text, char ***ret_command, char
 
         *ret_command = *ret_env = NULL;
         if (!spec)
-                return spec_text ? -EBADMSG : 0;
+                return 0;
         parts[0] = json_object_get(spec, "command");
         parts[1] = json_object_get(spec, "args");
         if (json_array_size(parts[0]) + json_array_size(parts[1]) > 0) {

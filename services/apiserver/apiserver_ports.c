@@ -147,13 +147,11 @@ void manifest_check_ports(parse_ctx_t *c, const json_t *input) {
                                    c->m.replicas);
 }
 
-int manifest_ports_from_spec(const char *spec_text, port_spec_t **ret, size_t *ret_n) {
-        _cleanup_(json_decrefp) json_t *spec = stored_json_load(spec_text);
-
+int manifest_ports_from_spec(const json_t *spec, port_spec_t **ret, size_t *ret_n) {
         *ret = NULL;
         *ret_n = 0;
         if (!spec)
-                return spec_text ? -EBADMSG : 0;
+                return 0;
         return ports_from_json(json_object_get(spec, "ports"), ret, ret_n);
 }
 
@@ -171,8 +169,8 @@ int apiserver_ports_conflict(apiserver_store_t *s, const manifest_t *m, char *me
         if (r < 0 || n_mine == 0)
                 return r;
         r = store_deployment_list(s, NULL, &all, &n_all);
-        if (r < 0)
-                return r;
+        for (size_t k = 0; r == 0 && k < n_all; k++)
+                r = store_deployment_derive(&all[k]);
         for (size_t k = 0; k < n_all && r == 0; k++) {
                 const deployment_t *o = &all[k].d;
 

@@ -8,7 +8,7 @@
 #include "services/apiserver/apiserver_store.h"
 
 /* The ports of a stored spec (JSON text, as manifest_parse normalized it). */
-int manifest_ports_from_spec(const char *spec_text, port_spec_t **ret, size_t *ret_n);
+int manifest_ports_from_spec(const json_t *spec, port_spec_t **ret, size_t *ret_n);
 
 /* Is a published port of m already published by another live deployment (same protocol and
  * port, overlapping host_ip)? -EADDRINUSE with message naming ports[i].published and the owner. */

@@ -307,36 +307,64 @@ static int parse_list_query(http_request_t *req, list_query_t *q) {
         return 0;
 }
 
-/* Each deployment's instances out of all of them (instances=true), or why they are unknown. */
-static int attach_instances(http_request_t *req, json_t *list) {
+/* A deployment's members beside its record for instances=true: its instances out of all of
+ * them, or null and why they are unknown (error). NULL on allocation failure. */
+static json_t *instances_of(const store_deployment_t *d, const json_t *all, const char *error) {
+        json_auto_t *extra = NULL, *mine = NULL;
+        const json_t *i;
+        size_t k;
+
+        if (!all)
+                return json_pack("{s:n, s:s}", "instances", "instances_error", error);
+        mine = json_array();
+        json_array_foreach(all, k, i) {
+                const char *of = json_string_value(json_object_get(i, "deployment_id"));
+
+                if (mine && of && streq(of, d->d.id) && json_array_append(mine, (json_t *)i) < 0)
+                        return NULL;
+        }
+        return mine ? json_pack("{s:O}", "instances", mine) : NULL;
+}
+
+/* The answer is written as text, record after record (apiserver_json.h): no value of the whole
+ * list is built, and the stored labels and specs are not re-parsed. */
+static int reply_list(http_request_t *req, const store_deployment_t *a, size_t n, bool instances) {
         _cleanup_free_ char *error = NULL;
         json_auto_t *all = NULL;
-        json_t *d, *i;
-        size_t k, j;
-        int r;
+        zchunk_t *out;
+        size_t estimate = 2;
+        int r = 0, status;
 
-        r = apiserver_instances(req->api, NULL, &all, &error);
-        json_array_foreach(list, k, d) {
-                json_t *mine = r < 0 ? json_null() : json_array();
-
-                if (!mine || json_object_set_new(d, "instances", mine) < 0)
-                        return -ENOMEM;
-                if (r < 0) {
-                        if (json_object_set_new(d, "instances_error", json_string(error ?: strerror(-r))) < 0)
-                                return -ENOMEM;
-                        continue;
-                }
-                json_array_foreach(all, j,
-                                   i) if (json_equal(json_object_get(i, "deployment_id"), json_object_get(d, "id")) &&
-                                          json_array_append(mine, i) < 0) return -ENOMEM;
+        if (instances) {
+                r = apiserver_instances(req->api, NULL, &all, &error);
+                if (r < 0 && !error)
+                        error = strdup(strerror(-r));
+                r = 0;
         }
-        return 0;
+        /* Sized once: the stored texts are most of it, the rest is well under 1 KiB a record. */
+        for (size_t i = 0; i < n; i++)
+                estimate += strlen(a[i].labels ?: "") + strlen(a[i].spec ?: "") + 1024;
+        out = zchunk_new(NULL, estimate);
+        if (!out)
+                return http_reply_internal(req, ENOMEM, "encoding the list");
+        zchunk_extend(out, "[", 1);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                json_auto_t *extra = instances ? instances_of(&a[i], all, error ?: "unknown") : NULL;
+
+                if (i > 0)
+                        zchunk_extend(out, ",", 1);
+                r = instances && !extra ? -ENOMEM : deployment_json_append(out, &a[i], extra);
+        }
+        zchunk_extend(out, "]", 1);
+        status = r < 0 ? http_reply_internal(req, ENOMEM, "encoding the list")
+                       : http_reply_json_text(req, 200, (const char *)zchunk_data(out), zchunk_size(out), NULL);
+        zchunk_destroy(&out);
+        return status;
 }
 
 int route_deployments_list(http_request_t *req) {
         list_query_t *q = NULL;
         store_deployment_t *a = NULL;
-        json_auto_t *list = NULL;
         size_t n = 0;
         int r;
 
@@ -373,18 +401,10 @@ int route_deployments_list(http_request_t *req) {
                 free(q);
                 return http_reply_internal(req, r, "listing deployments");
         }
-
-        list = json_array();
-        for (size_t i = 0; list && i < n; i++)
-                if (json_array_append_new(list, deployment_to_json(&a[i])) < 0)
-                        json_decref(TAKE_PTR(list));
+        r = reply_list(req, a, n, q->instances);
         store_deployment_array_free(a, n);
-        if (list && q->instances && attach_instances(req, list) < 0)
-                json_decref(TAKE_PTR(list));
         free(q);
-        if (!list)
-                return http_reply_internal(req, ENOMEM, "encoding the list");
-        return http_reply_json(req, 200, TAKE_PTR(list), NULL);
+        return r;
 }
 
 /* ---- GET /deployments/{id} ------------------------------------------------------------------ */

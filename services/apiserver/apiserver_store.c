@@ -163,6 +163,62 @@ int store_prepare(apiserver_store_t *s, const char *sql, sqlite3_stmt **ret) {
         return 0;
 }
 
+#define STORE_STATEMENTS_MAX 64
+
+static void stmt_destroy(void **item) {
+        store_stmt_t *c = *item;
+
+        if (c) {
+                sqlite3_finalize(c->st);
+                free(c);
+        }
+        *item = NULL;
+}
+
+int store_prepare_cached(apiserver_store_t *s, const char *sql, store_stmt_t **ret) {
+        store_stmt_t *c = s->statements ? zhashx_lookup(s->statements, sql) : NULL;
+        bool keep;
+        int rc;
+
+        if (c && !c->busy) {
+                c->busy = true;
+                *ret = c;
+                return 0;
+        }
+        keep = !c && s->statements && zhashx_size(s->statements) < STORE_STATEMENTS_MAX;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        rc = sqlite3_prepare_v3(s->db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &c->st, NULL);
+        if (rc != SQLITE_OK) {
+                log_debug("sqlite: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(s->db));
+                free(c);
+                return store_errno(rc);
+        }
+        c->busy = true;
+        c->owned = !keep;
+        if (keep)
+                (void)zhashx_insert(s->statements, sql, c);
+        *ret = c;
+        return 0;
+}
+
+void store_stmt_releasep(store_stmt_t **cp) {
+        store_stmt_t *c = *cp;
+
+        *cp = NULL;
+        if (!c)
+                return;
+        if (c->owned) {
+                sqlite3_finalize(c->st);
+                free(c);
+                return;
+        }
+        sqlite3_reset(c->st);
+        sqlite3_clear_bindings(c->st);
+        c->busy = false;
+}
+
 int store_deployment_known(apiserver_store_t *s, const char *id) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r, rc;
@@ -271,6 +327,12 @@ int store_open(const char *path, apiserver_store_t **ret) {
         if (r < 0)
                 goto fail;
 
+        s->statements = zhashx_new();
+        if (!s->statements) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        zhashx_set_destructor(s->statements, stmt_destroy);
         r = -pthread_mutex_init(&s->lock, NULL);
         if (r < 0)
                 goto fail;
@@ -278,6 +340,7 @@ int store_open(const char *path, apiserver_store_t **ret) {
         *ret = TAKE_PTR(s);
         return 0;
 fail:
+        zhashx_destroy(&s->statements);
         sqlite3_close(db);
         return r;
 }
@@ -287,6 +350,8 @@ void store_close(apiserver_store_t **sp) {
 
         if (!s)
                 return;
+        /* Kept statements first: a connection with statements left cannot close. */
+        zhashx_destroy(&s->statements);
         sqlite3_close(s->db);
         pthread_mutex_destroy(&s->lock);
         free(s);

@@ -341,17 +341,19 @@ int store_token_insert(apiserver_store_t *s, const store_token_t *t, const uint8
 int store_token_find(apiserver_store_t *s, const uint8_t hash[AUTH_TOKEN_HASH_LEN], uint64_t now_ms, store_token_t *ret,
                      store_user_t *ret_user) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_cached_stmt_ store_stmt_t *c = NULL; /* every authenticated request asks */
+        sqlite3_stmt *st;
         int r, rc;
 
-        r = store_prepare(s,
-                          "SELECT t.id, t.user_id, t.kind, t.name, t.scopes, t.namespaces, t.created_at, "
-                          "t.expires_at, u.id, u.name, u.role, u.created_at, u.updated_at "
-                          "FROM tokens t JOIN users u ON u.id = t.user_id "
-                          "WHERE t.hash = ? AND (t.expires_at = 0 OR t.expires_at > ?)",
-                          &st);
+        r = store_prepare_cached(s,
+                                 "SELECT t.id, t.user_id, t.kind, t.name, t.scopes, t.namespaces, t.created_at, "
+                                 "t.expires_at, u.id, u.name, u.role, u.created_at, u.updated_at "
+                                 "FROM tokens t JOIN users u ON u.id = t.user_id "
+                                 "WHERE t.hash = ? AND (t.expires_at = 0 OR t.expires_at > ?)",
+                                 &c);
         if (r < 0)
                 return r;
+        st = c->st;
         sqlite3_bind_blob(st, 1, hash, AUTH_TOKEN_HASH_LEN, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)now_ms);
         rc = sqlite3_step(st);

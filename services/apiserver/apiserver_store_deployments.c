@@ -86,20 +86,23 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         d.exit_code = d.has_exit_code ? sqlite3_column_int64(st, 20) : 0;
         if (r == 0 && d.status_message && d.status_message[0] && !(d.d.status_message = strdup(d.status_message)))
                 r = -ENOMEM;
-        /* A spec we cannot read runs no command rather than hiding the deployment. */
-        if (r == 0 && manifest_health_from_spec(d.spec, &d.d.health_checks, &d.d.n_health_checks) == -ENOMEM)
-                r = -ENOMEM;
-        if (r == 0 && manifest_workload_from_spec(d.spec, &d.d.command, &d.d.environment) == -ENOMEM)
-                r = -ENOMEM;
-        if (r == 0 && manifest_ports_from_spec(d.spec, &d.d.ports, &d.d.n_ports) == -ENOMEM)
-                r = -ENOMEM;
-        if (r == 0 && manifest_volumes_from_spec(d.spec, d.d.namespace_, &d.d.volumes, &d.d.n_volumes) == -ENOMEM)
-                r = -ENOMEM;
         if (r < 0) {
                 store_deployment_clear(&d);
                 return r;
         }
         *ret = d;
+        return 0;
+}
+
+int store_deployment_derive(store_deployment_t *d) {
+        /* A spec we cannot read runs no command rather than hiding the deployment. */
+        json_auto_t *spec = stored_json_load(d->spec);
+
+        if (manifest_health_from_spec(spec, &d->d.health_checks, &d->d.n_health_checks) == -ENOMEM ||
+            manifest_workload_from_spec(spec, &d->d.command, &d->d.environment) == -ENOMEM ||
+            manifest_ports_from_spec(spec, &d->d.ports, &d->d.n_ports) == -ENOMEM ||
+            manifest_volumes_from_spec(spec, d->d.namespace_, &d->d.volumes, &d->d.n_volumes) == -ENOMEM)
+                return -ENOMEM;
         return 0;
 }
 
@@ -297,7 +300,8 @@ static size_t sql_any_of(char *buf, size_t size, const char *column, const store
 int store_deployment_list(apiserver_store_t *s, const store_filter_t *f, store_deployment_t **ret, size_t *ret_n) {
         static const store_filter_t none = {};
         _cleanup_(store_unlockp) apiserver_store_t *locked = NULL;
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_cached_stmt_ store_stmt_t *c = NULL; /* dashboards and scripts poll the list */
+        sqlite3_stmt *st;
         store_deployment_t *a = NULL;
         size_t n = 0, allocated = 0;
         char sql[4096]; /* the longest filter takes about 2 KiB */
@@ -321,9 +325,10 @@ int store_deployment_list(apiserver_store_t *s, const store_filter_t *f, store_d
         snprintf(sql + len, sizeof(sql) - len, " ORDER BY namespace, name");
 
         locked = store_lock(s);
-        r = store_prepare(s, sql, &st);
+        r = store_prepare_cached(s, sql, &c);
         if (r < 0)
                 return r;
+        st = c->st;
         for (size_t k = 0; k < f->namespaces.n; k++)
                 r = r ?: bind_text(st, i++, f->namespaces.v[k]);
         for (size_t k = 0; k < f->statuses.n; k++)

@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "services/apiserver/apiserver_http.h"
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest.h"
 
 static char *volumes_dir;
@@ -33,11 +34,14 @@ int apiserver_volume_path(const char *namespace_, const char *name, char **ret) 
 }
 
 int apiserver_volumes_ensure(const char *namespace_, const char *spec_text) {
+        json_auto_t *spec = stored_json_load(spec_text);
         volume_spec_t *v = NULL;
         size_t n = 0;
         int r;
 
-        r = manifest_volumes_from_spec(spec_text, namespace_, &v, &n);
+        if (!spec && spec_text)
+                return -EBADMSG;
+        r = manifest_volumes_from_spec(spec, namespace_, &v, &n);
         for (size_t k = 0; r >= 0 && k < n; k++)
                 if (v[k].type == VOLUME_NAMED)
                         r = mkdir_p(v[k].source, 0755);

@@ -11,6 +11,7 @@
 #include "lib/mp.h"
 #include "lib/util.h"
 #include "proto/deployment.h"
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest.h"
 
 /* Single quotes stand for double quotes, to keep the JSON readable here. */
@@ -27,7 +28,7 @@ static json_t *J(const char *text) {
 
 static void checks_of(const char *checks, health_check_t **ret, size_t *n) {
         char text[4096];
-        json_auto_t *in = NULL;
+        json_auto_t *in = NULL, *stored = NULL;
         json_t *violations = NULL;
         manifest_t m = {};
         char *spec;
@@ -37,7 +38,10 @@ static void checks_of(const char *checks, health_check_t **ret, size_t *n) {
         assert_int_equal(manifest_parse(in, &m, &violations), 0);
         spec = json_dumps(m.spec, JSON_COMPACT);
         assert_non_null(spec);
-        assert_int_equal(manifest_health_from_spec(spec, ret, n), 0);
+        /* Through the stored text, as the store reads it back. */
+        stored = stored_json_load(spec);
+        assert_non_null(stored);
+        assert_int_equal(manifest_health_from_spec(stored, ret, n), 0);
         free(spec);
         manifest_clear(&m);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest.h"
 #include "services/apiserver/apiserver_ports.h"
 #include "services/apiserver/apiserver_store.h"
@@ -45,6 +46,7 @@ static void parse(const char *text, manifest_t *m, char *fields, size_t size) {
 static void test_valid_and_normalized(void **state) {
         manifest_t m = {};
         char fields[512], *spec;
+        json_auto_t *stored = NULL;
         port_spec_t *ports;
         size_t n;
 
@@ -53,7 +55,8 @@ static void test_valid_and_normalized(void **state) {
               &m, fields, sizeof(fields));
         assert_string_equal(fields, "");
         spec = json_dumps(m.spec, 0);
-        assert_int_equal(manifest_ports_from_spec(spec, &ports, &n), 0);
+        stored = stored_json_load(spec); /* as the store reads it back */
+        assert_int_equal(manifest_ports_from_spec(stored, &ports, &n), 0);
         assert_int_equal(n, 2);
         assert_int_equal(ports[0].published, 8080);
         assert_int_equal(ports[0].target, 80);
@@ -137,9 +140,10 @@ static void test_conflict(void **state) {
               "{\"name\":\"a\",\"image\":\"/"
               "i\",\"ports\":[{\"published\":8080,\"target\":80,\"host_ip\":\"127.0.0.1\"}]}",
               0, message, sizeof(message));
-        /* The record carries the ports to the scheduler. */
+        /* The record carries the ports to the scheduler (derived from the spec for the bus). */
         assert_int_equal(store_deployment_list(s, NULL, &all, &n), 0);
         assert_int_equal(n, 1);
+        assert_int_equal(store_deployment_derive(&all[0]), 0);
         assert_int_equal(all[0].d.n_ports, 1);
         assert_int_equal(all[0].d.ports[0].published, 8080);
         store_deployment_array_free(all, n);

@@ -80,6 +80,10 @@ static json_t *users_of(http_request_t *req, const char *namespace_, const char 
 
                 if (streq(d->status, DEPLOYMENT_STATUS_DELETED))
                         continue;
+                /* The store reads columns only: the volumes come from the spec. */
+                r = store_deployment_derive(&a[i]);
+                if (r < 0)
+                        break;
                 for (size_t k = 0; k < d->n_volumes; k++)
                         if (d->volumes[k].type == VOLUME_NAMED && streq(d->volumes[k].source, path)) {
                                 json_array_append_new(users, json_string(d->name));

@@ -22,13 +22,16 @@ HUSK_VERSION := $(shell cat VERSION)
 
 # Each binary links only the libraries its own code and the lib/ and proto/ objects it pulls
 # from libhusk.a use; --as-needed drops the rest. The CLI loads neither civetweb, sqlite nor
-# libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); daemons load no curl.
+# libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); of the daemons only
+# vmm-driver loads curl.
 PKGS_core      := libczmq libzmq msgpack yaml-0.1 jansson
 PKGS_daemon    := $(PKGS_core) libsystemd
 PKGS_cli       := $(PKGS_core) libcurl
 PKGS_apiserver := $(PKGS_daemon) sqlite3 libsodium openssl
 PKGS_netd      := $(PKGS_daemon) libnftables
-PKGS_ALL       := $(sort $(PKGS_cli) $(PKGS_apiserver) $(PKGS_netd))
+# vmm-driver speaks cloud-hypervisor's REST API through libcurl's multi interface.
+PKGS_vmm-driver := $(PKGS_daemon) libcurl
+PKGS_ALL       := $(sort $(PKGS_cli) $(PKGS_apiserver) $(PKGS_netd) $(PKGS_vmm-driver))
 pkg_libs        = $(shell pkg-config --libs $(1))
 PKG_CFLAGS     := $(shell pkg-config --cflags $(PKGS_ALL))
 
@@ -213,8 +216,11 @@ fuzz: $(FUZZ_BINS)
 # test_seed and test_disk double as the image boot test's seed and disk makers (write/create).
 FIXTURES := all guest san-daemons image $(BUILD)/san/tests/vmm-driver/test_seed $(BUILD)/san/tests/vmm-driver/test_disk
 fixtures: $(FIXTURES)
+# Each test has its own stack, temp dir and network namespace, so tests run side by side
+# (pytest-xdist): most of a test's time is a TCG guest booting on one core or waiting for it.
+TEST_JOBS ?= 2
 integration: fixtures
-	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider tests/integration
+	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) tests/integration
 
 # The fixtures (the disk image takes minutes, most of them waiting on dpkg) are made while the
 # unit tests and the fuzzers run.

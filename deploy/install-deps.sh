@@ -13,7 +13,7 @@ qemu-system-x86 qemu-utils busybox-static kmod cpio xz-utils
 iproute2 procps socat nftables libnftables-dev wrk
 debootstrap dosfstools mtools fdisk e2fsprogs systemd-boot-efi ovmf
 python3 python3-yaml
-python3-pytest python3-zmq python3-msgpack python3-requests
+python3-pytest python3-pytest-xdist python3-zmq python3-msgpack python3-requests
 "
 
 SUDO=

@@ -39,6 +39,9 @@ static inline void closep(int *fd) {
         })
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+/* A macro's value as a string literal: STRINGIFY(2375) is "2375". */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 /* Spelled exactly as czmq_prelude.h spells it, so that both headers may define it. */
 /* clang-format off */
 #define streq(s1,s2)    (!strcmp ((s1), (s2)))

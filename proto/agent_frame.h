@@ -14,6 +14,8 @@
  * stderr, and still fits a bus message (4 MiB) when vmm-driver relays it. */
 #define AGENT_FRAME_MAX (3u << 20)
 #define AGENT_PORT_NAME "husk.agent"
+/* The AF_VSOCK port husk-agent listens on (cloud-hypervisor, disk images), Ring's agent's. */
+#define AGENT_VSOCK_PORT 2375
 
 /* Incremental reader: feed bytes as they arrive, take complete frames out. */
 typedef struct agent_frame_reader {

@@ -33,6 +33,7 @@ void deployment_clear(deployment_t *d) {
         free(d->kind);
         free(d->image);
         free(d->kernel);
+        free(d->boot);
         mp_strv_free(d->command);
         mp_strv_free(d->environment);
         free(d->ports);
@@ -43,10 +44,10 @@ void deployment_clear(deployment_t *d) {
 }
 
 void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
-        msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->command ? 1 : 0) + (d->environment ? 1 : 0) +
-                                     (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0) + (d->failed_at ? 1 : 0) +
-                                     (d->n_health_checks ? 1 : 0) + (d->status_message ? 1 : 0) +
-                                     (d->n_volumes ? 1 : 0));
+        msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->boot ? 1 : 0) + (d->command ? 1 : 0) +
+                                     (d->environment ? 1 : 0) + (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0) +
+                                     (d->failed_at ? 1 : 0) + (d->n_health_checks ? 1 : 0) +
+                                     (d->status_message ? 1 : 0) + (d->n_volumes ? 1 : 0));
         mp_pack_kv_str(pk, "id", d->id);
         mp_pack_kv_str(pk, "namespace", d->namespace_);
         mp_pack_kv_str(pk, "name", d->name);
@@ -57,6 +58,8 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         mp_pack_kv_str(pk, "image", d->image);
         if (d->kernel)
                 mp_pack_kv_str(pk, "kernel", d->kernel);
+        if (d->boot)
+                mp_pack_kv_str(pk, "boot", d->boot);
         mp_pack_kv_u64(pk, "replicas", d->replicas);
         mp_pack_kv_u64(pk, "cpus", d->cpus);
         mp_pack_kv_u64(pk, "memory_mib", d->memory_mib);
@@ -114,6 +117,9 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
             mp_get_str(o, "image", PATH_MAX_, &d->image) < 0)
                 goto malformed;
         r = mp_get_str(o, "kernel", PATH_MAX_, &d->kernel);
+        if (r < 0 && r != -ENOENT)
+                goto malformed;
+        r = mp_get_str(o, "boot", STATUS_MAX, &d->boot);
         if (r < 0 && r != -ENOENT)
                 goto malformed;
         if (get_u32(o, "replicas", true, &d->replicas) < 0 || get_u32(o, "cpus", true, &d->cpus) < 0 ||

@@ -35,6 +35,7 @@ typedef struct deployment {
         char *kind;    /* "worker" | "job" */
         char *image;   /* absolute path: raw disk image or rootfs/bundle directory */
         char *kernel;  /* optional kernel override; NULL = the kit */
+        char *boot;    /* a disk image's boot: "firmware" | "kit"; NULL: firmware unless kernel or command */
         uint32_t replicas;
         uint32_t cpus;
         uint32_t memory_mib;

@@ -28,6 +28,7 @@ void instance_spec_clear(instance_spec_t *s) {
         free(s->image);
         free(s->kernel);
         free(s->initrd);
+        free(s->boot);
         free(s->kind);
         mp_strv_free(s->command);
         mp_strv_free(s->environment);
@@ -37,8 +38,8 @@ void instance_spec_clear(instance_spec_t *s) {
 }
 
 static size_t instance_spec_nkeys(const instance_spec_t *s) {
-        return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->kind ? 1 : 0) + (s->command ? 1 : 0) +
-               (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0) + (s->n_volumes ? 1 : 0);
+        return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->boot ? 1 : 0) + (s->kind ? 1 : 0) +
+               (s->command ? 1 : 0) + (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0) + (s->n_volumes ? 1 : 0);
 }
 
 static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t *s, bool with_files) {
@@ -51,6 +52,8 @@ static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t 
                 mp_pack_kv_str(pk, "kernel", s->kernel);
         if (s->initrd)
                 mp_pack_kv_str(pk, "initrd", s->initrd);
+        if (s->boot)
+                mp_pack_kv_str(pk, "boot", s->boot);
         mp_pack_kv_u64(pk, "cpus", s->cpus);
         mp_pack_kv_u64(pk, "memory_mib", s->memory_mib);
         if (s->kind)
@@ -107,7 +110,8 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
             mp_get_u64(o, "generation", &s->generation) < 0 || mp_get_str(o, "runtime", WORD_MAX, &s->runtime) < 0 ||
             mp_get_str(o, "image", PATH_MAX_, &s->image) < 0 ||
             get_optional_str(o, "kernel", PATH_MAX_, &s->kernel) < 0 ||
-            get_optional_str(o, "initrd", PATH_MAX_, &s->initrd) < 0 || get_u32(o, "cpus", &s->cpus) < 0 ||
+            get_optional_str(o, "initrd", PATH_MAX_, &s->initrd) < 0 ||
+            get_optional_str(o, "boot", WORD_MAX, &s->boot) < 0 || get_u32(o, "cpus", &s->cpus) < 0 ||
             get_u32(o, "memory_mib", &s->memory_mib) < 0 || ports_get(o, &s->ports, &s->n_ports) < 0 ||
             volumes_get(o, &s->volumes, &s->n_volumes) < 0)
                 goto malformed;

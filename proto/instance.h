@@ -31,6 +31,8 @@ typedef struct instance_spec {
         char *image;
         char *kernel; /* NULL: the configured kit kernel */
         char *initrd; /* NULL: the configured kit initrd */
+        char *boot;   /* a disk image's: "firmware" | "kit" (the kit with the disk as the workload's
+                       * root); NULL: firmware unless kernel or command is given */
         uint32_t cpus;
         uint32_t memory_mib;
         char *kind;         /* "worker" | "job"; NULL: worker */

@@ -86,6 +86,8 @@ int instance_record_to_json(const instance_record_t *r, char **ret) {
         q |= set_str(o, "image", i->spec.image);
         q |= set_str(o, "kernel", i->spec.kernel);
         q |= set_str(o, "initrd", i->spec.initrd);
+        if (i->spec.boot)
+                q |= set_str(o, "boot", i->spec.boot);
         q |= set_int(o, "cpus", i->spec.cpus);
         q |= set_int(o, "memory_mib", i->spec.memory_mib);
         q |= set_str(o, "state", i->state);
@@ -243,7 +245,8 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_str(o, "runtime", full, &r->inst.spec.runtime) < 0 ||
             get_str(o, "image", full, &r->inst.spec.image) < 0 ||
             get_str(o, "kernel", false, &r->inst.spec.kernel) < 0 ||
-            get_str(o, "initrd", false, &r->inst.spec.initrd) < 0 || get_str(o, "state", full, &r->inst.state) < 0 ||
+            get_str(o, "initrd", false, &r->inst.spec.initrd) < 0 ||
+            get_str(o, "boot", false, &r->inst.spec.boot) < 0 || get_str(o, "state", full, &r->inst.state) < 0 ||
             get_str(o, "exit_reason", false, &r->inst.exit_reason) < 0 ||
             get_str(o, "exit_message", false, &r->inst.exit_message) < 0 ||
             get_str(o, "shutdown_reason", false, &r->shutdown_reason) < 0 ||

@@ -119,8 +119,6 @@ void agent_channel_host_gone(agent_channel_t *c);
 
 /* ---- agent_vsock.c: AF_VSOCK transport (cloud-hypervisor, disk images) ------------------------ */
 
-#define AGENT_VSOCK_PORT 2375
-
 /* Listen on port (any CID); connections are taken by agent_vsock_accept() from the loop. */
 int agent_vsock_listen(agent_channel_t *c, unsigned port);
 /* Take a waiting connection; it replaces the current one (the host reconnected). -EAGAIN when none. */

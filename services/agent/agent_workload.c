@@ -20,6 +20,7 @@
 #define TAG_MAX 36             /* virtio-fs tags are at most 36 bytes */
 #define HOSTNAME_MAX 63
 #define DISK_WAIT_MS 5000 /* for /dev/vda to appear */
+#define DISK_PARTITIONS_MAX 16
 
 extern char **environ;
 
@@ -117,28 +118,44 @@ static int mkdir_mount(const char *what, const char *where, const char *type, un
 /* The image read-only, an overlay with a tmpfs upper on top, the kernel file systems moved
  * in, and then that overlay becomes / (switch_root's MS_MOVE + chroot: pivot_root cannot
  * work from an initramfs). The agent keeps running inside it with its channel fd open. */
-/* The disk's file system, read-only: the whole disk, else its first partition. The kernel
- * loads the file system's module itself (through /sbin/modprobe). */
+/* The disk's root file system, read-only: the whole disk's, else the first partition holding a
+ * Linux file system, else the first holding vfat. A GPT image's EFI system partition (vfat) comes
+ * first in its table but is no root: `boot: kit` on make image's image mounts its ext4 root,
+ * partition 2. The kernel made the partitions' nodes with the disk's; it loads the file
+ * system's module itself (through /sbin/modprobe). */
 static int mount_disk(const char *dev, char *msg, size_t msg_size) {
-        static const char *const types[] = { "ext4", "xfs", "btrfs", "vfat" };
+        static const char *const types[2][3] = { { "ext4", "xfs", "btrfs" }, { "vfat" } };
         uint64_t deadline = now_monotonic_ms() + DISK_WAIT_MS;
-        char part[64];
+        char nodes[1 + DISK_PARTITIONS_MAX][64];
+        size_t n = 0;
         int r = -ENOENT;
 
         /* devtmpfs makes the node once virtio_blk probed the device. */
         while (access(dev, F_OK) < 0 && now_monotonic_ms() < deadline)
                 nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
-        snprintf(part, sizeof(part), "%s1", dev);
+        snprintf(nodes[n++], sizeof(nodes[0]), "%s", dev);
+        for (int p = 1; p <= DISK_PARTITIONS_MAX; p++) {
+                snprintf(nodes[n], sizeof(nodes[0]), "%s%d", dev, p);
+                if (access(nodes[n], F_OK) == 0)
+                        n++;
+        }
         if (mkdir(IMAGE_DIR, 0755) < 0 && errno != EEXIST)
                 r = -errno;
         else
-                for (int p = 0; p < 2; p++)
-                        for (size_t k = 0; k < ELEMENTSOF(types); k++) {
-                                if (mount(p ? part : dev, IMAGE_DIR, types[k], MS_RDONLY | MS_NODEV, NULL) == 0)
-                                        return 0;
-                                r = -errno;
-                        }
-        snprintf(msg, msg_size, "cannot mount %s (or %s) read-only as ext4, xfs, btrfs or vfat: %s", dev, part,
+                for (size_t pass = 0; pass < ELEMENTSOF(types); pass++)
+                        for (size_t k = 0; k < n; k++)
+                                for (size_t t = 0; t < ELEMENTSOF(types[pass]) && types[pass][t]; t++) {
+                                        if (mount(nodes[k], IMAGE_DIR, types[pass][t], MS_RDONLY | MS_NODEV, NULL) ==
+                                            0) {
+                                                if (k > 0)
+                                                        log_agent_info("root file system: %s (%s)", nodes[k],
+                                                                       types[pass][t]);
+                                                return 0;
+                                        }
+                                        r = -errno;
+                                }
+        snprintf(msg, msg_size,
+                 "cannot mount %s or any of its %zu partitions read-only as ext4, xfs, btrfs or vfat: %s", dev, n - 1,
                  strerror(-r));
         return r;
 }

@@ -48,8 +48,6 @@
 #define HTTP_LISTEN_BACKLOG "1024"
 #define HTTP_CONNECTION_QUEUE "256"
 #define HTTP_MAX_REQUEST_SIZE "16384"
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
 
 #define PARAMS(...) ((const char *const[]){ __VA_ARGS__, NULL })
 

@@ -418,6 +418,8 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
         if (json_is_object(input))
                 manifest_check_image(&c, input);
         if (json_is_object(input))
+                manifest_check_boot(&c, input);
+        if (json_is_object(input))
                 manifest_check_ports(&c, input);
         if (json_is_object(input))
                 manifest_check_volumes(&c, input);

@@ -53,6 +53,9 @@ bool manifest_name_is_valid(const char *s);
 /* The workload a stored spec asks for: argv = command + args (NULL when neither is given) and
  * the environment as "KEY=VALUE" entries (NULL when absent). */
 int manifest_workload_from_spec(const json_t *spec, char ***ret_command, char ***ret_env);
+/* The boot: the scheduler asks for: the spec's ("firmware" or "kit"), "kit" when it names a kernel:
+ * (the disk is then the workload's root, as with `boot: kit`), else NULL. */
+int manifest_boot_from_spec(const json_t *spec, char **ret);
 /* The health checks of a stored spec, defaults filled in (apiserver_manifest_health.c). */
 int manifest_health_from_spec(const json_t *spec, health_check_t **ret, size_t *ret_n);
 /* The volumes of a stored spec as the scheduler gets them (apiserver_manifest_volumes.c): tags

@@ -52,5 +52,6 @@ void manifest_parse_secrets(parse_ctx_t *c, const char *key, const json_t *v);
 /* Cross-field rule: command:/args: need kit mode. */
 void manifest_check_workload(parse_ctx_t *c, const json_t *input);
 void manifest_check_image(parse_ctx_t *c, const json_t *input);
+void manifest_check_boot(parse_ctx_t *c, const json_t *input);
 /* The normalized resources of the spec: {limits: {cpu: N, memory: "NMi"}, requests?}. */
 json_t *manifest_resources_json(const parse_ctx_t *c);

@@ -93,6 +93,25 @@ void manifest_check_workload(parse_ctx_t *c, const json_t *input) {
                            "or add `boot: kit` to boot the disk with the guest kit");
 }
 
+/* `boot: firmware` says the disk boots its own kernel: a kernel: beside it, or an image that is
+ * a directory (run by the kit over virtio-fs), contradicts it. */
+void manifest_check_boot(parse_ctx_t *c, const json_t *input) {
+        const json_t *boot = json_object_get(input, "boot");
+        struct stat st;
+
+        if (!json_is_string(boot) || !streq(json_string_value(boot), "firmware"))
+                return;
+        if (c->m.kernel)
+                return manifest_violation(c, "boot",
+                                          "\"firmware\" boots the disk's own kernel: leave kernel: out, or use "
+                                          "`boot: kit` to boot the kit (or that kernel) with the disk attached");
+        if (c->m.image && stat(c->m.image, &st) == 0 && S_ISDIR(st.st_mode))
+                manifest_violation(c, "boot",
+                                   "\"firmware\" needs a disk image: %s is a directory, which the guest kit runs "
+                                   "(leave boot: out)",
+                                   c->m.image);
+}
+
 /* An image that boots through its firmware (a file, without `kernel:`, `boot: kit` or a command)
  * must be a disk the firmware can boot: said at apply rather than as a failed instance later.
  * Only where this host can see the path (apiserver runs next to vmm-driver here); an image it
@@ -158,5 +177,20 @@ int manifest_workload_from_spec(const json_t *spec, char ***ret_command, char **
                 env = calloc(1, sizeof(char *)); /* present but empty */
         *ret_command = TAKE_PTR(command);
         *ret_env = TAKE_PTR(env);
+        return 0;
+}
+
+int manifest_boot_from_spec(const json_t *spec, char **ret) {
+        const char *boot;
+
+        *ret = NULL;
+        if (!spec)
+                return 0;
+        boot = json_string_value(json_object_get(spec, "boot"));
+        /* A kernel: boots the kit's way: the disk is the workload's root, as with `boot: kit`. */
+        if (!boot && json_is_string(json_object_get(spec, "kernel")))
+                boot = "kit";
+        if (boot && !(*ret = strdup(boot)))
+                return -ENOMEM;
         return 0;
 }

@@ -26,7 +26,8 @@ typedef struct plan {
         uint32_t restart_count;
         uint64_t failed_at; /* exit time of the newest failure counted (unix ms) */
         uint64_t wake_at;   /* unix ms at which this deployment needs a pass; 0: none */
-        bool has_exit_code; /* a job ended: exit_code is its workload's, stored with the status */
+        bool job_ended;     /* a job ended: its status is stored before its instance goes */
+        bool has_exit_code; /* ... and it gave a status: exit_code, stored with the status */
         int64_t exit_code;
         const char *event_reason; /* one event for what was decided about failures; NULL: none */
         const char *event_level;

@@ -176,7 +176,7 @@ static void set_status(scheduler_t *s, pass_t *pass, const deployment_t *d, cons
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 4 + (p->persist_restarts ? 2 : 0) + (p->has_exit_code ? 1 : 0) +
-                                      (p->persist_restarts || p->has_exit_code ? 1 : 0));
+                                      (p->persist_restarts || p->job_ended ? 1 : 0));
         mp_pack_kv_str(&pk, "id", d->id);
         mp_pack_kv_str(&pk, "status", p->status);
         mp_pack_kv_str(&pk, "message", p->message);
@@ -188,7 +188,7 @@ static void set_status(scheduler_t *s, pass_t *pass, const deployment_t *d, cons
         if (p->has_exit_code)
                 mp_pack_kv_i64(&pk, "exit_code", p->exit_code);
         /* Counted against this spec: dropped by apiserver if a re-apply came since. */
-        if (p->persist_restarts || p->has_exit_code)
+        if (p->persist_restarts || p->job_ended)
                 mp_pack_kv_u64(&pk, "generation", d->generation);
         (void)scheduler_call(s, s->apiserver, pass, BUS_METHOD_DEPLOYMENT_SET_STATUS, &buf, true, fn, userdata);
         msgpack_sbuffer_destroy(&buf);
@@ -205,7 +205,7 @@ static void on_persisted(scheduler_t *s, int r, const bus_reply_t *reply, void *
         } else {
                 status_changed_event(s, j->d, &j->p);
                 /* Stored: sending the counts again at the end could undo a re-apply since. */
-                j->p.persist_restarts = j->p.has_exit_code = false;
+                j->p.persist_restarts = j->p.job_ended = j->p.has_exit_code = false;
                 j->sent_status = j->p.status;
                 snprintf(j->sent_message, sizeof(j->sent_message), "%s", j->p.message);
         }
@@ -213,7 +213,7 @@ static void on_persisted(scheduler_t *s, int r, const bus_reply_t *reply, void *
 }
 
 static void job_persist(job_t *j) {
-        if (j->stale || !((j->p.persist_restarts || j->p.has_exit_code) && j->p.status))
+        if (j->stale || !((j->p.persist_restarts || j->p.job_ended) && j->p.status))
                 return;
         job_hold(j);
         set_status(j->s, j->pass, j->d, &j->p, on_persisted, j);
@@ -224,7 +224,8 @@ static void on_exit_recorded(scheduler_t *s, int r, const bus_reply_t *reply, vo
         job_t *j = o->job;
         const instance_t *i = o->instance;
         const char *why = i->exit_reason ?: "unknown";
-        bool crashed = streq(why, "crashed") || streq(why, "killed") || streq(why, "vanished");
+        bool crashed =
+                streq(why, "crashed") || streq(why, "killed") || streq(why, "vanished") || streq(why, "guest-panic");
         char what[EVENT_MESSAGE_MAX + 1];
 
         if (r < 0 && !(r == -EREMOTEIO && streq(reply->error_code, BUS_ERR_NOT_FOUND))) {
@@ -307,6 +308,7 @@ static void create_instance(job_t *j) {
                 .runtime = d->runtime,
                 .image = d->image,
                 .kernel = d->kernel,
+                .boot = d->boot,
                 .cpus = d->cpus,
                 .memory_mib = d->memory_mib,
                 .kind = d->kind,

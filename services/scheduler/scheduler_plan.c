@@ -32,9 +32,9 @@ static bool strv_eq_null(char *const *a, char *const *b) {
  * that scaling (a new generation with only replicas changed) never replaces a VM. */
 bool plan_instance_matches(const deployment_t *d, const instance_t *i) {
         return str_eq_null(i->spec.runtime, d->runtime) && str_eq_null(i->spec.image, d->image) &&
-               str_eq_null(i->spec.kernel, d->kernel) && i->spec.cpus == d->cpus &&
-               i->spec.memory_mib == d->memory_mib && strv_eq_null(i->spec.command, d->command) &&
-               strv_eq_null(i->spec.environment, d->environment) &&
+               str_eq_null(i->spec.kernel, d->kernel) && str_eq_null(i->spec.boot, d->boot) &&
+               i->spec.cpus == d->cpus && i->spec.memory_mib == d->memory_mib &&
+               strv_eq_null(i->spec.command, d->command) && strv_eq_null(i->spec.environment, d->environment) &&
                ports_equal(i->spec.ports, i->spec.n_ports, d->ports, d->n_ports);
 }
 
@@ -78,6 +78,27 @@ bool plan_failures(const deployment_t *d, uint32_t n_failures, uint64_t failed_a
         snprintf(p->event_message, sizeof(p->event_message), "%s; restart %u/%u in %llu ms", what, count,
                  SCHEDULER_MAX_RESTART_COUNT, (unsigned long long)plan_backoff_ms(count));
         return true;
+}
+
+/* Whether an exit gives a job its result: the guest powered itself off (a disk image's clean
+ * end; in kit mode the agent's after the workload, whose status it then is) or we stopped it.
+ * A guest that rebooted or panicked, a VMM killed, crashed or gone while vmm-driver was down:
+ * the job failed, whatever the status. */
+static const char *job_failure(const instance_t *i) {
+        static const struct {
+                const char *reason, *why;
+        } failures[] = {
+                { "guest-reset", "the guest rebooted instead of powering off" },
+                { "guest-panic", "the guest kernel panicked" },
+                { "killed", "the VM was killed" },
+                { "crashed", "the VMM crashed" },
+                { "vanished", "the VM was gone when vmm-driver came back" },
+        };
+
+        for (size_t k = 0; i->exit_reason && k < ELEMENTSOF(failures); k++)
+                if (streq(i->exit_reason, failures[k].reason))
+                        return failures[k].why;
+        return NULL;
 }
 
 /* A worker instance that ended without us asking: the workload exited or the VM died. */
@@ -156,13 +177,12 @@ static void admit(const deployment_t *d, const plan_host_t *host, plan_t *p) {
 int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t n_instances, uint64_t now_ms,
                       const plan_host_t *host, plan_t *p) {
         _cleanup_free_ const instance_t **current = NULL;
-        size_t n_current = 0, n_old_alive = 0, n_stopping = 0, n_exited_current = 0;
+        size_t n_current = 0, n_old_alive = 0, n_stopping = 0;
         uint32_t n_failures = 0;
         uint64_t newest_failure = 0, backoff_until;
-        const instance_t *last_failed = NULL;
+        const instance_t *last_failed = NULL, *job_exited = NULL;
         bool deleted = streq(d->status, DEPLOYMENT_STATUS_DELETED);
         bool is_job = d->kind && streq(d->kind, "job");
-        int64_t job_exit = -1;
 
         memset(p, 0, sizeof(*p));
         p->stop = calloc(n_instances + 1, sizeof(*p->stop));
@@ -181,8 +201,7 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
                 if (streq(i->state, INSTANCE_STATE_EXITED)) {
                         p->remove[p->n_remove++] = i;
                         if (plan_instance_matches(d, i)) {
-                                n_exited_current++;
-                                job_exit = i->exit_status;
+                                job_exited = i;
                                 if (!is_job && !deleted && is_failure(d, i)) {
                                         n_failures++;
                                         if (!last_failed || i->exited_at >= newest_failure) {
@@ -211,11 +230,23 @@ int scheduler_plan_at(const deployment_t *d, const instance_t *instances, size_t
         }
 
         /* A job runs once per generation: once its instance exited, report how and stop. */
-        if (is_job && n_exited_current > 0 && n_current == 0) {
-                p->status = job_exit == 0 ? DEPLOYMENT_STATUS_COMPLETED : DEPLOYMENT_STATUS_FAILED;
-                snprintf(p->message, sizeof(p->message), "job exited with status %lld", (long long)job_exit);
+        if (is_job && job_exited && n_current == 0) {
+                const char *why = job_failure(job_exited);
+
+                p->job_ended = true;
+                if (why) {
+                        char what[sizeof(p->message) - 128];
+
+                        plan_describe_exit(job_exited, what, sizeof(what));
+                        p->status = DEPLOYMENT_STATUS_FAILED;
+                        snprintf(p->message, sizeof(p->message), "job failed, %s: %s", why, what);
+                        return 0;
+                }
+                p->status = job_exited->exit_status == 0 ? DEPLOYMENT_STATUS_COMPLETED : DEPLOYMENT_STATUS_FAILED;
+                snprintf(p->message, sizeof(p->message), "job exited with status %lld",
+                         (long long)job_exited->exit_status);
                 p->has_exit_code = true;
-                p->exit_code = job_exit;
+                p->exit_code = job_exited->exit_status;
                 return 0;
         }
         /* Failed or completed with nothing running: wait for a new generation (re-apply). */

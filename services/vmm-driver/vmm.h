@@ -168,11 +168,12 @@ typedef struct vmm_agent_call {
 
 typedef struct vmm_agent {
         int fd;
-        bool connected;
-        bool writing;    /* poller also waits for POLLOUT */
-        bool answered;   /* the agent answered a hello since vmm-driver started watching the VM */
-        int timer;       /* reconnect backoff; 0 when none */
-        int sweep_timer; /* expires calls past their deadline; 0 when none */
+        bool connected;   /* frames flow (after the runtime's handshake, if any) */
+        bool handshaking; /* connected, the runtime's handshake line sent, its answer awaited */
+        bool writing;     /* poller also waits for POLLOUT */
+        bool answered;    /* the agent answered a hello since vmm-driver started watching the VM */
+        int timer;        /* reconnect backoff; 0 when none */
+        int sweep_timer;  /* expires calls past their deadline; 0 when none */
         unsigned delay_ms;
         agent_frame_reader_t reader;
         msgpack_sbuffer out; /* bytes not yet accepted by the socket */

@@ -87,6 +87,7 @@ static void agent_close(vmm_instance_t *i) {
                 a->fd = -1;
         }
         a->connected = false;
+        a->handshaking = false;
         a->writing = false;
         agent_frame_reader_clear(&a->reader);
         agent_frame_reader_init(&a->reader);
@@ -357,7 +358,50 @@ static void agent_read(vmm_instance_t *i) {
 }
 
 void vmm_agent_drain(vmm_instance_t *i) {
-        if (i->agent.fd >= 0)
+        if (i->agent.fd >= 0 && i->agent.connected)
+                agent_read(i);
+}
+
+static void frames_flow(vmm_instance_t *i);
+
+/* The runtime's handshake answer (hybrid vsock: "OK <port>\n"). Peeked, then only the line is
+ * taken: the agent's first frames may follow it in the same read. */
+static void handshake_read(vmm_instance_t *i) {
+        const char *ok = i->runtime->agent_handshake_ok;
+        vmm_agent_t *a = &i->agent;
+        char line[64];
+        ssize_t n;
+        char *nl;
+
+        n = recv(a->fd, line, sizeof(line) - 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                return;
+        if (n <= 0) {
+                /* CH closes it when nothing listens on the port yet: the guest is still booting. */
+                log_debug("Instance %s: agent handshake closed, the guest agent is not listening yet", id_of(i));
+                agent_reset(i);
+                return;
+        }
+        line[n] = '\0';
+        nl = strchr(line, '\n');
+        if (!nl) {
+                if ((size_t)n < sizeof(line) - 1)
+                        return; /* the rest of the line is on its way */
+                log_warning("Instance %s: agent handshake answer too long, reconnecting", id_of(i));
+                agent_reset(i);
+                return;
+        }
+        if (strncmp(line, ok, strlen(ok)) != 0) {
+                *nl = '\0';
+                log_warning("Instance %s: agent handshake refused (%s), reconnecting", id_of(i), line);
+                agent_reset(i);
+                return;
+        }
+        (void)recv(a->fd, line, (size_t)(nl - line) + 1, MSG_DONTWAIT);
+        a->handshaking = false;
+        frames_flow(i);
+        /* Frames that came with the answer. */
+        if (a->fd >= 0)
                 agent_read(i);
 }
 
@@ -365,6 +409,11 @@ static int on_socket(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         vmm_instance_t *i = arg;
         int r;
 
+        if (i->agent.handshaking) {
+                if (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                        handshake_read(i);
+                return 0;
+        }
         if (item->revents & ZMQ_POLLOUT) {
                 r = flush(i);
                 if (r < 0) {
@@ -381,7 +430,6 @@ static int on_socket(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
 static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
         vmm_instance_t *i = arg;
         vmm_agent_t *a = &i->agent;
-        int64_t id;
         int fd;
 
         if (timer_id != a->timer)
@@ -401,6 +449,28 @@ static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
                 agent_reset(i);
                 return 0;
         }
+        if (i->runtime->agent_handshake) {
+                const char *line = i->runtime->agent_handshake;
+                ssize_t n = send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                /* A few bytes on a fresh socket: a short write means a dead peer. */
+                if (n != (ssize_t)strlen(line)) {
+                        log_debug("Instance %s: cannot send the agent handshake, reconnecting", id_of(i));
+                        agent_reset(i);
+                        return 0;
+                }
+                a->handshaking = true;
+                return 0; /* handshake_read goes on */
+        }
+        frames_flow(i);
+        return 0;
+}
+
+/* Connected, handshake done: hello, then frames both ways. */
+static void frames_flow(vmm_instance_t *i) {
+        vmm_agent_t *a = &i->agent;
+        int64_t id;
+
         a->connected = true;
         a->delay_ms = AGENT_RETRY_FIRST_MS;
         /* Answers the guest wrote for an earlier connection (a vmm-driver that was killed) wait
@@ -414,7 +484,6 @@ static int on_connect_timer(zloop_t *loop, int timer_id, void *arg) {
         id = vmm_agent_request(i, "hello", 1, pack_hello, NULL, 0, on_hello, NULL);
         if (id < 0)
                 log_debug_errno((int)id, "Instance %s: cannot send hello: %m", id_of(i));
-        return 0;
 }
 
 static void schedule_reconnect(vmm_instance_t *i) {

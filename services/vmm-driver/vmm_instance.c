@@ -201,6 +201,12 @@ static int check_spec(vmm_t *d, instance_spec_t *s, const vmm_runtime_t **ret_ru
                 return r;
         if (s->initrd && (r = check_file("initrd", s->initrd, ret_error)) < 0)
                 return r;
+        if (s->boot && !streq(s->boot, "firmware") && !streq(s->boot, "kit"))
+                return fail(ret_error, -EINVAL, "boot: must be \"firmware\" or \"kit\"");
+        if (s->boot && streq(s->boot, "firmware") && (s->kernel || s->command))
+                return fail(ret_error, -EINVAL,
+                            "boot: \"firmware\" boots the disk's own kernel and init: no kernel or command "
+                            "with it (use \"kit\")");
         return vmm_volumes_check(s, ret_error);
 }
 
@@ -223,9 +229,12 @@ static int boot_files(vmm_t *d, const instance_spec_t *s, vmm_launch_t *l, char 
 }
 
 /* What the image is and how it boots. A directory: kit mode (rootfs or bundle). A file with
- * `kernel:` or a command: the kit boots with it as the guest's disk ("disk" mode runs the
- * command from it; any file, a bare ext4 too). Any other file boots by its own firmware, so it
- * must be a disk that firmware can boot: otherwise refused with disk_image_probe's words, as
+ * `boot: kit` or a command: the kit boots with it as the guest's disk and the agent makes its
+ * root file system the workload's ("disk" mode: the command, if any, runs from it, and so do
+ * execs; any file with a file system, a bare ext4 too). A file with only `kernel:`: the kit
+ * boots with the disk attached as /dev/vda and nothing mounted (apiserver sends `boot: kit`
+ * with a kernel: unless told otherwise). Any other file boots by its own firmware, so it must
+ * be a disk that firmware can boot: otherwise refused with disk_image_probe's words, as
  * apiserver says them at apply (never a kit boot that ignores the image). */
 static int image_mode(const instance_spec_t *s, const char *image_path, const char **ret_mode,
                       const char **ret_disk_format, bool *ret_firmware, char **ret_error) {
@@ -238,6 +247,10 @@ static int image_mode(const instance_spec_t *s, const char *image_path, const ch
         /* The user's path in the message, as apiserver words it (the probe follows links). */
         r = disk_image_probe(s->image, &kind, err, sizeof(err));
         if (r >= 0 && kind == DISK_IMAGE_DIRECTORY) {
+                if (s->boot && streq(s->boot, "firmware"))
+                        return fail(ret_error, -EINVAL,
+                                    "boot: \"firmware\" needs a disk image: %s is a directory, which the kit runs",
+                                    s->image);
                 r = vmm_fs_workload_mode(image_path, ret_mode);
                 if (r == -ENOTDIR)
                         return fail(ret_error, -EINVAL,
@@ -247,10 +260,10 @@ static int image_mode(const instance_spec_t *s, const char *image_path, const ch
                         return fail(ret_error, -EINVAL, "image: %s: %s", s->image, strerror(-r));
                 return 0;
         }
-        if (s->kernel || s->command) {
+        if (s->kernel || s->command || (s->boot && streq(s->boot, "kit"))) {
                 if (r < 0 && r != -ENOEXEC)
                         return fail(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
-                *ret_mode = s->command ? "disk" : NULL;
+                *ret_mode = s->command || (s->boot && streq(s->boot, "kit")) ? "disk" : NULL;
                 *ret_disk_format = r >= 0 && kind == DISK_IMAGE_QCOW2 ? "qcow2" : "raw";
                 return 0;
         }
@@ -805,15 +818,20 @@ void vmm_instance_on_shutdown_event(vmm_instance_t *i, const char *reason) {
 }
 
 void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status) {
-        char *r = strdup(reason);
+        char *r;
 
         vmm_watch_stop(i);
         if (i->runtime)
                 i->runtime->disconnect(i);
         vmm_agent_stop(i);
-        /* In kit mode the workload's exit is the instance's: a job's result. */
-        if (i->rec.workload_exited)
+        /* In kit mode the workload's exit is the instance's: a job's result. The agent ends the VM
+         * after it by a reset where the guest cannot power off (agent_power.c): still a clean end. */
+        if (i->rec.workload_exited) {
                 status = i->rec.workload_status;
+                if (streq(reason, "guest-reset"))
+                        reason = "guest-shutdown";
+        }
+        r = strdup(reason);
         if (!r || set_state(i, INSTANCE_STATE_EXITED) < 0) {
                 vmm_fs_stop(&i->rec);
                 free(r);

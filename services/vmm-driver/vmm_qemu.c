@@ -271,6 +271,11 @@ static void add_firmware(strv_builder_t *b, const vmm_qemu_params_t *p) {
         add(b, "virtio-serial-pci");
         add(b, "-device");
         add(b, "virtserialport,chardev=agent,name=%s", AGENT_PORT_NAME);
+        /* A guest kernel that panics tells QEMU (Linux's pvpanic-pci driver), which exits with
+         * SHUTDOWN reason guest-panic: a crash ends the VM, and a job fails, even where the
+         * image's kernel would sit in its panic forever (Debian's default panic=0). */
+        add(b, "-device");
+        add(b, "pvpanic-pci");
         add_volumes(b, p, "vhost-user-fs-pci");
 }
 

@@ -246,8 +246,12 @@ static bool starts_with(const char *s, const char *prefix) { return s && strncmp
 const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f) {
         if (f->stop_requested)
                 return "stopped";
-        /* QEMU reports guest-shutdown, guest-reset (a reboot, which -no-reboot turns into an
-         * exit) and guest-panic: the guest ended itself. */
+        /* The guest ended itself, and how tells a job's result: a reboot (which -no-reboot turns
+         * into an exit) or a panic (pvpanic, or a kernel that resets on panic) is no clean end. */
+        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-reset"))
+                return "guest-reset";
+        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-panic"))
+                return "guest-panic";
         if (starts_with(f->shutdown_reason, "guest-"))
                 return "guest-shutdown";
         if (f->status_known && WIFSIGNALED(f->wstatus))

@@ -8,6 +8,7 @@
 #include "services/vmm-driver/vmm.h"
 
 extern const vmm_runtime_t vmm_qemu_runtime;
+extern const vmm_runtime_t vmm_ch_runtime;
 
 /* A row without an implementation is a name deployments may use (apiserver accepts it) that
  * this vmm-driver cannot run yet: it is refused with that said, not as an unknown name. */
@@ -16,7 +17,7 @@ static const struct {
         const vmm_runtime_t *impl;
 } rows[] = {
         { "qemu", &vmm_qemu_runtime },
-        { "cloud-hypervisor", NULL },
+        { "cloud-hypervisor", &vmm_ch_runtime },
 };
 
 _Static_assert(ELEMENTSOF(rows) <= VMM_RUNTIMES_MAX, "raise VMM_RUNTIMES_MAX");

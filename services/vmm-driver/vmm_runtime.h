@@ -48,6 +48,10 @@ typedef struct vmm_runtime {
         const char *output_file;     /* the VMM's own stdout and stderr there, quoted when it crashes */
         const char *agent_transport; /* how the host reaches husk-agent, for messages ("virtio-serial") */
         const char *agent_socket;    /* ... through this unix socket of the instance directory */
+        /* A line the host writes on that socket before frames flow (hybrid vsock's "CONNECT
+         * <port>\n"), and the start of the line that accepts it ("OK "); NULL: frames flow at once. */
+        const char *agent_handshake;
+        const char *agent_handshake_ok;
 
         /* From the runtime's config section, at start and on SIGHUP: *state (NULL the first
          * time) is replaced on success. Fails only on a config it cannot run with at all. */
@@ -68,9 +72,11 @@ typedef struct vmm_runtime {
         void (*release)(vmm_instance_t *i);
         /* Ask the guest to power off; SIGKILL after the stop timeout is the caller's. */
         int (*shutdown)(vmm_instance_t *i);
-        /* "stopped", "guest-shutdown", "killed" or "crashed" (SCHEMA.md, instance). */
+        /* "stopped", "guest-shutdown", "guest-reset", "guest-panic", "killed" or "crashed"
+         * (SCHEMA.md, instance). */
         const char *(*exit_reason)(const vmm_exit_facts_t *f);
-        /* A non-blocking, cloexec stream to husk-agent (frames flow at once), or -errno. */
+        /* A non-blocking, cloexec stream to husk-agent, or -errno; frames flow once the
+         * agent_handshake, if any, was accepted (vmm_agent.c does it, from the loop). */
         int (*agent_connect)(vmm_instance_t *i);
 } vmm_runtime_t;
 

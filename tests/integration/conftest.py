@@ -24,6 +24,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from husk_stack import BUILD, Stack, StackError, print_log_tails, require  # noqa: E402
 
+CH_DOUBLE = Path(__file__).resolve().parents[1] / "ch_double" / "cloud-hypervisor"
+
 # husk_schema: the tables generated from proto/schema.yaml by the build (proto/schema_gen.py).
 sys.path.insert(0, str(BUILD / "gen"))
 
@@ -71,10 +73,11 @@ def make_stack(request, tmp_path, netns_available):
     -> Stack. Every stack made is torn down (down --purge) after the test, newest first."""
     made = []
 
-    def make(up=True, bin_dir=None, kit_dir=None, api_port=None, log_level=None, timeout=30.0):
+    def make(up=True, bin_dir=None, kit_dir=None, api_port=None, log_level=None, timeout=30.0, cloud_hypervisor=None):
         # Short: unix socket paths under it must stay below 108 bytes.
         d = tempfile.mkdtemp(prefix="/tmp/hs-")
-        s = Stack(d, bin_dir or BUILD / "bin", kit_dir or BUILD / "kit", api_port=api_port, log_level=log_level)
+        s = Stack(d, bin_dir or BUILD / "bin", kit_dir or BUILD / "kit", api_port=api_port, log_level=log_level,
+                  cloud_hypervisor=cloud_hypervisor)
         made.append(s)
         if up:
             s.up(timeout=timeout)
@@ -88,6 +91,9 @@ def make_stack(request, tmp_path, netns_available):
             s.down()
         except (StackError, subprocess.TimeoutExpired) as e:
             errors.append(str(e))
+        # Every body or call husk sent the cloud-hypervisor double that CH's spec does not allow.
+        if s.ch_violations.exists() and s.ch_violations.read_text().strip():
+            errors.append(f"husk broke cloud-hypervisor's API contract:\n{s.ch_violations.read_text()}")
         if _failed(request.node) or errors:
             keep = tmp_path / f"husk-logs-{s.dir.name}"
             if s.logs_dir.is_dir():
@@ -113,3 +119,15 @@ def make_stack(request, tmp_path, netns_available):
 def stack(make_stack):
     """A running husk stack of its own (see husk_stack.Stack)."""
     return make_stack()
+
+
+@pytest.fixture(params=["qemu", "cloud-hypervisor"])
+def runtime_stack(request, make_stack):
+    """A running husk stack whose tests deploy with stack.runtime: once with qemu, once with
+    cloud-hypervisor (the double in tests/ch_double, which runs the guest in QEMU)."""
+    if request.param == "qemu":
+        return make_stack()
+    require(CH_DOUBLE.is_file(), f"{CH_DOUBLE} is missing")
+    s = make_stack(cloud_hypervisor=str(CH_DOUBLE))
+    s.runtime = request.param
+    return s

@@ -161,8 +161,14 @@ class Stack:
     """One stack directory. Attributes: dir, config_path, state_dir, instances_dir, logs_dir,
     bin_dir, kit_dir; after up(): netns, port, host ("http://127.0.0.1:<port>")."""
 
-    def __init__(self, dir, bin_dir, kit_dir, api_port=None, log_level=None):
+    def __init__(self, dir, bin_dir, kit_dir, api_port=None, log_level=None, cloud_hypervisor=None):
         self.dir = Path(dir)
+        # The cloud-hypervisor binary the stack's config enables (the double), None: qemu only.
+        self.cloud_hypervisor = cloud_hypervisor
+        # The runtime this stack's tests deploy with (runtime_stack parametrizes it).
+        self.runtime = "qemu"
+        # Where the cloud-hypervisor double writes every way husk broke CH's contract.
+        self.ch_violations = self.dir / "ch-violations.log"
         self.bin_dir = Path(bin_dir)
         self.kit_dir = Path(kit_dir)
         self.config_path = self.dir / "config.yaml"
@@ -183,7 +189,9 @@ class Stack:
     def tool(self, *args, check=True, timeout=120, input=None):
         """Run deploy/husk-stack COMMAND --dir DIR ARGS... and return the CompletedProcess."""
         cmd = [PYTHON, str(TOOL), args[0], "--dir", str(self.dir), *map(str, args[1:])]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
+        # Daemons started by the tool pass this on to the VMMs vmm-driver spawns.
+        env = {**os.environ, "CH_DOUBLE_VIOLATIONS": str(self.ch_violations)}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, env=env,
                            stdin=None if input is not None else subprocess.DEVNULL)
         if check and r.returncode != 0:
             raise StackError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
@@ -195,6 +203,8 @@ class Stack:
             args += ["--api-port", self._api_port]
         if self._log_level:
             args += ["--log-level", self._log_level]
+        if self.cloud_hypervisor:
+            args += ["--cloud-hypervisor", self.cloud_hypervisor]
         r = self.tool(*args, timeout=timeout + 30)
         rec = self.record()
         self.netns, self.port, self.host = rec["netns"], rec["api_port"], rec["api_host"]

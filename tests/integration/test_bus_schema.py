@@ -17,16 +17,16 @@ STR, UINT, INT, BOOL = "str", "uint", "int", "bool"
 INSTANCE = {"instance_id": STR, "deployment_id": STR, "generation": UINT, "runtime": STR, "image": STR,
             "cpus": UINT, "memory_mib": UINT, "state": STR, "pid": INT, "started_at": UINT,
             "ready_at": UINT, "exited_at": UINT, "exit_status": INT}
-INSTANCE_OPTIONAL = {"kernel": STR, "initrd": STR, "exit_reason": STR, "exit_message": STR, "address": STR,
+INSTANCE_OPTIONAL = {"kernel": STR, "initrd": STR, "boot": STR, "exit_reason": STR, "exit_message": STR, "address": STR,
                      "spawned_at_ns": UINT, "ready_at_ns": UINT}
 DEPLOYMENT = {"id": STR, "namespace": STR, "name": STR, "generation": UINT, "status": STR, "runtime": STR,
               "kind": STR, "image": STR, "replicas": UINT, "cpus": UINT, "memory_mib": UINT}
-DEPLOYMENT_OPTIONAL = {"kernel": STR, "ready_replicas": UINT}
+DEPLOYMENT_OPTIONAL = {"kernel": STR, "boot": STR, "ready_replicas": UINT}
 DEPLOYMENT_EVENT = {"ts": UINT, "deployment_id": STR, "namespace": STR, "name": STR, "generation": UINT,
                     "status": STR}
 DEPLOYMENT_EVENT_OPTIONAL = {"message": STR}
 INSTANCE_STATES = {"starting", "running", "ready", "stopping", "exited"}
-EXIT_REASONS = {"guest-shutdown", "stopped", "killed", "crashed", "vanished"}
+EXIT_REASONS = {"guest-shutdown", "guest-reset", "guest-panic", "stopped", "killed", "crashed", "vanished"}
 
 # SCHEMA.md, "Events": type -> (publisher, required keys, optional keys)
 EVENTS = {

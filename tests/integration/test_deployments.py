@@ -36,7 +36,7 @@ def manifest(stack, name, replicas):
     return f"""deployments:
   {name}:
     name: {name}
-    runtime: qemu
+    runtime: {stack.runtime}
     replicas: {replicas}
     image: {stack.kit_dir}/rootfs/hello
     resources: {{limits: {{cpu: "1", memory: 128Mi}}}}
@@ -57,8 +57,9 @@ def stays(stack, predicate):
     return predicate() and stack.wait_passes(2, holds=predicate) and predicate()
 
 
-def test_apply_run_list_delete_leaves_nothing(stack):
-    r = stack.husk("apply", "-f", HELLO)
+def test_apply_run_list_delete_leaves_nothing(runtime_stack):
+    stack = runtime_stack
+    r = stack.husk("apply", "-f", "-", input=HELLO.read_text().replace("runtime: qemu", f"runtime: {stack.runtime}"))
     assert r.returncode == 0, r.stderr
     assert "deployment hello created" in r.stdout
 
@@ -112,7 +113,8 @@ def test_invalid_manifest_is_refused_and_stores_nothing(stack):
     assert stack.instance_dirs() == []
 
 
-def test_vmm_driver_sigkill_readopts_every_vm(stack):
+def test_vmm_driver_sigkill_readopts_every_vm(runtime_stack):
+    stack = runtime_stack
     apply_yaml(stack, manifest(stack, "web", 2))
     before = live_instances(wait_running(stack, "web", 2))
 
@@ -202,7 +204,8 @@ def test_scheduler_restart_makes_no_duplicates(stack):
     assert stays(stack, lambda: len(stack.qemu_pids()) == 3)
 
 
-def test_killed_vm_is_detected_and_replaced(stack):
+def test_killed_vm_is_detected_and_replaced(runtime_stack):
+    stack = runtime_stack
     apply_yaml(stack, manifest(stack, "solo", 1))
     ((old_id, old_pid),) = live_instances(wait_running(stack, "solo", 1))
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from husk_stack import netns_socket
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("HUSK_BUILD", REPO / "build"))
 FUZZER = BUILD / "fuzz/fuzz_agent_frame"
@@ -21,7 +23,7 @@ def inspect(stack, name):
 
 
 def apply(stack, name, image, kind="worker", command=None, environment=None, extra=""):
-    lines = [f"deployments:", f"  {name}:", f"    name: {name}", f"    kind: {kind}",
+    lines = [f"deployments:", f"  {name}:", f"    name: {name}", f"    kind: {kind}", f"    runtime: {stack.runtime}",
              f"    image: {image}", "    resources: {limits: {cpu: \"1\", memory: 128Mi}}"]
     if command is not None:
         lines.append(f"    command: {json.dumps(command)}")
@@ -86,7 +88,8 @@ def events(stack, name):
     return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else []
 
 
-def test_job_exit_3_fails_with_code_3(stack, tmp_path):
+def test_job_exit_3_fails_with_code_3(runtime_stack, tmp_path):
+    stack = runtime_stack
     root = rootfs(stack, tmp_path)
     apply(stack, "three", root, kind="job", command=["/bin/sh", "-c", "echo about to fail; exit 3"])
     d = wait_status(stack, "three", "failed")
@@ -124,7 +127,8 @@ def test_job_exit_0_completes(stack, tmp_path):
     assert d["status_message"] == "job exited with status 0", d
 
 
-def test_exec_stdout_exit_code_and_environment(stack, tmp_path):
+def test_exec_stdout_exit_code_and_environment(runtime_stack, tmp_path):
+    stack = runtime_stack
     root = rootfs(stack, tmp_path)
     apply(stack, "svc", root, command=["/bin/sh", "-c", "echo workload sees GREETING=$GREETING; exec sleep 100000"],
           environment={"GREETING": "hello from husk", "PORT": 8080})
@@ -168,7 +172,45 @@ def test_exec_stdout_exit_code_and_environment(stack, tmp_path):
     assert resp.status == 200 and body["timed_out"] is True and body["exit_status"] == 137, body
 
 
-def test_exec_errors_name_husk_agent_and_transport(stack, tmp_path):
+def test_command_health_check_and_published_port(runtime_stack, tmp_path):
+    """The agent runs a command health check in the guest (over virtio-serial or hybrid vsock),
+    and a published port reaches the guest's server, on either runtime."""
+    stack = runtime_stack
+    root = rootfs(stack, tmp_path)
+    apply(stack, "web", root, command=["/bin/sh", "-c", "echo up > /tmp/index.html && exec httpd -f -p 80 -h /tmp"],
+          extra="""    ports: [{published: 18125, target: 80}]
+    health_checks:
+      - {type: command, command: ["/bin/sh", "-c", "test -s /tmp/index.html"], interval: 1s, timeout: 5s,
+         readiness: true, start_period: 60s}
+""")
+    d = wait_ready(stack, "web")
+
+    def passing():
+        r = stack.husk("deployment", "health-checks", "web", "-o", "json")
+        checks = json.loads(r.stdout) if r.returncode == 0 else []
+        ok = [c for c in checks if c["type"] == "command" and c["history"] and c["history"][-1]["ok"]]
+        return ok or None
+    stack.wait_for(passing, timeout=60, what="the command check passing (run by husk-agent in the guest)")
+
+    def page():
+        try:
+            s = netns_socket(stack.netns)
+            s.settimeout(5)
+            s.connect(("127.0.0.1", 18125))
+            s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            s.close()
+            return data if b"up" in data.split(b"\r\n\r\n", 1)[-1] else None
+        except OSError:
+            return None
+    assert stack.wait_for(page, timeout=60, what="the page through 127.0.0.1:18125")
+    assert len(d["instances"]) == 1
+
+
+def test_exec_errors_name_husk_agent_and_transport(runtime_stack, tmp_path):
+    stack = runtime_stack
     root = rootfs(stack, tmp_path)
     apply(stack, "frozen", root, command=["/bin/sleep", "100000"])
     d = wait_ready(stack, "frozen")
@@ -182,7 +224,8 @@ def test_exec_errors_name_husk_agent_and_transport(stack, tmp_path):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert r.returncode != 0
-    assert "husk-agent" in r.stderr and "virtio-serial" in r.stderr, r.stderr
+    transport = {"qemu": "virtio-serial", "cloud-hypervisor": "hybrid vsock"}[stack.runtime]
+    assert "husk-agent" in r.stderr and transport in r.stderr, r.stderr
 
 
 def test_writes_to_root_leave_host_directory_untouched(stack, tmp_path):
@@ -335,3 +378,20 @@ def test_agent_frame_decoders_survive_the_fuzzer(tmp_path):
     r = subprocess.run([str(FUZZER), "-max_total_time=10", "-max_len=65536", str(corpus)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("sysrq", ["b", "c"], ids=["reset", "panic"])
+def test_guest_reset_or_panic_ends_the_vm(runtime_stack, tmp_path, sysrq):
+    """A guest that resets (or panics into a reset, panic=-1) ends its VM, as a reboot is the
+    scheduler's decision: QEMU runs with -no-reboot; cloud-hypervisor reboots in place, so
+    vmm-driver ends it on its event monitor's `rebooting` (or `panic`) record."""
+    stack = runtime_stack
+    root = rootfs(stack, tmp_path)
+    apply(stack, "flaky", root, command=["/bin/sh", "-c", f"sleep 2; echo {sysrq} > /proc/sysrq-trigger"])
+    first = wait_ready(stack, "flaky")["instances"][0]["instance_id"]
+
+    def exited():
+        return [e for e in events(stack, "flaky")
+                if e["reason"] == "InstanceExited" and first in e["message"]] or None
+    [e] = stack.wait_for(exited, timeout=60, what=f"instance {first} exited after its guest's sysrq {sysrq}")
+    assert f"instance {first} exited (guest-shutdown, status" in e["message"], e

@@ -28,7 +28,7 @@ from husk_stack import stack_tool
 # ---- helpers ---------------------------------------------------------------------------------
 
 def apply(stack, name, command=None, replicas=1):
-    lines = ["deployments:", f"  {name}:", f"    name: {name}", "    runtime: qemu", f"    replicas: {replicas}",
+    lines = ["deployments:", f"  {name}:", f"    name: {name}", f"    runtime: {stack.runtime}", f"    replicas: {replicas}",
              f"    image: {stack.kit_dir}/rootfs/hello", "    resources: {limits: {cpu: \"1\", memory: 128Mi}}"]
     if command is not None:
         lines.append(f"    command: {json.dumps(command)}")
@@ -174,7 +174,8 @@ def write_paced(vm, lines, chunk=50, pause=0.005):
 
 # ---- a real VM -----------------------------------------------------------------------------------
 
-def test_boot_output_queryable_with_levels(stack):
+def test_boot_output_queryable_with_levels(runtime_stack):
+    stack = runtime_stack
     # A healthy quiet boot prints no kernel line (only errors reach the console); sysrq's header is
     # a kernel line at info level that reaches it whatever the console level.
     dep = apply(stack, "talker", command=[

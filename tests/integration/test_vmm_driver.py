@@ -462,6 +462,15 @@ def test_errors(driver):
     assert e.code == "invalid" and "image" in e.message
     e = error("instance.create", driver.spec("c00000000001", cpus="two"))
     assert e.code == "invalid" and "cpus" in e.message
+    e = error("instance.create", driver.spec("c00000000001", boot="uefi"))
+    assert e.code == "invalid" and e.message == 'boot: must be "firmware" or "kit"', e.message
+    # Firmware boots the disk's own kernel: a kernel (or a command, or a directory) contradicts it.
+    e = error("instance.create", driver.spec("c00000000001", boot="firmware"))
+    assert e.code == "invalid" and e.message.startswith('boot: "firmware" boots the disk\'s own kernel'), e.message
+    spec = driver.spec("c00000000001", boot="firmware", image=driver.dir)
+    del spec["kernel"]
+    e = error("instance.create", spec)
+    assert e.code == "invalid" and e.message.startswith('boot: "firmware" needs a disk image'), e.message
     # Without `kernel:` or a command a file boots by its own firmware, so it must be a disk that
     # firmware can boot: refused with the reason apiserver gives at apply, never a kit boot.
     spec = driver.spec("c00000000001")
@@ -545,3 +554,22 @@ def test_exit_published_before_virtiofsd_is_reaped(driver):
     assert "status" in reaped
     # vmm-driver still stops its virtiofsd once it can.
     wait_until(lambda: not pid_alive(fs_pid), EVENT_TIMEOUT, "virtiofsd gone")
+
+
+def test_cloud_hypervisor_enabled_without_its_binary_says_so():
+    """As Ring fails fast: vmm-driver says at start that the enabled runtime has no binary, keeps
+    running (VMs of other runtimes, adopted ones), and instance.create names the binary."""
+    d = Driver()
+    try:
+        with open(d.config, "a") as f:
+            f.write("  cloud_hypervisor:\n    enabled: true\n    binary_path: /nonexistent/cloud-hypervisor\n")
+        d.start()
+        assert ("runtime.cloud_hypervisor is enabled but its binary /nonexistent/cloud-hypervisor is not found"
+                in d.log_text()), d.log_text()
+        with pytest.raises(BusError) as e:
+            d.call("instance.create", d.spec("c00000000002", runtime="cloud-hypervisor"))
+        assert e.value.message == ("cloud-hypervisor binary /nonexistent/cloud-hypervisor not found "
+                                   "(runtime.cloud_hypervisor.binary_path)"), e.value
+        assert not os.path.exists(os.path.join(d.instances_dir, "c00000000002"))
+    finally:
+        d.teardown()

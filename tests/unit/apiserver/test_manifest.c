@@ -329,6 +329,36 @@ static void test_kernel_and_boot_rules(void **state) {
                     "leave kernel out to boot the guest kit");
         assert_only("{'name': 'a', 'image': '/i', 'boot': 'uefi'}", "boot",
                     "\"uefi\" is not a boot mode: use \"firmware\" or \"kit\"");
+        /* Firmware boots the disk's own kernel: a kernel: or a directory beside it contradicts it. */
+        assert_only("{'name': 'a', 'image': '/i', 'kernel': '/k', 'boot': 'firmware'}", "boot",
+                    "\"firmware\" boots the disk's own kernel: leave kernel: out, or use `boot: kit` to boot the "
+                    "kit (or that kernel) with the disk attached");
+        assert_only("{'name': 'a', 'image': '/', 'boot': 'firmware'}", "boot",
+                    "\"firmware\" needs a disk image: / is a directory, which the guest kit runs (leave boot: out)");
+}
+
+/* What the scheduler sends vmm-driver as the instance's boot: the spec's, "kit" for a kernel:. */
+static void test_boot_from_spec(void **state) {
+        static const struct {
+                const char *spec, *want;
+        } cases[] = {
+                { "{\"image\": \"/d.raw\", \"boot\": \"kit\"}", "kit" },
+                { "{\"image\": \"/d.raw\", \"boot\": \"firmware\"}", "firmware" },
+                { "{\"image\": \"/d.raw\", \"kernel\": \"/k\"}", "kit" },
+                { "{\"image\": \"/d.raw\"}", NULL },
+        };
+
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                _cleanup_free_ char *boot = NULL;
+                json_auto_t *spec = json_loads(cases[k].spec, 0, NULL);
+
+                assert_non_null(spec);
+                assert_int_equal(manifest_boot_from_spec(spec, &boot), 0);
+                if (cases[k].want)
+                        assert_string_equal(boot, cases[k].want);
+                else
+                        assert_null(boot);
+        }
 }
 
 static void test_replicas_rules(void **state) {
@@ -583,6 +613,7 @@ int main(void) {
                 cmocka_unit_test(test_runtime_rules),
                 cmocka_unit_test(test_image_rules),
                 cmocka_unit_test(test_kernel_and_boot_rules),
+                cmocka_unit_test(test_boot_from_spec),
                 cmocka_unit_test(test_replicas_rules),
                 cmocka_unit_test(test_kind_rules),
                 cmocka_unit_test(test_label_rules),

@@ -363,6 +363,7 @@ static void test_deployment_round_trip(void **state) {
                 assert_deployment_equal(&got, &want);
                 if (g == 1)
                         assert_null(got.kernel);
+                assert_null(got.boot);
 
                 /* Decoded and packed again: the same bytes. */
                 msgpack_sbuffer_init(&buf);
@@ -374,6 +375,26 @@ static void test_deployment_round_trip(void **state) {
                 deployment_clear(&got); /* safe twice */
                 assert_null(got.id);
         }
+}
+
+/* boot: travels with the deployment (apiserver to scheduler) when set, absent otherwise. */
+static void test_deployment_boot(void **state) {
+        msgpack_sbuffer buf;
+        msgpack_packer pk;
+        msgpack_unpacked u;
+        deployment_t d, got;
+
+        fixed_deployment(&d, true);
+        d.boot = "kit";
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        deployment_pack(&pk, &d);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(deployment_unpack(&u.data, &got), 0);
+        assert_string_equal(got.boot, "kit");
+        deployment_clear(&got);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&buf);
 }
 
 static void test_instance_round_trip(void **state) {
@@ -460,6 +481,7 @@ static void test_instance_spec_round_trip(void **state) {
                                  .image = IMAGE,
                                  .kernel = "/k/vmlinux",
                                  .initrd = "/k/initrd.gz",
+                                 .boot = "kit",
                                  .cpus = 4,
                                  .memory_mib = 4096 };
         instance_spec_t got;
@@ -469,13 +491,13 @@ static void test_instance_spec_round_trip(void **state) {
 
         for (int variant = 0; variant < 2; variant++) {
                 if (variant == 1)
-                        want.kernel = want.initrd = NULL;
+                        want.kernel = want.initrd = want.boot = NULL;
                 msgpack_sbuffer_init(&buf);
                 msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
                 instance_spec_pack(&pk, &want);
                 unpack_bytes(buf.data, buf.size, &u);
                 /* Optional paths are left out, not packed as nil. */
-                assert_int_equal(u.data.via.map.size, variant == 0 ? 9 : 7);
+                assert_int_equal(u.data.via.map.size, variant == 0 ? 10 : 7);
                 assert_int_equal(instance_spec_unpack(&u.data, &got), 0);
                 assert_string_equal(got.instance_id, want.instance_id);
                 assert_string_equal(got.deployment_id, want.deployment_id);
@@ -484,6 +506,7 @@ static void test_instance_spec_round_trip(void **state) {
                 assert_string_equal(got.image, IMAGE);
                 opt_str_equal(got.kernel, want.kernel);
                 opt_str_equal(got.initrd, want.initrd);
+                opt_str_equal(got.boot, want.boot);
                 assert_int_equal(got.cpus, 4);
                 assert_int_equal(got.memory_mib, 4096);
                 instance_spec_clear(&got);
@@ -1068,6 +1091,7 @@ int main(void) {
                 cmocka_unit_test(test_instance_event_golden),
                 cmocka_unit_test(test_instance_exit_message),
                 cmocka_unit_test(test_deployment_round_trip),
+                cmocka_unit_test(test_deployment_boot),
                 cmocka_unit_test(test_instance_round_trip),
                 cmocka_unit_test(test_instance_address),
                 cmocka_unit_test(test_instance_spec_round_trip),

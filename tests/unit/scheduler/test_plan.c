@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "lib/util.h"
 #include "services/scheduler/scheduler.h"
 
 static deployment_t deployment(const char *status, uint32_t replicas, uint64_t generation) {
@@ -190,7 +191,7 @@ static void test_each_template_field_change_replaces(void **state) {
 
         is[0].spec.cpus = 1;
         is[0].spec.memory_mib = 256;
-        for (int field = 0; field < 4; field++) {
+        for (int field = 0; field < 5; field++) {
                 deployment_t d = deployment("running", 1, 2);
                 switch (field) {
                 case 0:
@@ -204,6 +205,9 @@ static void test_each_template_field_change_replaces(void **state) {
                         break;
                 case 3:
                         d.kernel = "/vmlinux2";
+                        break;
+                case 4:
+                        d.boot = "kit"; /* the disk was booted by its firmware */
                         break;
                 }
                 assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
@@ -262,6 +266,51 @@ static void test_job_exit_status_decides_completed_or_failed(void **state) {
         d.kind = "worker";
         assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
         assert_false(p.has_exit_code);
+        assert_false(p.job_ended);
+        plan_clear(&p);
+}
+
+/* Issue 11: a job's VM that rebooted, panicked, was killed or crashed failed, whatever the status
+ * QEMU exited with (0 for a guest reset): the reason is in the message, and no exit code is made up. */
+static void test_job_that_did_not_power_off_failed(void **state) {
+        static const struct {
+                const char *reason;
+                int64_t status;
+                const char *message;
+        } cases[] = {
+                { "guest-reset", 0,
+                  "job failed, the guest rebooted instead of powering off: instance a exited (guest-reset, status 0)" },
+                { "guest-panic", 0,
+                  "job failed, the guest kernel panicked: instance a exited (guest-panic, status 0)" },
+                { "killed", 137, "job failed, the VM was killed: instance a exited (killed, status 137)" },
+                { "crashed", 1, "job failed, the VMM crashed: instance a exited (crashed, status 1)" },
+                { "vanished", -1,
+                  "job failed, the VM was gone when vmm-driver came back: instance a exited (vanished, status -1)" },
+        };
+        deployment_t d = deployment("running", 1, 1);
+        instance_t is[] = { instance("a", "d1", "exited", 1, 10) };
+        plan_t p;
+
+        d.kind = "job";
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                is[0].exit_reason = (char *)cases[k].reason;
+                is[0].exit_status = cases[k].status;
+                assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
+                assert_string_equal(p.status, "failed");
+                assert_string_equal(p.message, cases[k].message);
+                assert_true(p.job_ended);
+                assert_false(p.has_exit_code);
+                assert_int_equal(p.create, 0);
+                assert_int_equal(p.n_remove, 1);
+                plan_clear(&p);
+        }
+
+        /* Powered off (or the agent did, after the workload): the status decides. */
+        is[0].exit_reason = (char *)"guest-shutdown";
+        is[0].exit_status = 0;
+        assert_int_equal(scheduler_plan(&d, is, 1, &p), 0);
+        assert_string_equal(p.status, "completed");
+        assert_true(p.job_ended && p.has_exit_code);
         plan_clear(&p);
 }
 
@@ -541,6 +590,7 @@ int main(void) {
                 cmocka_unit_test(test_zero_replicas_is_running_with_nothing),
                 cmocka_unit_test(test_failed_waits_for_new_generation),
                 cmocka_unit_test(test_job_exit_status_decides_completed_or_failed),
+                cmocka_unit_test(test_job_that_did_not_power_off_failed),
                 cmocka_unit_test(test_backoff_doubles_and_caps),
                 cmocka_unit_test(test_exit_message_is_quoted),
                 cmocka_unit_test(test_exit_is_counted_then_backed_off),

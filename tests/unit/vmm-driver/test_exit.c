@@ -28,10 +28,12 @@ static void test_classify(void **state) {
                 { true, "host-qmp-system-powerdown", true, EXITED(0), "stopped", 0 },
                 { true, "guest-shutdown", true, EXITED(0), "stopped", 0 },
                 { true, NULL, false, 0, "stopped", -1 },
-                /* The guest powered off, rebooted (-no-reboot makes that an exit) or panicked. */
+                /* The guest powered off; or it rebooted (-no-reboot makes that an exit) or panicked,
+                 * which are not clean ends and keep their own reasons (a job fails on them). */
                 { false, "guest-shutdown", true, EXITED(0), "guest-shutdown", 0 },
-                { false, "guest-reset", true, EXITED(0), "guest-shutdown", 0 },
-                { false, "guest-panic", true, EXITED(0), "guest-shutdown", 0 },
+                { false, "guest-reset", true, EXITED(0), "guest-reset", 0 },
+                { false, "guest-panic", true, EXITED(0), "guest-panic", 0 },
+                { false, "guest-reset", false, 0, "guest-reset", -1 },
                 { false, "guest-shutdown", false, 0, "guest-shutdown", -1 },
                 /* Signals. */
                 { false, NULL, true, KILLED(SIGKILL), "killed", 137 },

@@ -186,6 +186,8 @@ static void test_argv_firmware(void **state) {
         assert_true(has(v, "virtio-serial-pci"));
         assert_true(has(v, "virtserialport,chardev=agent,name=husk.agent"));
         assert_true(has(v, "-no-reboot"));
+        /* A panic ends the VM (guest-panic) rather than hanging it. */
+        assert_true(has(v, "pvpanic-pci"));
         /* Nothing of the kit. */
         assert_false(has(v, "-kernel"));
         assert_false(has(v, "-append"));

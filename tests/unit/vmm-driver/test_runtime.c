@@ -41,15 +41,15 @@ static void test_lookup(void **state) {
         assert_int_equal(lookup(c, NULL, &rt, &error), -EINVAL);
         assert_string_equal(error, "runtime: missing");
 
-        /* A name the API accepts but this vmm-driver cannot run, configured or not. */
-        assert_int_equal(lookup(c, "cloud-hypervisor", &rt, &error), -EOPNOTSUPP);
-        assert_null(rt);
+        /* cloud-hypervisor is a row too, off unless enabled (as in Ring, runtimes are opt-in). */
+        assert_int_equal(lookup(c, "cloud-hypervisor", &rt, &error), -EPERM);
+        assert_non_null(rt);
+        assert_string_equal(rt->name, "cloud-hypervisor");
         assert_string_equal(error, "runtime cloud-hypervisor is not enabled on this host");
         c->cloud_hypervisor.enabled = true;
-        assert_int_equal(lookup(c, "cloud-hypervisor", &rt, &error), -EOPNOTSUPP);
-        assert_null(rt);
-        assert_string_equal(error, "runtime cloud-hypervisor is not enabled on this host (configured, but not "
-                                   "supported by this vmm-driver yet)");
+        assert_int_equal(lookup(c, "cloud-hypervisor", &rt, &error), 0);
+        assert_string_equal(rt->name, "cloud-hypervisor");
+        assert_null(error);
 
         /* Implemented but disabled: refused for creates, yet the row is handed out (adoption
          * still watches that runtime's VMMs). */
@@ -65,17 +65,24 @@ static void test_lookup(void **state) {
 
 /* Every implemented row fills in every entry: vmm-driver calls them without checking. */
 static void test_rows_complete(void **state) {
+        static const char *const names[] = { "qemu", "cloud-hypervisor" };
         _cleanup_(husk_config_freep) husk_config_t *c = NULL;
         const vmm_runtime_t *rt = NULL;
 
         assert_int_equal(husk_config_new_default(&c), 0);
-        assert_int_equal(vmm_runtime_lookup(c, "qemu", &rt, NULL), 0);
-        assert_non_null(rt->console_file);
-        assert_non_null(rt->output_file);
-        assert_non_null(rt->agent_transport);
-        assert_non_null(rt->agent_socket);
-        assert_true(rt->setup && rt->free_state && rt->check && rt->prepare && rt->spawn && rt->connect && rt->adopt &&
-                    rt->drain && rt->disconnect && rt->release && rt->shutdown && rt->exit_reason && rt->agent_connect);
+        c->cloud_hypervisor.enabled = true;
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                assert_int_equal(vmm_runtime_lookup(c, names[k], &rt, NULL), 0);
+                assert_non_null(rt->console_file);
+                assert_non_null(rt->output_file);
+                assert_non_null(rt->agent_transport);
+                assert_non_null(rt->agent_socket);
+                /* A handshake line without the answer that accepts it (or the reverse) is half a handshake. */
+                assert_true(!rt->agent_handshake == !rt->agent_handshake_ok);
+                assert_true(rt->setup && rt->free_state && rt->check && rt->prepare && rt->spawn && rt->connect &&
+                            rt->adopt && rt->drain && rt->disconnect && rt->release && rt->shutdown &&
+                            rt->exit_reason && rt->agent_connect);
+        }
 }
 
 /* Every runtime the API accepts (proto/schema.yaml) is a row: never "must be one of". */

@@ -182,6 +182,7 @@ void cli_deployment_details(FILE *f, const json_t *d, uint64_t now_ms) {
         const char *key;
         json_t *v;
         bool first = true;
+        size_t i;
 
         write_field(f, "Name:", cli_json_str(d, "name", NULL));
         write_field(f, "ID:", cli_json_str(d, "id", NULL));
@@ -216,6 +217,11 @@ void cli_deployment_details(FILE *f, const json_t *d, uint64_t now_ms) {
                 fprintf(f, "%-12s %s=%s\n", first ? "Labels:" : "", key, value ? value : "");
                 first = false;
         }
+        /* type source -> destination (permission), one line each. */
+        json_array_foreach(json_object_get(json_object_get(d, "spec"), "volumes"), i, v)
+                fprintf(f, "%-12s %s %s -> %s (%s)\n", i == 0 ? "Volumes:" : "", cli_json_str(v, "type", "?"),
+                        cli_json_str(v, "source", "?"), cli_json_str(v, "destination", "?"),
+                        cli_json_str(v, "permission", "rw"));
 
         if (json_object_get(d, "instances_error")) {
                 /* A string, or a structured error {code, message} from vmm-driver. */

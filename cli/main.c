@@ -21,6 +21,7 @@ static const cli_verb_t verbs[] = {
         { "tap", verb_tap, "print the daemons' bus events live" },
         { "token", verb_token, "create, list, delete and rotate your API tokens" },
         { "user", verb_user, "list, create, change and delete users; change your password" },
+        { "volume", verb_volume, "list, inspect and delete named volumes" },
 };
 
 static void help(void) {

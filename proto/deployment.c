@@ -37,6 +37,7 @@ void deployment_clear(deployment_t *d) {
         mp_strv_free(d->command);
         mp_strv_free(d->environment);
         free(d->ports);
+        volumes_free(d->volumes, d->n_volumes);
         health_checks_free(d->health_checks, d->n_health_checks);
         free(d->status_message);
         memset(d, 0, sizeof(*d));
@@ -46,7 +47,7 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         msgpack_pack_map(pk, 12 + (d->kernel ? 1 : 0) + (d->boot ? 1 : 0) + (d->command ? 1 : 0) +
                                      (d->environment ? 1 : 0) + (d->restart_count ? 1 : 0) + (d->n_ports ? 1 : 0) +
                                      (d->failed_at ? 1 : 0) + (d->n_health_checks ? 1 : 0) +
-                                     (d->status_message ? 1 : 0) + (d->resolve ? 1 : 0));
+                                     (d->status_message ? 1 : 0) + (d->resolve ? 1 : 0) + (d->n_volumes ? 1 : 0));
         mp_pack_kv_str(pk, "id", d->id);
         mp_pack_kv_str(pk, "namespace", d->namespace_);
         mp_pack_kv_str(pk, "name", d->name);
@@ -83,6 +84,10 @@ void deployment_pack(msgpack_packer *pk, const deployment_t *d) {
         }
         if (d->resolve)
                 mp_pack_kv_bool(pk, "resolve", true);
+        if (d->n_volumes) {
+                mp_pack_str(pk, "volumes");
+                volumes_pack(pk, d->volumes, d->n_volumes, false);
+        }
 }
 
 /* A u64 field that must fit a u32. */
@@ -125,7 +130,7 @@ int deployment_unpack(const msgpack_object *o, deployment_t *d) {
             get_u32(o, "restart_count", false, &d->restart_count) < 0 ||
             (mp_get_u64(o, "failed_at", &d->failed_at) < 0 && mp_map_get(o, "failed_at")) ||
             health_checks_get(o, &d->health_checks, &d->n_health_checks) < 0 ||
-            ports_get(o, &d->ports, &d->n_ports) < 0)
+            ports_get(o, &d->ports, &d->n_ports) < 0 || volumes_get(o, &d->volumes, &d->n_volumes) < 0)
                 goto malformed;
         r = mp_get_str(o, "status_message", MESSAGE_MAX, &d->status_message);
         if (r < 0 && r != -ENOENT)

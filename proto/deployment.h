@@ -9,6 +9,7 @@
 #include "proto/health.h"
 #include "proto/names.h"
 #include "proto/port.h"
+#include "proto/volume.h"
 
 /* Statuses, as Ring names them. */
 #define DEPLOYMENT_STATUS_PENDING "pending"
@@ -49,8 +50,10 @@ typedef struct deployment {
         size_t n_health_checks;
         port_spec_t *ports; /* published ports (packed when any) */
         size_t n_ports;
-        bool resolve; /* its instances need deployment.resolve before instance.create: secrets in
+        bool resolve;           /* its instances need deployment.resolve before instance.create: secrets in
                        * its environment, configs or secrets in its volumes (packed when true) */
+        volume_spec_t *volumes; /* virtio-fs shares, never with files (packed when any) */
+        size_t n_volumes;
 } deployment_t;
 
 void deployment_clear(deployment_t *d);

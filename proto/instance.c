@@ -34,13 +34,15 @@ void instance_spec_clear(instance_spec_t *s) {
         mp_strv_free(s->environment);
         mp_strv_free_secret(s->secret_environment);
         free(s->ports);
+        volumes_free(s->volumes, s->n_volumes);
         memset(s, 0, sizeof(*s));
 }
 
-/* with_secrets: instance.create's arguments; never for what is published or written down. */
+/* with_secrets: instance.create's arguments (secret values, the volumes' files); never for what is
+ * published or written down. */
 static size_t instance_spec_nkeys(const instance_spec_t *s, bool with_secrets) {
         return 7 + (s->kernel ? 1 : 0) + (s->initrd ? 1 : 0) + (s->boot ? 1 : 0) + (s->kind ? 1 : 0) +
-               (s->command ? 1 : 0) + (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0) +
+               (s->command ? 1 : 0) + (s->environment ? 1 : 0) + (s->n_ports ? 1 : 0) + (s->n_volumes ? 1 : 0) +
                (with_secrets && s->secret_environment ? 1 : 0);
 }
 
@@ -70,6 +72,10 @@ static void instance_spec_pack_fields(msgpack_packer *pk, const instance_spec_t 
         }
         if (with_secrets && s->secret_environment)
                 mp_pack_kv_env(pk, "secret_environment", s->secret_environment);
+        if (s->n_volumes) {
+                mp_pack_str(pk, "volumes");
+                volumes_pack(pk, s->volumes, s->n_volumes, with_secrets);
+        }
 }
 
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s) {
@@ -112,7 +118,8 @@ int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s) {
             get_optional_str(o, "kernel", PATH_MAX_, &s->kernel) < 0 ||
             get_optional_str(o, "initrd", PATH_MAX_, &s->initrd) < 0 ||
             get_optional_str(o, "boot", WORD_MAX, &s->boot) < 0 || get_u32(o, "cpus", &s->cpus) < 0 ||
-            get_u32(o, "memory_mib", &s->memory_mib) < 0 || ports_get(o, &s->ports, &s->n_ports) < 0)
+            get_u32(o, "memory_mib", &s->memory_mib) < 0 || ports_get(o, &s->ports, &s->n_ports) < 0 ||
+            volumes_get(o, &s->volumes, &s->n_volumes) < 0)
                 goto malformed;
         if (get_optional_str(o, "kind", WORD_MAX, &s->kind) < 0)
                 goto malformed;

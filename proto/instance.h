@@ -8,6 +8,7 @@
 
 #include "proto/names.h"
 #include "proto/port.h"
+#include "proto/volume.h"
 
 /* An instance id is INSTANCE_ID_LEN lowercase hex digits (vmm-driver makes them). Every daemon
  * checks ids it reads against this one rule: they become directory, TAP and log-file names, so
@@ -44,6 +45,8 @@ typedef struct instance_spec {
          * instance.list) and the instance record (instance.json) leave it out, and vmm-driver
          * keeps it in memory only. */
         char **secret_environment;
+        volume_spec_t *volumes; /* virtio-fs shares, one virtiofsd each; files only in instance.create */
+        size_t n_volumes;
 } instance_spec_t;
 
 typedef struct instance {
@@ -66,7 +69,7 @@ typedef struct instance {
 #define INSTANCE_EXIT_MESSAGE_MAX 1024 /* bytes of exit_message a decoder accepts */
 
 void instance_spec_clear(instance_spec_t *s);
-/* instance.create's arguments: every field, secret_environment included. */
+/* instance.create's arguments: every field, secret_environment and the volumes' files included. */
 void instance_spec_pack(msgpack_packer *pk, const instance_spec_t *s);
 int instance_spec_unpack(const msgpack_object *o, instance_spec_t *s);
 

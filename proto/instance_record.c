@@ -114,6 +114,18 @@ int instance_record_to_json(const instance_record_t *r, char **ret) {
                 q |= json_object_set_new(o, "environment", strv_json(i->spec.environment));
         if (i->spec.n_ports > 0)
                 q |= json_object_set_new(o, "ports", ports_to_json(i->spec.ports, i->spec.n_ports));
+        if (i->spec.n_volumes > 0) {
+                json_t *fs = json_array();
+
+                q |= json_object_set_new(o, "volumes", volumes_to_json(i->spec.volumes, i->spec.n_volumes));
+                for (size_t k = 0; fs && k < i->spec.n_volumes && k < VOLUMES_MAX; k++)
+                        if (r->volume_fs[k].start_time > INT64_MAX ||
+                            json_array_append_new(fs, json_pack("{s:I,s:I}", "pid", (json_int_t)r->volume_fs[k].pid,
+                                                                "start_time", (json_int_t)r->volume_fs[k].start_time)) <
+                                    0)
+                                json_decref(TAKE_PTR(fs));
+                q |= json_object_set_new(o, "volume_fs", fs);
+        }
         if (r->console_log)
                 q |= set_str(o, "console_log", r->console_log);
         q |= set_str(o, "workload_mode", r->workload_mode);
@@ -203,6 +215,27 @@ static int get_bool(json_t *o, const char *key, bool required, bool *ret) {
         return 0;
 }
 
+/* [{pid, start_time}] by volume index; absent: none running. */
+static int decode_volume_fs(const json_t *a, instance_record_t *r) {
+        const json_t *e;
+        size_t k;
+
+        if (!a || json_is_null(a))
+                return 0;
+        if (!json_is_array(a) || json_array_size(a) > VOLUMES_MAX)
+                return -EBADMSG;
+        json_array_foreach(a, k, e) {
+                json_int_t pid, start;
+
+                if (!json_is_object(e) || get_int((json_t *)e, "pid", true, 0, INT_MAX, &pid) < 0 ||
+                    get_int((json_t *)e, "start_time", true, 0, INT64_MAX, &start) < 0)
+                        return -EBADMSG;
+                r->volume_fs[k].pid = pid;
+                r->volume_fs[k].start_time = (uint64_t)start;
+        }
+        return 0;
+}
+
 static int decode(json_t *o, bool full, instance_record_t *r) {
         json_int_t generation, cpus, memory, pid, start_time, started, ready, exited, status, stop_at, spawned_ns,
                 ready_ns;
@@ -242,6 +275,9 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_bool(o, "firmware_boot", false, &r->inst.firmware_boot) < 0 ||
             get_bool(o, "secret_environment", false, &r->secret_environment) < 0 ||
             get_bool(o, "remove_on_exit", full, &r->remove_on_exit) < 0)
+                goto malformed;
+        if (volumes_from_json(json_object_get(o, "volumes"), &r->inst.spec.volumes, &r->inst.spec.n_volumes) < 0 ||
+            decode_volume_fs(json_object_get(o, "volume_fs"), r) < 0)
                 goto malformed;
         /* fs_pid and its start time come as a pair (older records have neither). */
         if (json_is_integer(json_object_get(o, "fs_pid")) &&

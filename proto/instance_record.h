@@ -24,6 +24,11 @@ typedef struct instance_record {
         char *image_path; /* spec.image with every symlink resolved at create: what virtiofsd and the VMM were given */
         int64_t fs_pid;   /* virtiofsd serving the image, 0 when none */
         uint64_t fs_pid_start_time;
+        /* The virtiofsd of each of spec.volumes, by index; pid 0 when none (not started yet, or stopped). */
+        struct {
+                int64_t pid;
+                uint64_t start_time;
+        } volume_fs[VOLUMES_MAX];
         bool workload_started;   /* the agent accepted the start request */
         bool secret_environment; /* the spec had a secret environment: in vmm-driver's memory only, so
                                   * after a restart a workload not yet started cannot be (without it) */

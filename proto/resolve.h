@@ -7,18 +7,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/volume.h"
+
 #define RESOLVE_VOLUMES_MAX 64
 #define RESOLVE_FILES_MAX 256
 #define RESOLVE_FILE_NAME_MAX 253
 #define RESOLVE_FILE_DATA_MAX 262144
 #define RESOLVE_FILE_MODE_MAX 0777
 
-typedef struct resolved_file {
-        char *name;    /* a file name: no '/', not "." or ".." */
-        uint32_t mode; /* 0444 for a config's, 0400 for a secret's */
-        uint8_t *data;
-        size_t size;
-} resolved_file_t;
+/* A file of a config or secret volume, as the instance spec carries it: name (no '/', not "."
+ * or ".."), mode (0444 for a config's, 0400 for a secret's), data. One type: the scheduler hands
+ * the files from this answer to instance.create as they are. */
+typedef volume_file_t resolved_file_t;
 
 /* The files of the spec's volumes[index] (a config or secret volume). */
 typedef struct resolved_volume {

@@ -149,6 +149,22 @@ int agent_relay_read(agent_relay_t *r);
 /* Split buffered bytes into marked lines (separated for the unit tests). */
 void agent_relay_feed(agent_relay_t *r, const char *data, size_t size, bool eof);
 
+/* ---- agent_volumes.c: the volumes, mounted in the workload's root -------------------------------- */
+
+typedef struct agent_mount {
+        char *tag;
+        char *destination; /* absolute, not /, no ".." */
+        bool readonly;
+        char *file; /* bind this file of the share onto destination; NULL: mount the share there */
+} agent_mount_t;
+
+/* The start frame's optional mounts: [{tag, destination, readonly, file?}]; -EBADMSG when any
+ * is malformed, nothing allocated then. */
+int agent_mounts_parse(const msgpack_object *req, agent_mount_t **ret, size_t *ret_n);
+/* Inside the workload's root (after the switch), each at its destination; msg says why not. */
+int agent_mounts_apply(const agent_mount_t *m, size_t n, char *msg, size_t msg_size);
+void agent_mounts_free(agent_mount_t *m, size_t n);
+
 /* ---- agent_bundle.c: an OCI bundle's config.json ---------------------------------------------- */
 
 typedef struct agent_bundle {

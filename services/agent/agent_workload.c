@@ -235,6 +235,8 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         _cleanup_free_ char *mode = NULL, *tag = NULL, *hostname = NULL, *kind = NULL;
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL, **wenv = NULL;
         _cleanup_(agent_bundle_clear) agent_bundle_t b = {};
+        agent_mount_t *mounts = NULL;
+        size_t n_mounts = 0;
         char **argv;
         const char *cwd = "/";
         int out[2] = { -1, -1 }, err[2] = { -1, -1 };
@@ -267,6 +269,10 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         r = mp_get_env(req, "env", &env);
         if (r < 0 && r != -ENOENT)
                 return agent_pack_error(pk, &id, "invalid", "env: must be a map of names to str");
+        if (agent_mounts_parse(req, &mounts, &n_mounts) < 0)
+                return agent_pack_error(pk, &id, "invalid",
+                                        "mounts: must be at most 16 {tag, destination (absolute, not /), readonly, "
+                                        "file?}");
 
         /* From here on a failure leaves the VM without its workload: the host hears why, and
          * the same start cannot be retried half-done. */
@@ -274,7 +280,9 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         /* config.json is read from the image before the switch hides it. */
         if ((!s->no_switch_root && mount_image(tag ?: "rootfs", msg, sizeof(msg)) < 0) ||
             (streq(mode, "bundle") && read_bundle(s, &b, msg, sizeof(msg)) < 0) ||
-            (!s->no_switch_root && setup_root(streq(mode, "bundle"), msg, sizeof(msg)) < 0)) {
+            (!s->no_switch_root && setup_root(streq(mode, "bundle"), msg, sizeof(msg)) < 0) ||
+            (!s->no_switch_root && agent_mounts_apply(mounts, n_mounts, msg, sizeof(msg)) < 0)) {
+                agent_mounts_free(mounts, n_mounts);
                 log_agent_error("%s", msg);
                 /* As a shell reports a command it cannot run: a job fails instead of hanging. */
                 w->exited = true;
@@ -282,6 +290,7 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
                 w->exited_at_ms = now_monotonic_ms();
                 return agent_pack_error(pk, &id, "failed", msg);
         }
+        agent_mounts_free(mounts, n_mounts);
         if (hostname && sethostname(hostname, strlen(hostname)) < 0)
                 log_agent_warning_errno(errno, "Failed to set the hostname to %s, ignoring: %m", hostname);
         if (s->net.configured && agent_net_write_resolv_conf(&s->net) < 0)

@@ -16,6 +16,7 @@
 #include "services/apiserver/apiserver_local.h"
 #include "services/apiserver/apiserver_secrets.h"
 #include "services/apiserver/apiserver_tls.h"
+#include "services/apiserver/apiserver_volumes.h"
 
 /* The key secrets are sealed with: HUSK_SECRETS_KEY, else the key file (made on first start).
  * A key that does not open the database's check value stops the start: every secret would
@@ -69,6 +70,9 @@ static int open_store(apiserver_t *api, const husk_config_t *config) {
         r = mkdir_p(dirname(dir), 0700);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the directory of %s: %m", path);
+        r = apiserver_volumes_set_dir(config->state_dir);
+        if (r < 0)
+                return log_error_errno(r, "Out of memory");
         r = store_open(path, &api->store);
         if (r == -EPROTONOSUPPORT)
                 return log_error_errno(r,

@@ -100,6 +100,11 @@ static const http_route_t routes[] = {
         { "POST", "/secrets", route_secrets_create, NULL, AUTH_SCOPE_SECRETS_WRITE },
         { "GET", "/secrets/*", route_secret_get, PARAMS("namespace"), AUTH_SCOPE_SECRETS_READ },
         { "DELETE", "/secrets/*", route_secret_delete, PARAMS("namespace"), AUTH_SCOPE_SECRETS_WRITE },
+        /* Named volumes hold deployments' data: the deployments scopes guard them. */
+        { "GET", "/volumes", route_volumes_list, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "POST", "/volumes", route_volumes_create, NULL, AUTH_SCOPE_DEPLOYMENTS_WRITE },
+        { "GET", "/volumes/*", route_volume_get, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "DELETE", "/volumes/*", route_volume_delete, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
 };
 
 const http_route_t *http_routes(size_t *ret_n) {

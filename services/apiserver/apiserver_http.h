@@ -158,3 +158,8 @@ int route_secrets_list(http_request_t *req);
 int route_secrets_create(http_request_t *req);
 int route_secret_get(http_request_t *req);
 int route_secret_delete(http_request_t *req);
+/* /volumes (apiserver_volumes.c). */
+int route_volumes_list(http_request_t *req);
+int route_volumes_create(http_request_t *req);
+int route_volume_get(http_request_t *req);
+int route_volume_delete(http_request_t *req);

@@ -421,6 +421,8 @@ int manifest_parse(const json_t *input, manifest_t *ret, json_t **ret_violations
                 manifest_check_boot(&c, input);
         if (json_is_object(input))
                 manifest_check_ports(&c, input);
+        if (json_is_object(input))
+                manifest_check_volumes(&c, input);
 
         if (c.oom) {
                 r = -ENOMEM;

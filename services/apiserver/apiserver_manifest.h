@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "proto/health.h"
+#include "proto/volume.h"
 
 #define MANIFEST_NAME_MAX 63   /* DNS-1123 label */
 #define MANIFEST_PATH_MAX 4096 /* image and kernel paths, in bytes */
@@ -60,3 +61,6 @@ int manifest_boot_from_spec(const json_t *spec, char **ret);
 bool manifest_needs_resolve(const json_t *spec);
 /* The health checks of a stored spec, defaults filled in (apiserver_manifest_health.c). */
 int manifest_health_from_spec(const json_t *spec, health_check_t **ret, size_t *ret_n);
+/* The volumes of a stored spec as the scheduler gets them (apiserver_manifest_volumes.c): tags
+ * bind-<i>, vol-<i>, cfg-<i>, sec-<i>; a named volume's source its directory under the state dir. */
+int manifest_volumes_from_spec(const json_t *spec, const char *namespace_, volume_spec_t **ret, size_t *ret_n);

@@ -41,10 +41,13 @@ void manifest_parse_ports(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_check_ports(parse_ctx_t *c, const json_t *input);
 /* health_checks: (apiserver_manifest_health.c), validated, kept as given. */
 void manifest_parse_health_checks(parse_ctx_t *c, const char *key, const json_t *v);
-/* config, network, volumes, secrets (apiserver_manifest_ring.c). */
+/* config, network, secrets (apiserver_manifest_ring.c). */
 void manifest_parse_config(parse_ctx_t *c, const char *key, const json_t *v);
 void manifest_parse_network(parse_ctx_t *c, const char *key, const json_t *v);
+/* volumes: (apiserver_manifest_volumes.c), normalized (permission written out), and its
+ * cross-field rule: no read-write named volume with replicas > 1. */
 void manifest_parse_volumes(parse_ctx_t *c, const char *key, const json_t *v);
+void manifest_check_volumes(parse_ctx_t *c, const json_t *input);
 void manifest_parse_secrets(parse_ctx_t *c, const char *key, const json_t *v);
 /* Cross-field rule: command:/args: need kit mode. */
 void manifest_check_workload(parse_ctx_t *c, const json_t *input);

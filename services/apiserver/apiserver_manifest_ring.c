@@ -1,10 +1,10 @@
-/* apiserver_manifest_ring.c: Ring fields husk cannot act on (yet): config (accepted for an IgnoredField warning), network, volumes and secrets (refused), never stored in silence. */
+/* apiserver_manifest_ring.c: Ring fields husk cannot act on (yet): config (accepted for an IgnoredField warning), network and secrets (refused), never stored in silence. */
 #include <stdio.h>
 #include <string.h>
 
 #include "services/apiserver/apiserver_manifest_private.h"
 
-#define SOON "; the volumes and secrets work will add it: until then it is refused, not ignored"
+#define SOON "; the secrets work will add it: until then it is refused, not ignored"
 
 /* config.user: {id, group, privileged}, typed as Ring types them. */
 static bool check_user(parse_ctx_t *c, const char *field, const json_t *user) {
@@ -91,15 +91,6 @@ void manifest_parse_network(parse_ctx_t *c, const char *key, const json_t *v) {
                 return manifest_violation(c, key,
                                           "is not supported: every VM gets a network of its own (an isolated /30, "
                                           "reachable through ports:); leave network out");
-}
-
-/* Ring's volumes (bind, volume, config over virtio-fs) are not implemented yet: a deployment
- * that asks for one must not start without it. An empty list asks for nothing. */
-void manifest_parse_volumes(parse_ctx_t *c, const char *key, const json_t *v) {
-        if (!json_is_array(v))
-                return manifest_wrong_type(c, key, "a list", v);
-        if (json_array_size(v) > 0)
-                manifest_violation(c, key, "volumes are not supported yet" SOON);
 }
 
 /* Not a Ring deployment field (Ring's secrets are objects of their own, used through

@@ -9,6 +9,7 @@
 #include "lib/nesting.h"
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
+#include "services/apiserver/apiserver_volumes.h"
 #include "services/apiserver/apiserver_json.h"
 #include "services/apiserver/apiserver_manifest.h"
 #include "services/apiserver/apiserver_ports.h"
@@ -160,6 +161,11 @@ int route_deployments_apply(http_request_t *req) {
         if (r < 0)
                 return http_reply_internal(req, r, "storing the deployment");
 
+        /* Named volumes are made on first use, and kept across deletes and re-applies. */
+        if (apiserver_volumes_ensure(d.d.namespace_, d.spec) < 0)
+                log_warning("Deployment %s/%s: cannot create its named volumes, ignoring: vmm-driver makes them at "
+                            "start",
+                            d.d.namespace_, d.d.name);
         if (apply_outcomes[r].event) {
                 log_info("Deployment %s/%s (%s) %s, generation %" PRIu64, d.d.namespace_, d.d.name, d.d.id,
                          apply_outcomes[r].result, d.d.generation);

@@ -35,7 +35,7 @@ typedef struct store_deployment {
 
 void store_deployment_clear(store_deployment_t *d);
 /* The store reads columns only; what the bus record carries beyond them (health checks, the
- * workload's command and environment, published ports) is derived from the stored spec,
+ * workload's command and environment, published ports, volumes) is derived from the stored spec,
  * parsed once, by those who send the record (the REST answers show the spec itself). */
 int store_deployment_derive(store_deployment_t *d);
 void store_deployment_array_free(store_deployment_t *a, size_t n);

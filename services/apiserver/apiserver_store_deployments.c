@@ -101,7 +101,8 @@ int store_deployment_derive(store_deployment_t *d) {
         if (manifest_health_from_spec(spec, &d->d.health_checks, &d->d.n_health_checks) == -ENOMEM ||
             manifest_workload_from_spec(spec, &d->d.command, &d->d.environment) == -ENOMEM ||
             manifest_boot_from_spec(spec, &d->d.boot) == -ENOMEM ||
-            manifest_ports_from_spec(spec, &d->d.ports, &d->d.n_ports) == -ENOMEM)
+            manifest_ports_from_spec(spec, &d->d.ports, &d->d.n_ports) == -ENOMEM ||
+            manifest_volumes_from_spec(spec, d->d.namespace_, &d->d.volumes, &d->d.n_volumes) == -ENOMEM)
                 return -ENOMEM;
         d->d.resolve = manifest_needs_resolve(spec);
         return 0;

@@ -310,8 +310,7 @@ static void on_created(scheduler_t *s, int r, const bus_reply_t *reply, void *us
  * under the same id, which vmm-driver refuses as a conflict; the next pass re-counts instead. */
 static void create_instance(job_t *j) {
         const deployment_t *d = j->d;
-        /* The files of config and secret volumes came with the same answer:
-         * j->resolved.volumes[k].files belong in spec.volumes[j->resolved.volumes[k].index].files. */
+        _cleanup_free_ volume_spec_t *volumes = NULL; /* shallow copies: d's, with the answer's files */
         instance_spec_t spec = {
                 .secret_environment = j->resolved.secret_environment,
                 .deployment_id = d->id,
@@ -327,11 +326,33 @@ static void create_instance(job_t *j) {
                 .environment = d->environment,
                 .ports = d->ports,
                 .n_ports = d->n_ports,
+                .volumes = d->volumes,
+                .n_volumes = d->n_volumes,
         };
         msgpack_sbuffer buf;
         msgpack_packer pk;
-        op_t *o = op_new(j->s, j->pass, j);
+        op_t *o;
 
+        /* Config and secret volumes get their files from deployment.resolve's answer, made for
+         * this pass's creates: volumes[k].files are the answer's for the spec's volumes[index]. */
+        if (j->resolved.n_volumes > 0) {
+                volumes = calloc(d->n_volumes, sizeof(*volumes));
+                if (!volumes) {
+                        scheduler_pass_fail(j->pass);
+                        return;
+                }
+                memcpy(volumes, d->volumes, d->n_volumes * sizeof(*volumes));
+                for (size_t k = 0; k < j->resolved.n_volumes; k++) {
+                        const resolved_volume_t *rv = &j->resolved.volumes[k];
+
+                        if (rv->index >= d->n_volumes)
+                                continue; /* for another generation's volumes: the next pass asks again */
+                        volumes[rv->index].files = rv->files;
+                        volumes[rv->index].n_files = rv->n_files;
+                }
+                spec.volumes = volumes;
+        }
+        o = op_new(j->s, j->pass, j);
         if (!o)
                 return;
         if (random_hex(o->new_id, 6) < 0) {

@@ -82,12 +82,43 @@ typedef struct vmm_fs_wait vmm_fs_wait_t;
  * listens or failed, and the wait (*ret) ends with it. rec must outlive the wait. */
 int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
                  void *userdata, vmm_fs_wait_t **ret, char **ret_error);
+/* Any export: socket and log are file names in dir; once it listens its pid and start time go
+ * to *ret_pid and *ret_start_time (which must outlive the wait). */
+typedef struct vmm_fs_export {
+        const char *socket;
+        const char *log;
+        const char *source; /* absolute host directory */
+        bool readonly;      /* also read-only on the host side: a bind mount in its own mount namespace */
+        int64_t *ret_pid;
+        uint64_t *ret_start_time;
+} vmm_fs_export_t;
+int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e, vmm_fs_ready_fn fn, void *userdata,
+                        vmm_fs_wait_t **ret, char **ret_error);
 /* Stop waiting (fn never runs) and kill that virtiofsd. */
 void vmm_fs_wait_cancel(vmm_fs_wait_t **w);
 /* The same, waited for on a private loop: for tests and tools. */
 int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
-/* Kill the recorded virtiofsd if it is still the one we started, and reap it if it is our child. */
+/* Kill the recorded virtiofsds (the image's and the volumes') if each is still the one we
+ * started, and reap those that are our children. */
 void vmm_fs_stop(instance_record_t *rec);
+
+/* ---- volumes (vmm_volumes.c) ---------------------------------------------------------------- */
+
+/* Tags and destinations unique, bind sources existing directories, named volumes' made; every
+ * source replaced by its real path (symlinks resolved). */
+int vmm_volumes_check(instance_spec_t *s, char **ret_error);
+/* "<tag>.sock": its virtiofsd's socket in the instance directory. */
+void vmm_volume_socket(const volume_spec_t *v, char *buf, size_t size);
+/* What volume k's virtiofsd exports; a config or secret volume's files are written first into
+ * <files_dir>/<instance id>/<tag>, on a tmpfs of the instance's own (secrets never touch a
+ * disk). The buffers hold the strings *ret points to. */
+int vmm_volume_export(vmm_t *d, const char *dir, instance_record_t *rec, size_t k, char *socket, size_t socket_size,
+                      char *log, size_t log_size, char *files_dir, size_t files_dir_size, vmm_fs_export_t *ret,
+                      char **ret_error);
+/* The config and secret files of an instance whose VM is gone: its tmpfs unmounted, removed. */
+void vmm_volumes_remove_files(vmm_t *d, const instance_spec_t *s);
+/* A config or secret volume of one file named as its destination's last component: that file. */
+const char *vmm_volume_single_file(const volume_spec_t *v);
 
 int vmm_net_open(vmm_t *d);
 /* net.attach's end: error 0 with net set, or -EADDRINUSE (a host port is taken:
@@ -252,6 +283,7 @@ struct vmm {
         bus_server_t *server;
         zhashx_t *instances; /* instance_id -> vmm_instance_t* (owned) */
         char *instances_dir;
+        char *files_dir; /* <runtime_dir>/volume-files: a tmpfs per instance with config and secret files */
         void *runtime_state[VMM_RUNTIMES_MAX]; /* each runtime's own state, by row (vmm_runtime.c) */
         zlistx_t *held;                        /* events waiting for vmm_publish_hold to end */
         int hold_timer;

@@ -25,8 +25,10 @@ typedef struct vmm_ch_params {
         /* Kit: the kernel boots directly. Firmware boot: firmware set, kernel/initrd unused. */
         const char *kernel, *initrd;
         const char *firmware;
-        const vmm_net_t *net;    /* the TAP netd made; NULL: none */
-        const char *fs_socket;   /* virtiofsd's socket (tag VMM_FS_TAG); guest RAM is then shared */
+        const vmm_net_t *net;               /* the TAP netd made; NULL: none */
+        const char *fs_socket;              /* virtiofsd's socket (tag VMM_FS_TAG); guest RAM is then shared */
+        const vmm_launch_volume_t *volumes; /* one fs device each, sockets absolute; guest RAM then shared */
+        size_t n_volumes;
         const char *disk;        /* kit with a disk image: read-only */
         const char *disk_format; /* "raw" or "qcow2" */
         const char *boot_disk;   /* firmware boot: the instance's copy-on-write disk, read-write */

@@ -29,6 +29,27 @@ int vmm_ch_cmdline(const vmm_ch_params_t *p, char **ret) {
 
 /* Each json_object_set_new() below takes its value even when it fails; one check at the end
  * (json_pack's "s?" would hide which key was wrong). */
+/* The image's share (tag rootfs) and one per volume, each on its virtiofsd's socket. */
+static json_t *fs_devices(const vmm_ch_params_t *p) {
+        json_t *a = json_array();
+
+        if (a && p->fs_socket &&
+            json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:I, s:s}", "tag", VMM_FS_TAG, "socket", p->fs_socket,
+                                               "num_queues", (json_int_t)1, "queue_size", (json_int_t)1024, "id",
+                                               "fs0")) < 0)
+                json_decref(TAKE_PTR(a));
+        for (size_t k = 0; a && k < p->n_volumes; k++) {
+                char id[24];
+
+                snprintf(id, sizeof(id), "vol%zu", k);
+                if (json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:I, s:s}", "tag", p->volumes[k].tag, "socket",
+                                                       p->volumes[k].socket, "num_queues", (json_int_t)1, "queue_size",
+                                                       (json_int_t)1024, "id", id)) < 0)
+                        json_decref(TAKE_PTR(a));
+        }
+        return a;
+}
+
 static int set(json_t *o, const char *key, json_t *v) { return v && json_object_set_new(o, key, v) == 0 ? 0 : -ENOMEM; }
 
 static const char *image_type(const char *format) { return format && streq(format, "qcow2") ? "Qcow2" : "Raw"; }
@@ -112,7 +133,8 @@ int vmm_ch_vm_config(const vmm_ch_params_t *p, json_t **ret) {
                  json_pack("{s:I, s:I}", "boot_vcpus", (json_int_t)p->cpus, "max_vcpus", (json_int_t)p->cpus));
         /* vhost-user (virtiofsd) maps guest RAM: it must be shared. */
         r |= set(c, "memory",
-                 json_pack("{s:I, s:b}", "size", (json_int_t)p->memory_mib << 20, "shared", p->fs_socket != NULL));
+                 json_pack("{s:I, s:b}", "size", (json_int_t)p->memory_mib << 20, "shared",
+                           p->fs_socket != NULL || p->n_volumes > 0));
         r |= set(c, "payload", payload(p));
         if (p->boot_disk || p->disk || p->seed)
                 r |= set(c, "disks", disks(p));
@@ -121,10 +143,8 @@ int vmm_ch_vm_config(const vmm_ch_params_t *p, json_t **ret) {
                  * it configures nothing on the host side. */
                 r |= set(c, "net",
                          json_pack("[{s:s, s:s, s:s}]", "tap", p->net->tap, "mac", p->net->mac, "id", "net0"));
-        if (p->fs_socket)
-                r |= set(c, "fs",
-                         json_pack("[{s:s, s:s, s:I, s:I, s:s}]", "tag", VMM_FS_TAG, "socket", p->fs_socket,
-                                   "num_queues", (json_int_t)1, "queue_size", (json_int_t)1024, "id", "fs0"));
+        if (p->fs_socket || p->n_volumes > 0)
+                r |= set(c, "fs", fs_devices(p));
         r |= set(c, "serial", json_pack("{s:s, s:s}", "mode", "File", "file", p->console));
         r |= set(c, "console", json_pack("{s:s}", "mode", "Off"));
         /* Hybrid vsock: the host reaches the agent through a unix socket of the instance directory. */

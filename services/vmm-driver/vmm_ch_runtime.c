@@ -139,6 +139,8 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 .seed = l->seed,
         };
         char console[PATH_MAX], vsock[sizeof(((struct sockaddr_un *)0)->sun_path)], fs[sizeof(vsock)];
+        char volume_sockets[VOLUMES_MAX][sizeof(vsock)];
+        vmm_launch_volume_t volumes[VOLUMES_MAX];
         json_t *config = NULL;
         char path[PATH_MAX];
         int fd, r;
@@ -157,6 +159,18 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
         p.console = console;
         p.vsock_socket = vsock;
         p.fs_socket = l->fs_socket ? fs : NULL;
+        /* CH connects to each volume's virtiofsd by its absolute path, as to the image's. */
+        for (size_t k = 0; k < l->n_volumes && k < VOLUMES_MAX; k++) {
+                if (snprintf(volume_sockets[k], sizeof(volume_sockets[k]), "%s/%s", i->dir, l->volumes[k].socket) >=
+                    (int)sizeof(volume_sockets[k]))
+                        return fail(ret_error, -ENAMETOOLONG,
+                                    "instance directory %s is too long for cloud-hypervisor's unix sockets: shorten "
+                                    "vmm_driver.instances_dir",
+                                    i->dir);
+                volumes[k] = (vmm_launch_volume_t){ .tag = l->volumes[k].tag, .socket = volume_sockets[k] };
+        }
+        p.volumes = volumes;
+        p.n_volumes = l->n_volumes;
         if (l->boot_disk) {
                 if (!ch->firmware)
                         return fail(ret_error, -ENOENT,

@@ -53,6 +53,13 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s: %m", d->instances_dir);
 
+        /* Volatile, like the runtime dir it is in: a restart with another runtime_dir keeps
+         * removing the files of the instances it adopts from where they were written. */
+        if (asprintf(&d->files_dir, "%s/volume-files", c->runtime_dir) < 0) {
+                d->files_dir = NULL;
+                return log_error_errno(ENOMEM, "Out of memory");
+        }
+
         r = vmm_runtime_setup_all(d, c);
         if (r < 0)
                 return r;
@@ -107,5 +114,6 @@ void vmm_free(vmm_t *d) {
         bus_pub_destroy(&d->pub);
         vmm_runtime_free_all(d);
         free(d->instances_dir);
+        free(d->files_dir);
         free(d);
 }

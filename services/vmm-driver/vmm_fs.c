@@ -1,4 +1,4 @@
-/* vmm_fs.c: one virtiofsd per kit-mode instance: the image directory, read-only, as the guest's virtio-fs tag "rootfs". */
+/* vmm_fs.c: the virtiofsd processes of an instance: the kit's image directory (read-only, tag "rootfs") and one per volume. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -42,16 +42,16 @@ int vmm_fs_workload_mode(const char *image, const char **ret_mode) {
 }
 
 /* In the child, between fork and exec: only syscalls. C virtiofsd has no read-only export,
- * so it gets a mount namespace of its own in which the source is a read-only bind mount:
- * whatever the guest asks, the host directory cannot change through it. */
-static _Noreturn void child(const char *dir, const char *source, char *const *argv) {
+ * so a read-only one gets a mount namespace of its own in which the source is a read-only bind
+ * mount: whatever the guest asks, the host directory cannot change through it. */
+static _Noreturn void child(const char *dir, const vmm_fs_export_t *e, char *const *argv) {
         int fd;
 
         child_reset_signals();
         setsid();
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-            mount(source, source, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-            mount(NULL, source, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+        if (e->readonly && (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+                            mount(e->source, e->source, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+                            mount(NULL, e->source, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0))
                 _exit(126);
         if (chdir(dir) < 0)
                 _exit(126);
@@ -60,7 +60,7 @@ static _Noreturn void child(const char *dir, const char *source, char *const *ar
                 dup2(fd, STDIN_FILENO);
                 close(fd);
         }
-        fd = open(FS_LOG, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
                 dup2(fd, STDOUT_FILENO);
                 dup2(fd, STDERR_FILENO);
@@ -72,16 +72,16 @@ static _Noreturn void child(const char *dir, const char *source, char *const *ar
         _exit(127);
 }
 
-static bool listening(const char *dir) {
+static bool listening(const char *dir, const char *socket) {
         char path[PATH_MAX];
         struct stat st;
 
-        snprintf(path, sizeof(path), "%s/" VMM_FS_SOCKET, dir);
+        snprintf(path, sizeof(path), "%s/%s", dir, socket);
         return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 /* Why a virtiofsd that exited before listening did so: its status and the last lines it logged. */
-static int exited_early(const char *dir, int status, char **ret_error) {
+static int exited_early(const char *dir, const char *log, int status, char **ret_error) {
         _cleanup_free_ char *said = NULL;
         char path[PATH_MAX];
 
@@ -90,7 +90,7 @@ static int exited_early(const char *dir, int status, char **ret_error) {
                         *ret_error = NULL;
                 return -EPERM;
         }
-        snprintf(path, sizeof(path), "%s/" FS_LOG, dir);
+        snprintf(path, sizeof(path), "%s/%s", dir, log);
         if (read_file_tail(path, VMM_OUTPUT_TAIL_MAX, &said) < 0 || !*said) {
                 free(said);
                 said = strdup("(it logged nothing)");
@@ -107,8 +107,10 @@ struct vmm_fs_wait {
         int timer;
         pid_t pid;
         char *dir;
+        char *socket, *log;
         uint64_t deadline; /* monotonic ms */
-        instance_record_t *rec;
+        int64_t *ret_pid;
+        uint64_t *ret_start_time;
         vmm_fs_ready_fn fn;
         void *userdata;
         struct vmm_fs_wait *next;
@@ -137,6 +139,8 @@ static void wait_free(vmm_fs_wait_t *w) {
         if (w->timer > 0)
                 zloop_timer_end(w->loop, w->timer);
         free(w->dir);
+        free(w->socket);
+        free(w->log);
         free(w);
 }
 
@@ -161,13 +165,13 @@ static int on_listen_tick(zloop_t *loop, int timer_id, void *arg) {
         if (!wait_live(w) || timer_id != w->timer)
                 return 0;
         w->timer = 0; /* it ran: nothing to end any more */
-        if (listening(w->dir)) {
-                w->rec->fs_pid = w->pid;
-                if (vmm_proc_start_time(w->pid, &w->rec->fs_pid_start_time) < 0)
-                        w->rec->fs_pid_start_time = 0;
+        if (listening(w->dir, w->socket)) {
+                *w->ret_pid = w->pid;
+                if (vmm_proc_start_time(w->pid, w->ret_start_time) < 0)
+                        *w->ret_start_time = 0;
                 r = 0;
         } else if (waitpid(w->pid, &status, WNOHANG) == w->pid)
-                r = exited_early(w->dir, status, &why);
+                r = exited_early(w->dir, w->log, status, &why);
         else if (now_monotonic_ms() >= w->deadline) {
                 kill(w->pid, SIGKILL);
                 (void)waitpid(w->pid, NULL, 0);
@@ -185,8 +189,8 @@ static int on_listen_tick(zloop_t *loop, int timer_id, void *arg) {
         return 0;
 }
 
-int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
-                 void *userdata, vmm_fs_wait_t **ret, char **ret_error) {
+int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e, vmm_fs_ready_fn fn, void *userdata,
+                        vmm_fs_wait_t **ret, char **ret_error) {
         char sock_opt[PATH_MAX + 32], source_opt[PATH_MAX + 16];
         char *argv[] = { VIRTIOFSD, sock_opt,         "-o", source_opt,      "-o", "cache=auto",
                          "-o",      "sandbox=chroot", "-o", "no_posix_lock", NULL };
@@ -195,41 +199,50 @@ int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_re
 
         *ret_error = NULL;
         if (access(VIRTIOFSD, X_OK) < 0) {
-                int e = errno;
+                int err = errno;
 
-                if (asprintf(ret_error, "%s: %s", VIRTIOFSD, strerror(e)) < 0)
+                if (asprintf(ret_error, "%s: %s", VIRTIOFSD, strerror(err)) < 0)
                         *ret_error = NULL;
-                return -e;
+                return -err;
         }
         /* Absolute: virtiofsd names its lock file (/run/virtiofsd/<path>.pid) after the socket
          * path, so relative paths would make every instance's virtiofsd but the first refuse to
          * start. A socket path longer than sun_path cannot be bound anyway. */
-        if (strlen(dir) + sizeof("/" VMM_FS_SOCKET) > sizeof(((struct sockaddr_un *)0)->sun_path))
+        if (strlen(dir) + 1 + strlen(e->socket) + 1 > sizeof(((struct sockaddr_un *)0)->sun_path))
                 return -ENAMETOOLONG;
-        snprintf(sock_opt, sizeof(sock_opt), "--socket-path=%s/" VMM_FS_SOCKET, dir);
-        if (snprintf(source_opt, sizeof(source_opt), "source=%s", source) >= (int)sizeof(source_opt))
+        snprintf(sock_opt, sizeof(sock_opt), "--socket-path=%s/%s", dir, e->socket);
+        if (snprintf(source_opt, sizeof(source_opt), "source=%s", e->source) >= (int)sizeof(source_opt))
                 return -ENAMETOOLONG;
         /* A comma would end virtiofsd's -o value and start another option. */
-        if (strchr(source, ','))
+        if (strchr(e->source, ','))
                 return -EINVAL;
         w = calloc(1, sizeof(*w));
-        if (!w || !(w->dir = strdup(dir))) {
+        if (!w || !(w->dir = strdup(dir)) || !(w->socket = strdup(e->socket)) || !(w->log = strdup(e->log))) {
+                if (w) {
+                        free(w->dir);
+                        free(w->socket);
+                }
                 free(w);
                 return -ENOMEM;
         }
 
         pid = fork();
         if (pid < 0) {
+                int err = -errno;
+
                 wait_free(w);
-                return -errno;
+                return err;
         }
         if (pid == 0)
-                child(dir, source, argv);
+                child(dir, e, argv);
 
         *w = (vmm_fs_wait_t){ .loop = loop,
                               .pid = pid,
                               .dir = w->dir,
-                              .rec = rec,
+                              .socket = w->socket,
+                              .log = w->log,
+                              .ret_pid = e->ret_pid,
+                              .ret_start_time = e->ret_start_time,
                               .fn = fn,
                               .userdata = userdata,
                               .deadline = now_monotonic_ms() + FS_LISTEN_TIMEOUT_MS,
@@ -243,6 +256,18 @@ int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_re
         }
         *ret = w;
         return 0;
+}
+
+int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
+                 void *userdata, vmm_fs_wait_t **ret, char **ret_error) {
+        vmm_fs_export_t e = { .socket = VMM_FS_SOCKET,
+                              .log = FS_LOG,
+                              .source = source,
+                              .readonly = true,
+                              .ret_pid = &rec->fs_pid,
+                              .ret_start_time = &rec->fs_pid_start_time };
+
+        return vmm_fs_spawn_export(loop, dir, &e, fn, userdata, ret, ret_error);
 }
 
 void vmm_fs_wait_cancel(vmm_fs_wait_t **w) {
@@ -297,18 +322,25 @@ int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, ch
         return r;
 }
 
-void vmm_fs_stop(instance_record_t *rec) {
-        uint64_t start_time;
-        pid_t pid = (pid_t)rec->fs_pid;
+/* Kill one recorded virtiofsd if it is still the one we started, and reap it if it is our child. */
+static void stop_one(int64_t *pid_p, uint64_t start_time) {
+        uint64_t now_start;
+        pid_t pid = (pid_t)*pid_p;
 
         if (pid <= 0)
                 return;
-        rec->fs_pid = 0;
+        *pid_p = 0;
         /* After a vmm-driver restart the pid may belong to someone else by now. */
-        if (vmm_proc_start_time(pid, &start_time) < 0 || start_time != rec->fs_pid_start_time)
+        if (vmm_proc_start_time(pid, &now_start) < 0 || now_start != start_time)
                 return;
         /* It ends by itself once the VMM disconnects; SIGKILL covers a wedged one. */
         (void)kill(pid, SIGKILL);
         /* Our child unless we were restarted since; then init reaps it. */
         (void)waitpid(pid, NULL, 0);
+}
+
+void vmm_fs_stop(instance_record_t *rec) {
+        stop_one(&rec->fs_pid, rec->fs_pid_start_time);
+        for (size_t k = 0; k < VOLUMES_MAX; k++)
+                stop_one(&rec->volume_fs[k].pid, rec->volume_fs[k].start_time);
 }

@@ -207,7 +207,7 @@ static int check_spec(vmm_t *d, instance_spec_t *s, const vmm_runtime_t **ret_ru
                 return fail(ret_error, -EINVAL,
                             "boot: \"firmware\" boots the disk's own kernel and init: no kernel or command "
                             "with it (use \"kit\")");
-        return 0;
+        return vmm_volumes_check(s, ret_error);
 }
 
 /* The kernel and initrd to boot: the spec's, else the kit's. */
@@ -275,6 +275,16 @@ static int image_mode(const instance_spec_t *s, const char *image_path, const ch
         return 0;
 }
 
+/* The volumes as cloud-init mounts them in a firmware-booted guest (points into s). */
+static size_t seed_mounts(const instance_spec_t *s, vmm_seed_mount_t *m) {
+        for (size_t k = 0; k < s->n_volumes && k < VOLUMES_MAX; k++)
+                m[k] = (vmm_seed_mount_t){ .tag = s->volumes[k].tag,
+                                           .destination = s->volumes[k].destination,
+                                           .readonly = s->volumes[k].readonly,
+                                           .file = vmm_volume_single_file(&s->volumes[k]) };
+        return s->n_volumes < VOLUMES_MAX ? s->n_volumes : VOLUMES_MAX;
+}
+
 /* One create between its checks and its end: waiting for netd, then for virtiofsd. */
 typedef struct create {
         vmm_t *d;
@@ -294,6 +304,9 @@ typedef struct create {
         struct seed_job *seed; /* firmware boot: the seed being written off the loop */
         char *seed_path;       /* ... and where it was written */
         vmm_fs_wait_t *fs;
+        const char *fs_what; /* the virtiofsd waited for, for messages */
+        size_t next_volume;  /* the next volume whose virtiofsd to start */
+        char fs_what_buf[64];
         vmm_create_fn fn;
         void *userdata;
 } create_t;
@@ -324,6 +337,7 @@ static void create_done(create_t *c, int error, const char *why) {
         if (error < 0 && c->i) {
                 vmm_fs_wait_cancel(&c->fs);
                 vmm_fs_stop(&c->i->rec);
+                vmm_volumes_remove_files(d, &c->i->rec.inst.spec);
                 (void)rm_rf(c->i->dir);
                 vmm_instance_free(c->i);
                 c->i = NULL;
@@ -390,16 +404,42 @@ static void create_spawn(create_t *c) {
         create_done(c, 0, NULL);
 }
 
+static void on_fs_ready(int error, const char *why, void *userdata);
+
+/* The VMM connects to every virtiofsd's socket at start: each must listen first. One at a
+ * time, after the image's: the volumes' in order, then the spawn. */
+static void create_next_fs(create_t *c) {
+        _cleanup_free_ char *why = NULL;
+        vmm_instance_t *i = c->i;
+        char socket[64], log[96], files_dir[PATH_MAX];
+        vmm_fs_export_t e;
+        size_t k;
+        int r;
+
+        if (c->next_volume >= i->rec.inst.spec.n_volumes) {
+                create_spawn(c);
+                return;
+        }
+        k = c->next_volume++;
+        snprintf(c->fs_what_buf, sizeof(c->fs_what_buf), "volumes[%zu] (%s)", k, i->rec.inst.spec.volumes[k].tag);
+        c->fs_what = c->fs_what_buf;
+        r = vmm_volume_export(c->d, i->dir, &i->rec, k, socket, sizeof(socket), log, sizeof(log), files_dir,
+                              sizeof(files_dir), &e, &why);
+        if (r >= 0)
+                r = vmm_fs_spawn_export(c->d->loop, i->dir, &e, on_fs_ready, c, &c->fs, &why);
+        if (r < 0)
+                create_fail(c, r, "cannot start virtiofsd for %s: %s", c->fs_what, why ?: strerror(-r));
+}
+
 static void on_fs_ready(int error, const char *why, void *userdata) {
         create_t *c = userdata;
 
         c->fs = NULL; /* the wait ended with this call */
         if (error < 0) {
-                create_fail(c, error, "cannot start virtiofsd for %s: %s", c->i->rec.image_path,
-                            why ?: strerror(-error));
+                create_fail(c, error, "cannot start virtiofsd for %s: %s", c->fs_what, why ?: strerror(-error));
                 return;
         }
-        create_spawn(c);
+        create_next_fs(c);
 }
 
 /* The seed, written by a thread of its own: mkfs.fat and mcopy take ~200 ms on a loaded host,
@@ -411,6 +451,7 @@ typedef struct seed_job {
         char dir[PATH_MAX];
         vmm_seed_spec_t spec; /* points into the instance's spec and the job's copies */
         char address[16], gateway[16];
+        vmm_seed_mount_t mounts[VOLUMES_MAX];
         int error;
         char *path, *why;
 } seed_job_t;
@@ -483,7 +524,9 @@ static int create_firmware_files(create_t *c, char **ret_why) {
         snprintf(j->dir, sizeof(j->dir), "%s", i->dir);
         j->spec = (vmm_seed_spec_t){ .instance_id = s->instance_id,
                                      .environment = s->environment,
-                                     .secret_environment = s->secret_environment };
+                                     .secret_environment = s->secret_environment,
+                                     .mounts = j->mounts,
+                                     .n_mounts = seed_mounts(s, j->mounts) };
         if (c->has_net) {
                 snprintf(j->address, sizeof(j->address), "%s", c->net.guest_ip);
                 snprintf(j->gateway, sizeof(j->gateway), "%s", c->net.host_ip);
@@ -580,9 +623,18 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
 static void create_launch(create_t *c) {
         _cleanup_free_ char *why = NULL;
         vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
+        vmm_launch_volume_t volumes[VOLUMES_MAX];
+        char sockets[VOLUMES_MAX][64];
         vmm_instance_t *i = c->i;
         vmm_t *d = c->d;
         int r;
+
+        for (size_t k = 0; k < i->rec.inst.spec.n_volumes && k < VOLUMES_MAX; k++) {
+                vmm_volume_socket(&i->rec.inst.spec.volumes[k], sockets[k], sizeof(sockets[k]));
+                volumes[k] = (vmm_launch_volume_t){ .tag = i->rec.inst.spec.volumes[k].tag, .socket = sockets[k] };
+        }
+        launch.volumes = volumes;
+        launch.n_volumes = i->rec.inst.spec.n_volumes;
 
         launch.net = c->has_net ? &c->net : NULL;
         launch.fs_socket = c->mode && !streq(c->mode, "disk") ? VMM_FS_SOCKET : NULL;
@@ -606,10 +658,10 @@ static void create_launch(create_t *c) {
                 return;
         }
         if (!launch.fs_socket) {
-                create_spawn(c);
+                create_next_fs(c);
                 return;
         }
-        /* The VMM connects to virtiofsd's socket at start: it must listen first. */
+        c->fs_what = i->rec.image_path;
         r = vmm_fs_spawn(d->loop, i->dir, i->rec.image_path, &i->rec, on_fs_ready, c, &c->fs, &why);
         if (r < 0) {
                 create_fail(c, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
@@ -659,9 +711,12 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
                 /* An environment cloud-init cannot carry is the spec's fault: refused now, naming
                  * the key, rather than after netd attached the network. */
                 _cleanup_(vmm_seed_files_clear) vmm_seed_files_t files = {};
+                vmm_seed_mount_t mounts[VOLUMES_MAX];
                 vmm_seed_spec_t seed = { .instance_id = spec->instance_id,
                                          .environment = spec->environment,
-                                         .secret_environment = spec->secret_environment };
+                                         .secret_environment = spec->secret_environment,
+                                         .mounts = mounts,
+                                         .n_mounts = seed_mounts(spec, mounts) };
 
                 r = vmm_seed_render(&seed, &files, ret_error);
                 if (r < 0)
@@ -809,9 +864,11 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
          * as QEMU's own teardown did (make bench: 40 ms here under load). */
         vmm_publish(i->vmm, BUS_EVENT_INSTANCE_EXITED, i);
         vmm_fs_stop(&i->rec);
-        /* The seed holds the environment: it lives only as long as the VM. */
+        /* The seed holds the environment, the config and secret volumes their files: they live
+         * only as long as the VM. */
         if (i->rec.inst.firmware_boot)
                 vmm_seed_remove(i->dir);
+        vmm_volumes_remove_files(i->vmm, &i->rec.inst.spec);
         log_info("Instance %s: VMM pid %" PRIi64 " exited (%s, status %" PRIi64 ")", id_of(i), i->rec.inst.pid, reason,
                  status);
         vmm_instance_save(i);

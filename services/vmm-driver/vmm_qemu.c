@@ -132,6 +132,16 @@ int vmm_qemu_firmware_vars(const char *firmware, char **ret) {
         return 0;
 }
 
+/* One vhost-user-fs device per volume, on its virtiofsd's socket (vmm_volumes.c). */
+static void add_volumes(strv_builder_t *b, const vmm_qemu_params_t *p, const char *device) {
+        for (size_t k = 0; k < p->n_volumes; k++) {
+                add(b, "-chardev");
+                add(b, "socket,id=vol%zu,path=%s", k, p->volumes[k].socket);
+                add(b, "-device");
+                add(b, "%s,chardev=vol%zu,tag=%s", device, k, p->volumes[k].tag);
+        }
+}
+
 /* The kit: microvm, direct kernel boot, virtio-mmio devices. */
 static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *net) {
         /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. */
@@ -193,6 +203,7 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
                 add(b, "-device");
                 add(b, "vhost-user-fs-device,chardev=fs0,tag=%s", VMM_FS_TAG);
         }
+        add_volumes(b, p, "vhost-user-fs-device");
         if (p->disk) {
                 /* Read-only: the agent gives the workload a tmpfs overlay, as in kit mode. */
                 add(b, "-drive");
@@ -208,7 +219,8 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
  * image carries one, gets the same husk.agent port as in the kit. */
 static void add_firmware(strv_builder_t *b, const vmm_qemu_params_t *p) {
         add(b, "-machine");
-        add(b, "q35,accel=%s", p->accel);
+        /* Volumes (vhost-user-fs) need guest RAM in a shareable memfd, as the kit's. */
+        add(b, "q35,accel=%s%s", p->accel, p->n_volumes ? ",memory-backend=mem" : "");
         if (streq(p->accel, "kvm")) {
                 add(b, "-cpu");
                 add(b, "host");
@@ -217,6 +229,10 @@ static void add_firmware(strv_builder_t *b, const vmm_qemu_params_t *p) {
         add(b, "%u", p->cpus);
         add(b, "-m");
         add(b, "%u", p->memory_mib);
+        if (p->n_volumes) {
+                add(b, "-object");
+                add(b, "memory-backend-memfd,id=mem,size=%uM,share=on", p->memory_mib);
+        }
         add(b, "-nodefaults");
         add(b, "-no-user-config");
         add(b, "-display");
@@ -260,6 +276,7 @@ static void add_firmware(strv_builder_t *b, const vmm_qemu_params_t *p) {
          * image's kernel would sit in its panic forever (Debian's default panic=0). */
         add(b, "-device");
         add(b, "pvpanic-pci");
+        add_volumes(b, p, "vhost-user-fs-pci");
 }
 
 int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {

@@ -25,7 +25,9 @@ typedef struct vmm_qemu_params {
         const char *firmware_vars; /* the instance's copy of the variables store, writable pflash */
         const char *boot_disk;     /* the instance's disk, read-write virtio-blk-pci, booted first */
         const char *boot_disk_format;
-        const char *seed; /* the cloud-init seed, read-only virtio-blk-pci; NULL: none */
+        const char *seed;                   /* the cloud-init seed, read-only virtio-blk-pci; NULL: none */
+        const vmm_launch_volume_t *volumes; /* one vhost-user-fs device each (guest RAM then in a shared memfd) */
+        size_t n_volumes;
 } vmm_qemu_params_t;
 
 #define VMM_QEMU_FIRMWARE_VARS "efivars.fd" /* the instance's copy of the firmware's variables template */

@@ -160,6 +160,8 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 .boot_disk = l->boot_disk,
                 .boot_disk_format = l->boot_disk_format,
                 .seed = l->seed,
+                .volumes = l->volumes,
+                .n_volumes = l->n_volumes,
         };
         int r;
 

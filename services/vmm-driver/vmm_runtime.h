@@ -14,6 +14,12 @@ typedef struct vmm_exit_facts vmm_exit_facts_t;
 
 #define VMM_RUNTIMES_MAX 8 /* rows of the table, implemented or not */
 
+/* One volume as the VMM sees it: a vhost-user-fs device on virtiofsd's socket. */
+typedef struct vmm_launch_volume {
+        const char *tag;    /* the guest's virtio-fs tag */
+        const char *socket; /* virtiofsd's socket, a file name in the instance directory */
+} vmm_launch_volume_t;
+
 /* What the runtime-independent part of a create resolved, for the runtime's command line. */
 typedef struct vmm_launch {
         const char *kernel;   /* absolute: the spec's, else the kit's */
@@ -26,9 +32,11 @@ typedef struct vmm_launch {
         const char *disk_format; /* disk's: "raw" or "qcow2" */
         /* Firmware boot (a disk image without `kernel:` or a command): the VMM boots this disk
          * through UEFI firmware instead of the kit. NULL: the kit boots. */
-        const char *boot_disk;        /* the instance's own copy-on-write disk (vmm_disk.h), read-write */
-        const char *boot_disk_format; /* "raw" or "qcow2" */
-        const char *seed;             /* the cloud-init NoCloud seed (vmm_seed.h), read-only */
+        const char *boot_disk;              /* the instance's own copy-on-write disk (vmm_disk.h), read-write */
+        const char *boot_disk_format;       /* "raw" or "qcow2" */
+        const char *seed;                   /* the cloud-init NoCloud seed (vmm_seed.h), read-only */
+        const vmm_launch_volume_t *volumes; /* the spec's volumes, in order, each served by its virtiofsd */
+        size_t n_volumes;
 } vmm_launch_t;
 
 /* One runtime. Its functions run on the event loop and never block it. The per-instance

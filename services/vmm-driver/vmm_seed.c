@@ -216,6 +216,87 @@ static void fclosep(FILE **f) {
                 fclose(*f);
 }
 
+/* Characters a destination may hold in disk mode: fstab splits on blanks, and the bootcmd line
+ * quotes with single quotes. */
+static bool mount_path_valid(const char *p) {
+        if (!p || p[0] != '/' || streq(p, "/"))
+                return false;
+        for (; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("/._+-", *p)))
+                        return false;
+        return true;
+}
+
+static bool mount_word_valid(const char *w) {
+        if (!w || !*w || strlen(w) > 255)
+                return false;
+        for (; *w; w++)
+                if (!((*w >= 'a' && *w <= 'z') || (*w >= 'A' && *w <= 'Z') || (*w >= '0' && *w <= '9') ||
+                      strchr("._+-", *w)))
+                        return false;
+        return true;
+}
+
+static int check_mounts(const vmm_seed_spec_t *spec, char **ret_error) {
+        for (size_t k = 0; k < spec->n_mounts; k++) {
+                const vmm_seed_mount_t *m = &spec->mounts[k];
+
+                if (!mount_word_valid(m->tag))
+                        return seed_fail(ret_error, -EINVAL, "volumes[%zu].tag: not a virtio-fs tag", k);
+                if (!mount_path_valid(m->destination))
+                        return seed_fail(ret_error, -EINVAL,
+                                         "volumes[%zu].destination: %s cannot go into cloud-init's mounts: in disk "
+                                         "mode: use letters, digits and / . _ + -",
+                                         k, m->destination ?: "(none)");
+                if (m->file && !mount_word_valid(m->file))
+                        return seed_fail(ret_error, -EINVAL,
+                                         "volumes[%zu]: file %s cannot be bound by cloud-init in disk mode", k,
+                                         m->file);
+        }
+        return 0;
+}
+
+/* mounts: as Ring writes them, and bootcmd lines that mount what is not mounted yet (every
+ * boot: a share is no block device that fstab's mount -a at boot would find before cloud-init
+ * wrote it). */
+static void write_mounts(FILE *ud, const vmm_seed_spec_t *spec) {
+        bool any = false;
+
+        for (size_t k = 0; k < spec->n_mounts; k++) {
+                const vmm_seed_mount_t *m = &spec->mounts[k];
+
+                if (m->file)
+                        continue;
+                if (!any)
+                        fputs("mounts:\n", ud);
+                any = true;
+                fprintf(ud, "  - [\"%s\", \"%s\", virtiofs, \"%s,nofail\", \"0\", \"0\"]\n", m->tag, m->destination,
+                        m->readonly ? "ro" : "rw");
+        }
+}
+
+static void write_mount_bootcmd(FILE *ud, const vmm_seed_spec_t *spec) {
+        for (size_t k = 0; k < spec->n_mounts; k++) {
+                const vmm_seed_mount_t *m = &spec->mounts[k];
+                const char *o = m->readonly ? "ro" : "rw";
+
+                if (!m->file)
+                        fprintf(ud,
+                                "  - [sh, -c, \"mountpoint -q '%s' || { mkdir -p '%s' && mount -t virtiofs -o %s %s "
+                                "'%s'; }\"]\n",
+                                m->destination, m->destination, o, m->tag, m->destination);
+                else
+                        /* The destination is checked above: no blank or quote to guard in $(dirname). */
+                        fprintf(ud,
+                                "  - [sh, -c, \"mountpoint -q '%s' || { mkdir -p /run/husk-volumes/%s $(dirname '%s') "
+                                "&& touch '%s' && mount -t virtiofs -o %s %s /run/husk-volumes/%s && mount --bind "
+                                "%s/run/husk-volumes/%s/%s '%s'; }\"]\n",
+                                m->destination, m->tag, m->destination, m->destination, o, m->tag, m->tag,
+                                m->readonly ? "-o ro " : "", m->tag, m->file, m->destination);
+        }
+}
+
 int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **ret_error) {
         _cleanup_(fclosep) FILE *envf = NULL, *prof = NULL, *ud = NULL, *md = NULL, *nc = NULL;
         vmm_seed_files_t out = {};
@@ -243,6 +324,10 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
         for (size_t i = 0; spec->address && spec->dns && spec->dns[i]; i++)
                 if (!ip_valid(spec->dns[i], AF_INET) && !ip_valid(spec->dns[i], AF_INET6))
                         return seed_fail(ret_error, -EINVAL, "seed: name server %s is not an IP address", spec->dns[i]);
+
+        r = check_mounts(spec, ret_error);
+        if (r < 0)
+                return r;
 
         envf = open_memstream(&out.env, &n_env);
         prof = open_memstream(&out.profile, &n_prof);
@@ -277,10 +362,13 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
         /* Ring's path for a Ring user's image: bootcmd runs before write_files, and a symlink
          * to a file not yet written is fine. The drop-in is written after systemd loaded the
          * units: a reload makes it count for every service started or restarted from then on. */
+        write_mounts(ud, spec);
         fputs("bootcmd:\n"
               "  - [mkdir, -p, /etc/ring]\n"
-              "  - [ln, -sfn, /etc/husk/env, /etc/ring/env]\n"
-              "runcmd:\n"
+              "  - [ln, -sfn, /etc/husk/env, /etc/ring/env]\n",
+              ud);
+        write_mount_bootcmd(ud, spec);
+        fputs("runcmd:\n"
               "  - [systemctl, daemon-reload]\n",
               ud);
         if (close_stream(&ud, &out.user_data) < 0)

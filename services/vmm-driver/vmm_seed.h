@@ -24,11 +24,22 @@
  * assignment"), or a Unicode noncharacter (systemd's UTF-8 check refuses those too). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define VMM_SEED_FILE "seed.img"
 #define VMM_SEED_LABEL "CIDATA"
 #define VMM_SEED_CONTENT_MAX (4u * 1024u * 1024u) /* bytes of user-data and the rest together */
+
+/* A volume as cloud-init mounts it: Ring's mounts: entry (fstab) for its virtio-fs tag, and
+ * the same mount in bootcmd for a cloud-init whose mounts module skips a tag it does not take
+ * for a device (Debian 12's 22.4). */
+typedef struct vmm_seed_mount {
+        const char *tag;
+        const char *destination; /* [A-Za-z0-9/._+-] only: it goes into fstab and a shell line */
+        bool readonly;
+        const char *file; /* the share holds this one file, bound onto destination; NULL: mount the share */
+} vmm_seed_mount_t;
 
 typedef struct vmm_seed_spec {
         const char *instance_id;         /* meta-data instance-id */
@@ -40,6 +51,8 @@ typedef struct vmm_seed_spec {
         unsigned prefix;                 /* its prefix length (netd's /30: 30) */
         const char *gateway;             /* IPv4; NULL: no default route */
         char *const *dns;                /* IPv4 or IPv6 name servers; NULL: none */
+        const vmm_seed_mount_t *mounts;  /* the volumes, in order */
+        size_t n_mounts;
 } vmm_seed_spec_t;
 
 typedef struct vmm_seed_files {

@@ -58,6 +58,23 @@ static void publish_warning(vmm_instance_t *i, const char *message) {
 
 /* ---- start ----------------------------------------------------------------------------------- */
 
+/* The volumes as husk-agent mounts them: {tag, destination, readonly, file?} (SCHEMA.md, agent_mount). */
+static void pack_mounts(msgpack_packer *pk, const instance_spec_t *s) {
+        mp_pack_str(pk, "mounts");
+        msgpack_pack_array(pk, s->n_volumes);
+        for (size_t k = 0; k < s->n_volumes; k++) {
+                const volume_spec_t *v = &s->volumes[k];
+                const char *file = vmm_volume_single_file(v);
+
+                msgpack_pack_map(pk, file ? 4 : 3);
+                mp_pack_kv_str(pk, "tag", v->tag);
+                mp_pack_kv_str(pk, "destination", v->destination);
+                mp_pack_kv_bool(pk, "readonly", v->readonly);
+                if (file)
+                        mp_pack_kv_str(pk, "file", file);
+        }
+}
+
 typedef struct start_args {
         vmm_instance_t *instance;
         char *const *env; /* the environment with the secrets' values merged in */
@@ -80,6 +97,8 @@ static void pack_start(msgpack_packer *pk, void *userdata) {
                 msgpack_pack_nil(pk);
         }
         mp_pack_kv_env(pk, "env", a->env);
+        if (s->n_volumes)
+                pack_mounts(pk, s);
 }
 
 static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
@@ -161,7 +180,8 @@ void vmm_workload_start(vmm_instance_t *i) {
                 args.env = merged;
         }
         /* pack_start runs before vmm_agent_request returns: args may live on the stack. */
-        id = vmm_agent_request(i, "start", 6, pack_start, &args, START_TIMEOUT_MS, on_start, NULL);
+        id = vmm_agent_request(i, "start", 6 + (s->n_volumes ? 1 : 0), pack_start, &args, START_TIMEOUT_MS, on_start,
+                               NULL);
         if (id < 0)
                 log_debug_errno((int)id, "Instance %s: cannot send start: %m", id_of(i));
 }

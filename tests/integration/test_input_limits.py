@@ -106,9 +106,10 @@ def test_nothing_in_a_request_is_accepted_and_ignored(stack):
 
 def test_manifest_fields_are_honoured_refused_or_warned(stack):
     refused = [
-        ({"volumes": [{"type": "nfs", "source": "srv:/x", "destination": "/x"}]}, "volumes"),
-        ({"volumes": [42, None]}, "volumes"),
+        ({"volumes": [{"type": "nfs", "source": "srv:/x", "destination": "/x"}]}, "volumes[0].type"),
+        ({"volumes": [{"type": "bind", "source": "/", "destination": "/x"}, 42]}, "volumes[1]"),
         ({"environment": {"DB": {"secretRef": "db-url", "key": "x"}}}, "environment.DB"),
+        ({"environment": {"DB": {"secretRef": "db-url"}}}, "environment.DB"),
         ({"network": {"mode": "host"}}, "network.mode"),
         ({"secrets": {"A": "b"}}, "secrets"),
         ({"config": {"foo": "bar"}}, "config.foo"),

@@ -285,6 +285,10 @@ static const struct expectation {
         { "POST", "/secrets", 'A', 'A', 'F', false },
         { "GET", "/secrets/*", 'A', 'A', 'F', false },
         { "DELETE", "/secrets/*", 'A', 'A', 'F', false },
+        { "GET", "/volumes", 'A', 'A', 'A', false },
+        { "POST", "/volumes", 'A', 'A', 'F', false },
+        { "GET", "/volumes/*", 'A', 'A', 'A', false },
+        { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
 };
 
 static void test_role_matrix(void **state) {

@@ -10,6 +10,7 @@
 
 #include "lib/util.h"
 #include "services/apiserver/apiserver_manifest.h"
+#include "services/apiserver/apiserver_volumes.h"
 
 #define NAME_RULE \
         "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. \"my-app\")"
@@ -439,6 +440,71 @@ static void test_memory_rules(void **state) {
                     "must be a memory size such as \"512Mi\" or a number of bytes, got number 0.5");
 }
 
+/* Volumes: normalized (permission written out), then as the scheduler gets them: Ring's tags by
+ * index, config and secret always read-only, a named volume's directory under the state dir. */
+static void test_volumes_normalized_and_resolved(void **state) {
+        _cleanup_(manifest_clear) manifest_t m =
+                parse_ok("{'name': 'web', 'namespace': 'team', 'image': '/i', 'volumes': ["
+                         "{'type': 'bind', 'source': '/', 'destination': '/data'},"
+                         "{'type': 'volume', 'source': 'app-data', 'destination': '/var/lib/app', 'permission': 'ro'},"
+                         "{'type': 'config', 'source': 'nginx', 'key': 'nginx.conf', 'destination': "
+                         "'/etc/nginx/nginx.conf', 'permission': 'rw'},"
+                         "{'type': 'secret', 'source': 'db', 'destination': '/run/secrets/db'}]}");
+        json_auto_t *want =
+                J("[{'type': 'bind', 'source': '/', 'destination': '/data', 'permission': 'rw'},"
+                  "{'type': 'volume', 'source': 'app-data', 'destination': '/var/lib/app', 'permission': 'ro'},"
+                  "{'type': 'config', 'source': 'nginx', 'destination': '/etc/nginx/nginx.conf', 'permission': 'rw', "
+                  "'key': 'nginx.conf'},"
+                  "{'type': 'secret', 'source': 'db', 'destination': '/run/secrets/db', 'permission': 'rw'}]");
+        volume_spec_t *v = NULL;
+        size_t n = 0;
+
+        assert_true(json_equal(json_object_get(m.spec, "volumes"), want));
+        assert_int_equal(apiserver_volumes_set_dir("/var/lib/husk"), 0);
+        assert_int_equal(manifest_volumes_from_spec(m.spec, "team", &v, &n), 0);
+        assert_int_equal(n, 4);
+        assert_string_equal(v[0].tag, "bind-0");
+        assert_false(v[0].readonly);
+        assert_string_equal(v[0].source, "/");
+        assert_string_equal(v[1].tag, "vol-1");
+        assert_true(v[1].readonly);
+        assert_string_equal(v[1].source, "/var/lib/husk/volumes/team/app-data");
+        assert_string_equal(v[2].tag, "cfg-2");
+        assert_true(v[2].readonly);
+        assert_string_equal(v[2].source, "nginx");
+        assert_string_equal(v[3].tag, "sec-3");
+        assert_true(v[3].readonly);
+        volumes_free(v, n);
+}
+
+/* Each rule with its field and words; every problem reported, not the first only. */
+static void test_volume_rules(void **state) {
+        json_auto_t *both = violations_of("{'name': 'web', 'image': '/i', 'replicas': 3, 'volumes': ["
+                                          "{'type': 'volume', 'source': 'shared', 'destination': '/d'},"
+                                          "{'type': 'bind', 'source': '/', 'destination': '/d'}]}");
+
+        assert_int_equal(json_array_size(both), 2);
+        assert_violation_at(both, 0, "volumes[1].destination",
+                            "\"/d\" is the destination of volumes[0] too: one volume per destination");
+        assert_violation_at(both, 1, "volumes[0].permission",
+                            "a read-write named volume cannot be used with replicas > 1 (replicas is 3): the "
+                            "replicas would write one directory at once; use permission: ro, or one replica");
+        assert_only("{'name': 'web', 'image': '/i', 'volumes': [{'type': 'bind', 'source': 'x', 'destination': '/d'}]}",
+                    "volumes[0].source", "\"x\" is not an absolute path: give the host directory's absolute path");
+        assert_only(
+                "{'name': 'web', 'image': '/i', 'volumes': [{'type': 'volume', 'source': 'A_b', 'destination': '/d'}]}",
+                "volumes[0].source",
+                "\"A_b\" is not a valid name: use 1-63 lowercase letters, digits and '-', starting and ending "
+                "with a letter or digit");
+        assert_only("{'name': 'web', 'image': '/i', 'volumes': [{'type': 'bind', 'source': '/', 'destination': "
+                    "'/a/../b'}]}",
+                    "volumes[0].destination", "\"/a/../b\" must be an absolute path other than / and without \"..\"");
+        assert_only("{'name': 'web', 'image': '/i', 'volumes': [{'type': 'bind', 'source': '/', 'destination': '/d', "
+                    "'mode': 'x'}]}",
+                    "volumes[0].mode",
+                    "unknown field: a volume has type, source, destination, permission, driver and key");
+}
+
 static void test_requests_are_accepted_but_checked(void **state) {
         /* below the limits' minimum is fine: requests size nothing */
         manifest_t m =
@@ -554,6 +620,8 @@ int main(void) {
                 cmocka_unit_test(test_cpu_rules),
                 cmocka_unit_test(test_memory_rules),
                 cmocka_unit_test(test_requests_are_accepted_but_checked),
+                cmocka_unit_test(test_volumes_normalized_and_resolved),
+                cmocka_unit_test(test_volume_rules),
                 cmocka_unit_test(test_resources_structure),
                 cmocka_unit_test(test_ring_field_types),
                 cmocka_unit_test(test_unknown_fields),

@@ -102,6 +102,19 @@ static health_check_t checks[] = {
         { .type = "command", .command = cmd, .interval_ms = 1, .timeout_ms = 1, .threshold = 1, .on_failure = "alert" },
 };
 
+static uint8_t secret_data[] = "s3cr3t";
+static volume_file_t secret_files[] = { { .name = "db-password", .mode = 0400, .data = secret_data, .size = 6 } };
+static volume_spec_t volumes[] = {
+        { .type = VOLUME_BIND, .tag = "bind-0", .destination = "/data", .source = "/srv/data" },
+        { .type = VOLUME_SECRET,
+          .tag = "sec-1",
+          .destination = "/run/secrets/db-password",
+          .readonly = true,
+          .source = "db-password",
+          .files = secret_files,
+          .n_files = 1 },
+};
+
 static void test_deployment(void **state) {
         deployment_t d = {
                 .id = "5f0c7b9e-2d4a-4c1e-9a3b-7e6d8f1a2b3c",
@@ -128,6 +141,8 @@ static void test_deployment(void **state) {
                 .ports = ports,
                 .n_ports = ELEMENTSOF(ports),
                 .resolve = true,
+                .volumes = volumes,
+                .n_volumes = ELEMENTSOF(volumes),
         };
         packed_t p;
         const msgpack_object *o;
@@ -196,7 +211,9 @@ static instance_t full_instance(void) {
                           .environment = env,
                           .ports = ports,
                           .n_ports = ELEMENTSOF(ports),
-                          .secret_environment = secret_env },
+                          .secret_environment = secret_env,
+                          .volumes = volumes,
+                          .n_volumes = ELEMENTSOF(volumes) },
                 .state = INSTANCE_STATE_EXITED,
                 .pid = 0,
                 .started_at = 1,
@@ -219,15 +236,22 @@ static void test_instance(void **state) {
         o = packed_end(&p);
         assert_fits(&proto_msg_instance_spec, o);
         assert_covers(&proto_msg_instance_spec, o, NULL);
+        /* instance.create is the one body with the files of a secret volume. */
+        const msgpack_object *vols = mp_map_get(o, "volumes");
+        assert_fits(&proto_msg_volume, &vols->via.array.ptr[1]);
+        assert_covers(&proto_msg_volume, &vols->via.array.ptr[1], NULL);
+        assert_covers(&proto_msg_volume_file, &mp_map_get(&vols->via.array.ptr[1], "files")->via.array.ptr[0], NULL);
+        assert_null(mp_map_get(&vols->via.array.ptr[0], "files")); /* a bind volume has none */
         packed_free(&p);
 
-        /* What is published and listed leaves the secret environment out: not its key, not a
-         * byte of its value. */
+        /* What is published and listed leaves the secret environment out, not its key, not a
+         * byte of its value, and carries the volumes without their files. */
         instance_pack(packed_begin(&p), &i);
         o = packed_end(&p);
         assert_fits(&proto_msg_instance, o);
         assert_covers(&proto_msg_instance, o, (const char *const[]){ "secret_environment", NULL });
         assert_null(mp_map_get(o, "secret_environment"));
+        assert_null(mp_map_get(&mp_map_get(o, "volumes")->via.array.ptr[1], "files"));
         assert_null(memmem(p.buf.data, p.buf.size, "s3cr3t", 6));
         packed_free(&p);
 
@@ -245,11 +269,11 @@ static void test_resolve_result(void **state) {
                 { .name = "nginx.conf", .mode = 0444, .data = (uint8_t *)"worker_processes 1;\n", .size = 20 },
                 { .name = "token", .mode = 0400, .data = (uint8_t *)"s3cr3t", .size = 6 },
         };
-        resolved_volume_t volumes[] = { { .index = 2, .files = files, .n_files = ELEMENTSOF(files) } };
+        resolved_volume_t resolved[] = { { .index = 2, .files = files, .n_files = ELEMENTSOF(files) } };
         resolve_result_t r = { .generation = 4,
                                .secret_environment = secret_env,
-                               .volumes = volumes,
-                               .n_volumes = ELEMENTSOF(volumes) },
+                               .volumes = resolved,
+                               .n_volumes = ELEMENTSOF(resolved) },
                          back;
         packed_t p;
         const msgpack_object *o;
@@ -277,6 +301,44 @@ static void test_resolve_result(void **state) {
         assert_int_equal(resolve_result_unpack(packed_end(&p), &back), -EBADMSG);
         assert_null(back.volumes);
         packed_free(&p);
+}
+
+/* The decoder takes what the packer gives, files and all, and refuses what the schema bounds. */
+static void test_volumes_roundtrip(void **state) {
+        instance_t i = full_instance();
+        instance_spec_t back = {};
+        packed_t p;
+
+        instance_spec_pack(packed_begin(&p), &i.spec);
+        assert_int_equal(instance_spec_unpack(packed_end(&p), &back), 0);
+        assert_int_equal(back.n_volumes, 2);
+        assert_int_equal(back.volumes[0].type, VOLUME_BIND);
+        assert_false(back.volumes[0].readonly);
+        assert_string_equal(back.volumes[0].source, "/srv/data");
+        assert_int_equal(back.volumes[1].type, VOLUME_SECRET);
+        assert_int_equal(back.volumes[1].n_files, 1);
+        assert_int_equal(back.volumes[1].files[0].mode, 0400);
+        assert_memory_equal(back.volumes[1].files[0].data, "s3cr3t", 6);
+        instance_spec_clear(&back);
+        packed_free(&p);
+
+        /* A relative destination, "/", a bad tag, a bind without source: -EBADMSG. */
+        static const char *const bad[][3] = { { "data", "bind-0", "/srv" },
+                                              { "/", "bind-0", "/srv" },
+                                              { "/d", "Bind_0", "/srv" },
+                                              { "/d", "bind-0", NULL } };
+        for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
+                volume_spec_t v = { .type = VOLUME_BIND,
+                                    .destination = (char *)bad[k][0],
+                                    .tag = (char *)bad[k][1],
+                                    .source = (char *)bad[k][2] };
+
+                i.spec.volumes = &v;
+                i.spec.n_volumes = 1;
+                instance_spec_pack(packed_begin(&p), &i.spec);
+                assert_int_equal(instance_spec_unpack(packed_end(&p), &back), -EBADMSG);
+                packed_free(&p);
+        }
 }
 
 static void test_ports(void **state) {
@@ -443,15 +505,11 @@ static void test_tables(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_deployment),
-                cmocka_unit_test(test_deployment_event),
-                cmocka_unit_test(test_event),
-                cmocka_unit_test(test_instance),
-                cmocka_unit_test(test_resolve_result),
-                cmocka_unit_test(test_ports),
-                cmocka_unit_test(test_attachment),
-                cmocka_unit_test(test_agent_frame),
-                cmocka_unit_test(test_check_names_the_field),
+                cmocka_unit_test(test_deployment),     cmocka_unit_test(test_deployment_event),
+                cmocka_unit_test(test_event),          cmocka_unit_test(test_instance),
+                cmocka_unit_test(test_resolve_result), cmocka_unit_test(test_volumes_roundtrip),
+                cmocka_unit_test(test_ports),          cmocka_unit_test(test_attachment),
+                cmocka_unit_test(test_agent_frame),    cmocka_unit_test(test_check_names_the_field),
                 cmocka_unit_test(test_tables),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -197,6 +197,40 @@ static void test_firmware(void **state) {
         json_decref(c);
 }
 
+/* Volumes: one fs device per tag after the image's, and guest RAM shared for their virtiofsd,
+ * on a firmware boot too. */
+static void test_volumes(void **state) {
+        static const vmm_launch_volume_t volumes[] = {
+                { .tag = "bind-0", .socket = "/var/lib/husk/instances/0123456789ab/bind-0.sock" },
+                { .tag = "sec-1", .socket = "/var/lib/husk/instances/0123456789ab/sec-1.sock" },
+        };
+        vmm_ch_params_t p = firmware;
+        json_t *c, *fs, *v;
+
+        p.volumes = volumes;
+        p.n_volumes = ELEMENTSOF(volumes);
+        c = body_of(&p, "volumes");
+        assert_true(json_is_true(json_object_get(json_object_get(c, "memory"), "shared")));
+        fs = json_object_get(c, "fs");
+        assert_int_equal(json_array_size(fs), 2);
+        v = json_array_get(fs, 1);
+        assert_keys(v, (const char *const[]){ "tag", "socket", "num_queues", "queue_size", "id", NULL });
+        assert_string_equal(str_at(v, "tag"), "sec-1");
+        assert_string_equal(str_at(v, "socket"), "/var/lib/husk/instances/0123456789ab/sec-1.sock");
+        assert_string_equal(str_at(v, "id"), "vol1");
+        json_decref(c);
+
+        p = kit;
+        p.volumes = volumes;
+        p.n_volumes = 1;
+        c = body_of(&p, "kit-volumes");
+        fs = json_object_get(c, "fs");
+        assert_int_equal(json_array_size(fs), 2);
+        assert_string_equal(str_at(json_array_get(fs, 0), "tag"), "rootfs");
+        assert_string_equal(str_at(json_array_get(fs, 1), "tag"), "bind-0");
+        json_decref(c);
+}
+
 static void test_refused(void **state) {
         vmm_ch_params_t p = kit;
         vmm_net_t bad = net;
@@ -296,10 +330,9 @@ static void test_exit_reason(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_kit),         cmocka_unit_test(test_kit_disk_no_net),
-                cmocka_unit_test(test_firmware),    cmocka_unit_test(test_refused),
-                cmocka_unit_test(test_argv),        cmocka_unit_test(test_events),
-                cmocka_unit_test(test_exit_reason),
+                cmocka_unit_test(test_kit),     cmocka_unit_test(test_kit_disk_no_net), cmocka_unit_test(test_firmware),
+                cmocka_unit_test(test_refused), cmocka_unit_test(test_volumes),         cmocka_unit_test(test_argv),
+                cmocka_unit_test(test_events),  cmocka_unit_test(test_exit_reason),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,6 +114,34 @@ static void test_argv_kit_mode(void **state) {
         assert_true(has(v, "vhost-user-fs-device,chardev=fs0,tag=rootfs"));
 }
 
+/* One vhost-user-fs device per volume, with its tag, on the kit's microvm and on q35; a firmware
+ * boot with volumes gets its RAM in the shared memfd they need. */
+static void test_argv_volumes(void **state) {
+        static const vmm_launch_volume_t volumes[] = { { .tag = "bind-0", .socket = "bind-0.sock" },
+                                                       { .tag = "sec-1", .socket = "sec-1.sock" } };
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **kit = NULL, **fw = NULL;
+
+        p.fs_socket = "vfs.sock";
+        p.volumes = volumes;
+        p.n_volumes = ELEMENTSOF(volumes);
+        kit = build(&p);
+        assert_true(has(kit, "socket,id=vol0,path=bind-0.sock"));
+        assert_true(has(kit, "vhost-user-fs-device,chardev=vol0,tag=bind-0"));
+        assert_true(has(kit, "socket,id=vol1,path=sec-1.sock"));
+        assert_true(has(kit, "vhost-user-fs-device,chardev=vol1,tag=sec-1"));
+
+        p.fs_socket = NULL;
+        p.firmware = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+        p.firmware_vars = VMM_QEMU_FIRMWARE_VARS;
+        p.boot_disk = "disk.raw";
+        fw = build(&p);
+        assert_string_equal(option(fw, "-machine"), "q35,accel=tcg,memory-backend=mem");
+        assert_string_equal(option(fw, "-object"), "memory-backend-memfd,id=mem,size=512M,share=on");
+        assert_true(has(fw, "vhost-user-fs-pci,chardev=vol0,tag=bind-0"));
+        assert_true(has(fw, "vhost-user-fs-pci,chardev=vol1,tag=sec-1"));
+}
+
 /* A disk image with a command: read-only virtio-blk, no virtio-fs. */
 static void test_argv_disk_mode(void **state) {
         vmm_qemu_params_t p = base;
@@ -256,17 +284,12 @@ static void test_find_executable(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_accel_resolve),
-                cmocka_unit_test(test_argv_tcg),
-                cmocka_unit_test(test_argv_kit_mode),
-                cmocka_unit_test(test_argv_disk_mode),
-                cmocka_unit_test(test_argv_firmware),
-                cmocka_unit_test(test_firmware_vars),
-                cmocka_unit_test(test_argv_kvm),
-                cmocka_unit_test(test_argv_tsc),
-                cmocka_unit_test(test_argv_memory_and_paths),
-                cmocka_unit_test(test_argv_invalid),
-                cmocka_unit_test(test_find_executable),
+                cmocka_unit_test(test_accel_resolve), cmocka_unit_test(test_argv_tcg),
+                cmocka_unit_test(test_argv_kit_mode), cmocka_unit_test(test_argv_disk_mode),
+                cmocka_unit_test(test_argv_volumes),  cmocka_unit_test(test_argv_firmware),
+                cmocka_unit_test(test_firmware_vars), cmocka_unit_test(test_argv_kvm),
+                cmocka_unit_test(test_argv_tsc),      cmocka_unit_test(test_argv_memory_and_paths),
+                cmocka_unit_test(test_argv_invalid),  cmocka_unit_test(test_find_executable),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -276,6 +276,48 @@ static void test_seed_volume(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* Volumes: Ring's mounts: entries, and the bootcmd that mounts them where cloud-init's mounts
+ * module skips a virtio-fs tag; YAML as cloud-init parses it. A destination fstab or the shell
+ * line cannot carry is refused, naming the volume. */
+static void test_mounts(void **state) {
+        static const char prog[] =
+                "import sys, yaml\n"
+                "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
+                "assert d['mounts'] == [['bind-0', '/data', 'virtiofs', 'rw,nofail', '0', '0'],\n"
+                "                       ['vol-1', '/srv/ro', 'virtiofs', 'ro,nofail', '0', '0']], d\n"
+                "sh = [c[2] for c in d['bootcmd'] if c[0] == 'sh']\n"
+                "assert len(sh) == 3, sh\n"
+                "assert 'mount -t virtiofs -o ro vol-1 ' in sh[1], sh\n"
+                "assert 'mount --bind -o ro /run/husk-volumes/sec-2/pw ' in sh[2], sh\n";
+        vmm_seed_mount_t mounts[] = {
+                { .tag = "bind-0", .destination = "/data" },
+                { .tag = "vol-1", .destination = "/srv/ro", .readonly = true },
+                { .tag = "sec-2", .destination = "/run/secrets/pw", .readonly = true, .file = "pw" }
+        };
+        vmm_seed_spec_t spec = { .instance_id = ID, .mounts = mounts, .n_mounts = ELEMENTSOF(mounts) };
+        _cleanup_(vmm_seed_files_clear) vmm_seed_files_t f = {};
+        _cleanup_free_ char *dir = make_dir(), *output = NULL, *error = NULL;
+        char udpath[256];
+
+        require(have_tools(), "needs mkfs.fat (dosfstools), mcopy and mtype (mtools), python3-yaml");
+        assert_int_equal(vmm_seed_render(&spec, &f, NULL), 0);
+        snprintf(udpath, sizeof(udpath), "%s/user-data", dir);
+        write_text(udpath, f.user_data);
+        {
+                char *const argv[] = { "/usr/bin/python3", "-c", (char *)prog, udpath, NULL };
+
+                if (run_tool(argv, NULL, &output) < 0)
+                        fail_msg("user-data: %s\n%s", output ? output : "?", f.user_data);
+        }
+        unlink(udpath);
+        assert_int_equal(rmdir(dir), 0);
+
+        mounts[1].destination = "/srv/my data";
+        vmm_seed_files_clear(&f);
+        assert_int_equal(vmm_seed_render(&spec, &f, &error), -EINVAL);
+        assert_non_null(strstr(error, "volumes[1].destination"));
+}
+
 /* Without an address there is no network-config: cloud-init keeps the image's own. */
 static void test_no_network_config_without_address(void **state) {
         _cleanup_free_ char *dir = make_dir(), *path = NULL, *out = NULL;
@@ -352,6 +394,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_refuses_what_systemd_drops),
                 cmocka_unit_test(test_refuses_bad_fields),
                 cmocka_unit_test(test_seed_volume),
+                cmocka_unit_test(test_mounts),
                 cmocka_unit_test(test_no_network_config_without_address),
         };
 

@@ -160,26 +160,67 @@ static int resolve_volumes(bus_request_t *req, apiserver_t *api, const char *ns,
         return 0;
 }
 
+/* Whether the config or secret named `name` exists in ns, by name as deployment.resolve reads
+ * it (not by id): 1, 0, or -errno. */
+static int ref_exists(apiserver_t *api, const char *kind, const char *ns, const char *name) {
+        int r;
+
+        if (streq(kind, "config")) {
+                store_config_t c = {};
+
+                r = store_config_get(api->store, ns, name, &c);
+                if (r == 0 && (!streq(c.namespace_, ns) || !streq(c.name, name)))
+                        r = -ENOENT;
+                store_config_clear(&c);
+        } else {
+                store_secret_t found;
+
+                r = store_secret_get(api->store, ns, name, &found);
+                if (r == 0 && (!streq(found.namespace_, ns) || !streq(found.name, name)))
+                        r = -ENOENT;
+        }
+        return r == -ENOENT ? 0 : r < 0 ? r : 1;
+}
+
 int apiserver_check_refs(apiserver_t *api, const manifest_t *m, json_t **ret_violations) {
         json_auto_t *violations = json_array();
         const char *key;
-        json_t *value;
+        json_t *value, *vol;
+        size_t i;
 
         if (!violations)
                 return -ENOMEM;
+        /* A config or secret volume names one that must exist (the volumes' own rules are
+         * apiserver_manifest_volumes.c's). */
+        json_array_foreach(json_object_get(m->spec, "volumes"), i, vol) {
+                const char *type = json_string_value(json_object_get(vol, "type"));
+                const char *name = json_string_value(json_object_get(vol, "source"));
+                char field[64];
+                int r;
+
+                if (!type || !name || (!streq(type, "config") && !streq(type, "secret")))
+                        continue;
+                r = ref_exists(api, type, m->namespace_, name);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+                snprintf(field, sizeof(field), "volumes[%zu].source", i);
+                json_array_append_new(violations,
+                                      json_pack("{s:s, s:o}", "field", field, "reason",
+                                                json_sprintf("%s \"%s\" does not exist in namespace \"%s\": create "
+                                                             "it first (husk %s create)",
+                                                             type, name, m->namespace_, type)));
+        }
         json_object_foreach(json_object_get(m->spec, "environment"), key, value) {
                 const char *name = json_string_value(json_object_get(value, "secretRef"));
-                store_secret_t found;
                 char field[300];
                 int r;
 
                 if (!name)
                         continue;
-                /* By name in the namespace, as deployment.resolve reads it (not by id). */
-                r = store_secret_get(api->store, m->namespace_, name, &found);
-                if (r == 0 && (!streq(found.namespace_, m->namespace_) || !streq(found.name, name)))
-                        r = -ENOENT;
-                if (r == -ENOENT) {
+                r = ref_exists(api, "secret", m->namespace_, name);
+                if (r == 0) {
                         snprintf(field, sizeof(field), "environment.%s", key);
                         json_array_append_new(violations,
                                               json_pack("{s:s, s:o}", "field", field, "reason",

@@ -214,6 +214,17 @@ def test_config_and_secret_volumes_carry_their_files(stack, tmp_path):
     later reaches the next start, not the running instance."""
     root = rootfs(stack, tmp_path)
     secret_value = "s3cr3t-token \"quoted\" $HOME\n"
+    # Named before they exist: refused at apply, naming each volume's source; nothing stored.
+    r = stack.api("POST", "/deployments", json={
+        "name": "files", "image": str(root), "replicas": 0, "volumes": [
+            {"type": "config", "source": "app", "destination": "/etc/app"},
+            {"type": "secret", "source": "api-token", "destination": "/run/secrets"}]})
+    assert r.status == 422, r
+    assert [(v["field"], v["reason"]) for v in r.json()["violations"]] == [
+        ("volumes[0].source", 'config "app" does not exist in namespace "default": create it first (husk config create)'),
+        ("volumes[1].source", 'secret "api-token" does not exist in namespace "default": create it first '
+                              "(husk secret create)")], r.json()
+    assert inspect(stack, "files") is None
     r = stack.husk("config", "create", "app", "--from-literal", "app.conf=listen 8080\nname \"husk\"",
                    "--from-literal", "level=debug")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -2,6 +2,8 @@
 #include "lib/util.h"
 
 #include <dirent.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -419,4 +421,16 @@ int read_file_tail(const char *path, size_t max_bytes, char **ret) {
         out[n_out] = '\0';
         *ret = TAKE_PTR(out);
         return 0;
+}
+
+int error_set(char **ret_error, int error, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return error;
 }

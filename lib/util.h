@@ -77,6 +77,11 @@ char *format_timestamp_ms(uint64_t unix_ms, char *buf, size_t size);
 /* Random lowercase hex string of 2*nbytes characters, from getrandom(). */
 int random_hex(char *buf, size_t nbytes);
 
+/* The "why" convention of functions that take char **ret_error: *ret_error becomes the
+ * formatted message (when ret_error is not NULL; NULL if it cannot be allocated) and error is
+ * returned, so that `return error_set(ret_error, -EINVAL, "image %s: ...", p);`. */
+int error_set(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
+
 /* mkdir -p with the given mode for every created component. */
 int mkdir_p(const char *path, unsigned mode);
 /* rm -rf of one directory tree (does not cross mount points, does not follow symlinks). */

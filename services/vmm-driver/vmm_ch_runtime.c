@@ -22,19 +22,6 @@
 
 static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
 
-static int fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int error, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return error;
-}
-
 /* Daemon-wide: what runtime.cloud_hypervisor resolved to. */
 typedef struct vmm_ch {
         char *binary_name; /* as configured, for messages */
@@ -106,9 +93,9 @@ static int check(const void *state, const instance_spec_t *s, char **ret_error) 
         const vmm_ch_t *ch = state;
 
         if (!ch || !ch->binary)
-                return fail(ret_error, -ENOENT,
-                            "cloud-hypervisor binary %s not found (runtime.cloud_hypervisor.binary_path)",
-                            ch ? ch->binary_name : "cloud-hypervisor");
+                return error_set(ret_error, -ENOENT,
+                                 "cloud-hypervisor binary %s not found (runtime.cloud_hypervisor.binary_path)",
+                                 ch ? ch->binary_name : "cloud-hypervisor");
         return 0;
 }
 
@@ -147,14 +134,14 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
 
         r = data_new(i);
         if (r < 0)
-                return fail(ret_error, r, "out of memory");
+                return error_set(ret_error, r, "out of memory");
         /* CH binds the vsock socket and connects to virtiofsd's by these names. */
         if (snprintf(vsock, sizeof(vsock), "%s/" VMM_CH_VSOCK_SOCKET, i->dir) >= (int)sizeof(vsock) ||
             (l->fs_socket && snprintf(fs, sizeof(fs), "%s/%s", i->dir, l->fs_socket) >= (int)sizeof(fs)))
-                return fail(ret_error, -ENAMETOOLONG,
-                            "instance directory %s is too long for cloud-hypervisor's unix sockets (%zu bytes at "
-                            "most): shorten vmm_driver.instances_dir",
-                            i->dir, sizeof(vsock) - 1);
+                return error_set(ret_error, -ENAMETOOLONG,
+                                 "instance directory %s is too long for cloud-hypervisor's unix sockets (%zu bytes at "
+                                 "most): shorten vmm_driver.instances_dir",
+                                 i->dir, sizeof(vsock) - 1);
         snprintf(console, sizeof(console), "%s/" VMM_CH_CONSOLE, i->dir);
         p.console = console;
         p.vsock_socket = vsock;
@@ -163,39 +150,40 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
         for (size_t k = 0; k < l->n_volumes && k < VOLUMES_MAX; k++) {
                 if (snprintf(volume_sockets[k], sizeof(volume_sockets[k]), "%s/%s", i->dir, l->volumes[k].socket) >=
                     (int)sizeof(volume_sockets[k]))
-                        return fail(ret_error, -ENAMETOOLONG,
-                                    "instance directory %s is too long for cloud-hypervisor's unix sockets: shorten "
-                                    "vmm_driver.instances_dir",
-                                    i->dir);
+                        return error_set(
+                                ret_error, -ENAMETOOLONG,
+                                "instance directory %s is too long for cloud-hypervisor's unix sockets: shorten "
+                                "vmm_driver.instances_dir",
+                                i->dir);
                 volumes[k] = (vmm_launch_volume_t){ .tag = l->volumes[k].tag, .socket = volume_sockets[k] };
         }
         p.volumes = volumes;
         p.n_volumes = l->n_volumes;
         if (l->boot_disk) {
                 if (!ch->firmware)
-                        return fail(ret_error, -ENOENT,
-                                    "runtime.cloud_hypervisor.firmware_path is not set: disk images boot through "
-                                    "firmware (rust-hypervisor-firmware or OVMF's CLOUDHV.fd)");
+                        return error_set(ret_error, -ENOENT,
+                                         "runtime.cloud_hypervisor.firmware_path is not set: disk images boot through "
+                                         "firmware (rust-hypervisor-firmware or OVMF's CLOUDHV.fd)");
                 if (access(ch->firmware, R_OK) < 0)
-                        return fail(ret_error, -ENOENT, "runtime.cloud_hypervisor.firmware_path %s: %s", ch->firmware,
-                                    strerror(errno));
+                        return error_set(ret_error, -ENOENT, "runtime.cloud_hypervisor.firmware_path %s: %s",
+                                         ch->firmware, strerror(errno));
                 p.firmware = ch->firmware;
         }
         r = vmm_ch_vm_config(&p, &config);
         if (r < 0)
-                return fail(ret_error, r, "cannot build cloud-hypervisor's vm.create body: %s", strerror(-r));
+                return error_set(ret_error, r, "cannot build cloud-hypervisor's vm.create body: %s", strerror(-r));
         ch_of(i)->vm_config = json_dumps(config, JSON_COMPACT);
         json_decref(config);
         if (!ch_of(i)->vm_config)
-                return fail(ret_error, -ENOMEM, "out of memory");
+                return error_set(ret_error, -ENOMEM, "out of memory");
         r = vmm_ch_argv(ch->binary, ch->seccomp, &ch_of(i)->argv);
         if (r < 0)
-                return fail(ret_error, r, "cannot build the cloud-hypervisor command line: %s", strerror(-r));
+                return error_set(ret_error, r, "cannot build the cloud-hypervisor command line: %s", strerror(-r));
         /* The event file exists before CH does: vmm-driver watches it from the spawn on. */
         snprintf(path, sizeof(path), "%s/" VMM_CH_EVENTS, i->dir);
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
-                return fail(ret_error, -errno, "cannot create %s: %s", path, strerror(errno));
+                return error_set(ret_error, -errno, "cannot create %s: %s", path, strerror(errno));
         close(fd);
         return 0;
 }
@@ -205,10 +193,10 @@ static int spawn(vmm_instance_t *i, pid_t *ret_pid, char **ret_error) {
         int r;
 
         if (!argv)
-                return fail(ret_error, -EINVAL, "cloud-hypervisor: nothing prepared to start");
+                return error_set(ret_error, -EINVAL, "cloud-hypervisor: nothing prepared to start");
         r = vmm_spawn(i->dir, argv, VMM_CH_LOG, ret_pid);
         if (r < 0)
-                return fail(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+                return error_set(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
         log_debug("Instance %s: %s pid %d", id_of(i), argv[0], (int)*ret_pid);
         return 0;
 }

@@ -25,19 +25,6 @@
 
 static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
 
-static int fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int error, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return error;
-}
-
 int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret) {
         vmm_instance_t *i = calloc(1, sizeof(*i));
 
@@ -163,9 +150,9 @@ static int check_file(const char *field, const char *path, char **ret_error) {
         struct stat st;
 
         if (!path || path[0] != '/')
-                return fail(ret_error, -EINVAL, "%s: must be an absolute path", field);
+                return error_set(ret_error, -EINVAL, "%s: must be an absolute path", field);
         if (stat(path, &st) < 0)
-                return fail(ret_error, -EINVAL, "%s: %s: %s", field, path, strerror(errno));
+                return error_set(ret_error, -EINVAL, "%s: %s: %s", field, path, strerror(errno));
         return 0;
 }
 
@@ -175,9 +162,9 @@ static int check_spec(vmm_t *d, instance_spec_t *s, const vmm_runtime_t **ret_ru
         int r;
 
         if (!instance_id_valid(s->instance_id))
-                return fail(ret_error, -EINVAL, "instance_id: must be 12 lowercase hex digits");
+                return error_set(ret_error, -EINVAL, "instance_id: must be 12 lowercase hex digits");
         if (!s->deployment_id || !*s->deployment_id)
-                return fail(ret_error, -EINVAL, "deployment_id: must not be empty");
+                return error_set(ret_error, -EINVAL, "deployment_id: must not be empty");
         r = vmm_runtime_lookup(c, s->runtime, ret_runtime, ret_error);
         if (r < 0)
                 return -EINVAL;
@@ -186,27 +173,27 @@ static int check_spec(vmm_t *d, instance_spec_t *s, const vmm_runtime_t **ret_ru
         if (s->memory_mib == 0)
                 s->memory_mib = c->vmm_driver.default_memory_mib ? c->vmm_driver.default_memory_mib : 256;
         if (s->cpus > CPUS_MAX)
-                return fail(ret_error, -EINVAL, "cpus: must be between 1 and %d", CPUS_MAX);
+                return error_set(ret_error, -EINVAL, "cpus: must be between 1 and %d", CPUS_MAX);
         if (s->memory_mib < MEMORY_MIB_MIN || s->memory_mib > MEMORY_MIB_MAX)
-                return fail(ret_error, -EINVAL, "memory_mib: must be between %u and %u", MEMORY_MIB_MIN,
-                            MEMORY_MIB_MAX);
+                return error_set(ret_error, -EINVAL, "memory_mib: must be between %u and %u", MEMORY_MIB_MIN,
+                                 MEMORY_MIB_MAX);
         /* The image is not attached yet (kit mode comes later) but a missing one is an error now,
          * not when it finally gets used. */
         r = check_file("image", s->image, ret_error);
         if (r < 0)
                 return r;
         if (strchr(s->image, ','))
-                return fail(ret_error, -EINVAL, "image: must not contain ',' (virtiofsd and VMM option syntax)");
+                return error_set(ret_error, -EINVAL, "image: must not contain ',' (virtiofsd and VMM option syntax)");
         if (s->kernel && (r = check_file("kernel", s->kernel, ret_error)) < 0)
                 return r;
         if (s->initrd && (r = check_file("initrd", s->initrd, ret_error)) < 0)
                 return r;
         if (s->boot && !streq(s->boot, "firmware") && !streq(s->boot, "kit"))
-                return fail(ret_error, -EINVAL, "boot: must be \"firmware\" or \"kit\"");
+                return error_set(ret_error, -EINVAL, "boot: must be \"firmware\" or \"kit\"");
         if (s->boot && streq(s->boot, "firmware") && (s->kernel || s->command))
-                return fail(ret_error, -EINVAL,
-                            "boot: \"firmware\" boots the disk's own kernel and init: no kernel or command "
-                            "with it (use \"kit\")");
+                return error_set(ret_error, -EINVAL,
+                                 "boot: \"firmware\" boots the disk's own kernel and init: no kernel or command "
+                                 "with it (use \"kit\")");
         return vmm_volumes_check(s, ret_error);
 }
 
@@ -218,9 +205,9 @@ static int boot_files(vmm_t *d, const instance_spec_t *s, vmm_launch_t *l, char 
         l->kernel = s->kernel ?: c->kit.kernel;
         l->initrd = s->initrd ?: c->kit.initrd;
         if (!l->kernel)
-                return fail(ret_error, -EINVAL, "kernel: none given and kit.kernel is not configured");
+                return error_set(ret_error, -EINVAL, "kernel: none given and kit.kernel is not configured");
         if (!l->initrd)
-                return fail(ret_error, -EINVAL, "initrd: none given and kit.initrd is not configured");
+                return error_set(ret_error, -EINVAL, "initrd: none given and kit.initrd is not configured");
         if (!s->kernel && (r = check_file("kernel (kit.kernel)", l->kernel, ret_error)) < 0)
                 return r;
         if (!s->initrd && (r = check_file("initrd (kit.initrd)", l->initrd, ret_error)) < 0)
@@ -248,28 +235,29 @@ static int image_mode(const instance_spec_t *s, const char *image_path, const ch
         r = disk_image_probe(s->image, &kind, err, sizeof(err));
         if (r >= 0 && kind == DISK_IMAGE_DIRECTORY) {
                 if (s->boot && streq(s->boot, "firmware"))
-                        return fail(ret_error, -EINVAL,
-                                    "boot: \"firmware\" needs a disk image: %s is a directory, which the kit runs",
-                                    s->image);
+                        return error_set(ret_error, -EINVAL,
+                                         "boot: \"firmware\" needs a disk image: %s is a directory, which the kit runs",
+                                         s->image);
                 r = vmm_fs_workload_mode(image_path, ret_mode);
                 if (r == -ENOTDIR)
-                        return fail(ret_error, -EINVAL,
-                                    "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
-                                    s->image);
+                        return error_set(ret_error, -EINVAL,
+                                         "image: %s has a config.json but no rootfs/ directory: not an OCI bundle",
+                                         s->image);
                 if (r < 0)
-                        return fail(ret_error, -EINVAL, "image: %s: %s", s->image, strerror(-r));
+                        return error_set(ret_error, -EINVAL, "image: %s: %s", s->image, strerror(-r));
                 return 0;
         }
         if (s->kernel || s->command || (s->boot && streq(s->boot, "kit"))) {
                 if (r < 0 && r != -ENOEXEC)
-                        return fail(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
+                        return error_set(ret_error, -EINVAL, "image: %s",
+                                         strncmp(err, "image ", 6) == 0 ? err + 6 : err);
                 *ret_mode = s->command || (s->boot && streq(s->boot, "kit")) ? "disk" : NULL;
                 *ret_disk_format = r >= 0 && kind == DISK_IMAGE_QCOW2 ? "qcow2" : "raw";
                 return 0;
         }
         if (r < 0)
                 /* err reads "image PATH: why". */
-                return fail(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
+                return error_set(ret_error, -EINVAL, "image: %s", strncmp(err, "image ", 6) == 0 ? err + 6 : err);
         *ret_disk_format = disk_image_kind_name(kind);
         *ret_firmware = true;
         return 0;
@@ -694,16 +682,16 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         if (r < 0)
                 return r;
         if (vmm_instance_get(d, spec->instance_id) || zhashx_lookup(d->creating, spec->instance_id))
-                return fail(ret_error, -EEXIST, "instance_id: %s exists", spec->instance_id);
+                return error_set(ret_error, -EEXIST, "instance_id: %s exists", spec->instance_id);
         /* Resolved once, here: a symlinked image runs exactly as its target (virtiofsd refuses a
          * symlink as its source), and the VM keeps what it was given if the link changes later. */
         image_path = realpath(spec->image, NULL);
         if (!image_path)
-                return fail(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(errno));
+                return error_set(ret_error, -EINVAL, "image: %s: %s", spec->image, strerror(errno));
         if (strchr(image_path, ','))
-                return fail(ret_error, -EINVAL,
-                            "image: %s resolves to %s, which contains ',' (virtiofsd and VMM option syntax)",
-                            spec->image, image_path);
+                return error_set(ret_error, -EINVAL,
+                                 "image: %s resolves to %s, which contains ',' (virtiofsd and VMM option syntax)",
+                                 spec->image, image_path);
         r = image_mode(spec, image_path, &mode, &disk_format, &firmware, ret_error);
         if (r < 0)
                 return r;
@@ -731,7 +719,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
 
         c = calloc(1, sizeof(*c));
         if (!c)
-                return fail(ret_error, -ENOMEM, "out of memory");
+                return error_set(ret_error, -ENOMEM, "out of memory");
         *c = (create_t){ .d = d,
                          .rt = rt,
                          .mode = mode,
@@ -745,7 +733,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         snprintf(c->id, sizeof(c->id), "%s", spec->instance_id);
         if (!c->kernel || !c->initrd || zhashx_insert(d->creating, c->id, c) < 0) {
                 create_free(c);
-                return fail(ret_error, -ENOMEM, "out of memory");
+                return error_set(ret_error, -ENOMEM, "out of memory");
         }
         c->spec = TAKE_PTR(*spec_p);
         /* Last of the checks: nothing may fail after netd took the host ports but before the VM

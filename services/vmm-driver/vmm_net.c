@@ -13,19 +13,6 @@
 #define NET_ATTACH_TIMEOUT_MS 5000
 #define NET_DETACH_TIMEOUT_MS 2000
 
-static int net_fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
-static int net_fail(char **ret_error, int error, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return error;
-}
-
 /* Is a netd serving this host? For ipc:// endpoints the socket file says so without a round
  * trip; a stand-alone vmm-driver (tests, hosts without netd) then runs VMs without a network. */
 static bool netd_present(const vmm_t *d) {
@@ -71,16 +58,16 @@ static void on_attach_reply(int error, const bus_reply_t *reply, void *userdata)
         int r;
 
         if (error < 0) {
-                r = net_fail(&why, -EAGAIN, "netd did not answer net.attach: %s", strerror(-error));
+                r = error_set(&why, -EAGAIN, "netd did not answer net.attach: %s", strerror(-error));
         } else if (reply->error_code) {
                 /* PortAllocationFailed keeps its own code: the scheduler counts it as a failed start. */
                 r = streq(reply->error_code, BUS_ERR_PORT_ALLOCATION_FAILED) ? -EADDRINUSE
                     : streq(reply->error_code, BUS_ERR_INVALID)              ? -EINVAL
                                                                              : -EAGAIN;
-                r = net_fail(&why, r, "%s", reply->error_message ?: reply->error_code);
+                r = error_set(&why, r, "%s", reply->error_message ?: reply->error_code);
         } else if (attachment_unpack(reply->result, &a, &e) < 0) {
                 vmm_net_detach(c->d, c->instance_id);
-                r = net_fail(&why, -EBADMSG, "netd answered net.attach with a malformed result: %s", e.message);
+                r = error_set(&why, -EBADMSG, "netd answered net.attach with a malformed result: %s", e.message);
         } else {
                 snprintf(net.tap, sizeof(net.tap), "%s", a.tap);
                 snprintf(net.mac, sizeof(net.mac), "%s", a.mac);
@@ -103,13 +90,13 @@ int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, voi
 
         if (!d->netd || !netd_present(d)) {
                 if (s->n_ports > 0)
-                        return net_fail(ret_error, -EAGAIN, "ports: no netd runs on this host to publish them");
+                        return error_set(ret_error, -EAGAIN, "ports: no netd runs on this host to publish them");
                 log_debug("Instance %s: no netd on this host, no network", s->instance_id);
                 return 1;
         }
         c = calloc(1, sizeof(*c));
         if (!c)
-                return net_fail(ret_error, -ENOMEM, "out of memory");
+                return error_set(ret_error, -ENOMEM, "out of memory");
         *c = (attach_call_t){ .d = d, .fn = fn, .userdata = userdata };
         snprintf(c->instance_id, sizeof(c->instance_id), "%s", s->instance_id);
         msgpack_sbuffer_init(&buf);
@@ -123,7 +110,7 @@ int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, voi
         msgpack_sbuffer_destroy(&buf);
         if (r < 0) {
                 free(c);
-                return net_fail(ret_error, -EAGAIN, "cannot ask netd for net.attach: %s", strerror(-r));
+                return error_set(ret_error, -EAGAIN, "cannot ask netd for net.attach: %s", strerror(-r));
         }
         return 0;
 }

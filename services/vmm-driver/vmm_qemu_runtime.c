@@ -14,19 +14,6 @@
 
 static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
 
-static int fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int error, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return error;
-}
-
 /* ---- daemon-wide ---------------------------------------------------------------------------- */
 
 static void free_state(void *state) {
@@ -91,7 +78,8 @@ static int check(const void *state, const instance_spec_t *s, char **ret_error) 
         const vmm_qemu_t *q = state;
 
         if (!q || !q->binary)
-                return fail(ret_error, -ENOENT, "qemu binary %s not found", q ? q->binary_name : "qemu-system-x86_64");
+                return error_set(ret_error, -ENOENT, "qemu binary %s not found",
+                                 q ? q->binary_name : "qemu-system-x86_64");
         return 0;
 }
 
@@ -119,25 +107,27 @@ static int prepare_firmware(vmm_instance_t *i, const vmm_qemu_t *q, char **ret_e
         int r;
 
         if (!q->firmware)
-                return fail(ret_error, -ENOENT,
-                            "runtime.qemu.firmware_path is not set: disk images boot through UEFI firmware (Debian's "
-                            "ovmf)");
+                return error_set(
+                        ret_error, -ENOENT,
+                        "runtime.qemu.firmware_path is not set: disk images boot through UEFI firmware (Debian's "
+                        "ovmf)");
         if (access(q->firmware, R_OK) < 0)
-                return fail(ret_error, -ENOENT,
-                            "runtime.qemu.firmware_path %s: %s (install Debian's ovmf, or point it at OVMF_CODE)",
-                            q->firmware, strerror(errno));
+                return error_set(ret_error, -ENOENT,
+                                 "runtime.qemu.firmware_path %s: %s (install Debian's ovmf, or point it at OVMF_CODE)",
+                                 q->firmware, strerror(errno));
         if (!q->firmware_vars)
-                return fail(ret_error, -ENOENT,
-                            "runtime.qemu.firmware_path %s: no variables template beside it (its name must hold CODE, "
-                            "the template's VARS)",
-                            q->firmware);
+                return error_set(
+                        ret_error, -ENOENT,
+                        "runtime.qemu.firmware_path %s: no variables template beside it (its name must hold CODE, "
+                        "the template's VARS)",
+                        q->firmware);
         r = read_file(q->firmware_vars, 64u << 20, &vars, &size);
         if (r < 0)
-                return fail(ret_error, r, "firmware variables template %s: %s", q->firmware_vars, strerror(-r));
+                return error_set(ret_error, r, "firmware variables template %s: %s", q->firmware_vars, strerror(-r));
         snprintf(path, sizeof(path), "%s/" VMM_QEMU_FIRMWARE_VARS, i->dir);
         r = write_file_atomic(path, vars, size, 0600);
         if (r < 0)
-                return fail(ret_error, r, "cannot write %s: %s", path, strerror(-r));
+                return error_set(ret_error, r, "cannot write %s: %s", path, strerror(-r));
         return 0;
 }
 
@@ -167,7 +157,7 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
 
         r = data_new(i);
         if (r < 0)
-                return fail(ret_error, r, "out of memory");
+                return error_set(ret_error, r, "out of memory");
         if (l->boot_disk) {
                 r = prepare_firmware(i, q, ret_error);
                 if (r < 0)
@@ -175,13 +165,13 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 p.firmware = q->firmware;
                 p.firmware_vars = VMM_QEMU_FIRMWARE_VARS;
                 if (strchr(q->firmware, ','))
-                        return fail(ret_error, -EINVAL,
-                                    "runtime.qemu.firmware_path %s: must not contain ',' (QEMU option syntax)",
-                                    q->firmware);
+                        return error_set(ret_error, -EINVAL,
+                                         "runtime.qemu.firmware_path %s: must not contain ',' (QEMU option syntax)",
+                                         q->firmware);
         }
         r = vmm_qemu_argv(&p, &vmm_qemu_of(i)->argv);
         if (r < 0)
-                return fail(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));
+                return error_set(ret_error, r, "cannot build the qemu command line: %s", strerror(-r));
         vmm_qemu_of(i)->accel = q->accel;
         return 0;
 }
@@ -191,10 +181,10 @@ static int spawn(vmm_instance_t *i, pid_t *ret_pid, char **ret_error) {
         int r;
 
         if (!argv)
-                return fail(ret_error, -EINVAL, "qemu: nothing prepared to start");
+                return error_set(ret_error, -EINVAL, "qemu: nothing prepared to start");
         r = vmm_spawn(i->dir, argv, VMM_QEMU_LOG, ret_pid);
         if (r < 0)
-                return fail(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+                return error_set(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
         log_debug("Instance %s: %s pid %d, accel %s", id_of(i), argv[0], (int)*ret_pid, vmm_qemu_of(i)->accel);
         return 0;
 }

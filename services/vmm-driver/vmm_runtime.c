@@ -22,19 +22,6 @@ static const struct {
 
 _Static_assert(ELEMENTSOF(rows) <= VMM_RUNTIMES_MAX, "raise VMM_RUNTIMES_MAX");
 
-static int fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int error, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return error;
-}
-
 /* Every row's name: "a or b", "a, b or c". */
 static void names(char *buf, size_t size) {
         size_t n = 0;
@@ -54,22 +41,23 @@ int vmm_runtime_lookup(const husk_config_t *c, const char *name, const vmm_runti
 
         *ret = NULL;
         if (!name)
-                return fail(ret_error, -EINVAL, "runtime: missing");
+                return error_set(ret_error, -EINVAL, "runtime: missing");
         for (size_t k = 0; k < ELEMENTSOF(rows); k++) {
                 if (!streq(name, rows[k].name))
                         continue;
                 rc = husk_config_runtime(c, name);
                 if (!rows[k].impl)
                         /* Even when configured: say so rather than half-work. */
-                        return fail(ret_error, -EOPNOTSUPP, "runtime %s is not enabled on this host%s", name,
-                                    rc && rc->enabled ? " (configured, but not supported by this vmm-driver yet)" : "");
+                        return error_set(ret_error, -EOPNOTSUPP, "runtime %s is not enabled on this host%s", name,
+                                         rc && rc->enabled ? " (configured, but not supported by this vmm-driver yet)"
+                                                           : "");
                 *ret = rows[k].impl;
                 if (!rc || !rc->enabled)
-                        return fail(ret_error, -EPERM, "runtime %s is not enabled on this host", name);
+                        return error_set(ret_error, -EPERM, "runtime %s is not enabled on this host", name);
                 return 0;
         }
         names(all, sizeof(all));
-        return fail(ret_error, -EINVAL, "runtime: must be %s", all);
+        return error_set(ret_error, -EINVAL, "runtime: must be %s", all);
 }
 
 static int row_of(const vmm_runtime_t *rt) {

@@ -10,17 +10,6 @@
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
 
-static int fail(char **ret_error, int error, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int error, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return error;
-}
-
 static bool has_files(const volume_spec_t *v) { return v->type == VOLUME_CONFIG || v->type == VOLUME_SECRET; }
 
 int vmm_volumes_check(instance_spec_t *s, char **ret_error) {
@@ -32,35 +21,37 @@ int vmm_volumes_check(instance_spec_t *s, char **ret_error) {
 
                 for (size_t j = 0; j < k; j++) {
                         if (streq(s->volumes[j].tag, v->tag))
-                                return fail(ret_error, -EINVAL, "volumes[%zu].tag: %s is used by volumes[%zu] too", k,
-                                            v->tag, j);
+                                return error_set(ret_error, -EINVAL, "volumes[%zu].tag: %s is used by volumes[%zu] too",
+                                                 k, v->tag, j);
                         if (streq(s->volumes[j].destination, v->destination))
-                                return fail(ret_error, -EINVAL,
-                                            "volumes[%zu].destination: %s is the destination of volumes[%zu] too", k,
-                                            v->destination, j);
+                                return error_set(ret_error, -EINVAL,
+                                                 "volumes[%zu].destination: %s is the destination of volumes[%zu] too",
+                                                 k, v->destination, j);
                 }
                 if (has_files(v))
                         continue;
                 if (strchr(v->source, ','))
-                        return fail(ret_error, -EINVAL,
-                                    "volumes[%zu].source: must not contain ',' (virtiofsd option syntax)", k);
+                        return error_set(ret_error, -EINVAL,
+                                         "volumes[%zu].source: must not contain ',' (virtiofsd option syntax)", k);
                 /* A named volume is made on first use; a bind source is the user's and must be there. */
                 if (v->type == VOLUME_NAMED && (r = mkdir_p(v->source, 0755)) < 0)
-                        return fail(ret_error, -EINVAL, "volumes[%zu].source: cannot create %s: %s", k, v->source,
-                                    strerror(-r));
+                        return error_set(ret_error, -EINVAL, "volumes[%zu].source: cannot create %s: %s", k, v->source,
+                                         strerror(-r));
                 if (stat(v->source, &st) < 0)
-                        return fail(ret_error, -EINVAL, "volumes[%zu].source: %s: %m", k, v->source);
+                        return error_set(ret_error, -EINVAL, "volumes[%zu].source: %s: %m", k, v->source);
                 if (!S_ISDIR(st.st_mode))
-                        return fail(ret_error, -EINVAL, "volumes[%zu].source: %s is not a directory", k, v->source);
+                        return error_set(ret_error, -EINVAL, "volumes[%zu].source: %s is not a directory", k,
+                                         v->source);
                 /* Resolved once, here, as the image is: virtiofsd refuses a symlink as its source, and
                  * the VM keeps the directory it was given if the link changes later. */
                 resolved = realpath(v->source, NULL);
                 if (!resolved)
-                        return fail(ret_error, -EINVAL, "volumes[%zu].source: %s: %m", k, v->source);
+                        return error_set(ret_error, -EINVAL, "volumes[%zu].source: %s: %m", k, v->source);
                 if (strchr(resolved, ',')) {
-                        r = fail(ret_error, -EINVAL,
-                                 "volumes[%zu].source: %s resolves to %s, which contains ',' (virtiofsd option syntax)",
-                                 k, v->source, resolved);
+                        r = error_set(
+                                ret_error, -EINVAL,
+                                "volumes[%zu].source: %s resolves to %s, which contains ',' (virtiofsd option syntax)",
+                                k, v->source, resolved);
                         free(resolved);
                         return r;
                 }
@@ -143,7 +134,7 @@ int vmm_volume_export(vmm_t *d, const char *dir, instance_record_t *rec, size_t 
         if (has_files(v)) {
                 r = write_files(d, &rec->inst.spec, v, files_dir, files_dir_size);
                 if (r < 0)
-                        return fail(ret_error, r, "volumes[%zu]: cannot write its files: %s", k, strerror(-r));
+                        return error_set(ret_error, r, "volumes[%zu]: cannot write its files: %s", k, strerror(-r));
         }
         *ret = (vmm_fs_export_t){ .socket = socket,
                                   .log = log,

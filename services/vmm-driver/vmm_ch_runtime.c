@@ -477,7 +477,12 @@ static bool starts_with(const char *s, const char *prefix) { return s && strncmp
 const char *vmm_ch_exit_reason(const vmm_exit_facts_t *f) {
         if (f->stop_requested)
                 return "stopped";
-        /* guest-shutdown, guest-reset, guest-panic (the events): the guest ended itself. */
+        /* The guest ended itself: powered off, or reset or panicked (no clean end: a job that
+         * did either failed), as the event monitor said. */
+        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-reset"))
+                return "guest-reset";
+        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-panic"))
+                return "guest-panic";
         if (starts_with(f->shutdown_reason, "guest-"))
                 return "guest-shutdown";
         if (f->status_known && WIFSIGNALED(f->wstatus))

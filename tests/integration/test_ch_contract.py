@@ -37,8 +37,9 @@ def bodies(tmp_path_factory):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     found = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
-    # Each way husk boots a VM: the kit, the kit with a disk image, a disk image by its firmware.
-    assert set(found) == {"kit", "kit-disk", "firmware"}, found.keys()
+    # Each way husk boots a VM: the kit, the kit with a disk image, a disk image by its firmware;
+    # with volumes on the kit and on a firmware boot.
+    assert set(found) == {"kit", "kit-disk", "firmware", "kit-volumes", "volumes"}, found.keys()
     return found
 
 

@@ -394,4 +394,6 @@ def test_guest_reset_or_panic_ends_the_vm(runtime_stack, tmp_path, sysrq):
         return [e for e in events(stack, "flaky")
                 if e["reason"] == "InstanceExited" and first in e["message"]] or None
     [e] = stack.wait_for(exited, timeout=60, what=f"instance {first} exited after its guest's sysrq {sysrq}")
-    assert f"instance {first} exited (guest-shutdown, status" in e["message"], e
+    # A reset is no clean end (a job that did it failed). A panic reboots the kit's kernel at
+    # once (panic=-1; the kit loads no pvpanic driver to say so first): a reset on both runtimes.
+    assert f"instance {first} exited (guest-reset, status" in e["message"], e

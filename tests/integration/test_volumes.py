@@ -60,7 +60,9 @@ def test_bind_volumes_rw_and_ro(stack, tmp_path):
     # One virtiofsd for the image, one per volume.
     assert len(virtiofsd_pids(stack)) == 3
 
-    stack.wait_for(lambda: (rw / "from-workload").exists(), timeout=30, what="the workload's file on the host")
+    # The shell creates the file before echo writes into it: wait for its content.
+    stack.wait_for(lambda: (rw / "from-workload").exists() and (rw / "from-workload").read_text(), timeout=30,
+                   what="the workload's file on the host")
     assert (rw / "from-workload").read_text() == "written by the workload\n"
     r = sh(stack, "binds", "echo written by exec > /data/from-exec && cat /srv/ro/given")
     assert r.returncode == 0 and r.stdout == "from the host\n", r.stdout + r.stderr

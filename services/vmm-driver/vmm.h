@@ -135,7 +135,7 @@ void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
 
-/* What is known about a VMM's exit; the runtime's exit_reason makes the reason of it. */
+/* What is known about a VMM's exit; vmm_exit_reason() makes the reason of it. */
 typedef struct vmm_exit_facts {
         bool stop_requested;         /* we asked (instance.stop) */
         const char *shutdown_reason; /* the shutdown reason the VMM announced, NULL if none */
@@ -143,6 +143,9 @@ typedef struct vmm_exit_facts {
         int wstatus; /* wait status, valid when status_known */
 } vmm_exit_facts_t;
 
+/* "stopped", "guest-shutdown", "guest-reset", "guest-panic", "killed" or "crashed"
+ * (SCHEMA.md, instance), for every runtime. */
+const char *vmm_exit_reason(const vmm_exit_facts_t *f);
 /* Exit code, 128+signal, or -1 when unknown. */
 int64_t vmm_exit_status(const vmm_exit_facts_t *f);
 

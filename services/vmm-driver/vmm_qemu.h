@@ -90,6 +90,3 @@ typedef struct vmm_qemu_instance {
 } vmm_qemu_instance_t;
 
 static inline vmm_qemu_instance_t *vmm_qemu_of(const vmm_instance_t *i) { return i->runtime_data; }
-
-/* QEMU's exit classified from what QMP said and the wait status. */
-const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f);

@@ -231,36 +231,6 @@ static int qemu_shutdown(vmm_instance_t *i) {
         return vmm_qmp_execute(i, "system_powerdown");
 }
 
-static bool starts_with(const char *s, const char *prefix) { return s && strncmp(s, prefix, strlen(prefix)) == 0; }
-
-const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f) {
-        if (f->stop_requested)
-                return "stopped";
-        /* The guest ended itself, and how tells a job's result: a reboot (which -no-reboot turns
-         * into an exit) or a panic (pvpanic, or a kernel that resets on panic) is no clean end. */
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-reset"))
-                return "guest-reset";
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-panic"))
-                return "guest-panic";
-        if (starts_with(f->shutdown_reason, "guest-"))
-                return "guest-shutdown";
-        if (f->status_known && WIFSIGNALED(f->wstatus))
-                return "killed";
-        /* SIGTERM/SIGINT/SIGHUP make QEMU emit SHUTDOWN host-signal and exit 0. */
-        if (f->shutdown_reason && streq(f->shutdown_reason, "host-signal"))
-                return "killed";
-        if (f->status_known && WIFEXITED(f->wstatus) && WEXITSTATUS(f->wstatus) != 0)
-                return "crashed";
-        /* Some other host request (a QMP quit or powerdown not from us). */
-        if (starts_with(f->shutdown_reason, "host-"))
-                return "stopped";
-        /* QEMU exits 0 only when asked to shut down; we know the host-side requests. */
-        if (f->status_known)
-                return "guest-shutdown";
-        /* Gone without a shutdown event and with no status: a signal or a crash. */
-        return "crashed";
-}
-
 static int agent_connect(vmm_instance_t *i) { return vmm_instance_connect(i, AGENT_SOCKET); }
 
 const vmm_runtime_t vmm_qemu_runtime = {
@@ -280,6 +250,5 @@ const vmm_runtime_t vmm_qemu_runtime = {
         .disconnect = disconnect,
         .release = release,
         .shutdown = qemu_shutdown,
-        .exit_reason = vmm_qemu_exit_reason,
         .agent_connect = agent_connect,
 };

@@ -31,6 +31,7 @@ static void free_state(void *state) {
 /* The binary, the accelerator, the TSC frequency. */
 static int setup(const husk_runtime_config_t *c, void **state) {
         const char *binary = c->binary_path ?: "qemu-system-x86_64";
+        uint64_t tcg_cache_mib;
         vmm_qemu_t *q;
         const char *accel;
         int r;
@@ -52,6 +53,12 @@ static int setup(const husk_runtime_config_t *c, void **state) {
                         log_info("qemu runtime: %s, accel %s", q->binary, accel);
         }
         q->accel = accel;
+        /* QEMU takes MiB: a size under 1 MiB is 1 MiB, never 0 (QEMU's default of 1 GiB). */
+        tcg_cache_mib = c->tcg_translation_cache >> 20;
+        if (c->tcg_translation_cache > 0)
+                q->tcg_cache_mib = tcg_cache_mib == 0           ? 1
+                                   : tcg_cache_mib > UINT32_MAX ? UINT32_MAX
+                                                                : (uint32_t)tcg_cache_mib;
         if (c->firmware_path) {
                 /* Checked when a disk boots, so that a host without OVMF still runs the kit. */
                 q->firmware = strdup(c->firmware_path);
@@ -143,6 +150,7 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 .cpus = s->cpus,
                 .memory_mib = s->memory_mib,
                 .tsc_khz = q->tsc_khz,
+                .tcg_cache_mib = q->tcg_cache_mib,
                 .net = l->net,
                 .fs_socket = l->fs_socket,
                 .disk = l->disk,

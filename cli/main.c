@@ -17,6 +17,7 @@ static const cli_verb_t verbs[] = {
         { "login", verb_login, "log in to husk-apiserver and keep the token in a context" },
         { "logout", verb_logout, "end the current context's session" },
         { "namespace", verb_namespace, "list, create and delete namespaces; read their audit log" },
+        { "node", verb_node, "show the host: kernel, CPUs, memory, disk, runtimes, VMs, daemons' versions" },
         { "secret", verb_secret, "list, create and delete secrets (values never shown again)" },
         { "tap", verb_tap, "print the daemons' bus events live" },
         { "token", verb_token, "create, list, delete and rotate your API tokens" },

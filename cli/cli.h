@@ -69,6 +69,7 @@ int verb_secret(cli_ctx_t *ctx, int argc, char **argv);
 int cli_config_put(cli_ctx_t *ctx, const char *ns, const char *name, json_t *data);
 int verb_volume(cli_ctx_t *ctx, int argc, char **argv);
 int verb_node(cli_ctx_t *ctx, int argc, char **argv);
+int verb_doctor(cli_ctx_t *ctx, int argc, char **argv);
 
 /* A password from the terminal without echo (prompt shown there), or the first line of
  * standard input. -ENOTTY when there is no terminal, -EINVAL when empty or too long. */

@@ -42,12 +42,11 @@ static void write_runtimes(const json_t *node) {
         if (cli_table_new(ELEMENTSOF(headers), headers, &t) < 0)
                 return;
         json_array_foreach(json_object_get(node, "runtimes"), i, rt) {
-                const char *cells[] = { cli_json_str(rt, "name", ""),
-                                        json_is_true(json_object_get(rt, "enabled")) ? "yes" : "no",
-                                        cli_json_str(rt, "binary", "-"),
-                                        cli_json_str(rt, "version", "-"),
-                                        cli_json_str(rt, "accel", "-"),
-                                        cli_json_str(rt, "problem", "-") };
+                const char *cells[] = {
+                        cli_json_str(rt, "name", ""),    json_is_true(json_object_get(rt, "enabled")) ? "yes" : "no",
+                        cli_json_str(rt, "binary", "-"), cli_json_str(rt, "version", "-"),
+                        cli_json_str(rt, "accel", "-"),  cli_json_str(rt, "problem", "-")
+                };
                 if (cli_table_add_row(t, cells) < 0)
                         return;
         }

@@ -14,6 +14,7 @@ static const cli_verb_t verbs[] = {
         { "config", verb_config, "list, inspect, create and delete configs (key/value data for deployments)" },
         { "context", verb_context, "list the contexts you logged in to, or pick the current one" },
         { "deployment", verb_deployment, "list, inspect and delete deployments" },
+        { "doctor", verb_doctor, "check this host and the daemons; print the command that fixes each failure" },
         { "login", verb_login, "log in to husk-apiserver and keep the token in a context" },
         { "logout", verb_logout, "end the current context's session" },
         { "namespace", verb_namespace, "list, create and delete namespaces; read their audit log" },

@@ -147,10 +147,10 @@ int route_node(http_request_t *req) {
                                           "not read it");
         for (size_t d = 0; d < _HUSK_DAEMON_MAX; d++)
                 calls[d] = (node_call_t){ .endpoint = node.requests[d], .method = BUS_METHOD_DAEMON_INFO };
-        calls[CALL_RUNTIMES] = (node_call_t){ .endpoint = node.requests[HUSK_DAEMON_VMM_DRIVER],
-                                              .method = BUS_METHOD_RUNTIME_LIST };
-        calls[CALL_INSTANCES] = (node_call_t){ .endpoint = node.requests[HUSK_DAEMON_VMM_DRIVER],
-                                               .method = BUS_METHOD_INSTANCE_LIST };
+        calls[CALL_RUNTIMES] =
+                (node_call_t){ .endpoint = node.requests[HUSK_DAEMON_VMM_DRIVER], .method = BUS_METHOD_RUNTIME_LIST };
+        calls[CALL_INSTANCES] =
+                (node_call_t){ .endpoint = node.requests[HUSK_DAEMON_VMM_DRIVER], .method = BUS_METHOD_INSTANCE_LIST };
         for (size_t k = 0; k < N_CALLS; k++) {
                 calls[k].result = -ENOMEM;
                 calls[k].started = pthread_create(&calls[k].thread, NULL, node_call_run, &calls[k]) == 0;

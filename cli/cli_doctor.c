@@ -101,8 +101,7 @@ static void check_daemon(doctor_t *d, husk_daemon_t which, const doctor_call_t *
                          mp_get_u64(c->reply->result, "started_at_ns", &started) < 0))
                 problem = "answered daemon.info without its fields";
         if (problem) {
-                fix = doctor_fix("systemctl start husk-%s  # journalctl -u husk-%s tells why it stopped", name,
-                               name);
+                fix = doctor_fix("systemctl start husk-%s  # journalctl -u husk-%s tells why it stopped", name, name);
                 doctor_add(d, check, DOCTOR_FAIL, fix, "%s", problem);
                 return;
         }
@@ -140,12 +139,11 @@ static void check_runtimes(doctor_t *d, const doctor_call_t *c) {
                 (void)mp_get_str(row, "problem", 1024, &why_not);
                 snprintf(check, sizeof(check), "vmm-driver %s", name);
                 if (why_not) {
-                        fix = doctor_fix("systemctl reload husk-vmm-driver  # once the line for %s above is ok",
-                                       name);
+                        fix = doctor_fix("systemctl reload husk-vmm-driver  # once the line for %s above is ok", name);
                         doctor_add(d, check, DOCTOR_FAIL, fix, "vmm-driver cannot run %s: %s", name, why_not);
                 } else
-                        doctor_add(d, check, DOCTOR_OK, NULL, "%s (%s)%s%s", binary ?: "?", version ?: "version unknown",
-                                   accel ? ", accel " : "", accel ?: "");
+                        doctor_add(d, check, DOCTOR_OK, NULL, "%s (%s)%s%s", binary ?: "?",
+                                   version ?: "version unknown", accel ? ", accel " : "", accel ?: "");
         }
 }
 
@@ -191,7 +189,8 @@ void doctor_check_daemons(doctor_t *d, const cli_ctx_t *ctx, const husk_config_t
                 for (size_t k = 0; k < N_CALLS; k++) {
                         husk_daemon_t which = k < _HUSK_DAEMON_MAX ? (husk_daemon_t)k : HUSK_DAEMON_VMM_DRIVER;
 
-                        calls[k] = (doctor_call_t){ .bus = &bus, .endpoint = c->bus[which].requests,
+                        calls[k] = (doctor_call_t){ .bus = &bus,
+                                                    .endpoint = c->bus[which].requests,
                                                     .method = k < _HUSK_DAEMON_MAX ? BUS_METHOD_DAEMON_INFO
                                                                                    : BUS_METHOD_RUNTIME_LIST,
                                                     .result = -ENOMEM };

@@ -71,8 +71,7 @@ static void check_qemu(doctor_t *d, const husk_config_t *c) {
         path = find_binary(name);
         if (!path) {
                 if (c->qemu.binary_path)
-                        fix = doctor_fix("install QEMU at %s, or fix runtime.qemu.binary_path in %s", name,
-                                       c->path);
+                        fix = doctor_fix("install QEMU at %s, or fix runtime.qemu.binary_path in %s", name, c->path);
                 doctor_add(d, "qemu", DOCTOR_FAIL, fix ?: "apt-get install qemu-system-x86", "%s not found", name);
                 return;
         }
@@ -98,11 +97,10 @@ static void check_cloud_hypervisor(doctor_t *d, const husk_config_t *c) {
         version = path ? version_of(path) : NULL;
         if (!version) {
                 /* Ring's own instructions: CH is not in Debian. */
-                fix = doctor_fix(
-                               "curl -L https://github.com/cloud-hypervisor/cloud-hypervisor/releases/latest/"
-                               "download/cloud-hypervisor -o %s && chmod +x %s",
-                               strchr(name, '/') ? name : "/usr/local/bin/cloud-hypervisor",
-                               strchr(name, '/') ? name : "/usr/local/bin/cloud-hypervisor");
+                fix = doctor_fix("curl -L https://github.com/cloud-hypervisor/cloud-hypervisor/releases/latest/"
+                                 "download/cloud-hypervisor -o %s && chmod +x %s",
+                                 strchr(name, '/') ? name : "/usr/local/bin/cloud-hypervisor",
+                                 strchr(name, '/') ? name : "/usr/local/bin/cloud-hypervisor");
                 doctor_add(d, "cloud-hypervisor", DOCTOR_FAIL, fix, "%s %s", path ?: name,
                            path ? "does not run (--version fails)" : "not found");
         } else
@@ -116,10 +114,9 @@ static void check_cloud_hypervisor(doctor_t *d, const husk_config_t *c) {
                            "runtime.cloud_hypervisor.firmware_path is not set: disk images cannot boot on "
                            "cloud-hypervisor (the kit still does)");
         } else if (access(fw, R_OK) < 0) {
-                fix = doctor_fix(
-                               "curl -L https://github.com/cloud-hypervisor/rust-hypervisor-firmware/releases/latest/"
-                               "download/hypervisor-fw -o %s",
-                               fw);
+                fix = doctor_fix("curl -L https://github.com/cloud-hypervisor/rust-hypervisor-firmware/releases/latest/"
+                                 "download/hypervisor-fw -o %s",
+                                 fw);
                 doctor_add(d, "cloud-hypervisor firmware", DOCTOR_WARN, fix, "%s: %s: disk images cannot boot", fw,
                            strerror(errno));
         } else
@@ -135,8 +132,7 @@ static uint64_t now_us(void) {
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static void on_alarm(int sig) {
-        /* Nothing: its arrival makes a blocked KVM_RUN return EINTR. */
+static void on_alarm(int sig) { /* Nothing: its arrival makes a blocked KVM_RUN return EINTR. */
 }
 
 int doctor_kvm_probe(const char *dev, doctor_kvm_t *ret) {
@@ -165,7 +161,8 @@ int doctor_kvm_probe(const char *dev, doctor_kvm_t *ret) {
         if (mem == MAP_FAILED)
                 return -errno;
         memcpy(mem, code, sizeof(code));
-        region = (struct kvm_userspace_memory_region){ .guest_phys_addr = 0x1000, .memory_size = 4096,
+        region = (struct kvm_userspace_memory_region){ .guest_phys_addr = 0x1000,
+                                                       .memory_size = 4096,
                                                        .userspace_addr = (uint64_t)(uintptr_t)mem };
         if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0 || (cpu = ioctl(vm, KVM_CREATE_VCPU, 0)) < 0 ||
             (size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0)) <= 0) {
@@ -261,8 +258,8 @@ static void check_kvm(doctor_t *d, const husk_config_t *c) {
                 return;
         }
         if (r < 0) {
-                doctor_add(d, "kvm", streq(accel, "kvm") ? DOCTOR_FAIL : DOCTOR_WARN, tcg,
-                           "/dev/kvm is not usable: %s", strerror(-r));
+                doctor_add(d, "kvm", streq(accel, "kvm") ? DOCTOR_FAIL : DOCTOR_WARN, tcg, "/dev/kvm is not usable: %s",
+                           strerror(-r));
                 return;
         }
         if (doctor_kvm_verdict(&k, why, sizeof(why)) != DOCTOR_OK)
@@ -338,10 +335,10 @@ static void check_nftables(doctor_t *d, const husk_config_t *c) {
                 return;
         }
         if (run_find_tool("nft", &nft) < 0) {
-                doctor_add(d, "nftables", bad, "apt-get install nftables",
-                           "nft not found: %s", streq(fw, "nft") ? "netd cannot start (netd.forwarder: nft)"
-                                                                  : "netd falls back to its userspace forwarder, "
-                                                                    "without isolating guests");
+                doctor_add(d, "nftables", bad, "apt-get install nftables", "nft not found: %s",
+                           streq(fw, "nft") ? "netd cannot start (netd.forwarder: nft)"
+                                            : "netd falls back to its userspace forwarder, "
+                                              "without isolating guests");
                 return;
         }
         r = run_tool(argv, NULL, &out);
@@ -362,9 +359,8 @@ static void check_dir(doctor_t *d, const char *what, const char *dir, bool requi
                 return;
         if (stat(dir, &st) < 0) {
                 fix = doctor_fix("install -d -m 0700 %s", dir);
-                doctor_add(d, "directories", errno == ENOENT ? DOCTOR_WARN : DOCTOR_FAIL, fix,
-                           "%s %s: %s%s", what, dir, strerror(errno),
-                           errno == ENOENT ? " (the daemons make it when they start)" : "");
+                doctor_add(d, "directories", errno == ENOENT ? DOCTOR_WARN : DOCTOR_FAIL, fix, "%s %s: %s%s", what, dir,
+                           strerror(errno), errno == ENOENT ? " (the daemons make it when they start)" : "");
                 return;
         }
         if (!S_ISDIR(st.st_mode)) {

@@ -120,9 +120,21 @@ static int node_get(cli_ctx_t *ctx, const char *output) {
         return CLI_EXIT_OK;
 }
 
+/* What verb_node dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t node_commands[] = {
+        { "get", NULL, "show the host, its runtimes, VMs and daemons" },
+};
+
+const cli_verb_t *cli_node_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(node_commands);
+        return node_commands;
+}
+
 int verb_node(cli_ctx_t *ctx, int argc, char **argv) {
         const char *output = "table";
 
+        if (argc >= 2 && argv[1][0] != '-' && !cli_command_known(node_commands, ELEMENTSOF(node_commands), argv[1]))
+                return cli_usage_error("husk node", "unknown command '%s'", argv[1]);
         if (argc >= 2 && (streq(argv[1], "-h") || streq(argv[1], "--help"))) {
                 node_help();
                 return CLI_EXIT_OK;

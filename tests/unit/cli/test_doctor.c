@@ -14,8 +14,8 @@ static void test_kvm_verdict(void **state) {
         char why[160];
 
         /* Hardware virtualization: a few microseconds per exit. */
-        assert_int_equal(doctor_kvm_verdict(&(doctor_kvm_t){ .setup_us = 900, .exits = 100000, .run_us = 250000 },
-                                            why, sizeof(why)),
+        assert_int_equal(doctor_kvm_verdict(&(doctor_kvm_t){ .setup_us = 900, .exits = 100000, .run_us = 250000 }, why,
+                                            sizeof(why)),
                          DOCTOR_OK);
         assert_string_equal(why, "2 us per VM exit (100000 exits in 250 ms)");
         /* Nested without help, as on these machines: hundreds of microseconds each. */
@@ -46,10 +46,10 @@ static void test_disk_verdict(void **state) {
         const uint64_t gib = 1024ULL * 1024 * 1024;
 
         assert_int_equal(doctor_disk_verdict(100 * gib, 200 * gib), DOCTOR_OK);
-        assert_int_equal(doctor_disk_verdict(4 * gib, 20 * gib), DOCTOR_WARN);     /* under 5 GiB */
-        assert_int_equal(doctor_disk_verdict(50 * gib, 1000 * gib), DOCTOR_WARN);  /* under 10 % */
-        assert_int_equal(doctor_disk_verdict(gib / 2, 2 * gib), DOCTOR_FAIL);      /* under 1 GiB */
-        assert_int_equal(doctor_disk_verdict(19 * gib, 1000 * gib), DOCTOR_FAIL);  /* under 2 % */
+        assert_int_equal(doctor_disk_verdict(4 * gib, 20 * gib), DOCTOR_WARN);    /* under 5 GiB */
+        assert_int_equal(doctor_disk_verdict(50 * gib, 1000 * gib), DOCTOR_WARN); /* under 10 % */
+        assert_int_equal(doctor_disk_verdict(gib / 2, 2 * gib), DOCTOR_FAIL);     /* under 1 GiB */
+        assert_int_equal(doctor_disk_verdict(19 * gib, 1000 * gib), DOCTOR_FAIL); /* under 2 % */
 }
 
 static void test_add(void **state) {

@@ -39,6 +39,9 @@ int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus);
 
 /* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
 int vmm_find_executable(const char *name, const char *path_env, char **ret);
+/* The first line `binary --version` prints (runtime.list, husk doctor). Runs it to completion:
+ * at setup only (start and SIGHUP), never per request. */
+int vmm_binary_version(const char *binary, char **ret);
 /* A VMM, detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to
  * dir/output, no other fds, default signal mask and dispositions. Exec failures are returned
  * here. */

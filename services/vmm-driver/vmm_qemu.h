@@ -77,6 +77,7 @@ int vmm_qmp_execute(vmm_instance_t *i, const char *command);
 typedef struct vmm_qemu {
         char *binary_name;      /* as configured, for messages */
         char *binary;           /* resolved; NULL when not found */
+        char *version;          /* the first line of its --version; NULL: unknown */
         const char *accel;      /* resolved "kvm" or "tcg" */
         char *firmware;         /* runtime.qemu.firmware_path (OVMF code) */
         char *firmware_vars;    /* its variables template: the same name with CODE -> VARS, beside it; NULL: none */

@@ -78,6 +78,7 @@ typedef struct husk_config {
                 uint64_t stop_timeout_ms; /* graceful powerdown before SIGKILL */
                 uint32_t default_cpus;
                 uint32_t default_memory_mib;
+                uint64_t metrics_interval_ms; /* the sampler's period (instance.metrics); 0: no sampling */
         } vmm_driver;
 
         struct {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/mp.h"
@@ -270,6 +271,57 @@ int bus_sub_recv(bus_sub_t *self, int timeout_ms, char **ret_type, void **ret_bo
         }
 }
 
+/* ---- daemon.info: answered by every server ------------------------------------------------- */
+
+static struct {
+        pthread_mutex_t lock;
+        char daemon[PROTO_NAME_MAX + 1];
+        uint64_t started_at_ns; /* 0 until set */
+} identity = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void bus_identity_set(const char *daemon) {
+        pthread_mutex_lock(&identity.lock);
+        snprintf(identity.daemon, sizeof(identity.daemon), "%s", daemon);
+        identity.started_at_ns = now_realtime_ns();
+        pthread_mutex_unlock(&identity.lock);
+}
+
+/* Without bus_identity_set() (tools, tests), the program's name and the first server's birth. */
+static void identity_default(void) {
+        pthread_mutex_lock(&identity.lock);
+        if (identity.daemon[0] == '\0')
+                snprintf(identity.daemon, sizeof(identity.daemon), "%s", program_invocation_short_name);
+        if (identity.started_at_ns == 0)
+                identity.started_at_ns = now_realtime_ns();
+        pthread_mutex_unlock(&identity.lock);
+}
+
+static int method_daemon_info(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        char host[HOST_NAME_MAX + 1] = "";
+        char daemon[sizeof(identity.daemon)];
+        uint64_t started_at_ns;
+
+        (void)gethostname(host, sizeof(host));
+        host[sizeof(host) - 1] = '\0';
+        pthread_mutex_lock(&identity.lock);
+        memcpy(daemon, identity.daemon, sizeof(daemon));
+        started_at_ns = identity.started_at_ns;
+        pthread_mutex_unlock(&identity.lock);
+        msgpack_pack_map(pk, 5);
+        mp_pack_kv_str(pk, "daemon", daemon);
+        mp_pack_kv_str(pk, "version", HUSK_VERSION);
+        mp_pack_kv_u64(pk, "pid", (uint64_t)getpid());
+        mp_pack_kv_u64(pk, "started_at_ns", started_at_ns);
+        mp_pack_kv_str(pk, "host", host);
+        return 0;
+}
+
+/* Methods every server has after its own table's (which may not repeat them). */
+static const bus_method_t builtin_methods[] = {
+        { BUS_METHOD_DAEMON_INFO, method_daemon_info },
+        {},
+};
+
 /* ---- requests: server ------------------------------------------------------------------------ */
 
 struct bus_server {
@@ -294,6 +346,7 @@ int bus_server_new(const char *endpoint, const bus_method_t *methods, void *user
 
         if (!s)
                 return -ENOMEM;
+        identity_default();
         s->methods = methods;
         s->userdata = userdata;
         s->sock = sock_new(ZMQ_ROUTER);
@@ -430,6 +483,8 @@ int bus_server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, c
                 goto out;
         }
         m = find_method(s->methods, method);
+        if (!m)
+                m = find_method(builtin_methods, method);
         if (!m) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "no method '%s' here", method);

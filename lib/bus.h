@@ -86,6 +86,11 @@ void bus_deferred_fail(bus_deferred_t **d, const char *code, const char *fmt, ..
 
 typedef struct bus_server bus_server_t;
 
+/* Every server answers `daemon.info` itself (no method table lists it): {daemon, version, pid,
+ * started_at_ns, host}. bus_identity_set() names the daemon and stamps its start (lib/daemon.c
+ * calls it first thing); without it, the program's name and the first server's creation. */
+void bus_identity_set(const char *daemon);
+
 /* methods is terminated by an entry with name == NULL and must outlive the server. */
 int bus_server_new(const char *endpoint, const bus_method_t *methods, void *userdata, bus_server_t **ret);
 void bus_server_destroy(bus_server_t **self_p);

@@ -419,6 +419,48 @@ static void test_unknown_method(void **state) {
         looper_stop(&f->looper);
 }
 
+/* daemon.info is the bus's own: answered by every server though its table does not list it. */
+static void assert_daemon_info(fixture_t *f, const char *daemon, uint64_t not_before_ns, uint64_t not_after_ns) {
+        _cleanup_free_ char *name = NULL, *version = NULL, *host = NULL;
+        char want_host[HOST_NAME_MAX + 1] = "";
+        bus_reply_t *reply = NULL;
+        uint64_t pid, started;
+
+        assert_int_equal(call(f, BUS_METHOD_DAEMON_INFO, NULL, 2000, true, &reply), 0);
+        assert_null(reply->error_code);
+        assert_int_equal(reply->result->type, MSGPACK_OBJECT_MAP);
+        assert_int_equal(reply->result->via.map.size, 5);
+        assert_int_equal(mp_get_str(reply->result, "daemon", 64, &name), 0);
+        assert_string_equal(name, daemon);
+        assert_int_equal(mp_get_str(reply->result, "version", 64, &version), 0);
+        assert_string_equal(version, HUSK_VERSION);
+        assert_int_equal(mp_get_u64(reply->result, "pid", &pid), 0);
+        assert_int_equal(pid, (uint64_t)getpid());
+        assert_int_equal(mp_get_u64(reply->result, "started_at_ns", &started), 0);
+        assert_in_range(started, not_before_ns, not_after_ns);
+        assert_int_equal(mp_get_str(reply->result, "host", 256, &host), 0);
+        assert_int_equal(gethostname(want_host, sizeof(want_host) - 1), 0);
+        assert_string_equal(host, want_host);
+        bus_reply_freep(&reply);
+}
+
+static void test_daemon_info(void **state) {
+        fixture_t *f = *state;
+        uint64_t before, after;
+
+        server_start(f, 0);
+        looper_wait_ready(&f->looper);
+        /* Without an identity: the program's name, born no later than its first server. */
+        assert_daemon_info(f, program_invocation_short_name, 1, now_realtime_ns());
+
+        /* lib/daemon.c names the daemon and stamps its start. */
+        before = now_realtime_ns();
+        bus_identity_set("vmm-driver");
+        after = now_realtime_ns();
+        assert_daemon_info(f, "vmm-driver", before, after);
+        looper_stop(&f->looper);
+}
+
 static void test_no_server_times_out(void **state) {
         fixture_t *f = *state;
 
@@ -1235,6 +1277,7 @@ int main(void) {
                 T(test_ipc_socket_file),
                 T(test_handler_error),
                 T(test_unknown_method),
+                T(test_daemon_info),
                 T(test_no_server_times_out),
                 T(test_server_comes_up_late),
                 T(test_given_up_call_never_runs),

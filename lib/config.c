@@ -87,6 +87,7 @@ static const config_key_t config_keys[] = {
         { "apiserver.tls.cert", KEY_STRING, O(apiserver.tls_cert), NULL, 0 },
         { "apiserver.tls.key", KEY_STRING, O(apiserver.tls_key), NULL, 0 },
         { "apiserver.secrets_key_file", KEY_STRING, O(apiserver.secrets_key_file), NULL, 0 },
+        { "apiserver.metrics_auth", KEY_BOOL, O(apiserver.metrics_auth), NULL, 0 },
         { "scheduler.resync_interval", KEY_DURATION, O(scheduler.resync_interval_ms), NULL, 0 },
         { "scheduler.request_timeout", KEY_DURATION, O(scheduler.request_timeout_ms), NULL, 0 },
         { "scheduler.host_memory", KEY_SIZE, O(scheduler.host_memory_bytes), NULL, 0 },

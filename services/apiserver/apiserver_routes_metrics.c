@@ -1,5 +1,6 @@
 /* apiserver_routes_metrics.c: GET /deployments/{id}/metrics (Ring's fields) and GET /metrics (Prometheus), from the sample cache. */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "lib/log.h"
@@ -243,9 +244,36 @@ static void render_counts(prom_t *p, const store_deployment_t *ds, size_t n_ds, 
 
 /* The daemons, one daemon.stats each: up, start time, requests by method, their own metrics. */
 typedef struct daemon_view {
+        apiserver_metrics_t *metrics;
+        husk_daemon_t daemon;
         const char *name;
         bus_reply_t *reply; /* NULL: down */
 } daemon_view_t;
+
+static void *ask_daemon(void *arg) {
+        daemon_view_t *v = arg;
+
+        if (apiserver_metrics_daemon_stats(v->metrics, v->daemon, DAEMON_STATS_TIMEOUT_MS, &v->reply) < 0 ||
+            v->reply->error_code || !v->reply->result || v->reply->result->type != MSGPACK_OBJECT_MAP)
+                bus_reply_freep(&v->reply);
+        return NULL;
+}
+
+/* One daemon.stats per daemon, all at once: a scrape waits for the slowest, not for their sum. */
+static void ask_daemons(apiserver_metrics_t *m, daemon_view_t *dv) {
+        pthread_t threads[_HUSK_DAEMON_MAX];
+        bool started[_HUSK_DAEMON_MAX] = {};
+
+        for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
+                dv[d] = (daemon_view_t){ .metrics = m, .daemon = d, .name = husk_daemon_name(d) };
+                started[d] = pthread_create(&threads[d], NULL, ask_daemon, &dv[d]) == 0;
+                if (!started[d])
+                        ask_daemon(&dv[d]);
+        }
+        for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
+                if (started[d])
+                        pthread_join(threads[d], NULL);
+}
 
 static void render_daemon_metric(prom_t *p, const char *daemon, const msgpack_object *m, const double *bounds,
                                  size_t n_bounds) {
@@ -429,12 +457,7 @@ int route_metrics(http_request_t *req) {
         /* A namespace-bound token sees its namespaces only, as in GET /deployments. */
         for (size_t k = 0; k < n_ds; k++)
                 shown[k] = !req->who || auth_namespace_allowed(req->who, ds[k].d.namespace_);
-        for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
-                dv[d].name = husk_daemon_name(d);
-                if (apiserver_metrics_daemon_stats(api->metrics, d, DAEMON_STATS_TIMEOUT_MS, &dv[d].reply) < 0 ||
-                    dv[d].reply->error_code || !dv[d].reply->result || dv[d].reply->result->type != MSGPACK_OBJECT_MAP)
-                        bus_reply_freep(&dv[d].reply);
-        }
+        ask_daemons(api->metrics, dv);
 
         render_counts(&p, ds, n_ds, shown);
         render_deployments(&p, ds, n_ds, shown, v, n_v);

@@ -202,14 +202,16 @@ def test_deployment_metrics_tap_guest_and_prometheus(stack, tmp_path, prometheus
 
     # Host to guest over the TAP: the guest sends the file (its tx), receives the request (its rx).
     before = i["network"]
-    body = fetch(stack, address, "/big")
+    body = stack.wait_for(lambda: fetch(stack, address, "/big"), timeout=60, interval=0.5,
+                          what="the guest's httpd serving /big")
     assert len(body) == BIG
 
     def moved():
         n = metrics(stack, did)["instances"][0]["network"]
         return n if n["tx_bytes"] >= before["tx_bytes"] + BIG and n["rx_packets"] > before["rx_packets"] else None
     n = stack.wait_for(moved, timeout=15, interval=0.5, what="the TAP counters to count the guest's 300 KiB")
-    assert n["tx_packets"] > before["tx_packets"] + BIG // 1500 - 1, (before, n)
+    # Segmentation offload makes packets of several KiB: at least a few dozen of them.
+    assert n["tx_packets"] >= before["tx_packets"] + 10, (before, n)
     # Swapped (host tx = guest rx): the guest sent far more than it received.
     assert n["tx_bytes"] - before["tx_bytes"] > 10 * (n["rx_bytes"] - before["rx_bytes"]), (before, n)
 

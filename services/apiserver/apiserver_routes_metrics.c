@@ -263,13 +263,18 @@ static void *ask_daemon(void *arg) {
 static void ask_daemons(apiserver_metrics_t *m, daemon_view_t *dv) {
         pthread_t threads[_HUSK_DAEMON_MAX];
         bool started[_HUSK_DAEMON_MAX] = {};
+        pthread_attr_t attr;
 
+        /* A bus call needs little stack: 8 MiB mapped and unmapped per scrape showed in its cost. */
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++) {
                 dv[d] = (daemon_view_t){ .metrics = m, .daemon = d, .name = husk_daemon_name(d) };
-                started[d] = pthread_create(&threads[d], NULL, ask_daemon, &dv[d]) == 0;
+                started[d] = pthread_create(&threads[d], &attr, ask_daemon, &dv[d]) == 0;
                 if (!started[d])
                         ask_daemon(&dv[d]);
         }
+        pthread_attr_destroy(&attr);
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
                 if (started[d])
                         pthread_join(threads[d], NULL);

@@ -385,8 +385,9 @@ static void render_daemons(prom_t *p, daemon_view_t *dv, size_t n) {
                                         prom_sample(p, names[0], labels, (double)count);
                                 else if (family == 1)
                                         prom_sample(p, names[1], labels, (double)errors);
-                                else if (buckets && buckets->type == MSGPACK_OBJECT_ARRAY &&
+                                else if (count > 0 && buckets && buckets->type == MSGPACK_OBJECT_ARRAY &&
                                          buckets->via.array.size == n_bounds + 1) {
+                                        /* A method never asked has its counters, not 19 lines of zeros. */
                                         for (uint32_t q = 0; q <= n_bounds; q++)
                                                 b[q] = buckets->via.array.ptr[q].via.u64;
                                         prom_histogram(p, names[2], labels, bounds, n_bounds, b, sum, count);

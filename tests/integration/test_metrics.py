@@ -250,6 +250,9 @@ def test_deployment_metrics_tap_guest_and_prometheus(stack, tmp_path, prometheus
     assert sample(text, "husk_bus_request_duration_seconds_count", daemon="netd", method="net.stats") > 0
     assert sample(text, "husk_bus_request_duration_seconds_bucket", daemon="netd", method="net.stats", le="+Inf") > 0
     assert sample(text, "husk_bus_requests_total", daemon="vmm-driver", method="instance.create") >= 1
+    # A method never asked: its counters at 0, and no histogram of zeros.
+    assert sample(text, "husk_bus_requests_total", daemon="netd", method="net.detach") == 0
+    assert sample(text, "husk_bus_request_duration_seconds_count", daemon="netd", method="net.detach") is None
     assert sample(text, "husk_scheduler_pass_duration_seconds_count", daemon="scheduler") > 0
     assert sample(text, "husk_logd_lines_stored_total", daemon="logd") > 0
 

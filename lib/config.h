@@ -64,6 +64,7 @@ typedef struct husk_config {
                 char *secrets_key_file; /* the key secrets are encrypted with at rest (32 random bytes, made
                                          * 0600 on first start); HUSK_SECRETS_KEY in the environment
                                          * (base64) takes its place. Default: <state_dir>/secrets.key */
+                bool metrics_auth;      /* GET /metrics needs deployments:read; default: public (Ring's) */
         } apiserver;
 
         struct {
@@ -79,6 +80,7 @@ typedef struct husk_config {
                 uint64_t stop_timeout_ms; /* graceful powerdown before SIGKILL */
                 uint32_t default_cpus;
                 uint32_t default_memory_mib;
+                uint64_t metrics_interval_ms; /* the sampler's period (instance.metrics); 0: no sampling */
         } vmm_driver;
 
         struct {

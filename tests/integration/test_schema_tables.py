@@ -85,6 +85,8 @@ def test_live_events_and_answers_fit_the_schema(stack):
              ("scheduler", "health.list", {"deployment_id": dep}), ("netd", "net.list", {}),
              ("logd", "logs.query", {"deployment_id": dep}), ("vmm-driver", "runtime.list", {})]
     calls += [(d, "daemon.info", {}) for d in ("apiserver", "scheduler", "vmm-driver", "netd", "logd")]
+    calls += [(d, "daemon.stats", {}) for d in ("apiserver", "scheduler", "vmm-driver", "netd", "logd")]
+    calls += [("netd", "net.stats", {})]
     for daemon, method, args in calls:
         assert s.check(s.METHODS[method]["args"], args) == [], (method, args)
         result = stack.request(daemon, method, args)

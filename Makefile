@@ -72,10 +72,10 @@ SERVICES   := apiserver scheduler vmm-driver netd logd
 # A component's libraries: the daemon list unless it has its own (the CLI, apiserver, netd).
 comp_libs   = $(call pkg_libs,$(if $(PKGS_$(1)),$(PKGS_$(1)),$(PKGS_daemon))) $(if $(filter apiserver,$(1)),-lcivetweb -lpthread)
 # Each component's sources except main.c: the part unit tests link against.
-comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter lib proto,$(1)),,services/$(1)))
+comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter oci,$(1)),cli/oci,$(if $(filter lib proto,$(1)),,services/$(1))))
 comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c)))
 
-BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUILD)/bin/husk-agent
+BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUILD)/bin/husk-agent $(BUILD)/bin/husk-oci
 # lib/bus for the CLI: `husk tap`, its only user, opens it (cli/cli_tap_bus.c), so that czmq,
 # libzmq and the ~18 shared objects behind them are not loaded by every other verb.
 BUSMOD := $(BUILD)/lib/husk/husk-bus.so
@@ -108,6 +108,12 @@ $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,cli)
+
+# husk-oci, the OCI runtime (cli/oci/): standalone, no daemon; it runs QEMU and virtiofsd itself.
+PKGS_oci := $(PKGS_core)
+$(BUILD)/bin/husk-oci: $(call obj,$(wildcard cli/oci/*.c)) $(LIBHUSK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,oci)
 
 picobj = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
 $(BUILD)/pic/%.o: %.c VERSION | $(GEN_HDRS)
@@ -210,6 +216,7 @@ $(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIBHUSK)
 $(BUILD)/fuzz/fuzz_manifest_parse: $(call fuzzobj,$(call comp_srcs,apiserver))
 $(BUILD)/fuzz/fuzz_config_body: $(call fuzzobj,$(call comp_srcs,apiserver))
 $(BUILD)/fuzz/fuzz_cli_manifest: $(call fuzzobj,cli/cli_yaml.c cli/cli_expand.c cli/cli_manifest.c)
+$(BUILD)/fuzz/fuzz_oci_spec: $(call fuzzobj,cli/oci/oci_spec.c)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \

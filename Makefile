@@ -73,7 +73,7 @@ SERVICES   := apiserver scheduler vmm-driver netd logd
 comp_libs   = $(call pkg_libs,$(if $(PKGS_$(1)),$(PKGS_$(1)),$(PKGS_daemon))) $(if $(filter apiserver,$(1)),-lcivetweb -lpthread)
 # Each component's sources except main.c: the part unit tests link against.
 comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter oci,$(1)),cli/oci,$(if $(filter lib proto,$(1)),,services/$(1))))
-comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c)))
+comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c))) $(if $(filter oci,$(1)),$(OCI_VMM_SRCS))
 
 BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUILD)/bin/husk-agent $(BUILD)/bin/husk-oci
 # lib/bus for the CLI: `husk tap`, its only user, opens it (cli/cli_tap_bus.c), so that czmq,
@@ -109,9 +109,11 @@ $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,cli)
 
-# husk-oci, the OCI runtime (cli/oci/): standalone, no daemon; it runs QEMU and virtiofsd itself.
+# husk-oci, the OCI runtime (cli/oci/): standalone, no daemon; it runs QEMU and virtiofsd itself
+# with vmm-driver's own code for them (the qemu runtime's command line, the spawners), linked in.
 PKGS_oci := $(PKGS_core)
-$(BUILD)/bin/husk-oci: $(call obj,$(wildcard cli/oci/*.c)) $(LIBHUSK)
+OCI_VMM_SRCS := services/vmm-driver/vmm_qemu.c services/vmm-driver/vmm_fs.c services/vmm-driver/vmm_proc.c
+$(BUILD)/bin/husk-oci: $(call obj,$(wildcard cli/oci/*.c) $(OCI_VMM_SRCS)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,oci)
 

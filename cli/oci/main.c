@@ -71,7 +71,7 @@ static int parse_u32_opt(const char *name, const char *s, uint32_t min, uint32_t
         uint64_t n;
 
         if (parse_u64(s, &n) < 0 || n < min || n > max)
-                return oci_error("--%s: must be a number from %u to %u, not '%s'", name, min, max, s);
+                return oci_fail("--%s: must be a number from %u to %u, not '%s'", name, min, max, s);
         *ret = (uint32_t)n;
         return 0;
 }

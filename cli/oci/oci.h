@@ -48,6 +48,8 @@ void oci_log_setup(const oci_ctx_t *ctx);
 /* An error for the caller: a {"level":"error","msg":...,"time":...} line in --log (the shim shows
  * the last one), and the message on stderr. Returns OCI_EXIT_FAILURE. */
 int oci_error(const char *fmt, ...) _printf_(1, 2);
+/* The same for helpers that return a negative number on failure: -1. */
+#define oci_fail(...) (-oci_error(__VA_ARGS__))
 /* A debug line in --log, only with --debug. */
 void oci_debug(const char *fmt, ...) _printf_(1, 2);
 /* --log's JSON line for level/msg at unix time ms, into a new string (no newline). */
@@ -103,6 +105,14 @@ char *oci_ps_json(const pid_t *pids, size_t n);
 int oci_pid_start_time(pid_t pid, uint64_t *ret);
 /* "2026-12-07T11:29:04.123456789Z" for now. */
 void oci_now_rfc3339(char *buf, size_t size);
+
+/* ---- create's helpers, shared with exec (oci_create.c) ---------------------------------------------- */
+
+/* The pid, atomically (temp file and rename), as runc writes it; NULL path: nothing. */
+int oci_write_pid_file(const char *path, pid_t pid);
+/* Read a forked holder's verdict on fd until it closes it: 0 for "OK", else the error is
+ * reported (what when it said nothing) and the holder reaped; returns -1 then. */
+int oci_wait_ready(int fd, pid_t holder, const char *what);
 
 /* ---- the verbs (oci_verbs.c, oci_create.c, oci_exec.c) ------------------------------------------ */
 

@@ -7,6 +7,7 @@
 #include "cli/oci/oci_spec.h"
 #include "lib/nesting.h"
 #include "lib/util.h"
+#include "proto/agent_proc.h"
 
 /* Wrong-type and out-of-range messages all read "FIELD: must be ...". */
 static int bad(char **ret_error, const char *where, const char *field, const char *what) {
@@ -123,10 +124,10 @@ static int parse_user(const json_t *u, const char *where, oci_process_t *p, char
         int r;
 
         snprintf(field, sizeof(field), "%s.user", where);
-        if ((r = get_uint(u, field, "uid", UINT32_MAX, &n, ret_error)) < 0)
+        if ((r = get_uint(u, field, "uid", AGENT_PROC_ID_MAX, &n, ret_error)) < 0)
                 return r;
         p->uid = (uint32_t)n;
-        if ((r = get_uint(u, field, "gid", UINT32_MAX, &n, ret_error)) < 0)
+        if ((r = get_uint(u, field, "gid", AGENT_PROC_ID_MAX, &n, ret_error)) < 0)
                 return r;
         p->gid = (uint32_t)n;
         if (json_object_get(u, "username") && !json_is_null(json_object_get(u, "username")))
@@ -157,7 +158,7 @@ static int parse_rlimits(const json_t *a, const char *where, oci_process_t *p, c
         if (!a || json_is_null(a))
                 return 0;
         if (!json_is_array(a) || json_array_size(a) > OCI_RLIMITS_MAX)
-                return bad(ret_error, where, "rlimits", "must be an array of at most 32 objects");
+                return bad(ret_error, where, "rlimits", "must be an array of at most 16 objects");
         p->rlimits = calloc(json_array_size(a) + 1, sizeof(oci_rlimit_t));
         if (!p->rlimits)
                 return -ENOMEM;
@@ -171,8 +172,8 @@ static int parse_rlimits(const json_t *a, const char *where, oci_process_t *p, c
                 p->n_rlimits = k + 1;
                 if ((r = get_str(e, field, "type", true, 32, &l->type, ret_error)) < 0)
                         return r;
-                if (strncmp(l->type, "RLIMIT_", 7) != 0)
-                        return bad(ret_error, field, "type", "must name an RLIMIT_ resource");
+                if (agent_rlimit_from_string(l->type) < 0)
+                        return bad(ret_error, field, "type", "must name a Linux RLIMIT_ resource");
                 if ((r = get_uint(e, field, "soft", UINT64_MAX >> 1, &l->soft, ret_error)) < 0 ||
                     (r = get_uint(e, field, "hard", UINT64_MAX >> 1, &l->hard, ret_error)) < 0)
                         return r;

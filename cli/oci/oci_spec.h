@@ -11,7 +11,7 @@
 #define OCI_ARGS_MAX 1024u                 /* process.args and process.env entries */
 #define OCI_STR_MAX 65536u                 /* bytes of one argument, variable or path */
 #define OCI_MOUNTS_MAX 64u                 /* mounts a VM gets (each bind one a virtiofsd) */
-#define OCI_RLIMITS_MAX 32u                /* process.rlimits */
+#define OCI_RLIMITS_MAX 16u                /* process.rlimits: Linux has 16 */
 #define OCI_GIDS_MAX 64u                   /* process.user.additionalGids */
 #define OCI_HOSTNAME_MAX 64u               /* HOST_NAME_MAX */
 #define OCI_PATH_MAX 4096u                 /* PATH_MAX */

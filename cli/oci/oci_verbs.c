@@ -21,7 +21,7 @@
  * exactly n_args arguments follow; -1 on a usage error (reported). */
 static int verb_args(int argc, char **argv, int min_args, int max_args, const char *usage) {
         if (argc - optind < min_args || argc - optind > max_args)
-                return oci_error("%s: usage: husk-oci %s %s", argv[0], argv[0], usage);
+                return oci_fail("%s: usage: husk-oci %s %s", argv[0], argv[0], usage);
         return 0;
 }
 

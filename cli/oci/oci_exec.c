@@ -127,6 +127,7 @@ static int exec_holder(exec_opts_t *o) {
                         return OCI_EXIT_FAILURE;
                 }
                 close(master);
+                (void)oci_stdio_null();
                 (void)oci_pty_control(slave);
                 in_fd = out_fd = err_fd = slave;
         } else if (o->tty_raw && oci_tty_raw(STDIN_FILENO, &saved) == 0)

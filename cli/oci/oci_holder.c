@@ -849,6 +849,7 @@ int oci_holder_run(const oci_holder_opts_t *o) {
                         goto out;
                 }
                 close(master);
+                (void)oci_stdio_null();
                 (void)oci_pty_control(slave);
                 h.in_fd = h.out_fd = h.err_fd = slave;
         } else {

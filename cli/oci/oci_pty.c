@@ -70,6 +70,22 @@ int oci_pty_send(const char *path, int fd, char **ret_error) {
         return 0;
 }
 
+int oci_stdio_null(void) {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        for (int k = 0; k <= 2; k++)
+                if (fd != k && dup2(fd, k) < 0) {
+                        int r = -errno;
+                        close(fd);
+                        return r;
+                }
+        if (fd > 2)
+                close(fd);
+        return 0;
+}
+
 int oci_pty_control(int fd) {
         if (setsid() < 0 && errno != EPERM)
                 return -errno;

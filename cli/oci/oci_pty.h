@@ -9,6 +9,10 @@
 int oci_pty_open(unsigned rows, unsigned cols, int *ret_master, int *ret_slave, char **ret_error);
 /* Send fd over the unix socket at path with SCM_RIGHTS, the pty's name as payload (runc's). */
 int oci_pty_send(const char *path, int fd, char **ret_error);
+/* fds 0, 1 and 2 onto /dev/null: with a console socket the caller's stdio is not the container's,
+ * and the caller (go-runc) waits for every writer of its stdout and stderr pipes to go before it
+ * reads the pty's master: a holder that kept them would block the create forever. */
+int oci_stdio_null(void);
 /* Make fd the controlling terminal of a new session of ours: window-size changes on the master
  * then raise SIGWINCH here. */
 int oci_pty_control(int fd);

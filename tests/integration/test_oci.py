@@ -3,10 +3,10 @@ runc (/usr/sbin/runc, the baseline) and with husk-oci (each container in a TCG m
 expected to give the same outputs and exit codes. The private containerd and the busybox image
 are the session's (conftest.py's oci_world)."""
 
+import os
+import signal
 import subprocess
-import time
-
-import pytest
+from pathlib import Path
 
 from husk_stack import wait_for
 from oci_world import IMAGE
@@ -125,3 +125,115 @@ def test_failing_create_shows_the_runtime_message(oci_world):
         assert "/bin/no-such-program" in r.stderr, f"{rt}: {r.stderr!r}"
     # Nothing left behind: the container is gone, and husk-oci's root holds nothing.
     assert not list((oci_world.dir / "husk-root").glob("*/*")), "husk-oci left a container directory"
+
+
+def detached(world, rt, cid, *args):
+    r = world.ctr("run", "-d", *world.runtime(rt), IMAGE, cid, *args)
+    assert r.returncode == 0, f"{rt}: {r.stderr}"
+    wait_for(lambda: world.task_status(cid) == "RUNNING", timeout=120, what=f"{cid} running")
+
+
+def task_pid(world, cid):
+    for line in world.ctr("task", "ls").stdout.splitlines()[1:]:
+        f = line.split()
+        if f and f[0] == cid:
+            return int(f[1])
+    return None
+
+
+def test_pause_resume_and_ps(oci_world):
+    def scenario(rt):
+        cid = f"pause-{rt}"
+        seen = []
+        try:
+            detached(oci_world, rt, cid, "sh", "-c", TERM_LOOP)
+            pid = task_pid(oci_world, cid)
+            ps = oci_world.ctr("task", "ps", cid)
+            seen.append(("ps lists the task", ps.returncode, str(pid) in ps.stdout.split()))
+            r = oci_world.ctr("task", "pause", cid)
+            seen.append(("pause", r.returncode, wait_for(lambda: oci_world.task_status(cid) == "PAUSED", 30)))
+            r = oci_world.ctr("task", "resume", cid)
+            seen.append(("resume", r.returncode, wait_for(lambda: oci_world.task_status(cid) == "RUNNING", 30)))
+            r = oci_world.ctr("task", "kill", cid)
+            seen.append(("kill", r.returncode))
+            wait_for(lambda: oci_world.task_status(cid) == "STOPPED", timeout=60)
+            return seen
+        finally:
+            oci_world.cleanup_container(cid)
+
+    res = both(scenario)
+    assert res["runc"] == [("ps lists the task", 0, True), ("pause", 0, True), ("resume", 0, True), ("kill", 0)]
+    assert res["husk"] == res["runc"]
+
+
+def test_detached_exec_killed(oci_world):
+    def scenario(rt):
+        cid = f"xkill-{rt}"
+        try:
+            detached(oci_world, rt, cid, "sh", "-c", TERM_LOOP)
+            r = oci_world.ctr("task", "exec", "-d", "--exec-id", "bg", cid, "sh", "-c", TERM_LOOP)
+            assert r.returncode == 0, f"{rt}: {r.stderr}"
+            before = len(oci_world.ctr("task", "ps", cid).stdout.splitlines())
+            r = oci_world.ctr("task", "kill", "--exec-id", "bg", cid)
+            # The exec's process goes; the task keeps running.
+            wait_for(lambda: len(oci_world.ctr("task", "ps", cid).stdout.splitlines()) < before, timeout=60,
+                     what=f"{rt}: the exec gone from task ps")
+            return r.returncode, oci_world.task_status(cid)
+        finally:
+            oci_world.cleanup_container(cid)
+
+    res = both(scenario)
+    assert res["runc"] == (0, "RUNNING")
+    assert res["husk"] == res["runc"]
+
+
+def test_terminal_run_under_script(oci_world):
+    def scenario(rt):
+        cid = f"tty-{rt}"
+        cmd = " ".join(["ctr", "--address", str(oci_world.sock), "-n", "husk-oci-test", "run", "-t", "--rm",
+                        *oci_world.runtime(rt), IMAGE, cid, "sh", "-c", "'echo hi; exit 3'"])
+        try:
+            r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=180)
+            return r.returncode, "hi" in r.stdout
+        finally:
+            oci_world.cleanup_container(cid)
+
+    res = both(scenario)
+    assert res["runc"] == (3, True)
+    assert res["husk"] == res["runc"]
+
+
+def test_vmm_killed_ends_the_task(oci_world):
+    """husk only: the VMM dies under a running container: the task stops, delete succeeds, and
+    husk-oci's root holds nothing of it."""
+    cid = "vmmkill-husk"
+    try:
+        detached(oci_world, "husk", cid, "sh", "-c", TERM_LOOP)
+        holder = task_pid(oci_world, cid)
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == holder]
+        vmm = [c for c in children if _comm(c).startswith(("qemu", "oci_fake_qemu", "python"))]
+        assert vmm, f"no VMM among the holder's children {[(c, _comm(c)) for c in children]}"
+        os.kill(vmm[0], signal.SIGKILL)
+        wait_for(lambda: oci_world.task_status(cid) == "STOPPED", timeout=60, what="the task stopped")
+        r = oci_world.ctr("task", "delete", cid)
+        assert r.returncode == 0, r.stderr
+        r = oci_world.ctr("container", "delete", cid)
+        assert r.returncode == 0, r.stderr
+        assert not (oci_world.dir / "husk-root" / "husk-oci-test" / cid).exists()
+        assert not list((oci_world.dir / "husk-root").glob(f"*/{cid}"))
+    finally:
+        oci_world.cleanup_container(cid)
+
+
+def _ppid(p):
+    try:
+        return int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""

@@ -209,9 +209,10 @@ void agent_proc_start(agent_state_t *s, const msgpack_object *req, uint64_t id, 
         p = proc_find(s, ref.proc);
         if (!p)
                 return pack_no_proc(pk, id, ref.proc);
+        if (p->reaped)
+                return agent_pack_error(pk, &id, AGENT_ERR_CONFLICT, "the proc exited");
         if (p->gate_fd < 0 || p->state != AGENT_PROC_CREATED)
-                return agent_pack_error(pk, &id, AGENT_ERR_CONFLICT,
-                                        p->state == AGENT_PROC_EXITED ? "the proc exited" : "the proc was started");
+                return agent_pack_error(pk, &id, AGENT_ERR_CONFLICT, "the proc was started already");
         do
                 n = write(p->gate_fd, "", 1);
         while (n < 0 && errno == EINTR);

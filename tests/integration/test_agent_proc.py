@@ -166,3 +166,15 @@ def test_v1_exec_still_answers(vm):
     f = a.request({"type": "exec", "argv": ["sh", "-c", "echo hi; exit 3"], "env": {}, "cwd": None,
                    "timeout_ms": 30000})
     assert f["type"] == "exec" and f["exit_status"] == 3 and f["stdout"] == b"hi\n", f
+
+
+def test_user_groups_rlimits_cwd_env_and_no_new_privileges(vm):
+    a = vm.agent
+    a.create("user", ["sh", "-c", "id -u; id -g; id -G; ulimit -n; ulimit -Hn; pwd; echo $GREETING; "
+                                  "grep NoNewPrivs /proc/self/status"],
+             env=["PATH=/bin:/usr/bin", "GREETING=hi"], cwd="/tmp", uid=1000, gid=1001, additional_gids=[10, 20],
+             rlimits=[{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}], no_new_privileges=True)
+    assert a.wait_exited("user") == 0, a.output("user", 2)
+    lines = a.output("user").decode().split("\n")
+    assert lines[:7] == ["1000", "1001", "1001 10 20", "123", "456", "/tmp", "hi"], lines
+    assert lines[7].split() == ["NoNewPrivs:", "1"], lines

@@ -131,7 +131,7 @@ $(BUSMOD): $(call picobj,$(BUSMOD_SRCS))
 # The agent runs as PID 1 of an initramfs with no libc: it is linked statically and
 # only against what it needs (msgpack-c and the agent codec), never czmq. static-pie keeps
 # ASLR for it (its objects are PIE like every other's).
-AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/child.c lib/mp.c lib/nesting.c lib/util.c
+AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c proto/agent_proc.c lib/child.c lib/mp.c lib/nesting.c lib/util.c
 $(BUILD)/bin/husk-agent: $(call obj,$(AGENT_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -static-pie -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $^ -lmsgpackc -ljansson

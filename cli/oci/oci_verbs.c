@@ -11,6 +11,7 @@
 
 #include "cli/oci/oci.h"
 #include "cli/oci/oci_chan.h"
+#include "cli/oci/oci_vm.h"
 #include "lib/mp.h"
 
 #define CTL_TIMEOUT_MS 30000 /* a holder answers at once but for delete (the VM's shutdown) */
@@ -451,6 +452,8 @@ int oci_verb_delete(oci_ctx_t *ctx, int argc, char **argv) {
                 }
         }
         oci_state_done(&s);
+        /* A holder killed with SIGKILL could not take its VM along. */
+        oci_vm_kill_orphan(dir);
         r = rm_rf(dir);
         if (r < 0 && r != -ENOENT)
                 return oci_error("cannot remove %s: %s", dir, strerror(-r));

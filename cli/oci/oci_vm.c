@@ -1,5 +1,6 @@
 /* oci_vm.c: start and stop a container's VM with vmm-driver's own pieces: vmm_qemu_argv (the kit's microvm), vmm_spawn, and virtiofsd through vmm_fs_start_export. */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -229,6 +230,14 @@ int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootf
         vm->qemu_pid = pid;
         if (vmm_proc_start_time(pid, &vm->qemu_start) < 0)
                 vm->qemu_start = 0;
+        else {
+                /* For delete, should this holder be killed with SIGKILL and leave QEMU behind. */
+                char path[PATH_MAX], text[64];
+
+                snprintf(path, sizeof(path), "%s/" OCI_VM_PID_FILE, dir);
+                snprintf(text, sizeof(text), "%d %" PRIu64 "\n", (int)pid, vm->qemu_start);
+                (void)write_file_atomic(path, text, strlen(text), 0600);
+        }
         for (size_t s = 0; s < n_shares; s++)
                 free(shares[s].source);
         return 0;
@@ -239,6 +248,13 @@ fail:
         return r;
 }
 
+static void kill_one_unreaped(pid_t pid, uint64_t start) {
+        uint64_t now;
+
+        if (pid > 0 && vmm_proc_start_time(pid, &now) == 0 && now == start)
+                (void)kill(pid, SIGKILL);
+}
+
 static void kill_one(pid_t pid, uint64_t start) {
         uint64_t now;
 
@@ -246,6 +262,20 @@ static void kill_one(pid_t pid, uint64_t start) {
                 return;
         (void)kill(pid, SIGKILL);
         (void)waitpid(pid, NULL, 0);
+}
+
+void oci_vm_kill_orphan(const char *dir) {
+        _cleanup_free_ char *text = NULL;
+        char path[PATH_MAX];
+        uint64_t start;
+        int pid;
+
+        snprintf(path, sizeof(path), "%s/" OCI_VM_PID_FILE, dir);
+        if (read_file(path, 64, &text, NULL) < 0 || sscanf(text, "%d %" SCNu64, &pid, &start) != 2 || pid <= 0)
+                return;
+        /* Not our child: killed, then reaped by whoever it was reparented to. The start time
+         * guards against a pid reused since. */
+        kill_one_unreaped(pid, start);
 }
 
 void oci_vm_kill(oci_vm_t *vm) {

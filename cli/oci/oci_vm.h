@@ -11,6 +11,7 @@
 #define OCI_VM_QEMU_LOG "qemu.log"
 #define OCI_VM_AGENT_SOCKET "agent.sock" /* vmm_qemu_argv's names, relative to the container dir */
 #define OCI_VM_QMP_SOCKET "qmp.sock"
+#define OCI_VM_PID_FILE "vmm.pid" /* "PID START_TIME": QEMU, for a delete after the holder was killed */
 
 /* One bind mount as the agent's `start` mounts it: {tag, destination, readonly, file}. */
 typedef struct oci_vm_mount {
@@ -37,6 +38,8 @@ int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootf
 /* SIGKILL QEMU and the virtiofsds (those still ours) and reap them. Safe twice. */
 void oci_vm_kill(oci_vm_t *vm);
 void oci_vm_done(oci_vm_t *vm);
+/* QEMU of dir's container if its holder is gone and it is not (OCI_VM_PID_FILE): SIGKILL. */
+void oci_vm_kill_orphan(const char *dir);
 /* One QMP command ("stop", "cont") on dir's QMP socket, synchronously; *ret_error on failure. */
 int oci_vm_qmp(const char *dir, const char *command, char **ret_error);
 /* The absolute rootfs of a bundle: root.path against the bundle, resolved, a directory. */

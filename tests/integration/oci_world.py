@@ -52,16 +52,26 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "{self.dir}/opt"
 """)
-        with open(self.log, "ab") as log:
-            self.containerd = subprocess.Popen(["containerd", "--config", str(cfg)], stdout=log, stderr=log,
-                                               stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for(lambda: self.ctr("version").returncode == 0, timeout=30, what="containerd to answer")
+        self._containerd()
         r = self.ctr("images", "import", "--base-name", "docker.io/library/busybox", str(self.dir / "image.tar"))
         assert r.returncode == 0, f"ctr images import: {r.stderr}"
         r = self.ctr("images", "ls", "-q")
         assert IMAGE in r.stdout.split(), f"image not imported: {r.stdout!r}"
         self._wrapper()
         return self
+
+    def _containerd(self):
+        with open(self.log, "ab") as log:
+            self.containerd = subprocess.Popen(["containerd", "--config", str(self.dir / "containerd.toml")],
+                                               stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                               start_new_session=True)
+        wait_for(lambda: self.ctr("version").returncode == 0, timeout=30, what="containerd to answer")
+
+    def restart_containerd(self):
+        """containerd stopped (SIGTERM) and started again; the shims and their tasks live on."""
+        self.containerd.terminate()
+        self.containerd.wait(timeout=30)
+        self._containerd()
 
     def _image(self):
         """busybox as an OCI image: umoci layout, one layer with /bin/busybox and its applets."""

@@ -237,3 +237,41 @@ def _comm(pid):
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
+
+
+def test_exec_terminal_under_script(oci_world):
+    def scenario(rt):
+        cid = f"xtty-{rt}"
+        try:
+            detached(oci_world, rt, cid, "sh", "-c", TERM_LOOP)
+            cmd = " ".join(["ctr", "--address", str(oci_world.sock), "-n", "husk-oci-test", "task", "exec", "-t",
+                            "--exec-id", "t1", cid, "sh", "-c", "'tty >/dev/null && echo on-a-tty; exit 4'"])
+            r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=180)
+            return r.returncode, "on-a-tty" in r.stdout
+        finally:
+            oci_world.cleanup_container(cid)
+
+    res = both(scenario)
+    assert res["runc"] == (4, True)
+    assert res["husk"] == res["runc"]
+
+
+def test_containerd_restarted_while_a_task_runs(oci_world):
+    def scenario(rt):
+        cid = f"restart-{rt}"
+        try:
+            detached(oci_world, rt, cid, "sh", "-c", TERM_LOOP)
+            oci_world.restart_containerd()
+            seen = [("after restart", oci_world.task_status(cid))]
+            e = oci_world.ctr("task", "exec", "--exec-id", "after", cid, "sh", "-c", "echo still here")
+            seen.append(("exec", e.returncode, e.stdout))
+            r = oci_world.ctr("task", "kill", cid)
+            seen.append(("kill", r.returncode))
+            wait_for(lambda: oci_world.task_status(cid) == "STOPPED", timeout=60, what=f"{cid} stopped")
+            return seen
+        finally:
+            oci_world.cleanup_container(cid)
+
+    res = both(scenario)
+    assert res["runc"] == [("after restart", "RUNNING"), ("exec", 0, "still here\n"), ("kill", 0)]
+    assert res["husk"] == res["runc"]

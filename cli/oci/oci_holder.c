@@ -87,6 +87,7 @@ typedef struct holder {
         struct termios saved;
         bool terminal; /* the init has a pty: SIGWINCH means resize */
 
+        char vmdir[4096]; /* the VM's sockets and logs: the container's directory, or a short one */
         int ready_fd;
         int exit_status;
         bool done;
@@ -407,7 +408,8 @@ static void agent_connect(holder_t *h) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int fd;
 
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" OCI_VM_AGENT_SOCKET, h->o->dir);
+        if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" OCI_VM_AGENT_SOCKET, h->vmdir) >= (int)sizeof(sa.sun_path))
+                return;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return;
@@ -466,7 +468,7 @@ static void ctl_pause_resume(holder_t *h, conn_t *c, bool pause) {
                 return conn_reply(h, c, type, "container not running");
         if (pause == (h->state.status == OCI_STATUS_PAUSED))
                 return conn_reply(h, c, type, pause ? "container already paused" : "container not paused");
-        if (oci_vm_qmp(h->o->dir, pause ? "stop" : "cont", &why) < 0)
+        if (oci_vm_qmp(h->vmdir, pause ? "stop" : "cont", &why) < 0)
                 return conn_reply(h, c, type, why ?: "QMP failed");
         set_status(h, pause ? OCI_STATUS_PAUSED : h->phase == PHASE_RUNNING ? OCI_STATUS_RUNNING : OCI_STATUS_CREATED);
         conn_reply(h, c, type, NULL);
@@ -578,14 +580,18 @@ static void ctl_accept(holder_t *h) {
 
 static int ctl_listen(const char *dir) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int dfd = -1;
         int fd;
 
-        if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" OCI_CONTROL_SOCKET, dir) >= (int)sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
+        /* Through the directory's fd: a container directory may be longer than sun_path. */
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" OCI_CONTROL_SOCKET, dfd);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
-        (void)unlink(sa.sun_path);
+        (void)unlinkat(dfd, OCI_CONTROL_SOCKET, 0);
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
                 int r = -errno;
                 close(fd);
@@ -614,7 +620,7 @@ static void on_signal(holder_t *h) {
                                         _cleanup_free_ char *tail = NULL, *m = NULL;
                                         char path[4200];
 
-                                        snprintf(path, sizeof(path), "%s/" OCI_VM_QEMU_LOG, h->o->dir);
+                                        snprintf(path, sizeof(path), "%s/" OCI_VM_QEMU_LOG, h->vmdir);
                                         (void)read_file_tail(path, 512, &tail);
                                         if (asprintf(&m, "the VM ended before the container was created: %s",
                                                      tail && *tail ? tail : "QEMU said nothing") < 0)
@@ -862,11 +868,17 @@ int oci_holder_run(const oci_holder_opts_t *o) {
                         o->spec->process.rows = o->spec->process.cols = 0;
         }
 
-        r = oci_vm_start(o->ctx, o->spec, rootfs, o->dir, &h.vm, &why);
+        r = oci_vm_dir(o->dir, h.vmdir, sizeof(h.vmdir));
+        if (r < 0) {
+                fail_create(&h, "cannot make the VM's directory");
+                goto out;
+        }
+        r = oci_vm_start(o->ctx, o->spec, rootfs, h.vmdir, &h.vm, &why);
         if (r < 0) {
                 fail_create(&h, why);
                 goto out;
         }
+        (void)oci_vm_write_pid(o->dir, &h.vm);
         h.deadline = now_monotonic_ms() + BOOT_TIMEOUT_MS;
         loop(&h);
 
@@ -880,6 +892,8 @@ out:
                         conn_close(&h, h.conns[k]);
         oci_chan_done(&h.agent);
         oci_vm_done(&h.vm);
+        if (h.vmdir[0] && !streq(h.vmdir, o->dir))
+                (void)rm_rf(h.vmdir);
         if (h.listen_fd >= 0) {
                 char path[4200];
 

@@ -454,6 +454,13 @@ int oci_verb_delete(oci_ctx_t *ctx, int argc, char **argv) {
         oci_state_done(&s);
         /* A holder killed with SIGKILL could not take its VM along. */
         oci_vm_kill_orphan(dir);
+        {
+                char vmdir[4200];
+
+                /* The short VM directory of a long container directory, if its holder could not. */
+                if (oci_vm_dir(dir, vmdir, sizeof(vmdir)) == 0 && !streq(vmdir, dir))
+                        (void)rm_rf(vmdir);
+        }
         r = rm_rf(dir);
         if (r < 0 && r != -ENOENT)
                 return oci_error("cannot remove %s: %s", dir, strerror(-r));

@@ -60,8 +60,8 @@ typedef struct share {
         bool readonly;
 } share_t;
 
-/* Bind mounts as virtiofsd shares: a directory is shared itself, a file through its directory
- * (Docker's /etc/hosts, hostname and resolv.conf share one); the other mounts (proc, sysfs,
+/* Bind mounts as virtiofsd shares: a directory is shared itself, a file through its directory;
+ * the other mounts (proc, sysfs,
  * tmpfs, devpts...) are the guest's own. */
 static int plan_mounts(const oci_spec_t *spec, oci_vm_t *vm, share_t *shares, size_t *n_shares, char **ret_error) {
         vm->mounts = calloc(spec->n_mounts + 1, sizeof(oci_vm_mount_t));
@@ -105,23 +105,19 @@ static int plan_mounts(const oci_spec_t *spec, oci_vm_t *vm, share_t *shares, si
                         if (!dir)
                                 return -ENOMEM;
                 }
-                for (s = 0; s < *n_shares; s++)
-                        if (streq(shares[s].source, dir))
-                                break;
-                if (s == *n_shares) {
+                /* One share per mount, even for files of one directory (Docker's hosts, hostname
+                 * and resolv.conf): the guest can mount a virtio-fs tag only once. */
+                s = *n_shares;
+                {
                         if (s == OCI_VM_SHARES_MAX) {
                                 free(dir);
                                 return error_set(ret_error, -E2BIG,
                                                  "mounts: more than %d host directories to share into the VM",
                                                  OCI_VM_SHARES_MAX);
                         }
-                        shares[s] = (share_t){ .source = dir, .readonly = true };
+                        shares[s] = (share_t){ .source = dir, .readonly = m->readonly };
                         (*n_shares)++;
-                } else
-                        free(dir);
-                /* One share serves every mount of its directory: writable if any of them is; the
-                 * agent mounts each read-only mount read-only. */
-                shares[s].readonly = shares[s].readonly && m->readonly;
+                }
                 snprintf(vmnt->tag, sizeof(vmnt->tag), "m%u", (unsigned)s);
         }
         return 0;
@@ -230,14 +226,6 @@ int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootf
         vm->qemu_pid = pid;
         if (vmm_proc_start_time(pid, &vm->qemu_start) < 0)
                 vm->qemu_start = 0;
-        else {
-                /* For delete, should this holder be killed with SIGKILL and leave QEMU behind. */
-                char path[PATH_MAX], text[64];
-
-                snprintf(path, sizeof(path), "%s/" OCI_VM_PID_FILE, dir);
-                snprintf(text, sizeof(text), "%d %" PRIu64 "\n", (int)pid, vm->qemu_start);
-                (void)write_file_atomic(path, text, strlen(text), 0600);
-        }
         for (size_t s = 0; s < n_shares; s++)
                 free(shares[s].source);
         return 0;
@@ -262,6 +250,35 @@ static void kill_one(pid_t pid, uint64_t start) {
                 return;
         (void)kill(pid, SIGKILL);
         (void)waitpid(pid, NULL, 0);
+}
+
+int oci_vm_dir(const char *dir, char *buf, size_t size) {
+        uint64_t h = 14695981039346656037ull; /* FNV-1a */
+        int r;
+
+        /* Short enough for every socket name below sun_path's 108 bytes: the container's own. */
+        if (strlen(dir) + 24 < sizeof(((struct sockaddr_un *)0)->sun_path)) {
+                if (snprintf(buf, size, "%s", dir) >= (int)size)
+                        return -ENAMETOOLONG;
+                return 0;
+        }
+        for (const char *p = dir; *p; p++)
+                h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        r = mkdir_p(OCI_VM_DIR_BASE, 0700);
+        if (r < 0)
+                return r;
+        snprintf(buf, size, OCI_VM_DIR_BASE "/%016" PRIx64, h);
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int oci_vm_write_pid(const char *dir, const oci_vm_t *vm) {
+        char path[PATH_MAX], text[64];
+
+        snprintf(path, sizeof(path), "%s/" OCI_VM_PID_FILE, dir);
+        snprintf(text, sizeof(text), "%d %" PRIu64 "\n", (int)vm->qemu_pid, vm->qemu_start);
+        return write_file_atomic(path, text, strlen(text), 0600);
 }
 
 void oci_vm_kill_orphan(const char *dir) {

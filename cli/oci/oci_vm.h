@@ -12,6 +12,10 @@
 #define OCI_VM_AGENT_SOCKET "agent.sock" /* vmm_qemu_argv's names, relative to the container dir */
 #define OCI_VM_QMP_SOCKET "qmp.sock"
 #define OCI_VM_PID_FILE "vmm.pid" /* "PID START_TIME": QEMU, for a delete after the holder was killed */
+/* Where a VM's sockets and logs go when the container's directory is too long for unix socket
+ * paths (Docker's /var/run/docker/runtime-X/moby/<64 hex>): a short directory named by a hash of
+ * the container directory, removed with it. */
+#define OCI_VM_DIR_BASE "/run/husk-oci-vm"
 
 /* One bind mount as the agent's `start` mounts it: {tag, destination, readonly, file}. */
 typedef struct oci_vm_mount {
@@ -38,6 +42,10 @@ int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootf
 /* SIGKILL QEMU and the virtiofsds (those still ours) and reap them. Safe twice. */
 void oci_vm_kill(oci_vm_t *vm);
 void oci_vm_done(oci_vm_t *vm);
+/* The VM's directory for the container directory dir into buf (made if it is not dir itself). */
+int oci_vm_dir(const char *dir, char *buf, size_t size);
+/* OCI_VM_PID_FILE in dir, for oci_vm_kill_orphan. */
+int oci_vm_write_pid(const char *dir, const oci_vm_t *vm);
 /* QEMU of dir's container if its holder is gone and it is not (OCI_VM_PID_FILE): SIGKILL. */
 void oci_vm_kill_orphan(const char *dir);
 /* One QMP command ("stop", "cont") on dir's QMP socket, synchronously; *ret_error on failure. */

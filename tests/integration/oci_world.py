@@ -93,6 +93,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 os.symlink("busybox", rootfs / "bin" / a)
         (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
         (rootfs / "etc" / "group").write_text("root:x:0:\n")
+        # The same files as a plain tar, for `docker import` (test_oci_docker.py).
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(self.dir / "rootfs.tar"), "."], check=True)
         umoci("repack", "--image", f"{layout}:latest", str(bundle))
         umoci("config", "--image", f"{layout}:latest", "--config.cmd", "/bin/sh",
               "--config.env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
@@ -145,19 +147,29 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     # ---- teardown ---------------------------------------------------------------------------------
 
-    def _shim_pids(self):
-        """containerd-shim processes started for this world (their --address is ours)."""
-        pids = []
+    def _our_pids(self):
+        """Processes of this world: those naming its directory on their command line (the shims by
+        their --address, husk-oci's holders by their --root) and all their descendants (QEMU and
+        virtiofsd under a holder, whatever their command line)."""
+        parent, ours = {}, set()
         for p in Path("/proc").iterdir():
             if not p.name.isdigit():
                 continue
             try:
-                cmd = (p / "cmdline").read_bytes().split(b"\0")
-            except OSError:
+                cmd = (p / "cmdline").read_bytes()
+                parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if cmd and b"containerd-shim" in cmd[0] and str(self.sock).encode() in cmd:
-                pids.append(int(p.name))
-        return pids
+            if str(self.dir).encode() in cmd and int(p.name) != os.getpid():
+                ours.add(int(p.name))
+        grew = True
+        while grew:
+            more = {pid for pid, pp in parent.items() if pp in ours and pid not in ours}
+            ours |= more
+            grew = bool(more)
+        if self.containerd:
+            ours.discard(self.containerd.pid)
+        return ours
 
     def close(self):
         if self.containerd and self.containerd.poll() is None:
@@ -165,7 +177,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             for cid in r.stdout.split():
                 self.cleanup_container(cid)
             self.ctr("images", "rm", IMAGE)
-        for pid in self._shim_pids():
+        for pid in self._our_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -16,6 +16,7 @@
 #include "cli/oci/oci_agent.h"
 #include "cli/oci/oci_chan.h"
 #include "cli/oci/oci_holder.h"
+#include "cli/oci/oci_net.h"
 #include "cli/oci/oci_pty.h"
 #include "cli/oci/oci_vm.h"
 #include "lib/mp.h"
@@ -87,6 +88,7 @@ typedef struct holder {
         struct termios saved;
         bool terminal; /* the init has a pty: SIGWINCH means resize */
 
+        oci_net_t net;    /* the VM's NIC in the container's network namespace, if it names one */
         char vmdir[4096]; /* the VM's sockets and logs: the container's directory, or a short one */
         int ready_fd;
         int exit_status;
@@ -873,7 +875,13 @@ int oci_holder_run(const oci_holder_opts_t *o) {
                 fail_create(&h, "cannot make the VM's directory");
                 goto out;
         }
-        r = oci_vm_start(o->ctx, o->spec, rootfs, h.vmdir, &h.vm, &why);
+        /* A network namespace with an interface (Docker's bridge, a CNI's veth): the VM's NIC
+         * stands in for it. None, or one with only loopback: no NIC (`--network none`). */
+        if (o->spec->netns_path && (r = oci_net_attach(o->spec->netns_path, &h.net, &why)) < 0) {
+                fail_create(&h, why);
+                goto out;
+        }
+        r = oci_vm_start(o->ctx, o->spec, rootfs, h.vmdir, &h.net.vm, &h.vm, &why);
         if (r < 0) {
                 fail_create(&h, why);
                 goto out;
@@ -892,6 +900,7 @@ out:
                         conn_close(&h, h.conns[k]);
         oci_chan_done(&h.agent);
         oci_vm_done(&h.vm);
+        oci_net_detach(&h.net);
         if (h.vmdir[0] && !streq(h.vmdir, o->dir))
                 (void)rm_rf(h.vmdir);
         if (h.listen_fd >= 0) {

@@ -140,8 +140,8 @@ static int start_share(const char *dir, const char *socket, const char *log, con
         return 0;
 }
 
-int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootfs, const char *dir, oci_vm_t *vm,
-                 char **ret_error) {
+int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootfs, const char *dir,
+                 const vmm_net_t *net, oci_vm_t *vm, char **ret_error) {
         _cleanup_(husk_config_freep) husk_config_t *config = NULL;
         _cleanup_free_ char *why = NULL, *qemu = NULL;
         share_t shares[OCI_VM_SHARES_MAX] = {};
@@ -207,6 +207,7 @@ int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootf
                                         .cpus = cpus,
                                         .memory_mib = mib,
                                         .tsc_khz = tsc_khz,
+                                        .net = net && net->attached ? net : NULL,
                                         .fs_socket = VMM_FS_SOCKET,
                                         .volumes = volumes,
                                         .n_volumes = n_shares };

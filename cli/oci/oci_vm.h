@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "cli/oci/oci.h"
+#include "services/vmm-driver/vmm.h"
 
 #define OCI_VM_SHARES_MAX 16 /* virtiofsd processes besides the root's: bind mounts, grouped by directory */
 #define OCI_VM_QEMU_LOG "qemu.log"
@@ -37,8 +38,8 @@ typedef struct oci_vm {
 
 /* In the container directory dir (absolute; the caller's cwd): start the virtiofsds and QEMU.
  * On failure everything started is stopped again and *ret_error says why. */
-int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootfs, const char *dir, oci_vm_t *vm,
-                 char **ret_error);
+int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootfs, const char *dir,
+                 const vmm_net_t *net, oci_vm_t *vm, char **ret_error);
 /* SIGKILL QEMU and the virtiofsds (those still ours) and reap them. Safe twice. */
 void oci_vm_kill(oci_vm_t *vm);
 void oci_vm_done(oci_vm_t *vm);

@@ -178,3 +178,28 @@ def test_user_groups_rlimits_cwd_env_and_no_new_privileges(vm):
     lines = a.output("user").decode().split("\n")
     assert lines[:7] == ["1000", "1001", "1001 10 20", "123", "456", "/tmp", "hi"], lines
     assert lines[7].split() == ["NoNewPrivs:", "1"], lines
+
+
+def test_a_host_that_does_not_read_slows_output_without_losing_it_or_blocking_the_agent(vm):
+    a = vm.agent
+    n = 8 << 20  # more than the agent queues for the host (6 MiB): without back-pressure frames would drop
+    done = vm.rootfs / "flood-done"
+    a.create("flood", ["sh", "-c", f"yes 0123456789abcdef | head -c {n}; touch /flood-done"])
+    # Not reading: the agent stops reading the pipe, and still serves requests meanwhile (the
+    # marker appears in the host's directory while we read nothing).
+    a.send({"type": "proc.create", "id": 9000, "proc": "meanwhile", "args": ["touch", "/meanwhile-marker"],
+            "env": ["PATH=/bin:/usr/bin"], "cwd": "/", "uid": 0, "gid": 0, "terminal": False, "start": True})
+    marker = vm.rootfs / "meanwhile-marker"
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the agent did not serve a request while its output was not read"
+        time.sleep(0.1)
+    # The writer is held at its pipe while nobody reads: given the time it needs to write it all
+    # unimpeded (about 3 s here under TCG), it has not finished.
+    time.sleep(10)
+    assert not done.exists(), "the process wrote 8 MiB that nobody read: the agent buffered or dropped it"
+    assert a.wait_exited("flood", timeout=300) == 0
+    out = a.output("flood")
+    assert len(out) == n and out == (b"0123456789abcdef\n" * (n // 17 + 1))[:n]
+    assert done.exists()
+    assert a.wait_exited("meanwhile") == 0

@@ -26,6 +26,7 @@ def vm(tmp_path_factory):
     d = tmp_path_factory.mktemp("agent-proc")
     rootfs = d / "rootfs"
     shutil.copytree(KIT / "rootfs/hello", rootfs, symlinks=True)
+    os.chmod(rootfs / "tmp", 0o775)  # not /tmp's usual 1777: the agent must leave the container's root as it is
     work = d / "vm"
     work.mkdir()
     with KitVM(KIT, rootfs, work) as v:
@@ -43,6 +44,10 @@ def vm(tmp_path_factory):
 
 def test_hello_says_version_2(vm):
     assert vm.hello_version == 2
+
+
+def test_writable_root_is_left_as_it_is(vm):
+    assert os.stat(vm.rootfs / "tmp").st_mode & 0o7777 == 0o775
 
 
 def test_stdout_stderr_exact_and_exit_codes(vm):

@@ -29,7 +29,7 @@ def vm(tmp_path_factory):
     os.chmod(rootfs / "tmp", 0o775)  # not /tmp's usual 1777: the agent must leave the container's root as it is
     work = d / "vm"
     work.mkdir()
-    with KitVM(KIT, rootfs, work) as v:
+    with KitVM(KIT, rootfs, work, timeout=300) as v:  # a busy host boots TCG guests slowly
         v.rootfs = rootfs
         v.hello_version = v.hello.get("version")
         a = v.agent.request({"type": "start", "mode": "rootfs", "tag": "rootfs", "writable": True, "command": None,

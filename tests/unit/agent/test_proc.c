@@ -290,6 +290,9 @@ static void test_stdin_and_big_output(void **state) {
         assert_string_equal(code, "ok");
         simple(&s, pack_stdin, &in, code, sizeof(code));
         assert_string_equal(code, "(none)");
+        /* A proc waiting at its gate holds none of cat's fds: cat's stdin still ends. */
+        create(&s, "waiting", cat, "/", false, false, code, sizeof(code));
+        assert_string_equal(code, "ok");
         in = (agent_proc_stdin_t){ .proc = "cat", .eof = true };
         simple(&s, pack_stdin, &in, code, sizeof(code));
         run(&s, &f, "cat", 10000);

@@ -258,9 +258,13 @@ void agent_proc_stdin(agent_state_t *s, const msgpack_object *req) {
                 p->in_eof = true;
                 return;
         }
-        /* Compact before growing: the written prefix is dead weight. */
-        if (p->in_off > 0 && p->in_off == p->in.len)
-                p->in.len = p->in_off = 0;
+        /* Compact before growing: the written prefix is dead weight, and a process that always
+         * lags a little behind would otherwise grow the buffer with every byte it ever got. */
+        if (p->in_off > 0) {
+                memmove(p->in.data, p->in.data + p->in_off, p->in.len - p->in_off);
+                p->in.len -= p->in_off;
+                p->in_off = 0;
+        }
         if (buf_append(&p->in, in.data, in.size) < 0)
                 log_agent_warning("proc %s: out of memory for stdin, dropping %zu bytes", p->name, in.size);
 }

@@ -308,6 +308,10 @@ int agent_io_finish(agent_state_t *s, agent_emit_fn emit, void *userdata) {
                         continue;
                 }
                 emit_exited(s, p, emit, userdata);
+                /* Kept for proc.list: its name, pid and status, not its buffers. */
+                free(p->in.data);
+                p->in = (agent_buf_t){};
+                p->in_off = 0;
                 p->reported = true;
                 p->state = AGENT_PROC_EXITED;
                 log_agent_debug("proc %s exited with status %d", p->name, p->status);

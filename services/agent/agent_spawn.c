@@ -88,6 +88,21 @@ _Noreturn static void child_fail(int fd, int step, int error) {
         _exit(error == ENOENT ? 127 : 126);
 }
 
+/* Close every fd above stderr but a and b (-1: none). */
+static void close_all_but(int a, int b) {
+        int keep[2] = { a < b ? a : b, a < b ? b : a };
+        unsigned from = STDERR_FILENO + 1;
+
+        for (size_t k = 0; k < ELEMENTSOF(keep); k++) {
+                if (keep[k] < (int)from)
+                        continue;
+                if ((unsigned)keep[k] > from)
+                        close_range(from, (unsigned)keep[k] - 1, 0);
+                from = (unsigned)keep[k] + 1;
+        }
+        close_range(from, ~0u, 0);
+}
+
 _Noreturn static void child(const agent_spawn_t *sp, int report_fd) {
         char exe[EXE_MAX];
         int in_fd = sp->in_fd, out_fd = sp->out_fd, err_fd = sp->err_fd, r;
@@ -106,8 +121,10 @@ _Noreturn static void child(const agent_spawn_t *sp, int report_fd) {
         }
         if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
                 child_fail(report_fd, STEP_FDS, errno);
-        /* Marked, not closed: the report pipe and the gate stay usable until execve. */
-        close_range(STDERR_FILENO + 1, ~0u, CLOSE_RANGE_CLOEXEC);
+        /* Closed now, not at execve: a process waiting at its gate must not hold the agent's other
+         * fds (another proc's stdin would never see EOF). The report pipe and the gate stay
+         * (close-on-exec). */
+        close_all_but(report_fd, sp->gate_fd);
         /* Limits first: raising a hard limit needs the privileges dropped below. */
         for (size_t k = 0; k < sp->n_rlimits; k++) {
                 struct rlimit l = { .rlim_cur = sp->rlimits[k].soft, .rlim_max = sp->rlimits[k].hard };

@@ -162,9 +162,12 @@ switch_root:
                 snprintf(msg, msg_size, "cannot switch into the root file system: %s", strerror(-r));
                 return r;
         }
-        /* Programs expect a writable /tmp. */
-        (void)mkdir("/tmp", 01777);
-        (void)chmod("/tmp", 01777);
+        /* Programs expect a writable /tmp. A writable root is the container's own, as it is on
+         * the host: left as it is (runc does not touch it either). */
+        if (!writable) {
+                (void)mkdir("/tmp", 01777);
+                (void)chmod("/tmp", 01777);
+        }
         return 0;
 }
 

@@ -26,9 +26,10 @@ def vm(tmp_path_factory):
     d = tmp_path_factory.mktemp("agent-proc")
     rootfs = d / "rootfs"
     shutil.copytree(KIT / "rootfs/hello", rootfs, symlinks=True)
+    os.chmod(rootfs / "tmp", 0o775)  # not /tmp's usual 1777: the agent must leave the container's root as it is
     work = d / "vm"
     work.mkdir()
-    with KitVM(KIT, rootfs, work) as v:
+    with KitVM(KIT, rootfs, work, timeout=300) as v:  # a busy host boots TCG guests slowly
         v.rootfs = rootfs
         v.hello_version = v.hello.get("version")
         a = v.agent.request({"type": "start", "mode": "rootfs", "tag": "rootfs", "writable": True, "command": None,
@@ -43,6 +44,10 @@ def vm(tmp_path_factory):
 
 def test_hello_says_version_2(vm):
     assert vm.hello_version == 2
+
+
+def test_writable_root_is_left_as_it_is(vm):
+    assert os.stat(vm.rootfs / "tmp").st_mode & 0o7777 == 0o775
 
 
 def test_stdout_stderr_exact_and_exit_codes(vm):
@@ -178,3 +183,51 @@ def test_user_groups_rlimits_cwd_env_and_no_new_privileges(vm):
     lines = a.output("user").decode().split("\n")
     assert lines[:7] == ["1000", "1001", "1001 10 20", "123", "456", "/tmp", "hi"], lines
     assert lines[7].split() == ["NoNewPrivs:", "1"], lines
+
+
+def test_a_host_that_does_not_read_slows_output_without_losing_it_or_blocking_the_agent(vm):
+    a = vm.agent
+    # Far more than can be in flight between the process and this socket when nobody reads: the
+    # agent's bound (1 MiB), the port's virtqueue (up to ~4 MiB), the socket buffers and the pipe;
+    # and more than the agent's queue for the host (6 MiB): without back-pressure frames would drop.
+    n = 24 << 20
+    done = vm.rootfs / "flood-done"
+    a.create("flood", ["sh", "-c", f"yes 0123456789abcdef | head -c {n}; touch /flood-done"])
+    # Not reading: the agent stops reading the pipe, and still serves requests meanwhile (the
+    # marker appears in the host's directory while we read nothing).
+    a.send({"type": "proc.create", "id": 9000, "proc": "meanwhile", "args": ["touch", "/meanwhile-marker"],
+            "env": ["PATH=/bin:/usr/bin"], "cwd": "/", "uid": 0, "gid": 0, "terminal": False, "start": True})
+    marker = vm.rootfs / "meanwhile-marker"
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the agent did not serve a request while its output was not read"
+        time.sleep(0.1)
+    # The writer is held at its pipe while nobody reads: given time, it has not finished.
+    time.sleep(10)
+    assert not done.exists(), "the process wrote 24 MiB that nobody read: the agent buffered or dropped it"
+    assert a.wait_exited("flood", timeout=300) == 0
+    out = a.output("flood")
+    assert len(out) == n and out == (b"0123456789abcdef\n" * (n // 17 + 1))[:n]
+    assert done.exists()
+    assert a.wait_exited("meanwhile") == 0
+
+
+def test_created_terminal_process_starts_with_its_size(vm):
+    a = vm.agent
+    a.create("tty-init", ["sh", "-c", "stty size"], terminal=True, rows=30, cols=100, start=False)
+    a.start("tty-init")
+    assert a.wait_exited("tty-init") == 0
+    assert a.output("tty-init") == b"30 100\r\n"
+
+
+def test_64_processes_with_their_own_streams(vm):
+    a = vm.agent
+    names = [f"many-{k}" for k in range(64)]
+    for n in names:
+        a.create(n, ["cat"])
+    for n in names:
+        a.stdin(n, n.encode() * 100)
+        a.eof(n)
+    for n in names:
+        assert a.wait_exited(n, timeout=120) == 0
+        assert a.output(n) == n.encode() * 100

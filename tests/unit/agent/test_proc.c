@@ -290,6 +290,9 @@ static void test_stdin_and_big_output(void **state) {
         assert_string_equal(code, "ok");
         simple(&s, pack_stdin, &in, code, sizeof(code));
         assert_string_equal(code, "(none)");
+        /* A proc waiting at its gate holds none of cat's fds: cat's stdin still ends. */
+        create(&s, "waiting", cat, "/", false, false, code, sizeof(code));
+        assert_string_equal(code, "ok");
         in = (agent_proc_stdin_t){ .proc = "cat", .eof = true };
         simple(&s, pack_stdin, &in, code, sizeof(code));
         run(&s, &f, "cat", 10000);
@@ -406,11 +409,41 @@ static void test_signal_and_list(void **state) {
         teardown_state(&s);
 }
 
+/* Stdin a process has partly taken is compacted when more comes: a process that always lags a
+ * little must not grow the buffer by every byte it ever got. */
+static void test_stdin_buffer_keeps_only_what_is_pending(void **state) {
+        agent_proc_stdin_t in = { .proc = "lag", .data = (const uint8_t *)"xyz", .size = 3 };
+        char code[32];
+        agent_state_t s;
+        agent_proc_t *p;
+        int fds[2];
+
+        setup_state(&s);
+        assert_int_equal(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+        p = agent_proc_new(&s);
+        snprintf(p->name, sizeof(p->name), "lag");
+        p->in_fd = fds[1];
+        p->in.data = malloc(16);
+        p->in.cap = 16;
+        memcpy(p->in.data, "0123456789", 10);
+        p->in.len = 10;
+        p->in_off = 5; /* "01234" written already */
+        simple(&s, pack_stdin, &in, code, sizeof(code));
+        assert_int_equal(p->in_off, 0);
+        assert_int_equal(p->in.len, 8);
+        assert_memory_equal(p->in.data, "56789xyz", 8);
+        close(fds[0]);
+        teardown_state(&s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_created_waits_for_start), cmocka_unit_test(test_missing_program_is_not_found),
-                cmocka_unit_test(test_stdin_and_big_output),    cmocka_unit_test(test_terminal_size_and_resize),
+                cmocka_unit_test(test_created_waits_for_start),
+                cmocka_unit_test(test_missing_program_is_not_found),
+                cmocka_unit_test(test_stdin_and_big_output),
+                cmocka_unit_test(test_terminal_size_and_resize),
                 cmocka_unit_test(test_signal_and_list),
+                cmocka_unit_test(test_stdin_buffer_keeps_only_what_is_pending),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,6 +141,8 @@ static void report(holder_t *h, const char *error) {
         h->ready_fd = -1;
 }
 
+/* Send the request just packed into h->sb (its id the last new_id() gave: pack, then send, with
+ * nothing between) and remember who waits for its answer. 0 when it could not be sent. */
 static uint64_t agent_send(holder_t *h, req_kind_t kind, conn_t *conn) {
         uint64_t id = h->next_id - 1; /* the packer used next_id - 1 */
 

@@ -30,6 +30,14 @@ int oci_chan_read(oci_chan_t *c);
 /* 1 and *ret (msgpack_unpacked_destroy it) when a frame is complete, 0 when none, -EBADMSG. */
 int oci_chan_next(oci_chan_t *c, msgpack_unpacked *ret);
 
+/* The control socket (--root/ID/control.sock) speaks the same frames, private to husk-oci (a
+ * command talks to the holder of the same build): requests {type: "start" | "kill" {signal, all} |
+ * "ps" | "pause" | "resume" | "delete"} answered by {type} (ps: {type, pids}) or {type: "error",
+ * message}; and {type: "exec", process: OCI Process JSON text}, answered {type: "exec"}, after which
+ * the connection is that process's stream: the exec holder sends {type: "stdin", data | (none:
+ * eof)}, {type: "resize", rows, cols}, {type: "signal", signal}; the holder sends {type:
+ * "output", fd, data} and at last {type: "exited", status}. */
+
 /* Blocking helpers for the CLI: connect to a holder's control socket, one request, its answer
  * within timeout_ms. The answer's "type" "error" becomes -EIO with its message in *ret_error. */
 int oci_ctl_connect(const char *dir, int *ret_fd);

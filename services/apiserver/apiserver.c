@@ -15,6 +15,7 @@
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_local.h"
 #include "services/apiserver/apiserver_metrics.h"
+#include "services/apiserver/apiserver_node.h"
 #include "services/apiserver/apiserver_secrets.h"
 #include "services/apiserver/apiserver_tls.h"
 #include "services/apiserver/apiserver_volumes.h"
@@ -169,6 +170,9 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         api->logd_events = strdup(config->bus[HUSK_DAEMON_LOGD].events ?: "");
         if (!api->logd_events)
                 return log_error_errno(ENOMEM, "Out of memory");
+        r = apiserver_node_init(config);
+        if (r < 0)
+                return log_error_errno(r, "Out of memory");
 
         r = auth_init();
         if (r < 0)
@@ -217,6 +221,7 @@ void apiserver_free(apiserver_t *api) {
         bus_pub_destroy(&api->pub);
         store_close(&api->store);
         free(api->logd_events);
+        apiserver_node_done();
         free(api);
 }
 

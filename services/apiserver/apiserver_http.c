@@ -108,6 +108,8 @@ static const http_route_t routes[] = {
         { "POST", "/volumes", route_volumes_create, NULL, AUTH_SCOPE_DEPLOYMENTS_WRITE },
         { "GET", "/volumes/*", route_volume_get, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_READ },
         { "DELETE", "/volumes/*", route_volume_delete, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
+        /* The host and its daemons: what a reader of deployments may see (namespace-bound tokens may not). */
+        { "GET", "/node", route_node, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
 };
 
 const http_route_t *http_routes(size_t *ret_n) {

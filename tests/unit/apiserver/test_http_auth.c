@@ -292,6 +292,7 @@ static const struct expectation {
         { "POST", "/volumes", 'A', 'A', 'F', false },
         { "GET", "/volumes/*", 'A', 'A', 'A', false },
         { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
+        { "GET", "/node", 'A', 'A', 'A', false },
 };
 
 static void test_role_matrix(void **state) {

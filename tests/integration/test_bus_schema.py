@@ -11,7 +11,7 @@ import zmq
 
 from netd_util import handshake
 
-STR, UINT, INT, BOOL = "str", "uint", "int", "bool"
+STR, UINT, INT, BOOL, FLOAT, MAP = "str", "uint", "int", "bool", "float", "map"
 
 # SCHEMA.md, "Records" (required keys; optional ones may be absent or nil).
 INSTANCE = {"instance_id": STR, "deployment_id": STR, "generation": UINT, "runtime": STR, "image": STR,
@@ -25,6 +25,10 @@ DEPLOYMENT_OPTIONAL = {"kernel": STR, "boot": STR, "ready_replicas": UINT}
 DEPLOYMENT_EVENT = {"ts": UINT, "deployment_id": STR, "namespace": STR, "name": STR, "generation": UINT,
                     "status": STR}
 DEPLOYMENT_EVENT_OPTIONAL = {"message": STR}
+INSTANCE_METRICS = {"ts": UINT, "instance_id": STR, "deployment_id": STR, "runtime": STR, "pid": INT,
+                    "interval_ms": UINT, "cpu_seconds": FLOAT, "cpu_percent": FLOAT, "rss_bytes": UINT,
+                    "memory_limit_bytes": UINT, "threads": UINT, "disk_read_bytes": UINT, "disk_write_bytes": UINT}
+INSTANCE_METRICS_OPTIONAL = {"disk_note": STR, "network": MAP, "guest": MAP}
 INSTANCE_STATES = {"starting", "running", "ready", "stopping", "exited"}
 EXIT_REASONS = {"guest-shutdown", "guest-reset", "guest-panic", "stopped", "killed", "crashed", "vanished"}
 
@@ -34,6 +38,7 @@ EVENTS = {
        for t in ("created", "updated", "status", "deleted", "purged")},
     **{f"instance.{t}": ("vmm-driver", {**INSTANCE, "ts": UINT}, INSTANCE_OPTIONAL)
        for t in ("created", "running", "ready", "stopping", "exited", "removed", "adopted")},
+    "instance.metrics": ("vmm-driver", INSTANCE_METRICS, INSTANCE_METRICS_OPTIONAL),
 }
 
 
@@ -41,7 +46,9 @@ def check_type(value, kind):
     return {STR: lambda v: isinstance(v, str),
             UINT: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
             INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
-            BOOL: lambda v: isinstance(v, bool)}[kind](value)
+            BOOL: lambda v: isinstance(v, bool),
+            FLOAT: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            MAP: lambda v: isinstance(v, dict)}[kind](value)
 
 
 def check_record(body, required, optional, what):
@@ -123,7 +130,7 @@ def test_events_and_requests_decode_with_the_schema_alone(stack):
         assert etype in EVENTS, f"undocumented event type {etype}"
         _, required, optional = EVENTS[etype]
         check_record(body, required, optional, etype)
-        if etype.startswith("instance."):
+        if etype.startswith("instance.") and etype != "instance.metrics":
             assert body["state"] in INSTANCE_STATES
             if body.get("exit_reason") is not None:
                 assert body["exit_reason"] in EXIT_REASONS

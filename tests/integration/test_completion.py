@@ -58,7 +58,7 @@ def test_bash_offers_verbs_and_commands(scripts, tmp_path):
     assert bash_complete(scripts["bash"], "--host", "http://h:1", "no") == ["node"]
     assert "--context" in bash_complete(scripts["bash"], "--c")
     assert bash_complete(scripts["bash"], "deployment", "") == ["list", "inspect", "delete", "exec", "events", "logs",
-                                                              "health-checks"]
+                                                              "health-checks", "metrics"]
     assert bash_complete(scripts["bash"], "completion", "") == ["bash", "zsh", "fish"]
     assert bash_complete(scripts["bash"], "deployment", "list", "") == []  # past the command: nothing made up
 

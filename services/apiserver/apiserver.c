@@ -19,6 +19,7 @@
 #include "services/apiserver/apiserver_secrets.h"
 #include "services/apiserver/apiserver_tls.h"
 #include "services/apiserver/apiserver_volumes.h"
+#include "services/apiserver/apiserver_webhooks.h"
 
 /* The key secrets are sealed with: HUSK_SECRETS_KEY, else the key file (made on first start).
  * A key that does not open the database's check value stops the start: every secret would
@@ -183,6 +184,9 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         r = first_admin(api, config);
         if (r < 0)
                 return r;
+        r = apiserver_webhooks_start(api->store, config, &api->webhooks);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the webhook delivery worker: %m");
         r = open_bus(api, config, loop);
         if (r < 0)
                 return r;
@@ -211,6 +215,7 @@ void apiserver_free(apiserver_t *api) {
                 return;
         /* mg_stop() joins the workers, so nothing below is in use by then. */
         http_stop(api);
+        apiserver_webhooks_stop(&api->webhooks);
         apiserver_local_freep(&api->local);
         apiserver_tls_freep(&api->tls);
         bus_server_destroy(&api->server);

@@ -248,6 +248,12 @@ int apiserver_reload(const husk_config_t *old, const husk_config_t *fresh) {
                 log_notice("apiserver.metrics_auth changed: it applies at the next restart of husk-apiserver");
         if (!same(old->apiserver.database, fresh->apiserver.database) || !same(old->state_dir, fresh->state_dir))
                 log_notice("apiserver.database or state_dir changed: they apply at the next restart of husk-apiserver");
+        if (old->apiserver.webhooks.max_attempts != fresh->apiserver.webhooks.max_attempts ||
+            old->apiserver.webhooks.timeout_ms != fresh->apiserver.webhooks.timeout_ms ||
+            old->apiserver.webhooks.backoff_initial_ms != fresh->apiserver.webhooks.backoff_initial_ms ||
+            old->apiserver.webhooks.backoff_max_ms != fresh->apiserver.webhooks.backoff_max_ms ||
+            old->apiserver.webhooks.concurrency != fresh->apiserver.webhooks.concurrency)
+                log_notice("apiserver.webhooks changed: it applies at the next restart of husk-apiserver");
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
                 endpoints |= !same(old->bus[d].events, fresh->bus[d].events) ||
                              !same(old->bus[d].requests, fresh->bus[d].requests);

@@ -158,6 +158,26 @@ def test_webhook_api_validation_and_cli(stack):
     assert stack.api("GET", "/webhooks/cli").status == 404
     assert stack.husk("webhook", "get", "cli").returncode == 4
 
+    # A token bound to namespaces sees and makes only webhooks that name its namespaces and no other:
+    # a webhook of every namespace would forward what it may not read.
+    r = stack.api("POST", "/tokens", json={"name": "hooks", "scopes": ["webhooks:read", "webhooks:write"],
+                                           "namespaces": ["prod"]})
+    assert r.status == 201, r
+    bound = {"Authorization": "Bearer " + r.json()["token"]}
+    r = stack.api("POST", "/webhooks", json={"url": "http://127.0.0.1:9/", "secret": SECRET}, headers=bound)
+    assert r.status == 403, r
+    r = stack.api("POST", "/webhooks", json={"url": "http://127.0.0.1:9/", "secret": SECRET,
+                                             "filter": {"namespaces": ["prod", "dev"]}}, headers=bound)
+    assert r.status == 403, r
+    unbound = create(stack, "http://127.0.0.1:9/all")  # every namespace: not for the bound token
+    r = stack.api("POST", "/webhooks", json={"url": "http://127.0.0.1:9/", "secret": SECRET, "name": "prod-only",
+                                             "filter": {"namespaces": ["prod"]}}, headers=bound)
+    assert r.status == 201, r
+    r = stack.api("GET", "/webhooks", headers=bound)
+    assert r.status == 200 and sorted(w["name"] for w in r.json()) == ["ops", "prod-only"], r
+    assert stack.api("GET", f"/webhooks/{unbound['id']}", headers=bound).status == 404
+    assert stack.api("DELETE", f"/webhooks/{unbound['id']}", headers=bound).status == 404
+
     # Nothing of the secret in the logs either.
     assert SECRET not in stack.log("apiserver")
 

@@ -22,12 +22,12 @@ HUSK_VERSION := $(shell cat VERSION)
 
 # Each binary links only the libraries its own code and the lib/ and proto/ objects it pulls
 # from libhusk.a use; --as-needed drops the rest. The CLI loads neither civetweb, sqlite nor
-# libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); of the daemons only
-# vmm-driver loads curl.
+# libsystemd (sd_notify lives in lib/daemon.c, which only daemons pull); of the daemons
+# vmm-driver (cloud-hypervisor's API) and apiserver (webhook deliveries) load curl.
 PKGS_core      := libczmq libzmq msgpack yaml-0.1 jansson
 PKGS_daemon    := $(PKGS_core) libsystemd
 PKGS_cli       := $(PKGS_core) libcurl
-PKGS_apiserver := $(PKGS_daemon) sqlite3 libsodium openssl
+PKGS_apiserver := $(PKGS_daemon) sqlite3 libsodium openssl libcurl
 PKGS_netd      := $(PKGS_daemon) libnftables
 # vmm-driver speaks cloud-hypervisor's REST API through libcurl's multi interface.
 PKGS_vmm-driver := $(PKGS_daemon) libcurl

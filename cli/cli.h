@@ -99,6 +99,8 @@ const cli_verb_t *cli_token_commands(size_t *ret_n);
 const cli_verb_t *cli_user_commands(size_t *ret_n);
 const cli_verb_t *cli_volume_commands(size_t *ret_n);
 const cli_verb_t *cli_completion_commands(size_t *ret_n);
+int verb_webhook(cli_ctx_t *ctx, int argc, char **argv);
+const cli_verb_t *cli_webhook_commands(size_t *ret_n);
 
 /* A password from the terminal without echo (prompt shown there), or the first line of
  * standard input. -ENOTTY when there is no terminal, -EINVAL when empty or too long. */

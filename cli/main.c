@@ -25,6 +25,7 @@ static const cli_verb_t verbs[] = {
         { "token", verb_token, "create, list, delete and rotate your API tokens" },
         { "user", verb_user, "list, create, change and delete users; change your password" },
         { "volume", verb_volume, "list, inspect and delete named volumes" },
+        { "webhook", verb_webhook, "create, list, delete webhooks and show their deliveries" },
 };
 
 /* The COMMANDs of each verb that has some: the very tables the verbs dispatch with (a verb refuses
@@ -40,6 +41,7 @@ static const cli_verb_commands_t verb_commands[] = {
         { "token", cli_token_commands },
         { "user", cli_user_commands },
         { "volume", cli_volume_commands },
+        { "webhook", cli_webhook_commands },
 };
 
 /* The options before the verb (husk completion skips those that take a value). */

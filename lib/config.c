@@ -86,6 +86,11 @@ static const config_key_t config_keys[] = {
         { "apiserver.socket_group", KEY_STRING, O(apiserver.socket_group), NULL, 0 },
         { "apiserver.tls.cert", KEY_STRING, O(apiserver.tls_cert), NULL, 0 },
         { "apiserver.tls.key", KEY_STRING, O(apiserver.tls_key), NULL, 0 },
+        { "apiserver.webhooks.max_attempts", KEY_U32, O(apiserver.webhooks.max_attempts), NULL, 1 },
+        { "apiserver.webhooks.timeout", KEY_DURATION, O(apiserver.webhooks.timeout_ms), NULL, 0 },
+        { "apiserver.webhooks.backoff_initial", KEY_DURATION, O(apiserver.webhooks.backoff_initial_ms), NULL, 0 },
+        { "apiserver.webhooks.backoff_max", KEY_DURATION, O(apiserver.webhooks.backoff_max_ms), NULL, 0 },
+        { "apiserver.webhooks.concurrency", KEY_U32, O(apiserver.webhooks.concurrency), NULL, 1 },
         { "apiserver.secrets_key_file", KEY_STRING, O(apiserver.secrets_key_file), NULL, 0 },
         { "apiserver.metrics_auth", KEY_BOOL, O(apiserver.metrics_auth), NULL, 0 },
         { "scheduler.resync_interval", KEY_DURATION, O(scheduler.resync_interval_ms), NULL, 0 },
@@ -192,6 +197,11 @@ static husk_config_t *config_new_unset(void) {
         if (!c)
                 return NULL;
         c->log_level = LOG_INFO;
+        c->apiserver.webhooks.max_attempts = 10;
+        c->apiserver.webhooks.timeout_ms = 10000;
+        c->apiserver.webhooks.backoff_initial_ms = 5000;
+        c->apiserver.webhooks.backoff_max_ms = 3600000;
+        c->apiserver.webhooks.concurrency = 16;
         c->scheduler.resync_interval_ms = 30000;
         c->scheduler.request_timeout_ms = 5000;
         c->scheduler.create_concurrency = 32;

@@ -55,6 +55,13 @@ typedef struct husk_config {
         husk_endpoints_t bus[_HUSK_DAEMON_MAX];
 
         struct {
+                struct {
+                        uint32_t max_attempts;       /* a delivery failing this often is dead */
+                        uint64_t timeout_ms;         /* each attempt's, connecting included */
+                        uint64_t backoff_initial_ms; /* the wait after the first failure, doubled per failure */
+                        uint64_t backoff_max_ms;     /* ...up to this */
+                        uint32_t concurrency;        /* attempts in flight at once (one per webhook) */
+                } webhooks;
                 char *listen;           /* "127.0.0.1:3030" */
                 char *database;         /* default: <state_dir>/husk.db */
                 char *socket_group;     /* members are operators on <runtime_dir>/api.sock; "": root only */

@@ -19,6 +19,7 @@
 #include "services/apiserver/apiserver_secrets.h"
 #include "services/apiserver/apiserver_tls.h"
 #include "services/apiserver/apiserver_volumes.h"
+#include "services/apiserver/apiserver_webhooks.h"
 
 /* The key secrets are sealed with: HUSK_SECRETS_KEY, else the key file (made on first start).
  * A key that does not open the database's check value stops the start: every secret would
@@ -183,6 +184,9 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         r = first_admin(api, config);
         if (r < 0)
                 return r;
+        r = apiserver_webhooks_start(api->store, config, &api->webhooks);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the webhook delivery worker: %m");
         r = open_bus(api, config, loop);
         if (r < 0)
                 return r;
@@ -211,6 +215,7 @@ void apiserver_free(apiserver_t *api) {
                 return;
         /* mg_stop() joins the workers, so nothing below is in use by then. */
         http_stop(api);
+        apiserver_webhooks_stop(&api->webhooks);
         apiserver_local_freep(&api->local);
         apiserver_tls_freep(&api->tls);
         bus_server_destroy(&api->server);
@@ -243,6 +248,12 @@ int apiserver_reload(const husk_config_t *old, const husk_config_t *fresh) {
                 log_notice("apiserver.metrics_auth changed: it applies at the next restart of husk-apiserver");
         if (!same(old->apiserver.database, fresh->apiserver.database) || !same(old->state_dir, fresh->state_dir))
                 log_notice("apiserver.database or state_dir changed: they apply at the next restart of husk-apiserver");
+        if (old->apiserver.webhooks.max_attempts != fresh->apiserver.webhooks.max_attempts ||
+            old->apiserver.webhooks.timeout_ms != fresh->apiserver.webhooks.timeout_ms ||
+            old->apiserver.webhooks.backoff_initial_ms != fresh->apiserver.webhooks.backoff_initial_ms ||
+            old->apiserver.webhooks.backoff_max_ms != fresh->apiserver.webhooks.backoff_max_ms ||
+            old->apiserver.webhooks.concurrency != fresh->apiserver.webhooks.concurrency)
+                log_notice("apiserver.webhooks changed: it applies at the next restart of husk-apiserver");
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++)
                 endpoints |= !same(old->bus[d].events, fresh->bus[d].events) ||
                              !same(old->bus[d].requests, fresh->bus[d].requests);

@@ -9,6 +9,7 @@
 #include "services/apiserver/apiserver_store.h"
 
 struct mg_context;
+typedef struct apiserver_webhooks apiserver_webhooks_t;
 typedef struct apiserver_local apiserver_local_t;
 typedef struct apiserver_tls apiserver_tls_t;
 typedef struct apiserver_metrics apiserver_metrics_t;
@@ -32,6 +33,8 @@ typedef struct apiserver {
         bus_pool_t *scheduler;    /* health.list, from civetweb workers */
         volatile bool stopping;   /* REST is stopping: long requests (log followers) end */
         struct mg_context *http;
+        /* The webhook delivery worker (apiserver_webhooks.c). */
+        apiserver_webhooks_t *webhooks;
         uint16_t http_internal_port; /* civetweb's loopback listener that the relays below use */
         apiserver_local_t *local;    /* <runtime_dir>/api.sock (apiserver_local.c) */
         apiserver_tls_t *tls;        /* HTTPS on apiserver.listen (apiserver_tls.c); NULL: civetweb serves HTTP there */

@@ -17,6 +17,7 @@ static const char *const scope_names[_AUTH_SCOPE_MAX] = {
         [AUTH_SCOPE_NAMESPACES_WRITE] = "namespaces:write", [AUTH_SCOPE_AUDIT_READ] = "audit:read",
         [AUTH_SCOPE_TOKENS_WRITE] = "tokens:write",         [AUTH_SCOPE_USERS_READ] = "users:read",
         [AUTH_SCOPE_CONFIGS_READ] = "configs:read",         [AUTH_SCOPE_CONFIGS_WRITE] = "configs:write",
+        [AUTH_SCOPE_WEBHOOKS_READ] = "webhooks:read",       [AUTH_SCOPE_WEBHOOKS_WRITE] = "webhooks:write",
 };
 
 static const char *const role_names[_AUTH_ROLE_MAX] = {

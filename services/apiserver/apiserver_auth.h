@@ -30,6 +30,8 @@ typedef enum auth_scope {
         AUTH_SCOPE_USERS_READ,
         AUTH_SCOPE_CONFIGS_READ,
         AUTH_SCOPE_CONFIGS_WRITE,
+        AUTH_SCOPE_WEBHOOKS_READ,  /* webhooks and their deliveries (URLs, event bodies) */
+        AUTH_SCOPE_WEBHOOKS_WRITE, /* create and delete webhooks: events leave the host */
         _AUTH_SCOPE_MAX,
 } auth_scope_t;
 

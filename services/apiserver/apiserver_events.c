@@ -10,6 +10,7 @@
 #include "lib/mp.h"
 #include "proto/schema.h"
 #include "services/apiserver/apiserver_bus.h"
+#include "services/apiserver/apiserver_webhooks.h"
 
 static void sbuffer_destroyp(msgpack_sbuffer *b) { msgpack_sbuffer_destroy(b); }
 
@@ -36,6 +37,8 @@ int apiserver_event_record(apiserver_t *api, event_t *e) {
         r = store_event_record(api->store, e);
         if (r < 0)
                 return r;
+        if (r > 0) /* deliveries queued */
+                apiserver_webhooks_kick(api->webhooks);
         publish(api, e);
         return 0;
 }

@@ -110,6 +110,11 @@ static const http_route_t routes[] = {
         { "DELETE", "/volumes/*", route_volume_delete, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
         /* The host and its daemons: what a reader of deployments may see (namespace-bound tokens may not). */
         { "GET", "/node", route_node, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "GET", "/webhooks", route_webhooks_list, NULL, AUTH_SCOPE_WEBHOOKS_READ },
+        { "POST", "/webhooks", route_webhooks_create, NULL, AUTH_SCOPE_WEBHOOKS_WRITE },
+        { "GET", "/webhooks/*", route_webhook_get, NULL, AUTH_SCOPE_WEBHOOKS_READ },
+        { "DELETE", "/webhooks/*", route_webhook_delete, NULL, AUTH_SCOPE_WEBHOOKS_WRITE },
+        { "GET", "/webhooks/*/events", route_webhook_deliveries, PARAMS("limit"), AUTH_SCOPE_WEBHOOKS_READ },
 };
 
 const http_route_t *http_routes(size_t *ret_n) {

@@ -169,3 +169,9 @@ int route_volumes_create(http_request_t *req);
 int route_volume_get(http_request_t *req);
 int route_volume_delete(http_request_t *req);
 int route_node(http_request_t *req);
+/* /webhooks (apiserver_routes_webhooks.c). */
+int route_webhooks_list(http_request_t *req);
+int route_webhooks_create(http_request_t *req);
+int route_webhook_get(http_request_t *req);
+int route_webhook_delete(http_request_t *req);
+int route_webhook_deliveries(http_request_t *req);

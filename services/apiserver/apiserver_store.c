@@ -137,6 +137,44 @@ static const char *const migrations[] = {
         "  id             INTEGER PRIMARY KEY CHECK (id = 1),"
         "  sealed         BLOB NOT NULL"
         ") STRICT;",
+        /* 9: webhooks (the secret sealed with the secrets key, bound to the row) and their durable
+         * delivery queue: each delivery keeps the body it sends, so that it outlives its event
+         * (events are trimmed per deployment) and an apiserver restart; each attempt's outcome */
+        "CREATE TABLE webhooks ("
+        "  id             TEXT PRIMARY KEY NOT NULL,"
+        "  name           TEXT NOT NULL DEFAULT '',"
+        "  url            TEXT NOT NULL,"
+        "  filter         TEXT NOT NULL CHECK (json_valid(filter)),"
+        "  sealed_secret  BLOB NOT NULL,"
+        "  created_at     INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE UNIQUE INDEX webhooks_name ON webhooks (name) WHERE name != '';"
+        "CREATE TABLE webhook_deliveries ("
+        "  id             INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  webhook_id     TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,"
+        "  event_id       INTEGER NOT NULL,"
+        "  reason         TEXT NOT NULL,"
+        "  body           TEXT NOT NULL,"
+        "  state          TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),"
+        "  attempts       INTEGER NOT NULL DEFAULT 0,"
+        "  next_attempt_at INTEGER NOT NULL,"
+        "  last_status    INTEGER NOT NULL DEFAULT 0,"
+        "  last_error     TEXT NOT NULL DEFAULT '',"
+        "  created_at     INTEGER NOT NULL,"
+        "  updated_at     INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id);"
+        "CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, next_attempt_at) "
+        "  WHERE state = 'pending';"
+        "CREATE TABLE webhook_attempts ("
+        "  delivery_id    INTEGER NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,"
+        "  attempt        INTEGER NOT NULL,"
+        "  at             INTEGER NOT NULL,"
+        "  duration_ms    INTEGER NOT NULL,"
+        "  status         INTEGER NOT NULL,"
+        "  error          TEXT NOT NULL,"
+        "  PRIMARY KEY (delivery_id, attempt)"
+        ") STRICT;",
 };
 
 int store_errno(int rc) {

@@ -157,8 +157,9 @@ int store_exit_list(apiserver_store_t *s, const char *deployment_id, store_exit_
 #define STORE_EVENTS_PER_DEPLOYMENT 1000
 #define STORE_EVENTS_LIST_MAX 1000
 
-/* Append e (id is assigned into e->id; a zero timestamp becomes now). -ENOENT when the
- * deployment is unknown. */
+/* Append e (id is assigned into e->id; a zero timestamp becomes now), and queue it for the
+ * webhooks whose filter takes it, in one transaction: >= 0, how many deliveries were queued.
+ * -ENOENT when the deployment is unknown. */
 int store_event_record(apiserver_store_t *s, event_t *e);
 
 typedef struct store_event_filter {

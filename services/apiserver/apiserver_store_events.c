@@ -5,9 +5,9 @@
 
 #include "lib/util.h"
 #include "services/apiserver/apiserver_store_private.h"
+#include "services/apiserver/apiserver_store_webhooks.h"
 
-int store_event_record(apiserver_store_t *s, event_t *e) {
-        _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
+static int record_locked(apiserver_store_t *s, event_t *e) {
         _cleanup_stmt_ sqlite3_stmt *ins = NULL, *trim = NULL;
         int r, rc;
 
@@ -45,6 +45,27 @@ int store_event_record(apiserver_store_t *s, event_t *e) {
         sqlite3_bind_int(trim, 2, STORE_EVENTS_PER_DEPLOYMENT);
         rc = sqlite3_step(trim);
         return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+/* The event and its webhook deliveries in one transaction: a delivery is queued exactly when
+ * its event is stored, whatever crashes in between. */
+int store_event_record(apiserver_store_t *s, event_t *e) {
+        _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
+        int r, queued = 0;
+
+        r = store_errno(sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL));
+        if (r < 0)
+                return r;
+        r = record_locked(s, e);
+        if (r >= 0)
+                r = queued = store_webhooks_queue_locked(s, e);
+        if (r >= 0)
+                r = store_errno(sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL));
+        if (r < 0) {
+                (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+                return r;
+        }
+        return queued;
 }
 
 void store_event_array_free(event_t *a, size_t n) {

@@ -42,8 +42,8 @@ def test_each_binary_links_only_what_it_uses():
     assert "libcurl" in cli
     for d in DAEMONS:
         libs = {stem(x) for x in needed(BIN / f"husk-{d}")}
-        # Only vmm-driver talks HTTP: to cloud-hypervisor's API socket.
-        assert ("libcurl" in libs) == (d == "vmm-driver"), (d, libs)
+        # Only vmm-driver (cloud-hypervisor's API socket) and apiserver (webhook deliveries) talk HTTP.
+        assert ("libcurl" in libs) == (d in ("vmm-driver", "apiserver")), (d, libs)
         assert ("libsqlite3" in libs) == (d == "apiserver") and ("libcivetweb" in libs) == (d == "apiserver"), (d, libs)
         assert ("libnftables" in libs) == (d == "netd"), (d, libs)
     assert needed(BIN / "husk-agent") == set()  # static

@@ -293,6 +293,12 @@ static const struct expectation {
         { "GET", "/volumes/*", 'A', 'A', 'A', false },
         { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
         { "GET", "/node", 'A', 'A', 'A', false },
+        /* A webhook's URL may carry a receiver's token, and a webhook sends events off the host. */
+        { "GET", "/webhooks", 'A', 'A', 'F', false },
+        { "POST", "/webhooks", 'A', 'A', 'F', false },
+        { "GET", "/webhooks/*", 'A', 'A', 'F', false },
+        { "DELETE", "/webhooks/*", 'A', 'A', 'F', false },
+        { "GET", "/webhooks/*/events", 'A', 'A', 'F', false },
 };
 
 static void test_role_matrix(void **state) {

@@ -74,14 +74,14 @@ static void test_migrations_fresh_and_reopen(void **state) {
         store_deployment_t d = apply(f, "{'name': 'web', 'image': '/img'}", STORE_APPLY_CREATED), again = {};
         struct stat st;
 
-        assert_int_equal(store_schema_version(f->store), 8);
+        assert_int_equal(store_schema_version(f->store), 9);
         assert_int_equal(stat(f->path, &st), 0);
         assert_int_equal(st.st_mode & 0777, 0600);
 
         /* Re-opening runs no migration twice and keeps the data. */
         store_close(&f->store);
         assert_int_equal(store_open(f->path, &f->store), 0);
-        assert_int_equal(store_schema_version(f->store), 8);
+        assert_int_equal(store_schema_version(f->store), 9);
         assert_int_equal(store_deployment_get(f->store, d.d.id, &again), 0);
         assert_string_equal(again.d.name, "web");
         assert_int_equal(store_ping(f->store), 0);

@@ -459,6 +459,31 @@ static void test_daemon_names(void **state) {
         assert_null(husk_daemon_name(_HUSK_DAEMON_MAX));
 }
 
+/* apiserver.webhooks: defaults that retry for about an hour, each key read, nonsense refused. */
+static void test_webhook_keys(void **state) {
+        husk_config_t *c = load_ok(*state, "");
+
+        assert_int_equal(c->apiserver.webhooks.max_attempts, 10);
+        assert_int_equal(c->apiserver.webhooks.timeout_ms, 10000);
+        assert_int_equal(c->apiserver.webhooks.backoff_initial_ms, 5000);
+        assert_int_equal(c->apiserver.webhooks.backoff_max_ms, 3600000);
+        assert_int_equal(c->apiserver.webhooks.concurrency, 16);
+        husk_config_free(c);
+        c = load_ok(*state, "apiserver:\n"
+                            "  webhooks: {max_attempts: 4, timeout: 3s, backoff_initial: 200ms, backoff_max: 1m, "
+                            "concurrency: 2}\n");
+        assert_int_equal(c->apiserver.webhooks.max_attempts, 4);
+        assert_int_equal(c->apiserver.webhooks.timeout_ms, 3000);
+        assert_int_equal(c->apiserver.webhooks.backoff_initial_ms, 200);
+        assert_int_equal(c->apiserver.webhooks.backoff_max_ms, 60000);
+        assert_int_equal(c->apiserver.webhooks.concurrency, 2);
+        husk_config_free(c);
+        assert_error(*state, "apiserver:\n  webhooks:\n    max_attempts: 0\n",
+                     "3: apiserver.webhooks.max_attempts: must be at least 1, got 0");
+        assert_error(*state, "apiserver:\n  webhooks:\n    concurrency: 0\n",
+                     "3: apiserver.webhooks.concurrency: must be at least 1, got 0");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -483,6 +508,7 @@ int main(void) {
                 T(test_value_spellings),
                 cmocka_unit_test(test_config_path),
                 cmocka_unit_test(test_daemon_names),
+                T(test_webhook_keys),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

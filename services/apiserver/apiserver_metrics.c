@@ -10,6 +10,7 @@
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "lib/stats.h"
+#include "services/apiserver/apiserver_webhooks.h"
 #include "services/apiserver/apiserver.h"
 
 typedef struct entry {
@@ -195,9 +196,26 @@ int apiserver_metrics_daemon_stats(apiserver_metrics_t *m, husk_daemon_t d, uint
 void apiserver_metrics_pack_stats(msgpack_packer *pk, void *userdata) {
         apiserver_t *api = userdata;
 
-        /* Webhook deliveries (issue 15) join here: their counters are apiserver's. */
-        msgpack_pack_array(pk, 1);
+        webhook_stats_t w = {};
+
+        /* A store that fails leaves the queue at 0: the scrape still answers. */
+        (void)apiserver_webhooks_stats(api->webhooks, api->store, &w);
+        msgpack_pack_array(pk, 6);
         stats_pack_counter(pk, "apiserver_instance_samples_total",
                            "instance.metrics samples apiserver received from vmm-driver's sampler.",
                            api->metrics ? (double)apiserver_metrics_received(api->metrics) : 0);
+        stats_pack_counter(pk, "apiserver_webhook_deliveries_delivered_total",
+                           "Webhook deliveries a receiver took (2xx), since apiserver started.",
+                           (double)w.delivered_total);
+        stats_pack_counter(pk, "apiserver_webhook_attempts_failed_total",
+                           "Webhook delivery attempts that failed (error, timeout, non-2xx), since apiserver started.",
+                           (double)w.failed_total);
+        stats_pack_counter(
+                pk, "apiserver_webhook_deliveries_dead_total",
+                "Webhook deliveries given up after apiserver.webhooks.max_attempts, since apiserver started.",
+                (double)w.dead_total);
+        stats_pack_gauge(pk, "apiserver_webhook_attempts_in_flight", "Webhook delivery attempts under way.",
+                         (double)w.in_flight);
+        stats_pack_gauge(pk, "apiserver_webhook_deliveries_pending", "Webhook deliveries waiting in the store.",
+                         (double)w.pending);
 }

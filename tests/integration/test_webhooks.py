@@ -107,6 +107,14 @@ def signed_correctly(headers, body):
     return hmac.compare_digest(headers.get("x-husk-signature", ""), want)
 
 
+def metric(text, name):
+    """The value of an unlabelled-or-labelled series NAME in a Prometheus exposition, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def test_webhook_api_validation_and_cli(stack):
     # Each bad field named, in one 422.
     r = stack.api("POST", "/webhooks", json={"url": "ftp://example.com/x", "secret": "short",
@@ -248,6 +256,14 @@ def test_deliveries_signed_retried_dead_lettered_and_never_held_up(stack):
         # The hanging receiver's delivery is still under way, not failed.
         d = deliveries(stack, w_hang["id"])[0]
         assert d["state"] == "pending" and d["attempts"] == 0, d
+        # GET /metrics counts them: good and flaky delivered, 2 + 4 attempts failed, dead one,
+        # the hanging attempt under way.
+        text = stack.api("GET", "/metrics", auth=False).text
+        assert metric(text, "husk_apiserver_webhook_deliveries_delivered_total") == 2, text
+        assert metric(text, "husk_apiserver_webhook_attempts_failed_total") == 6
+        assert metric(text, "husk_apiserver_webhook_deliveries_dead_total") == 1
+        assert metric(text, "husk_apiserver_webhook_attempts_in_flight") == 1
+        assert metric(text, "husk_apiserver_webhook_deliveries_pending") >= 1
 
         # Deleting a webhook takes its history; the API answers while the worker is busy.
         assert stack.api("DELETE", f"/webhooks/{w_hang['id']}").status == 204

@@ -289,6 +289,7 @@ static const struct expectation {
         { "POST", "/volumes", 'A', 'A', 'F', false },
         { "GET", "/volumes/*", 'A', 'A', 'A', false },
         { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
+        { "POST", "/manifests/parse", 'A', 'A', 'A', false },
 };
 
 static void test_role_matrix(void **state) {

@@ -1,0 +1,250 @@
+"""test_ui.py: the web dashboard in a real browser (Debian's chromium and chromium-driver through
+python3-selenium, headless) against a husk stack of its own.
+
+The browser runs inside the stack's network namespace, the only place its API is reachable: the
+whole browser session runs in a thread that entered the namespace (setns applies to the calling
+thread), so chromedriver, which that thread starts, and every socket selenium opens are in it.
+
+Screenshots of the overview and of a deployment page are saved in the test's tmp_path and copied
+to $HUSK_BUILD/test-artifacts/ui/ (build/test-artifacts/ui/ by default).
+"""
+
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from husk_stack import BUILD, enter_netns, require
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import NoSuchElementException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # reported by the require() below
+    webdriver = None
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = BUILD / "test-artifacts" / "ui"
+
+pytestmark = pytest.mark.require(
+    webdriver is not None and os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER),
+    "the browser test needs chromium, chromium-driver and python3-selenium (deploy/install-deps.sh)")
+
+
+def in_netns(netns, fn):
+    """Run fn() in a thread that entered netns; its exception is raised here."""
+    out = {}
+
+    def run():
+        try:
+            enter_netns(netns)
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=run, name=f"browser-{netns}")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000",
+              "--no-first-run", "--disable-extensions", "--disable-background-networking"):
+        opts.add_argument(a)
+    # The console, to fail on a CSP violation or a script error.
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+def wait(driver, predicate, timeout=30, what="the page"):
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+        lambda d: predicate(d), message=f"timed out after {timeout} s waiting for {what}")
+
+
+def first(driver, css):
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0] if found else None
+
+
+def text(driver, css):
+    """An element's text read in the page, in one step: polled elements are redrawn, and a
+    reference held across a redraw goes stale."""
+    return driver.execute_script("const el = document.querySelector(arguments[0]); return el ? el.textContent : null", css)
+
+
+def set_text(driver, css, text):
+    """Set a field as a paste would, telling the page (input event)."""
+    driver.execute_script(
+        "const el = document.querySelector(arguments[0]); el.value = arguments[1];"
+        "el.dispatchEvent(new Event('input', {bubbles: true}));", css, text)
+
+
+def login(driver, base, user, password):
+    driver.get(f"{base}/ui/")
+    wait(driver, lambda d: first(d, "#login-user"), what="the login form")
+    driver.find_element(By.ID, "login-user").send_keys(user)
+    driver.find_element(By.ID, "login-pass").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait(driver, lambda d: user in (text(d, "#who") or ""), what=f"{user} logged in")
+
+
+def console_errors(driver):
+    """Script errors and policy violations; not the API's error statuses, which the page shows
+    (a 404 from a route this server lacks, the 422 of the bad manifest)."""
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"]
+
+
+def ticks(stack, dep_id):
+    r = stack.api("GET", f"/deployments/{dep_id}/logs?tail=200")
+    assert r.status == 200, r
+    return [int(m.group(1)) for e in r.json() for m in [re.match(r"tick (\d+)$", e["message"])] if m]
+
+
+def save(driver, tmp_path, name):
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, ARTIFACTS / name)
+    assert path.stat().st_size > 10_000, f"{name} looks empty"
+    return path
+
+
+GOOD = """deployments:
+  web:
+    namespace: shop
+    image: {rootfs}
+    command: ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]
+    resources: {{limits: {{cpu: "1", memory: 128Mi}}}}
+    labels: {{app: web}}
+"""
+
+BAD = """deployments:
+  bad:
+    image: /nowhere
+    ports:
+      - published: 99999
+        target: 80
+"""
+
+
+def test_dashboard(stack, tmp_path):
+    base = f"http://127.0.0.1:{stack.port}"
+    stack.login_admin()
+    r = stack.api("POST", "/users", json={"username": "vera", "password": "viewer-pass-1", "role": "viewer"})
+    assert r.status == 201, r
+
+    def session():
+        driver = browser()
+        try:
+            # ---- log in; a marker in the page proves later changes came without a reload ----
+            login(driver, base, "admin", stack.admin_password())
+            assert driver.execute_script("return sessionStorage.getItem('husk.token')"), "the token is kept per tab"
+            assert driver.execute_script("return document.cookie") == "", "no cookie carries the session"
+            driver.execute_script("window.__sameDocument = true")
+
+            # ---- a manifest with an error: the violation shows under its field's line ----
+            driver.get(f"{base}/ui/#/apply")
+            wait(driver, lambda d: first(d, "#manifest"), what="the apply page")
+            driver.execute_script("window.__sameDocument = true")
+            set_text(driver, "#manifest", BAD)
+            driver.find_element(By.ID, "btn-check").click()
+            v = wait(driver, lambda d: first(d, 'tr.violation[data-path="deployments.bad.ports[0].published"]'),
+                     what="the violation at ports[0].published")
+            assert re.match(r"↑ deployments\.bad\.ports\[0\]\.published: \S", v.text), v.text
+            # Right under the line that writes the field (line 5 of BAD).
+            assert v.get_attribute("data-line") == "5"
+            above = driver.execute_script("return arguments[0].previousElementSibling.textContent", v)
+            assert "published: 99999" in above, above
+            assert "Nothing was applied" in driver.find_element(By.ID, "apply-invalid").text
+            assert stack.api("GET", "/deployments").json() == [], "a check applies nothing"
+
+            # ---- apply from the page, watch it become running in the table without a reload ----
+            set_text(driver, "#manifest", GOOD.format(rootfs=f"{stack.kit_dir}/rootfs/hello"))
+            driver.find_element(By.ID, "btn-apply").click()
+            link = wait(driver, lambda d: first(d, 'a.applied[data-name="web"]'), what="the apply result")
+            dep_href = link.get_attribute("href")
+            dep_id = dep_href.rsplit("/", 1)[1]
+            driver.find_element(By.CSS_SELECTOR, 'nav a[href="#/deployments"]').click()
+            wait(driver, lambda d: first(d, '.dep-status[data-name="web"]'), what="web in the table")
+            wait(driver, lambda d: text(d, '.dep-status[data-name="web"]') == "running", timeout=180,
+                 what="web running in the table")
+            assert driver.execute_script("return window.__sameDocument === true"), "the page was reloaded"
+
+            # Filters are in the URL.
+            Select = __import__("selenium.webdriver.support.select", fromlist=["Select"]).Select
+            Select(driver.find_element(By.ID, "f-status")).select_by_value("running")
+            wait(driver, lambda d: "status=running" in d.current_url, what="the filter in the URL")
+
+            # ---- its logs: a line the workload writes after the page opened ----
+            stack.wait_for(lambda: ticks(stack, dep_id), timeout=120, what="the workload's first tick")
+            before = max(ticks(stack, dep_id))
+            driver.get(f"{base}/ui/#/deployments/{dep_id}?tab=logs")
+
+            def later_tick(d):
+                got = [int(n) for n in re.findall(r"tick (\d+)", text(d, "#logs") or "")]
+                return got and max(got) > before
+            wait(driver, later_tick, timeout=60, what=f"a tick after {before} in the live logs")
+            # The search filter narrows what is shown, and is in the URL.
+            set_text(driver, "#log-search", f"tick {before + 1}")
+            wait(driver, lambda d: "search=tick" in d.current_url, what="the search in the URL")
+
+            # ---- exec, with its output ----
+            driver.get(f"{base}/ui/#/deployments/{dep_id}")
+            wait(driver, lambda d: first(d, "#exec-cmd"), what="the exec form")
+            driver.find_element(By.ID, "exec-cmd").send_keys("echo hello-from-exec")
+            driver.find_element(By.ID, "btn-exec").click()
+            out = wait(driver, lambda d: first(d, "#exec-stdout"), timeout=60, what="the exec output")
+            assert out.text.strip() == "hello-from-exec"
+
+            # ---- screenshots ----
+            wait(driver, lambda d: "running" in (text(d, "#dep-status") or ""), what="the status badge")
+            save(driver, tmp_path, "ui-deployment.png")
+            driver.get(f"{base}/ui/#/")
+            wait(driver, lambda d: first(d, "#ov-status"), what="the overview")
+            wait(driver, lambda d: "shop" in (text(d, "#main") or ""), what="the namespace in the overview")
+            save(driver, tmp_path, "ui-overview.png")
+            errors = console_errors(driver)
+            assert not errors, "\n".join(e["message"] for e in errors)
+
+            # ---- a viewer: no delete, no exec; the API refuses a forced request ----
+            driver.find_element(By.ID, "logout").click()
+            wait(driver, lambda d: first(d, "#login-user"), what="the login form after logout")
+            login(driver, base, "vera", "viewer-pass-1")
+            driver.get(f"{base}/ui/#/deployments/{dep_id}")
+            wait(driver, lambda d: first(d, "#dep-status"), what="the deployment page as a viewer")
+            wait(driver, lambda d: first(d, "table"), what="the instances")
+            for css in ("#btn-delete", "#btn-exec", "#btn-scale", "#exec-cmd"):
+                assert first(driver, css) is None, f"a viewer sees {css}"
+            assert first(driver, 'nav a[href="#/apply"]') is None
+            forced = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "fetch('/deployments/' + arguments[0], {method: 'DELETE', headers: {Authorization: 'Bearer ' +"
+                " sessionStorage.getItem('husk.token')}}).then(r => done(r.status), e => done(String(e)));", dep_id)
+            assert forced == 403, forced
+            forced = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "fetch('/deployments/' + arguments[0] + '/exec', {method: 'POST', headers: {Authorization: 'Bearer ' +"
+                " sessionStorage.getItem('husk.token'), 'Content-Type': 'application/json'},"
+                " body: JSON.stringify({command: ['true']})}).then(r => done(r.status), e => done(String(e)));", dep_id)
+            assert forced == 403, forced
+            return dep_id
+        finally:
+            driver.quit()
+
+    dep_id = in_netns(stack.netns, session)
+    assert stack.api("GET", f"/deployments/{dep_id}").status == 200, "the viewer deleted nothing"
+    for name in ("ui-overview.png", "ui-deployment.png"):
+        assert (tmp_path / name).exists()

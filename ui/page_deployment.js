@@ -205,6 +205,8 @@ export async function render(ctx) {
     const box = h('div', { class: 'logs', id: 'logs', tabindex: '0', role: 'log', 'aria-label': 'Log lines' });
     panel.append(h('div', { class: 'toolbar' }, level, search, pause, h('label', { for: 'log-start' }, fromStart, 'from the start'), state), box);
 
+    // How many earlier lines a view starts with: ?tail=N in the URL (a shared link shows as much).
+    const tail = /^\d+$/.test(q.tail || '') ? Number(q.tail) : 200;
     const lines = [], seen = new Set();
     let paused = false, held = 0, last = null, s = null;
     const lineEl = (e) => h('div', { class: `l-${e.level || 'unknown'}` },
@@ -232,7 +234,7 @@ export async function render(ctx) {
       if (s) s.close();
       lines.length = 0; seen.clear(); last = null;
       clear(box);
-      s = stream(`${path}/logs`, () => (last ? { follow: 'true', since: last } : { follow: 'true', tail: fromStart.checked ? 'all' : 200 }), {
+      s = stream(`${path}/logs`, () => (last ? { follow: 'true', since: last } : { follow: 'true', tail: fromStart.checked ? 'all' : tail }), {
         onMessage: add,
         onState: (st) => { if (!paused) state.textContent = st; },
       });

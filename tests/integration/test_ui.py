@@ -26,6 +26,8 @@ try:
     from selenium.common.exceptions import NoSuchElementException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.select import Select
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # reported by the require() below
     webdriver = None
@@ -184,22 +186,43 @@ def test_dashboard(stack, tmp_path):
             assert driver.execute_script("return window.__sameDocument === true"), "the page was reloaded"
 
             # Filters are in the URL.
-            Select = __import__("selenium.webdriver.support.select", fromlist=["Select"]).Select
             Select(driver.find_element(By.ID, "f-status")).select_by_value("running")
             wait(driver, lambda d: "status=running" in d.current_url, what="the filter in the URL")
 
             # ---- its logs: a line the workload writes after the page opened ----
-            stack.wait_for(lambda: ticks(stack, dep_id), timeout=120, what="the workload's first tick")
+            # Ten ticks first, so that a view of the last 5 lines cannot hold the first tick.
+            stack.wait_for(lambda: max(ticks(stack, dep_id) or [0]) >= 10, timeout=120, what="ten ticks")
             before = max(ticks(stack, dep_id))
-            driver.get(f"{base}/ui/#/deployments/{dep_id}?tab=logs")
+            driver.get(f"{base}/ui/#/deployments/{dep_id}?tab=logs&tail=5")
 
             def later_tick(d):
                 got = [int(n) for n in re.findall(r"tick (\d+)", text(d, "#logs") or "")]
                 return got and max(got) > before
             wait(driver, later_tick, timeout=60, what=f"a tick after {before} in the live logs")
+            # Pause holds new lines back (and counts them); from the start reads the first line.
+            driver.find_element(By.ID, "log-pause").click()
+            wait(driver, lambda d: re.match(r"paused · [1-9]", text(d, "#log-state") or ""), timeout=30,
+                 what="new lines held while paused")
+            driver.find_element(By.ID, "log-pause").click()
+            lines = lambda d: d.execute_script(  # noqa: E731
+                "return [...document.querySelectorAll('#logs > div')].map(e => e.textContent)")
+            assert not any(ln.endswith(" tick 1") for ln in lines(driver)), "tail=5 showed the first tick"
+            driver.find_element(By.ID, "log-start").click()
+            wait(driver, lambda d: "from=start" in d.current_url, what="from the start in the URL")
+            wait(driver, lambda d: any(ln.endswith(" tick 1") for ln in lines(d)), timeout=30,
+                 what="the first line, from the start")
             # The search filter narrows what is shown, and is in the URL.
             set_text(driver, "#log-search", f"tick {before + 1}")
             wait(driver, lambda d: "search=tick" in d.current_url, what="the search in the URL")
+            shown = lines(driver)
+            assert shown and all(ln.endswith(f" tick {before + 1}") for ln in shown), shown
+            set_text(driver, "#log-search", "")
+            # The level filter: the ticks are not errors.
+            Select(driver.find_element(By.ID, "log-level")).select_by_value("error")
+            wait(driver, lambda d: "level=error" in d.current_url, what="the level in the URL")
+            assert not any(" tick " in ln for ln in lines(driver)), lines(driver)
+            Select(driver.find_element(By.ID, "log-level")).select_by_value("")
+            wait(driver, lambda d: any(" tick " in ln for ln in lines(d)), what="the ticks again")
 
             # ---- exec, with its output ----
             driver.get(f"{base}/ui/#/deployments/{dep_id}")
@@ -209,6 +232,17 @@ def test_dashboard(stack, tmp_path):
             out = wait(driver, lambda d: first(d, "#exec-stdout"), timeout=60, what="the exec output")
             assert out.text.strip() == "hello-from-exec"
 
+            # ---- the other tabs, by keyboard (arrow keys move along the tablist) ----
+            driver.find_element(By.ID, "tab-overview").send_keys(Keys.ARROW_RIGHT)
+            wait(driver, lambda d: "tab=logs" in d.current_url, what="the logs tab by keyboard")
+            driver.find_element(By.ID, "tab-events").click()
+            wait(driver, lambda d: "InstanceStarted" in (text(d, "#events") or ""), what="the events")
+            driver.find_element(By.ID, "tab-health").click()
+            wait(driver, lambda d: text(d, "#health"), what="the health checks")
+            driver.find_element(By.ID, "tab-metrics").click()
+            wait(driver, lambda d: text(d, "#metrics"), what="the metrics tab")
+            driver.find_element(By.ID, "tab-overview").click()
+
             # ---- screenshots ----
             wait(driver, lambda d: "running" in (text(d, "#dep-status") or ""), what="the status badge")
             save(driver, tmp_path, "ui-deployment.png")
@@ -216,6 +250,38 @@ def test_dashboard(stack, tmp_path):
             wait(driver, lambda d: first(d, "#ov-status"), what="the overview")
             wait(driver, lambda d: "shop" in (text(d, "#main") or ""), what="the namespace in the overview")
             save(driver, tmp_path, "ui-overview.png")
+
+            # ---- every other page opens; a token is shown once; the audit log has the apply ----
+            for seg in ("namespaces", "configs", "secrets", "volumes", "tokens", "users", "webhooks", "node", "apply"):
+                driver.find_element(By.CSS_SELECTOR, f'nav a[href="#/{seg}"]').click()
+                wait(driver, lambda d: (text(d, "#main h1") or "").strip(), what=f"the {seg} page")
+            driver.get(f"{base}/ui/#/namespaces?ns=shop")
+            wait(driver, lambda d: "POST /deployments" in (text(d, "#audit") or ""), what="the apply in shop's audit log")
+            driver.get(f"{base}/ui/#/tokens")
+            wait(driver, lambda d: first(d, "#token-create-name"), what="the token form")
+            driver.find_element(By.ID, "token-create-name").send_keys("ci")
+            driver.find_element(By.ID, "token-create-scopes").send_keys("deployments:read")
+            driver.find_element(By.CSS_SELECTOR, "#token-create button[type=submit]").click()
+            shown = wait(driver, lambda d: text(d, "#token-value"), what="the new token")
+            r = stack.api("GET", "/deployments", headers={"Authorization": f"Bearer {shown.strip()}"}, auth=False)
+            assert r.status == 200, r
+            driver.refresh()
+            wait(driver, lambda d: "ci" in (text(d, "#main table") or ""), what="the token listed")
+            assert first(driver, "#token-value") is None, "a token is shown once"
+
+            # ---- dark theme, narrow screen ----
+            driver.find_element(By.ID, "theme").click()
+            assert driver.execute_script("return document.documentElement.dataset.theme") == "dark"
+            driver.set_window_size(390, 900)
+            driver.get(f"{base}/ui/#/deployments/{dep_id}")
+            wait(driver, lambda d: "running" in (text(d, "#dep-status") or ""), what="the deployment, narrow")
+            assert driver.find_element(By.ID, "nav-toggle").is_displayed()
+            assert not driver.find_element(By.ID, "nav").is_displayed()
+            wide = driver.execute_script("return document.documentElement.scrollWidth")
+            assert wide <= 400, f"the page is {wide} px wide on a 390 px screen"
+            save(driver, tmp_path, "ui-deployment-narrow-dark.png")
+            driver.set_window_size(1280, 1000)
+
             errors = console_errors(driver)
             assert not errors, "\n".join(e["message"] for e in errors)
 

@@ -20,7 +20,7 @@ const PAGES = [
   ['volumes', 'Volumes', admin.volumes, (c) => c.can('deployments:read')],
   ['tokens', 'Tokens', admin.tokens, (c) => c.can('tokens:write')],
   ['users', 'Users', admin.users, (c) => c.can('users:read')],
-  ['webhooks', 'Webhooks', admin.webhooks, (c) => c.admin],
+  ['webhooks', 'Webhooks', admin.webhooks, (c) => c.can('webhooks:read') || c.admin],
   ['node', 'Node', admin.node, () => true],
 ];
 

@@ -195,14 +195,18 @@ export const webhooks = {
       { title: 'URL', get: (w) => w.url },
       { title: 'Filter', class: 'opt', get: (w) => JSON.stringify(w.filter || {}) },
       { title: 'Created', class: 'opt', get: (w) => fmtTime(w.created_at) },
-      { title: '', get: (w) => deleteButton(`webhook ${w.name || w.id}`, () => api('DELETE', `/webhooks/${encodeURIComponent(w.id)}`), re) },
-    ], (re) => form('webhook-create', [['name', 'Name'], ['url', 'URL', { required: true, placeholder: 'https://…' }], ['level', 'Level at least', { options: ['warning', 'info', 'error'] }], ['reasons', 'Reasons (space separated, empty: all)']], 'Create',
+      { title: '', get: (w) => (ctx.can('webhooks:write') || ctx.admin) && deleteButton(`webhook ${w.name || w.id}`, () => api('DELETE', `/webhooks/${encodeURIComponent(w.id)}`), re) },
+    ], ctx.can('webhooks:write') || ctx.admin ? (re) => form('webhook-create', [['name', 'Name'], ['url', 'URL', { required: true, placeholder: 'https://…' }],
+      ['secret', 'Secret (16 to 1024 bytes; signs each delivery; never shown again)', { type: 'password' }],
+      ['level', 'Level at least', { options: ['warning', 'info', 'error'] }], ['reasons', 'Reasons (space separated, e.g. BackOff InstanceCrashed; empty: all)'],
+      ['namespaces', 'Namespaces (space separated; empty: all)']], 'Create',
       async (v) => {
         const filter = { level: v.level };
         if (v.reasons) filter.reasons = v.reasons.split(/\s+/);
-        await api('POST', '/webhooks', { ...(v.name ? { name: v.name } : {}), url: v.url, filter });
+        if (v.namespaces) filter.namespaces = v.namespaces.split(/\s+/);
+        await api('POST', '/webhooks', { ...(v.name ? { name: v.name } : {}), ...(v.secret ? { secret: v.secret } : {}), url: v.url, filter });
         re();
-      }));
+      }) : null);
     ctx.main.append(deliveries);
     if (sel) {
       try {

@@ -91,3 +91,11 @@ test('metrics: samples found in any envelope, times in any unit, rates from coun
   h.add([], t0 + 200000);
   assert.deepEqual(h.series('cpu'), {});
 });
+
+test('exec command lines split as a shell would group them', async () => {
+  const { splitCommand } = await import('../../ui/page_deployment.js');
+  assert.deepEqual(splitCommand('cat /etc/hostname'), ['cat', '/etc/hostname']);
+  assert.deepEqual(splitCommand(`sh -c 'echo "a b"; ls'`), ['sh', '-c', 'echo "a b"; ls']);
+  assert.deepEqual(splitCommand('echo "x \\" y" \'\' z\\ w'), ['echo', 'x " y', '', 'z w']);
+  assert.deepEqual(splitCommand('   '), []);
+});

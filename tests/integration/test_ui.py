@@ -314,3 +314,48 @@ def test_dashboard(stack, tmp_path):
     assert stack.api("GET", f"/deployments/{dep_id}").status == 200, "the viewer deleted nothing"
     for name in ("ui-overview.png", "ui-deployment.png"):
         assert (tmp_path / name).exists()
+
+
+def routes_exist(*paths):
+    """Whether this tree's apiserver has the routes (the webhooks and node branches add them)."""
+    table = (Path(__file__).resolve().parents[2] / "services" / "apiserver" / "apiserver_http.c").read_text()
+    return all(f'"{p}"' in table for p in paths)
+
+
+@pytest.mark.require(routes_exist("/webhooks", "/webhooks/*/events", "/node"),
+                     "the webhooks and node pages need GET /webhooks and GET /node (branches webhooks, ops)")
+def test_dashboard_webhooks_and_node(stack, tmp_path):
+    base = f"http://127.0.0.1:{stack.port}"
+    stack.login_admin()
+
+    def session():
+        driver = browser()
+        try:
+            login(driver, base, "admin", stack.admin_password())
+            # A webhook made from the page; an event after it shows as a delivery (to a port where
+            # nothing listens, in the stack's namespace: it stays pending or fails).
+            driver.get(f"{base}/ui/#/webhooks")
+            wait(driver, lambda d: first(d, "#webhook-create-url"), what="the webhook form")
+            driver.find_element(By.ID, "webhook-create-name").send_keys("ops")
+            driver.find_element(By.ID, "webhook-create-url").send_keys("http://127.0.0.1:9/hook")
+            Select(driver.find_element(By.ID, "webhook-create-level")).select_by_value("info")
+            driver.find_element(By.CSS_SELECTOR, "#webhook-create button[type=submit]").click()
+            wait(driver, lambda d: "http://127.0.0.1:9/hook" in (text(d, "#main table") or ""), what="the webhook listed")
+            r = stack.api("POST", "/deployments", json={"name": "hooked", "image": f"{stack.kit_dir}/rootfs/hello",
+                                                         "replicas": 0})
+            assert r.status in (200, 201), r
+            driver.find_element(By.LINK_TEXT, "ops").click()
+            wait(driver, lambda d: "Created" in (text(d, "#deliveries") or ""), timeout=30, what="the Created delivery")
+
+            driver.get(f"{base}/ui/#/node")
+            wait(driver, lambda d: "apiserver" in (text(d, "#main") or ""), what="the node's daemons")
+            assert "memory admitted" in text(driver, "#main"), text(driver, "#main")
+            save(driver, tmp_path, "ui-node.png")
+            driver.get(f"{base}/ui/#/")
+            wait(driver, lambda d: "memory admitted" in (text(d, "#main") or ""), what="the node's capacity in the overview")
+            errors = console_errors(driver)
+            assert not errors, "\n".join(e["message"] for e in errors)
+        finally:
+            driver.quit()
+
+    in_netns(stack.netns, session)

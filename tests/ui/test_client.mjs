@@ -92,6 +92,23 @@ test('metrics: samples found in any envelope, times in any unit, rates from coun
   assert.deepEqual(h.series('cpu'), {});
 });
 
+test('metrics: GET /deployments/{id}/metrics answers in Ring\'s names', () => {
+  const answer = {
+    deployment_id: 'd', total_cpu_usage_percent: 9, instances: [
+      { instance_id: 'a', cpu_usage_percent: 12.5, memory: { usage_bytes: 100, limit_bytes: 1000 }, network: { rx_bytes: 10, tx_bytes: 20 },
+        disk_io: { read_bytes: 0, write_bytes: 4096 }, guest: { memory_used_bytes: 50 }, sampled_at: 1700000000000 },
+    ],
+  };
+  const got = samplesOf(answer);
+  assert.equal(got.length, 1);
+  const h = new History(60000);
+  h.add(got, 1700000000000);
+  h.add(samplesOf({ instances: [{ ...answer.instances[0], network: { rx_bytes: 1010, tx_bytes: 20 }, sampled_at: 1700000002000 }] }), 1700000002000);
+  assert.deepEqual(h.series('cpu').a.map((p) => p[1]), [12.5, 12.5]);
+  assert.deepEqual(h.series('memory').a.map((p) => p[1]), [50, 50], 'the guest\'s own view first');
+  assert.deepEqual(h.series('net_rx').a, [[1700000002000, 500]]);
+});
+
 test('exec command lines split as a shell would group them', async () => {
   const { splitCommand } = await import('../../ui/page_deployment.js');
   assert.deepEqual(splitCommand('cat /etc/hostname'), ['cat', '/etc/hostname']);

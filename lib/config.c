@@ -91,6 +91,7 @@ static const config_key_t config_keys[] = {
         { "apiserver.tls.key", KEY_STRING, O(apiserver.tls_key), NULL, 0 },
         { "apiserver.secrets_key_file", KEY_STRING, O(apiserver.secrets_key_file), NULL, 0 },
         { "apiserver.ui_dir", KEY_STRING, O(apiserver.ui_dir), NULL, 0 },
+        { "apiserver.metrics_auth", KEY_BOOL, O(apiserver.metrics_auth), NULL, 0 },
         { "scheduler.resync_interval", KEY_DURATION, O(scheduler.resync_interval_ms), NULL, 0 },
         { "scheduler.request_timeout", KEY_DURATION, O(scheduler.request_timeout_ms), NULL, 0 },
         { "scheduler.host_memory", KEY_SIZE, O(scheduler.host_memory_bytes), NULL, 0 },
@@ -100,6 +101,7 @@ static const config_key_t config_keys[] = {
         { "vmm_driver.stop_timeout", KEY_DURATION, O(vmm_driver.stop_timeout_ms), NULL, 0 },
         { "vmm_driver.default_cpus", KEY_U32, O(vmm_driver.default_cpus), NULL, 1 },
         { "vmm_driver.default_memory_mib", KEY_U32, O(vmm_driver.default_memory_mib), NULL, 128 },
+        { "vmm_driver.metrics_interval", KEY_DURATION, O(vmm_driver.metrics_interval_ms), NULL, 0 },
         { "netd.subnet", KEY_STRING, O(netd.subnet), NULL, 0 },
         { "netd.forwarder", KEY_ENUM, O(netd.forwarder), forwarder_choices, 0 },
         { "netd.outbound_nat", KEY_BOOL, O(netd.outbound_nat), NULL, 0 },
@@ -201,6 +203,7 @@ static husk_config_t *config_new_unset(void) {
         c->vmm_driver.stop_timeout_ms = 10000;
         c->vmm_driver.default_cpus = 1;
         c->vmm_driver.default_memory_mib = 256;
+        c->vmm_driver.metrics_interval_ms = 5000;
         c->logd.retained_instances = 3;
         c->qemu.enabled = true;
         c->qemu.max_console_log_bytes = 10 * 1024 * 1024;

@@ -65,6 +65,7 @@ typedef struct husk_config {
                                          * (base64) takes its place. Default: <state_dir>/secrets.key */
                 char *ui_dir;           /* the web dashboard's files, served at /ui/; "": no dashboard.
                                  * Default: <prefix>/share/husk/ui (HUSK_UIDIR) */
+                bool metrics_auth;      /* GET /metrics needs deployments:read; default: public (Ring's) */
         } apiserver;
 
         struct {
@@ -80,6 +81,7 @@ typedef struct husk_config {
                 uint64_t stop_timeout_ms; /* graceful powerdown before SIGKILL */
                 uint32_t default_cpus;
                 uint32_t default_memory_mib;
+                uint64_t metrics_interval_ms; /* the sampler's period (instance.metrics); 0: no sampling */
         } vmm_driver;
 
         struct {

@@ -197,14 +197,14 @@ export const webhooks = {
       { title: 'Created', class: 'opt', get: (w) => fmtTime(w.created_at) },
       { title: '', get: (w) => (ctx.can('webhooks:write') || ctx.admin) && deleteButton(`webhook ${w.name || w.id}`, () => api('DELETE', `/webhooks/${encodeURIComponent(w.id)}`), re) },
     ], ctx.can('webhooks:write') || ctx.admin ? (re) => form('webhook-create', [['name', 'Name'], ['url', 'URL', { required: true, placeholder: 'https://…' }],
-      ['secret', 'Secret (16 to 1024 bytes; signs each delivery; never shown again)', { type: 'password' }],
+      ['secret', 'Secret (16 to 1024 bytes; signs each delivery; never shown again)', { type: 'password', required: true }],
       ['level', 'Level at least', { options: ['warning', 'info', 'error'] }], ['reasons', 'Reasons (space separated, e.g. BackOff InstanceCrashed; empty: all)'],
       ['namespaces', 'Namespaces (space separated; empty: all)']], 'Create',
       async (v) => {
         const filter = { level: v.level };
         if (v.reasons) filter.reasons = v.reasons.split(/\s+/);
         if (v.namespaces) filter.namespaces = v.namespaces.split(/\s+/);
-        await api('POST', '/webhooks', { ...(v.name ? { name: v.name } : {}), ...(v.secret ? { secret: v.secret } : {}), url: v.url, filter });
+        await api('POST', '/webhooks', { ...(v.name ? { name: v.name } : {}), secret: v.secret, url: v.url, filter });
         re();
       }) : null);
     ctx.main.append(deliveries);
@@ -240,7 +240,7 @@ export const node = {
         { title: 'Version', get: (d) => d.version || d.error || '' },
         { title: 'Pid', class: 'opt', get: (d) => String(d.pid ?? '') },
       ])] : null,
-      n.runtimes ? [h('h2', {}, 'Runtimes'), Array.isArray(n.runtimes) ? table(n.runtimes, Object.keys(n.runtimes[0] || {}).map((k) => ({ title: k, get: (r) => (typeof r[k] === 'object' ? JSON.stringify(r[k]) : String(r[k])) }))) : kv(n.runtimes)] : null);
+      n.runtimes ? [h('h2', {}, 'Runtimes'), Array.isArray(n.runtimes) ? table(n.runtimes, Object.keys(n.runtimes[0] || {}).map((k) => ({ title: k, get: (r) => (r[k] === null || r[k] === undefined ? '–' : typeof r[k] === 'object' ? JSON.stringify(r[k]) : String(r[k])) }))) : kv(n.runtimes)] : null);
     const checks = n.checks || n.doctor;
     const doctor = h('div', { id: 'doctor' });
     body.append(h('h2', {}, 'Doctor'), doctor);

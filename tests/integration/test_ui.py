@@ -5,8 +5,9 @@ The browser runs inside the stack's network namespace, the only place its API is
 whole browser session runs in a thread that entered the namespace (setns applies to the calling
 thread), so chromedriver, which that thread starts, and every socket selenium opens are in it.
 
-Screenshots of the overview and of a deployment page are saved in the test's tmp_path and copied
-to $HUSK_BUILD/test-artifacts/ui/ (build/test-artifacts/ui/ by default).
+Screenshots (the overview, a deployment page, its metrics tab, the same page dark on a narrow
+screen, the node page) are saved in the test's tmp_path and copied to
+$HUSK_BUILD/test-artifacts/ui/ (build/test-artifacts/ui/ by default).
 """
 
 import json
@@ -240,7 +241,14 @@ def test_dashboard(stack, tmp_path):
             driver.find_element(By.ID, "tab-health").click()
             wait(driver, lambda d: text(d, "#health"), what="the health checks")
             driver.find_element(By.ID, "tab-metrics").click()
-            wait(driver, lambda d: text(d, "#metrics"), what="the metrics tab")
+            # Two samples of the instance (vmm-driver samples every 5 s, the page asks as often)
+            # make a line in the CPU chart, kept while the page is open.
+            wait(driver, lambda d: d.execute_script(
+                "const p = document.querySelector('#metrics figure polyline');"
+                "return p !== null && p.getAttribute('points').trim().split(' ').length >= 2"),
+                timeout=60, what="two samples in the CPU chart")
+            assert "CPU" in text(driver, "#metrics figure figcaption")
+            save(driver, tmp_path, "ui-deployment-metrics.png")
             driver.find_element(By.ID, "tab-overview").click()
 
             # ---- screenshots ----
@@ -338,6 +346,7 @@ def test_dashboard_webhooks_and_node(stack, tmp_path):
             wait(driver, lambda d: first(d, "#webhook-create-url"), what="the webhook form")
             driver.find_element(By.ID, "webhook-create-name").send_keys("ops")
             driver.find_element(By.ID, "webhook-create-url").send_keys("http://127.0.0.1:9/hook")
+            driver.find_element(By.ID, "webhook-create-secret").send_keys("a-secret-of-16-bytes-or-more")
             Select(driver.find_element(By.ID, "webhook-create-level")).select_by_value("info")
             driver.find_element(By.CSS_SELECTOR, "#webhook-create button[type=submit]").click()
             wait(driver, lambda d: "http://127.0.0.1:9/hook" in (text(d, "#main table") or ""), what="the webhook listed")

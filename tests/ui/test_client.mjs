@@ -1,5 +1,5 @@
 // test_client.mjs: unit tests of the dashboard's pure client code (ui/*.js), run with node:
-//   node --test tests/ui/     (or: node tests/ui/test_client.mjs)
+//   node --test tests/ui/test_client.mjs
 import assert from 'node:assert/strict';
 import test from 'node:test';
 

@@ -173,6 +173,11 @@ unit: $(UNIT_BINS)
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $$t || failed="$$failed $$t"; done; \
 	  if [ -n "$$failed" ]; then echo "unit tests failed:$$failed"; exit 1; fi
 
+# The dashboard's client code (ui/*.js), with node's own test runner (nodejs, install-deps.sh).
+ui-unit:
+	node --test tests/ui/test_client.mjs
+unit: ui-unit
+
 # ---- sanitized daemons ------------------------------------------------------------------------
 # The daemons built with ASan+UBSan into build/san/bin, for the integration tests that hunt
 # memory errors in a live stack (test_reload.py). They share build/san objects with the unit
@@ -281,7 +286,7 @@ install: all guest
 clean:
 	rm -rf $(BUILD)/gen $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
 
-.PHONY: all schema guest image san-daemons unit fuzz fixtures integration check format format-check bench soak demo install clean
+.PHONY: all schema guest image san-daemons unit ui-unit fuzz fixtures integration check format format-check bench soak demo install clean
 .DELETE_ON_ERROR:
 # Dependency files only: not build/image, whose root file system tree has directories named *.d.
 -include $(shell find $(BUILD) -path $(BUILD)/image -prune -o -name '*.d' -type f -print 2>/dev/null)

@@ -143,12 +143,14 @@ export async function render(ctx) {
     return () => listeners.delete(draw);
   }
 
+  // As husk apply reports it: created, updated (a new generation) or unchanged.
   async function reapply(spec, what) {
     try {
-      const r = await api('POST', '/deployments', spec);
-      toast(`${dep.name}: ${what} (${(r && r.result) || 'applied'}${r && r.generation ? `, generation ${r.generation}` : ''})`);
+      const r = await api('POST', '/deployments', spec, { full: true });
+      const how = r.headers.get('Husk-Apply-Result') || 'applied';
+      toast(`${dep.name}: ${what} (${how}${how !== 'unchanged' && r.data && r.data.generation ? `, generation ${r.data.generation}` : ''})`);
     } catch (e) {
-      toast(`${what} refused: ${e.message}`, { error: true });
+      toast(`${what}: refused: ${e.message}`, { error: true });
     }
   }
 

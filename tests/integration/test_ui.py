@@ -293,13 +293,28 @@ def test_dashboard(stack, tmp_path):
             errors = console_errors(driver)
             assert not errors, "\n".join(e["message"] for e in errors)
 
+            # ---- re-apply (unchanged: the spec is as stored) and scale, from the page ----
+            driver.get(f"{base}/ui/#/deployments/{dep_id}")
+            wait(driver, lambda d: first(d, "#btn-restart"), what="the actions")
+            driver.find_element(By.ID, "btn-restart").click()
+            driver.find_element(By.CSS_SELECTOR, "dialog button[type=submit]").click()
+            wait(driver, lambda d: "re-applied" in (text(d, "#toasts") or ""), what="the re-apply's answer")
+            assert "re-applied (unchanged)" in text(driver, "#toasts"), text(driver, "#toasts")
+            scale = driver.find_element(By.ID, "scale-n")
+            scale.clear()
+            scale.send_keys("0")
+            driver.find_element(By.ID, "btn-scale").click()
+            stack.wait_for(lambda: stack.api("GET", f"/deployments/{dep_id}").json()["replicas"] == 0, timeout=30,
+                           what="replicas 0 after Scale")
+            assert stack.api("GET", f"/deployments/{dep_id}").json()["generation"] == 2
+
             # ---- a viewer: no delete, no exec; the API refuses a forced request ----
             driver.find_element(By.ID, "logout").click()
             wait(driver, lambda d: first(d, "#login-user"), what="the login form after logout")
             login(driver, base, "vera", "viewer-pass-1")
             driver.get(f"{base}/ui/#/deployments/{dep_id}")
             wait(driver, lambda d: first(d, "#dep-status"), what="the deployment page as a viewer")
-            wait(driver, lambda d: first(d, "table"), what="the instances")
+            wait(driver, lambda d: "Instances" in (text(d, "#panel") or ""), what="the instances")
             for css in ("#btn-delete", "#btn-exec", "#btn-scale", "#exec-cmd"):
                 assert first(driver, css) is None, f"a viewer sees {css}"
             assert first(driver, 'nav a[href="#/apply"]') is None

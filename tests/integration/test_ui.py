@@ -132,6 +132,7 @@ GOOD = """deployments:
     command: ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]
     resources: {{limits: {{cpu: "1", memory: 128Mi}}}}
     labels: {{app: web}}
+    health_checks: [{{type: command, command: "true", interval: 2s}}]
 """
 
 BAD = """deployments:
@@ -239,7 +240,8 @@ def test_dashboard(stack, tmp_path):
             driver.find_element(By.ID, "tab-events").click()
             wait(driver, lambda d: "InstanceStarted" in (text(d, "#events") or ""), what="the events")
             driver.find_element(By.ID, "tab-health").click()
-            wait(driver, lambda d: text(d, "#health"), what="the health checks")
+            wait(driver, lambda d: re.search(r"check 0: command .*passing", text(d, "#health") or "") and
+                 "Result" in text(d, "#health"), timeout=60, what="the command check passing, with its history")
             driver.find_element(By.ID, "tab-metrics").click()
             # Two samples of the instance (vmm-driver samples every 5 s, the page asks as often)
             # make a line in the CPU chart, kept while the page is open.

@@ -443,3 +443,8 @@ int verb_deployment(cli_ctx_t *ctx, int argc, char **argv) {
         }
         return cli_dispatch(ctx, deployment_verbs, ELEMENTSOF(deployment_verbs), "husk deployment", argc - 1, argv + 1);
 }
+
+const cli_verb_t *cli_deployment_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(deployment_verbs);
+        return deployment_verbs;
+}

@@ -39,6 +39,7 @@ typedef struct husk_runtime_config {
         char *socket_dir;    /* cloud-hypervisor: API sockets (Ring's key) */
         char *seccomp;       /* cloud-hypervisor: "true", "false" or "log" */
         char *accel;         /* qemu: "kvm", "tcg" or "auto" */
+        uint64_t tcg_translation_cache; /* qemu under tcg: bytes of translated guest code kept (tb-size) */
         uint64_t max_console_log_bytes; /* rotation threshold; 0 disables rotation */
         uint32_t max_console_log_backups;
 } husk_runtime_config_t;

@@ -15,6 +15,7 @@
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_local.h"
 #include "services/apiserver/apiserver_metrics.h"
+#include "services/apiserver/apiserver_node.h"
 #include "services/apiserver/apiserver_secrets.h"
 #include "services/apiserver/apiserver_tls.h"
 #include "services/apiserver/apiserver_volumes.h"
@@ -170,6 +171,9 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         api->ui_dir = strdup(config->apiserver.ui_dir ?: "");
         if (!api->logd_events || !api->ui_dir)
                 return log_error_errno(ENOMEM, "Out of memory");
+        r = apiserver_node_init(config);
+        if (r < 0)
+                return log_error_errno(r, "Out of memory");
 
         r = auth_init();
         if (r < 0)
@@ -219,6 +223,7 @@ void apiserver_free(apiserver_t *api) {
         store_close(&api->store);
         free(api->logd_events);
         free(api->ui_dir);
+        apiserver_node_done();
         free(api);
 }
 

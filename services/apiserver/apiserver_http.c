@@ -117,6 +117,8 @@ static const http_route_t routes[] = {
         { "DELETE", "/volumes/*", route_volume_delete, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
         /* Reads a manifest as husk apply does and changes nothing (the dashboard's YAML). */
         { "POST", "/manifests/parse", route_manifests_parse, NULL, AUTH_SCOPE_AUTHENTICATED },
+        /* The host and its daemons: what a reader of deployments may see (namespace-bound tokens may not). */
+        { "GET", "/node", route_node, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
 };
 
 const http_route_t *http_routes(size_t *ret_n) {

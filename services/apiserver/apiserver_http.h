@@ -173,3 +173,4 @@ int route_volumes_list(http_request_t *req);
 int route_volumes_create(http_request_t *req);
 int route_volume_get(http_request_t *req);
 int route_volume_delete(http_request_t *req);
+int route_node(http_request_t *req);

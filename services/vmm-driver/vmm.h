@@ -42,6 +42,9 @@ int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus);
 
 /* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
 int vmm_find_executable(const char *name, const char *path_env, char **ret);
+/* The first line `binary --version` prints (runtime.list, husk doctor). Runs it to completion:
+ * at setup only (start and SIGHUP), never per request. */
+int vmm_binary_version(const char *binary, char **ret);
 /* A VMM, detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to
  * dir/output, no other fds, default signal mask and dispositions. Exec failures are returned
  * here. */
@@ -138,7 +141,7 @@ void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
 
-/* What is known about a VMM's exit; the runtime's exit_reason makes the reason of it. */
+/* What is known about a VMM's exit; vmm_exit_reason() makes the reason of it. */
 typedef struct vmm_exit_facts {
         bool stop_requested;         /* we asked (instance.stop) */
         const char *shutdown_reason; /* the shutdown reason the VMM announced, NULL if none */
@@ -146,6 +149,9 @@ typedef struct vmm_exit_facts {
         int wstatus; /* wait status, valid when status_known */
 } vmm_exit_facts_t;
 
+/* "stopped", "guest-shutdown", "guest-reset", "guest-panic", "killed" or "crashed"
+ * (SCHEMA.md, instance), for every runtime. */
+const char *vmm_exit_reason(const vmm_exit_facts_t *f);
 /* Exit code, 128+signal, or -1 when unknown. */
 int64_t vmm_exit_status(const vmm_exit_facts_t *f);
 

@@ -26,6 +26,7 @@ static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.inst
 typedef struct vmm_ch {
         char *binary_name; /* as configured, for messages */
         char *binary;      /* resolved; NULL when not found */
+        char *version;     /* the first line of its --version; NULL: unknown */
         char *firmware;    /* runtime.cloud_hypervisor.firmware_path; NULL: disk images cannot boot */
         char *seccomp;     /* "true", "false" or "log" */
 } vmm_ch_t;
@@ -54,6 +55,7 @@ static void free_state(void *state) {
                 return;
         free(ch->binary_name);
         free(ch->binary);
+        free(ch->version);
         free(ch->firmware);
         free(ch->seccomp);
         free(ch);
@@ -81,12 +83,27 @@ static int setup(const husk_runtime_config_t *c, void **state) {
                                         "runtime.cloud_hypervisor is enabled but its binary %s is not found, "
                                         "instance.create will fail for it: %m",
                                         binary);
-                else
-                        log_info("cloud-hypervisor runtime: %s, seccomp %s", ch->binary, ch->seccomp);
+                else {
+                        r = vmm_binary_version(ch->binary, &ch->version);
+                        if (r < 0)
+                                log_warning_errno(r, "%s --version failed, ignoring: %m", ch->binary);
+                        log_info("cloud-hypervisor runtime: %s (%s), seccomp %s", ch->binary,
+                                 ch->version ?: "version unknown", ch->seccomp);
+                }
         }
         free_state(*state);
         *state = ch;
         return 0;
+}
+
+static void probe(const void *state, vmm_runtime_probe_t *ret) {
+        const vmm_ch_t *ch = state;
+
+        if (!ch)
+                return;
+        *ret = (vmm_runtime_probe_t){
+                .binary_name = ch->binary_name, .binary = ch->binary, .version = ch->version, .firmware = ch->firmware
+        };
 }
 
 static int check(const void *state, const instance_spec_t *s, char **ret_error) {
@@ -472,35 +489,6 @@ static int ch_shutdown(vmm_instance_t *i) {
         return 0;
 }
 
-static bool starts_with(const char *s, const char *prefix) { return s && strncmp(s, prefix, strlen(prefix)) == 0; }
-
-const char *vmm_ch_exit_reason(const vmm_exit_facts_t *f) {
-        if (f->stop_requested)
-                return "stopped";
-        /* The guest ended itself: powered off, or reset or panicked (no clean end: a job that
-         * did either failed), as the event monitor said. */
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-reset"))
-                return "guest-reset";
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-panic"))
-                return "guest-panic";
-        if (starts_with(f->shutdown_reason, "guest-"))
-                return "guest-shutdown";
-        if (f->status_known && WIFSIGNALED(f->wstatus))
-                return "killed";
-        /* CH exits 1 when it fails (a body it accepted but could not run, a seccomp kill it
-         * caught...). */
-        if (f->status_known && WIFEXITED(f->wstatus) && WEXITSTATUS(f->wstatus) != 0)
-                return "crashed";
-        /* A host request that was not ours (vmm.shutdown from someone else). */
-        if (starts_with(f->shutdown_reason, "host-"))
-                return "stopped";
-        /* CH exits 0 only after its shutdown (whose events we may have missed). */
-        if (f->status_known)
-                return "guest-shutdown";
-        /* Gone without its shutdown events and with no status: a signal or a crash. */
-        return "crashed";
-}
-
 static int agent_connect(vmm_instance_t *i) { return vmm_instance_connect(i, VMM_CH_VSOCK_SOCKET); }
 
 const vmm_runtime_t vmm_ch_runtime = {
@@ -512,6 +500,7 @@ const vmm_runtime_t vmm_ch_runtime = {
         .agent_handshake = "CONNECT " STRINGIFY(AGENT_VSOCK_PORT) "\n",
         .agent_handshake_ok = "OK ",
         .setup = setup,
+        .probe = probe,
         .free_state = free_state,
         .check = check,
         .prepare = prepare,
@@ -522,6 +511,5 @@ const vmm_runtime_t vmm_ch_runtime = {
         .disconnect = disconnect,
         .release = release,
         .shutdown = ch_shutdown,
-        .exit_reason = vmm_ch_exit_reason,
         .agent_connect = agent_connect,
 };

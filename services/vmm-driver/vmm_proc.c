@@ -14,6 +14,7 @@
 
 #include "lib/child.h"
 #include "lib/log.h"
+#include "lib/run.h"
 #include "services/vmm-driver/vmm.h"
 
 extern char **environ;
@@ -183,5 +184,20 @@ int vmm_spawn(const char *dir, char *const *argv, const char *output, pid_t *ret
         if (r != 0)
                 return -r;
         *ret_pid = pid;
+        return 0;
+}
+
+int vmm_binary_version(const char *binary, char **ret) {
+        char *const argv[] = { (char *)binary, (char *)"--version", NULL };
+        _cleanup_free_ char *out = NULL;
+        int r;
+
+        r = run_tool(argv, NULL, &out);
+        if (r < 0)
+                return r;
+        out[strcspn(out, "\n")] = '\0';
+        if (!*out)
+                return -ENODATA;
+        *ret = TAKE_PTR(out);
         return 0;
 }

@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include <msgpack.h>
+
 #include "lib/config.h"
 #include "proto/instance.h"
 
@@ -39,6 +41,15 @@ typedef struct vmm_launch {
         size_t n_volumes;
 } vmm_launch_t;
 
+/* A runtime as its setup found it; every pointer into the runtime's state (NULL: none). */
+typedef struct vmm_runtime_probe {
+        const char *binary_name; /* as configured */
+        const char *binary;      /* resolved; NULL when not found */
+        const char *version;     /* the first line of `binary --version`; NULL: unknown */
+        const char *accel;       /* resolved accelerator ("kvm", "tcg"); NULL when the runtime has none */
+        const char *firmware;    /* for disk images; NULL: not configured */
+} vmm_runtime_probe_t;
+
 /* One runtime. Its functions run on the event loop and never block it. The per-instance
  * functions keep their own state behind i->runtime_data: prepare or adopt makes it, release
  * frees it (after disconnect, once no loop callback can reach the instance). */
@@ -72,12 +83,11 @@ typedef struct vmm_runtime {
         void (*release)(vmm_instance_t *i);
         /* Ask the guest to power off; SIGKILL after the stop timeout is the caller's. */
         int (*shutdown)(vmm_instance_t *i);
-        /* "stopped", "guest-shutdown", "guest-reset", "guest-panic", "killed" or "crashed"
-         * (SCHEMA.md, instance). */
-        const char *(*exit_reason)(const vmm_exit_facts_t *f);
         /* A non-blocking, cloexec stream to husk-agent, or -errno; frames flow once the
          * agent_handshake, if any, was accepted (vmm_agent.c does it, from the loop). */
         int (*agent_connect)(vmm_instance_t *i);
+        /* What setup found, for runtime.list (GET /node, husk doctor); state may be NULL. */
+        void (*probe)(const void *state, struct vmm_runtime_probe *ret);
 } vmm_runtime_t;
 
 /* The one way from a runtime name to its row. 0: *ret is the runtime. Else *ret_error says
@@ -91,3 +101,5 @@ int vmm_runtime_setup_all(vmm_t *d, const husk_config_t *c);
 void vmm_runtime_free_all(vmm_t *d);
 /* The daemon-wide state rt->setup made. */
 void *vmm_runtime_state(const vmm_t *d, const vmm_runtime_t *rt);
+/* runtime.list's answer: every row of the table, what the config says and what setup found. */
+void vmm_runtime_pack_list(const vmm_t *d, const husk_config_t *c, msgpack_packer *pk);

@@ -83,7 +83,7 @@ def test_live_events_and_answers_fit_the_schema(stack):
     calls = [("apiserver", "deployment.list", {}), ("apiserver", "deployment.get", {"id": hs_id(stack)}),
              ("vmm-driver", "instance.list", {}), ("scheduler", "scheduler.status", {}),
              ("scheduler", "health.list", {"deployment_id": dep}), ("netd", "net.list", {}),
-             ("logd", "logs.query", {"deployment_id": dep})]
+             ("logd", "logs.query", {"deployment_id": dep}), ("vmm-driver", "runtime.list", {})]
     calls += [(d, "daemon.info", {}) for d in ("apiserver", "scheduler", "vmm-driver", "netd", "logd")]
     for daemon, method, args in calls:
         assert s.check(s.METHODS[method]["args"], args) == [], (method, args)

@@ -293,6 +293,7 @@ static const struct expectation {
         { "GET", "/volumes/*", 'A', 'A', 'A', false },
         { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
         { "POST", "/manifests/parse", 'A', 'A', 'A', false },
+        { "GET", "/node", 'A', 'A', 'A', false },
 };
 
 static void test_role_matrix(void **state) {

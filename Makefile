@@ -46,6 +46,8 @@ AS_NEEDED := -Wl,--as-needed
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -DHUSK_KITDIR=\"$(PREFIX)/share/husk/kit\" \
 	-I. -I$(GEN) $(WARN) $(PKG_CFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS := $(AS_NEEDED) $(HARDEN_LDFLAGS) $(LDFLAGS)
+# Where make install puts the web dashboard (ui/), apiserver.ui_dir's default.
+ALL_CFLAGS += -DHUSK_UIDIR=\"$(PREFIX)/share/husk/ui\"
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Objects of the normal build land in $(BUILD)/obj, those of the sanitized test build in $(BUILD)/san.
@@ -104,6 +106,9 @@ $(BUILD)/bin/husk-$(1): $(call obj,$(wildcard services/$(1)/*.c)) $(LIBHUSK)
 	$$(CC) $$(CFLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(1))
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
+# apiserver reads manifests with the CLI's reader (POST /manifests/parse): one YAML reading.
+MANIFEST_SRCS := cli/cli_yaml.c cli/cli_expand.c cli/cli_manifest.c
+$(BUILD)/bin/husk-apiserver: $(call obj,$(MANIFEST_SRCS))
 
 $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
@@ -168,12 +173,18 @@ $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(1)): $(call sanobj,$(1) $(call 
 	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(call unit_comp,$(1))) $$(UNIT_LIBS)
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(t))))
+$(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(wildcard tests/unit/apiserver/test_*.c)): $(call sanobj,$(MANIFEST_SRCS))
 
 # Every test binary runs even when one fails, so one failure does not hide the others'.
 unit: $(UNIT_BINS)
 	@failed=; for t in $(UNIT_BINS); do echo "== $$t"; \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $$t || failed="$$failed $$t"; done; \
 	  if [ -n "$$failed" ]; then echo "unit tests failed:$$failed"; exit 1; fi
+
+# The dashboard's client code (ui/*.js), with node's own test runner (nodejs, install-deps.sh).
+ui-unit:
+	node --test tests/ui/test_client.mjs
+unit: ui-unit
 
 # ---- sanitized daemons ------------------------------------------------------------------------
 # The daemons built with ASan+UBSan into build/san/bin, for the integration tests that hunt
@@ -186,6 +197,7 @@ $(BUILD)/san/bin/husk-$(1): $(call sanobj,$(wildcard services/$(1)/*.c)) $(SAN_L
 	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) $$(ALL_LDFLAGS) -o $$@ $$^ $$(call comp_libs,$(1))
 endef
 $(foreach s,$(SERVICES),$(eval $(call san_service_rule,$(s))))
+$(BUILD)/san/bin/husk-apiserver: $(call sanobj,$(MANIFEST_SRCS))
 san-daemons: $(SAN_DAEMONS)
 
 # ---- fuzzers (libFuzzer, bounded) ---------------------------------------------------------------
@@ -217,6 +229,7 @@ $(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIBHUSK)
 # A fuzzer of a component's code links the component's objects as well.
 $(BUILD)/fuzz/fuzz_manifest_parse: $(call fuzzobj,$(call comp_srcs,apiserver))
 $(BUILD)/fuzz/fuzz_config_body: $(call fuzzobj,$(call comp_srcs,apiserver))
+$(BUILD)/fuzz/fuzz_manifest_parse $(BUILD)/fuzz/fuzz_config_body: $(call fuzzobj,$(MANIFEST_SRCS))
 $(BUILD)/fuzz/fuzz_cli_manifest: $(call fuzzobj,cli/cli_yaml.c cli/cli_expand.c cli/cli_manifest.c)
 $(BUILD)/fuzz/fuzz_oci_spec: $(call fuzzobj,cli/oci/oci_spec.c)
 fuzz: $(FUZZ_BINS)
@@ -263,6 +276,8 @@ demo:
 	deploy/demo.sh
 
 # ---- install ------------------------------------------------------------------------------------
+# The web dashboard: plain files, served by apiserver at /ui/ (apiserver_ui.c); nothing to build.
+UI_FILES := $(wildcard ui/*.html ui/*.css ui/*.js ui/*.svg)
 install: all guest
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/husk/kit \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(SYSCONFDIR)/husk
@@ -274,11 +289,13 @@ install: all guest
 	  sed 's|@BINDIR@|$(PREFIX)/bin|g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done
 	test -e $(DESTDIR)$(SYSCONFDIR)/husk/config.yaml || \
 	  sed 's|@KITDIR@|$(PREFIX)/share/husk/kit|g' deploy/config.example.yaml > $(DESTDIR)$(SYSCONFDIR)/husk/config.yaml
+	install -d $(DESTDIR)$(PREFIX)/share/husk/ui
+	install -m 0644 $(UI_FILES) $(DESTDIR)$(PREFIX)/share/husk/ui/
 
 clean:
 	rm -rf $(BUILD)/gen $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
 
-.PHONY: all schema guest image san-daemons unit fuzz fixtures integration check format format-check bench soak demo install clean
+.PHONY: all schema guest image san-daemons unit ui-unit fuzz fixtures integration check format format-check bench soak demo install clean
 .DELETE_ON_ERROR:
 # Dependency files only: not build/image, whose root file system tree has directories named *.d.
 -include $(shell find $(BUILD) -path $(BUILD)/image -prune -o -name '*.d' -type f -print 2>/dev/null)

@@ -46,6 +46,11 @@ int cli_expand(const char *in, const cli_vars_t *vars, bool ring_bare, char **re
  * Errors are "FILE:LINE:COLUMN: message" (variables: "FILE:LINE: message") in *ret_error. */
 int cli_yaml_to_json(const char *filename, const char *data, size_t size, const cli_vars_t *vars, json_t **ret_docs,
                      char **ret_error);
+/* The same, and where each node is written: {"deployments.web.ports[0].published": LINE, ...}
+ * (lines from 1; a key's line for a mapping value, the item's for a list item; the first
+ * document that names a path wins). The dashboard puts the API's violations on these lines. */
+int cli_yaml_to_json_lines(const char *filename, const char *data, size_t size, const cli_vars_t *vars,
+                           json_t **ret_docs, json_t **ret_lines, char **ret_error);
 
 typedef struct cli_manifest_entry {
         char *key;          /* the key under deployments: */

@@ -25,7 +25,9 @@ typedef struct conv {
         size_t n_anchors;
         size_t nodes;
         const char *path[CLI_MANIFEST_MAX_DEPTH + 1]; /* keys down to the node; NULL: a list item */
+        size_t index[CLI_MANIFEST_MAX_DEPTH + 1];     /* a list item's index, where path[] is NULL */
         size_t depth;
+        json_t *lines; /* NULL, or "a.b[2].c" -> the line (from 1) where that node is written */
         char *error;
 } conv_t;
 
@@ -332,6 +334,23 @@ static int conv_push(conv_t *c, const char *key, const yaml_mark_t *m) {
         return 0;
 }
 
+/* Note where the node at the current path is written, the first time only (a later document
+ * that repeats a path does not move it). "deployments.web.ports[0].published" is how the
+ * API's violations name fields, prefixed by where the deployment sits in the file. */
+static int conv_note_line(conv_t *c, const yaml_mark_t *m) {
+        char buf[1024];
+        size_t n = 0;
+
+        if (!c->lines)
+                return 0;
+        for (size_t i = 0; i < c->depth && n < sizeof(buf); i++)
+                n += (size_t)(c->path[i] ? snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "." : "", c->path[i])
+                                         : snprintf(buf + n, sizeof(buf) - n, "[%zu]", c->index[i]));
+        if (n == 0 || n >= sizeof(buf) || json_object_get(c->lines, buf))
+                return 0; /* a path too long to name is not worth failing the file for */
+        return json_object_set_new(c->lines, buf, json_integer((json_int_t)m->line + 1)) < 0 ? -ENOMEM : 0;
+}
+
 static int conv_sequence(conv_t *c, const yaml_event_t *start, json_t **ret) {
         _cleanup_(json_decrefp) json_t *arr = json_array();
         int r;
@@ -349,6 +368,10 @@ static int conv_sequence(conv_t *c, const yaml_event_t *start, json_t **ret) {
                 if (r < 0)
                         break;
                 if (ev.type == YAML_SEQUENCE_END_EVENT)
+                        break;
+                c->index[c->depth - 1] = json_array_size(arr);
+                r = conv_note_line(c, &ev.start_mark);
+                if (r < 0)
                         break;
                 r = conv_node(c, &ev, &item);
                 if (r < 0)
@@ -418,6 +441,8 @@ static int conv_mapping(conv_t *c, json_t **ret) {
                         return conv_fail(c, &kev.start_mark, "duplicate key '%s'", key);
 
                 r = conv_push(c, key, &kev.start_mark);
+                if (r >= 0)
+                        r = conv_note_line(c, &kev.start_mark);
                 if (r < 0)
                         return r;
                 r = conv_next_node(c, &vmark, &value);
@@ -524,11 +549,16 @@ static int conv_node(conv_t *c, const yaml_event_t *ev, json_t **ret) {
 
 int cli_yaml_to_json(const char *filename, const char *data, size_t size, const cli_vars_t *vars, json_t **ret_docs,
                      char **ret_error) {
-        _cleanup_(json_decrefp) json_t *docs = json_array();
-        conv_t c = { .filename = filename, .vars = vars };
+        return cli_yaml_to_json_lines(filename, data, size, vars, ret_docs, NULL, ret_error);
+}
+
+int cli_yaml_to_json_lines(const char *filename, const char *data, size_t size, const cli_vars_t *vars,
+                           json_t **ret_docs, json_t **ret_lines, char **ret_error) {
+        _cleanup_(json_decrefp) json_t *docs = json_array(), *lines = ret_lines ? json_object() : NULL;
+        conv_t c = { .filename = filename, .vars = vars, .lines = lines };
         int r;
 
-        if (!docs)
+        if (!docs || (ret_lines && !lines))
                 return -ENOMEM;
         if (!yaml_parser_initialize(&c.parser))
                 return -ENOMEM;
@@ -570,5 +600,7 @@ int cli_yaml_to_json(const char *filename, const char *data, size_t size, const 
         }
         free(c.error);
         *ret_docs = TAKE_PTR(docs);
+        if (ret_lines)
+                *ret_lines = TAKE_PTR(lines);
         return 0;
 }

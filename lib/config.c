@@ -13,6 +13,9 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+#ifndef HUSK_UIDIR
+#define HUSK_UIDIR "/usr/local/share/husk/ui"
+#endif
 #ifndef HUSK_KITDIR
 #define HUSK_KITDIR "/usr/local/share/husk/kit"
 #endif
@@ -92,6 +95,7 @@ static const config_key_t config_keys[] = {
         { "apiserver.webhooks.backoff_max", KEY_DURATION, O(apiserver.webhooks.backoff_max_ms), NULL, 0 },
         { "apiserver.webhooks.concurrency", KEY_U32, O(apiserver.webhooks.concurrency), NULL, 1 },
         { "apiserver.secrets_key_file", KEY_STRING, O(apiserver.secrets_key_file), NULL, 0 },
+        { "apiserver.ui_dir", KEY_STRING, O(apiserver.ui_dir), NULL, 0 },
         { "apiserver.metrics_auth", KEY_BOOL, O(apiserver.metrics_auth), NULL, 0 },
         { "scheduler.resync_interval", KEY_DURATION, O(scheduler.resync_interval_ms), NULL, 0 },
         { "scheduler.request_timeout", KEY_DURATION, O(scheduler.request_timeout_ms), NULL, 0 },
@@ -175,6 +179,7 @@ static int apply_defaults(husk_config_t *c) {
         r |= set_default(&c->apiserver.socket_group, "");
         r |= set_default(&c->apiserver.database, JOIN("%s/husk.db", c->state_dir));
         r |= set_default(&c->apiserver.secrets_key_file, JOIN("%s/secrets.key", c->state_dir));
+        r |= set_default(&c->apiserver.ui_dir, HUSK_UIDIR);
         r |= set_default(&c->vmm_driver.instances_dir, JOIN("%s/instances", c->state_dir));
         r |= set_default(&c->netd.subnet, "10.42.0.0/16");
         r |= set_default(&c->netd.forwarder, "auto");

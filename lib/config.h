@@ -71,6 +71,8 @@ typedef struct husk_config {
                 char *secrets_key_file; /* the key secrets are encrypted with at rest (32 random bytes, made
                                          * 0600 on first start); HUSK_SECRETS_KEY in the environment
                                          * (base64) takes its place. Default: <state_dir>/secrets.key */
+                char *ui_dir;           /* the web dashboard's files, served at /ui/; "": no dashboard.
+                                 * Default: <prefix>/share/husk/ui (HUSK_UIDIR) */
                 bool metrics_auth;      /* GET /metrics needs deployments:read; default: public (Ring's) */
         } apiserver;
 

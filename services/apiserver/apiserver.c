@@ -169,7 +169,8 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
                 return log_error_errno(ENOMEM, "Out of memory");
         api->metrics_auth = config->apiserver.metrics_auth;
         api->logd_events = strdup(config->bus[HUSK_DAEMON_LOGD].events ?: "");
-        if (!api->logd_events)
+        api->ui_dir = strdup(config->apiserver.ui_dir ?: "");
+        if (!api->logd_events || !api->ui_dir)
                 return log_error_errno(ENOMEM, "Out of memory");
         r = apiserver_node_init(config);
         if (r < 0)
@@ -226,6 +227,7 @@ void apiserver_free(apiserver_t *api) {
         bus_pub_destroy(&api->pub);
         store_close(&api->store);
         free(api->logd_events);
+        free(api->ui_dir);
         apiserver_node_done();
         free(api);
 }

@@ -25,6 +25,7 @@ typedef struct apiserver_metrics apiserver_metrics_t;
  * until a restart). */
 typedef struct apiserver {
         char *logd_events;        /* bus.logd.events: log followers subscribe there */
+        char *ui_dir;             /* apiserver.ui_dir: the dashboard's files; "": none */
         apiserver_store_t *store; /* thread-safe */
         bus_pub_t *pub;           /* thread-safe: civetweb workers publish through it */
         bus_server_t *server;     /* deployment.* requests, served on the daemon's zloop */

@@ -49,6 +49,13 @@
 #define HTTP_CONNECTION_QUEUE "256"
 #define HTTP_MAX_REQUEST_SIZE "16384"
 
+/* An answer of the API is data, never a page: a browser must not sniff it into one, run
+ * anything in it, or frame it. */
+#define HTTP_API_HEADERS                                                          \
+        "X-Content-Type-Options: nosniff\r\n"                                     \
+        "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n" \
+        "X-Frame-Options: DENY\r\n"
+
 #define PARAMS(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
 /* The route table, and the one place access is decided: on_request() checks the row's scope
@@ -108,6 +115,8 @@ static const http_route_t routes[] = {
         { "POST", "/volumes", route_volumes_create, NULL, AUTH_SCOPE_DEPLOYMENTS_WRITE },
         { "GET", "/volumes/*", route_volume_get, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_READ },
         { "DELETE", "/volumes/*", route_volume_delete, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
+        /* Reads a manifest as husk apply does and changes nothing (the dashboard's YAML). */
+        { "POST", "/manifests/parse", route_manifests_parse, NULL, AUTH_SCOPE_AUTHENTICATED },
         /* The host and its daemons: what a reader of deployments may see (namespace-bound tokens may not). */
         { "GET", "/node", route_node, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
         { "GET", "/webhooks", route_webhooks_list, NULL, AUTH_SCOPE_WEBHOOKS_READ },
@@ -205,8 +214,7 @@ static int send_reply(http_request_t *req, int status, const char *content_type,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n"
-                     "%s\r\n",
+                     "Cache-Control: no-store\r\n" HTTP_API_HEADERS "%s\r\n",
                      status, mg_get_response_code_text(req->conn, status), content_type, size, extra_headers ?: "");
         buf = n < 0 ? NULL : malloc((size_t)n + size);
         if (!buf) {
@@ -221,7 +229,7 @@ static int send_reply(http_request_t *req, int status, const char *content_type,
 }
 
 int http_reply_no_content(http_request_t *req) {
-        static const char head[] = "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n\r\n";
+        static const char head[] = "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n" HTTP_API_HEADERS "\r\n";
 
         mg_write(req->conn, head, sizeof(head) - 1);
         return 204;
@@ -538,6 +546,13 @@ static int on_request(struct mg_connection *conn, void *userdata) {
         size_t len = 0;
 
         client_address(&req);
+        /* The dashboard's files are public: what they show comes from the API, with the
+         * user's own credential. */
+        if (http_ui_path(path)) {
+                status = route_ui(&req);
+                request_done(&req);
+                return status;
+        }
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
                 if (!route_match(&routes[i], path, arg, sizeof(arg)))
                         continue;
@@ -660,6 +675,9 @@ int http_start(apiserver_t *api, const husk_config_t *config) {
                 HTTP_MAX_REQUEST_SIZE,
                 "tcp_nodelay",
                 "1",
+                /* The dashboard's files (apiserver_ui.c): never cached, revalidated each load. */
+                "static_file_max_age",
+                "0",
                 NULL,
         };
         struct mg_callbacks callbacks = {

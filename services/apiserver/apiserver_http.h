@@ -115,6 +115,11 @@ json_t *user_to_json(const store_user_t *u);
  * value into token, to be shown once; only its hash is stored. */
 int route_token_issue(apiserver_t *api, store_token_t *t, char token[static AUTH_TOKEN_LEN + 1]);
 int route_healthz(http_request_t *req);
+/* Whether path is the dashboard's (/ui or below it), and its answer: a file of
+ * apiserver.ui_dir, public (apiserver_ui.c). */
+bool http_ui_path(const char *path);
+int route_ui(http_request_t *req);
+int route_manifests_parse(http_request_t *req);
 int route_login(http_request_t *req);
 int route_logout(http_request_t *req);
 int route_user_me(http_request_t *req);

@@ -292,6 +292,7 @@ static const struct expectation {
         { "POST", "/volumes", 'A', 'A', 'F', false },
         { "GET", "/volumes/*", 'A', 'A', 'A', false },
         { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
+        { "POST", "/manifests/parse", 'A', 'A', 'A', false },
         { "GET", "/node", 'A', 'A', 'A', false },
         /* A webhook's URL may carry a receiver's token, and a webhook sends events off the host. */
         { "GET", "/webhooks", 'A', 'A', 'F', false },

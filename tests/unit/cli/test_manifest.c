@@ -557,8 +557,51 @@ static void test_ring_example_applies_unchanged(void **state) {
         cli_manifest_clear(&m);
 }
 
+/* Where each node is written, by the paths the API's violations use (the dashboard places them
+ * with it): keys at their key's line, list items at the item's, aliases not re-noted, the
+ * first document first. */
+static void test_lines(void **state) {
+        static const char text[] = "deployments:\n"           /* 1 */
+                                   "  web:\n"                 /* 2 */
+                                   "    image: /x\n"          /* 3 */
+                                   "    ports:\n"             /* 4 */
+                                   "      - published: 80\n"  /* 5 */
+                                   "        target: 8080\n"   /* 6 */
+                                   "      - {published: 1}\n" /* 7 */
+                                   "    labels: &l {a: b}\n"  /* 8 */
+                                   "---\n"                    /* 9 */
+                                   "deployments:\n"           /* 10 */
+                                   "  web2:\n"                /* 11 */
+                                   "    labels: *l2\n";       /* 12: an error, once lines are off */
+        json_t *docs = NULL, *lines = NULL;
+        char *error = NULL;
+
+        assert_int_equal(cli_yaml_to_json_lines("f", text, strlen(text) - strlen("    labels: *l2\n"), NULL, &docs,
+                                                &lines, &error),
+                         0);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments")), 1);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments.web")), 2);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments.web.image")), 3);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments.web.ports[0]")), 5);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments.web.ports[0].target")), 6);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments.web.ports[1].published")), 7);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments.web.labels.a")), 8);
+        assert_int_equal(json_integer_value(json_object_get(lines, "deployments.web2")), 11);
+        json_decref(docs);
+        json_decref(lines);
+
+        /* Without lines asked for, the same documents; a failure leaves both unset. */
+        docs = lines = NULL;
+        assert_int_equal(cli_yaml_to_json_lines("f", text, strlen(text), NULL, &docs, &lines, &error), -EINVAL);
+        assert_null(docs);
+        assert_null(lines);
+        assert_non_null(strstr(error, "f:12:"));
+        free(error);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_lines),
                 cmocka_unit_test(test_plain_scalars_typed),
                 cmocka_unit_test(test_strings_stay_strings),
                 cmocka_unit_test(test_tags),

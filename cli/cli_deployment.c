@@ -422,6 +422,7 @@ static const cli_verb_t deployment_verbs[] = {
         { "events", cli_deployment_events, "show a deployment's events (--follow to keep watching)" },
         { "logs", cli_deployment_logs, "print a deployment's console logs (--tail, --since, --level, --follow)" },
         { "health-checks", cli_deployment_health_checks, "show the health checks of a deployment's instances" },
+        { "metrics", cli_deployment_metrics, "show a deployment's CPU, memory, network and disk (--watch to refresh)" },
 };
 
 static void deployment_help(void) {

@@ -67,16 +67,6 @@ int store_audit_record(apiserver_store_t *s, store_audit_t *e) {
         return rc == SQLITE_DONE ? 0 : store_errno(rc);
 }
 
-static int dup_column(sqlite3_stmt *st, int col, char **ret) {
-        const unsigned char *t = sqlite3_column_text(st, col);
-
-        *ret = NULL;
-        if (!t)
-                return 0;
-        *ret = strdup((const char *)t);
-        return *ret ? 0 : -ENOMEM;
-}
-
 int store_audit_list(apiserver_store_t *s, const char *namespace_, size_t limit, store_audit_t **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -105,13 +95,13 @@ int store_audit_list(apiserver_store_t *s, const char *namespace_, size_t limit,
 
                 e->id = (uint64_t)sqlite3_column_int64(st, 0);
                 e->timestamp = (uint64_t)sqlite3_column_int64(st, 1);
-                r = dup_column(st, 2, &e->namespace_);
-                r = r ?: dup_column(st, 3, &e->actor);
-                r = r ?: dup_column(st, 4, &e->actor_id);
-                r = r ?: dup_column(st, 5, &e->via);
-                r = r ?: dup_column(st, 6, &e->action);
-                r = r ?: dup_column(st, 7, &e->target);
-                r = r ?: dup_column(st, 8, &e->source);
+                r = store_column_dup(st, 2, &e->namespace_);
+                r = r ?: store_column_dup(st, 3, &e->actor);
+                r = r ?: store_column_dup(st, 4, &e->actor_id);
+                r = r ?: store_column_dup(st, 5, &e->via);
+                r = r ?: store_column_dup(st, 6, &e->action);
+                r = r ?: store_column_dup(st, 7, &e->target);
+                r = r ?: store_column_dup(st, 8, &e->source);
                 e->status = sqlite3_column_int(st, 9);
                 if (r < 0) {
                         store_audit_array_free(a, n);

@@ -16,18 +16,12 @@ static int exec_sql(apiserver_store_t *s, const char *sql) {
         return store_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
-static void text_copy(sqlite3_stmt *st, int col, char *buf, size_t size) {
-        const unsigned char *t = sqlite3_column_text(st, col);
-
-        snprintf(buf, size, "%s", t ? (const char *)t : "");
-}
-
 static void user_read(sqlite3_stmt *st, int col, store_user_t *u) {
         const unsigned char *role = sqlite3_column_text(st, col + 2);
 
         *u = (store_user_t){};
-        text_copy(st, col, u->id, sizeof(u->id));
-        text_copy(st, col + 1, u->name, sizeof(u->name));
+        store_column_copy(st, col, u->id, sizeof(u->id));
+        store_column_copy(st, col + 1, u->name, sizeof(u->name));
         u->role = auth_role_from_name((const char *)role);
         u->created_at = (uint64_t)sqlite3_column_int64(st, col + 3);
         u->updated_at = (uint64_t)sqlite3_column_int64(st, col + 4);
@@ -64,10 +58,10 @@ static int token_read(sqlite3_stmt *st, int col, store_token_t *t) {
         const unsigned char *ns = sqlite3_column_text(st, col + 5);
 
         *t = (store_token_t){};
-        text_copy(st, col, t->id, sizeof(t->id));
-        text_copy(st, col + 1, t->user_id, sizeof(t->user_id));
+        store_column_copy(st, col, t->id, sizeof(t->id));
+        store_column_copy(st, col + 1, t->user_id, sizeof(t->user_id));
         t->session = kind && streq((const char *)kind, "session");
-        text_copy(st, col + 3, t->name, sizeof(t->name));
+        store_column_copy(st, col + 3, t->name, sizeof(t->name));
         t->has_scopes = scopes != NULL;
         if (scopes)
                 t->scopes = scopes_parse((const char *)scopes);
@@ -91,6 +85,15 @@ void store_token_array_free(store_token_t *a, size_t n) {
                 store_token_clear(&a[i]);
         free(a);
 }
+
+static int user_row(sqlite3_stmt *st, void *elem) {
+        user_read(st, 0, elem);
+        return 0;
+}
+
+static int token_row(sqlite3_stmt *st, void *elem) { return token_read(st, 0, elem); }
+
+static void token_clear(void *elem) { store_token_clear(elem); }
 
 int store_user_count(apiserver_store_t *s) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
@@ -124,7 +127,7 @@ static int user_get_locked(apiserver_store_t *s, const char *key, store_user_t *
                 return store_errno(rc);
         user_read(st, 0, ret);
         if (password_hash)
-                text_copy(st, 5, password_hash, AUTH_PASSWORD_HASH_MAX);
+                store_column_copy(st, 5, password_hash, AUTH_PASSWORD_HASH_MAX);
         return 0;
 }
 
@@ -169,27 +172,16 @@ int store_user_create(apiserver_store_t *s, const char *name, auth_role_t role, 
 int store_user_list(apiserver_store_t *s, store_user_t **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_free_ store_user_t *a = NULL;
-        size_t n = 0, cap = 0;
-        int r, rc;
+        void *a;
+        int r;
 
         r = store_prepare(s, "SELECT " USER_COLUMNS " FROM users ORDER BY name", &st);
         if (r < 0)
                 return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (n == cap) {
-                        store_user_t *grown = reallocarray(a, cap ? cap * 2 : 8, sizeof(*a));
-                        if (!grown)
-                                return -ENOMEM;
-                        a = grown;
-                        cap = cap ? cap * 2 : 8;
-                }
-                user_read(st, 0, &a[n++]);
-        }
-        if (rc != SQLITE_DONE)
-                return store_errno(rc);
-        *ret = TAKE_PTR(a);
-        *ret_n = n;
+        r = store_rows_collect(st, sizeof(store_user_t), user_row, NULL, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
         return 0;
 }
 
@@ -402,9 +394,8 @@ static int token_get_locked(apiserver_store_t *s, const char *id, store_token_t 
 int store_token_list(apiserver_store_t *s, const char *user_id, store_token_t **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        store_token_t *a = NULL;
-        size_t n = 0, cap = 0;
-        int r, rc;
+        void *a;
+        int r;
 
         r = store_prepare(s,
                           "SELECT " TOKEN_COLUMNS " FROM tokens WHERE kind = 'token' AND (?1 IS NULL OR user_id = ?1) "
@@ -415,28 +406,10 @@ int store_token_list(apiserver_store_t *s, const char *user_id, store_token_t **
         if (user_id)
                 sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)now_realtime_ms());
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (n == cap) {
-                        store_token_t *grown = reallocarray(a, cap ? cap * 2 : 8, sizeof(*a));
-                        if (!grown) {
-                                store_token_array_free(a, n);
-                                return -ENOMEM;
-                        }
-                        a = grown;
-                        cap = cap ? cap * 2 : 8;
-                }
-                r = token_read(st, 0, &a[n++]);
-                if (r < 0) {
-                        store_token_array_free(a, n);
-                        return r;
-                }
-        }
-        if (rc != SQLITE_DONE) {
-                store_token_array_free(a, n);
-                return store_errno(rc);
-        }
+        r = store_rows_collect(st, sizeof(store_token_t), token_row, token_clear, &a, ret_n);
+        if (r < 0)
+                return r;
         *ret = a;
-        *ret_n = n;
         return 0;
 }
 

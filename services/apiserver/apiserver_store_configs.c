@@ -20,42 +20,33 @@ void store_config_array_free(store_config_t *a, size_t n) {
         free(a);
 }
 
-static const char *text(sqlite3_stmt *st, int col) {
-        const unsigned char *t = sqlite3_column_text(st, col);
-        return t ? (const char *)t : "";
-}
+static void config_clear(void *elem) { store_config_clear(elem); }
 
-static int row_read(sqlite3_stmt *st, store_config_t *ret) {
-        *ret = (store_config_t){};
-        snprintf(ret->id, sizeof(ret->id), "%s", text(st, 0));
-        snprintf(ret->namespace_, sizeof(ret->namespace_), "%s", text(st, 1));
-        snprintf(ret->name, sizeof(ret->name), "%s", text(st, 2));
-        ret->data = strdup(text(st, 3));
-        ret->version = (uint64_t)sqlite3_column_int64(st, 4);
-        ret->created_at = (uint64_t)sqlite3_column_int64(st, 5);
-        ret->updated_at = (uint64_t)sqlite3_column_int64(st, 6);
-        return ret->data ? 0 : -ENOMEM;
+static int row_read(sqlite3_stmt *st, void *elem) {
+        store_config_t *c = elem;
+
+        *c = (store_config_t){};
+        store_column_copy(st, 0, c->id, sizeof(c->id));
+        store_column_copy(st, 1, c->namespace_, sizeof(c->namespace_));
+        store_column_copy(st, 2, c->name, sizeof(c->name));
+        c->data = strdup(store_column_text(st, 3));
+        c->version = (uint64_t)sqlite3_column_int64(st, 4);
+        c->created_at = (uint64_t)sqlite3_column_int64(st, 5);
+        c->updated_at = (uint64_t)sqlite3_column_int64(st, 6);
+        return c->data ? 0 : -ENOMEM;
 }
 
 static int get_locked(apiserver_store_t *s, const char *namespace_, const char *key, store_config_t *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        int r;
 
-        /* An id first: a name that happens to look like another config's id is not it. */
-        r = store_prepare(s,
-                          "SELECT " CONFIG_COLUMNS " FROM configs WHERE id = ?1 OR (namespace = ?2 AND name = ?1) "
-                          "ORDER BY id = ?1 DESC LIMIT 1",
-                          &st);
+        r = store_prepare(s, "SELECT " CONFIG_COLUMNS " FROM configs " STORE_WHERE_ID_OR_NAME, &st);
         if (r < 0)
                 return r;
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, namespace_ ?: "default", -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOENT;
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        return row_read(st, ret);
+        r = store_step_row(st);
+        return r < 0 ? r : row_read(st, ret);
 }
 
 int store_config_get(apiserver_store_t *s, const char *namespace_, const char *key, store_config_t *ret) {
@@ -67,9 +58,8 @@ int store_config_get(apiserver_store_t *s, const char *namespace_, const char *k
 int store_config_list(apiserver_store_t *s, const char *namespace_, store_config_t **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        store_config_t *a = NULL;
-        size_t n = 0, cap = 0;
-        int r, rc;
+        void *a;
+        int r;
 
         r = store_prepare(s,
                           "SELECT " CONFIG_COLUMNS " FROM configs WHERE ?1 IS NULL OR namespace = ?1 "
@@ -79,28 +69,10 @@ int store_config_list(apiserver_store_t *s, const char *namespace_, store_config
                 return r;
         if (namespace_)
                 sqlite3_bind_text(st, 1, namespace_, -1, SQLITE_STATIC);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (n == cap) {
-                        store_config_t *grown = reallocarray(a, cap ? cap * 2 : 8, sizeof(*a));
-                        if (!grown) {
-                                store_config_array_free(a, n);
-                                return -ENOMEM;
-                        }
-                        a = grown;
-                        cap = cap ? cap * 2 : 8;
-                }
-                r = row_read(st, &a[n++]);
-                if (r < 0) {
-                        store_config_array_free(a, n);
-                        return r;
-                }
-        }
-        if (rc != SQLITE_DONE) {
-                store_config_array_free(a, n);
-                return store_errno(rc);
-        }
+        r = store_rows_collect(st, sizeof(store_config_t), row_read, config_clear, &a, ret_n);
+        if (r < 0)
+                return r;
         *ret = a;
-        *ret_n = n;
         return 0;
 }
 
@@ -158,15 +130,6 @@ int store_config_update(apiserver_store_t *s, const char *id, const char *data, 
 
 int store_config_delete(apiserver_store_t *s, const char *id) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
 
-        r = store_prepare(s, "DELETE FROM configs WHERE id = ?", &st);
-        if (r < 0)
-                return r;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_DONE)
-                return store_errno(rc);
-        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+        return store_change_one(s, "DELETE FROM configs WHERE id = ?", id);
 }

@@ -39,17 +39,6 @@ void store_deployment_array_free(store_deployment_t *a, size_t n) {
         free(a);
 }
 
-static int column_dup(sqlite3_stmt *st, int col, char **ret) {
-        const unsigned char *s = sqlite3_column_text(st, col);
-
-        if (!s) {
-                *ret = NULL;
-                return sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : -ENOMEM;
-        }
-        *ret = strdup((const char *)s);
-        return *ret ? 0 : -ENOMEM;
-}
-
 static uint32_t column_u32(sqlite3_stmt *st, int col) {
         sqlite3_int64 v = sqlite3_column_int64(st, col);
 
@@ -61,24 +50,24 @@ static int row_read(sqlite3_stmt *st, store_deployment_t *ret) {
         store_deployment_t d = {};
         int r = 0;
 
-        r = r ?: column_dup(st, 0, &d.d.id);
-        r = r ?: column_dup(st, 1, &d.d.namespace_);
-        r = r ?: column_dup(st, 2, &d.d.name);
+        r = r ?: store_column_dup(st, 0, &d.d.id);
+        r = r ?: store_column_dup(st, 1, &d.d.namespace_);
+        r = r ?: store_column_dup(st, 2, &d.d.name);
         d.d.generation = (uint64_t)sqlite3_column_int64(st, 3);
-        r = r ?: column_dup(st, 4, &d.d.status);
-        r = r ?: column_dup(st, 5, &d.status_message);
+        r = r ?: store_column_dup(st, 4, &d.d.status);
+        r = r ?: store_column_dup(st, 5, &d.status_message);
         d.d.ready_replicas = column_u32(st, 6);
         d.restart_count = column_u32(st, 7);
         d.d.restart_count = d.restart_count;
-        r = r ?: column_dup(st, 8, &d.d.runtime);
-        r = r ?: column_dup(st, 9, &d.d.kind);
-        r = r ?: column_dup(st, 10, &d.d.image);
-        r = r ?: column_dup(st, 11, &d.d.kernel);
+        r = r ?: store_column_dup(st, 8, &d.d.runtime);
+        r = r ?: store_column_dup(st, 9, &d.d.kind);
+        r = r ?: store_column_dup(st, 10, &d.d.image);
+        r = r ?: store_column_dup(st, 11, &d.d.kernel);
         d.d.replicas = column_u32(st, 12);
         d.d.cpus = column_u32(st, 13);
         d.d.memory_mib = column_u32(st, 14);
-        r = r ?: column_dup(st, 15, &d.labels);
-        r = r ?: column_dup(st, 16, &d.spec);
+        r = r ?: store_column_dup(st, 15, &d.labels);
+        r = r ?: store_column_dup(st, 16, &d.spec);
         d.created_at = (uint64_t)sqlite3_column_int64(st, 17);
         d.updated_at = (uint64_t)sqlite3_column_int64(st, 18);
         d.d.failed_at = (uint64_t)sqlite3_column_int64(st, 19);

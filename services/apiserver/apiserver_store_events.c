@@ -6,13 +6,6 @@
 #include "lib/util.h"
 #include "services/apiserver/apiserver_store_private.h"
 
-static int column_dup(sqlite3_stmt *st, int col, char **ret) {
-        const unsigned char *s = sqlite3_column_text(st, col);
-
-        *ret = strdup(s ? (const char *)s : "");
-        return *ret ? 0 : -ENOMEM;
-}
-
 int store_event_record(apiserver_store_t *s, event_t *e) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *ins = NULL, *trim = NULL;
@@ -64,12 +57,12 @@ static int row_read(sqlite3_stmt *st, event_t *e) {
         int r = 0;
 
         e->id = (uint64_t)sqlite3_column_int64(st, 0);
-        r = r ?: column_dup(st, 1, &e->deployment_id);
+        r = r ?: store_column_dup(st, 1, &e->deployment_id);
         e->timestamp = (uint64_t)sqlite3_column_int64(st, 2);
-        r = r ?: column_dup(st, 3, &e->level);
-        r = r ?: column_dup(st, 4, &e->component);
-        r = r ?: column_dup(st, 5, &e->reason);
-        r = r ?: column_dup(st, 6, &e->message);
+        r = r ?: store_column_dup(st, 3, &e->level);
+        r = r ?: store_column_dup(st, 4, &e->component);
+        r = r ?: store_column_dup(st, 5, &e->reason);
+        r = r ?: store_column_dup(st, 6, &e->message);
         return r;
 }
 

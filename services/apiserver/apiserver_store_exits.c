@@ -65,16 +65,6 @@ int store_exit_record(apiserver_store_t *s, const char *deployment_id, const sto
         return rc == SQLITE_DONE ? 0 : store_errno(rc);
 }
 
-static int dup_column(sqlite3_stmt *st, int col, char **ret) {
-        const unsigned char *v = sqlite3_column_text(st, col);
-
-        *ret = NULL;
-        if (!v)
-                return sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : -ENOMEM;
-        *ret = strdup((const char *)v);
-        return *ret ? 0 : -ENOMEM;
-}
-
 int store_exit_list(apiserver_store_t *s, const char *deployment_id, store_exit_t **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -100,9 +90,9 @@ int store_exit_list(apiserver_store_t *s, const char *deployment_id, store_exit_
                 e->started_at = (uint64_t)sqlite3_column_int64(st, 3);
                 e->exited_at = (uint64_t)sqlite3_column_int64(st, 4);
                 e->exit_status = sqlite3_column_int64(st, 6);
-                r = dup_column(st, 0, &e->instance_id);
-                r = r ?: dup_column(st, 2, &e->address);
-                r = r ?: dup_column(st, 5, &e->exit_reason);
+                r = store_column_dup(st, 0, &e->instance_id);
+                r = r ?: store_column_dup(st, 2, &e->address);
+                r = r ?: store_column_dup(st, 5, &e->exit_reason);
                 if (r < 0) {
                         store_exit_array_free(a, n);
                         return r;

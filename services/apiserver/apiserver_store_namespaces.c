@@ -11,31 +11,27 @@
         "n.name, n.created_at, (SELECT count(*) FROM deployments d WHERE d.namespace = n.name AND d.status != " \
         "'deleted')"
 
-static void row_read(sqlite3_stmt *st, store_namespace_t *ret) {
-        const unsigned char *name = sqlite3_column_text(st, 0);
+static int row_read(sqlite3_stmt *st, void *elem) {
+        store_namespace_t *ns = elem;
 
-        *ret = (store_namespace_t){};
-        snprintf(ret->name, sizeof(ret->name), "%s", name ? (const char *)name : "");
-        ret->created_at = (uint64_t)sqlite3_column_int64(st, 1);
-        ret->deployments = (uint32_t)sqlite3_column_int64(st, 2);
+        *ns = (store_namespace_t){};
+        store_column_copy(st, 0, ns->name, sizeof(ns->name));
+        ns->created_at = (uint64_t)sqlite3_column_int64(st, 1);
+        ns->deployments = (uint32_t)sqlite3_column_int64(st, 2);
+        return 0;
 }
 
 static int get_locked(apiserver_store_t *s, const char *name, store_namespace_t *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         store_namespace_t ignored;
-        int r, rc;
+        int r;
 
         r = store_prepare(s, "SELECT " NAMESPACE_COLUMNS " FROM namespaces n WHERE n.name = ?", &st);
         if (r < 0)
                 return r;
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOENT;
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        row_read(st, ret ?: &ignored);
-        return 0;
+        r = store_step_row(st);
+        return r < 0 ? r : row_read(st, ret ?: &ignored);
 }
 
 int store_namespace_get(apiserver_store_t *s, const char *name, store_namespace_t *ret) {
@@ -47,27 +43,16 @@ int store_namespace_get(apiserver_store_t *s, const char *name, store_namespace_
 int store_namespace_list(apiserver_store_t *s, store_namespace_t **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_free_ store_namespace_t *a = NULL;
-        size_t n = 0, cap = 0;
-        int r, rc;
+        void *a;
+        int r;
 
         r = store_prepare(s, "SELECT " NAMESPACE_COLUMNS " FROM namespaces n ORDER BY n.name", &st);
         if (r < 0)
                 return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (n == cap) {
-                        store_namespace_t *grown = reallocarray(a, cap ? cap * 2 : 8, sizeof(*a));
-                        if (!grown)
-                                return -ENOMEM;
-                        a = grown;
-                        cap = cap ? cap * 2 : 8;
-                }
-                row_read(st, &a[n++]);
-        }
-        if (rc != SQLITE_DONE)
-                return store_errno(rc);
-        *ret = TAKE_PTR(a);
-        *ret_n = n;
+        r = store_rows_collect(st, sizeof(store_namespace_t), row_read, NULL, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
         return 0;
 }
 

@@ -34,6 +34,34 @@ static inline void sqlite3_finalizep(sqlite3_stmt **st) {
 
 int store_prepare(apiserver_store_t *s, const char *sql, sqlite3_stmt **ret);
 
+/* ---- reading rows (apiserver_store_rows.c): one way for every table ---------------------- */
+
+/* A text column as a C string: "" for NULL. Valid until the statement steps again. */
+const char *store_column_text(sqlite3_stmt *st, int col);
+/* A text column into a fixed buffer (cut to size), "" for NULL. */
+void store_column_copy(sqlite3_stmt *st, int col, char *buf, size_t size);
+/* A text column as a new string in *ret (the caller frees), NULL for NULL; -ENOMEM. */
+int store_column_dup(sqlite3_stmt *st, int col, char **ret);
+
+/* Reads the current row into *elem, one element of a list: 0 or -errno. */
+typedef int (*store_row_read_fn)(sqlite3_stmt *st, void *elem);
+/* Frees what one element owns (not the element itself). */
+typedef void (*store_elem_clear_fn)(void *elem);
+/* Steps st to its end, reading each row into a growing array of elem_size-byte elements: *ret
+ * (the caller's, NULL when there were no rows) and *ret_n. On failure nothing is returned and
+ * the elements read are cleared (clear is NULL when elements own nothing). */
+int store_rows_collect(sqlite3_stmt *st, size_t elem_size, store_row_read_fn read, store_elem_clear_fn clear,
+                       void **ret, size_t *ret_n);
+/* Steps st expecting at most one row: 1 when it is there to read, -ENOENT when there is none. */
+int store_step_row(sqlite3_stmt *st);
+/* Runs sql (a DELETE or UPDATE with one text parameter, arg): -ENOENT when it changed no row. */
+int store_change_one(apiserver_store_t *s, const char *sql, const char *arg);
+
+/* The WHERE of a namespaced object looked up by id or by name in a namespace (configs, secrets,
+ * webhooks...): bind ?1 to the key and ?2 to the namespace. An id first: a name that happens to
+ * look like another object's id is not it. */
+#define STORE_WHERE_ID_OR_NAME "WHERE id = ?1 OR (namespace = ?2 AND name = ?1) ORDER BY id = ?1 DESC LIMIT 1"
+
 /* A statement kept prepared for the next call with the same SQL, for the queries every request
  * makes (the token lookup, lists): preparing costs more than running them. With the lock held;
  * `_cleanup_cached_stmt_ store_stmt_t *c` (declared after `locked`, so released before the

@@ -16,17 +16,15 @@ _Static_assert(sizeof(((apiserver_store_t *)NULL)->secrets_key) == SECRETS_KEY_L
 #define KEY_CHECK_PLAIN "husk secrets key check"
 #define KEY_CHECK_CONTEXT "husk:secrets-key-check"
 
-static const char *text(sqlite3_stmt *st, int col) {
-        const unsigned char *t = sqlite3_column_text(st, col);
-        return t ? (const char *)t : "";
-}
+static int row_read(sqlite3_stmt *st, void *elem) {
+        store_secret_t *secret = elem;
 
-static void row_read(sqlite3_stmt *st, store_secret_t *ret) {
-        *ret = (store_secret_t){};
-        snprintf(ret->id, sizeof(ret->id), "%s", text(st, 0));
-        snprintf(ret->namespace_, sizeof(ret->namespace_), "%s", text(st, 1));
-        snprintf(ret->name, sizeof(ret->name), "%s", text(st, 2));
-        ret->created_at = (uint64_t)sqlite3_column_int64(st, 3);
+        *secret = (store_secret_t){};
+        store_column_copy(st, 0, secret->id, sizeof(secret->id));
+        store_column_copy(st, 1, secret->namespace_, sizeof(secret->namespace_));
+        store_column_copy(st, 2, secret->name, sizeof(secret->name));
+        secret->created_at = (uint64_t)sqlite3_column_int64(st, 3);
+        return 0;
 }
 
 int store_secrets_key_set(apiserver_store_t *s, const uint8_t *key) {
@@ -69,24 +67,17 @@ int store_secrets_key_set(apiserver_store_t *s, const uint8_t *key) {
 
 static int get_locked(apiserver_store_t *s, const char *namespace_, const char *key, store_secret_t *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        int r;
 
-        r = store_prepare(s,
-                          "SELECT " SECRET_COLUMNS " FROM secrets WHERE id = ?1 OR (namespace = ?2 AND name = ?1) "
-                          "ORDER BY id = ?1 DESC LIMIT 1",
-                          &st);
+        r = store_prepare(s, "SELECT " SECRET_COLUMNS " FROM secrets " STORE_WHERE_ID_OR_NAME, &st);
         if (r < 0)
                 return r;
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, namespace_ ?: "default", -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOENT;
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        if (ret)
-                row_read(st, ret);
-        return 0;
+        r = store_step_row(st);
+        if (r < 0)
+                return r;
+        return ret ? row_read(st, ret) : 0;
 }
 
 int store_secret_get(apiserver_store_t *s, const char *namespace_, const char *key, store_secret_t *ret) {
@@ -98,9 +89,8 @@ int store_secret_get(apiserver_store_t *s, const char *namespace_, const char *k
 int store_secret_list(apiserver_store_t *s, const char *namespace_, store_secret_t **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_free_ store_secret_t *a = NULL;
-        size_t n = 0, cap = 0;
-        int r, rc;
+        void *a;
+        int r;
 
         r = store_prepare(s,
                           "SELECT " SECRET_COLUMNS " FROM secrets WHERE ?1 IS NULL OR namespace = ?1 "
@@ -110,20 +100,10 @@ int store_secret_list(apiserver_store_t *s, const char *namespace_, store_secret
                 return r;
         if (namespace_)
                 sqlite3_bind_text(st, 1, namespace_, -1, SQLITE_STATIC);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (n == cap) {
-                        store_secret_t *grown = reallocarray(a, cap ? cap * 2 : 8, sizeof(*a));
-                        if (!grown)
-                                return -ENOMEM;
-                        a = grown;
-                        cap = cap ? cap * 2 : 8;
-                }
-                row_read(st, &a[n++]);
-        }
-        if (rc != SQLITE_DONE)
-                return store_errno(rc);
-        *ret = TAKE_PTR(a);
-        *ret_n = n;
+        r = store_rows_collect(st, sizeof(store_secret_t), row_read, NULL, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
         return 0;
 }
 
@@ -161,23 +141,14 @@ int store_secret_create(apiserver_store_t *s, const char *namespace_, const char
 
 int store_secret_delete(apiserver_store_t *s, const char *id) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
 
-        r = store_prepare(s, "DELETE FROM secrets WHERE id = ?", &st);
-        if (r < 0)
-                return r;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_DONE)
-                return store_errno(rc);
-        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+        return store_change_one(s, "DELETE FROM secrets WHERE id = ?", id);
 }
 
 int store_secret_reveal(apiserver_store_t *s, const char *namespace_, const char *name, char **ret, size_t *ret_n) {
         _cleanup_(store_unlockp) apiserver_store_t *locked = store_lock(s);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        int r;
 
         if (!s->has_secrets_key)
                 return -ENOKEY;
@@ -186,12 +157,10 @@ int store_secret_reveal(apiserver_store_t *s, const char *namespace_, const char
                 return r;
         sqlite3_bind_text(st, 1, namespace_, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOENT;
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        r = secrets_open(s->secrets_key, text(st, 0), sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
-                         ret, ret_n);
+        r = store_step_row(st);
+        if (r < 0)
+                return r;
+        r = secrets_open(s->secrets_key, store_column_text(st, 0), sqlite3_column_blob(st, 1),
+                         (size_t)sqlite3_column_bytes(st, 1), ret, ret_n);
         return r == -EBADMSG ? -EKEYREJECTED : r;
 }

@@ -13,6 +13,7 @@
 #include "proto/agent_frame.h"
 #include "proto/instance.h"
 #include "proto/instance_record.h"
+#include "proto/metrics.h"
 
 typedef struct vmm vmm_t;
 typedef struct vmm_instance vmm_instance_t;
@@ -28,6 +29,8 @@ int vmm_record_load(const char *dir, instance_record_t *r);
 
 /* Field 22 (starttime) of a /proc/<pid>/stat line; comm (field 2) may hold spaces and ')'. */
 int vmm_proc_parse_start_time(const char *stat, uint64_t *ret);
+/* The same line's utime + stime (fields 14 and 15, clock ticks) and starttime (22). */
+int vmm_proc_parse_stat(const char *stat, uint64_t *ret_ticks, uint64_t *ret_start);
 int vmm_proc_start_time(pid_t pid, uint64_t *ret);
 int vmm_pidfd_open(pid_t pid); /* fd (O_CLOEXEC) or -errno */
 int vmm_pidfd_kill(int pidfd, int sig);
@@ -101,6 +104,8 @@ int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e
 void vmm_fs_wait_cancel(vmm_fs_wait_t **w);
 /* The same, waited for on a private loop: for tests and tools. */
 int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
+/* Any export, waited for likewise: husk-oci's holder, which has no loop of its own. */
+int vmm_fs_start_export(const char *dir, const vmm_fs_export_t *e, char **ret_error);
 /* Kill the recorded virtiofsds (the image's and the volumes') if each is still the one we
  * started, and reap those that are our children. */
 void vmm_fs_stop(instance_record_t *rec);
@@ -138,7 +143,7 @@ void vmm_net_detach(vmm_t *d, const char *instance_id);
 
 /* ---- exits (vmm_watch.c) ------------------------------------------------------------------ */
 
-/* What is known about a VMM's exit; the runtime's exit_reason makes the reason of it. */
+/* What is known about a VMM's exit; vmm_exit_reason() makes the reason of it. */
 typedef struct vmm_exit_facts {
         bool stop_requested;         /* we asked (instance.stop) */
         const char *shutdown_reason; /* the shutdown reason the VMM announced, NULL if none */
@@ -146,6 +151,9 @@ typedef struct vmm_exit_facts {
         int wstatus; /* wait status, valid when status_known */
 } vmm_exit_facts_t;
 
+/* "stopped", "guest-shutdown", "guest-reset", "guest-panic", "killed" or "crashed"
+ * (SCHEMA.md, instance), for every runtime. */
+const char *vmm_exit_reason(const vmm_exit_facts_t *f);
 /* Exit code, 128+signal, or -1 when unknown. */
 int64_t vmm_exit_status(const vmm_exit_facts_t *f);
 
@@ -213,6 +221,26 @@ int vmm_workload_status(bus_request_t *req, vmm_instance_t *i);
 /* "husk-agent on instance X is not reachable over virtio-serial (agent.sock): ..." */
 void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, int error);
 
+/* ---- metrics (vmm_metrics.c) ---------------------------------------------------------------- */
+
+/* An instance's sampler state: the last CPU reading (for CPU%) and the round's sample. */
+typedef struct vmm_sample {
+        uint64_t prev_ticks;   /* utime + stime at the previous sample */
+        uint64_t prev_boot_ms; /* CLOCK_BOOTTIME then; 0: no sample yet */
+        uint64_t round;        /* the round m belongs to (0: none) */
+        instance_metrics_t m;
+} vmm_sample_t;
+
+/* /proc/<pid>/status: VmRSS (bytes; 0 when absent) and Threads; io: read_bytes and write_bytes.
+ * -EBADMSG when a field is missing. (stat: vmm_proc_parse_stat.) */
+int vmm_metrics_parse_status(const char *status, uint64_t *ret_rss_bytes, uint64_t *ret_threads);
+int vmm_metrics_parse_io(const char *io, uint64_t *ret_read, uint64_t *ret_write);
+/* Sample every interval_ms (0: never); restarts the timer. */
+int vmm_metrics_start(vmm_t *d, uint64_t interval_ms);
+void vmm_metrics_stop(vmm_t *d);
+/* SIGHUP: a new vmm_driver.metrics_interval re-arms the timer. */
+void vmm_metrics_reload(vmm_t *d, uint64_t interval_ms);
+
 /* ---- instances (vmm_instance.c) ------------------------------------------------------------- */
 
 struct vmm_instance {
@@ -228,6 +256,7 @@ struct vmm_instance {
                 *runtime;   /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
         void *runtime_data; /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
         vmm_agent_t agent;
+        vmm_sample_t sample; /* vmm_metrics.c */
 };
 
 int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret);
@@ -294,6 +323,13 @@ struct vmm {
         int reap_timer;
         bus_client_t *netd; /* net.attach / net.detach, asynchronous */
         zhashx_t *creating; /* instance_id -> its create in flight (vmm_instance.c; owned there) */
+        /* The sampler (vmm_metrics.c): one timer, and the round in flight. */
+        uint64_t metrics_interval_ms;
+        int metrics_timer;          /* 0: not sampling */
+        int metrics_deadline_timer; /* the round's end; 0 when none */
+        uint64_t metrics_round;
+        bool metrics_round_open;
+        unsigned metrics_pending; /* answers the open round waits for */
 };
 
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }

@@ -300,7 +300,7 @@ static const struct {
         { "ready", frame_ready },     { "hello", frame_answer },  { "pong", frame_answer },
         { "shutdown", frame_answer }, { "start", frame_answer },  { "exec", frame_answer },
         { "signal", frame_answer },   { "status", frame_answer }, { "exited", vmm_workload_on_exited },
-        { "error", frame_error },
+        { "error", frame_error },     { "stats", frame_answer },
 };
 
 static void dispatch(vmm_instance_t *i, const msgpack_object *body) {

@@ -89,8 +89,3 @@ void vmm_ch_events_drain(vmm_ch_events_t *e);
 /* Stops following (as vmm_ch_api_close: the memory stays until vmm_ch_events_free()). */
 void vmm_ch_events_close(vmm_ch_events_t *e);
 void vmm_ch_events_free(vmm_ch_events_t **e);
-
-/* ---- the runtime (vmm_ch_runtime.c) ----------------------------------------------------------- */
-
-/* cloud-hypervisor's exit classified from the events it wrote and the wait status. */
-const char *vmm_ch_exit_reason(const vmm_exit_facts_t *f);

@@ -489,35 +489,6 @@ static int ch_shutdown(vmm_instance_t *i) {
         return 0;
 }
 
-static bool starts_with(const char *s, const char *prefix) { return s && strncmp(s, prefix, strlen(prefix)) == 0; }
-
-const char *vmm_ch_exit_reason(const vmm_exit_facts_t *f) {
-        if (f->stop_requested)
-                return "stopped";
-        /* The guest ended itself: powered off, or reset or panicked (no clean end: a job that
-         * did either failed), as the event monitor said. */
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-reset"))
-                return "guest-reset";
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-panic"))
-                return "guest-panic";
-        if (starts_with(f->shutdown_reason, "guest-"))
-                return "guest-shutdown";
-        if (f->status_known && WIFSIGNALED(f->wstatus))
-                return "killed";
-        /* CH exits 1 when it fails (a body it accepted but could not run, a seccomp kill it
-         * caught...). */
-        if (f->status_known && WIFEXITED(f->wstatus) && WEXITSTATUS(f->wstatus) != 0)
-                return "crashed";
-        /* A host request that was not ours (vmm.shutdown from someone else). */
-        if (starts_with(f->shutdown_reason, "host-"))
-                return "stopped";
-        /* CH exits 0 only after its shutdown (whose events we may have missed). */
-        if (f->status_known)
-                return "guest-shutdown";
-        /* Gone without its shutdown events and with no status: a signal or a crash. */
-        return "crashed";
-}
-
 static int agent_connect(vmm_instance_t *i) { return vmm_instance_connect(i, VMM_CH_VSOCK_SOCKET); }
 
 const vmm_runtime_t vmm_ch_runtime = {
@@ -540,6 +511,5 @@ const vmm_runtime_t vmm_ch_runtime = {
         .disconnect = disconnect,
         .release = release,
         .shutdown = ch_shutdown,
-        .exit_reason = vmm_ch_exit_reason,
         .agent_connect = agent_connect,
 };

@@ -1,6 +1,7 @@
 /* vmm_qemu.c: the qemu runtime's command line: accelerator choice, TSC frequency, the microvm argv (the kit) and the q35 one (firmware boot). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -142,15 +143,26 @@ static void add_volumes(strv_builder_t *b, const vmm_qemu_params_t *p, const cha
         }
 }
 
-/* The kit: microvm, direct kernel boot, virtio-mmio devices. */
-static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *net) {
-        /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. */
-        add(b, "-machine");
-        add(b, "microvm,accel=%s,memory-backend=mem", p->accel);
+/* The accelerator (-accel, which excludes -machine accel=): KVM with the host's CPU model, or TCG
+ * with a bounded translation cache. */
+static void add_accel(strv_builder_t *b, const vmm_qemu_params_t *p) {
+        add(b, "-accel");
+        if (streq(p->accel, "tcg") && p->tcg_cache_mib > 0)
+                add(b, "tcg,tb-size=%" PRIu32, p->tcg_cache_mib);
+        else
+                add(b, "%s", p->accel);
         if (streq(p->accel, "kvm")) {
                 add(b, "-cpu");
                 add(b, "host");
         }
+}
+
+/* The kit: microvm, direct kernel boot, virtio-mmio devices. */
+static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *net) {
+        /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. */
+        add(b, "-machine");
+        add(b, "microvm,memory-backend=mem");
+        add_accel(b, p);
         add(b, "-smp");
         add(b, "%u", p->cpus);
         add(b, "-m");
@@ -220,11 +232,8 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
 static void add_firmware(strv_builder_t *b, const vmm_qemu_params_t *p) {
         add(b, "-machine");
         /* Volumes (vhost-user-fs) need guest RAM in a shareable memfd, as the kit's. */
-        add(b, "q35,accel=%s%s", p->accel, p->n_volumes ? ",memory-backend=mem" : "");
-        if (streq(p->accel, "kvm")) {
-                add(b, "-cpu");
-                add(b, "host");
-        }
+        add(b, "q35%s", p->n_volumes ? ",memory-backend=mem" : "");
+        add_accel(b, p);
         add(b, "-smp");
         add(b, "%u", p->cpus);
         add(b, "-m");
@@ -283,11 +292,12 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
         strv_builder_t b = {};
         char net[96] = "";
 
-        if (p->net && (!p->net->tap[0] || !p->net->mac[0] || !p->net->guest_ip[0] || !p->net->host_ip[0]))
+        if (p->net && (!p->net->tap[0] || !p->net->mac[0] || !p->net->guest_ip[0]))
                 return -EINVAL;
-        /* The agent configures eth0 from these (SCHEMA.md, Agent: boot parameters). */
-        if (p->net && snprintf(net, sizeof(net), " husk.ip=%s/%u husk.gw=%s", p->net->guest_ip, p->net->prefix,
-                               p->net->host_ip) >= (int)sizeof(net))
+        /* The agent configures eth0 from these (SCHEMA.md, Agent: boot parameters); no gateway
+         * (husk-oci on a network namespace without a default route): no husk.gw. */
+        if (p->net && snprintf(net, sizeof(net), " husk.ip=%s/%u%s%s", p->net->guest_ip, p->net->prefix,
+                               p->net->host_ip[0] ? " husk.gw=" : "", p->net->host_ip) >= (int)sizeof(net))
                 return -EINVAL;
 
         if (!p->binary || !p->accel || !p->instance_id || p->cpus == 0 || p->memory_mib == 0)

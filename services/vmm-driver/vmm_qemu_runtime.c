@@ -32,6 +32,7 @@ static void free_state(void *state) {
 /* The binary, the accelerator, the TSC frequency. */
 static int setup(const husk_runtime_config_t *c, void **state) {
         const char *binary = c->binary_path ?: "qemu-system-x86_64";
+        uint64_t tcg_cache_mib;
         vmm_qemu_t *q;
         const char *accel;
         int r;
@@ -57,6 +58,12 @@ static int setup(const husk_runtime_config_t *c, void **state) {
                 }
         }
         q->accel = accel;
+        /* QEMU takes MiB: a size under 1 MiB is 1 MiB, never 0 (QEMU's default of 1 GiB). */
+        tcg_cache_mib = c->tcg_translation_cache >> 20;
+        if (c->tcg_translation_cache > 0)
+                q->tcg_cache_mib = tcg_cache_mib == 0           ? 1
+                                   : tcg_cache_mib > UINT32_MAX ? UINT32_MAX
+                                                                : (uint32_t)tcg_cache_mib;
         if (c->firmware_path) {
                 /* Checked when a disk boots, so that a host without OVMF still runs the kit. */
                 q->firmware = strdup(c->firmware_path);
@@ -160,6 +167,7 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 .cpus = s->cpus,
                 .memory_mib = s->memory_mib,
                 .tsc_khz = q->tsc_khz,
+                .tcg_cache_mib = q->tcg_cache_mib,
                 .net = l->net,
                 .fs_socket = l->fs_socket,
                 .disk = l->disk,
@@ -248,36 +256,6 @@ static int qemu_shutdown(vmm_instance_t *i) {
         return vmm_qmp_execute(i, "system_powerdown");
 }
 
-static bool starts_with(const char *s, const char *prefix) { return s && strncmp(s, prefix, strlen(prefix)) == 0; }
-
-const char *vmm_qemu_exit_reason(const vmm_exit_facts_t *f) {
-        if (f->stop_requested)
-                return "stopped";
-        /* The guest ended itself, and how tells a job's result: a reboot (which -no-reboot turns
-         * into an exit) or a panic (pvpanic, or a kernel that resets on panic) is no clean end. */
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-reset"))
-                return "guest-reset";
-        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-panic"))
-                return "guest-panic";
-        if (starts_with(f->shutdown_reason, "guest-"))
-                return "guest-shutdown";
-        if (f->status_known && WIFSIGNALED(f->wstatus))
-                return "killed";
-        /* SIGTERM/SIGINT/SIGHUP make QEMU emit SHUTDOWN host-signal and exit 0. */
-        if (f->shutdown_reason && streq(f->shutdown_reason, "host-signal"))
-                return "killed";
-        if (f->status_known && WIFEXITED(f->wstatus) && WEXITSTATUS(f->wstatus) != 0)
-                return "crashed";
-        /* Some other host request (a QMP quit or powerdown not from us). */
-        if (starts_with(f->shutdown_reason, "host-"))
-                return "stopped";
-        /* QEMU exits 0 only when asked to shut down; we know the host-side requests. */
-        if (f->status_known)
-                return "guest-shutdown";
-        /* Gone without a shutdown event and with no status: a signal or a crash. */
-        return "crashed";
-}
-
 static int agent_connect(vmm_instance_t *i) { return vmm_instance_connect(i, AGENT_SOCKET); }
 
 const vmm_runtime_t vmm_qemu_runtime = {
@@ -298,6 +276,5 @@ const vmm_runtime_t vmm_qemu_runtime = {
         .disconnect = disconnect,
         .release = release,
         .shutdown = qemu_shutdown,
-        .exit_reason = vmm_qemu_exit_reason,
         .agent_connect = agent_connect,
 };

@@ -83,9 +83,6 @@ typedef struct vmm_runtime {
         void (*release)(vmm_instance_t *i);
         /* Ask the guest to power off; SIGKILL after the stop timeout is the caller's. */
         int (*shutdown)(vmm_instance_t *i);
-        /* "stopped", "guest-shutdown", "guest-reset", "guest-panic", "killed" or "crashed"
-         * (SCHEMA.md, instance). */
-        const char *(*exit_reason)(const vmm_exit_facts_t *f);
         /* A non-blocking, cloexec stream to husk-agent, or -errno; frames flow once the
          * agent_handshake, if any, was accepted (vmm_agent.c does it, from the loop). */
         int (*agent_connect)(vmm_instance_t *i);

@@ -23,6 +23,40 @@ int64_t vmm_exit_status(const vmm_exit_facts_t *f) {
         return -1;
 }
 
+static bool starts_with(const char *s, const char *prefix) { return s && strncmp(s, prefix, strlen(prefix)) == 0; }
+
+/* Every runtime's drain leaves the VMM's last word in QEMU's shutdown vocabulary
+ * (`guest-shutdown`, `guest-reset`, `guest-panic`, `host-signal`, `host-qmp-quit`...; the CH
+ * event monitor's are mapped to it), so one function reads them all. */
+const char *vmm_exit_reason(const vmm_exit_facts_t *f) {
+        if (f->stop_requested)
+                return "stopped";
+        /* The guest ended itself, and how tells a job's result: a reboot (which -no-reboot turns
+         * into an exit) or a panic (pvpanic, or a kernel that resets on panic) is no clean end. */
+        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-reset"))
+                return "guest-reset";
+        if (f->shutdown_reason && streq(f->shutdown_reason, "guest-panic"))
+                return "guest-panic";
+        if (starts_with(f->shutdown_reason, "guest-"))
+                return "guest-shutdown";
+        if (f->status_known && WIFSIGNALED(f->wstatus))
+                return "killed";
+        /* SIGTERM/SIGINT/SIGHUP make QEMU announce host-signal and exit 0. */
+        if (f->shutdown_reason && streq(f->shutdown_reason, "host-signal"))
+                return "killed";
+        /* The VMM failed (CH exits 1 on a body it accepted but could not run). */
+        if (f->status_known && WIFEXITED(f->wstatus) && WEXITSTATUS(f->wstatus) != 0)
+                return "crashed";
+        /* Some other host request (a QMP quit, a vmm.shutdown, not from us). */
+        if (starts_with(f->shutdown_reason, "host-"))
+                return "stopped";
+        /* Both VMMs exit 0 only when asked to shut down; we know the host-side requests. */
+        if (f->status_known)
+                return "guest-shutdown";
+        /* Gone without a shutdown event and with no status: a signal or a crash. */
+        return "crashed";
+}
+
 static void finish(vmm_instance_t *i, bool status_known, int wstatus) {
         vmm_exit_facts_t f = {
                 .stop_requested = i->rec.stop_requested_at > 0,
@@ -32,7 +66,7 @@ static void finish(vmm_instance_t *i, bool status_known, int wstatus) {
         };
 
         /* Only a runtime can watch: an instance without one is never watched. */
-        vmm_instance_on_exit(i, i->runtime->exit_reason(&f), vmm_exit_status(&f));
+        vmm_instance_on_exit(i, vmm_exit_reason(&f), vmm_exit_status(&f));
 }
 
 static int on_exit_info_timer(zloop_t *loop, int timer_id, void *arg) {

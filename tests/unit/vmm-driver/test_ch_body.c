@@ -307,26 +307,26 @@ static void test_exit_reason(void **state) {
         vmm_exit_facts_t f = { .status_known = true, .wstatus = W_EXITCODE(0, 0) };
 
         f.shutdown_reason = "guest-shutdown";
-        assert_string_equal(vmm_ch_exit_reason(&f), "guest-shutdown");
+        assert_string_equal(vmm_exit_reason(&f), "guest-shutdown");
         /* A reset or panic is no clean end, on this runtime as on qemu. */
         f.shutdown_reason = "guest-reset";
-        assert_string_equal(vmm_ch_exit_reason(&f), "guest-reset");
+        assert_string_equal(vmm_exit_reason(&f), "guest-reset");
         f.shutdown_reason = "guest-panic";
-        assert_string_equal(vmm_ch_exit_reason(&f), "guest-panic");
+        assert_string_equal(vmm_exit_reason(&f), "guest-panic");
         f.stop_requested = true;
-        assert_string_equal(vmm_ch_exit_reason(&f), "stopped");
+        assert_string_equal(vmm_exit_reason(&f), "stopped");
         f.stop_requested = false;
         f.shutdown_reason = NULL;
         f.wstatus = SIGKILL;
-        assert_string_equal(vmm_ch_exit_reason(&f), "killed");
+        assert_string_equal(vmm_exit_reason(&f), "killed");
         f.wstatus = W_EXITCODE(1, 0);
-        assert_string_equal(vmm_ch_exit_reason(&f), "crashed");
+        assert_string_equal(vmm_exit_reason(&f), "crashed");
         f.shutdown_reason = "host-shutdown";
         f.wstatus = W_EXITCODE(0, 0);
-        assert_string_equal(vmm_ch_exit_reason(&f), "stopped");
+        assert_string_equal(vmm_exit_reason(&f), "stopped");
         f.status_known = false;
         f.shutdown_reason = NULL;
-        assert_string_equal(vmm_ch_exit_reason(&f), "crashed");
+        assert_string_equal(vmm_exit_reason(&f), "crashed");
 }
 
 int main(void) {

@@ -58,7 +58,7 @@ static void test_classify(void **state) {
                         .status_known = cases[k].known,
                         .wstatus = cases[k].wstatus,
                 };
-                const char *reason = vmm_qemu_exit_reason(&f);
+                const char *reason = vmm_exit_reason(&f);
                 int64_t status = vmm_exit_status(&f);
 
                 if (!streq(reason, cases[k].reason) || status != cases[k].status)

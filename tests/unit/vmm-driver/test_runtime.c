@@ -82,7 +82,7 @@ static void test_rows_complete(void **state) {
                 assert_true(!rt->agent_handshake == !rt->agent_handshake_ok);
                 assert_true(rt->setup && rt->free_state && rt->check && rt->prepare && rt->spawn && rt->connect &&
                             rt->adopt && rt->drain && rt->disconnect && rt->release && rt->shutdown &&
-                            rt->exit_reason && rt->agent_connect && rt->probe);
+                            rt->agent_connect && rt->probe);
         }
 }
 

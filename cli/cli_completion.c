@@ -219,21 +219,9 @@ static void fish(const cli_ctx_t *ctx) {
 }
 
 static const cli_verb_t completion_commands[] = {
-        {
-                "bash",
-                NULL,
-                "a bash completion script",
-        },
-        {
-                "zsh",
-                NULL,
-                "a zsh completion script",
-        },
-        {
-                "fish",
-                NULL,
-                "a fish completion script",
-        },
+        { "bash", NULL, "a bash completion script" },
+        { "zsh", NULL, "a zsh completion script" },
+        { "fish", NULL, "a fish completion script" },
 };
 
 const cli_verb_t *cli_completion_commands(size_t *ret_n) {

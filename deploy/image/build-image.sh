@@ -33,6 +33,10 @@ STUB=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
 # dependency chain has a virtual package debootstrap cannot resolve on its own. dbus: for
 # systemd-logind, which turns the ACPI power button (a graceful stop) into a clean power-off.
 PACKAGES=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,cloud-init,python3-cffi-backend,dosfstools
+# The libraries husk's own daemons and CLI link, and nft: the image can run `make install`'s
+# output under systemd (tests/integration/test_systemd.py does).
+PACKAGES=$PACKAGES,libczmq4,libzmq5,libmsgpackc2,libyaml-0-2,libjansson4,libcurl4,libcivetweb1,libsqlite3-0
+PACKAGES=$PACKAGES,libsodium23,libssl3,libnftables1,nftables
 
 usage() {
         echo "usage: $0 --out FILE --agent PATH [--cache DIR] [--size BYTES]" >&2

@@ -294,6 +294,32 @@ static void test_default_path_missing_gives_defaults(void **state) {
         husk_config_free(c);
 }
 
+/* The example `make install` puts in /etc/husk (with @KITDIR@ filled in) is read by every daemon
+ * at start: it must load (its socket_group: "" once stopped every daemon under systemd). */
+static void test_example_config_loads(void **state) {
+        _cleanup_free_ char *text = NULL, *filled = NULL;
+        husk_config_t *c;
+        char *at;
+
+        assert_int_equal(read_file("deploy/config.example.yaml", 1 << 20, &text, NULL), 0);
+        filled = calloc(1, strlen(text) * 2 + 1);
+        assert_non_null(filled);
+        for (const char *p = text; *p;) {
+                at = strstr(p, "@KITDIR@");
+                if (!at) {
+                        strcat(filled, p);
+                        break;
+                }
+                strncat(filled, p, (size_t)(at - p));
+                strcat(filled, "/usr/local/share/husk/kit");
+                p = at + strlen("@KITDIR@");
+        }
+        c = load_ok(*state, filled);
+        assert_string_equal(c->apiserver.socket_group, "");
+        assert_string_equal(c->kit.kernel, "/usr/local/share/husk/kit/vmlinux");
+        husk_config_free(c);
+}
+
 static void test_derived_paths(void **state) {
         husk_config_t *c = load_ok(*state, "state_dir: /tmp/stack1/state\n"
                                            "runtime_dir: /tmp/stack1/run\n");
@@ -503,6 +529,7 @@ int main(void) {
                 cmocka_unit_test(test_new_default),
                 T(test_empty_file_gives_defaults),
                 cmocka_unit_test(test_default_path_missing_gives_defaults),
+                T(test_example_config_loads),
                 T(test_derived_paths),
                 T(test_every_key),
                 T(test_value_spellings),

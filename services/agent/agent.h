@@ -262,6 +262,8 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
 void agent_workload_signal(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_workload_status(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+/* agent_identity.c: a template clone's identity (entropy, clock, hostname, MAC, address). */
+void agent_identity_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 /* The one error answer every handler packs: {type: error, id, code, message}; without id (NULL)
  * when the request had none we could read (agent_proto.c). */
 void agent_pack_error(msgpack_packer *pk, const uint64_t *id, const char *code, const char *message);

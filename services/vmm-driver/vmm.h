@@ -212,6 +212,8 @@ int vmm_workload_signal(bus_request_t *req, vmm_instance_t *i);
 int vmm_workload_status(bus_request_t *req, vmm_instance_t *i);
 /* "husk-agent on instance X is not reachable over virtio-serial (agent.sock): ..." */
 void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, int error);
+/* instance.warning: advice for operators about this instance. */
+void vmm_publish_warning(vmm_instance_t *i, const char *message);
 
 /* ---- instances (vmm_instance.c) ------------------------------------------------------------- */
 
@@ -228,6 +230,7 @@ struct vmm_instance {
                 *runtime;   /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
         void *runtime_data; /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
         vmm_agent_t agent;
+        vmm_net_t net; /* netd's answer at create, for a clone's identity (zero when adopted or none) */
 };
 
 int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret);
@@ -292,8 +295,9 @@ struct vmm {
         int hold_timer;
         zlistx_t *graveyard; /* freed instances whose memory goes on the next iteration */
         int reap_timer;
-        bus_client_t *netd; /* net.attach / net.detach, asynchronous */
-        zhashx_t *creating; /* instance_id -> its create in flight (vmm_instance.c; owned there) */
+        bus_client_t *netd;              /* net.attach / net.detach, asynchronous */
+        zhashx_t *creating;              /* instance_id -> its create in flight (vmm_instance.c; owned there) */
+        struct vmm_templates *templates; /* vmm_template.c; NULL: templates off */
 };
 
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }

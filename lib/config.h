@@ -79,9 +79,8 @@ typedef struct husk_config {
                 uint32_t default_cpus;
                 uint32_t default_memory_mib;
                 /* VM templates (vmm_template.c): off unless a runtime is named. */
-                bool templates_qemu;     /* vmm_driver.templates.qemu: kit instances on qemu start as clones */
-                char *templates_dir;     /* vmm_driver.templates.dir; default: <runtime_dir>/templates */
-                uint32_t templates_pool; /* vmm_driver.templates.pool: clones kept restored and paused per profile */
+                bool templates_qemu; /* vmm_driver.templates.qemu: kit instances on qemu start as clones */
+                char *templates_dir; /* vmm_driver.templates.dir; default: <runtime_dir>/templates */
         } vmm_driver;
 
         struct {

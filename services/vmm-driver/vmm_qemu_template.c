@@ -283,11 +283,13 @@ static int describe(const void *state, const vmm_profile_t *p, char **ret) {
             (r = file_identity(p->initrd, initrd, sizeof(initrd))) < 0 ||
             (r = file_identity(q->binary, binary, sizeof(binary))) < 0)
                 return r;
-        /* Version 1 of the layout: a change of what a template holds changes this line. */
+        /* Version 1 of the layout: a change of what a template holds changes this line. Not the
+         * TSC frequency: vmm-driver measures it at each start, and a template's guest keeps the
+         * one it booted with (a key with it would not survive a restart). */
         if (asprintf(ret,
-                     "husk template 1\nqemu %s\naccel %s\ntsc_khz %" PRIu64
-                     "\nkernel %s\ninitrd %s\ncpus %u\nmemory_mib %u\nnet %d\nfs 9p %d\n",
-                     binary, q->accel, q->tsc_khz, kernel, initrd, p->cpus, p->memory_mib, p->net, p->fs) < 0)
+                     "husk template 1\nqemu %s\naccel %s\nkernel %s\ninitrd %s\ncpus %u\nmemory_mib %u\nnet %d\nfs 9p "
+                     "%d\n",
+                     binary, q->accel, kernel, initrd, p->cpus, p->memory_mib, p->net, p->fs) < 0)
                 return -ENOMEM;
         return 0;
 }

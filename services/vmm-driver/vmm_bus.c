@@ -6,6 +6,7 @@
 #include "lib/mp.h"
 #include "proto/schema.h"
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_template.h"
 
 /* ---- events --------------------------------------------------------------------------------- */
 
@@ -276,8 +277,9 @@ static int method_workload(bus_request_t *req, msgpack_packer *pk, void *userdat
 }
 
 const bus_method_t vmm_bus_methods[] = {
-        { BUS_METHOD_INSTANCE_WORKLOAD, method_workload }, { BUS_METHOD_INSTANCE_EXEC, method_exec },
-        { BUS_METHOD_INSTANCE_SIGNAL, method_signal },     { BUS_METHOD_INSTANCE_LIST, method_list },
-        { BUS_METHOD_INSTANCE_CREATE, method_create },     { BUS_METHOD_INSTANCE_STOP, method_stop },
-        { BUS_METHOD_INSTANCE_REMOVE, method_remove },     {},
+        { BUS_METHOD_INSTANCE_WORKLOAD, method_workload },      { BUS_METHOD_INSTANCE_EXEC, method_exec },
+        { BUS_METHOD_INSTANCE_SIGNAL, method_signal },          { BUS_METHOD_INSTANCE_LIST, method_list },
+        { BUS_METHOD_INSTANCE_CREATE, method_create },          { BUS_METHOD_INSTANCE_STOP, method_stop },
+        { BUS_METHOD_INSTANCE_REMOVE, method_remove },          { BUS_METHOD_TEMPLATE_LIST, vmm_template_method_list },
+        { BUS_METHOD_TEMPLATE_DROP, vmm_template_method_drop }, {},
 };

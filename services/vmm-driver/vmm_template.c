@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/mp.h"
+#include "proto/schema.h"
 #include "services/vmm-driver/vmm_template.h"
 
 #define STATE_MAX (64u << 20)        /* a saved device state is ~200 KiB; more is not ours */
@@ -490,5 +492,66 @@ int vmm_template_choose(vmm_instance_t *i, const vmm_runtime_t *rt, const char *
         r = build_start(t, rt, &p, key, profile_id, description);
         if (r < 0)
                 log_warning_errno(r, "Templates: cannot start making %s, ignoring: %m", key);
+        return 0;
+}
+
+/* ---- template.list, template.drop -------------------------------------------------------------- */
+
+static uint64_t file_size(const char *dir, const char *name) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        /* Allocated blocks: a template's RAM file holds only the pages its guest touched. */
+        return stat(path, &st) < 0 ? 0 : (uint64_t)st.st_blocks * 512u;
+}
+
+int vmm_template_method_list(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_t *d = userdata;
+        vmm_templates_t *t = d->templates;
+        size_t n = t ? zhashx_size(t->ready) : 0;
+
+        msgpack_pack_array(pk, (uint32_t)n);
+        for (entry_t *e = n ? zhashx_first(t->ready) : NULL; e; e = zhashx_next(t->ready)) {
+                _cleanup_free_ char *text = NULL;
+                char path[PATH_MAX];
+                json_t *o;
+
+                snprintf(path, sizeof(path), "%s/" VMM_TEMPLATE_INFO, e->dir);
+                (void)read_file(path, 1u << 20, &text, NULL);
+                o = text ? json_loads(text, 0, NULL) : NULL;
+                msgpack_pack_map(pk, 4);
+                mp_pack_kv_str(pk, "key", e->key);
+                mp_pack_kv_str(pk, "profile", json_string_value(json_object_get(o, "inputs")) ?: "");
+                mp_pack_kv_u64(pk, "size_bytes",
+                               file_size(e->dir, VMM_TEMPLATE_MEMORY) + file_size(e->dir, VMM_TEMPLATE_STATE));
+                mp_pack_kv_u64(pk, "made_at", (uint64_t)json_integer_value(json_object_get(o, "made_at")));
+                json_decref(o);
+        }
+        return 0;
+}
+
+int vmm_template_method_drop(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_t *d = userdata;
+        vmm_templates_t *t = d->templates;
+        _cleanup_free_ char *key = NULL;
+        entry_t *e;
+        int r;
+
+        r = mp_get_str(req->args, "key", PROTO_ID_MAX, &key);
+        if (r < 0 && r != -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "key: must be a string of at most %d bytes",
+                                        PROTO_ID_MAX);
+        if (key) {
+                if (!t || !zhashx_lookup(t->ready, key))
+                        return bus_request_fail(req, BUS_ERR_NOT_FOUND, "no template %s", key);
+                log_info("Templates: %s dropped on request", key);
+                drop(t, key);
+        } else
+                while (t && (e = zhashx_first(t->ready))) {
+                        log_info("Templates: %s dropped on request", e->key);
+                        drop(t, e->key);
+                }
+        msgpack_pack_map(pk, 0);
         return 0;
 }

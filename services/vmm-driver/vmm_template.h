@@ -45,6 +45,10 @@ void vmm_templates_free(vmm_templates_t *t);
  * *ret_dir are the caller's. */
 int vmm_template_choose(vmm_instance_t *i, const vmm_runtime_t *rt, const char *mode, bool cold_only,
                         const char *kernel, const char *initrd, bool net, char **ret_key, char **ret_dir);
+/* template.list and template.drop (SCHEMA.md): the templates with their size and age; drop one
+ * or all (running clones keep their mapping of its memory). */
+int vmm_template_method_list(bus_request_t *req, msgpack_packer *pk, void *userdata);
+int vmm_template_method_drop(bus_request_t *req, msgpack_packer *pk, void *userdata);
 /* A clone of it failed to restore: drop it (it is rebuilt when next needed). */
 void vmm_template_failed(vmm_t *d, const char *key, const char *why);
 

@@ -166,6 +166,13 @@ def test_replicas_are_clones_with_their_own_identity(tstack, tmp_path):
     stack.wait_for(lambda: not stack.instance_dirs() and not stack.qemu_pids(), timeout=120, what="every instance gone")
     assert list(templates(stack)) == [key]
 
+    # The bus lists it with its size and age, and drops it on request.
+    listed = stack.request("vmm-driver", "template.list")
+    assert [t["key"] for t in listed] == [key], listed
+    assert listed[0]["size_bytes"] > 1 << 20 and listed[0]["made_at"] > 0 and "initrd" in listed[0]["profile"], listed
+    assert stack.request("vmm-driver", "template.drop", {"key": key}) == {}
+    assert stack.request("vmm-driver", "template.list") == [] and not templates(stack)
+
 
 def fnv1a(data):
     h = 0xcbf29ce484222325

@@ -310,7 +310,7 @@ int vmm_qemu_template_params(const vmm_qemu_t *q, const vmm_profile_t *p, vmm_qe
         return q->binary ? 0 : -ENOENT;
 }
 
-static int make(const void *state, const vmm_profile_t *p, const char *dir, char **ret_error) {
+static int make(const void *state, const vmm_profile_t *p, const char *dir, pid_t *ret_pid, char **ret_error) {
         const vmm_qemu_t *q = state;
         vmm_net_t nic = { .attached = true,
                           .tap = "-",
@@ -339,6 +339,7 @@ static int make(const void *state, const vmm_profile_t *p, const char *dir, char
         r = vmm_spawn(dir, argv, VMM_QEMU_LOG, &pid);
         if (r < 0)
                 return error_set(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+        __atomic_store_n(ret_pid, pid, __ATOMIC_SEQ_CST);
 
         deadline = now_monotonic_ms() + BOOT_TIMEOUT_MS;
         r = agent_wait_ready(dir, deadline, ret_error);
@@ -361,6 +362,8 @@ static int make(const void *state, const vmm_profile_t *p, const char *dir, char
         conn_close(&c);
         if (r < 0)
                 kill(pid, SIGKILL);
+        /* Cleared before the reap: whoever read it non-zero killed a child not reaped yet. */
+        __atomic_store_n(ret_pid, 0, __ATOMIC_SEQ_CST);
         (void)waitpid(pid, NULL, 0);
         if (r < 0 && ret_error && !*ret_error)
                 (void)error_set(ret_error, r, "%s", strerror(-r));

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +41,7 @@ typedef struct build {
         char *profile_id;
         char *description;
         char *tmp_dir, *final_dir;
+        pid_t pid; /* the template's QEMU while it runs (vmm_template_ops_t.make) */
         int error;
         char *why;
         uint64_t started_ms;
@@ -271,7 +273,7 @@ static void *build_thread(void *userdata) {
         if (b->error < 0)
                 (void)error_set(&b->why, b->error, "cannot create %s: %s", b->tmp_dir, strerror(-b->error));
         if (b->error >= 0)
-                b->error = b->ops->make(b->state, &b->profile, b->tmp_dir, &b->why);
+                b->error = b->ops->make(b->state, &b->profile, b->tmp_dir, &b->pid, &b->why);
         if (b->error >= 0)
                 b->error = write_info(b, &b->why);
         if (b->error >= 0 && rename(b->tmp_dir, b->final_dir) < 0)
@@ -297,10 +299,16 @@ static void build_free(build_t *b) {
         free(b);
 }
 
-/* Wait for the thread (a boot: seconds; at shutdown only) and forget the build. */
+/* At shutdown: end the template's boot (its QEMU killed, the thread then returns at once), wait
+ * for the thread and forget the build. */
 static void build_end(build_t *b) {
+        pid_t pid;
+
         if (!b)
                 return;
+        pid = __atomic_load_n(&b->pid, __ATOMIC_SEQ_CST);
+        if (pid > 0)
+                kill(pid, SIGKILL);
         zloop_poller_end(b->t->d->loop, &(zmq_pollitem_t){ .fd = b->efd });
         (void)pthread_join(b->thread, NULL);
         b->t->build = NULL;

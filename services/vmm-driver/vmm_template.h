@@ -24,8 +24,9 @@ typedef struct vmm_profile {
 /* What a runtime that has templates does, on a thread of its own (each call blocks). */
 typedef struct vmm_template_ops {
         /* Boot p, wait for the agent's ready, pause, save RAM (dir/VMM_TEMPLATE_MEMORY, shared) and
-         * device state (dir/VMM_TEMPLATE_STATE); QEMU is gone on return. */
-        int (*make)(const void *state, const vmm_profile_t *p, const char *dir, char **ret_error);
+         * device state (dir/VMM_TEMPLATE_STATE); QEMU is gone on return. *pid holds its pid while
+         * it runs unreaped (0 otherwise, atomically): killing it ends the call at once. */
+        int (*make)(const void *state, const vmm_profile_t *p, const char *dir, pid_t *pid, char **ret_error);
         /* A clone spawned with -incoming (its prepare had vmm_launch_t.template_dir): load the
          * template's state into it; it runs on success. */
         int (*restore)(const char *instance_dir, const char *template_dir, uint64_t timeout_ms, char **ret_error);

@@ -239,3 +239,20 @@ def test_damaged_template_and_rebuilt_kit_boot_cold(tstack, tmp_path, kit):
     apply(stack, "rebuilt2", root, command=["/bin/sleep", "100000"])
     i, rec = ready_instance(stack, "rebuilt2")
     assert rec.get("template") == new[0], rec
+
+
+def test_volumes_boot_cold_with_a_warning(tstack, tmp_path):
+    """Volumes are virtio-fs shares, which a clone's private memory cannot serve: such an instance
+    boots cold, says why, and gets its volume."""
+    stack = tstack
+    root = rootfs(stack, tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "hello.txt").write_text("from the host\n")
+    apply(stack, "vols", root, command=["/bin/sleep", "100000"],
+          extra=f"    volumes: [{{type: bind, source: {data}, destination: /data}}]\n")
+    i, rec = ready_instance(stack, "vols")
+    assert not rec.get("template"), rec
+    assert "volumes are not given to clones" in stack.log("vmm-driver"), stack.log_tail("vmm-driver")
+    assert exec_in(stack, "vols", i["instance_id"], "cat", "/data/hello.txt") == "from the host\n"
+    assert not templates(stack) and not any(p.name.startswith(".making") for p in stack.templates_dir.iterdir())

@@ -114,7 +114,7 @@ $(BUILD)/pic/%.o: %.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
 
-BUSMOD_SRCS := lib/bus.c lib/log.c lib/mp.c lib/util.c
+BUSMOD_SRCS := lib/bus.c lib/log.c lib/mp.c lib/stats.c lib/util.c
 $(BUSMOD): $(call picobj,$(BUSMOD_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs $(AS_NEEDED) -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $^ \

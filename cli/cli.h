@@ -27,6 +27,12 @@ typedef struct cli_ctx {
         const char *token;       /* --token, else $HUSK_TOKEN, else the context's; NULL: none */
         const char *context;     /* --context, else $HUSK_CONTEXT, else the current one; NULL: none */
         const char *ca_file;     /* --ca-file, else $HUSK_CA_FILE: CAs for an https host; NULL: the system's */
+        /* main.c's tables, which husk completion reads: */
+        const struct cli_verb *verbs; /* the verbs */
+        size_t n_verbs;
+        const struct option *options;                  /* the options before the verb, ended by a NULL name */
+        const struct cli_verb_commands *verb_commands; /* each verb's COMMANDs */
+        size_t n_verb_commands;
 } cli_ctx_t;
 
 /* A verb receives argv with argv[0] = its own name and returns an exit code. */
@@ -34,9 +40,20 @@ typedef int (*cli_verb_fn)(cli_ctx_t *ctx, int argc, char **argv);
 
 typedef struct cli_verb {
         const char *name;
-        cli_verb_fn run;
+        cli_verb_fn run;     /* NULL in a table of names a verb dispatches itself (cli_command_known) */
         const char *summary; /* one line for --help */
 } cli_verb_t;
+
+/* A verb's own COMMANDs (husk deployment list, ...): the table its dispatch uses, which husk
+ * completion offers after it. */
+typedef struct cli_verb_commands {
+        const char *verb;
+        const cli_verb_t *(*commands)(size_t *ret_n);
+} cli_verb_commands_t;
+
+/* Whether word names a row of the table: a verb that dispatches its COMMANDs itself refuses
+ * any other first, so that its table is never behind what it runs. */
+bool cli_command_known(const cli_verb_t *commands, size_t n, const char *word);
 
 /* Run the verb named by argv[0] from the table; unknown names are usage errors that point
  * at `<prefix> --help`. */
@@ -68,6 +85,20 @@ int verb_secret(cli_ctx_t *ctx, int argc, char **argv);
  * on stdout (cli_config.c; husk apply's configs: too). Returns an exit code. */
 int cli_config_put(cli_ctx_t *ctx, const char *ns, const char *name, json_t *data);
 int verb_volume(cli_ctx_t *ctx, int argc, char **argv);
+int verb_node(cli_ctx_t *ctx, int argc, char **argv);
+int verb_doctor(cli_ctx_t *ctx, int argc, char **argv);
+int verb_completion(cli_ctx_t *ctx, int argc, char **argv);
+/* The tables husk completion reads below main.c's verbs (cli_ctx_t's). */
+const cli_verb_t *cli_config_commands(size_t *ret_n);
+const cli_verb_t *cli_context_commands(size_t *ret_n);
+const cli_verb_t *cli_deployment_commands(size_t *ret_n);
+const cli_verb_t *cli_namespace_commands(size_t *ret_n);
+const cli_verb_t *cli_node_commands(size_t *ret_n);
+const cli_verb_t *cli_secret_commands(size_t *ret_n);
+const cli_verb_t *cli_token_commands(size_t *ret_n);
+const cli_verb_t *cli_user_commands(size_t *ret_n);
+const cli_verb_t *cli_volume_commands(size_t *ret_n);
+const cli_verb_t *cli_completion_commands(size_t *ret_n);
 
 /* A password from the terminal without echo (prompt shown there), or the first line of
  * standard input. -ENOTTY when there is no terminal, -EINVAL when empty or too long. */

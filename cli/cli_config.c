@@ -249,7 +249,22 @@ static int config_simple(cli_ctx_t *ctx, int argc, char **argv, const char *verb
         return r;
 }
 
+/* What verb_config dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t config_commands[] = {
+        { "list", NULL, "list configs" },
+        { "inspect", NULL, "show a config and its data" },
+        { "create", NULL, "create a config (--from-literal, --from-file)" },
+        { "delete", NULL, "delete a config" },
+};
+
+const cli_verb_t *cli_config_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(config_commands);
+        return config_commands;
+}
+
 int verb_config(cli_ctx_t *ctx, int argc, char **argv) {
+        if (argc >= 2 && argv[1][0] != '-' && !cli_command_known(config_commands, ELEMENTSOF(config_commands), argv[1]))
+                return cli_usage_error("husk config", "unknown command '%s'", argv[1]);
         if (argc < 2)
                 return cli_usage_error("husk config", "missing command: list, inspect, create or delete");
         if (streq(argv[1], "-h") || streq(argv[1], "--help")) {

@@ -131,7 +131,21 @@ static int context_use(const char *name) {
         return CLI_EXIT_OK;
 }
 
+/* What verb_context dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t context_commands[] = {
+        { "list", NULL, "list the contexts" },
+        { "use", NULL, "make a context the current one" },
+};
+
+const cli_verb_t *cli_context_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(context_commands);
+        return context_commands;
+}
+
 int verb_context(cli_ctx_t *ctx, int argc, char **argv) {
+        if (argc >= 2 && argv[1][0] != '-' &&
+            !cli_command_known(context_commands, ELEMENTSOF(context_commands), argv[1]))
+                return cli_usage_error("husk context", "unknown command '%s'", argv[1]);
         if (argc >= 2 && (streq(argv[1], "-h") || streq(argv[1], "--help"))) {
                 context_help();
                 return CLI_EXIT_OK;

@@ -422,6 +422,7 @@ static const cli_verb_t deployment_verbs[] = {
         { "events", cli_deployment_events, "show a deployment's events (--follow to keep watching)" },
         { "logs", cli_deployment_logs, "print a deployment's console logs (--tail, --since, --level, --follow)" },
         { "health-checks", cli_deployment_health_checks, "show the health checks of a deployment's instances" },
+        { "metrics", cli_deployment_metrics, "show a deployment's CPU, memory, network and disk (--watch to refresh)" },
 };
 
 static void deployment_help(void) {
@@ -442,4 +443,9 @@ int verb_deployment(cli_ctx_t *ctx, int argc, char **argv) {
                 return CLI_EXIT_OK;
         }
         return cli_dispatch(ctx, deployment_verbs, ELEMENTSOF(deployment_verbs), "husk deployment", argc - 1, argv + 1);
+}
+
+const cli_verb_t *cli_deployment_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(deployment_verbs);
+        return deployment_verbs;
 }

@@ -75,6 +75,8 @@ int cli_deployment_path(const char *id, const char *sub, const char *const *quer
 int cli_deployment_events(struct cli_ctx *ctx, int argc, char **argv);
 /* `husk deployment health-checks` (cli_deployment_health.c). */
 int cli_deployment_health_checks(struct cli_ctx *ctx, int argc, char **argv);
+/* `husk deployment metrics` (cli_deployment_metrics.c). */
+int cli_deployment_metrics(struct cli_ctx *ctx, int argc, char **argv);
 
 /* `husk deployment exec` (cli_deployment_exec.c). */
 int cli_deployment_exec(struct cli_ctx *ctx, int argc, char **argv);

@@ -148,7 +148,23 @@ static int namespace_delete(cli_ctx_t *ctx, const char *name, bool cascade) {
         return r;
 }
 
+/* What verb_namespace dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t namespace_commands[] = {
+        { "list", NULL, "list namespaces" },
+        { "create", NULL, "create a namespace" },
+        { "delete", NULL, "delete a namespace (--cascade: with its deployments)" },
+        { "audit", NULL, "read a namespace's audit log" },
+};
+
+const cli_verb_t *cli_namespace_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(namespace_commands);
+        return namespace_commands;
+}
+
 int verb_namespace(cli_ctx_t *ctx, int argc, char **argv) {
+        if (argc >= 2 && argv[1][0] != '-' &&
+            !cli_command_known(namespace_commands, ELEMENTSOF(namespace_commands), argv[1]))
+                return cli_usage_error("husk namespace", "unknown command '%s'", argv[1]);
         if (argc == 2 && streq(argv[1], "list"))
                 return namespace_list(ctx);
         if (argc == 3 && streq(argv[1], "create"))

@@ -249,3 +249,18 @@ char *cli_format_json_age(const json_t *v, uint64_t now_ms, char *buf, size_t si
         }
         return cli_format_age(now_ms, then, buf, size);
 }
+
+char *cli_format_bytes(uint64_t bytes, char *buf, size_t size) {
+        static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+        double v = (double)bytes;
+        size_t u = 0;
+
+        if (bytes < 1024) {
+                snprintf(buf, size, "%llu B", (unsigned long long)bytes);
+                return buf;
+        }
+        for (v /= 1024; v >= 1024 && u + 1 < ELEMENTSOF(units); u++)
+                v /= 1024;
+        snprintf(buf, size, "%.1f %s", v, units[u]);
+        return buf;
+}

@@ -38,3 +38,6 @@ char *cli_format_json_age(const json_t *v, uint64_t now_ms, char *buf, size_t si
 
 /* String member of an object, or fallback when absent or not a string. */
 const char *cli_json_str(const json_t *obj, const char *key, const char *fallback);
+
+/* Bytes for people: "512 B", "1.5 KiB", "23.4 GiB" (binary units, one decimal from KiB on). */
+char *cli_format_bytes(uint64_t bytes, char *buf, size_t size);

@@ -169,7 +169,21 @@ static int secret_simple(cli_ctx_t *ctx, int argc, char **argv, const char *verb
         return r;
 }
 
+/* What verb_secret dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t secret_commands[] = {
+        { "list", NULL, "list secrets (never their values)" },
+        { "create", NULL, "create a secret" },
+        { "delete", NULL, "delete a secret" },
+};
+
+const cli_verb_t *cli_secret_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(secret_commands);
+        return secret_commands;
+}
+
 int verb_secret(cli_ctx_t *ctx, int argc, char **argv) {
+        if (argc >= 2 && argv[1][0] != '-' && !cli_command_known(secret_commands, ELEMENTSOF(secret_commands), argv[1]))
+                return cli_usage_error("husk secret", "unknown command '%s'", argv[1]);
         if (argc < 2)
                 return cli_usage_error("husk secret", "missing command: list, create or delete");
         if (streq(argv[1], "-h") || streq(argv[1], "--help")) {

@@ -19,7 +19,12 @@ int cli_tap_bus_load(cli_tap_bus_t *ret, char **ret_error) {
         b.sub_subscribe = (__typeof__(b.sub_subscribe))dlsym(b.dl, "bus_sub_subscribe");
         b.sub_recv = (__typeof__(b.sub_recv))dlsym(b.dl, "bus_sub_recv");
         b.interrupted = (volatile int *)dlsym(b.dl, "zsys_interrupted");
-        if (!b.sub_new || !b.sub_destroy || !b.sub_subscribe || !b.sub_recv || !b.interrupted)
+        b.client_new = (__typeof__(b.client_new))dlsym(b.dl, "bus_client_new");
+        b.client_destroy = (__typeof__(b.client_destroy))dlsym(b.dl, "bus_client_destroy");
+        b.call = (__typeof__(b.call))dlsym(b.dl, "bus_call");
+        b.reply_free = (__typeof__(b.reply_free))dlsym(b.dl, "bus_reply_free");
+        if (!b.sub_new || !b.sub_destroy || !b.sub_subscribe || !b.sub_recv || !b.interrupted || !b.client_new ||
+            !b.client_destroy || !b.call || !b.reply_free)
                 goto fail;
         *ret = b;
         return 0;

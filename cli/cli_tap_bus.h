@@ -14,6 +14,11 @@ typedef struct cli_tap_bus {
         __typeof__(bus_sub_subscribe) *sub_subscribe;
         __typeof__(bus_sub_recv) *sub_recv;
         volatile int *interrupted; /* czmq's zsys_interrupted, set by its SIGINT handler */
+        /* Requests, for husk doctor. */
+        __typeof__(bus_client_new) *client_new;
+        __typeof__(bus_client_destroy) *client_destroy;
+        __typeof__(bus_call) *call;
+        __typeof__(bus_reply_free) *reply_free;
 } cli_tap_bus_t;
 
 /* Fills *ret, or returns -ENOENT with dlerror()'s text in *ret_error (the caller frees it). */

@@ -145,7 +145,22 @@ static int token_by_id(cli_ctx_t *ctx, int argc, char **argv, bool rotate) {
         return CLI_EXIT_OK;
 }
 
+/* What verb_token dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t token_commands[] = {
+        { "create", NULL, "create an API token (shown once)" },
+        { "list", NULL, "list your tokens" },
+        { "delete", NULL, "delete a token" },
+        { "rotate", NULL, "replace a token's value" },
+};
+
+const cli_verb_t *cli_token_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(token_commands);
+        return token_commands;
+}
+
 int verb_token(cli_ctx_t *ctx, int argc, char **argv) {
+        if (argc >= 2 && argv[1][0] != '-' && !cli_command_known(token_commands, ELEMENTSOF(token_commands), argv[1]))
+                return cli_usage_error("husk token", "unknown command '%s'", argv[1]);
         if (argc < 2)
                 return cli_usage_error("husk token", "missing command: create, list, delete or rotate");
         if (streq(argv[1], "-h") || streq(argv[1], "--help")) {

@@ -180,7 +180,23 @@ static int user_passwd(cli_ctx_t *ctx, int argc, char **argv) {
         return r;
 }
 
+/* What verb_user dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t user_commands[] = {
+        { "list", NULL, "list users" },
+        { "create", NULL, "create a user" },
+        { "set", NULL, "change a user's role or password" },
+        { "delete", NULL, "delete a user" },
+        { "passwd", NULL, "change your own password" },
+};
+
+const cli_verb_t *cli_user_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(user_commands);
+        return user_commands;
+}
+
 int verb_user(cli_ctx_t *ctx, int argc, char **argv) {
+        if (argc >= 2 && argv[1][0] != '-' && !cli_command_known(user_commands, ELEMENTSOF(user_commands), argv[1]))
+                return cli_usage_error("husk user", "unknown command '%s'", argv[1]);
         if (argc < 2)
                 return cli_usage_error("husk user", "missing command: list, create, set, delete or passwd");
         if (streq(argv[1], "-h") || streq(argv[1], "--help")) {

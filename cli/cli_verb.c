@@ -14,6 +14,13 @@ int cli_dispatch(cli_ctx_t *ctx, const cli_verb_t *verbs, size_t n_verbs, const 
         return cli_usage_error(prefix, "unknown command '%s'", argv[0]);
 }
 
+bool cli_command_known(const cli_verb_t *commands, size_t n, const char *word) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(commands[i].name, word))
+                        return true;
+        return false;
+}
+
 void cli_write_verbs(const cli_verb_t *verbs, size_t n_verbs) {
         size_t width = 0;
 

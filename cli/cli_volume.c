@@ -106,9 +106,23 @@ static int volume_delete(cli_ctx_t *ctx, const char *name, const char *namespace
         return r;
 }
 
+/* What verb_volume dispatches, for husk completion: it refuses any other COMMAND. */
+static const cli_verb_t volume_commands[] = {
+        { "list", NULL, "list named volumes" },
+        { "inspect", NULL, "show a named volume" },
+        { "delete", NULL, "delete a named volume" },
+};
+
+const cli_verb_t *cli_volume_commands(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(volume_commands);
+        return volume_commands;
+}
+
 int verb_volume(cli_ctx_t *ctx, int argc, char **argv) {
         const char *namespace_ = "default", *output = "table", *name = NULL, *what;
 
+        if (argc >= 2 && argv[1][0] != '-' && !cli_command_known(volume_commands, ELEMENTSOF(volume_commands), argv[1]))
+                return cli_usage_error("husk volume", "unknown command '%s'", argv[1]);
         if (argc >= 2 && (streq(argv[1], "-h") || streq(argv[1], "--help"))) {
                 volume_help();
                 return CLI_EXIT_OK;

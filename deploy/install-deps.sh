@@ -14,6 +14,8 @@ iproute2 procps socat nftables libnftables-dev wrk
 debootstrap dosfstools mtools fdisk e2fsprogs systemd-boot-efi ovmf
 python3 python3-yaml
 python3-pytest python3-pytest-xdist python3-zmq python3-msgpack python3-requests
+zsh fish
+prometheus
 "
 
 SUDO=

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "lib/stats.h"
 
 #define BUS_RETRY_INTERVAL_MS 1000
 #define BUS_DEFAULT_TIMEOUT_MS 5000
@@ -270,13 +272,165 @@ int bus_sub_recv(bus_sub_t *self, int timeout_ms, char **ret_type, void **ret_bo
         }
 }
 
+/* ---- daemon.info: answered by every server ------------------------------------------------- */
+
+static struct {
+        pthread_mutex_t lock;
+        char daemon[PROTO_NAME_MAX + 1];
+        uint64_t started_at_ns; /* 0 until set */
+} identity = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void bus_identity_set(const char *daemon) {
+        pthread_mutex_lock(&identity.lock);
+        snprintf(identity.daemon, sizeof(identity.daemon), "%s", daemon);
+        identity.started_at_ns = now_realtime_ns();
+        pthread_mutex_unlock(&identity.lock);
+}
+
+/* Without bus_identity_set() (tools, tests), the program's name and the first server's birth. */
+static void identity_default(void) {
+        pthread_mutex_lock(&identity.lock);
+        if (identity.daemon[0] == '\0')
+                snprintf(identity.daemon, sizeof(identity.daemon), "%s", program_invocation_short_name);
+        if (identity.started_at_ns == 0)
+                identity.started_at_ns = now_realtime_ns();
+        pthread_mutex_unlock(&identity.lock);
+}
+
+/* daemon.info's 5 keys, into a map the caller opened (daemon.stats has them too). */
+static void pack_identity(msgpack_packer *pk) {
+        char host[HOST_NAME_MAX + 1] = "";
+        char daemon[sizeof(identity.daemon)];
+        uint64_t started_at_ns;
+
+        (void)gethostname(host, sizeof(host));
+        host[sizeof(host) - 1] = '\0';
+        pthread_mutex_lock(&identity.lock);
+        memcpy(daemon, identity.daemon, sizeof(daemon));
+        started_at_ns = identity.started_at_ns;
+        pthread_mutex_unlock(&identity.lock);
+        mp_pack_kv_str(pk, "daemon", daemon);
+        mp_pack_kv_str(pk, "version", HUSK_VERSION);
+        mp_pack_kv_u64(pk, "pid", (uint64_t)getpid());
+        mp_pack_kv_u64(pk, "started_at_ns", started_at_ns);
+        mp_pack_kv_str(pk, "host", host);
+}
+
+static int method_daemon_info(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        msgpack_pack_map(pk, 5);
+        pack_identity(pk);
+        return 0;
+}
+
+static int method_daemon_stats(bus_request_t *req, msgpack_packer *pk, void *userdata);
+
+/* Methods every server has after its own table's (which may not repeat them). */
+static const bus_method_t builtin_methods[] = {
+        { BUS_METHOD_DAEMON_INFO, method_daemon_info },
+        { BUS_METHOD_DAEMON_STATS, method_daemon_stats },
+        {},
+};
+
 /* ---- requests: server ------------------------------------------------------------------------ */
+
+/* One method's requests as this server answered them. */
+typedef struct method_stats {
+        const char *name; /* the table's; "unknown" for the last slot: any name not served */
+        uint64_t errors;
+        stats_hist_t latency; /* count: requests answered */
+} method_stats_t;
 
 struct bus_server {
         zsock_t *sock;
         const bus_method_t *methods;
         void *userdata;
+        /* The daemon's table, then builtin_methods, then "unknown". Answers are counted on the
+         * loop, deferred ones wherever they are sent from: hence the lock. */
+        pthread_mutex_t stats_lock;
+        method_stats_t *stats;
+        size_t n_stats;
+        bus_stats_fn stats_fn;
+        void *stats_userdata;
 };
+
+static size_t table_len(const bus_method_t *m) {
+        size_t n = 0;
+
+        while (m[n].name)
+                n++;
+        return n;
+}
+
+static int stats_init(bus_server_t *s) {
+        size_t own = table_len(s->methods), builtin = table_len(builtin_methods);
+
+        s->n_stats = own + builtin + 1;
+        s->stats = calloc(s->n_stats, sizeof(*s->stats));
+        if (!s->stats)
+                return -ENOMEM;
+        for (size_t k = 0; k < own; k++)
+                s->stats[k].name = s->methods[k].name;
+        for (size_t k = 0; k < builtin; k++)
+                s->stats[own + k].name = builtin_methods[k].name;
+        s->stats[s->n_stats - 1].name = "unknown";
+        pthread_mutex_init(&s->stats_lock, NULL);
+        return 0;
+}
+
+/* The slot of method: the daemon's own first (it may not repeat a builtin), then the builtins. */
+static size_t stats_index(const bus_server_t *s, const char *method) {
+        for (size_t k = 0; k + 1 < s->n_stats; k++)
+                if (streq(s->stats[k].name, method))
+                        return k;
+        return s->n_stats - 1;
+}
+
+static void stats_record(bus_server_t *s, size_t index, double started, bool error) {
+        double elapsed = stats_now() - started;
+
+        if (!s->stats || index >= s->n_stats)
+                return;
+        pthread_mutex_lock(&s->stats_lock);
+        stats_hist_observe(&s->stats[index].latency, elapsed);
+        if (error)
+                s->stats[index].errors++;
+        pthread_mutex_unlock(&s->stats_lock);
+}
+
+void bus_server_set_stats(bus_server_t *self, bus_stats_fn fn, void *userdata) {
+        self->stats_fn = fn;
+        self->stats_userdata = userdata;
+}
+
+static int method_daemon_stats(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        bus_server_t *s = req->server_;
+        size_t shown = 0;
+
+        msgpack_pack_map(pk, 8);
+        pack_identity(pk);
+        mp_pack_str(pk, "bounds");
+        msgpack_pack_array(pk, STATS_N_BOUNDS);
+        for (size_t k = 0; k < STATS_N_BOUNDS; k++)
+                msgpack_pack_double(pk, stats_bounds[k]);
+        pthread_mutex_lock(&s->stats_lock);
+        /* "unknown" only once something unknown was asked. */
+        shown = s->stats[s->n_stats - 1].latency.count ? s->n_stats : s->n_stats - 1;
+        mp_pack_str(pk, "methods");
+        msgpack_pack_array(pk, (uint32_t)shown);
+        for (size_t k = 0; k < shown; k++) {
+                msgpack_pack_map(pk, 5);
+                mp_pack_kv_str(pk, "method", s->stats[k].name);
+                mp_pack_kv_u64(pk, "errors", s->stats[k].errors);
+                stats_pack_hist_fields(pk, &s->stats[k].latency);
+        }
+        pthread_mutex_unlock(&s->stats_lock);
+        mp_pack_str(pk, "metrics");
+        if (s->stats_fn)
+                s->stats_fn(pk, s->stats_userdata);
+        else
+                msgpack_pack_array(pk, 0);
+        return 0;
+}
 
 int bus_request_fail(bus_request_t *req, const char *code, const char *fmt, ...) {
         va_list ap;
@@ -294,11 +448,16 @@ int bus_server_new(const char *endpoint, const bus_method_t *methods, void *user
 
         if (!s)
                 return -ENOMEM;
+        identity_default();
         s->methods = methods;
         s->userdata = userdata;
+        if (stats_init(s) < 0) {
+                free(s);
+                return -ENOMEM;
+        }
         s->sock = sock_new(ZMQ_ROUTER);
         if (!s->sock) {
-                free(s);
+                bus_server_destroy(&s);
                 return -ENOMEM;
         }
         r = sock_bind(s->sock, endpoint);
@@ -316,6 +475,9 @@ void bus_server_destroy(bus_server_t **self_p) {
         if (!s)
                 return;
         zsock_destroy(&s->sock);
+        if (s->stats)
+                pthread_mutex_destroy(&s->stats_lock);
+        free(s->stats);
         free(s);
         *self_p = NULL;
 }
@@ -340,6 +502,8 @@ struct bus_deferred {
         bus_server_t *server;
         zmsg_t *envelope; /* routing identity frames */
         uint64_t id;
+        size_t stats_index; /* the request's accounting, done when it is answered */
+        double started;
 };
 
 bus_deferred_t *bus_request_defer(bus_request_t *req) {
@@ -354,13 +518,16 @@ bus_deferred_t *bus_request_defer(bus_request_t *req) {
         }
         d->server = req->server_;
         d->id = req->id;
+        d->stats_index = req->stats_index_;
+        d->started = req->started_;
         return d;
 }
 
-static void deferred_send(bus_deferred_t **dp, const msgpack_sbuffer *body) {
+static void deferred_send(bus_deferred_t **dp, const msgpack_sbuffer *body, bool error) {
         bus_deferred_t *d = *dp;
         zmsg_t *reply = d->envelope;
 
+        stats_record(d->server, d->stats_index, d->started, error);
         zmsg_addmem(reply, "", 0);
         zmsg_addstr(reply, "reply");
         zmsg_addmem(reply, body->data, body->size);
@@ -382,7 +549,7 @@ void bus_deferred_reply(bus_deferred_t **dp, const void *result, size_t size) {
         mp_pack_kv_u64(&pk, "id", (*dp)->id);
         mp_pack_str(&pk, "result");
         msgpack_sbuffer_write(&buf, result, size);
-        deferred_send(dp, &buf);
+        deferred_send(dp, &buf, false);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -400,7 +567,7 @@ void bus_deferred_fail(bus_deferred_t **dp, const char *code, const char *fmt, .
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
         pack_error(&pk, (*dp)->id, code, message);
-        deferred_send(dp, &buf);
+        deferred_send(dp, &buf, true);
         msgpack_sbuffer_destroy(&buf);
 }
 
@@ -411,11 +578,15 @@ int bus_server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, c
         msgpack_object empty = { .type = MSGPACK_OBJECT_MAP };
         bus_request_t req = { .method = method, .server_ = s, .envelope_ = envelope };
         const bus_method_t *m;
+        bool failed = true;
         int r;
 
+        req.started_ = stats_now();
+        req.stats_index_ = stats_index(s, method);
         msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
         if (unpack_map(data, size, &u) < 0) {
                 pack_error(&pk, 0, BUS_ERR_INVALID, "request body is not a msgpack map");
+                stats_record(s, req.stats_index_, req.started_, true);
                 return 0;
         }
         if (mp_get_u64(&u.data, "id", &req.id) < 0 || mp_get_u64(&u.data, "deadline", &req.deadline_ms) < 0) {
@@ -430,6 +601,8 @@ int bus_server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, c
                 goto out;
         }
         m = find_method(s->methods, method);
+        if (!m)
+                m = find_method(builtin_methods, method);
         if (!m) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "no method '%s' here", method);
@@ -451,8 +624,10 @@ int bus_server_dispatch(bus_server_t *s, zmsg_t *envelope, const char *method, c
                 msgpack_sbuffer_clear(buf);
                 pack_error(&pk, req.id, req.error_code ? req.error_code : BUS_ERR_INTERNAL,
                            req.error_code ? req.error_message : strerror(-r));
-        }
+        } else
+                failed = false;
 out:
+        stats_record(s, req.stats_index_, req.started_, failed);
         msgpack_unpacked_destroy(&u);
         return 0;
 }

@@ -56,9 +56,12 @@ typedef struct bus_request {
         /* Set by a handler through bus_request_fail(). */
         const char *error_code;
         char error_message[512];
-        /* Private to bus.c: what bus_request_defer() needs to answer later. */
+        /* Private to bus.c: what bus_request_defer() needs to answer later, and what the
+         * server's request accounting needs when it is answered. */
         struct bus_server *server_;
         zmsg_t *envelope_;
+        size_t stats_index_;
+        double started_;
 } bus_request_t;
 
 /* A handler packs exactly one result object into pk and returns 0, or calls
@@ -85,6 +88,20 @@ void bus_deferred_reply(bus_deferred_t **d, const void *result, size_t size);
 void bus_deferred_fail(bus_deferred_t **d, const char *code, const char *fmt, ...) _printf_(3, 4);
 
 typedef struct bus_server bus_server_t;
+
+/* Every server answers `daemon.info` itself (no method table lists it): {daemon, version, pid,
+ * started_at_ns, host}. bus_identity_set() names the daemon and stamps its start (lib/daemon.c
+ * calls it first thing); without it, the program's name and the first server's creation. */
+void bus_identity_set(const char *daemon);
+
+/* Every server also counts its requests, by method: answered, answered with an error, and the
+ * time from receipt to answer (deferred answers included) in a histogram (lib/stats.h), and
+ * answers `daemon.stats` with them: daemon.info's fields plus {methods: [{method, requests,
+ * errors, buckets, count, sum}], bounds, metrics} (proto/SCHEMA.md). `metrics` is what the
+ * daemon's own fn packs (exactly one array of lib/stats.h entries; none without fn), called on
+ * the server's loop. */
+typedef void (*bus_stats_fn)(msgpack_packer *pk, void *userdata);
+void bus_server_set_stats(bus_server_t *self, bus_stats_fn fn, void *userdata);
 
 /* methods is terminated by an entry with name == NULL and must outlive the server. */
 int bus_server_new(const char *endpoint, const bus_method_t *methods, void *userdata, bus_server_t **ret);

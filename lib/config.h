@@ -39,6 +39,7 @@ typedef struct husk_runtime_config {
         char *socket_dir;    /* cloud-hypervisor: API sockets (Ring's key) */
         char *seccomp;       /* cloud-hypervisor: "true", "false" or "log" */
         char *accel;         /* qemu: "kvm", "tcg" or "auto" */
+        uint64_t tcg_translation_cache; /* qemu under tcg: bytes of translated guest code kept (tb-size) */
         uint64_t max_console_log_bytes; /* rotation threshold; 0 disables rotation */
         uint32_t max_console_log_backups;
 } husk_runtime_config_t;
@@ -63,6 +64,7 @@ typedef struct husk_config {
                 char *secrets_key_file; /* the key secrets are encrypted with at rest (32 random bytes, made
                                          * 0600 on first start); HUSK_SECRETS_KEY in the environment
                                          * (base64) takes its place. Default: <state_dir>/secrets.key */
+                bool metrics_auth;      /* GET /metrics needs deployments:read; default: public (Ring's) */
         } apiserver;
 
         struct {
@@ -79,8 +81,9 @@ typedef struct husk_config {
                 uint32_t default_cpus;
                 uint32_t default_memory_mib;
                 /* VM templates (vmm_template.c): off unless a runtime is named. */
-                bool templates_qemu; /* vmm_driver.templates.qemu: kit instances on qemu start as clones */
-                char *templates_dir; /* vmm_driver.templates.dir; default: <runtime_dir>/templates */
+                bool templates_qemu;          /* vmm_driver.templates.qemu: kit instances on qemu start as clones */
+                char *templates_dir;          /* vmm_driver.templates.dir; default: <runtime_dir>/templates */
+                uint64_t metrics_interval_ms; /* the sampler's period (instance.metrics); 0: no sampling */
         } vmm_driver;
 
         struct {

@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 
+#include "lib/bus.h"
 #include "lib/log.h"
 
 static void help(const husk_daemon_desc_t *d) {
@@ -116,6 +117,7 @@ int husk_daemon_init(husk_daemon_ctx_t *ctx, const husk_daemon_desc_t *desc, int
         ctx->signal_fd = -1;
         snprintf(ident, sizeof(ident), "husk-%s", desc->name);
         log_set_ident(ident);
+        bus_identity_set(desc->name);
 
         while ((c = getopt_long(argc, argv, "c:l:h", options, NULL)) >= 0)
                 switch (c) {

@@ -238,6 +238,22 @@ int mp_get_bool(const msgpack_object *map, const char *key, bool *ret) {
         return 0;
 }
 
+int mp_get_f64(const msgpack_object *map, const char *key, double *ret) {
+        const msgpack_object *o = mp_map_get(map, key);
+
+        if (!o)
+                return -ENOENT;
+        if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32)
+                *ret = o->via.f64;
+        else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                *ret = (double)o->via.u64;
+        else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+                *ret = (double)o->via.i64;
+        else
+                return -EBADMSG;
+        return 0;
+}
+
 void mp_pack_str(msgpack_packer *pk, const char *s) {
         size_t n;
 
@@ -263,6 +279,11 @@ void mp_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t value) {
 void mp_pack_kv_i64(msgpack_packer *pk, const char *key, int64_t value) {
         mp_pack_str(pk, key);
         msgpack_pack_int64(pk, value);
+}
+
+void mp_pack_kv_f64(msgpack_packer *pk, const char *key, double value) {
+        mp_pack_str(pk, key);
+        msgpack_pack_double(pk, value);
 }
 
 void mp_pack_kv_bool(msgpack_packer *pk, const char *key, bool value) {

@@ -32,6 +32,8 @@ int mp_get_str(const msgpack_object *map, const char *key, size_t max_len, char 
 int mp_get_u64(const msgpack_object *map, const char *key, uint64_t *ret);
 int mp_get_i64(const msgpack_object *map, const char *key, int64_t *ret);
 int mp_get_bool(const msgpack_object *map, const char *key, bool *ret);
+/* A number: a msgpack float, or an integer. */
+int mp_get_f64(const msgpack_object *map, const char *key, double *ret);
 /* Copy a msgpack string object (not a map lookup) into a new NUL-terminated string. */
 int mp_str_dup(const msgpack_object *o, size_t max_len, char **ret);
 bool mp_str_eq(const msgpack_object *o, const char *s);
@@ -42,6 +44,7 @@ void mp_pack_kv_str(msgpack_packer *pk, const char *key, const char *value);
 void mp_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t value);
 void mp_pack_kv_i64(msgpack_packer *pk, const char *key, int64_t value);
 void mp_pack_kv_bool(msgpack_packer *pk, const char *key, bool value);
+void mp_pack_kv_f64(msgpack_packer *pk, const char *key, double value);
 
 /* String vectors (NULL-terminated char **, owned) as msgpack arrays of str, and environments
  * ("KEY=VALUE" vectors) as msgpack maps of str to str. Readers bound the element count and

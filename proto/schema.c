@@ -39,7 +39,7 @@ static const char *type_name(proto_type_t t) {
         static const char *const names[] = {
                 [PROTO_ANY] = "anything",   [PROTO_STR] = "a string",   [PROTO_UINT] = "an unsigned integer",
                 [PROTO_INT] = "an integer", [PROTO_BOOL] = "a boolean", [PROTO_MAP] = "a map",
-                [PROTO_ARRAY] = "an array", [PROTO_BIN] = "binary",
+                [PROTO_ARRAY] = "an array", [PROTO_BIN] = "binary",     [PROTO_FLOAT] = "a number",
         };
         return names[t];
 }
@@ -61,6 +61,9 @@ static bool type_ok(proto_type_t t, const msgpack_object *o) {
                 return o->type == MSGPACK_OBJECT_ARRAY;
         case PROTO_BIN:
                 return o->type == MSGPACK_OBJECT_BIN;
+        case PROTO_FLOAT:
+                return o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32 ||
+                       o->type == MSGPACK_OBJECT_POSITIVE_INTEGER || o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
         case PROTO_ANY:
                 return true;
         }

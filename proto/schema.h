@@ -26,6 +26,7 @@ typedef enum proto_type {
         PROTO_MAP,
         PROTO_ARRAY,
         PROTO_BIN,
+        PROTO_FLOAT, /* a number: msgpack float, or an integer (a sender may pack 0.0 as 0) */
 } proto_type_t;
 
 typedef struct proto_message proto_message_t;

@@ -16,7 +16,7 @@ import sys
 
 import yaml
 
-TYPES = ("str", "uint", "int", "bool", "map", "array", "bin", "any")
+TYPES = ("str", "uint", "int", "bool", "map", "array", "bin", "float", "any")
 FIELD_KEYS = {"type", "required", "nullable", "max", "min", "of", "message", "values", "enum", "doc"}
 
 
@@ -212,6 +212,8 @@ def _type_ok(kind, v):
         return isinstance(v, (list, tuple))
     if kind == "bin":
         return isinstance(v, (bytes, bytearray))
+    if kind == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
     return True
 
 

@@ -302,3 +302,16 @@ int agent_reap_children(void);
  * the kernel cannot power off (no ACPI) it resets instead: QEMU runs with -no-reboot, so
  * either way the VM ends. */
 _Noreturn void agent_power_off(uint64_t grace_ms);
+
+/* ---- agent_stats.c: the guest's view for the host's sampler (stats frame) ----------------- */
+
+typedef struct agent_stats {
+        uint64_t mem_total, mem_available; /* bytes */
+        double load[3];                    /* 1, 5 and 15 minutes */
+} agent_stats_t;
+
+/* /proc/meminfo's MemTotal and MemAvailable, /proc/loadavg's first three fields; -EBADMSG when
+ * one is missing. */
+int agent_stats_parse(const char *meminfo, const char *loadavg, agent_stats_t *ret);
+/* The whole answer to {type: stats, id}: the guest_stats fields, or an error `failed`. */
+void agent_stats_answer(uint64_t id, msgpack_packer *pk);

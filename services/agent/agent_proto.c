@@ -83,13 +83,15 @@ static void on_status(agent_state_t *s, const request_t *req, msgpack_packer *pk
 static void on_identity(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
         agent_identity_request(s, req->body, req->id, pk);
 }
+static void on_stats(agent_state_t *s, const request_t *req, msgpack_packer *pk) { agent_stats_answer(req->id, pk); }
 
 static const struct {
         const char *type;
         handler_t handler;
 } handlers[] = {
-        { "identity", on_identity }, { "hello", on_hello }, { "ping", on_ping },     { "shutdown", on_shutdown },
-        { "start", on_start },       { "exec", on_exec },   { "signal", on_signal }, { "status", on_status },
+        { "hello", on_hello },   { "ping", on_ping },   { "shutdown", on_shutdown },
+        { "start", on_start },   { "exec", on_exec },   { "signal", on_signal },
+        { "status", on_status }, { "stats", on_stats }, { "identity", on_identity },
 };
 
 int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbuffer *reply) {

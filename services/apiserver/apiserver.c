@@ -14,6 +14,8 @@
 #include "services/apiserver/apiserver_bus.h"
 #include "services/apiserver/apiserver_http.h"
 #include "services/apiserver/apiserver_local.h"
+#include "services/apiserver/apiserver_node.h"
+#include "services/apiserver/apiserver_metrics.h"
 #include "services/apiserver/apiserver_secrets.h"
 #include "services/apiserver/apiserver_tls.h"
 #include "services/apiserver/apiserver_volumes.h"
@@ -137,9 +139,13 @@ static int open_bus(apiserver_t *api, const husk_config_t *config, zloop_t *loop
         r = bus_server_new(own->requests, apiserver_bus_methods, api, &api->server);
         if (r < 0)
                 return log_error_errno(r, "Failed to bind the request socket %s: %m", own->requests);
+        bus_server_set_stats(api->server, apiserver_metrics_pack_stats, api);
         r = bus_server_attach(api->server, loop);
         if (r < 0)
                 return log_error_errno(r, "Failed to serve requests on the event loop: %m");
+        r = apiserver_metrics_new(config, loop, &api->metrics);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen for instance metrics: %m");
         /* Connecting does not need vmm-driver up: ZeroMQ connects when it appears. */
         r = bus_pool_new(vmm, APISERVER_CLIENTS_IDLE, &api->vmm);
         if (r < 0)
@@ -160,9 +166,13 @@ int apiserver_new(const husk_config_t *config, zloop_t *loop, apiserver_t **ret)
         api = calloc(1, sizeof(*api));
         if (!api)
                 return log_error_errno(ENOMEM, "Out of memory");
+        api->metrics_auth = config->apiserver.metrics_auth;
         api->logd_events = strdup(config->bus[HUSK_DAEMON_LOGD].events ?: "");
         if (!api->logd_events)
                 return log_error_errno(ENOMEM, "Out of memory");
+        r = apiserver_node_init(config);
+        if (r < 0)
+                return log_error_errno(r, "Out of memory");
 
         r = auth_init();
         if (r < 0)
@@ -204,12 +214,14 @@ void apiserver_free(apiserver_t *api) {
         apiserver_local_freep(&api->local);
         apiserver_tls_freep(&api->tls);
         bus_server_destroy(&api->server);
+        apiserver_metrics_free(&api->metrics);
         bus_pool_destroy(&api->vmm);
         bus_pool_destroy(&api->logd);
         bus_pool_destroy(&api->scheduler);
         bus_pub_destroy(&api->pub);
         store_close(&api->store);
         free(api->logd_events);
+        apiserver_node_done();
         free(api);
 }
 
@@ -227,6 +239,8 @@ int apiserver_reload(const husk_config_t *old, const husk_config_t *fresh) {
             !same(old->runtime_dir, fresh->runtime_dir))
                 log_notice("apiserver.socket_group or runtime_dir changed: they apply at the next restart of "
                            "husk-apiserver");
+        if (old->apiserver.metrics_auth != fresh->apiserver.metrics_auth)
+                log_notice("apiserver.metrics_auth changed: it applies at the next restart of husk-apiserver");
         if (!same(old->apiserver.database, fresh->apiserver.database) || !same(old->state_dir, fresh->state_dir))
                 log_notice("apiserver.database or state_dir changed: they apply at the next restart of husk-apiserver");
         for (int d = 0; d < _HUSK_DAEMON_MAX; d++)

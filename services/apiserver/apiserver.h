@@ -11,6 +11,7 @@
 struct mg_context;
 typedef struct apiserver_local apiserver_local_t;
 typedef struct apiserver_tls apiserver_tls_t;
+typedef struct apiserver_metrics apiserver_metrics_t;
 
 /* In the state dir: the first admin's password, written when the store has no user. */
 #define APISERVER_ADMIN_PASSWORD_FILE "admin-password"
@@ -34,6 +35,8 @@ typedef struct apiserver {
         uint16_t http_internal_port; /* civetweb's loopback listener that the relays below use */
         apiserver_local_t *local;    /* <runtime_dir>/api.sock (apiserver_local.c) */
         apiserver_tls_t *tls;        /* HTTPS on apiserver.listen (apiserver_tls.c); NULL: civetweb serves HTTP there */
+        apiserver_metrics_t *metrics; /* instance samples and daemon.stats (apiserver_metrics.c) */
+        bool metrics_auth;            /* apiserver.metrics_auth: GET /metrics needs deployments:read */
 } apiserver_t;
 
 /* Open the store, bind the bus sockets (attached to loop) and start serving REST. Keeps no

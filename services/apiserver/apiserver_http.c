@@ -90,6 +90,9 @@ static const http_route_t routes[] = {
         { "GET", "/deployments/*/logs", route_deployment_logs,
           PARAMS("tail", "since", "level", "instance", "container", "follow", "ticket"), AUTH_SCOPE_LOGS_READ },
         { "GET", "/deployments/*/health-checks", route_deployment_health_checks, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
+        { "GET", "/deployments/*/metrics", route_deployment_metrics, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
+        /* Public as Ring's unless apiserver.metrics_auth: the route checks that itself. */
+        { "GET", "/metrics", route_metrics, NULL, AUTH_SCOPE_PUBLIC },
         { "GET", "/configs", route_configs_list, PARAMS("namespace"), AUTH_SCOPE_CONFIGS_READ },
         { "POST", "/configs", route_configs_create, NULL, AUTH_SCOPE_CONFIGS_WRITE },
         { "GET", "/configs/*", route_config_get, PARAMS("namespace"), AUTH_SCOPE_CONFIGS_READ },
@@ -105,6 +108,8 @@ static const http_route_t routes[] = {
         { "POST", "/volumes", route_volumes_create, NULL, AUTH_SCOPE_DEPLOYMENTS_WRITE },
         { "GET", "/volumes/*", route_volume_get, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_READ },
         { "DELETE", "/volumes/*", route_volume_delete, PARAMS("namespace"), AUTH_SCOPE_DEPLOYMENTS_WRITE },
+        /* The host and its daemons: what a reader of deployments may see (namespace-bound tokens may not). */
+        { "GET", "/node", route_node, NULL, AUTH_SCOPE_DEPLOYMENTS_READ },
 };
 
 const http_route_t *http_routes(size_t *ret_n) {
@@ -230,6 +235,10 @@ int http_reply_json(http_request_t *req, int status, json_t *body, const char *e
 
 int http_reply_json_text(http_request_t *req, int status, const char *text, size_t size, const char *extra_headers) {
         return send_reply(req, status, "application/json", text, size, extra_headers);
+}
+
+int http_reply_typed(http_request_t *req, int status, const char *content_type, const char *body, size_t size) {
+        return send_reply(req, status, content_type, body, size, NULL);
 }
 
 /* Ring's code for a violation of field: "<resource>.<field without indices>.invalid", e.g.

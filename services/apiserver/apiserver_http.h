@@ -83,6 +83,9 @@ int http_reply_json(http_request_t *req, int status, json_t *body, const char *e
 /* The same for a body that is JSON text already. */
 int http_reply_json_text(http_request_t *req, int status, const char *text, size_t size, const char *extra_headers);
 
+/* Send body with its own Content-Type (GET /metrics: Prometheus's text). */
+int http_reply_typed(http_request_t *req, int status, const char *content_type, const char *body, size_t size);
+
 /* Send an application/problem+json {type, title, status, detail, violations?}; type is
  * "urn:husk:problem:<slug>". violations is consumed (may be NULL). */
 int http_reply_problem(http_request_t *req, int status, const char *slug, const char *title, json_t *violations,
@@ -143,6 +146,8 @@ int route_deployment_exec(http_request_t *req);
 int route_deployment_events(http_request_t *req);
 int route_deployment_logs(http_request_t *req);
 int route_deployment_health_checks(http_request_t *req);
+int route_deployment_metrics(http_request_t *req);
+int route_metrics(http_request_t *req);
 /* ?namespace= into ns (a DNS label, else the status of the 400 sent); absent: "default" when
  * required, else "" (apiserver_routes_configs.c). */
 int route_query_namespace(http_request_t *req, bool required, char ns[static AUTH_NAMESPACE_MAX + 1]);
@@ -163,3 +168,4 @@ int route_volumes_list(http_request_t *req);
 int route_volumes_create(http_request_t *req);
 int route_volume_get(http_request_t *req);
 int route_volume_delete(http_request_t *req);
+int route_node(http_request_t *req);

@@ -241,6 +241,8 @@ struct logd {
         int tick_timer;
         int scan_timer;
         int purge_check_timer;
+        uint64_t lines_stored; /* since start, every instance: daemon.stats's logd_lines_stored_total */
+        uint64_t bytes_stored; /* their messages' bytes */
 };
 
 static inline const husk_config_t *logd_config(const logd_t *d) { return d->ctx->config; }

@@ -5,6 +5,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "lib/stats.h"
 #include "services/logd/logd.h"
 
 #define PURGE_CHECK_TIMEOUT_MS 5000 /* an answer later than this is ignored */
@@ -251,6 +252,18 @@ void logd_check_purged(logd_t *d) {
         d->listing = true;
 }
 
+/* daemon.stats's metrics: what the store took in. */
+static void pack_stats(msgpack_packer *pk, void *userdata) {
+        logd_t *d = userdata;
+
+        msgpack_pack_array(pk, 2);
+        stats_pack_counter(pk, "logd_lines_stored_total",
+                           "Console lines logd stored, every instance, since it started.", (double)d->lines_stored);
+        stats_pack_counter(pk, "logd_bytes_stored_total",
+                           "Bytes of those lines' messages, every instance, since logd started.",
+                           (double)d->bytes_stored);
+}
+
 int logd_bus_open(logd_t *d) {
         const husk_config_t *c = logd_config(d);
         const char *apiserver_events = c->bus[HUSK_DAEMON_APISERVER].events;
@@ -262,6 +275,7 @@ int logd_bus_open(logd_t *d) {
         r = bus_server_new(c->bus[HUSK_DAEMON_LOGD].requests, logd_bus_methods, d, &d->server);
         if (r < 0)
                 return log_error_errno(r, "Failed to bind %s: %m", c->bus[HUSK_DAEMON_LOGD].requests);
+        bus_server_set_stats(d->server, pack_stats, d);
         r = bus_server_attach(d->server, d->loop);
         if (r < 0)
                 return log_error_errno(r, "Failed to serve requests: %m");

@@ -214,6 +214,8 @@ static int on_line(const char *line, size_t len, uint64_t end, void *userdata) {
         r = logd_store_append(&i->store, &e);
         if (r < 0)
                 return r;
+        i->logd->lines_stored++;
+        i->logd->bytes_stored += e.message_len;
         if (i->ev_n == 0)
                 i->ev_start = before;
         logd_entry_pack(&i->evpk, i->id, &e);

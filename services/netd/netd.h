@@ -150,6 +150,14 @@ int netd_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh);
 void netd_close(netd_t *n);
 
 netd_attachment_t *netd_find(netd_t *n, const char *instance_id);
+
+/* ---- counters (netd_stats.c) ---------------------------------------------------------------------- */
+
+struct net_counters;
+/* <sysfs_net>/<tap>/statistics, swapped into the guest's view (the TAP's tx is the guest's rx). */
+int netd_tap_counters(const char *sysfs_net, const char *tap, struct net_counters *ret);
+/* net.stats (proto/SCHEMA.md). */
+int netd_method_stats(bus_request_t *req, msgpack_packer *pk, void *userdata);
 /* Create or return the attachment of instance_id; on a port conflict returns -EADDRINUSE with
  * *ret_error naming ports[i].published. A port another instance of the same deployment_id
  * publishes is taken over (a replacement started before the old instance stops). */

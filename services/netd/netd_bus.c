@@ -133,6 +133,7 @@ static const bus_method_t netd_methods[] = {
         { BUS_METHOD_NET_ATTACH, method_attach },
         { BUS_METHOD_NET_DETACH, method_detach },
         { BUS_METHOD_NET_LIST, method_list },
+        { BUS_METHOD_NET_STATS, netd_method_stats },
         {},
 };
 

@@ -6,6 +6,7 @@
 
 #include "lib/bus.h"
 #include "lib/daemon.h"
+#include "lib/stats.h"
 #include "proto/deployment.h"
 #include "proto/instance.h"
 
@@ -91,11 +92,12 @@ typedef struct scheduler {
         bool net_list_in_flight; /* one net.list at a time */
         bus_sub_t *events;
         bus_pub_t *pub;
-        pass_t *pass;        /* the reconcile pass in flight; NULL between passes */
-        bool pass_scheduled; /* a pass is queued: its timer runs, or it follows the one in flight */
-        int pass_timer;      /* -1, or the timer that starts the queued pass */
-        uint64_t passes;     /* passes that saw both lists and whose every call ended */
-        deployment_t *known; /* apiserver's last deployment list: planned from while it does not answer */
+        pass_t *pass;               /* the reconcile pass in flight; NULL between passes */
+        bool pass_scheduled;        /* a pass is queued: its timer runs, or it follows the one in flight */
+        int pass_timer;             /* -1, or the timer that starts the queued pass */
+        uint64_t passes;            /* passes that saw both lists and whose every call ended */
+        stats_hist_t pass_duration; /* of those passes, start to end (daemon.stats) */
+        deployment_t *known;        /* apiserver's last deployment list: planned from while it does not answer */
         size_t n_known;
         inflight_t *inflight; /* instances with a stop or remove in flight: never sent twice */
         bool closing;         /* scheduler_bus_close() runs: callbacks only free */

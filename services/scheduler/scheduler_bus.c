@@ -77,6 +77,9 @@ static const struct {
 };
 
 static void on_event(const char *type, const msgpack_object *body, void *userdata) {
+        /* A sample is no change of state: no pass for it (one per instance every interval). */
+        if (streq(type, BUS_EVENT_INSTANCE_METRICS))
+                return;
         for (size_t k = 0; k < ELEMENTSOF(event_handlers); k++)
                 if (streq(type, event_handlers[k].type))
                         event_handlers[k].fn(userdata, body);
@@ -108,6 +111,15 @@ static int method_status(bus_request_t *req, msgpack_packer *pk, void *userdata)
         mp_pack_kv_u64(pk, "passes", s->passes);
         mp_pack_kv_bool(pk, "pass_scheduled", s->pass_scheduled);
         return 0;
+}
+
+/* daemon.stats's metrics: the reconcile passes. */
+static void pack_stats(msgpack_packer *pk, void *userdata) {
+        scheduler_t *s = userdata;
+
+        msgpack_pack_array(pk, 1);
+        stats_pack_hist(pk, "scheduler_pass_duration_seconds",
+                        "Reconcile passes (both lists seen, every call ended), from start to end.", &s->pass_duration);
 }
 
 static const bus_method_t methods[] = {
@@ -159,6 +171,7 @@ int scheduler_bus_open(scheduler_t *s) {
         r = bus_server_new(c->bus[HUSK_DAEMON_SCHEDULER].requests, methods, s, &s->server);
         if (r < 0)
                 return log_error_errno(r, "Failed to bind %s: %m", c->bus[HUSK_DAEMON_SCHEDULER].requests);
+        bus_server_set_stats(s->server, pack_stats, s);
         r = bus_server_attach(s->server, s->ctx->loop);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the request socket: %m");

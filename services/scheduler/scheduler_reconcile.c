@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/stats.h"
 
 #define RETRY_AFTER_FAILURE_MS 1000
 
@@ -32,6 +33,7 @@ struct pass {
         instance_t *instances; /* vmm-driver's list, which the plans point into */
         size_t n_instances;
         uint64_t wake_at; /* earliest unix ms any deployment needs a pass at; 0: none */
+        double started;   /* stats_now() at its start: husk_scheduler_pass_duration_seconds */
 };
 
 typedef int (*unpack_fn)(const msgpack_object *o, void *item);
@@ -190,8 +192,10 @@ static void pass_end(pass_t *p) {
                 if (planned)
                         scheduler_wake_at(s, p->wake_at);
                 /* Saw both lists fresh: counted, even when an action failed (retried below). */
-                if (planned && p->fresh)
+                if (planned && p->fresh) {
                         s->passes++;
+                        stats_hist_observe(&s->pass_duration, stats_now() - p->started);
+                }
                 if ((p->failed || !p->fresh) && !s->pass_scheduled) {
                         s->pass_scheduled = true;
                         pass_queue(s, RETRY_AFTER_FAILURE_MS);
@@ -237,7 +241,7 @@ static void pass_start(scheduler_t *s) {
                 scheduler_kick(s, NULL);
                 return;
         }
-        *p = (pass_t){ .s = s, .phase = PASS_GATHER, .holds = 1 };
+        *p = (pass_t){ .s = s, .phase = PASS_GATHER, .holds = 1, .started = stats_now() };
         s->pass = p;
         /* Both lists must be fresh to act on everything: a partial view could kill healthy
          * instances. Asked at once; the plan starts when both calls ended. */

@@ -13,6 +13,7 @@
 #include "proto/agent_frame.h"
 #include "proto/instance.h"
 #include "proto/instance_record.h"
+#include "proto/metrics.h"
 
 typedef struct vmm vmm_t;
 typedef struct vmm_instance vmm_instance_t;
@@ -28,6 +29,8 @@ int vmm_record_load(const char *dir, instance_record_t *r);
 
 /* Field 22 (starttime) of a /proc/<pid>/stat line; comm (field 2) may hold spaces and ')'. */
 int vmm_proc_parse_start_time(const char *stat, uint64_t *ret);
+/* The same line's utime + stime (fields 14 and 15, clock ticks) and starttime (22). */
+int vmm_proc_parse_stat(const char *stat, uint64_t *ret_ticks, uint64_t *ret_start);
 int vmm_proc_start_time(pid_t pid, uint64_t *ret);
 int vmm_pidfd_open(pid_t pid); /* fd (O_CLOEXEC) or -errno */
 int vmm_pidfd_kill(int pidfd, int sig);
@@ -39,6 +42,9 @@ int vmm_pidfd_exit_status(int pidfd, int *ret_wstatus);
 
 /* name with a '/' is taken as is; otherwise searched in path_env (like execvp). */
 int vmm_find_executable(const char *name, const char *path_env, char **ret);
+/* The first line `binary --version` prints (runtime.list, husk doctor). Runs it to completion:
+ * at setup only (start and SIGHUP), never per request. */
+int vmm_binary_version(const char *binary, char **ret);
 /* A VMM, detached: own session, cwd dir, stdin /dev/null, stdout+stderr appended to
  * dir/output, no other fds, default signal mask and dispositions. Exec failures are returned
  * here. */
@@ -215,6 +221,26 @@ void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, i
 /* instance.warning: advice for operators about this instance. */
 void vmm_publish_warning(vmm_instance_t *i, const char *message);
 
+/* ---- metrics (vmm_metrics.c) ---------------------------------------------------------------- */
+
+/* An instance's sampler state: the last CPU reading (for CPU%) and the round's sample. */
+typedef struct vmm_sample {
+        uint64_t prev_ticks;   /* utime + stime at the previous sample */
+        uint64_t prev_boot_ms; /* CLOCK_BOOTTIME then; 0: no sample yet */
+        uint64_t round;        /* the round m belongs to (0: none) */
+        instance_metrics_t m;
+} vmm_sample_t;
+
+/* /proc/<pid>/status: VmRSS (bytes; 0 when absent) and Threads; io: read_bytes and write_bytes.
+ * -EBADMSG when a field is missing. (stat: vmm_proc_parse_stat.) */
+int vmm_metrics_parse_status(const char *status, uint64_t *ret_rss_bytes, uint64_t *ret_threads);
+int vmm_metrics_parse_io(const char *io, uint64_t *ret_read, uint64_t *ret_write);
+/* Sample every interval_ms (0: never); restarts the timer. */
+int vmm_metrics_start(vmm_t *d, uint64_t interval_ms);
+void vmm_metrics_stop(vmm_t *d);
+/* SIGHUP: a new vmm_driver.metrics_interval re-arms the timer. */
+void vmm_metrics_reload(vmm_t *d, uint64_t interval_ms);
+
 /* ---- instances (vmm_instance.c) ------------------------------------------------------------- */
 
 struct vmm_instance {
@@ -230,7 +256,8 @@ struct vmm_instance {
                 *runtime;   /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
         void *runtime_data; /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
         vmm_agent_t agent;
-        vmm_net_t net; /* netd's answer at create, for a clone's identity (zero when adopted or none) */
+        vmm_net_t net;       /* netd's answer at create, for a clone's identity (zero when adopted or none) */
+        vmm_sample_t sample; /* vmm_metrics.c */
 };
 
 int vmm_instance_new(vmm_t *d, const char *dir, vmm_instance_t **ret);
@@ -295,8 +322,15 @@ struct vmm {
         int hold_timer;
         zlistx_t *graveyard; /* freed instances whose memory goes on the next iteration */
         int reap_timer;
-        bus_client_t *netd;              /* net.attach / net.detach, asynchronous */
-        zhashx_t *creating;              /* instance_id -> its create in flight (vmm_instance.c; owned there) */
+        bus_client_t *netd; /* net.attach / net.detach, asynchronous */
+        zhashx_t *creating; /* instance_id -> its create in flight (vmm_instance.c; owned there) */
+        /* The sampler (vmm_metrics.c): one timer, and the round in flight. */
+        uint64_t metrics_interval_ms;
+        int metrics_timer;          /* 0: not sampling */
+        int metrics_deadline_timer; /* the round's end; 0 when none */
+        uint64_t metrics_round;
+        bool metrics_round_open;
+        unsigned metrics_pending;        /* answers the open round waits for */
         struct vmm_templates *templates; /* vmm_template.c; NULL: templates off */
 };
 

@@ -302,10 +302,10 @@ static const struct {
         const char *type;
         void (*handler)(vmm_instance_t *i, const msgpack_object *body);
 } frame_handlers[] = {
-        { "ready", frame_ready },     { "hello", frame_answer },    { "pong", frame_answer },
-        { "shutdown", frame_answer }, { "start", frame_answer },    { "exec", frame_answer },
-        { "signal", frame_answer },   { "status", frame_answer },   { "exited", vmm_workload_on_exited },
-        { "error", frame_error },     { "identity", frame_answer },
+        { "ready", frame_ready },     { "hello", frame_answer },  { "pong", frame_answer },
+        { "shutdown", frame_answer }, { "start", frame_answer },  { "exec", frame_answer },
+        { "signal", frame_answer },   { "status", frame_answer }, { "exited", vmm_workload_on_exited },
+        { "error", frame_error },     { "stats", frame_answer },  { "identity", frame_answer },
 };
 
 static void dispatch(vmm_instance_t *i, const msgpack_object *body) {

@@ -276,10 +276,23 @@ static int method_workload(bus_request_t *req, msgpack_packer *pk, void *userdat
         return r < 0 ? r : vmm_workload_status(req, i);
 }
 
+static int method_runtimes(bus_request_t *req, msgpack_packer *pk, void *userdata) {
+        vmm_t *d = userdata;
+
+        vmm_runtime_pack_list(d, vmm_config(d), pk);
+        return 0;
+}
+
 const bus_method_t vmm_bus_methods[] = {
-        { BUS_METHOD_INSTANCE_WORKLOAD, method_workload },      { BUS_METHOD_INSTANCE_EXEC, method_exec },
-        { BUS_METHOD_INSTANCE_SIGNAL, method_signal },          { BUS_METHOD_INSTANCE_LIST, method_list },
-        { BUS_METHOD_INSTANCE_CREATE, method_create },          { BUS_METHOD_INSTANCE_STOP, method_stop },
-        { BUS_METHOD_INSTANCE_REMOVE, method_remove },          { BUS_METHOD_TEMPLATE_LIST, vmm_template_method_list },
-        { BUS_METHOD_TEMPLATE_DROP, vmm_template_method_drop }, {},
+        { BUS_METHOD_INSTANCE_WORKLOAD, method_workload },
+        { BUS_METHOD_INSTANCE_EXEC, method_exec },
+        { BUS_METHOD_INSTANCE_SIGNAL, method_signal },
+        { BUS_METHOD_INSTANCE_LIST, method_list },
+        { BUS_METHOD_INSTANCE_CREATE, method_create },
+        { BUS_METHOD_INSTANCE_STOP, method_stop },
+        { BUS_METHOD_INSTANCE_REMOVE, method_remove },
+        { BUS_METHOD_RUNTIME_LIST, method_runtimes },
+        { BUS_METHOD_TEMPLATE_LIST, vmm_template_method_list },
+        { BUS_METHOD_TEMPLATE_DROP, vmm_template_method_drop },
+        {},
 };

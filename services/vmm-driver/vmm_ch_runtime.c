@@ -26,6 +26,7 @@ static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.inst
 typedef struct vmm_ch {
         char *binary_name; /* as configured, for messages */
         char *binary;      /* resolved; NULL when not found */
+        char *version;     /* the first line of its --version; NULL: unknown */
         char *firmware;    /* runtime.cloud_hypervisor.firmware_path; NULL: disk images cannot boot */
         char *seccomp;     /* "true", "false" or "log" */
 } vmm_ch_t;
@@ -54,6 +55,7 @@ static void free_state(void *state) {
                 return;
         free(ch->binary_name);
         free(ch->binary);
+        free(ch->version);
         free(ch->firmware);
         free(ch->seccomp);
         free(ch);
@@ -81,12 +83,27 @@ static int setup(const husk_runtime_config_t *c, void **state) {
                                         "runtime.cloud_hypervisor is enabled but its binary %s is not found, "
                                         "instance.create will fail for it: %m",
                                         binary);
-                else
-                        log_info("cloud-hypervisor runtime: %s, seccomp %s", ch->binary, ch->seccomp);
+                else {
+                        r = vmm_binary_version(ch->binary, &ch->version);
+                        if (r < 0)
+                                log_warning_errno(r, "%s --version failed, ignoring: %m", ch->binary);
+                        log_info("cloud-hypervisor runtime: %s (%s), seccomp %s", ch->binary,
+                                 ch->version ?: "version unknown", ch->seccomp);
+                }
         }
         free_state(*state);
         *state = ch;
         return 0;
+}
+
+static void probe(const void *state, vmm_runtime_probe_t *ret) {
+        const vmm_ch_t *ch = state;
+
+        if (!ch)
+                return;
+        *ret = (vmm_runtime_probe_t){
+                .binary_name = ch->binary_name, .binary = ch->binary, .version = ch->version, .firmware = ch->firmware
+        };
 }
 
 static int check(const void *state, const instance_spec_t *s, char **ret_error) {
@@ -483,6 +500,7 @@ const vmm_runtime_t vmm_ch_runtime = {
         .agent_handshake = "CONNECT " STRINGIFY(AGENT_VSOCK_PORT) "\n",
         .agent_handshake_ok = "OK ",
         .setup = setup,
+        .probe = probe,
         .free_state = free_state,
         .check = check,
         .prepare = prepare,

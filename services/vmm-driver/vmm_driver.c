@@ -23,6 +23,7 @@ int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
                                        "vmm_driver.instances_dir cannot change while running; restart husk-vmm-driver");
         if (!same(old_ep->events, new_ep->events) || !same(old_ep->requests, new_ep->requests))
                 log_notice("bus.vmm-driver endpoints changed: they apply at the next restart");
+        vmm_metrics_reload(d, fresh->vmm_driver.metrics_interval_ms);
         /* Everything else (stop timeout, defaults, kit paths) is read from the config when used. */
         return vmm_runtime_setup_all(d, fresh);
 }
@@ -86,6 +87,9 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         r = vmm_adopt_all(d);
         if (r < 0)
                 return r;
+        r = vmm_metrics_start(d, c->vmm_driver.metrics_interval_ms);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(d);
         return 0;
 }
@@ -95,6 +99,7 @@ void vmm_free(vmm_t *d) {
 
         if (!d)
                 return;
+        vmm_metrics_stop(d);
         /* Whatever is held still goes out: it is news to every subscriber. */
         vmm_publish_release(d);
         /* Creates in flight are answered while the server is still there: those waiting for

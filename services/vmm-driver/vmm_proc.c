@@ -14,6 +14,7 @@
 
 #include "lib/child.h"
 #include "lib/log.h"
+#include "lib/run.h"
 #include "services/vmm-driver/vmm.h"
 
 extern char **environ;
@@ -29,35 +30,41 @@ struct vmm_pidfd_info {
 #define VMM_PIDFD_GET_INFO _IOWR(0xFF, 11, struct vmm_pidfd_info)
 #define VMM_PIDFD_INFO_EXIT (1ULL << 3)
 
-int vmm_proc_parse_start_time(const char *stat, uint64_t *ret) {
-        const char *p;
+int vmm_proc_parse_stat(const char *stat, uint64_t *ret_ticks, uint64_t *ret_start) {
+        const char *p = strrchr(stat, ')');
+        uint64_t v[22] = {};
         char field[32];
         size_t n;
 
-        /* comm is "(...)" and may itself contain ") ": the last ')' ends it. */
-        p = strrchr(stat, ')');
+        /* comm may hold spaces and ')': fields start after the last ')'. */
         if (!p)
                 return -EBADMSG;
         p++;
-        /* Fields 3 (state) to 21 precede starttime. */
-        for (int k = 3; k < 22; k++) {
+        for (int k = 3; k <= 22; k++) {
                 if (*p != ' ')
                         return -EBADMSG;
                 p++;
                 n = strcspn(p, " \n");
-                if (n == 0)
+                if (n == 0 || n >= sizeof(field))
                         return -EBADMSG;
+                /* Only the fields we read are numbers to us: priority and nice may be negative. */
+                if (k == 14 || k == 15 || k == 22) {
+                        memcpy(field, p, n);
+                        field[n] = '\0';
+                        if (parse_u64(field, &v[k - 1]) < 0)
+                                return -EBADMSG;
+                }
                 p += n;
         }
-        if (*p != ' ')
-                return -EBADMSG;
-        p++;
-        n = strcspn(p, " \n");
-        if (n == 0 || n >= sizeof(field))
-                return -EBADMSG;
-        memcpy(field, p, n);
-        field[n] = '\0';
-        return parse_u64(field, ret) < 0 ? -EBADMSG : 0;
+        *ret_ticks = v[13] + v[14]; /* utime (14) + stime (15) */
+        *ret_start = v[21];         /* starttime (22) */
+        return 0;
+}
+
+int vmm_proc_parse_start_time(const char *stat, uint64_t *ret) {
+        uint64_t ticks;
+
+        return vmm_proc_parse_stat(stat, &ticks, ret);
 }
 
 int vmm_proc_start_time(pid_t pid, uint64_t *ret) {
@@ -177,5 +184,20 @@ int vmm_spawn(const char *dir, char *const *argv, const char *output, pid_t *ret
         if (r != 0)
                 return -r;
         *ret_pid = pid;
+        return 0;
+}
+
+int vmm_binary_version(const char *binary, char **ret) {
+        char *const argv[] = { (char *)binary, (char *)"--version", NULL };
+        _cleanup_free_ char *out = NULL;
+        int r;
+
+        r = run_tool(argv, NULL, &out);
+        if (r < 0)
+                return r;
+        out[strcspn(out, "\n")] = '\0';
+        if (!*out)
+                return -ENODATA;
+        *ret = TAKE_PTR(out);
         return 0;
 }

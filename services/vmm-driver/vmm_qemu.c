@@ -1,6 +1,7 @@
 /* vmm_qemu.c: the qemu runtime's command line: accelerator choice, TSC frequency, the microvm argv (the kit) and the q35 one (firmware boot). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -142,6 +143,20 @@ static void add_volumes(strv_builder_t *b, const vmm_qemu_params_t *p, const cha
         }
 }
 
+/* The accelerator (-accel, which excludes -machine accel=): KVM with the host's CPU model, or TCG
+ * with a bounded translation cache. */
+static void add_accel(strv_builder_t *b, const vmm_qemu_params_t *p) {
+        add(b, "-accel");
+        if (streq(p->accel, "tcg") && p->tcg_cache_mib > 0)
+                add(b, "tcg,tb-size=%" PRIu32, p->tcg_cache_mib);
+        else
+                add(b, "%s", p->accel);
+        if (streq(p->accel, "kvm")) {
+                add(b, "-cpu");
+                add(b, "host");
+        }
+}
+
 /* The kit: microvm, direct kernel boot, virtio-mmio devices. */
 static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *net) {
         /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. A
@@ -149,11 +164,8 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
         const char *instance_id = p->instance_id;
 
         add(b, "-machine");
-        add(b, "microvm,accel=%s,memory-backend=mem", p->accel);
-        if (streq(p->accel, "kvm")) {
-                add(b, "-cpu");
-                add(b, "host");
-        }
+        add(b, "microvm,memory-backend=mem");
+        add_accel(b, p);
         add(b, "-smp");
         add(b, "%u", p->cpus);
         add(b, "-m");
@@ -246,11 +258,8 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
 static void add_firmware(strv_builder_t *b, const vmm_qemu_params_t *p) {
         add(b, "-machine");
         /* Volumes (vhost-user-fs) need guest RAM in a shareable memfd, as the kit's. */
-        add(b, "q35,accel=%s%s", p->accel, p->n_volumes ? ",memory-backend=mem" : "");
-        if (streq(p->accel, "kvm")) {
-                add(b, "-cpu");
-                add(b, "host");
-        }
+        add(b, "q35%s", p->n_volumes ? ",memory-backend=mem" : "");
+        add_accel(b, p);
         add(b, "-smp");
         add(b, "%u", p->cpus);
         add(b, "-m");

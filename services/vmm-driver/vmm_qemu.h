@@ -17,6 +17,7 @@ typedef struct vmm_qemu_params {
         uint32_t cpus;
         uint32_t memory_mib;
         uint64_t tsc_khz;        /* tcg only: host TSC frequency for the guest kernel; 0 = let it calibrate */
+        uint32_t tcg_cache_mib;  /* tcg only: QEMU's translation cache (tb-size); 0 = QEMU's default */
         const vmm_net_t *net;    /* virtio-net on the instance's TAP, husk.ip/husk.gw for the agent; NULL: none */
         const char *fs_socket;   /* kit mode: virtiofsd's socket, exported to the guest as tag VMM_FS_TAG; NULL: none */
         const char *disk;        /* the kit with a disk image: the image, read-only virtio-blk (/dev/vda); NULL: none */
@@ -87,14 +88,16 @@ int vmm_qmp_execute(vmm_instance_t *i, const char *command);
 /* ---- the runtime (vmm_qemu_runtime.c) ------------------------------------------------------- */
 
 /* Daemon-wide: what runtime.qemu resolved to. */
-struct vmm_qemu {
-        char *binary_name;   /* as configured, for messages */
-        char *binary;        /* resolved; NULL when not found */
-        const char *accel;   /* resolved "kvm" or "tcg" */
-        char *firmware;      /* runtime.qemu.firmware_path (OVMF code) */
-        char *firmware_vars; /* its variables template: the same name with CODE -> VARS, beside it; NULL: none */
-        uint64_t tsc_khz;    /* tcg: host TSC frequency passed to guests, 0 if unknown */
-};
+typedef struct vmm_qemu {
+        char *binary_name;      /* as configured, for messages */
+        char *binary;           /* resolved; NULL when not found */
+        char *version;          /* the first line of its --version; NULL: unknown */
+        const char *accel;      /* resolved "kvm" or "tcg" */
+        char *firmware;         /* runtime.qemu.firmware_path (OVMF code) */
+        char *firmware_vars;    /* its variables template: the same name with CODE -> VARS, beside it; NULL: none */
+        uint64_t tsc_khz;       /* tcg: host TSC frequency passed to guests, 0 if unknown */
+        uint32_t tcg_cache_mib; /* runtime.qemu.tcg_translation_cache, in MiB (QEMU's unit) */
+} vmm_qemu_t;
 
 /* Per instance (i->runtime_data). */
 typedef struct vmm_qemu_instance {

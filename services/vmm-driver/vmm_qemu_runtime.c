@@ -23,6 +23,7 @@ static void free_state(void *state) {
                 return;
         free(q->binary_name);
         free(q->binary);
+        free(q->version);
         free(q->firmware);
         free(q->firmware_vars);
         free(q);
@@ -31,6 +32,7 @@ static void free_state(void *state) {
 /* The binary, the accelerator, the TSC frequency. */
 static int setup(const husk_runtime_config_t *c, void **state) {
         const char *binary = c->binary_path ?: "qemu-system-x86_64";
+        uint64_t tcg_cache_mib;
         vmm_qemu_t *q;
         const char *accel;
         int r;
@@ -48,10 +50,20 @@ static int setup(const husk_runtime_config_t *c, void **state) {
                 if (r < 0)
                         /* Not fatal: adopted VMMs still need watching; creates fail with a clear error. */
                         log_warning_errno(r, "qemu binary %s not found, instance.create will fail: %m", binary);
-                else
-                        log_info("qemu runtime: %s, accel %s", q->binary, accel);
+                else {
+                        r = vmm_binary_version(q->binary, &q->version);
+                        if (r < 0)
+                                log_warning_errno(r, "%s --version failed, ignoring: %m", q->binary);
+                        log_info("qemu runtime: %s (%s), accel %s", q->binary, q->version ?: "version unknown", accel);
+                }
         }
         q->accel = accel;
+        /* QEMU takes MiB: a size under 1 MiB is 1 MiB, never 0 (QEMU's default of 1 GiB). */
+        tcg_cache_mib = c->tcg_translation_cache >> 20;
+        if (c->tcg_translation_cache > 0)
+                q->tcg_cache_mib = tcg_cache_mib == 0           ? 1
+                                   : tcg_cache_mib > UINT32_MAX ? UINT32_MAX
+                                                                : (uint32_t)tcg_cache_mib;
         if (c->firmware_path) {
                 /* Checked when a disk boots, so that a host without OVMF still runs the kit. */
                 q->firmware = strdup(c->firmware_path);
@@ -72,6 +84,18 @@ static int setup(const husk_runtime_config_t *c, void **state) {
         free_state(*state);
         *state = q;
         return 0;
+}
+
+static void probe(const void *state, vmm_runtime_probe_t *ret) {
+        const vmm_qemu_t *q = state;
+
+        if (!q)
+                return;
+        *ret = (vmm_runtime_probe_t){ .binary_name = q->binary_name,
+                                      .binary = q->binary,
+                                      .version = q->version,
+                                      .accel = q->accel,
+                                      .firmware = q->firmware };
 }
 
 static int check(const void *state, const instance_spec_t *s, char **ret_error) {
@@ -170,6 +194,7 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
                 .cpus = s->cpus,
                 .memory_mib = s->memory_mib,
                 .tsc_khz = q->tsc_khz,
+                .tcg_cache_mib = q->tcg_cache_mib,
                 .net = l->net,
                 .fs_socket = l->fs_socket,
                 .disk = l->disk,
@@ -272,6 +297,7 @@ const vmm_runtime_t vmm_qemu_runtime = {
         .agent_transport = "virtio-serial",
         .agent_socket = AGENT_SOCKET,
         .setup = setup,
+        .probe = probe,
         .free_state = free_state,
         .check = check,
         .prepare = prepare,

@@ -305,6 +305,7 @@ int vmm_qemu_template_params(const vmm_qemu_t *q, const vmm_profile_t *p, vmm_qe
                                     .cpus = p->cpus,
                                     .memory_mib = p->memory_mib,
                                     .tsc_khz = q->tsc_khz,
+                                    .tcg_cache_mib = q->tcg_cache_mib,
                                     .memory_file = VMM_TEMPLATE_MEMORY,
                                     .ninep_export = p->fs ? VMM_TEMPLATE_EXPORT : NULL };
         return q->binary ? 0 : -ENOENT;

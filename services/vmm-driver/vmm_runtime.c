@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "lib/log.h"
+#include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
 
 extern const vmm_runtime_t vmm_qemu_runtime;
@@ -93,4 +96,36 @@ void vmm_runtime_free_all(vmm_t *d) {
                         rows[k].impl->free_state(d->runtime_state[k]);
                         d->runtime_state[k] = NULL;
                 }
+}
+
+/* Each row: {name, enabled, implemented, binary, version, accel, firmware, firmware_ok,
+ * problem} (SCHEMA.md, runtime.list); problem says why it cannot start VMs, nil when it can. */
+void vmm_runtime_pack_list(const vmm_t *d, const husk_config_t *c, msgpack_packer *pk) {
+        msgpack_pack_array(pk, (uint32_t)ELEMENTSOF(rows));
+        for (size_t k = 0; k < ELEMENTSOF(rows); k++) {
+                const husk_runtime_config_t *rc = husk_config_runtime(c, rows[k].name);
+                const vmm_runtime_t *rt = rows[k].impl;
+                vmm_runtime_probe_t p = {};
+                bool enabled = rc && rc->enabled;
+                char problem[512] = "";
+
+                if (rt && rt->probe)
+                        rt->probe(d->runtime_state[k], &p);
+                if (!rt)
+                        snprintf(problem, sizeof(problem), "not supported by this vmm-driver");
+                else if (!enabled)
+                        snprintf(problem, sizeof(problem), "not enabled in the config");
+                else if (!p.binary)
+                        snprintf(problem, sizeof(problem), "binary %s not found", p.binary_name ?: rows[k].name);
+                msgpack_pack_map(pk, 9);
+                mp_pack_kv_str(pk, "name", rows[k].name);
+                mp_pack_kv_bool(pk, "enabled", enabled);
+                mp_pack_kv_bool(pk, "implemented", rt != NULL);
+                mp_pack_kv_str(pk, "binary", p.binary);
+                mp_pack_kv_str(pk, "version", p.version);
+                mp_pack_kv_str(pk, "accel", p.accel);
+                mp_pack_kv_str(pk, "firmware", p.firmware);
+                mp_pack_kv_bool(pk, "firmware_ok", p.firmware && access(p.firmware, R_OK) == 0);
+                mp_pack_kv_str(pk, "problem", problem[0] ? problem : NULL);
+        }
 }

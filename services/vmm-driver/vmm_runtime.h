@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include <msgpack.h>
+
 #include "lib/config.h"
 #include "proto/instance.h"
 
@@ -44,6 +46,15 @@ typedef struct vmm_launch {
         const char *ninep_export;
 } vmm_launch_t;
 
+/* A runtime as its setup found it; every pointer into the runtime's state (NULL: none). */
+typedef struct vmm_runtime_probe {
+        const char *binary_name; /* as configured */
+        const char *binary;      /* resolved; NULL when not found */
+        const char *version;     /* the first line of `binary --version`; NULL: unknown */
+        const char *accel;       /* resolved accelerator ("kvm", "tcg"); NULL when the runtime has none */
+        const char *firmware;    /* for disk images; NULL: not configured */
+} vmm_runtime_probe_t;
+
 /* One runtime. Its functions run on the event loop and never block it. The per-instance
  * functions keep their own state behind i->runtime_data: prepare or adopt makes it, release
  * frees it (after disconnect, once no loop callback can reach the instance). */
@@ -82,6 +93,8 @@ typedef struct vmm_runtime {
         int (*agent_connect)(vmm_instance_t *i);
         /* Templates and clones (vmm_template.h); NULL: this runtime's instances always boot cold. */
         const vmm_template_ops_t *templates;
+        /* What setup found, for runtime.list (GET /node, husk doctor); state may be NULL. */
+        void (*probe)(const void *state, struct vmm_runtime_probe *ret);
 } vmm_runtime_t;
 
 /* The one way from a runtime name to its row. 0: *ret is the runtime. Else *ret_error says
@@ -95,3 +108,5 @@ int vmm_runtime_setup_all(vmm_t *d, const husk_config_t *c);
 void vmm_runtime_free_all(vmm_t *d);
 /* The daemon-wide state rt->setup made. */
 void *vmm_runtime_state(const vmm_t *d, const vmm_runtime_t *rt);
+/* runtime.list's answer: every row of the table, what the config says and what setup found. */
+void vmm_runtime_pack_list(const vmm_t *d, const husk_config_t *c, msgpack_packer *pk);

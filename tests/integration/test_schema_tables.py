@@ -83,7 +83,10 @@ def test_live_events_and_answers_fit_the_schema(stack):
     calls = [("apiserver", "deployment.list", {}), ("apiserver", "deployment.get", {"id": hs_id(stack)}),
              ("vmm-driver", "instance.list", {}), ("scheduler", "scheduler.status", {}),
              ("scheduler", "health.list", {"deployment_id": dep}), ("netd", "net.list", {}),
-             ("logd", "logs.query", {"deployment_id": dep})]
+             ("logd", "logs.query", {"deployment_id": dep}), ("vmm-driver", "runtime.list", {})]
+    calls += [(d, "daemon.info", {}) for d in ("apiserver", "scheduler", "vmm-driver", "netd", "logd")]
+    calls += [(d, "daemon.stats", {}) for d in ("apiserver", "scheduler", "vmm-driver", "netd", "logd")]
+    calls += [("netd", "net.stats", {})]
     for daemon, method, args in calls:
         assert s.check(s.METHODS[method]["args"], args) == [], (method, args)
         result = stack.request(daemon, method, args)
@@ -93,6 +96,8 @@ def test_live_events_and_answers_fit_the_schema(stack):
             assert isinstance(result, list), (method, result)
         for item in items:
             assert s.check(m["result"], item) == [], (method, s.check(m["result"], item))
+        if method == "daemon.info":
+            assert result["daemon"] == daemon and result["pid"] == stack.daemon_pid(daemon), result
 
 
 def hs_id(stack):

@@ -418,7 +418,7 @@ def test_firmware_boot_files(driver):
         assert os.stat(os.path.join(idir, f)).st_mode & 0o777 == 0o600, f
     with open(f"/proc/{inst['pid']}/cmdline", "rb") as f:
         argv = f.read().decode().split("\0")
-    assert "q35,accel=tcg" in argv and "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd" in argv
+    assert "q35" in argv and "tcg,tb-size=16" in argv and "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd" in argv
     assert "-kernel" not in argv
     assert driver.record(iid)["firmware_boot"] is True
     # No husk-agent in there: exec says the image may not carry it, after the agent grace (10 s).

@@ -226,8 +226,9 @@ static void test_every_route_but_the_public_ones_needs_a_credential(void **state
                         assert_problem(&r, 401, "urn:husk:problem:unauthorized");
                 response_clear(&r);
         }
-        /* GET /healthz and POST /login, nothing else. */
-        assert_int_equal(public, 2);
+        /* GET /healthz, POST /login and GET /metrics (public as Ring's, unless
+         * apiserver.metrics_auth: test_metrics_auth), nothing else. */
+        assert_int_equal(public, 3);
 
         /* Unknown paths and methods say nothing to a stranger either. */
         response_t r = request(f, "GET", "/no/such/thing", NULL, NULL);
@@ -275,6 +276,8 @@ static const struct expectation {
         { "GET", "/deployments/*/events", 'A', 'A', 'A', false },
         { "GET", "/deployments/*/logs", 'A', 'A', 'A', false },
         { "GET", "/deployments/*/health-checks", 'A', 'A', 'A', false },
+        { "GET", "/deployments/*/metrics", 'A', 'A', 'A', false },
+        { "GET", "/metrics", 'A', 'A', 'A', false },
         { "GET", "/configs", 'A', 'A', 'A', false },
         { "POST", "/configs", 'A', 'A', 'F', false },
         { "GET", "/configs/*", 'A', 'A', 'A', false },
@@ -289,6 +292,7 @@ static const struct expectation {
         { "POST", "/volumes", 'A', 'A', 'F', false },
         { "GET", "/volumes/*", 'A', 'A', 'A', false },
         { "DELETE", "/volumes/*", 'A', 'A', 'F', false },
+        { "GET", "/node", 'A', 'A', 'A', false },
 };
 
 static void test_role_matrix(void **state) {
@@ -552,6 +556,40 @@ static long status_of(fixture_t *f, const char *method, const char *path, const 
 
         response_clear(&r);
         return status;
+}
+
+/* apiserver.metrics_auth: GET /metrics needs a credential that holds deployments:read. */
+static void test_metrics_auth(void **state) {
+        fixture_t *f = *state;
+        char op[AUTH_TOKEN_LEN + 1], viewer[AUTH_TOKEN_LEN + 1], configs[AUTH_TOKEN_LEN + 1], id[64], path[96];
+        response_t r;
+
+        session(f, AUTH_ROLE_OPERATOR, op);
+        session(f, AUTH_ROLE_VIEWER, viewer);
+        assert_int_equal(make_token(f, op, "{\"name\": \"c\", \"scopes\": [\"configs:read\"]}", configs, id), 201);
+
+        /* By default public: Prometheus scrapes without a credential, and gets its text. */
+        r = request(f, "GET", "/metrics", NULL, NULL);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.headers, "Content-Type: text/plain; version=0.0.4"));
+        assert_non_null(strstr(r.body, "# TYPE husk_deployments gauge"));
+        response_clear(&r);
+
+        f->api->metrics_auth = true;
+        r = request(f, "GET", "/metrics", NULL, NULL);
+        assert_problem(&r, 401, "urn:husk:problem:unauthorized");
+        assert_non_null(strstr(r.headers, "WWW-Authenticate: Bearer"));
+        response_clear(&r);
+        assert_int_equal(status_of(f, "GET", "/metrics", "husk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL),
+                         401);
+        r = request(f, "GET", "/metrics", configs, NULL);
+        assert_problem(&r, 403, "urn:husk:problem:forbidden");
+        response_clear(&r);
+        assert_int_equal(status_of(f, "GET", "/metrics", viewer, NULL), 200);
+        f->api->metrics_auth = false;
+        /* The other tests count the operator's tokens. */
+        snprintf(path, sizeof(path), "/tokens/%s", id);
+        assert_int_equal(status_of(f, "DELETE", path, op, NULL), 204);
 }
 
 static void test_tokens_scopes_namespaces_rotation(void **state) {
@@ -898,6 +936,7 @@ static void test_local_socket_knows_root(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_route_but_the_public_ones_needs_a_credential),
+                cmocka_unit_test(test_metrics_auth),
                 cmocka_unit_test(test_role_matrix),
                 cmocka_unit_test(test_login_logout),
                 cmocka_unit_test(test_failed_logins_are_slowed_down),

@@ -121,6 +121,17 @@ static void test_ages(void **state) {
         assert_string_equal(cli_format_age(NOW_MS, NOW_MS + 5000, buf, sizeof(buf)), "0s");
 }
 
+static void test_format_bytes(void **state) {
+        char buf[32];
+
+        assert_string_equal(cli_format_bytes(0, buf, sizeof(buf)), "0 B");
+        assert_string_equal(cli_format_bytes(1023, buf, sizeof(buf)), "1023 B");
+        assert_string_equal(cli_format_bytes(1536, buf, sizeof(buf)), "1.5 KiB");
+        assert_string_equal(cli_format_bytes(160ULL << 20, buf, sizeof(buf)), "160.0 MiB");
+        assert_string_equal(cli_format_bytes(24ULL << 30, buf, sizeof(buf)), "24.0 GiB");
+        assert_string_equal(cli_format_bytes(UINT64_MAX, buf, sizeof(buf)), "16.0 EiB");
+}
+
 static void test_time_from_json(void **state) {
         static const struct {
                 const char *json;
@@ -317,6 +328,7 @@ int main(void) {
                 cmocka_unit_test(test_details_view),
                 cmocka_unit_test(test_details_instances_unknown),
                 cmocka_unit_test(test_details_exit_code),
+                cmocka_unit_test(test_format_bytes),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,8 @@
 #include "lib/bus_pool.h"
 #include "lib/mp.h"
 #include "lib/util.h"
+#include "lib/stats.h"
+#include "proto/schema.h"
 
 /* Upper bound for anything that should happen "soon" (slow joiners, reconnects). */
 #define SOON_MS 5000
@@ -415,6 +417,115 @@ static void test_unknown_method(void **state) {
         assert_string_equal(reply->error_code, BUS_ERR_UNKNOWN_METHOD);
         assert_string_equal(reply->error_message, "no method 'deployment.frobnicate' here");
         assert_null(reply->result);
+        bus_reply_freep(&reply);
+        looper_stop(&f->looper);
+}
+
+/* daemon.info is the bus's own: answered by every server though its table does not list it. */
+static void assert_daemon_info(fixture_t *f, const char *daemon, uint64_t not_before_ns, uint64_t not_after_ns) {
+        _cleanup_free_ char *name = NULL, *version = NULL, *host = NULL;
+        char want_host[HOST_NAME_MAX + 1] = "";
+        bus_reply_t *reply = NULL;
+        uint64_t pid, started;
+
+        assert_int_equal(call(f, BUS_METHOD_DAEMON_INFO, NULL, 2000, true, &reply), 0);
+        assert_null(reply->error_code);
+        assert_int_equal(reply->result->type, MSGPACK_OBJECT_MAP);
+        assert_int_equal(reply->result->via.map.size, 5);
+        assert_int_equal(mp_get_str(reply->result, "daemon", 64, &name), 0);
+        assert_string_equal(name, daemon);
+        assert_int_equal(mp_get_str(reply->result, "version", 64, &version), 0);
+        assert_string_equal(version, HUSK_VERSION);
+        assert_int_equal(mp_get_u64(reply->result, "pid", &pid), 0);
+        assert_int_equal(pid, (uint64_t)getpid());
+        assert_int_equal(mp_get_u64(reply->result, "started_at_ns", &started), 0);
+        assert_in_range(started, not_before_ns, not_after_ns);
+        assert_int_equal(mp_get_str(reply->result, "host", 256, &host), 0);
+        assert_int_equal(gethostname(want_host, sizeof(want_host) - 1), 0);
+        assert_string_equal(host, want_host);
+        bus_reply_freep(&reply);
+}
+
+static void test_daemon_info(void **state) {
+        fixture_t *f = *state;
+        uint64_t before, after;
+
+        server_start(f, 0);
+        looper_wait_ready(&f->looper);
+        /* Without an identity: the program's name, born no later than its first server. */
+        assert_daemon_info(f, program_invocation_short_name, 1, now_realtime_ns());
+
+        /* lib/daemon.c names the daemon and stamps its start. */
+        before = now_realtime_ns();
+        bus_identity_set("vmm-driver");
+        after = now_realtime_ns();
+        assert_daemon_info(f, "vmm-driver", before, after);
+        looper_stop(&f->looper);
+}
+
+/* daemon.stats: every request counted by method when answered, errors apart, its time in the
+ * method's histogram; what was never asked for under "unknown". */
+static const msgpack_object *method_entry(const msgpack_object *ms, const char *name) {
+        for (uint32_t k = 0; k < ms->via.array.size; k++)
+                if (mp_str_eq(mp_map_get(&ms->via.array.ptr[k], "method"), name))
+                        return &ms->via.array.ptr[k];
+        return NULL;
+}
+
+static void assert_counted(const msgpack_object *ms, const char *name, uint64_t count, uint64_t errors) {
+        const msgpack_object *e = method_entry(ms, name), *buckets;
+        uint64_t n = 0, err = 0, total = 0;
+
+        if (!e)
+                fail_msg("no entry for %s", name);
+        assert_int_equal(mp_get_u64(e, "count", &n), 0);
+        assert_int_equal(mp_get_u64(e, "errors", &err), 0);
+        if (n != count || err != errors)
+                fail_msg("%s: %" PRIu64 " requests, %" PRIu64 " errors; want %" PRIu64 ", %" PRIu64, name, n, err,
+                         count, errors);
+        buckets = mp_map_get(e, "buckets");
+        assert_int_equal(buckets->via.array.size, STATS_N_BOUNDS + 1);
+        for (uint32_t k = 0; k < buckets->via.array.size; k++)
+                total += buckets->via.array.ptr[k].via.u64;
+        assert_int_equal(total, count);
+}
+
+static void test_daemon_stats(void **state) {
+        fixture_t *f = *state;
+        bus_reply_t *reply = NULL;
+        proto_error_t e = {};
+        const msgpack_object *ms, *slow;
+
+        server_start(f, 0);
+        looper_wait_ready(&f->looper);
+        for (int k = 0; k < 2; k++) {
+                assert_int_equal(call(f, "echo", NULL, 2000, true, &reply), 0);
+                bus_reply_freep(&reply);
+        }
+        assert_int_equal(call(f, "get", NULL, 2000, true, &reply), 0);
+        bus_reply_freep(&reply);
+        assert_int_equal(call(f, "slow", NULL, 2000, true, &reply), 0);
+        bus_reply_freep(&reply);
+        assert_int_equal(call(f, "nope", NULL, 2000, true, &reply), 0);
+        bus_reply_freep(&reply);
+
+        assert_int_equal(call(f, BUS_METHOD_DAEMON_STATS, NULL, 2000, true, &reply), 0);
+        assert_null(reply->error_code);
+        if (proto_check(&proto_msg_daemon_stats_result, reply->result, PROTO_CHECK_STRICT, &e) < 0)
+                fail_msg("%s", e.message);
+        ms = mp_map_get(reply->result, "methods");
+        assert_counted(ms, "echo", 2, 0);
+        assert_counted(ms, "get", 1, 1);
+        assert_counted(ms, "crash", 0, 0);
+        assert_counted(ms, "unknown", 1, 1);
+        assert_counted(ms, BUS_METHOD_DAEMON_INFO, 0, 0);
+        /* The daemon.stats being answered is counted once it is: not in its own answer. */
+        assert_counted(ms, BUS_METHOD_DAEMON_STATS, 0, 0);
+        /* slow took 400 ms: in the bucket of le=0.5, above 0.25. */
+        slow = mp_map_get(method_entry(ms, "slow"), "buckets");
+        assert_int_equal(slow->via.array.ptr[11].via.u64, 1);
+        assert_true(stats_bounds[11] == 0.5 && stats_bounds[10] == 0.25);
+        assert_int_equal(mp_map_get(reply->result, "metrics")->via.array.size, 0);
         bus_reply_freep(&reply);
         looper_stop(&f->looper);
 }
@@ -1235,6 +1346,8 @@ int main(void) {
                 T(test_ipc_socket_file),
                 T(test_handler_error),
                 T(test_unknown_method),
+                T(test_daemon_info),
+                T(test_daemon_stats),
                 T(test_no_server_times_out),
                 T(test_server_comes_up_late),
                 T(test_given_up_call_never_runs),

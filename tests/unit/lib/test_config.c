@@ -250,6 +250,7 @@ static void assert_defaults(const husk_config_t *c) {
         assert_true(c->qemu.enabled);
         assert_string_equal(c->qemu.binary_path, "qemu-system-x86_64");
         assert_string_equal(c->qemu.accel, "auto");
+        assert_int_equal(c->qemu.tcg_translation_cache, 16 * 1024 * 1024);
         assert_string_equal(c->qemu.firmware_path, "/usr/share/OVMF/OVMF_CODE_4M.fd"); /* Debian's ovmf */
         assert_int_equal(c->qemu.max_console_log_bytes, 10 * 1024 * 1024);
         assert_int_equal(c->qemu.max_console_log_backups, 3);
@@ -358,6 +359,7 @@ static void test_every_key(void **state) {
                                            "    enabled: false\n"
                                            "    binary_path: /usr/bin/qemu-system-x86_64\n"
                                            "    accel: tcg\n"
+                                           "    tcg_translation_cache: 64Mi\n"
                                            "    max_console_log_bytes: 1Mi\n"
                                            "    max_console_log_backups: 0\n"
                                            "  cloud_hypervisor:\n"
@@ -392,6 +394,7 @@ static void test_every_key(void **state) {
         assert_false(c->qemu.enabled);
         assert_string_equal(c->qemu.binary_path, "/usr/bin/qemu-system-x86_64");
         assert_string_equal(c->qemu.accel, "tcg");
+        assert_int_equal(c->qemu.tcg_translation_cache, 64 * 1024 * 1024);
         assert_int_equal(c->qemu.max_console_log_bytes, 1048576);
         assert_int_equal(c->qemu.max_console_log_backups, 0);
 

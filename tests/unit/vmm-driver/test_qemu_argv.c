@@ -22,6 +22,7 @@ static const vmm_qemu_params_t base = {
         .instance_id = "0123456789ab",
         .cpus = 2,
         .memory_mib = 512,
+        .tcg_cache_mib = 16,
 };
 
 static size_t strv_len(char **v) {
@@ -77,7 +78,9 @@ static void test_argv_tcg(void **state) {
         _cleanup_(vmm_strv_freep) char **v = build(&base);
 
         assert_string_equal(v[0], "/usr/bin/qemu-system-x86_64");
-        assert_string_equal(option(v, "-machine"), "microvm,accel=tcg,memory-backend=mem");
+        assert_string_equal(option(v, "-machine"), "microvm,memory-backend=mem");
+        /* A bounded translation cache: QEMU's 1 GiB default leaves ~47 MiB resident per VM. */
+        assert_string_equal(option(v, "-accel"), "tcg,tb-size=16");
         assert_null(option(v, "-cpu"));
         assert_string_equal(option(v, "-smp"), "2");
         assert_string_equal(option(v, "-m"), "512");
@@ -136,7 +139,8 @@ static void test_argv_volumes(void **state) {
         p.firmware_vars = VMM_QEMU_FIRMWARE_VARS;
         p.boot_disk = "disk.raw";
         fw = build(&p);
-        assert_string_equal(option(fw, "-machine"), "q35,accel=tcg,memory-backend=mem");
+        assert_string_equal(option(fw, "-machine"), "q35,memory-backend=mem");
+        assert_string_equal(option(fw, "-accel"), "tcg,tb-size=16");
         assert_string_equal(option(fw, "-object"), "memory-backend-memfd,id=mem,size=512M,share=on");
         assert_true(has(fw, "vhost-user-fs-pci,chardev=vol0,tag=bind-0"));
         assert_true(has(fw, "vhost-user-fs-pci,chardev=vol1,tag=sec-1"));
@@ -173,7 +177,8 @@ static void test_argv_firmware(void **state) {
         p.seed = "/inst/0123456789ab/seed.img";
         p.net = &net;
         v = build(&p);
-        assert_string_equal(option(v, "-machine"), "q35,accel=tcg");
+        assert_string_equal(option(v, "-machine"), "q35");
+        assert_string_equal(option(v, "-accel"), "tcg,tb-size=16");
         assert_true(has(v, "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
         assert_true(has(v, "if=pflash,format=raw,unit=1,file=" VMM_QEMU_FIRMWARE_VARS));
         assert_true(has(v, "if=none,id=disk0,format=qcow2,file=/inst/0123456789ab/disk.qcow2"));
@@ -217,7 +222,9 @@ static void test_argv_kvm(void **state) {
         p.accel = "kvm";
         p.tsc_khz = 2600000; /* only for TCG: KVM guests learn it from the hypervisor */
         v = build(&p);
-        assert_string_equal(option(v, "-machine"), "microvm,accel=kvm,memory-backend=mem");
+        assert_string_equal(option(v, "-machine"), "microvm,memory-backend=mem");
+        /* The translation cache is TCG's: KVM runs guest code natively. */
+        assert_string_equal(option(v, "-accel"), "kvm");
         assert_string_equal(option(v, "-cpu"), "host");
         assert_string_equal(option(v, "-append"), "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off "
                                                   "initcall_blacklist=pci_arch_init husk.instance=0123456789ab");

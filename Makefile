@@ -72,10 +72,10 @@ SERVICES   := apiserver scheduler vmm-driver netd logd
 # A component's libraries: the daemon list unless it has its own (the CLI, apiserver, netd).
 comp_libs   = $(call pkg_libs,$(if $(PKGS_$(1)),$(PKGS_$(1)),$(PKGS_daemon))) $(if $(filter apiserver,$(1)),-lcivetweb -lpthread)
 # Each component's sources except main.c: the part unit tests link against.
-comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter lib proto,$(1)),,services/$(1)))
-comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c)))
+comp_dir    = $(if $(filter cli,$(1)),cli,$(if $(filter oci,$(1)),cli/oci,$(if $(filter lib proto,$(1)),,services/$(1))))
+comp_srcs   = $(filter-out %/main.c,$(if $(call comp_dir,$(1)),$(wildcard $(call comp_dir,$(1))/*.c))) $(if $(filter oci,$(1)),$(OCI_VMM_SRCS))
 
-BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUILD)/bin/husk-agent
+BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/husk-$(s)) $(BUILD)/bin/husk $(BUILD)/bin/husk-agent $(BUILD)/bin/husk-oci
 # lib/bus for the CLI: `husk tap`, its only user, opens it (cli/cli_tap_bus.c), so that czmq,
 # libzmq and the ~18 shared objects behind them are not loaded by every other verb.
 BUSMOD := $(BUILD)/lib/husk/husk-bus.so
@@ -109,6 +109,14 @@ $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,cli)
 
+# husk-oci, the OCI runtime (cli/oci/): standalone, no daemon; it runs QEMU and virtiofsd itself
+# with vmm-driver's own code for them (the qemu runtime's command line, the spawners), linked in.
+PKGS_oci := $(PKGS_core)
+OCI_VMM_SRCS := services/vmm-driver/vmm_qemu.c services/vmm-driver/vmm_fs.c services/vmm-driver/vmm_proc.c
+$(BUILD)/bin/husk-oci: $(call obj,$(wildcard cli/oci/*.c) $(OCI_VMM_SRCS)) $(LIBHUSK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,oci)
+
 picobj = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
 $(BUILD)/pic/%.o: %.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
@@ -123,7 +131,7 @@ $(BUSMOD): $(call picobj,$(BUSMOD_SRCS))
 # The agent runs as PID 1 of an initramfs with no libc: it is linked statically and
 # only against what it needs (msgpack-c and the agent codec), never czmq. static-pie keeps
 # ASLR for it (its objects are PIE like every other's).
-AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c lib/child.c lib/mp.c lib/nesting.c lib/util.c
+AGENT_SRCS := $(wildcard services/agent/*.c) proto/agent_frame.c proto/agent_proc.c lib/child.c lib/mp.c lib/nesting.c lib/util.c
 $(BUILD)/bin/husk-agent: $(call obj,$(AGENT_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -static-pie -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $^ -lmsgpackc -ljansson
@@ -210,6 +218,7 @@ $(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIBHUSK)
 $(BUILD)/fuzz/fuzz_manifest_parse: $(call fuzzobj,$(call comp_srcs,apiserver))
 $(BUILD)/fuzz/fuzz_config_body: $(call fuzzobj,$(call comp_srcs,apiserver))
 $(BUILD)/fuzz/fuzz_cli_manifest: $(call fuzzobj,cli/cli_yaml.c cli/cli_expand.c cli/cli_manifest.c)
+$(BUILD)/fuzz/fuzz_oci_spec: $(call fuzzobj,cli/oci/oci_spec.c)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \

@@ -16,6 +16,7 @@ python3 python3-yaml
 python3-pytest python3-pytest-xdist python3-zmq python3-msgpack python3-requests
 zsh fish
 prometheus
+containerd runc umoci util-linux docker.io
 "
 
 SUDO=
@@ -29,7 +30,16 @@ done
 if [ -n "$missing" ]; then
         echo "install-deps: installing:$missing"
         $SUDO apt-get update -q
+        # Daemons come as packages (containerd, docker.io) only for the tests, which start their own
+        # privately: a policy-rc.d keeps the packages from starting (and enabling) system-wide ones.
+        policy=
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+                printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+                $SUDO chmod 755 /usr/sbin/policy-rc.d
+                policy=1
+        fi
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+        [ -z "$policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 else
         echo "install-deps: all packages present"
 fi

@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AGENT_PROTOCOL_VERSION 1
+/* 2: processes (proto/agent_proc.h); every frame of 1 unchanged. */
+#define AGENT_PROTOCOL_VERSION 2
 /* Largest frame body accepted, bytes: an exec answer carries up to 1 MiB each of stdout and
  * stderr, and still fits a bus message (4 MiB) when vmm-driver relays it. */
 #define AGENT_FRAME_MAX (3u << 20)

@@ -11,6 +11,7 @@
 
 #include "lib/util.h"
 #include "proto/agent_frame.h"
+#include "proto/agent_proc.h"
 
 /* HUSK_VERSION comes from the build (the VERSION file), like every husk binary's. */
 #define AGENT_NAME "husk-agent " HUSK_VERSION
@@ -202,24 +203,41 @@ int agent_net_write_resolv_conf(const agent_net_t *n);
 #define AGENT_EXEC_STDIN_MAX (1u << 20)
 #define AGENT_EXEC_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
 #define AGENT_EXEC_DEFAULT_TIMEOUT_MS 60000u
+/* Frames waiting for the host above which procs' output is left in their pipes, and a proc's
+ * stdin bytes not yet taken above which the channel is not read: bounded memory, no drops. */
+#define AGENT_PROC_BACKLOG_MAX (1u << 20)
+#define AGENT_PROC_STDIN_MAX (1u << 20)
 
 typedef struct agent_buf {
         char *data;
         size_t len, cap;
 } agent_buf_t;
 
-typedef struct agent_exec {
-        uint64_t id;               /* the request's id: the answer echoes it */
-        pid_t pid;                 /* 0 once reaped */
-        int status;                /* code or 128+signal, once reaped */
-        int in_fd, out_fd, err_fd; /* -1 when closed */
-        char *stdin_data;
-        size_t stdin_len, stdin_off;
-        agent_buf_t out, err;
+/* A process the host started: a v1 exec (output captured, one answer when it is done) or a
+ * protocol 2 proc (named, stdio streamed as proc.output, proc.exited at the end). One struct,
+ * one spawn, one set of loop hooks for both (agent_proc.c). */
+typedef struct agent_proc {
+        agent_proc_name_t name; /* "" for a v1 exec */
+        bool is_exec;           /* v1 exec: answered with exec_id once done, then forgotten */
+        uint64_t exec_id;
+        uint64_t seq; /* creation order: the oldest exited proc is forgotten first */
+        agent_proc_state_t state;
+        pid_t pid;   /* kept once reaped: proc.list shows it */
+        bool reaped; /* pid is no longer ours */
+        int status;  /* code or 128+signal, once reaped */
+        bool terminal;
+        int gate_fd;        /* created, not started: one byte on it lets the process execve */
+        int in_fd;          /* stdin: the pipe's write end, or a dup of the pty master; -1 once closed */
+        int out_fd, err_fd; /* read ends; a terminal's out_fd is the pty master, err_fd -1 */
+        agent_buf_t in;     /* stdin not yet taken by the process */
+        size_t in_off;
+        bool in_eof;          /* close stdin (a terminal: send VEOF) once in is written */
+        agent_buf_t out, err; /* v1 exec: captured output */
         bool truncated, timed_out;
-        uint64_t deadline_ms;  /* monotonic */
+        uint64_t deadline_ms;  /* v1 exec: monotonic */
         uint64_t reaped_at_ms; /* monotonic; pipes held by orphans are not waited for long */
-} agent_exec_t;
+        bool reported;         /* proc.exited is queued */
+} agent_proc_t;
 
 typedef struct agent_workload {
         bool started; /* a start request was accepted */
@@ -239,7 +257,9 @@ typedef struct agent_state {
         uint64_t shutdown_grace_ms;
         bool power_off; /* the workload exited and was reported: the loop ends */
         agent_workload_t workload;
-        agent_exec_t *execs[AGENT_EXEC_MAX];
+        agent_proc_t *procs[AGENT_PROCS_MAX]; /* v1 execs and protocol 2 procs */
+        uint64_t proc_seq;
+        size_t out_backlog; /* bytes queued for the host: above AGENT_PROC_BACKLOG_MAX no output is read */
         agent_net_t net;
         const char *image_dir; /* where the image is mounted; tests point it elsewhere */
         bool no_switch_root;   /* tests: run the workload without mounts or chroot */
@@ -250,6 +270,29 @@ typedef struct agent_state {
 void agent_state_init(agent_state_t *s);
 /* The environment every process the agent starts begins with. */
 int agent_base_env(const char *hostname, char ***ret);
+/* How to start a process (agent_spawn.c): the one fork+exec of the agent. */
+typedef struct agent_spawn {
+        char *const *argv; /* argv[0] looked up on env's PATH (the default PATH without one) */
+        char *const *env;
+        const char *cwd;           /* NULL: / */
+        int in_fd, out_fd, err_fd; /* in_fd -1: /dev/null */
+        int tty_fd;                /* >= 0: a pty's slave, the controlling tty and fds 0-2 */
+        bool set_user;             /* else the agent's (root) */
+        uint32_t uid, gid;
+        const uint32_t *gids;
+        size_t n_gids;
+        const agent_rlimit_t *rlimits;
+        size_t n_rlimits;
+        bool no_new_privileges;
+        int gate_fd; /* >= 0: wait for a byte on it before execve (EOF: exit 126 without running) */
+} agent_spawn_t;
+
+/* Fork, set the process up (session, fds, limits, user, cwd) and find argv[0], in the child;
+ * then exec, or wait on the gate. Returns once the child is ready or failed: -errno, msg saying
+ * what, and *ret_cannot_run true when it was argv[0] that could not be run (missing: -ENOENT;
+ * not executable: -EACCES), false when a setup step failed. A failed child is gone (the loop
+ * reaps it). */
+int agent_spawn_run(const agent_spawn_t *sp, pid_t *ret_pid, bool *ret_cannot_run, char *msg, size_t msg_size);
 /* Spawn argv with env in cwd, stdin from in_fd (or /dev/null when -1), stdout/stderr into
  * out_fd/err_fd, in a session of its own, with default signal state. */
 int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd, int out_fd, int err_fd,
@@ -264,19 +307,45 @@ void agent_workload_status(agent_state_t *s, const msgpack_object *req, uint64_t
 void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 /* agent_identity.c: a template clone's identity (entropy, clock, hostname, MAC, address). */
 void agent_identity_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_proc_create(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_proc_start(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_proc_resize(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_proc_signal(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+void agent_proc_list(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+/* proc.stdin has no answer: a malformed one is logged and dropped. */
+void agent_proc_stdin(agent_state_t *s, const msgpack_object *req);
+/* False while some proc holds more than AGENT_PROC_STDIN_MAX bytes of stdin: stop reading the host. */
+bool agent_procs_take_stdin(const agent_state_t *s);
+/* A new proc in a free slot (or the oldest exited one's); NULL when all are in use. */
+agent_proc_t *agent_proc_new(agent_state_t *s);
+/* Out of the table and freed. */
+void agent_proc_drop(agent_state_t *s, agent_proc_t *p);
+/* Every pid below ours (the agent's descendants, orphans included when we are PID 1), into
+ * *ret (malloc'd). */
+int agent_descendants(uint32_t **ret, size_t *ret_n);
 /* The one error answer every handler packs: {type: error, id, code, message}; without id (NULL)
  * when the request had none we could read (agent_proto.c). */
 void agent_pack_error(msgpack_packer *pk, const uint64_t *id, const char *code, const char *message);
-/* A child was reaped: true when it was the workload's or an exec's. */
+/* A child was reaped: true when it was the workload's or a proc's (an exec's). */
 bool agent_child_exited(agent_state_t *s, pid_t pid, int wstatus);
-/* Loop hooks: the fds to poll, what came in, and what is finished (answers to queue). */
-size_t agent_io_pollfds(agent_state_t *s, struct pollfd *p, size_t n);
-void agent_io_ready(agent_state_t *s, const struct pollfd *p, size_t n);
-/* Pack finished execs' answers and the workload's exit into *bodies (callback per frame);
- * returns the poll timeout in ms (-1 none). */
+/* Loop hooks: the fds to poll, what came in (procs' output goes out through emit, counted in
+ * s->out_backlog), and what is finished (answers to queue). */
+#define AGENT_IO_POLLFDS_MAX (2 + 3 * AGENT_PROCS_MAX)
 typedef void (*agent_emit_fn)(msgpack_sbuffer *body, void *userdata);
+size_t agent_io_pollfds(agent_state_t *s, struct pollfd *p, size_t n);
+void agent_io_ready(agent_state_t *s, const struct pollfd *p, size_t n, agent_emit_fn emit, void *userdata);
+/* Pack finished execs' answers, procs' exits and the workload's exit (callback per frame);
+ * returns the poll timeout in ms (-1 none). */
 int agent_io_finish(agent_state_t *s, agent_emit_fn emit, void *userdata);
-void agent_exec_free(agent_exec_t *e);
+void agent_proc_free(agent_proc_t *p);
+
+/* ---- agent_pty.c: terminals for procs ------------------------------------------------------- */
+
+/* A new pty of rows x cols: the master (non-blocking) and its slave, both close-on-exec. */
+int agent_pty_open(uint16_t rows, uint16_t cols, int *ret_master, int *ret_slave);
+int agent_pty_resize(int master, uint16_t rows, uint16_t cols);
+/* The slave's VEOF character (^D unless changed): what "end of input" is on a terminal. */
+char agent_pty_veof(int master);
 
 #define AGENT_SHUTDOWN_GRACE_MAX_MS (10u * 60u * 1000u)
 

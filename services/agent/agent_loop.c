@@ -14,7 +14,7 @@
  * missed: one read() a second that returns 0 while nobody is there. */
 #define DISCONNECTED_RECHECK_MS 1000
 
-/* The state whose workload and execs own some of our children; NULL outside the loop. */
+/* The state whose workload and procs own some of our children; NULL outside the loop. */
 static agent_state_t *reap_state;
 
 int agent_reap_children(void) {
@@ -93,10 +93,15 @@ static int serve_frames(agent_channel_t *c, agent_state_t *s) {
         }
 }
 
-/* Read everything the port has. Returns 1 on shutdown, 0 otherwise, <0 when fatal. */
+/* Read everything the port has, or until a proc has stdin enough. Returns 1 on shutdown, 0
+ * otherwise, <0 when fatal. */
 static int on_port_input(agent_channel_t *c, agent_state_t *s) {
         for (;;) {
-                int r = agent_channel_read(c);
+                int r;
+
+                if (!agent_procs_take_stdin(s))
+                        return 0;
+                r = agent_channel_read(c);
 
                 if (r == -EAGAIN)
                         return 0;
@@ -142,10 +147,12 @@ int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
         reap_state = s;
 
         for (;;) {
-                struct pollfd p[3 + 2 + 3 * AGENT_EXEC_MAX] = {
+                /* A proc with a full stdin backlog: the host waits until the process reads. */
+                bool take_input = agent_procs_take_stdin(s);
+                struct pollfd p[3 + AGENT_IO_POLLFDS_MAX] = {
                         { .fd = sfd, .events = POLLIN },
-                        { .fd = c->host_connected ? c->fd : -1,
-                          .events = POLLIN | (agent_channel_pending(c) ? POLLOUT : 0) },
+                        { .fd = c->host_connected && (take_input || agent_channel_pending(c)) ? c->fd : -1,
+                          .events = (take_input ? POLLIN : 0) | (agent_channel_pending(c) ? POLLOUT : 0) },
                         /* vsock: a host connecting (again: a restarted vmm-driver) */
                         { .fd = c->listen_fd, .events = POLLIN },
                 };
@@ -160,6 +167,7 @@ int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
                         return 0;
                 if (!c->host_connected && c->listen_fd < 0 && (timeout < 0 || timeout > DISCONNECTED_RECHECK_MS))
                         timeout = DISCONNECTED_RECHECK_MS;
+                s->out_backlog = c->out.size - c->out_off;
                 n_io = agent_io_pollfds(s, p + 3, ELEMENTSOF(p) - 3);
 
                 r = poll(p, 3 + n_io, timeout);
@@ -180,8 +188,9 @@ int agent_loop_run(agent_channel_t *c, agent_state_t *s) {
                         if (r < 0 && r != -EAGAIN)
                                 log_agent_warning_errno(r, "Failed to accept a vsock connection, ignoring: %m");
                 }
-                agent_io_ready(s, p + 3, n_io);
-                if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+                s->out_backlog = c->out.size - c->out_off;
+                agent_io_ready(s, p + 3, n_io, emit_frame, c);
+                if (take_input && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
                         r = on_port_input(c, s);
                         if (r < 0)
                                 return r;

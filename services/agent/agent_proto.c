@@ -27,8 +27,8 @@ void agent_pack_error(msgpack_packer *pk, const uint64_t *id, const char *code, 
 }
 
 static void on_hello(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
-        /* The host's version is informational for now: version 1 is all there is. Later
-         * versions answer with the highest both sides speak. */
+        /* The host's version is informational: version 2 adds frames (processes) and changes
+         * none of version 1's, so a version 1 host (vmm-driver) is served as it always was. */
         msgpack_pack_map(pk, 5);
         mp_pack_kv_str(pk, "type", "hello");
         mp_pack_kv_u64(pk, "id", req->id);
@@ -85,13 +85,45 @@ static void on_identity(agent_state_t *s, const request_t *req, msgpack_packer *
 }
 static void on_stats(agent_state_t *s, const request_t *req, msgpack_packer *pk) { agent_stats_answer(req->id, pk); }
 
+/* Protocol 2: processes (agent_proc.c). */
+static void on_proc_create(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_proc_create(s, req->body, req->id, pk);
+}
+
+static void on_proc_start(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_proc_start(s, req->body, req->id, pk);
+}
+
+static void on_proc_resize(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_proc_resize(s, req->body, req->id, pk);
+}
+
+static void on_proc_signal(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_proc_signal(s, req->body, req->id, pk);
+}
+
+static void on_proc_list(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_proc_list(s, req->body, req->id, pk);
+}
+
 static const struct {
         const char *type;
         handler_t handler;
 } handlers[] = {
-        { "hello", on_hello },   { "ping", on_ping },   { "shutdown", on_shutdown },
-        { "start", on_start },   { "exec", on_exec },   { "signal", on_signal },
-        { "status", on_status }, { "stats", on_stats }, { "identity", on_identity },
+        { "hello", on_hello },
+        { "ping", on_ping },
+        { "shutdown", on_shutdown },
+        { "start", on_start },
+        { "exec", on_exec },
+        { "signal", on_signal },
+        { "status", on_status },
+        { "stats", on_stats },
+        { AGENT_FRAME_PROC_CREATE, on_proc_create },
+        { AGENT_FRAME_PROC_START, on_proc_start },
+        { AGENT_FRAME_PROC_RESIZE, on_proc_resize },
+        { AGENT_FRAME_PROC_SIGNAL, on_proc_signal },
+        { AGENT_FRAME_PROC_LIST, on_proc_list },
+        { "identity", on_identity },
 };
 
 int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbuffer *reply) {
@@ -105,6 +137,11 @@ int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbu
         if (!type || type->type != MSGPACK_OBJECT_STR) {
                 /* The frame reader never hands out such a body; answer anyway. */
                 agent_pack_error(&pk, NULL, "invalid", "type: missing or not a str");
+                return 0;
+        }
+        /* The one frame without an id and without an answer: stdin is a stream. */
+        if (mp_str_eq(type, AGENT_FRAME_PROC_STDIN)) {
+                agent_proc_stdin(s, body);
                 return 0;
         }
         r = mp_get_u64(body, "id", &req.id);

@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/child.h"
 #include "lib/mp.h"
 
 #define IMAGE_DIR "/mnt/image" /* the virtio-fs export, read-only */
@@ -21,8 +20,6 @@
 #define HOSTNAME_MAX 63
 #define DISK_WAIT_MS 5000 /* for /dev/vda to appear */
 #define DISK_PARTITIONS_MAX 16
-
-extern char **environ;
 
 int agent_exit_code(int wstatus) {
         if (WIFEXITED(wstatus))
@@ -49,59 +46,6 @@ int agent_base_env(const char *hostname, char ***ret) {
             mp_env_set(&env, "HOME=/root") < 0 || mp_env_set(&env, host) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(env);
-        return 0;
-}
-
-int agent_spawn(char *const *argv, char *const *env, const char *cwd, int in_fd, int out_fd, int err_fd,
-                pid_t *ret_pid) {
-        int errpipe[2], err = 0;
-        pid_t pid;
-        ssize_t n;
-
-        /* The child reports exec failures through a close-on-exec pipe: EOF means it ran. */
-        if (pipe2(errpipe, O_CLOEXEC) < 0)
-                return -errno;
-        pid = fork();
-        if (pid < 0) {
-                err = -errno;
-                close(errpipe[0]);
-                close(errpipe[1]);
-                return err;
-        }
-        if (pid == 0) {
-                int fd;
-
-                close(errpipe[0]);
-                child_reset_signals();
-                setsid();
-                if (in_fd < 0) {
-                        fd = open("/dev/null", O_RDONLY);
-                        in_fd = fd >= 0 ? fd : STDIN_FILENO;
-                }
-                if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
-                        goto fail;
-                close_range(STDERR_FILENO + 1, ~0u, CLOSE_RANGE_CLOEXEC);
-                if (chdir(cwd ?: "/") < 0)
-                        goto fail;
-                /* execvpe() searches the caller's PATH; the workload's is the one that counts. */
-                environ = (char **)env;
-                execvp(argv[0], argv);
-fail:
-                err = errno;
-                n = write(errpipe[1], &err, sizeof(err));
-                (void)n;
-                _exit(err == ENOENT ? 127 : 126);
-        }
-        close(errpipe[1]);
-        do
-                n = read(errpipe[0], &err, sizeof(err));
-        while (n < 0 && errno == EINTR);
-        close(errpipe[0]);
-        if (n == sizeof(err)) {
-                /* Reaped by the loop's SIGCHLD handling; the caller answers with the error. */
-                return -err;
-        }
-        *ret_pid = pid;
         return 0;
 }
 
@@ -164,23 +108,34 @@ static int mount_disk(const char *dev, char *msg, size_t msg_size) {
  * serve); read-only on both sides, cached as loosely as a share that never changes allows. */
 #define NINEP_OPTIONS "trans=virtio,version=9p2000.L,msize=524288,cache=loose"
 
-static int mount_image(const char *tag, bool ninep, char *msg, size_t msg_size) {
+static int mount_image(const char *tag, bool ninep, bool writable, char *msg, size_t msg_size) {
         int r;
 
         if (strncmp(tag, "/dev/", 5) == 0)
                 return mount_disk(tag, msg, msg_size);
-        r = mkdir_mount(tag, IMAGE_DIR, ninep ? "9p" : "virtiofs", MS_RDONLY | MS_NODEV, ninep ? NINEP_OPTIONS : NULL);
+        r = mkdir_mount(tag, IMAGE_DIR, ninep ? "9p" : "virtiofs", (writable ? 0 : MS_RDONLY) | MS_NODEV,
+                        ninep ? NINEP_OPTIONS : NULL);
         if (r < 0)
                 snprintf(msg, msg_size, "cannot mount %s tag %s: %s", ninep ? "9p" : "virtio-fs", tag, strerror(-r));
         return r;
 }
 
-static int setup_root(bool bundle, char *msg, size_t msg_size) {
+/* writable (OCI: the bundle's rootfs is the container's own): the image itself is the root,
+ * bound there without an overlay, so writes reach the host's directory. */
+static int setup_root(bool bundle, bool writable, char *msg, size_t msg_size) {
         static const char *const moved[] = { "/dev", "/proc", "/sys", "/run" };
         char lower[64], options[256];
         int r;
 
         snprintf(lower, sizeof(lower), "%s%s", IMAGE_DIR, bundle ? "/rootfs" : "");
+        if (writable) {
+                r = mkdir_mount(lower, ROOT_DIR, NULL, MS_BIND | MS_REC, NULL);
+                if (r < 0) {
+                        snprintf(msg, msg_size, "cannot bind %s as the root: %s", lower, strerror(-r));
+                        return r;
+                }
+                goto switch_root;
+        }
         r = mkdir_mount("tmpfs", RW_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
         if (r >= 0 && ((mkdir(RW_DIR "/upper", 0755) < 0 && errno != EEXIST) ||
                        (mkdir(RW_DIR "/work", 0755) < 0 && errno != EEXIST)))
@@ -195,6 +150,7 @@ static int setup_root(bool bundle, char *msg, size_t msg_size) {
                 snprintf(msg, msg_size, "cannot mount the overlay on %s: %s", lower, strerror(-r));
                 return r;
         }
+switch_root:
         for (size_t k = 0; k < ELEMENTSOF(moved); k++) {
                 char target[64];
 
@@ -211,9 +167,12 @@ static int setup_root(bool bundle, char *msg, size_t msg_size) {
                 snprintf(msg, msg_size, "cannot switch into the root file system: %s", strerror(-r));
                 return r;
         }
-        /* Programs expect a writable /tmp. */
-        (void)mkdir("/tmp", 01777);
-        (void)chmod("/tmp", 01777);
+        /* Programs expect a writable /tmp. A writable root is the container's own, as it is on
+         * the host: left as it is (runc does not touch it either). */
+        if (!writable) {
+                (void)mkdir("/tmp", 01777);
+                (void)chmod("/tmp", 01777);
+        }
         return 0;
 }
 
@@ -239,6 +198,7 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         _cleanup_free_ char *mode = NULL, *tag = NULL, *hostname = NULL, *kind = NULL, *fs = NULL;
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL, **wenv = NULL;
         _cleanup_(agent_bundle_clear) agent_bundle_t b = {};
+        bool writable = false;
         agent_mount_t *mounts = NULL;
         size_t n_mounts = 0;
         char **argv;
@@ -276,6 +236,11 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         r = mp_get_env(req, "env", &env);
         if (r < 0 && r != -ENOENT)
                 return agent_pack_error(pk, &id, "invalid", "env: must be a map of names to str");
+        r = mp_get_bool(req, "writable", &writable);
+        if (r < 0 && r != -ENOENT)
+                return agent_pack_error(pk, &id, "invalid", "writable: must be a bool");
+        if (writable && streq(mode, "disk"))
+                return agent_pack_error(pk, &id, "invalid", "writable: not for mode disk (its disk is read-only)");
         if (agent_mounts_parse(req, &mounts, &n_mounts) < 0)
                 return agent_pack_error(pk, &id, "invalid",
                                         "mounts: must be at most 16 {tag, destination (absolute, not /), readonly, "
@@ -285,9 +250,10 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
          * the same start cannot be retried half-done. */
         w->started = true;
         /* config.json is read from the image before the switch hides it. */
-        if ((!s->no_switch_root && mount_image(tag ?: "rootfs", fs && streq(fs, "9p"), msg, sizeof(msg)) < 0) ||
+        if ((!s->no_switch_root &&
+             mount_image(tag ?: "rootfs", fs && streq(fs, "9p"), writable, msg, sizeof(msg)) < 0) ||
             (streq(mode, "bundle") && read_bundle(s, &b, msg, sizeof(msg)) < 0) ||
-            (!s->no_switch_root && setup_root(streq(mode, "bundle"), msg, sizeof(msg)) < 0) ||
+            (!s->no_switch_root && setup_root(streq(mode, "bundle"), writable, msg, sizeof(msg)) < 0) ||
             (!s->no_switch_root && agent_mounts_apply(mounts, n_mounts, msg, sizeof(msg)) < 0)) {
                 agent_mounts_free(mounts, n_mounts);
                 log_agent_error("%s", msg);

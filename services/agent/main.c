@@ -66,6 +66,8 @@ static int run_daemon(unsigned port) {
 
         agent_state_init(&state);
         state.no_workload = true;
+        /* Not PID 1 here: a proc that closed its stdin must give EPIPE, not kill the agent. */
+        signal(SIGPIPE, SIG_IGN);
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
         sigaddset(&mask, SIGIO);

@@ -104,6 +104,8 @@ int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e
 void vmm_fs_wait_cancel(vmm_fs_wait_t **w);
 /* The same, waited for on a private loop: for tests and tools. */
 int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
+/* Any export, waited for likewise: husk-oci's holder, which has no loop of its own. */
+int vmm_fs_start_export(const char *dir, const vmm_fs_export_t *e, char **ret_error);
 /* Kill the recorded virtiofsds (the image's and the volumes') if each is still the one we
  * started, and reap those that are our children. */
 void vmm_fs_stop(instance_record_t *rec);

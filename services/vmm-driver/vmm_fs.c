@@ -297,6 +297,17 @@ static void on_sync_ready(int error, const char *why, void *userdata) {
 static int on_sync_check(zloop_t *loop, int timer_id, void *arg) { return ((sync_wait_t *)arg)->done ? -1 : 0; }
 
 int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error) {
+        vmm_fs_export_t e = { .socket = VMM_FS_SOCKET,
+                              .log = FS_LOG,
+                              .source = source,
+                              .readonly = true,
+                              .ret_pid = &rec->fs_pid,
+                              .ret_start_time = &rec->fs_pid_start_time };
+
+        return vmm_fs_start_export(dir, &e, ret_error);
+}
+
+int vmm_fs_start_export(const char *dir, const vmm_fs_export_t *e, char **ret_error) {
         sync_wait_t s = {};
         vmm_fs_wait_t *w = NULL;
         zloop_t *loop;
@@ -306,7 +317,7 @@ int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, ch
         loop = zloop_new();
         if (!loop)
                 return -ENOMEM;
-        r = vmm_fs_spawn(loop, dir, source, rec, on_sync_ready, &s, &w, ret_error);
+        r = vmm_fs_spawn_export(loop, dir, e, on_sync_ready, &s, &w, ret_error);
         if (r >= 0 && zloop_timer(loop, 1, 0, on_sync_check, &s) < 0) {
                 vmm_fs_wait_cancel(&w);
                 r = -ENOMEM;

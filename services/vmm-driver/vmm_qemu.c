@@ -318,11 +318,12 @@ int vmm_qemu_argv(const vmm_qemu_params_t *p, char ***ret) {
         strv_builder_t b = {};
         char net[96] = "";
 
-        if (p->net && (!p->net->tap[0] || !p->net->mac[0] || !p->net->guest_ip[0] || !p->net->host_ip[0]))
+        if (p->net && (!p->net->tap[0] || !p->net->mac[0] || !p->net->guest_ip[0]))
                 return -EINVAL;
-        /* The agent configures eth0 from these (SCHEMA.md, Agent: boot parameters). */
-        if (p->net && snprintf(net, sizeof(net), " husk.ip=%s/%u husk.gw=%s", p->net->guest_ip, p->net->prefix,
-                               p->net->host_ip) >= (int)sizeof(net))
+        /* The agent configures eth0 from these (SCHEMA.md, Agent: boot parameters); no gateway
+         * (husk-oci on a network namespace without a default route): no husk.gw. */
+        if (p->net && snprintf(net, sizeof(net), " husk.ip=%s/%u%s%s", p->net->guest_ip, p->net->prefix,
+                               p->net->host_ip[0] ? " husk.gw=" : "", p->net->host_ip) >= (int)sizeof(net))
                 return -EINVAL;
 
         if (!p->binary || !p->accel || !p->instance_id || p->cpus == 0 || p->memory_mib == 0)

@@ -131,3 +131,27 @@ def runtime_stack(request, make_stack):
     s = make_stack(cloud_hypervisor=str(CH_DOUBLE))
     s.runtime = request.param
     return s
+
+
+@pytest.fixture(scope="session")
+def oci_world():
+    """A private containerd with a busybox image built by umoci (oci_world.py), shared by every
+    husk-oci test of the session: the image and containerd are paid for once."""
+    from oci_world import BUSYBOX, RUNC, OciWorld
+
+    require(os.geteuid() == 0, "husk-oci's tests need root (containerd, virtiofsd, QEMU)")
+    for tool in ("containerd", "ctr", "umoci"):
+        require(shutil.which(tool), f"{tool} is not installed (deploy/install-deps.sh)")
+    require(os.access(RUNC, os.X_OK), f"{RUNC} is not installed (deploy/install-deps.sh)")
+    require(os.access(BUSYBOX, os.X_OK), f"{BUSYBOX} (busybox-static) is not installed")
+    require((BUILD / "bin" / "husk-oci").exists(), "build/bin/husk-oci is not built (make)")
+    require((BUILD / "kit" / "vmlinux").exists(), "the guest kit is not built (make guest)")
+    if os.environ.get("HUSK_OCI_FAKE_QEMU") != "1":
+        initrd = subprocess.run(["sh", "-c", f"zcat {BUILD / 'kit' / 'initrd.gz'} | grep -a -c -F proc.start"],
+                                capture_output=True, text=True).stdout.strip()
+        require(initrd not in ("", "0"), "the kit's husk-agent does not speak agent protocol 2 (proc.*): make guest")
+    world = OciWorld(BUILD)
+    try:
+        yield world.start()
+    finally:
+        world.close()

@@ -32,7 +32,7 @@ def test_prose_and_schema_name_the_same_events_and_methods():
     methods = set(re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", requests, re.M))
     assert methods == set(s.METHODS), f"SCHEMA.md methods {sorted(methods)} vs schema.yaml {sorted(s.METHODS)}"
     agent = text[text.index("## Agent"):]
-    frames = {t for row in re.findall(r"^\| `([a-z_]+)`(?: / `([a-z_]+)`)? \|", agent, re.M) for t in row if t}
+    frames = {t for row in re.findall(r"^\| `([a-z_.]+)`(?: / `([a-z_.]+)`)? \|", agent, re.M) for t in row if t}
     assert frames == set(s.AGENT_FRAMES), f"SCHEMA.md agent frames {sorted(frames)} vs {sorted(s.AGENT_FRAMES)}"
 
 

@@ -158,7 +158,7 @@ static void run_until(agent_state_t *s, frames_t *f, size_t want) {
         uint64_t deadline = now_monotonic_ms() + 10000;
 
         while (f->n < want) {
-                struct pollfd p[2 + 3 * AGENT_EXEC_MAX];
+                struct pollfd p[AGENT_IO_POLLFDS_MAX];
                 size_t n;
                 int status, timeout;
                 pid_t pid;
@@ -171,7 +171,7 @@ static void run_until(agent_state_t *s, frames_t *f, size_t want) {
                         break;
                 n = agent_io_pollfds(s, p, ELEMENTSOF(p));
                 (void)poll(p, n, timeout < 0 || timeout > 20 ? 20 : timeout);
-                agent_io_ready(s, p, n);
+                agent_io_ready(s, p, n, collect, f);
         }
 }
 

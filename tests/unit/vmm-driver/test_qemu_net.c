@@ -62,6 +62,20 @@ static void test_without_net(void **state) {
         vmm_strv_free(v);
 }
 
+/* husk-oci on a network namespace without a default route: the address, no gateway. */
+static void test_net_without_gateway(void **state) {
+        vmm_net_t no_gw = net;
+        vmm_qemu_params_t p;
+        char **v = NULL;
+
+        no_gw.host_ip[0] = '\0';
+        p = params(&no_gw);
+        assert_int_equal(vmm_qemu_argv(&p, &v), 0);
+        assert_non_null(strstr(after(v, "-append"), " husk.ip=10.42.17.214/30"));
+        assert_null(strstr(after(v, "-append"), "husk.gw"));
+        vmm_strv_free(v);
+}
+
 static void test_incomplete_net_refused(void **state) {
         vmm_net_t broken = net;
         vmm_qemu_params_t p;
@@ -77,6 +91,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_with_net),
                 cmocka_unit_test(test_without_net),
+                cmocka_unit_test(test_net_without_gateway),
                 cmocka_unit_test(test_incomplete_net_refused),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,6 +106,8 @@ static const config_key_t config_keys[] = {
         { "vmm_driver.stop_timeout", KEY_DURATION, O(vmm_driver.stop_timeout_ms), NULL, 0 },
         { "vmm_driver.default_cpus", KEY_U32, O(vmm_driver.default_cpus), NULL, 1 },
         { "vmm_driver.default_memory_mib", KEY_U32, O(vmm_driver.default_memory_mib), NULL, 128 },
+        { "vmm_driver.templates.qemu", KEY_BOOL, O(vmm_driver.templates_qemu), NULL, 0 },
+        { "vmm_driver.templates.dir", KEY_STRING, O(vmm_driver.templates_dir), NULL, 0 },
         { "vmm_driver.metrics_interval", KEY_DURATION, O(vmm_driver.metrics_interval_ms), NULL, 0 },
         { "netd.subnet", KEY_STRING, O(netd.subnet), NULL, 0 },
         { "netd.forwarder", KEY_ENUM, O(netd.forwarder), forwarder_choices, 0 },
@@ -181,6 +183,7 @@ static int apply_defaults(husk_config_t *c) {
         r |= set_default(&c->apiserver.secrets_key_file, JOIN("%s/secrets.key", c->state_dir));
         r |= set_default(&c->apiserver.ui_dir, HUSK_UIDIR);
         r |= set_default(&c->vmm_driver.instances_dir, JOIN("%s/instances", c->state_dir));
+        r |= set_default(&c->vmm_driver.templates_dir, JOIN("%s/templates", c->runtime_dir));
         r |= set_default(&c->netd.subnet, "10.42.0.0/16");
         r |= set_default(&c->netd.forwarder, "auto");
         r |= set_default(&c->logd.dir, JOIN("%s/logs", c->state_dir));

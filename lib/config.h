@@ -89,6 +89,9 @@ typedef struct husk_config {
                 uint64_t stop_timeout_ms; /* graceful powerdown before SIGKILL */
                 uint32_t default_cpus;
                 uint32_t default_memory_mib;
+                /* VM templates (vmm_template.c): off unless a runtime is named. */
+                bool templates_qemu;          /* vmm_driver.templates.qemu: kit instances on qemu start as clones */
+                char *templates_dir;          /* vmm_driver.templates.dir; default: <runtime_dir>/templates */
                 uint64_t metrics_interval_ms; /* the sampler's period (instance.metrics); 0: no sampling */
         } vmm_driver;
 

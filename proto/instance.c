@@ -145,13 +145,14 @@ void instance_clear(instance_t *i) {
         free(i->exit_reason);
         free(i->exit_message);
         free(i->address);
+        free(i->template);
         memset(i, 0, sizeof(*i));
 }
 
 static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool with_ts, uint64_t ts) {
         msgpack_pack_map(pk, instance_spec_nkeys(&i->spec, false) + 7 + (with_ts ? 1 : 0) + (i->exit_message ? 1 : 0) +
                                      (i->address ? 1 : 0) + (i->spawned_at_ns ? 1 : 0) + (i->ready_at_ns ? 1 : 0) +
-                                     (i->firmware_boot ? 1 : 0));
+                                     (i->firmware_boot ? 1 : 0) + (i->template ? 1 : 0));
         if (with_ts)
                 mp_pack_kv_u64(pk, "ts", ts);
         instance_spec_pack_fields(pk, &i->spec, false);
@@ -172,6 +173,8 @@ static void instance_pack_with(msgpack_packer *pk, const instance_t *i, bool wit
                 mp_pack_kv_u64(pk, "ready_at_ns", i->ready_at_ns);
         if (i->firmware_boot)
                 mp_pack_kv_bool(pk, "firmware_boot", true);
+        if (i->template)
+                mp_pack_kv_str(pk, "template", i->template);
 }
 
 void instance_pack(msgpack_packer *pk, const instance_t *i) { instance_pack_with(pk, i, false, 0); }
@@ -193,7 +196,8 @@ int instance_unpack(const msgpack_object *o, instance_t *i) {
             get_optional_str(o, "exit_message", INSTANCE_EXIT_MESSAGE_MAX, &i->exit_message) < 0 ||
             get_optional_str(o, "address", ADDRESS_MAX, &i->address) < 0 ||
             get_optional_u64(o, "spawned_at_ns", &i->spawned_at_ns) < 0 ||
-            get_optional_u64(o, "ready_at_ns", &i->ready_at_ns) < 0)
+            get_optional_u64(o, "ready_at_ns", &i->ready_at_ns) < 0 ||
+            get_optional_str(o, "template", PROTO_ID_MAX, &i->template) < 0)
                 goto malformed;
         r = mp_get_bool(o, "firmware_boot", &i->firmware_boot);
         if (r < 0 && r != -ENOENT)

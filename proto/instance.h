@@ -61,6 +61,7 @@ typedef struct instance {
         char *exit_message;  /* the VMM's last output lines when it crashed or was killed; NULL: none */
         char *address;       /* the guest's IPv4 address as netd gave it (net.attach); NULL: no network */
         bool firmware_boot;  /* the guest boots its disk by its own firmware; false: the kit (agent as PID 1) */
+        char *template;      /* a clone: the template it was restored from (its key); NULL: booted cold */
         /* Unix ns, for measuring husk's own share of a start (make bench); 0 (and not packed) when unknown. */
         uint64_t spawned_at_ns; /* the VMM was exec'd (posix_spawn returned) */
         uint64_t ready_at_ns;   /* vmm-driver read the agent's ready */

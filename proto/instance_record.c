@@ -132,6 +132,10 @@ int instance_record_to_json(const instance_record_t *r, char **ret) {
         q |= set_str(o, "image_path", r->image_path);
         if (r->inst.firmware_boot)
                 q |= json_object_set_new(o, "firmware_boot", json_true());
+        if (r->inst.template) {
+                q |= set_str(o, "template", r->inst.template);
+                q |= json_object_set_new(o, "identity_given", json_boolean(r->identity_given));
+        }
         q |= set_int(o, "fs_pid", r->fs_pid);
         q |= set_int(o, "fs_pid_start_time", (json_int_t)r->fs_pid_start_time);
         q |= json_object_set_new(o, "workload_started", json_boolean(r->workload_started));
@@ -273,6 +277,8 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_str(o, "image_path", false, &r->image_path) < 0 ||
             get_bool(o, "workload_started", false, &r->workload_started) < 0 ||
             get_bool(o, "firmware_boot", false, &r->inst.firmware_boot) < 0 ||
+            get_str(o, "template", false, &r->inst.template) < 0 ||
+            get_bool(o, "identity_given", false, &r->identity_given) < 0 ||
             get_bool(o, "secret_environment", false, &r->secret_environment) < 0 ||
             get_bool(o, "remove_on_exit", full, &r->remove_on_exit) < 0)
                 goto malformed;

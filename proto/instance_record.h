@@ -34,6 +34,7 @@ typedef struct instance_record {
                                   * after a restart a workload not yet started cannot be (without it) */
         bool workload_exited;    /* the agent reported the workload's exit: workload_status is it */
         int64_t workload_status; /* code, or 128+signal */
+        bool identity_given;     /* a clone (inst.template): the agent took its identity (hostname, address...) */
 } instance_record_t;
 
 typedef enum instance_record_mode {

@@ -11,9 +11,10 @@
 set -eu
 
 # Modules carried in the initramfs, with their dependencies. The agent loads the virtio
-# ones at boot and the file systems when a workload needs them.
+# ones at boot and the file systems when a workload needs them. 9p: template clones get their
+# image over virtio-9p (a private copy of the template's memory cannot serve vhost-user virtio-fs).
 MODULES="virtio_mmio virtio_pci virtio_blk virtio_net virtio_console virtiofs fuse
-vmw_vsock_virtio_transport vsock overlay ext4 isofs"
+vmw_vsock_virtio_transport vsock overlay ext4 isofs 9p 9pnet_virtio"
 
 usage() {
         echo "usage: $0 --out DIR --agent PATH" >&2
@@ -119,7 +120,9 @@ collect_modules() {
         depmod -b "$dst" "$ver"
 }
 
-if [ -s "$CACHE/kernel-version" ] && [ -s "$OUT/vmlinux" ] && [ -d "$CACHE/modules" ]; then
+# The module tree is cached with the list it was made from: a longer list re-collects it.
+if [ -s "$CACHE/kernel-version" ] && [ -s "$OUT/vmlinux" ] && [ -d "$CACHE/modules" ] &&
+   [ "$(cat "$CACHE/modules-list" 2>/dev/null)" = "$(echo $MODULES)" ]; then
         KVER=$(cat "$CACHE/kernel-version")
 else
         [ -s "$CACHE/kernel-deb" ] && [ -s "$CACHE/$(cat "$CACHE/kernel-deb")" ] || fetch_kernel_deb
@@ -133,6 +136,7 @@ else
         collect_modules "$TMP/pkg" "$TMP/modules" "$KVER"
         cp "$TMP/pkg/boot/config-$KVER" "$CACHE/config"
         mv "$TMP/modules" "$CACHE/modules"
+        echo $MODULES > "$CACHE/modules-list"
         mv "$OUT/vmlinux.new" "$OUT/vmlinux"
         echo "$KVER" > "$CACHE/kernel-version"
         rm -rf "$TMP/pkg"

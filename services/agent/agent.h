@@ -305,6 +305,8 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
 void agent_workload_signal(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_workload_status(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_exec_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
+/* agent_identity.c: a template clone's identity (entropy, clock, hostname, MAC, address). */
+void agent_identity_request(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_proc_create(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_proc_start(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);
 void agent_proc_resize(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk);

@@ -79,6 +79,10 @@ static void on_status(agent_state_t *s, const request_t *req, msgpack_packer *pk
         agent_workload_status(s, req->body, req->id, pk);
 }
 
+/* A template clone's identity (agent_identity.c). */
+static void on_identity(agent_state_t *s, const request_t *req, msgpack_packer *pk) {
+        agent_identity_request(s, req->body, req->id, pk);
+}
 static void on_stats(agent_state_t *s, const request_t *req, msgpack_packer *pk) { agent_stats_answer(req->id, pk); }
 
 /* Protocol 2: processes (agent_proc.c). */
@@ -119,6 +123,7 @@ static const struct {
         { AGENT_FRAME_PROC_RESIZE, on_proc_resize },
         { AGENT_FRAME_PROC_SIGNAL, on_proc_signal },
         { AGENT_FRAME_PROC_LIST, on_proc_list },
+        { "identity", on_identity },
 };
 
 int agent_proto_handle(agent_state_t *s, const msgpack_object *body, msgpack_sbuffer *reply) {

@@ -104,14 +104,19 @@ static int mount_disk(const char *dev, char *msg, size_t msg_size) {
         return r;
 }
 
-static int mount_image(const char *tag, bool writable, char *msg, size_t msg_size) {
+/* 9p: a template clone's image (its memory is a private copy, which vhost-user virtio-fs cannot
+ * serve); read-only on both sides, cached as loosely as a share that never changes allows. */
+#define NINEP_OPTIONS "trans=virtio,version=9p2000.L,msize=524288,cache=loose"
+
+static int mount_image(const char *tag, bool ninep, bool writable, char *msg, size_t msg_size) {
         int r;
 
         if (strncmp(tag, "/dev/", 5) == 0)
                 return mount_disk(tag, msg, msg_size);
-        r = mkdir_mount(tag, IMAGE_DIR, "virtiofs", (writable ? 0 : MS_RDONLY) | MS_NODEV, NULL);
+        r = mkdir_mount(tag, IMAGE_DIR, ninep ? "9p" : "virtiofs", (writable ? 0 : MS_RDONLY) | MS_NODEV,
+                        ninep ? NINEP_OPTIONS : NULL);
         if (r < 0)
-                snprintf(msg, msg_size, "cannot mount virtio-fs tag %s: %s", tag, strerror(-r));
+                snprintf(msg, msg_size, "cannot mount %s tag %s: %s", ninep ? "9p" : "virtio-fs", tag, strerror(-r));
         return r;
 }
 
@@ -190,7 +195,7 @@ static int read_bundle(agent_state_t *s, agent_bundle_t *b, char *msg, size_t ms
 
 void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk) {
         agent_workload_t *w = &s->workload;
-        _cleanup_free_ char *mode = NULL, *tag = NULL, *hostname = NULL, *kind = NULL;
+        _cleanup_free_ char *mode = NULL, *tag = NULL, *hostname = NULL, *kind = NULL, *fs = NULL;
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL, **wenv = NULL;
         _cleanup_(agent_bundle_clear) agent_bundle_t b = {};
         bool writable = false;
@@ -216,6 +221,9 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         if ((r < 0 && r != -ENOENT) || (tag && streq(mode, "disk") != (strncmp(tag, "/dev/vd", 7) == 0)))
                 return agent_pack_error(pk, &id, "invalid",
                                         "tag: a virtio-fs tag of at most 36 bytes, or /dev/vdX for mode disk");
+        r = mp_get_str(req, "fs", 16, &fs);
+        if ((r < 0 && r != -ENOENT) || (fs && !streq(fs, "virtiofs") && !streq(fs, "9p")))
+                return agent_pack_error(pk, &id, "invalid", "fs: must be \"virtiofs\" or \"9p\"");
         r = mp_get_str(req, "hostname", HOSTNAME_MAX, &hostname);
         if ((r < 0 && r != -ENOENT) || (hostname && !agent_hostname_valid(hostname)))
                 return agent_pack_error(pk, &id, "invalid", "hostname: must be a hostname");
@@ -242,7 +250,8 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
          * the same start cannot be retried half-done. */
         w->started = true;
         /* config.json is read from the image before the switch hides it. */
-        if ((!s->no_switch_root && mount_image(tag ?: "rootfs", writable, msg, sizeof(msg)) < 0) ||
+        if ((!s->no_switch_root &&
+             mount_image(tag ?: "rootfs", fs && streq(fs, "9p"), writable, msg, sizeof(msg)) < 0) ||
             (streq(mode, "bundle") && read_bundle(s, &b, msg, sizeof(msg)) < 0) ||
             (!s->no_switch_root && setup_root(streq(mode, "bundle"), writable, msg, sizeof(msg)) < 0) ||
             (!s->no_switch_root && agent_mounts_apply(mounts, n_mounts, msg, sizeof(msg)) < 0)) {

@@ -220,6 +220,8 @@ int vmm_workload_signal(bus_request_t *req, vmm_instance_t *i);
 int vmm_workload_status(bus_request_t *req, vmm_instance_t *i);
 /* "husk-agent on instance X is not reachable over virtio-serial (agent.sock): ..." */
 void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, int error);
+/* instance.warning: advice for operators about this instance. */
+void vmm_publish_warning(vmm_instance_t *i, const char *message);
 
 /* ---- metrics (vmm_metrics.c) ---------------------------------------------------------------- */
 
@@ -256,6 +258,7 @@ struct vmm_instance {
                 *runtime;   /* the row of the spec's runtime; NULL: none (an exited record of an unknown one) */
         void *runtime_data; /* the runtime's own per-instance state (owned by it, see vmm_runtime.h) */
         vmm_agent_t agent;
+        vmm_net_t net;       /* netd's answer at create, for a clone's identity (zero when adopted or none) */
         vmm_sample_t sample; /* vmm_metrics.c */
 };
 
@@ -329,7 +332,8 @@ struct vmm {
         int metrics_deadline_timer; /* the round's end; 0 when none */
         uint64_t metrics_round;
         bool metrics_round_open;
-        unsigned metrics_pending; /* answers the open round waits for */
+        unsigned metrics_pending;        /* answers the open round waits for */
+        struct vmm_templates *templates; /* vmm_template.c; NULL: templates off */
 };
 
 static inline const husk_config_t *vmm_config(const vmm_t *d) { return d->ctx->config; }

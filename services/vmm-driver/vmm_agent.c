@@ -7,6 +7,7 @@
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_template.h"
 
 #define AGENT_RETRY_FIRST_MS 20
 #define AGENT_RETRY_MAX_MS 100               /* a guest may be ready 100 ms after spawn (KVM) */
@@ -212,6 +213,9 @@ static void on_hello(vmm_instance_t *i, const msgpack_object *body, int error, v
         (void)mp_get_str(body, "agent", 256, &agent);
         log_debug("Instance %s: agent %s answered hello", id_of(i), agent ?: "?");
         if (mp_get_bool(body, "ready", &ready) >= 0 && ready) {
+                /* A template's clone is the template until it took its own identity. */
+                if (vmm_clone_identity_pending(i))
+                        return vmm_clone_give_identity(i);
                 vmm_instance_on_ready(i);
                 /* After hello, on every connect: the agent refuses a second start, which is how a
                  * restarted vmm-driver learns the workload already runs. */
@@ -255,7 +259,8 @@ static void frame_ready(vmm_instance_t *i, const msgpack_object *body) {
 
         (void)mp_get_u64(body, "boot_ms", &boot_ms);
         log_debug("Instance %s: agent ready, guest booted in %" PRIu64 " ms", id_of(i), boot_ms);
-        vmm_instance_on_ready(i);
+        if (!vmm_clone_identity_pending(i))
+                vmm_instance_on_ready(i);
 }
 
 bool vmm_agent_answers(const char *call_type, const char *frame_type) {
@@ -300,7 +305,7 @@ static const struct {
         { "ready", frame_ready },     { "hello", frame_answer },  { "pong", frame_answer },
         { "shutdown", frame_answer }, { "start", frame_answer },  { "exec", frame_answer },
         { "signal", frame_answer },   { "status", frame_answer }, { "exited", vmm_workload_on_exited },
-        { "error", frame_error },     { "stats", frame_answer },
+        { "error", frame_error },     { "stats", frame_answer },  { "identity", frame_answer },
 };
 
 static void dispatch(vmm_instance_t *i, const msgpack_object *body) {

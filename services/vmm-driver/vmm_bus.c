@@ -6,6 +6,7 @@
 #include "lib/mp.h"
 #include "proto/schema.h"
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_template.h"
 
 /* ---- events --------------------------------------------------------------------------------- */
 
@@ -291,5 +292,7 @@ const bus_method_t vmm_bus_methods[] = {
         { BUS_METHOD_INSTANCE_STOP, method_stop },
         { BUS_METHOD_INSTANCE_REMOVE, method_remove },
         { BUS_METHOD_RUNTIME_LIST, method_runtimes },
+        { BUS_METHOD_TEMPLATE_LIST, vmm_template_method_list },
+        { BUS_METHOD_TEMPLATE_DROP, vmm_template_method_drop },
         {},
 };

@@ -5,6 +5,7 @@
 
 #include "lib/log.h"
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_template.h"
 
 static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && streq(a, b)); }
 
@@ -80,6 +81,9 @@ int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {
         r = vmm_net_open(d);
         if (r < 0)
                 return r;
+        r = vmm_templates_new(d, &d->templates);
+        if (r < 0)
+                return r;
         r = vmm_adopt_all(d);
         if (r < 0)
                 return r;
@@ -101,6 +105,7 @@ void vmm_free(vmm_t *d) {
         /* Creates in flight are answered while the server is still there: those waiting for
          * virtiofsd now, those waiting for netd when its client goes. */
         vmm_instance_cancel_creates(d);
+        vmm_templates_free(d->templates);
         bus_client_destroy(&d->netd);
         zhashx_destroy(&d->creating);
         bus_server_destroy(&d->server);

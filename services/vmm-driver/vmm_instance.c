@@ -18,6 +18,7 @@
 #include "services/vmm-driver/vmm.h"
 #include "services/vmm-driver/vmm_disk.h"
 #include "services/vmm-driver/vmm_seed.h"
+#include "services/vmm-driver/vmm_template.h"
 
 #define CPUS_MAX 64
 #define MEMORY_MIB_MIN 128
@@ -295,6 +296,8 @@ typedef struct create {
         const char *fs_what; /* the virtiofsd waited for, for messages */
         size_t next_volume;  /* the next volume whose virtiofsd to start */
         char fs_what_buf[64];
+        char *template_key, *template_dir; /* a clone of this template (vmm_template.h); NULL: cold */
+        vmm_restore_t *restore;            /* the clone's state being loaded */
         vmm_create_fn fn;
         void *userdata;
 } create_t;
@@ -310,6 +313,8 @@ static void create_free(create_t *c) {
         free(c->seed_path);
         free(c->kernel);
         free(c->initrd);
+        free(c->template_key);
+        free(c->template_dir);
         free(c);
 }
 
@@ -323,6 +328,7 @@ static void create_done(create_t *c, int error, const char *why) {
         zhashx_delete(d->creating, c->id);
         seed_job_end(c);
         if (error < 0 && c->i) {
+                vmm_restore_cancel(&c->restore);
                 vmm_fs_wait_cancel(&c->fs);
                 vmm_fs_stop(&c->i->rec);
                 vmm_volumes_remove_files(d, &c->i->rec.inst.spec);
@@ -348,10 +354,12 @@ static void create_fail(create_t *c, int error, const char *fmt, ...) {
         create_done(c, error, why);
 }
 
+static void create_track(create_t *c, pid_t pid);
+static void on_restored(int error, const char *why, void *userdata);
+
 static void create_spawn(create_t *c) {
         _cleanup_free_ char *why = NULL;
         vmm_instance_t *i = c->i;
-        vmm_t *d = c->d;
         pid_t pid;
         int r;
 
@@ -362,6 +370,25 @@ static void create_spawn(create_t *c) {
         }
         i->rec.inst.spawned_at_ns = now_realtime_ns();
         i->rec.inst.pid = pid;
+        if (!c->template_dir) {
+                create_track(c, pid);
+                return;
+        }
+        /* A clone: it runs once the template's state is in (on_restored). */
+        r = vmm_restore_start(i, c->rt, c->template_dir, pid, on_restored, c, &c->restore);
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                create_fail(c, r, "cannot restore the template: %s", strerror(-r));
+        }
+}
+
+/* The VMM runs: watch it, record it, publish it, talk to it. */
+static void create_track(create_t *c, pid_t pid) {
+        vmm_instance_t *i = c->i;
+        vmm_t *d = c->d;
+        int r;
+
         i->is_child = true;
         /* Our unreaped child: its pid cannot be reused under us, so these cannot race. */
         i->pidfd = vmm_pidfd_open(pid);
@@ -390,6 +417,37 @@ static void create_spawn(create_t *c) {
         c->rt->connect(i);
         vmm_agent_start(i);
         create_done(c, 0, NULL);
+}
+
+static void create_launch(create_t *c);
+
+/* A clone that does not restore boots cold instead (a template is an optimisation, never a
+ * reason for a create to fail): its template goes, a warning says so. */
+static void on_restored(int error, const char *why, void *userdata) {
+        create_t *c = userdata;
+        vmm_instance_t *i = c->i;
+        pid_t pid = (pid_t)i->rec.inst.pid;
+        char w[1024];
+
+        c->restore = NULL; /* the wait ended with this call */
+        if (error >= 0) {
+                create_track(c, pid);
+                return;
+        }
+        kill(pid, SIGKILL);
+        (void)waitpid(pid, NULL, 0);
+        snprintf(w, sizeof(w), "template %s did not restore (%s): booting cold", c->template_key,
+                 why ?: strerror(-error));
+        log_warning("Instance %s: %s", id_of(i), w);
+        vmm_publish_warning(i, w);
+        vmm_template_failed(c->d, c->template_key, why ?: strerror(-error));
+        free(TAKE_PTR(c->template_key));
+        free(TAKE_PTR(c->template_dir));
+        free(TAKE_PTR(i->rec.inst.template));
+        i->rec.inst.pid = 0;
+        i->rec.inst.spawned_at_ns = 0;
+        c->rt->release(i);
+        create_launch(c);
 }
 
 static void on_fs_ready(int error, const char *why, void *userdata);
@@ -557,6 +615,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 c->net = *net;
                 c->has_net = true;
         }
+        c->net.attached = c->has_net; /* a clone's identity says it: i->net below */
         if (snprintf(dir, sizeof(dir), "%s/%s", d->instances_dir, c->id) >= (int)sizeof(dir)) {
                 create_fail(c, -ENAMETOOLONG, "instance directory path too long");
                 return;
@@ -578,6 +637,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 return;
         }
         c->i = i;
+        i->net = c->net;
         i->runtime = c->rt;
         i->rec.inst.spec = *c->spec;
         *c->spec = (instance_spec_t){};
@@ -626,6 +686,23 @@ static void create_launch(create_t *c) {
 
         launch.net = c->has_net ? &c->net : NULL;
         launch.fs_socket = c->mode && !streq(c->mode, "disk") ? VMM_FS_SOCKET : NULL;
+        if (!c->template_key && !i->rec.inst.spawned_at_ns) {
+                /* Chosen once: a clone that failed to restore comes back here, to boot cold. */
+                r = vmm_template_choose(i, c->rt, c->mode, c->firmware || c->disk_format, c->kernel, c->initrd,
+                                        c->has_net, &c->template_key, &c->template_dir);
+                if (r < 0)
+                        log_warning_errno(r, "Instance %s: templates unusable, booting cold: %m", id_of(i));
+        }
+        if (c->template_key) {
+                i->rec.inst.template = strdup(c->template_key);
+                if (!i->rec.inst.template) {
+                        create_fail(c, -ENOMEM, "out of memory");
+                        return;
+                }
+                launch.template_dir = c->template_dir;
+                launch.ninep_export = i->rec.image_path;
+                launch.fs_socket = NULL; /* 9p, served by QEMU itself */
+        }
         if (c->firmware) {
                 launch.boot_disk = c->disk.path;
                 launch.boot_disk_format = c->disk.format;
@@ -759,7 +836,7 @@ void vmm_instance_cancel_creates(vmm_t *d) {
         if (!d->creating || !(waiting = zlistx_new()))
                 return;
         for (c = zhashx_first(d->creating); c; c = zhashx_next(d->creating))
-                if (c->fs || c->seed)
+                if (c->fs || c->seed || c->restore)
                         zlistx_add_end(waiting, c);
         while ((c = zlistx_detach(waiting, NULL)))
                 create_fail(c, -ECANCELED, "vmm-driver is stopping");

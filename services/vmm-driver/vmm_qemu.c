@@ -159,7 +159,10 @@ static void add_accel(strv_builder_t *b, const vmm_qemu_params_t *p) {
 
 /* The kit: microvm, direct kernel boot, virtio-mmio devices. */
 static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *net) {
-        /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. */
+        /* virtio-fs (vhost-user) needs guest RAM in a shareable memfd, so every VM gets one. A
+         * template's RAM is a file instead (saved with it); its clones map that file privately. */
+        const char *instance_id = p->instance_id;
+
         add(b, "-machine");
         add(b, "microvm,memory-backend=mem");
         add_accel(b, p);
@@ -168,7 +171,11 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
         add(b, "-m");
         add(b, "%u", p->memory_mib);
         add(b, "-object");
-        add(b, "memory-backend-memfd,id=mem,size=%uM,share=on", p->memory_mib);
+        if (p->memory_file)
+                add(b, "memory-backend-file,id=mem,size=%uM,mem-path=%s,share=%s", p->memory_mib, p->memory_file,
+                    p->clone ? "off" : "on");
+        else
+                add(b, "memory-backend-memfd,id=mem,size=%uM,share=on", p->memory_mib);
         /* vhost-user devices refuse legacy virtio-mmio. */
         add(b, "-global");
         add(b, "virtio-mmio.force-legacy=false");
@@ -185,15 +192,24 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
         add(b, "-initrd");
         add(b, "%s", p->initrd);
         add(b, "-append");
+        if (p->memory_file)
+                /* A template's guest is every clone's: nothing of one instance. */
+                net = "", instance_id = "husk";
         if (streq(p->accel, "tcg") && p->tsc_khz > 0)
                 /* Under TCG the guest reads the host's TSC. Its kernel times it against the PIT,
                  * which fails when the host is busy (the emulated CPU is too slow to time the PIT);
                  * it then marks the TSC unstable and waits forever for a jiffy in calibrate_delay.
                  * Giving it the frequency skips that calibration. */
-                add(b, KERNEL_CMDLINE " tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz, p->instance_id, net);
+                add(b, KERNEL_CMDLINE " tsc_early_khz=%" PRIu64 " husk.instance=%s%s", p->tsc_khz, instance_id, net);
         else
-                add(b, KERNEL_CMDLINE " husk.instance=%s%s", p->instance_id, net);
-        if (p->net) {
+                add(b, KERNEL_CMDLINE " husk.instance=%s%s", instance_id, net);
+        if (p->memory_file && !p->clone && p->net) {
+                /* The template's NIC has no TAP: its clones' each get their own. */
+                add(b, "-netdev");
+                add(b, "hubport,id=n0,hubid=0");
+                add(b, "-device");
+                add(b, "virtio-net-device,netdev=n0,mac=%s", p->net->mac);
+        } else if (p->net) {
                 /* netd made the TAP (and owns it): QEMU only opens it, no scripts. */
                 add(b, "-netdev");
                 add(b, "tap,id=n0,ifname=%s,script=no,downscript=no", p->net->tap);
@@ -214,6 +230,16 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
                 add(b, "socket,id=fs0,path=%s", p->fs_socket);
                 add(b, "-device");
                 add(b, "vhost-user-fs-device,chardev=fs0,tag=%s", VMM_FS_TAG);
+        }
+        if (p->ninep_export) {
+                add(b, "-fsdev");
+                add(b, "local,id=fs0,path=%s,security_model=none,readonly=on", p->ninep_export);
+                add(b, "-device");
+                add(b, "virtio-9p-device,fsdev=fs0,mount_tag=%s", VMM_FS_TAG);
+        }
+        if (p->clone) {
+                add(b, "-incoming");
+                add(b, "defer");
         }
         add_volumes(b, p, "vhost-user-fs-device");
         if (p->disk) {

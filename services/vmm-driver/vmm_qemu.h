@@ -2,6 +2,7 @@
 #pragma once
 
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_template.h"
 
 #define VMM_QEMU_LOG "qemu.log" /* QEMU's stdout and stderr */
 
@@ -29,6 +30,12 @@ typedef struct vmm_qemu_params {
         const char *seed;                   /* the cloud-init seed, read-only virtio-blk-pci; NULL: none */
         const vmm_launch_volume_t *volumes; /* one vhost-user-fs device each (guest RAM then in a shared memfd) */
         size_t n_volumes;
+        /* Templates (vmm_qemu_template.c): guest RAM in this file, shared by the template, mapped
+         * privately by its clones; nothing per instance on the kernel command line; the image over
+         * virtio-9p instead of virtio-fs. NULL: a cold boot. */
+        const char *memory_file;
+        bool clone;               /* -incoming defer, RAM private; false: the template itself */
+        const char *ninep_export; /* the 9p device's host directory (the template's is empty) */
 } vmm_qemu_params_t;
 
 #define VMM_QEMU_FIRMWARE_VARS "efivars.fd" /* the instance's copy of the firmware's variables template */
@@ -44,6 +51,13 @@ const char *vmm_qemu_accel_resolve(const char *configured, bool kvm_usable);
 bool vmm_kvm_usable(void);
 /* The host's invariant TSC frequency, measured; -EOPNOTSUPP without an invariant TSC. */
 int vmm_host_tsc_khz(uint64_t *ret);
+
+/* ---- templates (vmm_qemu_template.c) ------------------------------------------------------ */
+
+extern const vmm_template_ops_t vmm_qemu_template_ops;
+typedef struct vmm_qemu vmm_qemu_t;
+/* A template's parameters (a clone's once memory_file, clone, ninep_export and net are set). */
+int vmm_qemu_template_params(const vmm_qemu_t *q, const vmm_profile_t *p, vmm_qemu_params_t *ret);
 
 /* ---- QMP client (vmm_qemu_qmp.c) ------------------------------------------------------------ */
 

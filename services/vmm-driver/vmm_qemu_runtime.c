@@ -155,6 +155,33 @@ static int prepare_firmware(vmm_instance_t *i, const vmm_qemu_t *q, char **ret_e
         return 0;
 }
 
+/* A clone: the template's machine, devices and kernel command line, its RAM mapped privately,
+ * waiting for the template's state; the instance's own TAP and image. */
+static int prepare_clone(const vmm_qemu_t *q, const instance_spec_t *s, const vmm_launch_t *l, vmm_qemu_params_t *p,
+                         char **ret_error) {
+        vmm_profile_t profile = { .kernel = l->kernel,
+                                  .initrd = l->initrd,
+                                  .cpus = s->cpus,
+                                  .memory_mib = s->memory_mib,
+                                  .net = l->net != NULL,
+                                  .fs = l->ninep_export != NULL };
+        static char memory[PATH_MAX]; /* read by vmm_qemu_argv() right after */
+        int r;
+
+        r = vmm_qemu_template_params(q, &profile, p);
+        if (r < 0)
+                return error_set(ret_error, r, "qemu binary not found");
+        if (snprintf(memory, sizeof(memory), "%s/" VMM_TEMPLATE_MEMORY, l->template_dir) >= (int)sizeof(memory) ||
+            strchr(l->template_dir, ','))
+                return error_set(ret_error, -EINVAL, "template directory %s: too long or holds a ','", l->template_dir);
+        p->instance_id = s->instance_id;
+        p->memory_file = memory;
+        p->clone = true;
+        p->ninep_export = l->ninep_export;
+        p->net = l->net;
+        return 0;
+}
+
 static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, char **ret_error) {
         const vmm_qemu_t *q = state;
         const instance_spec_t *s = &i->rec.inst.spec;
@@ -183,6 +210,11 @@ static int prepare(vmm_instance_t *i, const void *state, const vmm_launch_t *l, 
         r = data_new(i);
         if (r < 0)
                 return error_set(ret_error, r, "out of memory");
+        if (l->template_dir) {
+                r = prepare_clone(q, s, l, &p, ret_error);
+                if (r < 0)
+                        return r;
+        }
         if (l->boot_disk) {
                 r = prepare_firmware(i, q, ret_error);
                 if (r < 0)
@@ -277,4 +309,5 @@ const vmm_runtime_t vmm_qemu_runtime = {
         .release = release,
         .shutdown = qemu_shutdown,
         .agent_connect = agent_connect,
+        .templates = &vmm_qemu_template_ops,
 };

@@ -13,6 +13,7 @@ typedef struct vmm vmm_t;
 typedef struct vmm_instance vmm_instance_t;
 typedef struct vmm_net vmm_net_t;
 typedef struct vmm_exit_facts vmm_exit_facts_t;
+typedef struct vmm_template_ops vmm_template_ops_t;
 
 #define VMM_RUNTIMES_MAX 8 /* rows of the table, implemented or not */
 
@@ -39,6 +40,10 @@ typedef struct vmm_launch {
         const char *seed;                   /* the cloud-init NoCloud seed (vmm_seed.h), read-only */
         const vmm_launch_volume_t *volumes; /* the spec's volumes, in order, each served by its virtiofsd */
         size_t n_volumes;
+        /* A clone (vmm_template.h): restored from this template, the image (ninep_export) over
+         * virtio-9p; started waiting for its state (vmm_template_ops_t.restore). NULL: cold. */
+        const char *template_dir;
+        const char *ninep_export;
 } vmm_launch_t;
 
 /* A runtime as its setup found it; every pointer into the runtime's state (NULL: none). */
@@ -86,6 +91,8 @@ typedef struct vmm_runtime {
         /* A non-blocking, cloexec stream to husk-agent, or -errno; frames flow once the
          * agent_handshake, if any, was accepted (vmm_agent.c does it, from the loop). */
         int (*agent_connect)(vmm_instance_t *i);
+        /* Templates and clones (vmm_template.h); NULL: this runtime's instances always boot cold. */
+        const vmm_template_ops_t *templates;
         /* What setup found, for runtime.list (GET /node, husk doctor); state may be NULL. */
         void (*probe)(const void *state, struct vmm_runtime_probe *ret);
 } vmm_runtime_t;

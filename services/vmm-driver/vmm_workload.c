@@ -38,7 +38,7 @@ void vmm_workload_unreachable(char *buf, size_t size, const vmm_instance_t *i, i
 
 /* instance.warning: {ts, instance_id, deployment_id, message}. Not held at start-up like the
  * state events: it is advice for operators, not state anyone reconciles on. */
-static void publish_warning(vmm_instance_t *i, const char *message) {
+void vmm_publish_warning(vmm_instance_t *i, const char *message) {
         msgpack_sbuffer body;
         msgpack_packer pk;
         int r;
@@ -99,6 +99,8 @@ static void pack_start(msgpack_packer *pk, void *userdata) {
         mp_pack_kv_env(pk, "env", a->env);
         if (s->n_volumes)
                 pack_mounts(pk, s);
+        if (i->rec.inst.template)
+                mp_pack_kv_str(pk, "fs", "9p"); /* a clone: its memory cannot serve virtio-fs */
 }
 
 static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
@@ -119,7 +121,7 @@ static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, v
                 if (message) {
                         char w[WARNING_MAX];
                         snprintf(w, sizeof(w), "workload not started: %s", message);
-                        publish_warning(i, w);
+                        vmm_publish_warning(i, w);
                 }
                 return;
         }
@@ -145,7 +147,7 @@ static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, v
                                                         o->via.str.ptr);
                 }
                 log_notice("Instance %s: %s", id_of(i), w);
-                publish_warning(i, w);
+                vmm_publish_warning(i, w);
         }
 }
 
@@ -164,7 +166,7 @@ void vmm_workload_start(vmm_instance_t *i) {
                 log_warning("Instance %s: its secret environment died with the previous vmm-driver; not starting "
                             "the workload without it",
                             id_of(i));
-                publish_warning(i, "workload not started: its secret environment was lost in a vmm-driver restart");
+                vmm_publish_warning(i, "workload not started: its secret environment was lost in a vmm-driver restart");
                 return;
         }
         /* The secrets' values join the environment in the frame alone: the agent keeps them in
@@ -180,8 +182,8 @@ void vmm_workload_start(vmm_instance_t *i) {
                 args.env = merged;
         }
         /* pack_start runs before vmm_agent_request returns: args may live on the stack. */
-        id = vmm_agent_request(i, "start", 6 + (s->n_volumes ? 1 : 0), pack_start, &args, START_TIMEOUT_MS, on_start,
-                               NULL);
+        id = vmm_agent_request(i, "start", 6 + (s->n_volumes ? 1 : 0) + (i->rec.inst.template ? 1 : 0), pack_start,
+                               &args, START_TIMEOUT_MS, on_start, NULL);
         if (id < 0)
                 log_debug_errno((int)id, "Instance %s: cannot send start: %m", id_of(i));
 }

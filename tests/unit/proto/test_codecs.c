@@ -300,6 +300,7 @@ static void assert_instance_equal(const instance_t *a, const instance_t *b) {
         assert_int_equal(a->spawned_at_ns, b->spawned_at_ns);
         assert_int_equal(a->ready_at_ns, b->ready_at_ns);
         assert_int_equal(a->firmware_boot, b->firmware_boot);
+        opt_str_equal(a->template, b->template);
 }
 
 /* The guest's address is optional: absent without a network, a dotted IPv4 otherwise. */
@@ -345,6 +346,18 @@ static void test_instance_address(void **state) {
         instance_clear(&got);
         msgpack_unpacked_destroy(&u);
         want.firmware_boot = false;
+
+        /* A template's clone names its template (one more key, read back); a cold boot does not. */
+        msgpack_sbuffer_clear(&buf);
+        want.template = "0123456789abcdef";
+        instance_pack(&pk, &want);
+        unpack_bytes(buf.data, buf.size, &u);
+        assert_int_equal(u.data.via.map.size, 16);
+        assert_int_equal(instance_unpack(&u.data, &got), 0);
+        assert_string_equal(got.template, "0123456789abcdef");
+        instance_clear(&got);
+        msgpack_unpacked_destroy(&u);
+        want.template = NULL;
 
         /* Longer than any IPv4 address: refused, not truncated. */
         msgpack_sbuffer_clear(&buf);

@@ -224,6 +224,7 @@ static instance_t full_instance(void) {
                 .exit_message = "qemu: boom",
                 .address = "10.42.0.2",
                 .firmware_boot = true,
+                .template = "0123456789abcdef",
         };
 }
 

@@ -289,14 +289,70 @@ static void test_find_executable(void **state) {
         assert_int_equal(vmm_find_executable("", NULL, &path), -EINVAL);
 }
 
+/* A template and its clone: the same machine, devices and kernel command line (nothing of an
+ * instance on it), RAM in the template's file (shared by the template, private in a clone), the
+ * image over 9p, the template's NIC on a hub port and the clone's on its own TAP. */
+static void test_argv_template_and_clone(void **state) {
+        vmm_net_t template_nic = { .attached = true,
+                                   .tap = "-",
+                                   .mac = "52:54:00:00:00:01",
+                                   .host_ip = "0.0.0.0",
+                                   .guest_ip = "0.0.0.0",
+                                   .prefix = 30 };
+        vmm_net_t clone_nic = { .attached = true,
+                                .tap = "husk-abc",
+                                .mac = "52:54:00:12:34:56",
+                                .host_ip = "10.42.0.1",
+                                .guest_ip = "10.42.0.2",
+                                .prefix = 30 };
+        vmm_qemu_params_t p = base;
+        _cleanup_(vmm_strv_freep) char **t = NULL, **c = NULL;
+        const char *cmdline = "console=ttyS0 panic=-1 quiet console_msg_format=syslog pci=off "
+                              "initcall_blacklist=pci_arch_init husk.instance=husk";
+
+        p.memory_file = "memory";
+        p.ninep_export = "empty";
+        p.net = &template_nic;
+        t = build(&p);
+        assert_string_equal(option(t, "-object"), "memory-backend-file,id=mem,size=512M,mem-path=memory,share=on");
+        assert_string_equal(option(t, "-append"), cmdline);
+        assert_string_equal(option(t, "-netdev"), "hubport,id=n0,hubid=0");
+        assert_true(has(t, "virtio-net-device,netdev=n0,mac=52:54:00:00:00:01"));
+        assert_string_equal(option(t, "-fsdev"), "local,id=fs0,path=empty,security_model=none,readonly=on");
+        assert_true(has(t, "virtio-9p-device,fsdev=fs0,mount_tag=rootfs"));
+        assert_null(option(t, "-incoming"));
+
+        p.memory_file = "/run/husk/templates/k/memory";
+        p.clone = true;
+        p.ninep_export = "/srv/image";
+        p.net = &clone_nic;
+        c = build(&p);
+        assert_string_equal(option(c, "-object"),
+                            "memory-backend-file,id=mem,size=512M,mem-path=/run/husk/templates/k/memory,share=off");
+        assert_string_equal(option(c, "-append"), cmdline);
+        assert_string_equal(option(c, "-netdev"), "tap,id=n0,ifname=husk-abc,script=no,downscript=no");
+        assert_true(has(c, "virtio-net-device,netdev=n0,mac=52:54:00:12:34:56"));
+        assert_string_equal(option(c, "-fsdev"), "local,id=fs0,path=/srv/image,security_model=none,readonly=on");
+        assert_string_equal(option(c, "-incoming"), "defer");
+        /* The same devices in the same order: the saved state fits. */
+        assert_int_equal(strv_len(t), strv_len(c) - 2);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_accel_resolve), cmocka_unit_test(test_argv_tcg),
-                cmocka_unit_test(test_argv_kit_mode), cmocka_unit_test(test_argv_disk_mode),
-                cmocka_unit_test(test_argv_volumes),  cmocka_unit_test(test_argv_firmware),
-                cmocka_unit_test(test_firmware_vars), cmocka_unit_test(test_argv_kvm),
-                cmocka_unit_test(test_argv_tsc),      cmocka_unit_test(test_argv_memory_and_paths),
-                cmocka_unit_test(test_argv_invalid),  cmocka_unit_test(test_find_executable),
+                cmocka_unit_test(test_accel_resolve),
+                cmocka_unit_test(test_argv_tcg),
+                cmocka_unit_test(test_argv_kit_mode),
+                cmocka_unit_test(test_argv_disk_mode),
+                cmocka_unit_test(test_argv_volumes),
+                cmocka_unit_test(test_argv_firmware),
+                cmocka_unit_test(test_firmware_vars),
+                cmocka_unit_test(test_argv_kvm),
+                cmocka_unit_test(test_argv_tsc),
+                cmocka_unit_test(test_argv_memory_and_paths),
+                cmocka_unit_test(test_argv_invalid),
+                cmocka_unit_test(test_find_executable),
+                cmocka_unit_test(test_argv_template_and_clone),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -102,6 +102,8 @@ static void assert_same(const instance_record_t *a, const instance_record_t *b) 
         assert_str_or_null(a->shutdown_reason, b->shutdown_reason);
         assert_str_or_null(a->image_path, b->image_path);
         assert_int_equal(a->inst.firmware_boot, b->inst.firmware_boot);
+        assert_str_or_null(a->inst.template, b->inst.template);
+        assert_int_equal(a->identity_given, b->identity_given);
         {
                 size_t na, nb;
                 _cleanup_free_ char *pa = packed(a, &na), *pb = packed(b, &nb);
@@ -182,6 +184,27 @@ static void test_roundtrip_firmware_boot(void **state) {
         assert_same(&a, &b);
         assert_true(b.inst.firmware_boot);
         bad = edit(text, "\"firmware_boot\": true", "\"firmware_boot\": \"yes\"");
+        assert_int_equal(instance_record_from_json(bad, INSTANCE_RECORD_FULL, &c), -EBADMSG);
+}
+
+/* A clone: its template and whether it took its identity, so that an adopted clone that had not
+ * is not called ready before it did; a cold boot's record has neither. */
+static void test_roundtrip_template(void **state) {
+        _cleanup_(instance_record_clear) instance_record_t a = {}, b = {}, c = {};
+        _cleanup_free_ char *text = NULL, *cold = NULL, *bad = NULL;
+
+        fill(&a, false);
+        assert_int_equal(instance_record_to_json(&a, &cold), 0);
+        assert_null(strstr(cold, "template"));
+        assert_null(strstr(cold, "identity_given"));
+        a.inst.template = strdup("0123456789abcdef");
+        a.identity_given = true;
+        assert_int_equal(instance_record_to_json(&a, &text), 0);
+        assert_int_equal(instance_record_from_json(text, INSTANCE_RECORD_FULL, &b), 0);
+        assert_same(&a, &b);
+        assert_string_equal(b.inst.template, "0123456789abcdef");
+        assert_true(b.identity_given);
+        bad = edit(text, "\"identity_given\": true", "\"identity_given\": 1");
         assert_int_equal(instance_record_from_json(bad, INSTANCE_RECORD_FULL, &c), -EBADMSG);
 }
 
@@ -300,6 +323,7 @@ int main(void) {
                 cmocka_unit_test(test_roundtrip_running),
                 cmocka_unit_test(test_roundtrip_kit_mode),
                 cmocka_unit_test(test_roundtrip_firmware_boot),
+                cmocka_unit_test(test_roundtrip_template),
                 cmocka_unit_test(test_rejects),
                 cmocka_unit_test(test_unknown_keys_ignored),
                 cmocka_unit_test(test_save_load),

@@ -1,0 +1,187 @@
+/* vmm_clone.c: a clone of a template between its spawn and its ready: the restore of the template's state (on a thread), then its own identity through husk-agent. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/mp.h"
+#include "services/vmm-driver/vmm_template.h"
+
+#define RESTORE_TIMEOUT_MS 60000 /* QEMU starting and reading ~200 KiB of state: ms, seconds when loaded */
+#define IDENTITY_TIMEOUT_MS 30000
+#define ENTROPY_BYTES 64
+
+static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.instance_id; }
+
+/* ---- restore ----------------------------------------------------------------------------------- */
+
+struct vmm_restore {
+        vmm_t *d;
+        pthread_t thread;
+        int efd;
+        pid_t pid;
+        const vmm_template_ops_t *ops;
+        char *dir, *template_dir;
+        int error;
+        char *why;
+        vmm_restore_fn fn;
+        void *userdata;
+};
+
+static void *restore_thread(void *userdata) {
+        vmm_restore_t *r = userdata;
+
+        r->error = r->ops->restore(r->dir, r->template_dir, RESTORE_TIMEOUT_MS, &r->why);
+        (void)eventfd_write(r->efd, 1);
+        return NULL;
+}
+
+static void restore_free(vmm_restore_t *r) {
+        free(r->dir);
+        free(r->template_dir);
+        free(r->why);
+        if (r->efd >= 0)
+                close(r->efd);
+        free(r);
+}
+
+static int on_restored(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+        vmm_restore_t *r = arg;
+        _cleanup_free_ char *why = TAKE_PTR(r->why);
+        vmm_restore_fn fn = r->fn;
+        void *userdata = r->userdata;
+        int error = r->error;
+
+        zloop_poller_end(loop, item);
+        (void)pthread_join(r->thread, NULL);
+        restore_free(r);
+        fn(error, why, userdata);
+        return 0;
+}
+
+int vmm_restore_start(vmm_instance_t *i, const vmm_runtime_t *rt, const char *template_dir, pid_t pid,
+                      vmm_restore_fn fn, void *userdata, vmm_restore_t **ret) {
+        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
+        vmm_restore_t *r = calloc(1, sizeof(*r));
+        int e;
+
+        if (!r)
+                return -ENOMEM;
+        *r = (vmm_restore_t){
+                .d = i->vmm, .efd = -1, .pid = pid, .ops = rt->templates, .fn = fn, .userdata = userdata
+        };
+        r->dir = strdup(i->dir);
+        r->template_dir = strdup(template_dir);
+        r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (!r->dir || !r->template_dir || r->efd < 0) {
+                restore_free(r);
+                return -ENOMEM;
+        }
+        item.fd = r->efd;
+        if (zloop_poller(i->vmm->loop, &item, on_restored, r) < 0) {
+                restore_free(r);
+                return -ENOMEM;
+        }
+        e = -pthread_create(&r->thread, NULL, restore_thread, r);
+        if (e < 0) {
+                zloop_poller_end(i->vmm->loop, &item);
+                restore_free(r);
+                return e;
+        }
+        *ret = r;
+        return 0;
+}
+
+void vmm_restore_cancel(vmm_restore_t **p) {
+        vmm_restore_t *r = *p;
+
+        if (!r)
+                return;
+        *p = NULL;
+        /* Our unreaped child: its pid is still its. Its end ends the thread's QMP wait. */
+        kill(r->pid, SIGKILL);
+        zloop_poller_end(r->d->loop, &(zmq_pollitem_t){ .fd = r->efd });
+        (void)pthread_join(r->thread, NULL);
+        (void)waitpid(r->pid, NULL, 0);
+        restore_free(r);
+}
+
+/* ---- identity ---------------------------------------------------------------------------------- */
+
+bool vmm_clone_identity_pending(const vmm_instance_t *i) { return i->rec.inst.template && !i->rec.identity_given; }
+
+typedef struct identity {
+        const vmm_instance_t *i;
+        uint8_t entropy[ENTROPY_BYTES];
+} identity_t;
+
+static size_t identity_keys(const vmm_instance_t *i) { return 3 + (i->net.attached ? 4 : 0); }
+
+static void pack_identity(msgpack_packer *pk, void *userdata) {
+        const identity_t *id = userdata;
+        const vmm_net_t *n = &id->i->net;
+
+        mp_pack_kv_str(pk, "hostname", id_of(id->i));
+        mp_pack_str(pk, "entropy");
+        msgpack_pack_bin(pk, sizeof(id->entropy));
+        msgpack_pack_bin_body(pk, id->entropy, sizeof(id->entropy));
+        mp_pack_kv_u64(pk, "time_ns", now_realtime_ns());
+        if (n->attached) {
+                mp_pack_kv_str(pk, "mac", n->mac);
+                mp_pack_kv_str(pk, "ip", n->guest_ip);
+                mp_pack_kv_u64(pk, "prefix", n->prefix);
+                mp_pack_kv_str(pk, "gw", n->host_ip);
+        }
+}
+
+static void on_identity(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
+        _cleanup_free_ char *message = NULL;
+        char w[1024];
+
+        if (error == -EREMOTEIO) {
+                (void)mp_get_str(body, "message", 1024, &message);
+                snprintf(w, sizeof(w), "clone of template %s refused its identity: %s; stopping it",
+                         i->rec.inst.template, message ?: "no reason given");
+                log_warning("Instance %s: %s", id_of(i), w);
+                vmm_publish_warning(i, w);
+                /* A clone that is not itself must not serve: it ends, and is replaced. */
+                (void)vmm_instance_stop(i, false);
+                return;
+        }
+        if (error < 0) {
+                /* The connection went: the next hello asks again. */
+                log_debug_errno(error, "Instance %s: identity not answered: %m", id_of(i));
+                return;
+        }
+        i->rec.identity_given = true;
+        vmm_instance_save(i);
+        log_debug("Instance %s: identity taken (clone of %s)", id_of(i), i->rec.inst.template);
+        vmm_instance_on_ready(i);
+        vmm_workload_start(i);
+}
+
+void vmm_clone_give_identity(vmm_instance_t *i) {
+        identity_t id = { .i = i };
+        int64_t r;
+
+        /* Fresh for each request: two clones never share random state, nor one clone two seeds. */
+        if (getrandom(id.entropy, sizeof(id.entropy), 0) != (ssize_t)sizeof(id.entropy)) {
+                log_error_errno(errno, "Instance %s: no host entropy for its identity: %m", id_of(i));
+                return;
+        }
+        if (!i->net.attached && i->rec.inst.address)
+                /* Adopted before its identity was given: netd's full answer died with the old
+                 * vmm-driver; without it the clone has no address to take. */
+                log_warning("Instance %s: clone adopted before it took its identity: no network for it", id_of(i));
+        r = vmm_agent_request(i, "identity", identity_keys(i), pack_identity, &id, IDENTITY_TIMEOUT_MS, on_identity,
+                              NULL);
+        explicit_bzero(id.entropy, sizeof(id.entropy));
+        if (r < 0)
+                log_debug_errno((int)r, "Instance %s: cannot send identity: %m", id_of(i));
+}

@@ -1,0 +1,406 @@
+/* vmm_qemu_template.c: templates on qemu: boot a kit VM with its RAM in a file, save it at agent-ready with x-ignore-shared; restore a clone with -incoming defer. Each call blocks (a thread's). */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/mp.h"
+#include "services/vmm-driver/vmm_qemu.h"
+
+#define BOOT_TIMEOUT_MS 240000 /* a TCG boot on a host this loaded took 22 s; a template is made once */
+#define SAVE_TIMEOUT_MS 60000
+#define LINE_MAX_ 65536
+/* A template's NIC: its MAC until a clone's agent sets the clone's own. */
+#define TEMPLATE_MAC "52:54:00:00:00:01"
+
+/* ---- a blocking unix stream with a deadline -------------------------------------------------- */
+
+typedef struct conn {
+        int fd;
+        uint64_t deadline_ms;
+        char buf[LINE_MAX_];
+        size_t len;
+} conn_t;
+
+/* Connect to dir/name, retrying while QEMU has not made the socket yet. */
+static int conn_open(conn_t *c, const char *dir, const char *name, uint64_t deadline_ms) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+        *c = (conn_t){ .fd = -1, .deadline_ms = deadline_ms };
+        if (dirfd < 0)
+                return -errno;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
+        for (;;) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                if (fd < 0)
+                        return -errno;
+                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                        c->fd = fd;
+                        return 0;
+                }
+                close(fd);
+                if ((errno != ENOENT && errno != ECONNREFUSED) || now_monotonic_ms() >= deadline_ms)
+                        return -errno;
+                usleep(10000);
+        }
+}
+
+static void conn_close(conn_t *c) {
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+}
+
+/* Some bytes into buf (appended), waiting until the deadline. */
+static int conn_fill(conn_t *c) {
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+        uint64_t now = now_monotonic_ms();
+        ssize_t n;
+
+        if (c->len >= sizeof(c->buf))
+                return -ENOBUFS;
+        if (now >= c->deadline_ms)
+                return -ETIMEDOUT;
+        if (poll(&p, 1, (int)(c->deadline_ms - now)) == 0)
+                return -ETIMEDOUT;
+        n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+        if (n < 0)
+                return errno == EINTR ? 0 : -errno;
+        if (n == 0)
+                return -ECONNRESET;
+        c->len += (size_t)n;
+        return 0;
+}
+
+static int conn_write(conn_t *c, const void *data, size_t size) {
+        const char *p = data;
+
+        while (size > 0) {
+                ssize_t n = send(c->fd, p, size, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                size -= (size_t)n;
+        }
+        return 0;
+}
+
+/* ---- QMP, one command at a time ---------------------------------------------------------------- */
+
+/* The next line that answers a command (events are skipped): its "return" (new reference), or
+ * -EREMOTEIO with the error's description in *ret_error. */
+static int qmp_answer(conn_t *c, json_t **ret, char **ret_error) {
+        for (;;) {
+                char *nl = memchr(c->buf, '\n', c->len);
+                json_t *o, *v;
+                int r;
+
+                if (!nl) {
+                        r = conn_fill(c);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                *nl = '\0';
+                o = json_loads(c->buf, 0, NULL);
+                c->len -= (size_t)(nl + 1 - c->buf);
+                memmove(c->buf, nl + 1, c->len);
+                if (!o)
+                        return -EBADMSG;
+                if ((v = json_object_get(o, "return"))) {
+                        *ret = json_incref(v);
+                        json_decref(o);
+                        return 0;
+                }
+                if ((v = json_object_get(o, "error"))) {
+                        (void)error_set(ret_error, -EREMOTEIO, "%s",
+                                        json_string_value(json_object_get(v, "desc")) ?: "QMP error");
+                        json_decref(o);
+                        return -EREMOTEIO;
+                }
+                json_decref(o); /* greeting or event */
+        }
+}
+
+static int qmp_call(conn_t *c, json_t **ret, char **ret_error, const char *fmt, ...) {
+        _cleanup_free_ char *text = NULL;
+        json_t *answer = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&text, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        r = conn_write(c, text, strlen(text));
+        if (r < 0)
+                return r;
+        r = qmp_answer(c, &answer, ret_error);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = answer;
+        else
+                json_decref(answer);
+        return 0;
+}
+
+static int qmp_open(conn_t *c, const char *dir, uint64_t deadline_ms, char **ret_error) {
+        int r = conn_open(c, dir, "qmp.sock", deadline_ms);
+
+        if (r < 0)
+                return error_set(ret_error, r, "cannot connect to %s/qmp.sock: %s", dir, strerror(-r));
+        /* The greeting is not an answer: qmp_answer skips it on the way to this one. */
+        r = qmp_call(c, NULL, ret_error, "{\"execute\":\"qmp_capabilities\"}\n");
+        if (r < 0 && r != -EREMOTEIO)
+                (void)error_set(ret_error, r, "QMP handshake: %s", strerror(-r));
+        return r;
+}
+
+/* Until query-migrate says completed: 0; failed (its error-desc in *ret_error) or the deadline: < 0. */
+static int qmp_migration_wait(conn_t *c, char **ret_error) {
+        for (;;) {
+                json_t *m = NULL;
+                const char *status;
+                int r = qmp_call(c, &m, ret_error, "{\"execute\":\"query-migrate\"}\n");
+
+                if (r < 0)
+                        return r == -EREMOTEIO ? r : error_set(ret_error, r, "query-migrate: %s", strerror(-r));
+                status = json_string_value(json_object_get(m, "status")) ?: "";
+                if (streq(status, "completed")) {
+                        json_decref(m);
+                        return 0;
+                }
+                if (streq(status, "failed") || streq(status, "cancelled")) {
+                        r = error_set(ret_error, -EIO, "migration %s: %s", status,
+                                      json_string_value(json_object_get(m, "error-desc")) ?: "no reason given");
+                        json_decref(m);
+                        return r;
+                }
+                json_decref(m);
+                if (now_monotonic_ms() >= c->deadline_ms)
+                        return error_set(ret_error, -ETIMEDOUT, "migration still %s",
+                                         status[0] ? status : "not started");
+                usleep(5000);
+        }
+}
+
+#define IGNORE_SHARED                                                                                 \
+        "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[{\"capability\":" \
+        "\"x-ignore-shared\",\"state\":true}]}}\n"
+
+/* ---- the agent's ready --------------------------------------------------------------------- */
+
+/* Until the guest's agent says it is ready (its unsolicited ready, or the answer to our hello). */
+static int agent_wait_ready(const char *dir, uint64_t deadline_ms, char **ret_error) {
+        _cleanup_(agent_frame_reader_clear) agent_frame_reader_t reader;
+        msgpack_sbuffer body, frame;
+        msgpack_packer pk;
+        conn_t c;
+        int r;
+
+        agent_frame_reader_init(&reader);
+        r = conn_open(&c, dir, "agent.sock", deadline_ms);
+        if (r < 0)
+                return error_set(ret_error, r, "cannot connect to the agent: %s", strerror(-r));
+        msgpack_sbuffer_init(&body);
+        msgpack_sbuffer_init(&frame);
+        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        mp_pack_kv_str(&pk, "type", "hello");
+        mp_pack_kv_u64(&pk, "id", 1);
+        mp_pack_kv_u64(&pk, "version", AGENT_PROTOCOL_VERSION);
+        r = agent_frame_encode(body.data, body.size, &frame);
+        if (r >= 0)
+                r = conn_write(&c, frame.data, frame.size);
+        msgpack_sbuffer_destroy(&body);
+        msgpack_sbuffer_destroy(&frame);
+        while (r >= 0) {
+                msgpack_unpacked u;
+                bool ready = false;
+                const msgpack_object *type;
+
+                r = agent_frame_reader_next(&reader, &u);
+                if (r == 0) {
+                        c.len = 0;
+                        r = conn_fill(&c);
+                        if (r >= 0)
+                                r = agent_frame_reader_feed(&reader, c.buf, c.len);
+                        continue;
+                }
+                if (r < 0)
+                        break;
+                type = mp_map_get(&u.data, "type");
+                ready = type && (mp_str_eq(type, "ready") ||
+                                 (mp_str_eq(type, "hello") && mp_get_bool(&u.data, "ready", &ready) >= 0 && ready));
+                msgpack_unpacked_destroy(&u);
+                if (ready) {
+                        conn_close(&c);
+                        return 0;
+                }
+        }
+        conn_close(&c);
+        return error_set(ret_error, r, "the template's agent never said ready: %s", strerror(-r));
+}
+
+/* ---- the ops ---------------------------------------------------------------------------------- */
+
+static int file_identity(const char *path, char *buf, size_t size) {
+        struct stat st;
+
+        if (stat(path, &st) < 0)
+                return -errno;
+        snprintf(buf, size, "%s dev %ju ino %ju size %jd mtime %jd.%09ld", path, (uintmax_t)st.st_dev,
+                 (uintmax_t)st.st_ino, (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+        return 0;
+}
+
+static int describe(const void *state, const vmm_profile_t *p, char **ret) {
+        const vmm_qemu_t *q = state;
+        char kernel[PATH_MAX + 128], initrd[PATH_MAX + 128], binary[PATH_MAX + 128];
+        int r;
+
+        if (!q || !q->binary)
+                return -ENOENT;
+        if ((r = file_identity(p->kernel, kernel, sizeof(kernel))) < 0 ||
+            (r = file_identity(p->initrd, initrd, sizeof(initrd))) < 0 ||
+            (r = file_identity(q->binary, binary, sizeof(binary))) < 0)
+                return r;
+        /* Version 1 of the layout: a change of what a template holds changes this line. Not the
+         * TSC frequency: vmm-driver measures it at each start, and a template's guest keeps the
+         * one it booted with (a key with it would not survive a restart). */
+        if (asprintf(ret,
+                     "husk template 1\nqemu %s\naccel %s\nkernel %s\ninitrd %s\ncpus %u\nmemory_mib %u\nnet %d\nfs 9p "
+                     "%d\n",
+                     binary, q->accel, kernel, initrd, p->cpus, p->memory_mib, p->net, p->fs) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* The argv of a template (clone false) or a clone: the same machine and devices in the same
+ * order, so that the saved device state fits. */
+int vmm_qemu_template_params(const vmm_qemu_t *q, const vmm_profile_t *p, vmm_qemu_params_t *ret) {
+        *ret = (vmm_qemu_params_t){ .binary = q->binary,
+                                    .accel = q->accel,
+                                    .kernel = p->kernel,
+                                    .initrd = p->initrd,
+                                    .instance_id = "template",
+                                    .cpus = p->cpus,
+                                    .memory_mib = p->memory_mib,
+                                    .tsc_khz = q->tsc_khz,
+                                    .tcg_cache_mib = q->tcg_cache_mib,
+                                    .memory_file = VMM_TEMPLATE_MEMORY,
+                                    .ninep_export = p->fs ? VMM_TEMPLATE_EXPORT : NULL };
+        return q->binary ? 0 : -ENOENT;
+}
+
+static int make(const void *state, const vmm_profile_t *p, const char *dir, pid_t *ret_pid, char **ret_error) {
+        const vmm_qemu_t *q = state;
+        vmm_net_t nic = { .attached = true,
+                          .tap = "-",
+                          .mac = TEMPLATE_MAC,
+                          .host_ip = "0.0.0.0",
+                          .guest_ip = "0.0.0.0",
+                          .prefix = 30 };
+        _cleanup_(vmm_strv_freep) char **argv = NULL;
+        vmm_qemu_params_t params;
+        char path[PATH_MAX];
+        uint64_t deadline;
+        conn_t c = { .fd = -1 };
+        pid_t pid;
+        int r;
+
+        r = vmm_qemu_template_params(q, p, &params);
+        if (r < 0)
+                return error_set(ret_error, r, "qemu binary not found");
+        params.net = p->net ? &nic : NULL;
+        snprintf(path, sizeof(path), "%s/" VMM_TEMPLATE_EXPORT, dir);
+        if (p->fs && mkdir(path, 0500) < 0 && errno != EEXIST)
+                return error_set(ret_error, -errno, "cannot create %s: %s", path, strerror(errno));
+        r = vmm_qemu_argv(&params, &argv);
+        if (r < 0)
+                return error_set(ret_error, r, "cannot build the template's command line: %s", strerror(-r));
+        r = vmm_spawn(dir, argv, VMM_QEMU_LOG, &pid);
+        if (r < 0)
+                return error_set(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+        __atomic_store_n(ret_pid, pid, __ATOMIC_SEQ_CST);
+
+        deadline = now_monotonic_ms() + BOOT_TIMEOUT_MS;
+        r = agent_wait_ready(dir, deadline, ret_error);
+        if (r >= 0)
+                r = qmp_open(&c, dir, now_monotonic_ms() + SAVE_TIMEOUT_MS, ret_error);
+        /* Paused at agent-ready: what every clone resumes from. Its RAM is the shared file
+         * already; the stream holds the devices' state only. */
+        if (r >= 0)
+                r = qmp_call(&c, NULL, ret_error, "{\"execute\":\"stop\"}\n");
+        if (r >= 0)
+                r = qmp_call(&c, NULL, ret_error, IGNORE_SHARED);
+        if (r >= 0)
+                r = qmp_call(&c, NULL, ret_error,
+                             "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > " VMM_TEMPLATE_STATE
+                             "\"}}\n");
+        if (r >= 0)
+                r = qmp_migration_wait(&c, ret_error);
+        if (r >= 0)
+                (void)qmp_call(&c, NULL, NULL, "{\"execute\":\"quit\"}\n");
+        conn_close(&c);
+        if (r < 0)
+                kill(pid, SIGKILL);
+        /* Cleared before the reap: whoever read it non-zero killed a child not reaped yet. */
+        __atomic_store_n(ret_pid, 0, __ATOMIC_SEQ_CST);
+        (void)waitpid(pid, NULL, 0);
+        if (r < 0 && ret_error && !*ret_error)
+                (void)error_set(ret_error, r, "%s", strerror(-r));
+        return r;
+}
+
+static int restore(const char *instance_dir, const char *template_dir, uint64_t timeout_ms, char **ret_error) {
+        conn_t c;
+        int r;
+
+        /* The path goes through QEMU's exec: migration URI, a shell command line. */
+        if (strchr(template_dir, '\'') || strchr(template_dir, '"') || strchr(template_dir, '\\'))
+                return error_set(ret_error, -EINVAL, "template directory %s: quotes are not supported", template_dir);
+        r = qmp_open(&c, instance_dir, now_monotonic_ms() + timeout_ms, ret_error);
+        if (r >= 0)
+                r = qmp_call(&c, NULL, ret_error, IGNORE_SHARED);
+        if (r >= 0)
+                r = qmp_call(
+                        &c, NULL, ret_error,
+                        "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"exec:cat '%s/" VMM_TEMPLATE_STATE
+                        "'\"}}\n",
+                        template_dir);
+        if (r >= 0)
+                r = qmp_migration_wait(&c, ret_error);
+        /* The state says "paused" (the template was stopped to be saved): QEMU keeps the clone
+         * so whatever its command line, until told. */
+        if (r >= 0)
+                r = qmp_call(&c, NULL, ret_error, "{\"execute\":\"cont\"}\n");
+        conn_close(&c);
+        if (r < 0 && ret_error && !*ret_error)
+                (void)error_set(ret_error, r, "%s", strerror(-r));
+        return r;
+}
+
+const vmm_template_ops_t vmm_qemu_template_ops = {
+        .make = make,
+        .restore = restore,
+        .describe = describe,
+};

@@ -1,0 +1,263 @@
+"""test_templates.py: VM templates (vmm_driver.templates) end to end with real VMs (tcg): a kit VM
+saved at agent-ready, clones restored from it with their own identity (hostname, address,
+entropy), a template invalidated by a rebuilt kit, a damaged one falling back to a cold boot."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from husk_stack import netns_socket
+
+
+def inspect(stack, name):
+    r = stack.husk("deployment", "inspect", name, "-o", "json")
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def apply(stack, name, image, replicas=1, kind="worker", command=None, extra=""):
+    lines = ["deployments:", f"  {name}:", f"    name: {name}", f"    kind: {kind}", "    runtime: qemu",
+             f"    image: {image}", f"    replicas: {replicas}",
+             "    resources: {limits: {cpu: \"1\", memory: 128Mi}}"]
+    if command is not None:
+        lines.append(f"    command: {json.dumps(command)}")
+    r = stack.husk("apply", "-f", "-", input="\n".join(lines) + "\n" + extra)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def wait_ready(stack, name, n=1, timeout=180):
+    def ready():
+        d = inspect(stack, name)
+        return d if d and d["status"] == "running" and d["ready_replicas"] >= n else None
+    return stack.wait_for(ready, timeout=timeout, what=f"{name} with {n} ready")
+
+
+def records(stack, d):
+    return [stack.instance(i["instance_id"]) for i in d["instances"]]
+
+
+def exec_in(stack, name, iid, *cmd):
+    r = stack.husk("deployment", "exec", name, "--instance", iid, "--", *cmd, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+@pytest.fixture
+def kit(tmp_path, stack_kit_dir):
+    """The test's own kit: a copy of the initrd (which the test may rebuild), the rest linked."""
+    dst = tmp_path / "kit"
+    dst.mkdir()
+    os.symlink(stack_kit_dir / "vmlinux", dst / "vmlinux")
+    os.symlink(stack_kit_dir / "rootfs", dst / "rootfs")
+    shutil.copy2(stack_kit_dir / "initrd.gz", dst / "initrd.gz")
+    return dst
+
+
+@pytest.fixture
+def stack_kit_dir():
+    return Path(os.environ.get("HUSK_BUILD", Path(__file__).resolve().parents[2] / "build")).resolve() / "kit"
+
+
+@pytest.fixture
+def tstack(make_stack, kit, tmp_path):
+    """A stack whose vmm-driver makes templates for qemu, in the test's directory."""
+    stack = make_stack(kit_dir=kit)
+    text = stack.config_path.read_text()
+    templates = tmp_path / "templates"
+    stack.templates_dir = templates
+    stack.config_path.write_text(text.replace(
+        "vmm_driver:\n", f"vmm_driver:\n  templates: {{qemu: true, dir: {json.dumps(str(templates))}}}\n", 1))
+    stack.restart_daemon("vmm-driver")
+    return stack
+
+
+def templates(stack):
+    """{key: template.json} of the complete templates."""
+    out = {}
+    if stack.templates_dir.exists():
+        for p in stack.templates_dir.iterdir():
+            info = p / "template.json"
+            if not p.name.startswith(".") and info.exists():
+                out[p.name] = json.loads(info.read_text())
+    return out
+
+
+def listed(stack):
+    """The keys vmm-driver has taken in (template.list): a template on disk may not be yet."""
+    return [t["key"] for t in stack.request("vmm-driver", "template.list")]
+
+
+def rootfs(stack, tmp_path, name="root"):
+    dst = tmp_path / name
+    shutil.copytree(stack.kit_dir / "rootfs/hello", dst, symlinks=True)
+    return dst
+
+
+def warm_up(stack, root):
+    """A first instance boots cold and has the template made; returns its key."""
+    apply(stack, "first", root, command=["/bin/sleep", "100000"])
+    wait_ready(stack, "first")
+    keys = stack.wait_for(lambda: listed(stack), timeout=240, what="a template made")
+    d = inspect(stack, "first")
+    assert not any(r.get("template") for r in records(stack, d)), "the first instance was no clone"
+    return next(iter(keys))
+
+
+def test_replicas_are_clones_with_their_own_identity(tstack, tmp_path):
+    stack = tstack
+    root = rootfs(stack, tmp_path)
+    key = warm_up(stack, root)
+
+    apply(stack, "web", root, replicas=3, command=["/bin/sleep", "100000"])
+    d = wait_ready(stack, "web", n=3)
+    recs = records(stack, d)
+    assert [r.get("template") for r in recs] == [key] * 3, recs
+    # The bus says so too (instance.list through the API's view).
+    assert all(i.get("template") == key for i in d["instances"]), d["instances"]
+
+    ids = [i["instance_id"] for i in d["instances"]]
+    hostnames = [exec_in(stack, "web", iid, "hostname").strip() for iid in ids]
+    assert hostnames == ids, hostnames
+    addrs = [exec_in(stack, "web", iid, "/bin/sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'").strip()
+             for iid in ids]
+    assert addrs == [f"{r['address']}/30" for r in recs] and len(set(addrs)) == 3, addrs
+    rand = [exec_in(stack, "web", iid, "/bin/sh", "-c", "head -c 32 /dev/urandom | od -An -tx1") for iid in ids]
+    assert len(set(rand)) == 3, rand
+    # The wall clock is the host's, not the template's.
+    clock = [int(exec_in(stack, "web", iid, "date", "+%s")) for iid in ids]
+    import time
+    assert all(abs(c - time.time()) < 30 for c in clock), clock
+
+    # A published port to a clone (a host port forwards to one replica).
+    apply(stack, "svc", root, command=["/bin/sh", "-c", "echo up > /tmp/index.html && exec httpd -f -p 80 -h /tmp"],
+          extra="    ports: [{published: 18126, target: 80}]\n")
+    s = wait_ready(stack, "svc")
+    assert s["instances"][0].get("template") == key, s["instances"]
+
+    def page():
+        try:
+            s = netns_socket(stack.netns)
+            s.settimeout(5)
+            s.connect(("127.0.0.1", 18126))
+            s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            s.close()
+            return data if b"up" in data.split(b"\r\n\r\n", 1)[-1] else None
+        except OSError:
+            return None
+    assert stack.wait_for(page, timeout=60, what="the page through 127.0.0.1:18126")
+
+    # A job on a clone: its exit code.
+    apply(stack, "job", root, kind="job", command=["/bin/sh", "-c", "echo from-clone; exit 7"])
+
+    def done():
+        j = inspect(stack, "job")
+        return j if j and j["status"] == "failed" else None
+    j = stack.wait_for(done, timeout=180, what="the job's exit")
+    assert j["exit_code"] == 7, j
+    # It ran on a clone: vmm-driver said which template it took its identity from.
+    assert "cold" not in stack.log("vmm-driver"), stack.log_tail("vmm-driver")
+    r = stack.husk("deployment", "logs", "job")
+    assert "from-clone" in r.stdout, r.stdout + r.stderr
+
+    # Delete: nothing left but the template.
+    for name in ("web", "svc", "job", "first"):
+        assert stack.husk("deployment", "delete", name).returncode == 0
+    stack.wait_for(lambda: not stack.instance_dirs() and not stack.qemu_pids(), timeout=120, what="every instance gone")
+    assert list(templates(stack)) == [key]
+
+    # The bus lists it with its size and age, and drops it on request.
+    listed = stack.request("vmm-driver", "template.list")
+    assert [t["key"] for t in listed] == [key], listed
+    assert listed[0]["size_bytes"] > 1 << 20 and listed[0]["made_at"] > 0 and "initrd" in listed[0]["profile"], listed
+    assert stack.request("vmm-driver", "template.drop", {"key": key}) == {}
+    assert stack.request("vmm-driver", "template.list") == [] and not templates(stack)
+
+
+def fnv1a(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def events(stack, name):
+    r = stack.husk("deployment", "events", name, "-o", "json")
+    return r.stdout if r.returncode == 0 else ""
+
+
+def ready_instance(stack, name):
+    d = wait_ready(stack, name)
+    assert len(d["instances"]) == 1, d["instances"]
+    return d["instances"][0], stack.instance(d["instances"][0]["instance_id"])
+
+
+def test_damaged_template_and_rebuilt_kit_boot_cold(tstack, tmp_path, kit):
+    stack = tstack
+    root = rootfs(stack, tmp_path)
+    key = warm_up(stack, root)
+    tdir = stack.templates_dir / key
+
+    # A template whose state file changed since it was saved: dropped, the instance boots cold
+    # (and says why), and the template is made again.
+    state = (tdir / "state").read_bytes()
+    (tdir / "state").write_bytes(state[:1000] + bytes(len(state) - 1000))
+    apply(stack, "damaged", root, command=["/bin/sleep", "100000"])
+    i, rec = ready_instance(stack, "damaged")
+    assert not rec.get("template") and not i.get("template"), rec
+    assert "is damaged" in events(stack, "damaged") or "is damaged" in stack.log("vmm-driver")
+    stack.wait_for(lambda: key in listed(stack), timeout=240, what="the template made again")
+
+    # A template that passes the checks but does not restore (its state is garbage that matches
+    # its recorded checksum): the clone is killed and the instance boots cold, never fails.
+    info = json.loads((tdir / "template.json").read_text())
+    garbage = b"QEVM" + bytes(range(256)) * 64
+    (tdir / "state").write_bytes(garbage)
+    info["state_sum"] = "%016x" % fnv1a(garbage)
+    (tdir / "template.json").write_text(json.dumps(info))
+    stack.restart_daemon("vmm-driver")  # it reads template.json at start
+    apply(stack, "garbage", root, command=["/bin/sleep", "100000"])
+    i, rec = ready_instance(stack, "garbage")
+    assert not rec.get("template"), rec
+    assert "did not restore" in stack.log("vmm-driver"), stack.log_tail("vmm-driver")
+    stack.wait_for(lambda: key in listed(stack), timeout=240, what="the template made again")
+    apply(stack, "clone", root, command=["/bin/sleep", "100000"])
+    i, rec = ready_instance(stack, "clone")
+    assert rec.get("template") == key, rec
+
+    # The kit rebuilt (a new initrd file): the old template is never restored; a new one
+    # replaces it.
+    initrd = kit / "initrd.gz"
+    tmp = kit / "initrd.gz.new"
+    shutil.copy(initrd, tmp)
+    os.replace(tmp, initrd)
+    apply(stack, "rebuilt", root, command=["/bin/sleep", "100000"])
+    i, rec = ready_instance(stack, "rebuilt")
+    assert not rec.get("template"), rec
+    new = stack.wait_for(lambda: [k for k in listed(stack) if k != key], timeout=240, what="a new template")
+    stack.wait_for(lambda: list(templates(stack)) == new == listed(stack), timeout=30, what="the old template removed")
+    apply(stack, "rebuilt2", root, command=["/bin/sleep", "100000"])
+    i, rec = ready_instance(stack, "rebuilt2")
+    assert rec.get("template") == new[0], rec
+
+
+def test_volumes_boot_cold_with_a_warning(tstack, tmp_path):
+    """Volumes are virtio-fs shares, which a clone's private memory cannot serve: such an instance
+    boots cold, says why, and gets its volume."""
+    stack = tstack
+    root = rootfs(stack, tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "hello.txt").write_text("from the host\n")
+    apply(stack, "vols", root, command=["/bin/sleep", "100000"],
+          extra=f"    volumes: [{{type: bind, source: {data}, destination: /data}}]\n")
+    i, rec = ready_instance(stack, "vols")
+    assert not rec.get("template"), rec
+    assert "volumes are not given to clones" in stack.log("vmm-driver"), stack.log_tail("vmm-driver")
+    assert exec_in(stack, "vols", i["instance_id"], "cat", "/data/hello.txt") == "from the host\n"
+    assert not templates(stack) and not any(p.name.startswith(".making") for p in stack.templates_dir.iterdir())

@@ -16,6 +16,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("HUSK_BUILD", os.path.join(REPO, "build"))
+# The agent's protocol version, from its one definition (proto/agent_frame.h).
+with open(os.path.join(REPO, "proto", "agent_frame.h")) as _f:
+    AGENT_PROTOCOL_VERSION = int(next(line.split()[2] for line in _f if line.startswith("#define AGENT_PROTOCOL_VERSION ")))
 KIT = os.path.join(BUILD, "kit")
 QEMU = shutil.which("qemu-system-x86_64")
 
@@ -192,15 +195,17 @@ def test_boot_hello_shutdown(vm):
     ready = agent.recv()
     ready_s = time.monotonic() - vm.started
     assert ready["type"] == "ready", ready
-    assert ready["version"] == 1
+    assert ready["version"] == AGENT_PROTOCOL_VERSION
     assert ready["boot_ms"] > 0
     print("qemu start to ready frame: %.3f s (guest uptime %d ms)" % (ready_s, ready["boot_ms"]))
 
     line = "husk-agent: ready (instance abc123, boot %d ms)" % ready["boot_ms"]
     vm.wait_console(line)
 
+    # A host that speaks protocol 1 is answered with the agent's own version: v1 frames are
+    # unchanged in 2 (which adds processes), so the host decides what it can use.
     hello = agent.request({"type": "hello", "id": 1, "version": 1})
-    assert hello == {"type": "hello", "id": 1, "version": 1, "ready": True,
+    assert hello == {"type": "hello", "id": 1, "version": AGENT_PROTOCOL_VERSION, "ready": True,
                      "agent": hello["agent"]}
     assert hello["agent"].startswith("husk-agent ")
 

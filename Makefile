@@ -51,8 +51,12 @@ ALL_CFLAGS += -DHUSK_UIDIR=\"$(PREFIX)/share/husk/ui\"
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Objects of the normal build land in $(BUILD)/obj, those of the sanitized test build in $(BUILD)/san.
-obj     = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-sanobj  = $(patsubst %.c,$(BUILD)/san/%.o,$(1))
+# A generated source's object is named after its path under $(GEN), never after $(GEN) itself:
+# `make BUILD=$PWD/build` (test_systemd's make install) must find the objects `make` made, not
+# compile new ones under build/obj/<absolute path> and relink every binary while tests run them.
+obj_of  = $(patsubst %.c,$(2)/%.o,$(patsubst $(GEN)/%,gen/%,$(1)))
+obj     = $(call obj_of,$(1),$(BUILD)/obj)
+sanobj  = $(call obj_of,$(1),$(BUILD)/san)
 
 # ---- generated from proto/schema.yaml ------------------------------------------------------------
 # The names (proto/names.h) and field tables (proto/schema.h) of every message, and the tests'
@@ -89,6 +93,14 @@ $(BUILD)/obj/%.o: %.c VERSION | $(GEN_HDRS)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/san/%.o: %.c VERSION | $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c VERSION
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/san/gen/%.o: $(GEN)/%.c VERSION
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
@@ -210,12 +222,15 @@ FUZZ_SECONDS ?= 20
 # stop the build.
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DHUSK_VERSION=\"$(HUSK_VERSION)\" -I. -I$(GEN) -g -O1 $(PKG_CFLAGS) -MMD -MP \
                -Werror=incompatible-pointer-types -Werror=implicit-function-declaration -Werror=int-conversion
-fuzzobj = $(patsubst %.c,$(BUILD)/fuzz-obj/%.o,$(1))
+fuzzobj = $(call obj_of,$(1),$(BUILD)/fuzz-obj)
 FUZZ_LIBHUSK := $(BUILD)/fuzz-obj/libhusk.a
 $(BUILD)/fuzz-obj/tests/fuzz/%.o: tests/fuzz/%.c VERSION | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -c $< -o $@
 $(BUILD)/fuzz-obj/%.o: %.c VERSION | $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+$(BUILD)/fuzz-obj/gen/%.o: $(GEN)/%.c VERSION
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
 $(FUZZ_LIBHUSK): $(call fuzzobj,$(LIB_SRCS))

@@ -96,3 +96,13 @@ def test_tap_receives_events_through_its_bus_module(tmp_path):
         ctx.term()
     assert tap.returncode == 0, err
     assert re.search(r' instance\.exited \{"instance_id":\s*"abc",\s*"code":\s*3\}$', out.strip()), out
+
+
+def test_build_dir_spelled_absolute_finds_the_same_objects():
+    """After `make`, `make BUILD=<absolute path>` (test_systemd's make install) has nothing to do.
+    It once compiled the generated tables again under build/obj/<absolute path> and relinked
+    every binary, so a test running side by side found build/bin/husk-netd missing."""
+    for spelling in {str(BUILD), os.path.relpath(BUILD, REPO)}:
+        r = subprocess.run(["make", "-q", "-C", str(REPO), f"BUILD={spelling}", "all", "guest"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"make BUILD={spelling} all guest would rebuild:\n{r.stdout}{r.stderr}"

@@ -108,6 +108,7 @@ static const config_key_t config_keys[] = {
         { "vmm_driver.default_memory_mib", KEY_U32, O(vmm_driver.default_memory_mib), NULL, 128 },
         { "vmm_driver.templates.qemu", KEY_BOOL, O(vmm_driver.templates_qemu), NULL, 0 },
         { "vmm_driver.templates.dir", KEY_STRING, O(vmm_driver.templates_dir), NULL, 0 },
+        { "vmm_driver.templates.pool", KEY_U32, O(vmm_driver.templates_pool), NULL, 0 },
         { "vmm_driver.metrics_interval", KEY_DURATION, O(vmm_driver.metrics_interval_ms), NULL, 0 },
         { "netd.subnet", KEY_STRING, O(netd.subnet), NULL, 0 },
         { "netd.forwarder", KEY_ENUM, O(netd.forwarder), forwarder_choices, 0 },

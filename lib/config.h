@@ -44,6 +44,8 @@ typedef struct husk_runtime_config {
         uint32_t max_console_log_backups;
 } husk_runtime_config_t;
 
+#define VMM_TEMPLATES_POOL_MAX 16 /* each paused clone holds ~40 MiB of the host's memory */
+
 typedef struct husk_config {
         char *path; /* the file this was read from */
 
@@ -92,6 +94,7 @@ typedef struct husk_config {
                 /* VM templates (vmm_template.c): off unless a runtime is named. */
                 bool templates_qemu;          /* vmm_driver.templates.qemu: kit instances on qemu start as clones */
                 char *templates_dir;          /* vmm_driver.templates.dir; default: <runtime_dir>/templates */
+                uint32_t templates_pool;      /* vmm_driver.templates.pool: paused clones kept per template */
                 uint64_t metrics_interval_ms; /* the sampler's period (instance.metrics); 0: no sampling */
         } vmm_driver;
 

@@ -135,6 +135,8 @@ int instance_record_to_json(const instance_record_t *r, char **ret) {
         if (r->inst.template) {
                 q |= set_str(o, "template", r->inst.template);
                 q |= json_object_set_new(o, "identity_given", json_boolean(r->identity_given));
+                if (r->pooled)
+                        q |= json_object_set_new(o, "pool", json_true());
         }
         q |= set_int(o, "fs_pid", r->fs_pid);
         q |= set_int(o, "fs_pid_start_time", (json_int_t)r->fs_pid_start_time);
@@ -279,6 +281,7 @@ static int decode(json_t *o, bool full, instance_record_t *r) {
             get_bool(o, "firmware_boot", false, &r->inst.firmware_boot) < 0 ||
             get_str(o, "template", false, &r->inst.template) < 0 ||
             get_bool(o, "identity_given", false, &r->identity_given) < 0 ||
+            get_bool(o, "pool", false, &r->pooled) < 0 ||
             get_bool(o, "secret_environment", false, &r->secret_environment) < 0 ||
             get_bool(o, "remove_on_exit", full, &r->remove_on_exit) < 0)
                 goto malformed;

@@ -35,6 +35,7 @@ typedef struct instance_record {
         bool workload_exited;    /* the agent reported the workload's exit: workload_status is it */
         int64_t workload_status; /* code, or 128+signal */
         bool identity_given;     /* a clone (inst.template): the agent took its identity (hostname, address...) */
+        bool pooled; /* a clone taken paused from the warm pool: its image is VMM_POOL_IMAGE of its 9p share */
 } instance_record_t;
 
 typedef enum instance_record_mode {

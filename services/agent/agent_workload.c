@@ -16,7 +16,9 @@
 #define IMAGE_DIR "/mnt/image" /* the virtio-fs export, read-only */
 #define RW_DIR "/mnt/rw"       /* tmpfs: the overlay's upper and work dirs */
 #define ROOT_DIR "/mnt/root"   /* the overlay: the workload's / */
+#define SHARE_DIR "/mnt/share" /* a warm-pool clone's 9p export, the image one level down */
 #define TAG_MAX 36             /* virtio-fs tags are at most 36 bytes */
+#define SUBDIR_MAX 64
 #define HOSTNAME_MAX 63
 #define DISK_WAIT_MS 5000 /* for /dev/vda to appear */
 #define DISK_PARTITIONS_MAX 16
@@ -108,17 +110,35 @@ static int mount_disk(const char *dev, char *msg, size_t msg_size) {
  * serve); read-only on both sides, cached as loosely as a share that never changes allows. */
 #define NINEP_OPTIONS "trans=virtio,version=9p2000.L,msize=524288,cache=loose"
 
-static int mount_image(const char *tag, bool ninep, bool writable, char *msg, size_t msg_size) {
+/* subdir: the image is that directory of the share, not its root. A warm-pool clone's QEMU
+ * opened its export before anyone knew which image it would serve; the host binds the image
+ * one level down when an instance takes the clone (vmm_pool.c). */
+static int mount_image(const char *tag, bool ninep, const char *subdir, bool writable, char *msg, size_t msg_size) {
+        unsigned long flags = (writable ? 0 : MS_RDONLY) | MS_NODEV;
+        char lower[sizeof(SHARE_DIR) + 1 + SUBDIR_MAX + 1];
         int r;
 
         if (strncmp(tag, "/dev/", 5) == 0)
                 return mount_disk(tag, msg, msg_size);
-        r = mkdir_mount(tag, IMAGE_DIR, ninep ? "9p" : "virtiofs", (writable ? 0 : MS_RDONLY) | MS_NODEV,
+        r = mkdir_mount(tag, subdir ? SHARE_DIR : IMAGE_DIR, ninep ? "9p" : "virtiofs", flags,
                         ninep ? NINEP_OPTIONS : NULL);
-        if (r < 0)
+        if (r < 0) {
                 snprintf(msg, msg_size, "cannot mount %s tag %s: %s", ninep ? "9p" : "virtio-fs", tag, strerror(-r));
+                return r;
+        }
+        if (!subdir)
+                return 0;
+        snprintf(lower, sizeof(lower), "%s/%s", SHARE_DIR, subdir);
+        r = mkdir_mount(lower, IMAGE_DIR, NULL, MS_BIND, NULL);
+        if (r >= 0 && !writable && mount(NULL, IMAGE_DIR, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV, NULL) < 0)
+                r = -errno;
+        if (r < 0)
+                snprintf(msg, msg_size, "cannot bind %s as the image: %s", lower, strerror(-r));
         return r;
 }
+
+/* One plain name: no '/', not "." or "..": it cannot leave the share. */
+static bool subdir_valid(const char *s) { return *s && !strchr(s, '/') && !streq(s, ".") && !streq(s, ".."); }
 
 /* writable (OCI: the bundle's rootfs is the container's own): the image itself is the root,
  * bound there without an overlay, so writes reach the host's directory. */
@@ -195,7 +215,7 @@ static int read_bundle(agent_state_t *s, agent_bundle_t *b, char *msg, size_t ms
 
 void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t id, msgpack_packer *pk) {
         agent_workload_t *w = &s->workload;
-        _cleanup_free_ char *mode = NULL, *tag = NULL, *hostname = NULL, *kind = NULL, *fs = NULL;
+        _cleanup_free_ char *mode = NULL, *tag = NULL, *hostname = NULL, *kind = NULL, *fs = NULL, *subdir = NULL;
         _cleanup_(mp_strv_freep) char **command = NULL, **env = NULL, **wenv = NULL;
         _cleanup_(agent_bundle_clear) agent_bundle_t b = {};
         bool writable = false;
@@ -224,6 +244,10 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         r = mp_get_str(req, "fs", 16, &fs);
         if ((r < 0 && r != -ENOENT) || (fs && !streq(fs, "virtiofs") && !streq(fs, "9p")))
                 return agent_pack_error(pk, &id, "invalid", "fs: must be \"virtiofs\" or \"9p\"");
+        r = mp_get_str(req, "subdir", SUBDIR_MAX, &subdir);
+        if ((r < 0 && r != -ENOENT) || (subdir && (!subdir_valid(subdir) || !fs || !streq(fs, "9p"))))
+                return agent_pack_error(pk, &id, "invalid",
+                                        "subdir: a directory name of the 9p share (no '/', not . or ..), with fs 9p");
         r = mp_get_str(req, "hostname", HOSTNAME_MAX, &hostname);
         if ((r < 0 && r != -ENOENT) || (hostname && !agent_hostname_valid(hostname)))
                 return agent_pack_error(pk, &id, "invalid", "hostname: must be a hostname");
@@ -251,7 +275,7 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
         w->started = true;
         /* config.json is read from the image before the switch hides it. */
         if ((!s->no_switch_root &&
-             mount_image(tag ?: "rootfs", fs && streq(fs, "9p"), writable, msg, sizeof(msg)) < 0) ||
+             mount_image(tag ?: "rootfs", fs && streq(fs, "9p"), subdir, writable, msg, sizeof(msg)) < 0) ||
             (streq(mode, "bundle") && read_bundle(s, &b, msg, sizeof(msg)) < 0) ||
             (!s->no_switch_root && setup_root(streq(mode, "bundle"), writable, msg, sizeof(msg)) < 0) ||
             (!s->no_switch_root && agent_mounts_apply(mounts, n_mounts, msg, sizeof(msg)) < 0)) {

@@ -37,7 +37,7 @@ struct vmm_restore {
 static void *restore_thread(void *userdata) {
         vmm_restore_t *r = userdata;
 
-        r->error = r->ops->restore(r->dir, r->template_dir, RESTORE_TIMEOUT_MS, &r->why);
+        r->error = r->ops->restore(r->dir, r->template_dir, true, RESTORE_TIMEOUT_MS, &r->why);
         (void)eventfd_write(r->efd, 1);
         return NULL;
 }

@@ -18,6 +18,7 @@
 #include "services/vmm-driver/vmm.h"
 #include "services/vmm-driver/vmm_disk.h"
 #include "services/vmm-driver/vmm_seed.h"
+#include "services/vmm-driver/vmm_pool.h"
 #include "services/vmm-driver/vmm_template.h"
 
 #define CPUS_MAX 64
@@ -298,6 +299,7 @@ typedef struct create {
         char fs_what_buf[64];
         char *template_key, *template_dir; /* a clone of this template (vmm_template.h); NULL: cold */
         vmm_restore_t *restore;            /* the clone's state being loaded */
+        vmm_pool_clone_t *pooled;          /* a paused clone from the warm pool, until the instance owns its QEMU */
         vmm_create_fn fn;
         void *userdata;
 } create_t;
@@ -315,6 +317,7 @@ static void create_free(create_t *c) {
         free(c->initrd);
         free(c->template_key);
         free(c->template_dir);
+        vmm_pool_clone_discard(&c->pooled);
         free(c);
 }
 
@@ -414,7 +417,12 @@ static void create_track(create_t *c, pid_t pid) {
         log_info("Instance %s: started %s pid %d (%u cpus, %u MiB)", id_of(i), c->rt->name, (int)pid,
                  i->rec.inst.spec.cpus, i->rec.inst.spec.memory_mib);
         vmm_publish(d, BUS_EVENT_INSTANCE_CREATED, i);
-        c->rt->connect(i);
+        if (i->rec.pooled)
+                /* The clone's QEMU runs already, as an adopted VMM does; QMP's first answer resumes
+                 * it (vmm_qemu_qmp.c). */
+                (void)c->rt->adopt(i);
+        else
+                c->rt->connect(i);
         vmm_agent_start(i);
         create_done(c, 0, NULL);
 }
@@ -620,7 +628,17 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 create_fail(c, -ENAMETOOLONG, "instance directory path too long");
                 return;
         }
-        if (mkdir(dir, 0700) < 0) {
+        if (c->pooled && rename(c->pooled->dir, dir) < 0) {
+                int e = errno;
+
+                /* Not even a directory to explain it: the create fails, the scheduler retries. */
+                create_fail(c, -e, "cannot make the pool clone %s the instance's %s: %s", c->pooled->dir, dir,
+                            strerror(e));
+                return;
+        }
+        if (c->pooled)
+                snprintf(c->pooled->dir, sizeof(c->pooled->dir), "%s", dir);
+        else if (mkdir(dir, 0700) < 0) {
                 int e = errno;
 
                 if (e == EEXIST)
@@ -667,6 +685,43 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
         /* else on_seed_written goes on */
 }
 
+/* A paused clone from the pool becomes the instance: its image bound into the clone's mount
+ * namespace where its 9p export waits for it, then tracked as if just spawned and restored. */
+static void create_from_pool(create_t *c) {
+        vmm_instance_t *i = c->i;
+        char target[PATH_MAX + 32];
+        pid_t pid = c->pooled->pid;
+        int r;
+
+        i->rec.inst.template = strdup(c->pooled->key);
+        if (!i->rec.inst.template) {
+                create_fail(c, -ENOMEM, "out of memory");
+                return;
+        }
+        i->rec.pooled = true;
+        snprintf(target, sizeof(target), "%s/" VMM_POOL_EXPORT "/" VMM_POOL_IMAGE, i->dir);
+        r = vmm_pool_bind_image(pid, i->rec.image_path, target);
+        if (r < 0) {
+                create_fail(c, r, "cannot give pool clone %s its image %s: %s", c->pooled->tap, i->rec.image_path,
+                            strerror(-r));
+                return;
+        }
+        i->rec.inst.spawned_at_ns = now_realtime_ns();
+        i->rec.inst.pid = pid;
+        r = vmm_record_save(i->dir, &i->rec);
+        if (r < 0) {
+                create_fail(c, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", i->dir, strerror(-r));
+                return;
+        }
+        /* The instance owns the QEMU from here on. */
+        c->pooled->pid = 0;
+        c->pooled->dir[0] = '\0';
+        vmm_pool_clone_discard(&c->pooled);
+        log_debug("Instance %s: a clone of template %s from the pool (pid %d)", id_of(i), i->rec.inst.template,
+                  (int)pid);
+        create_track(c, pid);
+}
+
 /* Everything the VMM needs is there: the runtime's preparation, the record, virtiofsd, spawn. */
 static void create_launch(create_t *c) {
         _cleanup_free_ char *why = NULL;
@@ -684,6 +739,10 @@ static void create_launch(create_t *c) {
         launch.volumes = volumes;
         launch.n_volumes = i->rec.inst.spec.n_volumes;
 
+        if (c->pooled) {
+                create_from_pool(c);
+                return;
+        }
         launch.net = c->has_net ? &c->net : NULL;
         launch.fs_socket = c->mode && !streq(c->mode, "disk") ? VMM_FS_SOCKET : NULL;
         if (!c->template_key && !i->rec.inst.spawned_at_ns) {
@@ -813,9 +872,12 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
                 return error_set(ret_error, -ENOMEM, "out of memory");
         }
         c->spec = TAKE_PTR(*spec_p);
+        /* Taken before netd is asked: netd makes the clone's TAP the instance's. */
+        c->pooled = vmm_template_take_clone(d, rt, mode, firmware || disk_format, c->spec, c->kernel, c->initrd,
+                                            vmm_net_available(d));
         /* Last of the checks: nothing may fail after netd took the host ports but before the VM
          * runs, except what create_done() undoes (vmm_net_detach). */
-        r = vmm_net_attach(d, c->spec, on_attached, c, NULL, ret_error);
+        r = vmm_net_attach(d, c->spec, c->pooled ? c->pooled->tap : NULL, on_attached, c, NULL, ret_error);
         if (r < 0) {
                 zhashx_delete(d->creating, c->id);
                 *spec_p = TAKE_PTR(c->spec);

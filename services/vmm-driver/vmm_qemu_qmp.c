@@ -109,6 +109,13 @@ static int handle_line(vmm_instance_t *i, const char *line) {
                 }
                 q->state = VMM_QMP_READY;
                 log_debug("Instance %s: QMP ready", id_of(i));
+                /* A clone taken from the warm pool waits paused until here (again after a restart
+                 * of ours before its identity: cont on a running VM changes nothing). */
+                if (i->rec.pooled && !i->rec.identity_given) {
+                        int e = qmp_send(i, "cont");
+                        if (e < 0)
+                                log_warning_errno(e, "Instance %s: cannot resume the pool's clone: %m", id_of(i));
+                }
                 vmm_instance_on_running(i);
                 break;
         case VMM_QMP_READY:

@@ -371,7 +371,8 @@ static int make(const void *state, const vmm_profile_t *p, const char *dir, pid_
         return r;
 }
 
-static int restore(const char *instance_dir, const char *template_dir, uint64_t timeout_ms, char **ret_error) {
+static int restore(const char *instance_dir, const char *template_dir, bool resume, uint64_t timeout_ms,
+                   char **ret_error) {
         conn_t c;
         int r;
 
@@ -391,7 +392,7 @@ static int restore(const char *instance_dir, const char *template_dir, uint64_t 
                 r = qmp_migration_wait(&c, ret_error);
         /* The state says "paused" (the template was stopped to be saved): QEMU keeps the clone
          * so whatever its command line, until told. */
-        if (r >= 0)
+        if (r >= 0 && resume)
                 r = qmp_call(&c, NULL, ret_error, "{\"execute\":\"cont\"}\n");
         conn_close(&c);
         if (r < 0 && ret_error && !*ret_error)
@@ -399,8 +400,78 @@ static int restore(const char *instance_dir, const char *template_dir, uint64_t 
         return r;
 }
 
+/* argv behind `unshare --mount --propagation private`: unshare(1) makes the namespace and execs
+ * QEMU, so the pid spawned is QEMU's. */
+static int in_own_mount_namespace(char ***argv) {
+        static const char *const prefix[] = { "--mount", "--propagation", "private" };
+        _cleanup_free_ char *unshare = NULL;
+        char **v = *argv, **full;
+        size_t n = 0;
+        int r;
+
+        r = vmm_find_executable("unshare", getenv("PATH") ?: "/usr/bin:/bin", &unshare);
+        if (r < 0)
+                return r;
+        while (v[n])
+                n++;
+        full = calloc(1 + ELEMENTSOF(prefix) + n + 1, sizeof(char *));
+        if (!full)
+                return -ENOMEM;
+        full[0] = TAKE_PTR(unshare);
+        for (size_t k = 0; k < ELEMENTSOF(prefix); k++)
+                if (!(full[1 + k] = strdup(prefix[k]))) {
+                        vmm_strv_free(full);
+                        return -ENOMEM;
+                }
+        memcpy(full + 1 + ELEMENTSOF(prefix), v, (n + 1) * sizeof(char *));
+        free(v);
+        *argv = full;
+        return 0;
+}
+
+static int pool_clone(const void *state, const vmm_profile_t *p, const char *template_dir, const char *dir,
+                      const char *tap, pid_t *ret_pid, char **ret_error) {
+        const vmm_qemu_t *q = state;
+        vmm_net_t nic = { .attached = true, .mac = TEMPLATE_MAC };
+        _cleanup_(vmm_strv_freep) char **argv = NULL;
+        char memory[PATH_MAX], export[PATH_MAX];
+        vmm_qemu_params_t params;
+        pid_t pid;
+        int r;
+
+        r = vmm_qemu_template_params(q, p, &params);
+        if (r < 0)
+                return error_set(ret_error, r, "qemu binary not found");
+        snprintf(nic.tap, sizeof(nic.tap), "%s", tap);
+        if (snprintf(memory, sizeof(memory), "%s/" VMM_TEMPLATE_MEMORY, template_dir) >= (int)sizeof(memory) ||
+            snprintf(export, sizeof(export), "%s/" VMM_POOL_EXPORT, dir) >= (int)sizeof(export) ||
+            strchr(template_dir, ',') || strchr(dir, ','))
+                return error_set(ret_error, -EINVAL, "%s or %s: too long or holds a ','", template_dir, dir);
+        params.memory_file = memory;
+        params.clone = true;
+        params.net = p->net ? &nic : NULL;
+        params.ninep_export = p->fs ? export : NULL;
+        r = vmm_qemu_argv(&params, &argv);
+        if (r >= 0)
+                r = in_own_mount_namespace(&argv);
+        if (r < 0)
+                return error_set(ret_error, r, "cannot build the clone's command line: %s", strerror(-r));
+        r = vmm_spawn(dir, argv, VMM_QEMU_LOG, &pid);
+        if (r < 0)
+                return error_set(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
+        __atomic_store_n(ret_pid, pid, __ATOMIC_SEQ_CST);
+        r = restore(dir, template_dir, false, SAVE_TIMEOUT_MS, ret_error);
+        if (r >= 0)
+                return 0;
+        kill(pid, SIGKILL);
+        __atomic_store_n(ret_pid, 0, __ATOMIC_SEQ_CST);
+        (void)waitpid(pid, NULL, 0);
+        return r;
+}
+
 const vmm_template_ops_t vmm_qemu_template_ops = {
         .make = make,
         .restore = restore,
+        .pool_clone = pool_clone,
         .describe = describe,
 };

@@ -14,6 +14,7 @@
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "proto/schema.h"
+#include "services/vmm-driver/vmm_pool.h"
 #include "services/vmm-driver/vmm_template.h"
 
 #define STATE_MAX (64u << 20)        /* a saved device state is ~200 KiB; more is not ours */
@@ -26,6 +27,10 @@ typedef struct entry {
         /* What the files were when saved: a restore from anything else is refused. */
         uint64_t memory_ino, memory_size, memory_mtime_ns;
         uint64_t state_sum;
+        /* The profile it was made for (older template.json files lack it: no pool for those). */
+        bool has_profile;
+        vmm_profile_t profile;
+        char *kernel, *initrd;
 } entry_t;
 
 /* One template being made, on a thread: vmm_template_ops_t.make blocks for a whole boot. */
@@ -33,6 +38,7 @@ typedef struct build {
         vmm_templates_t *t;
         pthread_t thread;
         int efd;
+        const vmm_runtime_t *rt;
         const vmm_template_ops_t *ops;
         const void *state;
         vmm_profile_t profile;
@@ -50,9 +56,11 @@ typedef struct build {
 struct vmm_templates {
         vmm_t *d;
         char *dir;
-        zhashx_t *ready;  /* key -> entry_t* (owned) */
-        zhashx_t *failed; /* key -> (uintptr_t) monotonic ms of the failure */
-        build_t *build;   /* the one being made; NULL: none */
+        zhashx_t *ready;         /* key -> entry_t* (owned) */
+        zhashx_t *failed;        /* key -> (uintptr_t) monotonic ms of the failure */
+        build_t *build;          /* the one being made; NULL: none */
+        const vmm_runtime_t *rt; /* qemu's row: the only runtime with templates */
+        vmm_pool_t *pool;        /* templates.pool clones of each; NULL: no pool */
 };
 
 /* FNV-1a, 64 bits: names a template and checks its state file for accidental damage (the
@@ -75,6 +83,8 @@ static void entry_free(void **p) {
                 return;
         free(e->dir);
         free(e->profile_id);
+        free(e->kernel);
+        free(e->initrd);
         free(e);
         *p = NULL;
 }
@@ -120,6 +130,23 @@ static int entry_verify(const entry_t *e, char *why, size_t why_size) {
         return 0;
 }
 
+static void entry_load_profile(entry_t *e, const json_t *p) {
+        const char *kernel = json_string_value(json_object_get(p, "kernel"));
+        const char *initrd = json_string_value(json_object_get(p, "initrd"));
+
+        if (!kernel || !initrd || !json_is_integer(json_object_get(p, "cpus")) ||
+            !json_is_integer(json_object_get(p, "memory_mib")) || !(e->kernel = strdup(kernel)) ||
+            !(e->initrd = strdup(initrd)))
+                return;
+        e->profile = (vmm_profile_t){ .kernel = e->kernel,
+                                      .initrd = e->initrd,
+                                      .cpus = (uint32_t)json_integer_value(json_object_get(p, "cpus")),
+                                      .memory_mib = (uint32_t)json_integer_value(json_object_get(p, "memory_mib")),
+                                      .net = json_is_true(json_object_get(p, "net")),
+                                      .fs = json_is_true(json_object_get(p, "fs")) };
+        e->has_profile = true;
+}
+
 /* template.json -> entry; -EBADMSG when it is not one of ours. */
 static int entry_load(const char *dir, const char *key, entry_t **ret) {
         _cleanup_free_ char *text = NULL;
@@ -153,6 +180,7 @@ static int entry_load(const char *dir, const char *key, entry_t **ret) {
         e->memory_size = (uint64_t)json_integer_value(json_object_get(m, "size"));
         e->memory_mtime_ns = (uint64_t)json_integer_value(json_object_get(m, "mtime_ns"));
         e->state_sum = strtoull(json_string_value(json_object_get(o, "state_sum")), NULL, 16);
+        entry_load_profile(e, json_object_get(o, "profile"));
         json_decref(o);
         *ret = e;
         return 0;
@@ -194,14 +222,25 @@ static void scan(vmm_templates_t *t) {
         closedir(dir);
 }
 
+static void pool_want(vmm_templates_t *t, const entry_t *e) {
+        if (e->has_profile)
+                vmm_pool_want(t->pool, t->rt, e->key, e->dir, &e->profile);
+}
+
 int vmm_templates_new(vmm_t *d, vmm_templates_t **ret) {
         const husk_config_t *c = vmm_config(d);
         vmm_templates_t *t;
         int r;
 
         *ret = NULL;
-        if (!c->vmm_driver.templates_qemu)
-                return 0;
+        if (!c->vmm_driver.templates_qemu) {
+                vmm_pool_t *none;
+                /* Clones a pool left when templates were on: ended, their directories removed. */
+                return vmm_pool_new(d, 0, &none);
+        }
+        if (c->vmm_driver.templates_pool > VMM_TEMPLATES_POOL_MAX)
+                return log_error_errno(EINVAL, "vmm_driver.templates.pool: must be at most %u, got %u",
+                                       VMM_TEMPLATES_POOL_MAX, c->vmm_driver.templates_pool);
         t = calloc(1, sizeof(*t));
         if (!t || !(t->dir = strdup(c->vmm_driver.templates_dir)) || !(t->ready = zhashx_new()) ||
             !(t->failed = zhashx_new())) {
@@ -210,6 +249,13 @@ int vmm_templates_new(vmm_t *d, vmm_templates_t **ret) {
         }
         t->d = d;
         zhashx_set_destructor(t->ready, entry_free);
+        r = vmm_runtime_lookup(c, "qemu", &t->rt, NULL);
+        if (r >= 0)
+                r = vmm_pool_new(d, c->vmm_driver.templates_pool, &t->pool);
+        if (r < 0) {
+                vmm_templates_free(t);
+                return r;
+        }
         r = mkdir_p(t->dir, 0700);
         if (r < 0) {
                 log_error_errno(r, "Cannot create the templates directory %s: %m", t->dir);
@@ -217,7 +263,10 @@ int vmm_templates_new(vmm_t *d, vmm_templates_t **ret) {
                 return r;
         }
         scan(t);
-        log_info("Templates: on for qemu, in %s (%zu kept)", t->dir, zhashx_size(t->ready));
+        log_info("Templates: on for qemu, in %s (%zu kept, pool of %u clones each)", t->dir, zhashx_size(t->ready),
+                 c->vmm_driver.templates_pool);
+        for (entry_t *e = zhashx_first(t->ready); e; e = zhashx_next(t->ready))
+                pool_want(t, e);
         *ret = t;
         return 0;
 }
@@ -227,6 +276,7 @@ static void build_end(build_t *b);
 void vmm_templates_free(vmm_templates_t *t) {
         if (!t)
                 return;
+        vmm_pool_free(t->pool);
         build_end(t->build);
         zhashx_destroy(&t->ready);
         zhashx_destroy(&t->failed);
@@ -251,9 +301,12 @@ static int write_info(const build_t *b, char **ret_why) {
         if (r < 0)
                 return error_set(ret_why, r, "%s/" VMM_TEMPLATE_STATE ": %s", b->tmp_dir, strerror(-r));
         snprintf(sum, sizeof(sum), "%016" PRIx64, s);
-        o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:{s:I,s:I,s:I}}", "key", b->key, "profile_id", b->profile_id, "inputs",
-                      b->description, "state_sum", sum, "made_at", (json_int_t)now_realtime_ms(), "memory", "ino",
-                      (json_int_t)st.st_ino, "size", (json_int_t)st.st_size, "mtime_ns", (json_int_t)mtime_ns(&st));
+        o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:{s:I,s:I,s:I},s:{s:s,s:s,s:I,s:I,s:b,s:b}}", "key", b->key, "profile_id",
+                      b->profile_id, "inputs", b->description, "state_sum", sum, "made_at",
+                      (json_int_t)now_realtime_ms(), "memory", "ino", (json_int_t)st.st_ino, "size",
+                      (json_int_t)st.st_size, "mtime_ns", (json_int_t)mtime_ns(&st), "profile", "kernel",
+                      b->profile.kernel, "initrd", b->profile.initrd, "cpus", (json_int_t)b->profile.cpus, "memory_mib",
+                      (json_int_t)b->profile.memory_mib, "net", b->profile.net, "fs", b->profile.fs);
         text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         json_decref(o);
         if (!text)
@@ -330,6 +383,7 @@ static void drop_superseded(vmm_templates_t *t, const char *profile_id, const ch
         while ((key = zlistx_detach(old, NULL))) {
                 e = zhashx_lookup(t->ready, key);
                 log_info("Templates: %s superseded, removing %s", key, e->dir);
+                vmm_pool_forget(t->pool, key);
                 (void)rm_rf(e->dir);
                 zhashx_delete(t->ready, key);
         }
@@ -358,6 +412,7 @@ static int on_built(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
                 zhashx_delete(t->failed, b->key);
                 zhashx_update(t->ready, e->key, e);
                 drop_superseded(t, e->profile_id, e->key);
+                pool_want(t, e);
         }
         build_free(b);
         return 0;
@@ -373,6 +428,7 @@ static int build_start(vmm_templates_t *t, const vmm_runtime_t *rt, const vmm_pr
                 return -ENOMEM;
         b->t = t;
         b->efd = -1;
+        b->rt = rt;
         b->ops = rt->templates;
         b->state = vmm_runtime_state(t->d, rt);
         b->profile = *p;
@@ -435,6 +491,7 @@ static void drop(vmm_templates_t *t, const char *key) {
 
         if (!e)
                 return;
+        vmm_pool_forget(t->pool, key);
         (void)rm_rf(e->dir);
         zhashx_delete(t->ready, key);
 }
@@ -446,37 +503,56 @@ void vmm_template_failed(vmm_t *d, const char *key, const char *why) {
         drop(d->templates, key);
 }
 
+/* The profile of an instance that may be a clone, its key and its other inputs; 0: it may not
+ * (the caller boots it cold), 1: it may. */
+static int instance_profile(vmm_templates_t *t, const vmm_runtime_t *rt, const char *mode, bool cold_only,
+                            const instance_spec_t *s, const char *kernel, const char *initrd, bool net,
+                            vmm_profile_t *ret_profile, char ret_key[static VMM_TEMPLATE_KEY_LEN + 1],
+                            char **ret_description, char **ret_profile_id) {
+        _cleanup_free_ char *description = NULL;
+        vmm_profile_t p = {
+                .kernel = kernel, .initrd = initrd, .cpus = s->cpus, .memory_mib = s->memory_mib, .net = net, .fs = true
+        };
+        int r;
+
+        if (!t || !rt->templates)
+                return 0;
+        /* Clones serve the image over 9p; only the kit's own workload modes have one. */
+        if (cold_only || !mode || (!streq(mode, "rootfs") && !streq(mode, "bundle")) || s->n_volumes > 0)
+                return 0;
+        r = rt->templates->describe(vmm_runtime_state(t->d, rt), &p, &description);
+        if (r < 0)
+                return r;
+        snprintf(ret_key, VMM_TEMPLATE_KEY_LEN + 1, "%016" PRIx64, fnv1a(description, strlen(description), FNV_BASIS));
+        if (ret_profile_id &&
+            asprintf(ret_profile_id, "%s:%u:%u:%d:%d", rt->name, p.cpus, p.memory_mib, p.net, p.fs) < 0)
+                return -ENOMEM;
+        if (ret_description)
+                *ret_description = TAKE_PTR(description);
+        *ret_profile = p;
+        return 1;
+}
+
 int vmm_template_choose(vmm_instance_t *i, const vmm_runtime_t *rt, const char *mode, bool cold_only,
                         const char *kernel, const char *initrd, bool net, char **ret_key, char **ret_dir) {
         vmm_templates_t *t = i->vmm->templates;
         const instance_spec_t *s = &i->rec.inst.spec;
         _cleanup_free_ char *description = NULL, *profile_id = NULL;
-        vmm_profile_t p = {
-                .kernel = kernel, .initrd = initrd, .cpus = s->cpus, .memory_mib = s->memory_mib, .net = net, .fs = true
-        };
         char key[VMM_TEMPLATE_KEY_LEN + 1], why[PATH_MAX + 64];
         uintptr_t failed_at;
+        vmm_profile_t p;
         entry_t *e;
         int r;
 
         *ret_key = *ret_dir = NULL;
-        if (!t || !rt->templates)
-                return 0;
-        /* Clones serve the image over 9p; only the kit's own workload modes have one. */
-        if (cold_only || !mode || (!streq(mode, "rootfs") && !streq(mode, "bundle")))
-                return 0;
-        if (s->n_volumes > 0) {
+        if (t && rt->templates && !cold_only && s->n_volumes > 0 && mode &&
+            (streq(mode, "rootfs") || streq(mode, "bundle")))
                 /* Volumes are virtio-fs shares, which need the guest's memory shared with
                  * virtiofsd: a clone's private copy cannot be. */
                 warn_instance(i, "templates: volumes are not given to clones yet; this instance boots cold");
-                return 0;
-        }
-        r = rt->templates->describe(vmm_runtime_state(i->vmm, rt), &p, &description);
-        if (r < 0)
+        r = instance_profile(t, rt, mode, cold_only, s, kernel, initrd, net, &p, key, &description, &profile_id);
+        if (r <= 0)
                 return r;
-        snprintf(key, sizeof(key), "%016" PRIx64, fnv1a(description, strlen(description), FNV_BASIS));
-        if (asprintf(&profile_id, "%s:%u:%u:%d:%d", rt->name, p.cpus, p.memory_mib, p.net, p.fs) < 0)
-                return -ENOMEM;
 
         e = zhashx_lookup(t->ready, key);
         if (e) {
@@ -501,6 +577,23 @@ int vmm_template_choose(vmm_instance_t *i, const vmm_runtime_t *rt, const char *
         if (r < 0)
                 log_warning_errno(r, "Templates: cannot start making %s, ignoring: %m", key);
         return 0;
+}
+
+vmm_pool_clone_t *vmm_template_take_clone(vmm_t *d, const vmm_runtime_t *rt, const char *mode, bool cold_only,
+                                          const instance_spec_t *s, const char *kernel, const char *initrd, bool net) {
+        vmm_templates_t *t = d->templates;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], why[PATH_MAX + 64];
+        vmm_profile_t p;
+        entry_t *e;
+
+        if (!t || !t->pool ||
+            instance_profile(t, rt, mode, cold_only, s, kernel, initrd, net, &p, key, NULL, NULL) <= 0)
+                return NULL;
+        e = zhashx_lookup(t->ready, key);
+        /* A damaged template's clones hold its old state already; vmm_template_choose says why. */
+        if (!e || entry_verify(e, why, sizeof(why)) < 0)
+                return NULL;
+        return vmm_pool_take(t->pool, key);
 }
 
 /* ---- template.list, template.drop -------------------------------------------------------------- */
@@ -528,8 +621,9 @@ int vmm_template_method_list(bus_request_t *req, msgpack_packer *pk, void *userd
                 snprintf(path, sizeof(path), "%s/" VMM_TEMPLATE_INFO, e->dir);
                 (void)read_file(path, 1u << 20, &text, NULL);
                 o = text ? json_loads(text, 0, NULL) : NULL;
-                msgpack_pack_map(pk, 4);
+                msgpack_pack_map(pk, 5);
                 mp_pack_kv_str(pk, "key", e->key);
+                mp_pack_kv_u64(pk, "pool", vmm_pool_count(t->pool, e->key));
                 mp_pack_kv_str(pk, "profile", json_string_value(json_object_get(o, "inputs")) ?: "");
                 mp_pack_kv_u64(pk, "size_bytes",
                                file_size(e->dir, VMM_TEMPLATE_MEMORY) + file_size(e->dir, VMM_TEMPLATE_STATE));

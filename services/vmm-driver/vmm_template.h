@@ -11,6 +11,8 @@
 #define VMM_TEMPLATE_STATE "state"        /* device state (x-ignore-shared: no RAM in it) */
 #define VMM_TEMPLATE_INFO "template.json" /* the inputs, and what the files were when saved */
 #define VMM_TEMPLATE_EXPORT "empty"       /* the template's 9p export: nothing (clones get the image) */
+#define VMM_POOL_EXPORT "export"          /* a pool clone's 9p export: the image is bound at */
+#define VMM_POOL_IMAGE "image"            /* ... this directory of it when an instance takes it */
 
 /* A boot profile: everything a guest's memory depends on at agent-ready. Two instances with the
  * same profile may be clones of one template; nothing per instance is in it. */
@@ -28,8 +30,15 @@ typedef struct vmm_template_ops {
          * it runs unreaped (0 otherwise, atomically): killing it ends the call at once. */
         int (*make)(const void *state, const vmm_profile_t *p, const char *dir, pid_t *pid, char **ret_error);
         /* A clone spawned with -incoming (its prepare had vmm_launch_t.template_dir): load the
-         * template's state into it; it runs on success. */
-        int (*restore)(const char *instance_dir, const char *template_dir, uint64_t timeout_ms, char **ret_error);
+         * template's state into it; it runs on success if resume, else it stays paused. */
+        int (*restore)(const char *instance_dir, const char *template_dir, bool resume, uint64_t timeout_ms,
+                       char **ret_error);
+        /* A warm-pool clone: spawn a clone of the template in dir, in a mount namespace of its own
+         * (the image is bound into it when an instance takes it: vmm_pool_bind_image), its NIC on
+         * the TAP tap (which QEMU creates, and netd takes over), its 9p export
+         * dir/VMM_POOL_EXPORT; restore it and leave it paused. *pid as make's. */
+        int (*pool_clone)(const void *state, const vmm_profile_t *p, const char *template_dir, const char *dir,
+                          const char *tap, pid_t *pid, char **ret_error);
         /* The text every input of a template is hashed from: files by identity (path, inode,
          * size, mtime), so a kit rebuilt by `make guest` never restores an old agent. */
         int (*describe)(const void *state, const vmm_profile_t *p, char **ret);
@@ -46,6 +55,11 @@ void vmm_templates_free(vmm_templates_t *t);
  * *ret_dir are the caller's. */
 int vmm_template_choose(vmm_instance_t *i, const vmm_runtime_t *rt, const char *mode, bool cold_only,
                         const char *kernel, const char *initrd, bool net, char **ret_key, char **ret_dir);
+/* A paused clone from the warm pool for an instance of this spec (create, before netd's
+ * net.attach, which takes the clone's TAP over), the caller's; NULL: none ready. */
+struct vmm_pool_clone *vmm_template_take_clone(vmm_t *d, const vmm_runtime_t *rt, const char *mode, bool cold_only,
+                                               const instance_spec_t *s, const char *kernel, const char *initrd,
+                                               bool net);
 /* template.list and template.drop (SCHEMA.md): the templates with their size and age; drop one
  * or all (running clones keep their mapping of its memory). */
 int vmm_template_method_list(bus_request_t *req, msgpack_packer *pk, void *userdata);

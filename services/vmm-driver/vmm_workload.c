@@ -7,6 +7,7 @@
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "services/vmm-driver/vmm.h"
+#include "services/vmm-driver/vmm_template.h"
 
 #define START_TIMEOUT_MS 30000
 #define SIGNAL_TIMEOUT_MS 5000
@@ -101,6 +102,8 @@ static void pack_start(msgpack_packer *pk, void *userdata) {
                 pack_mounts(pk, s);
         if (i->rec.inst.template)
                 mp_pack_kv_str(pk, "fs", "9p"); /* a clone: its memory cannot serve virtio-fs */
+        if (i->rec.pooled)
+                mp_pack_kv_str(pk, "subdir", VMM_POOL_IMAGE); /* bound there when the pool's clone was taken */
 }
 
 static void on_start(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
@@ -182,8 +185,9 @@ void vmm_workload_start(vmm_instance_t *i) {
                 args.env = merged;
         }
         /* pack_start runs before vmm_agent_request returns: args may live on the stack. */
-        id = vmm_agent_request(i, "start", 6 + (s->n_volumes ? 1 : 0) + (i->rec.inst.template ? 1 : 0), pack_start,
-                               &args, START_TIMEOUT_MS, on_start, NULL);
+        id = vmm_agent_request(i, "start",
+                               6 + (s->n_volumes ? 1 : 0) + (i->rec.inst.template ? 1 : 0) + (i->rec.pooled ? 1 : 0),
+                               pack_start, &args, START_TIMEOUT_MS, on_start, NULL);
         if (id < 0)
                 log_debug_errno((int)id, "Instance %s: cannot send start: %m", id_of(i));
 }

@@ -261,3 +261,104 @@ def test_volumes_boot_cold_with_a_warning(tstack, tmp_path):
     assert "volumes are not given to clones" in stack.log("vmm-driver"), stack.log_tail("vmm-driver")
     assert exec_in(stack, "vols", i["instance_id"], "cat", "/data/hello.txt") == "from the host\n"
     assert not templates(stack) and not any(p.name.startswith(".making") for p in stack.templates_dir.iterdir())
+
+
+@pytest.fixture
+def pstack(make_stack, kit, tmp_path):
+    """A stack whose vmm-driver keeps a warm pool of two paused clones per template."""
+    stack = make_stack(kit_dir=kit)
+    text = stack.config_path.read_text()
+    stack.templates_dir = tmp_path / "templates"
+    stack.config_path.write_text(text.replace(
+        "vmm_driver:\n",
+        f"vmm_driver:\n  templates: {{qemu: true, pool: 2, dir: {json.dumps(str(stack.templates_dir))}}}\n", 1))
+    stack.restart_daemon("vmm-driver")
+    return stack
+
+
+def pool_dirs(stack):
+    return sorted(p.name for p in stack.instances_dir.iterdir() if p.name.startswith(".pool-"))
+
+
+def pooled(stack, key, n):
+    """template.list says n paused clones of key are ready."""
+    return any(t["key"] == key and t["pool"] == n for t in stack.request("vmm-driver", "template.list"))
+
+
+def test_warm_pool_serves_applies_and_refills(pstack, tmp_path):
+    stack = pstack
+    root = rootfs(stack, tmp_path)
+    key = warm_up(stack, root)
+    stack.wait_for(lambda: pooled(stack, key, 2), timeout=240, what="two clones in the pool")
+    first_pool = pool_dirs(stack)
+    assert len(first_pool) == 2, first_pool
+
+    # Two replicas take both paused clones: their own identity, address and random state.
+    (root / "marker").write_text("from the image\n")
+    apply(stack, "web", root, replicas=2, command=["/bin/sleep", "100000"])
+    d = wait_ready(stack, "web", n=2)
+    recs = records(stack, d)
+    assert [(r.get("template"), r.get("pool")) for r in recs] == [(key, True)] * 2, recs
+    ids = [i["instance_id"] for i in d["instances"]]
+    assert [exec_in(stack, "web", iid, "hostname").strip() for iid in ids] == ids
+    addrs = [exec_in(stack, "web", iid, "/bin/sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'").strip()
+             for iid in ids]
+    assert addrs == [f"{r['address']}/30" for r in recs] and len(set(addrs)) == 2, addrs
+    rand = [exec_in(stack, "web", iid, "/bin/sh", "-c", "head -c 32 /dev/urandom | od -An -tx1") for iid in ids]
+    assert len(set(rand)) == 2, rand
+    # The image is the deployment's, read-only under the overlay as in kit mode.
+    assert exec_in(stack, "web", ids[0], "cat", "/marker") == "from the image\n"
+    r = stack.husk("deployment", "exec", "web", "--instance", ids[0], "--", "/bin/sh", "-c",
+                   "echo x > /marker.new && cat /marker.new", timeout=120)
+    assert r.returncode == 0 and r.stdout == "x\n", r.stdout + r.stderr
+    assert not (root / "marker.new").exists(), "a write reached the image"
+
+    # The pool refills in the background, with new clones.
+    stack.wait_for(lambda: pooled(stack, key, 2), timeout=240, what="the pool refilled")
+    assert not set(pool_dirs(stack)) & set(first_pool)
+
+    # A job from the pool: its logs and exit code; a published port to a pool clone.
+    apply(stack, "job", root, kind="job", command=["/bin/sh", "-c", "echo from-pool; exit 7"])
+
+    def done():
+        j = inspect(stack, "job")
+        return j if j and j["status"] == "failed" else None
+    j = stack.wait_for(done, timeout=180, what="the job's exit")
+    assert j["exit_code"] == 7, j
+    assert "from-pool" in stack.husk("deployment", "logs", "job").stdout
+    apply(stack, "svc", root, command=["/bin/sh", "-c", "echo up > /tmp/index.html && exec httpd -f -p 80 -h /tmp"],
+          extra="    ports: [{published: 18127, target: 80}]\n")
+    s = wait_ready(stack, "svc")
+    assert stack.instance(s["instances"][0]["instance_id"]).get("pool") is True
+
+    def page():
+        try:
+            sock = netns_socket(stack.netns)
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", 18127))
+            sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            sock.close()
+            return data if b"up" in data.split(b"\r\n\r\n", 1)[-1] else None
+        except OSError:
+            return None
+    assert stack.wait_for(page, timeout=60, what="the page through 127.0.0.1:18127")
+
+    # A vmm-driver restart: the running clones are adopted, the old pool's clones ended and
+    # their directories removed, a new pool made.
+    stack.wait_for(lambda: pooled(stack, key, 2), timeout=240, what="the pool refilled again")
+    before = pool_dirs(stack)
+    stack.restart_daemon("vmm-driver")
+    stack.wait_for(lambda: pooled(stack, key, 2), timeout=240, what="a pool after the restart")
+    assert not set(pool_dirs(stack)) & set(before)
+    assert exec_in(stack, "web", ids[1], "hostname").strip() == ids[1]
+
+    # Delete, then drop the template: nothing left, no clone, no QEMU.
+    for name in ("web", "svc", "job", "first"):
+        assert stack.husk("deployment", "delete", name).returncode == 0
+    stack.wait_for(lambda: not [p for p in stack.instance_dirs() if not p.name.startswith(".")], timeout=120,
+                   what="every instance gone")
+    assert stack.request("vmm-driver", "template.drop", {"key": key}) == {}
+    stack.wait_for(lambda: not pool_dirs(stack) and not stack.qemu_pids(), timeout=60, what="the pool ended")

@@ -37,10 +37,29 @@ static int set_addr(int sock, const char *name, unsigned long req, uint32_t host
         return ioctl(sock, req, &ifr) < 0 ? -errno : 0;
 }
 
+/* What every instance TAP gets, new or taken over: address host/30, up, route_localnet off. */
+static int tap_configure(int sock, const char *name, uint32_t host_addr) {
+        struct ifreq ifr = {};
+        int r;
+
+        r = set_addr(sock, name, SIOCSIFADDR, host_addr);
+        if (r >= 0)
+                r = set_addr(sock, name, SIOCSIFNETMASK, 0xfffffffcu);
+        if (r < 0)
+                return r;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+                return -errno;
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+                return -errno;
+        /* Off until a port on 127.0.0.1 needs it: a TAP taken over may still have it on. */
+        return netd_tap_set_localnet(name, false);
+}
+
 int netd_tap_create(const char *name, uint32_t host_addr) {
         _cleanup_close_ int tun = -1, sock = -1;
         struct ifreq ifr = {};
-        int r;
 
         if (strlen(name) >= IFNAMSIZ)
                 return -ENAMETOOLONG;
@@ -59,20 +78,7 @@ int netd_tap_create(const char *name, uint32_t host_addr) {
         sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (sock < 0)
                 return -errno;
-        r = set_addr(sock, name, SIOCSIFADDR, host_addr);
-        if (r >= 0)
-                r = set_addr(sock, name, SIOCSIFNETMASK, 0xfffffffcu);
-        if (r < 0)
-                return r;
-        memset(&ifr, 0, sizeof(ifr));
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-        if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
-                return -errno;
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
-                return -errno;
-        /* Off until a port on 127.0.0.1 needs it: a TAP taken over may still have it on. */
-        return netd_tap_set_localnet(name, false);
+        return tap_configure(sock, name, host_addr);
 }
 
 int netd_tap_set_localnet(const char *name, bool on) {

@@ -135,9 +135,10 @@ int vmm_net_open(vmm_t *d);
 typedef void (*vmm_net_attach_fn)(int error, const vmm_net_t *net, const char *why, void *userdata);
 /* Ask netd for the instance's TAP and /30 (and its published ports) without waiting: 0, fn runs
  * later. 1: no netd on this host, the VM runs without a network (fn never runs). <0: refused at
- * once (ports without netd: -EAGAIN), *ret_error says why. */
-int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, void *userdata, uint64_t *ret_id,
-                   char **ret_error);
+ * once (ports without netd: -EAGAIN), *ret_error says why. take_tap: a pool clone's TAP
+ * (hkp...) netd renames into the instance's instead of creating one; NULL for a new TAP. */
+int vmm_net_attach(vmm_t *d, const instance_spec_t *s, const char *take_tap, vmm_net_attach_fn fn, void *userdata,
+                   uint64_t *ret_id, char **ret_error);
 /* Best effort, not waited for: netd also detaches on instance.removed. */
 void vmm_net_detach(vmm_t *d, const char *instance_id);
 

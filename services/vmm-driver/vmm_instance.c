@@ -815,7 +815,7 @@ int vmm_instance_create(vmm_t *d, instance_spec_t **spec_p, vmm_create_fn fn, vo
         c->spec = TAKE_PTR(*spec_p);
         /* Last of the checks: nothing may fail after netd took the host ports but before the VM
          * runs, except what create_done() undoes (vmm_net_detach). */
-        r = vmm_net_attach(d, c->spec, on_attached, c, NULL, ret_error);
+        r = vmm_net_attach(d, c->spec, NULL, on_attached, c, NULL, ret_error);
         if (r < 0) {
                 zhashx_delete(d->creating, c->id);
                 *spec_p = TAKE_PTR(c->spec);

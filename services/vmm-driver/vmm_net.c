@@ -80,8 +80,8 @@ static void on_attach_reply(int error, const bus_reply_t *reply, void *userdata)
         c->fn(r, r < 0 ? NULL : &net, why, c->userdata);
 }
 
-int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, void *userdata, uint64_t *ret_id,
-                   char **ret_error) {
+int vmm_net_attach(vmm_t *d, const instance_spec_t *s, const char *take_tap, vmm_net_attach_fn fn, void *userdata,
+                   uint64_t *ret_id, char **ret_error) {
         bus_call_opts_t opts = { .timeout_ms = NET_ATTACH_TIMEOUT_MS, .idempotent = true };
         attach_call_t *c;
         msgpack_sbuffer buf;
@@ -101,11 +101,13 @@ int vmm_net_attach(vmm_t *d, const instance_spec_t *s, vmm_net_attach_fn fn, voi
         snprintf(c->instance_id, sizeof(c->instance_id), "%s", s->instance_id);
         msgpack_sbuffer_init(&buf);
         msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
+        msgpack_pack_map(&pk, take_tap ? 4 : 3);
         mp_pack_kv_str(&pk, "instance_id", s->instance_id);
         mp_pack_kv_str(&pk, "deployment_id", s->deployment_id);
         mp_pack_str(&pk, "ports");
         ports_pack(&pk, s->ports, s->n_ports);
+        if (take_tap)
+                mp_pack_kv_str(&pk, "tap", take_tap);
         r = bus_call_async(d->netd, BUS_METHOD_NET_ATTACH, &buf, &opts, on_attach_reply, c, ret_id);
         msgpack_sbuffer_destroy(&buf);
         if (r < 0) {

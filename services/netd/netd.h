@@ -18,6 +18,10 @@
 #include "proto/port.h"
 
 #define NETD_TAP_PREFIX "hk"
+/* A TAP QEMU made itself for a warm-pool clone (hkp + 12 lowercase hex digits): net.attach's
+ * `tap` names one for netd to take over as the instance's hk<instance_id>. */
+#define NETD_POOL_TAP_PREFIX "hkp"
+#define NETD_SYSFS_NET "/sys/class/net"
 #define NETD_TABLE "husk" /* nft table, family inet */
 #define NETD_INSTANCE_ID_LEN INSTANCE_ID_LEN
 #define NETD_ATTACH_MAX 4096 /* instances per host: bounds the state file and the ruleset */
@@ -88,6 +92,14 @@ int netd_nft_delete_table(void);
 
 /* Create (or take over) persistent TAP name with address host/30, up, route_localnet off. */
 int netd_tap_create(const char *name, uint32_t host_addr);
+/* Whether name is a pool clone's TAP name: NETD_POOL_TAP_PREFIX and 12 lowercase hex digits. */
+bool netd_pool_tap_name_valid(const char *name);
+/* Whether the device name under sysfs_net can be taken over: a TAP (tun_flags has IFF_TAP) that is
+ * down (a rename needs it down). 0, else -EINVAL with *ret_error naming `tap` and the reason. */
+int netd_pool_tap_check(const char *sysfs_net, const char *name, char *ret_error, size_t error_size);
+/* Take over the (down) TAP pool_tap as name: rename it (its holder keeps its fd), then configure
+ * it as netd_tap_create does. It stays as QEMU made it otherwise: not persistent. */
+int netd_tap_take(const char *pool_tap, const char *name, uint32_t host_addr);
 /* route_localnet of the TAP: see netd_ports_need_localnet. */
 int netd_tap_set_localnet(const char *name, bool on);
 int netd_tap_delete(const char *name);
@@ -160,9 +172,11 @@ int netd_tap_counters(const char *sysfs_net, const char *tap, struct net_counter
 int netd_method_stats(bus_request_t *req, msgpack_packer *pk, void *userdata);
 /* Create or return the attachment of instance_id; on a port conflict returns -EADDRINUSE with
  * *ret_error naming ports[i].published. A port another instance of the same deployment_id
- * publishes is taken over (a replacement started before the old instance stops). */
+ * publishes is taken over (a replacement started before the old instance stops). take_tap (or
+ * NULL): a pool clone's TAP to become the instance's instead of a new one (netd_tap_take);
+ * -EINVAL, nothing changed, when it is not one netd_pool_tap_check accepts. */
 int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports, size_t n_ports,
-                netd_attachment_t **ret, char *ret_error, size_t error_size);
+                const char *take_tap, netd_attachment_t **ret, char *ret_error, size_t error_size);
 int netd_detach(netd_t *n, const char *instance_id);
 /* Re-render and apply the nft table from the attachments. */
 int netd_sync_rules(netd_t *n);

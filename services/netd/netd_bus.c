@@ -1,5 +1,6 @@
 /* netd_bus.c: netd's requests (net.attach/detach/list), its net.* events, and instance.removed from vmm-driver. */
 #include <errno.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,7 +65,7 @@ static int arg_id(bus_request_t *req, char **ret) {
 
 static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         netd_t *n = userdata;
-        _cleanup_free_ char *id = NULL, *deployment_id = NULL;
+        _cleanup_free_ char *id = NULL, *deployment_id = NULL, *tap = NULL;
         _cleanup_free_ port_spec_t *ports = NULL;
         netd_attachment_t *a;
         size_t n_ports;
@@ -81,8 +82,12 @@ static int method_attach(bus_request_t *req, msgpack_packer *pk, void *userdata)
                                         "ports: must be an array of at most %d {published, target, protocol tcp|udp, "
                                         "host_ip?} with ports 1-65535",
                                         PORTS_MAX);
+        r = mp_get_str(req->args, "tap", IFNAMSIZ - 1, &tap);
+        if (r < 0 && r != -ENOENT)
+                return bus_request_fail(req, BUS_ERR_INVALID, "tap: must be a string of at most %d bytes",
+                                        IFNAMSIZ - 1);
         existed = netd_find(n, id) != NULL;
-        r = netd_attach(n, id, deployment_id, ports, n_ports, &a, error, sizeof(error));
+        r = netd_attach(n, id, deployment_id, ports, n_ports, tap, &a, error, sizeof(error));
         if (r == -EADDRINUSE) {
                 log_warning("Instance %s: %s", id, error);
                 publish_port_failure(n, id, deployment_id, error);

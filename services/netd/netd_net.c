@@ -213,7 +213,7 @@ static void take_over_ports(netd_t *n, const char *deployment_id, const port_spe
 }
 
 int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, const port_spec_t *ports, size_t n_ports,
-                netd_attachment_t **ret, char *ret_error, size_t error_size) {
+                const char *take_tap, netd_attachment_t **ret, char *ret_error, size_t error_size) {
         netd_attachment_t *a;
         uint32_t slot;
         int r;
@@ -225,6 +225,11 @@ int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, c
         r = netd_ports_check(ports, n_ports, ret_error, error_size);
         if (r < 0)
                 return r;
+        if (take_tap && !netd_pool_tap_name_valid(take_tap)) {
+                snprintf(ret_error, error_size, "tap: must be %s followed by %d lowercase hex digits",
+                         NETD_POOL_TAP_PREFIX, NETD_INSTANCE_ID_LEN);
+                return -EINVAL;
+        }
         a = netd_find(n, instance_id);
         if (a && ports_equal(a->ports, a->n_ports, ports, n_ports)) {
                 /* A retried attach (vmm-driver timed out on the first answer): same result. */
@@ -235,6 +240,12 @@ int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, c
                 /* Same instance, other ports: not something vmm-driver does; refuse rather than guess. */
                 snprintf(ret_error, error_size, "instance_id: %s is attached with other ports", instance_id);
                 return -EEXIST;
+        }
+        /* After the retry above: the first attach already renamed the pool TAP away. */
+        if (take_tap) {
+                r = netd_pool_tap_check(NETD_SYSFS_NET, take_tap, ret_error, error_size);
+                if (r < 0)
+                        return r;
         }
 
         r = netd_pick_slot(&n->subnet, netd_fnv1a64(instance_id), slot_taken, n, &slot);
@@ -257,11 +268,16 @@ int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, c
                 netd_attachment_free(a);
                 return r;
         }
-        r = netd_tap_create(a->tap, a->network + 1);
+        r = take_tap ? netd_tap_take(take_tap, a->tap, a->network + 1) : netd_tap_create(a->tap, a->network + 1);
         if (r >= 0)
                 a->localnet = 0;
         if (r < 0) {
-                snprintf(ret_error, error_size, "cannot create TAP %s: %s", a->tap, strerror(-r));
+                if (take_tap)
+                        snprintf(ret_error, error_size, "cannot take TAP %s over as %s: %s", take_tap, a->tap,
+                                 strerror(-r));
+                else
+                        snprintf(ret_error, error_size, "cannot create TAP %s: %s", a->tap, strerror(-r));
+                /* A pool TAP renamed but not configured goes too: vmm-driver discards its clone. */
                 release_ports(n, a);
                 (void)netd_tap_delete(a->tap);
                 netd_attachment_free(a);
@@ -286,6 +302,8 @@ int netd_attach(netd_t *n, const char *instance_id, const char *deployment_id, c
                 return r;
         }
         (void)netd_state_save(n);
+        if (take_tap)
+                log_info("Instance %s: pool TAP %s taken over as %s", instance_id, take_tap, a->tap);
         *ret = a;
         return 0;
 }

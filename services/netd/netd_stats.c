@@ -8,8 +8,6 @@
 #include "proto/metrics.h"
 #include "services/netd/netd.h"
 
-#define NETD_SYSFS_NET "/sys/class/net"
-
 static int read_counter(const char *sysfs_net, const char *tap, const char *name, uint64_t *ret) {
         _cleanup_free_ char *text = NULL;
         char path[256];

@@ -1,4 +1,4 @@
-/* netd_tap.c: persistent TAP devices (create with address, find, delete) and the sysctls they need. */
+/* netd_tap.c: instance TAPs (created, or a pool clone's taken over; found, deleted) and the sysctls they need. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -37,10 +38,29 @@ static int set_addr(int sock, const char *name, unsigned long req, uint32_t host
         return ioctl(sock, req, &ifr) < 0 ? -errno : 0;
 }
 
+/* What every instance TAP gets, new or taken over: address host/30, up, route_localnet off. */
+static int tap_configure(int sock, const char *name, uint32_t host_addr) {
+        struct ifreq ifr = {};
+        int r;
+
+        r = set_addr(sock, name, SIOCSIFADDR, host_addr);
+        if (r >= 0)
+                r = set_addr(sock, name, SIOCSIFNETMASK, 0xfffffffcu);
+        if (r < 0)
+                return r;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+                return -errno;
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+                return -errno;
+        /* Off until a port on 127.0.0.1 needs it: a TAP taken over may still have it on. */
+        return netd_tap_set_localnet(name, false);
+}
+
 int netd_tap_create(const char *name, uint32_t host_addr) {
         _cleanup_close_ int tun = -1, sock = -1;
         struct ifreq ifr = {};
-        int r;
 
         if (strlen(name) >= IFNAMSIZ)
                 return -ENAMETOOLONG;
@@ -59,20 +79,75 @@ int netd_tap_create(const char *name, uint32_t host_addr) {
         sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (sock < 0)
                 return -errno;
-        r = set_addr(sock, name, SIOCSIFADDR, host_addr);
-        if (r >= 0)
-                r = set_addr(sock, name, SIOCSIFNETMASK, 0xfffffffcu);
+        return tap_configure(sock, name, host_addr);
+}
+
+bool netd_pool_tap_name_valid(const char *name) {
+        /* The same 12 lowercase hex digits as an instance id, behind another prefix: no pool TAP
+         * is ever mistaken for an instance's (netd_tap_list) and each fits IFNAMSIZ. */
+        return name && strncmp(name, NETD_POOL_TAP_PREFIX, strlen(NETD_POOL_TAP_PREFIX)) == 0 &&
+               instance_id_valid(name + strlen(NETD_POOL_TAP_PREFIX));
+}
+
+/* A sysfs attribute printed as "0x%x\n" (flags, tun_flags). */
+static int read_sysfs_hex(const char *sysfs_net, const char *dev, const char *attr, unsigned long *ret) {
+        _cleanup_free_ char *text = NULL;
+        char path[256], *end;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/%s/%s", sysfs_net, dev, attr);
+        r = read_file(path, 64, &text, NULL);
         if (r < 0)
                 return r;
-        memset(&ifr, 0, sizeof(ifr));
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-        if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+        errno = 0;
+        *ret = strtoul(text, &end, 16);
+        if (errno != 0 || end == text || (*end != '\0' && *end != '\n'))
+                return -EBADMSG;
+        return 0;
+}
+
+int netd_pool_tap_check(const char *sysfs_net, const char *name, char *ret_error, size_t error_size) {
+        unsigned long tun_flags, flags;
+        int r;
+
+        r = read_sysfs_hex(sysfs_net, name, "flags", &flags);
+        if (r == -ENOENT) {
+                snprintf(ret_error, error_size, "tap: no network device %s", name);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                snprintf(ret_error, error_size, "tap: cannot read the flags of %s: %s", name, strerror(-r));
+                return -EINVAL;
+        }
+        /* Only the kernel's tun driver gives a device tun_flags; a veth or a dummy has none. */
+        r = read_sysfs_hex(sysfs_net, name, "tun_flags", &tun_flags);
+        if (r < 0 || !(tun_flags & IFF_TAP)) {
+                snprintf(ret_error, error_size, "tap: %s is not a TAP device", name);
+                return -EINVAL;
+        }
+        /* A pool clone's TAP is as QEMU made it, down; one that is up is in use (and cannot be renamed). */
+        if (flags & IFF_UP) {
+                snprintf(ret_error, error_size, "tap: %s is up, not a pool clone's TAP", name);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int netd_tap_take(const char *pool_tap, const char *name, uint32_t host_addr) {
+        _cleanup_close_ int sock = -1;
+        struct ifreq ifr = {};
+
+        if (strlen(pool_tap) >= IFNAMSIZ || strlen(name) >= IFNAMSIZ)
+                return -ENAMETOOLONG;
+        sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (sock < 0)
                 return -errno;
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+        /* SIOCSIFNAME needs the device down; QEMU's fd stays attached to it under its new name. */
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", pool_tap);
+        snprintf(ifr.ifr_newname, sizeof(ifr.ifr_newname), "%s", name);
+        if (ioctl(sock, SIOCSIFNAME, &ifr) < 0)
                 return -errno;
-        /* Off until a port on 127.0.0.1 needs it: a TAP taken over may still have it on. */
-        return netd_tap_set_localnet(name, false);
+        return tap_configure(sock, name, host_addr);
 }
 
 int netd_tap_set_localnet(const char *name, bool on) {
@@ -139,7 +214,7 @@ static void strv_free(char **v) {
 }
 
 int netd_tap_list(char ***ret) {
-        DIR *d = opendir("/sys/class/net");
+        DIR *d = opendir(NETD_SYSFS_NET);
         char **v = NULL;
         size_t n = 0;
         struct dirent *e;

@@ -135,7 +135,8 @@ int vmm_net_open(vmm_t *d);
 typedef void (*vmm_net_attach_fn)(int error, const vmm_net_t *net, const char *why, void *userdata);
 /* Ask netd for the instance's TAP and /30 (and its published ports) without waiting: 0, fn runs
  * later. 1: no netd on this host, the VM runs without a network (fn never runs). <0: refused at
- * once (ports without netd: -EAGAIN), *ret_error says why. */
+ * once (ports without netd: -EAGAIN), *ret_error says why. take_tap: a pool clone's TAP
+ * (hkp...) netd renames into the instance's instead of creating one; NULL for a new TAP. */
 int vmm_net_attach(vmm_t *d, const instance_spec_t *s, const char *take_tap, vmm_net_attach_fn fn, void *userdata,
                    uint64_t *ret_id, char **ret_error);
 /* A netd serves this host: instances get a network (vmm_net_attach answers 0, not 1). */

@@ -459,3 +459,185 @@ def test_vms_cannot_reach_each_other(stack):
 
     assert job("to-gateway", None) == "completed"
     assert job("to-sibling", a["guest_ip"]) == "failed"
+
+
+# ---- a warm-pool clone's TAP, taken over by net.attach ---------------------------------------------
+
+# What QEMU does with -netdev tap,ifname=<argv[1]>,script=no for a pool clone: a TAP it creates
+# itself (not persistent, down, no address) and holds. Prints the ifindex; then for each line on
+# stdin writes one Ethernet frame (behind a zero virtio-net header) and prints the outcome.
+TAP_HOLDER = r'''
+import fcntl, os, socket, struct, sys
+TUNSETIFF, IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x400454CA, 0x0002, 0x1000, 0x4000
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", sys.argv[1].encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+print(socket.if_nametoindex(sys.argv[1]), flush=True)
+frame = bytes(10) + b"\xff" * 6 + bytes.fromhex("02aabbccddee") + b"\x08\x06" + bytes(28)
+for line in sys.stdin:
+    try:
+        print("wrote", os.write(fd, frame), flush=True)
+    except OSError as e:
+        print("error", e.errno, flush=True)
+'''
+
+
+def link_info(ns, name):
+    """ip's JSON of one link in ns (with its addresses), or None when it does not exist."""
+    r = sh("ip", "-n", ns, "-j", "addr", "show", "dev", name, check=False)
+    return json.loads(r.stdout)[0] if r.returncode == 0 else None
+
+
+class PoolTaps:
+    """TAP holders standing in for pool clones' QEMUs, inside one namespace; killed at the end."""
+
+    def __init__(self, ns):
+        self.ns, self.procs = ns, {}
+
+    def make(self, name):
+        p = ns_popen(self.ns, TAP_HOLDER, name, stdin=subprocess.PIPE)
+        self.procs[name] = p
+        line = p.stdout.readline().strip()
+        assert line.isdigit(), (line, p.stderr.read() if p.poll() is not None else "")
+        return int(line)
+
+    def write(self, name):
+        p = self.procs[name]
+        p.stdin.write("frame\n")
+        p.stdin.flush()
+        return p.stdout.readline().strip()
+
+    def exit(self, name):
+        p = self.procs.pop(name)
+        p.kill()
+        p.wait()
+
+    def close(self):
+        for name in list(self.procs):
+            self.exit(name)
+
+
+def test_attach_takes_a_pool_clones_tap_over(tmp_path, netns_available):
+    """net.attach with `tap`: the pool clone's TAP (as QEMU made it) becomes hk<instance_id>,
+    renamed, not created: same ifindex, up with the host address, its holder's fd still works.
+    Anything else named as `tap` is refused as invalid and changes nothing. Detach, a netd
+    restart and the TAP going with its QEMU behave as for any TAP."""
+    from husk_stack import BUILD, wait_for
+    from netd_util import netns_add
+
+    host = f"hkt-h{os.getpid()}"
+    endpoint = f"ipc://{tmp_path}/run/netd.requests"
+    (tmp_path / "state").mkdir()
+    (tmp_path / "run").mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"state_dir: {tmp_path}/state\nruntime_dir: {tmp_path}/run\n")
+    log = tmp_path / "netd.log"
+    netd, taps = None, PoolTaps(host)
+
+    def start_netd():
+        before = log.read_text().count(" ready (") if log.exists() else 0
+        p = subprocess.Popen(["ip", "netns", "exec", host, str(BUILD / "bin" / "husk-netd"), "--config", str(cfg)],
+                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: log.read_text().count(" ready (") > before, timeout=10, what="netd ready")
+        return p
+
+    def stop_netd(p):
+        p.terminate()
+        p.wait(timeout=10)
+
+    def attach_tap(iid, tap, ports=()):
+        return request(endpoint, "net.attach", {"instance_id": iid, "ports": list(ports), "tap": tap})
+
+    try:
+        netns_add(host)
+        netd = start_netd()
+
+        # Refused, each before anything is created: no attachment, no hk<id>, the device untouched.
+        iid = "0123456789ab"
+        taps.make("hkp00000000000a")
+        sh("ip", "-n", host, "link", "set", "hkp00000000000a", "up")
+        sh("ip", "-n", host, "link", "add", "hkp00000000000b", "type", "veth", "peer", "name", "hkv00000000000b")
+        sh("ip", "-n", host, "tuntap", "add", "dev", "hkp00000000000c", "mode", "tun")
+        bad = {
+            "tap0123456789ab": "must be hkp followed by 12 lowercase hex digits",
+            "hk0123456789ab": "must be hkp followed by 12 lowercase hex digits",
+            "hkp0123456789AB": "must be hkp followed by 12 lowercase hex digits",
+            "hkp0123456789abc": "must be a string of at most 15 bytes",
+            "hkp999999999999": "no network device hkp999999999999",
+            "hkp00000000000a": "hkp00000000000a is up",
+            "hkp00000000000b": "hkp00000000000b is not a TAP device",
+            "hkp00000000000c": "hkp00000000000c is not a TAP device",
+        }
+        before = links(host)
+        for tap, why in bad.items():
+            r = attach_tap(iid, tap, [{"published": 8080, "target": 80}])
+            assert r.get("error", {}).get("code") == "invalid", (tap, r)
+            assert r["error"]["message"].startswith("tap: ") and why in r["error"]["message"], (tap, r)
+        assert request(endpoint, "net.list", {})["result"] == []
+        assert f"hk{iid}" not in links(host) and f"husk:{iid}" not in nft_ruleset(host)
+        assert [ln.split(":")[1] for ln in links(host).splitlines()] == \
+            [ln.split(":")[1] for ln in before.splitlines()]  # every device as it was
+        # The port was never reserved: an attach without a tap gets it.
+        assert "result" in attach_tap("abcdefabcdef", None, [{"published": 8080, "target": 80}])
+        assert request(endpoint, "net.detach", {"instance_id": "abcdefabcdef"}).get("result") == {}
+
+        # Taken over: renamed (same ifindex), addressed, up, no hkp left.
+        pool = "hkp5a5a5a5a5a5a"
+        index = taps.make(pool)
+        assert "UP" not in link_info(host, pool)["flags"]
+        r = attach_tap(iid, pool, [{"published": 8080, "target": 80}])
+        a = r.get("result")
+        assert a and a["tap"] == f"hk{iid}" and a["instance_id"] == iid, r
+        info = link_info(host, f"hk{iid}")
+        assert info["ifindex"] == index and "UP" in info["flags"], info
+        assert [(x["local"], x["prefixlen"]) for x in info["addr_info"] if x["family"] == "inet"] == \
+            [(a["host_ip"], 30)], info
+        assert link_info(host, pool) is None and pool not in links(host)
+        # Its port on 127.0.0.1 needs route_localnet, as on any TAP (iid2 below: off).
+        assert sh("ip", "netns", "exec", host, "sysctl", "-n",
+                  f"net.ipv4.conf.hk{iid}.route_localnet").stdout.strip() == "1"
+        assert f'comment "husk:{iid}"' in nft_ruleset(host)
+        assert taps.write(pool).startswith("wrote "), "the holder's fd no longer works"
+        # A retried attach (the first answer lost) answers the same, though hkp... is gone.
+        assert attach_tap(iid, pool, [{"published": 8080, "target": 80}]).get("result") == a
+        assert "pool TAP hkp5a5a5a5a5a5a taken over as hk0123456789ab" in log.read_text()
+
+        # Detach removes it while the holder keeps its fd.
+        assert request(endpoint, "net.detach", {"instance_id": iid}).get("result") == {}
+        assert f"hk{iid}" not in links(host) and f"husk:{iid}" not in nft_ruleset(host)
+        assert taps.procs[pool].poll() is None
+
+        # A netd restart adopts a taken-over TAP; when its QEMU exits the TAP goes, and detach
+        # is then no error.
+        iid2, pool2 = "222222222222", "hkp222222222222"
+        index = taps.make(pool2)
+        sh("ip", "netns", "exec", host, "sysctl", "-qw", f"net.ipv4.conf.{pool2}.route_localnet=1")
+        assert attach_tap(iid2, pool2).get("result", {}).get("tap") == f"hk{iid2}"
+        # No port: route_localnet off, whatever the TAP had.
+        assert sh("ip", "netns", "exec", host, "sysctl", "-n",
+                  f"net.ipv4.conf.hk{iid2}.route_localnet").stdout.strip() == "0"
+        stop_netd(netd)
+        netd = start_netd()
+        assert [x["instance_id"] for x in request(endpoint, "net.list", {})["result"]] == [iid2]
+        assert link_info(host, f"hk{iid2}")["ifindex"] == index
+        taps.exit(pool2)
+        wait_for(lambda: link_info(host, f"hk{iid2}") is None, timeout=10, what="the TAP gone with its holder")
+        assert request(endpoint, "net.detach", {"instance_id": iid2}).get("result") == {}
+        assert request(endpoint, "net.list", {})["result"] == []
+
+        # Its QEMU gone while netd was down: the restarted netd forgets the entry of its state file.
+        iid3, pool3 = "333333333333", "hkp333333333333"
+        taps.make(pool3)
+        assert attach_tap(iid3, pool3, [{"published": 8083, "target": 80}]).get("result", {}).get("tap") == f"hk{iid3}"
+        stop_netd(netd)
+        taps.exit(pool3)
+        wait_for(lambda: link_info(host, f"hk{iid3}") is None, timeout=10, what="the TAP gone with its holder")
+        netd = start_netd()
+        assert request(endpoint, "net.list", {})["result"] == []
+        assert f"Instance {iid3}: in the state file but its TAP is gone" in log.read_text()
+        assert f"husk:{iid3}" not in nft_ruleset(host)
+    finally:
+        taps.close()
+        if netd:
+            netd.kill()
+            netd.wait()
+        netns_del(host)

@@ -1,5 +1,6 @@
 /* test_netd.c: netd's pure parts: /30 and MAC derivation (golden values), collision resolution,
- * subnet and port-spec checks, the nft ruleset it renders and where route_localnet goes. */
+ * subnet and port-spec checks, the nft ruleset it renders and where route_localnet goes, and
+ * which pool clone's TAP net.attach may take over. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +10,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "lib/util.h"
 #include "services/netd/netd.h"
 
 static netd_subnet_t subnet16(void) {
@@ -230,6 +233,100 @@ static void test_need_localnet(void **state) {
         assert_false(netd_ports_need_localnet(p, 1));
 }
 
+/* net.attach's tap: hkp + 12 lowercase hex digits, nothing else (not an instance's hk name). */
+static void test_pool_tap_name(void **state) {
+        assert_true(netd_pool_tap_name_valid("hkp0123456789ab"));
+        assert_true(netd_pool_tap_name_valid("hkpffffffffffff"));
+        assert_false(netd_pool_tap_name_valid(NULL));
+        assert_false(netd_pool_tap_name_valid(""));
+        assert_false(netd_pool_tap_name_valid("hkp"));
+        assert_false(netd_pool_tap_name_valid("hk0123456789ab"));  /* an instance's TAP */
+        assert_false(netd_pool_tap_name_valid("hkq0123456789ab")); /* another prefix */
+        assert_false(netd_pool_tap_name_valid("tap0123456789ab"));
+        assert_false(netd_pool_tap_name_valid("hkp0123456789AB"));  /* uppercase */
+        assert_false(netd_pool_tap_name_valid("hkp0123456789a"));   /* 11 digits */
+        assert_false(netd_pool_tap_name_valid("hkp0123456789abc")); /* 13 */
+        assert_false(netd_pool_tap_name_valid("hkp0123456789ag"));
+        assert_false(netd_pool_tap_name_valid("hkp../../../etc"));
+}
+
+static void put_attr(const char *dir, const char *dev, const char *attr, const char *value) {
+        char path[600];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, dev);
+        assert_int_equal(mkdir_p(path, 0755), 0);
+        snprintf(path, sizeof(path), "%s/%s/%s", dir, dev, attr);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        fputs(value, f);
+        fclose(f);
+}
+
+/* What sysfs says of the device: a TAP (tun_flags with IFF_TAP, 0x2) that is down (flags
+ * without IFF_UP, 0x1). Everything else is refused with a message naming `tap`. */
+static void test_pool_tap_check(void **state) {
+        char dir[] = "/tmp/husk-test-sysfs-XXXXXX", error[256] = "";
+
+        assert_non_null(mkdtemp(dir));
+        /* As QEMU leaves it: IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, down (broadcast|multicast). */
+        put_attr(dir, "hkp000000000001", "tun_flags", "0x5002\n");
+        put_attr(dir, "hkp000000000001", "flags", "0x1002\n");
+        assert_int_equal(netd_pool_tap_check(dir, "hkp000000000001", error, sizeof(error)), 0);
+
+        assert_int_equal(netd_pool_tap_check(dir, "hkp000000000009", error, sizeof(error)), -EINVAL);
+        assert_string_equal(error, "tap: no network device hkp000000000009");
+
+        put_attr(dir, "hkp000000000002", "tun_flags", "0x5002\n"); /* up */
+        put_attr(dir, "hkp000000000002", "flags", "0x1003\n");
+        assert_int_equal(netd_pool_tap_check(dir, "hkp000000000002", error, sizeof(error)), -EINVAL);
+        assert_string_equal(error, "tap: hkp000000000002 is up, not a pool clone's TAP");
+
+        put_attr(dir, "hkp000000000003", "flags", "0x1002\n"); /* a veth or a dummy: no tun_flags */
+        assert_int_equal(netd_pool_tap_check(dir, "hkp000000000003", error, sizeof(error)), -EINVAL);
+        assert_string_equal(error, "tap: hkp000000000003 is not a TAP device");
+
+        put_attr(dir, "hkp000000000004", "tun_flags", "0x1001\n"); /* a TUN: no Ethernet frames */
+        put_attr(dir, "hkp000000000004", "flags", "0x1090\n");
+        assert_int_equal(netd_pool_tap_check(dir, "hkp000000000004", error, sizeof(error)), -EINVAL);
+        assert_string_equal(error, "tap: hkp000000000004 is not a TAP device");
+
+        put_attr(dir, "hkp000000000005", "tun_flags", "0x5002\n");
+        put_attr(dir, "hkp000000000005", "flags", "down\n");
+        assert_int_equal(netd_pool_tap_check(dir, "hkp000000000005", error, sizeof(error)), -EINVAL);
+        assert_non_null(strstr(error, "tap: cannot read the flags of hkp000000000005"));
+
+        assert_int_equal(rm_rf(dir), 0);
+}
+
+/* net.attach with a tap: a malformed or absent one is refused before anything happens; a retried
+ * attach answers the attachment it made, though its pool TAP was renamed away since. */
+static void test_attach_pool_tap_refused_and_retry(void **state) {
+        netd_t n = { .mode = NETD_MODE_NFT };
+        netd_attachment_t existing = { .instance_id = "0123456789ab", .tap = "hk0123456789ab" }, *a = NULL,
+                          *list[] = { &existing };
+        char error[256] = "";
+
+        assert_int_equal(netd_subnet_parse("10.42.0.0/16", &n.subnet), 0);
+        assert_int_equal(netd_attach(&n, "aaaaaaaaaaaa", NULL, NULL, 0, "eth0", &a, error, sizeof(error)), -EINVAL);
+        assert_string_equal(error, "tap: must be hkp followed by 12 lowercase hex digits");
+        assert_int_equal(netd_attach(&n, "aaaaaaaaaaaa", NULL, NULL, 0, "hk0123456789ab", &a, error, sizeof(error)),
+                         -EINVAL);
+        /* No device of that name here (hkp names exist only in the namespaces of pool clones). */
+        assert_int_equal(netd_attach(&n, "aaaaaaaaaaaa", NULL, NULL, 0, "hkpfedcba987654", &a, error, sizeof(error)),
+                         -EINVAL);
+        assert_string_equal(error, "tap: no network device hkpfedcba987654");
+        assert_null(a);
+        assert_int_equal(n.n_attachments, 0);
+
+        n.attachments = list;
+        n.n_attachments = 1;
+        assert_int_equal(netd_attach(&n, "0123456789ab", NULL, NULL, 0, "hkpfedcba987654", &a, error, sizeof(error)),
+                         0);
+        assert_ptr_equal(a, &existing);
+        assert_int_equal(n.n_attachments, 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_derivation_golden),
@@ -238,6 +335,9 @@ int main(void) {
                 cmocka_unit_test(test_ports_check),
                 cmocka_unit_test(test_render),
                 cmocka_unit_test(test_need_localnet),
+                cmocka_unit_test(test_pool_tap_name),
+                cmocka_unit_test(test_pool_tap_check),
+                cmocka_unit_test(test_attach_pool_tap_refused_and_retry),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,6 +164,8 @@ static void on_identity(vmm_instance_t *i, const msgpack_object *body, int error
         log_debug("Instance %s: identity taken (clone of %s)", id_of(i), i->rec.inst.template);
         vmm_instance_on_ready(i);
         vmm_workload_start(i);
+        if (i->rec.pooled)
+                vmm_template_pool_clone_ready(i->vmm);
 }
 
 void vmm_clone_give_identity(vmm_instance_t *i) {

@@ -19,6 +19,9 @@
 
 #define POOL_DIR_PREFIX ".pool-" /* vmm_adopt.c skips dot names: a pool clone is no instance */
 #define RETRY_AFTER_FAILURE_MS 60000
+/* After a take, the refill waits for the taken clone's ready (vmm_pool_taken_ready), or this
+ * long: a clone being made takes a core the taken one needs to take its identity. */
+#define REFILL_HOLD_MS 2000
 
 /* A template the pool keeps clones of. */
 typedef struct want {
@@ -50,6 +53,7 @@ struct vmm_pool {
         zlistx_t *ready; /* vmm_pool_clone_t* (owned), oldest first */
         fill_t *fill;    /* the one being made; NULL: none */
         int retry_timer; /* zloop timer id; 0: none */
+        int hold_timer;  /* a clone was taken and is not ready yet: no refill meanwhile; 0: none */
 };
 
 static void want_free(void **p) {
@@ -97,8 +101,7 @@ static int clone_new(vmm_t *d, vmm_pool_clone_t **ret) {
                 return -errno;
         }
         /* "hkp" and 12 hex digits: 15 characters, IFNAMSIZ's limit (netd checks the form). */
-        snprintf(c->tap, sizeof(c->tap), "hkp%02x%02x%02x%02x%02x%02x", raw[0], raw[1], raw[2], raw[3], raw[4],
-                 raw[5]);
+        snprintf(c->tap, sizeof(c->tap), "hkp%02x%02x%02x%02x%02x%02x", raw[0], raw[1], raw[2], raw[3], raw[4], raw[5]);
         if (snprintf(c->dir, sizeof(c->dir), "%s/" POOL_DIR_PREFIX "%s", d->instances_dir, c->tap + 3) >=
             (int)sizeof(c->dir)) {
                 free(c);
@@ -125,8 +128,7 @@ static void *fill_thread(void *userdata) {
         if (f->error < 0)
                 (void)error_set(&f->why, f->error, "cannot create %s: %s", path, strerror(-f->error));
         else
-                f->error = f->ops->pool_clone(f->state, &f->profile, f->template_dir, c->dir, c->tap, &c->pid,
-                                              &f->why);
+                f->error = f->ops->pool_clone(f->state, &f->profile, f->template_dir, c->dir, c->tap, &c->pid, &f->why);
         (void)eventfd_write(f->efd, 1);
         return NULL;
 }
@@ -191,8 +193,8 @@ static int on_clone_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
 
         for (vmm_pool_clone_t *c = zlistx_first(p->ready); c; c = zlistx_next(p->ready))
                 if (c->pidfd == item->fd) {
-                        log_warning("Pool: clone %s of template %s (pid %d) ended while waiting; replacing it",
-                                    c->tap, c->key, (int)c->pid);
+                        log_warning("Pool: clone %s of template %s (pid %d) ended while waiting; replacing it", c->tap,
+                                    c->key, (int)c->pid);
                         zlistx_delete(p->ready, zlistx_cursor(p->ready));
                         break;
                 }
@@ -233,7 +235,10 @@ static int fill_start(vmm_pool_t *p, want_t *w) {
 
         if (!f)
                 return -ENOMEM;
-        *f = (fill_t){ .pool = p, .efd = -1, .ops = w->rt->templates, .state = vmm_runtime_state(p->d, w->rt),
+        *f = (fill_t){ .pool = p,
+                       .efd = -1,
+                       .ops = w->rt->templates,
+                       .state = vmm_runtime_state(p->d, w->rt),
                        .profile = w->profile };
         f->template_dir = strdup(w->template_dir);
         r = f->template_dir ? clone_new(p->d, &f->clone) : -ENOMEM;
@@ -271,6 +276,14 @@ static size_t count(vmm_pool_t *p, const char *key) {
         return n;
 }
 
+static int on_hold_end(zloop_t *loop, int timer_id, void *arg) {
+        vmm_pool_t *p = arg;
+
+        p->hold_timer = 0;
+        refill(p);
+        return 0;
+}
+
 static int on_retry(zloop_t *loop, int timer_id, void *arg) {
         vmm_pool_t *p = arg;
 
@@ -285,7 +298,7 @@ static void refill(vmm_pool_t *p) {
         uint64_t now = now_monotonic_ms();
         bool waiting = false;
 
-        if (p->fill)
+        if (p->fill || p->hold_timer)
                 return;
         for (want_t *w = zhashx_first(p->wants); w; w = zhashx_next(p->wants)) {
                 int r;
@@ -386,6 +399,8 @@ void vmm_pool_free(vmm_pool_t *p) {
         fill_end(p);
         if (p->retry_timer)
                 zloop_timer_end(p->d->loop, p->retry_timer);
+        if (p->hold_timer)
+                zloop_timer_end(p->d->loop, p->hold_timer);
         zlistx_destroy(&p->ready); /* each clone's QEMU killed, its directory removed */
         zhashx_destroy(&p->wants);
         free(p);
@@ -451,8 +466,21 @@ vmm_pool_clone_t *vmm_pool_take(vmm_pool_t *p, const char *key) {
                 return NULL;
         c = zlistx_detach_cur(p->ready);
         clone_unwatch(c); /* the instance watches it from now on */
+        if (p->hold_timer)
+                zloop_timer_end(p->d->loop, p->hold_timer);
+        p->hold_timer = zloop_timer(p->d->loop, REFILL_HOLD_MS, 1, on_hold_end, p);
+        if (p->hold_timer < 0)
+                p->hold_timer = 0;
         refill(p);
         return c;
+}
+
+void vmm_pool_taken_ready(vmm_pool_t *p) {
+        if (!p || !p->hold_timer)
+                return;
+        zloop_timer_end(p->d->loop, p->hold_timer);
+        p->hold_timer = 0;
+        refill(p);
 }
 
 /* In the clone's own mount namespace (its QEMU's, which pool_clone made private): bind the image

@@ -34,6 +34,8 @@ size_t vmm_pool_count(vmm_pool_t *p, const char *key);
 /* A paused clone of the template, the caller's from now on; NULL: none ready. Another is made. */
 vmm_pool_clone_t *vmm_pool_take(vmm_pool_t *p, const char *key);
 void vmm_pool_clone_discard(vmm_pool_clone_t **c);
+/* A clone taken is ready: the refill may take the CPU now. */
+void vmm_pool_taken_ready(vmm_pool_t *p);
 
 /* Bind image read-only at target inside the mount namespace of pid (a pool clone's QEMU). */
 int vmm_pool_bind_image(pid_t pid, const char *image, const char *target);

@@ -432,7 +432,10 @@ static int in_own_mount_namespace(char ***argv) {
 static int pool_clone(const void *state, const vmm_profile_t *p, const char *template_dir, const char *dir,
                       const char *tap, pid_t *ret_pid, char **ret_error) {
         const vmm_qemu_t *q = state;
-        vmm_net_t nic = { .attached = true, .mac = TEMPLATE_MAC };
+        /* The addresses are the identity's (a clone's command line holds nothing of an instance). */
+        vmm_net_t nic = {
+                .attached = true, .mac = TEMPLATE_MAC, .host_ip = "0.0.0.0", .guest_ip = "0.0.0.0", .prefix = 30
+        };
         _cleanup_(vmm_strv_freep) char **argv = NULL;
         char memory[PATH_MAX], export[PATH_MAX];
         vmm_qemu_params_t params;

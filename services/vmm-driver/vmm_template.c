@@ -596,6 +596,11 @@ vmm_pool_clone_t *vmm_template_take_clone(vmm_t *d, const vmm_runtime_t *rt, con
         return vmm_pool_take(t->pool, key);
 }
 
+void vmm_template_pool_clone_ready(vmm_t *d) {
+        if (d->templates)
+                vmm_pool_taken_ready(d->templates->pool);
+}
+
 /* ---- template.list, template.drop -------------------------------------------------------------- */
 
 static uint64_t file_size(const char *dir, const char *name) {

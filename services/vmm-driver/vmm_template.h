@@ -60,6 +60,8 @@ int vmm_template_choose(vmm_instance_t *i, const vmm_runtime_t *rt, const char *
 struct vmm_pool_clone *vmm_template_take_clone(vmm_t *d, const vmm_runtime_t *rt, const char *mode, bool cold_only,
                                                const instance_spec_t *s, const char *kernel, const char *initrd,
                                                bool net);
+/* A clone taken from the pool took its identity: the pool may refill now. */
+void vmm_template_pool_clone_ready(vmm_t *d);
 /* template.list and template.drop (SCHEMA.md): the templates with their size and age; drop one
  * or all (running clones keep their mapping of its memory). */
 int vmm_template_method_list(bus_request_t *req, msgpack_packer *pk, void *userdata);

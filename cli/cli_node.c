@@ -1,4 +1,4 @@
-/* cli_node.c: `husk node get`: the host (GET /node): kernel, CPUs, memory, disk, runtimes, VMs, each daemon's version and uptime. */
+/* cli_node.c: `husk node get`: the host (GET /node): kernel, CPUs, memory, disk, runtimes, VMs, templates, each daemon's version and uptime. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,8 +11,9 @@ static void node_help(void) {
                "\n"
                "The host husk runs on, as husk-apiserver sees it (GET /node): hostname, kernel, CPUs,\n"
                "memory (total, available, admitted to VMs), the disk under the state dir, the runtimes\n"
-               "vmm-driver has and their versions, the VMs running, and each daemon's version and\n"
-               "uptime (a daemon that does not answer is shown so).\n"
+               "vmm-driver has and their versions, the VMs running, the VM templates (size, age and\n"
+               "paused clones ready in the warm pool), and each daemon's version and uptime (a daemon\n"
+               "that does not answer is shown so).\n"
                "\n"
                "Options:\n"
                "  -o, --output FORMAT     table (default) or json\n");
@@ -47,6 +48,34 @@ static void write_runtimes(const json_t *node) {
                         cli_json_str(rt, "binary", "-"), cli_json_str(rt, "version", "-"),
                         cli_json_str(rt, "accel", "-"),  cli_json_str(rt, "problem", "-")
                 };
+                if (cli_table_add_row(t, cells) < 0)
+                        return;
+        }
+        printf("\n");
+        cli_table_write(t, stdout);
+}
+
+static void write_templates(const json_t *node) {
+        static const char *const headers[] = { "TEMPLATE", "SIZE", "AGE", "POOL" };
+        _cleanup_(cli_table_freep) cli_table_t *t = NULL;
+        const json_t *tp, *list = json_object_get(node, "templates");
+        size_t i;
+
+        if (!json_is_array(list)) {
+                printf("Templates:  unknown (%s)\n", cli_json_str(node, "templates_error", "no answer"));
+                return;
+        }
+        if (json_array_size(list) == 0 || cli_table_new(ELEMENTSOF(headers), headers, &t) < 0)
+                return;
+        json_array_foreach(list, i, tp) {
+                char size[32], age[32], pool[32];
+
+                cli_format_bytes((uint64_t)json_integer_value(json_object_get(tp, "size_bytes")), size, sizeof(size));
+                cli_format_age(now_realtime_ms(), (uint64_t)json_integer_value(json_object_get(tp, "made_at")), age,
+                               sizeof(age));
+                snprintf(pool, sizeof(pool), "%" JSON_INTEGER_FORMAT " ready",
+                         json_integer_value(json_object_get(tp, "pool")));
+                const char *cells[] = { cli_json_str(tp, "key", ""), size, age, pool };
                 if (cli_table_add_row(t, cells) < 0)
                         return;
         }
@@ -116,6 +145,7 @@ static int node_get(cli_ctx_t *ctx, const char *output) {
         else
                 printf("VMs:        unknown (%s)\n", cli_json_str(node, "vms_error", "no answer"));
         write_runtimes(node);
+        write_templates(node);
         write_daemons(node);
         return CLI_EXIT_OK;
 }

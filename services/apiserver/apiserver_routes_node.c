@@ -1,4 +1,4 @@
-/* apiserver_routes_node.c: GET /node: this host (hostname, kernel, CPUs, memory, disk under the state dir), vmm-driver's runtimes and VMs, and every daemon's version and uptime (daemon.info). */
+/* apiserver_routes_node.c: GET /node: this host (hostname, kernel, CPUs, memory, disk under the state dir), vmm-driver's runtimes, VMs and templates, and every daemon's version and uptime (daemon.info). */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -131,9 +131,10 @@ static json_t *host_json(void) {
 }
 
 int route_node(http_request_t *req) {
-        enum { CALL_RUNTIMES = _HUSK_DAEMON_MAX, CALL_INSTANCES, N_CALLS };
+        enum { CALL_RUNTIMES = _HUSK_DAEMON_MAX, CALL_INSTANCES, CALL_TEMPLATES, N_CALLS };
         node_call_t calls[N_CALLS] = {};
-        json_t *answer, *daemons, *memory = NULL, *disk, *runtimes = json_null(), *vms = json_null();
+        json_t *answer, *daemons, *memory = NULL, *disk, *runtimes = json_null(), *vms = json_null(),
+                                  *templates = json_null();
         host_memory_t mem = {};
         host_disk_t dk = {};
         uint64_t running = 0, admitted = 0;
@@ -151,6 +152,8 @@ int route_node(http_request_t *req) {
                 (node_call_t){ .endpoint = node.requests[HUSK_DAEMON_VMM_DRIVER], .method = BUS_METHOD_RUNTIME_LIST };
         calls[CALL_INSTANCES] =
                 (node_call_t){ .endpoint = node.requests[HUSK_DAEMON_VMM_DRIVER], .method = BUS_METHOD_INSTANCE_LIST };
+        calls[CALL_TEMPLATES] =
+                (node_call_t){ .endpoint = node.requests[HUSK_DAEMON_VMM_DRIVER], .method = BUS_METHOD_TEMPLATE_LIST };
         for (size_t k = 0; k < N_CALLS; k++) {
                 calls[k].result = -ENOMEM;
                 calls[k].started = pthread_create(&calls[k].thread, NULL, node_call_run, &calls[k]) == 0;
@@ -178,6 +181,14 @@ int route_node(http_request_t *req) {
         else
                 runtimes = msgpack_to_json(calls[CALL_RUNTIMES].reply->result) ?: json_null();
         json_object_set_new(answer, "runtimes", runtimes);
+
+        /* VM templates (template.list): an empty array when they are off. */
+        problem = call_problem(&calls[CALL_TEMPLATES], MSGPACK_OBJECT_ARRAY, why, sizeof(why));
+        if (problem)
+                json_object_set_new(answer, "templates_error", json_sprintf("husk-vmm-driver %s", problem));
+        else
+                templates = msgpack_to_json(calls[CALL_TEMPLATES].reply->result) ?: json_null();
+        json_object_set_new(answer, "templates", templates);
 
         problem = call_problem(&calls[CALL_INSTANCES], MSGPACK_OBJECT_ARRAY, why, sizeof(why));
         if (!problem && instances_sum(calls[CALL_INSTANCES].reply->result, &running, &admitted) < 0)

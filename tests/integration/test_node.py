@@ -29,6 +29,7 @@ def test_node_tells_host_runtimes_vms_and_daemons(stack):
     assert 0 < mem["available_bytes"] <= mem["total_bytes"] and mem["admitted_bytes"] == 0, mem
     assert n["disk"]["path"] == str(stack.state_dir) and 0 < n["disk"]["available_bytes"] <= n["disk"]["total_bytes"]
     assert n["vms_running"] == 0
+    assert n["templates"] == [], n  # templates are off
     rts = {r["name"]: r for r in n["runtimes"]}
     assert set(rts) == {"qemu", "cloud-hypervisor"}, rts
     q = rts["qemu"]
@@ -82,9 +83,11 @@ def test_node_answers_with_a_daemon_down(stack):
     stack.kill_daemon("vmm-driver")
     n = node(stack)
     assert n["runtimes"] is None and n["vms_running"] is None and n["memory"]["admitted_bytes"] is None, n
+    assert n["templates"] is None and n["templates_error"].startswith("husk-vmm-driver "), n
     assert n["runtimes_error"].startswith("husk-vmm-driver "), n
     r = stack.husk("node", "get")
     assert r.returncode == 0 and "Runtimes:   unknown (husk-vmm-driver" in r.stdout, r.stdout
+    assert "Templates:  unknown (husk-vmm-driver" in r.stdout, r.stdout
     assert any(line.split()[:2] == ["vmm-driver", "unreachable:"] for line in r.stdout.splitlines()), r.stdout
 
 

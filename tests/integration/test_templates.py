@@ -292,6 +292,11 @@ def test_warm_pool_serves_applies_and_refills(pstack, tmp_path):
     stack.wait_for(lambda: pooled(stack, key, 2), timeout=240, what="two clones in the pool")
     first_pool = pool_dirs(stack)
     assert len(first_pool) == 2, first_pool
+    # husk node get lists the template with its pool.
+    node = json.loads(stack.husk("node", "get", "-o", "json").stdout)
+    assert [(t["key"], t["pool"]) for t in node["templates"]] == [(key, 2)], node
+    table = stack.husk("node", "get").stdout
+    assert key in table and "2 ready" in table, table
 
     # Two replicas take both paused clones: their own identity, address and random state.
     (root / "marker").write_text("from the image\n")

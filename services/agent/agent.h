@@ -163,7 +163,7 @@ typedef struct agent_mount {
  * is malformed, nothing allocated then. */
 int agent_mounts_parse(const msgpack_object *req, agent_mount_t **ret, size_t *ret_n);
 /* Inside the workload's root (after the switch), each at its destination; msg says why not. */
-int agent_mounts_apply(const agent_mount_t *m, size_t n, char *msg, size_t msg_size);
+int agent_mounts_apply(const agent_mount_t *m, size_t n, bool ninep, char *msg, size_t msg_size);
 void agent_mounts_free(agent_mount_t *m, size_t n);
 
 /* ---- agent_bundle.c: an OCI bundle's config.json ---------------------------------------------- */

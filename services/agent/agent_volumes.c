@@ -85,9 +85,16 @@ static int mkdir_parents(const char *path) {
         return mkdir_p(parent, 0755);
 }
 
+/* 9p: a template clone's volumes (its memory is a private copy, which vhost-user virtio-fs cannot
+ * serve). Uncached: the host and other VMs may change a volume under the guest. */
+#define NINEP_VOLUME_OPTIONS "trans=virtio,version=9p2000.L,msize=524288"
+
 /* Inside the workload's root, before it starts: each share at its destination. A read-only one
- * is mounted read-only here too (its virtiofsd exports it read-only on the host as well). */
-int agent_mounts_apply(const agent_mount_t *m, size_t n, char *msg, size_t msg_size) {
+ * is mounted read-only here too (its virtiofsd, or QEMU's 9p, exports it read-only on the host as
+ * well). */
+int agent_mounts_apply(const agent_mount_t *m, size_t n, bool ninep, char *msg, size_t msg_size) {
+        const char *type = ninep ? "9p" : "virtiofs", *options = ninep ? NINEP_VOLUME_OPTIONS : NULL;
+
         for (size_t k = 0; k < n; k++) {
                 unsigned long flags = MS_NODEV | MS_NOSUID | (m[k].readonly ? MS_RDONLY : 0);
                 char stage[128], file[512];
@@ -95,7 +102,7 @@ int agent_mounts_apply(const agent_mount_t *m, size_t n, char *msg, size_t msg_s
 
                 if (!m[k].file) {
                         r = mkdir_p(m[k].destination, 0755);
-                        if (r >= 0 && mount(m[k].tag, m[k].destination, "virtiofs", flags, NULL) < 0)
+                        if (r >= 0 && mount(m[k].tag, m[k].destination, type, flags, options) < 0)
                                 r = -errno;
                         if (r < 0) {
                                 snprintf(msg, msg_size, "cannot mount volume %s on %s: %s", m[k].tag, m[k].destination,
@@ -107,7 +114,7 @@ int agent_mounts_apply(const agent_mount_t *m, size_t n, char *msg, size_t msg_s
                 snprintf(stage, sizeof(stage), VOLUME_STAGE_DIR "/%s", m[k].tag);
                 snprintf(file, sizeof(file), "%s/%s", stage, m[k].file);
                 r = mkdir_p(stage, 0700);
-                if (r >= 0 && mount(m[k].tag, stage, "virtiofs", flags, NULL) < 0)
+                if (r >= 0 && mount(m[k].tag, stage, type, flags, options) < 0)
                         r = -errno;
                 if (r >= 0)
                         r = mkdir_parents(m[k].destination);

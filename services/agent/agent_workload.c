@@ -278,7 +278,7 @@ void agent_workload_start(agent_state_t *s, const msgpack_object *req, uint64_t 
              mount_image(tag ?: "rootfs", fs && streq(fs, "9p"), subdir, writable, msg, sizeof(msg)) < 0) ||
             (streq(mode, "bundle") && read_bundle(s, &b, msg, sizeof(msg)) < 0) ||
             (!s->no_switch_root && setup_root(streq(mode, "bundle"), writable, msg, sizeof(msg)) < 0) ||
-            (!s->no_switch_root && agent_mounts_apply(mounts, n_mounts, msg, sizeof(msg)) < 0)) {
+            (!s->no_switch_root && agent_mounts_apply(mounts, n_mounts, fs && streq(fs, "9p"), msg, sizeof(msg)) < 0)) {
                 agent_mounts_free(mounts, n_mounts);
                 log_agent_error("%s", msg);
                 /* As a shell reports a command it cannot run: a job fails instead of hanging. */

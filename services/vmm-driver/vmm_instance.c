@@ -470,7 +470,8 @@ static void create_next_fs(create_t *c) {
         size_t k;
         int r;
 
-        if (c->next_volume >= i->rec.inst.spec.n_volumes) {
+        /* A clone's volumes are 9p devices of QEMU's own (clone_volumes): no virtiofsd. */
+        if (c->next_volume >= i->rec.inst.spec.n_volumes || c->template_key) {
                 create_spawn(c);
                 return;
         }
@@ -722,19 +723,43 @@ static void create_from_pool(create_t *c) {
         create_track(c, pid);
 }
 
+/* A clone's volumes go over 9p, served by QEMU from the directories virtiofsd would have shared
+ * (config and secret files written as for it). 0, or 1: a path 9p's option syntax cannot carry,
+ * boot cold. */
+static int clone_volumes(create_t *c, vmm_launch_volume_t *volumes, char (*files_dirs)[PATH_MAX], char **ret_why) {
+        vmm_instance_t *i = c->i;
+
+        for (size_t k = 0; k < i->rec.inst.spec.n_volumes && k < VOLUMES_MAX; k++) {
+                char socket[64], log[96];
+                vmm_fs_export_t e;
+                int r;
+
+                r = vmm_volume_export(c->d, i->dir, &i->rec, k, socket, sizeof(socket), log, sizeof(log), files_dirs[k],
+                                      PATH_MAX, &e, ret_why);
+                if (r < 0)
+                        return r;
+                if (strchr(e.source, ','))
+                        return 1;
+                volumes[k].path = e.source;
+                volumes[k].readonly = e.readonly;
+        }
+        return 0;
+}
+
 /* Everything the VMM needs is there: the runtime's preparation, the record, virtiofsd, spawn. */
 static void create_launch(create_t *c) {
         _cleanup_free_ char *why = NULL;
         vmm_launch_t launch = { .kernel = c->kernel, .initrd = c->initrd };
-        vmm_launch_volume_t volumes[VOLUMES_MAX];
-        char sockets[VOLUMES_MAX][64];
+        vmm_launch_volume_t volumes[VOLUMES_MAX] = {};
+        char sockets[VOLUMES_MAX][64], files_dirs[VOLUMES_MAX][PATH_MAX];
         vmm_instance_t *i = c->i;
         vmm_t *d = c->d;
         int r;
 
         for (size_t k = 0; k < i->rec.inst.spec.n_volumes && k < VOLUMES_MAX; k++) {
                 vmm_volume_socket(&i->rec.inst.spec.volumes[k], sockets[k], sizeof(sockets[k]));
-                volumes[k] = (vmm_launch_volume_t){ .tag = i->rec.inst.spec.volumes[k].tag, .socket = sockets[k] };
+                volumes[k].tag = i->rec.inst.spec.volumes[k].tag;
+                volumes[k].socket = sockets[k];
         }
         launch.volumes = volumes;
         launch.n_volumes = i->rec.inst.spec.n_volumes;
@@ -751,6 +776,16 @@ static void create_launch(create_t *c) {
                                         c->has_net, &c->template_key, &c->template_dir);
                 if (r < 0)
                         log_warning_errno(r, "Instance %s: templates unusable, booting cold: %m", id_of(i));
+                r = c->template_key ? clone_volumes(c, volumes, files_dirs, &why) : 0;
+                if (r < 0) {
+                        create_fail(c, r, "%s", why ?: strerror(-r));
+                        return;
+                }
+                if (r > 0) {
+                        log_info("Instance %s: a volume's path holds a ',' (9p option syntax): booting cold", id_of(i));
+                        free(TAKE_PTR(c->template_key));
+                        free(TAKE_PTR(c->template_dir));
+                }
         }
         if (c->template_key) {
                 i->rec.inst.template = strdup(c->template_key);

@@ -237,6 +237,17 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
                 add(b, "-device");
                 add(b, "virtio-9p-device,fsdev=fs0,mount_tag=%s", VMM_FS_TAG);
         }
+        for (size_t k = 0; k < p->n_ninep_volumes; k++) {
+                /* No volumes given: the template's, its empty export, read-only. passthrough: files
+                 * the guest makes keep the owner it gives them, as with virtiofsd. */
+                const vmm_launch_volume_t *v = p->ninep_volumes ? &p->ninep_volumes[k] : NULL;
+
+                add(b, "-fsdev");
+                add(b, "local,id=vol%zu,path=%s,security_model=passthrough%s", k, v ? v->path : VMM_TEMPLATE_EXPORT,
+                    !v || v->readonly ? ",readonly=on" : "");
+                add(b, "-device");
+                add(b, "virtio-9p-device,fsdev=vol%zu,mount_tag=" VMM_TEMPLATE_VOLUME_TAG, k, k);
+        }
         if (p->clone) {
                 add(b, "-incoming");
                 add(b, "defer");

@@ -36,6 +36,10 @@ typedef struct vmm_qemu_params {
         const char *memory_file;
         bool clone;               /* -incoming defer, RAM private; false: the template itself */
         const char *ninep_export; /* the 9p device's host directory (the template's is empty) */
+        /* One more virtio-9p device each (tag VMM_TEMPLATE_VOLUME_TAG): a clone's volumes, the
+         * template's empty directories; path and readonly of vmm_launch_volume_t. */
+        const vmm_launch_volume_t *ninep_volumes;
+        size_t n_ninep_volumes;
 } vmm_qemu_params_t;
 
 #define VMM_QEMU_FIRMWARE_VARS "efivars.fd" /* the instance's copy of the firmware's variables template */

@@ -164,7 +164,8 @@ static int prepare_clone(const vmm_qemu_t *q, const instance_spec_t *s, const vm
                                   .cpus = s->cpus,
                                   .memory_mib = s->memory_mib,
                                   .net = l->net != NULL,
-                                  .fs = l->ninep_export != NULL };
+                                  .fs = l->ninep_export != NULL,
+                                  .volumes = (uint32_t)l->n_volumes };
         static char memory[PATH_MAX]; /* read by vmm_qemu_argv() right after */
         int r;
 
@@ -179,6 +180,11 @@ static int prepare_clone(const vmm_qemu_t *q, const instance_spec_t *s, const vm
         p->clone = true;
         p->ninep_export = l->ninep_export;
         p->net = l->net;
+        /* The volumes over 9p, the template's devices: no vhost-user-fs (no virtiofsd). */
+        p->ninep_volumes = l->volumes;
+        p->n_ninep_volumes = l->n_volumes;
+        p->volumes = NULL;
+        p->n_volumes = 0;
         return 0;
 }
 

@@ -287,9 +287,9 @@ static int describe(const void *state, const vmm_profile_t *p, char **ret) {
          * TSC frequency: vmm-driver measures it at each start, and a template's guest keeps the
          * one it booted with (a key with it would not survive a restart). */
         if (asprintf(ret,
-                     "husk template 1\nqemu %s\naccel %s\nkernel %s\ninitrd %s\ncpus %u\nmemory_mib %u\nnet %d\nfs 9p "
-                     "%d\n",
-                     binary, q->accel, kernel, initrd, p->cpus, p->memory_mib, p->net, p->fs) < 0)
+                     "husk template 2\nqemu %s\naccel %s\nkernel %s\ninitrd %s\ncpus %u\nmemory_mib %u\nnet %d\nfs 9p "
+                     "%d\nvolumes 9p %u\n",
+                     binary, q->accel, kernel, initrd, p->cpus, p->memory_mib, p->net, p->fs, p->volumes) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -307,7 +307,8 @@ int vmm_qemu_template_params(const vmm_qemu_t *q, const vmm_profile_t *p, vmm_qe
                                     .tsc_khz = q->tsc_khz,
                                     .tcg_cache_mib = q->tcg_cache_mib,
                                     .memory_file = VMM_TEMPLATE_MEMORY,
-                                    .ninep_export = p->fs ? VMM_TEMPLATE_EXPORT : NULL };
+                                    .ninep_export = p->fs ? VMM_TEMPLATE_EXPORT : NULL,
+                                    .n_ninep_volumes = p->volumes };
         return q->binary ? 0 : -ENOENT;
 }
 
@@ -332,7 +333,7 @@ static int make(const void *state, const vmm_profile_t *p, const char *dir, pid_
                 return error_set(ret_error, r, "qemu binary not found");
         params.net = p->net ? &nic : NULL;
         snprintf(path, sizeof(path), "%s/" VMM_TEMPLATE_EXPORT, dir);
-        if (p->fs && mkdir(path, 0500) < 0 && errno != EEXIST)
+        if ((p->fs || p->volumes) && mkdir(path, 0500) < 0 && errno != EEXIST)
                 return error_set(ret_error, -errno, "cannot create %s: %s", path, strerror(errno));
         r = vmm_qemu_argv(&params, &argv);
         if (r < 0)

@@ -21,6 +21,9 @@ typedef struct vmm_template_ops vmm_template_ops_t;
 typedef struct vmm_launch_volume {
         const char *tag;    /* the guest's virtio-fs tag */
         const char *socket; /* virtiofsd's socket, a file name in the instance directory */
+        /* A template clone's volume, over virtio-9p (VMM_TEMPLATE_VOLUME_TAG): no virtiofsd. */
+        const char *path; /* the host directory */
+        bool readonly;
 } vmm_launch_volume_t;
 
 /* What the runtime-independent part of a create resolved, for the runtime's command line. */

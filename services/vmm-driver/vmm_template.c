@@ -143,7 +143,8 @@ static void entry_load_profile(entry_t *e, const json_t *p) {
                                       .cpus = (uint32_t)json_integer_value(json_object_get(p, "cpus")),
                                       .memory_mib = (uint32_t)json_integer_value(json_object_get(p, "memory_mib")),
                                       .net = json_is_true(json_object_get(p, "net")),
-                                      .fs = json_is_true(json_object_get(p, "fs")) };
+                                      .fs = json_is_true(json_object_get(p, "fs")),
+                                      .volumes = (uint32_t)json_integer_value(json_object_get(p, "volumes")) };
         e->has_profile = true;
 }
 
@@ -222,8 +223,10 @@ static void scan(vmm_templates_t *t) {
         closedir(dir);
 }
 
+/* Not for a profile with volumes: a paused clone's 9p devices opened their directories before
+ * any instance's volumes were known. */
 static void pool_want(vmm_templates_t *t, const entry_t *e) {
-        if (e->has_profile)
+        if (e->has_profile && e->profile.volumes == 0)
                 vmm_pool_want(t->pool, t->rt, e->key, e->dir, &e->profile);
 }
 
@@ -301,12 +304,13 @@ static int write_info(const build_t *b, char **ret_why) {
         if (r < 0)
                 return error_set(ret_why, r, "%s/" VMM_TEMPLATE_STATE ": %s", b->tmp_dir, strerror(-r));
         snprintf(sum, sizeof(sum), "%016" PRIx64, s);
-        o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:{s:I,s:I,s:I},s:{s:s,s:s,s:I,s:I,s:b,s:b}}", "key", b->key, "profile_id",
-                      b->profile_id, "inputs", b->description, "state_sum", sum, "made_at",
+        o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:{s:I,s:I,s:I},s:{s:s,s:s,s:I,s:I,s:b,s:b,s:I}}", "key", b->key,
+                      "profile_id", b->profile_id, "inputs", b->description, "state_sum", sum, "made_at",
                       (json_int_t)now_realtime_ms(), "memory", "ino", (json_int_t)st.st_ino, "size",
                       (json_int_t)st.st_size, "mtime_ns", (json_int_t)mtime_ns(&st), "profile", "kernel",
                       b->profile.kernel, "initrd", b->profile.initrd, "cpus", (json_int_t)b->profile.cpus, "memory_mib",
-                      (json_int_t)b->profile.memory_mib, "net", b->profile.net, "fs", b->profile.fs);
+                      (json_int_t)b->profile.memory_mib, "net", b->profile.net, "fs", b->profile.fs, "volumes",
+                      (json_int_t)b->profile.volumes);
         text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         json_decref(o);
         if (!text)
@@ -510,22 +514,26 @@ static int instance_profile(vmm_templates_t *t, const vmm_runtime_t *rt, const c
                             vmm_profile_t *ret_profile, char ret_key[static VMM_TEMPLATE_KEY_LEN + 1],
                             char **ret_description, char **ret_profile_id) {
         _cleanup_free_ char *description = NULL;
-        vmm_profile_t p = {
-                .kernel = kernel, .initrd = initrd, .cpus = s->cpus, .memory_mib = s->memory_mib, .net = net, .fs = true
-        };
+        vmm_profile_t p = { .kernel = kernel,
+                            .initrd = initrd,
+                            .cpus = s->cpus,
+                            .memory_mib = s->memory_mib,
+                            .net = net,
+                            .fs = true,
+                            .volumes = (uint32_t)s->n_volumes };
         int r;
 
         if (!t || !rt->templates)
                 return 0;
         /* Clones serve the image over 9p; only the kit's own workload modes have one. */
-        if (cold_only || !mode || (!streq(mode, "rootfs") && !streq(mode, "bundle")) || s->n_volumes > 0)
+        if (cold_only || !mode || (!streq(mode, "rootfs") && !streq(mode, "bundle")))
                 return 0;
         r = rt->templates->describe(vmm_runtime_state(t->d, rt), &p, &description);
         if (r < 0)
                 return r;
         snprintf(ret_key, VMM_TEMPLATE_KEY_LEN + 1, "%016" PRIx64, fnv1a(description, strlen(description), FNV_BASIS));
         if (ret_profile_id &&
-            asprintf(ret_profile_id, "%s:%u:%u:%d:%d", rt->name, p.cpus, p.memory_mib, p.net, p.fs) < 0)
+            asprintf(ret_profile_id, "%s:%u:%u:%d:%d:%u", rt->name, p.cpus, p.memory_mib, p.net, p.fs, p.volumes) < 0)
                 return -ENOMEM;
         if (ret_description)
                 *ret_description = TAKE_PTR(description);
@@ -545,11 +553,6 @@ int vmm_template_choose(vmm_instance_t *i, const vmm_runtime_t *rt, const char *
         int r;
 
         *ret_key = *ret_dir = NULL;
-        if (t && rt->templates && !cold_only && s->n_volumes > 0 && mode &&
-            (streq(mode, "rootfs") || streq(mode, "bundle")))
-                /* Volumes are virtio-fs shares, which need the guest's memory shared with
-                 * virtiofsd: a clone's private copy cannot be. */
-                warn_instance(i, "templates: volumes are not given to clones yet; this instance boots cold");
         r = instance_profile(t, rt, mode, cold_only, s, kernel, initrd, net, &p, key, &description, &profile_id);
         if (r <= 0)
                 return r;

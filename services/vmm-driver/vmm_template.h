@@ -6,21 +6,23 @@
 
 #include "services/vmm-driver/vmm.h"
 
-#define VMM_TEMPLATE_KEY_LEN 16           /* hex digits of a profile's key */
-#define VMM_TEMPLATE_MEMORY "memory"      /* guest RAM, mapped shared by the template, privately by clones */
-#define VMM_TEMPLATE_STATE "state"        /* device state (x-ignore-shared: no RAM in it) */
-#define VMM_TEMPLATE_INFO "template.json" /* the inputs, and what the files were when saved */
-#define VMM_TEMPLATE_EXPORT "empty"       /* the template's 9p export: nothing (clones get the image) */
-#define VMM_POOL_EXPORT "export"          /* a pool clone's 9p export: the image is bound at */
-#define VMM_POOL_IMAGE "image"            /* ... this directory of it when an instance takes it */
+#define VMM_TEMPLATE_KEY_LEN 16               /* hex digits of a profile's key */
+#define VMM_TEMPLATE_MEMORY "memory"          /* guest RAM, mapped shared by the template, privately by clones */
+#define VMM_TEMPLATE_STATE "state"            /* device state (x-ignore-shared: no RAM in it) */
+#define VMM_TEMPLATE_INFO "template.json"     /* the inputs, and what the files were when saved */
+#define VMM_TEMPLATE_EXPORT "empty"           /* the template's 9p export: nothing (clones get the image) */
+#define VMM_TEMPLATE_VOLUME_TAG "husk-vol%zu" /* volume k of a clone, over 9p: the template's tag */
+#define VMM_POOL_EXPORT "export"              /* a pool clone's 9p export: the image is bound at */
+#define VMM_POOL_IMAGE "image"                /* ... this directory of it when an instance takes it */
 
 /* A boot profile: everything a guest's memory depends on at agent-ready. Two instances with the
  * same profile may be clones of one template; nothing per instance is in it. */
 typedef struct vmm_profile {
         const char *kernel, *initrd; /* absolute */
         uint32_t cpus, memory_mib;
-        bool net; /* a virtio-net device (its TAP is the clone's own) */
-        bool fs;  /* a virtio-9p device for the image (rootfs or bundle) */
+        bool net;         /* a virtio-net device (its TAP is the clone's own) */
+        bool fs;          /* a virtio-9p device for the image (rootfs or bundle) */
+        uint32_t volumes; /* as many more virtio-9p devices, for the instance's volumes */
 } vmm_profile_t;
 
 /* What a runtime that has templates does, on a thread of its own (each call blocks). */

@@ -60,15 +60,19 @@ void vmm_publish_warning(vmm_instance_t *i, const char *message) {
 /* ---- start ----------------------------------------------------------------------------------- */
 
 /* The volumes as husk-agent mounts them: {tag, destination, readonly, file?} (SCHEMA.md, agent_mount). */
-static void pack_mounts(msgpack_packer *pk, const instance_spec_t *s) {
+static void pack_mounts(msgpack_packer *pk, const instance_spec_t *s, bool clone) {
         mp_pack_str(pk, "mounts");
         msgpack_pack_array(pk, s->n_volumes);
         for (size_t k = 0; k < s->n_volumes; k++) {
                 const volume_spec_t *v = &s->volumes[k];
                 const char *file = vmm_volume_single_file(v);
 
+                char tag[32];
+
+                /* A clone's volume k is the template's 9p device k, whose tag the guest knows. */
+                snprintf(tag, sizeof(tag), VMM_TEMPLATE_VOLUME_TAG, k);
                 msgpack_pack_map(pk, file ? 4 : 3);
-                mp_pack_kv_str(pk, "tag", v->tag);
+                mp_pack_kv_str(pk, "tag", clone ? tag : v->tag);
                 mp_pack_kv_str(pk, "destination", v->destination);
                 mp_pack_kv_bool(pk, "readonly", v->readonly);
                 if (file)
@@ -99,7 +103,7 @@ static void pack_start(msgpack_packer *pk, void *userdata) {
         }
         mp_pack_kv_env(pk, "env", a->env);
         if (s->n_volumes)
-                pack_mounts(pk, s);
+                pack_mounts(pk, s, i->rec.inst.template != NULL);
         if (i->rec.inst.template)
                 mp_pack_kv_str(pk, "fs", "9p"); /* a clone: its memory cannot serve virtio-fs */
         if (i->rec.pooled)

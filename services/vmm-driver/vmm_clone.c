@@ -1,16 +1,15 @@
 /* vmm_clone.c: a clone of a template between its spawn and its ready: the restore of the template's state (on a thread), then its own identity through husk-agent. */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "services/vmm-driver/vmm_job.h"
 #include "services/vmm-driver/vmm_template.h"
 
 #define RESTORE_TIMEOUT_MS 60000 /* QEMU starting and reading ~200 KiB of state: ms, seconds when loaded */
@@ -22,9 +21,7 @@ static const char *id_of(const vmm_instance_t *i) { return i->rec.inst.spec.inst
 /* ---- restore ----------------------------------------------------------------------------------- */
 
 struct vmm_restore {
-        vmm_t *d;
-        pthread_t thread;
-        int efd;
+        vmm_job_t *job;
         pid_t pid;
         const vmm_template_ops_t *ops;
         char *dir, *template_dir;
@@ -34,63 +31,46 @@ struct vmm_restore {
         void *userdata;
 };
 
-static void *restore_thread(void *userdata) {
+static void restore_work(void *userdata) {
         vmm_restore_t *r = userdata;
 
         r->error = r->ops->restore(r->dir, r->template_dir, true, RESTORE_TIMEOUT_MS, &r->why);
-        (void)eventfd_write(r->efd, 1);
-        return NULL;
 }
 
 static void restore_free(vmm_restore_t *r) {
         free(r->dir);
         free(r->template_dir);
         free(r->why);
-        if (r->efd >= 0)
-                close(r->efd);
         free(r);
 }
 
-static int on_restored(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
-        vmm_restore_t *r = arg;
+static void restore_done(void *userdata) {
+        vmm_restore_t *r = userdata;
         _cleanup_free_ char *why = TAKE_PTR(r->why);
         vmm_restore_fn fn = r->fn;
-        void *userdata = r->userdata;
+        void *fn_userdata = r->userdata;
         int error = r->error;
 
-        zloop_poller_end(loop, item);
-        (void)pthread_join(r->thread, NULL);
         restore_free(r);
-        fn(error, why, userdata);
-        return 0;
+        fn(error, why, fn_userdata);
 }
 
 int vmm_restore_start(vmm_instance_t *i, const vmm_runtime_t *rt, const char *template_dir, pid_t pid,
                       vmm_restore_fn fn, void *userdata, vmm_restore_t **ret) {
-        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
         vmm_restore_t *r = calloc(1, sizeof(*r));
         int e;
 
         if (!r)
                 return -ENOMEM;
-        *r = (vmm_restore_t){
-                .d = i->vmm, .efd = -1, .pid = pid, .ops = rt->templates, .fn = fn, .userdata = userdata
-        };
+        *r = (vmm_restore_t){ .pid = pid, .ops = rt->templates, .fn = fn, .userdata = userdata };
         r->dir = strdup(i->dir);
         r->template_dir = strdup(template_dir);
-        r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (!r->dir || !r->template_dir || r->efd < 0) {
+        if (!r->dir || !r->template_dir) {
                 restore_free(r);
                 return -ENOMEM;
         }
-        item.fd = r->efd;
-        if (zloop_poller(i->vmm->loop, &item, on_restored, r) < 0) {
-                restore_free(r);
-                return -ENOMEM;
-        }
-        e = -pthread_create(&r->thread, NULL, restore_thread, r);
+        e = vmm_job_start(i->vmm->loop, restore_work, restore_done, r, &r->job);
         if (e < 0) {
-                zloop_poller_end(i->vmm->loop, &item);
                 restore_free(r);
                 return e;
         }
@@ -106,8 +86,7 @@ void vmm_restore_cancel(vmm_restore_t **p) {
         *p = NULL;
         /* Our unreaped child: its pid is still its. Its end ends the thread's QMP wait. */
         kill(r->pid, SIGKILL);
-        zloop_poller_end(r->d->loop, &(zmq_pollitem_t){ .fd = r->efd });
-        (void)pthread_join(r->thread, NULL);
+        vmm_job_wait(&r->job);
         (void)waitpid(r->pid, NULL, 0);
         restore_free(r);
 }

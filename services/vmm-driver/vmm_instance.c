@@ -1,13 +1,11 @@
 /* vmm_instance.c: the instance life cycle (create, state transitions, stop, remove) and its directory. */
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +16,7 @@
 #include "services/vmm-driver/vmm.h"
 #include "services/vmm-driver/vmm_disk.h"
 #include "services/vmm-driver/vmm_seed.h"
+#include "services/vmm-driver/vmm_job.h"
 #include "services/vmm-driver/vmm_pool.h"
 #include "services/vmm-driver/vmm_template.h"
 
@@ -497,12 +496,12 @@ static void on_fs_ready(int error, const char *why, void *userdata) {
         create_next_fs(c);
 }
 
-/* The seed, written by a thread of its own: mkfs.fat and mcopy take ~200 ms on a loaded host,
- * which the loop (exits, QMP, the agents) must not wait for. The thread touches only the job;
- * the loop learns of its end through the eventfd and joins it. */
+/* The seed, written by a thread of its own (vmm_job): mkfs.fat and mcopy take ~200 ms on a
+ * loaded host, which the loop (exits, QMP, the agents) must not wait for. The thread touches
+ * only the job. */
 typedef struct seed_job {
-        pthread_t thread;
-        int efd;
+        vmm_job_t *job;
+        create_t *c;
         char dir[PATH_MAX];
         vmm_seed_spec_t spec; /* points into the instance's spec and the job's copies */
         char address[16], gateway[16];
@@ -511,12 +510,16 @@ typedef struct seed_job {
         char *path, *why;
 } seed_job_t;
 
-static void *seed_thread(void *userdata) {
+static void seed_work(void *userdata) {
         seed_job_t *j = userdata;
 
         j->error = vmm_seed_write(j->dir, &j->spec, &j->path, &j->why);
-        (void)eventfd_write(j->efd, 1);
-        return NULL;
+}
+
+static void seed_job_free(seed_job_t *j) {
+        free(j->path);
+        free(j->why);
+        free(j);
 }
 
 /* Wait for the thread (it ends on its own, within a second) and free the job. */
@@ -526,32 +529,26 @@ static void seed_job_end(create_t *c) {
         if (!j)
                 return;
         c->seed = NULL;
-        zloop_poller_end(c->d->loop, &(zmq_pollitem_t){ .fd = j->efd });
-        (void)pthread_join(j->thread, NULL);
-        close(j->efd);
-        free(j->path);
-        free(j->why);
-        free(j);
+        vmm_job_wait(&j->job);
+        seed_job_free(j);
 }
 
 static void create_launch(create_t *c);
 
-static int on_seed_written(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
-        create_t *c = arg;
-        seed_job_t *j = c->seed;
+static void seed_done(void *userdata) {
+        seed_job_t *j = userdata;
+        create_t *c = j->c;
+        _cleanup_free_ char *why = TAKE_PTR(j->why);
         int error = j->error;
 
-        if (error < 0) {
-                _cleanup_free_ char *why = j->why ? strdup(j->why) : NULL;
-
-                seed_job_end(c);
-                create_fail(c, error, "cannot write the cloud-init seed: %s", why ?: strerror(-error));
-                return 0;
-        }
+        c->seed = NULL;
         c->seed_path = TAKE_PTR(j->path);
-        seed_job_end(c);
+        seed_job_free(j);
+        if (error < 0) {
+                create_fail(c, error, "cannot write the cloud-init seed: %s", why ?: strerror(-error));
+                return;
+        }
         create_launch(c);
-        return 0;
 }
 
 /* Firmware boot: the instance's own copy-on-write disk of the image (O(1), here) and its
@@ -560,7 +557,6 @@ static int create_firmware_files(create_t *c, char **ret_why) {
         vmm_instance_t *i = c->i;
         const instance_spec_t *s = &i->rec.inst.spec;
         _cleanup_free_ char *why = NULL;
-        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
         seed_job_t *j;
         int r;
 
@@ -589,22 +585,9 @@ static int create_firmware_files(create_t *c, char **ret_why) {
                 j->spec.prefix = c->net.prefix;
                 j->spec.gateway = j->gateway;
         }
-        j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (j->efd < 0) {
-                r = -errno;
-                free(j);
-                return r;
-        }
-        item.fd = j->efd;
-        if (zloop_poller(c->d->loop, &item, on_seed_written, c) < 0) {
-                close(j->efd);
-                free(j);
-                return -ENOMEM;
-        }
-        r = -pthread_create(&j->thread, NULL, seed_thread, j);
+        j->c = c;
+        r = vmm_job_start(c->d->loop, seed_work, seed_done, j, &j->job);
         if (r < 0) {
-                zloop_poller_end(c->d->loop, &item);
-                close(j->efd);
                 free(j);
                 return r;
         }
@@ -683,7 +666,7 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
         r = create_firmware_files(c, &why);
         if (r < 0)
                 create_done(c, r, why ?: strerror(-r));
-        /* else on_seed_written goes on */
+        /* else seed_done goes on */
 }
 
 /* A paused clone from the pool becomes the instance: its image bound into the clone's mount

@@ -2,12 +2,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -15,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "services/vmm-driver/vmm_job.h"
 #include "services/vmm-driver/vmm_pool.h"
 
 #define POOL_DIR_PREFIX ".pool-" /* vmm_adopt.c skips dot names: a pool clone is no instance */
@@ -35,8 +34,7 @@ typedef struct want {
 /* A clone being made, on a thread: its QEMU starts and loads the template's state. */
 typedef struct fill {
         vmm_pool_t *pool;
-        pthread_t thread;
-        int efd;
+        vmm_job_t *job;
         const vmm_template_ops_t *ops;
         const void *state;
         vmm_profile_t profile; /* its strings are want's, which outlives the fill (vmm_pool_forget ends it) */
@@ -115,7 +113,7 @@ static int clone_new(vmm_t *d, vmm_pool_clone_t **ret) {
 
 static void refill(vmm_pool_t *p);
 
-static void *fill_thread(void *userdata) {
+static void fill_work(void *userdata) {
         fill_t *f = userdata;
         vmm_pool_clone_t *c = f->clone;
         char path[PATH_MAX + 32];
@@ -129,8 +127,6 @@ static void *fill_thread(void *userdata) {
                 (void)error_set(&f->why, f->error, "cannot create %s: %s", path, strerror(-f->error));
         else
                 f->error = f->ops->pool_clone(f->state, &f->profile, f->template_dir, c->dir, c->tap, &c->pid, &f->why);
-        (void)eventfd_write(f->efd, 1);
-        return NULL;
 }
 
 static void fill_free(fill_t *f) {
@@ -139,8 +135,6 @@ static void fill_free(fill_t *f) {
         vmm_pool_clone_discard(&f->clone);
         free(f->template_dir);
         free(f->why);
-        if (f->efd >= 0)
-                close(f->efd);
         free(f);
 }
 
@@ -155,8 +149,7 @@ static void fill_end(vmm_pool_t *p) {
         pid = __atomic_load_n(&f->clone->pid, __ATOMIC_SEQ_CST);
         if (pid > 0)
                 kill(pid, SIGKILL);
-        zloop_poller_end(p->d->loop, &(zmq_pollitem_t){ .fd = f->efd });
-        (void)pthread_join(f->thread, NULL);
+        vmm_job_wait(&f->job);
         p->fill = NULL;
         fill_free(f);
 }
@@ -202,14 +195,12 @@ static int on_clone_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         return 0;
 }
 
-static int on_filled(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
-        fill_t *f = arg;
+static void fill_done(void *userdata) {
+        fill_t *f = userdata;
         vmm_pool_t *p = f->pool;
         want_t *w = zhashx_lookup(p->wants, f->clone->key);
-        int r;
+        int r = 0;
 
-        zloop_poller_end(loop, item);
-        (void)pthread_join(f->thread, NULL);
         p->fill = NULL;
         if (f->error < 0) {
                 log_warning("Pool: cannot make a clone of template %s: %s; retrying in %d s", f->clone->key,
@@ -225,21 +216,17 @@ static int on_filled(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         }
         fill_free(f);
         refill(p);
-        return 0;
 }
 
 static int fill_start(vmm_pool_t *p, want_t *w) {
-        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
         fill_t *f = calloc(1, sizeof(*f));
         int r;
 
         if (!f)
                 return -ENOMEM;
-        *f = (fill_t){ .pool = p,
-                       .efd = -1,
-                       .ops = w->rt->templates,
-                       .state = vmm_runtime_state(p->d, w->rt),
-                       .profile = w->profile };
+        *f = (fill_t){
+                .pool = p, .ops = w->rt->templates, .state = vmm_runtime_state(p->d, w->rt), .profile = w->profile
+        };
         f->template_dir = strdup(w->template_dir);
         r = f->template_dir ? clone_new(p->d, &f->clone) : -ENOMEM;
         if (r < 0) {
@@ -247,20 +234,8 @@ static int fill_start(vmm_pool_t *p, want_t *w) {
                 return r;
         }
         snprintf(f->clone->key, sizeof(f->clone->key), "%s", w->key);
-        f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (f->efd < 0) {
-                r = -errno;
-                fill_free(f);
-                return r;
-        }
-        item.fd = f->efd;
-        if (zloop_poller(p->d->loop, &item, on_filled, f) < 0) {
-                fill_free(f);
-                return -ENOMEM;
-        }
-        r = -pthread_create(&f->thread, NULL, fill_thread, f);
+        r = vmm_job_start(p->d->loop, fill_work, fill_done, f, &f->job);
         if (r < 0) {
-                zloop_poller_end(p->d->loop, &item);
                 fill_free(f);
                 return r;
         }

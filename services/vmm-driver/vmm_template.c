@@ -2,18 +2,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/mp.h"
 #include "proto/schema.h"
+#include "services/vmm-driver/vmm_job.h"
 #include "services/vmm-driver/vmm_pool.h"
 #include "services/vmm-driver/vmm_template.h"
 
@@ -36,8 +35,7 @@ typedef struct entry {
 /* One template being made, on a thread: vmm_template_ops_t.make blocks for a whole boot. */
 typedef struct build {
         vmm_templates_t *t;
-        pthread_t thread;
-        int efd;
+        vmm_job_t *job;
         const vmm_runtime_t *rt;
         const vmm_template_ops_t *ops;
         const void *state;
@@ -322,7 +320,7 @@ static int write_info(const build_t *b, char **ret_why) {
         return 0;
 }
 
-static void *build_thread(void *userdata) {
+static void build_work(void *userdata) {
         build_t *b = userdata;
 
         (void)rm_rf(b->tmp_dir);
@@ -337,8 +335,6 @@ static void *build_thread(void *userdata) {
                 b->error = error_set(&b->why, -errno, "cannot rename %s: %s", b->tmp_dir, strerror(errno));
         if (b->error < 0)
                 (void)rm_rf(b->tmp_dir);
-        (void)eventfd_write(b->efd, 1);
-        return NULL;
 }
 
 static void build_free(build_t *b) {
@@ -351,8 +347,6 @@ static void build_free(build_t *b) {
         free(b->tmp_dir);
         free(b->final_dir);
         free(b->why);
-        if (b->efd >= 0)
-                close(b->efd);
         free(b);
 }
 
@@ -366,8 +360,7 @@ static void build_end(build_t *b) {
         pid = __atomic_load_n(&b->pid, __ATOMIC_SEQ_CST);
         if (pid > 0)
                 kill(pid, SIGKILL);
-        zloop_poller_end(b->t->d->loop, &(zmq_pollitem_t){ .fd = b->efd });
-        (void)pthread_join(b->thread, NULL);
+        vmm_job_wait(&b->job);
         b->t->build = NULL;
         build_free(b);
 }
@@ -394,14 +387,12 @@ static void drop_superseded(vmm_templates_t *t, const char *profile_id, const ch
         zlistx_destroy(&old);
 }
 
-static int on_built(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
-        build_t *b = arg;
+static void build_done(void *userdata) {
+        build_t *b = userdata;
         vmm_templates_t *t = b->t;
         entry_t *e;
         int r;
 
-        zloop_poller_end(loop, item);
-        (void)pthread_join(b->thread, NULL);
         t->build = NULL;
         if (b->error < 0) {
                 log_warning("Templates: cannot make %s: %s; its instances boot cold", b->key,
@@ -419,19 +410,16 @@ static int on_built(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
                 pool_want(t, e);
         }
         build_free(b);
-        return 0;
 }
 
 static int build_start(vmm_templates_t *t, const vmm_runtime_t *rt, const vmm_profile_t *p, const char *key,
                        const char *profile_id, const char *description) {
-        zmq_pollitem_t item = { .events = ZMQ_POLLIN };
         build_t *b = calloc(1, sizeof(*b));
         int r;
 
         if (!b)
                 return -ENOMEM;
         b->t = t;
-        b->efd = -1;
         b->rt = rt;
         b->ops = rt->templates;
         b->state = vmm_runtime_state(t->d, rt);
@@ -450,20 +438,8 @@ static int build_start(vmm_templates_t *t, const vmm_runtime_t *rt, const vmm_pr
         }
         b->profile.kernel = b->kernel;
         b->profile.initrd = b->initrd;
-        b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (b->efd < 0) {
-                r = -errno;
-                build_free(b);
-                return r;
-        }
-        item.fd = b->efd;
-        if (zloop_poller(t->d->loop, &item, on_built, b) < 0) {
-                build_free(b);
-                return -ENOMEM;
-        }
-        r = -pthread_create(&b->thread, NULL, build_thread, b);
+        r = vmm_job_start(t->d->loop, build_work, build_done, b, &b->job);
         if (r < 0) {
-                zloop_poller_end(t->d->loop, &item);
                 build_free(b);
                 return r;
         }

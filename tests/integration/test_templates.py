@@ -45,6 +45,23 @@ def exec_in(stack, name, iid, *cmd):
     return r.stdout
 
 
+def page_through(stack, port):
+    """The page the deployment serves through the published port (127.0.0.1 in the stack's
+    namespace), or None."""
+    try:
+        sock = netns_socket(stack.netns)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        sock.close()
+        return data if b"up" in data.split(b"\r\n\r\n", 1)[-1] else None
+    except OSError:
+        return None
+
+
 @pytest.fixture
 def kit(tmp_path, stack_kit_dir):
     """The test's own kit: a copy of the initrd (which the test may rebuild), the rest linked."""
@@ -137,20 +154,7 @@ def test_replicas_are_clones_with_their_own_identity(tstack, tmp_path):
     s = wait_ready(stack, "svc")
     assert s["instances"][0].get("template") == key, s["instances"]
 
-    def page():
-        try:
-            s = netns_socket(stack.netns)
-            s.settimeout(5)
-            s.connect(("127.0.0.1", 18126))
-            s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-            s.close()
-            return data if b"up" in data.split(b"\r\n\r\n", 1)[-1] else None
-        except OSError:
-            return None
-    assert stack.wait_for(page, timeout=60, what="the page through 127.0.0.1:18126")
+    assert stack.wait_for(lambda: page_through(stack, 18126), timeout=60, what="the page through 127.0.0.1:18126")
 
     # A job on a clone: its exit code.
     apply(stack, "job", root, kind="job", command=["/bin/sh", "-c", "echo from-clone; exit 7"])
@@ -357,20 +361,7 @@ def test_warm_pool_serves_applies_and_refills(pstack, tmp_path):
     s = wait_ready(stack, "svc")
     assert stack.instance(s["instances"][0]["instance_id"]).get("pool") is True
 
-    def page():
-        try:
-            sock = netns_socket(stack.netns)
-            sock.settimeout(5)
-            sock.connect(("127.0.0.1", 18127))
-            sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(4096):
-                data += chunk
-            sock.close()
-            return data if b"up" in data.split(b"\r\n\r\n", 1)[-1] else None
-        except OSError:
-            return None
-    assert stack.wait_for(page, timeout=60, what="the page through 127.0.0.1:18127")
+    assert stack.wait_for(lambda: page_through(stack, 18127), timeout=60, what="the page through 127.0.0.1:18127")
 
     # A vmm-driver restart: the running clones are adopted, the old pool's clones ended and
     # their directories removed, a new pool made.

@@ -96,7 +96,9 @@ def set_text(driver, css, text):
 
 def login(driver, base, user, password):
     driver.get(f"{base}/ui/")
-    wait(driver, lambda d: first(d, "#login-user"), what="the login form")
+    # The first page a fresh Chromium renders: on a loaded 2-core host (make check runs two tests
+    # at a time, each booting VMs) it took more than 30 s once.
+    wait(driver, lambda d: first(d, "#login-user"), timeout=120, what="the login form")
     driver.find_element(By.ID, "login-user").send_keys(user)
     driver.find_element(By.ID, "login-pass").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()

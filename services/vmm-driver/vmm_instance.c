@@ -612,7 +612,8 @@ static void create_instance(create_t *c, const vmm_net_t *net) {
                 create_fail(c, -ENAMETOOLONG, "instance directory path too long");
                 return;
         }
-        if (c->pooled && rename(c->pooled->dir, dir) < 0) {
+        /* Never over someone's directory (as mkdir's EEXIST below). */
+        if (c->pooled && renameat2(AT_FDCWD, c->pooled->dir, AT_FDCWD, dir, RENAME_NOREPLACE) < 0) {
                 int e = errno;
 
                 /* Not even a directory to explain it: the create fails, the scheduler retries. */

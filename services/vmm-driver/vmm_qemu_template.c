@@ -401,10 +401,11 @@ static int restore(const char *instance_dir, const char *template_dir, bool resu
         return r;
 }
 
-/* argv behind `unshare --mount --propagation private`: unshare(1) makes the namespace and execs
- * QEMU, so the pid spawned is QEMU's. */
+/* argv behind `unshare --mount --propagation slave`: unshare(1) makes the namespace and execs
+ * QEMU, so the pid spawned is QEMU's. slave: what the host mounts later (an image's file system)
+ * reaches the clone; what is mounted in it (the image bound when it is taken) stays there. */
 static int in_own_mount_namespace(char ***argv) {
-        static const char *const prefix[] = { "--mount", "--propagation", "private" };
+        static const char *const prefix[] = { "--mount", "--propagation", "slave" };
         _cleanup_free_ char *unshare = NULL;
         char **v = *argv, **full;
         size_t n = 0;

@@ -336,6 +336,8 @@ def test_warm_pool_serves_applies_and_refills(pstack, tmp_path):
     assert addrs == [f"{r['address']}/30" for r in recs] and len(set(addrs)) == 2, addrs
     rand = [exec_in(stack, "web", iid, "/bin/sh", "-c", "head -c 32 /dev/urandom | od -An -tx1") for iid in ids]
     assert len(set(rand)) == 2, rand
+    # The image is bound in each clone's own mount namespace, never in the host's.
+    assert str(stack.instances_dir) not in Path("/proc/self/mountinfo").read_text()
     # The image is the deployment's, read-only under the overlay as in kit mode.
     assert exec_in(stack, "web", ids[0], "cat", "/marker") == "from the image\n"
     r = stack.husk("deployment", "exec", "web", "--instance", ids[0], "--", "/bin/sh", "-c",

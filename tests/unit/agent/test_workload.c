@@ -276,6 +276,41 @@ static void test_start_and_exec(void **state) {
         close(console[1]);
 }
 
+/* subdir (a warm-pool clone's image, one level down its 9p share): one plain name, with fs 9p
+ * only; anything else is refused before the workload is marked started. */
+static void test_start_refuses_a_bad_subdir(void **state) {
+        static const struct {
+                const char *subdir, *fs;
+        } bad[] = { { "../etc", "9p" }, { "a/b", "9p" },   { "", "9p" },           { ".", "9p" },
+                    { "..", "9p" },     { "image", NULL }, { "image", "virtiofs" } };
+        agent_state_t s;
+
+        agent_state_init(&s);
+        s.no_switch_root = true;
+        for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
+                msgpack_sbuffer req, reply;
+                msgpack_unpacked u;
+                msgpack_packer pk;
+                size_t off = 0;
+
+                request(&req, &pk, "start", 9, bad[k].fs ? 3 : 2);
+                mp_pack_kv_str(&pk, "mode", "rootfs");
+                mp_pack_kv_str(&pk, "subdir", bad[k].subdir);
+                if (bad[k].fs)
+                        mp_pack_kv_str(&pk, "fs", bad[k].fs);
+                handle(&s, &req, &reply);
+                msgpack_unpacked_init(&u);
+                assert_int_equal(msgpack_unpack_next(&u, reply.data, reply.size, &off), MSGPACK_UNPACK_SUCCESS);
+                assert_true(mp_str_eq(field(&u.data, "code"), "invalid"));
+                assert_true(field(&u.data, "message")->via.str.size > 7 &&
+                            strncmp(field(&u.data, "message")->via.str.ptr, "subdir:", 7) == 0);
+                msgpack_unpacked_destroy(&u);
+                msgpack_sbuffer_destroy(&reply);
+                msgpack_sbuffer_destroy(&req);
+                assert_false(s.workload.started);
+        }
+}
+
 static void test_exec_timeout_kills(void **state) {
         char *argv[] = { "/bin/sleep", "30", NULL }, *missing[] = { "/nonexistent", NULL };
         msgpack_sbuffer req, reply;
@@ -311,6 +346,7 @@ int main(void) {
                 cmocka_unit_test(test_bundle_parse),
                 cmocka_unit_test(test_net_parse),
                 cmocka_unit_test(test_start_and_exec),
+                cmocka_unit_test(test_start_refuses_a_bad_subdir),
                 cmocka_unit_test(test_exec_timeout_kills),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -55,10 +55,13 @@ void oci_debug(const char *fmt, ...) _printf_(1, 2);
 /* --log's JSON line for level/msg at unix time ms, into a new string (no newline). */
 char *oci_log_line(const char *level, const char *msg, uint64_t unix_ms, bool json);
 
-/* ---- signal names (oci_signal.c) --------------------------------------------------------------- */
+/* ---- signals (oci_signal.c) ----------------------------------------------------------------------- */
 
 /* "15", "TERM", "SIGTERM", "sigterm", "SIGRTMIN+3" -> 15...; -EINVAL for anything else. */
 int oci_signal_parse(const char *s);
+/* A holder's signals: every one it may forward to the guest blocked and read from *ret_sfd (a
+ * non-blocking signalfd); faults stay faults and SIGPIPE is ignored. */
+int oci_signals_to_forward(int *ret_sfd);
 
 /* ---- containers on disk (oci_state.c) ---------------------------------------------------------- */
 

@@ -782,26 +782,7 @@ static void loop(holder_t *h) {
 
 /* ---- setup --------------------------------------------------------------------------------------------- */
 
-static int setup_signals(holder_t *h) {
-        sigset_t all;
-
-        sigfillset(&all);
-        sigdelset(&all, SIGKILL);
-        sigdelset(&all, SIGSTOP);
-        /* Faults stay faults. */
-        sigdelset(&all, SIGSEGV);
-        sigdelset(&all, SIGBUS);
-        sigdelset(&all, SIGILL);
-        sigdelset(&all, SIGFPE);
-        sigdelset(&all, SIGABRT);
-        /* SIGPIPE: the shim closing our stdout is a write error, not a signal for the guest. */
-        sigdelset(&all, SIGPIPE);
-        signal(SIGPIPE, SIG_IGN);
-        if (sigprocmask(SIG_BLOCK, &all, NULL) < 0)
-                return -errno;
-        h->sfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
-        return h->sfd < 0 ? -errno : 0;
-}
+static int setup_signals(holder_t *h) { return oci_signals_to_forward(&h->sfd); }
 
 int oci_holder_run(const oci_holder_opts_t *o) {
         holder_t h = { .o = o,

@@ -1,9 +1,10 @@
-/* oci_signal.c: signal names as `runc kill` takes them: a number, TERM or SIGTERM (any case), SIGRTMIN+N. */
+/* oci_signal.c: signal names as `runc kill` takes them (a number, TERM or SIGTERM in any case, SIGRTMIN+N), and the signals a holder forwards. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/signalfd.h>
 
 #include "cli/oci/oci.h"
 
@@ -52,4 +53,26 @@ int oci_signal_parse(const char *s) {
                 return max ? sig - (int)n : sig + (int)n;
         }
         return -EINVAL;
+}
+
+int oci_signals_to_forward(int *ret_sfd) {
+        sigset_t all;
+
+        *ret_sfd = -1;
+        sigfillset(&all);
+        sigdelset(&all, SIGKILL);
+        sigdelset(&all, SIGSTOP);
+        /* Faults stay faults. */
+        sigdelset(&all, SIGSEGV);
+        sigdelset(&all, SIGBUS);
+        sigdelset(&all, SIGILL);
+        sigdelset(&all, SIGFPE);
+        sigdelset(&all, SIGABRT);
+        /* SIGPIPE: the shim closing our stdout is a write error, not a signal for the guest. */
+        sigdelset(&all, SIGPIPE);
+        signal(SIGPIPE, SIG_IGN);
+        if (sigprocmask(SIG_BLOCK, &all, NULL) < 0)
+                return -errno;
+        *ret_sfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
+        return *ret_sfd < 0 ? -errno : 0;
 }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -180,14 +181,20 @@ uint64_t now_realtime_ns(void) {
 }
 uint64_t now_monotonic_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
+/* The UTC date by arithmetic on days since 1970 (the proleptic Gregorian calendar in 400-year
+ * eras of 146097 days, shifted to start in March so that the leap day ends a year): glibc's
+ * gmtime_r takes its time zone lock on every call, and civetweb's workers format thousands of
+ * timestamps per list answer side by side. */
 char *format_timestamp_ms(uint64_t unix_ms, char *buf, size_t size) {
-        time_t secs = (time_t)(unix_ms / 1000);
-        struct tm tm;
-        char date[24];
+        uint64_t secs = unix_ms / 1000, days = secs / 86400, of_day = secs % 86400;
+        uint64_t z = days + 719468, era = z / 146097, doe = z % 146097;
+        uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+        uint64_t day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+        uint64_t year = yoe + era * 400 + (month <= 2);
 
-        gmtime_r(&secs, &tm);
-        strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(buf, size, "%s.%03uZ", date, (unsigned)(unix_ms % 1000));
+        snprintf(buf, size, "%04" PRIu64 "-%02" PRIu64 "-%02" PRIu64 "T%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03uZ",
+                 year, month, day, of_day / 3600, of_day / 60 % 60, of_day % 60, (unsigned)(unix_ms % 1000));
         return buf;
 }
 

@@ -7,13 +7,24 @@
 
 #include "services/apiserver/apiserver_store.h"
 
+/* Whether a record's stored labels and spec can be spliced into an answer as they are (JSON
+ * objects within the nesting bound); false for a column that is NULL. */
+typedef struct stored_readable {
+        bool labels, spec;
+} stored_readable_t;
+/* ret[i] for each of the n records of a, checked once per stored text and remembered; an
+ * unreadable text is logged when first found. 0, or -ENOMEM. */
+int deployments_stored_readable(const store_deployment_t *a, size_t n, stored_readable_t *ret);
+
 /* A deployment as the API shows it, as JSON text appended to out: {id, namespace, name, runtime,
  * kind, image, replicas, ready_replicas, resources: {limits: {cpu, memory: "<N>Mi"}}, status,
  * status_message, generation, restart_count, created_at, updated_at, kernel?, exit_code (a
  * job's, null until it ended), labels, spec}, labels_error/spec_error beside a stored value that
  * cannot be read (shown as null, and logged once), then extra's members (NULL: none). The one
- * definition of the record: lists write it straight into the answer. 0, or -ENOMEM. */
-int deployment_json_append(zchunk_t *out, const store_deployment_t *d, const json_t *extra);
+ * definition of the record: lists write it straight into the answer. readable: what
+ * deployments_stored_readable() found for d. 0, or -ENOMEM. */
+int deployment_json_append(zchunk_t *out, const store_deployment_t *d, const stored_readable_t *readable,
+                           const json_t *extra);
 /* The same as a value, for answers that add to it. NULL on allocation failure. */
 json_t *deployment_to_json(const store_deployment_t *d);
 

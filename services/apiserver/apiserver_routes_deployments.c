@@ -342,10 +342,14 @@ static json_t *instances_of(const store_deployment_t *d, const json_t *all, cons
  * list is built, and the stored labels and specs are not re-parsed. */
 static int reply_list(http_request_t *req, const store_deployment_t *a, size_t n, bool instances) {
         _cleanup_free_ char *error = NULL;
+        _cleanup_free_ stored_readable_t *readable = calloc(n ?: 1, sizeof(*readable));
         json_auto_t *all = NULL;
         zchunk_t *out;
         size_t estimate = 2;
         int r = 0, status;
+
+        if (!readable || deployments_stored_readable(a, n, readable) < 0)
+                return http_reply_internal(req, ENOMEM, "encoding the list");
 
         if (instances) {
                 r = apiserver_instances(req->api, NULL, &all, &error);
@@ -365,7 +369,7 @@ static int reply_list(http_request_t *req, const store_deployment_t *a, size_t n
 
                 if (i > 0)
                         zchunk_extend(out, ",", 1);
-                r = instances && !extra ? -ENOMEM : deployment_json_append(out, &a[i], extra);
+                r = instances && !extra ? -ENOMEM : deployment_json_append(out, &a[i], &readable[i], extra);
         }
         zchunk_extend(out, "]", 1);
         status = r < 0 ? http_reply_internal(req, ENOMEM, "encoding the list")

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -195,6 +196,19 @@ static void test_format_timestamp(void **state) {
         assert_string_equal(format_timestamp_ms(1795325400123ULL, buf, sizeof(buf)), "2026-11-22T05:30:00.123Z");
         assert_string_equal(format_timestamp_ms(951782400999ULL, buf, sizeof(buf)), "2000-02-29T00:00:00.999Z");
         assert_string_equal(format_timestamp_ms(7, buf, sizeof(buf)), "1970-01-01T00:00:00.007Z");
+        assert_string_equal(format_timestamp_ms(4107542399000ULL, buf, sizeof(buf)), "2100-02-28T23:59:59.000Z");
+        assert_string_equal(format_timestamp_ms(4107542400000ULL, buf, sizeof(buf)), "2100-03-01T00:00:00.000Z");
+
+        /* The same date as gmtime_r's over three centuries (leap years, 2000, 2100, year ends). */
+        for (uint64_t s = 0; s < 10413792000ULL; s += 86400 * 7 + 3607) {
+                time_t t = (time_t)s;
+                struct tm tm;
+                char want[32];
+
+                gmtime_r(&t, &tm);
+                strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S.042Z", &tm);
+                assert_string_equal(format_timestamp_ms(s * 1000 + 42, buf, sizeof(buf)), want);
+        }
 
         /* A short buffer is truncated, never overrun. */
         memset(buf, 'x', sizeof(buf));

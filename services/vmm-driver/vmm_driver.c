@@ -13,6 +13,7 @@ int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
         vmm_t *d = ctx->userdata;
         const husk_endpoints_t *old_ep = &ctx->config->bus[HUSK_DAEMON_VMM_DRIVER];
         const husk_endpoints_t *new_ep = &fresh->bus[HUSK_DAEMON_VMM_DRIVER];
+        int r;
 
         if (!d)
                 return 0;
@@ -23,9 +24,16 @@ int vmm_reload(husk_daemon_ctx_t *ctx, const husk_config_t *fresh) {
                                        "vmm_driver.instances_dir cannot change while running; restart husk-vmm-driver");
         if (!same(old_ep->events, new_ep->events) || !same(old_ep->requests, new_ep->requests))
                 log_notice("bus.vmm-driver endpoints changed: they apply at the next restart");
+        r = vmm_templates_check_reload(d, fresh);
+        if (r < 0)
+                return r;
         vmm_metrics_reload(d, fresh->vmm_driver.metrics_interval_ms);
         /* Everything else (stop timeout, defaults, kit paths) is read from the config when used. */
-        return vmm_runtime_setup_all(d, fresh);
+        r = vmm_runtime_setup_all(d, fresh);
+        if (r < 0)
+                return r;
+        vmm_templates_reload(d, fresh);
+        return 0;
 }
 
 int vmm_new(husk_daemon_ctx_t *ctx, vmm_t **ret) {

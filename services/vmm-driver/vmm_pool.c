@@ -195,6 +195,14 @@ static int on_clone_exit(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         return 0;
 }
 
+static size_t count(vmm_pool_t *p, const char *key) {
+        size_t n = 0;
+
+        for (vmm_pool_clone_t *c = zlistx_first(p->ready); c; c = zlistx_next(p->ready))
+                n += streq(c->key, key);
+        return n;
+}
+
 static void fill_done(void *userdata) {
         fill_t *f = userdata;
         vmm_pool_t *p = f->pool;
@@ -207,6 +215,9 @@ static void fill_done(void *userdata) {
                             f->why ?: strerror(-f->error), RETRY_AFTER_FAILURE_MS / 1000);
                 if (w)
                         w->failed_at_ms = now_monotonic_ms();
+        } else if (!w || count(p, f->clone->key) >= p->size) {
+                /* The pool shrank, or the template went, while this one was made. */
+                log_debug("Pool: clone %s of template %s not needed any more", f->clone->tap, f->clone->key);
         } else if ((r = clone_watch(p, f->clone)) < 0 || !zlistx_add_end(p->ready, f->clone)) {
                 log_warning_errno(r < 0 ? r : -ENOMEM, "Pool: cannot keep clone %s: %m", f->clone->tap);
         } else {
@@ -241,14 +252,6 @@ static int fill_start(vmm_pool_t *p, want_t *w) {
         }
         p->fill = f;
         return 0;
-}
-
-static size_t count(vmm_pool_t *p, const char *key) {
-        size_t n = 0;
-
-        for (vmm_pool_clone_t *c = zlistx_first(p->ready); c; c = zlistx_next(p->ready))
-                n += streq(c->key, key);
-        return n;
 }
 
 static int on_hold_end(zloop_t *loop, int timer_id, void *arg) {
@@ -424,6 +427,26 @@ void vmm_pool_forget(vmm_pool_t *p, const char *key) {
                         c = zlistx_next(p->ready);
         }
         zhashx_delete(p->wants, key);
+        refill(p);
+}
+
+void vmm_pool_resize(vmm_pool_t *p, uint32_t size) {
+        p->size = size;
+        /* Beyond the new size, each template's newest clones go: the oldest are the ones whose
+         * guests settled longest. */
+        for (want_t *w = zhashx_first(p->wants); w; w = zhashx_next(p->wants)) {
+                size_t n = count(p, w->key);
+
+                for (vmm_pool_clone_t *c = zlistx_last(p->ready); c && n > size;) {
+                        if (streq(c->key, w->key)) {
+                                zlistx_delete(p->ready, zlistx_cursor(p->ready));
+                                n--;
+                                c = zlistx_last(p->ready);
+                                continue;
+                        }
+                        c = zlistx_prev(p->ready);
+                }
+        }
         refill(p);
 }
 

@@ -23,6 +23,8 @@ typedef struct vmm_pool vmm_pool_t;
 int vmm_pool_new(vmm_t *d, uint32_t size, vmm_pool_t **ret);
 /* Every clone's QEMU ended, its directory removed. */
 void vmm_pool_free(vmm_pool_t *p);
+/* A new size (not 0; vmm_pool_free for none): clones beyond it are ended, or more are made. */
+void vmm_pool_resize(vmm_pool_t *p, uint32_t size);
 
 /* Keep clones of this template (a complete one): made in the background, one at a time. */
 void vmm_pool_want(vmm_pool_t *p, const vmm_runtime_t *rt, const char *key, const char *template_dir,

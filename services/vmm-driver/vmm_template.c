@@ -272,6 +272,48 @@ int vmm_templates_new(vmm_t *d, vmm_templates_t **ret) {
         return 0;
 }
 
+int vmm_templates_check_reload(const vmm_t *d, const husk_config_t *fresh) {
+        const husk_config_t *c = vmm_config(d);
+
+        if (fresh->vmm_driver.templates_pool > VMM_TEMPLATES_POOL_MAX)
+                return log_error_errno(EINVAL, "vmm_driver.templates.pool: must be at most %u, got %u",
+                                       VMM_TEMPLATES_POOL_MAX, fresh->vmm_driver.templates_pool);
+        if (fresh->vmm_driver.templates_qemu != c->vmm_driver.templates_qemu ||
+            (fresh->vmm_driver.templates_qemu && !streq(fresh->vmm_driver.templates_dir, c->vmm_driver.templates_dir)))
+                log_notice("vmm_driver.templates: turning templates on or off, or another dir, applies at the next "
+                           "restart of husk-vmm-driver");
+        return 0;
+}
+
+void vmm_templates_reload(vmm_t *d, const husk_config_t *fresh) {
+        vmm_templates_t *t = d->templates;
+        uint32_t size = fresh->vmm_driver.templates_pool;
+        int r;
+
+        if (!t)
+                return;
+        if (size == 0) {
+                if (t->pool)
+                        log_info("Templates: the pool is now off; its clones end");
+                vmm_pool_free(t->pool);
+                t->pool = NULL;
+                return;
+        }
+        if (t->pool) {
+                vmm_pool_resize(t->pool, size);
+                log_info("Templates: pool of %u clones each", size);
+                return;
+        }
+        r = vmm_pool_new(d, size, &t->pool);
+        if (r < 0) {
+                log_warning_errno(r, "Templates: cannot start a pool of %u clones, ignoring: %m", size);
+                return;
+        }
+        log_info("Templates: pool of %u clones each", size);
+        for (entry_t *e = zhashx_first(t->ready); e; e = zhashx_next(t->ready))
+                pool_want(t, e);
+}
+
 static void build_end(build_t *b);
 
 void vmm_templates_free(vmm_templates_t *t) {

@@ -50,6 +50,11 @@ typedef struct vmm_templates vmm_templates_t;
 
 int vmm_templates_new(vmm_t *d, vmm_templates_t **ret);
 void vmm_templates_free(vmm_templates_t *t);
+/* A SIGHUP's config: -EINVAL (logged) for one the templates refuse, before anything changed. */
+int vmm_templates_check_reload(const vmm_t *d, const husk_config_t *fresh);
+/* ...then applied: the pool's size (0: none), at once. Templates on or off and their directory
+ * apply at the next start (a notice says so). */
+void vmm_templates_reload(vmm_t *d, const husk_config_t *fresh);
 
 /* The template a new instance restores from, or NULL: boot cold. Called once its network is
  * known (create_launch); when it may be a clone but no template is ready one is made in the

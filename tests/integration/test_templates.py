@@ -4,6 +4,7 @@ entropy), a template invalidated by a rebuilt kit, a damaged one falling back to
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -373,6 +374,23 @@ def test_warm_pool_serves_applies_and_refills(pstack, tmp_path):
     stack.wait_for(lambda: pooled(stack, key, 2), timeout=240, what="a pool after the restart")
     assert not set(pool_dirs(stack)) & set(before)
     assert exec_in(stack, "web", ids[1], "hostname").strip() == ids[1]
+
+    # A SIGHUP resizes the pool at once: shrunk, off, on again; a size over the bound is refused
+    # and changes nothing.
+    def set_pool(n):
+        stack.config_path.write_text(re.sub(r"pool: \d+", f"pool: {n}", stack.config_path.read_text(), count=1))
+        stack.tool("kill", "--signal", "HUP", "vmm-driver")
+    set_pool(1)
+    stack.wait_for(lambda: pooled(stack, key, 1) and len(pool_dirs(stack)) == 1, timeout=60, what="a pool of one")
+    set_pool(0)
+    stack.wait_for(lambda: not pool_dirs(stack) and pooled(stack, key, 0), timeout=60, what="no pool")
+    set_pool(3)
+    stack.wait_for(lambda: pooled(stack, key, 3), timeout=240, what="a pool of three")
+    set_pool(17)
+    stack.wait_for(lambda: "templates.pool: must be at most 16, got 17" in stack.log("vmm-driver"), timeout=30,
+                   what="the reload refused")
+    assert pooled(stack, key, 3) and len(pool_dirs(stack)) == 3, pool_dirs(stack)
+    assert exec_in(stack, "web", ids[0], "hostname").strip() == ids[0]
 
     # Delete, then drop the template: nothing left, no clone, no QEMU.
     for name in ("web", "svc", "job", "first"):

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,6 +24,7 @@
 #define LINE_MAX_ 65536
 /* A template's NIC: its MAC until a clone's agent sets the clone's own. */
 #define TEMPLATE_MAC "52:54:00:00:00:01"
+#define WARM_UP_ENTROPY 64 /* bytes, as an instance's identity has */
 
 /* ---- a blocking unix stream with a deadline -------------------------------------------------- */
 
@@ -206,58 +208,104 @@ static int qmp_migration_wait(conn_t *c, char **ret_error) {
         "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[{\"capability\":" \
         "\"x-ignore-shared\",\"state\":true}]}}\n"
 
-/* ---- the agent's ready --------------------------------------------------------------------- */
+/* ---- the agent, one request at a time ---------------------------------------------------------- */
 
-/* Until the guest's agent says it is ready (its unsolicited ready, or the answer to our hello). */
-static int agent_wait_ready(const char *dir, uint64_t deadline_ms, char **ret_error) {
-        _cleanup_(agent_frame_reader_clear) agent_frame_reader_t reader;
+typedef struct agent_conn {
+        conn_t c;
+        agent_frame_reader_t reader;
+} agent_conn_t;
+
+static void agent_init(agent_conn_t *a) {
+        a->c.fd = -1;
+        a->c.len = 0;
+        agent_frame_reader_init(&a->reader);
+}
+
+static int agent_open(agent_conn_t *a, const char *dir, uint64_t deadline_ms) {
+        return conn_open(&a->c, dir, "agent.sock", deadline_ms);
+}
+
+static void agent_close(agent_conn_t *a) {
+        conn_close(&a->c);
+        agent_frame_reader_clear(&a->reader);
+}
+
+/* Send the request body packs (a map of n_keys: type and id are added), then read frames until
+ * done(frame) says so: 0; a frame that is an error answer: -EREMOTEIO; the deadline: < 0. */
+typedef bool (*agent_done_fn)(const msgpack_object *frame, uint64_t id);
+static int agent_call(agent_conn_t *a, const char *type, uint64_t id, size_t n_keys,
+                      void (*pack)(msgpack_packer *pk, void *userdata), void *userdata, agent_done_fn done) {
         msgpack_sbuffer body, frame;
         msgpack_packer pk;
-        conn_t c;
         int r;
 
-        agent_frame_reader_init(&reader);
-        r = conn_open(&c, dir, "agent.sock", deadline_ms);
-        if (r < 0)
-                return error_set(ret_error, r, "cannot connect to the agent: %s", strerror(-r));
         msgpack_sbuffer_init(&body);
         msgpack_sbuffer_init(&frame);
         msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
-        mp_pack_kv_str(&pk, "type", "hello");
-        mp_pack_kv_u64(&pk, "id", 1);
-        mp_pack_kv_u64(&pk, "version", AGENT_PROTOCOL_VERSION);
+        msgpack_pack_map(&pk, 2 + n_keys);
+        mp_pack_kv_str(&pk, "type", type);
+        mp_pack_kv_u64(&pk, "id", id);
+        pack(&pk, userdata);
         r = agent_frame_encode(body.data, body.size, &frame);
         if (r >= 0)
-                r = conn_write(&c, frame.data, frame.size);
+                r = conn_write(&a->c, frame.data, frame.size);
         msgpack_sbuffer_destroy(&body);
         msgpack_sbuffer_destroy(&frame);
         while (r >= 0) {
                 msgpack_unpacked u;
-                bool ready = false;
-                const msgpack_object *type;
+                const msgpack_object *t;
+                uint64_t answered;
+                bool finished, failed;
 
-                r = agent_frame_reader_next(&reader, &u);
+                r = agent_frame_reader_next(&a->reader, &u);
                 if (r == 0) {
-                        c.len = 0;
-                        r = conn_fill(&c);
+                        a->c.len = 0;
+                        r = conn_fill(&a->c);
                         if (r >= 0)
-                                r = agent_frame_reader_feed(&reader, c.buf, c.len);
+                                r = agent_frame_reader_feed(&a->reader, a->c.buf, a->c.len);
                         continue;
                 }
                 if (r < 0)
                         break;
-                type = mp_map_get(&u.data, "type");
-                ready = type && (mp_str_eq(type, "ready") ||
-                                 (mp_str_eq(type, "hello") && mp_get_bool(&u.data, "ready", &ready) >= 0 && ready));
+                t = mp_map_get(&u.data, "type");
+                failed = t && mp_str_eq(t, "error") && mp_get_u64(&u.data, "id", &answered) >= 0 && answered == id;
+                finished = done(&u.data, id);
                 msgpack_unpacked_destroy(&u);
-                if (ready) {
-                        conn_close(&c);
+                if (failed)
+                        return -EREMOTEIO;
+                if (finished)
                         return 0;
-                }
         }
-        conn_close(&c);
-        return error_set(ret_error, r, "the template's agent never said ready: %s", strerror(-r));
+        return r;
+}
+
+static void pack_hello(msgpack_packer *pk, void *userdata) { mp_pack_kv_u64(pk, "version", AGENT_PROTOCOL_VERSION); }
+
+/* The agent is ready: its unsolicited ready, or the answer to our hello. */
+static bool said_ready(const msgpack_object *frame, uint64_t id) {
+        const msgpack_object *type = mp_map_get(frame, "type");
+        bool ready = false;
+
+        return type && (mp_str_eq(type, "ready") ||
+                        (mp_str_eq(type, "hello") && mp_get_bool(frame, "ready", &ready) >= 0 && ready));
+}
+
+/* Until the guest's agent says it is ready. */
+static int agent_wait_ready(const char *dir, uint64_t deadline_ms, char **ret_error) {
+        agent_conn_t a;
+        int r;
+
+        agent_init(&a);
+        r = agent_open(&a, dir, deadline_ms);
+        if (r < 0) {
+                agent_close(&a);
+                return error_set(ret_error, r, "cannot connect to the agent: %s", strerror(-r));
+        }
+        r = agent_call(&a, "hello", 1, 1, pack_hello, NULL, said_ready);
+        agent_close(&a);
+        if (r < 0)
+                return error_set(ret_error, r, "the template's agent never said ready: %s", strerror(-r));
+        return 0;
 }
 
 /* ---- the ops ---------------------------------------------------------------------------------- */
@@ -431,6 +479,73 @@ static int in_own_mount_namespace(char ***argv) {
         return 0;
 }
 
+/* A restored clone runs once through what taking it will run (the host's connection, hello, an
+ * identity), then pauses again. A clone is a new QEMU whose TCG has translated none of the
+ * guest's code: taking a clone that never ran spent ~100 ms translating the agent's and the
+ * kernel's paths for hello and ~90 ms for the identity, here. Run while the clone waits in the
+ * pool, the instance that takes it finds that code translated. The identity is a placeholder
+ * (fresh entropy, the clock, a hostname saying so, the template's MAC, a link-local address and
+ * no route): the instance's own replaces every part of it. */
+#define WARM_UP_HOSTNAME "husk-pool-warm-up"
+#define WARM_UP_ADDRESS "169.254.0.2"
+
+typedef struct warm_up_identity {
+        uint8_t entropy[WARM_UP_ENTROPY];
+        bool net;
+} warm_up_identity_t;
+
+static size_t warm_up_identity_keys(const warm_up_identity_t *w) { return 3 + (w->net ? 3 : 0); }
+
+static void pack_warm_up_identity(msgpack_packer *pk, void *userdata) {
+        const warm_up_identity_t *w = userdata;
+
+        mp_pack_kv_str(pk, "hostname", WARM_UP_HOSTNAME);
+        mp_pack_str(pk, "entropy");
+        msgpack_pack_bin(pk, sizeof(w->entropy));
+        msgpack_pack_bin_body(pk, w->entropy, sizeof(w->entropy));
+        mp_pack_kv_u64(pk, "time_ns", now_realtime_ns());
+        if (w->net) {
+                mp_pack_kv_str(pk, "mac", TEMPLATE_MAC);
+                mp_pack_kv_str(pk, "ip", WARM_UP_ADDRESS);
+                mp_pack_kv_u64(pk, "prefix", 30);
+        }
+}
+
+static bool answered(const msgpack_object *frame, uint64_t id) {
+        uint64_t got;
+
+        return mp_get_u64(frame, "id", &got) >= 0 && got == id;
+}
+
+static int warm_up(const char *dir, bool net, char **ret_error) {
+        uint64_t deadline = now_monotonic_ms() + SAVE_TIMEOUT_MS;
+        warm_up_identity_t w = { .net = net };
+        agent_conn_t a;
+        conn_t c;
+        int r;
+
+        if (getrandom(w.entropy, sizeof(w.entropy), 0) != (ssize_t)sizeof(w.entropy))
+                return error_set(ret_error, -errno, "no entropy for the warm-up: %m");
+        agent_init(&a);
+        r = qmp_open(&c, dir, deadline, ret_error);
+        if (r >= 0)
+                r = qmp_call(&c, NULL, ret_error, "{\"execute\":\"cont\"}\n");
+        if (r >= 0)
+                r = agent_open(&a, dir, deadline);
+        if (r >= 0)
+                r = agent_call(&a, "hello", 1, 1, pack_hello, NULL, answered);
+        if (r >= 0)
+                r = agent_call(&a, "identity", 2, warm_up_identity_keys(&w), pack_warm_up_identity, &w, answered);
+        explicit_bzero(w.entropy, sizeof(w.entropy));
+        agent_close(&a);
+        if (r < 0 && ret_error && !*ret_error)
+                (void)error_set(ret_error, r, "warm-up: the agent did not answer: %s", strerror(-r));
+        if (r >= 0)
+                r = qmp_call(&c, NULL, ret_error, "{\"execute\":\"stop\"}\n");
+        conn_close(&c);
+        return r;
+}
+
 static int pool_clone(const void *state, const vmm_profile_t *p, const char *template_dir, const char *dir,
                       const char *tap, pid_t *ret_pid, char **ret_error) {
         const vmm_qemu_t *q = state;
@@ -466,6 +581,8 @@ static int pool_clone(const void *state, const vmm_profile_t *p, const char *tem
                 return error_set(ret_error, r, "cannot start %s: %s", argv[0], strerror(-r));
         __atomic_store_n(ret_pid, pid, __ATOMIC_SEQ_CST);
         r = restore(dir, template_dir, false, SAVE_TIMEOUT_MS, ret_error);
+        if (r >= 0)
+                r = warm_up(dir, p->net, ret_error);
         if (r >= 0)
                 return 0;
         kill(pid, SIGKILL);

@@ -318,6 +318,11 @@ def test_warm_pool_serves_applies_and_refills(pstack, tmp_path):
     stack.wait_for(lambda: pooled(stack, key, 2), timeout=240, what="two clones in the pool")
     first_pool = pool_dirs(stack)
     assert len(first_pool) == 2, first_pool
+    # Each ran once through a placeholder identity before it paused (its TCG translated what a
+    # take runs).
+    for name in first_pool:
+        console = (stack.instances_dir / name / "console.log").read_text(errors="replace")
+        assert "identity taken (instance husk-pool-warm-up)" in console, console[-2000:]
     # husk node get lists the template with its pool.
     node = json.loads(stack.husk("node", "get", "-o", "json").stdout)
     assert [(t["key"], t["pool"]) for t in node["templates"]] == [(key, 2)], node

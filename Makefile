@@ -247,11 +247,17 @@ $(BUILD)/fuzz/fuzz_config_body: $(call fuzzobj,$(call comp_srcs,apiserver))
 $(BUILD)/fuzz/fuzz_manifest_parse $(BUILD)/fuzz/fuzz_config_body: $(call fuzzobj,$(MANIFEST_SRCS))
 $(BUILD)/fuzz/fuzz_cli_manifest: $(call fuzzobj,cli/cli_yaml.c cli/cli_expand.c cli/cli_manifest.c)
 $(BUILD)/fuzz/fuzz_oci_spec: $(call fuzzobj,cli/oci/oci_spec.c)
-fuzz: $(FUZZ_BINS)
-	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
-	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(BUILD)/fuzz/corpus-$$(basename $$f) \
-	    $$(ls -d tests/fuzz/seeds-$$(basename $$f) 2>/dev/null) 2>&1 | tail -3; done
+# One target per fuzzer, so that `make -j` runs them side by side. Each writes a log next to it;
+# a crash fails its target and shows the log's end (the input is saved as <fuzzer>-crash-*).
+# Its status is the fuzzer's own: piping it into tail used to hide every crash.
+FUZZ_RUNS := $(addsuffix .run,$(FUZZ_BINS))
+$(FUZZ_RUNS): %.run: %
+	@mkdir -p $(dir $*)corpus-$(notdir $*)
+	@if $* -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$*- $(dir $*)corpus-$(notdir $*) \
+	    $$(ls -d tests/fuzz/seeds-$(notdir $*) 2>/dev/null) > $*.log 2>&1; \
+	  then echo "== $(notdir $*) ($(FUZZ_SECONDS)s): $$(tail -n 1 $*.log)"; \
+	  else echo "== $(notdir $*): FAILED, the end of $*.log:"; tail -n 40 $*.log; exit 1; fi
+fuzz: $(FUZZ_RUNS)
 
 # ---- integration tests -----------------------------------------------------------------------
 # test_seed and test_disk double as the image boot test's seed and disk makers (write/create).
@@ -261,7 +267,8 @@ fixtures: $(FIXTURES)
 # (pytest-xdist): most of a test's time is a TCG guest booting on one core or waiting for it.
 TEST_JOBS ?= 2
 integration: fixtures
-	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) tests/integration
+	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) --durations=25 \
+	  tests/integration
 
 # The fixtures (the disk image takes minutes, most of them waiting on dpkg) are made while the
 # unit tests and the fuzzers run.
@@ -310,7 +317,7 @@ install: all guest
 clean:
 	rm -rf $(BUILD)/gen $(BUILD)/obj $(BUILD)/san $(BUILD)/pic $(BUILD)/lib $(BUILD)/bin $(BUILD)/fuzz $(BUILD)/fuzz-obj
 
-.PHONY: all schema guest image san-daemons unit ui-unit fuzz fixtures integration check format format-check bench soak demo install clean
+.PHONY: all schema guest image san-daemons unit ui-unit fuzz $(FUZZ_RUNS) fixtures integration check format format-check bench soak demo install clean
 .DELETE_ON_ERROR:
 # Dependency files only: not build/image, whose root file system tree has directories named *.d.
 -include $(shell find $(BUILD) -path $(BUILD)/image -prune -o -name '*.d' -type f -print 2>/dev/null)

@@ -106,3 +106,19 @@ def test_build_dir_spelled_absolute_finds_the_same_objects():
         r = subprocess.run(["make", "-q", "-C", str(REPO), f"BUILD={spelling}", "all", "guest"],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, f"make BUILD={spelling} all guest would rebuild:\n{r.stdout}{r.stderr}"
+
+
+def test_a_crashing_fuzzer_fails_make_fuzz(tmp_path):
+    """make check's fuzz step fails when a fuzzer fails, and says which. It once piped each
+    fuzzer into `tail -3`, whose status hid every crash. A stand-in fuzzer that exits 1 (as
+    libFuzzer does on a crash) and one that succeeds, run by the Makefile's own rule."""
+    crashing, fine = tmp_path / "fuzz_crashing", tmp_path / "fuzz_fine"
+    crashing.write_text("#!/bin/sh\necho '==1== ERROR: libFuzzer: deadly signal'\nexit 1\n")
+    fine.write_text("#!/bin/sh\necho 'Done 1000 runs in 1 second(s)'\n")
+    for f in (crashing, fine):
+        f.chmod(0o755)
+    r = subprocess.run(["make", "-C", str(REPO), "-k", f"FUZZ_BINS={crashing} {fine}", "FUZZ_SECONDS=1", "fuzz"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "fuzz_crashing: FAILED" in r.stdout and "deadly signal" in r.stdout, r.stdout
+    assert "== fuzz_fine (1s): Done 1000 runs" in r.stdout, r.stdout

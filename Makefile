@@ -129,7 +129,8 @@ $(BUILD)/bin/husk: $(call obj,$(wildcard cli/*.c)) $(LIBHUSK)
 # husk-oci, the OCI runtime (cli/oci/): standalone, no daemon; it runs QEMU and virtiofsd itself
 # with vmm-driver's own code for them (the qemu runtime's command line, the spawners), linked in.
 PKGS_oci := $(PKGS_core)
-OCI_VMM_SRCS := services/vmm-driver/vmm_qemu.c services/vmm-driver/vmm_fs.c services/vmm-driver/vmm_proc.c
+OCI_VMM_SRCS := services/vmm-driver/vmm_qemu.c services/vmm-driver/vmm_fs.c services/vmm-driver/vmm_proc.c \
+                services/vmm-driver/vmm_qemu_template.c
 $(BUILD)/bin/husk-oci: $(call obj,$(wildcard cli/oci/*.c) $(OCI_VMM_SRCS)) $(LIBHUSK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(call comp_libs,oci)

@@ -198,6 +198,17 @@ char *format_timestamp_ms(uint64_t unix_ms, char *buf, size_t size) {
         return buf;
 }
 
+uint64_t fnv1a_64(const void *data, size_t size) {
+        const unsigned char *p = data;
+        uint64_t h = 0xcbf29ce484222325ull;
+
+        for (size_t k = 0; k < size; k++) {
+                h ^= p[k];
+                h *= 0x100000001b3ull;
+        }
+        return h;
+}
+
 int random_hex(char *buf, size_t nbytes) {
         unsigned char raw[64];
         ssize_t n;

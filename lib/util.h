@@ -74,6 +74,9 @@ uint64_t now_monotonic_ms(void);
 /* "2026-11-22T05:30:00.123Z" into buf (at least 32 bytes). */
 char *format_timestamp_ms(uint64_t unix_ms, char *buf, size_t size);
 
+/* FNV-1a, 64 bits: a name for a text (template keys, short directory names), not a MAC. */
+uint64_t fnv1a_64(const void *data, size_t size);
+
 /* Random lowercase hex string of 2*nbytes characters, from getrandom(). */
 int random_hex(char *buf, size_t nbytes);
 

@@ -46,6 +46,10 @@ static void help(void) {
                "  --accel kvm|tcg|auto  QEMU's accelerator (default: the config's runtime.qemu.accel)\n"
                "  --cpus N              vCPUs of a VM whose spec sets no CPU quota (default %u)\n"
                "  --memory MIB          RAM of a VM whose spec sets no memory limit (default %u)\n"
+               "  --template DIR        start each VM as a clone of a template of its boot profile, kept\n"
+               "                        in DIR (made there by the first container that needs it; runV's\n"
+               "                        flag); without it every VM boots cold. Clones share the\n"
+               "                        template's memory pages: see the README before using it\n"
                "  --systemd-cgroup, --rootless VALUE, --criu PATH   accepted and ignored (runc's)\n"
                "  -h, --help, -v, --version\n",
                OCI_DEFAULT_CPUS, OCI_DEFAULT_MEMORY_MIB);
@@ -58,6 +62,7 @@ enum {
         OPT_DEBUG,
         OPT_CONFIG,
         OPT_KERNEL,
+        OPT_TEMPLATE,
         OPT_INITRD,
         OPT_QEMU,
         OPT_ACCEL,
@@ -89,6 +94,7 @@ int main(int argc, char **argv) {
                 { "accel", required_argument, NULL, OPT_ACCEL },
                 { "cpus", required_argument, NULL, OPT_CPUS },
                 { "memory", required_argument, NULL, OPT_MEMORY },
+                { "template", required_argument, NULL, OPT_TEMPLATE },
                 { "systemd-cgroup", no_argument, NULL, OPT_IGNORED_FLAG },
                 { "rootless", required_argument, NULL, OPT_IGNORED_ARG },
                 { "criu", required_argument, NULL, OPT_IGNORED_ARG },
@@ -134,6 +140,11 @@ int main(int argc, char **argv) {
                         break;
                 case OPT_ACCEL:
                         ctx.accel = optarg;
+                        break;
+                case OPT_TEMPLATE:
+                        if (optarg[0] != '/')
+                                return oci_error("--template: %s: must be an absolute path", optarg);
+                        ctx.template_dir = optarg;
                         break;
                 case OPT_CPUS:
                         if (parse_u32_opt("cpus", optarg, 1, 64, &ctx.cpus) < 0)

@@ -22,18 +22,19 @@
 
 /* The global options (before the verb), as runc and runV take them, plus husk's VM options. */
 typedef struct oci_ctx {
-        const char *root;    /* --root: one directory per container */
-        const char *log;     /* --log FILE: errors (and debug lines) go there; NULL: stderr only */
-        bool log_json;       /* --log-format json */
-        bool debug;          /* --debug */
-        const char *config;  /* --config: husk's config file (kit paths, qemu binary, accel) */
-        const char *kernel;  /* --kernel; NULL: the config's kit.kernel */
-        const char *initrd;  /* --initrd; NULL: the config's kit.initrd */
-        const char *qemu;    /* --qemu; NULL: the config's runtime.qemu.binary_path */
-        const char *accel;   /* --accel kvm|tcg|auto; NULL: the config's */
-        uint32_t cpus;       /* --cpus: a VM's vCPUs when the spec sets no CPU quota */
-        uint32_t memory_mib; /* --memory: a VM's RAM when the spec sets no memory limit */
-        const char *argv0;   /* this program, for the holder's re-exec */
+        const char *root;         /* --root: one directory per container */
+        const char *log;          /* --log FILE: errors (and debug lines) go there; NULL: stderr only */
+        bool log_json;            /* --log-format json */
+        bool debug;               /* --debug */
+        const char *config;       /* --config: husk's config file (kit paths, qemu binary, accel) */
+        const char *kernel;       /* --kernel; NULL: the config's kit.kernel */
+        const char *initrd;       /* --initrd; NULL: the config's kit.initrd */
+        const char *qemu;         /* --qemu; NULL: the config's runtime.qemu.binary_path */
+        const char *accel;        /* --accel kvm|tcg|auto; NULL: the config's */
+        uint32_t cpus;            /* --cpus: a VM's vCPUs when the spec sets no CPU quota */
+        uint32_t memory_mib;      /* --memory: a VM's RAM when the spec sets no memory limit */
+        const char *template_dir; /* --template DIR: VMs start as clones of templates kept there; NULL: cold */
+        const char *argv0;        /* this program, for the holder's re-exec */
 } oci_ctx_t;
 
 typedef struct oci_verb {
@@ -50,6 +51,8 @@ void oci_log_setup(const oci_ctx_t *ctx);
 int oci_error(const char *fmt, ...) _printf_(1, 2);
 /* The same for helpers that return a negative number on failure: -1. */
 #define oci_fail(...) (-oci_error(__VA_ARGS__))
+/* Something the caller should know that did not fail the verb: a warning line in --log. */
+void oci_warning(const char *fmt, ...) _printf_(1, 2);
 /* A debug line in --log, only with --debug. */
 void oci_debug(const char *fmt, ...) _printf_(1, 2);
 /* --log's JSON line for level/msg at unix time ms, into a new string (no newline). */

@@ -30,9 +30,9 @@ void oci_agent_pack_hello(msgpack_sbuffer *sb, uint64_t id) {
 }
 
 void oci_agent_pack_start(msgpack_sbuffer *sb, uint64_t id, const char *hostname, const oci_vm_mount_t *mounts,
-                          size_t n_mounts) {
+                          size_t n_mounts, bool ninep) {
         packer_t p;
-        msgpack_packer *pk = begin(&p, sb, "start", 9);
+        msgpack_packer *pk = begin(&p, sb, "start", 10);
 
         mp_pack_kv_u64(pk, "id", id);
         mp_pack_kv_str(pk, "mode", "rootfs");
@@ -45,6 +45,7 @@ void oci_agent_pack_start(msgpack_sbuffer *sb, uint64_t id, const char *hostname
         msgpack_pack_map(pk, 0);
         mp_pack_kv_str(pk, "kind", "worker");
         mp_pack_kv_str(pk, "hostname", hostname);
+        mp_pack_kv_str(pk, "fs", ninep ? "9p" : "virtiofs");
         mp_pack_str(pk, "mounts");
         msgpack_pack_array(pk, n_mounts);
         for (size_t k = 0; k < n_mounts; k++) {
@@ -55,6 +56,14 @@ void oci_agent_pack_start(msgpack_sbuffer *sb, uint64_t id, const char *hostname
                 if (mounts[k].file)
                         mp_pack_kv_str(pk, "file", mounts[k].file);
         }
+}
+
+void oci_agent_pack_identity(msgpack_sbuffer *sb, uint64_t id, const agent_identity_t *identity) {
+        packer_t p;
+        msgpack_packer *pk = begin(&p, sb, "identity", 1 + agent_identity_keys(identity));
+
+        mp_pack_kv_u64(pk, "id", id);
+        agent_identity_pack(pk, identity);
 }
 
 /* The proc.* frames: proto/agent_proc.h's codec, the one husk-agent decodes with. */

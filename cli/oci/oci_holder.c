@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,6 +42,7 @@ typedef enum phase {
 
 typedef enum req_kind {
         REQ_HELLO,
+        REQ_IDENTITY,
         REQ_START,
         REQ_CREATE_INIT,
         REQ_PROC_START,
@@ -229,14 +231,47 @@ static void fail_create(holder_t *h, const char *error) {
 
 /* ---- agent frames -------------------------------------------------------------------------------- */
 
+static const char *hostname(const holder_t *h) { return h->o->spec->hostname ?: h->o->id; }
+
+static void send_start(holder_t *h) {
+        h->phase = PHASE_PREPARING;
+        oci_agent_pack_start(&h->sb, new_id(h), hostname(h), h->vm.mounts, h->vm.n_mounts, h->vm.clone);
+        if (!agent_send(h, REQ_START, NULL))
+                fail_create(h, "cannot talk to the VM's agent");
+}
+
+/* A clone is its template until it takes this container's identity: fresh entropy (clones never
+ * share random state), the clock, the hostname, and the namespace's address on its NIC. */
+static void send_identity(holder_t *h) {
+        const vmm_net_t *n = &h->net.vm;
+        uint8_t entropy[64];
+        agent_identity_t id = { .hostname = hostname(h),
+                                .entropy = entropy,
+                                .entropy_size = sizeof(entropy),
+                                .time_ns = now_realtime_ns(),
+                                .mac = h->net.attached ? n->mac : NULL,
+                                .ip = n->guest_ip,
+                                .prefix = n->prefix,
+                                .gw = n->host_ip };
+
+        if (getrandom(entropy, sizeof(entropy), 0) != (ssize_t)sizeof(entropy)) {
+                fail_create(h, "no host entropy for the VM's identity");
+                return;
+        }
+        oci_agent_pack_identity(&h->sb, new_id(h), &id);
+        explicit_bzero(entropy, sizeof(entropy));
+        if (!agent_send(h, REQ_IDENTITY, NULL))
+                fail_create(h, "cannot talk to the VM's agent");
+}
+
 static void on_ready(holder_t *h) {
         if (h->agent_ready)
                 return;
         h->agent_ready = true;
-        h->phase = PHASE_PREPARING;
-        oci_agent_pack_start(&h->sb, new_id(h), h->o->spec->hostname ?: h->o->id, h->vm.mounts, h->vm.n_mounts);
-        if (!agent_send(h, REQ_START, NULL))
-                fail_create(h, "cannot talk to the VM's agent");
+        if (h->vm.clone)
+                send_identity(h);
+        else
+                send_start(h);
 }
 
 static void send_proc_start(holder_t *h, conn_t *c) {
@@ -273,6 +308,17 @@ static void on_answer(holder_t *h, const msgpack_object *body, bool error) {
                         on_ready(h);
                 break;
         }
+        case REQ_IDENTITY:
+                if (error) {
+                        _cleanup_free_ char *m = NULL;
+
+                        if (asprintf(&m, "the VM's clone refused its identity: %s", message ?: "failed") < 0)
+                                m = NULL;
+                        fail_create(h, m ?: "the VM's clone refused its identity");
+                        break;
+                }
+                send_start(h);
+                break;
         case REQ_START:
                 if (error) {
                         _cleanup_free_ char *m = NULL;

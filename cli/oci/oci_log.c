@@ -80,28 +80,39 @@ static void emit(const char *level, const char *msg) {
         close(fd);
 }
 
-int oci_error(const char *fmt, ...) {
+/* One line of level from fmt; an out-of-memory message for an error that cannot be formatted. */
+static void emitv(const char *level, const char *fmt, va_list ap) {
         _cleanup_free_ char *msg = NULL;
+
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        if (msg || streq(level, "error"))
+                emit(level, msg ?: "out of memory");
+}
+
+int oci_error(const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        emitv("error", fmt, ap);
         va_end(ap);
-        emit("error", msg ?: "out of memory");
         return OCI_EXIT_FAILURE;
 }
 
+void oci_warning(const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        emitv("warning", fmt, ap);
+        va_end(ap);
+}
+
 void oci_debug(const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
         va_list ap;
 
         if (!log_debug)
                 return;
         va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        emitv("debug", fmt, ap);
         va_end(ap);
-        if (msg)
-                emit("debug", msg);
 }

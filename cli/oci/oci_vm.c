@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/oci/oci_vm.h"
+#include "cli/oci/oci_template.h"
 #include "lib/config.h"
 #include "services/vmm-driver/vmm_qemu.h"
 
@@ -180,6 +181,47 @@ int oci_vm_start(const oci_ctx_t *ctx, const oci_spec_t *spec, const char *rootf
         r = plan_mounts(spec, vm, shares, &n_shares, ret_error);
         if (r < 0)
                 goto fail;
+        if (ctx->template_dir) {
+                vmm_qemu_t q = { .binary = qemu, .accel = accel, .tsc_khz = tsc_khz };
+                vmm_launch_volume_t clone_volumes[OCI_VM_SHARES_MAX];
+                oci_clone_t c = { .qemu = &q,
+                                  .profile = { .kernel = kernel,
+                                               .initrd = initrd,
+                                               .cpus = cpus,
+                                               .memory_mib = mib,
+                                               .net = net && net->attached,
+                                               .fs = true,
+                                               .volumes = (uint32_t)n_shares },
+                                  .rootfs = rootfs,
+                                  .rootfs_writable = !spec->root_readonly,
+                                  .volumes = clone_volumes,
+                                  .net = net };
+
+                for (size_t s = 0; s < n_shares; s++)
+                        clone_volumes[s] =
+                                (vmm_launch_volume_t){ .path = shares[s].source, .readonly = shares[s].readonly };
+                r = oci_template_start(ctx->template_dir, &c, dir, &pid, &why);
+                if (r >= 0) {
+                        vm->clone = true;
+                        vm->qemu_pid = pid;
+                        if (vmm_proc_start_time(pid, &vm->qemu_start) < 0)
+                                vm->qemu_start = 0;
+                        /* Over 9p now: the template's tags (the agent mounts them as 9p). */
+                        for (size_t k = 0; k < vm->n_mounts; k++) {
+                                unsigned share = 0;
+
+                                (void)sscanf(vm->mounts[k].tag, "m%u", &share);
+                                snprintf(vm->mounts[k].tag, sizeof(vm->mounts[k].tag), VMM_TEMPLATE_VOLUME_TAG,
+                                         (size_t)share);
+                        }
+                        for (size_t s = 0; s < n_shares; s++)
+                                free(shares[s].source);
+                        return 0;
+                }
+                /* A template is an optimisation, never a reason for a container not to start. */
+                oci_warning("template in %s: %s; booting the VM cold", ctx->template_dir, why ?: strerror(-r));
+                free(TAKE_PTR(why));
+        }
         r = start_share(dir, VMM_FS_SOCKET, "virtiofsd.log", rootfs, spec->root_readonly, &vm->fs_pid[0],
                         &vm->fs_start[0], ret_error);
         if (r < 0)
@@ -254,7 +296,7 @@ static void kill_one(pid_t pid, uint64_t start) {
 }
 
 int oci_vm_dir(const char *dir, char *buf, size_t size) {
-        uint64_t h = 14695981039346656037ull; /* FNV-1a */
+        uint64_t h = fnv1a_64(dir, strlen(dir));
         int r;
 
         /* Short enough for every socket name below sun_path's 108 bytes: the container's own. */
@@ -263,8 +305,6 @@ int oci_vm_dir(const char *dir, char *buf, size_t size) {
                         return -ENAMETOOLONG;
                 return 0;
         }
-        for (const char *p = dir; *p; p++)
-                h = (h ^ (unsigned char)*p) * 1099511628211ull;
         r = mkdir_p(OCI_VM_DIR_BASE, 0700);
         if (r < 0)
                 return r;

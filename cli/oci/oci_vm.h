@@ -20,13 +20,14 @@
 
 /* One bind mount as the agent's `start` mounts it: {tag, destination, readonly, file}. */
 typedef struct oci_vm_mount {
-        char tag[16];
+        char tag[32];
         char *destination;
         bool readonly;
         char *file; /* a file bind mount: its name in the shared directory; NULL: the directory */
 } oci_vm_mount_t;
 
 typedef struct oci_vm {
+        bool clone; /* restored from a template (--template): its root and shares are 9p, it needs its identity */
         pid_t qemu_pid;
         uint64_t qemu_start;
         int64_t fs_pid[1 + OCI_VM_SHARES_MAX]; /* [0]: the root's */

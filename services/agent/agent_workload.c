@@ -107,8 +107,11 @@ static int mount_disk(const char *dev, char *msg, size_t msg_size) {
 }
 
 /* 9p: a template clone's image (its memory is a private copy, which vhost-user virtio-fs cannot
- * serve); read-only on both sides, cached as loosely as a share that never changes allows. */
+ * serve); read-only on both sides, cached as loosely as a share that never changes allows. A
+ * writable one (husk-oci's bundle root, which the host sees) is not cached: every write reaches
+ * the host at once, and what the host changes is seen. */
 #define NINEP_OPTIONS "trans=virtio,version=9p2000.L,msize=524288,cache=loose"
+#define NINEP_WRITABLE_OPTIONS "trans=virtio,version=9p2000.L,msize=524288,cache=mmap"
 
 /* subdir: the image is that directory of the share, not its root. A warm-pool clone's QEMU
  * opened its export before anyone knew which image it would serve; the host binds the image
@@ -121,7 +124,9 @@ static int mount_image(const char *tag, bool ninep, const char *subdir, bool wri
         if (strncmp(tag, "/dev/", 5) == 0)
                 return mount_disk(tag, msg, msg_size);
         r = mkdir_mount(tag, subdir ? SHARE_DIR : IMAGE_DIR, ninep ? "9p" : "virtiofs", flags,
-                        ninep ? NINEP_OPTIONS : NULL);
+                        !ninep     ? NULL
+                        : writable ? NINEP_WRITABLE_OPTIONS
+                                   : NINEP_OPTIONS);
         if (r < 0) {
                 snprintf(msg, msg_size, "cannot mount %s tag %s: %s", ninep ? "9p" : "virtio-fs", tag, strerror(-r));
                 return r;

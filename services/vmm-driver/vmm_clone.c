@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/agent_identity.h"
 #include "services/vmm-driver/vmm_job.h"
 #include "services/vmm-driver/vmm_template.h"
 
@@ -95,29 +96,7 @@ void vmm_restore_cancel(vmm_restore_t **p) {
 
 bool vmm_clone_identity_pending(const vmm_instance_t *i) { return i->rec.inst.template && !i->rec.identity_given; }
 
-typedef struct identity {
-        const vmm_instance_t *i;
-        uint8_t entropy[ENTROPY_BYTES];
-} identity_t;
-
-static size_t identity_keys(const vmm_instance_t *i) { return 3 + (i->net.attached ? 4 : 0); }
-
-static void pack_identity(msgpack_packer *pk, void *userdata) {
-        const identity_t *id = userdata;
-        const vmm_net_t *n = &id->i->net;
-
-        mp_pack_kv_str(pk, "hostname", id_of(id->i));
-        mp_pack_str(pk, "entropy");
-        msgpack_pack_bin(pk, sizeof(id->entropy));
-        msgpack_pack_bin_body(pk, id->entropy, sizeof(id->entropy));
-        mp_pack_kv_u64(pk, "time_ns", now_realtime_ns());
-        if (n->attached) {
-                mp_pack_kv_str(pk, "mac", n->mac);
-                mp_pack_kv_str(pk, "ip", n->guest_ip);
-                mp_pack_kv_u64(pk, "prefix", n->prefix);
-                mp_pack_kv_str(pk, "gw", n->host_ip);
-        }
-}
+static void pack_identity(msgpack_packer *pk, void *userdata) { agent_identity_pack(pk, userdata); }
 
 static void on_identity(vmm_instance_t *i, const msgpack_object *body, int error, void *userdata) {
         _cleanup_free_ char *message = NULL;
@@ -148,11 +127,20 @@ static void on_identity(vmm_instance_t *i, const msgpack_object *body, int error
 }
 
 void vmm_clone_give_identity(vmm_instance_t *i) {
-        identity_t id = { .i = i };
+        const vmm_net_t *n = &i->net;
+        uint8_t entropy[ENTROPY_BYTES];
+        agent_identity_t id = { .hostname = id_of(i),
+                                .entropy = entropy,
+                                .entropy_size = sizeof(entropy),
+                                .time_ns = now_realtime_ns(),
+                                .mac = n->attached ? n->mac : NULL,
+                                .ip = n->guest_ip,
+                                .prefix = n->prefix,
+                                .gw = n->host_ip };
         int64_t r;
 
         /* Fresh for each request: two clones never share random state, nor one clone two seeds. */
-        if (getrandom(id.entropy, sizeof(id.entropy), 0) != (ssize_t)sizeof(id.entropy)) {
+        if (getrandom(entropy, sizeof(entropy), 0) != (ssize_t)sizeof(entropy)) {
                 log_error_errno(errno, "Instance %s: no host entropy for its identity: %m", id_of(i));
                 return;
         }
@@ -160,9 +148,9 @@ void vmm_clone_give_identity(vmm_instance_t *i) {
                 /* Adopted before its identity was given: netd's full answer died with the old
                  * vmm-driver; without it the clone has no address to take. */
                 log_warning("Instance %s: clone adopted before it took its identity: no network for it", id_of(i));
-        r = vmm_agent_request(i, "identity", identity_keys(i), pack_identity, &id, IDENTITY_TIMEOUT_MS, on_identity,
-                              NULL);
-        explicit_bzero(id.entropy, sizeof(id.entropy));
+        r = vmm_agent_request(i, "identity", agent_identity_keys(&id), pack_identity, &id, IDENTITY_TIMEOUT_MS,
+                              on_identity, NULL);
+        explicit_bzero(entropy, sizeof(entropy));
         if (r < 0)
                 log_debug_errno((int)r, "Instance %s: cannot send identity: %m", id_of(i));
 }

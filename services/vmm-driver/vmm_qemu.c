@@ -233,7 +233,8 @@ static void add_kit(strv_builder_t *b, const vmm_qemu_params_t *p, const char *n
         }
         if (p->ninep_export) {
                 add(b, "-fsdev");
-                add(b, "local,id=fs0,path=%s,security_model=none,readonly=on", p->ninep_export);
+                add(b, "local,id=fs0,path=%s,security_model=%s", p->ninep_export,
+                    p->ninep_export_writable ? "passthrough" : "none,readonly=on");
                 add(b, "-device");
                 add(b, "virtio-9p-device,fsdev=fs0,mount_tag=%s", VMM_FS_TAG);
         }

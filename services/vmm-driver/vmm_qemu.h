@@ -34,8 +34,9 @@ typedef struct vmm_qemu_params {
          * privately by its clones; nothing per instance on the kernel command line; the image over
          * virtio-9p instead of virtio-fs. NULL: a cold boot. */
         const char *memory_file;
-        bool clone;               /* -incoming defer, RAM private; false: the template itself */
-        const char *ninep_export; /* the 9p device's host directory (the template's is empty) */
+        bool clone;                 /* -incoming defer, RAM private; false: the template itself */
+        const char *ninep_export;   /* the 9p device's host directory (the template's is empty) */
+        bool ninep_export_writable; /* read-write, owners kept (husk-oci's bundle root); false: read-only */
         /* One more virtio-9p device each (tag VMM_TEMPLATE_VOLUME_TAG): a clone's volumes, the
          * template's empty directories; path and readonly of vmm_launch_volume_t. */
         const vmm_launch_volume_t *ninep_volumes;

@@ -17,6 +17,7 @@
 
 #include "lib/log.h"
 #include "lib/mp.h"
+#include "proto/agent_identity.h"
 #include "services/vmm-driver/vmm_qemu.h"
 
 #define BOOT_TIMEOUT_MS 240000 /* a TCG boot on a host this loaded took 22 s; a template is made once */
@@ -489,27 +490,7 @@ static int in_own_mount_namespace(char ***argv) {
 #define WARM_UP_HOSTNAME "husk-pool-warm-up"
 #define WARM_UP_ADDRESS "169.254.0.2"
 
-typedef struct warm_up_identity {
-        uint8_t entropy[WARM_UP_ENTROPY];
-        bool net;
-} warm_up_identity_t;
-
-static size_t warm_up_identity_keys(const warm_up_identity_t *w) { return 3 + (w->net ? 3 : 0); }
-
-static void pack_warm_up_identity(msgpack_packer *pk, void *userdata) {
-        const warm_up_identity_t *w = userdata;
-
-        mp_pack_kv_str(pk, "hostname", WARM_UP_HOSTNAME);
-        mp_pack_str(pk, "entropy");
-        msgpack_pack_bin(pk, sizeof(w->entropy));
-        msgpack_pack_bin_body(pk, w->entropy, sizeof(w->entropy));
-        mp_pack_kv_u64(pk, "time_ns", now_realtime_ns());
-        if (w->net) {
-                mp_pack_kv_str(pk, "mac", TEMPLATE_MAC);
-                mp_pack_kv_str(pk, "ip", WARM_UP_ADDRESS);
-                mp_pack_kv_u64(pk, "prefix", 30);
-        }
-}
+static void pack_identity(msgpack_packer *pk, void *userdata) { agent_identity_pack(pk, userdata); }
 
 static bool answered(const msgpack_object *frame, uint64_t id) {
         uint64_t got;
@@ -519,12 +500,19 @@ static bool answered(const msgpack_object *frame, uint64_t id) {
 
 static int warm_up(const char *dir, bool net, char **ret_error) {
         uint64_t deadline = now_monotonic_ms() + SAVE_TIMEOUT_MS;
-        warm_up_identity_t w = { .net = net };
+        uint8_t entropy[WARM_UP_ENTROPY];
+        agent_identity_t id = { .hostname = WARM_UP_HOSTNAME,
+                                .entropy = entropy,
+                                .entropy_size = sizeof(entropy),
+                                .time_ns = now_realtime_ns(),
+                                .mac = net ? TEMPLATE_MAC : NULL,
+                                .ip = WARM_UP_ADDRESS,
+                                .prefix = 30 };
         agent_conn_t a;
         conn_t c;
         int r;
 
-        if (getrandom(w.entropy, sizeof(w.entropy), 0) != (ssize_t)sizeof(w.entropy))
+        if (getrandom(entropy, sizeof(entropy), 0) != (ssize_t)sizeof(entropy))
                 return error_set(ret_error, -errno, "no entropy for the warm-up: %m");
         agent_init(&a);
         r = qmp_open(&c, dir, deadline, ret_error);
@@ -535,8 +523,8 @@ static int warm_up(const char *dir, bool net, char **ret_error) {
         if (r >= 0)
                 r = agent_call(&a, "hello", 1, 1, pack_hello, NULL, answered);
         if (r >= 0)
-                r = agent_call(&a, "identity", 2, warm_up_identity_keys(&w), pack_warm_up_identity, &w, answered);
-        explicit_bzero(w.entropy, sizeof(w.entropy));
+                r = agent_call(&a, "identity", 2, agent_identity_keys(&id), pack_identity, &id, answered);
+        explicit_bzero(entropy, sizeof(entropy));
         agent_close(&a);
         if (r < 0 && ret_error && !*ret_error)
                 (void)error_set(ret_error, r, "warm-up: the agent did not answer: %s", strerror(-r));

@@ -61,18 +61,8 @@ struct vmm_templates {
         vmm_pool_t *pool;        /* templates.pool clones of each; NULL: no pool */
 };
 
-/* FNV-1a, 64 bits: names a template and checks its state file for accidental damage (the
+/* FNV-1a (fnv1a_64) names a template and checks its state file for accidental damage (the
  * directory is root's; this is not a defence against its owner). */
-static uint64_t fnv1a(const void *data, size_t size, uint64_t h) {
-        const unsigned char *p = data;
-
-        for (size_t k = 0; k < size; k++) {
-                h ^= p[k];
-                h *= 0x100000001b3ull;
-        }
-        return h;
-}
-#define FNV_BASIS 0xcbf29ce484222325ull
 
 static void entry_free(void **p) {
         entry_t *e = *p;
@@ -101,7 +91,7 @@ static int state_sum(const char *dir, uint64_t *ret) {
         r = read_file(path, STATE_MAX, &data, &size);
         if (r < 0)
                 return r;
-        *ret = fnv1a(data, size, FNV_BASIS);
+        *ret = fnv1a_64(data, size);
         return 0;
 }
 
@@ -549,7 +539,7 @@ static int instance_profile(vmm_templates_t *t, const vmm_runtime_t *rt, const c
         r = rt->templates->describe(vmm_runtime_state(t->d, rt), &p, &description);
         if (r < 0)
                 return r;
-        snprintf(ret_key, VMM_TEMPLATE_KEY_LEN + 1, "%016" PRIx64, fnv1a(description, strlen(description), FNV_BASIS));
+        snprintf(ret_key, VMM_TEMPLATE_KEY_LEN + 1, "%016" PRIx64, fnv1a_64(description, strlen(description)));
         if (ret_profile_id &&
             asprintf(ret_profile_id, "%s:%u:%u:%d:%d:%u", rt->name, p.cpus, p.memory_mib, p.net, p.fs, p.volumes) < 0)
                 return -ENOMEM;

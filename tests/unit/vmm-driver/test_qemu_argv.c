@@ -336,6 +336,14 @@ static void test_argv_template_and_clone(void **state) {
         assert_string_equal(option(c, "-incoming"), "defer");
         /* The same devices in the same order: the saved state fits. */
         assert_int_equal(strv_len(t), strv_len(c) - 2);
+
+        /* husk-oci's clone: the bundle's root read-write, owners kept, on the same device. */
+        vmm_strv_free(c);
+        p.ninep_export_writable = true;
+        c = build(&p);
+        assert_string_equal(option(c, "-fsdev"), "local,id=fs0,path=/srv/image,security_model=passthrough");
+        assert_true(has(c, "virtio-9p-device,fsdev=fs0,mount_tag=rootfs"));
+        assert_int_equal(strv_len(t), strv_len(c) - 2);
 }
 
 int main(void) {

@@ -192,9 +192,42 @@ char *format_timestamp_ms(uint64_t unix_ms, char *buf, size_t size) {
         uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
         uint64_t day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
         uint64_t year = yoe + era * 400 + (month <= 2);
+        /* "YYYY-MM-DDTHH:MM:SS.mmmZ": each field's digits written in place (a list answer
+         * formats two per record; snprintf's parsing was most of that). */
+        const struct {
+                uint64_t value;
+                unsigned width;
+                char after;
+        } fields[] = { { year, 4, '-' },
+                       { month, 2, '-' },
+                       { day, 2, 'T' },
+                       { of_day / 3600, 2, ':' },
+                       { of_day / 60 % 60, 2, ':' },
+                       { of_day % 60, 2, '.' },
+                       { unix_ms % 1000, 3, 'Z' } };
+        char text[32], *p = text;
+        size_t n;
 
-        snprintf(buf, size, "%04" PRIu64 "-%02" PRIu64 "-%02" PRIu64 "T%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03uZ",
-                 year, month, day, of_day / 3600, of_day / 60 % 60, of_day % 60, (unsigned)(unix_ms % 1000));
+        if (year > 9999) {
+                snprintf(buf, size,
+                         "%" PRIu64 "-%02" PRIu64 "-%02" PRIu64 "T%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03uZ",
+                         year, month, day, of_day / 3600, of_day / 60 % 60, of_day % 60, (unsigned)(unix_ms % 1000));
+                return buf;
+        }
+        for (size_t f = 0; f < ELEMENTSOF(fields); f++) {
+                uint64_t v = fields[f].value;
+
+                for (unsigned k = fields[f].width; k > 0; k--, v /= 10)
+                        p[k - 1] = (char)('0' + v % 10);
+                p += fields[f].width;
+                *p++ = fields[f].after;
+        }
+        n = (size_t)(p - text);
+        if (size > 0) {
+                n = n < size - 1 ? n : size - 1;
+                memcpy(buf, text, n);
+                buf[n] = '\0';
+        }
         return buf;
 }
 

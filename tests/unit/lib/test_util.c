@@ -198,6 +198,8 @@ static void test_format_timestamp(void **state) {
         assert_string_equal(format_timestamp_ms(7, buf, sizeof(buf)), "1970-01-01T00:00:00.007Z");
         assert_string_equal(format_timestamp_ms(4107542399000ULL, buf, sizeof(buf)), "2100-02-28T23:59:59.000Z");
         assert_string_equal(format_timestamp_ms(4107542400000ULL, buf, sizeof(buf)), "2100-03-01T00:00:00.000Z");
+        /* Past year 9999 (a bad stored value): all its digits, still within the buffer. */
+        assert_string_equal(format_timestamp_ms(253402300800000ULL, buf, sizeof(buf)), "10000-01-01T00:00:00.000Z");
 
         /* The same date as gmtime_r's over three centuries (leap years, 2000, 2100, year ends). */
         for (uint64_t s = 0; s < 10413792000ULL; s += 86400 * 7 + 3607) {

@@ -150,7 +150,14 @@ class Vm:
         assert self.proc.poll() is None, self.proc.stdout.read().decode(errors="replace")
 
     def connect(self):
-        return Agent(self.sock)
+        # QEMU makes the socket file before it listens on it: a connect can be refused for a
+        # moment after the file appears (seen in make check).
+        def once():
+            try:
+                return Agent(self.sock)
+            except ConnectionRefusedError:
+                return None
+        return wait_for(once, BOOT_DEADLINE, "the agent socket to accept")
 
     def console_text(self):
         try:

@@ -429,8 +429,10 @@ def test_firmware_boot_files(driver):
 
     driver.must("instance.stop", {"instance_id": iid, "remove": False})
     driver.wait_event("instance.exited", iid, timeout=STOP_TIMEOUT_S + 10)
+    # instance.exited is published first (the scheduler waits for it), the seed removed just after.
+    wait_until(lambda: "seed.img" not in os.listdir(idir), 10, "the seed removed after the exit")
     left = set(os.listdir(idir))
-    assert "seed.img" not in left and disk in left, left
+    assert disk in left, left
     assert driver.must("instance.remove", {"instance_id": iid}) == {}
     driver.wait_event("instance.removed", iid)
     assert not os.path.exists(idir)

@@ -229,6 +229,15 @@ static void fail_create(holder_t *h, const char *error) {
         h->done = true;
 }
 
+/* "what: why", or what alone when there is no memory to say why. */
+static void fail_create_because(holder_t *h, const char *what, const char *why) {
+        _cleanup_free_ char *m = NULL;
+
+        if (asprintf(&m, "%s: %s", what, why) < 0)
+                m = NULL;
+        fail_create(h, m ?: what);
+}
+
 /* ---- agent frames -------------------------------------------------------------------------------- */
 
 static const char *hostname(const holder_t *h) { return h->o->spec->hostname ?: h->o->id; }
@@ -310,22 +319,14 @@ static void on_answer(holder_t *h, const msgpack_object *body, bool error) {
         }
         case REQ_IDENTITY:
                 if (error) {
-                        _cleanup_free_ char *m = NULL;
-
-                        if (asprintf(&m, "the VM's clone refused its identity: %s", message ?: "failed") < 0)
-                                m = NULL;
-                        fail_create(h, m ?: "the VM's clone refused its identity");
+                        fail_create_because(h, "the VM's clone refused its identity", message ?: "failed");
                         break;
                 }
                 send_start(h);
                 break;
         case REQ_START:
                 if (error) {
-                        _cleanup_free_ char *m = NULL;
-
-                        if (asprintf(&m, "cannot prepare the container's root in the VM: %s", message ?: "failed") < 0)
-                                m = NULL;
-                        fail_create(h, m ?: "cannot prepare the container's root in the VM");
+                        fail_create_because(h, "cannot prepare the container's root in the VM", message ?: "failed");
                         break;
                 }
                 h->phase = PHASE_CREATING;
@@ -667,15 +668,13 @@ static void on_signal(holder_t *h) {
                                         continue; /* a virtiofsd */
                                 h->vm.qemu_pid = 0;
                                 if (h->phase < PHASE_CREATED) {
-                                        _cleanup_free_ char *tail = NULL, *m = NULL;
+                                        _cleanup_free_ char *tail = NULL;
                                         char path[4200];
 
                                         snprintf(path, sizeof(path), "%s/" OCI_VM_QEMU_LOG, h->vmdir);
                                         (void)read_file_tail(path, 512, &tail);
-                                        if (asprintf(&m, "the VM ended before the container was created: %s",
-                                                     tail && *tail ? tail : "QEMU said nothing") < 0)
-                                                m = NULL;
-                                        fail_create(h, m ?: "the VM ended before the container was created");
+                                        fail_create_because(h, "the VM ended before the container was created",
+                                                            tail && *tail ? tail : "QEMU said nothing");
                                 } else if (h->phase != PHASE_STOPPING)
                                         /* The VMM died under the container: killed, as far as anyone can tell. */
                                         stop(h, 128 + SIGKILL, true);

@@ -69,6 +69,10 @@ static const char *stored_text(const store_deployment_t *d, int column) {
         return column == STORED_LABELS ? d->labels : d->spec;
 }
 
+static bool *stored_readable_of(stored_readable_t *r, int column) {
+        return column == STORED_LABELS ? &r->labels : &r->spec;
+}
+
 /* Remember c (taken) as column's check of deployment id; under checked_lock. */
 static void checked_remember(int column, const char *id, checked_text_t *c) {
         zhashx_t **table = &checked[column];
@@ -94,7 +98,7 @@ int deployments_stored_readable(const store_deployment_t *a, size_t n, stored_re
                 for (int col = 0; col < STORED_COLUMNS; col++) {
                         const char *text = stored_text(&a[i], col);
                         checked_text_t *c = text && checked[col] ? zhashx_lookup(checked[col], a[i].d.id) : NULL;
-                        bool *readable = col == STORED_LABELS ? &ret[i].labels : &ret[i].spec;
+                        bool *readable = stored_readable_of(&ret[i], col);
 
                         *readable = false;
                         if (!text || (c && streq(c->text, text))) {
@@ -108,7 +112,7 @@ int deployments_stored_readable(const store_deployment_t *a, size_t n, stored_re
         for (size_t i = 0; unknown > 0 && i < n; i++)
                 for (int col = 0; col < STORED_COLUMNS; col++) {
                         const char *text = stored_text(&a[i], col);
-                        bool *readable = col == STORED_LABELS ? &ret[i].labels : &ret[i].spec;
+                        bool *readable = stored_readable_of(&ret[i], col);
                         checked_text_t *c;
                         json_t *v;
 

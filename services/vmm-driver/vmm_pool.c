@@ -307,7 +307,7 @@ static void refill(vmm_pool_t *p) {
 
 /* Clones an earlier vmm-driver left (it stopped, or was killed): their QEMUs are ended (found by
  * their working directory, the clone's, which vmm_spawn set) and their directories removed. */
-static void remove_leftovers(vmm_t *d) {
+void vmm_pool_end_leftovers(vmm_t *d) {
         DIR *dir = opendir(d->instances_dir), *proc;
         struct dirent *de;
 
@@ -355,7 +355,6 @@ int vmm_pool_new(vmm_t *d, uint32_t size, vmm_pool_t **ret) {
         vmm_pool_t *p;
 
         *ret = NULL;
-        remove_leftovers(d);
         if (size == 0)
                 return 0;
         p = calloc(1, sizeof(*p));

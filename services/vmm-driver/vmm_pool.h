@@ -19,7 +19,9 @@ typedef struct vmm_pool_clone vmm_pool_clone_t;
 
 typedef struct vmm_pool vmm_pool_t;
 
-/* size 0: *ret is NULL, no pool. Either way the clones an earlier vmm-driver left are ended. */
+/* Clones an earlier vmm-driver left: their QEMUs ended, their directories removed. */
+void vmm_pool_end_leftovers(vmm_t *d);
+/* size 0: *ret is NULL, no pool. */
 int vmm_pool_new(vmm_t *d, uint32_t size, vmm_pool_t **ret);
 /* Every clone's QEMU ended, its directory removed. */
 void vmm_pool_free(vmm_pool_t *p);

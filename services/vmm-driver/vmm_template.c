@@ -218,20 +218,39 @@ static void pool_want(vmm_templates_t *t, const entry_t *e) {
                 vmm_pool_want(t->pool, t->rt, e->key, e->dir, &e->profile);
 }
 
+static int pool_size_check(uint32_t size) {
+        if (size > VMM_TEMPLATES_POOL_MAX)
+                return log_error_errno(EINVAL, "vmm_driver.templates.pool: must be at most %u, got %u",
+                                       VMM_TEMPLATES_POOL_MAX, size);
+        return 0;
+}
+
+/* A pool of size clones of each template kept (none for 0). */
+static int pool_start(vmm_templates_t *t, uint32_t size) {
+        int r = vmm_pool_new(t->d, size, &t->pool);
+
+        if (r < 0 || !t->pool)
+                return r;
+        log_info("Templates: pool of %u clones each", size);
+        for (entry_t *e = zhashx_first(t->ready); e; e = zhashx_next(t->ready))
+                pool_want(t, e);
+        return 0;
+}
+
 int vmm_templates_new(vmm_t *d, vmm_templates_t **ret) {
         const husk_config_t *c = vmm_config(d);
         vmm_templates_t *t;
         int r;
 
         *ret = NULL;
-        if (!c->vmm_driver.templates_qemu) {
-                vmm_pool_t *none;
-                /* Clones a pool left when templates were on: ended, their directories removed. */
-                return vmm_pool_new(d, 0, &none);
-        }
-        if (c->vmm_driver.templates_pool > VMM_TEMPLATES_POOL_MAX)
-                return log_error_errno(EINVAL, "vmm_driver.templates.pool: must be at most %u, got %u",
-                                       VMM_TEMPLATES_POOL_MAX, c->vmm_driver.templates_pool);
+        /* Clones a pool left (vmm-driver stopped or was killed): ended, their directories removed,
+         * whether templates are still on or not. */
+        vmm_pool_end_leftovers(d);
+        if (!c->vmm_driver.templates_qemu)
+                return 0;
+        r = pool_size_check(c->vmm_driver.templates_pool);
+        if (r < 0)
+                return r;
         t = calloc(1, sizeof(*t));
         if (!t || !(t->dir = strdup(c->vmm_driver.templates_dir)) || !(t->ready = zhashx_new()) ||
             !(t->failed = zhashx_new())) {
@@ -241,8 +260,6 @@ int vmm_templates_new(vmm_t *d, vmm_templates_t **ret) {
         t->d = d;
         zhashx_set_destructor(t->ready, entry_free);
         r = vmm_runtime_lookup(c, "qemu", &t->rt, NULL);
-        if (r >= 0)
-                r = vmm_pool_new(d, c->vmm_driver.templates_pool, &t->pool);
         if (r < 0) {
                 vmm_templates_free(t);
                 return r;
@@ -254,20 +271,22 @@ int vmm_templates_new(vmm_t *d, vmm_templates_t **ret) {
                 return r;
         }
         scan(t);
-        log_info("Templates: on for qemu, in %s (%zu kept, pool of %u clones each)", t->dir, zhashx_size(t->ready),
-                 c->vmm_driver.templates_pool);
-        for (entry_t *e = zhashx_first(t->ready); e; e = zhashx_next(t->ready))
-                pool_want(t, e);
+        log_info("Templates: on for qemu, in %s (%zu kept)", t->dir, zhashx_size(t->ready));
+        r = pool_start(t, c->vmm_driver.templates_pool);
+        if (r < 0) {
+                vmm_templates_free(t);
+                return r;
+        }
         *ret = t;
         return 0;
 }
 
 int vmm_templates_check_reload(const vmm_t *d, const husk_config_t *fresh) {
         const husk_config_t *c = vmm_config(d);
+        int r = pool_size_check(fresh->vmm_driver.templates_pool);
 
-        if (fresh->vmm_driver.templates_pool > VMM_TEMPLATES_POOL_MAX)
-                return log_error_errno(EINVAL, "vmm_driver.templates.pool: must be at most %u, got %u",
-                                       VMM_TEMPLATES_POOL_MAX, fresh->vmm_driver.templates_pool);
+        if (r < 0)
+                return r;
         if (fresh->vmm_driver.templates_qemu != c->vmm_driver.templates_qemu ||
             (fresh->vmm_driver.templates_qemu && !streq(fresh->vmm_driver.templates_dir, c->vmm_driver.templates_dir)))
                 log_notice("vmm_driver.templates: turning templates on or off, or another dir, applies at the next "
@@ -294,14 +313,9 @@ void vmm_templates_reload(vmm_t *d, const husk_config_t *fresh) {
                 log_info("Templates: pool of %u clones each", size);
                 return;
         }
-        r = vmm_pool_new(d, size, &t->pool);
-        if (r < 0) {
+        r = pool_start(t, size);
+        if (r < 0)
                 log_warning_errno(r, "Templates: cannot start a pool of %u clones, ignoring: %m", size);
-                return;
-        }
-        log_info("Templates: pool of %u clones each", size);
-        for (entry_t *e = zhashx_first(t->ready); e; e = zhashx_next(t->ready))
-                pool_want(t, e);
 }
 
 static void build_end(build_t *b);

@@ -339,6 +339,19 @@ class Stack:
         """Pids of every process in the stack's namespace."""
         return stack_tool.netns_pids(self.netns)
 
+    def virtiofsd_pids(self):
+        """Pids of the virtiofsd processes in the stack's namespace."""
+        pids = []
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv0 = f.read().split(b"\0")[0]
+            except OSError:
+                continue
+            if argv0.endswith(b"virtiofsd"):
+                pids.append(pid)
+        return pids
+
     # ---- VMs --------------------------------------------------------------------------------
 
     def instance_dirs(self):
@@ -408,6 +421,20 @@ class Stack:
 
     def log_tail(self, name, lines=40):
         return "\n".join(self.log(name).splitlines()[-lines:])
+
+
+def files_holding(root, needle):
+    """Every file under root whose bytes hold needle (grep -a -r -l)."""
+    hits = []
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            try:
+                if p.is_file() and needle.encode() in p.read_bytes():
+                    hits.append(str(p))
+            except OSError:
+                pass
+    return hits
 
 
 def print_log_tails(stack, lines=40, file=sys.stdout):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from husk_stack import BUILD, netns_socket, require
+from husk_stack import BUILD, files_holding, netns_socket, require
 
 IMAGE = BUILD / "image" / "debian-12.raw"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -66,6 +66,9 @@ def test_unbootable_image_files_are_refused_at_apply(stack, tmp_path):
 
 PORT = 18080
 ENV = {"GREETING": "hello world", "QUOTED": "it's \"quoted\"", "PLAIN": "42"}
+SECRET = "s3cr3t-Vq9xZ-never-in-plain"  # unique enough that a match anywhere is a leak
+SECRET_CHECK = ('test "$(printf %s "$DB_PASSWORD" | sha256sum | cut -d" " -f1)" = '
+                + hashlib.sha256(SECRET.encode()).hexdigest())
 
 
 def base_digest(path):
@@ -123,9 +126,20 @@ def inspect(stack, name):
 
 @pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
 @pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
-def test_image_boots_by_firmware_with_env_ports_and_leaves_nothing(runtime_stack):
+def test_image_boots_by_firmware_with_env_secret_volumes_ports_and_leaves_nothing(runtime_stack, tmp_path):
+    """One boot serves what a disk-mode user relies on at first boot (a boot costs a minute of
+    TCG): the environment and a secret through the cloud-init seed, bind volumes mounted by
+    cloud-init, a published port, exec through the image's agent; then delete leaves nothing."""
     stack = runtime_stack
     before = base_digest(IMAGE)
+    r = stack.husk("secret", "create", "db-password", "--from-file", "-", input=SECRET)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "given").write_text("from the host\n")
+    volumes = json.dumps([{"type": "bind", "source": str(rw), "destination": "/srv/data", "permission": "rw"},
+                          {"type": "bind", "source": str(ro), "destination": "/srv/ro", "permission": "ro"}])
     env = "\n".join(f"      {k}: {json.dumps(v)}" for k, v in ENV.items())
     text = f"""deployments:
   web:
@@ -135,6 +149,8 @@ def test_image_boots_by_firmware_with_env_ports_and_leaves_nothing(runtime_stack
     resources: {{limits: {{cpu: "1", memory: 1024Mi}}}}
     environment:
 {env}
+      DB_PASSWORD: {{secretRef: db-password}}
+    volumes: {volumes}
     ports:
       - {{published: {PORT}, target: 8080}}
     health_checks:
@@ -159,10 +175,11 @@ def test_image_boots_by_firmware_with_env_ports_and_leaves_nothing(runtime_stack
     disks = [p for p in idir.iterdir() if p.name.startswith("disk.")]
     assert len(disks) == 1 and disks[0].stat().st_mode & 0o777 == 0o600, disks
 
-    # The guest's page through the published port: the environment, the host name.
+    # The guest's page through the published port: the environment (the secret's value with it,
+    # as the guest's services get it), the host name.
     doc = json.loads(stack.wait_for(lambda: try_get(stack, PORT, "/env.json"), timeout=60, interval=1,
                                     what=f"the guest's page on 127.0.0.1:{PORT}"))
-    assert doc["file"] == ENV and doc["service"] == ENV, doc
+    assert doc["file"] == doc["service"] == {**ENV, "DB_PASSWORD": SECRET}, "the environment in the guest"
     assert doc["hostname"] == iid
     assert doc["files"]["/etc/husk/env"]["mode"] == "0600"
     html = try_get(stack, PORT, "/").decode()
@@ -171,9 +188,27 @@ def test_image_boots_by_firmware_with_env_ports_and_leaves_nothing(runtime_stack
     logs = stack.husk("deployment", "logs", "web", "--tail", "2000")
     assert "Cloud-init" in logs.stdout, logs.stdout[-2000:] + logs.stderr
 
-    # exec through husk-agent in the image, over the virtio-serial port.
-    r = stack.husk("deployment", "exec", "web", "--", "stat", "-c", "%a %U", "/etc/husk/env", timeout=120)
-    assert r.returncode == 0 and r.stdout == "600 root\n", r.stdout + r.stderr
+    # exec through husk-agent in the image, over the virtio-serial port. The command line is
+    # stored and logged: it holds only the secret's hash.
+    r = stack.husk("deployment", "exec", "web", "--", "sh", "-c",
+                   f"stat -c '%a %U' /etc/husk/env && . /etc/husk/env && {SECRET_CHECK} && echo guest-has-it",
+                   timeout=120)
+    assert r.returncode == 0 and r.stdout == "600 root\nguest-has-it\n", r.stdout + r.stderr
+    # On the host, the seed and the instance's own disk (the guest's files) alone hold the secret.
+    leaks = [p for p in files_holding(stack.dir, SECRET)
+             if Path(p).parent != idir or not (Path(p).name == "seed.img" or Path(p).name.startswith("disk."))]
+    assert leaks == [], leaks
+
+    # The bind volumes, mounted by cloud-init: written by the guest, read by the host; read-only.
+    r = stack.husk("deployment", "exec", "web", "--", "sh", "-c",
+                   "grep -E ' /srv/(data|ro) virtiofs ' /proc/mounts", timeout=60)
+    assert "bind-0 /srv/data virtiofs rw" in r.stdout and "bind-1 /srv/ro virtiofs ro" in r.stdout, r.stdout + r.stderr
+    r = stack.husk("deployment", "exec", "web", "--", "sh", "-c",
+                   "echo from the disk guest > /srv/data/out && cat /srv/ro/given", timeout=60)
+    assert r.returncode == 0 and r.stdout == "from the host\n", r.stdout + r.stderr
+    assert (rw / "out").read_text() == "from the disk guest\n"
+    r = stack.husk("deployment", "exec", "web", "--", "sh", "-c", "echo x > /srv/ro/new", timeout=60)
+    assert r.returncode != 0 and "Read-only file system" in r.stderr, r.stdout + r.stderr
 
     pid = inst["pid"]
     r = stack.husk("deployment", "delete", "web")
@@ -181,7 +216,9 @@ def test_image_boots_by_firmware_with_env_ports_and_leaves_nothing(runtime_stack
     stack.wait_for(lambda: not idir.exists() and inspect(stack, "web") is None, timeout=120, interval=0.5,
                    what="web deleted and its instance directory gone")
     assert not os.path.exists(f"/proc/{pid}"), f"its VMM ({stack.runtime}) still runs"
+    stack.wait_for(lambda: not stack.virtiofsd_pids(), timeout=30, what="every virtiofsd reaped")
     assert stack.instance_dirs() == []
+    assert files_holding(stack.dir, SECRET) == []
     assert base_digest(IMAGE) == before, "the base image changed"
 
 

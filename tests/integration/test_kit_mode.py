@@ -271,22 +271,11 @@ def test_oci_bundle_args_env_cwd_honoured(stack, tmp_path):
     assert "OCI bundle fields ignored in a VM:" in log and "linux.namespaces" in log and "mounts" in log
 
 
-def virtiofsd_pids(stack):
-    out = []
-    for pid in stack.processes():
-        try:
-            if Path(f"/proc/{pid}/exe").resolve().name == "virtiofsd":
-                out.append(pid)
-        except OSError:
-            pass
-    return out
-
-
 def test_vmm_driver_restart_keeps_kit_instance_and_delete_leaves_nothing(stack, tmp_path):
     root = rootfs(stack, tmp_path)
     apply(stack, "keep", root, command=["/bin/sh", "-c", "echo up; exec sleep 100000"])
     d = wait_ready(stack, "keep")
-    assert len(virtiofsd_pids(stack)) == 1
+    assert len(stack.virtiofsd_pids()) == 1
     stack.kill_daemon("vmm-driver")
     stack.start_daemon("vmm-driver")
     # Re-adopted: the agent refuses a second start, exec still reaches it, and the workload runs once.
@@ -296,7 +285,7 @@ def test_vmm_driver_restart_keeps_kit_instance_and_delete_leaves_nothing(stack, 
     assert stack.husk("deployment", "delete", "keep").returncode == 0
     stack.wait_for(lambda: stack.husk("deployment", "inspect", "keep").returncode == 4, timeout=60,
                    what="keep gone")
-    stack.wait_for(lambda: not virtiofsd_pids(stack) and not stack.instance_dirs(), timeout=30,
+    stack.wait_for(lambda: not stack.virtiofsd_pids() and not stack.instance_dirs(), timeout=30,
                    what="no virtiofsd and no instance directory left")
 
 

@@ -6,29 +6,15 @@ fails the deployment (SecretResolutionError) and starts nothing."""
 
 import hashlib
 import json
-import os
 import shutil
 import signal
-from pathlib import Path
+
+from husk_stack import files_holding
 
 SECRET = "s3cr3t-Vq9xZ-never-in-plain"  # unique enough that a match anywhere is a leak
 # What the guest compares with: the command line is stored and logged, so it holds only a hash.
 SECRET_SHA = hashlib.sha256(SECRET.encode()).hexdigest()
 CHECK = 'test "$(printf %s "$DB_PASSWORD" | sha256sum | cut -d" " -f1)" = ' + SECRET_SHA
-
-
-def files_holding(root, needle):
-    """Every file under root whose bytes hold needle (grep -a -r -l)."""
-    hits = []
-    for dirpath, _, names in os.walk(root):
-        for n in names:
-            p = Path(dirpath) / n
-            try:
-                if p.is_file() and needle.encode() in p.read_bytes():
-                    hits.append(str(p))
-            except OSError:
-                pass
-    return hits
 
 
 def inspect(stack, name):
@@ -273,47 +259,5 @@ def test_a_wrong_key_stops_apiserver_and_the_right_one_reads_the_secrets(stack):
     assert r.status == 200 and SECRET not in r.text, r
 
 
-IMAGE = Path(os.environ.get("HUSK_BUILD", Path(__file__).resolve().parents[2] / "build")) / "image" / "debian-12.raw"
-BOOT_DEADLINE = 300.0
-
-
-def test_secret_environment_through_cloud_init_in_disk_mode(stack):
-    """make image's image has no husk command: the secret goes into the cloud-init seed (0600,
-    removed when the instance stops) and from there to /etc/husk/env in the guest."""
-    from husk_stack import require
-    require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
-    r = stack.husk("secret", "create", "db-password", "--from-file", "-", input=SECRET)
-    assert r.returncode == 0, r.stderr
-    r = stack.husk("apply", "-f", "-", input=(
-        "deployments:\n"
-        "  disk:\n"
-        f"    image: {IMAGE}\n"
-        "    resources: {limits: {cpu: \"1\", memory: 1024Mi}}\n"
-        "    environment: {DB_PASSWORD: {secretRef: db-password}, PLAIN: visible}\n"))
-    assert r.returncode == 0, r.stdout + r.stderr
-
-    def running():
-        d = inspect(stack, "disk")
-        return d if d and d["status"] == "running" and d["ready_replicas"] >= 1 else None
-    d = stack.wait_for(running, timeout=BOOT_DEADLINE, interval=1, what="disk running")
-    [inst] = d["instances"]
-    idir = stack.instances_dir / inst["instance_id"]
-    seed = idir / "seed.img"
-    assert seed.stat().st_mode & 0o777 == 0o600
-
-    # The guest has it once cloud-init wrote /etc/husk/env (exec goes through the image's agent).
-    check = ('. /etc/husk/env && test "$PLAIN" = visible && test "$(printf %s "$DB_PASSWORD" | sha256sum | '
-             'cut -d" " -f1)" = ' + SECRET_SHA + ' && echo guest-has-it')
-
-    def guest_has_it():
-        r = stack.husk("deployment", "exec", "disk", "-t", "20s", "--", "sh", "-c", check, timeout=60)
-        return r.stdout == "guest-has-it\n" or None
-    stack.wait_for(guest_has_it, timeout=BOOT_DEADLINE, interval=3, what="/etc/husk/env with the secret")
-
-    # On the host: the seed and the instance's own disk (the guest's files) alone hold it.
-    leaks = [p for p in files_holding(stack.dir, SECRET) if Path(p).parent != idir or
-             not (Path(p).name == "seed.img" or Path(p).name.startswith("disk."))]
-    assert leaks == [], leaks
-    assert stack.husk("deployment", "delete", "disk").returncode == 0
-    stack.wait_for(lambda: not idir.exists(), timeout=120, interval=0.5, what="the instance directory gone")
-    assert files_holding(stack.dir, SECRET) == []
+# A secret through cloud-init in disk mode: test_disk_mode.py's firmware boot (one boot serves it
+# with the environment, volumes and ports).

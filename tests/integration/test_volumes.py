@@ -9,19 +9,6 @@ import os
 from test_kit_mode import inspect, rootfs, wait_ready
 
 
-def virtiofsd_pids(stack):
-    pids = []
-    for pid in stack.processes():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-        except OSError:
-            continue
-        if argv0.endswith(b"virtiofsd"):
-            pids.append(pid)
-    return pids
-
-
 def apply(stack, name, image, volumes, command, replicas=1):
     text = "\n".join([
         "deployments:", f"  {name}:", f"    name: {name}", f"    image: {image}", f"    replicas: {replicas}",
@@ -58,7 +45,7 @@ def test_bind_volumes_rw_and_ro(stack, tmp_path):
     text = stack.husk("deployment", "inspect", "binds").stdout
     assert f"Volumes:     bind {rw} -> /data (rw)\n             bind {ro} -> /srv/ro (ro)\n" in text, text
     # One virtiofsd for the image, one per volume.
-    assert len(virtiofsd_pids(stack)) == 3
+    assert len(stack.virtiofsd_pids()) == 3
 
     # The shell creates the file before echo writes into it: wait for its content.
     stack.wait_for(lambda: (rw / "from-workload").exists() and (rw / "from-workload").read_text(), timeout=30,
@@ -73,7 +60,7 @@ def test_bind_volumes_rw_and_ro(stack, tmp_path):
     assert sorted(os.listdir(ro)) == ["given"]
 
     delete_and_wait(stack, "binds")
-    stack.wait_for(lambda: not virtiofsd_pids(stack), timeout=30, what="every virtiofsd reaped")
+    stack.wait_for(lambda: not stack.virtiofsd_pids(), timeout=30, what="every virtiofsd reaped")
     assert (rw / "from-exec").exists()  # the host directory is the user's
 
 
@@ -96,7 +83,7 @@ def test_named_volume_survives_delete_and_reapply(stack, tmp_path):
     assert r.status == 409 and "keeper" in r.json()["detail"], r
 
     delete_and_wait(stack, "keeper")
-    stack.wait_for(lambda: not virtiofsd_pids(stack), timeout=30, what="every virtiofsd reaped")
+    stack.wait_for(lambda: not stack.virtiofsd_pids(), timeout=30, what="every virtiofsd reaped")
     assert (path / "runs").read_text() == "run\n"
 
     apply(stack, "keeper", root, volumes, command)
@@ -166,47 +153,8 @@ def test_volume_validation(stack, tmp_path):
     assert r.status == 200, r
 
 
-# ---- disk mode: cloud-init mounts the tags --------------------------------------------------
-
-from husk_stack import BUILD  # noqa: E402
-import pytest  # noqa: E402
-
-IMAGE = BUILD / "image" / "debian-12.raw"
-BOOT_DEADLINE = 300.0  # OVMF, systemd and cloud-init under TCG: 60-90 s here, generous on purpose
-
-
-@pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
-def test_disk_mode_bind_volumes_through_cloud_init(stack, tmp_path):
-    rw, ro = tmp_path / "rw", tmp_path / "ro"
-    rw.mkdir()
-    ro.mkdir()
-    (ro / "given").write_text("from the host\n")
-    text = "\n".join([
-        "deployments:", "  disk:", "    name: disk", f"    image: {IMAGE}",
-        "    resources: {limits: {cpu: \"1\", memory: 1024Mi}}",
-        "    volumes: " + json.dumps([
-            {"type": "bind", "source": str(rw), "destination": "/srv/data", "permission": "rw"},
-            {"type": "bind", "source": str(ro), "destination": "/srv/ro", "permission": "ro"}])]) + "\n"
-    r = stack.husk("apply", "-f", "-", input=text)
-    assert r.returncode == 0, r.stdout + r.stderr
-
-    # The image's husk-agent answers exec once the guest is up; cloud-init mounted both by then.
-    def mounted():
-        r = stack.husk("deployment", "exec", "disk", "--", "/bin/sh", "-c",
-                       "grep -E ' /srv/(data|ro) virtiofs ' /proc/mounts", timeout=60)
-        return r.stdout if r.returncode == 0 and r.stdout.count("virtiofs") == 2 else None
-    mounts = stack.wait_for(mounted, timeout=BOOT_DEADLINE, interval=2, what="both volumes mounted in the guest")
-    assert "bind-0 /srv/data virtiofs rw" in mounts and "bind-1 /srv/ro virtiofs ro" in mounts, mounts
-
-    r = stack.husk("deployment", "exec", "disk", "--", "/bin/sh", "-c",
-                   "echo from the disk guest > /srv/data/out && cat /srv/ro/given", timeout=60)
-    assert r.returncode == 0 and r.stdout == "from the host\n", r.stdout + r.stderr
-    assert (rw / "out").read_text() == "from the disk guest\n"
-    r = stack.husk("deployment", "exec", "disk", "--", "/bin/sh", "-c", "echo x > /srv/ro/new", timeout=60)
-    assert r.returncode != 0 and "Read-only file system" in r.stderr, r.stdout + r.stderr
-
-    delete_and_wait(stack, "disk")
-    stack.wait_for(lambda: not virtiofsd_pids(stack), timeout=30, what="every virtiofsd reaped")
+# Bind volumes in disk mode (cloud-init mounts the tags): test_disk_mode.py's firmware boot, where
+# one boot serves them with the environment, a secret and ports.
 
 
 def test_config_and_secret_volumes_carry_their_files(stack, tmp_path):
@@ -271,4 +219,4 @@ def test_config_and_secret_volumes_carry_their_files(stack, tmp_path):
     r = sh(stack, "files", "cat /etc/app/level")
     assert r.returncode == 0 and r.stdout == "debug", (r.stdout, r.stderr)
     delete_and_wait(stack, "files")
-    assert not virtiofsd_pids(stack)
+    assert not stack.virtiofsd_pids()

@@ -266,10 +266,12 @@ FIXTURES := all guest san-daemons image $(BUILD)/san/tests/vmm-driver/test_seed 
 fixtures: $(FIXTURES)
 # Each test has its own stack, temp dir and network namespace, so tests run side by side
 # (pytest-xdist): most of a test's time is a TCG guest booting on one core or waiting for it.
+# loadgroup: a worker is given a few tests at a time as it runs out (long ones first, conftest.py),
+# and a module sharing one VM among its tests stays on one worker.
 TEST_JOBS ?= 2
 integration: fixtures
-	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) --durations=25 \
-	  tests/integration
+	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) --dist loadgroup \
+	  --durations=25 tests/integration
 
 # The fixtures (the disk image takes minutes, most of them waiting on dpkg) are made while the
 # unit tests and the fuzzers run.

@@ -33,6 +33,17 @@ sys.path.insert(0, str(BUILD / "gen"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "require(condition, why): run only if condition holds; "
                             "skip otherwise, fail under CI=true (husk_stack.require)")
+    config.addinivalue_line("markers", "long: takes a minute or more here (a disk image's boot, back-off "
+                            "waits); run before the others")
+
+
+def pytest_collection_modifyitems(items):
+    """The long tests first, in their order, then the rest in theirs. make integration runs the
+    tests side by side (pytest-xdist, --dist loadgroup), giving each worker a few tests at a time
+    as it runs out: started last, a long test would keep one worker busy minutes after the other
+    ran out of work. A module whose tests share a module-scoped VM or daemon is one xdist_group, so
+    that it is set up once, on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 def pytest_runtest_setup(item):

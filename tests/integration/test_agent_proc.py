@@ -14,6 +14,9 @@ import pytest
 from agent_client import AgentError, KitVM
 from husk_stack import BUILD, require
 
+# On one worker: one kit VM serves the module's tests (conftest.py).
+pytestmark = pytest.mark.xdist_group("agent-proc")
+
 KIT = BUILD / "kit"
 
 

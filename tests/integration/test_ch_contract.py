@@ -14,6 +14,9 @@ import pytest
 
 from husk_stack import BUILD, REPO, require
 
+# On one worker: the module's fixtures are made once (conftest.py).
+pytestmark = pytest.mark.xdist_group("ch-contract")
+
 sys.path.insert(0, str(REPO / "tests" / "ch_double"))
 import chd_openapi  # noqa: E402
 

@@ -523,6 +523,7 @@ def test_event_monitor_on_an_inherited_fd(double_dir):
             proc.wait()
 
 
+@pytest.mark.long
 def test_power_button_ends_a_guest_that_handles_it(make_double, double_dir):
     """The disk image, booted by firmware (q35 + OVMF, as CH's firmware payload): systemd powers off
     on the ACPI power button, and the image's husk-agent answers over hybrid vsock."""

@@ -19,6 +19,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from husk_stack import DAEMONS
 from netd_util import links, nft_ruleset
 
@@ -119,6 +121,7 @@ def writer_numbers(stack, did):
             for m in [re.fullmatch(r"seq (\d+)", e["message"].strip())] if m]
 
 
+@pytest.mark.long
 def test_rolling_update_converges_while_every_daemon_is_killed(stack):
     rng = random.Random(SEED)
     print(f"\nchaos seed {SEED}")

@@ -11,6 +11,9 @@ import pytest
 
 from husk_stack import BUILD, require
 
+# On one worker: the module's fixture is made once (conftest.py).
+pytestmark = pytest.mark.xdist_group("completion")
+
 HUSK = BUILD / "bin" / "husk"
 
 

@@ -124,6 +124,7 @@ def inspect(stack, name):
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
+@pytest.mark.long
 @pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
 @pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
 def test_image_boots_by_firmware_with_env_secret_volumes_ports_and_leaves_nothing(runtime_stack, tmp_path):
@@ -222,6 +223,7 @@ def test_image_boots_by_firmware_with_env_secret_volumes_ports_and_leaves_nothin
     assert base_digest(IMAGE) == before, "the base image changed"
 
 
+@pytest.mark.long
 @pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
 @pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
 def test_two_replicas_own_disks_and_a_job_that_powers_off_completes(stack):
@@ -357,6 +359,7 @@ def test_boot_kit_makes_the_disk_the_workloads_root(stack):
 
 # ---- jobs whose guest does not power off -----------------------------------------------------
 
+@pytest.mark.long
 @pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
 @pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
 def test_disk_image_jobs_that_reset_or_panic_fail_with_the_reason(stack):
@@ -433,6 +436,7 @@ deployments:
 """
 
 
+@pytest.mark.long
 @pytest.mark.require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
 @pytest.mark.require(OVMF_CODE.is_file() and OVMF_VARS.is_file(), "OVMF firmware not installed (Debian package ovmf)")
 def test_ring_my_vm_yaml_applies_unchanged_on_cloud_hypervisor(make_stack):

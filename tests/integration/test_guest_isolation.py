@@ -101,6 +101,7 @@ print(json.dumps(out))
 '''
 
 
+@pytest.mark.long
 def test_standin_guest_cannot_reach_the_host(stack, host_service, guests):
     """A stand-in guest whose link has route_localnet on (as a TAP with ports on 127.0.0.1
     has) routes 127.0.0.0/8 to its gateway, sends from a loopback source and tries the host
@@ -226,6 +227,7 @@ exec httpd -f -p 80 -h /tmp
 """
 
 
+@pytest.mark.long
 def test_vm_cannot_reach_the_host(stack, host_service):
     """A real kit VM attacks the host: the API on loopback (its own loopback removed, 127/8
     routed to its gateway), a host service on 0.0.0.0 through the gateway and a host address,

@@ -94,6 +94,7 @@ def guest_netns(netns_available):
         netns_del(ns)
 
 
+@pytest.mark.long
 def test_image_boots_with_husk_seed(tmp_path, guest_netns):
     require(IMAGE.is_file(), f"{IMAGE} not built (make image)")
     for tool in (SEED_TOOL, DISK_TOOL):

@@ -245,6 +245,7 @@ def test_api_refuses_ports_with_replicas_and_a_taken_port(stack):
     assert not re.search(r"husk:[0-9a-f]{12}", nft_ruleset(stack.netns))  # only the base rules stay
 
 
+@pytest.mark.long
 def test_port_conflict_backs_off_to_crash_loop(stack):
     holder = ns_popen(stack.netns, "import socket,threading; s=socket.socket(); s.bind(('0.0.0.0', 8099)); "
                       "s.listen(); print('ready', flush=True); threading.Event().wait()")

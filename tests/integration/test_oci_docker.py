@@ -14,6 +14,9 @@ import pytest
 
 from husk_stack import BUILD, require, wait_for
 
+# On one worker: one dockerd serves the module's tests (conftest.py).
+pytestmark = pytest.mark.xdist_group("oci-docker")
+
 RUNTIMES = ("runc", "husk")
 TERM_LOOP = "trap 'exit 143' TERM; while :; do sleep 0.2; done"
 

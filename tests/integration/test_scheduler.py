@@ -106,6 +106,7 @@ def test_missing_kernel_is_a_permanent_failure_without_restarts(stack):
     assert stack.instance_dirs() == []
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("failure", ["workload-exits", "vmm-exits"])
 def test_instance_that_exits_at_once_backs_off_into_crash_loop(stack, failure):
     if failure == "workload-exits":

@@ -21,6 +21,9 @@ import pytest
 
 from husk_stack import BUILD, REPO, require, wait_for
 
+# On one worker: one booted image serves the module's tests (conftest.py).
+pytestmark = pytest.mark.xdist_group("systemd")
+
 IMAGE = BUILD / "image" / "debian-12.raw"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")

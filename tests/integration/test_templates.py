@@ -202,6 +202,7 @@ def ready_instance(stack, name):
     return d["instances"][0], stack.instance(d["instances"][0]["instance_id"])
 
 
+@pytest.mark.long
 def test_damaged_template_and_rebuilt_kit_boot_cold(tstack, tmp_path, kit):
     stack = tstack
     root = rootfs(stack, tmp_path)

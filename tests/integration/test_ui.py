@@ -145,6 +145,7 @@ BAD = """deployments:
 """
 
 
+@pytest.mark.long
 def test_dashboard(stack, tmp_path):
     base = f"http://127.0.0.1:{stack.port}"
     stack.login_admin()

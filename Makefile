@@ -273,11 +273,13 @@ integration: fixtures
 	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) --dist loadgroup \
 	  --durations=25 tests/integration
 
-# The fixtures (the disk image takes minutes, most of them waiting on dpkg) are made while the
-# unit tests and the fuzzers run.
+# The disk image, the longest fixture (minutes, most of them debootstrap), starts first; the unit
+# tests run and the fuzzers are built meanwhile. The fuzzers run beside the integration tests, on
+# one of make's two job slots: the tests leave part of the CPU idle while their guests wait
+# (back-off, boots, timeouts), and run before them the fuzzers held make check back by minutes.
 check: format-check
-	$(MAKE) -j2 unit fuzz fixtures
-	$(MAKE) integration
+	$(MAKE) -j2 image unit fixtures $(FUZZ_BINS)
+	$(MAKE) -j2 integration fuzz
 
 # ---- format: one .clang-format at the root ----------------------------------------------------
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find lib proto services cli tests -name '*.[ch]')

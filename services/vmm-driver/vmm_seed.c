@@ -27,6 +27,12 @@
 static const char dropin[] = "# husk: every service gets the deployment's environment.\n"
                              "[Service]\n"
                              "EnvironmentFile=-/etc/husk/env\n";
+/* systemd read its units before cloud-init writes the drop-in, so a new drop-in counts only
+ * after a daemon-reload, which costs seconds of a boot under TCG. bootcmd (before write_files)
+ * keeps the drop-in the guest booted with; the reload runs only when the one written differs:
+ * at the first boot of an image without it. husk's own image ships it (build-image.sh). */
+#define DROPIN_PATH "/etc/systemd/system/service.d/husk-env.conf"
+#define DROPIN_AT_BOOT "/run/husk-env.conf.boot"
 
 _printf_(3, 4) static int seed_fail(char **ret_error, int r, const char *fmt, ...) {
         va_list ap;
@@ -357,19 +363,20 @@ int vmm_seed_render(const vmm_seed_spec_t *spec, vmm_seed_files_t *ret, char **r
         fprintf(ud, "#cloud-config\n# husk NoCloud seed of instance %s\nwrite_files:\n", spec->instance_id);
         if (write_file_entry(ud, "/etc/husk/env", "0600", out.env) < 0 ||
             write_file_entry(ud, "/etc/profile.d/husk-env.sh", "0600", out.profile) < 0 ||
-            write_file_entry(ud, "/etc/systemd/system/service.d/husk-env.conf", "0644", dropin) < 0)
+            write_file_entry(ud, DROPIN_PATH, "0644", dropin) < 0)
                 goto oom;
         /* Ring's path for a Ring user's image: bootcmd runs before write_files, and a symlink
-         * to a file not yet written is fine. The drop-in is written after systemd loaded the
-         * units: a reload makes it count for every service started or restarted from then on. */
+         * to a file not yet written is fine. A reload makes a new drop-in count for every
+         * service started or restarted from then on (DROPIN_AT_BOOT). */
         write_mounts(ud, spec);
         fputs("bootcmd:\n"
               "  - [mkdir, -p, /etc/ring]\n"
-              "  - [ln, -sfn, /etc/husk/env, /etc/ring/env]\n",
+              "  - [ln, -sfn, /etc/husk/env, /etc/ring/env]\n"
+              "  - [sh, -c, \"cp -p " DROPIN_PATH " " DROPIN_AT_BOOT " 2>/dev/null || true\"]\n",
               ud);
         write_mount_bootcmd(ud, spec);
         fputs("runcmd:\n"
-              "  - [systemctl, daemon-reload]\n",
+              "  - [sh, -c, \"cmp -s " DROPIN_AT_BOOT " " DROPIN_PATH " || systemctl daemon-reload\"]\n",
               ud);
         if (close_stream(&ud, &out.user_data) < 0)
                 goto oom;

@@ -195,6 +195,10 @@ def test_image_boots_by_firmware_with_env_secret_volumes_ports_and_leaves_nothin
                    f"stat -c '%a %U' /etc/husk/env && . /etc/husk/env && {SECRET_CHECK} && echo guest-has-it",
                    timeout=120)
     assert r.returncode == 0 and r.stdout == "600 root\nguest-has-it\n", r.stdout + r.stderr
+    # The image ships the environment's drop-in as the seed writes it: no daemon-reload at boot.
+    r = stack.husk("deployment", "exec", "web", "--", "sh", "-c",
+                   "journalctl -b -o cat _PID=1 | grep -c '^Reloading' || true", timeout=60)
+    assert r.returncode == 0 and r.stdout == "0\n", "systemd reloaded: " + r.stdout + r.stderr
     # On the host, the seed and the instance's own disk (the guest's files) alone hold the secret.
     leaks = [p for p in files_holding(stack.dir, SECRET)
              if Path(p).parent != idir or not (Path(p).name == "seed.img" or Path(p).name.startswith("disk."))]

@@ -285,7 +285,7 @@ static void test_mounts(void **state) {
                 "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
                 "assert d['mounts'] == [['bind-0', '/data', 'virtiofs', 'rw,nofail', '0', '0'],\n"
                 "                       ['vol-1', '/srv/ro', 'virtiofs', 'ro,nofail', '0', '0']], d\n"
-                "sh = [c[2] for c in d['bootcmd'] if c[0] == 'sh']\n"
+                "sh = [c[2] for c in d['bootcmd'] if c[0] == 'sh' and 'mount' in c[2]]\n"
                 "assert len(sh) == 3, sh\n"
                 "assert 'mount -t virtiofs -o ro vol-1 ' in sh[1], sh\n"
                 "assert 'mount --bind -o ro /run/husk-volumes/sec-2/pw ' in sh[2], sh\n";
@@ -316,6 +316,61 @@ static void test_mounts(void **state) {
         vmm_seed_files_clear(&f);
         assert_int_equal(vmm_seed_render(&spec, &f, &error), -EINVAL);
         assert_non_null(strstr(error, "volumes[1].destination"));
+}
+
+/* The environment's drop-in: the reload that makes a new one count costs seconds of a TCG boot.
+ * bootcmd's and runcmd's lines run here as cloud-init runs them (sh -c), with their paths moved
+ * into a scratch directory and systemctl standing in: a first boot without the drop-in reloads,
+ * a boot with the same one does not, a boot with another one does. */
+static void test_dropin_reload_only_when_it_changed(void **state) {
+        static const char prog[] =
+                "import base64, os, shutil, subprocess, sys, tempfile, yaml\n"
+                "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
+                "[w] = [f for f in d['write_files'] if f['path'].endswith('/husk-env.conf')]\n"
+                "written = base64.b64decode(w['content']).decode()\n"
+                "boot = [c[2] for c in d['bootcmd'] if c[0] == 'sh' and w['path'] in c[2]]\n"
+                "run = [c[2] for c in d['runcmd'] if c[0] == 'sh']\n"
+                "assert len(boot) == 1 and len(run) == 1, (boot, run)\n"
+                "assert ['systemctl', 'daemon-reload'] not in d['runcmd'], d['runcmd']\n"
+                "def reloads(before):\n"
+                "    t = tempfile.mkdtemp()\n"
+                "    try:\n"
+                "        os.makedirs(t + '/run')\n"
+                "        dropin = t + '/husk-env.conf'\n"
+                "        moved = lambda c: c.replace(w['path'], dropin).replace(' /run/', ' ' + t + '/run/')\n"
+                "        assert moved(boot[0]).count(t) == 2 and moved(run[0]).count(t) == 2, (boot, run)\n"
+                "        if before is not None:\n"
+                "            open(dropin, 'w').write(before)\n"
+                "        subprocess.run(['sh', '-c', moved(boot[0])], check=True)\n"
+                "        open(dropin, 'w').write(written)\n"
+                "        with open(t + '/systemctl', 'w') as f:\n"
+                "            f.write('#!/bin/sh\\necho \"$@\" >> ' + t + '/calls\\n')\n"
+                "        os.chmod(t + '/systemctl', 0o755)\n"
+                "        env = dict(os.environ, PATH=t + ':' + os.environ['PATH'])\n"
+                "        subprocess.run(['sh', '-c', moved(run[0])], check=True, env=env)\n"
+                "        return open(t + '/calls').read() if os.path.exists(t + '/calls') else ''\n"
+                "    finally:\n"
+                "        shutil.rmtree(t)\n"
+                "assert reloads(None) == 'daemon-reload\\n', 'a first boot without the drop-in reloads'\n"
+                "assert reloads(written) == '', 'a boot with the same drop-in does not'\n"
+                "assert reloads(written + '# older\\n') == 'daemon-reload\\n', 'another drop-in reloads'\n";
+        vmm_seed_spec_t spec = { .instance_id = ID };
+        _cleanup_(vmm_seed_files_clear) vmm_seed_files_t f = {};
+        _cleanup_free_ char *dir = make_dir(), *output = NULL;
+        char udpath[256];
+
+        require(have_tools(), "needs mkfs.fat (dosfstools), mcopy and mtype (mtools), python3-yaml");
+        assert_int_equal(vmm_seed_render(&spec, &f, NULL), 0);
+        snprintf(udpath, sizeof(udpath), "%s/user-data", dir);
+        write_text(udpath, f.user_data);
+        {
+                char *const argv[] = { "/usr/bin/python3", "-c", (char *)prog, udpath, NULL };
+
+                if (run_tool(argv, NULL, &output) < 0)
+                        fail_msg("user-data: %s\n%s", output ? output : "?", f.user_data);
+        }
+        unlink(udpath);
+        assert_int_equal(rmdir(dir), 0);
 }
 
 /* Without an address there is no network-config: cloud-init keeps the image's own. */
@@ -395,6 +450,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_refuses_bad_fields),
                 cmocka_unit_test(test_seed_volume),
                 cmocka_unit_test(test_mounts),
+                cmocka_unit_test(test_dropin_reload_only_when_it_changed),
                 cmocka_unit_test(test_no_network_config_without_address),
         };
 

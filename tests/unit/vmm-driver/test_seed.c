@@ -276,6 +276,26 @@ static void test_seed_volume(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* spec's user-data, rendered and written to a file, passes prog (python3 -c prog FILE). */
+static void check_user_data(const vmm_seed_spec_t *spec, const char *prog) {
+        _cleanup_(vmm_seed_files_clear) vmm_seed_files_t f = {};
+        _cleanup_free_ char *dir = make_dir(), *output = NULL;
+        char udpath[256];
+
+        require(have_tools(), "needs mkfs.fat (dosfstools), mcopy and mtype (mtools), python3-yaml");
+        assert_int_equal(vmm_seed_render(spec, &f, NULL), 0);
+        snprintf(udpath, sizeof(udpath), "%s/user-data", dir);
+        write_text(udpath, f.user_data);
+        {
+                char *const argv[] = { "/usr/bin/python3", "-c", (char *)prog, udpath, NULL };
+
+                if (run_tool(argv, NULL, &output) < 0)
+                        fail_msg("user-data: %s\n%s", output ? output : "?", f.user_data);
+        }
+        unlink(udpath);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 /* Volumes: Ring's mounts: entries, and the bootcmd that mounts them where cloud-init's mounts
  * module skips a virtio-fs tag; YAML as cloud-init parses it. A destination fstab or the shell
  * line cannot carry is refused, naming the volume. */
@@ -296,24 +316,10 @@ static void test_mounts(void **state) {
         };
         vmm_seed_spec_t spec = { .instance_id = ID, .mounts = mounts, .n_mounts = ELEMENTSOF(mounts) };
         _cleanup_(vmm_seed_files_clear) vmm_seed_files_t f = {};
-        _cleanup_free_ char *dir = make_dir(), *output = NULL, *error = NULL;
-        char udpath[256];
+        _cleanup_free_ char *error = NULL;
 
-        require(have_tools(), "needs mkfs.fat (dosfstools), mcopy and mtype (mtools), python3-yaml");
-        assert_int_equal(vmm_seed_render(&spec, &f, NULL), 0);
-        snprintf(udpath, sizeof(udpath), "%s/user-data", dir);
-        write_text(udpath, f.user_data);
-        {
-                char *const argv[] = { "/usr/bin/python3", "-c", (char *)prog, udpath, NULL };
-
-                if (run_tool(argv, NULL, &output) < 0)
-                        fail_msg("user-data: %s\n%s", output ? output : "?", f.user_data);
-        }
-        unlink(udpath);
-        assert_int_equal(rmdir(dir), 0);
-
+        check_user_data(&spec, prog);
         mounts[1].destination = "/srv/my data";
-        vmm_seed_files_clear(&f);
         assert_int_equal(vmm_seed_render(&spec, &f, &error), -EINVAL);
         assert_non_null(strstr(error, "volumes[1].destination"));
 }
@@ -355,22 +361,8 @@ static void test_dropin_reload_only_when_it_changed(void **state) {
                 "assert reloads(written) == '', 'a boot with the same drop-in does not'\n"
                 "assert reloads(written + '# older\\n') == 'daemon-reload\\n', 'another drop-in reloads'\n";
         vmm_seed_spec_t spec = { .instance_id = ID };
-        _cleanup_(vmm_seed_files_clear) vmm_seed_files_t f = {};
-        _cleanup_free_ char *dir = make_dir(), *output = NULL;
-        char udpath[256];
 
-        require(have_tools(), "needs mkfs.fat (dosfstools), mcopy and mtype (mtools), python3-yaml");
-        assert_int_equal(vmm_seed_render(&spec, &f, NULL), 0);
-        snprintf(udpath, sizeof(udpath), "%s/user-data", dir);
-        write_text(udpath, f.user_data);
-        {
-                char *const argv[] = { "/usr/bin/python3", "-c", (char *)prog, udpath, NULL };
-
-                if (run_tool(argv, NULL, &output) < 0)
-                        fail_msg("user-data: %s\n%s", output ? output : "?", f.user_data);
-        }
-        unlink(udpath);
-        assert_int_equal(rmdir(dir), 0);
+        check_user_data(&spec, prog);
 }
 
 /* Without an address there is no network-config: cloud-init keeps the image's own. */

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from husk_stack import BUILD, files_holding, netns_socket, require
+from test_secrets import CHECK as SECRET_CHECK, SECRET
 
 IMAGE = BUILD / "image" / "debian-12.raw"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -66,9 +67,6 @@ def test_unbootable_image_files_are_refused_at_apply(stack, tmp_path):
 
 PORT = 18080
 ENV = {"GREETING": "hello world", "QUOTED": "it's \"quoted\"", "PLAIN": "42"}
-SECRET = "s3cr3t-Vq9xZ-never-in-plain"  # unique enough that a match anywhere is a leak
-SECRET_CHECK = ('test "$(printf %s "$DB_PASSWORD" | sha256sum | cut -d" " -f1)" = '
-                + hashlib.sha256(SECRET.encode()).hexdigest())
 
 
 def base_digest(path):

@@ -79,17 +79,8 @@ typedef struct vmm_net {
 /* "rootfs" for a directory, "bundle" for one with config.json and rootfs/; NULL (0) when the
  * image is not a directory (disk mode, no workload). */
 int vmm_fs_workload_mode(const char *image, const char **ret_mode);
-/* virtiofsd's start, seen from the loop: error 0 once it listens (its pid and start time are
- * in rec then), else why says it in the words of virtiofsd's own log (read at once: the
- * directory, and the log with it, may be gone later). */
-typedef void (*vmm_fs_ready_fn)(int error, const char *why, void *userdata);
-typedef struct vmm_fs_wait vmm_fs_wait_t;
-/* Start virtiofsd exporting source read-only into dir/VMM_FS_SOCKET; fn runs from loop once it
- * listens or failed, and the wait (*ret) ends with it. rec must outlive the wait. */
-int vmm_fs_spawn(zloop_t *loop, const char *dir, const char *source, instance_record_t *rec, vmm_fs_ready_fn fn,
-                 void *userdata, vmm_fs_wait_t **ret, char **ret_error);
-/* Any export: socket and log are file names in dir; once it listens its pid and start time go
- * to *ret_pid and *ret_start_time (which must outlive the wait). */
+/* Any virtiofsd export: socket and log are file names in dir; its pid and start time go to
+ * *ret_pid and *ret_start_time. */
 typedef struct vmm_fs_export {
         const char *socket;
         const char *log;
@@ -98,14 +89,19 @@ typedef struct vmm_fs_export {
         int64_t *ret_pid;
         uint64_t *ret_start_time;
 } vmm_fs_export_t;
-int vmm_fs_spawn_export(zloop_t *loop, const char *dir, const vmm_fs_export_t *e, vmm_fs_ready_fn fn, void *userdata,
-                        vmm_fs_wait_t **ret, char **ret_error);
-/* Stop waiting (fn never runs) and kill that virtiofsd. */
-void vmm_fs_wait_cancel(vmm_fs_wait_t **w);
-/* The same, waited for on a private loop: for tests and tools. */
-int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
-/* Any export, waited for likewise: husk-oci's holder, which has no loop of its own. */
+/* Start virtiofsd for e, without waiting for it: dir/e->socket listens on return (made here and
+ * handed to virtiofsd), so the VMM may be spawned at once. A source that is not a directory is
+ * refused here; what goes wrong later in virtiofsd, vmm_fs_failed says. */
 int vmm_fs_start_export(const char *dir, const vmm_fs_export_t *e, char **ret_error);
+/* The kit's image: source exported read-only as dir/VMM_FS_SOCKET, pid in rec. */
+int vmm_fs_start(const char *dir, const char *source, instance_record_t *rec, char **ret_error);
+/* 1 when one of rec's virtiofsds (our children) has failed (a status other than 0, a signal):
+ * it is reaped, its pid cleared, and *ret_why says why in its own words (status and log); 0
+ * when none has. For the exit of a VMM that never ran: one whose virtiofsd is gone cannot
+ * start, and its own words would only say that a socket closed. */
+int vmm_fs_failed(const char *dir, instance_record_t *rec, char **ret_why);
+/* The file name, in the instance directory, of the log of the virtiofsd serving volume tag. */
+void vmm_fs_volume_log(const char *tag, char *buf, size_t size);
 /* Kill the recorded virtiofsds (the image's and the volumes') if each is still the one we
  * started, and reap those that are our children. */
 void vmm_fs_stop(instance_record_t *rec);

@@ -288,14 +288,10 @@ typedef struct create {
         char *kernel, *initrd;   /* copies: a SIGHUP may change the config meanwhile */
         bool attached;           /* netd gave a network: detach it on failure */
         bool has_net;
-        vmm_net_t net;         /* netd's answer, kept for the launch */
-        vmm_disk_t disk;       /* firmware boot: the instance's disk, once made */
-        struct seed_job *seed; /* firmware boot: the seed being written off the loop */
-        char *seed_path;       /* ... and where it was written */
-        vmm_fs_wait_t *fs;
-        const char *fs_what; /* the virtiofsd waited for, for messages */
-        size_t next_volume;  /* the next volume whose virtiofsd to start */
-        char fs_what_buf[64];
+        vmm_net_t net;                     /* netd's answer, kept for the launch */
+        vmm_disk_t disk;                   /* firmware boot: the instance's disk, once made */
+        struct seed_job *seed;             /* firmware boot: the seed being written off the loop */
+        char *seed_path;                   /* ... and where it was written */
         char *template_key, *template_dir; /* a clone of this template (vmm_template.h); NULL: cold */
         vmm_restore_t *restore;            /* the clone's state being loaded */
         vmm_pool_clone_t *pooled;          /* a paused clone from the warm pool, until the instance owns its QEMU */
@@ -331,7 +327,6 @@ static void create_done(create_t *c, int error, const char *why) {
         seed_job_end(c);
         if (error < 0 && c->i) {
                 vmm_restore_cancel(&c->restore);
-                vmm_fs_wait_cancel(&c->fs);
                 vmm_fs_stop(&c->i->rec);
                 vmm_volumes_remove_files(d, &c->i->rec.inst.spec);
                 (void)rm_rf(c->i->dir);
@@ -457,43 +452,29 @@ static void on_restored(int error, const char *why, void *userdata) {
         create_launch(c);
 }
 
-static void on_fs_ready(int error, const char *why, void *userdata);
-
-/* The VMM connects to every virtiofsd's socket at start: each must listen first. One at a
- * time, after the image's: the volumes' in order, then the spawn. */
-static void create_next_fs(create_t *c) {
-        _cleanup_free_ char *why = NULL;
+/* The VMM connects to every virtiofsd's socket at its start: each socket listens once its
+ * virtiofsd is started (vmm_fs.c), so all start before the spawn, without waiting for them. */
+static void create_start_volumes_fs(create_t *c) {
         vmm_instance_t *i = c->i;
-        char socket[64], log[96], files_dir[PATH_MAX];
-        vmm_fs_export_t e;
-        size_t k;
-        int r;
 
         /* A clone's volumes are 9p devices of QEMU's own (clone_volumes): no virtiofsd. */
-        if (c->next_volume >= i->rec.inst.spec.n_volumes || c->template_key) {
-                create_spawn(c);
-                return;
-        }
-        k = c->next_volume++;
-        snprintf(c->fs_what_buf, sizeof(c->fs_what_buf), "volumes[%zu] (%s)", k, i->rec.inst.spec.volumes[k].tag);
-        c->fs_what = c->fs_what_buf;
-        r = vmm_volume_export(c->d, i->dir, &i->rec, k, socket, sizeof(socket), log, sizeof(log), files_dir,
-                              sizeof(files_dir), &e, &why);
-        if (r >= 0)
-                r = vmm_fs_spawn_export(c->d->loop, i->dir, &e, on_fs_ready, c, &c->fs, &why);
-        if (r < 0)
-                create_fail(c, r, "cannot start virtiofsd for %s: %s", c->fs_what, why ?: strerror(-r));
-}
+        for (size_t k = 0; k < i->rec.inst.spec.n_volumes && k < VOLUMES_MAX && !c->template_key; k++) {
+                _cleanup_free_ char *why = NULL;
+                char socket[64], log[96], files_dir[PATH_MAX];
+                vmm_fs_export_t e;
+                int r;
 
-static void on_fs_ready(int error, const char *why, void *userdata) {
-        create_t *c = userdata;
-
-        c->fs = NULL; /* the wait ended with this call */
-        if (error < 0) {
-                create_fail(c, error, "cannot start virtiofsd for %s: %s", c->fs_what, why ?: strerror(-error));
-                return;
+                r = vmm_volume_export(c->d, i->dir, &i->rec, k, socket, sizeof(socket), log, sizeof(log), files_dir,
+                                      sizeof(files_dir), &e, &why);
+                if (r >= 0)
+                        r = vmm_fs_start_export(i->dir, &e, &why);
+                if (r < 0) {
+                        create_fail(c, r, "cannot start virtiofsd for volumes[%zu] (%s): %s", k,
+                                    i->rec.inst.spec.volumes[k].tag, why ?: strerror(-r));
+                        return;
+                }
         }
-        create_next_fs(c);
+        create_spawn(c);
 }
 
 /* The seed, written by a thread of its own (vmm_job): mkfs.fat and mcopy take ~200 ms on a
@@ -800,16 +781,14 @@ static void create_launch(create_t *c) {
                 create_fail(c, r, "cannot write %s/" INSTANCE_RECORD_FILE ": %s", i->dir, strerror(-r));
                 return;
         }
-        if (!launch.fs_socket) {
-                create_next_fs(c);
-                return;
+        if (launch.fs_socket) {
+                r = vmm_fs_start(i->dir, i->rec.image_path, &i->rec, &why);
+                if (r < 0) {
+                        create_fail(c, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
+                        return;
+                }
         }
-        c->fs_what = i->rec.image_path;
-        r = vmm_fs_spawn(d->loop, i->dir, i->rec.image_path, &i->rec, on_fs_ready, c, &c->fs, &why);
-        if (r < 0) {
-                create_fail(c, r, "cannot start virtiofsd for %s: %s", i->rec.image_path, why ?: strerror(-r));
-                return;
-        }
+        create_start_volumes_fs(c);
 }
 
 static void on_attached(int error, const vmm_net_t *net, const char *why, void *userdata) {
@@ -912,12 +891,12 @@ void vmm_instance_cancel_creates(vmm_t *d) {
         zlistx_t *waiting;
         create_t *c;
 
-        /* Those waiting for netd end when its client goes (-ECANCELED); those waiting for
-         * virtiofsd or their seed end here. */
+        /* Those waiting for netd end when its client goes (-ECANCELED); those waiting for their
+         * seed or a template's restore end here. */
         if (!d->creating || !(waiting = zlistx_new()))
                 return;
         for (c = zhashx_first(d->creating); c; c = zhashx_next(d->creating))
-                if (c->fs || c->seed || c->restore)
+                if (c->seed || c->restore)
                         zlistx_add_end(waiting, c);
         while ((c = zlistx_detach(waiting, NULL)))
                 create_fail(c, -ECANCELED, "vmm-driver is stopping");
@@ -967,6 +946,7 @@ void vmm_instance_on_shutdown_event(vmm_instance_t *i, const char *reason) {
 }
 
 void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status) {
+        bool never_ran = state_is(i, INSTANCE_STATE_STARTING);
         char *r;
 
         vmm_watch_stop(i);
@@ -998,8 +978,11 @@ void vmm_instance_on_exit(vmm_instance_t *i, const char *reason, int64_t status)
         if ((streq(reason, "crashed") || streq(reason, "killed")) && i->runtime) {
                 char path[PATH_MAX];
 
+                /* A VMM that never ran may have lost a virtiofsd at its start: then that is the
+                 * cause, and the VMM's words would only say that a socket closed. */
                 snprintf(path, sizeof(path), "%s/%s", i->dir, i->runtime->output_file);
-                if (read_file_tail(path, VMM_OUTPUT_TAIL_MAX, &i->rec.inst.exit_message) >= 0 &&
+                if ((!never_ran || vmm_fs_failed(i->dir, &i->rec, &i->rec.inst.exit_message) == 0) &&
+                    read_file_tail(path, VMM_OUTPUT_TAIL_MAX, &i->rec.inst.exit_message) >= 0 &&
                     !*i->rec.inst.exit_message) {
                         free(i->rec.inst.exit_message);
                         i->rec.inst.exit_message = NULL;

@@ -130,7 +130,7 @@ int vmm_volume_export(vmm_t *d, const char *dir, instance_record_t *rec, size_t 
 
         *ret_error = NULL;
         vmm_volume_socket(v, socket, socket_size);
-        snprintf(log, log_size, "virtiofsd-%s.log", v->tag);
+        vmm_fs_volume_log(v->tag, log, log_size);
         if (has_files(v)) {
                 r = write_files(d, &rec->inst.spec, v, files_dir, files_dir_size);
                 if (r < 0)

@@ -311,8 +311,12 @@ def test_workload_status_and_signal_a_worker_is_replaced(stack, tmp_path):
     apply(stack, "sig", root, command=["/bin/sleep", "100000"])
     d = wait_ready(stack, "sig")
     iid = d["instances"][0]["instance_id"]
-    st = vmm_call(stack, "instance.workload", {"instance_id": iid})["result"]
-    assert st["state"] == "running" and st["started"] is True and st["pid"] > 1, st
+    # Ready is the agent's; the workload's start goes to it after that, so wait for it.
+    def running():
+        st = vmm_call(stack, "instance.workload", {"instance_id": iid})["result"]
+        assert st["state"] == "running" and st["started"] is True and st["pid"] > 1, st
+        return st
+    stack.wait_for(running, timeout=30, what="the workload running")
     assert vmm_call(stack, "instance.signal", {"instance_id": iid, "signal": 15}) == {"id": 1, "result": {}}
     # A worker whose workload ends is a crash: replaced by a new instance.
     def replaced():

@@ -30,7 +30,7 @@ import msgpack
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from husk_stack import BUILD, Stack, enter_netns, wait_for  # noqa: E402
+from husk_stack import BUILD, Stack, enter_netns, spawn_virtiofsd, wait_for  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 
@@ -66,18 +66,13 @@ def bare_argv(argv):
 @contextlib.contextmanager
 def bare_vm(argv, image, timeout=60.0):
     """Start QEMU as husk would, in a fresh dir (with the image's virtiofsd when the command line
-    has the virtio-fs device, as husk starts it) and wait until the agent says it is ready; yields
+    has the virtio-fs device, started as husk starts it) and wait until the agent says it is ready; yields
     (seconds to ready, the QEMU Popen) and kills both on the way out."""
     with tempfile.TemporaryDirectory(prefix="/tmp/hb-") as d:
         t0 = time.monotonic()
         fs = None
         if any(a.startswith(b"vhost-user-fs") for a in argv):
-            fs = subprocess.Popen(["/usr/lib/qemu/virtiofsd", f"--socket-path={d}/vfs.sock", "-o", f"source={image}",
-                                   "-o", "cache=auto", "-o", "sandbox=chroot", "-o", "no_posix_lock"],
-                                  cwd=d, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-            while not os.path.exists(f"{d}/vfs.sock"):
-                time.sleep(0.001)
+            fs = spawn_virtiofsd(image, f"{d}/vfs.sock", cwd=d)
         p = subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         try:

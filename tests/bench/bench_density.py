@@ -49,20 +49,11 @@ def mem_available_mib():
     return int(m.group(1)) // 1024
 
 
-def virtiofsd_pids(instance_dir):
-    """virtiofsd processes serving this instance (their socket is in its directory)."""
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            if (p / "comm").read_text().strip() != "virtiofsd":
-                continue
-            if instance_dir in (p / "cmdline").read_bytes().decode(errors="replace"):
-                pids.append(int(p.name))
-        except OSError:
-            continue
-    return pids
+def virtiofsd_pids(stack, instance_id):
+    """The virtiofsd processes serving this instance, as its record names them (the image's and
+    its volumes')."""
+    rec = stack.instance(instance_id) or {}
+    return [p for p in [rec.get("fs_pid", 0)] + [v["pid"] for v in rec.get("volume_fs", [])] if p > 0]
 
 
 def daemons_pss(stack):
@@ -110,7 +101,7 @@ def sample(stack, label, cache):
     insts = wait_for(lambda: ready_instances(stack, name, SAMPLE), timeout=600)
     time.sleep(SETTLE_S)  # the guests' own post-boot work (module loads, page cache) settles
     q = [rollup(i["pid"]) for i in insts]
-    fs = [sum(rollup(p)["Pss"] for p in virtiofsd_pids(i["instance_id"])) for i in insts]
+    fs = [sum(rollup(p)["Pss"] for p in virtiofsd_pids(stack, i["instance_id"])) for i in insts]
     husk_share = max(0, daemons_pss(stack) - before) / SAMPLE
     delete_and_wait(stack, name)
     avg = lambda xs: sum(xs) / len(xs)

@@ -25,7 +25,7 @@ import msgpack
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from husk_stack import BUILD, Stack, wait_for  # noqa: E402
+from husk_stack import BUILD, Stack, spawn_virtiofsd, wait_for  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 EXECS = int(os.environ.get("BENCH_EXECS", "50"))
@@ -132,11 +132,7 @@ def bare_execs(argv, image, n, timeout=60.0):
     way (a virtiofsd of its own, the same start frame without a command): what is left between
     this and husk's figure is husk's path, not the guest's file system."""
     with tempfile.TemporaryDirectory(prefix="/tmp/hb-") as d:
-        fs = subprocess.Popen(["/usr/lib/qemu/virtiofsd", f"--socket-path={d}/vfs.sock", "-o", f"source={image}",
-                               "-o", "cache=auto", "-o", "sandbox=chroot", "-o", "no_posix_lock"],
-                              cwd=d, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-        wait_for(lambda: os.path.exists(f"{d}/vfs.sock"), timeout=10)
+        fs = spawn_virtiofsd(image, f"{d}/vfs.sock", cwd=d)
         p = bare_vm(argv, d)
         try:
             deadline = time.monotonic() + timeout

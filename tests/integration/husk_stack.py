@@ -112,6 +112,22 @@ def enter_netns(netns):
         os.close(fd)
 
 
+def spawn_virtiofsd(source, sock_path, cwd=None):
+    """virtiofsd exporting source as vmm-driver starts it (vmm_fs.c): its socket made and
+    listening here and handed over (--fd), so that a VMM may connect at once. A Popen."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(sock_path))
+        os.chmod(sock_path, 0o600)
+        listener.listen(1)
+        return subprocess.Popen(["/usr/lib/qemu/virtiofsd", f"--fd={listener.fileno()}", "-o", f"source={source}",
+                                 "-o", "cache=auto", "-o", "sandbox=chroot", "-o", "no_posix_lock"],
+                                pass_fds=(listener.fileno(),), cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        listener.close()
+
+
 def netns_socket(netns, family=socket.AF_INET, type=socket.SOCK_STREAM):
     """A socket created inside the named network namespace (/run/netns/NETNS); it stays there
     wherever it is used from. A thread of its own enters the namespace (setns(2) changes only the

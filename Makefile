@@ -265,13 +265,20 @@ fuzz: $(FUZZ_RUNS)
 FIXTURES := all guest san-daemons image $(BUILD)/san/tests/vmm-driver/test_seed $(BUILD)/san/tests/vmm-driver/test_disk
 fixtures: $(FIXTURES)
 # Each test has its own stack, temp dir and network namespace, so tests run side by side
-# (pytest-xdist): most of a test's time is a TCG guest booting on one core or waiting for it.
-# loadgroup: a worker is given a few tests at a time as it runs out (long ones first, conftest.py),
-# and a module sharing one VM among its tests stays on one worker.
-TEST_JOBS ?= 2
+# (pytest-xdist). Two passes, both run whatever the first gives: the tests marked long (a disk
+# image's boot, a minute or more of TCG each) on LONG_TEST_JOBS workers, as many as cores, then
+# the others on TEST_JOBS: they mostly wait (for a daemon, a kit guest, a deadline they test),
+# and on two workers left a third of both cores idle. loadgroup: a worker is given a few tests at
+# a time as it runs out, and a module sharing one VM among its tests stays on one worker.
+LONG_TEST_JOBS ?= 2
+TEST_JOBS ?= 4
+PYTEST_INTEGRATION = HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider --dist loadgroup \
+  --durations=15 tests/integration
 integration: fixtures
-	HUSK_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider -n $(TEST_JOBS) --dist loadgroup \
-	  --durations=25 tests/integration
+	@status=0; \
+	  $(PYTEST_INTEGRATION) -n $(LONG_TEST_JOBS) -m long || status=1; \
+	  $(PYTEST_INTEGRATION) -n $(TEST_JOBS) -m "not long" || status=1; \
+	  exit $$status
 
 # The disk image, the longest fixture (minutes, most of them debootstrap), starts first; the unit
 # tests and the fuzzers run meanwhile. (Beside the integration tests, the fuzzers got a seventh to

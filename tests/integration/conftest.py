@@ -38,11 +38,12 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """The long tests first, in their order, then the rest in theirs. make integration runs the
-    tests side by side (pytest-xdist, --dist loadgroup), giving each worker a few tests at a time
-    as it runs out: started last, a long test would keep one worker busy minutes after the other
-    ran out of work. A module whose tests share a module-scoped VM or daemon is one xdist_group, so
-    that it is set up once, on one worker."""
+    """The long tests first, in their order, then the rest in theirs (make integration runs the
+    two apart, `-m long` then `-m "not long"`; a plain pytest run gets them in this order). The
+    tests run side by side (pytest-xdist, --dist loadgroup), each worker given a few tests at a
+    time as it runs out: started last, a long test would keep one worker busy minutes after the
+    other ran out of work. A module whose tests share a module-scoped VM or daemon is one
+    xdist_group, so that it is set up once, on one worker."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 

@@ -35,7 +35,7 @@ IMAGE = BUILD / "image" / "debian-12.raw"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 QEMU = shutil.which("qemu-system-x86_64")
 BOOT_DEADLINE = 90.0  # the kit boots in ~2 s under TCG; two busy cores shared with others need slack
-IMAGE_DEADLINE = 300.0
+IMAGE_DEADLINE = 600.0  # the disk image under TCG: ~70 s quiet, minutes when guests share the cores
 AGENT_PORT = 2375
 CMDLINE = "console=ttyS0 panic=-1 quiet pci=off initcall_blacklist=pci_arch_init husk.instance=chd1 husk.transport=vsock"
 

@@ -203,6 +203,8 @@ static bool route_match(const http_route_t *r, const char *path, char *arg, size
         return true;
 }
 
+static void audit_before_answer(http_request_t *req, int status);
+
 /* Headers and body leave in one write: two small writes meet Nagle and the peer's delayed ACK
  * and cost 40 ms each time. */
 static int send_reply(http_request_t *req, int status, const char *content_type, const char *body, size_t size,
@@ -224,6 +226,7 @@ static int send_reply(http_request_t *req, int status, const char *content_type,
         /* Copied, not formatted: bodies run to megabytes, and stdio's %s is slow on them. */
         memcpy(buf, head, (size_t)n);
         memcpy(buf + n, body, size);
+        audit_before_answer(req, status);
         mg_write(req->conn, buf, (size_t)n + size);
         return status;
 }
@@ -231,6 +234,7 @@ static int send_reply(http_request_t *req, int status, const char *content_type,
 int http_reply_no_content(http_request_t *req) {
         static const char head[] = "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n" HTTP_API_HEADERS "\r\n";
 
+        audit_before_answer(req, 204);
         mg_write(req->conn, head, sizeof(head) - 1);
         return 204;
 }
@@ -506,9 +510,12 @@ static void client_address(http_request_t *req) {
 }
 
 /* Every request that may change something (all but GET) and every login, whatever the
- * answer: who, what, on which namespace, from where, and the status. Here, at the router, so
- * that no write route can forget it. */
-static void audit(http_request_t *req, const http_route_t *r, int status) {
+ * answer: who, what, on which namespace, from where, and the status. Here, at the router and
+ * its replies, so that no write route can forget it; written before the answer leaves, so that
+ * a client acting on the answer (a DELETE after its POST's 201) finds its actions in the log in
+ * the order it made them, whichever civetweb thread records first. */
+static void audit_before_answer(http_request_t *req, int status) {
+        const http_route_t *r = req->route;
         const auth_identity_t *who = req->who;
         static const char *const via[] = {
                 [AUTH_VIA_SESSION] = "session", [AUTH_VIA_TOKEN] = "token", [AUTH_VIA_LOCAL] = "local"
@@ -518,10 +525,13 @@ static void audit(http_request_t *req, const http_route_t *r, int status) {
         store_audit_t e = { .status = status };
         int k;
 
-        if (r && star) {
+        if (!r || req->audited || (streq(r->method, "GET") && r->handler != route_login))
+                return;
+        req->audited = true;
+        if (star) {
                 snprintf(path, sizeof(path), "%.*s{id}%s", (int)(star - r->path), r->path, star + 1);
         } else
-                snprintf(path, sizeof(path), "%s", r ? r->path : "(no route)");
+                snprintf(path, sizeof(path), "%s", r->path);
         snprintf(action, sizeof(action), "%s %s", req->info->request_method, path);
         e.action = action;
         e.actor = who ? (char *)who->name : req->audit_actor[0] ? req->audit_actor : (char *)"anonymous";
@@ -558,6 +568,7 @@ static int on_request(struct mg_connection *conn, void *userdata) {
                         continue;
                 if (streq(routes[i].method, info->request_method)) {
                         found = &routes[i];
+                        req.route = found;
                         break;
                 }
                 len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%s%s", len ? ", " : "", routes[i].method);
@@ -593,8 +604,8 @@ static int on_request(struct mg_connection *conn, void *userdata) {
         } else
                 status = http_reply_problem(&req, 404, "not-found", "Not found", NULL, "no such endpoint: %s", path);
 done:
-        if (found && (!streq(found->method, "GET") || found->handler == route_login))
-                audit(&req, found, status);
+        /* A handler that answered by other means than the replies above is recorded now. */
+        audit_before_answer(&req, status);
         request_done(&req);
         return status;
 }

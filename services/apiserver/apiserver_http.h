@@ -23,9 +23,11 @@ typedef struct http_request {
         char client[64];            /* the client's address ("local": the unix socket), through TLS too */
         /* What the router's audit record of a write says beyond the route; handlers fill in
          * what only they know (never a request body: secrets must not reach the log). */
-        char audit_namespace[64]; /* "": about no namespace */
-        char audit_target[160];   /* "": the route's {id} */
-        char audit_actor[65];     /* for POST /login: the user name tried */
+        char audit_namespace[64];       /* "": about no namespace */
+        char audit_target[160];         /* "": the route's {id} */
+        char audit_actor[65];           /* for POST /login: the user name tried */
+        const struct http_route *route; /* the route answering, once the router found it */
+        bool audited;                   /* its audit record is written (before the answer left) */
 } http_request_t;
 
 /* A route handler answers the request and returns the HTTP status it sent. */

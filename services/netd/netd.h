@@ -83,10 +83,12 @@ typedef struct netd_ruleset_opts {
 /* Render the whole `table inet husk` as one nft script that replaces the previous one
  * atomically (add + delete + define). Pure: unit tested. *ret is malloc'd. */
 int netd_nft_render(const netd_ruleset_opts_t *o, netd_attachment_t *const *a, size_t n, char **ret);
-/* Run an nft script through libnftables; on failure *ret_error (optional) holds nft's message. */
-int netd_nft_run(const char *script, char **ret_error);
-/* Remove the table (only when netd is told to clean up everything). */
-int netd_nft_delete_table(void);
+/* Run an nft script through libnftables, in *ctx (made on first use: one for netd's life, as
+ * each context's end closes its netlink socket, which waits for a kernel RCU grace period, ~14 ms
+ * here, on the attach path); on failure *ret_error (optional) holds nft's message. */
+struct nft_ctx;
+int netd_nft_run(struct nft_ctx **ctx, const char *script, char **ret_error);
+void netd_nft_free(struct nft_ctx **ctx);
 
 /* ---- TAPs (netd_tap.c) ------------------------------------------------------------------------------ */
 
@@ -153,6 +155,7 @@ typedef struct netd {
         bus_pub_t *pub;
         bus_server_t *server;
         bus_sub_t *events;
+        struct nft_ctx *nft; /* libnftables' context, kept (netd_nft_run) */
 } netd_t;
 
 int netd_open(netd_t *n);

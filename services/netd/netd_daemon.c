@@ -157,4 +157,5 @@ void netd_close(netd_t *n) {
         n->n_attachments = 0;
         free(n->state_path);
         n->state_path = NULL;
+        netd_nft_free(&n->nft);
 }

@@ -100,7 +100,7 @@ int netd_sync_rules(netd_t *n) {
         r = netd_nft_render(&o, n->attachments, n->n_attachments, &script);
         if (r < 0)
                 return r;
-        r = netd_nft_run(script, &error);
+        r = netd_nft_run(&n->nft, script, &error);
         if (r < 0)
                 return log_warning_errno(r, "nft: %s", error ?: "failed");
         return 0;

@@ -152,25 +152,31 @@ int netd_nft_render(const netd_ruleset_opts_t *o, netd_attachment_t *const *a, s
         return 0;
 }
 
-int netd_nft_run(const char *script, char **ret_error) {
-        struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+int netd_nft_run(struct nft_ctx **ctx, const char *script, char **ret_error) {
+        const char *err;
         int r;
 
-        if (!ctx)
-                return -ENOMEM;
-        nft_ctx_buffer_output(ctx);
-        nft_ctx_buffer_error(ctx);
-        r = nft_run_cmd_from_buffer(ctx, script);
+        if (!*ctx) {
+                *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+                if (!*ctx)
+                        return -ENOMEM;
+                nft_ctx_buffer_output(*ctx);
+                nft_ctx_buffer_error(*ctx);
+        }
+        r = nft_run_cmd_from_buffer(*ctx, script);
+        /* Read (which empties them) after every run: nothing of this one is left for the next. */
+        (void)nft_ctx_get_output_buffer(*ctx);
+        err = nft_ctx_get_error_buffer(*ctx);
         if (r != 0) {
-                const char *err = nft_ctx_get_error_buffer(ctx);
                 if (ret_error)
                         *ret_error = strdup(err && *err ? err : "nft failed");
-                r = -EIO;
+                return -EIO;
         }
-        nft_ctx_free(ctx);
-        return r;
+        return 0;
 }
 
-int netd_nft_delete_table(void) {
-        return netd_nft_run("add table inet " NETD_TABLE "\ndelete table inet " NETD_TABLE "\n", NULL);
+void netd_nft_free(struct nft_ctx **ctx) {
+        if (*ctx)
+                nft_ctx_free(*ctx);
+        *ctx = NULL;
 }

@@ -171,7 +171,7 @@ static void on_created(vmm_t *d, vmm_instance_t *i, int error, const char *why, 
         msgpack_sbuffer_destroy(&buf);
 }
 
-/* Answered when the VMM runs: netd and virtiofsd are waited for on the loop, not here. */
+/* Answered when the VMM runs: netd (and a seed, a restore) are waited for on the loop, not here. */
 static int method_create(bus_request_t *req, msgpack_packer *pk, void *userdata) {
         vmm_t *d = userdata;
         _cleanup_free_ instance_spec_t *spec = NULL;

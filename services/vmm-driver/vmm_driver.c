@@ -110,8 +110,8 @@ void vmm_free(vmm_t *d) {
         vmm_metrics_stop(d);
         /* Whatever is held still goes out: it is news to every subscriber. */
         vmm_publish_release(d);
-        /* Creates in flight are answered while the server is still there: those waiting for
-         * virtiofsd now, those waiting for netd when its client goes. */
+        /* Creates in flight are answered while the server is still there: those waiting for a
+         * seed or a restore now, those waiting for netd when its client goes. */
         vmm_instance_cancel_creates(d);
         vmm_templates_free(d->templates);
         bus_client_destroy(&d->netd);

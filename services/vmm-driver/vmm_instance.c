@@ -274,7 +274,7 @@ static size_t seed_mounts(const instance_spec_t *s, vmm_seed_mount_t *m) {
         return s->n_volumes < VOLUMES_MAX ? s->n_volumes : VOLUMES_MAX;
 }
 
-/* One create between its checks and its end: waiting for netd, then for virtiofsd. */
+/* One create between its checks and its end: waiting for netd, then for a seed or a restore. */
 typedef struct create {
         vmm_t *d;
         instance_spec_t *spec; /* until the instance exists, then i->rec has it */

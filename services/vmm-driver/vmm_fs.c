@@ -74,26 +74,26 @@ static _Noreturn void child(const char *dir, const vmm_fs_export_t *e, int liste
         _exit(127);
 }
 
-/* Why a virtiofsd ended: its status and the last lines it logged. */
-static int ended_because(const char *dir, const char *log, int status, char **ret_error) {
+/* Why a virtiofsd ended, into *ret_why: its status and the last lines it logged. */
+static void ended_because(const char *dir, const char *log, int status, char **ret_why) {
         _cleanup_free_ char *said = NULL;
         char path[PATH_MAX];
 
+        /* 126: child() could not set the process up, before virtiofsd ran. */
         if (WIFEXITED(status) && WEXITSTATUS(status) == 126) {
-                if (asprintf(ret_error, "cannot make the read-only mount namespace for virtiofsd") < 0)
-                        *ret_error = NULL;
-                return -EPERM;
+                if (asprintf(ret_why, "could not set up virtiofsd's process (its read-only mount namespace, its "
+                                      "directory or its socket)") < 0)
+                        *ret_why = NULL;
+                return;
         }
         snprintf(path, sizeof(path), "%s/%s", dir, log);
         if (read_file_tail(path, VMM_OUTPUT_TAIL_MAX, &said) < 0 || !*said) {
                 free(said);
                 said = strdup("(it logged nothing)");
         }
-        if (asprintf(ret_error, "virtiofsd %s %d: %s",
-                     WIFEXITED(status) ? "exited with status" : "was killed by signal",
+        if (asprintf(ret_why, "virtiofsd %s %d: %s", WIFEXITED(status) ? "exited with status" : "was killed by signal",
                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), said ?: "") < 0)
-                *ret_error = NULL;
-        return -EIO;
+                *ret_why = NULL;
 }
 
 /* The socket virtiofsd serves, made and listening before virtiofsd runs (it is handed over as
@@ -192,7 +192,7 @@ static int one_failed(const char *dir, const char *log, int64_t *pid_p, char **r
         *pid_p = 0;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
                 return 0;
-        (void)ended_because(dir, log, status, ret_why);
+        ended_because(dir, log, status, ret_why);
         return 1;
 }
 
